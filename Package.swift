@@ -1,0 +1,78 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module map (one module per concern; Tests/ mirrors Sources/):
+//   BatonProtocol  wire types and codec (pure)          -> Proto/PROTOCOL.md
+//   BatonNamespace data tree, sessions, watches (pure, time is an input)
+//   BatonLocks     the lock recipe over any namespace (pure)
+//   BatonEngine    the state machine the server drives: namespace + locks + log records (pure)
+//   BatonStore     write-ahead log and snapshots (files, no event loop)
+//   BatonServer    the libuv shell: listeners, connections, timers (only module importing CLibUV)
+//   BatonClient    the Swift client library (blocking and async)
+//   batond, baton  the daemon and the CLI
+let package = Package(
+    name: "Baton",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "batond", targets: ["batond"]),
+        .executable(name: "baton", targets: ["baton"]),
+        .executable(name: "baton-bench", targets: ["BatonBench"]),
+        .library(name: "BatonClient", targets: ["BatonClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
+                       providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "BatonProtocol"),
+        .target(name: "BatonNamespace", dependencies: [
+            "BatonProtocol",
+            .product(name: "Collections", package: "swift-collections"),
+        ]),
+        .target(name: "BatonLocks", dependencies: [
+            "BatonProtocol",
+            .product(name: "Collections", package: "swift-collections"),
+        ]),
+        .target(name: "BatonEngine", dependencies: [
+            "BatonProtocol", "BatonNamespace", "BatonLocks",
+            .product(name: "Collections", package: "swift-collections"),
+        ]),
+        .target(name: "BatonStore", dependencies: [
+            "CZlib",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "BatonServer", dependencies: [
+            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "DequeModule", package: "swift-collections"),
+        ]),
+        .target(name: "BatonClient", dependencies: ["BatonProtocol"]),
+        .executableTarget(name: "batond", dependencies: [
+            "BatonServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "baton", dependencies: [
+            "BatonClient", "BatonProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "BatonBench", dependencies: [
+            "BatonClient", "BatonProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ], path: "Benchmarks/BatonBench"),
+
+        .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol"]),
+        .testTarget(name: "BatonNamespaceTests", dependencies: ["BatonNamespace", "BatonProtocol"]),
+        .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol"]),
+        .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol"]),
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
+        .testTarget(name: "BatonServerTests", dependencies: ["BatonClient", "BatonProtocol", "batond", "baton"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// BatonClient: work in progress

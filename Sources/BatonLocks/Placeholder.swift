@@ -1,0 +1,1 @@
+// BatonLocks: work in progress

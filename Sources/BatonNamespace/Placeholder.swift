@@ -1,0 +1,1 @@
+// BatonNamespace: work in progress

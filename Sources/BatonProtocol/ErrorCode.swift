@@ -1,0 +1,73 @@
+/// Every error a reply can carry. The numbers are the wire contract (Proto/PROTOCOL.md), never reused.
+/// `closesConnection` says which ones end the connection after the error frame is sent.
+public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
+    case ok = 0
+    // Framing and handshake: the connection closes after the error frame.
+    case malformedFrame = 1
+    case frameTooLarge = 2
+    case unknownOpcode = 3
+    case unsupportedVersion = 4
+    case handshakeRequired = 5
+    // Sessions.
+    case sessionRequired = 6
+    case sessionExpired = 7
+    case sessionSecretMismatch = 8
+    case sessionAlreadyOpen = 9
+    case sessionBusy = 10
+    // Paths and data.
+    case invalidPath = 11
+    case pathTooLong = 12
+    case dataTooLarge = 13
+    // Namespace outcomes.
+    case noNode = 14
+    case nodeExists = 15
+    case badVersion = 16
+    case notEmpty = 17
+    case ephemeralParent = 18
+    case invalidArgument = 19
+    // Limits.
+    case tooManyNodes = 20
+    case tooManyWatches = 21
+    case tooManySessions = 22
+    case tooManyConnections = 23
+    case tooManyWaiters = 24
+    case tooManyOperations = 25
+    case tooManyPendingRequests = 26
+    // Locks.
+    case lockTimeout = 30
+    case lockBusy = 31
+    case lockCancelled = 32
+    case notHolder = 33
+    case lockLost = 34
+    case lockKindMismatch = 35
+    // Daemon.
+    case notAuthorized = 40
+    case shuttingDown = 41
+    case storageFailure = 42
+    case internalError = 43
+
+    /// Errors after which the server closes the connection: the byte stream can no longer be trusted
+    /// or the peer never completed the handshake.
+    public var closesConnection: Bool {
+        switch self {
+        case .malformedFrame, .frameTooLarge, .unknownOpcode, .unsupportedVersion, .handshakeRequired,
+             .tooManyConnections, .shuttingDown:
+            return true
+        default:
+            return false
+        }
+    }
+
+    public var name: String { String(describing: self) }
+}
+
+/// A failed reply as the client sees it: the code plus the server's human-readable detail.
+public struct ReplyError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var message: String
+    public init(_ code: ErrorCode, _ message: String = "") {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message.isEmpty ? code.name : "\(code.name): \(message)" }
+}

@@ -1,0 +1,52 @@
+/// Every bound the daemon enforces, in one place, with the relations between them asserted.
+/// Each limit, when hit, produces a named `ErrorCode`.
+public struct Limits: Sendable, Equatable {
+    /// Largest frame body (after the 4-byte length prefix). Bigger lengths: `frameTooLarge`, connection closed.
+    public var frameBytesMax: Int = 1_048_576 + 65_536
+    /// Longest path in UTF-8 bytes: `pathTooLong`.
+    public var pathBytesMax: Int = 1_024
+    /// Largest node data: `dataTooLarge`.
+    public var dataBytesMax: Int = 1_048_576
+    /// Nodes in the whole namespace: `tooManyNodes`.
+    public var nodesMax: Int = 10_000_000
+    /// Watches registered by one session: `tooManyWatches`.
+    public var watchesPerSessionMax: Int = 100_000
+    /// Open sessions: `tooManySessions`.
+    public var sessionsMax: Int = 100_000
+    /// Open connections: `tooManyConnections`.
+    public var connectionsMax: Int = 20_000
+    /// Waiters (holders included) queued on one lock: `tooManyWaiters`.
+    public var waitersPerLockMax: Int = 100_000
+    /// Operations in one multi: `tooManyOperations`.
+    public var multiOperationsMax: Int = 1_000
+    /// Requests of one connection in flight (acquires waiting included): `tooManyPendingRequests`.
+    public var pendingRequestsPerConnectionMax: Int = 10_000
+    /// Reply bytes queued to a client that does not read; past it the client is disconnected.
+    public var outputBytesPerConnectionMax: Int = 16 * 1_048_576
+    /// Session timeouts are clamped into this range.
+    public var sessionTimeoutMillisecondsMin: UInt32 = 200
+    public var sessionTimeoutMillisecondsMax: UInt32 = 600_000
+    /// Name length of a client, as reported by `inspect`.
+    public var clientNameBytesMax: Int = 256
+
+    public init() {}
+
+    /// The relations that must hold between limits; checked at daemon start.
+    public func validate() {
+        precondition(frameBytesMax >= dataBytesMax + 2 * pathBytesMax + 64,
+                     "a frame must fit the largest create or set request")
+        precondition(pathBytesMax >= 16 && pathBytesMax <= Int(UInt16.max), "paths are u16-length strings")
+        precondition(sessionTimeoutMillisecondsMin > 0 && sessionTimeoutMillisecondsMin <= sessionTimeoutMillisecondsMax)
+        precondition(outputBytesPerConnectionMax >= frameBytesMax, "one reply must fit the output buffer")
+        precondition(multiOperationsMax > 0 && nodesMax > 0 && sessionsMax > 0 && connectionsMax > 0)
+    }
+
+    public static let `default` = Limits()
+}
+
+public enum ProtocolVersion {
+    /// The only protocol version this build speaks.
+    public static let current: UInt16 = 1
+    /// "BATN": the first four bytes of a hello, so a stray client fails fast.
+    public static let magic: UInt32 = 0x4241_544E
+}

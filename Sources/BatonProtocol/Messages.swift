@@ -1,0 +1,269 @@
+/// The messages of the wire protocol as Swift values. Layouts: Proto/PROTOCOL.md; codec: Codec.swift.
+
+/// What a node is: kept in its stat and persisted.
+public enum NodeKind: UInt8, Sendable, Equatable {
+    case persistent = 0
+    case ephemeral = 1
+    case container = 2
+}
+
+/// How to create a node: a kind plus whether the name gets a sequence suffix.
+public struct CreateMode: Sendable, Equatable, Hashable {
+    public var kind: NodeKind
+    public var sequential: Bool
+    public init(kind: NodeKind = .persistent, sequential: Bool = false) {
+        self.kind = kind
+        self.sequential = sequential
+    }
+    public static let persistent = CreateMode()
+    public static let ephemeral = CreateMode(kind: .ephemeral)
+    public static let ephemeralSequential = CreateMode(kind: .ephemeral, sequential: true)
+    public static let persistentSequential = CreateMode(kind: .persistent, sequential: true)
+    public static let container = CreateMode(kind: .container)
+
+    /// Wire flags: bit 0 ephemeral, bit 1 sequential, bit 2 container.
+    public var flags: UInt8 {
+        var value: UInt8 = sequential ? 0x02 : 0
+        switch kind {
+        case .persistent: break
+        case .ephemeral: value |= 0x01
+        case .container: value |= 0x04
+        }
+        return value
+    }
+
+    public init?(flags: UInt8) {
+        guard flags & ~0x07 == 0 else { return nil }
+        let ephemeral = flags & 0x01 != 0, container = flags & 0x04 != 0
+        if ephemeral && container { return nil }
+        self.init(kind: ephemeral ? .ephemeral : container ? .container : .persistent, sequential: flags & 0x02 != 0)
+    }
+}
+
+/// A node's metadata, as in ZooKeeper. Transaction ids (zxids) come from one counter that only grows.
+public struct Stat: Sendable, Equatable {
+    public var createdTransaction: UInt64 = 0
+    public var modifiedTransaction: UInt64 = 0
+    /// Transaction that last changed the children list.
+    public var childrenTransaction: UInt64 = 0
+    public var createdMilliseconds: UInt64 = 0
+    public var modifiedMilliseconds: UInt64 = 0
+    public var version: Int32 = 0
+    public var childrenVersion: Int32 = 0
+    /// Session that owns an ephemeral node; 0 otherwise.
+    public var ephemeralOwner: UInt64 = 0
+    public var dataLength: UInt32 = 0
+    public var childrenCount: UInt32 = 0
+    public var kind: NodeKind = .persistent
+
+    public init() {}
+    public init(createdTransaction: UInt64, modifiedTransaction: UInt64, childrenTransaction: UInt64,
+                createdMilliseconds: UInt64, modifiedMilliseconds: UInt64, version: Int32, childrenVersion: Int32,
+                ephemeralOwner: UInt64, dataLength: UInt32, childrenCount: UInt32, kind: NodeKind) {
+        self.createdTransaction = createdTransaction
+        self.modifiedTransaction = modifiedTransaction
+        self.childrenTransaction = childrenTransaction
+        self.createdMilliseconds = createdMilliseconds
+        self.modifiedMilliseconds = modifiedMilliseconds
+        self.version = version
+        self.childrenVersion = childrenVersion
+        self.ephemeralOwner = ephemeralOwner
+        self.dataLength = dataLength
+        self.childrenCount = childrenCount
+        self.kind = kind
+    }
+    /// Encoded size on the wire.
+    public static let wireBytes = 8 * 6 + 4 * 4 + 1
+}
+
+public enum LockKind: UInt8, Sendable, Equatable {
+    case exclusive = 0
+    case shared = 1
+    case semaphore = 2
+}
+
+/// Wait time of an acquire: 0 is "try" (fail at once with `lockBusy`), `UInt32.max` waits forever.
+public struct LockRequest: Sendable, Equatable {
+    public var path: String
+    public var kind: LockKind
+    /// Permits of a semaphore (its first `permits` waiters hold); 1 for the other kinds.
+    public var permits: UInt32
+    public var waitMilliseconds: UInt32
+    /// Maximum hold time; 0 means no lease.
+    public var leaseMilliseconds: UInt32
+
+    public static let waitForever = UInt32.max
+    public init(path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
+                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0) {
+        self.path = path
+        self.kind = kind
+        self.permits = permits
+        self.waitMilliseconds = waitMilliseconds
+        self.leaseMilliseconds = leaseMilliseconds
+    }
+}
+
+/// One operation inside a multi.
+public enum MultiOperation: Sendable, Equatable {
+    case create(path: String, data: [UInt8], mode: CreateMode)
+    case delete(path: String, expectedVersion: Int32)
+    case set(path: String, data: [UInt8], expectedVersion: Int32)
+    case check(path: String, expectedVersion: Int32)
+}
+
+public enum MultiResult: Sendable, Equatable {
+    case created(path: String, stat: Stat)
+    case deleted
+    case set(Stat)
+    case checked
+}
+
+/// A session's secret: proves the right to resume a session on another connection.
+public struct SessionSecret: Sendable, Equatable, Hashable {
+    public var high: UInt64
+    public var low: UInt64
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+}
+
+/// Session flags in `openSession`.
+public struct SessionFlags: OptionSet, Sendable, Equatable {
+    public var rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// Keep the session for its timeout when a Unix-socket connection drops (the default ends it at once).
+    public static let keepOnDisconnect = SessionFlags(rawValue: 0x01)
+}
+
+/// Version ZooKeeper-style: -1 matches any version.
+public let anyVersion: Int32 = -1
+
+public enum Request: Sendable, Equatable {
+    case hello(version: UInt16, clientName: String)
+    case openSession(timeoutMilliseconds: UInt32, flags: SessionFlags)
+    case resumeSession(sessionID: UInt64, secret: SessionSecret)
+    case closeSession
+    case ping
+    case create(path: String, data: [UInt8], mode: CreateMode)
+    case delete(path: String, expectedVersion: Int32)
+    case exists(path: String, watch: Bool)
+    case get(path: String, watch: Bool)
+    case set(path: String, data: [UInt8], expectedVersion: Int32)
+    case children(path: String, watch: Bool)
+    case check(path: String, expectedVersion: Int32)
+    case multi([MultiOperation])
+    case acquire(LockRequest)
+    case release(node: String)
+    case cancel(acquireRequestID: UInt32)
+    case checkToken(path: String, token: UInt64)
+    case inspect(path: String)
+
+    public var opcode: Opcode {
+        switch self {
+        case .hello: .hello
+        case .openSession: .openSession
+        case .resumeSession: .resumeSession
+        case .closeSession: .closeSession
+        case .ping: .ping
+        case .create: .create
+        case .delete: .delete
+        case .exists: .exists
+        case .get: .get
+        case .set: .set
+        case .children: .children
+        case .check: .check
+        case .multi: .multi
+        case .acquire: .acquire
+        case .release: .release
+        case .cancel: .cancel
+        case .checkToken: .checkToken
+        case .inspect: .inspect
+        }
+    }
+}
+
+/// Where a queued position in a lock stands.
+public enum LockPosition: UInt8, Sendable, Equatable {
+    case holder = 0
+    case waiter = 1
+}
+
+/// One line of `inspect`: a holder or a waiter of a lock.
+public struct LockEntry: Sendable, Equatable {
+    public var node: String
+    public var kind: LockKind
+    public var position: LockPosition
+    public var sessionID: UInt64
+    public var clientName: String
+    public var token: UInt64
+    /// Milliseconds since the entry queued (waiter) or was granted (holder).
+    public var ageMilliseconds: UInt64
+    public init(node: String, kind: LockKind, position: LockPosition, sessionID: UInt64, clientName: String,
+                token: UInt64, ageMilliseconds: UInt64) {
+        self.node = node
+        self.kind = kind
+        self.position = position
+        self.sessionID = sessionID
+        self.clientName = clientName
+        self.token = token
+        self.ageMilliseconds = ageMilliseconds
+    }
+}
+
+/// The body of a successful reply; which case is implied by the request's opcode.
+public enum ReplyBody: Sendable, Equatable {
+    case hello(version: UInt16, serverName: String, frameBytesMax: UInt32)
+    case session(sessionID: UInt64, secret: SessionSecret, timeoutMilliseconds: UInt32)
+    case resumed(timeoutMilliseconds: UInt32)
+    case empty
+    case created(path: String, stat: Stat)
+    case exists(Stat?)
+    case data(stat: Stat, data: [UInt8])
+    case stat(Stat)
+    case children(stat: Stat, names: [String])
+    case multi([MultiResult])
+    case granted(node: String, token: UInt64)
+    case tokenStatus(current: Bool)
+    case lockEntries([LockEntry])
+}
+
+public struct Reply: Sendable, Equatable {
+    public var requestID: UInt32
+    public var opcode: Opcode
+    public var result: Result<ReplyBody, ReplyError>
+    public init(requestID: UInt32, opcode: Opcode, result: Result<ReplyBody, ReplyError>) {
+        self.requestID = requestID
+        self.opcode = opcode
+        self.result = result
+    }
+}
+
+public enum WatchEventType: UInt8, Sendable, Equatable {
+    case created = 1
+    case deleted = 2
+    case dataChanged = 3
+    case childrenChanged = 4
+}
+
+/// Why a hold ended other than by the holder's own release.
+public enum LockLostReason: UInt8, Sendable, Equatable {
+    case sessionExpired = 1
+    case leaseExpired = 2
+    case nodeDeleted = 3
+    case backendSessionLost = 4
+}
+
+public enum Event: Sendable, Equatable {
+    case watch(type: WatchEventType, path: String)
+    case lockLost(node: String, token: UInt64, reason: LockLostReason)
+    /// The sidecar lost its backend connection: the hold is in doubt until it returns or is lost.
+    case lockSuspended(node: String, token: UInt64)
+    case sessionExpired(sessionID: UInt64)
+}
+
+/// One frame from the server.
+public enum ServerMessage: Sendable, Equatable {
+    case reply(Reply)
+    case event(Event)
+}

@@ -1,0 +1,37 @@
+/// Request opcodes. The byte values are the wire contract (Proto/PROTOCOL.md): never reuse one.
+public enum Opcode: UInt8, Sendable, CaseIterable {
+    case hello = 0x01
+    case openSession = 0x02
+    case resumeSession = 0x03
+    case closeSession = 0x04
+    case ping = 0x05
+
+    case create = 0x10
+    case delete = 0x11
+    case exists = 0x12
+    case get = 0x13
+    case set = 0x14
+    case children = 0x15
+    case check = 0x16
+    case multi = 0x17
+
+    case acquire = 0x20
+    case release = 0x21
+    case cancel = 0x22
+    case checkToken = 0x23
+    case inspect = 0x24
+}
+
+/// Server frame kinds: the first byte of every frame the server sends.
+public enum ServerFrameKind: UInt8, Sendable {
+    case reply = 0x01
+    case event = 0x02
+}
+
+/// Kinds of server-pushed events.
+public enum EventKind: UInt8, Sendable, CaseIterable {
+    case watch = 0x01
+    case lockLost = 0x02
+    case lockSuspended = 0x03
+    case sessionExpired = 0x04
+}

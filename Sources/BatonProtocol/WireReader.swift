@@ -1,0 +1,89 @@
+/// Why a frame could not be decoded. `code` is what the peer is told; `requestID` is known once the header was read.
+public struct DecodeFailure: Error, Sendable, Equatable {
+    public var code: ErrorCode
+    public var requestID: UInt32?
+    public var opcode: UInt8?
+    public var message: String
+    public init(_ code: ErrorCode, _ message: String, requestID: UInt32? = nil, opcode: UInt8? = nil) {
+        self.code = code
+        self.message = message
+        self.requestID = requestID
+        self.opcode = opcode
+    }
+}
+
+/// Reads big-endian fields from one frame body; every read is bounds-checked and fails with `malformedFrame`.
+public struct WireReader {
+    @usableFromInline let bytes: [UInt8]
+    @usableFromInline var index: Int
+    @usableFromInline let end: Int
+
+    public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
+        self.bytes = bytes
+        self.index = start
+        self.end = end ?? bytes.count
+    }
+
+    public var remaining: Int { end - index }
+    public var isAtEnd: Bool { index == end }
+
+    @inline(__always) mutating func need(_ count: Int, _ field: StaticString) throws(DecodeFailure) {
+        guard count <= end - index else { throw DecodeFailure(.malformedFrame, "truncated \(field)") }
+    }
+
+    public mutating func u8(_ field: StaticString = "u8") throws(DecodeFailure) -> UInt8 {
+        try need(1, field)
+        defer { index += 1 }
+        return bytes[index]
+    }
+    public mutating func bool(_ field: StaticString = "flag") throws(DecodeFailure) -> Bool {
+        switch try u8(field) {
+        case 0: return false
+        case 1: return true
+        default: throw DecodeFailure(.malformedFrame, "\(field) must be 0 or 1")
+        }
+    }
+    public mutating func u16(_ field: StaticString = "u16") throws(DecodeFailure) -> UInt16 {
+        try need(2, field)
+        defer { index += 2 }
+        return UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1])
+    }
+    public mutating func u32(_ field: StaticString = "u32") throws(DecodeFailure) -> UInt32 {
+        try need(4, field)
+        var value: UInt32 = 0
+        for offset in 0..<4 { value = value << 8 | UInt32(bytes[index + offset]) }
+        index += 4
+        return value
+    }
+    public mutating func i32(_ field: StaticString = "i32") throws(DecodeFailure) -> Int32 {
+        Int32(bitPattern: try u32(field))
+    }
+    public mutating func u64(_ field: StaticString = "u64") throws(DecodeFailure) -> UInt64 {
+        try need(8, field)
+        var value: UInt64 = 0
+        for offset in 0..<8 { value = value << 8 | UInt64(bytes[index + offset]) }
+        index += 8
+        return value
+    }
+    /// A u16-length UTF-8 string. Invalid UTF-8 fails with `invalidEncoding` (default `malformedFrame`).
+    public mutating func string(_ field: StaticString = "string",
+                                invalidEncoding: ErrorCode = .malformedFrame) throws(DecodeFailure) -> String {
+        let count = Int(try u16(field))
+        try need(count, field)
+        let slice = bytes[index..<(index + count)]
+        index += count
+        guard let value = String(validating: slice, as: UTF8.self) else {
+            throw DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
+        }
+        return value
+    }
+    public mutating func blob(_ field: StaticString = "bytes") throws(DecodeFailure) -> [UInt8] {
+        let count = Int(try u32(field))
+        try need(count, field)
+        defer { index += count }
+        return Array(bytes[index..<(index + count)])
+    }
+    public func expectEnd() throws(DecodeFailure) {
+        guard index == end else { throw DecodeFailure(.malformedFrame, "\(end - index) trailing bytes") }
+    }
+}

@@ -1,0 +1,50 @@
+/// Appends big-endian fields to a byte array. Strings are u16-length UTF-8; byte blobs are u32-length.
+public struct WireWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 64) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public mutating func u8(_ value: UInt8) { bytes.append(value) }
+    public mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
+    public mutating func u16(_ value: UInt16) {
+        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: value))
+    }
+    public mutating func u32(_ value: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+    public mutating func i32(_ value: Int32) { u32(UInt32(bitPattern: value)) }
+    public mutating func u64(_ value: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+    /// A u16-length UTF-8 string. Callers bound lengths by `Limits`; longer strings are a programming error.
+    public mutating func string(_ value: String) {
+        let utf8 = value.utf8
+        precondition(utf8.count <= Int(UInt16.max), "string longer than a u16 length")
+        u16(UInt16(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+    public mutating func blob(_ value: [UInt8]) {
+        precondition(value.count <= Int(UInt32.max))
+        u32(UInt32(value.count))
+        bytes.append(contentsOf: value)
+    }
+    public mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
+
+    /// Reserves a u32 length prefix; `finishFrame` fills it in.
+    public mutating func beginFrame() -> Int {
+        let start = bytes.count
+        u32(0)
+        return start
+    }
+    public mutating func finishFrame(_ start: Int) {
+        let length = UInt32(bytes.count - start - 4)
+        bytes[start] = UInt8(truncatingIfNeeded: length >> 24)
+        bytes[start + 1] = UInt8(truncatingIfNeeded: length >> 16)
+        bytes[start + 2] = UInt8(truncatingIfNeeded: length >> 8)
+        bytes[start + 3] = UInt8(truncatingIfNeeded: length)
+    }
+}

@@ -1,0 +1,1 @@
+// BatonServer: work in progress

@@ -1,0 +1,1 @@
+// BatonStore: work in progress
