@@ -62,17 +62,30 @@ let package = Package(
             "BatonClient", "BatonProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "BatonBench", dependencies: [
-            "BatonClient", "BatonProtocol",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        // Benchmarks live apart from the product: their own C clients, their own entry point.
+        .systemLibrary(name: "CZooKeeper", path: "Benchmarks/CZooKeeper",
+                       providers: [.apt(["libzookeeper-st-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Benchmarks/CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        .target(name: "BatonBenchKit", dependencies: [
+            "BatonProtocol", "BatonClient", "CZooKeeper", "CHiredis",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ], path: "Benchmarks/BatonBenchKit"),
+        .executableTarget(name: "BatonBench", dependencies: [
+            "BatonBenchKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/BatonBench"),
+
+        // Starts a real batond on a temporary socket and talks to it: shared by the integration tests.
+        .target(name: "BatonTestSupport", dependencies: ["BatonProtocol"], path: "Tests/BatonTestSupport"),
 
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol"]),
         .testTarget(name: "BatonNamespaceTests", dependencies: ["BatonNamespace", "BatonProtocol"]),
         .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol"]),
         .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
-        .testTarget(name: "BatonServerTests", dependencies: ["BatonClient", "BatonProtocol", "batond", "baton"]),
+        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "batond"]),
+        .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
+        .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]
 )
