@@ -126,7 +126,7 @@ extension LockManager {
             let names = (try? result.get()) ?? []
             let candidate = names.compactMap(WaiterName.init(parsing:)).filter { name in
                 name.session == waiter.session && name.kind == waiter.kind
-                    && lock.byNode[name.name] == nil && !waiter.rejectedNodes.contains(name.name)
+                    && localWaiter(lock, name) == nil && !waiter.rejectedNodes.contains(name.name)
             }.max { $0.sequence < $1.sequence }
             guard let candidate else {
                 if waiter.abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
@@ -164,14 +164,14 @@ extension LockManager {
         }
         waiter.name = name
         waiter.token = stat.createdTransaction
-        lock.byNode[name.name] = waiter.id
+        lock.bySequence[name.sequence] = waiter.id
         if waiter.abandoned {
             waiter.phase = .removing
             issueDelete(waiter)
             return
         }
         waiter.phase = .waiting
-        requestListing(lock)
+        requestListing(lock, judging: waiter)
     }
 
     /// The acquire ends and no node of it exists.
@@ -187,7 +187,15 @@ extension LockManager {
 
     // MARK: Judging entitlement
 
-    func requestListing(_ lock: LockState) {
+    /// Asks for a listing that judges `waiter` (nil: every local waiter of the lock).
+    /// The local waiter whose node has this name, if any.
+    func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter<Ticket>? {
+        guard let id = lock.bySequence[name.sequence], let waiter = waiters[id], waiter.name == name else { return nil }
+        return waiter
+    }
+
+    func requestListing(_ lock: LockState, judging waiter: Waiter<Ticket>?) {
+        if let waiter { lock.toJudge.insert(waiter.id) } else { lock.judgeEveryone = true }
         if lock.listingInFlight {
             lock.listingWanted = true
             return
@@ -200,6 +208,10 @@ extension LockManager {
         lock.listingWanted = false
         lock.listingsIssued += 1
         let serial = lock.listingsIssued
+        let judging = lock.toJudge
+        let everyone = lock.judgeEveryone
+        lock.toJudge = []
+        lock.judgeEveryone = false
         var watch: LockWatch?
         var watchGeneration: UInt64?
         if !lock.childrenWatchArmed && needsChildrenWatch(lock) {
@@ -213,12 +225,12 @@ extension LockManager {
             }
         }
         namespace.children(path: lock.path, watch: watch) { [weak self, lock] result in
-            self?.submit { self?.listingCompleted(lock, serial, watchGeneration, result) }
+            self?.submit { self?.listingCompleted(lock, serial, watchGeneration, judging, everyone, result) }
         }
     }
 
     func needsChildrenWatch(_ lock: LockState) -> Bool {
-        lock.members.contains { id in
+        lock.semaphoreMembers > 0 && lock.members.contains { id in
             guard let waiter = waiters[id], waiter.kind == .semaphore else { return false }
             return waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding
         }
@@ -227,23 +239,25 @@ extension LockManager {
     func childrenWatchFired(_ lock: LockState, _ generation: UInt64) {
         guard locks[lock.path] === lock, lock.childrenWatchGeneration == generation else { return }
         lock.childrenWatchArmed = false
-        if needsChildrenWatch(lock) { requestListing(lock) }
+        if needsChildrenWatch(lock) { requestListing(lock, judging: nil) }
     }
 
     func listingCompleted(_ lock: LockState, _ serial: UInt64, _ watchGeneration: UInt64?,
-                          _ result: Result<[String], ReplyError>) {
+                          _ judging: Set<WaiterID>, _ everyone: Bool, _ result: Result<[String], ReplyError>) {
         guard locks[lock.path] === lock else { return }
         lock.listingInFlight = false
         let failedWatch = { if let watchGeneration, lock.childrenWatchGeneration == watchGeneration { lock.childrenWatchArmed = false } }
         switch result {
         case .success(let names):
-            evaluate(lock, serial, names)
+            evaluate(lock, serial, names, judging: judging, everyone: everyone)
         case .failure(let error) where error.code == .noNode:
             // The lock node is gone, so every node under it is gone.
             failedWatch()
-            evaluate(lock, serial, [])
+            evaluate(lock, serial, [], judging: judging, everyone: true)
         case .failure:
             failedWatch()
+            lock.toJudge.formUnion(judging)
+            lock.judgeEveryone = lock.judgeEveryone || everyone
             scheduleListingRetry(lock)
         }
         guard locks[lock.path] === lock, !lock.listingInFlight else { return }
@@ -256,9 +270,15 @@ extension LockManager {
         schedule(.listing(lock.path), at: nowMilliseconds + configuration.retryMillisecondsMin)
     }
 
-    /// Judges every local waiter the listing shows, in queue order, in one pass.
-    func evaluate(_ lock: LockState, _ serial: UInt64, _ names: [String]) {
-        let entries = names.compactMap(WaiterName.init(parsing:)).sorted { $0.sequence < $1.sequence }
+    /// Judges the local waiters that asked for this listing (or all), in queue order, in one pass.
+    /// Waiters not asked for are watching a node that has not gone: nothing changed for them.
+    func evaluate(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
+        let unsorted = names.compactMap(WaiterName.init(parsing:))
+        if !everyone && judging.count <= 4 {
+            evaluateFew(lock, serial, unsorted, judging: judging)
+            return
+        }
+        let entries = unsorted.sorted { $0.sequence < $1.sequence }
         var seen = Set<WaiterID>()
         var previous: WaiterName?
         var nearestExclusive: WaiterName?
@@ -277,8 +297,10 @@ extension LockManager {
                     nearestSemaphore = entry
                 }
             }
-            guard let id = lock.byNode[entry.name], let waiter = waiters[id] else { continue }
+            guard let waiter = localWaiter(lock, entry) else { continue }
+            let id = waiter.id
             seen.insert(id)
+            guard everyone || judging.contains(id) else { continue }
             if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
                 watchNode(path, waiter) // its watch could not be set earlier
             }
@@ -287,8 +309,8 @@ extension LockManager {
                   nearestSemaphore: nearestSemaphore, exclusiveOrSharedBefore: exclusiveOrSharedBefore)
         }
         // Nodes this listing must show but does not are gone.
-        let missing = lock.members.filter { id in
-            guard !seen.contains(id), let waiter = waiters[id] else { return false }
+        let missing = (everyone ? lock.members : judging).filter { id in
+            guard !seen.contains(id), let waiter = waiters[id], waiter.lockPath == lock.path else { return false }
             return waiter.name != nil && waiter.createIssuedListing < serial
         }
         for id in missing.sorted() {
@@ -298,6 +320,57 @@ extension LockManager {
             case .holding: holderLost(waiter)
             default: break
             }
+        }
+        if locks[lock.path] === lock, !lock.childrenWatchArmed, needsChildrenWatch(lock) {
+            lock.listingWanted = true
+        }
+    }
+
+    /// The common case (a new waiter, or the one woken by its watch): one scan per judged waiter,
+    /// without sorting the listing or looking up every child.
+    private func evaluateFew(_ lock: LockState, _ serial: UInt64, _ entries: [WaiterName], judging: Set<WaiterID>) {
+        let judged = judging.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }
+        for waiter in judged.sorted(by: { $0.name!.sequence < $1.name!.sequence }) {
+            guard waiters[waiter.id] === waiter, let own = waiter.name else { continue }
+            var present = false
+            var position = 0
+            var previous: WaiterName?
+            var nearestExclusive: WaiterName?
+            var nearestSemaphore: WaiterName?
+            var exclusiveOrSharedBefore = false
+            for entry in entries {
+                if entry.sequence == own.sequence {
+                    present = entry == own
+                    continue
+                }
+                guard entry.sequence < own.sequence else { continue }
+                position += 1
+                if previous.map({ entry.sequence > $0.sequence }) ?? true { previous = entry }
+                switch entry.kind {
+                case .exclusive:
+                    exclusiveOrSharedBefore = true
+                    if nearestExclusive.map({ entry.sequence > $0.sequence }) ?? true { nearestExclusive = entry }
+                case .shared:
+                    exclusiveOrSharedBefore = true
+                case .semaphore:
+                    if nearestSemaphore.map({ entry.sequence > $0.sequence }) ?? true { nearestSemaphore = entry }
+                }
+            }
+            guard present else {
+                guard waiter.createIssuedListing < serial else { continue }
+                switch waiter.phase {
+                case .waiting: nodeVanished(waiter)
+                case .holding: holderLost(waiter)
+                default: break
+                }
+                continue
+            }
+            if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
+                watchNode(path, waiter)
+            }
+            guard waiter.phase == .waiting else { continue }
+            judge(waiter, lock, position: position, previous: previous, nearestExclusive: nearestExclusive,
+                  nearestSemaphore: nearestSemaphore, exclusiveOrSharedBefore: exclusiveOrSharedBefore)
         }
         if locks[lock.path] === lock, !lock.childrenWatchArmed, needsChildrenWatch(lock) {
             lock.listingWanted = true
@@ -318,7 +391,7 @@ extension LockManager {
                     return
                 }
                 if let other = nearestSemaphore {
-                    if let otherID = lock.byNode[other.name], let otherWaiter = waiters[otherID] {
+                    if let otherWaiter = localWaiter(lock, other) {
                         if otherWaiter.permits != waiter.permits {
                             abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is a semaphore of \(otherWaiter.permits) permits"))
                             return
@@ -383,9 +456,9 @@ extension LockManager {
                 return
             }
             waiter.kindChecked = true
-            requestListing(lock)
+            requestListing(lock, judging: waiter)
         case .failure(let error) where error.code == .noNode:
-            requestListing(lock) // judged again against whatever is before it now
+            requestListing(lock, judging: waiter) // judged again against whatever is before it now
         case .failure:
             scheduleListingRetry(lock)
         }
@@ -502,7 +575,7 @@ extension LockManager {
             guard let waiter = waiters[id], waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
             waiter.watchedPath = nil
             switch waiter.phase {
-            case .waiting: requestListing(lock)
+            case .waiting: requestListing(lock, judging: waiter)
             case .granting: nodeVanished(waiter)
             case .holding: holderLost(waiter)
             default: break
@@ -609,8 +682,8 @@ extension LockManager {
             sessions[waiter.session] = ids.isEmpty ? nil : ids
         }
         guard let lock = locks[waiter.lockPath] else { return }
-        lock.members.remove(waiter.id)
-        if let name = waiter.name, lock.byNode[name.name] == waiter.id { lock.byNode[name.name] = nil }
+        if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
+        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id { lock.bySequence[name.sequence] = nil }
         if lock.members.isEmpty { locks[lock.path] = nil }
     }
 
@@ -651,7 +724,7 @@ extension LockManager {
         case .listing(let path):
             guard let lock = locks[path] else { return }
             lock.listingRetryScheduled = false
-            requestListing(lock)
+            requestListing(lock, judging: nil)
         }
     }
 }

@@ -94,6 +94,7 @@ public final class LockManager<Ticket: Hashable> {
             tickets[ticket] = waiter.id
             sessions[session, default: []].insert(waiter.id)
             lock.members.insert(waiter.id)
+            if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
             if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
                 schedule(.waitTimeout(waiter.id), at: nowMilliseconds + UInt64(request.waitMilliseconds))
             }
@@ -108,8 +109,8 @@ public final class LockManager<Ticket: Hashable> {
     public func release(node: String, session: UInt64, ticket: Ticket, now: Time) {
         perform(now) {
             let lockPath = LockPath.parent(of: node)
-            guard let lock = locks[lockPath], let id = lock.byNode[LockPath.name(of: node)],
-                  let waiter = waiters[id], waiter.session == session else {
+            guard let lock = locks[lockPath], let name = WaiterName(parsing: LockPath.name(of: node)),
+                  let waiter = localWaiter(lock, name), waiter.session == session else {
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
                 return
             }

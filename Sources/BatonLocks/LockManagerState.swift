@@ -90,11 +90,17 @@ final class Waiter<Ticket: Hashable> {
 final class LockState {
     let path: String
     var members: Set<WaiterID> = []
-    var byNode: [String: WaiterID] = [:]
+    /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
+    var bySequence: [UInt64: WaiterID] = [:]
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
     var creatingSessions: Set<UInt64> = []
     var createBacklog: Deque<WaiterID> = []
+    /// Local semaphore waiters in any phase (a lock without any never needs a children watch).
+    var semaphoreMembers = 0
+    /// Waiters to judge with the next listing; `judgeEveryone` after a children watch or a failure.
+    var toJudge: Set<WaiterID> = []
+    var judgeEveryone = false
     var listingsIssued: UInt64 = 0
     var listingInFlight = false
     var listingWanted = false

@@ -42,10 +42,14 @@ public struct WaiterName: Sendable, Equatable, Hashable {
 
     /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).
     public init?(parsing name: String) {
-        let bytes = Array(name.utf8)
-        guard bytes.count == WaiterName.nameBytes, bytes[1] == UInt8(ascii: "-"), bytes[18] == UInt8(ascii: "-") else {
-            return nil
-        }
+        var name = name
+        guard let parsed = name.withUTF8({ WaiterName.parse($0) }) else { return nil }
+        self = parsed
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> WaiterName? {
+        guard bytes.count == nameBytes, bytes[1] == UInt8(ascii: "-"), bytes[18] == UInt8(ascii: "-") else { return nil }
+        let kind: LockKind
         switch bytes[0] {
         case UInt8(ascii: "x"): kind = .exclusive
         case UInt8(ascii: "r"): kind = .shared
@@ -53,22 +57,23 @@ public struct WaiterName: Sendable, Equatable, Hashable {
         default: return nil
         }
         var session: UInt64 = 0
-        for byte in bytes[2..<18] {
+        for index in 2..<18 {
+            let byte = bytes[index]
             let digit: UInt8
             switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte &- UInt8(ascii: "a") &+ 10
             default: return nil
             }
             session = session << 4 | UInt64(digit)
         }
         var sequence: UInt64 = 0
-        for byte in bytes[19...] {
+        for index in 19..<nameBytes {
+            let byte = bytes[index]
             guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
-            sequence = sequence * 10 + UInt64(byte - UInt8(ascii: "0"))
+            sequence = sequence * 10 + UInt64(byte &- UInt8(ascii: "0"))
         }
-        self.session = session
-        self.sequence = sequence
+        return WaiterName(kind: kind, session: session, sequence: sequence)
     }
 
     /// A semaphore waiter's node data: its permit count, 4 bytes big-endian, so that a waiter asking
