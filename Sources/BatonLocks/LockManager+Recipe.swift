@@ -270,14 +270,15 @@ extension LockManager {
         schedule(.listing(lock.path), at: nowMilliseconds + configuration.retryMillisecondsMin)
     }
 
-    /// Judges the local waiters that asked for this listing (or all), in queue order, in one pass.
+    /// Judges the local waiters that asked for this listing (or all), in queue order.
     /// Waiters not asked for are watching a node that has not gone: nothing changed for them.
     func evaluate(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
         let unsorted = names.compactMap(WaiterName.init(parsing:))
-        if !everyone && judging.count <= 4 {
-            evaluateFew(lock, serial, unsorted, judging: judging)
+        if !everyone && judging.count <= 4 && evaluateFew(lock, serial, unsorted, judging: judging) {
             return
         }
+        // The full pass judges every local waiter in queue order, so that waiters entitled together
+        // (a run of readers, semaphore permits) are granted in queue order.
         let entries = unsorted.sorted { $0.sequence < $1.sequence }
         var seen = Set<WaiterID>()
         var previous: WaiterName?
@@ -300,7 +301,6 @@ extension LockManager {
             guard let waiter = localWaiter(lock, entry) else { continue }
             let id = waiter.id
             seen.insert(id)
-            guard everyone || judging.contains(id) else { continue }
             if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
                 watchNode(path, waiter) // its watch could not be set earlier
             }
@@ -309,7 +309,7 @@ extension LockManager {
                   nearestSemaphore: nearestSemaphore, exclusiveOrSharedBefore: exclusiveOrSharedBefore)
         }
         // Nodes this listing must show but does not are gone.
-        let missing = (everyone ? lock.members : judging).filter { id in
+        let missing = lock.members.filter { id in
             guard !seen.contains(id), let waiter = waiters[id], waiter.lockPath == lock.path else { return false }
             return waiter.name != nil && waiter.createIssuedListing < serial
         }
@@ -328,34 +328,48 @@ extension LockManager {
 
     /// The common case (a new waiter, or the one woken by its watch): one scan per judged waiter,
     /// without sorting the listing or looking up every child.
-    private func evaluateFew(_ lock: LockState, _ serial: UInt64, _ entries: [WaiterName], judging: Set<WaiterID>) {
+    /// False (having done nothing) when a judged reader or semaphore waiter is entitled: then every
+    /// earlier local waiter is entitled too and must be granted first, which takes the full pass.
+    private func evaluateFew(_ lock: LockState, _ serial: UInt64, _ entries: [WaiterName], judging: Set<WaiterID>) -> Bool {
         let judged = judging.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }
-        for waiter in judged.sorted(by: { $0.name!.sequence < $1.name!.sequence }) {
-            guard waiters[waiter.id] === waiter, let own = waiter.name else { continue }
-            var present = false
-            var position = 0
-            var previous: WaiterName?
-            var nearestExclusive: WaiterName?
-            var nearestSemaphore: WaiterName?
-            var exclusiveOrSharedBefore = false
+            .sorted { $0.name!.sequence < $1.name!.sequence }
+        var standings: [WaiterStanding] = []
+        for waiter in judged {
+            let own = waiter.name!
+            var standing = WaiterStanding()
             for entry in entries {
                 if entry.sequence == own.sequence {
-                    present = entry == own
+                    standing.present = entry == own
                     continue
                 }
                 guard entry.sequence < own.sequence else { continue }
-                position += 1
-                if previous.map({ entry.sequence > $0.sequence }) ?? true { previous = entry }
+                standing.position += 1
+                if standing.previous.map({ entry.sequence > $0.sequence }) ?? true { standing.previous = entry }
                 switch entry.kind {
                 case .exclusive:
-                    exclusiveOrSharedBefore = true
-                    if nearestExclusive.map({ entry.sequence > $0.sequence }) ?? true { nearestExclusive = entry }
+                    standing.exclusiveOrSharedBefore = true
+                    if standing.nearestExclusive.map({ entry.sequence > $0.sequence }) ?? true { standing.nearestExclusive = entry }
                 case .shared:
-                    exclusiveOrSharedBefore = true
+                    standing.exclusiveOrSharedBefore = true
                 case .semaphore:
-                    if nearestSemaphore.map({ entry.sequence > $0.sequence }) ?? true { nearestSemaphore = entry }
+                    if standing.nearestSemaphore.map({ entry.sequence > $0.sequence }) ?? true { standing.nearestSemaphore = entry }
                 }
             }
+            if standing.present && waiter.phase == .waiting {
+                let sharesEntitlement = (waiter.kind == .shared && standing.nearestExclusive == nil)
+                    || (waiter.kind == .semaphore && standing.position < Int(waiter.permits))
+                if sharesEntitlement { return false }
+            }
+            standings.append(standing)
+        }
+        for (waiter, standing) in zip(judged, standings) {
+            guard waiters[waiter.id] === waiter else { continue }
+            let present = standing.present
+            let position = standing.position
+            let previous = standing.previous
+            let nearestExclusive = standing.nearestExclusive
+            let nearestSemaphore = standing.nearestSemaphore
+            let exclusiveOrSharedBefore = standing.exclusiveOrSharedBefore
             guard present else {
                 guard waiter.createIssuedListing < serial else { continue }
                 switch waiter.phase {
@@ -375,6 +389,7 @@ extension LockManager {
         if locks[lock.path] === lock, !lock.childrenWatchArmed, needsChildrenWatch(lock) {
             lock.listingWanted = true
         }
+        return true
     }
 
     private func judge(_ waiter: Waiter<Ticket>, _ lock: LockState, position: Int, previous: WaiterName?,

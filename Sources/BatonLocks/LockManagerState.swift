@@ -136,3 +136,13 @@ struct Deadline: Comparable {
         left.atMilliseconds == right.atMilliseconds && left.order == right.order
     }
 }
+
+/// What a listing says about one waiter: whether its node is there and what is before it.
+struct WaiterStanding {
+    var present = false
+    var position = 0
+    var previous: WaiterName?
+    var nearestExclusive: WaiterName?
+    var nearestSemaphore: WaiterName?
+    var exclusiveOrSharedBefore = false
+}
