@@ -415,7 +415,11 @@ final class ServerLoop {
         // Replies already produced go out first; then every connection ends (sessions end, ephemerals go).
         routeOutputs()
         let open = connections.values.filter { $0.phase == .open }.sorted { $0.id < $1.id }
+        let goodbye = ServerMessage.reply(Reply(requestID: 0, opcode: .hello,
+                                                result: .failure(ReplyError(.shuttingDown, "batond is shutting down"))))
         for connection in open {
+            // The unattributed `shuttingDown` reply of PROTOCOL.md §4.6, last frame before the close.
+            Codec.encode(goodbye, into: &connection.output)
             connection.phase = .draining
             uv_read_stop(connection.stream)
             connection.lingerDeadlineMilliseconds = 0

@@ -233,7 +233,14 @@ final class TransportTests: XCTestCase {
         for connection in connections { XCTAssertEqual(try connection.call(.ping).requestID, 1) }
         server?.stop()
         server?.waitUntilStopped()
-        for connection in connections { XCTAssertEqual(try connection.readUntilClosed().count, 0) }
+        for connection in connections {
+            let messages = try connection.readUntilClosed()
+            guard messages.count == 1, case .reply(let reply) = messages[0], case .failure(let error) = reply.result else {
+                return XCTFail("expected one shuttingDown reply, got \(messages)")
+            }
+            XCTAssertEqual(error.code, .shuttingDown)
+            XCTAssertEqual(reply.requestID, 0)
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: socketPath))
         XCTAssertEqual(Set(journal.closedConnections), [1, 2, 3])
     }

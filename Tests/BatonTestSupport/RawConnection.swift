@@ -7,11 +7,12 @@ import Darwin
 
 /// A minimal blocking client over a Unix or TCP socket, built on the protocol codec, for tests that
 /// need byte-level control: send frames or raw bytes, read the next `ServerMessage` with a timeout.
+/// Not thread-safe: use one connection from one thread at a time.
 ///
 ///     let connection = try RawConnection(unixPath: daemon.socketPath)
 ///     let session = try connection.handshake()
 ///     let reply = try connection.call(.create(path: "/a", data: [], mode: .persistent))
-public final class RawConnection {
+public final class RawConnection: @unchecked Sendable {
     public let descriptor: Int32
     private var accumulator = FrameAccumulator()
     private var nextRequestID: UInt32 = 1
