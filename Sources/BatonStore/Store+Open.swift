@@ -106,7 +106,7 @@ extension Store {
                         try FileSystem.remove(path(name))
                         segmentLSNs.remove(at: index)
                         offset = 0
-                        tail = nil
+                        // `tail` stays the segment before this one, if it was read.
                     } else {
                         let descriptor = try FileSystem.open(path(name), flags: O_WRONLY)
                         defer { FileSystem.close(descriptor) }

@@ -39,7 +39,9 @@ extension StoreFormat {
         var expectedLSN = firstLSN
         scan.validEnd = offset
         while offset < bytes.count {
-            if bytes[offset...].allSatisfy({ $0 == 0 }) {
+            // Zeros for at least a whole record header: blocks allocated but never written. Fewer
+            // zero bytes are the start of a torn record header (a length's high bytes are zero).
+            if bytes.count - offset >= recordHeaderBytes && bytes[offset...].allSatisfy({ $0 == 0 }) {
                 scan.problem = .zeroFilled
                 return scan
             }
