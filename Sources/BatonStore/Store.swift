@@ -124,6 +124,16 @@ public final class Store {
         }
     }
 
+    /// True when `commit()` has work: records appended that are not yet as far as the policy
+    /// takes them (fsynced for `.always` and `.batch`, written for `.none`). The server holds the
+    /// replies that depend on those records until `commit()` returns.
+    public var needsCommit: Bool {
+        switch configuration.fsyncPolicy {
+        case .always, .batch: return durableLSN < lastLSN
+        case .none: return writtenLSN < lastLSN
+        }
+    }
+
     public var metrics: StoreMetrics {
         var metrics = StoreMetrics()
         metrics.bytesWritten = bytesWritten

@@ -17,6 +17,7 @@ final class FsyncPolicyTests: StoreTestCase {
         let start = store.metrics
         for index in 1...5 {
             try store.append(payload(index))
+            XCTAssertFalse(store.needsCommit)
             XCTAssertEqual(store.metrics.fsyncCount, start.fsyncCount + UInt64(index))
             XCTAssertEqual(store.metrics.durableLSN, LogSequenceNumber(index))
         }
@@ -32,7 +33,9 @@ final class FsyncPolicyTests: StoreTestCase {
         XCTAssertEqual(store.metrics.fsyncCount, start.fsyncCount)
         XCTAssertEqual(store.metrics.bytesWritten, start.bytesWritten, "buffered until commit")
         XCTAssertEqual(store.metrics.durableLSN, 0)
+        XCTAssertTrue(store.needsCommit)
         try store.commit()
+        XCTAssertFalse(store.needsCommit)
         XCTAssertEqual(store.metrics.fsyncCount, start.fsyncCount + 1)
         XCTAssertEqual(store.metrics.durableLSN, 5)
         let recordBytes = (1...5).reduce(0) { $0 + 16 + payload($1).count }
@@ -48,7 +51,9 @@ final class FsyncPolicyTests: StoreTestCase {
         let (store, _) = try open(configuration(.none))
         let start = store.metrics
         for index in 1...5 { try store.append(payload(index)) }
+        XCTAssertTrue(store.needsCommit)
         try store.commit()
+        XCTAssertFalse(store.needsCommit, "with none, written is as far as commit goes")
         XCTAssertEqual(store.metrics.fsyncCount, start.fsyncCount)
         XCTAssertEqual(store.metrics.writtenLSN, 5)
         XCTAssertEqual(store.metrics.durableLSN, 0)
