@@ -85,6 +85,25 @@ final class RecoveryTests: StoreTestCase {
         }
     }
 
+    func testARecordWithAValidChecksumButTheWrongLSNEndsTheLog() throws {
+        try writeLog(count: 6)
+        let name = segmentName(1)
+        var bytes = try read(name)
+        let start = recordOffsets(inSegmentStartingAt: 1, through: 6)[4]!
+        // Record 4 rewritten as LSN 9 with a matching CRC: a stale record from another log, say.
+        bytes[start + 15] = 9
+        let crc = StoreFormat.recordChecksum(lengthAndLSN: bytes[start..<(start + 16)],
+                                             payload: bytes[(start + 16)..<(start + 16 + payload(4).count)])
+        bytes.replaceSubrange((start + 4)..<(start + 8), with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+        try write(name, bytes)
+
+        let (store, recovery) = try open()
+        defer { try? store.close() }
+        assertRecords(recovery, 1...3)
+        XCTAssertEqual(recovery.truncation?.reason, .sequenceMismatch)
+        XCTAssertEqual(recovery.truncation?.offset, start)
+    }
+
     func testFlippedBitInTheLastSegmentHeaderRemovesThatSegment() throws {
         let small = configuration(segmentBytesMax: 200)
         try writeLog(count: 30, configuration: small)
