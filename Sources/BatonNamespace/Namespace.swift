@@ -73,6 +73,7 @@ public final class Namespace {
 
     /// Creates a node; returns its actual path (with the sequence suffix, if sequential) and stat.
     /// `session` owns the node if it is ephemeral.
+    @discardableResult
     public func create(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                        now: Time) throws(ReplyError) -> (path: String, stat: Stat) {
         var changes = Changes()
@@ -104,6 +105,7 @@ public final class Namespace {
     }
 
     /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
+    @discardableResult
     public func set(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time) throws(ReplyError) -> Stat {
         var changes = Changes()
         let stat = try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)

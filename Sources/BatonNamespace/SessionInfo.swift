@@ -7,9 +7,7 @@ public struct SessionInfo: Sendable, Equatable {
     public var timeoutMilliseconds: UInt32
     /// Monotonic time after which the session expires unless refreshed.
     public var deadlineMilliseconds: UInt64
-}
 
-extension SessionInfo {
     public init(id: UInt64, secret: SessionSecret, timeoutMilliseconds: UInt32, deadlineMilliseconds: UInt64) {
         self.id = id
         self.secret = secret
