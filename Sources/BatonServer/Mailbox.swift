@@ -3,6 +3,8 @@ import CLibUV
 /// What other threads may ask of the loop.
 enum LoopMessage: Sendable {
     case stop
+    /// The background snapshot writer finished (`failure` nil) or gave up.
+    case snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?)
 }
 
 /// The one door into the loop thread: messages plus `uv_async_send`, with the send and the

@@ -11,29 +11,32 @@ import Logging
 public final class Server: @unchecked Sendable {
     public let configuration: ServerConfiguration
     private let logger: Logger
-    private let makeEngine: @Sendable (Time) -> any ServerEngine
+    /// nil: the real engine, recovered from the data directory when `durability` is set.
+    private let makeEngine: (@Sendable (Time) -> any ServerEngine)?
     private let mailbox = Mailbox()
     private let lock = Lock()
     private var hasRun = false
     private let finished = DispatchSemaphore(value: 0)
 
-    public convenience init(configuration: ServerConfiguration, logger: Logger) {
-        let engineConfiguration = configuration.engine
-        self.init(configuration: configuration, logger: logger) { now in
-            Engine(configuration: engineConfiguration, now: now)
-        }
+    public init(configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.makeEngine = nil
     }
 
+    /// A server driving another engine (a stand-in for transport tests), in memory only.
     /// `makeEngine` is called once, on the loop thread, with the time the loop starts.
     public init(configuration: ServerConfiguration, logger: Logger,
                 makeEngine: @escaping @Sendable (Time) -> any ServerEngine) {
+        precondition(configuration.durability == nil, "a stand-in engine runs in memory only")
         self.configuration = configuration
         self.logger = logger
         self.makeEngine = makeEngine
     }
 
-    /// Listens, calls `onReady`, and runs the loop on the calling thread until shutdown.
-    /// Throws (before running) when it cannot listen. Call at most once.
+    /// Listens, recovers the store (if durable), calls `onReady`, and runs the loop on the calling
+    /// thread until shutdown. Throws before running when it cannot listen or recover, and after
+    /// running when it stopped because the write-ahead log failed. Call at most once.
     public func run(onReady: (ListeningAddresses) -> Void = { _ in }) throws(ServerError) {
         lock.withLock {
             precondition(!hasRun, "a Server runs once")

@@ -1,5 +1,6 @@
 import BatonEngine
 import BatonProtocol
+import BatonStore
 
 /// What `batond` (or a test) asks the server for. Everything else is decided by the engine's limits.
 public struct ServerConfiguration: Sendable {
@@ -18,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGraceMilliseconds: UInt64 = 2_000
     /// Install SIGTERM/SIGINT handlers that shut down gracefully (the daemon); off for in-process servers.
     public var handlesSignals: Bool = true
+    /// Where the namespace is made durable; nil keeps it in memory only.
+    public var durability: DurabilityConfiguration?
 
     public init(socketPath: String, engine: EngineConfiguration = EngineConfiguration()) {
         self.socketPath = socketPath
@@ -32,4 +35,20 @@ public struct ListeningAddresses: Sendable, Equatable {
     public var socketPath: String
     /// The bound TCP port (the real one when port 0 was asked), nil without TCP.
     public var tcpPort: UInt16?
+}
+
+/// The write-ahead log and snapshots of the embedded store.
+public struct DurabilityConfiguration: Sendable {
+    public var dataDirectory: String
+    /// Includes the fsync policy (`--fsync`).
+    public var store: StoreConfiguration
+    /// Take a snapshot once this many records were logged since the last one...
+    public var snapshotEveryRecords: Int = 100_000
+    /// ...or once the records logged since the last one add up to this many bytes.
+    public var snapshotEveryLogBytes: Int = 64 * 1_048_576
+
+    public init(dataDirectory: String, store: StoreConfiguration = StoreConfiguration()) {
+        self.dataDirectory = dataDirectory
+        self.store = store
+    }
 }

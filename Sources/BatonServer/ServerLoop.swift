@@ -1,6 +1,8 @@
 import BatonEngine
 import BatonProtocol
+import BatonStore
 import CLibUV
+import Dispatch
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -17,8 +19,19 @@ final class ServerLoop {
     let logger: Logger
     let loop: UnsafeMutablePointer<uv_loop_t>
     private let mailbox: Mailbox
-    private let makeEngine: @Sendable (Time) -> any ServerEngine
+    private let makeEngine: (@Sendable (Time) -> any ServerEngine)?
     private var engine: (any ServerEngine)?
+
+    // Durability (nil store: in memory).
+    private var store: Store?
+    /// The real engine when durable, for snapshots.
+    private var durableEngine: Engine?
+    private var recordsSinceSnapshot = 0
+    private var logBytesSinceSnapshot = 0
+    private var snapshotInProgress: SnapshotJob?
+    /// Set by the first failed append or commit: nothing queued after it may be sent.
+    private var storageFailure: String?
+    private var isFlushing = false
 
     private var listeners: [Listener] = []
     private var connections: [ConnectionID: Connection] = [:]
@@ -35,7 +48,7 @@ final class ServerLoop {
     private(set) var isShuttingDown = false
 
     init(configuration: ServerConfiguration, logger: Logger, mailbox: Mailbox,
-         makeEngine: @escaping @Sendable (Time) -> any ServerEngine) {
+         makeEngine: (@Sendable (Time) -> any ServerEngine)?) {
         self.configuration = configuration
         self.logger = logger
         self.mailbox = mailbox
@@ -66,6 +79,9 @@ final class ServerLoop {
         do {
             addresses = try open()
         } catch {
+            for listener in listeners {
+                if let path = listener.socketPath { unlink(path) }
+            }
             closeLoop()
             throw error
         }
@@ -76,6 +92,8 @@ final class ServerLoop {
         onReady(addresses)
         uv_run(loop, UV_RUN_DEFAULT)
         closeLoop()
+        closeStore()
+        if let storageFailure { throw ServerError("stopped after a write-ahead log failure: \(storageFailure)") }
         logger.info("stopped")
     }
 
@@ -121,19 +139,67 @@ final class ServerLoop {
             guard case .tcp(let host, let port) = endpoint else {
                 throw ServerError("the TCP endpoint must be HOST:PORT, not \(endpoint)")
             }
-            do {
-                let tcp = try Listener.bindTCP(host: host, port: port, loop: self)
-                listeners.append(tcp)
-                tcpPort = tcp.boundPort
-            } catch {
-                unlink(configuration.socketPath)
-                throw error
-            }
+            let tcp = try Listener.bindTCP(host: host, port: port, loop: self)
+            listeners.append(tcp)
+            tcpPort = tcp.boundPort
         }
         // After the listeners: a second daemon on the same socket stops before touching any state.
         // Clients that connect meanwhile wait in the listen backlog.
-        engine = makeEngine(now())
+        if let makeEngine {
+            engine = makeEngine(now())
+        } else {
+            try openEngine()
+        }
         return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort)
+    }
+
+    /// The real engine: fresh in memory, or recovered from the newest snapshot and the log after it.
+    private func openEngine() throws(ServerError) {
+        guard let durability = configuration.durability else {
+            engine = Engine(configuration: configuration.engine, now: now())
+            logger.info("namespace kept in memory only (nothing survives a restart)")
+            return
+        }
+        let opened: (store: Store, recovery: Recovery)
+        do {
+            opened = try Store.open(directory: durability.dataDirectory, configuration: durability.store, logger: logger)
+        } catch {
+            throw ServerError("cannot open data directory \(durability.dataDirectory): \(error)")
+        }
+        let recovery = opened.recovery
+        let engine: Engine
+        do {
+            engine = try Engine(configuration: configuration.engine, now: now(),
+                                recoveringFrom: recovery.snapshot?.bytes, records: recovery.records.lazy.map(\.payload))
+        } catch {
+            try? opened.store.close()
+            throw ServerError("cannot recover the namespace from \(durability.dataDirectory): \(error)")
+        }
+        self.engine = engine
+        durableEngine = engine
+        store = opened.store
+        recordsSinceSnapshot = recovery.records.count
+        logBytesSinceSnapshot = recovery.records.reduce(0) { $0 + $1.payload.count }
+        logger.info("namespace recovered", metadata: [
+            "data_dir": "\(durability.dataDirectory)", "fsync": "\(durability.store.fsyncPolicy)",
+            "snapshot_lsn": "\(recovery.snapshot.map { String($0.lsn) } ?? "none")",
+            "records_replayed": "\(recovery.records.count)", "next_lsn": "\(recovery.nextLSN)",
+        ])
+    }
+
+    /// After the loop: let a running snapshot finish (it writes only its own file), then write and
+    /// sync what the log still buffers and release the data directory.
+    private func closeStore() {
+        snapshotInProgress?.waitUntilFinished()
+        snapshotInProgress = nil
+        guard let store else { return }
+        self.store = nil
+        do {
+            try store.close()
+        } catch {
+            if storageFailure == nil { storageFailure = "\(error)" }
+            logger.critical("cannot close the write-ahead log", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Closes whatever is left, lets the close callbacks run, and closes the loop.
@@ -301,7 +367,8 @@ final class ServerLoop {
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
-                    guard let connection = connections[id], connection.phase == .open else { continue }
+                    // After a log failure nothing is sent: it might acknowledge a lost change.
+                    guard storageFailure == nil, let connection = connections[id], connection.phase == .open else { continue }
                     Codec.encode(message, into: &connection.output)
                     queueFlush(connection)
                     let queuedBytes = connection.outputBytesQueued
@@ -315,16 +382,34 @@ final class ServerLoop {
                 case .close(let id):
                     guard let connection = connections[id] else { continue }
                     beginDraining(connection)
-                case .persist:
-                    // Phase 1 keeps the namespace in memory only; BatonStore takes these records.
-                    break
+                case .persist(let record):
+                    guard let store, storageFailure == nil else { continue }
+                    do {
+                        try store.append(record)
+                    } catch {
+                        storageFailed(error)
+                        continue
+                    }
+                    recordsSinceSnapshot += 1
+                    logBytesSinceSnapshot += record.count
                 }
             }
         }
     }
 
-    /// Once per loop turn, before libuv sleeps: one write per connection with all its bytes.
+    /// Once per loop turn, before libuv sleeps: the log is committed (group commit: one fsync for
+    /// every record of the turn), then one write per connection with all its bytes.
     func flushTurn() {
+        guard !isFlushing else { return }  // re-entered from a shutdown started below
+        isFlushing = true
+        defer { isFlushing = false }
+        if let store, storageFailure == nil, store.needsCommit {
+            do {
+                try store.commit()
+            } catch {
+                storageFailed(error)
+            }
+        }
         while !flushQueue.isEmpty {
             let queue = flushQueue
             flushQueue.removeAll(keepingCapacity: true)
@@ -340,8 +425,83 @@ final class ServerLoop {
                 if connection.phase == .draining { shutDown(connection) }
             }
             routeOutputs()
+            if let store, storageFailure == nil, store.needsCommit {
+                // Routing produced more records (a dropped slow reader's session ended): commit them too.
+                do {
+                    try store.commit()
+                } catch {
+                    storageFailed(error)
+                }
+            }
         }
         armTimer()
+        startSnapshotIfDue()
+    }
+
+    /// The log can no longer be trusted: drop every reply not yet written (any may depend on a
+    /// record that is not durable) and stop; `run` then throws.
+    private func storageFailed(_ error: any Error) {
+        guard storageFailure == nil else { return }
+        storageFailure = "\(error)"
+        logger.critical("write-ahead log failed; stopping without sending replies that depend on it",
+                        metadata: ["error": "\(error)"])
+        for connection in connections.values { connection.output = WireWriter(capacity: 0) }
+        beginShutdown(reason: "storage failure")
+    }
+
+    // MARK: Snapshots
+
+    /// Every `snapshotEveryRecords` records or `snapshotEveryLogBytes` bytes of log: copy the
+    /// persistent state here (the stall, logged), serialize and write it on a background thread,
+    /// prune the log when it is done (`snapshotFinished`).
+    private func startSnapshotIfDue() {
+        guard let durability = configuration.durability, let store, let engine = durableEngine,
+              snapshotInProgress == nil, storageFailure == nil, !isShuttingDown,
+              recordsSinceSnapshot >= durability.snapshotEveryRecords || logBytesSinceSnapshot >= durability.snapshotEveryLogBytes
+        else { return }
+        let copyStarted = DispatchTime.now().uptimeNanoseconds
+        let source = engine.snapshotSource()
+        let lsn = store.lastLSN
+        let stallMicroseconds = (DispatchTime.now().uptimeNanoseconds - copyStarted) / 1_000
+        logger.info("snapshot started", metadata: [
+            "lsn": "\(lsn)", "records_since_last": "\(recordsSinceSnapshot)",
+            "log_bytes_since_last": "\(logBytesSinceSnapshot)", "loop_stall_microseconds": "\(stallMicroseconds)",
+        ])
+        recordsSinceSnapshot = 0
+        logBytesSinceSnapshot = 0
+        let job = SnapshotJob()
+        snapshotInProgress = job
+        let writer = store.snapshotWriter
+        let mailbox = self.mailbox
+        Thread(name: "batond-snapshot") {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let bytes = source.serialize()
+            var failure: String?
+            do {
+                try writer.writeSnapshot(lsn: lsn, bytes: bytes)
+            } catch {
+                failure = "\(error)"
+            }
+            let milliseconds = (DispatchTime.now().uptimeNanoseconds - started) / 1_000_000
+            mailbox.post(.snapshotFinished(lsn: lsn, bytes: bytes.count, milliseconds: milliseconds, failure: failure))
+            job.finish()
+        }.start()
+    }
+
+    private func snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?) {
+        snapshotInProgress = nil
+        if let failure {
+            // The log still holds everything; the next snapshot tries again.
+            logger.error("snapshot failed", metadata: ["lsn": "\(lsn)", "error": "\(failure)"])
+            return
+        }
+        logger.info("snapshot finished", metadata: ["lsn": "\(lsn)", "bytes": "\(bytes)", "milliseconds": "\(milliseconds)"])
+        guard let store, storageFailure == nil else { return }
+        do {
+            try store.pruneBefore(snapshotLSN: lsn)
+        } catch {
+            logger.error("cannot prune the log after a snapshot", metadata: ["lsn": "\(lsn)", "error": "\(error)"])
+        }
     }
 
     private func shutDown(_ connection: Connection) {
@@ -391,7 +551,10 @@ final class ServerLoop {
     func messagesArrived() {
         for message in mailbox.take() {
             switch message {
-            case .stop: beginShutdown(reason: "stop requested")
+            case .stop:
+                beginShutdown(reason: "stop requested")
+            case .snapshotFinished(let lsn, let bytes, let milliseconds, let failure):
+                snapshotFinished(lsn: lsn, bytes: bytes, milliseconds: milliseconds, failure: failure)
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import BatonEngine
 import BatonProtocol
 import BatonServer
+import BatonStore
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,13 @@ struct Batond: ParsableCommand {
             Listens on a Unix socket (created with mode 0600 unless --socket-mode says otherwise) and, \
             only with --listen, on TCP. Logs go to standard error; one "ready" line says where it listens. \
             SIGTERM or SIGINT shuts down gracefully: sessions end, the socket file is removed, exit 0.
+
+            Persistent nodes and the counters behind sequence numbers and fencing tokens are kept in \
+            a write-ahead log with periodic snapshots in the data directory: --data-dir, else \
+            $XDG_STATE_HOME/baton, else ~/.local/state/baton. --in-memory keeps nothing. Sessions and \
+            ephemeral nodes never survive a restart. --fsync: always (every change synced before its \
+            reply), batch (one sync per loop turn for all the changes in it; the default), none \
+            (written, never synced: survives the daemon dying, not the machine).
             """)
 
     @Option(name: .long, help: ArgumentHelp(
@@ -32,7 +40,9 @@ struct Batond: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Also listen on TCP, e.g. 127.0.0.1:7420 or [::1]:7420.", valueName: "host:port"))
     var listen: String?
 
-    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Directory of the write-ahead log and snapshots.", valueName: "dir"))
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp(
+        "Directory of the write-ahead log and snapshots.",
+        discussion: "Default: $XDG_STATE_HOME/baton, else ~/.local/state/baton.", valueName: "dir"))
     var dataDirectory: String?
 
     @Flag(name: .long, help: "Keep the namespace in memory only (nothing survives a restart).")
@@ -40,6 +50,12 @@ struct Batond: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("When to fsync the log: always, batch or none.", valueName: "policy"))
     var fsync: String = "batch"
+
+    @Option(name: .customLong("snapshot-every-records"), help: ArgumentHelp("Snapshot after this many log records.", valueName: "n"))
+    var snapshotEveryRecords: Int = 100_000
+
+    @Option(name: .customLong("snapshot-every-log-bytes"), help: ArgumentHelp("Snapshot after this many bytes of log records.", valueName: "n"))
+    var snapshotEveryLogBytes: Int = 64 * 1_048_576
 
     @Option(name: .customLong("session-timeout-min-ms"), help: ArgumentHelp("Shortest session timeout granted.", valueName: "n"))
     var sessionTimeoutMinimumMilliseconds: UInt32 = Limits.default.sessionTimeoutMillisecondsMin
@@ -80,10 +96,14 @@ struct Batond: ParsableCommand {
               sessionTimeoutMinimumMilliseconds <= sessionTimeoutMaximumMilliseconds else {
             throw ServerError("--session-timeout-min-ms must be positive and at most --session-timeout-max-ms")
         }
-        guard ["always", "batch", "none"].contains(fsync) else {
+        guard let fsyncPolicy = FsyncPolicy(parsing: fsync) else {
             throw ServerError("--fsync must be always, batch or none, not \(fsync)")
         }
-        let path = socket ?? Endpoint.defaultSocketPath(environment: processEnvironment(), userID: UInt32(getuid()))
+        guard snapshotEveryRecords > 0, snapshotEveryLogBytes > 0 else {
+            throw ServerError("--snapshot-every-records and --snapshot-every-log-bytes must be positive")
+        }
+        let environment = processEnvironment()
+        let path = socket ?? Endpoint.defaultSocketPath(environment: environment, userID: UInt32(getuid()))
         var engine = EngineConfiguration()
         engine.limits.sessionTimeoutMillisecondsMin = sessionTimeoutMinimumMilliseconds
         engine.limits.sessionTimeoutMillisecondsMax = sessionTimeoutMaximumMilliseconds
@@ -91,6 +111,17 @@ struct Batond: ParsableCommand {
                                                        sessionTimeoutMaximumMilliseconds)
         var configuration = ServerConfiguration(socketPath: path, engine: engine)
         configuration.socketMode = mode
+        if inMemory {
+            guard dataDirectory == nil else { throw ServerError("--in-memory and --data-dir exclude each other") }
+        } else {
+            guard let directory = dataDirectory ?? Batond.defaultDataDirectory(environment: environment) else {
+                throw ServerError("no data directory: set --data-dir (or $XDG_STATE_HOME or $HOME), or run --in-memory")
+            }
+            var durability = DurabilityConfiguration(dataDirectory: directory, store: StoreConfiguration(fsyncPolicy: fsyncPolicy))
+            durability.snapshotEveryRecords = snapshotEveryRecords
+            durability.snapshotEveryLogBytes = snapshotEveryLogBytes
+            configuration.durability = durability
+        }
         if let listen {
             guard let endpoint = Endpoint.parseTCP(listen) else {
                 throw ServerError("--listen must be HOST:PORT (IPv6 as [::1]:PORT), not \(listen)")
@@ -98,6 +129,13 @@ struct Batond: ParsableCommand {
             configuration.tcpEndpoint = endpoint
         }
         return configuration
+    }
+
+    /// `$XDG_STATE_HOME/baton`, else `$HOME/.local/state/baton` (the XDG base directory rules).
+    static func defaultDataDirectory(environment: [String: String]) -> String? {
+        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") { return state + "/baton" }
+        if let home = environment["HOME"], !home.isEmpty { return home + "/.local/state/baton" }
+        return nil
     }
 
     func run() throws {

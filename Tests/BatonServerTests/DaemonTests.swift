@@ -358,3 +358,123 @@ private final class FailureList: @unchecked Sendable {
     func append(_ failure: String) { lock.withLock { failures.append(failure) } }
     var all: [String] { lock.withLock { failures } }
 }
+
+/// The embedded store wired into the daemon: what a restart (graceful or kill -9) keeps.
+final class DurabilityTests: XCTestCase {
+    private var daemons: [TestDaemon] = []
+
+    override func tearDown() {
+        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
+            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
+        }
+        daemons.removeAll()
+    }
+
+    private func startDaemon(_ arguments: [String] = []) throws -> TestDaemon {
+        let daemon = try TestDaemon(TestDaemon.Options(arguments: arguments))
+        daemons.append(daemon)
+        return daemon
+    }
+
+    private func data(at path: String, _ connection: RawConnection) throws -> [UInt8]? {
+        let reply = try connection.call(.get(path: path, watch: false))
+        switch reply.result {
+        case .success(.data(_, let data)): return data
+        case .failure(let error) where error.code == .noNode: return nil
+        default: throw TestSupportError.unexpected("get \(path) answered \(reply.result)")
+        }
+    }
+
+    func testPersistentNodesSurviveAGracefulRestartAndEphemeralsDoNot() throws {
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.handshake()
+        _ = try connection.callSuccessfully(.create(path: "/kept", data: Array("value".utf8), mode: .persistent))
+        _ = try connection.callSuccessfully(.set(path: "/kept", data: Array("changed".utf8), expectedVersion: 0))
+        _ = try connection.callSuccessfully(.create(path: "/gone", data: [], mode: .ephemeral))
+        try daemon.restart()
+
+        let after = try daemon.connect()
+        try after.handshake()
+        XCTAssertEqual(try data(at: "/kept", after), Array("changed".utf8))
+        XCTAssertNil(try data(at: "/gone", after))
+    }
+
+    func testAcknowledgedChangesSurviveKill9AndSequencesKeepIncreasing() throws {
+        let daemon = try startDaemon(["--fsync", "batch"])
+        let connection = try daemon.connect()
+        try connection.handshake()
+        _ = try connection.callSuccessfully(.create(path: "/queue", data: [], mode: .persistent))
+        var before: [String] = []
+        for index in 0..<20 {
+            guard case .created(let path, _) = try connection.callSuccessfully(
+                .create(path: "/queue/item-", data: [UInt8(index)], mode: .persistentSequential)) else {
+                return XCTFail("create answered something else")
+            }
+            before.append(path)
+        }
+        daemon.kill(SIGKILL)
+        XCTAssertEqual(daemon.waitForExit(), .signaled(SIGKILL))
+        try daemon.start()
+
+        let after = try daemon.connect()
+        try after.handshake()
+        guard case .children(_, let names) = try after.callSuccessfully(.children(path: "/queue", watch: false)) else {
+            return XCTFail("children answered something else")
+        }
+        XCTAssertEqual(Set(names.map { "/queue/" + $0 }), Set(before))
+        guard case .created(let next, _) = try after.callSuccessfully(.create(path: "/queue/item-", data: [], mode: .persistentSequential)) else {
+            return XCTFail("create answered something else")
+        }
+        XCTAssertGreaterThan(next, before.max()!, "a sequence number is never handed out twice")
+    }
+
+    func testSnapshotsAreTakenInTheBackgroundAndRecoveryUsesThem() throws {
+        let daemon = try startDaemon(["--snapshot-every-records", "50"])
+        let connection = try daemon.connect()
+        try connection.handshake()
+        var batch: [UInt8] = []
+        for index in 0..<400 {
+            batch += Codec.encodeRequest(.create(path: "/n-\(index)", data: [UInt8(index % 256)], mode: .persistent),
+                                         requestID: connection.takeRequestID())
+        }
+        try connection.sendRaw(batch)
+        for _ in 0..<400 { _ = try connection.receiveReply().result.get() }
+
+        XCTAssertTrue(waitFor { daemon.standardError.contains("snapshot finished") }, "a snapshot was written")
+        XCTAssertTrue(daemon.standardError.contains("loop_stall_microseconds"), "the loop stall is logged")
+        let files = try FileManager.default.contentsOfDirectory(atPath: daemon.dataDirectory)
+        XCTAssertTrue(files.contains { $0.hasSuffix(".snap") }, "\(files)")
+
+        daemon.kill(SIGKILL)
+        _ = daemon.waitForExit()
+        try daemon.start()
+        let after = try daemon.connect()
+        try after.handshake()
+        for index in [0, 199, 399] {
+            XCTAssertEqual(try data(at: "/n-\(index)", after), [UInt8(index % 256)])
+        }
+        XCTAssertTrue(daemon.standardError.range(of: "snapshot_lsn=[0-9]+", options: .regularExpression) != nil,
+                      "the restart recovered from a snapshot")
+    }
+
+    func testSecondDaemonOnTheSameDataDirectoryRefusesAndLeavesNoSocket() throws {
+        let daemon = try startDaemon()
+        let otherSocket = daemon.directory + "/other.sock"
+        let (termination, output) = try TestDaemon.runToCompletion(
+            arguments: ["--socket", otherSocket, "--data-dir", daemon.dataDirectory])
+        XCTAssertEqual(termination, .exited(1))
+        XCTAssertTrue(output.contains("in use by another batond"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: otherSocket))
+        XCTAssertNoThrow(try daemon.connect().handshake())
+    }
+
+    private func waitFor(timeoutSeconds: Double = 20, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+}
