@@ -29,8 +29,7 @@ extension Engine {
     var lockManager: LockManager<LockTicket> {
         if let manager = locks.manager { return manager }
         let adapter = EngineLockNamespace(namespace: namespace, now: Time(milliseconds: 0))
-        var managerConfiguration = LockManagerConfiguration(limits: limits)
-        managerConfiguration.createAttemptsMax = 16
+        let managerConfiguration = LockManagerConfiguration(limits: limits)
         let namespace = self.namespace
         let manager = LockManager<LockTicket>(namespace: adapter, configuration: managerConfiguration,
                                               now: Time(milliseconds: 0),
@@ -139,7 +138,10 @@ extension Engine {
         }
     }
 
-    /// Like the engine's drain, for outputs produced inside the lock layer's own steps.
+    /// Like the engine's drain, for outputs produced inside the lock layer's own steps. Called from
+    /// `lockWatchFired` too (inside the engine's drain): outputs the recipe causes there are routed
+    /// before the rest of the engine's current batch, which only matters to session watch events fired
+    /// by the recipe's own deletes (abandoned waiters), not to anything a grant rests on.
     private func routeNamespaceOutputsForLocks(now: Time) {
         while namespace.hasOutputs {
             for output in namespace.takeOutputs() {

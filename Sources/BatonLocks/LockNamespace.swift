@@ -40,7 +40,8 @@ public protocol LockNamespace: AnyObject {
                   completion: @escaping (Result<[String], ReplyError>) -> Void)
 
     /// The node's stat, or nil if it does not exist; optionally sets a watch that fires when the node
-    /// is created, deleted or changed.
+    /// is deleted or changed. The recipe treats nil as "gone" and never waits for a creation, so a
+    /// namespace may drop a watch set on a missing node (the embedded adapter does, to not leak it).
     func exists(path: String, watch: LockWatch?,
                 completion: @escaping (Result<Stat?, ReplyError>) -> Void)
 
