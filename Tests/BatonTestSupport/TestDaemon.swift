@@ -40,7 +40,8 @@ public final class TestDaemon: @unchecked Sendable {
         }
     }
 
-    public let options: Options
+    /// May be changed while the daemon is stopped: the next `start()` uses the new arguments.
+    public var options: Options
     /// A fresh directory such as /tmp/baton-test-a1B2c3 holding the socket, the data and the log.
     public let directory: String
     /// `<directory>/s.sock`: short enough for `sun_path`.
