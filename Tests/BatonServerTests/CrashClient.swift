@@ -37,8 +37,8 @@ struct CrashGrant {
 /// One client of the crash test: its own connection and session, the only writer of its subtree
 /// `/crash/c<index>` (plain nodes `n0`...`n7`, sequential children of `seq`), and a taker of the
 /// shared locks. It predicts every reply from its model, records what was acknowledged, and keeps
-/// the one operation whose reply never came (`inFlight`): after the restart that operation must be
-/// there completely or not at all.
+/// the writes whose replies never came (`inFlight`, several when it pipelined): after the restart
+/// the state must be the acknowledged one plus a prefix of those writes, each whole.
 final class CrashClient: @unchecked Sendable {
     let index: Int
     let root: String
@@ -51,13 +51,15 @@ final class CrashClient: @unchecked Sendable {
     var sequenceSeen: UInt64?
 
     // Per round (reset by `prepareRound`).
-    private(set) var inFlight: CrashOperation?
+    /// Writes sent whose replies have not come, in the order sent.
+    private(set) var inFlight: [CrashOperation] = []
     private(set) var grants: [CrashGrant] = []
     private(set) var failures: [String] = []
     private(set) var acknowledgedCount = 0
     private(set) var lastTransaction: UInt64 = 0
     private var transactionFloor: UInt64 = 0
     private var round = 0
+    private var lockCyclePercent: UInt64 = 0
     private var operationCount = 0
 
     init(index: Int) {
@@ -68,11 +70,15 @@ final class CrashClient: @unchecked Sendable {
     }
 
     /// Before a round: every zxid handed out from now on must exceed `transactionFloor`.
-    func prepareRound(_ round: Int, transactionFloor: UInt64) {
+    /// `lockCyclePercent` of the steps are lock cycles. Mostly locks makes it likely that the last
+    /// zxids handed out before a kill went to waiter nodes, which are never logged: only the
+    /// reserved mark keeps their tokens from being handed out again.
+    func prepareRound(_ round: Int, transactionFloor: UInt64, lockCyclePercent: UInt64) {
         self.round = round
+        self.lockCyclePercent = lockCyclePercent
         self.transactionFloor = transactionFloor
         lastTransaction = transactionFloor
-        inFlight = nil
+        inFlight = []
         grants = []
         failures = []
         acknowledgedCount = 0
@@ -82,7 +88,7 @@ final class CrashClient: @unchecked Sendable {
     /// The verification after the restart settled what the in-flight operation did.
     func settle(model: CrashTree) {
         self.model = model
-        inFlight = nil
+        inFlight = []
     }
 
     private func fail(_ message: String) {
@@ -98,8 +104,11 @@ final class CrashClient: @unchecked Sendable {
             defer { connection.close() }
             try connection.handshake(clientName: "crash-\(index)")
             while failures.isEmpty {
-                if random.next() % 100 < 14 {
+                let roll = random.next() % 100
+                if roll < lockCyclePercent {
                     try lockCycle(connection, &random)
+                } else if roll < lockCyclePercent + 12 {
+                    try writePipelined((0..<(2 + random.next() % 5)).map { _ in nextOperation(&random) }, connection)
                 } else {
                     try write(nextOperation(&random), connection)
                 }
@@ -112,11 +121,35 @@ final class CrashClient: @unchecked Sendable {
     // MARK: Writes
 
     private func write(_ operation: CrashOperation, _ connection: RawConnection) throws {
+        try writePipelined([operation], connection)
+    }
+
+    /// Sends the writes in one go (one turn of the daemon's loop may take them all: one group
+    /// commit), then reads their replies in order. Each is predicted from the model as it stands
+    /// when its reply comes: the daemon applies them in order, and nobody else writes here.
+    private func writePipelined(_ operations: [CrashOperation], _ connection: RawConnection) throws {
+        var bytes: [UInt8] = []
+        var requestIDs: [UInt32] = []
+        for operation in operations {
+            let requestID = connection.takeRequestID()
+            requestIDs.append(requestID)
+            bytes += Codec.encodeRequest(operation.request, requestID: requestID)
+        }
+        inFlight = operations
+        try connection.sendRaw(bytes)
+        for (operation, requestID) in zip(operations, requestIDs) {
+            let reply = try connection.receiveReply(timeoutSeconds: 60)
+            inFlight.removeFirst()
+            acknowledgedCount += 1
+            guard reply.requestID == requestID else {
+                return fail("reply to request \(reply.requestID), expected \(requestID) (\(operation))")
+            }
+            check(reply, of: operation)
+        }
+    }
+
+    private func check(_ reply: Reply, of operation: CrashOperation) {
         let expectedFailure = model.predictedFailure(of: operation)
-        inFlight = operation
-        let reply = try connection.call(operation.request, timeoutSeconds: 60)
-        inFlight = nil
-        acknowledgedCount += 1
         switch reply.result {
         case .failure(let error):
             if error.code != expectedFailure {
