@@ -139,6 +139,9 @@ final class CrashClient: @unchecked Sendable {
         try connection.sendRaw(bytes)
         for (operation, requestID) in zip(operations, requestIDs) {
             let reply = try connection.receiveReply(timeoutSeconds: 60)
+            if reply.requestID == 0, case .failure(let error) = reply.result, error.code == .shuttingDown {
+                throw TestSupportError.closed  // the daemon's last word before a graceful stop
+            }
             inFlight.removeFirst()
             acknowledgedCount += 1
             guard reply.requestID == requestID else {

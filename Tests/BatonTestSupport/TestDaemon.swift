@@ -70,16 +70,40 @@ public final class TestDaemon: @unchecked Sendable {
     }
 
     deinit {
-        if let process, process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        if isRunning {
+            kill(SIGKILL)
+            _ = waitForExit()
         }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// The process id of the running daemon (0 when none was started).
     public var pid: Int32 { process?.processIdentifier ?? 0 }
-    public var isRunning: Bool { process?.isRunning ?? false }
+    public var isRunning: Bool { runningProcess != nil }
+
+    /// The process, unless it has ended. Foundation's `Process` on Linux notices a child's exit through
+    /// a socket the child inherits, and now and then never does (swift-corelibs-foundation#4795): the
+    /// child stays a zombie while `isRunning` says true and `waitUntilExit()` never returns. So the
+    /// kernel is asked too, with `waitid(WNOWAIT)`, which leaves the child for Foundation to reap.
+    private var runningProcess: Process? {
+        guard let process, process.isRunning, TestDaemon.exitedChild(process.processIdentifier) == nil else { return nil }
+        return process
+    }
+
+    /// How the child ended if it has ended and is not yet reaped, else nil.
+    static func exitedChild(_ pid: Int32) -> Termination? {
+        var information = siginfo_t()
+        guard waitid(P_PID, id_t(pid), &information, WEXITED | WNOHANG | WNOWAIT) == 0,
+              information._sifields._sigchld.si_pid == pid else { return nil }
+        let status = information._sifields._sigchld.si_status
+        return information.si_code == Int32(CLD_EXITED) ? .exited(status) : .signaled(status)
+    }
+
+    /// How the last run ended, from Foundation or, if Foundation missed it, from the kernel.
+    private func termination(of process: Process) -> Termination? {
+        if !process.isRunning { return TestDaemon.termination(of: process) }
+        return TestDaemon.exitedChild(process.processIdentifier)
+    }
 
     /// Everything the daemon wrote to standard error so far (all runs): attach it to failures.
     public var standardError: String {
@@ -115,7 +139,7 @@ public final class TestDaemon: @unchecked Sendable {
     private func waitUntilAccepting() throws {
         let deadline = RawConnection.monotonicSeconds() + options.startTimeoutSeconds
         while true {
-            guard let process, process.isRunning else {
+            guard isRunning else {
                 throw TestSupportError.unexpected("batond exited during start (\(terminationDescription)); its log:\n\(standardError)")
             }
             if TestDaemon.accepts(unixPath: socketPath), tcpPort.map(TestDaemon.accepts(tcpPort:)) ?? true {
@@ -129,13 +153,13 @@ public final class TestDaemon: @unchecked Sendable {
     }
 
     private var terminationDescription: String {
-        guard let process, !process.isRunning else { return "running" }
-        return TestDaemon.termination(of: process).description
+        guard let process, let termination = termination(of: process) else { return "running" }
+        return termination.description
     }
 
     /// Sends a signal to the daemon.
     public func kill(_ signal: Int32) {
-        guard let process, process.isRunning else { return }
+        guard let process = runningProcess else { return }
         Glibc.kill(process.processIdentifier, signal)
     }
 
@@ -143,12 +167,15 @@ public final class TestDaemon: @unchecked Sendable {
     public func waitForExit(timeoutSeconds: Double = 10) -> Termination? {
         guard let process else { return nil }
         let deadline = RawConnection.monotonicSeconds() + timeoutSeconds
-        while process.isRunning {
+        while true {
+            if !process.isRunning {
+                process.waitUntilExit()
+                return TestDaemon.termination(of: process)
+            }
+            if let termination = TestDaemon.exitedChild(process.processIdentifier) { return termination }
             guard RawConnection.monotonicSeconds() < deadline else { return nil }
             usleep(5_000)
         }
-        process.waitUntilExit()
-        return TestDaemon.termination(of: process)
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `timeoutSeconds`. Returns how it ended.
