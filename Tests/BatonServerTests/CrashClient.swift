@@ -318,12 +318,17 @@ final class CrashClient: @unchecked Sendable {
         (tree ?? model).nodes.keys.filter { $0.hasPrefix(sequenceParent + "/") }.sorted()
     }
 
-    /// Data naming who wrote it and when, padded to a random length (now and then several KiB, so
-    /// that records span more than a few bytes and a torn write has room to tear) with bytes derived
-    /// from that name: any partial or mixed-up value is visible as a mismatch.
+    /// Data naming who wrote it and when, padded to a random length with bytes derived from that
+    /// name: any partial or mixed-up value is visible as a mismatch. Now and then several KiB, so
+    /// that a torn write has room to tear, and rarely a few hundred KiB, so that the log fills its
+    /// 64 MiB segments and rolls to new ones during the run (then snapshots prune old segments).
     private func data(_ what: String, _ random: inout CrashRandom) -> [UInt8] {
         let tag = Array("c\(index) r\(round) op\(operationCount) \(what) #\(random.next() % 1_000_000);".utf8)
-        let padding = random.next() % 10 == 0 ? 2_048 + Int(random.next() % 8_192) : Int(random.next() % 96)
+        let padding = switch random.next() % 100 {
+        case 0..<3: 131_072 + Int(random.next() % 262_144)
+        case 3..<13: 2_048 + Int(random.next() % 8_192)
+        default: Int(random.next() % 96)
+        }
         var bytes = tag
         bytes.reserveCapacity(tag.count + padding)
         for offset in 0..<padding { bytes.append(tag[offset % tag.count] &+ UInt8(truncatingIfNeeded: offset / tag.count)) }

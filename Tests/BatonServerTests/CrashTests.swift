@@ -124,7 +124,12 @@ final class CrashTests: XCTestCase {
         try verifyRecovery(daemon, clients, &history, afterRound: rounds, grants: [])
         XCTAssertEqual(clients.map(\.model), settled, "a graceful restart changed the namespace")
 
-        print("CrashTests: \(rounds) kills; \(history.acknowledged) writes and \(history.grants) grants acknowledged; "
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.dataDirectory)) ?? []
+        let segments = files.filter { $0.hasPrefix("wal-") }.sorted()
+        print("CrashTests: data directory at the end: \(segments.count) log segments (\(segments.first ?? "none") to "
+              + "\(segments.last ?? "none")), \(files.filter { $0.hasSuffix(".snap") }.count) snapshots")
+        let graceful = (0..<rounds).filter { RoundPlan(round: $0, seed: seed).graceful }.count
+        print("CrashTests: \(rounds - graceful) kills and \(graceful) SIGTERMs; \(history.acknowledged) writes and \(history.grants) grants acknowledged; "
               + "in-flight writes: \(history.inFlightLanded) landed, \(history.inFlightLost) did not; "
               + "\(logCuts(daemon)) torn tails cut; \(recoveriesFromSnapshot(daemon)) recoveries from a snapshot")
         if rounds >= 6 {
