@@ -91,7 +91,7 @@ public final class TestDaemon: @unchecked Sendable {
     }
 
     /// How the child ended if it has ended and is not yet reaped, else nil.
-    static func exitedChild(_ pid: Int32) -> Termination? {
+    public static func exitedChild(_ pid: Int32) -> Termination? {
         var information = siginfo_t()
         guard waitid(P_PID, id_t(pid), &information, WEXITED | WNOHANG | WNOWAIT) == 0,
               information._sifields._sigchld.si_pid == pid else { return nil }
