@@ -8,11 +8,13 @@ import Glibc
 import Darwin
 #endif
 
-/// Crash tests against the real daemon (issue 4): clients write and take locks, `batond` is killed
-/// with SIGKILL at a random moment, restarted on the same data directory, and what it recovered is
-/// checked against what it acknowledged.
+/// Crash tests against the real daemon (issue 4): four clients write (creates, sequential creates,
+/// sets, deletes, multis, pipelined bursts) and take locks, `batond` is killed with SIGKILL at a
+/// random moment (one round in ten: SIGTERM), restarted on the same data directory, and what it
+/// recovered is checked against what it acknowledged: every acknowledged write is there, a write in
+/// flight is there whole or not at all, and zxids, fencing tokens and sequence numbers only go up.
 ///
-/// `BATON_CRASH_ROUNDS` sets the number of kills (default 60); `BATON_CRASH_SEED` repeats a run's
+/// `BATON_CRASH_ROUNDS` sets the number of rounds (default 60); `BATON_CRASH_SEED` repeats a run's
 /// choices (operations, kill moments, policies; thread timing still varies).
 final class CrashTests: XCTestCase {
     private var daemon: TestDaemon?
