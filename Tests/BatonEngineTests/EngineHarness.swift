@@ -1,6 +1,7 @@
 @testable import BatonEngine
 import BatonNamespace
 import BatonProtocol
+import Foundation
 import XCTest
 
 struct SeededRandom: RandomNumberGenerator {
@@ -73,6 +74,15 @@ final class EngineHarness {
         }
         return (id, secret)
     }
+}
+
+/// Seeds for a simulation test: `seedVariable` names one seed to rerun; else `runsVariable` (or
+/// `defaultRuns`) consecutive seeds from `firstSeed`.
+func simulationSeeds(runsVariable: String, seedVariable: String, defaultRuns: Int, firstSeed: UInt64) -> [UInt64] {
+    let environment = ProcessInfo.processInfo.environment
+    if let seed = environment[seedVariable].flatMap(UInt64.init) { return [seed] }
+    let runs = environment[runsVariable].flatMap(Int.init) ?? defaultRuns
+    return (0..<UInt64(max(runs, 0))).map { firstSeed + $0 }
 }
 
 func replies(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Reply] {
