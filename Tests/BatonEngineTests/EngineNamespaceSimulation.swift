@@ -562,7 +562,7 @@ final class EngineNamespaceSimulationTests: XCTestCase {
     func testRandomClientsAgainstTheEngineKeepTheNamespaceGuarantees() {
         let seeds = simulationSeeds(runsVariable: "BATON_ENGINE_SIMULATION_RUNS", seedVariable: "BATON_ENGINE_SIMULATION_SEED",
                                     defaultRuns: 150, firstSeed: 0xA_0000)
-        let steps = ProcessInfo.processInfo.environment["BATON_ENGINE_SIMULATION_STEPS"].flatMap(Int.init) ?? 300
+        let steps = ProcessInfo.processInfo.environment["BATON_ENGINE_SIMULATION_STEPS"].flatMap(Int.init) ?? 400
         var events = 0, ended = 0, resumes = 0, queued = 0
         for seed in seeds {
             let simulation = EngineNamespaceSimulation(seed: seed)
