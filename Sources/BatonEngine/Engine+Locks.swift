@@ -163,6 +163,20 @@ extension Engine {
         routeLockEffects(now: now)
     }
 
+    /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
+    /// then cancelled, so that nothing the cancels cause is answered to any of them.
+    func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
+        var tickets: [LockTicket] = []
+        for connection in connections {
+            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
+            tickets += requestIDs.sorted().map { LockTicket(connection: connection, requestID: $0) }
+        }
+        guard locks.manager != nil, !tickets.isEmpty else { return }
+        let manager = lockTime(now)
+        for ticket in tickets { manager.cancel(ticket: ticket, now: now) }
+        routeLockEffects(now: now)
+    }
+
     /// An internal watch (`Watcher.internal(token)`) fired.
     func lockWatchFired(token: UInt64, type: WatchEventType, path: String, now: Time) {
         guard locks.manager != nil else { return }

@@ -29,9 +29,10 @@ extension Engine {
             if let sessionID = state.sessionID, sessions[sessionID]?.connection == connection {
                 sessions[sessionID]!.connection = nil
             }
-            // The acquires were answered above; the recipe deletes their waiter nodes.
-            lockConnectionClosed(connection, now: now)
         }
+        // The acquires were answered above; the recipe deletes their waiter nodes. All at once: a
+        // cancel may entitle a waiter of another connection, whose grant must find no one to answer.
+        lockAbandonAcquires(of: open, now: now)
         for sessionID in sessions.keys.sorted() {
             endSession(sessionID, reason: .shutdown, now: now)
             drain(now: now)

@@ -15,7 +15,8 @@ import XCTest
 ///   and no ephemeral node outlives its session;
 /// - transaction ids in replies strictly increase, and so do sequence suffixes per parent;
 /// and at the end of a run, replaying every `.persist` record through the recovery initializer
-/// reproduces the persistent state, with counters no lower than the live ones.
+/// reproduces the persistent state, with counters no lower than the live ones, and a shutdown says
+/// goodbye to every connection and ends every session.
 final class EngineNamespaceSimulation {
     struct Failure: Error, CustomStringConvertible { var description: String }
 
@@ -554,6 +555,34 @@ final class EngineNamespaceSimulation {
         }
         guard recovered.namespace.transactionCurrent >= namespace.transactionCurrent else {
             throw fail("replay: zxid restarts at \(recovered.namespace.transactionCurrent), live is at \(namespace.transactionCurrent)")
+        }
+        try shutDown()
+    }
+
+    /// The daemon stops: every open connection gets its goodbye and a close, nothing after it, and
+    /// every session (attached or detached) ends with its ephemerals.
+    private func shutDown() throws {
+        engine.shutdown(now: harness.now)
+        var closed: Set<ConnectionID> = []
+        for output in engine.takeOutputs() {
+            switch output {
+            case .close(let connection):
+                closed.insert(connection)
+            case .send(let connection, let message):
+                if closed.contains(connection) { throw fail("shutdown: \(message) after the close of \(connection)") }
+                guard case .reply(let reply) = message, case .failure(let error) = reply.result, error.code == .shuttingDown else {
+                    throw fail("shutdown: \(message) to \(connection)")
+                }
+            case .persist:
+                break
+            }
+        }
+        guard closed == Set(connections.keys) else { throw fail("shutdown closed \(closed.sorted()), open were \(connections.keys.sorted())") }
+        for sessionID in sessions.keys where !namespace.ephemeralNodes(of: sessionID).isEmpty {
+            throw fail("shutdown: ephemerals of \(sessionID) remain")
+        }
+        guard namespace.sessionCount == 0, engine.sessionCount == 0, engine.connectionCount == 0 else {
+            throw fail("shutdown left \(namespace.sessionCount) sessions, \(engine.connectionCount) connections")
         }
     }
 }

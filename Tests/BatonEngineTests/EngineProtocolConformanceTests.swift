@@ -137,6 +137,25 @@ final class EngineProtocolConformanceTests: XCTestCase {
         XCTAssertEqual(frames(harness.engine.takeOutputs(), to: 9), ["reply 0 hello shuttingDown", "close"])
     }
 
+    func testShutdownSendsNothingAfterAGoodbyeEvenWhenACancelWouldGrant() throws {
+        let harness = EngineHarness()
+        for connection in 1...3 { harness.openSession(ConnectionID(connection)) }
+        // A reader holds; a writer (connection 1) waits; a reader (connection 2) waits behind the writer.
+        let reader = harness.send(.acquire(LockRequest(path: "/rw", kind: .shared)), on: 3)
+        XCTAssertNotNil(granted(reader.outputs, to: 3, requestID: reader.requestID))
+        _ = harness.send(.acquire(LockRequest(path: "/rw", kind: .exclusive)), on: 1)
+        let behind = harness.send(.acquire(LockRequest(path: "/rw", kind: .shared)), on: 2)
+        XCTAssertNil(granted(behind.outputs, to: 2, requestID: behind.requestID))
+        harness.engine.shutdown(now: harness.now)
+        let outputs = harness.engine.takeOutputs()
+        // Cancelling the writer entitles the waiting reader; its grant must not follow its goodbye.
+        XCTAssertEqual(frames(outputs, to: 1), ["reply acquire shuttingDown", "reply 0 hello shuttingDown", "close"])
+        XCTAssertEqual(frames(outputs, to: 2), ["reply acquire shuttingDown", "reply 0 hello shuttingDown", "close"])
+        XCTAssertEqual(frames(outputs, to: 3), ["reply 0 hello shuttingDown", "close"])
+        XCTAssertEqual(harness.engine.namespace.node(at: "/rw")?.children, [])
+        XCTAssertEqual(harness.engine.locks.manager?.waiterCount, 0)
+    }
+
     // MARK: Ordering (§4.4)
 
     func testAWatchEventForADeletionComesBeforeTheGrantItAllows() throws {
