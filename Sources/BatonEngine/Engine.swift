@@ -30,6 +30,9 @@ public struct EngineConfiguration: Sendable {
     public var containerGraceMilliseconds: UInt64 = 10_000
     /// Events kept for a detached session until it resumes; one more ends the session.
     public var detachedSessionEventsMax: Int = 10_000
+    /// The token a TCP connection must present with `authenticate` before it opens or resumes a
+    /// session (Engine+Authentication.swift). nil: no TCP connection can ever open one.
+    public var tcpAuthenticationToken: [UInt8]?
     public init() {}
 
     var namespaceConfiguration: NamespaceConfiguration {
@@ -60,6 +63,8 @@ public final class Engine {
     var sessionsToEnd: [UInt64] = []
     /// State of the lock integration (Engine+Locks.swift).
     var locks = EngineLocks()
+    /// Counters of the authentication step (Engine+Authentication.swift).
+    var authentication = EngineAuthentication()
 
     var limits: Limits { configuration.limits }
 
@@ -100,7 +105,7 @@ public final class Engine {
             return false
         }
         precondition(connections[connection] == nil, "connection \(connection) opened twice")
-        connections[connection] = ConnectionState(transport: transport)
+        connections[connection] = ConnectionState(transport: transport, isAuthorized: transport == .unix)
         return true
     }
 
@@ -146,6 +151,7 @@ public final class Engine {
             return
         }
         if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
+        if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
 
         switch request {
         case .hello:
@@ -165,6 +171,8 @@ public final class Engine {
             reply(connection, requestID, .closeSession, .success(.empty), now: now)
         case .ping:
             reply(connection, requestID, .ping, .success(.empty), now: now)
+        case .authenticate(let token):
+            authenticate(token, requestID: requestID, connection: connection, now: now)
         case .create, .delete, .exists, .get, .set, .children, .check, .multi:
             guard let sessionID = state.sessionID else {
                 reply(connection, requestID, request.opcode, .failure(ReplyError(.sessionRequired)), now: now)
@@ -413,6 +421,9 @@ struct ConnectionState {
     var sessionID: UInt64?
     /// Requests accepted but not answered yet (waiting acquires).
     var pendingRequests = 0
+    /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
+    var isAuthorized = false
+    var authenticationFailures = 0
 }
 
 struct SessionState {
