@@ -92,7 +92,12 @@ final class MetricsEndpoint {
     func didRead(_ connection: MetricsConnection, _ count: Int) {
         guard !connection.isClosed else { return }
         if count < 0 {
-            // EOF or an error: before a response there is nothing to answer; after one, the peer is done.
+            if count == Int(UV_EOF.rawValue) && connection.isResponding && !connection.isWritten {
+                // The peer finished sending; let the response go out first (writeCompleted closes).
+                connection.peerFinished = true
+                return
+            }
+            // Before a response there is nothing to answer; after one, the peer is done.
             closeConnection(connection)
             return
         }
@@ -133,7 +138,8 @@ final class MetricsEndpoint {
 
     func writeCompleted(_ connection: MetricsConnection, status: Int32) {
         guard !connection.isClosed else { return }
-        guard status == 0 else {
+        connection.isWritten = true
+        guard status == 0, !connection.peerFinished else {
             closeConnection(connection)
             return
         }
@@ -184,6 +190,10 @@ final class MetricsConnection {
     var received: [UInt8] = []
     /// The response is queued or sent; later bytes from the peer are read and dropped.
     var isResponding = false
+    /// The response has been handed to the kernel.
+    var isWritten = false
+    /// The peer's end of stream arrived before the response was written.
+    var peerFinished = false
     var isClosed = false
     static let readBufferBytes = 4_096
     let readBuffer: UnsafeMutableRawPointer

@@ -162,6 +162,22 @@ final class MetricsEndpointTests: XCTestCase {
         XCTAssertEqual(daemon.stop(), .exited(0), "shutdown is not held up by the metrics endpoint")
     }
 
+    func testAClientThatHalfClosesStillGetsTheWholeResponse() throws {
+        let (_, port) = try startDaemon()
+        for piece in [["GET /metrics HTTP/1.1\r\n\r\n"], ["GET /met", "rics HTTP/1.0\r\n", "\r\n"]] {
+            let connection = try HTTPClient.connect(port: port)
+            for part in piece {
+                try connection.sendRaw(Array(part.utf8))
+                usleep(5_000)
+            }
+            XCTAssertEqual(shutdown(connection.descriptor, Int32(SHUT_WR)), 0)
+            let response = try HTTPClient.parse(try HTTPClient.readToEnd(connection.descriptor, timeoutSeconds: 10))
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(response.headers["content-length"], String(response.body.utf8.count))
+            XCTAssertNotNil(try Exposition(response.body)["baton_nodes"])
+        }
+    }
+
     func testWithoutTheFlagThereIsNoMetricsEndpoint() throws {
         let port = try TestDaemon.freeLoopbackPort()
         let daemon = try TestDaemon()
