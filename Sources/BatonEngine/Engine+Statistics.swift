@@ -10,8 +10,9 @@ public struct EngineStatistics: Sendable, Equatable {
     public var nodes = 0
     /// Watches registered by sessions (the lock layer's internal watches are not counted).
     public var watches = 0
-    /// Lock holders and waiters: nil until the lock layer reports them (see `lockStatistics`).
+    /// Holds over all locks (a shared lock or a semaphore counts each holder).
     public var lockHolders: Int?
+    /// Acquires waiting for their grant. nil (with `lockHolders`) for a lock layer that cannot count.
     public var lockWaiters: Int?
     public var authenticationSuccesses: UInt64 = 0
     public var authenticationFailures: UInt64 = 0
@@ -37,8 +38,13 @@ extension Engine {
         return statistics
     }
 
-    /// Holders and waiters over all locks. The lock layer (Engine+Locks.swift) does not count them
-    /// yet: once `EngineLocks` keeps its queues, return their sizes here (the metrics endpoint then
-    /// exports `baton_lock_holders` and `baton_lock_waiters` with no other change).
-    var lockStatistics: (holders: Int?, waiters: Int?) { (nil, nil) }
+    /// Holders and waiters over all locks, read from the lock layer without changing it: waiters are
+    /// the acquires still waiting for their reply; the manager knows every acquire from its request
+    /// until its node is deleted, so the rest of those are holds. Between engine calls the embedded
+    /// namespace has no step in flight, so the split is exact there (a scrape always sees that).
+    var lockStatistics: (holders: Int?, waiters: Int?) {
+        guard let manager = locks.manager else { return (0, 0) }
+        let waiting = locks.pendingAcquires.values.reduce(0) { $0 + $1.count }
+        return (max(0, manager.waiterCount - waiting), waiting)
+    }
 }

@@ -102,6 +102,30 @@ final class MetricsEndpointTests: XCTestCase {
         XCTAssertEqual(final["baton_connections_open{transport=\"unix\"}"], 0)
     }
 
+    func testLockHoldersAndWaitersAreReported() throws {
+        let (daemon, port) = try startDaemon()
+        let holder = try daemon.connect()
+        try holder.handshake()
+        let waiter = try daemon.connect()
+        try waiter.handshake()
+        guard case .granted(let node, _) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/metrics"))) else {
+            return XCTFail("the first acquire is granted")
+        }
+        let waitingID = try waiter.send(.acquire(LockRequest(path: "/locks/metrics")))
+        // A ping after the acquire: once it is answered, the acquire has been queued.
+        XCTAssertEqual(try waiter.callSuccessfully(.ping), .empty)
+        var exposition = try scrape(port)
+        XCTAssertEqual(exposition["baton_lock_holders"], 1)
+        XCTAssertEqual(exposition["baton_lock_waiters"], 1)
+        XCTAssertEqual(exposition["baton_requests_total{opcode=\"acquire\"}"], 2)
+
+        _ = try holder.callSuccessfully(.release(node: node))
+        XCTAssertEqual(try waiter.receiveReply().requestID, waitingID)
+        exposition = try scrape(port)
+        XCTAssertEqual(exposition["baton_lock_holders"], 1)
+        XCTAssertEqual(exposition["baton_lock_waiters"], 0)
+    }
+
     func testTCPConnectionsAndAuthenticationFailuresAreCounted() throws {
         let (daemon, port) = try startDaemon(listensOnTCP: true)
         let authenticated = try daemon.connectTCP()

@@ -125,7 +125,7 @@ final class MetricsFormatTests: XCTestCase {
         XCTAssertEqual(exposition["baton_nodes"], 12)
         XCTAssertEqual(exposition["baton_watches"], 2)
         XCTAssertNil(exposition.types["baton_log_appends_total"], "no log in memory")
-        XCTAssertNil(exposition.types["baton_lock_holders"], "not reported until the lock layer counts them")
+        XCTAssertNil(exposition.types["baton_lock_holders"], "not reported for an engine that cannot count them")
 
         statistics.lockHolders = 2
         statistics.lockWaiters = 5
