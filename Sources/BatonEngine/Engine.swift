@@ -30,6 +30,9 @@ public struct EngineConfiguration: Sendable {
     public var containerGraceMilliseconds: UInt64 = 10_000
     /// Events kept for a detached session until it resumes; one more ends the session.
     public var detachedSessionEventsMax: Int = 10_000
+    /// The token a TCP connection must present with `authenticate` before it opens or resumes a
+    /// session (Engine+Authentication.swift). nil: no TCP connection can ever open one.
+    public var tcpAuthenticationToken: [UInt8]?
     public init() {}
 
     var namespaceConfiguration: NamespaceConfiguration {
@@ -65,6 +68,8 @@ public final class Engine {
     var isShutDown = false
     /// State of the lock integration (Engine+Locks.swift).
     var locks = EngineLocks()
+    /// Counters of the authentication step (Engine+Authentication.swift).
+    var authentication = EngineAuthentication()
 
     var limits: Limits { configuration.limits }
 
@@ -111,7 +116,7 @@ public final class Engine {
             return false
         }
         precondition(connections[connection] == nil, "connection \(connection) opened twice")
-        connections[connection] = ConnectionState(transport: transport)
+        connections[connection] = ConnectionState(transport: transport, isAuthorized: transport == .unix)
         return true
     }
 
@@ -153,6 +158,7 @@ public final class Engine {
         }
         // Any frame is a heartbeat, even one that is refused below.
         if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
+        if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
 
         switch request {
         case .hello:
@@ -172,6 +178,8 @@ public final class Engine {
             reply(connection, requestID, .closeSession, .success(.empty), now: now)
         case .ping:
             reply(connection, requestID, .ping, .success(.empty), now: now)
+        case .authenticate(let token):
+            authenticate(token, requestID: requestID, connection: connection, now: now)
         case .create, .delete, .exists, .get, .set, .children, .check, .multi:
             guard let sessionID = state.sessionID else {
                 reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
@@ -452,6 +460,9 @@ struct ConnectionState {
     var expiredSessionID: UInt64?
     /// Requests accepted but not answered yet (waiting acquires).
     var pendingRequests = 0
+    /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
+    var isAuthorized = false
+    var authenticationFailures = 0
 
     /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
     var noSessionError: ReplyError {

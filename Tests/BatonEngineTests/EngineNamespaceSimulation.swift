@@ -187,13 +187,17 @@ final class EngineNamespaceSimulation {
         connections[connection] = (kind, nil)
         engine.handle(.hello(version: ProtocolVersion.current, clientName: "sim-\(connection)"), requestID: 0,
                       from: connection, now: harness.now)
+        if kind == .tcp {
+            engine.handle(.authenticate(token: EngineHarness.tcpToken), requestID: 0, from: connection, now: harness.now)
+        }
         return engine.takeOutputs()
     }
 
     /// Outputs of a helper action inside a step (a connect before a resume): nothing but the hello reply.
     private func absorbOutside(_ outputs: [EngineOutput]) throws -> [EngineOutput] {
         for output in outputs {
-            guard case .send(_, .reply(let reply)) = output, reply.opcode == .hello, case .success = reply.result else {
+            guard case .send(_, .reply(let reply)) = output, reply.opcode == .hello || reply.opcode == .authenticate,
+                  case .success = reply.result else {
                 throw fail("unexpected output of a connect: \(output)")
             }
         }
@@ -306,7 +310,7 @@ final class EngineNamespaceSimulation {
                     guard replyIndex == nil else { throw fail("two replies to request \(reply.requestID)") }
                     replyIndex = index
                     try replied(reply, to: request.request, on: connection, newRegistrations: &newRegistrations, context)
-                } else if reply.opcode != .hello {
+                } else if reply.opcode != .hello && reply.opcode != .authenticate {
                     throw fail("reply nobody asked for: \(reply)")
                 }
             case .send(let connection, .event(let event)):
