@@ -634,23 +634,13 @@ final class ServerLoop {
         for handle in signals { LibUV.close(handle) }
         signals.removeAll()
 
-        // Replies already produced go out first; then every connection ends (sessions end, ephemerals go).
+        // Replies already produced go out first. Then the engine answers every waiting acquire with
+        // `shuttingDown`, sends each connection the unattributed goodbye (PROTOCOL.md §4.6), ends every
+        // session and closes every connection; its closes route through `beginDraining`.
         routeOutputs()
-        let open = connections.values.filter { $0.phase == .open }.sorted { $0.id < $1.id }
-        let goodbye = ServerMessage.reply(Reply(requestID: 0, opcode: .hello,
-                                                result: .failure(ReplyError(.shuttingDown, "batond is shutting down"))))
-        for connection in open {
-            // The unattributed `shuttingDown` reply of PROTOCOL.md §4.6, last frame before the close.
-            Codec.encode(goodbye, into: &connection.output)
-            connection.phase = .draining
-            uv_read_stop(connection.stream)
-            connection.lingerDeadlineMilliseconds = 0
-            drainingConnections[connection.id] = connection
-            queueFlush(connection)
-        }
-        let time = now()
-        for connection in open { release(connection, now: time) }
+        engine?.shutdown(now: now())
         routeOutputs()
+        for connection in connections.values where connection.phase == .open { beginDraining(connection) }
         flushTurn()
 
         if let prepare { LibUV.close(prepare) }
