@@ -50,7 +50,12 @@ public final class BatonClient: Sendable {
     public static func connect(to endpoint: Endpoint? = nil, options: ClientOptions = ClientOptions())
         async throws(BatonError) -> BatonClient {
         let endpoint = endpoint ?? defaultEndpoint()
-        let connection = try ClientConnection.connect(to: endpoint)
+        return try await open(on: try ClientConnection.connect(to: endpoint), endpoint: endpoint, options: options)
+    }
+
+    /// Handshake and new session on a connected transport; closes it on failure.
+    static func open(on connection: ClientConnection, endpoint: Endpoint, options: ClientOptions)
+        async throws(BatonError) -> BatonClient {
         do throws(BatonError) {
             let serverName = try await handshake(connection, options: options).serverName
             guard let timeout = options.sessionTimeout.wireMilliseconds else {
