@@ -97,6 +97,7 @@ public final class BatonClient: Sendable {
         guard hello.version == ProtocolVersion.current else {
             throw .protocolViolation("server speaks protocol \(hello.version), client \(ProtocolVersion.current)")
         }
+        connection.setRequestBytesMax(Int(hello.frameBytesMax))
         return hello
     }
 

@@ -60,6 +60,7 @@ public struct BlockingClient: Sendable {
         guard hello.version == ProtocolVersion.current else {
             throw .protocolViolation("server speaks protocol \(hello.version), client \(ProtocolVersion.current)")
         }
+        connection.setRequestBytesMax(Int(hello.frameBytesMax))
         return hello.serverName
     }
 

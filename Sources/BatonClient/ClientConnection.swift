@@ -38,6 +38,11 @@ final class ClientConnection: @unchecked Sendable {
         var heartbeatInterval: Duration?
         var lastSent = ContinuousClock.now
         var heartbeatsSent: Int = 0
+        /// Largest request body the server accepts (from its hello); bigger requests fail here instead
+        /// of making the server close the connection.
+        var requestBytesMax = Limits.default.frameBytesMax
+        /// A closing error the server reported; pending requests fail with it when the stream ends.
+        var closingError: BatonError?
     }
 
     /// Writer side: whether the descriptor may still be used. The reader closes it under this lock.
@@ -54,8 +59,9 @@ final class ClientConnection: @unchecked Sendable {
     let eventQueue = DispatchQueue(label: "baton.client.events")
     let frameBytesMax: Int
 
-    /// Takes ownership of a connected stream socket and starts the reader thread.
-    init(descriptor: Int32, frameBytesMax: Int = Limits.default.frameBytesMax) throws(BatonError) {
+    /// Takes ownership of a connected stream socket and starts the reader thread. `frameBytesMax` bounds
+    /// incoming frames: one reply can be as large as the server's whole output buffer.
+    init(descriptor: Int32, frameBytesMax: Int = Limits.default.outputBytesPerConnectionMax) throws(BatonError) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             Socket.closeDescriptor(descriptor)
@@ -86,8 +92,16 @@ final class ClientConnection: @unchecked Sendable {
     func submit(_ request: Request, timeout: Duration? = nil, watch: WatchRegistration? = nil,
                 completion: @escaping Completion) -> UInt32? {
         let now = ContinuousClock.now
+        var encoder = WireWriter()
+        // Encoded with id 0 first so the size can be checked before an id is taken; the id is patched in.
+        Codec.encodeRequest(request, requestID: 0, into: &encoder)
+        var frame = encoder.bytes
         let admitted: Result<UInt32, BatonError> = state.withLock { state in
             if let error = state.closedError { return .failure(error) }
+            let bodyBytes = frame.count - FrameSplitter.prefixBytes
+            if bodyBytes > state.requestBytesMax {
+                return .failure(.invalidArgument("request of \(bodyBytes) bytes exceeds the server's limit of \(state.requestBytesMax)"))
+            }
             let requestID = state.nextRequestID
             state.nextRequestID = requestID == UInt32.max ? 1 : requestID + 1
             state.pending[requestID] = Pending(opcode: request.opcode, completion: completion,
@@ -104,7 +118,10 @@ final class ClientConnection: @unchecked Sendable {
             requestID = id
         }
         if timeout != nil { wake() }
-        let frame = Codec.encodeRequest(request, requestID: requestID)
+        // Body layout: u8 opcode, u32 request id (Codec.encodeRequest).
+        for index in 0..<4 {
+            frame[FrameSplitter.prefixBytes + 1 + index] = UInt8(truncatingIfNeeded: requestID >> (8 * (3 - index)))
+        }
         let sent = writer.withLock { writer in writer.open && Socket.sendAll(descriptor, frame) }
         if !sent {
             // The reader will notice the dead socket and fail the rest; this request fails now.
@@ -129,10 +146,18 @@ final class ClientConnection: @unchecked Sendable {
 
     var heartbeatsSent: Int { state.withLock { $0.heartbeatsSent } }
 
+    /// Records the server's frame limit from its hello.
+    func setRequestBytesMax(_ bytes: Int) {
+        state.withLock { $0.requestBytesMax = bytes }
+    }
+
     var isClosed: Bool { state.withLock { $0.closedError != nil } }
 
-    /// Closes the transport; pending requests fail with `connectionClosed`. Idempotent.
+    /// Closes the transport; pending requests fail with `connectionClosed`, later ones at once. Idempotent.
     func close() {
+        state.withLock { state in
+            if state.closedError == nil { state.closedError = .connectionClosed }
+        }
         shutdownTransport()
     }
 
@@ -273,6 +298,13 @@ final class ClientConnection: @unchecked Sendable {
     private func dispatch(_ message: ServerMessage) -> BatonError? {
         switch message {
         case .reply(let reply):
+            if case .failure(let error) = reply.result, error.code.closesConnection {
+                state.withLock { state in
+                    if state.closingError == nil { state.closingError = .server(error) }
+                }
+                // Request id 0 is the connection as a whole (tooManyConnections, shuttingDown): no caller.
+                if reply.requestID == 0 { return nil }
+            }
             let pending: Pending? = state.withLock { state in
                 guard let pending = state.pending.removeValue(forKey: reply.requestID) else { return nil }
                 if case .success = reply.result, let watch = pending.watch, pending.opcode == reply.opcode {
@@ -330,8 +362,9 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Ends the connection: fails what is pending, finishes streams, tells close handlers, closes fds.
-    private func finish(_ error: BatonError) {
-        let (pending, subscribers, closeHandlers) = state.withLock { state in
+    private func finish(_ streamError: BatonError) {
+        let (error, pending, subscribers, closeHandlers) = state.withLock { state in
+            let error = streamError == .connectionClosed ? state.closingError ?? streamError : streamError
             state.closedError = error
             let pending = Array(state.pending.values)
             state.pending.removeAll()
@@ -342,7 +375,7 @@ final class ClientConnection: @unchecked Sendable {
             let handlers = state.closeHandlers.sorted { $0.key < $1.key }.map(\.value)
             state.closeHandlers.removeAll()
             state.lockLostHandlers.removeAll()
-            return (pending, subscribers, handlers)
+            return (error, pending, subscribers, handlers)
         }
         writer.withLock { writer in
             writer.open = false

@@ -396,6 +396,38 @@ final class ClientFakePeerTests: XCTestCase {
         }
     }
 
+    func testUnattributedClosingErrorFailsPendingRequestsWithIt() async throws {
+        let peer = FakePeer()
+        let client = try await peer.client(options: ClientOptions(heartbeats: false))
+        let pending = Task { try await client.exists("/x") }
+        XCTAssertTrue(peer.waitFor { $0.contains { if case .exists = $0.request { true } else { false } } })
+        peer.fail(0, .hello, .shuttingDown, "daemon stopping")
+        peer.close()
+        do {
+            _ = try await pending.value
+            XCTFail("expected shuttingDown")
+        } catch let error as BatonError {
+            XCTAssertEqual(error.code, .shuttingDown)
+        }
+    }
+
+    func testRequestOverTheServersFrameLimitFailsWithoutBeingSent() async throws {
+        let peer = FakePeer { peer, id, request in
+            if case .create(let path, _, _) = request { peer.reply(id, .create, .created(path: path, stat: Stat())) }
+        }
+        let client = try await peer.client(options: ClientOptions(heartbeats: false))
+        do {
+            // The fake's hello allows 1 MiB bodies.
+            try await client.create("/big", data: [UInt8](repeating: 0, count: 1 << 20))
+            XCTFail("an oversized request was accepted")
+        } catch {
+            guard case .invalidArgument = error else { return XCTFail("got \(error)") }
+        }
+        let small = try await client.create("/small", data: [UInt8](repeating: 0, count: 1_000))
+        XCTAssertEqual(small, "/small")
+        XCTAssertFalse(peer.requests.contains { if case .create("/big", _, _) = $0.request { true } else { false } })
+    }
+
     func testRequestTimeoutFailsAnUnansweredRequest() async throws {
         let peer = FakePeer()
         let client = try await peer.client(options: ClientOptions(requestTimeout: .milliseconds(50), heartbeats: false))

@@ -320,9 +320,11 @@ final class ClientIntegrationTests: XCTestCase {
         let client = try BlockingClient.connect(to: daemon.endpoint, options: ClientOptions(clientName: "blocking"))
         try client.create("/b", data: Array("x".utf8))
         XCTAssertEqual(try client.get("/b").data, Array("x".utf8))
-        let value = try client.withLock("/locks/b") { grant in grant.token }
-        XCTAssertGreaterThan(value, 0)
-        XCTAssertEqual(try client.inspect("/locks/b").count, 0)
+        let token = try client.withLock("/locks/b") { grant in
+            XCTAssertTrue((try? client.checkToken("/locks/b", token: grant.token)) ?? false)
+            return grant.token
+        }
+        XCTAssertFalse(try client.checkToken("/locks/b", token: token), "withLock released")
         try client.closeSession()
     }
 
