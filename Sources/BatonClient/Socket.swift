@@ -49,7 +49,7 @@ enum Socket {
     static func connectTCP(host: String, port: UInt16) throws(BatonError) -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(socketStreamType)
+        hints.ai_socktype = Int32(plainStreamType)  // getaddrinfo refuses SOCK_CLOEXEC here
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)
         guard status == 0, let first = list else {
@@ -75,8 +75,10 @@ enum Socket {
     }
 
     #if canImport(Glibc)
+    static let plainStreamType = Int32(SOCK_STREAM.rawValue)
     static let socketStreamType = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
     #else
+    static let plainStreamType = SOCK_STREAM
     static let socketStreamType = SOCK_STREAM
     #endif
 
