@@ -280,6 +280,8 @@ final class CLITests: XCTestCase {
         let waiterOutcome = finish(waiter)
         XCTAssertEqual(waiterOutcome.status, 0, waiterOutcome.error)
         XCTAssertTrue(FileManager.default.fileExists(atPath: waiterRan))
+        // The killed baton's command outlives it and holds its output pipes: end it before reading them.
+        kill(commandPID, SIGKILL)
         _ = finish(holder)
     }
 
