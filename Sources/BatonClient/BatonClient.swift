@@ -57,7 +57,7 @@ public final class BatonClient: Sendable {
     static func open(on connection: ClientConnection, endpoint: Endpoint, options: ClientOptions)
         async throws(BatonError) -> BatonClient {
         do throws(BatonError) {
-            let serverName = try await handshake(connection, options: options).serverName
+            let serverName = try await handshake(connection, endpoint: endpoint, options: options).serverName
             guard let timeout = options.sessionTimeout.wireMilliseconds else {
                 throw BatonError.invalidArgument("session timeout out of range: \(options.sessionTimeout)")
             }
@@ -78,7 +78,7 @@ public final class BatonClient: Sendable {
         let endpoint = endpoint ?? defaultEndpoint()
         let connection = try ClientConnection.connect(to: endpoint)
         do throws(BatonError) {
-            let serverName = try await handshake(connection, options: options).serverName
+            let serverName = try await handshake(connection, endpoint: endpoint, options: options).serverName
             let timeout = try await perform(Calls.resumeSession(id: sessionID, secret: secret), on: connection,
                                             timeout: options.connectTimeout)
             let session = SessionInfo(id: sessionID, secret: secret, timeoutMilliseconds: timeout)
@@ -90,7 +90,8 @@ public final class BatonClient: Sendable {
         }
     }
 
-    static func handshake(_ connection: ClientConnection, options: ClientOptions)
+    /// Hello, then on TCP the token (PROTOCOL.md §4.7).
+    static func handshake(_ connection: ClientConnection, endpoint: Endpoint, options: ClientOptions)
         async throws(BatonError) -> (version: UInt16, serverName: String, frameBytesMax: UInt32) {
         let hello = try await perform(Calls.hello(clientName: options.clientName), on: connection,
                                       timeout: options.connectTimeout)
@@ -98,6 +99,9 @@ public final class BatonClient: Sendable {
             throw .protocolViolation("server speaks protocol \(hello.version), client \(ProtocolVersion.current)")
         }
         connection.setRequestBytesMax(Int(hello.frameBytesMax))
+        if case .tcp = endpoint, let token = options.tcpAuthenticationToken {
+            try await perform(Calls.authenticate(token: token), on: connection, timeout: options.connectTimeout)
+        }
         return hello
     }
 

@@ -22,7 +22,7 @@ public struct BlockingClient: Sendable {
         let endpoint = endpoint ?? BatonClient.defaultEndpoint()
         let connection = try ClientConnection.connect(to: endpoint)
         do throws(BatonError) {
-            let serverName = try handshake(connection, options: options)
+            let serverName = try handshake(connection, endpoint: endpoint, options: options)
             guard let timeout = options.sessionTimeout.wireMilliseconds else {
                 throw BatonError.invalidArgument("session timeout out of range: \(options.sessionTimeout)")
             }
@@ -43,7 +43,7 @@ public struct BlockingClient: Sendable {
         let endpoint = endpoint ?? BatonClient.defaultEndpoint()
         let connection = try ClientConnection.connect(to: endpoint)
         do throws(BatonError) {
-            let serverName = try handshake(connection, options: options)
+            let serverName = try handshake(connection, endpoint: endpoint, options: options)
             let timeout = try perform(Calls.resumeSession(id: sessionID, secret: secret), on: connection,
                                       timeout: options.connectTimeout)
             let session = SessionInfo(id: sessionID, secret: secret, timeoutMilliseconds: timeout)
@@ -55,12 +55,16 @@ public struct BlockingClient: Sendable {
         }
     }
 
-    static func handshake(_ connection: ClientConnection, options: ClientOptions) throws(BatonError) -> String {
+    /// Hello, then on TCP the token (PROTOCOL.md §4.7).
+    static func handshake(_ connection: ClientConnection, endpoint: Endpoint, options: ClientOptions) throws(BatonError) -> String {
         let hello = try perform(Calls.hello(clientName: options.clientName), on: connection, timeout: options.connectTimeout)
         guard hello.version == ProtocolVersion.current else {
             throw .protocolViolation("server speaks protocol \(hello.version), client \(ProtocolVersion.current)")
         }
         connection.setRequestBytesMax(Int(hello.frameBytesMax))
+        if case .tcp = endpoint, let token = options.tcpAuthenticationToken {
+            try perform(Calls.authenticate(token: token), on: connection, timeout: options.connectTimeout)
+        }
         return hello.serverName
     }
 

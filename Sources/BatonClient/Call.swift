@@ -115,6 +115,10 @@ enum Calls {
         }
     }
 
+    static func authenticate(token: [UInt8]) -> Call<Void> {
+        Call(request: .authenticate(token: token)) { body in if case .empty = body { return () } else { return nil } }
+    }
+
     static func openSession(timeoutMilliseconds: UInt32, flags: SessionFlags) -> Call<SessionInfo> {
         Call(request: .openSession(timeoutMilliseconds: timeoutMilliseconds, flags: flags)) { body in
             if case .session(let id, let secret, let timeout) = body {

@@ -1,3 +1,4 @@
+import Foundation
 import BatonProtocol
 
 /// How a client connects and what session it asks for.
@@ -16,16 +17,31 @@ public struct ClientOptions: Sendable {
     public var requestTimeout: Duration?
     /// Ping when nothing was sent for a third of the negotiated session timeout.
     public var heartbeats: Bool
+    /// The shared token a TCP connection presents (`authenticate`) before it opens or resumes a
+    /// session; batond reads it from its `--tcp-token-file`. Unix connections never send it.
+    public var tcpAuthenticationToken: [UInt8]?
 
     public init(clientName: String = "baton-swift", sessionTimeout: Duration = .seconds(10),
                 keepOnDisconnect: Bool = false, connectTimeout: Duration = .seconds(10),
-                requestTimeout: Duration? = nil, heartbeats: Bool = true) {
+                requestTimeout: Duration? = nil, heartbeats: Bool = true, tcpAuthenticationToken: [UInt8]? = nil) {
         self.clientName = clientName
         self.sessionTimeout = sessionTimeout
         self.keepOnDisconnect = keepOnDisconnect
         self.connectTimeout = connectTimeout
         self.requestTimeout = requestTimeout
         self.heartbeats = heartbeats
+        self.tcpAuthenticationToken = tcpAuthenticationToken
+    }
+
+    /// Reads a token file as batond does: its bytes without trailing CR/LF.
+    public static func readTokenFile(_ path: String) throws(BatonError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw BatonError.invalidArgument("cannot read token file \(path)")
+        }
+        var token = [UInt8](data)
+        while let last = token.last, last == 0x0A || last == 0x0D { token.removeLast() }
+        guard !token.isEmpty else { throw BatonError.invalidArgument("token file \(path) is empty") }
+        return token
     }
 }
 

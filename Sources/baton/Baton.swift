@@ -32,6 +32,10 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("TCP endpoint of batond.", valueName: "HOST:PORT"))
     var tcp: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "File holding batond's TCP token (default $BATON_TCP_TOKEN_FILE); needed with --tcp.", valueName: "FILE"))
+    var tcpTokenFile: String?
+
     func validate() throws {
         if socket != nil && tcp != nil { throw ValidationError("give --socket or --tcp, not both") }
         if let tcp, Endpoint.parseTCP(tcp) == nil { throw ValidationError("--tcp wants HOST:PORT, got '\(tcp)'") }
@@ -44,7 +48,15 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     func connect(clientName: String = "baton") throws(BatonError) -> BlockingClient {
-        try BlockingClient.connect(to: endpoint, options: ClientOptions(clientName: clientName))
+        try BlockingClient.connect(to: endpoint, options: try clientOptions(clientName: clientName))
+    }
+
+    func clientOptions(clientName: String) throws(BatonError) -> ClientOptions {
+        var options = ClientOptions(clientName: clientName)
+        if tcp != nil, let path = tcpTokenFile ?? ProcessInfo.processInfo.environment["BATON_TCP_TOKEN_FILE"] {
+            options.tcpAuthenticationToken = try ClientOptions.readTokenFile(path)
+        }
+        return options
     }
 }
 

@@ -75,6 +75,34 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(text.hasPrefix("baton: ping: "), text)
     }
 
+    func testTCPNeedsTheTokenFile() throws {
+        let tcpDaemon = try LiveDaemon(tcp: true)
+        defer { tcpDaemon.stop() }
+        let port = try XCTUnwrap(tcpDaemon.daemon.tcpPort)
+        func runBaton(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let output = Pipe(), error = Pipe()
+            process.standardOutput = output
+            process.standardError = error
+            try process.run()
+            return finish((process, output, error))
+        }
+        let tcp = "127.0.0.1:\(port)"
+        let refused = try runBaton(["ping", "--tcp", tcp])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.error.contains("notAuthorized"), refused.error)
+        let viaOption = try runBaton(["create", "--tcp", tcp, "--tcp-token-file", tcpDaemon.daemon.tcpTokenPath, "/over-tcp"])
+        XCTAssertEqual(viaOption.status, 0, viaOption.error)
+        XCTAssertEqual(viaOption.output, "/over-tcp\n")
+        let viaEnvironment = try runBaton(["ls", "--tcp", tcp, "/"],
+                                          environment: ["BATON_TCP_TOKEN_FILE": tcpDaemon.daemon.tcpTokenPath])
+        XCTAssertEqual(viaEnvironment.status, 0, viaEnvironment.error)
+        XCTAssertTrue(viaEnvironment.output.split(separator: "\n").contains("over-tcp"), viaEnvironment.output)
+    }
+
     func testCreateLsGetSetStatRm() throws {
         XCTAssertEqual(try baton("create", "/cli", "top").output, "/cli\n")
         for name in ["zeta", "alpha", "mid"] {

@@ -197,33 +197,54 @@ final class ClientIntegrationTests: XCTestCase {
 
     func testResumeOverTCPKeepsTheSessionAndItsEphemerals() async throws {
         let endpoint = try XCTUnwrap(daemon.tcpEndpoint)
-        let first = try await BatonClient.connect(to: endpoint, options: ClientOptions(clientName: "tcp",
-                                                                                      sessionTimeout: .seconds(10)))
+        let first = try await BatonClient.connect(to: endpoint, options: daemon.tcpOptions(
+            ClientOptions(clientName: "tcp", sessionTimeout: .seconds(10))))
         let node = try await first.create("/resumable", mode: .ephemeral)
         let session = first.session
         first.disconnect()
-        let resumed = try await BatonClient.resume(to: endpoint, sessionID: session.id, secret: session.secret)
+        let resumed = try await BatonClient.resume(to: endpoint, sessionID: session.id, secret: session.secret,
+                                                     options: daemon.tcpOptions())
         XCTAssertEqual(resumed.session.id, session.id)
         let owner = try await resumed.exists(node)?.ephemeralOwner
         XCTAssertEqual(owner, session.id)
         try await resumed.closeSession()
 
         do {
-            _ = try await BatonClient.resume(to: endpoint, sessionID: session.id, secret: session.secret)
+            _ = try await BatonClient.resume(to: endpoint, sessionID: session.id, secret: session.secret,
+                                                     options: daemon.tcpOptions())
             XCTFail("resumed a closed session")
         } catch {
             XCTAssertNotNil(error.code)
         }
     }
 
+    func testTCPWithoutTheTokenCannotOpenASession() async throws {
+        let endpoint = try XCTUnwrap(daemon.tcpEndpoint)
+        do {
+            _ = try await BatonClient.connect(to: endpoint)
+            XCTFail("opened a TCP session without the token")
+        } catch {
+            XCTAssertEqual(error.code, .notAuthorized)
+        }
+        var wrong = daemon.tcpOptions()
+        wrong.tcpAuthenticationToken = Array("not-the-token-at-all".utf8)
+        do {
+            _ = try await BatonClient.connect(to: endpoint, options: wrong)
+            XCTFail("opened a TCP session with a wrong token")
+        } catch {
+            XCTAssertEqual(error.code, .notAuthorized)
+        }
+    }
+
     func testResumeOverTCPWithTheWrongSecretIsRefused() async throws {
         let endpoint = try XCTUnwrap(daemon.tcpEndpoint)
-        let first = try await BatonClient.connect(to: endpoint)
+        let first = try await BatonClient.connect(to: endpoint, options: daemon.tcpOptions())
         let session = first.session
         first.disconnect()
         do {
             _ = try await BatonClient.resume(to: endpoint, sessionID: session.id,
-                                             secret: SessionSecret(high: session.secret.high, low: session.secret.low ^ 1))
+                                             secret: SessionSecret(high: session.secret.high, low: session.secret.low ^ 1),
+                                             options: daemon.tcpOptions())
             XCTFail("resumed with a wrong secret")
         } catch {
             XCTAssertEqual(error.code, .sessionSecretMismatch)

@@ -1,3 +1,4 @@
+import BatonClient
 import Foundation
 import BatonProtocol
 import BatonTestSupport
@@ -25,6 +26,12 @@ final class LiveDaemon {
     var socketPath: String { daemon.socketPath }
     var endpoint: Endpoint { .unix(path: daemon.socketPath) }
     var tcpEndpoint: Endpoint? { daemon.tcpPort.map { .tcp(host: "127.0.0.1", port: $0) } }
+    /// Client options that carry the daemon's TCP token.
+    func tcpOptions(_ options: ClientOptions = ClientOptions()) -> ClientOptions {
+        var options = options
+        options.tcpAuthenticationToken = daemon.tcpToken
+        return options
+    }
 
     func stop() {
         _ = daemon.stop()
