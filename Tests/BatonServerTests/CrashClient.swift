@@ -139,9 +139,7 @@ final class CrashClient: @unchecked Sendable {
         try connection.sendRaw(bytes)
         for (operation, requestID) in zip(operations, requestIDs) {
             let reply = try connection.receiveReply(timeoutSeconds: 60)
-            if reply.requestID == 0, case .failure(let error) = reply.result, error.code == .shuttingDown {
-                throw TestSupportError.closed  // the daemon's last word before a graceful stop
-            }
+            try endIfShuttingDown(reply)
             inFlight.removeFirst()
             acknowledgedCount += 1
             guard reply.requestID == requestID else {
@@ -149,6 +147,12 @@ final class CrashClient: @unchecked Sendable {
             }
             check(reply, of: operation)
         }
+    }
+
+    /// A graceful stop answers what is pending (and then sends an unattributed reply) with
+    /// `shuttingDown`: the end of the round, like a closed connection (a failure before the kill).
+    private func endIfShuttingDown(_ reply: Reply) throws {
+        if case .failure(let error) = reply.result, error.code == .shuttingDown { throw TestSupportError.closed }
     }
 
     private func check(_ reply: Reply, of operation: CrashOperation) {
@@ -346,6 +350,7 @@ final class CrashClient: @unchecked Sendable {
         case .semaphore: LockRequest(path: lock.path, kind: .semaphore, permits: CrashLock.semaphorePermits)
         }
         let reply = try connection.call(.acquire(request), timeoutSeconds: 60)
+        try endIfShuttingDown(reply)
         guard case .success(.granted(let node, let token)) = reply.result else {
             return fail("acquire \(lock.path) answered \(reply.result)")
         }
@@ -361,6 +366,7 @@ final class CrashClient: @unchecked Sendable {
         grants.append(CrashGrant(lockPath: lock.path, node: node, token: token))
         for _ in 0..<(random.next() % 3) { try write(nextOperation(&random), connection) }
         let released = try connection.call(.release(node: node), timeoutSeconds: 60)
+        try endIfShuttingDown(released)
         guard case .success(.empty) = released.result else {
             return fail("release \(node) answered \(released.result)")
         }
