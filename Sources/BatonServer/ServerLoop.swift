@@ -207,6 +207,7 @@ final class ServerLoop {
     /// sync what the log still buffers and release the data directory.
     private func closeStore() {
         snapshotInProgress?.waitUntilFinished()
+        snapshotInProgress?.releaseSource()
         snapshotInProgress = nil
         guard let store else { return }
         self.store = nil
@@ -495,13 +496,14 @@ final class ServerLoop {
         recordsSinceSnapshot = 0
         logBytesSinceSnapshot = 0
         counters.lastSnapshotStallMicroseconds = stallMicroseconds
-        let job = SnapshotJob()
+        // The job owns the snapshot and the loop releases it (see SnapshotJob): the thread only borrows it.
+        let job = SnapshotJob(serializing: { source.serialize() })
         snapshotInProgress = job
         let writer = store.snapshotWriter
         let mailbox = self.mailbox
         Thread(name: "batond-snapshot") {
             let started = DispatchTime.now().uptimeNanoseconds
-            let bytes = source.serialize()
+            let bytes = job.serialize()
             var failure: String?
             do {
                 try writer.writeSnapshot(lsn: lsn, bytes: bytes)
@@ -515,6 +517,7 @@ final class ServerLoop {
     }
 
     private func snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?) {
+        snapshotInProgress?.releaseSource()
         snapshotInProgress = nil
         if let failure {
             // The log still holds everything; the next snapshot tries again.

@@ -1,10 +1,32 @@
 import Dispatch
 
 /// A snapshot being written on a background thread; shutdown waits for it before closing the store.
+///
+/// The job, not the thread, owns the snapshot, and the loop drops it (`releaseSource`) once the
+/// thread is done with it. The snapshot shares nodes with the live namespace (a hash trie): if the
+/// thread dropped the last reference, nodes the loop has replaced since would be freed on the
+/// thread while the loop may be reading them. swift-collections' `TreeDictionary` reads a node it
+/// has just copied away from (an `assert` in `_UnsafePath.descendToChild`, debug builds), so a
+/// debug batond died under the crash test when the snapshot thread freed that node meanwhile.
 final class SnapshotJob: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
+    /// Set on the loop, called on the writer thread, cleared on the loop after the writer is done.
+    private var serializer: (@Sendable () -> [UInt8])?
+
+    init(serializing serializer: @escaping @Sendable () -> [UInt8]) {
+        self.serializer = serializer
+    }
+
+    /// On the writer thread: the bytes, without keeping a reference to the snapshot past the call.
+    func serialize() -> [UInt8] {
+        guard let serializer else { preconditionFailure("the snapshot was released before it was written") }
+        return serializer()
+    }
 
     func finish() { done.signal() }
+
+    /// On the loop thread, after the writer reported back: the last reference goes here.
+    func releaseSource() { serializer = nil }
 
     func waitUntilFinished() {
         done.wait()
