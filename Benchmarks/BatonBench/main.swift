@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatonBenchKit
 import BatonProtocol
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,6 +91,82 @@ struct Floor: ParsableCommand {
     }
 }
 
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs every scenario against every target given and prints one markdown table.")
+    @Option(name: .customLong("baton-unix"), help: "batond's Unix socket.") var batonUnix: String?
+    @Option(name: .customLong("baton-tcp"), help: "batond's TCP HOST:PORT.") var batonTCP: String?
+    @Option(help: "Redis HOST:PORT.") var redis: String?
+    @Option(help: "ZooKeeper HOST:PORT.") var zookeeper: String?
+    @Option(help: "etcd HOST:PORT (its JSON gateway).") var etcd: String?
+    @Option(name: .customLong("peers-dir"), help: "peers.sh's state directory (its *.pid files give the peers' processes).")
+    var peersDirectory: String?
+    @Flag(help: "Short runs (the whole comparison in under two minutes).") var quick = false
+    @Option(help: "Seconds per measurement (default 1 quick, 4 full).") var seconds: Double?
+    @Option(help: "Clients in the contended and spread scenarios.") var clients = 16
+    @Option(help: "Waiters in the herd scenario (also run with 10).") var waiters: Int?
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        var settings = ComparisonSettings()
+        settings.options = recipe.clientOptions
+        if let batonUnix { settings.targets[.batonUnix] = .baton(.unix(path: batonUnix)) }
+        if let batonTCP { settings.targets[.batonTCP] = try parseTarget("baton-tcp:" + batonTCP) }
+        if let redis { settings.targets[.redis] = try parseTarget("redis:" + redis) }
+        if let zookeeper { settings.targets[.zookeeper] = try parseTarget("zookeeper:" + zookeeper) }
+        if let etcd { settings.targets[.etcd] = try parseTarget("etcd:" + etcd) }
+        if let peersDirectory {
+            for (column, name) in [(Column.redis, "redis"), (.zookeeper, "zookeeper"), (.etcd, "etcd")] {
+                if let text = try? String(contentsOfFile: "\(peersDirectory)/\(name).pid", encoding: .utf8),
+                   let processID = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                    settings.processIDs[column] = processID
+                }
+            }
+        }
+        settings.clients = clients
+        settings.seconds = seconds ?? (quick ? 1 : 4)
+        settings.takeoverSamples = quick ? 1 : 5
+        settings.herdWaiters = [10, waiters ?? (quick ? 1_000 : 10_000)]
+        settings.peerHerdWaitersMax = quick ? 50 : 200
+        settings.herdReleases = quick ? 200 : 1_000
+        settings.footprintNodes = quick ? 100_000 : 1_000_000
+        settings.footprintSessions = quick ? 1_000 : 10_000
+        let report = runComparison(settings)
+        print(report.table)
+        if !report.notes.isEmpty {
+            print("")
+            for note in report.notes { print("- \(note)") }
+        }
+    }
+}
+
+struct Herd: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Scenario 5: W waiters on one lock; release-to-grant time, server CPU, clients woken.")
+    @Option(help: "Target system.") var target: String
+    @Option(help: "Waiters.") var waiters = 10_000
+    @Option(help: "Releases measured (Baton).") var releases = 1_000
+    @Option(help: "Server process id, for CPU (batond's is found from its Unix socket).") var pid: Int32?
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        raiseDescriptorLimit()
+        let parsed = try parseTarget(target)
+        let lock = "/bench/herd-\(uniqueSuffix())"
+        let result: HerdResult
+        if case .baton(let endpoint) = parsed {
+            var processID = pid
+            if processID == nil, case .unix = endpoint { processID = try BlockingSocket.connect(endpoint).peerProcessID }
+            result = try runBatonHerd(endpoint: endpoint, waiters: waiters, releases: releases, serverProcessID: processID,
+                                      options: recipe.clientOptions, lock: lock)
+        } else {
+            result = try runThreadedHerd(target: parsed, waiters: waiters, serverProcessID: pid, options: recipe.clientOptions, lock: lock)
+        }
+        print("herd \(target) \(waiters) waiters, \(result.releases) releases: handoff p50 \(microseconds(result.handoff.p50)) "
+              + "p99 \(microseconds(result.handoff.p99)) us; server CPU/release "
+              + (result.serverCPUNanosecondsPerRelease.map { formatMicroseconds(UInt64($0)) } ?? "?") + " us; woken/release "
+              + (result.wokenPerRelease.map { String(format: "%.2f", $0) } ?? "?"))
+    }
+}
+
 struct Holder: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Takeover's holder process.", shouldDisplay: false)
     @Option var target: String
@@ -113,7 +190,7 @@ struct BatonBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
-        subcommands: [Loop.self, Takeover.self, Floor.self,
+        subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self,
                       Holder.self, EchoServer.self])
 }
 

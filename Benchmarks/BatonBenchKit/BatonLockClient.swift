@@ -11,8 +11,8 @@ public final class BatonLockClient: LockClient {
     public private(set) var framesReceived = 0
 
     public init(endpoint: Endpoint, sessionTimeoutMilliseconds: UInt32, clientName: String,
-                flags: SessionFlags = []) throws(BenchError) {
-        socket = try BlockingSocket.connect(endpoint)
+                flags: SessionFlags = [], bufferBytes: Int = 65_536) throws(BenchError) {
+        socket = try BlockingSocket.connect(endpoint, bufferBytes: bufferBytes)
         _ = try call(.hello(version: ProtocolVersion.current, clientName: clientName))
         guard case .session(let id, _, _) = try call(.openSession(timeoutMilliseconds: sessionTimeoutMilliseconds, flags: flags)) else {
             throw BenchError("batond: openSession did not return a session")

@@ -19,14 +19,17 @@ public final class BlockingSocket {
 
     deinit { Glibc.close(descriptor) }
 
-    public static func connect(_ endpoint: Endpoint) throws(BenchError) -> BlockingSocket {
+    public static func connect(_ endpoint: Endpoint, bufferBytes: Int = 65_536) throws(BenchError) -> BlockingSocket {
         switch endpoint {
-        case .unix(let path): return try connectUnix(path: path)
-        case .tcp(let host, let port): return try connectTCP(host: host, port: port)
+        case .unix(let path): return try connectUnix(path: path, bufferBytes: bufferBytes)
+        case .tcp(let host, let port): return try connectTCP(host: host, port: port, bufferBytes: bufferBytes)
         }
     }
 
-    public static func connectUnix(path: String) throws(BenchError) -> BlockingSocket {
+    /// Whether a read would find bytes already buffered (so poll must not be asked).
+    public var hasBufferedBytes: Bool { end > start }
+
+    public static func connectUnix(path: String, bufferBytes: Int = 65_536) throws(BenchError) -> BlockingSocket {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw systemError("socket") }
         var address = try unixAddress(path)
@@ -40,10 +43,10 @@ public final class BlockingSocket {
             Glibc.close(descriptor)
             throw systemError("connect unix:\(path)", code)
         }
-        return BlockingSocket(descriptor: descriptor)
+        return BlockingSocket(descriptor: descriptor, bufferBytes: bufferBytes)
     }
 
-    public static func connectTCP(host: String, port: UInt16) throws(BenchError) -> BlockingSocket {
+    public static func connectTCP(host: String, port: UInt16, bufferBytes: Int = 65_536) throws(BenchError) -> BlockingSocket {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw systemError("socket") }
         var address = try inetAddress(host: host, port: port)
@@ -59,7 +62,7 @@ public final class BlockingSocket {
         }
         var one: Int32 = 1
         setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        return BlockingSocket(descriptor: descriptor)
+        return BlockingSocket(descriptor: descriptor, bufferBytes: bufferBytes)
     }
 
     static func unixAddress(_ path: String) throws(BenchError) -> sockaddr_un {

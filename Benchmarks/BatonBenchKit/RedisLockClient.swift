@@ -104,3 +104,23 @@ extension Array where Element == [CChar] {
         }
     }
 }
+
+extension RedisLockClient {
+    /// Sends all commands, then reads all replies (Redis pipelining).
+    public func pipeline(_ commands: [[String]]) throws(BenchError) {
+        for arguments in commands {
+            let utf8 = arguments.map { Array($0.utf8CString) }
+            let code = utf8.withUnsafeBufferPointers { pointers, lengths in
+                redisAppendCommandArgv(context, Int32(arguments.count), pointers, lengths)
+            }
+            guard code == REDIS_OK else { throw BenchError("redis: cannot queue \(arguments[0])") }
+        }
+        for _ in commands {
+            var reply: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &reply) == REDIS_OK, let reply else { throw BenchError("redis: pipeline read failed") }
+            let type = reply.assumingMemoryBound(to: redisReply.self).pointee.type
+            freeReplyObject(reply)
+            guard type != REDIS_REPLY_ERROR else { throw BenchError("redis: pipelined command failed") }
+        }
+    }
+}
