@@ -37,7 +37,8 @@ public func holdUntilKilled(target: Target, lock: String, options: ClientOptions
 /// The holder's settings: the shortest session or TTL each system accepts.
 public func shortestHoldOptions(_ base: ClientOptions) -> ClientOptions {
     var options = base
-    options.zookeeperSessionTimeoutMilliseconds = 1   // clamped up to the server's 2 x tickTime
+    // The server minimum is 2 x tickTime = 4 s; the C client also uses the request as its connect timeout.
+    options.zookeeperSessionTimeoutMilliseconds = 4_000
     options.etcdLeaseTTLSeconds = 1                  // raised to etcd's minimum lease TTL
     options.batonSessionTimeoutMilliseconds = 200    // batond's minimum (Limits.sessionTimeoutMillisecondsMin)
     return options
