@@ -37,8 +37,9 @@ ulimit -n "$(ulimit -Hn)"
 
 (exec 3<>"/dev/tcp/127.0.0.1/$BATON_TCP_PORT") 2>/dev/null && { echo "run.sh: port $BATON_TCP_PORT is taken" >&2; exit 1; }
 SOCKET="$WORK/batond.sock"
-# batond with its default durability (WAL fsync policy as shipped), data in the temporary directory.
-"$BIN/batond" --socket "$SOCKET" --tcp "127.0.0.1:$BATON_TCP_PORT" --data-dir "$WORK/batond" \
+# batond with its default durability (--fsync batch, as shipped), data in the temporary directory.
+mkdir -p "$WORK/batond"
+"$BIN/batond" --socket "$SOCKET" --listen "127.0.0.1:$BATON_TCP_PORT" --data-dir "$WORK/batond" --log-level warning \
     > "$WORK/batond.log" 2>&1 &
 BATOND_PID=$!
 for _ in $(seq 1 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
