@@ -120,8 +120,11 @@ public enum Codec {
             guard magic == ProtocolVersion.magic else { throw DecodeFailure(.malformedFrame, "bad magic in hello") }
             return .hello(version: try reader.u16("version"), clientName: try reader.string("client name"))
         case .openSession:
-            return .openSession(timeoutMilliseconds: try reader.u32("timeout"),
-                                flags: SessionFlags(rawValue: try reader.u8("session flags")))
+            let timeout = try reader.u32("timeout")
+            let flags = SessionFlags(rawValue: try reader.u8("session flags"))
+            // Reserved bits must be zero, as in create flags: a newer client fails loudly, not silently.
+            guard flags.isSubset(of: SessionFlags.all) else { throw DecodeFailure(.malformedFrame, "unknown session flags") }
+            return .openSession(timeoutMilliseconds: timeout, flags: flags)
         case .resumeSession:
             let sessionID = try reader.u64("session id")
             let high = try reader.u64("secret"), low = try reader.u64("secret")
@@ -205,12 +208,29 @@ public enum Codec {
         case .failure(let error):
             precondition(error.code != .ok, "a failed reply needs an error code")
             writer.u16(error.code.rawValue)
-            writer.string(String(error.message.utf8.prefix(1_024)) ?? "")
+            writer.string(truncatedMessage(error.message))
         case .success(let body):
             writer.u16(ErrorCode.ok.rawValue)
             encodeBody(body, into: &writer)
         }
         writer.finishFrame(start)
+    }
+
+    /// Longest error message on the wire, in UTF-8 bytes (Proto/PROTOCOL.md).
+    public static let errorMessageBytesMax = 1_024
+
+    /// Cuts a message to `errorMessageBytesMax` bytes at a character boundary, so the text stays valid UTF-8.
+    static func truncatedMessage(_ message: String) -> String {
+        guard message.utf8.count > errorMessageBytesMax else { return message }
+        var result = ""
+        var count = 0
+        for character in message {
+            let size = character.utf8.count
+            guard count + size <= errorMessageBytesMax else { break }
+            result.append(character)
+            count += size
+        }
+        return result
     }
 
     static func encodeBody(_ body: ReplyBody, into writer: inout WireWriter) {

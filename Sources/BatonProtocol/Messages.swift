@@ -134,6 +134,8 @@ public struct SessionFlags: OptionSet, Sendable, Equatable {
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// Keep the session for its timeout when a Unix-socket connection drops (the default ends it at once).
     public static let keepOnDisconnect = SessionFlags(rawValue: 0x01)
+    /// Every flag this version defines; other bits are reserved and rejected.
+    public static let all: SessionFlags = [.keepOnDisconnect]
 }
 
 /// Version ZooKeeper-style: -1 matches any version.
