@@ -38,9 +38,13 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
     var order: [Int] = []
     let bySession = Dictionary(uniqueKeysWithValues: clients.enumerated().map { ($1.sessionID, $0) })
     let queuedDeadline = MonotonicClock.nanoseconds() + 60_000_000_000
+    var inspectWorks = true
     while MonotonicClock.nanoseconds() < queuedDeadline {
-        guard case .lockEntries(let entries) = try first.call(.inspect(path: lock)) else {
-            throw BenchError("herd: inspect did not list the lock's entries")
+        guard case .lockEntries(let entries)? = try? first.call(.inspect(path: lock)) else {
+            // No inspect: give the waiters time to queue, then find each next holder by poll.
+            inspectWorks = false
+            MonotonicClock.sleep(microseconds: UInt64(500_000 + waiters * 100))
+            break
         }
         if entries.count >= waiters + 1 {
             order = entries.compactMap { bySession[$0.sessionID] }
@@ -48,16 +52,29 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
         }
         MonotonicClock.sleep(microseconds: 10_000)
     }
-    guard order.count == waiters + 1, order.first == 0 else {
-        throw BenchError("herd: the lock did not show \(waiters) waiters behind the holder (saw \(order.count) entries)")
+    if inspectWorks {
+        guard order.count == waiters + 1, order.first == 0 else {
+            throw BenchError("herd: the lock did not show \(waiters) waiters behind the holder (saw \(order.count) entries)")
+        }
+    }
+    var descriptors = clients.map { pollfd(fd: $0.socket.descriptor, events: Int16(POLLIN), revents: 0) }
+    /// Without the queue order: the first waiter whose socket turns readable (a poll over all W).
+    func nextByPoll(excluding releaser: Int) throws(BenchError) -> Int {
+        while true {
+            let count = poll(&descriptors, nfds_t(descriptors.count), 10_000)
+            guard count > 0 else { throw BenchError("herd: no grant within 10 s of a release") }
+            if let index = descriptors.indices.first(where: { descriptors[$0].revents != 0 && $0 != releaser }) { return index }
+        }
     }
     var histogram = makeLatencyHistogram()
     var touched = Set<Int>()
+    var holder = 0
     let cpuBefore = serverProcessID.flatMap(processCPUNanoseconds)
     for round in 0..<releases {
-        let releaser = order[round], next = order[round + 1]
+        let releaser = holder
         let releaseID = try clients[releaser].send(.release(node: holderNode))
         let sent = MonotonicClock.nanoseconds()
+        let next = inspectWorks ? order[round + 1] : try nextByPoll(excluding: releaser)
         let reply = try clients[next].receiveReply()
         let grantedAt = MonotonicClock.nanoseconds()
         guard case .success(.granted(let node, _)) = reply.result else {
@@ -66,19 +83,18 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
         histogram.recordNanoseconds(grantedAt - sent)
         touched.insert(next)
         holderNode = node
+        holder = next
         let released = try clients[releaser].receiveReply()
         guard released.requestID == releaseID, case .success = released.result else {
             throw BenchError("herd: release failed: \(released.result)")
         }
     }
-    let holder = order[releases]
     let cpuAfter = serverProcessID.flatMap(processCPUNanoseconds)
     // Anything a waiter received beyond its grant shows up here: wait a little and count.
     MonotonicClock.sleep(microseconds: 50_000)
-    var sweep = clients.map { pollfd(fd: $0.socket.descriptor, events: Int16(POLLIN), revents: 0) }
-    _ = poll(&sweep, nfds_t(sweep.count), 0)
-    for (index, entry) in sweep.enumerated() where entry.revents != 0 || clients[index].socket.hasBufferedBytes {
-        if index != holder || clients[index].socket.hasBufferedBytes { touched.insert(index) }
+    _ = poll(&descriptors, nfds_t(descriptors.count), 0)
+    for (index, entry) in descriptors.enumerated() where entry.revents != 0 || clients[index].socket.hasBufferedBytes {
+        touched.insert(index)
     }
     var cpuPerRelease: Double?
     if let cpuBefore, let cpuAfter { cpuPerRelease = Double(cpuAfter - cpuBefore) / Double(releases) }
