@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol"]),
         .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
-        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "batond"]),
+        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
         .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]

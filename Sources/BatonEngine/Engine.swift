@@ -1,4 +1,6 @@
+import BatonNamespace
 import BatonProtocol
+import Collections
 
 /// The server's view of a transport connection; the engine never sees a socket.
 public typealias ConnectionID = UInt64
@@ -26,49 +28,398 @@ public struct EngineConfiguration: Sendable {
     /// An empty container is deleted once it has been empty this long (ZooKeeper sweeps them too),
     /// so a lock taken and released in a loop does not log a create and a delete every time.
     public var containerGraceMilliseconds: UInt64 = 10_000
+    /// Events kept for a detached session until it resumes; one more ends the session.
+    public var detachedSessionEventsMax: Int = 10_000
     public init() {}
+
+    var namespaceConfiguration: NamespaceConfiguration {
+        var configuration = NamespaceConfiguration()
+        configuration.limits = limits
+        configuration.defaultSessionTimeoutMilliseconds = defaultSessionTimeoutMilliseconds
+        configuration.containerGraceMilliseconds = containerGraceMilliseconds
+        return configuration
+    }
 }
 
 /// The state machine the server drives: it takes decoded requests, connection events and the time,
 /// and produces outputs. Synchronous, single-threaded, no I/O, no clock.
+///
+/// Ordering: everything a request causes is queued before its reply, in the order it happened:
+/// log records (`.persist`) first, then watch events, then the reply. So a client sees a watch
+/// event before the reply that shows the new data (ZooKeeper's guarantee), and the server, which
+/// holds replies until the records before them are durable, never acknowledges a lost write.
 public final class Engine {
     public let configuration: EngineConfiguration
+    /// The tree; outside the engine use it only to read (metrics, status).
+    public let namespace: Namespace
 
-    public init(configuration: EngineConfiguration, now: Time) {
-        self.configuration = configuration
-        fatalError("Engine is being written")
+    var connections: [ConnectionID: ConnectionState] = [:]
+    var sessions: [UInt64: SessionState] = [:]
+    var outputs: [EngineOutput] = []
+    /// Sessions to end once the current batch of namespace outputs is routed (event queue overflow).
+    var sessionsToEnd: [UInt64] = []
+    /// State of the lock integration (Engine+Locks.swift).
+    var locks = EngineLocks()
+
+    var limits: Limits { configuration.limits }
+
+    public convenience init(configuration: EngineConfiguration, now: Time) {
+        self.init(configuration: configuration, now: now, random: SystemRandomNumberGenerator())
     }
+
+    public init(configuration: EngineConfiguration, now: Time, random: some RandomNumberGenerator) {
+        self.configuration = configuration
+        self.namespace = Namespace(configuration: configuration.namespaceConfiguration, now: now, random: random)
+    }
+
+    /// Recovery: the last snapshot (if any) and the log records written after it, in order.
+    public init(configuration: EngineConfiguration, now: Time,
+                random: some RandomNumberGenerator = SystemRandomNumberGenerator(),
+                recoveringFrom snapshot: [UInt8]?, records: some Sequence<[UInt8]>) throws(RecoveryError) {
+        self.configuration = configuration
+        self.namespace = try Namespace(configuration: configuration.namespaceConfiguration, now: now, random: random,
+                                       recoveringFrom: snapshot, records: records)
+    }
+
+    /// A copy of the persistent state for the background snapshot writer: take it on the loop
+    /// thread, call `serialize()` on any thread.
+    public func snapshotSource() -> NamespaceSnapshot { namespace.snapshot() }
+
+    public var connectionCount: Int { connections.count }
+    public var sessionCount: Int { sessions.count }
+
+    // MARK: Connections
 
     /// A new connection; false if the connection limit is reached (the server sends
     /// `tooManyConnections` and closes it: the engine queues that output itself).
     public func connectionOpened(_ connection: ConnectionID, transport: TransportKind, now: Time) -> Bool {
-        fatalError("Engine is being written")
-    }
-
-    public func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time) {
-        fatalError("Engine is being written")
-    }
-
-    /// A frame on `connection` could not be decoded: reply with the error, close if it says so.
-    public func decodeFailed(_ failure: DecodeFailure, from connection: ConnectionID, now: Time) {
-        fatalError("Engine is being written")
+        guard connections.count < limits.connectionsMax else {
+            outputs.append(.send(connection, .reply(Reply(requestID: 0, opcode: .hello, result: .failure(
+                ReplyError(.tooManyConnections, "at most \(limits.connectionsMax) connections"))))))
+            outputs.append(.close(connection))
+            return false
+        }
+        precondition(connections[connection] == nil, "connection \(connection) opened twice")
+        connections[connection] = ConnectionState(transport: transport)
+        return true
     }
 
     /// The transport went away (EOF, error, or the server dropped a slow reader).
     public func connectionClosed(_ connection: ConnectionID, now: Time) {
-        fatalError("Engine is being written")
+        // Unknown: the engine closed it itself and already let go of it.
+        guard connections[connection] != nil else { return }
+        disconnect(connection, now: now)
+        drain(now: now)
+    }
+
+    /// Forgets a connection: its session ends (Unix, unless kept) or waits for a resume.
+    func disconnect(_ connection: ConnectionID, now: Time) {
+        guard let state = connections.removeValue(forKey: connection) else { return }
+        lockConnectionClosed(connection, now: now)
+        guard let sessionID = state.sessionID, let session = sessions[sessionID], session.connection == connection else { return }
+        if state.transport == .unix && !session.flags.contains(.keepOnDisconnect) {
+            // The client process is gone (a Unix peer cannot come back): pass its locks on now.
+            endSession(sessionID, reason: .disconnected, now: now)
+        } else {
+            sessions[sessionID]!.connection = nil
+        }
+    }
+
+    /// Closes a connection from this side, after what was queued to it.
+    func closeConnection(_ connection: ConnectionID, now: Time) {
+        outputs.append(.close(connection))
+        disconnect(connection, now: now)
+    }
+
+    // MARK: Requests
+
+    public func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time) {
+        // Frames decoded after the engine closed the connection are dropped.
+        guard let state = connections[connection] else { return }
+        guard state.greeted else {
+            greet(request, requestID: requestID, connection: connection, now: now)
+            return
+        }
+        guard state.pendingRequests < limits.pendingRequestsPerConnectionMax else {
+            reply(connection, requestID, request.opcode, .failure(ReplyError(
+                .tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) requests in flight")), now: now)
+            return
+        }
+        if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
+
+        switch request {
+        case .hello:
+            reply(connection, requestID, .hello, .failure(ReplyError(.invalidArgument, "hello was already done")), now: now)
+        case .openSession(let timeoutMilliseconds, let flags):
+            openSession(timeoutMilliseconds: timeoutMilliseconds, flags: flags, requestID: requestID,
+                        connection: connection, now: now)
+        case .resumeSession(let sessionID, let secret):
+            resumeSession(sessionID, secret: secret, requestID: requestID, connection: connection, now: now)
+        case .closeSession:
+            guard let sessionID = state.sessionID else {
+                reply(connection, requestID, .closeSession, .failure(ReplyError(.sessionRequired)), now: now)
+                return
+            }
+            endSession(sessionID, reason: .closed, now: now)
+            drain(now: now)
+            reply(connection, requestID, .closeSession, .success(.empty), now: now)
+        case .ping:
+            reply(connection, requestID, .ping, .success(.empty), now: now)
+        case .create, .delete, .exists, .get, .set, .children, .check, .multi:
+            guard let sessionID = state.sessionID else {
+                reply(connection, requestID, request.opcode, .failure(ReplyError(.sessionRequired)), now: now)
+                return
+            }
+            let result = perform(request, session: sessionID, now: now)
+            drain(now: now)
+            reply(connection, requestID, request.opcode, result, now: now)
+        case .acquire, .release, .cancel, .checkToken, .inspect:
+            guard let sessionID = state.sessionID else {
+                reply(connection, requestID, request.opcode, .failure(ReplyError(.sessionRequired)), now: now)
+                return
+            }
+            handleLockRequest(request, requestID: requestID, connection: connection, session: sessionID, now: now)
+            drain(now: now)
+        }
+    }
+
+    /// A frame on `connection` could not be decoded: reply with the error, close if it says so.
+    public func decodeFailed(_ failure: DecodeFailure, from connection: ConnectionID, now: Time) {
+        guard let state = connections[connection] else { return }
+        // The reply must name an opcode; an unknown one is answered as the handshake opcode.
+        let opcode = failure.opcode.flatMap(Opcode.init(rawValue:)) ?? .hello
+        var code = failure.code
+        // Before the handshake, anything but a good hello ends the connection.
+        if !state.greeted && !code.closesConnection { code = .handshakeRequired }
+        if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
+        reply(connection, failure.requestID ?? 0, opcode, .failure(ReplyError(code, failure.message)), now: now)
+    }
+
+    func greet(_ request: Request, requestID: UInt32, connection: ConnectionID, now: Time) {
+        guard case .hello(let version, let clientName) = request else {
+            reply(connection, requestID, request.opcode,
+                  .failure(ReplyError(.handshakeRequired, "the first request must be hello")), now: now)
+            return
+        }
+        guard version == ProtocolVersion.current else {
+            reply(connection, requestID, .hello, .failure(ReplyError(
+                .unsupportedVersion, "this server speaks version \(ProtocolVersion.current), not \(version)")), now: now)
+            return
+        }
+        guard clientName.utf8.count <= limits.clientNameBytesMax else {
+            reply(connection, requestID, .hello, .failure(ReplyError(
+                .invalidArgument, "client name longer than \(limits.clientNameBytesMax) bytes")), now: now)
+            return
+        }
+        connections[connection]!.greeted = true
+        connections[connection]!.clientName = clientName
+        reply(connection, requestID, .hello, .success(.hello(
+            version: ProtocolVersion.current, serverName: configuration.serverName,
+            frameBytesMax: UInt32(clamping: limits.frameBytesMax))), now: now)
+    }
+
+    func perform(_ request: Request, session: UInt64, now: Time) -> Result<ReplyBody, ReplyError> {
+        let watcher = Watcher.session(session)
+        do throws(ReplyError) {
+            switch request {
+            case .create(let path, let data, let mode):
+                let created = try namespace.create(path, data: data, mode: mode, session: session, now: now)
+                return .success(.created(path: created.path, stat: created.stat))
+            case .delete(let path, let expectedVersion):
+                try namespace.delete(path, expectedVersion: expectedVersion, now: now)
+                return .success(.empty)
+            case .exists(let path, let watch):
+                return .success(.exists(try namespace.exists(path, watcher: watch ? watcher : nil)))
+            case .get(let path, let watch):
+                let read = try namespace.get(path, watcher: watch ? watcher : nil)
+                return .success(.data(stat: read.stat, data: read.data))
+            case .set(let path, let data, let expectedVersion):
+                return .success(.stat(try namespace.set(path, data: data, expectedVersion: expectedVersion, now: now)))
+            case .children(let path, let watch):
+                let listing = try namespace.children(path, watcher: watch ? watcher : nil)
+                return .success(.children(stat: listing.stat, names: listing.names))
+            case .check(let path, let expectedVersion):
+                try namespace.check(path, expectedVersion: expectedVersion)
+                return .success(.empty)
+            case .multi(let operations):
+                do throws(MultiFailure) {
+                    return .success(.multi(try namespace.multi(operations, session: session, now: now)))
+                } catch {
+                    return .failure(error.replyError)
+                }
+            default:
+                preconditionFailure("not a namespace request: \(request.opcode)")
+            }
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    // MARK: Sessions
+
+    func openSession(timeoutMilliseconds: UInt32, flags: SessionFlags, requestID: UInt32, connection: ConnectionID,
+                     now: Time) {
+        guard connections[connection]!.sessionID == nil else {
+            reply(connection, requestID, .openSession, .failure(ReplyError(.sessionAlreadyOpen)), now: now)
+            return
+        }
+        let session: SessionInfo
+        do throws(ReplyError) {
+            session = try namespace.openSession(timeoutMilliseconds: timeoutMilliseconds, now: now)
+        } catch {
+            reply(connection, requestID, .openSession, .failure(error), now: now)
+            return
+        }
+        sessions[session.id] = SessionState(flags: flags, connection: connection,
+                                            clientName: connections[connection]!.clientName)
+        connections[connection]!.sessionID = session.id
+        reply(connection, requestID, .openSession, .success(.session(
+            sessionID: session.id, secret: session.secret, timeoutMilliseconds: session.timeoutMilliseconds)), now: now)
+    }
+
+    func resumeSession(_ sessionID: UInt64, secret: SessionSecret, requestID: UInt32, connection: ConnectionID, now: Time) {
+        guard connections[connection]!.sessionID == nil else {
+            reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionAlreadyOpen)), now: now)
+            return
+        }
+        guard let session = namespace.session(sessionID), sessions[sessionID] != nil else {
+            reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionExpired, "session \(sessionID)")), now: now)
+            return
+        }
+        guard session.secret == secret else {
+            reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionSecretMismatch)), now: now)
+            return
+        }
+        if let previous = sessions[sessionID]!.connection {
+            // The session moved: the old connection no longer speaks for it.
+            connections[previous]?.sessionID = nil
+            closeConnection(previous, now: now)
+        }
+        sessions[sessionID]!.connection = connection
+        sessions[sessionID]!.clientName = connections[connection]!.clientName
+        connections[connection]!.sessionID = sessionID
+        namespace.touch(sessionID, now: now)
+        drain(now: now)
+        reply(connection, requestID, .resumeSession, .success(.resumed(timeoutMilliseconds: session.timeoutMilliseconds)),
+              now: now)
+        // What happened while it was away, in order, after the resume reply.
+        let queued = sessions[sessionID]!.queuedEvents
+        sessions[sessionID]!.queuedEvents.removeAll()
+        for event in queued { outputs.append(.send(connection, .event(event))) }
+    }
+
+    enum SessionEndReason {
+        case closed
+        case expired
+        case disconnected
+        case eventOverflow
+    }
+
+    /// Ends a session: the lock layer lets go of it, then the namespace deletes its ephemerals
+    /// (queuing watch events for others). The caller drains.
+    func endSession(_ sessionID: UInt64, reason: SessionEndReason, now: Time) {
+        guard let state = sessions.removeValue(forKey: sessionID) else {
+            namespace.closeSession(sessionID, now: now)
+            return
+        }
+        if let connection = state.connection {
+            connections[connection]?.sessionID = nil
+            if reason == .expired { outputs.append(.send(connection, .event(.sessionExpired(sessionID: sessionID)))) }
+        }
+        lockSessionEnded(sessionID, now: now)
+        namespace.closeSession(sessionID, now: now)
+    }
+
+    /// Sends an event to a session's connection, or keeps it until the session resumes.
+    func deliver(_ event: Event, toSession sessionID: UInt64) {
+        guard let state = sessions[sessionID] else { return }
+        if let connection = state.connection {
+            outputs.append(.send(connection, .event(event)))
+        } else if state.queuedEvents.count < configuration.detachedSessionEventsMax {
+            sessions[sessionID]!.queuedEvents.append(event)
+        } else if !sessionsToEnd.contains(sessionID) {
+            sessionsToEnd.append(sessionID)
+        }
+    }
+
+    /// Routes everything the namespace produced: records to the log, session watches to their
+    /// connections, internal watches to the lock layer (which may cause more).
+    func drain(now: Time) {
+        while namespace.hasOutputs || !sessionsToEnd.isEmpty {
+            for output in namespace.takeOutputs() {
+                switch output {
+                case .persist(let record):
+                    outputs.append(.persist(record))
+                case .watch(.session(let sessionID), let type, let path):
+                    deliver(.watch(type: type, path: path), toSession: sessionID)
+                case .watch(.internal(let token), let type, let path):
+                    lockWatchFired(token: token, type: type, path: path, now: now)
+                }
+            }
+            let ending = sessionsToEnd
+            sessionsToEnd.removeAll()
+            for sessionID in ending { endSession(sessionID, reason: .eventOverflow, now: now) }
+        }
+    }
+
+    // MARK: Replies and time
+
+    func reply(_ connection: ConnectionID, _ requestID: UInt32, _ opcode: Opcode, _ result: Result<ReplyBody, ReplyError>,
+               now: Time) {
+        outputs.append(.send(connection, .reply(Reply(requestID: requestID, opcode: opcode, result: result))))
+        if case .failure(let error) = result, error.code.closesConnection {
+            closeConnection(connection, now: now)
+            drain(now: now)
+        }
     }
 
     /// Runs deadlines that are due: session expiry, lock wait timeouts, leases, container sweeps.
     public func tick(now: Time) {
-        fatalError("Engine is being written")
+        for sessionID in namespace.dueSessions(now: now) {
+            endSession(sessionID, reason: .expired, now: now)
+            drain(now: now)
+        }
+        lockTick(now: now)
+        drain(now: now)
+        namespace.sweepContainers(now: now)
+        drain(now: now)
     }
 
     /// The earliest monotonic time at which `tick` has work, or nil.
-    public var nextDeadlineMilliseconds: UInt64? { fatalError("Engine is being written") }
+    public var nextDeadlineMilliseconds: UInt64? {
+        [namespace.nextDeadlineMilliseconds, lockNextDeadlineMilliseconds].compactMap { $0 }.min()
+    }
 
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {
-        fatalError("Engine is being written")
+        defer { outputs.removeAll(keepingCapacity: true) }
+        return outputs
     }
+
+    // MARK: For the lock layer
+
+    /// A request the engine will answer later (a waiting acquire) counts against the connection's limit.
+    func beginPendingRequest(on connection: ConnectionID) { connections[connection]?.pendingRequests += 1 }
+    func endPendingRequest(on connection: ConnectionID) {
+        guard let pending = connections[connection]?.pendingRequests, pending > 0 else { return }
+        connections[connection]!.pendingRequests = pending - 1
+    }
+}
+
+struct ConnectionState {
+    var transport: TransportKind
+    var greeted = false
+    var clientName = ""
+    var sessionID: UInt64?
+    /// Requests accepted but not answered yet (waiting acquires).
+    var pendingRequests = 0
+}
+
+struct SessionState {
+    var flags: SessionFlags
+    /// The connection that speaks for the session; nil while detached (TCP, or kept Unix).
+    var connection: ConnectionID?
+    var clientName: String
+    /// Events for a detached session, delivered after it resumes.
+    var queuedEvents: Deque<Event> = []
 }

@@ -1,9 +1,26 @@
 #ifndef BATON_CLIBUV_SHIM_H
 #define BATON_CLIBUV_SHIM_H
 #include <uv.h>
+#include <sys/socket.h>
 
 // Casts that spare Swift the OpaquePointer dance: every libuv handle type
 // begins with the uv_handle_t fields, every stream with uv_stream_t.
 static inline uv_handle_t *baton_handle(void *handle) { return (uv_handle_t *)handle; }
 static inline uv_stream_t *baton_stream(void *handle) { return (uv_stream_t *)handle; }
+static inline const struct sockaddr *baton_sockaddr(const void *address) { return (const struct sockaddr *)address; }
+
+// The credentials of the process at the other end of a Unix socket (Linux SO_PEERCRED), for logs.
+// Returns 0 on success; the struct ucred needs _GNU_SOURCE, which Swift's Glibc module does not set.
+#if defined(SO_PEERCRED)
+static inline int baton_peer_credentials(int fd, int *pid, unsigned *uid) {
+    int values[3];
+    socklen_t length = sizeof(values);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, values, &length) != 0) return -1;
+    *pid = values[0];
+    *uid = (unsigned)values[1];
+    return 0;
+}
+#else
+static inline int baton_peer_credentials(int fd, int *pid, unsigned *uid) { (void)fd; (void)pid; (void)uid; return -1; }
+#endif
 #endif

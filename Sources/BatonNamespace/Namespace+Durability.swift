@@ -1,0 +1,120 @@
+import BatonProtocol
+import Collections
+
+/// Counters that must never go back, and recovery.
+///
+/// The transaction id (zxid) is the fencing token of every lock grant and each parent's sequence
+/// counter names the waiters, so neither may ever hand out a value twice, even after kill -9.
+/// Ephemeral nodes are not logged (they die with the process anyway), so a grant does not by
+/// itself write anything durable. Instead each counter persists a high-water mark ahead of use:
+/// when the next value reaches the reserved mark, a `reserve…(upTo: value + ahead)` record goes to
+/// the outbox *before* the change that uses the value (and so before any reply that carries it;
+/// the server sends replies only after the records queued before them are durable). Recovery
+/// restarts each counter at its mark, above anything handed out before the crash. Cost: one log
+/// record per `transactionReserveAhead` writes and per `sequenceReserveAhead` sequential children
+/// of a parent; a restart skips at most that many values.
+extension Namespace {
+    func allocateTransaction(_ changes: inout Changes) -> UInt64 {
+        let next = transactionCurrent + 1
+        if next >= transactionReserved {
+            transactionReserved = next + configuration.transactionReserveAhead
+            changes.records.append(.reserveTransactions(upTo: transactionReserved))
+        }
+        transactionCurrent = next
+        return next
+    }
+
+    /// Advances the parent's sequence counter; the caller has checked it is in range.
+    func allocateSequence(_ parentPath: String, _ changes: inout Changes) {
+        let value = nodes[parentPath]!.sequenceNext
+        if value >= nodes[parentPath]!.sequenceReserved {
+            let upTo = value + configuration.sequenceReserveAhead
+            nodes[parentPath]!.sequenceReserved = upTo
+            changes.records.append(.reserveSequence(parent: parentPath, upTo: upTo))
+        }
+        nodes[parentPath]!.sequenceNext = value + 1
+    }
+
+    /// Rebuilds a namespace from a snapshot (or nothing) and the log records written after it.
+    /// Records already contained in the snapshot (transaction not above the snapshot's) are skipped.
+    public convenience init(configuration: NamespaceConfiguration, now: Time,
+                            random: some RandomNumberGenerator = SystemRandomNumberGenerator(),
+                            recoveringFrom snapshot: [UInt8]?,
+                            records: some Sequence<[UInt8]>) throws(RecoveryError) {
+        self.init(configuration: configuration, now: now, random: random)
+        if let snapshot { try restore(from: snapshot) }
+        for record in records { try replay(record) }
+        finishRecovery(now: now)
+    }
+
+    /// Re-applies one log record during recovery (before the namespace is used).
+    public func replay(_ bytes: [UInt8]) throws(RecoveryError) {
+        try replay(NamespaceRecord.decode(bytes))
+    }
+
+    public func replay(_ record: NamespaceRecord) throws(RecoveryError) {
+        switch record {
+        case .create(let transaction, let wallMilliseconds, let path, let data, let kind, let parentChildrenVersion):
+            guard transaction > transactionCurrent else { return }
+            guard kind != .ephemeral else { throw RecoveryError("ephemeral node \(path) in the log") }
+            guard path != NamespacePath.root, path.utf8.first == UInt8(ascii: "/") else { throw RecoveryError("bad path \(path)") }
+            let parentPath = NamespacePath.parent(of: path)
+            guard let parent = nodes[parentPath], parent.kind != .ephemeral else {
+                throw RecoveryError("create \(path): no parent")
+            }
+            guard nodes[path] == nil else { throw RecoveryError("create \(path): exists") }
+            applyCreate(path, parentPath: parentPath, data: data, kind: kind, owner: 0, transaction: transaction,
+                        wallMilliseconds: wallMilliseconds, parentChildrenVersion: parentChildrenVersion)
+            transactionCurrent = transaction
+        case .delete(let transaction, let path, let parentChildrenVersion),
+             .sweepContainer(let transaction, let path, let parentChildrenVersion):
+            guard transaction > transactionCurrent else { return }
+            guard path != NamespacePath.root, let node = nodes[path] else { throw RecoveryError("delete \(path): no node") }
+            guard node.children.isEmpty else { throw RecoveryError("delete \(path): has children") }
+            applyDelete(path, parentPath: NamespacePath.parent(of: path), transaction: transaction,
+                        parentChildrenVersion: parentChildrenVersion)
+            transactionCurrent = transaction
+        case .set(let transaction, let wallMilliseconds, let path, let data, let version):
+            guard transaction > transactionCurrent else { return }
+            guard nodes[path] != nil else { throw RecoveryError("set \(path): no node") }
+            applySet(path, data: data, version: version, transaction: transaction, wallMilliseconds: wallMilliseconds)
+            transactionCurrent = transaction
+        case .reserveTransactions(let upTo):
+            transactionReserved = max(transactionReserved, upTo)
+        case .reserveSequence(let parent, let upTo):
+            // The parent may be gone (deleted later in the log); then the mark no longer matters.
+            if let node = nodes[parent], node.sequenceReserved < upTo { nodes[parent]!.sequenceReserved = upTo }
+        case .multi(let records):
+            for record in records { try replay(record) }
+        }
+    }
+
+    /// Counters start at their marks; emptied containers start their grace period now.
+    func finishRecovery(now: Time) {
+        if transactionReserved > 0 { transactionCurrent = max(transactionCurrent, transactionReserved - 1) }
+        var behind: [String] = []
+        var emptyContainers: [String] = []
+        for (path, node) in nodes {
+            if node.sequenceNext < node.sequenceReserved { behind.append(path) }
+            // Ephemeral children did not survive the restart: an empty container is swept after
+            // the grace, whether or not the log saw it used (its users' sessions are gone).
+            if node.kind == .container && node.children.isEmpty { emptyContainers.append(path) }
+        }
+        for path in behind { nodes[path]!.sequenceNext = nodes[path]!.sequenceReserved }
+        for path in emptyContainers.sorted() { scheduleSweep(path, now: now) }
+    }
+
+    // MARK: Snapshots
+
+    /// A copy of the state to write in the background: O(1) here, serialized on another thread.
+    public func snapshot() -> NamespaceSnapshot {
+        NamespaceSnapshot(nodes: nodes, transactionCurrent: transactionCurrent, transactionReserved: transactionReserved)
+    }
+
+    func restore(from bytes: [UInt8]) throws(RecoveryError) {
+        let restored = try NamespaceSnapshot.deserialize(bytes)
+        nodes = restored.nodes
+        transactionCurrent = restored.transactionCurrent
+        transactionReserved = restored.transactionReserved
+    }
+}

@@ -1,0 +1,349 @@
+import BatonProtocol
+import Collections
+
+/// A ZooKeeper-style data tree with sessions, ephemerals and one-shot watches (cf. ZooKeeper's
+/// DataTree). Pure: time is an input, randomness is injected, and everything it has to say (log
+/// records, fired watches) goes to an ordered outbox that its owner drains with `takeOutputs()`.
+/// Single-threaded; `snapshot()` hands a Sendable copy to other threads.
+public final class Namespace {
+    public let configuration: NamespaceConfiguration
+    var limits: Limits { configuration.limits }
+
+    // The tree, keyed by full path. TreeDictionary shares structure between copies, so a snapshot
+    // and a multi's rollback point cost O(1) and later writes copy only the touched paths.
+    var nodes: TreeDictionary<String, Node>
+    var ephemeralsBySession: TreeDictionary<UInt64, Set<String>> = [:]
+
+    /// The last transaction id (zxid) handed out. Only grows, across restarts too.
+    public internal(set) var transactionCurrent: UInt64 = 0
+    /// Ids below this may be in use: a log record says so (see `allocateTransaction`).
+    var transactionReserved: UInt64 = 0
+
+    // One-shot watches: the registration tables and, per watcher, what it has registered.
+    var dataWatches: [String: OrderedSet<Watcher>] = [:]
+    var childWatches: [String: OrderedSet<Watcher>] = [:]
+    var watchesByWatcher: [Watcher: Set<WatchKey>] = [:]
+
+    var sessions: [UInt64: SessionInfo] = [:]
+    var sessionDeadlines = Heap<SessionDeadline>()
+    var nextSessionID: UInt64
+    var random: any RandomNumberGenerator
+
+    // Emptied containers waiting for their grace period, in deadline order (the grace is constant
+    // and time is monotonic, so appending keeps the queue sorted). The dictionary is the truth;
+    // queue entries that disagree with it are stale and skipped.
+    var containerSweepDeadlines: [String: UInt64] = [:]
+    var containerSweepQueue: Deque<ContainerDeadline> = []
+
+    var outbox: [NamespaceOutput] = []
+
+    public init(configuration: NamespaceConfiguration, now: Time,
+                random: some RandomNumberGenerator = SystemRandomNumberGenerator()) {
+        self.configuration = configuration
+        var random: any RandomNumberGenerator = random
+        // Session ids start at a random point so that ids of one run are not reused by the next.
+        self.nextSessionID = random.next()
+        self.random = random
+        var rootStat = Stat()
+        rootStat.kind = .persistent
+        self.nodes = [NamespacePath.root: Node(data: [], stat: rootStat)]
+    }
+
+    // MARK: Outbox
+
+    /// Log records and fired watches produced since the last call, in order.
+    public func takeOutputs() -> [NamespaceOutput] {
+        defer { outbox.removeAll(keepingCapacity: true) }
+        return outbox
+    }
+
+    public var hasOutputs: Bool { !outbox.isEmpty }
+
+    // MARK: Reading without side effects
+
+    /// The node at `path` (no watch, no validation beyond lookup).
+    public func node(at path: String) -> Node? { nodes[path] }
+
+    public var nodeCount: Int { nodes.count }
+
+    /// Paths of the ephemeral nodes a session owns.
+    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { ephemeralsBySession[sessionID] ?? [] }
+
+    // MARK: Operations
+
+    /// Creates a node; returns its actual path (with the sequence suffix, if sequential) and stat.
+    /// `session` owns the node if it is ephemeral.
+    @discardableResult
+    public func create(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
+                       now: Time) throws(ReplyError) -> (path: String, stat: Stat) {
+        var changes = Changes()
+        let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
+        commit(changes, asOneRecord: false, now: now)
+        return result
+    }
+
+    /// Deletes a node; `expectedVersion` -1 matches any version.
+    public func delete(_ path: String, expectedVersion: Int32, now: Time) throws(ReplyError) {
+        var changes = Changes()
+        try deleteOperation(path, expectedVersion: expectedVersion, &changes)
+        commit(changes, asOneRecord: false, now: now)
+    }
+
+    /// The node's stat, or nil. With a watcher: a data watch if the node exists, else an exists
+    /// watch that fires `created`.
+    public func exists(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> Stat? {
+        try NamespacePath.validate(path, limits: limits)
+        if let watcher { try addWatch(watcher, path: path, kind: .data) }
+        return nodes[path]?.stat
+    }
+
+    public func get(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, data: [UInt8]) {
+        try NamespacePath.validate(path, limits: limits)
+        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        if let watcher { try addWatch(watcher, path: path, kind: .data) }
+        return (node.stat, node.data)
+    }
+
+    /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
+    @discardableResult
+    public func set(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time) throws(ReplyError) -> Stat {
+        var changes = Changes()
+        let stat = try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+        commit(changes, asOneRecord: false, now: now)
+        return stat
+    }
+
+    /// The node's stat and its children's names, sorted.
+    public func children(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String]) {
+        try NamespacePath.validate(path, limits: limits)
+        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        if let watcher { try addWatch(watcher, path: path, kind: .children) }
+        return (node.stat, node.children.sorted())
+    }
+
+    /// Succeeds if the node exists with the expected version (-1: any).
+    @discardableResult
+    public func check(_ path: String, expectedVersion: Int32) throws(ReplyError) -> Stat {
+        try NamespacePath.validate(path, limits: limits)
+        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        }
+        return node.stat
+    }
+
+    /// Applies all operations or none. On failure nothing changed: no node, no counter, no watch
+    /// fired and no log record. A multi that logs anything logs it as one record, so a torn log
+    /// tail cannot keep half of it.
+    public func multi(_ operations: [MultiOperation], session: UInt64, now: Time) throws(MultiFailure) -> [MultiResult] {
+        guard operations.count <= limits.multiOperationsMax else {
+            throw MultiFailure(index: nil, error: ReplyError(
+                .tooManyOperations, "\(operations.count) operations, at most \(limits.multiOperationsMax)"))
+        }
+        // Rollback point: O(1) copies (see `nodes`). Watches and container schedules are only
+        // touched by `commit`, after every operation succeeded.
+        let savedNodes = nodes, savedEphemerals = ephemeralsBySession
+        let savedCurrent = transactionCurrent, savedReserved = transactionReserved
+        var changes = Changes()
+        var results: [MultiResult] = []
+        results.reserveCapacity(operations.count)
+        for (index, operation) in operations.enumerated() {
+            do throws(ReplyError) {
+                switch operation {
+                case .create(let path, let data, let mode):
+                    let created = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
+                    results.append(.created(path: created.path, stat: created.stat))
+                case .delete(let path, let expectedVersion):
+                    try deleteOperation(path, expectedVersion: expectedVersion, &changes)
+                    results.append(.deleted)
+                case .set(let path, let data, let expectedVersion):
+                    results.append(.set(try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)))
+                case .check(let path, let expectedVersion):
+                    try check(path, expectedVersion: expectedVersion)
+                    results.append(.checked)
+                }
+            } catch {
+                nodes = savedNodes
+                ephemeralsBySession = savedEphemerals
+                transactionCurrent = savedCurrent
+                transactionReserved = savedReserved
+                throw MultiFailure(index: index, error: error)
+            }
+        }
+        commit(changes, asOneRecord: true, now: now)
+        return results
+    }
+
+    // MARK: Operation bodies: validate everything first, then change state (no throw after a change)
+
+    struct Changes {
+        var records: [NamespaceRecord] = []
+        /// Watch triggers, in the order the changes happened; fired by `commit`.
+        var triggers: [(type: WatchEventType, path: String)] = []
+    }
+
+    func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
+                         _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat) {
+        // A sequential name gets 10 digits appended: validate the path as it will be. As in
+        // ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
+        let placeholder = mode.sequential ? requestedPath + NamespacePath.sequenceSuffix(0) : requestedPath
+        try NamespacePath.validate(placeholder, limits: limits)
+        guard placeholder != NamespacePath.root else { throw ReplyError(.nodeExists, "the root always exists") }
+        guard data.count <= limits.dataBytesMax else {
+            throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
+        }
+        let parentPath = NamespacePath.parent(of: placeholder)
+        guard let parent = nodes[parentPath] else { throw ReplyError(.noNode, "parent \(parentPath) does not exist") }
+        guard parent.kind != .ephemeral else {
+            throw ReplyError(.ephemeralParent, "\(parentPath) is ephemeral and cannot have children")
+        }
+        if mode.kind == .ephemeral {
+            guard session != 0 else { throw ReplyError(.sessionRequired, "an ephemeral node needs a session") }
+            guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
+        }
+        guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
+        var path = requestedPath
+        if mode.sequential {
+            guard parent.sequenceNext <= NamespacePath.sequenceMax else {
+                throw ReplyError(.invalidArgument, "sequence numbers of \(parentPath) are exhausted")
+            }
+            path += NamespacePath.sequenceSuffix(parent.sequenceNext)
+        }
+        guard nodes[path] == nil else { throw ReplyError(.nodeExists, path) }
+
+        if mode.sequential { allocateSequence(parentPath, &changes) }
+        let transaction = allocateTransaction(&changes)
+        let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
+                               transaction: transaction, wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil)
+        if mode.kind != .ephemeral {
+            changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
+                                           data: data, kind: mode.kind,
+                                           parentChildrenVersion: nodes[parentPath]!.stat.childrenVersion))
+        }
+        changes.triggers.append((.created, path))
+        changes.triggers.append((.childrenChanged, parentPath))
+        return (path, stat)
+    }
+
+    func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
+        try NamespacePath.validate(path, limits: limits)
+        guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
+        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        }
+        guard node.children.isEmpty else { throw ReplyError(.notEmpty, "\(path) has \(node.children.count) children") }
+        removeNode(path, kind: node.kind, sweep: false, &changes)
+    }
+
+    /// Deletes a node known to exist and to have no children, and records it if it was persistent.
+    func removeNode(_ path: String, kind: NodeKind, sweep: Bool, _ changes: inout Changes) {
+        let parentPath = NamespacePath.parent(of: path)
+        let transaction = allocateTransaction(&changes)
+        applyDelete(path, parentPath: parentPath, transaction: transaction, parentChildrenVersion: nil)
+        if kind != .ephemeral {
+            let parentChildrenVersion = nodes[parentPath]!.stat.childrenVersion
+            changes.records.append(sweep
+                ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
+                : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
+        }
+        changes.triggers.append((.deleted, path))
+        changes.triggers.append((.childrenChanged, parentPath))
+    }
+
+    func setOperation(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
+                      _ changes: inout Changes) throws(ReplyError) -> Stat {
+        try NamespacePath.validate(path, limits: limits)
+        guard data.count <= limits.dataBytesMax else {
+            throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
+        }
+        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        }
+        let transaction = allocateTransaction(&changes)
+        let version = node.stat.version &+ 1
+        let stat = applySet(path, data: data, version: version, transaction: transaction, wallMilliseconds: now.wallMilliseconds)
+        if node.kind != .ephemeral {
+            changes.records.append(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
+                                        data: data, version: version))
+        }
+        changes.triggers.append((.dataChanged, path))
+        return stat
+    }
+
+    // MARK: State changes shared by live operations and log replay
+
+    /// `parentChildrenVersion`: nil when live (increment), the logged value when replaying.
+    @discardableResult
+    func applyCreate(_ path: String, parentPath: String, data: [UInt8], kind: NodeKind, owner: UInt64,
+                     transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?) -> Stat {
+        var stat = Stat()
+        stat.createdTransaction = transaction
+        stat.modifiedTransaction = transaction
+        stat.childrenTransaction = transaction
+        stat.createdMilliseconds = wallMilliseconds
+        stat.modifiedMilliseconds = wallMilliseconds
+        stat.kind = kind
+        stat.ephemeralOwner = kind == .ephemeral ? owner : 0
+        stat.dataLength = UInt32(data.count)
+        nodes[path] = Node(data: data, stat: stat)
+        let name = NamespacePath.name(of: path)
+        nodes[parentPath]!.children.insert(name)
+        nodes[parentPath]!.stat.childrenCount += 1
+        nodes[parentPath]!.stat.childrenVersion = parentChildrenVersion ?? (nodes[parentPath]!.stat.childrenVersion &+ 1)
+        nodes[parentPath]!.stat.childrenTransaction = transaction
+        if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
+        return stat
+    }
+
+    func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) {
+        guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
+        nodes[parentPath]!.children.remove(NamespacePath.name(of: path))
+        nodes[parentPath]!.stat.childrenCount -= 1
+        nodes[parentPath]!.stat.childrenVersion = parentChildrenVersion ?? (nodes[parentPath]!.stat.childrenVersion &+ 1)
+        nodes[parentPath]!.stat.childrenTransaction = transaction
+        if node.kind == .ephemeral {
+            let owner = node.stat.ephemeralOwner
+            ephemeralsBySession[owner]?.remove(path)
+            if ephemeralsBySession[owner]?.isEmpty == true { ephemeralsBySession.removeValue(forKey: owner) }
+        }
+    }
+
+    @discardableResult
+    func applySet(_ path: String, data: [UInt8], version: Int32, transaction: UInt64, wallMilliseconds: UInt64) -> Stat {
+        nodes[path]!.data = data
+        nodes[path]!.stat.dataLength = UInt32(data.count)
+        nodes[path]!.stat.version = version
+        nodes[path]!.stat.modifiedTransaction = transaction
+        nodes[path]!.stat.modifiedMilliseconds = wallMilliseconds
+        return nodes[path]!.stat
+    }
+
+    /// Publishes a successful change: its records (one record for a multi), then its watch
+    /// notifications, then the container schedule it affects.
+    func commit(_ changes: Changes, asOneRecord: Bool, now: Time) {
+        if asOneRecord && changes.records.count > 1 {
+            outbox.append(.persist(NamespaceRecord.multi(changes.records).encode()))
+        } else {
+            for record in changes.records { outbox.append(.persist(record.encode())) }
+        }
+        for trigger in changes.triggers {
+            fireWatches(trigger.type, path: trigger.path)
+            if trigger.type == .childrenChanged { containerChildrenChanged(trigger.path, now: now) }
+        }
+    }
+}
+
+struct SessionDeadline: Comparable {
+    var deadlineMilliseconds: UInt64
+    var sessionID: UInt64
+    static func < (left: SessionDeadline, right: SessionDeadline) -> Bool {
+        (left.deadlineMilliseconds, left.sessionID) < (right.deadlineMilliseconds, right.sessionID)
+    }
+}
+
+struct ContainerDeadline {
+    var deadlineMilliseconds: UInt64
+    var path: String
+}

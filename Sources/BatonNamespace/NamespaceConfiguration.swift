@@ -1,0 +1,14 @@
+import BatonProtocol
+
+public struct NamespaceConfiguration: Sendable {
+    public var limits: Limits = .default
+    /// Session timeout used when a client asks for 0.
+    public var defaultSessionTimeoutMilliseconds: UInt32 = 10_000
+    /// An emptied container is deleted once it has stayed empty this long.
+    public var containerGraceMilliseconds: UInt64 = 10_000
+    /// How far ahead of use the transaction counter is reserved in the log (one record per this many writes).
+    public var transactionReserveAhead: UInt64 = 10_000
+    /// How far ahead of use a parent's sequence counter is reserved in the log.
+    public var sequenceReserveAhead: UInt64 = 1_000
+    public init() {}
+}

@@ -1,0 +1,110 @@
+import BatonProtocol
+import Collections
+
+/// The persistent state at one moment: a value (structure shared with the live tree) that may
+/// cross threads. `serialize()` leaves out ephemeral nodes, which do not survive a restart.
+/// Layout in docs/RECORDS.md.
+public struct NamespaceSnapshot: Sendable {
+    let nodes: TreeDictionary<String, Node>
+    public let transactionCurrent: UInt64
+    public let transactionReserved: UInt64
+
+    public static let formatVersion: UInt8 = 1
+
+    /// The persistent nodes, with ephemeral children left out of their parents.
+    public func persistentNodes() -> [String: Node] {
+        var result: [String: Node] = [:]
+        for (path, node) in nodes where node.kind != .ephemeral {
+            var copy = node
+            copy.children = node.children.filter { name in
+                nodes[NamespacePath.child(name, of: path)]?.kind != .ephemeral
+            }
+            copy.stat.childrenCount = UInt32(copy.children.count)
+            result[path] = copy
+        }
+        return result
+    }
+
+    /// Parents before children, children in name order, so equal states give equal bytes.
+    public func serialize() -> [UInt8] {
+        var writer = WireWriter(capacity: 64 + nodes.count * 96)
+        writer.u8(Self.formatVersion)
+        writer.u64(transactionCurrent)
+        writer.u64(transactionReserved)
+        let countOffset = writer.bytes.count
+        writer.u64(0)
+        var count: UInt64 = 0
+        var stack = [NamespacePath.root]
+        while let path = stack.popLast() {
+            guard let node = nodes[path], node.kind != .ephemeral else { continue }
+            count += 1
+            writer.string(path)
+            writer.u8(node.kind.rawValue)
+            writer.u64(node.stat.createdTransaction)
+            writer.u64(node.stat.modifiedTransaction)
+            writer.u64(node.stat.childrenTransaction)
+            writer.u64(node.stat.createdMilliseconds)
+            writer.u64(node.stat.modifiedMilliseconds)
+            writer.i32(node.stat.version)
+            writer.i32(node.stat.childrenVersion)
+            writer.u64(node.sequenceNext)
+            writer.u64(node.sequenceReserved)
+            writer.blob(node.data)
+            // Reverse order on the stack pops children in name order.
+            for name in node.children.sorted(by: >) { stack.append(NamespacePath.child(name, of: path)) }
+        }
+        var bytes = writer.bytes
+        for index in 0..<8 { bytes[countOffset + index] = UInt8(truncatingIfNeeded: count >> UInt64(56 - 8 * index)) }
+        return bytes
+    }
+
+    static func deserialize(_ bytes: [UInt8]) throws(RecoveryError) -> NamespaceSnapshot {
+        var reader = WireReader(bytes)
+        do {
+            let version = try reader.u8("format version")
+            guard version == formatVersion else { throw RecoveryError("unknown snapshot format version \(version)") }
+            let transactionCurrent = try reader.u64("transaction"), transactionReserved = try reader.u64("reserved")
+            let count = try reader.u64("node count")
+            guard count >= 1 && count <= UInt64(reader.remaining) else { throw RecoveryError("bad node count \(count)") }
+            var nodes: TreeDictionary<String, Node> = [:]
+            for index in 0..<count {
+                let path = try reader.string("path")
+                let kindByte = try reader.u8("kind")
+                guard let kind = NodeKind(rawValue: kindByte), kind != .ephemeral else {
+                    throw RecoveryError("bad node kind \(kindByte)")
+                }
+                var stat = Stat()
+                stat.kind = kind
+                stat.createdTransaction = try reader.u64("czxid")
+                stat.modifiedTransaction = try reader.u64("mzxid")
+                stat.childrenTransaction = try reader.u64("pzxid")
+                stat.createdMilliseconds = try reader.u64("ctime")
+                stat.modifiedMilliseconds = try reader.u64("mtime")
+                stat.version = try reader.i32("version")
+                stat.childrenVersion = try reader.i32("cversion")
+                let sequenceNext = try reader.u64("sequence"), sequenceReserved = try reader.u64("sequence reserved")
+                let data = try reader.blob("data")
+                stat.dataLength = UInt32(data.count)
+                guard nodes[path] == nil else { throw RecoveryError("duplicate node \(path)") }
+                if index == 0 {
+                    guard path == NamespacePath.root else { throw RecoveryError("snapshot does not start at the root") }
+                } else {
+                    guard path != NamespacePath.root, path.utf8.first == UInt8(ascii: "/"),
+                          path.utf8.last != UInt8(ascii: "/") else { throw RecoveryError("bad path \(path)") }
+                    let parentPath = NamespacePath.parent(of: path)
+                    guard nodes[parentPath] != nil else { throw RecoveryError("\(path) comes before its parent") }
+                    nodes[parentPath]!.children.insert(NamespacePath.name(of: path))
+                    nodes[parentPath]!.stat.childrenCount += 1
+                }
+                nodes[path] = Node(data: data, stat: stat, sequenceNext: sequenceNext, sequenceReserved: sequenceReserved)
+            }
+            guard reader.isAtEnd else { throw RecoveryError("trailing bytes after snapshot") }
+            return NamespaceSnapshot(nodes: nodes, transactionCurrent: transactionCurrent,
+                                     transactionReserved: transactionReserved)
+        } catch let error as RecoveryError {
+            throw error
+        } catch {
+            throw RecoveryError("malformed snapshot: \(error)")
+        }
+    }
+}

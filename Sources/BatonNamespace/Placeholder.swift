@@ -1,1 +1,0 @@
-// BatonNamespace: work in progress

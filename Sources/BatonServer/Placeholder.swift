@@ -1,1 +1,0 @@
-// BatonServer: work in progress

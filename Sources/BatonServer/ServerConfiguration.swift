@@ -1,0 +1,54 @@
+import BatonEngine
+import BatonProtocol
+import BatonStore
+
+/// What `batond` (or a test) asks the server for. Everything else is decided by the engine's limits.
+public struct ServerConfiguration: Sendable {
+    /// The Unix socket to listen on; always present (the sidecar's main door).
+    public var socketPath: String
+    /// Permission bits of the socket file; 0600 lets only the daemon's user connect.
+    public var socketMode: UInt32 = 0o600
+    /// Listen on TCP too (`Endpoint.tcp`), only when asked.
+    public var tcpEndpoint: Endpoint?
+    public var engine: EngineConfiguration
+    /// Size of each connection's fixed read buffer; frames larger than this are accumulated separately.
+    public var readBufferBytes: Int = 65_536
+    /// How long a connection being closed may take to drain its queued replies before it is cut.
+    public var closeLingerMilliseconds: UInt64 = 5_000
+    /// How long shutdown waits for connections to drain before closing them outright.
+    public var shutdownGraceMilliseconds: UInt64 = 2_000
+    /// Install SIGTERM/SIGINT handlers that shut down gracefully (the daemon); off for in-process servers.
+    public var handlesSignals: Bool = true
+    /// Where the namespace is made durable; nil keeps it in memory only.
+    public var durability: DurabilityConfiguration?
+
+    public init(socketPath: String, engine: EngineConfiguration = EngineConfiguration()) {
+        self.socketPath = socketPath
+        self.engine = engine
+    }
+
+    public var limits: Limits { engine.limits }
+}
+
+/// Where a started server listens.
+public struct ListeningAddresses: Sendable, Equatable {
+    public var socketPath: String
+    /// The bound TCP port (the real one when port 0 was asked), nil without TCP.
+    public var tcpPort: UInt16?
+}
+
+/// The write-ahead log and snapshots of the embedded store.
+public struct DurabilityConfiguration: Sendable {
+    public var dataDirectory: String
+    /// Includes the fsync policy (`--fsync`).
+    public var store: StoreConfiguration
+    /// Take a snapshot once this many records were logged since the last one...
+    public var snapshotEveryRecords: Int = 100_000
+    /// ...or once the records logged since the last one add up to this many bytes.
+    public var snapshotEveryLogBytes: Int = 64 * 1_048_576
+
+    public init(dataDirectory: String, store: StoreConfiguration = StoreConfiguration()) {
+        self.dataDirectory = dataDirectory
+        self.store = store
+    }
+}

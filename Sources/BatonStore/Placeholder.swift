@@ -1,1 +1,0 @@
-// BatonStore: work in progress

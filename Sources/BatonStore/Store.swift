@@ -1,0 +1,286 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+
+/// The write-ahead log and the snapshots of one data directory (docs/STORAGE.md).
+///
+/// Threading: a `Store` belongs to one thread, the event loop's: `append`, `commit`, `pruneBefore`,
+/// `metrics` and `close` are called there only (the type is not `Sendable`, so the compiler holds
+/// callers to it). Snapshot files are written through `snapshotWriter`, a `Sendable` value that may
+/// run on a background thread while the loop keeps appending: it never touches a log segment, and
+/// `pruneBefore` never touches a snapshot newer than the ones it keeps nor any temporary file.
+public final class Store {
+    public let directory: String
+    public let configuration: StoreConfiguration
+    /// Hand this to a background thread to write snapshots; one write at a time.
+    public let snapshotWriter: SnapshotWriter
+    let logger: Logger
+
+    /// Held for the life of the store: a second daemon on the same directory fails to open it.
+    var lockDescriptor: Int32
+    /// The segment being appended to; -1 before recovery has set one up and after `close`.
+    var segmentDescriptor: Int32 = -1
+    var segmentFirstLSN: LogSequenceNumber = 0
+    /// Bytes of the current segment on disk (header included, buffered bytes not).
+    var segmentBytes = 0
+    /// Records in the current segment, buffered ones included.
+    var segmentRecordCount = 0
+    /// First LSNs of the older segments still on disk, ascending.
+    var closedSegmentFirstLSNs: [LogSequenceNumber] = []
+    /// Encoded records appended since the last write, with `batch` and `none`.
+    var pending: [UInt8] = []
+
+    /// The last LSN assigned; `append` returns the one after it.
+    public internal(set) var lastLSN: LogSequenceNumber = 0
+    /// The last LSN handed to the kernel.
+    var writtenLSN: LogSequenceNumber = 0
+    /// The last LSN known to be on stable storage.
+    public internal(set) var durableLSN: LogSequenceNumber = 0
+
+    var bytesWritten: UInt64 = 0
+    var fsyncCount: UInt64 = 0
+    var recordsAppended: UInt64 = 0
+
+    /// Set by the first failed write or fsync; every later call throws `unusable`.
+    var failure: String?
+    var isClosed = false
+
+    init(directory: String, configuration: StoreConfiguration, logger: Logger, lockDescriptor: Int32) {
+        self.directory = directory
+        self.configuration = configuration
+        self.logger = logger
+        self.lockDescriptor = lockDescriptor
+        self.snapshotWriter = SnapshotWriter(directory: directory, logger: logger)
+        pending.reserveCapacity(configuration.writeBufferBytesMax)
+    }
+
+    deinit {
+        // Without `close()`, buffered records are dropped: they were never acknowledged.
+        releaseDescriptors()
+    }
+
+    // MARK: Appending
+
+    /// Assigns the next LSN to `payload` and buffers it. With `.always` the record is written and
+    /// fsynced before this returns; otherwise it is durable once `commit()` returns (`.batch`).
+    @discardableResult
+    public func append(_ payload: [UInt8]) throws -> LogSequenceNumber {
+        try checkUsable()
+        guard payload.count <= configuration.recordBytesMax else {
+            throw StoreError.recordTooLarge(bytes: payload.count, bytesMax: configuration.recordBytesMax)
+        }
+        let lsn = lastLSN + 1
+        let recordBytes = StoreFormat.recordHeaderBytes + payload.count
+        try performing("append") {
+            if segmentRecordCount > 0 && segmentBytes + pending.count + recordBytes > configuration.segmentBytesMax {
+                try rollSegment(firstLSN: lsn)
+            }
+            StoreFormat.appendRecord(lsn: lsn, payload: payload, to: &pending)
+            lastLSN = lsn
+            segmentRecordCount += 1
+            recordsAppended += 1
+            switch configuration.fsyncPolicy {
+            case .always:
+                try writePending()
+                try syncSegment()
+            case .batch, .none:
+                if pending.count >= configuration.writeBufferBytesMax { try writePending() }
+            }
+        }
+        return lsn
+    }
+
+    /// Ends a batch: writes what was appended since the last commit and, with `.batch`, fsyncs it
+    /// once (nothing to do if nothing was appended). Send the replies that depend on those records
+    /// only after this returns. With `.always` there is nothing left to do; with `.none` the writes
+    /// reach the kernel (they survive the process dying, not the machine).
+    public func commit() throws {
+        try checkUsable()
+        try performing("commit") {
+            try writePending()
+            if configuration.fsyncPolicy != .none && durableLSN < writtenLSN {
+                try syncSegment()
+            }
+        }
+    }
+
+    /// Writes and fsyncs what is buffered (whatever the policy: a clean shutdown loses nothing),
+    /// then releases the files and the directory lock. Idempotent.
+    public func close() throws {
+        guard !isClosed else { return }
+        defer {
+            releaseDescriptors()
+            isClosed = true
+        }
+        guard failure == nil else { return }
+        try performing("close") {
+            try writePending()
+            if durableLSN < writtenLSN { try syncSegment() }
+        }
+    }
+
+    /// True when `commit()` has work: records appended that are not yet as far as the policy
+    /// takes them (fsynced for `.always` and `.batch`, written for `.none`). The server holds the
+    /// replies that depend on those records until `commit()` returns.
+    public var needsCommit: Bool {
+        switch configuration.fsyncPolicy {
+        case .always, .batch: return durableLSN < lastLSN
+        case .none: return writtenLSN < lastLSN
+        }
+    }
+
+    public var metrics: StoreMetrics {
+        var metrics = StoreMetrics()
+        metrics.bytesWritten = bytesWritten
+        metrics.fsyncCount = fsyncCount
+        metrics.recordsAppended = recordsAppended
+        metrics.segmentFileName = StoreFormat.segmentFileName(firstLSN: segmentFirstLSN)
+        metrics.segmentFirstLSN = segmentFirstLSN
+        metrics.segmentBytes = UInt64(segmentBytes)
+        metrics.segmentCount = closedSegmentFirstLSNs.count + 1
+        metrics.lastLSN = lastLSN
+        metrics.writtenLSN = writtenLSN
+        metrics.durableLSN = durableLSN
+        return metrics
+    }
+
+    // MARK: Pruning
+
+    /// What `pruneBefore` deleted.
+    public struct PruneOutcome: Sendable, Equatable {
+        public var deletedSegments: [String] = []
+        public var deletedSnapshots: [String] = []
+    }
+
+    /// Call on the loop thread after `snapshotWriter.writeSnapshot(lsn: snapshotLSN, ...)` returned.
+    /// Keeps the `snapshotsKept` newest snapshots and deletes older ones; then deletes the segments
+    /// whose every record is covered by the *oldest kept* snapshot, so that if the newest snapshot
+    /// turns out corrupt, recovery still has the log from the one before it. With fewer than
+    /// `snapshotsKept` snapshots on disk no segment is deleted. Never deletes the current segment.
+    @discardableResult
+    public func pruneBefore(snapshotLSN: LogSequenceNumber) throws -> PruneOutcome {
+        try checkUsable()
+        let names = try FileSystem.listDirectory(directory)
+        let snapshotLSNs = names.compactMap(StoreFormat.parseSnapshotFileName).sorted(by: >)
+        guard snapshotLSNs.contains(snapshotLSN) else { throw StoreError.snapshotNotFound(lsn: snapshotLSN) }
+        var outcome = PruneOutcome()
+        let kept = snapshotLSNs.prefix(configuration.snapshotsKept)
+        for lsn in snapshotLSNs.dropFirst(configuration.snapshotsKept) {
+            let name = StoreFormat.snapshotFileName(lsn: lsn)
+            try FileSystem.remove(FileSystem.join(directory, name))
+            outcome.deletedSnapshots.append(name)
+        }
+        if kept.count == configuration.snapshotsKept, let coveredLSN = kept.last {
+            // Segment i holds LSNs from its first up to the next segment's first minus one.
+            while let oldest = closedSegmentFirstLSNs.first {
+                let successorFirstLSN = closedSegmentFirstLSNs.count > 1 ? closedSegmentFirstLSNs[1] : segmentFirstLSN
+                guard successorFirstLSN <= coveredLSN + 1 else { break }
+                let name = StoreFormat.segmentFileName(firstLSN: oldest)
+                try FileSystem.remove(FileSystem.join(directory, name))
+                closedSegmentFirstLSNs.removeFirst()
+                outcome.deletedSegments.append(name)
+            }
+        }
+        // No directory fsync: a deletion undone by a power failure leaves only files that are
+        // already covered, which recovery skips and the next prune deletes again.
+        if !outcome.deletedSegments.isEmpty || !outcome.deletedSnapshots.isEmpty {
+            logger.info("pruned the data directory", metadata: [
+                "snapshotLSN": "\(snapshotLSN)",
+                "deletedSegments": "\(outcome.deletedSegments.count)",
+                "deletedSnapshots": "\(outcome.deletedSnapshots.count)",
+            ])
+        }
+        return outcome
+    }
+
+    // MARK: Internals
+
+    func checkUsable() throws {
+        if isClosed { throw StoreError.closed }
+        if let failure { throw StoreError.unusable(cause: failure) }
+    }
+
+    /// Runs `body`; an I/O failure in it makes the store unusable (see `StoreError.unusable`).
+    func performing(_ operation: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            failure = "\(operation): \(error)"
+            logger.error("write-ahead log failed; the store stops", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+
+    func writePending() throws {
+        guard !pending.isEmpty else { return }
+        try FileSystem.writeAll(segmentDescriptor, pending, path: segmentPath)
+        bytesWritten += UInt64(pending.count)
+        segmentBytes += pending.count
+        writtenLSN = lastLSN
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    func syncSegment() throws {
+        try FileSystem.sync(segmentDescriptor, path: segmentPath)
+        fsyncCount += 1
+        durableLSN = writtenLSN
+    }
+
+    func syncDirectory() throws {
+        try FileSystem.syncDirectory(directory)
+        fsyncCount += 1
+    }
+
+    var segmentPath: String {
+        FileSystem.join(directory, StoreFormat.segmentFileName(firstLSN: segmentFirstLSN))
+    }
+
+    /// Closes the current segment and starts the next. The old one is fsynced first whatever the
+    /// policy, so a segment boundary is always clean on disk: a hole between segments can then only
+    /// mean a lost file, never a crash (recovery refuses it, `StoreError.logGap`).
+    func rollSegment(firstLSN: LogSequenceNumber) throws {
+        try writePending()
+        if durableLSN < writtenLSN { try syncSegment() }
+        FileSystem.close(segmentDescriptor)
+        segmentDescriptor = -1
+        closedSegmentFirstLSNs.append(segmentFirstLSN)
+        try createSegment(firstLSN: firstLSN)
+    }
+
+    /// Creates and opens a new segment holding just its header. With `.always` and `.batch` the file
+    /// and its directory entry are fsynced, so records acknowledged in it cannot vanish with the name.
+    func createSegment(firstLSN: LogSequenceNumber) throws {
+        let path = FileSystem.join(directory, StoreFormat.segmentFileName(firstLSN: firstLSN))
+        let descriptor = try FileSystem.open(path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND)
+        segmentDescriptor = descriptor
+        segmentFirstLSN = firstLSN
+        segmentBytes = 0
+        segmentRecordCount = 0
+        let header = StoreFormat.segmentHeader(firstLSN: firstLSN)
+        try FileSystem.writeAll(descriptor, header, path: path)
+        bytesWritten += UInt64(header.count)
+        segmentBytes = header.count
+        if configuration.fsyncPolicy != .none {
+            try FileSystem.sync(descriptor, path: path)
+            fsyncCount += 1
+            try syncDirectory()
+        }
+        logger.debug("log segment started", metadata: ["file": "\(StoreFormat.segmentFileName(firstLSN: firstLSN))"])
+    }
+
+    func releaseDescriptors() {
+        if segmentDescriptor >= 0 {
+            FileSystem.close(segmentDescriptor)
+            segmentDescriptor = -1
+        }
+        if lockDescriptor >= 0 {
+            FileSystem.close(lockDescriptor)
+            lockDescriptor = -1
+        }
+    }
+}

@@ -1,0 +1,104 @@
+/// The outcome of reading one segment file.
+struct SegmentScan {
+    /// LSN and payload byte range of each valid record, in order.
+    var records: [(lsn: LogSequenceNumber, payload: Range<Int>)] = []
+    /// Offset just past the last valid record (the header's end if there is none).
+    var validEnd: Int = 0
+    /// Why the scan stopped before the end of the file; nil if every byte was valid.
+    var problem: LogTruncation.Reason?
+
+    var lastLSN: LogSequenceNumber? { records.last?.lsn }
+}
+
+enum SnapshotCheck {
+    case valid(RecoveredSnapshot)
+    case corrupt(reason: String)
+}
+
+extension StoreFormat {
+    /// Reads records until the end of the file or the first one that fails a check. Throws only for
+    /// a well-formed header of a format this build does not read (never treated as corruption).
+    static func scanSegment(_ bytes: [UInt8], firstLSN: LogSequenceNumber, path: String) throws -> SegmentScan {
+        var scan = SegmentScan()
+        guard bytes.count >= segmentHeaderBytes,
+              Array(bytes[0..<8]) == segmentMagic,
+              readUInt32(bytes, at: 20) == checksum(bytes[8..<20]) else {
+            scan.problem = .badSegmentHeader
+            return scan
+        }
+        let version = bytes[8]
+        guard readableVersions.contains(version) else {
+            throw StoreError.unsupportedFormat(path: path, foundVersion: version, readableVersions: readableVersions)
+        }
+        guard readUInt64(bytes, at: 12) == firstLSN else {
+            // The name and the header disagree: the file is not what its name says.
+            scan.problem = .badSegmentHeader
+            return scan
+        }
+        var offset = segmentHeaderBytes
+        var expectedLSN = firstLSN
+        scan.validEnd = offset
+        while offset < bytes.count {
+            // Zeros for at least a whole record header: blocks allocated but never written. Fewer
+            // zero bytes are the start of a torn record header (a length's high bytes are zero).
+            if bytes.count - offset >= recordHeaderBytes && bytes[offset...].allSatisfy({ $0 == 0 }) {
+                scan.problem = .zeroFilled
+                return scan
+            }
+            guard bytes.count - offset >= recordHeaderBytes else {
+                scan.problem = .tornRecord
+                return scan
+            }
+            let length = Int(readUInt32(bytes, at: offset))
+            let storedChecksum = readUInt32(bytes, at: offset + 4)
+            let lsn = readUInt64(bytes, at: offset + 8)
+            guard length <= recordPayloadBytesLimit else {
+                scan.problem = .lengthOutOfRange
+                return scan
+            }
+            let payloadStart = offset + recordHeaderBytes
+            guard bytes.count - payloadStart >= length else {
+                scan.problem = .tornRecord
+                return scan
+            }
+            let payloadRange = payloadStart..<(payloadStart + length)
+            guard recordChecksum(lengthAndLSN: bytes[offset..<payloadStart], payload: bytes[payloadRange]) == storedChecksum else {
+                scan.problem = .checksumMismatch
+                return scan
+            }
+            guard lsn == expectedLSN else {
+                scan.problem = .sequenceMismatch
+                return scan
+            }
+            scan.records.append((lsn, payloadRange))
+            expectedLSN += 1
+            offset = payloadRange.upperBound
+            scan.validEnd = offset
+        }
+        return scan
+    }
+
+    /// Checks a whole snapshot file. Throws only for a valid header of an unreadable format version.
+    static func checkSnapshot(_ bytes: [UInt8], lsn: LogSequenceNumber, path: String) throws -> SnapshotCheck {
+        guard bytes.count >= snapshotHeaderBytes else {
+            return .corrupt(reason: "shorter than its header (\(bytes.count) bytes)")
+        }
+        guard Array(bytes[0..<8]) == snapshotMagic else { return .corrupt(reason: "bad magic") }
+        let payloadLength = readUInt64(bytes, at: 20)
+        guard payloadLength == UInt64(bytes.count - snapshotHeaderBytes) else {
+            return .corrupt(reason: "header says \(payloadLength) payload bytes, file has \(bytes.count - snapshotHeaderBytes)")
+        }
+        let payload = bytes[snapshotHeaderBytes...]
+        guard readUInt32(bytes, at: 28) == checksum(payload, seed: checksum(bytes[8..<28])) else {
+            return .corrupt(reason: "checksum mismatch")
+        }
+        let version = bytes[8]
+        guard readableVersions.contains(version) else {
+            throw StoreError.unsupportedFormat(path: path, foundVersion: version, readableVersions: readableVersions)
+        }
+        guard readUInt64(bytes, at: 12) == lsn else {
+            return .corrupt(reason: "header LSN \(readUInt64(bytes, at: 12)) does not match the file name")
+        }
+        return .valid(RecoveredSnapshot(lsn: lsn, bytes: Array(payload)))
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import BatonEngine
+import BatonProtocol
+import BatonServer
+import BatonStore
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct Batond: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batond",
+        abstract: "The Baton sidecar: fair, crash-safe locks and a small namespace over a Unix socket.",
+        discussion: """
+            Listens on a Unix socket (created with mode 0600 unless --socket-mode says otherwise) and, \
+            only with --listen, on TCP. Logs go to standard error; one "ready" line says where it listens. \
+            SIGTERM or SIGINT shuts down gracefully: sessions end, the socket file is removed, exit 0.
+
+            Persistent nodes and the counters behind sequence numbers and fencing tokens are kept in \
+            a write-ahead log with periodic snapshots in the data directory: --data-dir, else \
+            $XDG_STATE_HOME/baton, else ~/.local/state/baton. --in-memory keeps nothing. Sessions and \
+            ephemeral nodes never survive a restart. --fsync: always (every change synced before its \
+            reply), batch (one sync per loop turn for all the changes in it; the default), none \
+            (written, never synced: survives the daemon dying, not the machine).
+            """)
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Unix socket path (at most \(Endpoint.unixPathBytesMax) bytes).",
+        discussion: "Default: $BATON_SOCKET, else $XDG_RUNTIME_DIR/baton.sock, else /tmp/baton-$UID.sock.",
+        valueName: "path"))
+    var socket: String?
+
+    @Option(name: .long, help: ArgumentHelp("Permission bits of the socket file, in octal.", valueName: "octal"))
+    var socketMode: String = "0600"
+
+    @Option(name: .long, help: ArgumentHelp("Also listen on TCP, e.g. 127.0.0.1:7420 or [::1]:7420.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp(
+        "Directory of the write-ahead log and snapshots.",
+        discussion: "Default: $XDG_STATE_HOME/baton, else ~/.local/state/baton.", valueName: "dir"))
+    var dataDirectory: String?
+
+    @Flag(name: .long, help: "Keep the namespace in memory only (nothing survives a restart).")
+    var inMemory = false
+
+    @Option(name: .long, help: ArgumentHelp("When to fsync the log: always, batch or none.", valueName: "policy"))
+    var fsync: String = "batch"
+
+    @Option(name: .customLong("snapshot-every-records"), help: ArgumentHelp("Snapshot after this many log records.", valueName: "n"))
+    var snapshotEveryRecords: Int = 100_000
+
+    @Option(name: .customLong("snapshot-every-log-bytes"), help: ArgumentHelp("Snapshot after this many bytes of log records.", valueName: "n"))
+    var snapshotEveryLogBytes: Int = 64 * 1_048_576
+
+    @Option(name: .customLong("session-timeout-min-ms"), help: ArgumentHelp("Shortest session timeout granted.", valueName: "n"))
+    var sessionTimeoutMinimumMilliseconds: UInt32 = Limits.default.sessionTimeoutMillisecondsMin
+
+    @Option(name: .customLong("session-timeout-max-ms"), help: ArgumentHelp("Longest session timeout granted.", valueName: "n"))
+    var sessionTimeoutMaximumMilliseconds: UInt32 = Limits.default.sessionTimeoutMillisecondsMax
+
+    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ServerError {
+            fail(error.message)
+        } catch {
+            if exitCode(for: error) == .success {
+                print(fullMessage(for: error))
+                terminate(0)
+            }
+            fail(message(for: error))
+        }
+    }
+
+    /// One line on standard error, exit status 1.
+    static func fail(_ message: String) -> Never {
+        let line = "batond: error: \(message)\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+        terminate(1)
+    }
+
+    func makeConfiguration() throws(ServerError) -> ServerConfiguration {
+        guard let mode = UInt32(socketMode, radix: 8), mode & ~0o777 == 0 else {
+            throw ServerError("--socket-mode must be octal permission bits such as 0600, not \(socketMode)")
+        }
+        guard sessionTimeoutMinimumMilliseconds > 0,
+              sessionTimeoutMinimumMilliseconds <= sessionTimeoutMaximumMilliseconds else {
+            throw ServerError("--session-timeout-min-ms must be positive and at most --session-timeout-max-ms")
+        }
+        guard let fsyncPolicy = FsyncPolicy(parsing: fsync) else {
+            throw ServerError("--fsync must be always, batch or none, not \(fsync)")
+        }
+        guard snapshotEveryRecords > 0, snapshotEveryLogBytes > 0 else {
+            throw ServerError("--snapshot-every-records and --snapshot-every-log-bytes must be positive")
+        }
+        let environment = processEnvironment()
+        let path = socket ?? Endpoint.defaultSocketPath(environment: environment, userID: UInt32(getuid()))
+        var engine = EngineConfiguration()
+        engine.limits.sessionTimeoutMillisecondsMin = sessionTimeoutMinimumMilliseconds
+        engine.limits.sessionTimeoutMillisecondsMax = sessionTimeoutMaximumMilliseconds
+        engine.defaultSessionTimeoutMilliseconds = min(max(engine.defaultSessionTimeoutMilliseconds, sessionTimeoutMinimumMilliseconds),
+                                                       sessionTimeoutMaximumMilliseconds)
+        var configuration = ServerConfiguration(socketPath: path, engine: engine)
+        configuration.socketMode = mode
+        if inMemory {
+            guard dataDirectory == nil else { throw ServerError("--in-memory and --data-dir exclude each other") }
+        } else {
+            guard let directory = dataDirectory ?? Batond.defaultDataDirectory(environment: environment) else {
+                throw ServerError("no data directory: set --data-dir (or $XDG_STATE_HOME or $HOME), or run --in-memory")
+            }
+            var durability = DurabilityConfiguration(dataDirectory: directory, store: StoreConfiguration(fsyncPolicy: fsyncPolicy))
+            durability.snapshotEveryRecords = snapshotEveryRecords
+            durability.snapshotEveryLogBytes = snapshotEveryLogBytes
+            configuration.durability = durability
+        }
+        if let listen {
+            guard let endpoint = Endpoint.parseTCP(listen) else {
+                throw ServerError("--listen must be HOST:PORT (IPv6 as [::1]:PORT), not \(listen)")
+            }
+            configuration.tcpEndpoint = endpoint
+        }
+        return configuration
+    }
+
+    /// `$XDG_STATE_HOME/baton`, else `$HOME/.local/state/baton` (the XDG base directory rules).
+    static func defaultDataDirectory(environment: [String: String]) -> String? {
+        if let state = environment["XDG_STATE_HOME"], state.hasPrefix("/") { return state + "/baton" }
+        if let home = environment["HOME"], !home.isEmpty { return home + "/.local/state/baton" }
+        return nil
+    }
+
+    func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ServerError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        let configuration = try makeConfiguration()
+        var logger = Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
+        logger.logLevel = level
+        let server = Server(configuration: configuration, logger: logger)
+        try server.run()
+    }
+}
+
+/// The process environment as a dictionary (Foundation's ProcessInfo would pull in Foundation).
+private func processEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var entry = environ
+    while let pointer = entry.pointee {
+        let text = String(cString: pointer)
+        if let equals = text.firstIndex(of: "=") {
+            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        entry += 1
+    }
+    return result
+}
+
+#if canImport(Glibc)
+private func terminate(_ status: Int32) -> Never { Glibc.exit(status) }
+#else
+private func terminate(_ status: Int32) -> Never { Darwin.exit(status) }
+#endif

@@ -1,0 +1,93 @@
+@testable import BatonEngine
+import BatonNamespace
+import BatonProtocol
+import XCTest
+
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var value = state
+        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
+        return value ^ (value >> 31)
+    }
+}
+
+/// Drives an engine with a fake clock and a seeded RNG, and reads what it asked the server to do.
+final class EngineHarness {
+    let engine: Engine
+    var now = Time(monotonicMilliseconds: 100_000, wallMilliseconds: 1_700_000_000_000)
+    var nextRequestID: UInt32 = 1
+
+    init(seed: UInt64 = 42, _ adjust: (inout EngineConfiguration) -> Void = { _ in }) {
+        var configuration = EngineConfiguration()
+        configuration.serverName = "test-batond"
+        configuration.defaultSessionTimeoutMilliseconds = 5_000
+        configuration.containerGraceMilliseconds = 1_000
+        adjust(&configuration)
+        engine = Engine(configuration: configuration, now: now, random: SeededRandom(seed: seed))
+    }
+
+    func advance(_ milliseconds: UInt64) {
+        now = now.advanced(by: milliseconds)
+        engine.tick(now: now)
+    }
+
+    @discardableResult
+    func send(_ request: Request, on connection: ConnectionID) -> (requestID: UInt32, outputs: [EngineOutput]) {
+        let requestID = nextRequestID
+        nextRequestID += 1
+        engine.handle(request, requestID: requestID, from: connection, now: now)
+        return (requestID, engine.takeOutputs())
+    }
+
+    /// Sends a request and returns its reply's result (the reply must be among the outputs).
+    func call(_ request: Request, on connection: ConnectionID, file: StaticString = #filePath,
+              line: UInt = #line) -> Result<ReplyBody, ReplyError> {
+        let (requestID, outputs) = send(request, on: connection)
+        guard let reply = replies(outputs, to: connection).first(where: { $0.requestID == requestID }) else {
+            XCTFail("no reply in \(outputs)", file: file, line: line)
+            return .failure(ReplyError(.internalError, "no reply"))
+        }
+        return reply.result
+    }
+
+    /// Opens a connection and says hello.
+    func connect(_ connection: ConnectionID, transport: TransportKind = .unix) {
+        XCTAssertTrue(engine.connectionOpened(connection, transport: transport, now: now))
+        guard case .success(.hello) = call(.hello(version: ProtocolVersion.current, clientName: "client-\(connection)"),
+                                           on: connection) else { return XCTFail("hello failed") }
+    }
+
+    /// Connects and opens a session; returns its id and secret.
+    @discardableResult
+    func openSession(_ connection: ConnectionID, transport: TransportKind = .unix, timeoutMilliseconds: UInt32 = 0,
+                     flags: SessionFlags = []) -> (id: UInt64, secret: SessionSecret) {
+        connect(connection, transport: transport)
+        guard case .success(.session(let id, let secret, _)) = call(
+            .openSession(timeoutMilliseconds: timeoutMilliseconds, flags: flags), on: connection) else {
+            XCTFail("openSession failed")
+            return (0, SessionSecret(high: 0, low: 0))
+        }
+        return (id, secret)
+    }
+}
+
+func replies(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Reply] {
+    outputs.compactMap { if case .send(connection, .reply(let reply)) = $0 { return reply } else { return nil } }
+}
+
+func events(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Event] {
+    outputs.compactMap { if case .send(connection, .event(let event)) = $0 { return event } else { return nil } }
+}
+
+func closes(_ outputs: [EngineOutput]) -> [ConnectionID] {
+    outputs.compactMap { if case .close(let connection) = $0 { return connection } else { return nil } }
+}
+
+func errorCode(_ result: Result<ReplyBody, ReplyError>) -> ErrorCode? {
+    if case .failure(let error) = result { return error.code }
+    return nil
+}

@@ -1,0 +1,215 @@
+@testable import BatonEngine
+import BatonNamespace
+import BatonProtocol
+import XCTest
+
+final class EngineSessionTests: XCTestCase {
+    func testOpenSessionClampsTimeoutAndRefusesASecond() {
+        let harness = EngineHarness { $0.limits.sessionTimeoutMillisecondsMax = 30_000 }
+        harness.connect(1)
+        guard case .success(.session(let id, _, let timeout)) = harness.call(
+            .openSession(timeoutMilliseconds: 99_000, flags: []), on: 1) else { return XCTFail() }
+        XCTAssertNotEqual(id, 0)
+        XCTAssertEqual(timeout, 30_000)
+        XCTAssertEqual(errorCode(harness.call(.openSession(timeoutMilliseconds: 0, flags: []), on: 1)), .sessionAlreadyOpen)
+        XCTAssertEqual(errorCode(harness.call(.resumeSession(sessionID: id, secret: SessionSecret(high: 0, low: 0)), on: 1)),
+                       .sessionAlreadyOpen)
+    }
+
+    func testSessionLimit() {
+        let harness = EngineHarness { $0.limits.sessionsMax = 1 }
+        harness.openSession(1)
+        harness.connect(2)
+        XCTAssertEqual(errorCode(harness.call(.openSession(timeoutMilliseconds: 0, flags: []), on: 2)), .tooManySessions)
+    }
+
+    func testNamespaceRequestsReplyWithTheirResults() {
+        let harness = EngineHarness()
+        harness.openSession(1)
+        guard case .success(.created("/a", let stat)) = harness.call(.create(path: "/a", data: [1], mode: .persistent), on: 1)
+        else { return XCTFail() }
+        XCTAssertEqual(harness.call(.get(path: "/a", watch: false), on: 1), .success(.data(stat: stat, data: [1])))
+        XCTAssertEqual(harness.call(.exists(path: "/b", watch: false), on: 1), .success(.exists(nil)))
+        guard case .success(.stat(let updated)) = harness.call(.set(path: "/a", data: [2], expectedVersion: 0), on: 1)
+        else { return XCTFail() }
+        XCTAssertEqual(updated.version, 1)
+        XCTAssertEqual(harness.call(.check(path: "/a", expectedVersion: 1), on: 1), .success(.empty))
+        guard case .success(.children(_, let names)) = harness.call(.children(path: "/", watch: false), on: 1)
+        else { return XCTFail() }
+        XCTAssertEqual(names, ["a"])
+        let multi = harness.call(.multi([.check(path: "/a", expectedVersion: 1), .delete(path: "/a", expectedVersion: 1)]), on: 1)
+        XCTAssertEqual(multi, .success(.multi([.checked, .deleted])))
+        let failed = harness.call(.multi([.check(path: "/", expectedVersion: -1), .delete(path: "/a", expectedVersion: -1)]), on: 1)
+        XCTAssertEqual(errorCode(failed), .noNode)
+        if case .failure(let error) = failed { XCTAssertTrue(error.message.hasPrefix("operation 1"), error.message) }
+        XCTAssertEqual(errorCode(harness.call(.delete(path: "/", expectedVersion: -1), on: 1)), .invalidArgument)
+    }
+
+    func testCloseSessionEndsItAtOnce() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1)
+        harness.openSession(2)
+        _ = harness.call(.create(path: "/e", data: [], mode: .ephemeral), on: 1)
+        _ = harness.call(.exists(path: "/e", watch: true), on: 2)
+        let (requestID, outputs) = harness.send(.closeSession, on: 1)
+        XCTAssertEqual(events(outputs, to: 2), [.watch(type: .deleted, path: "/e")])
+        XCTAssertEqual(replies(outputs, to: 1), [Reply(requestID: requestID, opcode: .closeSession, result: .success(.empty))])
+        XCTAssertEqual(closes(outputs), [], "the connection stays open")
+        XCTAssertNil(harness.engine.namespace.session(owner.id))
+        XCTAssertEqual(harness.call(.exists(path: "/e", watch: false), on: 2), .success(.exists(nil)))
+        // The connection may open a new session.
+        guard case .success(.session(let id, _, _)) = harness.call(.openSession(timeoutMilliseconds: 0, flags: []), on: 1)
+        else { return XCTFail() }
+        XCTAssertNotEqual(id, owner.id)
+    }
+
+    func testUnixDisconnectEndsTheSessionAtOnce() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, transport: .unix)
+        harness.openSession(2)
+        _ = harness.call(.create(path: "/e", data: [], mode: .ephemeral), on: 1)
+        _ = harness.call(.exists(path: "/e", watch: true), on: 2)
+        harness.engine.connectionClosed(1, now: harness.now)
+        let outputs = harness.engine.takeOutputs()
+        XCTAssertEqual(events(outputs, to: 2), [.watch(type: .deleted, path: "/e")])
+        XCTAssertNil(harness.engine.namespace.session(owner.id))
+        XCTAssertEqual(harness.engine.sessionCount, 1)
+    }
+
+    func testKeepOnDisconnectKeepsAUnixSessionUntilItsTimeout() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, transport: .unix, timeoutMilliseconds: 2_000, flags: .keepOnDisconnect)
+        harness.openSession(2, timeoutMilliseconds: 60_000)
+        _ = harness.call(.create(path: "/e", data: [], mode: .ephemeral), on: 1)
+        _ = harness.call(.exists(path: "/e", watch: true), on: 2)
+        harness.engine.connectionClosed(1, now: harness.now)
+        XCTAssertEqual(harness.engine.takeOutputs(), [])
+        harness.advance(1_999)
+        XCTAssertEqual(harness.engine.takeOutputs(), [])
+        XCTAssertNotNil(harness.engine.namespace.session(owner.id))
+        harness.advance(1)
+        XCTAssertEqual(events(harness.engine.takeOutputs(), to: 2), [.watch(type: .deleted, path: "/e")])
+        XCTAssertNil(harness.engine.namespace.session(owner.id))
+    }
+
+    func testTCPSessionDetachesAndResumesWithQueuedEventsAfterTheReply() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, transport: .tcp, timeoutMilliseconds: 10_000)
+        harness.openSession(2)
+        _ = harness.call(.create(path: "/a", data: [], mode: .persistent), on: 1)
+        _ = harness.call(.create(path: "/e", data: [], mode: .ephemeral), on: 1)
+        _ = harness.call(.get(path: "/a", watch: true), on: 1)
+        _ = harness.call(.children(path: "/", watch: true), on: 1)
+        harness.engine.connectionClosed(1, now: harness.now)
+        XCTAssertEqual(harness.engine.takeOutputs(), [])
+
+        // While detached: its ephemeral stays, and its watches fire into the queue.
+        XCTAssertEqual(harness.call(.exists(path: "/e", watch: false), on: 2).isSuccessWithStat, true)
+        _ = harness.call(.set(path: "/a", data: [1], expectedVersion: -1), on: 2)
+        _ = harness.call(.create(path: "/b", data: [], mode: .persistent), on: 2)
+        harness.advance(9_000)
+
+        harness.connect(3, transport: .tcp)
+        let (requestID, outputs) = harness.send(.resumeSession(sessionID: owner.id, secret: owner.secret), on: 3)
+        XCTAssertEqual(outputs, [
+            .send(3, .reply(Reply(requestID: requestID, opcode: .resumeSession, result: .success(.resumed(timeoutMilliseconds: 10_000))))),
+            .send(3, .event(.watch(type: .dataChanged, path: "/a"))),
+            .send(3, .event(.watch(type: .childrenChanged, path: "/"))),
+        ])
+        // Resumed: the deadline starts over, requests work, ephemerals are still its own.
+        harness.advance(9_000)
+        XCTAssertNotNil(harness.engine.namespace.session(owner.id))
+        guard case .success(.data(let stat, _)) = harness.call(.get(path: "/e", watch: false), on: 3) else { return XCTFail() }
+        XCTAssertEqual(stat.ephemeralOwner, owner.id)
+    }
+
+    func testResumeErrors() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, transport: .tcp, timeoutMilliseconds: 1_000)
+        harness.engine.connectionClosed(1, now: harness.now)
+        harness.connect(2, transport: .tcp)
+        XCTAssertEqual(errorCode(harness.call(.resumeSession(sessionID: owner.id &+ 1, secret: owner.secret), on: 2)),
+                       .sessionExpired)
+        var wrong = owner.secret
+        wrong.low ^= 1
+        XCTAssertEqual(errorCode(harness.call(.resumeSession(sessionID: owner.id, secret: wrong), on: 2)),
+                       .sessionSecretMismatch)
+        harness.advance(1_000)
+        XCTAssertEqual(errorCode(harness.call(.resumeSession(sessionID: owner.id, secret: owner.secret), on: 2)),
+                       .sessionExpired, "expired while detached")
+    }
+
+    func testResumeMovesTheSessionFromALiveConnection() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, transport: .tcp)
+        harness.connect(2, transport: .tcp)
+        let (_, outputs) = harness.send(.resumeSession(sessionID: owner.id, secret: owner.secret), on: 2)
+        XCTAssertEqual(closes(outputs), [1])
+        XCTAssertEqual(replies(outputs, to: 2).first?.result, .success(.resumed(timeoutMilliseconds: 5_000)))
+        // The old connection's close does not end the moved session.
+        harness.engine.connectionClosed(1, now: harness.now)
+        XCTAssertNotNil(harness.engine.namespace.session(owner.id))
+        XCTAssertEqual(harness.call(.create(path: "/e", data: [], mode: .ephemeral), on: 2).isSuccess, true)
+        // And moving a Unix session: the old Unix connection's close must not end it either.
+        let unixOwner = harness.openSession(3, transport: .unix)
+        harness.connect(4, transport: .unix)
+        _ = harness.send(.resumeSession(sessionID: unixOwner.id, secret: unixOwner.secret), on: 4)
+        harness.engine.connectionClosed(3, now: harness.now)
+        XCTAssertNotNil(harness.engine.namespace.session(unixOwner.id))
+    }
+
+    func testExpirySendsSessionExpiredToTheAttachedConnection() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, timeoutMilliseconds: 1_000)
+        _ = harness.call(.create(path: "/e", data: [], mode: .ephemeral), on: 1)
+        XCTAssertEqual(harness.engine.nextDeadlineMilliseconds, harness.now.monotonicMilliseconds + 1_000)
+        harness.advance(999)
+        XCTAssertEqual(harness.engine.takeOutputs(), [])
+        harness.advance(1)
+        XCTAssertEqual(events(harness.engine.takeOutputs(), to: 1), [.sessionExpired(sessionID: owner.id)])
+        XCTAssertEqual(errorCode(harness.call(.get(path: "/", watch: false), on: 1)), .sessionRequired)
+        harness.openSession(2)
+        XCTAssertEqual(harness.call(.exists(path: "/e", watch: false), on: 2), .success(.exists(nil)))
+    }
+
+    func testRequestsAndPingsKeepTheSessionAlive() {
+        let harness = EngineHarness()
+        let owner = harness.openSession(1, timeoutMilliseconds: 1_000)
+        for _ in 0..<5 {
+            harness.advance(800)
+            XCTAssertEqual(harness.call(.ping, on: 1), .success(.empty))
+        }
+        harness.advance(800)
+        _ = harness.call(.get(path: "/", watch: false), on: 1)
+        harness.advance(800)
+        XCTAssertNotNil(harness.engine.namespace.session(owner.id))
+        harness.advance(200)
+        XCTAssertNil(harness.engine.namespace.session(owner.id))
+    }
+
+    func testDetachedEventQueueOverflowEndsTheSession() {
+        let harness = EngineHarness { $0.detachedSessionEventsMax = 2 }
+        let owner = harness.openSession(1, transport: .tcp)
+        harness.openSession(2)
+        for name in ["a", "b", "c"] {
+            _ = harness.call(.create(path: "/" + name, data: [], mode: .persistent), on: 1)
+            _ = harness.call(.get(path: "/" + name, watch: true), on: 1)
+        }
+        _ = harness.call(.create(path: "/mine", data: [], mode: .ephemeral), on: 1)
+        _ = harness.call(.exists(path: "/mine", watch: true), on: 2)
+        harness.engine.connectionClosed(1, now: harness.now)
+        _ = harness.call(.set(path: "/a", data: [1], expectedVersion: -1), on: 2)
+        _ = harness.call(.set(path: "/b", data: [1], expectedVersion: -1), on: 2)
+        XCTAssertNotNil(harness.engine.namespace.session(owner.id), "two events fit")
+        let (_, outputs) = harness.send(.set(path: "/c", data: [1], expectedVersion: -1), on: 2)
+        XCTAssertNil(harness.engine.namespace.session(owner.id), "the third overflows")
+        XCTAssertEqual(events(outputs, to: 2), [.watch(type: .deleted, path: "/mine")])
+        harness.connect(3, transport: .tcp)
+        XCTAssertEqual(errorCode(harness.call(.resumeSession(sessionID: owner.id, secret: owner.secret), on: 3)), .sessionExpired)
+    }
+}
+
+extension Result where Success == ReplyBody, Failure == ReplyError {
+    var isSuccess: Bool { if case .success = self { true } else { false } }
+    var isSuccessWithStat: Bool { if case .success(.exists(.some)) = self { true } else { false } }
+}

@@ -1,0 +1,83 @@
+import BatonNamespace
+import BatonProtocol
+import XCTest
+
+final class ContainerTests: XCTestCase {
+    let start = Time(milliseconds: 50_000)
+
+    func testEmptiedContainerIsSweptAfterGraceNotBefore() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
+        try namespace.create("/locks", data: [], mode: .container, session: 0, now: start)
+        let waiter = try namespace.create("/locks/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start)
+        _ = try namespace.exists("/locks", watcher: .session(7))
+        _ = try namespace.children("/", watcher: .session(8))
+        _ = namespace.takeOutputs()
+
+        let emptied = start.advanced(by: 100)
+        try namespace.delete(waiter.path, expectedVersion: -1, now: emptied)
+        XCTAssertEqual(namespace.nextDeadlineMilliseconds, min(emptied.monotonicMilliseconds + 1_000,
+                                                               namespace.session(session.id)!.deadlineMilliseconds))
+        namespace.tick(now: emptied.advanced(by: 999))
+        XCTAssertNotNil(try namespace.exists("/locks"), "not before the grace")
+        _ = namespace.takeOutputs()
+        namespace.tick(now: emptied.advanced(by: 1_000))
+        XCTAssertNil(try namespace.exists("/locks"))
+        let outputs = namespace.takeOutputs()
+        XCTAssertEqual(watchEvents(outputs), [.watch(.session(7), .deleted, path: "/locks"),
+                                              .watch(.session(8), .childrenChanged, path: "/")])
+        guard case .sweepContainer(_, let path, _)? = records(outputs).last else { return XCTFail("\(records(outputs))") }
+        XCTAssertEqual(path, "/locks")
+    }
+
+    func testReuseWithinGraceKeepsTheContainerAndLogsNothing() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
+        try namespace.create("/locks", data: [], mode: .container, session: 0, now: start)
+        _ = namespace.takeOutputs()
+        var now = start
+        for _ in 0..<20 {
+            let waiter = try namespace.create("/locks/w-", data: [], mode: .ephemeralSequential, session: session.id, now: now)
+            now = now.advanced(by: 600)
+            namespace.tick(now: now)
+            try namespace.delete(waiter.path, expectedVersion: -1, now: now)
+            now = now.advanced(by: 600)
+            namespace.tick(now: now)
+            XCTAssertNotNil(try namespace.exists("/locks"))
+        }
+        // Only the sequence reservation (one per 1,000 children) and no create/delete of the directory.
+        let logged = records(namespace.takeOutputs())
+        XCTAssertFalse(logged.contains { if case .sweepContainer = $0 { true } else { false } })
+        XCTAssertFalse(logged.contains { if case .create = $0 { true } else { false } })
+    }
+
+    func testNeverUsedContainerIsKept() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        try namespace.create("/c", data: [], mode: .container, session: 0, now: start)
+        namespace.tick(now: start.advanced(by: 1_000_000))
+        XCTAssertNotNil(try namespace.exists("/c"))
+        XCTAssertNil(namespace.nextDeadlineMilliseconds)
+    }
+
+    func testSweepCascadesToParentContainer() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        try namespace.create("/outer", data: [], mode: .container, session: 0, now: start)
+        try namespace.create("/outer/inner", data: [], mode: .container, session: 0, now: start)
+        try namespace.create("/outer/inner/x", data: [], mode: .persistent, session: 0, now: start)
+        try namespace.delete("/outer/inner/x", expectedVersion: -1, now: start)
+        namespace.tick(now: start.advanced(by: 1_000))
+        XCTAssertNil(try namespace.exists("/outer/inner"))
+        XCTAssertNotNil(try namespace.exists("/outer"), "the parent starts its own grace")
+        namespace.tick(now: start.advanced(by: 2_000))
+        XCTAssertNil(try namespace.exists("/outer"))
+    }
+
+    func testPersistentNodesAreNeverSwept() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        try namespace.create("/p", data: [], mode: .persistent, session: 0, now: start)
+        try namespace.create("/p/x", data: [], mode: .persistent, session: 0, now: start)
+        try namespace.delete("/p/x", expectedVersion: -1, now: start)
+        namespace.tick(now: start.advanced(by: 10_000))
+        XCTAssertNotNil(try namespace.exists("/p"))
+    }
+}

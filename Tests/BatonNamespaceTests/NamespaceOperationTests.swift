@@ -1,0 +1,173 @@
+import BatonNamespace
+import BatonProtocol
+import XCTest
+
+final class NamespaceOperationTests: XCTestCase {
+    let now = Time(monotonicMilliseconds: 5_000, wallMilliseconds: 1_700_000_000_000)
+
+    func testCreateGetSetDelete() throws {
+        let namespace = makeNamespace()
+        let created = try namespace.create("/a", data: bytes("one"), mode: .persistent, session: 0, now: now)
+        XCTAssertEqual(created.path, "/a")
+        XCTAssertEqual(created.stat.version, 0)
+        XCTAssertEqual(created.stat.dataLength, 3)
+        XCTAssertEqual(created.stat.createdMilliseconds, now.wallMilliseconds)
+        XCTAssertEqual(created.stat.createdTransaction, created.stat.modifiedTransaction)
+        XCTAssertEqual(created.stat.kind, .persistent)
+
+        let read = try namespace.get("/a")
+        XCTAssertEqual(read.data, bytes("one"))
+        XCTAssertEqual(read.stat, created.stat)
+
+        let later = now.advanced(by: 10)
+        let stat = try namespace.set("/a", data: bytes("two!"), expectedVersion: 0, now: later)
+        XCTAssertEqual(stat.version, 1)
+        XCTAssertEqual(stat.dataLength, 4)
+        XCTAssertGreaterThan(stat.modifiedTransaction, created.stat.createdTransaction)
+        XCTAssertEqual(stat.createdTransaction, created.stat.createdTransaction)
+        XCTAssertEqual(stat.modifiedMilliseconds, later.wallMilliseconds)
+        XCTAssertEqual(try namespace.get("/a").data, bytes("two!"))
+
+        XCTAssertEqual(try namespace.exists("/a")?.version, 1)
+        try namespace.delete("/a", expectedVersion: 1, now: later)
+        XCTAssertNil(try namespace.exists("/a"))
+        assertFails(.noNode) { try namespace.get("/a") }
+    }
+
+    func testEveryWriteTakesANewTransaction() throws {
+        let namespace = makeNamespace()
+        var seen: [UInt64] = []
+        seen.append(try namespace.create("/a", data: [], mode: .persistent, session: 0, now: now).stat.createdTransaction)
+        seen.append(try namespace.set("/a", data: [1], expectedVersion: -1, now: now).modifiedTransaction)
+        seen.append(try namespace.create("/a/b", data: [], mode: .persistent, session: 0, now: now).stat.createdTransaction)
+        try namespace.delete("/a/b", expectedVersion: -1, now: now)
+        seen.append(namespace.transactionCurrent)
+        XCTAssertEqual(seen, seen.sorted())
+        XCTAssertEqual(Set(seen).count, seen.count)
+    }
+
+    func testParentStatTracksChildren() throws {
+        let namespace = makeNamespace()
+        try namespace.create("/p", data: [], mode: .persistent, session: 0, now: now)
+        let child = try namespace.create("/p/c", data: [], mode: .persistent, session: 0, now: now)
+        var parent = try namespace.get("/p").stat
+        XCTAssertEqual(parent.childrenCount, 1)
+        XCTAssertEqual(parent.childrenVersion, 1)
+        XCTAssertEqual(parent.childrenTransaction, child.stat.createdTransaction)
+        XCTAssertEqual(parent.version, 0, "a child does not change the parent's data version")
+        try namespace.delete("/p/c", expectedVersion: -1, now: now)
+        parent = try namespace.get("/p").stat
+        XCTAssertEqual(parent.childrenCount, 0)
+        XCTAssertEqual(parent.childrenVersion, 2)
+    }
+
+    func testCreateErrors() throws {
+        let namespace = makeNamespace { $0.limits.dataBytesMax = 8; $0.limits.nodesMax = 4 }
+        assertFails(.noNode) { try namespace.create("/missing/child", data: [], mode: .persistent, session: 0, now: self.now) }
+        assertFails(.invalidPath) { try namespace.create("/bad/", data: [], mode: .persistent, session: 0, now: self.now) }
+        assertFails(.nodeExists) { try namespace.create("/", data: [], mode: .persistent, session: 0, now: self.now) }
+        assertFails(.dataTooLarge) { try namespace.create("/big", data: Array(repeating: 0, count: 9), mode: .persistent, session: 0, now: self.now) }
+        try namespace.create("/a", data: Array(repeating: 0, count: 8), mode: .persistent, session: 0, now: now)
+        assertFails(.nodeExists) { try namespace.create("/a", data: [], mode: .persistent, session: 0, now: self.now) }
+        assertFails(.sessionRequired) { try namespace.create("/e", data: [], mode: .ephemeral, session: 0, now: self.now) }
+        assertFails(.sessionExpired) { try namespace.create("/e", data: [], mode: .ephemeral, session: 12345, now: self.now) }
+        try namespace.create("/b", data: [], mode: .persistent, session: 0, now: now)
+        try namespace.create("/c", data: [], mode: .persistent, session: 0, now: now)
+        XCTAssertEqual(namespace.nodeCount, 4, "the root counts")
+        assertFails(.tooManyNodes) { try namespace.create("/d", data: [], mode: .persistent, session: 0, now: self.now) }
+    }
+
+    func testEphemeralCannotHaveChildren() throws {
+        let namespace = makeNamespace()
+        let session = try namespace.openSession(timeoutMilliseconds: 0, now: now)
+        let ephemeral = try namespace.create("/e", data: [], mode: .ephemeral, session: session.id, now: now)
+        XCTAssertEqual(ephemeral.stat.ephemeralOwner, session.id)
+        XCTAssertEqual(ephemeral.stat.kind, .ephemeral)
+        assertFails(.ephemeralParent) { try namespace.create("/e/child", data: [], mode: .persistent, session: 0, now: self.now) }
+        assertFails(.ephemeralParent) {
+            try namespace.create("/e/child", data: [], mode: .ephemeralSequential, session: session.id, now: self.now)
+        }
+        XCTAssertEqual(try namespace.children("/e").names, [])
+    }
+
+    func testDeleteErrors() throws {
+        let namespace = makeNamespace()
+        assertFails(.invalidArgument) { try namespace.delete("/", expectedVersion: -1, now: self.now) }
+        assertFails(.noNode) { try namespace.delete("/nothing", expectedVersion: -1, now: self.now) }
+        try namespace.create("/a", data: [], mode: .persistent, session: 0, now: now)
+        try namespace.create("/a/b", data: [], mode: .persistent, session: 0, now: now)
+        assertFails(.notEmpty) { try namespace.delete("/a", expectedVersion: -1, now: self.now) }
+        assertFails(.badVersion) { try namespace.delete("/a/b", expectedVersion: 3, now: self.now) }
+        XCTAssertNotNil(try namespace.exists("/a/b"))
+        try namespace.delete("/a/b", expectedVersion: 0, now: now)
+        try namespace.delete("/a", expectedVersion: -1, now: now)
+        XCTAssertEqual(namespace.nodeCount, 1)
+    }
+
+    func testSetAndCheckErrors() throws {
+        let namespace = makeNamespace { $0.limits.dataBytesMax = 4 }
+        assertFails(.noNode) { try namespace.set("/a", data: [], expectedVersion: -1, now: self.now) }
+        assertFails(.noNode) { try namespace.check("/a", expectedVersion: -1) }
+        try namespace.create("/a", data: [], mode: .persistent, session: 0, now: now)
+        assertFails(.badVersion) { try namespace.set("/a", data: [], expectedVersion: 1, now: self.now) }
+        assertFails(.dataTooLarge) { try namespace.set("/a", data: [1, 2, 3, 4, 5], expectedVersion: -1, now: self.now) }
+        XCTAssertEqual(try namespace.get("/a").stat.version, 0, "failed sets change nothing")
+        XCTAssertNoThrow(try namespace.check("/a", expectedVersion: 0))
+        XCTAssertNoThrow(try namespace.check("/a", expectedVersion: -1))
+        assertFails(.badVersion) { try namespace.check("/a", expectedVersion: 1) }
+        assertFails(.invalidPath) { try namespace.check("a", expectedVersion: 1) }
+    }
+
+    func testReadErrors() {
+        let namespace = makeNamespace()
+        assertFails(.noNode) { try namespace.get("/x") }
+        assertFails(.noNode) { try namespace.children("/x") }
+        assertFails(.invalidPath) { try namespace.exists("/x/") }
+        assertFails(.invalidPath) { try namespace.get("") }
+        assertFails(.invalidPath) { try namespace.children("/a/../b") }
+    }
+
+    func testChildrenAreSorted() throws {
+        let namespace = makeNamespace()
+        for name in ["c", "a", "b", "aa"] {
+            try namespace.create("/" + name, data: [], mode: .persistent, session: 0, now: now)
+        }
+        let listing = try namespace.children("/")
+        XCTAssertEqual(listing.names, ["a", "aa", "b", "c"])
+        XCTAssertEqual(listing.stat.childrenCount, 4)
+    }
+
+    func testSequentialNamesArePerParentAndTenDigits() throws {
+        let namespace = makeNamespace()
+        let session = try namespace.openSession(timeoutMilliseconds: 0, now: now)
+        try namespace.create("/p", data: [], mode: .persistent, session: 0, now: now)
+        try namespace.create("/q", data: [], mode: .persistent, session: 0, now: now)
+        XCTAssertEqual(try namespace.create("/p/n-", data: [], mode: .persistentSequential, session: 0, now: now).path,
+                       "/p/n-0000000000")
+        XCTAssertEqual(try namespace.create("/p/m-", data: [], mode: .ephemeralSequential, session: session.id, now: now).path,
+                       "/p/m-0000000001")
+        // A plain child does not advance the counter.
+        try namespace.create("/p/plain", data: [], mode: .persistent, session: 0, now: now)
+        XCTAssertEqual(try namespace.create("/p/", data: [], mode: .persistentSequential, session: 0, now: now).path,
+                       "/p/0000000002")
+        XCTAssertEqual(try namespace.create("/q/n-", data: [], mode: .persistentSequential, session: 0, now: now).path,
+                       "/q/n-0000000000", "each parent counts on its own")
+        // Deleting children does not reuse numbers.
+        try namespace.delete("/p/n-0000000000", expectedVersion: -1, now: now)
+        XCTAssertEqual(try namespace.create("/p/n-", data: [], mode: .persistentSequential, session: 0, now: now).path,
+                       "/p/n-0000000003")
+    }
+
+    func testSequentialPathLengthIncludesTheSuffix() {
+        let namespace = makeNamespace { $0.limits.pathBytesMax = 16 }
+        // "/abcdef" + 10 digits = 17 bytes.
+        assertFails(.pathTooLong) { try namespace.create("/abcdef", data: [], mode: .persistentSequential, session: 0, now: self.now) }
+        XCTAssertNoThrow(try namespace.create("/abcde", data: [], mode: .persistentSequential, session: 0, now: now))
+    }
+
+    func testSequentialNameTakenByAPlainNodeFails() throws {
+        let namespace = makeNamespace()
+        try namespace.create("/x0000000000", data: [], mode: .persistent, session: 0, now: now)
+        assertFails(.nodeExists) { try namespace.create("/x", data: [], mode: .persistentSequential, session: 0, now: self.now) }
+    }
+}

@@ -1,0 +1,67 @@
+import BatonNamespace
+import BatonProtocol
+import XCTest
+
+final class NamespacePathTests: XCTestCase {
+    let limits = Limits.default
+
+    func testValidPaths() throws {
+        for path in ["/", "/a", "/a/b", "/locks/orders", "/a.b", "/...", "/.a", "/a..", "/ünïcode/名前", "/a b"] {
+            XCTAssertNoThrow(try NamespacePath.validate(path, limits: limits), path)
+        }
+    }
+
+    func testInvalidPaths() {
+        let table: [(String, String)] = [
+            ("", "empty"),
+            ("a", "relative"),
+            ("a/b", "relative with segments"),
+            ("/a/", "trailing slash"),
+            ("//", "empty segment at the root"),
+            ("/a//b", "empty segment"),
+            ("/.", "dot"),
+            ("/a/./b", "dot in the middle"),
+            ("/..", "dot dot"),
+            ("/a/../b", "dot dot in the middle"),
+            ("/a/..", "dot dot at the end"),
+            ("/a\u{0}b", "NUL"),
+            ("/a\nb", "newline"),
+            ("/a\u{1F}", "unit separator"),
+            ("/a\u{7F}", "DEL"),
+            ("/\t", "tab"),
+        ]
+        for (path, reason) in table {
+            XCTAssertThrowsError(try NamespacePath.validate(path, limits: limits), reason) { error in
+                XCTAssertEqual((error as? ReplyError)?.code, .invalidPath, reason)
+            }
+        }
+    }
+
+    func testLengthLimitCountsUTF8Bytes() {
+        var limits = Limits()
+        limits.pathBytesMax = 16
+        XCTAssertNoThrow(try NamespacePath.validate("/" + String(repeating: "a", count: 15), limits: limits))
+        XCTAssertThrowsError(try NamespacePath.validate("/" + String(repeating: "a", count: 16), limits: limits)) {
+            XCTAssertEqual(($0 as? ReplyError)?.code, .pathTooLong)
+        }
+        // 8 two-byte characters: 17 bytes although only 9 characters.
+        XCTAssertThrowsError(try NamespacePath.validate("/" + String(repeating: "é", count: 8), limits: limits)) {
+            XCTAssertEqual(($0 as? ReplyError)?.code, .pathTooLong)
+        }
+    }
+
+    func testParentAndName() {
+        XCTAssertEqual(NamespacePath.parent(of: "/a"), "/")
+        XCTAssertEqual(NamespacePath.parent(of: "/a/b/c"), "/a/b")
+        XCTAssertEqual(NamespacePath.name(of: "/a/b/c"), "c")
+        XCTAssertEqual(NamespacePath.name(of: "/a"), "a")
+        XCTAssertEqual(NamespacePath.child("x", of: "/"), "/x")
+        XCTAssertEqual(NamespacePath.child("x", of: "/a"), "/a/x")
+    }
+
+    func testSequenceSuffixIsTenDigitsZeroPadded() {
+        XCTAssertEqual(NamespacePath.sequenceSuffix(0), "0000000000")
+        XCTAssertEqual(NamespacePath.sequenceSuffix(42), "0000000042")
+        XCTAssertEqual(NamespacePath.sequenceSuffix(NamespacePath.sequenceMax), "9999999999")
+    }
+}

@@ -1,0 +1,480 @@
+import BatonProtocol
+import BatonTestSupport
+import Dispatch
+import Foundation
+import XCTest
+
+/// The real `batond`, as a subprocess, over real sockets.
+final class DaemonTests: XCTestCase {
+    private var daemons: [TestDaemon] = []
+
+    override func tearDown() {
+        // A failing test shows what the daemon logged.
+        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
+            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
+        }
+        daemons.removeAll()
+    }
+
+    private func startDaemon(_ options: TestDaemon.Options = TestDaemon.Options()) throws -> TestDaemon {
+        let daemon = try TestDaemon(options)
+        daemons.append(daemon)
+        return daemon
+    }
+
+    private func failureCode(_ reply: Reply, file: StaticString = #filePath, line: UInt = #line) -> ErrorCode? {
+        guard case .failure(let error) = reply.result else {
+            XCTFail("expected an error reply, got \(reply.result)", file: file, line: line)
+            return nil
+        }
+        return error.code
+    }
+
+    // MARK: Throughput and concurrency
+
+    func testThousandPipelinedRequestsAreAnsweredInOrder() throws {
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.handshake()
+        _ = try connection.callSuccessfully(.create(path: "/pipeline", data: [], mode: .persistent))
+        var batch: [UInt8] = []
+        var expected: [(UInt32, String)] = []
+        for index in 0..<1_000 {
+            let requestID = connection.takeRequestID()
+            let path = "/pipeline/n-\(index)"
+            batch += Codec.encodeRequest(.create(path: path, data: Array(path.utf8), mode: .persistent), requestID: requestID)
+            expected.append((requestID, path))
+        }
+        try connection.sendRaw(batch)
+        for (requestID, path) in expected {
+            let reply = try connection.receiveReply()
+            XCTAssertEqual(reply.requestID, requestID)
+            XCTAssertEqual(try reply.result.get(), .created(path: path, stat: try createdStat(reply)))
+        }
+        guard case .children(_, let names) = try connection.callSuccessfully(.children(path: "/pipeline", watch: false)) else {
+            return XCTFail("children answered something else")
+        }
+        XCTAssertEqual(names.count, 1_000)
+    }
+
+    private func createdStat(_ reply: Reply) throws -> Stat {
+        guard case .success(.created(_, let stat)) = reply.result else {
+            throw TestSupportError.unexpected("expected created, got \(reply.result)")
+        }
+        return stat
+    }
+
+    func testTwoHundredConcurrentConnectionsEachDoWork() throws {
+        let daemon = try startDaemon()
+        let setup = try daemon.connect()
+        try setup.handshake()
+        _ = try setup.callSuccessfully(.create(path: "/concurrent", data: [], mode: .persistent))
+        let connections = try (0..<200).map { index -> RawConnection in
+            let connection = try daemon.connect()
+            try connection.handshake(clientName: "client-\(index)")
+            return connection
+        }
+        let failures = FailureList()
+        DispatchQueue.concurrentPerform(iterations: connections.count) { index in
+            let connection = connections[index]
+            do {
+                let path = "/concurrent/c-\(index)"
+                _ = try connection.callSuccessfully(.create(path: path, data: [], mode: .ephemeral))
+                for round in 0..<10 {
+                    let data = Array("\(index)-\(round)".utf8)
+                    _ = try connection.callSuccessfully(.set(path: path, data: data, expectedVersion: Int32(round)))
+                    guard case .data(let stat, let read) = try connection.callSuccessfully(.get(path: path, watch: false)),
+                          read == data, stat.version == Int32(round + 1) else {
+                        throw TestSupportError.unexpected("connection \(index) read back something else in round \(round)")
+                    }
+                }
+            } catch {
+                failures.append("connection \(index): \(error)")
+            }
+        }
+        XCTAssertEqual(failures.all, [])
+        guard case .children(_, let names) = try setup.callSuccessfully(.children(path: "/concurrent", watch: false)) else {
+            return XCTFail("children answered something else")
+        }
+        XCTAssertEqual(Set(names), Set((0..<200).map { "c-\($0)" }))
+    }
+
+    // MARK: Sessions
+
+    func testAbruptCloseEndsTheSessionAndDeletesItsEphemeralsAtOnce() throws {
+        let daemon = try startDaemon()
+        let owner = try daemon.connect()
+        try owner.handshake()
+        _ = try owner.callSuccessfully(.create(path: "/owned", data: [], mode: .ephemeral))
+        let watcher = try daemon.connect()
+        try watcher.handshake()
+        guard case .exists(let stat?) = try watcher.callSuccessfully(.exists(path: "/owned", watch: true)) else {
+            return XCTFail("the ephemeral node should exist")
+        }
+        XCTAssertNotEqual(stat.ephemeralOwner, 0)
+
+        owner.close()  // no closeSession: the process "died"
+
+        XCTAssertEqual(try watcher.nextEvent(), .watch(type: .deleted, path: "/owned"))
+        XCTAssertEqual(try watcher.callSuccessfully(.exists(path: "/owned", watch: false)), .exists(nil))
+    }
+
+    func testLockHeldByAKilledProcessPassesToTheNextWaiter() throws {
+        let daemon = try startDaemon()
+        let holder = try daemon.connect()
+        try holder.handshake(clientName: "doomed")
+        guard case .granted(_, let firstToken) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/k"))) else {
+            return XCTFail("the first acquire should be granted")
+        }
+        let waiter = try daemon.connect()
+        try waiter.handshake(clientName: "next")
+        setCloseOnExec(waiter.descriptor)
+        let acquireID = try waiter.send(.acquire(LockRequest(path: "/locks/k")))
+
+        // Another process takes over the holder's socket; this process lets go of its copy.
+        let child = try spawnHolding(holder.descriptor)
+        holder.close()
+        XCTAssertFalse(waiter.isReadable(timeoutSeconds: 0.05), "the lock is still held by the child")
+
+        kill(child, SIGKILL)
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+
+        let reply = try waiter.receiveReply()
+        XCTAssertEqual(reply.requestID, acquireID)
+        guard case .success(.granted(_, let secondToken)) = reply.result else {
+            return XCTFail("the waiter should be granted once the holder died, got \(reply.result)")
+        }
+        XCTAssertGreaterThan(secondToken, firstToken)
+    }
+
+    func testSessionExpiresWhenHeartbeatsStopOverTCP() throws {
+        let daemon = try startDaemon(TestDaemon.Options(listensOnTCP: true, arguments: ["--session-timeout-min-ms", "100"]))
+        let quiet = try daemon.connectTCP()
+        let session = try quiet.handshake(sessionTimeoutMilliseconds: 300)
+        XCTAssertEqual(session.timeoutMilliseconds, 300)
+        _ = try quiet.callSuccessfully(.create(path: "/expiring", data: [], mode: .ephemeral))
+        let watcher = try daemon.connect()
+        try watcher.handshake()
+        XCTAssertNotEqual(try watcher.callSuccessfully(.exists(path: "/expiring", watch: true)), .exists(nil))
+
+        // `quiet` sends nothing more, but keeps its connection open.
+        XCTAssertEqual(try watcher.nextEvent(timeoutSeconds: 20), .watch(type: .deleted, path: "/expiring"))
+        XCTAssertEqual(try quiet.nextEvent(timeoutSeconds: 20), .sessionExpired(sessionID: session.sessionID))
+        // The connection outlives its session: requests that need one fail, the rest still work.
+        XCTAssertNotNil(try quiet.call(.create(path: "/after", data: [], mode: .persistent)).result.failureCode)
+        XCTAssertEqual(try quiet.callSuccessfully(.ping), .empty)
+    }
+
+    func testTCPSessionResumesWithItsIDAndSecret() throws {
+        let daemon = try startDaemon(TestDaemon.Options(listensOnTCP: true))
+        let first = try daemon.connectTCP()
+        let session = try first.handshake(sessionTimeoutMilliseconds: 30_000)
+        _ = try first.callSuccessfully(.create(path: "/resumable", data: [], mode: .ephemeral))
+        first.closeAbruptly()
+
+        let impostor = try daemon.connectTCP()
+        try impostor.hello()
+        var wrongSecret = session.secret
+        wrongSecret.low ^= 1
+        let refused = try impostor.call(.resumeSession(sessionID: session.sessionID, secret: wrongSecret))
+        XCTAssertEqual(failureCode(refused), .sessionSecretMismatch)
+
+        let second = try daemon.connectTCP()
+        try second.hello()
+        guard case .resumed = try second.callSuccessfully(.resumeSession(sessionID: session.sessionID, secret: session.secret)) else {
+            return XCTFail("resume should succeed")
+        }
+        guard case .exists(let stat?) = try second.callSuccessfully(.exists(path: "/resumable", watch: false)) else {
+            return XCTFail("the resumed session's ephemeral node should still exist")
+        }
+        XCTAssertEqual(stat.ephemeralOwner, session.sessionID)
+    }
+
+    // MARK: Misbehaving clients
+
+    func testReaderThatDoesNotReadIsDisconnectedWhileOthersKeepWorking() throws {
+        let daemon = try startDaemon()
+        let slow = try daemon.connect()
+        try slow.handshake()
+        // A 1 MiB node: its create is a frame far larger than the server's read buffer.
+        _ = try slow.callSuccessfully(.create(path: "/big", data: [UInt8](repeating: 7, count: 1_048_576), mode: .persistent))
+        _ = try slow.callSuccessfully(.create(path: "/slow-owner", data: [], mode: .ephemeral))
+        let watcher = try daemon.connect()
+        try watcher.handshake()
+        XCTAssertNotEqual(try watcher.callSuccessfully(.exists(path: "/slow-owner", watch: true)), .exists(nil))
+
+        slow.setReceiveBufferBytes(4_096)
+        var batch: [UInt8] = []
+        for _ in 0..<40 {  // 40 MiB of replies, well over the 16 MiB output limit
+            batch += Codec.encodeRequest(.get(path: "/big", watch: false), requestID: slow.takeRequestID())
+        }
+        try slow.sendRaw(batch)
+
+        // Dropping the slow reader ended its Unix session: its ephemeral node is gone.
+        XCTAssertEqual(try watcher.nextEvent(timeoutSeconds: 30), .watch(type: .deleted, path: "/slow-owner"))
+        XCTAssertEqual(try watcher.callSuccessfully(.ping), .empty)
+        XCTAssertTrue(daemon.standardError.contains("does not read"), "the disconnect is logged")
+    }
+
+    func testGarbageBytesGetAnErrorFrameAndCloseOnlyThatConnection() throws {
+        let daemon = try startDaemon()
+        let bystander = try daemon.connect()
+        try bystander.handshake()
+
+        let unknownOpcode = try daemon.connect()
+        try unknownOpcode.hello()
+        try unknownOpcode.sendRaw([0, 0, 0, 6, 0xEE, 0, 0, 0, 42, 0x99])
+        let first = try unknownOpcode.readUntilClosed()
+        guard case .reply(let reply)? = first.first, first.count == 1 else { return XCTFail("expected one error frame, got \(first)") }
+        XCTAssertEqual(failureCode(reply), .unknownOpcode)
+        XCTAssertEqual(reply.requestID, 42)
+
+        let http = try daemon.connect()
+        try http.sendRaw(Array("GET / HTTP/1.1\r\nHost: baton\r\n\r\n".utf8))
+        let second = try http.readUntilClosed()
+        guard case .reply(let httpReply)? = second.first, second.count == 1 else { return XCTFail("expected one error frame, got \(second)") }
+        XCTAssertEqual(failureCode(httpReply), .frameTooLarge)
+
+        XCTAssertEqual(try bystander.callSuccessfully(.ping), .empty)
+        _ = try bystander.callSuccessfully(.create(path: "/still-fine", data: [], mode: .persistent))
+    }
+
+    func testOversizedLengthPrefixIsRefusedBeforeAnyBodyArrives() throws {
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.hello()
+        try connection.sendRaw([0xFF, 0xFF, 0xFF, 0xFF])
+        let messages = try connection.readUntilClosed()
+        guard case .reply(let reply)? = messages.first, messages.count == 1 else { return XCTFail("expected one error frame, got \(messages)") }
+        XCTAssertEqual(failureCode(reply), .frameTooLarge)
+        XCTAssertEqual(reply.requestID, 0)
+        XCTAssertEqual(reply.opcode, .hello)
+    }
+
+    func testWrongVersionInHelloIsRefusedAndClosed() throws {
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.send(.hello(version: 99, clientName: "from-the-future"), requestID: 1)
+        let messages = try connection.readUntilClosed()
+        guard case .reply(let reply)? = messages.first, messages.count == 1 else { return XCTFail("expected one error frame, got \(messages)") }
+        XCTAssertEqual(reply.requestID, 1)
+        XCTAssertEqual(failureCode(reply), .unsupportedVersion)
+    }
+
+    // MARK: Daemon lifecycle
+
+    func testSIGTERMShutsDownCleanlyAndRemovesTheSocket() throws {
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.handshake()
+        _ = try connection.callSuccessfully(.create(path: "/ephemeral", data: [], mode: .ephemeral))
+        daemon.kill(SIGTERM)
+        XCTAssertEqual(daemon.waitForExit(timeoutSeconds: 20), .exited(0))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: daemon.socketPath))
+        let messages = try connection.readUntilClosed()
+        guard case .reply(let reply)? = messages.last else { return XCTFail("expected a shuttingDown reply, got \(messages)") }
+        XCTAssertEqual(failureCode(reply), .shuttingDown)
+        XCTAssertTrue(daemon.standardError.contains("shutting down"))
+    }
+
+    func testSocketFileIsPrivateByDefaultAndFollowsSocketMode() throws {
+        let daemon = try startDaemon()
+        XCTAssertEqual(try permissions(daemon.socketPath), 0o600)
+        let shared = try startDaemon(TestDaemon.Options(arguments: ["--socket-mode", "0660"]))
+        XCTAssertEqual(try permissions(shared.socketPath), 0o660)
+    }
+
+    func testSecondDaemonOnTheSameSocketRefusesToStart() throws {
+        let daemon = try startDaemon()
+        let (termination, output) = try TestDaemon.runToCompletion(
+            arguments: ["--socket", daemon.socketPath, "--data-dir", daemon.directory + "/other"])
+        XCTAssertEqual(termination, .exited(1))
+        XCTAssertTrue(output.contains("already running"), output)
+        let connection = try daemon.connect()
+        XCTAssertNoThrow(try connection.handshake(), "the first daemon still serves")
+    }
+
+    func testStaleSocketLeftByAKilledDaemonIsReplacedOnRestart() throws {
+        let daemon = try startDaemon()
+        daemon.kill(SIGKILL)
+        XCTAssertEqual(daemon.waitForExit(), .signaled(SIGKILL))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: daemon.socketPath), "kill -9 leaves the socket file")
+        try daemon.start()
+        XCTAssertNoThrow(try daemon.connect().handshake())
+    }
+
+    func testSocketPathTooLongForSunPathIsRefused() throws {
+        let path = "/tmp/" + String(repeating: "p", count: 110)
+        let (termination, output) = try TestDaemon.runToCompletion(arguments: ["--socket", path, "--in-memory"])
+        XCTAssertEqual(termination, .exited(1))
+        XCTAssertTrue(output.contains("at most \(Endpoint.unixPathBytesMax)"), output)
+        XCTAssertEqual(output.split(separator: "\n").count, 1, "one line: \(output)")
+    }
+
+    func testBadArgumentsExitWithOneLine() throws {
+        for arguments in [["--fsync", "sometimes"], ["--listen", "nowhere"], ["--socket-mode", "9"], ["--no-such-option"]] {
+            let (termination, output) = try TestDaemon.runToCompletion(arguments: arguments)
+            XCTAssertEqual(termination, .exited(1), "\(arguments)")
+            XCTAssertEqual(output.split(separator: "\n").count, 1, "\(arguments): \(output)")
+            XCTAssertTrue(output.hasPrefix("batond: error: "), output)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func permissions(_ path: String) throws -> Int {
+        try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+    }
+
+    private func setCloseOnExec(_ descriptor: Int32) {
+        _ = fcntl(descriptor, F_SETFD, fcntl(descriptor, F_GETFD) | FD_CLOEXEC)
+    }
+
+    /// Starts `sleep` with `descriptor` inherited (it is the only thing keeping the connection open
+    /// once this process closes its copy).
+    private func spawnHolding(_ descriptor: Int32) throws -> pid_t {
+        _ = fcntl(descriptor, F_SETFD, fcntl(descriptor, F_GETFD) & ~FD_CLOEXEC)
+        var child: pid_t = 0
+        let arguments: [UnsafeMutablePointer<CChar>?] = ["/bin/sleep", "600"].map { (text: String) in strdup(text) } + [nil]
+        defer { arguments.forEach { free($0) } }
+        let result = posix_spawn(&child, "/bin/sleep", nil, nil, arguments, environ)
+        guard result == 0 else { throw TestSupportError.system("posix_spawn: \(String(cString: strerror(result)))") }
+        return child
+    }
+}
+
+private extension Result where Failure == ReplyError {
+    var failureCode: ErrorCode? {
+        if case .failure(let error) = self { return error.code }
+        return nil
+    }
+}
+
+/// Failures gathered from several threads.
+private final class FailureList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failures: [String] = []
+    func append(_ failure: String) { lock.withLock { failures.append(failure) } }
+    var all: [String] { lock.withLock { failures } }
+}
+
+/// The embedded store wired into the daemon: what a restart (graceful or kill -9) keeps.
+final class DurabilityTests: XCTestCase {
+    private var daemons: [TestDaemon] = []
+
+    override func tearDown() {
+        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
+            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
+        }
+        daemons.removeAll()
+    }
+
+    private func startDaemon(_ arguments: [String] = []) throws -> TestDaemon {
+        let daemon = try TestDaemon(TestDaemon.Options(arguments: arguments))
+        daemons.append(daemon)
+        return daemon
+    }
+
+    private func data(at path: String, _ connection: RawConnection) throws -> [UInt8]? {
+        let reply = try connection.call(.get(path: path, watch: false))
+        switch reply.result {
+        case .success(.data(_, let data)): return data
+        case .failure(let error) where error.code == .noNode: return nil
+        default: throw TestSupportError.unexpected("get \(path) answered \(reply.result)")
+        }
+    }
+
+    func testPersistentNodesSurviveAGracefulRestartAndEphemeralsDoNot() throws {
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.handshake()
+        _ = try connection.callSuccessfully(.create(path: "/kept", data: Array("value".utf8), mode: .persistent))
+        _ = try connection.callSuccessfully(.set(path: "/kept", data: Array("changed".utf8), expectedVersion: 0))
+        _ = try connection.callSuccessfully(.create(path: "/gone", data: [], mode: .ephemeral))
+        try daemon.restart()
+
+        let after = try daemon.connect()
+        try after.handshake()
+        XCTAssertEqual(try data(at: "/kept", after), Array("changed".utf8))
+        XCTAssertNil(try data(at: "/gone", after))
+    }
+
+    func testAcknowledgedChangesSurviveKill9AndSequencesKeepIncreasing() throws {
+        let daemon = try startDaemon(["--fsync", "batch"])
+        let connection = try daemon.connect()
+        try connection.handshake()
+        _ = try connection.callSuccessfully(.create(path: "/queue", data: [], mode: .persistent))
+        var before: [String] = []
+        for index in 0..<20 {
+            guard case .created(let path, _) = try connection.callSuccessfully(
+                .create(path: "/queue/item-", data: [UInt8(index)], mode: .persistentSequential)) else {
+                return XCTFail("create answered something else")
+            }
+            before.append(path)
+        }
+        daemon.kill(SIGKILL)
+        XCTAssertEqual(daemon.waitForExit(), .signaled(SIGKILL))
+        try daemon.start()
+
+        let after = try daemon.connect()
+        try after.handshake()
+        guard case .children(_, let names) = try after.callSuccessfully(.children(path: "/queue", watch: false)) else {
+            return XCTFail("children answered something else")
+        }
+        XCTAssertEqual(Set(names.map { "/queue/" + $0 }), Set(before))
+        guard case .created(let next, _) = try after.callSuccessfully(.create(path: "/queue/item-", data: [], mode: .persistentSequential)) else {
+            return XCTFail("create answered something else")
+        }
+        XCTAssertGreaterThan(next, before.max()!, "a sequence number is never handed out twice")
+    }
+
+    func testSnapshotsAreTakenInTheBackgroundAndRecoveryUsesThem() throws {
+        let daemon = try startDaemon(["--snapshot-every-records", "50"])
+        let connection = try daemon.connect()
+        try connection.handshake()
+        var batch: [UInt8] = []
+        for index in 0..<400 {
+            batch += Codec.encodeRequest(.create(path: "/n-\(index)", data: [UInt8(index % 256)], mode: .persistent),
+                                         requestID: connection.takeRequestID())
+        }
+        try connection.sendRaw(batch)
+        for _ in 0..<400 { _ = try connection.receiveReply().result.get() }
+
+        XCTAssertTrue(waitFor { daemon.standardError.contains("snapshot finished") }, "a snapshot was written")
+        XCTAssertTrue(daemon.standardError.contains("loop_stall_microseconds"), "the loop stall is logged")
+        let files = try FileManager.default.contentsOfDirectory(atPath: daemon.dataDirectory)
+        XCTAssertTrue(files.contains { $0.hasSuffix(".snap") }, "\(files)")
+
+        daemon.kill(SIGKILL)
+        _ = daemon.waitForExit()
+        try daemon.start()
+        let after = try daemon.connect()
+        try after.handshake()
+        for index in [0, 199, 399] {
+            XCTAssertEqual(try data(at: "/n-\(index)", after), [UInt8(index % 256)])
+        }
+        XCTAssertTrue(daemon.standardError.range(of: "snapshot_lsn=[0-9]+", options: .regularExpression) != nil,
+                      "the restart recovered from a snapshot")
+    }
+
+    func testSecondDaemonOnTheSameDataDirectoryRefusesAndLeavesNoSocket() throws {
+        let daemon = try startDaemon()
+        let otherSocket = daemon.directory + "/other.sock"
+        let (termination, output) = try TestDaemon.runToCompletion(
+            arguments: ["--socket", otherSocket, "--data-dir", daemon.dataDirectory])
+        XCTAssertEqual(termination, .exited(1))
+        XCTAssertTrue(output.contains("in use by another batond"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: otherSocket))
+        XCTAssertNoThrow(try daemon.connect().handshake())
+    }
+
+    private func waitFor(timeoutSeconds: Double = 20, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+}

@@ -1,0 +1,261 @@
+import BatonEngine
+import BatonProtocol
+import BatonServer
+import BatonTestSupport
+import Foundation
+import Logging
+import XCTest
+
+/// The libuv shell alone, in process, driven by `StandInEngine`: framing, pipelining, large frames,
+/// slow readers, bad frames, the timer, listener rules and graceful stop.
+final class TransportTests: XCTestCase {
+    private var directory = ""
+    private var journal = EngineJournal()
+    private var server: Server?
+
+    override func setUpWithError() throws {
+        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
+        let created = try XCTUnwrap(mkdtemp(&template))
+        directory = String(cString: created)
+        journal = EngineJournal()
+    }
+
+    override func tearDown() {
+        server?.stop()
+        server?.waitUntilStopped()
+        server = nil
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private var socketPath: String { directory + "/s.sock" }
+
+    private func configuration(connectionsMax: Int = 1_000) -> ServerConfiguration {
+        var configuration = ServerConfiguration(socketPath: socketPath)
+        configuration.handlesSignals = false
+        configuration.readBufferBytes = 4_096
+        configuration.engine.limits.outputBytesPerConnectionMax = 4 * 1_048_576
+        configuration.engine.limits.frameBytesMax = 2 * 1_048_576
+        return configuration
+    }
+
+    @discardableResult
+    private func startServer(_ configuration: ServerConfiguration? = nil, connectionsMax: Int = 1_000) throws -> ListeningAddresses {
+        let journal = self.journal
+        var logger = Logger(label: "transport-test")
+        logger.logLevel = .critical
+        let server = Server(configuration: configuration ?? self.configuration(), logger: logger) { _ in
+            StandInEngine(journal: journal, connectionsMax: connectionsMax)
+        }
+        self.server = server
+        return try server.start()
+    }
+
+    func testFrameDeliveredOneByteAtATimeIsAnswered() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        let frame = Codec.encodeRequest(.hello(version: 1, clientName: "bytewise"), requestID: 7)
+        for byte in frame {
+            try connection.sendRaw([byte])
+        }
+        let reply = try connection.receiveReply()
+        XCTAssertEqual(reply.requestID, 7)
+        guard case .success(.hello) = reply.result else { return XCTFail("hello answered \(reply.result)") }
+    }
+
+    func testThousandPipelinedRequestsAreAnsweredInOrder() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        var batch: [UInt8] = []
+        for requestID in UInt32(1)...1_000 {
+            batch += Codec.encodeRequest(.ping, requestID: requestID)
+        }
+        // Split at an odd offset so frames straddle reads.
+        try connection.sendRaw(Array(batch[..<1_237]))
+        try connection.sendRaw(Array(batch[1_237...]))
+        for requestID in UInt32(1)...1_000 {
+            XCTAssertEqual(try connection.receiveReply().requestID, requestID)
+        }
+    }
+
+    func testFrameLargerThanTheReadBufferIsGatheredAndTheNextFrameStillWorks() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        let data = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var bytes = Codec.encodeRequest(.set(path: "/large", data: data, expectedVersion: -1), requestID: 1)
+        bytes += Codec.encodeRequest(.ping, requestID: 2)
+        try connection.sendRaw(bytes)
+        let reply = try connection.receiveReply()
+        XCTAssertEqual(reply.requestID, 1)
+        guard case .success(.stat(let stat)) = reply.result else { return XCTFail("set answered \(reply.result)") }
+        XCTAssertEqual(stat.dataLength, 300_000)
+        XCTAssertEqual(stat.version, Int32(data.reduce(0) { ($0 &+ Int($1)) & 0x7FFF_FFFF }))
+        XCTAssertEqual(try connection.receiveReply().requestID, 2)
+    }
+
+    func testOversizedLengthPrefixGetsAnErrorAndClosesOnlyThatConnection() throws {
+        try startServer()
+        let bystander = try RawConnection(unixPath: socketPath)
+        let connection = try RawConnection(unixPath: socketPath)
+        try connection.sendRaw([0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3])
+        let messages = try connection.readUntilClosed()
+        guard case .reply(let reply)? = messages.first, case .failure(let error) = reply.result else {
+            return XCTFail("expected an error reply, got \(messages)")
+        }
+        XCTAssertEqual(error.code, .frameTooLarge)
+        XCTAssertEqual(try bystander.call(.ping).requestID, 1)
+        XCTAssertTrue(journal.wait { $0.closedConnections.count == 1 }, "the engine was told of the close")
+    }
+
+    func testUndecodableFrameThatClosesTheConnectionStopsFurtherRequests() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        // An unknown opcode, then a ping pipelined behind it that must not be answered.
+        var bytes: [UInt8] = [0, 0, 0, 5, 0xEE, 0, 0, 0, 9]
+        bytes += Codec.encodeRequest(.ping, requestID: 10)
+        try connection.sendRaw(bytes)
+        let messages = try connection.readUntilClosed()
+        XCTAssertEqual(messages.count, 1, "only the error frame: \(messages)")
+        guard case .reply(let reply)? = messages.first, case .failure(let error) = reply.result else {
+            return XCTFail("expected an error reply, got \(messages)")
+        }
+        XCTAssertEqual(error.code, .unknownOpcode)
+        XCTAssertEqual(reply.requestID, 9)
+    }
+
+    func testEngineCloseFlushesTheReplyFirst() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        try connection.send(.closeSession, requestID: 3)
+        let messages = try connection.readUntilClosed()
+        XCTAssertEqual(messages.count, 1)
+        guard case .reply(let reply)? = messages.first else { return XCTFail("no reply before close") }
+        XCTAssertEqual(reply.requestID, 3)
+    }
+
+    func testReaderThatDoesNotReadIsDisconnectedWhileOthersAreServed() throws {
+        try startServer()
+        let slow = try RawConnection(unixPath: socketPath)
+        slow.setReceiveBufferBytes(4_096)
+        let other = try RawConnection(unixPath: socketPath)
+        // 64 replies of 256 KiB: 16 MiB, four times the output limit of this server.
+        for requestID in UInt32(1)...64 {
+            try slow.send(.get(path: "/bytes/262144", watch: false), requestID: requestID)
+        }
+        XCTAssertTrue(journal.wait { $0.closedConnections.contains(1) }, "the slow reader was dropped")
+        XCTAssertEqual(try other.call(.ping).requestID, 1)
+        XCTAssertFalse(journal.closedConnections.contains(2))
+    }
+
+    func testTimerDeliversDeadlinesFromTheEngine() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        try connection.send(.acquire(LockRequest(path: "/l", waitMilliseconds: 30)), requestID: 1)
+        try connection.send(.acquire(LockRequest(path: "/l", waitMilliseconds: 5)), requestID: 2)
+        let first = try connection.receiveReply()
+        let second = try connection.receiveReply()
+        XCTAssertEqual([first.requestID, second.requestID], [2, 1], "the shorter deadline fires first")
+        guard case .failure(let error) = first.result else { return XCTFail("expected lockTimeout") }
+        XCTAssertEqual(error.code, .lockTimeout)
+    }
+
+    func testRefusedConnectionGetsTheEnginesErrorAndIsClosed() throws {
+        try startServer(connectionsMax: 1)
+        let first = try RawConnection(unixPath: socketPath)
+        XCTAssertEqual(try first.call(.ping).requestID, 1)
+        let second = try RawConnection(unixPath: socketPath)
+        let messages = try second.readUntilClosed()
+        guard case .reply(let reply)? = messages.first, case .failure(let error) = reply.result else {
+            return XCTFail("expected tooManyConnections, got \(messages)")
+        }
+        XCTAssertEqual(error.code, .tooManyConnections)
+        XCTAssertEqual(try first.call(.ping).requestID, 2)
+    }
+
+    func testPeerEndingTheConnectionIsReportedToTheEngine() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        XCTAssertEqual(try connection.call(.ping).requestID, 1)
+        connection.close()
+        XCTAssertTrue(journal.wait { $0.closedConnections == [1] })
+    }
+
+    func testSocketIsCreatedWithTheRequestedMode() throws {
+        try startServer()
+        XCTAssertEqual(try permissions(of: socketPath), 0o600)
+        server?.stop()
+        server?.waitUntilStopped()
+        var configuration = configuration()
+        configuration.socketMode = 0o660
+        try startServer(configuration)
+        XCTAssertEqual(try permissions(of: socketPath), 0o660)
+    }
+
+    func testStaleSocketFileIsReplaced() throws {
+        // A socket file nobody listens on, as a killed daemon leaves behind.
+        let stale = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(socketPath.utf8) + [0])
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        close(stale)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: socketPath))
+        try startServer()
+        XCTAssertEqual(try RawConnection(unixPath: socketPath).call(.ping).requestID, 1)
+    }
+
+    func testSecondServerOnTheSameSocketRefusesToStart() throws {
+        try startServer()
+        let second = Server(configuration: configuration(), logger: Logger(label: "second")) { [journal] _ in
+            StandInEngine(journal: journal)
+        }
+        XCTAssertThrowsError(try second.start()) { error in
+            XCTAssertTrue("\(error)".contains("already running"), "\(error)")
+        }
+        XCTAssertEqual(try RawConnection(unixPath: socketPath).call(.ping).requestID, 1, "the first one still serves")
+    }
+
+    func testSocketPathLongerThanSunPathIsRefused() throws {
+        var configuration = configuration()
+        configuration.socketPath = directory + "/" + String(repeating: "s", count: 120)
+        XCTAssertThrowsError(try startServer(configuration)) { error in
+            XCTAssertTrue("\(error)".contains("at most \(Endpoint.unixPathBytesMax)"), "\(error)")
+        }
+    }
+
+    func testStopClosesConnectionsTellsTheEngineAndRemovesTheSocket() throws {
+        try startServer()
+        let connections = try (0..<3).map { _ in try RawConnection(unixPath: socketPath) }
+        for connection in connections { XCTAssertEqual(try connection.call(.ping).requestID, 1) }
+        server?.stop()
+        server?.waitUntilStopped()
+        for connection in connections {
+            let messages = try connection.readUntilClosed()
+            guard messages.count == 1, case .reply(let reply) = messages[0], case .failure(let error) = reply.result else {
+                return XCTFail("expected one shuttingDown reply, got \(messages)")
+            }
+            XCTAssertEqual(error.code, .shuttingDown)
+            XCTAssertEqual(reply.requestID, 0)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socketPath))
+        XCTAssertEqual(Set(journal.closedConnections), [1, 2, 3])
+    }
+
+    func testTCPListenerServesOnTheBoundPort() throws {
+        var configuration = configuration()
+        configuration.tcpEndpoint = .tcp(host: "127.0.0.1", port: try TestDaemon.freeLoopbackPort())
+        let addresses = try startServer(configuration)
+        let port = try XCTUnwrap(addresses.tcpPort)
+        let connection = try RawConnection(port: port)
+        XCTAssertEqual(try connection.call(.ping).requestID, 1)
+    }
+
+    private func permissions(of path: String) throws -> Int {
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        return try XCTUnwrap(attributes[.posixPermissions] as? Int)
+    }
+}

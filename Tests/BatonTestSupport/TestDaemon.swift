@@ -1,0 +1,261 @@
+import BatonProtocol
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A real `batond` started as a subprocess on a temporary socket (and data directory), for
+/// integration tests. It is killed and its directory removed when the value goes away.
+///
+///     let daemon = try TestDaemon()
+///     let connection = try daemon.connect()
+///     ...
+///     XCTAssertEqual(daemon.stop(), .exited(0))
+public final class TestDaemon: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Also listen on a free loopback TCP port (`tcpPort`).
+        public var listensOnTCP = false
+        /// More `batond` arguments, e.g. `["--session-timeout-min-ms", "50"]`.
+        public var arguments: [String] = []
+        /// Seconds to wait for the daemon to accept connections.
+        public var startTimeoutSeconds: Double = 30
+        public var logLevel = "debug"
+        public init(listensOnTCP: Bool = false, arguments: [String] = []) {
+            self.listensOnTCP = listensOnTCP
+            self.arguments = arguments
+        }
+    }
+
+    /// How a daemon process ended.
+    public enum Termination: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+        public var description: String {
+            switch self {
+            case .exited(let status): return "exited with status \(status)"
+            case .signaled(let signal): return "killed by signal \(signal)"
+            }
+        }
+    }
+
+    public let options: Options
+    /// A fresh directory such as /tmp/baton-test-a1B2c3 holding the socket, the data and the log.
+    public let directory: String
+    /// `<directory>/s.sock`: short enough for `sun_path`.
+    public let socketPath: String
+    /// `<directory>/data`: kept across `restart()`.
+    public let dataDirectory: String
+    /// Where the daemon's standard error goes (appended across restarts).
+    public let logPath: String
+    /// The loopback TCP port when `listensOnTCP` (the same one across restarts).
+    public private(set) var tcpPort: UInt16?
+    private var process: Process?
+
+    public init(_ options: Options = Options()) throws {
+        self.options = options
+        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
+        guard let created = mkdtemp(&template) else {
+            throw TestSupportError.system("mkdtemp: \(String(cString: strerror(errno)))")
+        }
+        directory = String(cString: created)
+        socketPath = directory + "/s.sock"
+        dataDirectory = directory + "/data"
+        logPath = directory + "/batond.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        if options.listensOnTCP { tcpPort = try TestDaemon.freeLoopbackPort() }
+        try start()
+    }
+
+    deinit {
+        if let process, process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The process id of the running daemon (0 when none was started).
+    public var pid: Int32 { process?.processIdentifier ?? 0 }
+    public var isRunning: Bool { process?.isRunning ?? false }
+
+    /// Everything the daemon wrote to standard error so far (all runs): attach it to failures.
+    public var standardError: String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    }
+
+    /// The arguments the daemon is started with.
+    public var arguments: [String] {
+        var arguments = ["--socket", socketPath, "--data-dir", dataDirectory, "--log-level", options.logLevel]
+        if let tcpPort { arguments += ["--listen", "127.0.0.1:\(tcpPort)"] }
+        return arguments + options.arguments
+    }
+
+    /// Starts the daemon (again, after `stop` or `kill`) and waits until it accepts connections.
+    public func start() throws {
+        precondition(!isRunning, "the daemon is already running")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try TestDaemon.executablePath())
+        process.arguments = arguments
+        guard let log = FileHandle(forWritingAtPath: logPath) else {
+            throw TestSupportError.system("cannot open \(logPath)")
+        }
+        log.seekToEndOfFile()
+        process.standardError = log
+        process.standardOutput = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        try? log.close()
+        try waitUntilAccepting()
+    }
+
+    private func waitUntilAccepting() throws {
+        let deadline = RawConnection.monotonicSeconds() + options.startTimeoutSeconds
+        while true {
+            guard let process, process.isRunning else {
+                throw TestSupportError.unexpected("batond exited during start (\(terminationDescription)); its log:\n\(standardError)")
+            }
+            if TestDaemon.accepts(unixPath: socketPath), tcpPort.map(TestDaemon.accepts(tcpPort:)) ?? true {
+                return
+            }
+            guard RawConnection.monotonicSeconds() < deadline else {
+                throw TestSupportError.timedOut("batond did not accept connections on \(socketPath); its log:\n\(standardError)")
+            }
+            usleep(10_000)
+        }
+    }
+
+    private var terminationDescription: String {
+        guard let process, !process.isRunning else { return "running" }
+        return TestDaemon.termination(of: process).description
+    }
+
+    /// Sends a signal to the daemon.
+    public func kill(_ signal: Int32) {
+        guard let process, process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the daemon to end; nil if it is still running after `timeoutSeconds`.
+    public func waitForExit(timeoutSeconds: Double = 10) -> Termination? {
+        guard let process else { return nil }
+        let deadline = RawConnection.monotonicSeconds() + timeoutSeconds
+        while process.isRunning {
+            guard RawConnection.monotonicSeconds() < deadline else { return nil }
+            usleep(5_000)
+        }
+        process.waitUntilExit()
+        return TestDaemon.termination(of: process)
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `timeoutSeconds`. Returns how it ended.
+    @discardableResult
+    public func stop(timeoutSeconds: Double = 10) -> Termination? {
+        guard process != nil else { return nil }
+        kill(SIGTERM)
+        if let termination = waitForExit(timeoutSeconds: timeoutSeconds) { return termination }
+        kill(SIGKILL)
+        return waitForExit(timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Stops (gracefully) and starts again with the same socket, port and data directory.
+    public func restart() throws {
+        stop()
+        try start()
+    }
+
+    /// A new connection over the Unix socket.
+    public func connect() throws -> RawConnection {
+        try RawConnection(unixPath: socketPath)
+    }
+
+    /// A new connection over TCP (the daemon must have been started with `listensOnTCP`).
+    public func connectTCP() throws -> RawConnection {
+        guard let tcpPort else { throw TestSupportError.unexpected("the daemon was started without TCP") }
+        return try RawConnection(port: tcpPort)
+    }
+
+    // MARK: Helpers
+
+    /// Runs `batond` with exactly these arguments to completion (for start-up refusals).
+    public static func runToCompletion(arguments: [String], timeoutSeconds: Double = 30) throws -> (termination: Termination, standardError: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try executablePath())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        let deadline = RawConnection.monotonicSeconds() + timeoutSeconds
+        while process.isRunning {
+            guard RawConnection.monotonicSeconds() < deadline else {
+                Glibc.kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                throw TestSupportError.timedOut("batond \(arguments.joined(separator: " ")) did not exit")
+            }
+            usleep(5_000)
+        }
+        process.waitUntilExit()
+        return (termination(of: process), String(decoding: output, as: UTF8.self))
+    }
+
+    static func termination(of process: Process) -> Termination {
+        process.terminationReason == .uncaughtSignal ? .signaled(process.terminationStatus) : .exited(process.terminationStatus)
+    }
+
+    /// The `batond` built next to the test bundle (the products directory of `swift build`), or
+    /// `$BATOND_PATH`.
+    public static func executablePath() throws -> String {
+        var candidates: [String] = []
+        if let path = ProcessInfo.processInfo.environment["BATOND_PATH"], !path.isEmpty { candidates.append(path) }
+        var directories: [URL] = []
+        if let executable = Bundle.main.executableURL { directories.append(executable.deletingLastPathComponent()) }
+        directories.append(Bundle.main.bundleURL)
+        directories.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            directories.append(bundle.bundleURL.deletingLastPathComponent())
+        }
+        if let first = CommandLine.arguments.first {
+            directories.append(URL(fileURLWithPath: first).deletingLastPathComponent())
+        }
+        candidates += directories.map { $0.appendingPathComponent("batond").path }
+        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw TestSupportError.unexpected("""
+            no batond executable found (looked at \(candidates.joined(separator: ", "))); \
+            build it first (swift build --build-tests builds it with the tests) or set BATOND_PATH
+            """)
+    }
+
+    /// A loopback port that was free a moment ago.
+    public static func freeLoopbackPort() throws -> UInt16 {
+        let descriptor = socket(AF_INET, RawConnection.streamType, 0)
+        guard descriptor >= 0 else { throw TestSupportError.system("socket: \(RawConnection.lastError())") }
+        defer { Glibc.close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw TestSupportError.system("bind 127.0.0.1:0: \(RawConnection.lastError())") }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    static func accepts(unixPath: String) -> Bool {
+        (try? RawConnection(unixPath: unixPath)) != nil
+    }
+
+    static func accepts(tcpPort: UInt16) -> Bool {
+        (try? RawConnection(port: tcpPort)) != nil
+    }
+}
