@@ -1,19 +1,22 @@
 import XCTest
 import Foundation
 import BatonProtocol
+import BatonTestSupport
 @testable import BatonBenchKit
 
 /// Runs the runner's uncontended and contended scenarios briefly against a real batond and checks
 /// that they complete and count correctly (never how fast: machines are noisy).
 final class RunnerSmokeTests: XCTestCase {
-    var daemon: LaunchedDaemon!
+    var daemon: TestDaemon!
 
     override func setUpWithError() throws {
-        daemon = try LaunchedDaemon.start()
+        var options = TestDaemon.Options()
+        options.logLevel = "warning"
+        daemon = try TestDaemon(options)
     }
 
     override func tearDown() {
-        daemon?.stop()
+        _ = daemon?.stop()
         daemon = nil
     }
 
