@@ -137,7 +137,7 @@ public func runComparison(_ settings: ComparisonSettings) -> ComparisonReport {
     for waiters in settings.herdWaiters {
         var handoff = TableRow("5. herd, \(waiters) waiters: release to next holder p50 / p99 µs", higherIsBetter: false)
         var cpu = TableRow("5. herd, \(waiters) waiters: server CPU per release, µs", higherIsBetter: false)
-        var woken = TableRow("5. herd, \(waiters) waiters: clients woken per release", higherIsBetter: false)
+        var woken = TableRow("5. herd, \(waiters) waiters: clients woken per release (Redis: failed SET NX tries; ZooKeeper: watch events)", higherIsBetter: false)
         for column in columns {
             let target = settings.targets[column]!
             let lock = "/bench/herd-\(run)-\(column.rawValue)-\(waiters)"
