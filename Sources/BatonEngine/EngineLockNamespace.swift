@@ -1,0 +1,91 @@
+import BatonLocks
+import BatonNamespace
+import BatonProtocol
+
+/// The lock recipe's view of the embedded namespace: every operation answers at once, and watches
+/// are internal watchers (`Watcher.internal(token)`) whose firing the engine routes back here.
+final class EngineLockNamespace: LockNamespace {
+    let namespace: Namespace
+    /// The time of the engine call in progress: stamps nodes the recipe creates.
+    var now: Time
+    private var nextToken: UInt64 = 1
+    private var watches: [UInt64: LockWatch] = [:]
+
+    init(namespace: Namespace, now: Time) {
+        self.namespace = namespace
+        self.now = now
+    }
+
+    /// Internal watches registered and not fired yet (for tests: they must not leak).
+    var watchCount: Int { watches.count }
+
+    /// An internal watch fired: hand it to the recipe (once).
+    func fire(token: UInt64, type: WatchEventType) {
+        watches.removeValue(forKey: token)?(type)
+    }
+
+    private func register(_ watch: LockWatch?) -> Watcher? {
+        guard let watch else { return nil }
+        let token = nextToken
+        nextToken += 1
+        watches[token] = watch
+        return .internal(token)
+    }
+
+    private func forget(_ watcher: Watcher?) {
+        guard let watcher, case .internal(let token) = watcher else { return }
+        watches[token] = nil
+        namespace.removeWatches(of: watcher)
+    }
+
+    func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64,
+                completion: @escaping (Result<LockCreatedNode, ReplyError>) -> Void) {
+        do throws(ReplyError) {
+            let created = try namespace.create(path, data: data, mode: mode, session: owner, now: now)
+            completion(.success(LockCreatedNode(path: created.path, stat: created.stat)))
+        } catch {
+            completion(.failure(error))
+        }
+    }
+
+    func children(path: String, watch: LockWatch?, completion: @escaping (Result<[String], ReplyError>) -> Void) {
+        let watcher = register(watch)
+        do throws(ReplyError) {
+            completion(.success(try namespace.children(path, watcher: watcher).names))
+        } catch {
+            forget(watcher)
+            completion(.failure(error))
+        }
+    }
+
+    func exists(path: String, watch: LockWatch?, completion: @escaping (Result<Stat?, ReplyError>) -> Void) {
+        let watcher = register(watch)
+        do throws(ReplyError) {
+            let stat = try namespace.exists(path, watcher: watcher)
+            // The recipe only watches nodes for their deletion; a watch on a missing waiter node would
+            // wait for a creation that never comes (sequence names are not reused), so drop it.
+            if stat == nil { forget(watcher) }
+            completion(.success(stat))
+        } catch {
+            forget(watcher)
+            completion(.failure(error))
+        }
+    }
+
+    func getData(path: String, completion: @escaping (Result<[UInt8], ReplyError>) -> Void) {
+        do throws(ReplyError) {
+            completion(.success(try namespace.get(path).data))
+        } catch {
+            completion(.failure(error))
+        }
+    }
+
+    func delete(path: String, expectedVersion: Int32, completion: @escaping (Result<Void, ReplyError>) -> Void) {
+        do throws(ReplyError) {
+            try namespace.delete(path, expectedVersion: expectedVersion, now: now)
+            completion(.success(()))
+        } catch {
+            completion(.failure(error))
+        }
+    }
+}

@@ -1,0 +1,270 @@
+import BatonProtocol
+import DequeModule
+import HeapModule
+
+public struct LockManagerConfiguration: Sendable {
+    /// Waiters (holders included) on one lock: `tooManyWaiters`.
+    public var waitersPerLockMax: Int
+    /// Longest lock path: the waiter node's name must still fit `pathBytesMax`.
+    public var pathBytesMax: Int
+    /// Backoff of retries after the store could not be reached (`.storageFailure`).
+    public var retryMillisecondsMin: UInt64 = 20
+    public var retryMillisecondsMax: UInt64 = 2_000
+    /// Creates of one waiter node (lock directory swept under it, lost replies) before giving up.
+    public var createAttemptsMax: Int = 16
+
+    public init(limits: Limits = .default) {
+        waitersPerLockMax = limits.waitersPerLockMax
+        pathBytesMax = limits.pathBytesMax
+    }
+}
+
+/// Runs the lock recipe for many locks and sessions over a `LockNamespace`.
+///
+/// Theory of operation. An acquire creates the waiter's ephemeral sequential node under the lock node
+/// (created as a container if absent), lists the children once and judges its entitlement from the
+/// names alone: exclusive — first child; shared — no exclusive node before it; semaphore of N — fewer
+/// than N nodes before it. A waiter that is not entitled watches exactly one node: its predecessor
+/// (exclusive) or the nearest earlier exclusive node (shared). When that node goes, the lock is listed
+/// again and judged again, so a release wakes only the waiter(s) it entitles. An entitled waiter is
+/// re-checked (node exists, session alive) at the moment of the grant; the token is the node's creation
+/// transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
+///
+/// Semaphores: with N holders releasing in any order, a waiter cannot know which single node to
+/// watch (its N-th predecessor may stay while an earlier holder leaves). Instead the manager keeps one
+/// children watch per semaphore lock: each change costs one notification and one listing for the
+/// whole lock (not one per waiter), after which exactly the waiters newly inside the first N are
+/// granted. Holders' losses show up in the same listing. Creates also fire that watch, which costs
+/// the manager a listing but wakes no waiter.
+///
+/// Reentrancy: completions and watches may run before the namespace call returns. Every one is queued
+/// and run after the step that caused it, so the recipe never re-enters itself; both delivery modes
+/// see the same ordering. The manager is not thread-safe: drive it from one thread (the event loop).
+///
+/// Results go to an outbox: `takeEffects()`. The manager reads no clock: time comes with each call.
+public final class LockManager<Ticket: Hashable> {
+    public let configuration: LockManagerConfiguration
+    let namespace: LockNamespace
+    let sessionIsAlive: (UInt64) -> Bool
+    /// Called when effects were produced by a namespace callback outside any call into the manager
+    /// (an asynchronous namespace), so the owner knows to `takeEffects()`.
+    public var effectsAvailable: (() -> Void)?
+
+    var effects: [LockEffect<Ticket>] = []
+    var work: Deque<() -> Void> = []
+    var draining = false
+    var nowMilliseconds: UInt64
+    var waiters: [WaiterID: Waiter<Ticket>] = [:]
+    /// Pending (unanswered) acquires.
+    var tickets: [Ticket: WaiterID] = [:]
+    var sessions: [UInt64: Set<WaiterID>] = [:]
+    var locks: [String: LockState] = [:]
+    var nodeWatches: [String: NodeWatch] = [:]
+    var deadlines = Heap<Deadline>()
+    var nextWaiterID: WaiterID = 1
+    var nextDeadlineOrder: UInt64 = 0
+    var nextWatchGeneration: UInt64 = 0
+
+    /// `sessionIsAlive` answers whether a session still lives: asked at the moment of every grant.
+    public init(namespace: LockNamespace, configuration: LockManagerConfiguration = LockManagerConfiguration(),
+                now: Time, sessionIsAlive: @escaping (UInt64) -> Bool) {
+        precondition(configuration.waitersPerLockMax > 0 && configuration.createAttemptsMax > 0)
+        precondition(configuration.retryMillisecondsMin > 0 && configuration.retryMillisecondsMin <= configuration.retryMillisecondsMax)
+        self.namespace = namespace
+        self.configuration = configuration
+        self.sessionIsAlive = sessionIsAlive
+        self.nowMilliseconds = now.monotonicMilliseconds
+    }
+
+    // MARK: Requests
+
+    /// Starts an acquire. The answer is a later `granted` or `failed` effect for `ticket`
+    /// (possibly already in the outbox when this returns).
+    public func acquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String = "", now: Time) {
+        perform(now) {
+            if let refusal = refusal(of: request, ticket: ticket) {
+                emit(.failed(ticket: ticket, error: refusal))
+                return
+            }
+            let lock = lockState(request.path)
+            let waiter = Waiter(id: nextWaiterID, ticket: ticket, session: session, clientName: clientName,
+                                request: request, queuedMilliseconds: nowMilliseconds)
+            nextWaiterID += 1
+            waiters[waiter.id] = waiter
+            tickets[ticket] = waiter.id
+            sessions[session, default: []].insert(waiter.id)
+            lock.members.insert(waiter.id)
+            if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
+            if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
+                schedule(.waitTimeout(waiter.id), at: nowMilliseconds + UInt64(request.waitMilliseconds))
+            }
+            startCreate(waiter, lock)
+        }
+    }
+
+    /// Releases `node` (full path) held or awaited by `session`. Answers `released(ticket)` once the
+    /// node is gone, `failed(ticket, .notHolder)` if the session has no such node, or
+    /// `failed(ticket, .storageFailure)` if the store cannot be reached (the manager keeps retrying).
+    /// Releasing a node still waiting cancels its acquire (`lockCancelled`).
+    public func release(node: String, session: UInt64, ticket: Ticket, now: Time) {
+        perform(now) {
+            let lockPath = LockPath.parent(of: node)
+            guard let lock = locks[lockPath], let name = WaiterName(parsing: LockPath.name(of: node)),
+                  let waiter = localWaiter(lock, name), waiter.session == session else {
+                emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
+                return
+            }
+            switch waiter.phase {
+            case .holding:
+                waiter.releaseTicket = ticket
+                remove(waiter)
+            case .waiting, .granting:
+                waiter.releaseTicket = ticket
+                abandon(waiter, ReplyError(.lockCancelled, "released while waiting"))
+            case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
+                emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
+            }
+        }
+    }
+
+    /// Cancels a pending acquire: it fails with `lockCancelled` and its node is deleted.
+    /// False if `ticket` names no pending acquire (unknown, or already answered).
+    @discardableResult
+    public func cancel(ticket: Ticket, now: Time) -> Bool {
+        var found = false
+        perform(now) {
+            guard let id = tickets[ticket], let waiter = waiters[id], !waiter.answered else { return }
+            found = true
+            abandon(waiter, ReplyError(.lockCancelled))
+        }
+        return found
+    }
+
+    /// The session ended (closed or expired): its pending acquires fail with `sessionExpired`, its holds
+    /// end with `lost(sessionExpired)`, and its nodes are deleted (the namespace may have done it already).
+    public func sessionEnded(_ session: UInt64, now: Time) {
+        perform(now) {
+            for id in (sessions[session] ?? []).sorted() {
+                guard let waiter = waiters[id] else { continue }
+                switch waiter.phase {
+                case .holding:
+                    emitLost(waiter, .sessionExpired)
+                    remove(waiter)
+                case .removing:
+                    break
+                default:
+                    abandon(waiter, ReplyError(.sessionExpired))
+                }
+            }
+        }
+    }
+
+    /// Runs what is due: wait timeouts, leases, retries.
+    public func tick(now: Time) {
+        perform(now) {
+            while let next = deadlines.min, next.atMilliseconds <= nowMilliseconds {
+                _ = deadlines.popMin()
+                run(next.action)
+            }
+        }
+    }
+
+    /// The earliest monotonic time at which `tick` may have work (never later than the true one).
+    public var nextDeadlineMilliseconds: UInt64? { deadlines.min?.atMilliseconds }
+
+    /// Effects produced since the last call, in order.
+    public func takeEffects() -> [LockEffect<Ticket>] {
+        defer { effects.removeAll(keepingCapacity: true) }
+        return effects
+    }
+
+    // MARK: Queries (answered from the manager's own state: the waiters of this sidecar)
+
+    /// Whether `token` is the fencing token of a current holder of the lock at `path`.
+    public func checkToken(path: String, token: UInt64) -> Bool {
+        guard let lock = locks[path] else { return false }
+        return lock.members.contains { id in
+            guard let waiter = waiters[id] else { return false }
+            return waiter.phase == .holding && waiter.token == token
+        }
+    }
+
+    /// Holders and waiters of the lock at `path` in queue order.
+    public func inspect(path: String, now: Time) -> [LockEntry] {
+        guard let lock = locks[path] else { return [] }
+        let now = max(nowMilliseconds, now.monotonicMilliseconds)
+        let queued = lock.members.compactMap { waiters[$0] }.filter { waiter in
+            waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
+        }
+        return queued.sorted { $0.name!.sequence < $1.name!.sequence }.map { waiter in
+            let holding = waiter.phase == .holding
+            let since = holding ? waiter.grantedMilliseconds : waiter.queuedMilliseconds
+            return LockEntry(node: waiter.nodePath!, kind: waiter.kind, position: holding ? .holder : .waiter,
+                             sessionID: waiter.session, clientName: waiter.clientName, token: waiter.token,
+                             ageMilliseconds: now >= since ? now - since : 0)
+        }
+    }
+
+    /// Acquires known to the manager, from request until node deletion (for tests and metrics).
+    public var waiterCount: Int { waiters.count }
+
+    /// Locks with local waiters (for tests and metrics).
+    public var lockCount: Int { locks.count }
+
+    // MARK: Running steps without reentrancy
+
+    /// Runs a request as one step, then every callback it caused.
+    func perform(_ now: Time, _ body: () -> Void) {
+        precondition(!draining, "LockManager is not reentrant: call it from outside its callbacks")
+        nowMilliseconds = max(nowMilliseconds, now.monotonicMilliseconds)
+        draining = true
+        body()
+        drainWork()
+        draining = false
+    }
+
+    /// Queues a namespace callback; runs it at once only if the manager is idle (an asynchronous answer).
+    func submit(_ item: @escaping () -> Void) {
+        work.append(item)
+        guard !draining else { return }
+        draining = true
+        drainWork()
+        draining = false
+        if !effects.isEmpty { effectsAvailable?() }
+    }
+
+    private func drainWork() {
+        while let item = work.popFirst() { item() }
+    }
+
+    func emit(_ effect: LockEffect<Ticket>) {
+        effects.append(effect)
+    }
+
+    private func refusal(of request: LockRequest, ticket: Ticket) -> ReplyError? {
+        if tickets[ticket] != nil { return ReplyError(.invalidArgument, "an acquire with this ticket is pending") }
+        guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
+        if request.path.utf8.count + 1 + WaiterName.nameBytes > configuration.pathBytesMax {
+            return ReplyError(.pathTooLong, "lock path leaves no room for waiter names")
+        }
+        if request.kind == .semaphore && request.permits == 0 {
+            return ReplyError(.invalidArgument, "a semaphore needs at least one permit")
+        }
+        if let lock = locks[request.path], lock.members.count >= configuration.waitersPerLockMax {
+            return ReplyError(.tooManyWaiters, request.path)
+        }
+        return nil
+    }
+
+    func lockState(_ path: String) -> LockState {
+        if let lock = locks[path] { return lock }
+        let lock = LockState(path: path)
+        locks[path] = lock
+        return lock
+    }
+
+    func schedule(_ action: DeadlineAction, at milliseconds: UInt64) {
+        nextDeadlineOrder += 1
+        deadlines.insert(Deadline(atMilliseconds: milliseconds, order: nextDeadlineOrder, action: action))
+    }
+}

@@ -1,0 +1,148 @@
+import BatonProtocol
+import DequeModule
+
+typealias WaiterID = UInt64
+
+/// Where one acquire stands in the recipe.
+enum WaiterPhase: Equatable {
+    /// Waits for an earlier create of the same session on the same lock (see `LockState.creatingSessions`).
+    case queuedForCreate
+    /// Creating the lock node (and missing ancestors) as containers.
+    case ensuringLock
+    /// The waiter node's create is in flight.
+    case creating
+    /// A create's outcome is unknown: looking for the node among the lock's children.
+    case recovering
+    /// The node exists; not entitled yet (watching the node it waits behind) or being judged.
+    case waiting
+    /// Entitled: re-checking that the node exists and the session lives before granting.
+    case granting
+    case holding
+    /// The node is being deleted (release, cancel, timeout, lease, try, refusal); retried until gone.
+    case removing
+}
+
+enum RetryAction {
+    case ensureLock
+    case recover
+    case grantCheck
+    case delete
+}
+
+/// One acquire, from the request until its node is gone.
+final class Waiter<Ticket: Hashable> {
+    let id: WaiterID
+    let ticket: Ticket
+    let session: UInt64
+    let clientName: String
+    let lockPath: String
+    let kind: LockKind
+    let permits: UInt32
+    let isTry: Bool
+    let leaseMilliseconds: UInt32
+    let queuedMilliseconds: UInt64
+
+    var phase: WaiterPhase = .queuedForCreate
+    var name: WaiterName?
+    /// Creation transaction of the node: the fencing token.
+    var token: UInt64 = 0
+    /// The acquire got its reply (granted or failed).
+    var answered = false
+    /// The manager wants this waiter's node gone (its acquire ended without a hold, or the hold ended).
+    var abandoned = false
+    /// Kind, permits and queue bound were checked against the earlier nodes.
+    var kindChecked = false
+    var permitCheckInFlight = false
+    /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
+    var createIssuedListing: UInt64 = 0
+    var createAttempts = 0
+    var holdsCreateSlot = false
+    /// Nodes named like ours that recovery found but that belong to another session.
+    var rejectedNodes: Set<String> = []
+    /// Ancestors still to create as containers, innermost last.
+    var ensureStack: [String] = []
+    var grantedMilliseconds: UInt64 = 0
+    /// The node this waiter waits behind, or (holder) its own node.
+    var watchedPath: String?
+    var retryAction: RetryAction?
+    var retryGeneration: UInt64 = 0
+    var retryDelayMilliseconds: UInt64 = 0
+    var releaseTicket: Ticket?
+    var releaseAnswered = false
+
+    init(id: WaiterID, ticket: Ticket, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
+        self.id = id
+        self.ticket = ticket
+        self.session = session
+        self.clientName = clientName
+        self.lockPath = request.path
+        self.kind = request.kind
+        self.permits = request.kind == .semaphore ? request.permits : 1
+        self.isTry = request.waitMilliseconds == 0
+        self.leaseMilliseconds = request.leaseMilliseconds
+        self.queuedMilliseconds = queuedMilliseconds
+    }
+
+    var nodePath: String? { name.map { lockPath + "/" + $0.name } }
+}
+
+/// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
+final class LockState {
+    let path: String
+    var members: Set<WaiterID> = []
+    /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
+    var bySequence: [UInt64: WaiterID] = [:]
+    /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
+    /// time, so that after a lost reply the one untracked node named with the session is that create's.
+    var creatingSessions: Set<UInt64> = []
+    var createBacklog: Deque<WaiterID> = []
+    /// Local semaphore waiters in any phase (a lock without any never needs a children watch).
+    var semaphoreMembers = 0
+    /// Waiters to judge with the next listing; `judgeEveryone` after a children watch or a failure.
+    var toJudge: Set<WaiterID> = []
+    var judgeEveryone = false
+    var listingsIssued: UInt64 = 0
+    var listingInFlight = false
+    var listingWanted = false
+    var listingRetryScheduled = false
+    var childrenWatchArmed = false
+    var childrenWatchGeneration: UInt64 = 0
+
+    init(path: String) { self.path = path }
+}
+
+/// One exists-watch the manager holds in the namespace, shared by every local waiter interested in the node.
+struct NodeWatch {
+    var interested: Set<WaiterID>
+    let generation: UInt64
+}
+
+enum DeadlineAction {
+    case waitTimeout(WaiterID)
+    case lease(WaiterID)
+    case retry(WaiterID, generation: UInt64)
+    case listing(String)
+}
+
+struct Deadline: Comparable {
+    let atMilliseconds: UInt64
+    let order: UInt64
+    let action: DeadlineAction
+
+    static func < (left: Deadline, right: Deadline) -> Bool {
+        (left.atMilliseconds, left.order) < (right.atMilliseconds, right.order)
+    }
+    static func == (left: Deadline, right: Deadline) -> Bool {
+        left.atMilliseconds == right.atMilliseconds && left.order == right.order
+    }
+}
+
+/// What a listing says about one waiter: whether its node is there and what is before it.
+struct WaiterStanding {
+    var present = false
+    var position = 0
+    var previous: WaiterName?
+    var nearestExclusive: WaiterName?
+    var nearestSemaphore: WaiterName?
+    var exclusiveOrSharedBefore = false
+}

@@ -1,0 +1,28 @@
+/// Path helpers of the recipe (the namespace validates paths fully; these only split them).
+enum LockPath {
+    /// A lock path the recipe accepts: absolute, no empty component, not the root, no trailing slash.
+    static func isValid(_ path: String) -> Bool {
+        let bytes = Array(path.utf8)
+        guard bytes.count >= 2, bytes[0] == UInt8(ascii: "/"), bytes.last != UInt8(ascii: "/") else { return false }
+        var previousWasSlash = false
+        for byte in bytes {
+            let isSlash = byte == UInt8(ascii: "/")
+            if isSlash && previousWasSlash { return false }
+            if byte == 0 { return false }
+            previousWasSlash = isSlash
+        }
+        return true
+    }
+
+    /// Parent of an absolute path ("/" for a top-level node).
+    static func parent(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")), slash != path.utf8.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// Last component of an absolute path.
+    static func name(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
+        return String(path[path.utf8.index(after: slash)...])
+    }
+}

@@ -1,1 +1,0 @@
-// BatonLocks: work in progress

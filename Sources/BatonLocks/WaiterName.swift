@@ -1,0 +1,90 @@
+import BatonProtocol
+
+/// The name of a waiter node: `<marker>-<16 hex digits of the owner session>-<10-digit sequence>`, e.g.
+/// `x-00000000000000a1-0000000041`. The marker says the kind, so every waiter can judge its entitlement
+/// from the child list alone; the session lets a sidecar find its own node again after a create whose
+/// reply was lost. Waiters are ordered by the sequence alone.
+public struct WaiterName: Sendable, Equatable, Hashable {
+    public var kind: LockKind
+    public var session: UInt64
+    public var sequence: UInt64
+
+    public init(kind: LockKind, session: UInt64, sequence: UInt64) {
+        self.kind = kind
+        self.session = session
+        self.sequence = sequence
+    }
+
+    /// 1 marker + dash + 16 hex + dash + 10 digits.
+    static let nameBytes = 1 + 1 + 16 + 1 + 10
+    static let sequenceDigits = 10
+
+    public static func marker(of kind: LockKind) -> UInt8 {
+        switch kind {
+        case .exclusive: UInt8(ascii: "x")
+        case .shared: UInt8(ascii: "r")
+        case .semaphore: UInt8(ascii: "s")
+        }
+    }
+
+    /// What the recipe passes to a sequential create: the name without the sequence.
+    public static func prefix(kind: LockKind, session: UInt64) -> String {
+        let hex = String(session, radix: 16)
+        let padded = String(repeating: "0", count: 16 - hex.utf8.count) + hex
+        return String(decoding: [marker(of: kind)], as: UTF8.self) + "-" + padded + "-"
+    }
+
+    public var name: String {
+        let digits = String(sequence)
+        return WaiterName.prefix(kind: kind, session: session)
+            + String(repeating: "0", count: max(0, WaiterName.sequenceDigits - digits.utf8.count)) + digits
+    }
+
+    /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).
+    public init?(parsing name: String) {
+        var name = name
+        guard let parsed = name.withUTF8({ WaiterName.parse($0) }) else { return nil }
+        self = parsed
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> WaiterName? {
+        guard bytes.count == nameBytes, bytes[1] == UInt8(ascii: "-"), bytes[18] == UInt8(ascii: "-") else { return nil }
+        let kind: LockKind
+        switch bytes[0] {
+        case UInt8(ascii: "x"): kind = .exclusive
+        case UInt8(ascii: "r"): kind = .shared
+        case UInt8(ascii: "s"): kind = .semaphore
+        default: return nil
+        }
+        var session: UInt64 = 0
+        for index in 2..<18 {
+            let byte = bytes[index]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte &- UInt8(ascii: "a") &+ 10
+            default: return nil
+            }
+            session = session << 4 | UInt64(digit)
+        }
+        var sequence: UInt64 = 0
+        for index in 19..<nameBytes {
+            let byte = bytes[index]
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+            sequence = sequence * 10 + UInt64(byte &- UInt8(ascii: "0"))
+        }
+        return WaiterName(kind: kind, session: session, sequence: sequence)
+    }
+
+    /// A semaphore waiter's node data: its permit count, 4 bytes big-endian, so that a waiter asking
+    /// for a different count is refused with `lockKindMismatch`.
+    public static func permitData(_ permits: UInt32) -> [UInt8] {
+        [UInt8(truncatingIfNeeded: permits >> 24), UInt8(truncatingIfNeeded: permits >> 16),
+         UInt8(truncatingIfNeeded: permits >> 8), UInt8(truncatingIfNeeded: permits)]
+    }
+
+    public static func permits(fromData data: [UInt8]) -> UInt32? {
+        guard data.count == 4 else { return nil }
+        return data.reduce(0) { $0 << 8 | UInt32($1) }
+    }
+}

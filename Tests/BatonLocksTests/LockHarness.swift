@@ -1,0 +1,98 @@
+import BatonLocks
+import BatonProtocol
+import XCTest
+
+/// Sessions known to be alive, shared by the harness and the manager's liveness question.
+final class SessionTable {
+    var alive: Set<UInt64> = []
+}
+
+/// A lock manager over a `MemoryLockNamespace` with a fake clock. Tickets are plain integers.
+final class LockHarness {
+    let namespace: MemoryLockNamespace
+    let sessions = SessionTable()
+    let manager: LockManager<Int>
+    private(set) var nowMilliseconds: UInt64 = 1_000
+    private var collected: [LockEffect<Int>] = []
+
+    init(_ delivery: MemoryLockNamespace.Delivery, configuration: LockManagerConfiguration = LockManagerConfiguration()) {
+        namespace = MemoryLockNamespace(delivery: delivery)
+        let sessions = self.sessions
+        manager = LockManager(namespace: namespace, configuration: configuration, now: Time(milliseconds: 1_000),
+                              sessionIsAlive: { sessions.alive.contains($0) })
+    }
+
+    var now: Time { Time(milliseconds: nowMilliseconds) }
+
+    /// Delivers every queued namespace answer and collects the manager's effects.
+    func settle() {
+        namespace.deliverAll()
+        collected += manager.takeEffects()
+    }
+
+    /// Effects since the last call.
+    func takeEffects() -> [LockEffect<Int>] {
+        settle()
+        defer { collected = [] }
+        return collected
+    }
+
+    func acquire(_ ticket: Int, session: UInt64, path: String = "/locks/a", kind: LockKind = .exclusive, permits: UInt32 = 1,
+                 waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, settle: Bool = true) {
+        sessions.alive.insert(session)
+        manager.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
+                                    leaseMilliseconds: leaseMilliseconds),
+                        ticket: ticket, session: session, clientName: "client-\(session)", now: now)
+        if settle { self.settle() }
+    }
+
+    func release(_ node: String, session: UInt64, ticket: Int) {
+        manager.release(node: node, session: session, ticket: ticket, now: now)
+        settle()
+    }
+
+    func advance(_ milliseconds: UInt64) {
+        nowMilliseconds += milliseconds
+        manager.tick(now: now)
+        settle()
+    }
+
+    /// The session's process died: its ephemerals go and the manager is told.
+    func endSession(_ session: UInt64) {
+        sessions.alive.remove(session)
+        namespace.endSession(session)
+        namespace.deliverAll()
+        manager.sessionEnded(session, now: now)
+        settle()
+    }
+
+    /// Waiter nodes of a lock in queue order.
+    func waiterNodes(_ path: String = "/locks/a") -> [String] {
+        namespace.childNames(path).filter { WaiterName(parsing: $0) != nil }
+            .sorted { WaiterName(parsing: $0)!.sequence < WaiterName(parsing: $1)!.sequence }
+    }
+}
+
+extension Array where Element == LockEffect<Int> {
+    var grants: [(ticket: Int, node: String, token: UInt64)] {
+        compactMap { if case .granted(let ticket, let node, let token) = $0 { (ticket, node, token) } else { nil } }
+    }
+    var grantedTickets: [Int] { grants.map(\.ticket) }
+    var failures: [Int: ErrorCode] {
+        var result: [Int: ErrorCode] = [:]
+        for case .failed(let ticket, let error) in self { result[ticket] = error.code }
+        return result
+    }
+    var losses: [(node: String, reason: LockLostReason)] {
+        compactMap { if case .lost(_, let node, _, let reason) = $0 { (node, reason) } else { nil } }
+    }
+    var releasedTickets: [Int] {
+        compactMap { if case .released(let ticket) = $0 { ticket } else { nil } }
+    }
+}
+
+/// Runs a test body with answers delivered at once and with answers deferred.
+func forEachDelivery(_ body: (MemoryLockNamespace.Delivery) throws -> Void) rethrows {
+    try body(.immediate)
+    try body(.deferred)
+}

@@ -1,0 +1,449 @@
+import BatonLocks
+import BatonProtocol
+import XCTest
+
+final class LockManagerTests: XCTestCase {
+    func testWaiterNamesRoundTripAndOrderBySequence() {
+        let name = WaiterName(kind: .shared, session: 0xA1, sequence: 41)
+        XCTAssertEqual(name.name, "r-00000000000000a1-0000000041")
+        XCTAssertEqual(WaiterName(parsing: name.name), name)
+        XCTAssertNil(WaiterName(parsing: "q-00000000000000a1-0000000041"))
+        XCTAssertNil(WaiterName(parsing: "x-00000000000000a1-000000004"))
+        XCTAssertNil(WaiterName(parsing: "x-00000000000000A1-0000000041"))
+        XCTAssertEqual(WaiterName.permits(fromData: WaiterName.permitData(70_000)), 70_000)
+        XCTAssertNil(WaiterName.permits(fromData: [1, 2]))
+    }
+
+    func testGrantsFollowQueueOrderFor100Waiters() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            for index in 0..<100 { harness.acquire(index, session: UInt64(index + 1)) }
+            var grants = harness.takeEffects().grants
+            XCTAssertEqual(grants.map(\.ticket), [0], "\(delivery)")
+            for index in 0..<100 {
+                harness.release(grants[0].node, session: UInt64(index + 1), ticket: 1_000 + index)
+                let effects = harness.takeEffects()
+                XCTAssertEqual(effects.releasedTickets, [1_000 + index])
+                grants = effects.grants
+                XCTAssertEqual(grants.map(\.ticket), index < 99 ? [index + 1] : [], "\(delivery) after release \(index)")
+            }
+            XCTAssertEqual(harness.waiterNodes(), [])
+            XCTAssertEqual(harness.manager.waiterCount, 0)
+            XCTAssertNil(harness.namespace.nodes["/locks/a"], "the container goes with its last waiter")
+        }
+    }
+
+    func testReadersShareAndAWriterWaitsForEarlierReadersAndBlocksLaterOnes() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, kind: .shared)
+            harness.acquire(2, session: 2, kind: .shared)
+            harness.acquire(3, session: 3, kind: .exclusive)
+            harness.acquire(4, session: 4, kind: .shared)
+            let first = harness.takeEffects().grants
+            XCTAssertEqual(first.map(\.ticket), [1, 2], "\(delivery): readers share")
+            harness.release(first[1].node, session: 2, ticket: 20)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [], "the writer waits for every earlier reader")
+            harness.release(first[0].node, session: 1, ticket: 10)
+            let writer = harness.takeEffects().grants
+            XCTAssertEqual(writer.map(\.ticket), [3])
+            XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).map(\.position), [.holder, .waiter])
+            harness.release(writer[0].node, session: 3, ticket: 30)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [4], "the later reader waited for the writer")
+        }
+    }
+
+    func testExclusiveAndSharedMixWithoutOverlap() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, kind: .exclusive)
+            harness.acquire(2, session: 2, kind: .shared)
+            harness.acquire(3, session: 3, kind: .shared)
+            let holder = harness.takeEffects().grants
+            XCTAssertEqual(holder.map(\.ticket), [1])
+            harness.release(holder[0].node, session: 1, ticket: 10)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [2, 3], "\(delivery): the run of readers wakes together")
+        }
+    }
+
+    func testSemaphoreHoldsNAndEachReleaseGrantsExactlyOne() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            for index in 1...6 { harness.acquire(index, session: UInt64(index), kind: .semaphore, permits: 3) }
+            let holders = harness.takeEffects().grants
+            XCTAssertEqual(holders.map(\.ticket), [1, 2, 3], "\(delivery)")
+            harness.release(holders[1].node, session: 2, ticket: 20)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [4], "a middle holder's release grants one")
+            harness.release(holders[2].node, session: 3, ticket: 30)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [5])
+            harness.release(holders[0].node, session: 1, ticket: 10)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [6])
+            let entries = harness.manager.inspect(path: "/locks/a", now: harness.now)
+            XCTAssertEqual(entries.map(\.position), [.holder, .holder, .holder])
+        }
+    }
+
+    func testSemaphoreRefusesOtherPermitsAndOtherKinds() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, kind: .semaphore, permits: 2)
+            harness.acquire(2, session: 2, kind: .semaphore, permits: 3)
+            harness.acquire(3, session: 3, kind: .exclusive)
+            harness.acquire(4, session: 4, path: "/locks/b", kind: .shared)
+            harness.acquire(5, session: 5, path: "/locks/b", kind: .semaphore, permits: 2)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [1, 4], "\(delivery)")
+            XCTAssertEqual(effects.failures, [2: .lockKindMismatch, 3: .lockKindMismatch, 5: .lockKindMismatch])
+            XCTAssertEqual(harness.waiterNodes().count, 1, "refused waiters leave no node")
+            XCTAssertEqual(harness.waiterNodes("/locks/b").count, 1)
+        }
+    }
+
+    func testSemaphorePermitsOfANodeFromAnotherSidecarAreReadFromItsData() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.namespace.createNow("/locks", mode: .container, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .container, owner: 0)
+            // A waiter created by another sidecar: the manager does not know it.
+            harness.namespace.createNow("/locks/a/" + WaiterName.prefix(kind: .semaphore, session: 77),
+                                        data: WaiterName.permitData(2), mode: .ephemeralSequential, owner: 77)
+            harness.acquire(1, session: 1, kind: .semaphore, permits: 5)
+            harness.acquire(2, session: 2, kind: .semaphore, permits: 2)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [1: .lockKindMismatch], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [2])
+        }
+    }
+
+    func testTryFailsAtOnceWhenHeldAndLeavesNoNode() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2, waitMilliseconds: 0)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [1], "\(delivery)")
+            XCTAssertEqual(effects.failures, [2: .lockBusy])
+            XCTAssertEqual(harness.waiterNodes().count, 1)
+            harness.acquire(3, session: 3, path: "/locks/free", waitMilliseconds: 0)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [3], "try succeeds when free")
+        }
+    }
+
+    func testTimeoutsAndCancelsMidQueueCloseTheGap() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            harness.acquire(3, session: 3, waitMilliseconds: 500)
+            harness.acquire(4, session: 4)
+            harness.acquire(5, session: 5, waitMilliseconds: 800)
+            harness.acquire(6, session: 6)
+            let holder = harness.takeEffects().grants
+            XCTAssertEqual(holder.map(\.ticket), [1])
+            XCTAssertTrue(harness.manager.cancel(ticket: 4, now: harness.now))
+            XCTAssertFalse(harness.manager.cancel(ticket: 1, now: harness.now), "a granted acquire cannot be cancelled")
+            harness.advance(500)
+            XCTAssertEqual(harness.manager.nextDeadlineMilliseconds, harness.nowMilliseconds + 300)
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [4: .lockCancelled, 3: .lockTimeout], "\(delivery)")
+            XCTAssertEqual(harness.waiterNodes().count, 4)
+            let watchesBefore = harness.namespace.watchNotifications
+            harness.release(holder[0].node, session: 1, ticket: 10)
+            let second = harness.takeEffects().grants
+            XCTAssertEqual(second.map(\.ticket), [2])
+            XCTAssertEqual(harness.namespace.watchNotifications - watchesBefore, 1)
+            harness.advance(300)
+            XCTAssertEqual(harness.takeEffects().failures, [5: .lockTimeout])
+            harness.release(second[0].node, session: 2, ticket: 20)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [6], "nobody skipped, nobody granted twice")
+            XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).count, 1)
+        }
+    }
+
+    func testSessionEndingWhileWaitingAndWhileHolding() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            harness.acquire(3, session: 3)
+            let holder = harness.takeEffects().grants[0]
+            harness.endSession(2)
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [2: .sessionExpired], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [])
+            harness.endSession(1)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [3], "the lock passes on at once")
+            XCTAssertEqual(effects.losses.map(\.node), [holder.node])
+            XCTAssertEqual(effects.losses.map(\.reason), [.sessionExpired])
+            XCTAssertEqual(harness.manager.waiterCount, 1)
+        }
+    }
+
+    func testGrantIsRefusedWhenTheSessionDiedBeforeItsTurn() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            harness.acquire(3, session: 3)
+            let holder = harness.takeEffects().grants[0]
+            harness.sessions.alive.remove(2) // expired, but the store has not removed its node yet
+            harness.release(holder.node, session: 1, ticket: 10)
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [2: .sessionExpired], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [3])
+            harness.endSession(2)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.count, 0)
+        }
+    }
+
+    func testLeaseExpiryEndsTheHoldAndGrantsTheNext() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, leaseMilliseconds: 1_000)
+            harness.acquire(2, session: 2)
+            let holder = harness.takeEffects().grants[0]
+            harness.advance(999)
+            XCTAssertEqual(harness.takeEffects().count, 0)
+            harness.advance(1)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.losses.map(\.node), [holder.node], "\(delivery)")
+            XCTAssertEqual(effects.losses.map(\.reason), [.leaseExpired])
+            XCTAssertEqual(effects.grantedTickets, [2])
+            XCTAssertFalse(harness.manager.checkToken(path: "/locks/a", token: holder.token))
+            harness.release(holder.node, session: 1, ticket: 10)
+            XCTAssertEqual(harness.takeEffects().failures, [10: .notHolder])
+        }
+    }
+
+    func testNodeDeletedBySomeoneElseIsALostHold() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            harness.acquire(3, session: 3, path: "/locks/s", kind: .semaphore, permits: 2)
+            let holders = harness.takeEffects().grants
+            XCTAssertEqual(holders.map(\.ticket), [1, 3])
+            harness.namespace.deleteNow(holders[0].node)
+            harness.namespace.deleteNow(holders[1].node)
+            harness.settle()
+            let effects = harness.takeEffects()
+            XCTAssertEqual(Set(effects.losses.map(\.node)), Set(holders.map(\.node)), "\(delivery)")
+            XCTAssertEqual(Set(effects.losses.map(\.reason)), [.nodeDeleted])
+            XCTAssertEqual(effects.grantedTickets, [2])
+        }
+    }
+
+    func testOneWatchNotificationPerReleaseWhateverTheQueueLength() {
+        forEachDelivery { delivery in
+            for (length, kind) in [(10, LockKind.exclusive), (1_000, .exclusive), (10, .semaphore), (1_000, .semaphore)] {
+                let harness = LockHarness(delivery)
+                for index in 0..<length { harness.acquire(index, session: UInt64(index + 1), kind: kind, permits: 2) }
+                var holders = harness.takeEffects().grants
+                for round in 0..<5 {
+                    let before = harness.namespace.watchNotifications
+                    let released = holders.removeFirst()
+                    harness.release(released.node, session: UInt64(released.ticket + 1), ticket: 10_000 + round)
+                    XCTAssertEqual(harness.namespace.watchNotifications - before, 1, "\(delivery) \(kind) \(length) waiters")
+                    let granted = harness.takeEffects().grants
+                    XCTAssertEqual(granted.count, 1)
+                    holders += granted
+                }
+            }
+        }
+    }
+
+    func testTokensStrictlyIncreaseAndCheckTokenKnowsCurrentHolders() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            var tokens: [UInt64] = []
+            for index in 0..<20 { harness.acquire(index, session: 1 + UInt64(index % 3)) }
+            for index in 0..<20 {
+                let grant = harness.takeEffects().grants
+                XCTAssertEqual(grant.map(\.ticket), [index], "\(delivery)")
+                tokens.append(grant[0].token)
+                XCTAssertTrue(harness.manager.checkToken(path: "/locks/a", token: grant[0].token))
+                harness.release(grant[0].node, session: 1 + UInt64(index % 3), ticket: 100 + index)
+                XCTAssertFalse(harness.manager.checkToken(path: "/locks/a", token: grant[0].token))
+            }
+            XCTAssertEqual(tokens, tokens.sorted())
+            XCTAssertEqual(Set(tokens).count, tokens.count)
+        }
+    }
+
+    func testInspectListsHoldersAndWaitersWithAges() {
+        let harness = LockHarness(.immediate)
+        harness.acquire(1, session: 0xA)
+        harness.advance(250)
+        harness.acquire(2, session: 0xB, kind: .exclusive)
+        let token = harness.takeEffects().grants[0].token
+        harness.advance(100)
+        let entries = harness.manager.inspect(path: "/locks/a", now: harness.now)
+        XCTAssertEqual(entries.map(\.sessionID), [0xA, 0xB])
+        XCTAssertEqual(entries.map(\.position), [.holder, .waiter])
+        XCTAssertEqual(entries.map(\.clientName), ["client-10", "client-11"])
+        XCTAssertEqual(entries.map(\.ageMilliseconds), [350, 100])
+        XCTAssertEqual(entries[0].token, token)
+        XCTAssertEqual(entries[0].node, "/locks/a/" + WaiterName(kind: .exclusive, session: 0xA, sequence: 0).name)
+        XCTAssertEqual(harness.manager.inspect(path: "/locks/none", now: harness.now), [])
+    }
+
+    func testReleaseOfAForeignOrUnknownNodeIsNotHolderAndReleaseOfAWaiterCancelsIt() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            let holder = harness.takeEffects().grants[0]
+            harness.release(holder.node, session: 2, ticket: 10)
+            harness.release("/locks/a/x-0000000000000001-0000000099", session: 1, ticket: 11)
+            harness.release("/nowhere", session: 1, ticket: 12)
+            XCTAssertEqual(harness.takeEffects().failures, [10: .notHolder, 11: .notHolder, 12: .notHolder], "\(delivery)")
+            let waiting = "/locks/a/" + harness.waiterNodes()[1]
+            harness.release(waiting, session: 2, ticket: 13)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [2: .lockCancelled])
+            XCTAssertEqual(effects.releasedTickets, [13])
+            XCTAssertEqual(harness.waiterNodes().count, 1)
+        }
+    }
+
+    func testBadRequestsGetNamedErrors() {
+        var configuration = LockManagerConfiguration()
+        configuration.waitersPerLockMax = 3
+        let harness = LockHarness(.immediate, configuration: configuration)
+        harness.acquire(1, session: 1, path: "locks")
+        harness.acquire(2, session: 1, path: "/locks//a")
+        harness.acquire(3, session: 1, path: "/")
+        harness.acquire(4, session: 1, kind: .semaphore, permits: 0)
+        harness.acquire(5, session: 1, path: "/" + String(repeating: "p", count: 1_000))
+        for index in 6...9 { harness.acquire(index, session: UInt64(index)) }
+        harness.acquire(7, session: 1, path: "/locks/other")
+        let effects = harness.takeEffects()
+        XCTAssertEqual(effects.failures, [1: .invalidPath, 2: .invalidPath, 3: .invalidPath, 4: .invalidArgument,
+                                          5: .pathTooLong, 9: .tooManyWaiters, 7: .invalidArgument],
+                       "a second acquire with a pending ticket is refused")
+        XCTAssertEqual(effects.grantedTickets, [6])
+        XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).count, 3,
+                       "the refused duplicate did not disturb the pending acquire")
+    }
+
+    func testLockNodeAndMissingAncestorsAreCreatedAsContainers() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, path: "/app/locks/orders")
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [1], "\(delivery)")
+            XCTAssertEqual(harness.namespace.nodes["/app"]?.stat.kind, .container)
+            XCTAssertEqual(harness.namespace.nodes["/app/locks/orders"]?.stat.kind, .container)
+        }
+    }
+
+    func testContainerSweptBetweenCreatesIsCreatedAgain() {
+        let harness = LockHarness(.deferred)
+        harness.acquire(1, session: 1)
+        let holder = harness.takeEffects().grants[0]
+        // Session 2's create is answered with "no node" because the container went before it ran.
+        harness.acquire(2, session: 2, settle: false)
+        harness.release(holder.node, session: 1, ticket: 10)
+        harness.namespace.deliverAll()
+        let effects = harness.takeEffects()
+        XCTAssertEqual(effects.grantedTickets, [2])
+        XCTAssertEqual(harness.waiterNodes().count, 1)
+    }
+
+    func testCreateWhoseReplyWasLostIsFoundAgainWithoutAnOrphan() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            var lose = true
+            harness.namespace.faults = { operation, _ in
+                guard operation == .create, lose else { return nil }
+                lose = false
+                return .replyLost
+            }
+            harness.acquire(2, session: 2)
+            XCTAssertEqual(harness.waiterNodes().count, 2, "\(delivery): the create happened")
+            harness.advance(1_000)
+            XCTAssertEqual(harness.waiterNodes().count, 2, "the node was adopted, not created again")
+            let holder = harness.takeEffects().grants[0]
+            harness.release(holder.node, session: 1, ticket: 10)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [2])
+        }
+    }
+
+    func testRecoveryAdoptsOnlyANodeOwnedByTheSameSession() throws {
+        try forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.namespace.createNow("/locks", mode: .container, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .container, owner: 0)
+            // Named for session 2 but owned by session 9 (say, a sidecar's earlier incarnation).
+            let impostor = harness.namespace.createNow("/locks/a/" + WaiterName.prefix(kind: .exclusive, session: 2),
+                                                       mode: .ephemeralSequential, owner: 9)
+            var fail = true
+            harness.namespace.faults = { operation, _ in
+                guard operation == .create, fail else { return nil }
+                fail = false
+                return .unreachable
+            }
+            harness.acquire(2, session: 2)
+            harness.advance(1_000)
+            let nodes = harness.waiterNodes()
+            XCTAssertEqual(nodes.count, 2, "\(delivery): a fresh node was created")
+            XCTAssertEqual("/locks/a/" + nodes[0], try impostor.get().path)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [])
+            harness.namespace.deleteNow(try impostor.get().path)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [2])
+        }
+    }
+
+    func testReleaseThatCannotReachTheStoreIsReportedAndRetried() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            let holder = harness.takeEffects().grants[0]
+            var unreachable = true
+            harness.namespace.faults = { operation, _ in operation == .delete && unreachable ? .unreachable : nil }
+            harness.release(holder.node, session: 1, ticket: 10)
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [10: .storageFailure], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [])
+            XCTAssertFalse(harness.manager.checkToken(path: "/locks/a", token: holder.token))
+            harness.advance(1_000)
+            XCTAssertEqual(harness.waiterNodes().count, 2, "still unreachable")
+            unreachable = false
+            harness.advance(5_000)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [2])
+            XCTAssertEqual(effects.releasedTickets, [], "the client was already told")
+            XCTAssertEqual(harness.waiterNodes().count, 1)
+        }
+    }
+
+    func testCallbacksArrivingLaterAreEquivalentToImmediateOnes() {
+        // Interleave requests with partial delivery: the outcome must match the immediate run.
+        // (The lock node exists: acquires racing to create it are concurrent and may enter in any order.)
+        func run(_ delivery: MemoryLockNamespace.Delivery, stepDelivery: Int) -> [Int] {
+            let harness = LockHarness(delivery)
+            harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+            var order: [Int] = []
+            for index in 0..<30 {
+                harness.acquire(index, session: UInt64(index + 1), kind: index % 4 == 0 ? .exclusive : .shared, settle: false)
+                for _ in 0..<stepDelivery { harness.namespace.deliverOne() }
+            }
+            harness.settle()
+            var held = harness.takeEffects().grants
+            while !held.isEmpty {
+                order += held.map(\.ticket)
+                for grant in held { harness.release(grant.node, session: UInt64(grant.ticket + 1), ticket: 1_000 + grant.ticket) }
+                held = harness.takeEffects().grants
+            }
+            return order
+        }
+        let expected = run(.immediate, stepDelivery: 0)
+        XCTAssertEqual(expected, Array(0..<30))
+        for step in 0..<4 { XCTAssertEqual(run(.deferred, stepDelivery: step), expected, "step \(step)") }
+    }
+}

@@ -1,0 +1,299 @@
+import BatonLocks
+import BatonProtocol
+
+/// A small deterministic generator (SplitMix64): the whole run follows from the seed.
+struct SimulationRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var value = state
+        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
+        return value ^ (value >> 31)
+    }
+
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+}
+
+/// Drives a `LockManager` over a `MemoryLockNamespace` with random acquires, releases, timeouts,
+/// cancels, session deaths, leases, deletions by others and lost store replies, checking after every
+/// step that no two holders conflict, that every grant was the waiter's turn, that tokens increase,
+/// and at the end that every acquire was answered exactly once and no node was left behind.
+/// A failure names the seed: `LockSimulation(seed:delivery:).run()` replays it.
+final class LockSimulation {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private struct LockSpecification {
+        var path: String
+        var kinds: [LockKind]
+        var permits: UInt32
+    }
+
+    private struct Pending {
+        var lock: Int
+        var session: UInt64
+    }
+
+    private struct Holder {
+        var lock: Int
+        var session: UInt64
+        var kind: LockKind
+        var name: WaiterName
+    }
+
+    let seed: UInt64
+    let delivery: MemoryLockNamespace.Delivery
+    private var random: SimulationRandom
+    private let namespace: MemoryLockNamespace
+    private let sessionTable = SessionTable()
+    private let manager: LockManager<Int>
+    private var nowMilliseconds: UInt64 = 10_000
+    private let locks = [
+        LockSpecification(path: "/sim/a", kinds: [.exclusive, .shared, .shared], permits: 1),
+        LockSpecification(path: "/sim/b", kinds: [.semaphore], permits: 2),
+        LockSpecification(path: "/sim/c/d", kinds: [.exclusive], permits: 1),
+    ]
+    private var liveSessions: [UInt64] = []
+    private var nextSession: UInt64 = 1
+    private var nextTicket = 1
+    private var pending: [Int: Pending] = [:]
+    private var releaseTickets: Set<Int> = []
+    private var holders: [String: Holder] = [:]
+    private var lastGrantSequence: [Int: UInt64] = [:]
+    private var lastGrantToken: [Int: UInt64] = [:]
+    /// Creation transaction of each lock node: a container swept and created again restarts its sequence.
+    private var lockIncarnation: [Int: UInt64] = [:]
+    /// Lost replies make a waiter come back late: readers and semaphore permits may then be granted
+    /// out of queue order (still entitled), so strict order is only checked in runs without faults.
+    private let faulty: Bool
+    private var faultsActive = false
+    private(set) var grantCount = 0
+    /// Prints every action and effect (for replaying a failing seed).
+    var trace = false
+    private var step = 0
+
+    init(seed: UInt64, delivery: MemoryLockNamespace.Delivery) {
+        self.seed = seed
+        self.delivery = delivery
+        random = SimulationRandom(seed: seed)
+        namespace = MemoryLockNamespace(delivery: delivery)
+        let sessions = sessionTable
+        manager = LockManager(namespace: namespace, now: Time(milliseconds: 10_000),
+                              sessionIsAlive: { sessions.alive.contains($0) })
+        faulty = random.chance(30)
+        for _ in 0..<4 { openSession() }
+        namespace.faults = { [unowned self] operation, _ in
+            guard self.faultsActive else { return nil }
+            switch operation {
+            case .create: return self.random.chance(20) ? (self.random.chance(50) ? .replyLost : .unreachable) : nil
+            case .delete: return self.random.chance(20) ? .unreachable : nil
+            default: return nil
+            }
+        }
+    }
+
+    private var now: Time { Time(milliseconds: nowMilliseconds) }
+
+    private func fail(_ message: String) -> Failure {
+        Failure(description: "LockSimulation seed \(seed) (\(delivery)) step \(step): \(message)")
+    }
+
+    private func openSession() {
+        liveSessions.append(nextSession)
+        sessionTable.alive.insert(nextSession)
+        nextSession += 1
+    }
+
+    func run(steps: Int) throws {
+        for index in 0..<steps {
+            step = index
+            try randomStep()
+            try absorbEffects()
+        }
+        try finish()
+    }
+
+    private func randomStep() throws {
+        let roll = random.below(100)
+        switch roll {
+        case 0..<30: acquire()
+        case 30..<48: releaseSomeHolder()
+        case 48..<52: cancelSomePending()
+        case 52..<55: killSomeSession()
+        case 55..<57: deleteSomeHolderNode()
+        case 57..<72:
+            nowMilliseconds += UInt64(1 + random.below(300))
+            note("tick \(nowMilliseconds)")
+            manager.tick(now: now)
+        case 72..<74 where faulty:
+            faultsActive.toggle()
+        default:
+            for _ in 0..<(1 + random.below(6)) { namespace.deliverOne() }
+        }
+    }
+
+    private func acquire() {
+        let lockIndex = random.below(locks.count)
+        let specification = locks[lockIndex]
+        let session = liveSessions[random.below(liveSessions.count)]
+        let kind = specification.kinds[random.below(specification.kinds.count)]
+        let waitMilliseconds: UInt32 = random.chance(70) ? LockRequest.waitForever
+            : random.chance(50) ? 0 : UInt32(1 + random.below(500))
+        let leaseMilliseconds: UInt32 = random.chance(20) ? UInt32(50 + random.below(1_000)) : 0
+        let ticket = nextTicket
+        nextTicket += 1
+        pending[ticket] = Pending(lock: lockIndex, session: session)
+        note("acquire \(ticket) \(specification.path) \(kind) session \(session) wait \(waitMilliseconds) lease \(leaseMilliseconds)")
+        manager.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
+                                    waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds),
+                        ticket: ticket, session: session, clientName: "s\(session)", now: now)
+    }
+
+    private func someHolder() -> (node: String, holder: Holder)? {
+        guard !holders.isEmpty else { return nil }
+        let nodes = holders.keys.sorted()
+        let node = nodes[random.below(nodes.count)]
+        return (node, holders[node]!)
+    }
+
+    private func releaseSomeHolder() {
+        guard let (node, holder) = someHolder() else { return }
+        holders[node] = nil // the client stops using the lock when it asks to release it
+        let ticket = nextTicket
+        nextTicket += 1
+        releaseTickets.insert(ticket)
+        note("release \(node) ticket \(ticket)")
+        manager.release(node: node, session: holder.session, ticket: ticket, now: now)
+    }
+
+    private func cancelSomePending() {
+        guard !pending.isEmpty else { return }
+        let tickets = pending.keys.sorted()
+        let ticket = tickets[random.below(tickets.count)]
+        note("cancel \(ticket)")
+        _ = manager.cancel(ticket: ticket, now: now)
+    }
+
+    private func killSomeSession() {
+        guard liveSessions.count > 1 else { return }
+        let session = liveSessions.remove(at: random.below(liveSessions.count))
+        note("session \(session) dies")
+        sessionTable.alive.remove(session)
+        for (node, holder) in holders where holder.session == session { holders[node] = nil }
+        namespace.endSession(session)
+        manager.sessionEnded(session, now: now)
+        openSession()
+    }
+
+    private func deleteSomeHolderNode() {
+        guard let (node, _) = someHolder() else { return }
+        holders[node] = nil
+        note("someone deletes \(node)")
+        namespace.deleteNow(node)
+    }
+
+    private func note(_ text: @autoclosure () -> String) {
+        if trace { print("[\(step)] \(text())") }
+    }
+
+    private func absorbEffects() throws {
+        for effect in manager.takeEffects() {
+            note("effect \(effect)")
+            switch effect {
+            case .granted(let ticket, let node, let token):
+                try granted(ticket: ticket, node: node, token: token)
+            case .failed(let ticket, _):
+                if pending.removeValue(forKey: ticket) == nil && !releaseTickets.contains(ticket) {
+                    throw fail("failure for ticket \(ticket), which is not pending")
+                }
+            case .released(let ticket):
+                guard releaseTickets.contains(ticket) else { throw fail("released an unknown ticket \(ticket)") }
+            case .lost(_, let node, _, _):
+                holders[node] = nil
+            }
+        }
+    }
+
+    private func granted(ticket: Int, node: String, token: UInt64) throws {
+        guard let request = pending.removeValue(forKey: ticket) else {
+            throw fail("grant for ticket \(ticket), which is not pending")
+        }
+        let specification = locks[request.lock]
+        guard let name = WaiterName(parsing: String(node.split(separator: "/").last!)),
+              node.hasPrefix(specification.path + "/") else {
+            throw fail("grant of \(node) for a request on \(specification.path)")
+        }
+        grantCount += 1
+        let others = holders.values.filter { $0.lock == request.lock }
+        switch name.kind {
+        case .exclusive:
+            if !others.isEmpty { throw fail("exclusive grant \(node) while \(others.count) hold \(specification.path)") }
+        case .shared:
+            if others.contains(where: { $0.kind == .exclusive }) { throw fail("shared grant \(node) while a writer holds") }
+        case .semaphore:
+            if others.count >= Int(specification.permits) { throw fail("semaphore grant \(node) beyond \(specification.permits) permits") }
+        }
+        // It was the waiter's turn: the nodes still before it are ones it may share with.
+        let before = namespace.childNames(specification.path).compactMap(WaiterName.init(parsing:))
+            .filter { $0.sequence < name.sequence }
+        switch name.kind {
+        case .exclusive where !before.isEmpty, .shared where before.contains(where: { $0.kind == .exclusive }):
+            throw fail("grant \(node) jumped the queue ahead of \(before.map(\.name))")
+        case .semaphore where before.count >= Int(specification.permits):
+            throw fail("grant \(node) with \(before.count) semaphore nodes before it")
+        default:
+            break
+        }
+        let incarnation = namespace.nodes[specification.path]?.stat.createdTransaction ?? 0
+        if lockIncarnation[request.lock] != incarnation {
+            lockIncarnation[request.lock] = incarnation
+            lastGrantSequence[request.lock] = nil
+        }
+        if name.kind == .exclusive || !faulty {
+            if let last = lastGrantSequence[request.lock], name.sequence <= last {
+                throw fail("grant \(node) after a grant of sequence \(last): not FIFO")
+            }
+            if let last = lastGrantToken[request.lock], token <= last {
+                throw fail("token \(token) of \(node) does not exceed the previous grant's \(last)")
+            }
+        }
+        lastGrantSequence[request.lock] = max(lastGrantSequence[request.lock] ?? 0, name.sequence)
+        lastGrantToken[request.lock] = max(lastGrantToken[request.lock] ?? 0, token)
+        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name)
+    }
+
+    /// Ends the run: no more faults; release everything until the manager is idle; nothing may be left.
+    private func finish() throws {
+        faultsActive = false
+        for round in 0..<400 {
+            step += 1
+            namespace.deliverAll()
+            try absorbEffects()
+            if let (node, _) = someHolder() {
+                releaseTickets.insert(nextTicket)
+                manager.release(node: node, session: holders[node]!.session, ticket: nextTicket, now: now)
+                holders[node] = nil
+                nextTicket += 1
+            } else {
+                nowMilliseconds += 200
+                manager.tick(now: now)
+            }
+            namespace.deliverAll()
+            try absorbEffects()
+            if pending.isEmpty && holders.isEmpty && manager.waiterCount == 0 { break }
+            if round == 399 {
+                throw fail("did not settle: \(pending.count) pending, \(holders.count) holders, \(manager.waiterCount) waiters")
+            }
+        }
+        for specification in locks {
+            let left = namespace.childNames(specification.path)
+            if !left.isEmpty { throw fail("nodes left under \(specification.path): \(left)") }
+        }
+        if manager.lockCount != 0 { throw fail("\(manager.lockCount) locks still tracked") }
+    }
+}

@@ -1,0 +1,33 @@
+import BatonLocks
+import Foundation
+import XCTest
+
+/// Seeded runs of `LockSimulation`. `BATON_SIMULATION_RUNS` raises the number of runs;
+/// `BATON_SIMULATION_SEED` replays one seed.
+final class LockSimulationTests: XCTestCase {
+    func testRandomInterleavingsKeepTheLockInvariants() throws {
+        let environment = ProcessInfo.processInfo.environment
+        let seeds: [UInt64]
+        if let text = environment["BATON_SIMULATION_SEED"], let seed = UInt64(text) {
+            seeds = [seed]
+        } else {
+            let runs = environment["BATON_SIMULATION_RUNS"].flatMap(Int.init) ?? 1_000
+            seeds = (0..<UInt64(runs)).map { 0x5EED_0000 + $0 }
+        }
+        var grants = 0
+        for seed in seeds {
+            for delivery in [MemoryLockNamespace.Delivery.immediate, .deferred] {
+                let simulation = LockSimulation(seed: seed, delivery: delivery)
+                simulation.trace = environment["BATON_SIMULATION_TRACE"] != nil
+                do {
+                    try simulation.run(steps: 150)
+                } catch {
+                    XCTFail("\(error)")
+                    return
+                }
+                grants += simulation.grantCount
+            }
+        }
+        XCTAssertGreaterThan(grants, seeds.count * 10, "the runs must actually grant locks")
+    }
+}
