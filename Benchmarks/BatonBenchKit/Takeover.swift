@@ -31,7 +31,8 @@ public func holdUntilKilled(target: Target, lock: String, options: ClientOptions
         }
     }
     writeLine("held \(detail)")
-    while true { pause() }
+    // Keep the connection open (an optimised build would otherwise end the client after its last use).
+    while true { withExtendedLifetime(client) { _ = pause() } }
 }
 
 /// The holder's settings: the shortest session or TTL each system accepts.
@@ -84,7 +85,9 @@ public func runTakeover(target: Target, samples: Int, options: ClientOptions, lo
         while granted.elements.isEmpty && MonotonicClock.nanoseconds() < deadline { MonotonicClock.sleep(microseconds: 100) }
         guard let outcome = granted.elements.first else { throw BenchError("\(target): waiter not granted 60 s after the kill") }
         switch outcome {
-        case .success(let at): results.append(at - killed)
+        case .success(let at):
+            guard at >= killed else { throw BenchError("\(target): waiter held before the holder was killed") }
+            results.append(at - killed)
         case .failure(let error): throw error
         }
         waiter.value.finish()
