@@ -66,6 +66,8 @@ public func runTakeover(target: Target, samples: Int, options: ClientOptions, lo
         holderSetting = String(line.dropFirst(5))
         let waiter = UncheckedBox(try makeClient(target, options: options))
         let granted = Collector<Result<UInt64, BenchError>>()
+        let finished = AtomicFlag()
+        // The waiter's client is used by its thread alone, to the end (one connection, one caller).
         let waiting = Thread {
             do {
                 let hold = try waiter.value.acquire(lock)
@@ -74,6 +76,8 @@ public func runTakeover(target: Target, samples: Int, options: ClientOptions, lo
             } catch {
                 granted.append(.failure(error as! BenchError))
             }
+            waiter.value.finish()
+            finished.set()
         }
         waiting.start()
         // Let the waiter queue (or start polling) behind the holder before the holder dies.
@@ -84,13 +88,13 @@ public func runTakeover(target: Target, samples: Int, options: ClientOptions, lo
         let deadline = killed + 60_000_000_000
         while granted.elements.isEmpty && MonotonicClock.nanoseconds() < deadline { MonotonicClock.sleep(microseconds: 100) }
         guard let outcome = granted.elements.first else { throw BenchError("\(target): waiter not granted 60 s after the kill") }
+        while !finished.isSet && MonotonicClock.nanoseconds() < deadline { MonotonicClock.sleep(microseconds: 100) }
         switch outcome {
         case .success(let at):
             guard at >= killed else { throw BenchError("\(target): waiter held before the holder was killed") }
             results.append(at - killed)
         case .failure(let error): throw error
         }
-        waiter.value.finish()
     }
     return TakeoverResult(samplesNanoseconds: results, holderSetting: holderSetting)
 }
