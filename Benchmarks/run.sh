@@ -14,11 +14,12 @@ BATON_TCP_PORT=${BATON_TCP_PORT:-17400}
 WORK=$(mktemp -d /tmp/baton-bench-run.XXXXXX)
 export BATON_BENCH_PEERS_DIR=${BATON_BENCH_PEERS_DIR:-$WORK/peers}
 BATOND_PID=""
+FOOTPRINT_PID=""
 
 cleanup() {
-    if [ -n "$BATOND_PID" ] && kill -0 "$BATOND_PID" 2>/dev/null; then
-        kill -TERM "$BATOND_PID"; wait "$BATOND_PID" 2>/dev/null || true
-    fi
+    for pid in $BATOND_PID $FOOTPRINT_PID; do
+        if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
+    done
     "$ROOT/Benchmarks/peers.sh" down || true
     rm -rf "$WORK"
 }
@@ -45,9 +46,16 @@ BATOND_PID=$!
 for _ in $(seq 1 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
 [ -S "$SOCKET" ] || { echo "run.sh: batond did not start:" >&2; cat "$WORK/batond.log" >&2; exit 1; }
 
+# A second, fresh batond for the footprint scenario, so its figures do not include the other scenarios' state.
+FOOTPRINT_SOCKET="$WORK/footprint.sock"
+mkdir -p "$WORK/footprint"
+"$BIN/batond" --socket "$FOOTPRINT_SOCKET" --data-dir "$WORK/footprint" --log-level warning > "$WORK/footprint.log" 2>&1 &
+FOOTPRINT_PID=$!
+for _ in $(seq 1 100); do [ -S "$FOOTPRINT_SOCKET" ] && break; sleep 0.1; done
+
 echo "run.sh: machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)" >&2
 "$ROOT/Benchmarks/peers.sh" versions >&2
 "$BIN/baton-bench" compare "${MODE[@]}" \
     --baton-unix "$SOCKET" --baton-tcp "127.0.0.1:$BATON_TCP_PORT" \
     --redis 127.0.0.1:${REDIS_PORT:-16379} --zookeeper 127.0.0.1:${ZOOKEEPER_PORT:-12181} --etcd 127.0.0.1:${ETCD_PORT:-12379} \
-    --peers-dir "$BATON_BENCH_PEERS_DIR" "$@"
+    --peers-dir "$BATON_BENCH_PEERS_DIR" --footprint-unix "$FOOTPRINT_SOCKET" "$@"

@@ -95,6 +95,10 @@ struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Runs every scenario against every target given and prints one markdown table.")
     @Option(name: .customLong("baton-unix"), help: "batond's Unix socket.") var batonUnix: String?
     @Option(name: .customLong("baton-tcp"), help: "batond's TCP HOST:PORT.") var batonTCP: String?
+    @Option(name: .customLong("footprint-unix"), help: "A fresh batond's Unix socket for the footprint scenario.")
+    var footprintUnix: String?
+    @Option(help: "Interleaved rounds of the floor and loop scenarios; each target keeps its best (default 1 quick, 3 full).")
+    var rounds: Int?
     @Option(help: "Redis HOST:PORT.") var redis: String?
     @Option(help: "ZooKeeper HOST:PORT.") var zookeeper: String?
     @Option(help: "etcd HOST:PORT (its JSON gateway).") var etcd: String?
@@ -123,7 +127,9 @@ struct Compare: ParsableCommand {
             }
         }
         settings.clients = clients
-        settings.seconds = seconds ?? (quick ? 1 : 4)
+        settings.rounds = max(1, rounds ?? (quick ? 1 : 3))
+        if let footprintUnix { settings.footprintEndpoint = .unix(path: footprintUnix) }
+        settings.seconds = seconds ?? (quick ? 1 : 6)
         settings.takeoverSamples = quick ? 1 : 5
         settings.herdWaiters = [10, waiters ?? (quick ? 1_000 : 10_000)]
         settings.peerHerdWaitersMax = quick ? 50 : 200
