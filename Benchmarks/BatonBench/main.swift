@@ -1,1 +1,203 @@
-print("bench")
+import ArgumentParser
+import BatonBenchKit
+import BatonProtocol
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options of the peers' recipes, shared by every subcommand.
+struct RecipeOptions: ParsableArguments {
+    @Option(name: .customLong("redis-ttl-ms"), help: "Redis lock TTL (SET ... PX).")
+    var redisTTLMilliseconds: UInt32 = 500
+    @Option(name: .customLong("redis-backoff-us"), help: "Sleep between failed SET NX tries.")
+    var redisBackoffMicroseconds: UInt64 = 100
+    @Option(name: .customLong("zookeeper-session-ms"), help: "Requested ZooKeeper session timeout.")
+    var zookeeperSessionTimeoutMilliseconds: Int32 = 4_000
+    @Option(name: .customLong("etcd-lease-s"), help: "etcd lease TTL.")
+    var etcdLeaseTTLSeconds: Int = 60
+    @Option(name: .customLong("baton-session-ms"), help: "Baton session timeout.")
+    var batonSessionTimeoutMilliseconds: UInt32 = 10_000
+
+    var clientOptions: ClientOptions {
+        var options = ClientOptions()
+        options.redisTTLMilliseconds = redisTTLMilliseconds
+        options.redisBackoffMicroseconds = redisBackoffMicroseconds
+        options.zookeeperSessionTimeoutMilliseconds = zookeeperSessionTimeoutMilliseconds
+        options.etcdLeaseTTLSeconds = etcdLeaseTTLSeconds
+        options.batonSessionTimeoutMilliseconds = batonSessionTimeoutMilliseconds
+        return options
+    }
+}
+
+func parseTarget(_ text: String) throws -> Target {
+    guard let target = Target.parse(text) else {
+        throw ValidationError("target: baton-unix:PATH, baton-tcp:HOST:PORT, redis:HOST:PORT, zookeeper:HOST:PORT or etcd:HOST:PORT")
+    }
+    return target
+}
+
+func parseEndpoint(unix: String?, tcp: String?) throws -> Endpoint {
+    if let unix { return .unix(path: unix) }
+    if let tcp, let endpoint = Endpoint.parseTCP(tcp) { return endpoint }
+    throw ValidationError("give --unix PATH or --tcp HOST:PORT")
+}
+
+func microseconds(_ nanoseconds: UInt64) -> String { formatMicroseconds(nanoseconds) }
+
+struct Loop: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Scenarios 1-3: acquire+release in a loop (uncontended, contended, spread).")
+    @Argument(help: "uncontended, contended or spread") var scenario: String
+    @Option(help: "Target system.") var target: String
+    @Option(help: "Clients (contended, spread).") var clients = 16
+    @Option(help: "Seconds to run.") var seconds = 2.0
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        guard let kind = LoopScenario(rawValue: scenario) else { throw ValidationError("unknown scenario \(scenario)") }
+        raiseDescriptorLimit()
+        let result = try runLoop(kind, target: try parseTarget(target), clients: clients, seconds: seconds,
+                                 options: recipe.clientOptions, lockPrefix: "/bench/\(scenario)-\(uniqueSuffix())")
+        print("\(scenario) \(target): \(result.pairs) grants in \(String(format: "%.2f", result.elapsedSeconds)) s = "
+              + "\(String(format: "%.0f", result.pairsPerSecond))/s; p50 \(microseconds(result.latency.p50)) p99 \(microseconds(result.latency.p99)) "
+              + "p999 \(microseconds(result.latency.p999)) us; grants per client \(result.fewestGrants)..\(result.mostGrants); "
+              + "overlaps \(result.overlaps); wakeups \(result.wakeups)")
+    }
+}
+
+struct Takeover: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Scenario 4: time from SIGKILL of a holder process to a waiter holding.")
+    @Option(help: "Target system.") var target: String
+    @Option(help: "Samples.") var samples = 3
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        let result = try runTakeover(target: try parseTarget(target), samples: samples, options: recipe.clientOptions,
+                                     lockPrefix: "/bench/takeover-\(uniqueSuffix())", executable: selfExecutable())
+        print("takeover \(target) (holder: \(result.holderSetting)): " + result.samplesNanoseconds.map(microseconds).joined(separator: ", ") + " us")
+    }
+}
+
+struct Floor: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Scenario 8: ping-pong of a small frame between two processes.")
+    @Option(help: "Unix socket path.") var unix: String?
+    @Option(help: "HOST:PORT on loopback.") var tcp: String?
+    @Option(help: "Seconds to run.") var seconds = 2.0
+
+    func run() throws {
+        let result = try runFloor(try parseEndpoint(unix: unix, tcp: tcp), seconds: seconds, executable: selfExecutable())
+        print("floor: \(String(format: "%.0f", result.roundTripsPerSecond)) round trips/s, p50 \(microseconds(result.latency.p50)) us, "
+              + "p99 \(microseconds(result.latency.p99)) us")
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Runs every scenario against every target given and prints one markdown table.")
+    @Option(name: .customLong("baton-unix"), help: "batond's Unix socket.") var batonUnix: String?
+    @Option(name: .customLong("baton-tcp"), help: "batond's TCP HOST:PORT.") var batonTCP: String?
+    @Option(name: .customLong("footprint-unix"), help: "A fresh batond's Unix socket for the footprint scenario.")
+    var footprintUnix: String?
+    @Option(help: "Interleaved rounds of the floor and loop scenarios; each target keeps its best (default 1 quick, 3 full).")
+    var rounds: Int?
+    @Option(help: "Redis HOST:PORT.") var redis: String?
+    @Option(help: "ZooKeeper HOST:PORT.") var zookeeper: String?
+    @Option(help: "etcd HOST:PORT (its JSON gateway).") var etcd: String?
+    @Option(name: .customLong("peers-dir"), help: "peers.sh's state directory (its *.pid files give the peers' processes).")
+    var peersDirectory: String?
+    @Flag(help: "Short runs (the whole comparison in under two minutes).") var quick = false
+    @Option(help: "Seconds per measurement (default 1 quick, 4 full).") var seconds: Double?
+    @Option(help: "Clients in the contended and spread scenarios.") var clients = 16
+    @Option(help: "Waiters in the herd scenario (also run with 10).") var waiters: Int?
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        var settings = ComparisonSettings()
+        settings.options = recipe.clientOptions
+        if let batonUnix { settings.targets[.batonUnix] = .baton(.unix(path: batonUnix)) }
+        if let batonTCP { settings.targets[.batonTCP] = try parseTarget("baton-tcp:" + batonTCP) }
+        if let redis { settings.targets[.redis] = try parseTarget("redis:" + redis) }
+        if let zookeeper { settings.targets[.zookeeper] = try parseTarget("zookeeper:" + zookeeper) }
+        if let etcd { settings.targets[.etcd] = try parseTarget("etcd:" + etcd) }
+        if let peersDirectory {
+            for (column, name) in [(Column.redis, "redis"), (.zookeeper, "zookeeper"), (.etcd, "etcd")] {
+                if let text = try? String(contentsOfFile: "\(peersDirectory)/\(name).pid", encoding: .utf8),
+                   let processID = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                    settings.processIDs[column] = processID
+                }
+            }
+        }
+        settings.clients = clients
+        settings.rounds = max(1, rounds ?? (quick ? 1 : 3))
+        if let footprintUnix { settings.footprintEndpoint = .unix(path: footprintUnix) }
+        settings.seconds = seconds ?? (quick ? 1 : 6)
+        settings.takeoverSamples = quick ? 1 : 5
+        settings.herdWaiters = [10, waiters ?? (quick ? 1_000 : 10_000)]
+        settings.peerHerdWaitersMax = quick ? 50 : 200
+        settings.herdReleases = quick ? 200 : 1_000
+        settings.footprintNodes = quick ? 100_000 : 1_000_000
+        settings.footprintSessions = quick ? 1_000 : 10_000
+        let report = runComparison(settings)
+        print(report.table)
+        if !report.notes.isEmpty {
+            print("")
+            for note in report.notes { print("- \(note)") }
+        }
+    }
+}
+
+struct Herd: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Scenario 5: W waiters on one lock; release-to-grant time, server CPU, clients woken.")
+    @Option(help: "Target system.") var target: String
+    @Option(help: "Waiters.") var waiters = 10_000
+    @Option(help: "Releases measured (Baton).") var releases = 1_000
+    @Option(help: "Server process id, for CPU (batond's is found from its Unix socket).") var pid: Int32?
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        raiseDescriptorLimit()
+        let parsed = try parseTarget(target)
+        let lock = "/bench/herd-\(uniqueSuffix())"
+        let result: HerdResult
+        if case .baton(let endpoint) = parsed {
+            var processID = pid
+            if processID == nil, case .unix = endpoint { processID = try BlockingSocket.connect(endpoint).peerProcessID }
+            result = try runBatonHerd(endpoint: endpoint, waiters: waiters, releases: releases, serverProcessID: processID,
+                                      options: recipe.clientOptions, lock: lock)
+        } else {
+            result = try runThreadedHerd(target: parsed, waiters: waiters, serverProcessID: pid, options: recipe.clientOptions, lock: lock)
+        }
+        print("herd \(target) \(waiters) waiters, \(result.releases) releases: handoff p50 \(microseconds(result.handoff.p50)) "
+              + "p99 \(microseconds(result.handoff.p99)) us; server CPU/release "
+              + (result.serverCPUNanosecondsPerRelease.map { formatMicroseconds(UInt64($0)) } ?? "?") + " us; woken/release "
+              + (result.wokenPerRelease.map { String(format: "%.2f", $0) } ?? "?"))
+    }
+}
+
+struct Holder: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Takeover's holder process.", shouldDisplay: false)
+    @Option var target: String
+    @Option var lock: String
+    @OptionGroup var recipe: RecipeOptions
+    func run() throws {
+        try holdUntilKilled(target: try parseTarget(target), lock: lock, options: recipe.clientOptions)
+    }
+}
+
+struct EchoServer: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "echo-server", abstract: "The floor's echo process.", shouldDisplay: false)
+    @Option var unix: String?
+    @Option var tcp: String?
+    func run() throws {
+        try runEchoServer(try parseEndpoint(unix: unix, tcp: tcp))
+    }
+}
+
+struct BatonBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "baton-bench",
+        abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
+        subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self,
+                      Holder.self, EchoServer.self])
+}
+
+BatonBenchCommand.main()

@@ -1,0 +1,81 @@
+import BatonProtocol
+
+/// Talks to `batond` with the protocol codec over one blocking socket: acquire is one request
+/// (`Request.acquire`, replied when granted), release is one request (`Request.release(node)`).
+public final class BatonLockClient: LockClient {
+    public let socket: BlockingSocket
+    var nextRequestID: UInt32 = 1
+    public private(set) var sessionID: UInt64 = 0
+    public var wakeups: Int { 0 }
+    /// Frames received, replies and events: the herd scenario counts them.
+    public private(set) var framesReceived = 0
+
+    public init(endpoint: Endpoint, sessionTimeoutMilliseconds: UInt32, clientName: String,
+                flags: SessionFlags = [], bufferBytes: Int = 65_536) throws(BenchError) {
+        socket = try BlockingSocket.connect(endpoint, bufferBytes: bufferBytes)
+        _ = try call(.hello(version: ProtocolVersion.current, clientName: clientName))
+        guard case .session(let id, _, _) = try call(.openSession(timeoutMilliseconds: sessionTimeoutMilliseconds, flags: flags)) else {
+            throw BenchError("batond: openSession did not return a session")
+        }
+        sessionID = id
+    }
+
+    /// Sends one request without waiting; returns its id.
+    @discardableResult
+    public func send(_ request: Request) throws(BenchError) -> UInt32 {
+        let requestID = nextRequestID
+        nextRequestID &+= 1
+        try socket.send(Codec.encodeRequest(request, requestID: requestID))
+        return requestID
+    }
+
+    /// Sends several requests in one write (pipelining); returns the first id.
+    public func sendBatch(_ requests: [Request]) throws(BenchError) -> UInt32 {
+        let first = nextRequestID
+        var writer = WireWriter(capacity: requests.count * 48)
+        for request in requests {
+            Codec.encodeRequest(request, requestID: nextRequestID, into: &writer)
+            nextRequestID &+= 1
+        }
+        try socket.send(writer.bytes)
+        return first
+    }
+
+    /// The next reply (events are counted and skipped).
+    public func receiveReply() throws(BenchError) -> Reply {
+        while true {
+            let body = try socket.readFrame()
+            framesReceived += 1
+            let message: ServerMessage
+            do {
+                message = try Codec.decodeServerMessage(socket.buffer, from: body.lowerBound, to: body.upperBound)
+            } catch {
+                throw BenchError("batond sent an undecodable frame: \(error)")
+            }
+            if case .reply(let reply) = message { return reply }
+        }
+    }
+
+    public func call(_ request: Request) throws(BenchError) -> ReplyBody {
+        let requestID = try send(request)
+        let reply = try receiveReply()
+        guard reply.requestID == requestID else {
+            throw BenchError("batond replied to request \(reply.requestID), expected \(requestID)")
+        }
+        switch reply.result {
+        case .success(let body): return body
+        case .failure(let error): throw BenchError("batond \(request.opcode): \(error)")
+        }
+    }
+
+    public func acquire(_ lock: String) throws(BenchError) -> String {
+        guard case .granted(let node, _) = try call(.acquire(LockRequest(path: lock))) else {
+            throw BenchError("batond: acquire did not return a grant")
+        }
+        return node
+    }
+
+    public func release(_ lock: String, hold: String) throws(BenchError) {
+        _ = try call(.release(node: hold))
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+
+/// Raises this process's open-file limit to its hard limit (10,000 waiters are 10,000 sockets).
+@discardableResult
+public func raiseDescriptorLimit() -> UInt64 {
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    return UInt64(limit.rlim_cur)
+}
+
+/// The open-file limit of another process, from /proc/PID/limits.
+public func descriptorLimit(processID: Int32) -> UInt64? {
+    guard let text = try? String(contentsOfFile: "/proc/\(processID)/limits", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("Max open files") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        if fields.count >= 4 { return UInt64(fields[3]) }
+    }
+    return nil
+}
+
+/// A short random suffix so lock names of one run never meet those of another.
+public func uniqueSuffix() -> String {
+    String(UInt32.random(in: 0...UInt32.max), radix: 36)
+}
+
+/// This executable, for re-executing itself as a holder or echo process.
+public func selfExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+public func formatMicroseconds(_ nanoseconds: UInt64) -> String {
+    let value = Double(nanoseconds) / 1_000
+    if value >= 100 { return String(format: "%.0f", value) }
+    if value >= 10 { return String(format: "%.1f", value) }
+    return String(format: "%.2f", value)
+}
+
+/// CPU time a process (all its threads) has used, in nanoseconds, from /proc/PID/task/*/schedstat
+/// (nanosecond resolution, unlike utime+stime in clock ticks).
+public func processCPUNanoseconds(_ processID: Int32) -> UInt64? {
+    let directory = "/proc/\(processID)/task"
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return nil }
+    var total: UInt64 = 0
+    for task in tasks {
+        guard let text = try? String(contentsOfFile: "\(directory)/\(task)/schedstat", encoding: .utf8),
+              let first = text.split(separator: " ").first, let value = UInt64(first) else { continue }
+        total += value
+    }
+    return total
+}
+
+/// Resident memory of a process in bytes (VmRSS).
+public func residentBytes(_ processID: Int32) -> UInt64? {
+    guard let text = try? String(contentsOfFile: "/proc/\(processID)/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        if fields.count >= 2, let kilobytes = UInt64(fields[1]) { return kilobytes * 1_024 }
+    }
+    return nil
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs the whole comparison on this machine and prints one markdown table:
+#   Benchmarks/run.sh --quick   (under two minutes once built)
+#   Benchmarks/run.sh           (full: under fifteen minutes)
+# It builds baton-bench and batond in release mode, starts the peers (peers.sh up) and a batond on a
+# temporary Unix socket and a loopback TCP port, runs `baton-bench compare`, and stops all it started.
+# Extra arguments go to `baton-bench compare` (e.g. --clients 32, --waiters 5000, --seconds 2).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODE=()
+if [ "${1:-}" = "--quick" ]; then MODE=(--quick); shift; fi
+BATON_TCP_PORT=${BATON_TCP_PORT:-17400}
+WORK=$(mktemp -d /tmp/baton-bench-run.XXXXXX)
+export BATON_BENCH_PEERS_DIR=${BATON_BENCH_PEERS_DIR:-$WORK/peers}
+BATOND_PID=""
+FOOTPRINT_PID=""
+
+cleanup() {
+    for pid in $BATOND_PID $FOOTPRINT_PID; do
+        if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
+    done
+    "$ROOT/Benchmarks/peers.sh" down || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+cd "$ROOT"
+echo "run.sh: building (release)" >&2
+swift build -c release --product batond 2>&1 | tail -3 >&2
+swift build -c release --product baton-bench 2>&1 | tail -3 >&2
+BIN=$(swift build -c release --show-bin-path)
+
+# 10,000 waiters are 10,000 sockets on each side.
+ulimit -n "$(ulimit -Hn)"
+
+"$ROOT/Benchmarks/peers.sh" up
+
+(exec 3<>"/dev/tcp/127.0.0.1/$BATON_TCP_PORT") 2>/dev/null && { echo "run.sh: port $BATON_TCP_PORT is taken" >&2; exit 1; }
+SOCKET="$WORK/batond.sock"
+# batond with its default durability (--fsync batch, as shipped), data in the temporary directory.
+mkdir -p "$WORK/batond"
+"$BIN/batond" --socket "$SOCKET" --listen "127.0.0.1:$BATON_TCP_PORT" --data-dir "$WORK/batond" --log-level warning \
+    > "$WORK/batond.log" 2>&1 &
+BATOND_PID=$!
+for _ in $(seq 1 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done
+[ -S "$SOCKET" ] || { echo "run.sh: batond did not start:" >&2; cat "$WORK/batond.log" >&2; exit 1; }
+
+# A second, fresh batond for the footprint scenario, so its figures do not include the other scenarios' state.
+FOOTPRINT_SOCKET="$WORK/footprint.sock"
+mkdir -p "$WORK/footprint"
+"$BIN/batond" --socket "$FOOTPRINT_SOCKET" --data-dir "$WORK/footprint" --log-level warning > "$WORK/footprint.log" 2>&1 &
+FOOTPRINT_PID=$!
+for _ in $(seq 1 100); do [ -S "$FOOTPRINT_SOCKET" ] && break; sleep 0.1; done
+
+echo "run.sh: machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)" >&2
+"$ROOT/Benchmarks/peers.sh" versions >&2
+"$BIN/baton-bench" compare "${MODE[@]}" \
+    --baton-unix "$SOCKET" --baton-tcp "127.0.0.1:$BATON_TCP_PORT" \
+    --redis 127.0.0.1:${REDIS_PORT:-16379} --zookeeper 127.0.0.1:${ZOOKEEPER_PORT:-12181} --etcd 127.0.0.1:${ETCD_PORT:-12379} \
+    --peers-dir "$BATON_BENCH_PEERS_DIR" --footprint-unix "$FOOTPRINT_SOCKET" "$@"
