@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
@@ -51,6 +52,7 @@ let package = Package(
             "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "BatonClient", dependencies: ["BatonProtocol"]),
         .executableTarget(name: "batond", dependencies: [

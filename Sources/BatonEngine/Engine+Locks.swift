@@ -53,9 +53,8 @@ extension Engine {
         let ticket = LockTicket(connection: connection, requestID: requestID)
         switch request {
         case .acquire(let lockRequest):
-            guard locks.pendingAcquires[connection]?.contains(requestID) != true else {
-                reply(connection, requestID, .acquire, .failure(ReplyError(
-                    .invalidArgument, "request id \(requestID) names an acquire still waiting")), now: now)
+            if let refusal = acquireRefusal(lockRequest, requestID: requestID, connection: connection) {
+                reply(connection, requestID, .acquire, .failure(refusal), now: now)
                 return
             }
             beginPendingRequest(on: connection)
@@ -64,23 +63,43 @@ extension Engine {
                             clientName: sessions[session]?.clientName ?? "", now: now)
             routeLockEffects(now: now)
         case .release(let node):
+            do throws(ReplyError) {
+                try NamespacePath.validate(node, limits: limits)
+            } catch {
+                reply(connection, requestID, .release, .failure(error), now: now)
+                return
+            }
+            // No such node: the hold already ended (its lockLost event said so). The embedded
+            // namespace answers at once, so a node the recipe still tracks always exists.
+            guard namespace.node(at: node) != nil else {
+                reply(connection, requestID, .release, .failure(ReplyError(
+                    .lockLost, "\(node) does not exist: the hold already ended")), now: now)
+                return
+            }
             if locks.holders[node]?.session == session { locks.holders[node] = nil }
             manager.release(node: node, session: session, ticket: ticket, now: now)
             routeLockEffects(now: now)
         case .cancel(let acquireRequestID):
-            let acquire = LockTicket(connection: connection, requestID: acquireRequestID)
-            let cancelled = locks.pendingAcquires[connection]?.contains(acquireRequestID) == true
-                && manager.cancel(ticket: acquire, now: now)
+            // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
+            // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
+            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
+                manager.cancel(ticket: LockTicket(connection: connection, requestID: acquireRequestID), now: now)
+            }
             // The acquire's own failure (lockCancelled) goes out first.
             routeLockEffects(now: now)
-            reply(connection, requestID, .cancel, cancelled ? .success(.empty)
-                  : .failure(ReplyError(.invalidArgument, "no pending acquire with request id \(acquireRequestID)")), now: now)
+            reply(connection, requestID, .cancel, .success(.empty), now: now)
         case .checkToken(let path, let token):
-            reply(connection, requestID, .checkToken, .success(.tokenStatus(current: manager.checkToken(path: path, token: token))),
-                  now: now)
+            do throws(ReplyError) {
+                try NamespacePath.validate(path, limits: limits)
+                reply(connection, requestID, .checkToken,
+                      .success(.tokenStatus(current: manager.checkToken(path: path, token: token))), now: now)
+            } catch {
+                reply(connection, requestID, .checkToken, .failure(error), now: now)
+            }
         case .inspect(let path):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
+                guard namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
                 reply(connection, requestID, .inspect, .success(.lockEntries(manager.inspect(path: path, now: now))), now: now)
             } catch {
                 reply(connection, requestID, .inspect, .failure(error), now: now)
@@ -88,6 +107,43 @@ extension Engine {
         default:
             preconditionFailure("not a lock request: \(request.opcode)")
         }
+    }
+
+    /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
+    private func acquireRefusal(_ request: LockRequest, requestID: UInt32, connection: ConnectionID) -> ReplyError? {
+        if locks.pendingAcquires[connection]?.contains(requestID) == true {
+            return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
+        }
+        // Only acquires stay unanswered in the engine; every other request is answered when applied,
+        // so a client at the limit can still cancel and release.
+        if (connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
+            return ReplyError(.tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) acquires waiting")
+        }
+        do throws(ReplyError) {
+            try NamespacePath.validate(request.path, limits: limits)
+        } catch {
+            return error
+        }
+        if request.kind != .semaphore && request.permits != 1 {
+            return ReplyError(.invalidArgument, "permits must be 1 for an \(request.kind) lock")
+        }
+        return nil
+    }
+
+    /// `closeSession`: the session's waiting acquires (all on its current connection: a closed
+    /// connection's are cancelled when it goes) are answered `lockCancelled`.
+    func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
+        guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection] else { return }
+        let manager = lockTime(now)
+        for requestID in requestIDs.sorted() {
+            manager.cancel(ticket: LockTicket(connection: connection, requestID: requestID), now: now)
+        }
+        routeLockEffects(now: now)
+    }
+
+    /// Request ids of the acquires waiting on a connection, oldest first.
+    func lockPendingAcquires(on connection: ConnectionID) -> [UInt32] {
+        (locks.pendingAcquires[connection] ?? []).sorted()
     }
 
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
@@ -104,6 +160,20 @@ extension Engine {
         for requestID in requestIDs.sorted() {
             manager.cancel(ticket: LockTicket(connection: connection, requestID: requestID), now: now)
         }
+        routeLockEffects(now: now)
+    }
+
+    /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
+    /// then cancelled, so that nothing the cancels cause is answered to any of them.
+    func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
+        var tickets: [LockTicket] = []
+        for connection in connections {
+            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
+            tickets += requestIDs.sorted().map { LockTicket(connection: connection, requestID: $0) }
+        }
+        guard locks.manager != nil, !tickets.isEmpty else { return }
+        let manager = lockTime(now)
+        for ticket in tickets { manager.cancel(ticket: ticket, now: now) }
         routeLockEffects(now: now)
     }
 
@@ -125,39 +195,18 @@ extension Engine {
     /// The earliest lock deadline (wait timeout, lease), or nil.
     var lockNextDeadlineMilliseconds: UInt64? { locks.manager?.nextDeadlineMilliseconds }
 
-    /// Turns the manager's effects into replies and events. Log records the recipe's own operations
-    /// produced go out first, since a grant may rest on them (the sequence and transaction counters
-    /// behind its token); watch events those operations fired go out with them, in order.
+    /// Queues the manager's effects behind what its own namespace operations produced in the same
+    /// step (a grant may rest on those log records: the counters behind its token), then routes
+    /// (`drain`). Called from inside the drain (a watch fired for the recipe), this only queues: the
+    /// recipe's outputs are routed after everything that happened before them, in one order.
     func routeLockEffects(now: Time) {
         guard let manager = locks.manager else { return }
-        while true {
-            routeNamespaceOutputsForLocks(now: now)
-            let effects = manager.takeEffects()
-            if effects.isEmpty { return }
-            for effect in effects { applyLockEffect(effect, now: now) }
-        }
+        collectNamespaceOutputs()
+        for effect in manager.takeEffects() { routing.append(.lock(effect)) }
+        drain(now: now)
     }
 
-    /// Like the engine's drain, for outputs produced inside the lock layer's own steps. Called from
-    /// `lockWatchFired` too (inside the engine's drain): outputs the recipe causes there are routed
-    /// before the rest of the engine's current batch, which only matters to session watch events fired
-    /// by the recipe's own deletes (abandoned waiters), not to anything a grant rests on.
-    private func routeNamespaceOutputsForLocks(now: Time) {
-        while namespace.hasOutputs {
-            for output in namespace.takeOutputs() {
-                switch output {
-                case .persist(let record):
-                    outputs.append(.persist(record))
-                case .watch(.session(let sessionID), let type, let path):
-                    deliver(.watch(type: type, path: path), toSession: sessionID)
-                case .watch(.internal(let token), let type, _):
-                    locks.adapter?.fire(token: token, type: type)
-                }
-            }
-        }
-    }
-
-    private func applyLockEffect(_ effect: LockEffect<LockTicket>, now: Time) {
+    func applyLockEffect(_ effect: LockEffect<LockTicket>, now: Time) {
         switch effect {
         case .granted(let ticket, let node, let token):
             guard finishPendingAcquire(ticket) else {

@@ -30,6 +30,9 @@ public struct EngineConfiguration: Sendable {
     public var containerGraceMilliseconds: UInt64 = 10_000
     /// Events kept for a detached session until it resumes; one more ends the session.
     public var detachedSessionEventsMax: Int = 10_000
+    /// The token a TCP connection must present with `authenticate` before it opens or resumes a
+    /// session (Engine+Authentication.swift). nil: no TCP connection can ever open one.
+    public var tcpAuthenticationToken: [UInt8]?
     public init() {}
 
     var namespaceConfiguration: NamespaceConfiguration {
@@ -56,10 +59,17 @@ public final class Engine {
     var connections: [ConnectionID: ConnectionState] = [:]
     var sessions: [UInt64: SessionState] = [:]
     var outputs: [EngineOutput] = []
-    /// Sessions to end once the current batch of namespace outputs is routed (event queue overflow).
+    /// What happened and is not routed yet, in the order it happened (see `drain`).
+    var routing: Deque<Routed> = []
+    var isDraining = false
+    /// Sessions to end once the happening being routed is done (event queue overflow).
     var sessionsToEnd: [UInt64] = []
+    /// Set by `shutdown`: no connection is accepted any more.
+    var isShutDown = false
     /// State of the lock integration (Engine+Locks.swift).
     var locks = EngineLocks()
+    /// Counters of the authentication step (Engine+Authentication.swift).
+    var authentication = EngineAuthentication()
 
     var limits: Limits { configuration.limits }
 
@@ -93,6 +103,12 @@ public final class Engine {
     /// A new connection; false if the connection limit is reached (the server sends
     /// `tooManyConnections` and closes it: the engine queues that output itself).
     public func connectionOpened(_ connection: ConnectionID, transport: TransportKind, now: Time) -> Bool {
+        guard !isShutDown else {
+            outputs.append(.send(connection, .reply(Reply(requestID: 0, opcode: .hello, result: .failure(
+                ReplyError(.shuttingDown, "batond is shutting down"))))))
+            outputs.append(.close(connection))
+            return false
+        }
         guard connections.count < limits.connectionsMax else {
             outputs.append(.send(connection, .reply(Reply(requestID: 0, opcode: .hello, result: .failure(
                 ReplyError(.tooManyConnections, "at most \(limits.connectionsMax) connections"))))))
@@ -100,7 +116,7 @@ public final class Engine {
             return false
         }
         precondition(connections[connection] == nil, "connection \(connection) opened twice")
-        connections[connection] = ConnectionState(transport: transport)
+        connections[connection] = ConnectionState(transport: transport, isAuthorized: transport == .unix)
         return true
     }
 
@@ -140,12 +156,9 @@ public final class Engine {
             greet(request, requestID: requestID, connection: connection, now: now)
             return
         }
-        guard state.pendingRequests < limits.pendingRequestsPerConnectionMax else {
-            reply(connection, requestID, request.opcode, .failure(ReplyError(
-                .tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) requests in flight")), now: now)
-            return
-        }
+        // Any frame is a heartbeat, even one that is refused below.
         if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
+        if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
 
         switch request {
         case .hello:
@@ -157,7 +170,7 @@ public final class Engine {
             resumeSession(sessionID, secret: secret, requestID: requestID, connection: connection, now: now)
         case .closeSession:
             guard let sessionID = state.sessionID else {
-                reply(connection, requestID, .closeSession, .failure(ReplyError(.sessionRequired)), now: now)
+                reply(connection, requestID, .closeSession, .failure(state.noSessionError), now: now)
                 return
             }
             endSession(sessionID, reason: .closed, now: now)
@@ -165,9 +178,11 @@ public final class Engine {
             reply(connection, requestID, .closeSession, .success(.empty), now: now)
         case .ping:
             reply(connection, requestID, .ping, .success(.empty), now: now)
+        case .authenticate(let token):
+            authenticate(token, requestID: requestID, connection: connection, now: now)
         case .create, .delete, .exists, .get, .set, .children, .check, .multi:
             guard let sessionID = state.sessionID else {
-                reply(connection, requestID, request.opcode, .failure(ReplyError(.sessionRequired)), now: now)
+                reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
                 return
             }
             let result = perform(request, session: sessionID, now: now)
@@ -175,7 +190,7 @@ public final class Engine {
             reply(connection, requestID, request.opcode, result, now: now)
         case .acquire, .release, .cancel, .checkToken, .inspect:
             guard let sessionID = state.sessionID else {
-                reply(connection, requestID, request.opcode, .failure(ReplyError(.sessionRequired)), now: now)
+                reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
                 return
             }
             handleLockRequest(request, requestID: requestID, connection: connection, session: sessionID, now: now)
@@ -273,6 +288,7 @@ public final class Engine {
         sessions[session.id] = SessionState(flags: flags, connection: connection,
                                             clientName: connections[connection]!.clientName)
         connections[connection]!.sessionID = session.id
+        connections[connection]!.expiredSessionID = nil
         reply(connection, requestID, .openSession, .success(.session(
             sessionID: session.id, secret: session.secret, timeoutMilliseconds: session.timeoutMilliseconds)), now: now)
     }
@@ -298,6 +314,7 @@ public final class Engine {
         sessions[sessionID]!.connection = connection
         sessions[sessionID]!.clientName = connections[connection]!.clientName
         connections[connection]!.sessionID = sessionID
+        connections[connection]!.expiredSessionID = nil
         namespace.touch(sessionID, now: now)
         drain(now: now)
         reply(connection, requestID, .resumeSession, .success(.resumed(timeoutMilliseconds: session.timeoutMilliseconds)),
@@ -313,20 +330,32 @@ public final class Engine {
         case expired
         case disconnected
         case eventOverflow
+        case shutdown
     }
 
     /// Ends a session: the lock layer lets go of it, then the namespace deletes its ephemerals
     /// (queuing watch events for others). The caller drains.
+    ///
+    /// What its own connection hears (PROTOCOL.md §9.3, §9.6): on `closeSession`, each pending acquire
+    /// is answered `lockCancelled`; on any end, each hold gets `lockLost` and (expiry) each pending
+    /// acquire `sessionExpired`, in the order they were requested; on expiry the `sessionExpired` event
+    /// comes last.
     func endSession(_ sessionID: UInt64, reason: SessionEndReason, now: Time) {
-        guard let state = sessions.removeValue(forKey: sessionID) else {
+        guard let state = sessions[sessionID] else {
             namespace.closeSession(sessionID, now: now)
             return
         }
+        if reason == .closed, let connection = state.connection { lockCancelPendingAcquires(on: connection, now: now) }
+        // While the session is still known, so lock-lost events reach its current connection.
+        lockSessionEnded(sessionID, now: now)
+        sessions[sessionID] = nil
         if let connection = state.connection {
             connections[connection]?.sessionID = nil
-            if reason == .expired { outputs.append(.send(connection, .event(.sessionExpired(sessionID: sessionID)))) }
+            if reason == .expired {
+                connections[connection]?.expiredSessionID = sessionID
+                routing.append(.send(connection, .event(.sessionExpired(sessionID: sessionID))))
+            }
         }
-        lockSessionEnded(sessionID, now: now)
         namespace.closeSession(sessionID, now: now)
     }
 
@@ -342,23 +371,39 @@ public final class Engine {
         }
     }
 
-    /// Routes everything the namespace produced: records to the log, session watches to their
-    /// connections, internal watches to the lock layer (which may cause more).
+    /// Moves what the namespace produced to the back of the routing queue.
+    func collectNamespaceOutputs() {
+        guard namespace.hasOutputs else { return }
+        for output in namespace.takeOutputs() { routing.append(.namespace(output)) }
+    }
+
+    /// Routes everything that happened, strictly in the order it happened: records to the log,
+    /// session watches to their connections, internal watches to the lock layer, lock effects to
+    /// replies and events. Routing one happening may cause more (the recipe reacting to a watch);
+    /// those join the back of the one queue, so nothing they cause overtakes what was already queued.
+    /// A call made while routing (re-entrant) only collects; the outer call routes.
     func drain(now: Time) {
-        while namespace.hasOutputs || !sessionsToEnd.isEmpty {
-            for output in namespace.takeOutputs() {
-                switch output {
-                case .persist(let record):
-                    outputs.append(.persist(record))
-                case .watch(.session(let sessionID), let type, let path):
-                    deliver(.watch(type: type, path: path), toSession: sessionID)
-                case .watch(.internal(let token), let type, let path):
-                    lockWatchFired(token: token, type: type, path: path, now: now)
-                }
+        collectNamespaceOutputs()
+        guard !isDraining else { return }
+        isDraining = true
+        defer { isDraining = false }
+        while let next = routing.popFirst() {
+            switch next {
+            case .namespace(.persist(let record)):
+                outputs.append(.persist(record))
+            case .namespace(.watch(.session(let sessionID), let type, let path)):
+                deliver(.watch(type: type, path: path), toSession: sessionID)
+            case .namespace(.watch(.internal(let token), let type, let path)):
+                lockWatchFired(token: token, type: type, path: path, now: now)
+            case .lock(let effect):
+                applyLockEffect(effect, now: now)
+            case .send(let connection, let message):
+                if connections[connection] != nil { outputs.append(.send(connection, message)) }
             }
             let ending = sessionsToEnd
             sessionsToEnd.removeAll()
             for sessionID in ending { endSession(sessionID, reason: .eventOverflow, now: now) }
+            collectNamespaceOutputs()
         }
     }
 
@@ -411,8 +456,19 @@ struct ConnectionState {
     var greeted = false
     var clientName = ""
     var sessionID: UInt64?
+    /// The session that expired while this connection spoke for it, until another is opened or resumed.
+    var expiredSessionID: UInt64?
     /// Requests accepted but not answered yet (waiting acquires).
     var pendingRequests = 0
+    /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
+    var isAuthorized = false
+    var authenticationFailures = 0
+
+    /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
+    var noSessionError: ReplyError {
+        guard let expiredSessionID else { return ReplyError(.sessionRequired) }
+        return ReplyError(.sessionExpired, "session \(expiredSessionID) expired; open or resume a session")
+    }
 }
 
 struct SessionState {

@@ -113,12 +113,14 @@ public final class Namespace {
         return stat
     }
 
-    /// The node's stat and its children's names, sorted.
+    /// The node's stat and its children's names, sorted by their UTF-8 bytes (PROTOCOL.md §5.2; Swift's
+    /// own `<` on strings orders by Unicode normalization, which a client in another language cannot
+    /// reproduce).
     public func children(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String]) {
         try NamespacePath.validate(path, limits: limits)
         guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
         if let watcher { try addWatch(watcher, path: path, kind: .children) }
-        return (node.stat, node.children.sorted())
+        return (node.stat, node.children.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
     }
 
     /// Succeeds if the node exists with the expected version (-1: any).

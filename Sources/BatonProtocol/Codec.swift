@@ -22,6 +22,8 @@ public enum Codec {
             writer.u64(secret.low)
         case .closeSession, .ping:
             break
+        case .authenticate(let token):
+            writer.blob(token)
         case .create(let path, let data, let mode):
             writer.string(path)
             writer.blob(data)
@@ -131,6 +133,7 @@ public enum Codec {
             return .resumeSession(sessionID: sessionID, secret: SessionSecret(high: high, low: low))
         case .closeSession: return .closeSession
         case .ping: return .ping
+        case .authenticate: return .authenticate(token: try reader.blob("token"))
         case .create:
             let path = try path(&reader), data = try reader.blob("data")
             return .create(path: path, data: data, mode: try createMode(&reader))
@@ -400,7 +403,7 @@ public enum Codec {
                             timeoutMilliseconds: try reader.u32("timeout"))
         case .resumeSession:
             return .resumed(timeoutMilliseconds: try reader.u32("timeout"))
-        case .closeSession, .ping, .delete, .check, .release, .cancel:
+        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel:
             return .empty
         case .create:
             return .created(path: try reader.string("path"), stat: try decodeStat(&reader))

@@ -147,6 +147,8 @@ public enum Request: Sendable, Equatable {
     case resumeSession(sessionID: UInt64, secret: SessionSecret)
     case closeSession
     case ping
+    /// Proves a TCP connection may open or resume a session (PROTOCOL.md §4.7); Unix connections need none.
+    case authenticate(token: [UInt8])
     case create(path: String, data: [UInt8], mode: CreateMode)
     case delete(path: String, expectedVersion: Int32)
     case exists(path: String, watch: Bool)
@@ -168,6 +170,7 @@ public enum Request: Sendable, Equatable {
         case .resumeSession: .resumeSession
         case .closeSession: .closeSession
         case .ping: .ping
+        case .authenticate: .authenticate
         case .create: .create
         case .delete: .delete
         case .exists: .exists

@@ -5,6 +5,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case resumeSession = 0x03
     case closeSession = 0x04
     case ping = 0x05
+    case authenticate = 0x06
 
     case create = 0x10
     case delete = 0x11

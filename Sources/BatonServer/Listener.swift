@@ -70,7 +70,8 @@ final class Listener {
         return listener
     }
 
-    static func bindTCP(host: String, port: UInt16, loop: ServerLoop) throws(ServerError) -> Listener {
+    /// A numeric IPv4 or IPv6 address (or `localhost`) and a port; `option` names the flag in errors.
+    static func socketAddress(host: String, port: UInt16, option: String) throws(ServerError) -> sockaddr_storage {
         var address = sockaddr_storage()
         let numericHost = host == "localhost" ? "127.0.0.1" : host
         let parsed = withUnsafeMutableBytes(of: &address) { raw -> Int32 in
@@ -79,7 +80,12 @@ final class Listener {
             }
             return uv_ip4_addr(numericHost, Int32(port), raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self))
         }
-        guard parsed == 0 else { throw ServerError("--listen needs a numeric IPv4 or IPv6 address, not \(host)") }
+        guard parsed == 0 else { throw ServerError("\(option) needs a numeric IPv4 or IPv6 address, not \(host)") }
+        return address
+    }
+
+    static func bindTCP(host: String, port: UInt16, loop: ServerLoop) throws(ServerError) -> Listener {
+        var address = try socketAddress(host: host, port: port, option: "--listen")
 
         let tcp = LibUV.allocate(uv_tcp_t.self)
         var result = uv_tcp_init(loop.loop, tcp)

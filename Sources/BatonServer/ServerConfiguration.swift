@@ -10,6 +10,8 @@ public struct ServerConfiguration: Sendable {
     public var socketMode: UInt32 = 0o600
     /// Listen on TCP too (`Endpoint.tcp`), only when asked.
     public var tcpEndpoint: Endpoint?
+    /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
+    public var metricsEndpoint: Endpoint?
     public var engine: EngineConfiguration
     /// Size of each connection's fixed read buffer; frames larger than this are accumulated separately.
     public var readBufferBytes: Int = 65_536
@@ -35,6 +37,8 @@ public struct ListeningAddresses: Sendable, Equatable {
     public var socketPath: String
     /// The bound TCP port (the real one when port 0 was asked), nil without TCP.
     public var tcpPort: UInt16?
+    /// The bound port of the metrics endpoint, nil without one.
+    public var metricsPort: UInt16?
 }
 
 /// The write-ahead log and snapshots of the embedded store.

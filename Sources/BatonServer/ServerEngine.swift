@@ -11,6 +11,8 @@ public protocol ServerEngine: AnyObject {
     func tick(now: Time)
     var nextDeadlineMilliseconds: UInt64? { get }
     func takeOutputs() -> [EngineOutput]
+    /// The daemon is stopping: answer what waits, say goodbye, end every session, close every connection.
+    func shutdown(now: Time)
 }
 
 extension Engine: ServerEngine {}

@@ -47,6 +47,11 @@ final class ServerLoop {
     private var signals: [UnsafeMutablePointer<uv_signal_t>] = []
     private(set) var isShuttingDown = false
 
+    // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with `metricsEndpoint`.
+    private var counters = ServerCounters()
+    private var metricsEndpoint: MetricsEndpoint?
+    private var metricsRegistry: MetricsRegistry?
+
     init(configuration: ServerConfiguration, logger: Logger, mailbox: Mailbox,
          makeEngine: (@Sendable (Time) -> any ServerEngine)?) {
         self.configuration = configuration
@@ -88,6 +93,7 @@ final class ServerLoop {
         var metadata: Logger.Metadata = ["socket": "\(addresses.socketPath)",
                                          "mode": "\(String(configuration.socketMode, radix: 8))"]
         if let port = addresses.tcpPort { metadata["tcp_port"] = "\(port)" }
+        if let port = addresses.metricsPort { metadata["metrics_port"] = "\(port)" }
         logger.info("ready", metadata: metadata)
         onReady(addresses)
         uv_run(loop, UV_RUN_DEFAULT)
@@ -143,6 +149,16 @@ final class ServerLoop {
             listeners.append(tcp)
             tcpPort = tcp.boundPort
         }
+        var metricsPort: UInt16?
+        if let endpoint = configuration.metricsEndpoint {
+            guard case .tcp(let host, let port) = endpoint else {
+                throw ServerError("the metrics endpoint must be HOST:PORT, not \(endpoint)")
+            }
+            let metrics = try MetricsEndpoint.bind(host: host, port: port, loop: self)
+            metricsEndpoint = metrics
+            metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil)
+            metricsPort = metrics.boundPort
+        }
         // After the listeners: a second daemon on the same socket stops before touching any state.
         // Clients that connect meanwhile wait in the listen backlog.
         if let makeEngine {
@@ -150,7 +166,7 @@ final class ServerLoop {
         } else {
             try openEngine()
         }
-        return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort)
+        return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort, metricsPort: metricsPort)
     }
 
     /// The real engine: fresh in memory, or recovered from the newest snapshot and the log after it.
@@ -263,6 +279,7 @@ final class ServerLoop {
         connection.peer = Listener.describePeer(handle, transport: listener.transport)
         connections[connection.id] = connection
 
+        counters.connectionsAccepted += 1
         if engine.connectionOpened(connection.id, transport: listener.transport, now: now()) {
             logger.debug("connection opened", metadata: metadata(connection))
             let started = uv_read_start(connection.stream, onAllocate, onRead)
@@ -273,6 +290,7 @@ final class ServerLoop {
         } else {
             // The engine queued `tooManyConnections` and a close; it never took the connection.
             connection.engineReleased = true
+            counters.connectionsRefused += 1
             logger.warning("connection refused: too many connections", metadata: metadata(connection))
         }
         routeOutputs()
@@ -285,9 +303,12 @@ final class ServerLoop {
         guard let engine, connection.phase == .open else { return }
         if count > 0 {
             let time = now()
+            counters.bytesRead += UInt64(count)
             let keepReading = connection.consume(count, frameBytesMax: limits.frameBytesMax) { decoded in
+                counters.framesReceived += 1
                 switch decoded {
                 case .request(let requestID, let request):
+                    counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
                     engine.handle(request, requestID: requestID, from: connection.id, now: time)
                 case .failure(let failure):
                     var details = metadata(connection)
@@ -369,6 +390,7 @@ final class ServerLoop {
                 case .send(let id, let message):
                     // After a log failure nothing is sent: it might acknowledge a lost change.
                     guard storageFailure == nil, let connection = connections[id], connection.phase == .open else { continue }
+                    count(message)
                     Codec.encode(message, into: &connection.output)
                     queueFlush(connection)
                     let queuedBytes = connection.outputBytesQueued
@@ -377,6 +399,7 @@ final class ServerLoop {
                         details["queued_bytes"] = "\(queuedBytes)"
                         details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
                         logger.warning("disconnecting a client that does not read its replies", metadata: details)
+                        counters.slowReaderDisconnects += 1
                         closeNow(connection)
                     }
                 case .close(let id):
@@ -416,12 +439,14 @@ final class ServerLoop {
             for connection in queue {
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
+                let pendingBytes = connection.output.bytes.count
                 let result = connection.writePendingOutput()
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
                     closeNow(connection)
                     continue
                 }
+                counters.bytesWritten += UInt64(pendingBytes)
                 if connection.phase == .draining { shutDown(connection) }
             }
             routeOutputs()
@@ -469,6 +494,7 @@ final class ServerLoop {
         ])
         recordsSinceSnapshot = 0
         logBytesSinceSnapshot = 0
+        counters.lastSnapshotStallMicroseconds = stallMicroseconds
         let job = SnapshotJob()
         snapshotInProgress = job
         let writer = store.snapshotWriter
@@ -492,9 +518,11 @@ final class ServerLoop {
         snapshotInProgress = nil
         if let failure {
             // The log still holds everything; the next snapshot tries again.
+            counters.snapshotFailures += 1
             logger.error("snapshot failed", metadata: ["lsn": "\(lsn)", "error": "\(failure)"])
             return
         }
+        counters.snapshotsWritten += 1
         logger.info("snapshot finished", metadata: ["lsn": "\(lsn)", "bytes": "\(bytes)", "milliseconds": "\(milliseconds)"])
         guard let store, storageFailure == nil else { return }
         do {
@@ -513,6 +541,36 @@ final class ServerLoop {
             free(request)
             closeNow(connection)
         }
+    }
+
+    // MARK: Metrics
+
+    /// Counts a frame on its way to a client.
+    private func count(_ message: ServerMessage) {
+        counters.framesSent += 1
+        switch message {
+        case .reply(let reply):
+            if case .failure(let error) = reply.result { counters.countError(error.code) }
+        case .event:
+            counters.eventsSent += 1
+        }
+    }
+
+    func countMetricsRequest() {
+        counters.metricsRequests += 1
+    }
+
+    /// The Prometheus text of this moment (MetricsEndpoint asks for it on a scrape).
+    func metricsExposition() -> [UInt8] {
+        guard let metricsRegistry else { return [] }
+        var sample = MetricsSample(counters: counters)
+        for connection in connections.values where connection.phase == .open {
+            if connection.transport == .unix { sample.unixConnections += 1 } else { sample.tcpConnections += 1 }
+        }
+        sample.engine = (engine as? Engine)?.statistics
+        sample.store = store?.metrics
+        sample.residentMemoryBytes = MetricsRegistry.residentMemoryBytes()
+        return metricsRegistry.exposition(sample)
     }
 
     // MARK: Time
@@ -569,29 +627,20 @@ final class ServerLoop {
             if let path = listener.socketPath { unlink(path) }
         }
         listeners.removeAll()
+        metricsEndpoint?.close()
         mailbox.close()
         if let async { LibUV.close(async) }
         async = nil
         for handle in signals { LibUV.close(handle) }
         signals.removeAll()
 
-        // Replies already produced go out first; then every connection ends (sessions end, ephemerals go).
+        // Replies already produced go out first. Then the engine answers every waiting acquire with
+        // `shuttingDown`, sends each connection the unattributed goodbye (PROTOCOL.md §4.6), ends every
+        // session and closes every connection; its closes route through `beginDraining`.
         routeOutputs()
-        let open = connections.values.filter { $0.phase == .open }.sorted { $0.id < $1.id }
-        let goodbye = ServerMessage.reply(Reply(requestID: 0, opcode: .hello,
-                                                result: .failure(ReplyError(.shuttingDown, "batond is shutting down"))))
-        for connection in open {
-            // The unattributed `shuttingDown` reply of PROTOCOL.md §4.6, last frame before the close.
-            Codec.encode(goodbye, into: &connection.output)
-            connection.phase = .draining
-            uv_read_stop(connection.stream)
-            connection.lingerDeadlineMilliseconds = 0
-            drainingConnections[connection.id] = connection
-            queueFlush(connection)
-        }
-        let time = now()
-        for connection in open { release(connection, now: time) }
+        engine?.shutdown(now: now())
         routeOutputs()
+        for connection in connections.values where connection.phase == .open { beginDraining(connection) }
         flushTurn()
 
         if let prepare { LibUV.close(prepare) }

@@ -17,7 +17,8 @@ struct Batond: ParsableCommand {
         abstract: "The Baton sidecar: fair, crash-safe locks and a small namespace over a Unix socket.",
         discussion: """
             Listens on a Unix socket (created with mode 0600 unless --socket-mode says otherwise) and, \
-            only with --listen, on TCP. Logs go to standard error; one "ready" line says where it listens. \
+            only with --listen, on TCP (then every TCP client must authenticate with the token in \
+            --tcp-token-file). With --metrics, serves Prometheus metrics over HTTP. Logs go to standard error; one "ready" line says where it listens. \
             SIGTERM or SIGINT shuts down gracefully: sessions end, the socket file is removed, exit 0.
 
             Persistent nodes and the counters behind sequence numbers and fencing tokens are kept in \
@@ -39,6 +40,16 @@ struct Batond: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Also listen on TCP, e.g. 127.0.0.1:7420 or [::1]:7420.", valueName: "host:port"))
     var listen: String?
+
+    @Option(name: .customLong("tcp-token-file"), help: ArgumentHelp(
+        "File holding the token TCP clients must authenticate with; required with --listen.",
+        discussion: "The file must be readable by its owner only (mode 0600); its trailing line break is not part of the token.",
+        valueName: "file"))
+    var tcpTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9420.", valueName: "host:port"))
+    var metrics: String?
 
     @Option(name: .customLong("data-dir"), help: ArgumentHelp(
         "Directory of the write-ahead log and snapshots.",
@@ -127,6 +138,19 @@ struct Batond: ParsableCommand {
                 throw ServerError("--listen must be HOST:PORT (IPv6 as [::1]:PORT), not \(listen)")
             }
             configuration.tcpEndpoint = endpoint
+            // TCP is off unless asked for, and then requires authentication.
+            guard let tcpTokenFile else {
+                throw ServerError("--listen needs --tcp-token-file FILE: TCP clients must authenticate with the token in that file (mode 0600)")
+            }
+            configuration.engine.tcpAuthenticationToken = try TokenFile.load(path: tcpTokenFile)
+        } else if tcpTokenFile != nil {
+            throw ServerError("--tcp-token-file is used only with --listen")
+        }
+        if let metrics {
+            guard let endpoint = Endpoint.parseTCP(metrics) else {
+                throw ServerError("--metrics must be HOST:PORT (IPv6 as [::1]:PORT), not \(metrics)")
+            }
+            configuration.metricsEndpoint = endpoint
         }
         return configuration
     }

@@ -109,17 +109,23 @@ final class EngineHandshakeTests: XCTestCase {
         XCTAssertTrue(harness.engine.connectionOpened(3, transport: .unix, now: harness.now))
     }
 
-    func testPendingRequestLimit() {
+    func testPendingRequestLimitBoundsWaitingAcquiresOnly() {
         let harness = EngineHarness { $0.limits.pendingRequestsPerConnectionMax = 2 }
         harness.openSession(1)
-        // Waiting acquires count as pending; the lock layer marks them.
-        harness.engine.beginPendingRequest(on: 1)
+        harness.openSession(2)
+        XCTAssertEqual(harness.call(.acquire(LockRequest(path: "/l")), on: 2).isSuccess, true)
+        let first = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        XCTAssertEqual(replies(first.outputs, to: 1), [], "waits")
+        _ = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        // Two acquires wait: a third is refused, but everything else is still answered, so the
+        // client can cancel (PROTOCOL.md §4.3).
+        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/l")), on: 1)), .tooManyPendingRequests)
         XCTAssertEqual(harness.call(.ping, on: 1), .success(.empty))
-        harness.engine.beginPendingRequest(on: 1)
-        XCTAssertEqual(errorCode(harness.call(.get(path: "/", watch: false), on: 1)), .tooManyPendingRequests)
-        XCTAssertEqual(errorCode(harness.call(.ping, on: 1)), .tooManyPendingRequests)
-        harness.engine.endPendingRequest(on: 1)
-        XCTAssertEqual(harness.call(.ping, on: 1), .success(.empty))
+        XCTAssertEqual(harness.call(.get(path: "/", watch: false), on: 1).isSuccess, true)
+        let cancel = harness.send(.cancel(acquireRequestID: first.requestID), on: 1)
+        XCTAssertEqual(replies(cancel.outputs, to: 1).map { errorCode($0.result) }, [.lockCancelled, nil])
+        let again = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        XCTAssertEqual(replies(again.outputs, to: 1), [], "room again: it waits")
     }
 }
 

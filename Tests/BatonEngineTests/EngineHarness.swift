@@ -1,6 +1,7 @@
 @testable import BatonEngine
 import BatonNamespace
 import BatonProtocol
+import Foundation
 import XCTest
 
 struct SeededRandom: RandomNumberGenerator {
@@ -20,12 +21,14 @@ final class EngineHarness {
     let engine: Engine
     var now = Time(monotonicMilliseconds: 100_000, wallMilliseconds: 1_700_000_000_000)
     var nextRequestID: UInt32 = 1
+    static let tcpToken = Array("harness-tcp-token".utf8)
 
     init(seed: UInt64 = 42, _ adjust: (inout EngineConfiguration) -> Void = { _ in }) {
         var configuration = EngineConfiguration()
         configuration.serverName = "test-batond"
         configuration.defaultSessionTimeoutMilliseconds = 5_000
         configuration.containerGraceMilliseconds = 1_000
+        configuration.tcpAuthenticationToken = EngineHarness.tcpToken
         adjust(&configuration)
         engine = Engine(configuration: configuration, now: now, random: SeededRandom(seed: seed))
     }
@@ -59,6 +62,10 @@ final class EngineHarness {
         XCTAssertTrue(engine.connectionOpened(connection, transport: transport, now: now))
         guard case .success(.hello) = call(.hello(version: ProtocolVersion.current, clientName: "client-\(connection)"),
                                            on: connection) else { return XCTFail("hello failed") }
+        // TCP connections must authenticate before a session (Engine+Authentication.swift).
+        if transport == .tcp {
+            XCTAssertEqual(call(.authenticate(token: EngineHarness.tcpToken), on: connection), .success(.empty))
+        }
     }
 
     /// Connects and opens a session; returns its id and secret.
@@ -73,6 +80,15 @@ final class EngineHarness {
         }
         return (id, secret)
     }
+}
+
+/// Seeds for a simulation test: `seedVariable` names one seed to rerun; else `runsVariable` (or
+/// `defaultRuns`) consecutive seeds from `firstSeed`.
+func simulationSeeds(runsVariable: String, seedVariable: String, defaultRuns: Int, firstSeed: UInt64) -> [UInt64] {
+    let environment = ProcessInfo.processInfo.environment
+    if let seed = environment[seedVariable].flatMap(UInt64.init) { return [seed] }
+    let runs = environment[runsVariable].flatMap(Int.init) ?? defaultRuns
+    return (0..<UInt64(max(runs, 0))).map { firstSeed + $0 }
 }
 
 func replies(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Reply] {

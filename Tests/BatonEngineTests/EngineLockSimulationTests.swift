@@ -222,10 +222,8 @@ final class EngineLockSimulation {
 
 final class EngineLockSimulationTests: XCTestCase {
     func testRandomInterleavingsAgainstTheEngineKeepTheLockInvariants() {
-        let environment = ProcessInfo.processInfo.environment
-        let runs = environment["BATON_SIMULATION_RUNS"].flatMap(Int.init) ?? 300
-        let seeds = environment["BATON_SIMULATION_SEED"].flatMap(UInt64.init).map { [$0] }
-            ?? (0..<UInt64(runs)).map { 0xE_0000 + $0 }
+        let seeds = simulationSeeds(runsVariable: "BATON_SIMULATION_RUNS", seedVariable: "BATON_SIMULATION_SEED",
+                                    defaultRuns: 300, firstSeed: 0xE_0000)
         var grants = 0
         for seed in seeds {
             let simulation = EngineLockSimulation(seed: seed)

@@ -98,7 +98,8 @@ final class EngineLockTests: XCTestCase {
         let outputs = harness.engine.takeOutputs()
         XCTAssertEqual(events(outputs, to: 1), [.lockLost(node: held.node, token: held.token, reason: .leaseExpired)])
         XCTAssertNotNil(grant(outputs, to: 2, requestID: waiting.requestID))
-        XCTAssertEqual(errorCode(harness.call(.release(node: held.node), on: 1)), .notHolder)
+        // The node is gone: the hold already ended (PROTOCOL.md §12.6).
+        XCTAssertEqual(errorCode(harness.call(.release(node: held.node), on: 1)), .lockLost)
     }
 
     func testNodeDeletedByAnotherClientIsALostHold() throws {
@@ -137,7 +138,8 @@ final class EngineLockTests: XCTestCase {
         let answers = replies(cancel.outputs, to: 2)
         XCTAssertEqual(answers.map(\.requestID), [waiting.requestID, cancel.requestID], "the acquire's answer comes first")
         XCTAssertEqual(answers.map { errorCode($0.result) }, [.lockCancelled, nil])
-        XCTAssertEqual(errorCode(harness.call(.cancel(acquireRequestID: waiting.requestID), on: 2)), .invalidArgument)
+        // Already answered: cancel does nothing and still replies ok (PROTOCOL.md §12.4).
+        XCTAssertEqual(harness.call(.cancel(acquireRequestID: waiting.requestID), on: 2), .success(.empty))
         XCTAssertEqual(errorCode(harness.call(.inspect(path: "bad"), on: 2)), .invalidPath)
         XCTAssertEqual(harness.engine.namespace.node(at: "/locks/a")?.children.count, 1)
     }

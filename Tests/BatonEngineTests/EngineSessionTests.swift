@@ -167,7 +167,15 @@ final class EngineSessionTests: XCTestCase {
         XCTAssertEqual(harness.engine.takeOutputs(), [])
         harness.advance(1)
         XCTAssertEqual(events(harness.engine.takeOutputs(), to: 1), [.sessionExpired(sessionID: owner.id)])
-        XCTAssertEqual(errorCode(harness.call(.get(path: "/", watch: false), on: 1)), .sessionRequired)
+        // Until another session is opened, the connection hears why it has none (PROTOCOL.md §9.6).
+        XCTAssertEqual(errorCode(harness.call(.get(path: "/", watch: false), on: 1)), .sessionExpired)
+        XCTAssertEqual(errorCode(harness.call(.closeSession, on: 1)), .sessionExpired)
+        guard case .success(.session) = harness.call(.openSession(timeoutMilliseconds: 0, flags: []), on: 1) else {
+            return XCTFail("a new session on the same connection")
+        }
+        XCTAssertEqual(harness.call(.get(path: "/", watch: false), on: 1).isSuccess, true)
+        _ = harness.call(.closeSession, on: 1)
+        XCTAssertEqual(errorCode(harness.call(.get(path: "/", watch: false), on: 1)), .sessionRequired, "closed, not expired")
         harness.openSession(2)
         XCTAssertEqual(harness.call(.exists(path: "/e", watch: false), on: 2), .success(.exists(nil)))
     }

@@ -137,6 +137,18 @@ final class NamespaceOperationTests: XCTestCase {
         XCTAssertEqual(listing.stat.childrenCount, 4)
     }
 
+    func testChildrenAreSortedByUTF8BytesNotByUnicodeNormalization() throws {
+        let namespace = makeNamespace()
+        // "e" + combining acute (0x65 0xCC 0x81) sorts before "f" (0x66) by bytes; Swift's own
+        // string order compares the normalized "é" (U+00E9), which sorts after "f".
+        let decomposed = "e\u{301}"
+        for name in ["f", decomposed, "E"] {
+            try namespace.create("/" + name, data: [], mode: .persistent, session: 0, now: now)
+        }
+        XCTAssertEqual(try namespace.children("/").names.map { Array($0.utf8) },
+                       [Array("E".utf8), Array(decomposed.utf8), Array("f".utf8)])
+    }
+
     func testSequentialNamesArePerParentAndTenDigits() throws {
         let namespace = makeNamespace()
         let session = try namespace.openSession(timeoutMilliseconds: 0, now: now)

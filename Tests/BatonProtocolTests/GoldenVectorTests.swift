@@ -21,6 +21,7 @@ enum GoldenValues {
         "resumeSession": (3, .resumeSession(sessionID: sessionID, secret: secret)),
         "closeSession": (4, .closeSession),
         "ping": (5, .ping),
+        "authenticate": (0x17, .authenticate(token: Array("secret".utf8))),
         "create": (6, .create(path: "/locks/a", data: Array("hi".utf8), mode: .ephemeralSequential)),
         "create.container": (7, .create(path: "/c", data: [], mode: .container)),
         "create.persistent-sequential": (7, .create(path: "/p", data: [], mode: .persistentSequential)),
@@ -61,6 +62,7 @@ enum GoldenValues {
         "resumed": ok(3, .resumeSession, .resumed(timeoutMilliseconds: 10_000)),
         "empty.closeSession": ok(4, .closeSession, .empty),
         "empty.ping": ok(5, .ping, .empty),
+        "empty.authenticate": ok(0x17, .authenticate, .empty),
         "empty.delete": ok(8, .delete, .empty),
         "empty.check": ok(13, .check, .empty),
         "empty.release": ok(19, .release, .empty),
@@ -85,6 +87,7 @@ enum GoldenValues {
         "error.lockBusy": failed(17, .acquire, .lockBusy, ""),
         "error.lockCancelled": failed(16, .acquire, .lockCancelled, ""),
         "error.unsupportedVersion": failed(1, .hello, .unsupportedVersion, "speaks 1"),
+        "error.notAuthorized": failed(0x17, .authenticate, .notAuthorized, "wrong token"),
         "error.unattributed": .reply(DecodeFailure(.malformedFrame, "short").reply),
     ]
 

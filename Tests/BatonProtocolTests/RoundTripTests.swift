@@ -22,6 +22,8 @@ final class RoundTripTests: XCTestCase {
         .resumeSession(sessionID: .max, secret: SessionSecret(high: .max, low: .max)),
         .closeSession,
         .ping,
+        .authenticate(token: []),
+        .authenticate(token: (0...255).map(UInt8.init)),
         .create(path: "", data: [], mode: .persistent),
         .create(path: longPath, data: largeData, mode: .ephemeralSequential),
         .create(path: unicodePath, data: [0], mode: .container),

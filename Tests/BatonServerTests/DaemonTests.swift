@@ -278,6 +278,25 @@ final class DaemonTests: XCTestCase {
         XCTAssertTrue(daemon.standardError.contains("shutting down"))
     }
 
+    func testSIGTERMAnswersAWaitingAcquireBeforeTheGoodbye() throws {
+        let daemon = try startDaemon()
+        let holder = try daemon.connect()
+        try holder.handshake()
+        _ = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/shutdown")))
+        let waiter = try daemon.connect()
+        try waiter.handshake()
+        try waiter.send(.acquire(LockRequest(path: "/locks/shutdown")), requestID: 77)
+        _ = try waiter.callSuccessfully(.ping)  // the acquire is queued behind the holder by now
+        daemon.kill(SIGTERM)
+        XCTAssertEqual(daemon.waitForExit(timeoutSeconds: 20), .exited(0))
+        let replies = try waiter.readUntilClosed().compactMap { message -> Reply? in
+            if case .reply(let reply) = message { return reply }
+            return nil
+        }
+        XCTAssertEqual(replies.map(\.requestID), [77, 0], "the waiting acquire is answered, then the goodbye")
+        XCTAssertEqual(replies.map { failureCode($0) }, [.shuttingDown, .shuttingDown])
+    }
+
     func testSocketFileIsPrivateByDefaultAndFollowsSocketMode() throws {
         let daemon = try startDaemon()
         XCTAssertEqual(try permissions(daemon.socketPath), 0o600)

@@ -113,6 +113,14 @@ final class StandInEngine: ServerEngine {
 
     var nextDeadlineMilliseconds: UInt64? { timeouts.map(\.deadline).min() }
 
+    func shutdown(now: Time) {
+        for connection in open.sorted() {
+            outputs.append(.send(connection, .reply(Reply(requestID: 0, opcode: .hello,
+                                                          result: .failure(ReplyError(.shuttingDown))))))
+            outputs.append(.close(connection))
+        }
+    }
+
     func takeOutputs() -> [EngineOutput] {
         defer { outputs.removeAll() }
         return outputs

@@ -19,6 +19,8 @@ public final class RawConnection: @unchecked Sendable {
     private var isClosed = false
     /// Events that arrived while waiting for a reply, oldest first; `nextEvent` takes from here first.
     public private(set) var pendingEvents: [Event] = []
+    /// When set (TCP), `hello()` follows the hello with `authenticate` (Proto/PROTOCOL.md §4.7).
+    public var authenticationToken: [UInt8]?
 
     /// What `openSession` granted.
     public struct Session: Sendable, Equatable {
@@ -184,7 +186,7 @@ public final class RawConnection: @unchecked Sendable {
         try call(request, timeoutSeconds: timeoutSeconds).result.get()
     }
 
-    /// `hello` then `openSession`.
+    /// `hello` (then `authenticate` when `authenticationToken` is set), then `openSession`.
     @discardableResult
     public func handshake(clientName: String = "test", sessionTimeoutMilliseconds: UInt32 = 10_000,
                           flags: SessionFlags = []) throws -> Session {
@@ -196,9 +198,16 @@ public final class RawConnection: @unchecked Sendable {
         return Session(sessionID: sessionID, secret: secret, timeoutMilliseconds: timeout)
     }
 
+    /// `hello`, then `authenticate` when `authenticationToken` is set.
     public func hello(clientName: String = "test") throws {
         let body = try callSuccessfully(.hello(version: ProtocolVersion.current, clientName: clientName))
         guard case .hello = body else { throw TestSupportError.unexpected("hello answered \(body)") }
+        if let authenticationToken { try authenticate(token: authenticationToken) }
+    }
+
+    public func authenticate(token: [UInt8]) throws {
+        let body = try callSuccessfully(.authenticate(token: token))
+        guard case .empty = body else { throw TestSupportError.unexpected("authenticate answered \(body)") }
     }
 
     /// Reads (and returns) whatever arrives until the server closes the connection.

@@ -51,6 +51,10 @@ public final class TestDaemon: @unchecked Sendable {
     public let logPath: String
     /// The loopback TCP port when `listensOnTCP` (the same one across restarts).
     public private(set) var tcpPort: UInt16?
+    /// The token TCP clients authenticate with when `listensOnTCP`, kept in `tcpTokenPath` (mode 0600).
+    public private(set) var tcpToken: [UInt8]?
+    /// `<directory>/tcp.token`, passed as `--tcp-token-file` when `listensOnTCP`.
+    public var tcpTokenPath: String { directory + "/tcp.token" }
     private var process: Process?
 
     public init(_ options: Options = Options()) throws {
@@ -64,7 +68,12 @@ public final class TestDaemon: @unchecked Sendable {
         dataDirectory = directory + "/data"
         logPath = directory + "/batond.log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        if options.listensOnTCP { tcpPort = try TestDaemon.freeLoopbackPort() }
+        if options.listensOnTCP {
+            tcpPort = try TestDaemon.freeLoopbackPort()
+            let token = TestDaemon.randomToken()
+            try TestDaemon.writeTokenFile(tcpTokenPath, contents: token + [UInt8(ascii: "\n")])
+            tcpToken = token
+        }
         try start()
     }
 
@@ -88,7 +97,7 @@ public final class TestDaemon: @unchecked Sendable {
     /// The arguments the daemon is started with.
     public var arguments: [String] {
         var arguments = ["--socket", socketPath, "--data-dir", dataDirectory, "--log-level", options.logLevel]
-        if let tcpPort { arguments += ["--listen", "127.0.0.1:\(tcpPort)"] }
+        if let tcpPort { arguments += ["--listen", "127.0.0.1:\(tcpPort)", "--tcp-token-file", tcpTokenPath] }
         return arguments + options.arguments
     }
 
@@ -171,10 +180,13 @@ public final class TestDaemon: @unchecked Sendable {
         try RawConnection(unixPath: socketPath)
     }
 
-    /// A new connection over TCP (the daemon must have been started with `listensOnTCP`).
-    public func connectTCP() throws -> RawConnection {
+    /// A new connection over TCP (the daemon must have been started with `listensOnTCP`). Unless
+    /// told otherwise, its `hello()` (and so `handshake()`) also authenticates with the daemon's token.
+    public func connectTCP(authenticating: Bool = true) throws -> RawConnection {
         guard let tcpPort else { throw TestSupportError.unexpected("the daemon was started without TCP") }
-        return try RawConnection(port: tcpPort)
+        let connection = try RawConnection(port: tcpPort)
+        if authenticating { connection.authenticationToken = tcpToken }
+        return connection
     }
 
     // MARK: Helpers
@@ -230,6 +242,25 @@ public final class TestDaemon: @unchecked Sendable {
             no batond executable found (looked at \(candidates.joined(separator: ", "))); \
             build it first (swift build --build-tests builds it with the tests) or set BATOND_PATH
             """)
+    }
+
+    /// 32 random bytes as 64 hex digits.
+    public static func randomToken() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        return (0..<64).map { _ in digits[Int(generator.next() % 16)] }
+    }
+
+    /// Creates (or replaces) a file with `mode` from the first instant and writes `contents`.
+    public static func writeTokenFile(_ path: String, contents: [UInt8], mode: mode_t = 0o600) throws {
+        unlink(path)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard descriptor >= 0 else { throw TestSupportError.system("create \(path): \(RawConnection.lastError())") }
+        defer { Glibc.close(descriptor) }
+        // The umask may have narrowed the mode: set it exactly (tests also ask for wide modes).
+        guard fchmod(descriptor, mode) == 0 else { throw TestSupportError.system("chmod \(path): \(RawConnection.lastError())") }
+        let written = contents.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == contents.count else { throw TestSupportError.system("write \(path): \(RawConnection.lastError())") }
     }
 
     /// A loopback port that was free a moment ago.

@@ -1,0 +1,329 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import BatonProtocol
+
+/// A connection to batond with one session, async/await API. Requests from any number of tasks are
+/// pipelined on the one connection. `blocking` gives the same operations synchronously.
+///
+///     let client = try await BatonClient.connect()
+///     try await client.withLock("/locks/orders") { grant in ... grant.token ... }
+public final class BatonClient: Sendable {
+    let connection: ClientConnection
+    let options: ClientOptions
+    /// The session this client holds.
+    public let session: SessionInfo
+    /// The name the server gave in its hello.
+    public let serverName: String
+    public let endpoint: Endpoint
+
+    init(connection: ClientConnection, options: ClientOptions, session: SessionInfo, serverName: String,
+         endpoint: Endpoint) {
+        self.connection = connection
+        self.options = options
+        self.session = session
+        self.serverName = serverName
+        self.endpoint = endpoint
+        if options.heartbeats {
+            connection.startHeartbeats(every: Self.heartbeatInterval(sessionTimeoutMilliseconds: session.timeoutMilliseconds))
+        }
+    }
+
+    deinit {
+        connection.close()
+    }
+
+    /// A third of the session timeout: two pings may be lost or late before the session is at risk.
+    static func heartbeatInterval(sessionTimeoutMilliseconds: UInt32) -> Duration {
+        .milliseconds(max(Int64(sessionTimeoutMilliseconds) / 3, 1))
+    }
+
+    /// The default endpoint of this process: `$BATON_SOCKET`, `$XDG_RUNTIME_DIR/baton.sock` or `/tmp/baton-$UID.sock`.
+    public static func defaultEndpoint() -> Endpoint {
+        .defaultEndpoint(environment: ProcessInfo.processInfo.environment, userID: UInt32(getuid()))
+    }
+
+    /// Connects, says hello and opens a new session.
+    public static func connect(to endpoint: Endpoint? = nil, options: ClientOptions = ClientOptions())
+        async throws(BatonError) -> BatonClient {
+        let endpoint = endpoint ?? defaultEndpoint()
+        return try await open(on: try ClientConnection.connect(to: endpoint), endpoint: endpoint, options: options)
+    }
+
+    /// Handshake and new session on a connected transport; closes it on failure.
+    static func open(on connection: ClientConnection, endpoint: Endpoint, options: ClientOptions)
+        async throws(BatonError) -> BatonClient {
+        do throws(BatonError) {
+            let serverName = try await handshake(connection, endpoint: endpoint, options: options).serverName
+            guard let timeout = options.sessionTimeout.wireMilliseconds else {
+                throw BatonError.invalidArgument("session timeout out of range: \(options.sessionTimeout)")
+            }
+            let session = try await perform(Calls.openSession(timeoutMilliseconds: timeout,
+                                                              flags: options.keepOnDisconnect ? [.keepOnDisconnect] : []),
+                                             on: connection, timeout: options.connectTimeout)
+            return BatonClient(connection: connection, options: options, session: session, serverName: serverName,
+                               endpoint: endpoint)
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Connects and resumes an existing session (typically over TCP after the old connection dropped).
+    public static func resume(to endpoint: Endpoint? = nil, sessionID: UInt64, secret: SessionSecret,
+                              options: ClientOptions = ClientOptions()) async throws(BatonError) -> BatonClient {
+        let endpoint = endpoint ?? defaultEndpoint()
+        let connection = try ClientConnection.connect(to: endpoint)
+        do throws(BatonError) {
+            let serverName = try await handshake(connection, endpoint: endpoint, options: options).serverName
+            let timeout = try await perform(Calls.resumeSession(id: sessionID, secret: secret), on: connection,
+                                            timeout: options.connectTimeout)
+            let session = SessionInfo(id: sessionID, secret: secret, timeoutMilliseconds: timeout)
+            return BatonClient(connection: connection, options: options, session: session, serverName: serverName,
+                               endpoint: endpoint)
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Hello, then on TCP the token (PROTOCOL.md §4.7).
+    static func handshake(_ connection: ClientConnection, endpoint: Endpoint, options: ClientOptions)
+        async throws(BatonError) -> (version: UInt16, serverName: String, frameBytesMax: UInt32) {
+        let hello = try await perform(Calls.hello(clientName: options.clientName), on: connection,
+                                      timeout: options.connectTimeout)
+        guard hello.version == ProtocolVersion.current else {
+            throw .protocolViolation("server speaks protocol \(hello.version), client \(ProtocolVersion.current)")
+        }
+        connection.setRequestBytesMax(Int(hello.frameBytesMax))
+        if case .tcp = endpoint, let token = options.tcpAuthenticationToken {
+            try await perform(Calls.authenticate(token: token), on: connection, timeout: options.connectTimeout)
+        }
+        return hello
+    }
+
+    static func perform<Value>(_ call: Call<Value>, on connection: ClientConnection, timeout: Duration?)
+        async throws(BatonError) -> Value {
+        let result: Result<ReplyBody, BatonError> = await withCheckedContinuation { continuation in
+            connection.submit(call.request, timeout: timeout, watch: call.watch) { continuation.resume(returning: $0) }
+        }
+        let body = try result.get()
+        guard let value = call.decode(body) else { throw Call<Value>.unexpected(body, for: call.request) }
+        return value
+    }
+
+    func perform<Value>(_ call: Call<Value>) async throws(BatonError) -> Value {
+        try await Self.perform(call, on: connection, timeout: call.usesRequestTimeout ? options.requestTimeout : nil)
+    }
+
+    /// The same connection and session, with synchronous methods.
+    public var blocking: BlockingClient { BlockingClient(client: self) }
+
+    // MARK: Connection
+
+    /// True once the connection is gone (closed here, by the server, or by the network).
+    public var isClosed: Bool { connection.isClosed }
+
+    /// Pings sent by the heartbeat so far (for diagnostics and tests).
+    public var heartbeatsSent: Int { connection.heartbeatsSent }
+
+    /// Every event (watches, lock lost/suspended, session expired) from now on, in server order.
+    /// Each call returns a new stream; it finishes when the connection closes.
+    public func events() -> AsyncStream<Event> { connection.events() }
+
+    /// Lock-lost events from now on, as a stream.
+    public func lockLostEvents() -> AsyncStream<LockLost> {
+        let events = connection.events()
+        return AsyncStream { continuation in
+            let task = Task {
+                for await event in events {
+                    if case .lockLost(let node, let token, let reason) = event {
+                        continuation.yield(LockLost(node: node, token: token, reason: reason))
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// `handler` runs on the client's event queue for every hold lost other than by release.
+    public func onLockLost(_ handler: @escaping @Sendable (LockLost) -> Void) {
+        connection.addLockLostHandler(handler)
+    }
+
+    /// `handler` runs once when the connection ends, with why (`connectionClosed` for EOF or `close()`).
+    public func onClose(_ handler: @escaping @Sendable (BatonError) -> Void) {
+        connection.addCloseHandler(handler)
+    }
+
+    /// Drops the connection without closing the session: a TCP session (or one opened with
+    /// `keepOnDisconnect`) can be resumed until it times out.
+    public func disconnect() {
+        connection.close()
+    }
+
+    /// Ends the session (its ephemeral nodes and holds go at once) and the connection.
+    public func closeSession() async throws(BatonError) {
+        defer { connection.close() }
+        try await perform(Calls.closeSession())
+    }
+
+    // MARK: Nodes
+
+    public func ping() async throws(BatonError) {
+        try await perform(Calls.ping())
+    }
+
+    /// Creates a node and returns its path (with the sequence suffix when `mode.sequential`).
+    @discardableResult
+    public func create<Bytes: Sequence<UInt8>>(_ path: String, data: Bytes, mode: CreateMode = .persistent)
+        async throws(BatonError) -> String {
+        try await perform(Calls.create(path, data: Array(data), mode: mode))
+    }
+
+    @discardableResult
+    public func create(_ path: String, mode: CreateMode = .persistent) async throws(BatonError) -> String {
+        try await perform(Calls.create(path, data: [], mode: mode))
+    }
+
+    /// Deletes a node; `version` must match unless it is `anyVersion` (-1).
+    public func delete(_ path: String, version: Int32 = anyVersion) async throws(BatonError) {
+        try await perform(Calls.delete(path, version: version))
+    }
+
+    /// The node's stat, or nil if it does not exist. `watch` sets a data watch (it also fires on
+    /// creation); `watcher` is called when it fires (the event also goes to `events()`).
+    public func exists(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
+        async throws(BatonError) -> Stat? {
+        try await perform(Calls.exists(path, watch: watch, callback: watcher))
+    }
+
+    public func get(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
+        async throws(BatonError) -> (data: [UInt8], stat: Stat) {
+        try await perform(Calls.get(path, watch: watch, callback: watcher))
+    }
+
+    /// Replaces a node's data; returns its new stat.
+    @discardableResult
+    public func set<Bytes: Sequence<UInt8>>(_ path: String, data: Bytes, version: Int32 = anyVersion)
+        async throws(BatonError) -> Stat {
+        try await perform(Calls.set(path, data: Array(data), version: version))
+    }
+
+    /// The names of a node's children, in the server's order.
+    public func children(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
+        async throws(BatonError) -> [String] {
+        try await perform(Calls.children(path, watch: watch, callback: watcher)).names
+    }
+
+    /// Children plus the parent's stat.
+    public func childrenAndStat(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
+        async throws(BatonError) -> (names: [String], stat: Stat) {
+        try await perform(Calls.children(path, watch: watch, callback: watcher))
+    }
+
+    /// Applies all operations or none.
+    public func multi(_ operations: [MultiOperation]) async throws(BatonError) -> [MultiResult] {
+        try await perform(Calls.multi(operations))
+    }
+
+    // MARK: Locks
+
+    /// Waits for the lock and returns the grant. `timeout` nil waits forever; zero is `tryAcquire`
+    /// (`lockBusy` when held). `lease` bounds the hold: past it the server ends it and sends lockLost.
+    /// Cancelling the awaiting task cancels the wait on the server and throws `.cancelled`; a grant
+    /// that races the cancellation is released, never returned.
+    public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
+                        lease: Duration? = nil) async throws(BatonError) -> LockGrant {
+        let call = Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout, lease: lease))
+        let phase = MutexLock(AcquirePhase.notSent)
+        let connection = self.connection
+        let result: Result<ReplyBody, BatonError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if case .cancelled = phase.withLock({ $0 }) {
+                    continuation.resume(returning: .failure(.cancelled))
+                    return
+                }
+                let completion: ClientConnection.Completion = { continuation.resume(returning: $0) }
+                guard let requestID = connection.submit(call.request, completion: completion) else { return }
+                let cancelledMeanwhile = phase.withLock { phase in
+                    if case .cancelled = phase { return true }
+                    phase = .sent(requestID)
+                    return false
+                }
+                if cancelledMeanwhile { connection.sendCancel(acquireRequestID: requestID) }
+            }
+        } onCancel: {
+            let requestID: UInt32? = phase.withLock { phase in
+                defer { phase = .cancelled }
+                if case .sent(let id) = phase { return id }
+                return nil
+            }
+            if let requestID { connection.sendCancel(acquireRequestID: requestID) }
+        }
+        let cancelled = phase.withLock { phase in if case .cancelled = phase { true } else { false } }
+        switch result {
+        case .success(let body):
+            guard let grant = call.decode(body) else { throw Call<LockGrant>.unexpected(body, for: call.request) }
+            if cancelled {
+                connection.submit(.release(node: grant.node)) { _ in }
+                throw .cancelled
+            }
+            return grant
+        case .failure(.server(let error)) where error.code == .lockCancelled && cancelled:
+            throw .cancelled
+        case .failure(let error):
+            throw error
+        }
+    }
+
+    /// Takes the lock only if it is free now; `.server(lockBusy)` otherwise.
+    public func tryAcquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, lease: Duration? = nil)
+        async throws(BatonError) -> LockGrant {
+        try await acquire(path, kind: kind, permits: permits, timeout: .zero, lease: lease)
+    }
+
+    /// Ends a hold (or withdraws a wait) named by its grant.
+    public func release(_ grant: LockGrant) async throws(BatonError) {
+        try await perform(Calls.release(grant))
+    }
+
+    /// Acquires, runs `body`, and releases whatever `body` does (returns or throws). A failed release
+    /// after a successful body is thrown; after a failed body, the body's error wins.
+    public func withLock<Result>(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
+                                 timeout: Duration? = nil, lease: Duration? = nil,
+                                 isolation: isolated (any Actor)? = #isolation,
+                                 _ body: (LockGrant) async throws -> Result) async throws -> Result {
+        let grant = try await acquire(path, kind: kind, permits: permits, timeout: timeout, lease: lease)
+        let value: Result
+        do {
+            value = try await body(grant)
+        } catch {
+            try? await release(grant)
+            throw error
+        }
+        try await release(grant)
+        return value
+    }
+
+    /// Whether `token` is still the current grant's token of the lock at `path` (for fencing at a resource).
+    public func checkToken(_ path: String, token: UInt64) async throws(BatonError) -> Bool {
+        try await perform(Calls.checkToken(path, token: token))
+    }
+
+    /// Holders then waiters of the lock at `path`.
+    public func inspect(_ path: String) async throws(BatonError) -> [LockEntry] {
+        try await perform(Calls.inspect(path))
+    }
+}
+
+/// Where an acquire is in its life, for cancellation that may come before or after it is sent.
+enum AcquirePhase: Sendable {
+    case notSent
+    case sent(UInt32)
+    case cancelled
+}

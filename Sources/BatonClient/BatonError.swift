@@ -1,0 +1,37 @@
+import BatonProtocol
+
+/// Every error the client reports.
+public enum BatonError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The server answered the request with an error (`noNode`, `lockTimeout`, ...).
+    case server(ReplyError)
+    /// The connection to batond is gone (EOF, reset, or closed by this client); pending requests fail with it.
+    case connectionClosed
+    /// No reply within the client's own deadline (connect/handshake timeout or `requestTimeout`).
+    case timedOut
+    /// The peer sent something this client cannot accept: an undecodable frame or an unexpected reply.
+    case protocolViolation(String)
+    /// The endpoint could not be reached (socket, connect or address resolution failed).
+    case connectFailed(String)
+    /// The awaiting task was cancelled; a cancelled acquire never leaves a hold behind.
+    case cancelled
+    /// A bad argument caught before anything was sent (a duration out of range, ...).
+    case invalidArgument(String)
+
+    /// The protocol error code when the server refused the request.
+    public var code: ErrorCode? {
+        if case .server(let error) = self { return error.code }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .server(let error): return error.description
+        case .connectionClosed: return "connection to batond closed"
+        case .timedOut: return "timed out waiting for batond"
+        case .protocolViolation(let detail): return "protocol violation: \(detail)"
+        case .connectFailed(let detail): return "cannot connect: \(detail)"
+        case .cancelled: return "cancelled"
+        case .invalidArgument(let detail): return "invalid argument: \(detail)"
+        }
+    }
+}

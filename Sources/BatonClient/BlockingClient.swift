@@ -1,0 +1,196 @@
+import Foundation
+import BatonProtocol
+
+/// The synchronous API, for scripts and the CLI: the same connection and session as a `BatonClient`,
+/// each call waits on a semaphore that the client's reader thread signals. Safe from any thread
+/// except inside async code (use `BatonClient` there), including from watch callbacks.
+public struct BlockingClient: Sendable {
+    /// The async client on the same connection.
+    public let client: BatonClient
+
+    init(client: BatonClient) {
+        self.client = client
+    }
+
+    var connection: ClientConnection { client.connection }
+    public var session: SessionInfo { client.session }
+    public var serverName: String { client.serverName }
+
+    /// Connects, says hello and opens a new session.
+    public static func connect(to endpoint: Endpoint? = nil, options: ClientOptions = ClientOptions())
+        throws(BatonError) -> BlockingClient {
+        let endpoint = endpoint ?? BatonClient.defaultEndpoint()
+        let connection = try ClientConnection.connect(to: endpoint)
+        do throws(BatonError) {
+            let serverName = try handshake(connection, endpoint: endpoint, options: options)
+            guard let timeout = options.sessionTimeout.wireMilliseconds else {
+                throw BatonError.invalidArgument("session timeout out of range: \(options.sessionTimeout)")
+            }
+            let session = try perform(Calls.openSession(timeoutMilliseconds: timeout,
+                                                        flags: options.keepOnDisconnect ? [.keepOnDisconnect] : []),
+                                      on: connection, timeout: options.connectTimeout)
+            return BlockingClient(client: BatonClient(connection: connection, options: options, session: session,
+                                                      serverName: serverName, endpoint: endpoint))
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Connects and resumes an existing session.
+    public static func resume(to endpoint: Endpoint? = nil, sessionID: UInt64, secret: SessionSecret,
+                              options: ClientOptions = ClientOptions()) throws(BatonError) -> BlockingClient {
+        let endpoint = endpoint ?? BatonClient.defaultEndpoint()
+        let connection = try ClientConnection.connect(to: endpoint)
+        do throws(BatonError) {
+            let serverName = try handshake(connection, endpoint: endpoint, options: options)
+            let timeout = try perform(Calls.resumeSession(id: sessionID, secret: secret), on: connection,
+                                      timeout: options.connectTimeout)
+            let session = SessionInfo(id: sessionID, secret: secret, timeoutMilliseconds: timeout)
+            return BlockingClient(client: BatonClient(connection: connection, options: options, session: session,
+                                                      serverName: serverName, endpoint: endpoint))
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Hello, then on TCP the token (PROTOCOL.md §4.7).
+    static func handshake(_ connection: ClientConnection, endpoint: Endpoint, options: ClientOptions) throws(BatonError) -> String {
+        let hello = try perform(Calls.hello(clientName: options.clientName), on: connection, timeout: options.connectTimeout)
+        guard hello.version == ProtocolVersion.current else {
+            throw .protocolViolation("server speaks protocol \(hello.version), client \(ProtocolVersion.current)")
+        }
+        connection.setRequestBytesMax(Int(hello.frameBytesMax))
+        if case .tcp = endpoint, let token = options.tcpAuthenticationToken {
+            try perform(Calls.authenticate(token: token), on: connection, timeout: options.connectTimeout)
+        }
+        return hello.serverName
+    }
+
+    static func perform<Value>(_ call: Call<Value>, on connection: ClientConnection, timeout: Duration?)
+        throws(BatonError) -> Value {
+        let body = try wait(on: connection, call.request, timeout: timeout, watch: call.watch).get()
+        guard let value = call.decode(body) else { throw Call<Value>.unexpected(body, for: call.request) }
+        return value
+    }
+
+    /// Submits and waits for the reply. `submitted` learns the request id (for cancel from another thread).
+    static func wait(on connection: ClientConnection, _ request: Request, timeout: Duration?,
+                     watch: WatchRegistration?, submitted: (UInt32) -> Void = { _ in })
+        -> Result<ReplyBody, BatonError> {
+        let semaphore = DispatchSemaphore(value: 0)
+        let box = MutexLock<Result<ReplyBody, BatonError>?>(nil)
+        let requestID = connection.submit(request, timeout: timeout, watch: watch) { result in
+            box.withLock { $0 = result }
+            semaphore.signal()
+        }
+        if let requestID { submitted(requestID) }
+        semaphore.wait()
+        return box.withLock { $0 }!
+    }
+
+    func perform<Value>(_ call: Call<Value>) throws(BatonError) -> Value {
+        try Self.perform(call, on: connection, timeout: call.usesRequestTimeout ? client.options.requestTimeout : nil)
+    }
+
+    // MARK: Connection
+
+    public var isClosed: Bool { client.isClosed }
+    public func events() -> AsyncStream<Event> { client.events() }
+    public func onLockLost(_ handler: @escaping @Sendable (LockLost) -> Void) { client.onLockLost(handler) }
+    public func onClose(_ handler: @escaping @Sendable (BatonError) -> Void) { client.onClose(handler) }
+    public func disconnect() { client.disconnect() }
+
+    public func closeSession() throws(BatonError) {
+        defer { connection.close() }
+        try perform(Calls.closeSession())
+    }
+
+    // MARK: Nodes
+
+    public func ping() throws(BatonError) {
+        try perform(Calls.ping())
+    }
+
+    @discardableResult
+    public func create<Bytes: Sequence<UInt8>>(_ path: String, data: Bytes, mode: CreateMode = .persistent)
+        throws(BatonError) -> String {
+        try perform(Calls.create(path, data: Array(data), mode: mode))
+    }
+
+    @discardableResult
+    public func create(_ path: String, mode: CreateMode = .persistent) throws(BatonError) -> String {
+        try perform(Calls.create(path, data: [], mode: mode))
+    }
+
+    public func delete(_ path: String, version: Int32 = anyVersion) throws(BatonError) {
+        try perform(Calls.delete(path, version: version))
+    }
+
+    public func exists(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil) throws(BatonError) -> Stat? {
+        try perform(Calls.exists(path, watch: watch, callback: watcher))
+    }
+
+    public func get(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
+        throws(BatonError) -> (data: [UInt8], stat: Stat) {
+        try perform(Calls.get(path, watch: watch, callback: watcher))
+    }
+
+    @discardableResult
+    public func set<Bytes: Sequence<UInt8>>(_ path: String, data: Bytes, version: Int32 = anyVersion)
+        throws(BatonError) -> Stat {
+        try perform(Calls.set(path, data: Array(data), version: version))
+    }
+
+    public func children(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
+        throws(BatonError) -> [String] {
+        try perform(Calls.children(path, watch: watch, callback: watcher)).names
+    }
+
+    public func multi(_ operations: [MultiOperation]) throws(BatonError) -> [MultiResult] {
+        try perform(Calls.multi(operations))
+    }
+
+    // MARK: Locks
+
+    /// Waits for the lock (see `BatonClient.acquire`). Blocks the calling thread until granted,
+    /// timed out (`lockTimeout`) or the connection ends.
+    public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
+                        lease: Duration? = nil) throws(BatonError) -> LockGrant {
+        try perform(Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout, lease: lease)))
+    }
+
+    public func tryAcquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, lease: Duration? = nil)
+        throws(BatonError) -> LockGrant {
+        try acquire(path, kind: kind, permits: permits, timeout: .zero, lease: lease)
+    }
+
+    public func release(_ grant: LockGrant) throws(BatonError) {
+        try perform(Calls.release(grant))
+    }
+
+    /// Acquires, runs `body`, releases whatever `body` does.
+    public func withLock<Result>(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
+                                 timeout: Duration? = nil, lease: Duration? = nil,
+                                 _ body: (LockGrant) throws -> Result) throws -> Result {
+        let grant = try acquire(path, kind: kind, permits: permits, timeout: timeout, lease: lease)
+        let value: Result
+        do {
+            value = try body(grant)
+        } catch {
+            try? release(grant)
+            throw error
+        }
+        try release(grant)
+        return value
+    }
+
+    public func checkToken(_ path: String, token: UInt64) throws(BatonError) -> Bool {
+        try perform(Calls.checkToken(path, token: token))
+    }
+
+    public func inspect(_ path: String) throws(BatonError) -> [LockEntry] {
+        try perform(Calls.inspect(path))
+    }
+}

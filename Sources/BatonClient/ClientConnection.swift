@@ -1,0 +1,392 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import BatonProtocol
+
+/// One transport connection to batond: pipelined requests matched to replies by request id, a reader
+/// thread that decodes frames, completes requests, dispatches events in order and sends heartbeats.
+/// Both the async and the blocking API sit on top of `submit`.
+///
+/// Threads: callers submit from anywhere; the reader thread owns the receive side and the timers;
+/// user callbacks (watches, lock-lost, close) run on `eventQueue`, one at a time, in server order.
+/// All mutable state is behind `state`; writes to the socket are serialised by `writer`.
+final class ClientConnection: @unchecked Sendable {
+    typealias Completion = @Sendable (Result<ReplyBody, BatonError>) -> Void
+
+    struct Pending {
+        var opcode: Opcode
+        var completion: Completion
+        var deadline: ContinuousClock.Instant?
+        var watch: WatchRegistration?
+    }
+
+    struct State {
+        var nextRequestID: UInt32 = 1
+        var pending: [UInt32: Pending] = [:]
+        /// Set once the connection is finished; every later submit fails with it.
+        var closedError: BatonError?
+        var dataWatches: [String: [WatchCallback]] = [:]
+        var childWatches: [String: [WatchCallback]] = [:]
+        var subscribers: [UInt64: AsyncStream<Event>.Continuation] = [:]
+        var nextSubscriberID: UInt64 = 0
+        var lockLostHandlers: [UInt64: @Sendable (LockLost) -> Void] = [:]
+        var closeHandlers: [UInt64: @Sendable (BatonError) -> Void] = [:]
+        var nextHandlerID: UInt64 = 0
+        var heartbeatInterval: Duration?
+        var lastSent = ContinuousClock.now
+        var heartbeatsSent: Int = 0
+        /// Largest request body the server accepts (from its hello); bigger requests fail here instead
+        /// of making the server close the connection.
+        var requestBytesMax = Limits.default.frameBytesMax
+        /// A closing error the server reported; pending requests fail with it when the stream ends.
+        var closingError: BatonError?
+    }
+
+    /// Writer side: whether the descriptor may still be used. The reader closes it under this lock.
+    struct Writer {
+        var open = true
+    }
+
+    let descriptor: Int32
+    private let state = MutexLock(State())
+    private let writer = MutexLock(Writer())
+    /// A pipe that wakes the reader's poll when a deadline or the heartbeat interval changes.
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    let eventQueue = DispatchQueue(label: "baton.client.events")
+    let frameBytesMax: Int
+
+    /// Takes ownership of a connected stream socket and starts the reader thread. `frameBytesMax` bounds
+    /// incoming frames: one reply can be as large as the server's whole output buffer.
+    init(descriptor: Int32, frameBytesMax: Int = Limits.default.outputBytesPerConnectionMax) throws(BatonError) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            Socket.closeDescriptor(descriptor)
+            throw .connectFailed("pipe: \(String(cString: strerror(errno)))")
+        }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        self.descriptor = descriptor
+        self.wakeRead = fds[0]
+        self.wakeWrite = fds[1]
+        self.frameBytesMax = frameBytesMax
+        let thread = Thread { [self] in readLoop() }
+        thread.name = "baton.client.reader"
+        thread.start()
+    }
+
+    static func connect(to endpoint: Endpoint) throws(BatonError) -> ClientConnection {
+        try ClientConnection(descriptor: try Socket.connect(to: endpoint))
+    }
+
+    // MARK: Requests
+
+    /// Sends `request`; `completion` runs exactly once (on the reader thread, or right here when the
+    /// connection is already closed). Returns the request id, or nil if nothing was sent.
+    @discardableResult
+    func submit(_ request: Request, timeout: Duration? = nil, watch: WatchRegistration? = nil,
+                completion: @escaping Completion) -> UInt32? {
+        let now = ContinuousClock.now
+        var encoder = WireWriter()
+        // Encoded with id 0 first so the size can be checked before an id is taken; the id is patched in.
+        Codec.encodeRequest(request, requestID: 0, into: &encoder)
+        var frame = encoder.bytes
+        let admitted: Result<UInt32, BatonError> = state.withLock { state in
+            if let error = state.closedError { return .failure(error) }
+            let bodyBytes = frame.count - FrameSplitter.prefixBytes
+            if bodyBytes > state.requestBytesMax {
+                return .failure(.invalidArgument("request of \(bodyBytes) bytes exceeds the server's limit of \(state.requestBytesMax)"))
+            }
+            let requestID = state.nextRequestID
+            state.nextRequestID = requestID == UInt32.max ? 1 : requestID + 1
+            state.pending[requestID] = Pending(opcode: request.opcode, completion: completion,
+                                               deadline: timeout.map { now + $0 }, watch: watch)
+            state.lastSent = now
+            return .success(requestID)
+        }
+        let requestID: UInt32
+        switch admitted {
+        case .failure(let error):
+            completion(.failure(error))
+            return nil
+        case .success(let id):
+            requestID = id
+        }
+        if timeout != nil { wake() }
+        // Body layout: u8 opcode, u32 request id (Codec.encodeRequest).
+        for index in 0..<4 {
+            frame[FrameSplitter.prefixBytes + 1 + index] = UInt8(truncatingIfNeeded: requestID >> (8 * (3 - index)))
+        }
+        let sent = writer.withLock { writer in writer.open && Socket.sendAll(descriptor, frame) }
+        if !sent {
+            // The reader will notice the dead socket and fail the rest; this request fails now.
+            let pending = state.withLock { $0.pending.removeValue(forKey: requestID) }
+            pending?.completion(.failure(.connectionClosed))
+            shutdownTransport()
+            return nil
+        }
+        return requestID
+    }
+
+    /// Asks the server to stop waiting on acquire `requestID`; the acquire's own reply says how it ended.
+    func sendCancel(acquireRequestID: UInt32) {
+        submit(.cancel(acquireRequestID: acquireRequestID)) { _ in }
+    }
+
+    /// Starts pinging whenever nothing was sent for `interval`.
+    func startHeartbeats(every interval: Duration) {
+        state.withLock { $0.heartbeatInterval = interval }
+        wake()
+    }
+
+    var heartbeatsSent: Int { state.withLock { $0.heartbeatsSent } }
+
+    /// Records the server's frame limit from its hello.
+    func setRequestBytesMax(_ bytes: Int) {
+        state.withLock { $0.requestBytesMax = bytes }
+    }
+
+    var isClosed: Bool { state.withLock { $0.closedError != nil } }
+
+    /// Closes the transport; pending requests fail with `connectionClosed`, later ones at once. Idempotent.
+    func close() {
+        state.withLock { state in
+            if state.closedError == nil { state.closedError = .connectionClosed }
+        }
+        shutdownTransport()
+    }
+
+    private func shutdownTransport() {
+        writer.withLock { writer in
+            if writer.open { _ = shutdown(descriptor, Int32(SHUT_RDWR)) }
+        }
+    }
+
+    private func wake() {
+        // Under the writer lock: the reader closes the pipe under it, so the descriptor is never stale.
+        writer.withLock { writer in
+            guard writer.open else { return }
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)
+        }
+    }
+
+    // MARK: Events
+
+    /// A stream of every event from now on, in server order; it finishes when the connection closes.
+    func events() -> AsyncStream<Event> {
+        let (stream, continuation) = AsyncStream<Event>.makeStream()
+        let id: UInt64? = state.withLock { state in
+            guard state.closedError == nil else { return nil }
+            let id = state.nextSubscriberID
+            state.nextSubscriberID += 1
+            state.subscribers[id] = continuation
+            return id
+        }
+        guard let id else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    func addLockLostHandler(_ handler: @escaping @Sendable (LockLost) -> Void) {
+        state.withLock { state in
+            state.lockLostHandlers[state.nextHandlerID] = handler
+            state.nextHandlerID += 1
+        }
+    }
+
+    /// `handler` runs once when the connection ends (at once, on the event queue, if it already has).
+    func addCloseHandler(_ handler: @escaping @Sendable (BatonError) -> Void) {
+        let closed: BatonError? = state.withLock { state in
+            if let error = state.closedError { return error }
+            state.closeHandlers[state.nextHandlerID] = handler
+            state.nextHandlerID += 1
+            return nil
+        }
+        if let closed { eventQueue.async { handler(closed) } }
+    }
+
+    // MARK: Reader thread
+
+    private func readLoop() {
+        var accumulator = FrameAccumulator(frameBytesMax: frameBytesMax)
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var endError: BatonError = .connectionClosed
+        reading: while true {
+            var descriptors = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&descriptors, 2, pollTimeoutMilliseconds())
+            if ready < 0 && errno != EINTR { break }
+            if ready > 0 && descriptors[1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wakeRead, &drain, drain.count) > 0 {}
+            }
+            if ready > 0 && descriptors[0].revents != 0 {
+                let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+                if count == 0 { break }
+                if count < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    break
+                }
+                accumulator.append(buffer[0..<count])
+                do {
+                    while let body = try accumulator.nextBody() {
+                        let message = try Codec.decodeServerMessage(body)
+                        if let violation = dispatch(message) {
+                            endError = violation
+                            break reading
+                        }
+                    }
+                } catch {
+                    endError = .protocolViolation("\(error.code): \(error.message)")
+                    break
+                }
+            }
+            runTimers()
+        }
+        finish(endError)
+    }
+
+    private func pollTimeoutMilliseconds() -> Int32 {
+        let now = ContinuousClock.now
+        let nextDue: ContinuousClock.Instant? = state.withLock { state in
+            var due = state.heartbeatInterval.map { state.lastSent + $0 }
+            for pending in state.pending.values {
+                if let deadline = pending.deadline, due.map({ deadline < $0 }) ?? true { due = deadline }
+            }
+            return due
+        }
+        guard let nextDue else { return -1 }
+        let remaining = nextDue - now
+        if remaining <= .zero { return 0 }
+        let milliseconds = remaining.components.seconds * 1_000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1
+        return Int32(clamping: milliseconds)
+    }
+
+    private func runTimers() {
+        let now = ContinuousClock.now
+        let (expired, pingDue): ([Pending], Bool) = state.withLock { state in
+            var expired: [Pending] = []
+            for (id, pending) in state.pending {
+                if let deadline = pending.deadline, deadline <= now {
+                    expired.append(pending)
+                    state.pending[id] = nil
+                }
+            }
+            var pingDue = false
+            if let interval = state.heartbeatInterval, state.closedError == nil, now - state.lastSent >= interval {
+                pingDue = true
+                state.heartbeatsSent += 1
+            }
+            return (expired, pingDue)
+        }
+        for pending in expired { pending.completion(.failure(.timedOut)) }
+        if pingDue { submit(.ping) { _ in } }
+    }
+
+    /// Routes one server message. Returns an error when the message breaks the protocol.
+    private func dispatch(_ message: ServerMessage) -> BatonError? {
+        switch message {
+        case .reply(let reply):
+            if case .failure(let error) = reply.result, error.code.closesConnection {
+                state.withLock { state in
+                    if state.closingError == nil { state.closingError = .server(error) }
+                }
+                // Request id 0 is the connection as a whole (tooManyConnections, shuttingDown): no caller.
+                if reply.requestID == 0 { return nil }
+            }
+            let pending: Pending? = state.withLock { state in
+                guard let pending = state.pending.removeValue(forKey: reply.requestID) else { return nil }
+                if case .success = reply.result, let watch = pending.watch, pending.opcode == reply.opcode {
+                    switch watch.kind {
+                    case .data: state.dataWatches[watch.path, default: []].append(watch.callback)
+                    case .children: state.childWatches[watch.path, default: []].append(watch.callback)
+                    }
+                }
+                return pending
+            }
+            // A reply to a request that already timed out (or to a request id the server made up
+            // because it could not read ours) has nobody waiting: drop it.
+            guard let pending else { return nil }
+            guard pending.opcode == reply.opcode else {
+                let violation = BatonError.protocolViolation(
+                    "reply to request \(reply.requestID) has opcode \(reply.opcode), expected \(pending.opcode)")
+                pending.completion(.failure(violation))
+                return violation
+            }
+            pending.completion(reply.result.mapError { .server($0) })
+            return nil
+        case .event(let event):
+            dispatch(event)
+            return nil
+        }
+    }
+
+    private func dispatch(_ event: Event) {
+        var callbacks: [WatchCallback] = []
+        var lockLostHandlers: [@Sendable (LockLost) -> Void] = []
+        let subscribers: [AsyncStream<Event>.Continuation] = state.withLock { state in
+            switch event {
+            case .watch(let type, let path):
+                let fired = WatchKind.kinds(firedBy: type)
+                if fired.data, let found = state.dataWatches.removeValue(forKey: path) { callbacks += found }
+                if fired.children, let found = state.childWatches.removeValue(forKey: path) { callbacks += found }
+            case .lockLost:
+                lockLostHandlers = state.lockLostHandlers.sorted { $0.key < $1.key }.map(\.value)
+            case .lockSuspended, .sessionExpired:
+                break
+            }
+            return state.subscribers.sorted { $0.key < $1.key }.map(\.value)
+        }
+        for subscriber in subscribers { subscriber.yield(event) }
+        switch event {
+        case .watch(let type, let path) where !callbacks.isEmpty:
+            let watchEvent = WatchEvent(type: type, path: path), fired = callbacks
+            eventQueue.async { for callback in fired { callback(watchEvent) } }
+        case .lockLost(let node, let token, let reason) where !lockLostHandlers.isEmpty:
+            let lost = LockLost(node: node, token: token, reason: reason), handlers = lockLostHandlers
+            eventQueue.async { for handler in handlers { handler(lost) } }
+        default:
+            break
+        }
+    }
+
+    /// Ends the connection: fails what is pending, finishes streams, tells close handlers, closes fds.
+    private func finish(_ streamError: BatonError) {
+        let (error, pending, subscribers, closeHandlers) = state.withLock { state in
+            let error = streamError == .connectionClosed ? state.closingError ?? streamError : streamError
+            state.closedError = error
+            let pending = Array(state.pending.values)
+            state.pending.removeAll()
+            state.dataWatches.removeAll()
+            state.childWatches.removeAll()
+            let subscribers = Array(state.subscribers.values)
+            state.subscribers.removeAll()
+            let handlers = state.closeHandlers.sorted { $0.key < $1.key }.map(\.value)
+            state.closeHandlers.removeAll()
+            state.lockLostHandlers.removeAll()
+            return (error, pending, subscribers, handlers)
+        }
+        writer.withLock { writer in
+            writer.open = false
+            Socket.closeDescriptor(descriptor)
+            Socket.closeDescriptor(wakeRead)
+            Socket.closeDescriptor(wakeWrite)
+        }
+        for request in pending { request.completion(.failure(error)) }
+        for subscriber in subscribers { subscriber.finish() }
+        if !closeHandlers.isEmpty {
+            eventQueue.async { for handler in closeHandlers { handler(error) } }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// BatonClient: work in progress

@@ -1,0 +1,198 @@
+import ArgumentParser
+import BatonClient
+import BatonProtocol
+import Foundation
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exit 0 when batond answers a ping.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() throws {
+        try reporting("ping") { () throws(BatonError) in
+            let client = try connection.connect()
+            try client.ping()
+            try client.closeSession()
+        }
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List a node's children, sorted, one a line.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Node path.") var path: String
+
+    func run() throws {
+        let names = try reporting("ls \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            return try client.children(path)
+        }
+        for name in names.sorted() { print(name) }
+    }
+}
+
+struct StatCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stat", abstract: "Print a node's metadata, one 'name: value' a line.",
+        discussion: """
+            Names (stable): czxid, mzxid, pzxid (transactions that created the node, last changed its data, \
+            last changed its children), ctime, mtime (milliseconds since the epoch), version, cversion, \
+            ephemeralOwner (session id in hex, 0x0 when not ephemeral), dataLength, numChildren, \
+            kind (persistent, ephemeral or container).
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Node path.") var path: String
+
+    func run() throws {
+        let stat = try reporting("stat \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            guard let stat = try client.exists(path) else { throw .server(ReplyError(.noNode)) }
+            return stat
+        }
+        print(Self.format(stat), terminator: "")
+    }
+
+    static func format(_ stat: Stat) -> String {
+        """
+        czxid: \(stat.createdTransaction)
+        mzxid: \(stat.modifiedTransaction)
+        pzxid: \(stat.childrenTransaction)
+        ctime: \(stat.createdMilliseconds)
+        mtime: \(stat.modifiedMilliseconds)
+        version: \(stat.version)
+        cversion: \(stat.childrenVersion)
+        ephemeralOwner: 0x\(String(stat.ephemeralOwner, radix: 16))
+        dataLength: \(stat.dataLength)
+        numChildren: \(stat.childrenCount)
+        kind: \(stat.kind)
+
+        """
+    }
+}
+
+struct Get: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a node's data to stdout as is.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Node path.") var path: String
+
+    func run() throws {
+        let data = try reporting("get \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            return try client.get(path).data
+        }
+        FileHandle.standardOutput.write(Data(data))
+    }
+}
+
+struct SetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set", abstract: "Replace a node's data.")
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Expected version (-1 any).") var version: Int32 = anyVersion
+    @Argument(help: "Node path.") var path: String
+    @Argument(help: "New data (UTF-8).") var data: String
+
+    func run() throws {
+        try reporting("set \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            try client.set(path, data: Array(data.utf8), version: version)
+        }
+    }
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a node and print its path.")
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Ephemeral: deleted when this command's session ends (right away).") var ephemeral = false
+    @Flag(help: "Append a 10-digit sequence number to the name.") var sequential = false
+    @Flag(help: "Container: deleted once its last child goes.") var container = false
+    @Argument(help: "Node path.") var path: String
+    @Argument(help: "Data (UTF-8).") var data: String = ""
+
+    func validate() throws {
+        if ephemeral && container { throw ValidationError("a node cannot be both ephemeral and container") }
+    }
+
+    func run() throws {
+        let mode = CreateMode(kind: ephemeral ? .ephemeral : container ? .container : .persistent, sequential: sequential)
+        let created = try reporting("create \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            return try client.create(path, data: Array(data.utf8), mode: mode)
+        }
+        print(created)
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a node.")
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Expected version (-1 any).") var version: Int32 = anyVersion
+    @Argument(help: "Node path.") var path: String
+
+    func run() throws {
+        try reporting("rm \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            try client.delete(path, version: version)
+        }
+    }
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait for one change to a node (data, existence or children), print it, exit.",
+        discussion: "Prints one line 'EVENT PATH', EVENT one of created, deleted, dataChanged, childrenChanged.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Node path.") var path: String
+
+    func run() throws {
+        let outcome = OneShot<Result<WatchEvent, BatonError>>()
+        let client = try reporting("watch \(path)") { () throws(BatonError) in
+            let client = try connection.connect()
+            client.onClose { error in outcome.fulfil(.failure(error)) }
+            let watcher: WatchCallback = { event in outcome.fulfil(.success(event)) }
+            // A data watch fires on creation, change and deletion; a child watch (only possible on an
+            // existing node) on children changes.
+            if try client.exists(path, watcher: watcher) != nil {
+                do throws(BatonError) {
+                    _ = try client.children(path, watcher: watcher)
+                } catch where error.code == .noNode {
+                    // Deleted between the two calls: the data watch has fired or will.
+                }
+            }
+            return client
+        }
+        switch outcome.wait() {
+        case .success(let event):
+            print(event)
+            try? client.closeSession()
+        case .failure(let error):
+            printError("watch \(path): \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+    }
+}
+
+/// A value set once from any thread and awaited by another (first fulfilment wins).
+final class OneShot<Value: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var value: Value?
+
+    func fulfil(_ newValue: Value) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard value == nil else { return }
+        value = newValue
+        condition.broadcast()
+    }
+
+    func wait() -> Value {
+        condition.lock()
+        defer { condition.unlock() }
+        while value == nil { condition.wait() }
+        return value!
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import BatonClient
+import BatonProtocol
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Hold a lock while a command runs.",
+        discussion: """
+            Acquires LOCKPATH, runs COMMAND with BATON_FENCING_TOKEN, BATON_LOCK_NODE and BATON_LOCK_PATH \
+            in its environment, releases when it exits and exits with its status (128+N if killed by signal N). \
+            SIGINT, SIGTERM and SIGHUP sent to baton are forwarded to COMMAND. Heartbeats keep the session \
+            alive meanwhile.
+            If the lock is not granted within --timeout, nothing runs: one line on stderr, exit 75.
+            If the hold is lost while COMMAND runs (lease expired, session expired, lock node deleted, or the \
+            connection to batond dropped), COMMAND gets SIGTERM, then SIGKILL after --grace seconds; baton says \
+            so on stderr and exits 74 once COMMAND has ended.
+            COMMAND not found: 127; not executable: 126; other errors: 1.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @Flag(help: "Take a shared (read) hold: shared holders run together, exclusive ones alone.") var shared = false
+    @Option(help: "Take one of N permits of a semaphore.") var permits: UInt32?
+    @Option(help: ArgumentHelp("Wait at most this long for the lock (0: try once). Default: forever.",
+                               valueName: "SECONDS")) var timeout: Double?
+    @Option(help: ArgumentHelp("Maximum hold time; past it the hold is lost.", valueName: "SECONDS")) var lease: Double?
+    @Option(help: ArgumentHelp("After a lost hold, time between SIGTERM and SIGKILL.", valueName: "SECONDS"))
+    var grace: Double = 5
+    @Argument(help: "Lock path.") var lockPath: String
+    @Argument(parsing: .postTerminator, help: "-- COMMAND [ARGS...]") var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("missing '-- COMMAND [ARGS...]'") }
+        if shared && permits != nil { throw ValidationError("give --shared or --permits, not both") }
+        if let permits, permits == 0 { throw ValidationError("--permits must be at least 1") }
+        if let timeout, !(timeout >= 0 && timeout < 4_000_000) { throw ValidationError("--timeout must be 0...4000000 seconds") }
+        if let lease, !(lease > 0 && lease < 4_000_000) { throw ValidationError("--lease must be positive seconds") }
+        if !(grace >= 0 && grace < 86_400) { throw ValidationError("--grace must be 0...86400 seconds") }
+    }
+
+    static func duration(seconds: Double) -> Duration {
+        .milliseconds(Int64((seconds * 1_000).rounded(.up)))
+    }
+
+    func run() throws {
+        let kind: LockKind = shared ? .shared : permits != nil ? .semaphore : .exclusive
+        let supervisor = CommandSupervisor(lockPath: lockPath, grace: Self.duration(seconds: grace))
+        supervisor.startSignalForwarding()
+        let context = "run \(lockPath)"
+        let client = try reporting(context) { () throws(BatonError) in
+            try connection.connect(clientName: "baton run[\(getpid())]")
+        }
+        client.onClose { _ in supervisor.holdLost("connection to batond closed") }
+        client.onLockLost { lost in supervisor.holdLost("lock lost (\(lost.reason), token \(lost.token))") }
+
+        let grant: LockGrant
+        do throws(BatonError) {
+            grant = try client.acquire(lockPath, kind: kind, permits: permits ?? 1,
+                                       timeout: timeout.map { Self.duration(seconds: $0) },
+                                       lease: lease.map { Self.duration(seconds: $0) })
+        } catch where error.code == .lockTimeout || error.code == .lockBusy {
+            let waited = timeout.map { $0 == 0 ? "lock is busy" : "lock not granted within \($0)s" } ?? "\(error)"
+            printError("\(context): \(waited); command not run")
+            throw ExitCode(ExitStatus.lockNotGranted)
+        } catch {
+            printError("\(context): \(error)")
+            throw ExitCode(ExitStatus.failure)
+        }
+
+        var environment = ProcessInfo.processInfo.environment
+        environment["BATON_FENCING_TOKEN"] = String(grant.token)
+        environment["BATON_LOCK_NODE"] = grant.node
+        environment["BATON_LOCK_PATH"] = grant.path
+        let outcome = supervisor.run(command, environment: environment)
+
+        if let lost = supervisor.lostReason {
+            _ = lost
+            printError("\(context): command ended after the hold was lost")
+            throw ExitCode(ExitStatus.holdLost)
+        }
+        var releaseFailed = false
+        do throws(BatonError) {
+            try client.release(grant)
+            try client.closeSession()
+        } catch {
+            printError("\(context): release failed: \(error)")
+            releaseFailed = true
+        }
+        switch outcome {
+        case .exited(let status):
+            throw ExitCode(releaseFailed && status == 0 ? ExitStatus.failure : status)
+        case .spawnFailed(let code, let message):
+            printError("\(context): cannot run \(command[0]): \(message)")
+            throw ExitCode(code)
+        }
+    }
+}

@@ -1,0 +1,345 @@
+import XCTest
+import Foundation
+import Glibc
+import BatonProtocol
+@testable import BatonClient
+
+/// The built `baton` binary as a subprocess against a real batond.
+final class CLITests: XCTestCase {
+    var daemon: LiveDaemon!
+
+    override func setUpWithError() throws {
+        daemon = try LiveDaemon()
+    }
+
+    override func tearDown() {
+        daemon?.stop()
+        daemon = nil
+    }
+
+    struct Outcome {
+        var status: Int32
+        var output: String
+        var error: String
+        var errorLines: [Substring] { error.split(separator: "\n") }
+    }
+
+    /// Starts `baton ARGUMENTS --socket <daemon>`; the socket goes after the subcommand (and before `--`).
+    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
+        var withSocket = arguments
+        withSocket.insert(contentsOf: ["--socket", daemon.socketPath], at: 1)
+        process.arguments = withSocket
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        return (process, output, error)
+    }
+
+    func finish(_ started: (Process, Pipe, Pipe)) -> Outcome {
+        let (process, output, error) = started
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+                       error: String(decoding: errorData, as: UTF8.self))
+    }
+
+    func baton(_ arguments: String..., environment: [String: String] = [:]) throws -> Outcome {
+        finish(try start(arguments, environment: environment))
+    }
+
+    func client(_ name: String = "cli-test") async throws -> BatonClient {
+        try await BatonClient.connect(to: daemon.endpoint, options: ClientOptions(clientName: name))
+    }
+
+    var scratch: URL { daemon.directory }
+
+    // MARK: Node commands
+
+    func testPingSucceedsAndFailsWithOneLineWithoutADaemon() throws {
+        XCTAssertEqual(try baton("ping").status, 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
+        process.arguments = ["ping", "--socket", scratch.appendingPathComponent("nobody-here").path]
+        let error = Pipe()
+        process.standardError = error
+        try process.run()
+        let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertNotEqual(process.terminationStatus, 0)
+        XCTAssertEqual(text.split(separator: "\n").count, 1, text)
+        XCTAssertTrue(text.hasPrefix("baton: ping: "), text)
+    }
+
+    func testTCPNeedsTheTokenFile() throws {
+        let tcpDaemon = try LiveDaemon(tcp: true)
+        defer { tcpDaemon.stop() }
+        let port = try XCTUnwrap(tcpDaemon.daemon.tcpPort)
+        func runBaton(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            let output = Pipe(), error = Pipe()
+            process.standardOutput = output
+            process.standardError = error
+            try process.run()
+            return finish((process, output, error))
+        }
+        let tcp = "127.0.0.1:\(port)"
+        let refused = try runBaton(["ping", "--tcp", tcp])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.error.contains("notAuthorized"), refused.error)
+        let viaOption = try runBaton(["create", "--tcp", tcp, "--tcp-token-file", tcpDaemon.daemon.tcpTokenPath, "/over-tcp"])
+        XCTAssertEqual(viaOption.status, 0, viaOption.error)
+        XCTAssertEqual(viaOption.output, "/over-tcp\n")
+        let viaEnvironment = try runBaton(["ls", "--tcp", tcp, "/"],
+                                          environment: ["BATON_TCP_TOKEN_FILE": tcpDaemon.daemon.tcpTokenPath])
+        XCTAssertEqual(viaEnvironment.status, 0, viaEnvironment.error)
+        XCTAssertTrue(viaEnvironment.output.split(separator: "\n").contains("over-tcp"), viaEnvironment.output)
+    }
+
+    func testCreateLsGetSetStatRm() throws {
+        XCTAssertEqual(try baton("create", "/cli", "top").output, "/cli\n")
+        for name in ["zeta", "alpha", "mid"] {
+            XCTAssertEqual(try baton("create", "/cli/\(name)").status, 0)
+        }
+        let sequential = try baton("create", "--sequential", "/cli/seq-", "s")
+        XCTAssertEqual(sequential.status, 0)
+        let sequentialPath = sequential.output.trimmingCharacters(in: .newlines)
+        XCTAssertTrue(sequentialPath.range(of: #"^/cli/seq-[0-9]{10}$"#, options: .regularExpression) != nil, sequentialPath)
+
+        let listing = try baton("ls", "/cli")
+        XCTAssertEqual(listing.status, 0)
+        XCTAssertEqual(listing.output, (["alpha", "mid", String(sequentialPath.dropFirst(5)), "zeta"].sorted())
+            .map { $0 + "\n" }.joined())
+
+        XCTAssertEqual(try baton("get", "/cli").output, "top")
+        XCTAssertEqual(try baton("set", "/cli", "second").status, 0)
+        XCTAssertEqual(try baton("get", "/cli").output, "second")
+        let stale = try baton("set", "--version", "0", "/cli", "third")
+        XCTAssertNotEqual(stale.status, 0)
+        XCTAssertEqual(stale.errorLines.count, 1)
+        XCTAssertTrue(stale.error.contains("badVersion"), stale.error)
+
+        let stat = try baton("stat", "/cli")
+        XCTAssertEqual(stat.status, 0)
+        var fields: [String: String] = [:]
+        for line in stat.output.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            fields[parts[0]] = parts[1]
+        }
+        XCTAssertEqual(Array(fields.keys).sorted(), ["ctime", "cversion", "czxid", "dataLength", "ephemeralOwner", "kind",
+                                                     "mtime", "mzxid", "numChildren", "pzxid", "version"])
+        XCTAssertEqual(fields["version"], "1")
+        XCTAssertEqual(fields["dataLength"], "6")
+        XCTAssertEqual(fields["numChildren"], "4")
+        XCTAssertEqual(fields["kind"], "persistent")
+        XCTAssertEqual(fields["ephemeralOwner"], "0x0")
+
+        XCTAssertEqual(try baton("rm", "/cli/alpha").status, 0)
+        let missing = try baton("rm", "/cli/alpha")
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertEqual(missing.errorLines.count, 1, missing.error)
+        XCTAssertTrue(missing.error.hasPrefix("baton: rm /cli/alpha: noNode"), missing.error)
+    }
+
+    func testRmOfAMissingNodeFailsWithOneLine() throws {
+        let outcome = try baton("rm", "/does/not/exist")
+        XCTAssertEqual(outcome.status, 1)
+        XCTAssertEqual(outcome.errorLines.count, 1, outcome.error)
+        XCTAssertTrue(outcome.error.hasPrefix("baton: rm /does/not/exist: noNode"), outcome.error)
+        XCTAssertEqual(outcome.output, "")
+    }
+
+    func testStatOfAMissingNodeFails() throws {
+        let outcome = try baton("stat", "/nothing")
+        XCTAssertEqual(outcome.status, 1)
+        XCTAssertTrue(outcome.error.hasPrefix("baton: stat /nothing: noNode"), outcome.error)
+    }
+
+    func testCreateRejectsEphemeralContainer() throws {
+        XCTAssertEqual(try baton("create", "--ephemeral", "--container", "/x").status, 64)
+    }
+
+    func testWatchPrintsTheFirstEvent() async throws {
+        let writer = try await client()
+        try await writer.create("/watched", data: [1])
+        let started = try start(["watch", "/watched"])
+        // The watch is set once `baton watch` shows up as a session; change the node until it reports.
+        // Output is one short line: it fits the pipe, so reading it after the exit cannot deadlock.
+        var version: Int32 = 0
+        while started.0.isRunning {
+            try await Task.sleep(for: .milliseconds(50))
+            if started.0.isRunning {
+                try await writer.set("/watched", data: [2], version: version)
+                version += 1
+            }
+        }
+        let outcome = finish(started)
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        XCTAssertEqual(outcome.output, "dataChanged /watched\n")
+    }
+
+    func testWatchOnAMissingNodeReportsItsCreation() async throws {
+        let writer = try await client()
+        let started = try start(["watch", "/later"])
+        // Create and delete until the watcher sees a creation (its watch may be set after our first create).
+        while started.0.isRunning {
+            try await Task.sleep(for: .milliseconds(50))
+            try await writer.create("/later")
+            try await writer.delete("/later")
+        }
+        let outcome = finish(started)
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        XCTAssertTrue(["created /later\n", "deleted /later\n"].contains(outcome.output), outcome.output)
+    }
+
+    // MARK: run
+
+    func testRunPassesTokenAndNodeAndExitsWithTheCommandsStatus() throws {
+        let outcome = try baton("run", "/locks/env", "--", "/bin/sh", "-c",
+                                "echo \"$BATON_FENCING_TOKEN $BATON_LOCK_NODE $BATON_LOCK_PATH\"; exit 3")
+        XCTAssertEqual(outcome.status, 3, outcome.error)
+        let fields = outcome.output.trimmingCharacters(in: .newlines).split(separator: " ")
+        guard fields.count == 3 else { return XCTFail("expected 'TOKEN NODE PATH', got \(outcome.output)") }
+        XCTAssertNotNil(UInt64(fields[0]), outcome.output)
+        XCTAssertTrue(fields[1].hasPrefix("/locks/env/"), outcome.output)
+        XCTAssertEqual(fields[2], "/locks/env")
+
+        let again = try baton("run", "/locks/env", "--", "/bin/sh", "-c", "echo $BATON_FENCING_TOKEN")
+        XCTAssertEqual(again.status, 0)
+        XCTAssertGreaterThan(UInt64(again.output.trimmingCharacters(in: .newlines)) ?? 0, UInt64(fields[0]) ?? .max)
+    }
+
+    func testRunReportsACommandKilledBySignalAs128PlusSignal() throws {
+        let outcome = try baton("run", "/locks/sig", "--", "/bin/sh", "-c", "kill -TERM $$")
+        XCTAssertEqual(outcome.status, 128 + SIGTERM)
+    }
+
+    func testRunOfAMissingCommandExits127AndReleases() async throws {
+        let outcome = try baton("run", "/locks/missing", "--", "/nonexistent/command")
+        XCTAssertEqual(outcome.status, 127)
+        XCTAssertEqual(outcome.errorLines.count, 1, outcome.error)
+        let other = try await client()
+        let grant = try await other.tryAcquire("/locks/missing")
+        try await other.release(grant)
+    }
+
+    func testRunTimesOutWith75AndRunsNothing() async throws {
+        let holder = try await client("holder")
+        _ = try await holder.acquire("/locks/busy")
+        let marker = scratch.appendingPathComponent("ran").path
+        for timeout in ["0", "0.2"] {
+            let outcome = try baton("run", "--timeout", timeout, "/locks/busy", "--", "/usr/bin/touch", marker)
+            XCTAssertEqual(outcome.status, 75, outcome.error)
+            XCTAssertEqual(outcome.errorLines.count, 1, outcome.error)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: marker))
+        }
+    }
+
+    func testRunEndsTheCommandWhenTheLeaseExpires() throws {
+        let marker = scratch.appendingPathComponent("terminated").path
+        let outcome = try baton("run", "--lease", "0.3", "--grace", "10", "/locks/lease", "--", "/bin/sh", "-c",
+                                "trap 'echo term > \(marker); exit 0' TERM; while true; do sleep 0.05; done")
+        XCTAssertEqual(outcome.status, 74, outcome.error)
+        XCTAssertTrue(outcome.error.contains("lost"), outcome.error)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the command never got SIGTERM")
+    }
+
+    func testRunForwardsSIGTERMToTheCommand() throws {
+        let ready = scratch.appendingPathComponent("ready").path
+        let started = try start(["run", "/locks/forward", "--", "/bin/sh", "-c",
+                                 "trap 'exit 42' TERM; touch \(ready); while true; do sleep 0.05; done"])
+        try waitForFile(ready)
+        kill(started.0.processIdentifier, SIGTERM)
+        let outcome = finish(started)
+        XCTAssertEqual(outcome.status, 42, outcome.error)
+    }
+
+    func testSixteenRunsOnOneLockExcludeEachOtherAndTokensIncreaseInGrantOrder() throws {
+        let log = scratch.appendingPathComponent("log").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: log, contents: nil))
+        // Each command appends start/end lines with its token; a second writer inside would interleave.
+        let script = """
+            echo "start $BATON_FENCING_TOKEN $$" >> \(log)
+            sleep 0.02
+            echo "end $BATON_FENCING_TOKEN $$" >> \(log)
+            """
+        let runs = try (0..<16).map { _ in try start(["run", "/locks/shared-file", "--", "/bin/sh", "-c", script]) }
+        for run in runs {
+            let outcome = finish(run)
+            XCTAssertEqual(outcome.status, 0, outcome.error)
+        }
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 32)
+        var previousToken: UInt64 = 0
+        for pair in stride(from: 0, to: lines.count - 1, by: 2) {
+            let start = lines[pair].split(separator: " "), end = lines[pair + 1].split(separator: " ")
+            XCTAssertEqual(start.first, "start", "\(lines)")
+            XCTAssertEqual(end.first, "end", "\(lines)")
+            XCTAssertEqual(start.dropFirst(), end.dropFirst(), "interleaved holders: \(lines)")
+            let token = UInt64(start[1]) ?? 0
+            XCTAssertGreaterThan(token, previousToken, "tokens must increase in grant order: \(lines)")
+            previousToken = token
+        }
+    }
+
+    func testKilledHolderPassesTheLockToTheNextWaiter() async throws {
+        let holderStarted = scratch.appendingPathComponent("holder").path
+        let waiterRan = scratch.appendingPathComponent("waiter").path
+        let holder = try start(["run", "/locks/kill", "--", "/bin/sh", "-c",
+                                "echo $$ > \(holderStarted).tmp; mv \(holderStarted).tmp \(holderStarted); exec sleep 600"])
+        try waitForFile(holderStarted)
+        let commandPID = pid_t(try String(contentsOfFile: holderStarted, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines))!
+        defer { kill(commandPID, SIGKILL) }
+        let waiter = try start(["run", "/locks/kill", "--", "/bin/sh", "-c", "echo $BATON_FENCING_TOKEN > \(waiterRan)"])
+        let observer = try await client("observer")
+        for _ in 0..<2_000 where try await observer.inspect("/locks/kill").count < 2 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: waiterRan), "the waiter ran while the holder held")
+        kill(holder.0.processIdentifier, SIGKILL)
+        let waiterOutcome = finish(waiter)
+        XCTAssertEqual(waiterOutcome.status, 0, waiterOutcome.error)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: waiterRan))
+        // The killed baton's command outlives it and holds its output pipes: end it before reading them.
+        kill(commandPID, SIGKILL)
+        _ = finish(holder)
+    }
+
+    func testLocksListsHoldersThenWaiters() async throws {
+        let holder = try await client("holder-name")
+        let waiter = try await client("waiter-name")
+        let grant = try await holder.acquire("/locks/list")
+        let waiting = Task { try await waiter.acquire("/locks/list") }
+        for _ in 0..<2_000 where try await holder.inspect("/locks/list").count < 2 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let outcome = try baton("locks", "/locks/list")
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        let lines = outcome.output.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, outcome.output)
+        XCTAssertTrue(lines[0].hasPrefix("holder exclusive token=\(grant.token) session=0x\(String(holder.session.id, radix: 16)) age="),
+                      String(lines[0]))
+        XCTAssertTrue(lines[0].hasSuffix("node=\(grant.node) client=holder-name"), String(lines[0]))
+        XCTAssertTrue(lines[1].hasPrefix("waiter exclusive token="), String(lines[1]))
+        XCTAssertTrue(lines[1].hasSuffix("client=waiter-name"), String(lines[1]))
+        try await holder.release(grant)
+        let next = try await waiting.value
+        try await waiter.release(next)
+    }
+
+    func waitForFile(_ path: String) throws {
+        for _ in 0..<2_000 {
+            if FileManager.default.fileExists(atPath: path) { return }
+            usleep(10_000)
+        }
+        throw LiveDaemonError("\(path) never appeared")
+    }
+}
