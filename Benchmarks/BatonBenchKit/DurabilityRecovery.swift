@@ -119,7 +119,6 @@ func measureSnapshot(_ daemon: DurabilityDaemon, nodes: Int, probePath: String,
                      triggerDirectory: String) throws(BenchError) -> DurabilitySnapshotResult {
     let writer = try BatonLockClient(endpoint: daemon.endpoint, sessionTimeoutMilliseconds: 10_000, clientName: "durability-trigger")
     try createParents(of: triggerDirectory + "/t", with: writer)
-    _ = try writer.call(.create(path: triggerDirectory, data: [], mode: .persistent))
     let startedBefore = daemon.logCount(message: "snapshot started")
     let finishedBefore = daemon.logCount(message: "snapshot finished")
     guard startedBefore == 0 else { throw BenchError("snapshot: batond took a snapshot before the trigger") }

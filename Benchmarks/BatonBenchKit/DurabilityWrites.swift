@@ -81,7 +81,7 @@ func createParents(of path: String, with client: BatonLockClient) throws(BenchEr
     }
 }
 
-/// Creates `count` persistent nodes under `directory` (which must not exist): `directory/d<i>`
+/// Creates `count` persistent nodes under `directory` (created with its ancestors if missing): `directory/d<i>`
 /// holds up to `perDirectory` nodes `n<j>` of `dataBytes` bytes; the directories count as nodes.
 /// Pipelined: `batch` creates per write and two writes in flight. Returns nodes created and seconds.
 public func loadPersistentNodes(endpoint: Endpoint, count: Int, directory: String, perDirectory: Int = 1_000,
@@ -89,7 +89,6 @@ public func loadPersistentNodes(endpoint: Endpoint, count: Int, directory: Strin
     precondition(count > 0 && perDirectory > 0 && batch > 0)
     let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: 60_000, clientName: "durability-load")
     try createParents(of: directory + "/d", with: client)
-    _ = try client.call(.create(path: directory, data: [], mode: .persistent))
     let data = [UInt8](repeating: 0x6e, count: dataBytes)
     let started = MonotonicClock.nanoseconds()
     var created = 0  // nodes asked for so far (directories and leaves)
