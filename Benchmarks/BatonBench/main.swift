@@ -197,7 +197,7 @@ struct BatonBenchCommand: ParsableCommand {
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
         subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self,
-                      Holder.self, EchoServer.self])
+                      Holder.self, EchoServer.self, Durability.self])
 }
 
 BatonBenchCommand.main()
