@@ -39,6 +39,8 @@ final class ServerLoop {
     private var nextConnectionID: ConnectionID = 1
     /// Connections with output or a pending close this turn, in the order they got it.
     private var flushQueue: [Connection] = []
+    /// The queue being flushed; swapped with `flushQueue` so neither array is reallocated per turn.
+    private var flushing: [Connection] = []
     /// The one read buffer every connection reads into: reads are consumed inside the read callback,
     /// which libuv calls right after the read it allocated for, so one buffer serves all connections.
     let readBuffer: UnsafeMutableRawPointer
@@ -447,9 +449,9 @@ final class ServerLoop {
             }
         }
         while !flushQueue.isEmpty {
-            let queue = flushQueue
-            flushQueue.removeAll(keepingCapacity: true)
-            for connection in queue {
+            swap(&flushQueue, &flushing)
+            defer { flushing.removeAll(keepingCapacity: true) }
+            for connection in flushing {
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
@@ -594,8 +596,10 @@ final class ServerLoop {
     private func armTimer() {
         guard let timer, let engine else { return }
         var deadline = engine.nextDeadlineMilliseconds
-        for connection in drainingConnections.values {
-            deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+        if !drainingConnections.isEmpty {
+            for connection in drainingConnections.values {
+                deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+            }
         }
         guard deadline != armedDeadlineMilliseconds else { return }
         armedDeadlineMilliseconds = deadline
