@@ -7,6 +7,9 @@ public struct WireWriter: Sendable {
         bytes.reserveCapacity(capacity)
     }
 
+    /// Empties the writer; keeping the capacity lets a server reuse one output buffer per connection.
+    public mutating func removeAll(keepingCapacity: Bool) { bytes.removeAll(keepingCapacity: keepingCapacity) }
+
     public mutating func u8(_ value: UInt8) { bytes.append(value) }
     public mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
     public mutating func u16(_ value: UInt16) {

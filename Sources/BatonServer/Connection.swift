@@ -9,10 +9,11 @@ import Darwin
 
 /// One accepted transport connection, confined to the loop thread.
 ///
-/// Reads land in a fixed buffer (`readBuffer[readStart..<readEnd]` holds unparsed bytes); whole
-/// frames are decoded from it, a partial tail is moved to the front. A frame too big for the fixed
-/// buffer is gathered in `largeFrame`, whose memory is dropped once the frame is decoded.
-/// Replies are encoded into `output` and written once per loop turn.
+/// Reads land in the loop's one shared read buffer (`ReadBuffer`) and are consumed before the read
+/// callback returns; whole frames are decoded from it. Only a frame split across reads is kept here,
+/// in `partialFrame`, allocated when the split happens and dropped once the frame is decoded, so an
+/// idle connection holds no read memory. Replies are encoded into `output` and written once per loop
+/// turn, with `uv_try_write` first (no request, no POLLOUT registration when the socket takes it all).
 final class Connection {
     enum Phase {
         /// Reading requests, writing replies.
@@ -22,6 +23,9 @@ final class Connection {
         /// `uv_close` was called; the handle is gone once the close callback runs.
         case closed
     }
+
+    /// Output capacity kept between turns: small replies reuse it, a big one's memory is given back.
+    static let outputCapacityKeptBytes = 2_048
 
     let id: ConnectionID
     let transport: TransportKind
@@ -37,30 +41,18 @@ final class Connection {
     var lingerDeadlineMilliseconds: UInt64 = 0
 
     // Read side.
-    let readBuffer: UnsafeMutableRawPointer
-    let readCapacity: Int
-    var readStart = 0
-    var readEnd = 0
-    /// Body bytes of a frame larger than the read buffer, gathered until `largeFrameBodyBytes`.
-    var largeFrame: [UInt8] = []
-    var largeFrameBodyBytes = 0
+    /// The start of a frame split across reads, length prefix included; empty (no memory) otherwise.
+    var partialFrame: [UInt8] = []
+    /// Prefix plus body bytes of the frame in `partialFrame`, 0 while its prefix is incomplete.
+    var partialFrameBytes = 0
 
     // Write side.
     var output = WireWriter(capacity: 0)
 
-    init(id: ConnectionID, transport: TransportKind, handle: UnsafeMutableRawPointer, readCapacity: Int) {
-        precondition(readCapacity >= 1_024, "a read buffer must hold at least small frames")
+    init(id: ConnectionID, transport: TransportKind, handle: UnsafeMutableRawPointer) {
         self.id = id
         self.transport = transport
         self.handle = handle
-        self.readCapacity = readCapacity
-        guard let buffer = malloc(readCapacity) else { fatalError("out of memory") }
-        readBuffer = buffer
-    }
-
-    deinit {
-        // Safe: the connection is released by the close callback, after libuv's last read.
-        free(readBuffer)
     }
 
     var stream: UnsafeMutablePointer<uv_stream_t> { baton_stream(handle) }
@@ -68,101 +60,100 @@ final class Connection {
     /// Bytes waiting for this peer: encoded but unwritten, plus handed to libuv but not yet sent.
     var outputBytesQueued: Int { output.bytes.count + uv_stream_get_write_queue_size(stream) }
 
-    /// Where the next read may land: after the unparsed bytes, or the whole buffer while a large
-    /// frame is being gathered (its bytes are moved out after every read).
-    func nextReadBuffer() -> uv_buf_t {
-        if largeFrameBodyBytes > 0 {
-            return uv_buf_init(readBuffer.assumingMemoryBound(to: CChar.self), UInt32(readCapacity))
-        }
-        precondition(readEnd < readCapacity, "the read buffer always has room after compaction")
-        return uv_buf_init((readBuffer + readEnd).assumingMemoryBound(to: CChar.self), UInt32(readCapacity - readEnd))
-    }
-
     /// What the decoder found in a batch of bytes.
     enum Decoded {
         case request(UInt32, Request)
         case failure(DecodeFailure)
     }
 
-    /// Takes `count` new bytes from the last read and hands every whole frame to `deliver`, in order.
+    /// Takes the bytes of one read (valid only during the call) and hands every whole frame to
+    /// `deliver`, in order; keeps a split frame's start. `scratch` is the loop's reusable decode array.
     /// Returns false once a failure left the stream unusable (a bad length prefix, or a frame whose
     /// error closes the connection): the caller stops reading.
-    func consume(_ count: Int, frameBytesMax: Int, deliver: (Decoded) -> Void) -> Bool {
-        if largeFrameBodyBytes > 0 {
-            let taken = min(largeFrameBodyBytes - largeFrame.count, count)
-            largeFrame.append(contentsOf: UnsafeRawBufferPointer(start: readBuffer, count: taken))
-            if largeFrame.count == largeFrameBodyBytes {
-                let body = largeFrame
-                largeFrame = []  // drops the memory: large frames are rare
-                largeFrameBodyBytes = 0
-                guard decode(body, from: 0, to: body.count, deliver: deliver) else { return false }
+    func consume(_ bytes: UnsafeRawBufferPointer, scratch: inout [UInt8], frameBytesMax: Int,
+                 deliver: (Decoded) -> Void) -> Bool {
+        let prefixBytes = FrameSplitter.prefixBytes
+        var cursor = 0
+        if !partialFrame.isEmpty {
+            // Finish the split frame first: its prefix, then its body.
+            if partialFrameBytes == 0 {
+                let taken = min(prefixBytes - partialFrame.count, bytes.count)
+                partialFrame.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[0..<taken]))
+                cursor = taken
+                guard partialFrame.count == prefixBytes else { return true }
+                let length = partialFrame.withUnsafeBytes { prefix in
+                    Result { () throws(DecodeFailure) -> Int? in
+                        try FrameSplitter.bodyLength(prefix, at: 0, frameBytesMax: frameBytesMax)
+                    }
+                }
+                switch length {
+                case .success(let bodyBytes):
+                    partialFrameBytes = prefixBytes + bodyBytes!
+                case .failure(let failure):
+                    partialFrame = []
+                    deliver(.failure(failure))
+                    return false
+                }
+                partialFrame.reserveCapacity(partialFrameBytes)
             }
-            readStart = taken
-            readEnd = count
-            if taken == count {
-                readStart = 0
-                readEnd = 0
-                return true
-            }
-        } else {
-            readEnd += count
+            let taken = min(partialFrameBytes - partialFrame.count, bytes.count - cursor)
+            partialFrame.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[cursor..<(cursor + taken)]))
+            cursor += taken
+            guard partialFrame.count == partialFrameBytes else { return true }
+            let frame = partialFrame
+            partialFrame = []  // drops the memory: an idle connection keeps none
+            partialFrameBytes = 0
+            guard decode(frame, from: prefixBytes, to: frame.count, deliver: deliver) else { return false }
         }
-        return parseBuffered(frameBytesMax: frameBytesMax, deliver: deliver)
-    }
 
-    private func parseBuffered(frameBytesMax: Int, deliver: (Decoded) -> Void) -> Bool {
-        let buffered = UnsafeRawBufferPointer(start: readBuffer, count: readEnd)
-        // First find the whole frames, checking each length before anything is allocated.
-        var cursor = readStart
+        // Find the whole frames, checking each length before anything is allocated.
+        let framesStart = cursor
         var partialBodyBytes: Int?
         var framingFailure: DecodeFailure?
         while true {
             let length: Int?
             do {
-                length = try FrameSplitter.bodyLength(buffered, at: cursor, frameBytesMax: frameBytesMax)
+                length = try FrameSplitter.bodyLength(bytes, at: cursor, frameBytesMax: frameBytesMax)
             } catch {
                 framingFailure = error
                 break
             }
             guard let length else { break }
-            guard cursor + FrameSplitter.prefixBytes + length <= readEnd else {
+            guard cursor + prefixBytes + length <= bytes.count else {
                 partialBodyBytes = length
                 break
             }
-            cursor += FrameSplitter.prefixBytes + length
+            cursor += prefixBytes + length
         }
-        // Then decode them from one copy (the codec reads from an array): one allocation per read.
-        if cursor > readStart {
-            let frames = [UInt8](UnsafeRawBufferPointer(rebasing: buffered[readStart..<cursor]))
+        // Decode them from the loop's scratch array (the codec reads from an array): no allocation
+        // once it has grown to the largest read.
+        if cursor > framesStart {
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[framesStart..<cursor]))
             var position = 0
-            while position < frames.count {
+            while position < scratch.count {
                 var length = 0
-                for index in 0..<FrameSplitter.prefixBytes { length = length << 8 | Int(frames[position + index]) }
-                let bodyStart = position + FrameSplitter.prefixBytes
-                guard decode(frames, from: bodyStart, to: bodyStart + length, deliver: deliver) else { return false }
+                for index in 0..<prefixBytes { length = length << 8 | Int(scratch[position + index]) }
+                let bodyStart = position + prefixBytes
+                guard decode(scratch, from: bodyStart, to: bodyStart + length, deliver: deliver) else { return false }
                 position = bodyStart + length
             }
         }
-        readStart = cursor
         if let framingFailure {
             deliver(.failure(framingFailure))
             return false
         }
-        if readStart == readEnd {
-            readStart = 0
-            readEnd = 0
-        } else if let partialBodyBytes, FrameSplitter.prefixBytes + partialBodyBytes > readCapacity {
-            // Too big for the fixed buffer: gather the body apart, up to `frameBytesMax` (already checked).
-            let bodyStart = readStart + FrameSplitter.prefixBytes
-            largeFrame.reserveCapacity(partialBodyBytes)
-            largeFrame.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffered[bodyStart..<readEnd]))
-            largeFrameBodyBytes = partialBodyBytes
-            readStart = 0
-            readEnd = 0
-        } else if readStart > 0 {
-            memmove(readBuffer, readBuffer + readStart, readEnd - readStart)
-            readEnd -= readStart
-            readStart = 0
+        if cursor < bytes.count {
+            // A split frame: keep its start, with room for all of it once the length is known
+            // (already checked against `frameBytesMax`).
+            let tail = UnsafeRawBufferPointer(rebasing: bytes[cursor...])
+            if let partialBodyBytes {
+                partialFrameBytes = prefixBytes + partialBodyBytes
+                partialFrame.reserveCapacity(partialFrameBytes)
+            } else {
+                partialFrame.reserveCapacity(prefixBytes)
+            }
+            partialFrame.append(contentsOf: tail)
         }
         return true
     }
@@ -178,20 +169,40 @@ final class Connection {
         }
     }
 
-    /// Hands the encoded output to libuv in one write; the block holds the request and the bytes.
-    /// Returns a libuv error code, 0 on success.
+    /// Writes the encoded output: as much as the socket takes at once with `uv_try_write`, then the
+    /// rest (if any) through one `uv_write` whose block holds the request and the bytes, freed in the
+    /// write callback. Returns a libuv error code, 0 on success.
     func writePendingOutput() -> Int32 {
         let count = output.bytes.count
         guard count > 0 else { return 0 }
-        let headerBytes = MemoryLayout<uv_write_t>.stride
-        guard let block = malloc(headerBytes + count) else { fatalError("out of memory") }
-        let payload = block + headerBytes
-        output.bytes.withUnsafeBytes { payload.copyMemory(from: $0.baseAddress!, byteCount: count) }
-        output = WireWriter(capacity: 0)
-        let request = block.bindMemory(to: uv_write_t.self, capacity: 1)
-        var buffer = uv_buf_init(payload.assumingMemoryBound(to: CChar.self), UInt32(count))
-        let result = uv_write(request, stream, &buffer, 1, onWriteCompleted)
-        if result < 0 { free(block) }
+        let result = output.bytes.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Int32 in
+            let base = bytes.baseAddress!
+            var written = 0
+            // uv_try_write refuses (UV_EAGAIN) while earlier writes are queued, which keeps the order.
+            var whole = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(count))
+            let tried = uv_try_write(stream, &whole, 1)
+            if tried >= 0 {
+                written = Int(tried)
+            } else if tried != UV_EAGAIN.rawValue {
+                return tried
+            }
+            let remaining = count - written
+            guard remaining > 0 else { return 0 }
+            let headerBytes = MemoryLayout<uv_write_t>.stride
+            guard let block = malloc(headerBytes + remaining) else { fatalError("out of memory") }
+            let payload = block + headerBytes
+            payload.copyMemory(from: base + written, byteCount: remaining)
+            let request = block.bindMemory(to: uv_write_t.self, capacity: 1)
+            var buffer = uv_buf_init(payload.assumingMemoryBound(to: CChar.self), UInt32(remaining))
+            let result = uv_write(request, stream, &buffer, 1, onWriteCompleted)
+            if result < 0 { free(block) }
+            return result
+        }
+        if output.bytes.capacity > Connection.outputCapacityKeptBytes {
+            output = WireWriter(capacity: 0)
+        } else {
+            output.removeAll(keepingCapacity: true)
+        }
         return result
     }
 }

@@ -13,7 +13,8 @@ public struct ServerConfiguration: Sendable {
     /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
     public var metricsEndpoint: Endpoint?
     public var engine: EngineConfiguration
-    /// Size of each connection's fixed read buffer; frames larger than this are accumulated separately.
+    /// Size of the loop's one read buffer, shared by every connection (a read is consumed before the
+    /// next); a frame split across reads is gathered in its connection, up to `frameBytesMax`.
     public var readBufferBytes: Int = 65_536
     /// How long a connection being closed may take to drain its queued replies before it is cut.
     public var closeLingerMilliseconds: UInt64 = 5_000

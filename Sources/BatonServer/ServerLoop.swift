@@ -39,6 +39,14 @@ final class ServerLoop {
     private var nextConnectionID: ConnectionID = 1
     /// Connections with output or a pending close this turn, in the order they got it.
     private var flushQueue: [Connection] = []
+    /// The queue being flushed; swapped with `flushQueue` so neither array is reallocated per turn.
+    private var flushing: [Connection] = []
+    /// The one read buffer every connection reads into: reads are consumed inside the read callback,
+    /// which libuv calls right after the read it allocated for, so one buffer serves all connections.
+    let readBuffer: UnsafeMutableRawPointer
+    let readBufferBytes: Int
+    /// Whole frames of one read, copied for the codec (which reads from an array); reused.
+    private var decodeScratch: [UInt8] = []
 
     private var prepare: UnsafeMutablePointer<uv_prepare_t>?
     private var timer: UnsafeMutablePointer<uv_timer_t>?
@@ -60,9 +68,15 @@ final class ServerLoop {
         self.makeEngine = makeEngine
         loop = LibUV.allocate(uv_loop_t.self)
         precondition(uv_loop_init(loop) == 0, "uv_loop_init failed")
+        precondition(configuration.readBufferBytes >= 1_024, "a read buffer must hold at least small frames")
+        readBufferBytes = configuration.readBufferBytes
+        guard let buffer = malloc(readBufferBytes) else { fatalError("out of memory") }
+        readBuffer = buffer
     }
 
     deinit {
+        // Safe: the loop is closed (no more reads) before its owner goes.
+        free(readBuffer)
         free(loop)
     }
 
@@ -269,8 +283,7 @@ final class ServerLoop {
             logger.warning("accept failed", metadata: ["listener": "\(listener.description)", "error": "\(LibUV.describe(result))"])
             return
         }
-        let connection = Connection(id: nextConnectionID, transport: listener.transport, handle: handle,
-                                    readCapacity: configuration.readBufferBytes)
+        let connection = Connection(id: nextConnectionID, transport: listener.transport, handle: handle)
         nextConnectionID += 1
         LibUV.setOwner(handle, connection)
         if listener.transport == .tcp {
@@ -300,12 +313,13 @@ final class ServerLoop {
         }
     }
 
-    func didRead(_ connection: Connection, _ count: Int) {
+    func didRead(_ connection: Connection, _ count: Int, _ bytes: UnsafeRawPointer?) {
         guard let engine, connection.phase == .open else { return }
-        if count > 0 {
+        if count > 0, let bytes {
             let time = now()
             counters.bytesRead += UInt64(count)
-            let keepReading = connection.consume(count, frameBytesMax: limits.frameBytesMax) { decoded in
+            let keepReading = connection.consume(UnsafeRawBufferPointer(start: bytes, count: count), scratch: &decodeScratch,
+                                                 frameBytesMax: limits.frameBytesMax) { decoded in
                 counters.framesReceived += 1
                 switch decoded {
                 case .request(let requestID, let request):
@@ -435,9 +449,9 @@ final class ServerLoop {
             }
         }
         while !flushQueue.isEmpty {
-            let queue = flushQueue
-            flushQueue.removeAll(keepingCapacity: true)
-            for connection in queue {
+            swap(&flushQueue, &flushing)
+            defer { flushing.removeAll(keepingCapacity: true) }
+            for connection in flushing {
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
@@ -582,8 +596,10 @@ final class ServerLoop {
     private func armTimer() {
         guard let timer, let engine else { return }
         var deadline = engine.nextDeadlineMilliseconds
-        for connection in drainingConnections.values {
-            deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+        if !drainingConnections.isEmpty {
+            for connection in drainingConnections.values {
+                deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+            }
         }
         guard deadline != armedDeadlineMilliseconds else { return }
         armedDeadlineMilliseconds = deadline
@@ -662,13 +678,13 @@ final class ServerLoop {
 // MARK: C callbacks (global functions: a C function pointer cannot capture)
 
 private func onAllocate(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int, _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
-    guard let connection = LibUV.owner(handle, as: Connection.self), let buffer else { return }
-    buffer.pointee = connection.nextReadBuffer()
+    guard let loop = ServerLoop.of(handle), let buffer else { return }
+    buffer.pointee = uv_buf_init(loop.readBuffer.assumingMemoryBound(to: CChar.self), UInt32(loop.readBufferBytes))
 }
 
 private func onRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
     guard let connection = LibUV.owner(stream, as: Connection.self), let loop = ServerLoop.of(stream) else { return }
-    loop.didRead(connection, count)
+    loop.didRead(connection, count, buffer.flatMap { UnsafeRawPointer($0.pointee.base) })
 }
 
 func onWriteCompleted(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: Int32) {

@@ -169,8 +169,10 @@ struct Batond: ParsableCommand {
         let configuration = try makeConfiguration()
         var logger = Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
         logger.logLevel = level
+        // Raised before listening; reported once listening, so a refusal to start stays one line.
+        let openFiles = OpenFileLimit.raise()
         let server = Server(configuration: configuration, logger: logger)
-        try server.run()
+        try server.run { _ in openFiles.log(connectionsMax: configuration.limits.connectionsMax, logger: logger) }
     }
 }
 

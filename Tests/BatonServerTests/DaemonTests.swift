@@ -340,6 +340,42 @@ final class DaemonTests: XCTestCase {
         }
     }
 
+    func testSoftOpenFileLimitIsRaisedToTheHardLimitAndALowLimitIsWarnedAbout() throws {
+        let prlimit = "/usr/bin/prlimit"
+        guard FileManager.default.isExecutableFile(atPath: prlimit) else { throw XCTSkip("no \(prlimit)") }
+        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
+        let directory = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let logPath = directory + "/batond.log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: prlimit)
+        // prlimit execs batond with soft 128 and hard 300: far below the 20,000 connections allowed.
+        process.arguments = ["--nofile=128:300", try TestDaemon.executablePath(), "--in-memory",
+                             "--socket", directory + "/s.sock", "--log-level", "info"]
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        defer {
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+        }
+        var log = ""
+        var attempts = 0
+        while !log.contains("open-file limit") {
+            attempts += 1
+            guard process.isRunning, attempts < 3_000 else { return XCTFail("batond did not start: \(log)") }
+            usleep(10_000)
+            log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        }
+        let limits = try String(contentsOfFile: "/proc/\(process.processIdentifier)/limits", encoding: .utf8)
+        let line = try XCTUnwrap(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        XCTAssertEqual(fields[3], "300", "soft limit: \(line)")
+        XCTAssertEqual(fields[4], "300", "hard limit: \(line)")
+        XCTAssertTrue(log.contains("open-file limit 300 is below"), log)
+    }
+
     // MARK: Helpers
 
     private func permissions(_ path: String) throws -> Int {

@@ -77,6 +77,52 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    func testFrameSplitAcrossTwoReadsAtEveryOffsetIsDecoded() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        let data = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let checksum = Int32(data.reduce(0) { ($0 &+ Int($1)) & 0x7FFF_FFFF })
+        let frame = Codec.encodeRequest(.set(path: "/split", data: data, expectedVersion: -1), requestID: 1)
+        var requestID: UInt32 = 2
+        for offset in 1..<frame.count {
+            // The ping's reply proves the server has read the first part, so the split is real.
+            let ping = requestID
+            try connection.sendRaw(Codec.encodeRequest(.ping, requestID: ping) + Array(frame[..<offset]))
+            XCTAssertEqual(try connection.receiveReply().requestID, ping, "offset \(offset)")
+            // The rest arrives with a whole frame behind it, which must be decoded too.
+            let after = requestID + 1
+            try connection.sendRaw(Array(frame[offset...]) + Codec.encodeRequest(.ping, requestID: after))
+            let reply = try connection.receiveReply()
+            XCTAssertEqual(reply.requestID, 1, "offset \(offset)")
+            guard case .success(.stat(let stat)) = reply.result else { return XCTFail("offset \(offset): set answered \(reply.result)") }
+            XCTAssertEqual(stat.dataLength, UInt32(data.count), "offset \(offset)")
+            XCTAssertEqual(stat.version, checksum, "offset \(offset)")
+            XCTAssertEqual(try connection.receiveReply().requestID, after, "offset \(offset)")
+            requestID += 2
+        }
+    }
+
+    func testLargeFrameWithItsLengthPrefixSplitIsGathered() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        let data = [UInt8](repeating: 0x5A, count: 20_000)
+        let frame = Codec.encodeRequest(.set(path: "/large", data: data, expectedVersion: -1), requestID: 1)
+        try connection.sendRaw(Codec.encodeRequest(.ping, requestID: 2) + Array(frame[..<2]))
+        XCTAssertEqual(try connection.receiveReply().requestID, 2)
+        // Then the body in pieces smaller than the read buffer, each read before the next is sent.
+        var offset = 2
+        while offset < frame.count {
+            let end = min(offset + 3_000, frame.count)
+            try connection.sendRaw(Array(frame[offset..<end]))
+            offset = end
+            usleep(1_000)
+        }
+        let reply = try connection.receiveReply()
+        XCTAssertEqual(reply.requestID, 1)
+        guard case .success(.stat(let stat)) = reply.result else { return XCTFail("set answered \(reply.result)") }
+        XCTAssertEqual(stat.dataLength, 20_000)
+    }
+
     func testFrameLargerThanTheReadBufferIsGatheredAndTheNextFrameStillWorks() throws {
         try startServer()
         let connection = try RawConnection(unixPath: socketPath)
