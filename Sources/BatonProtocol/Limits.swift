@@ -14,7 +14,8 @@ public struct Limits: Sendable, Equatable {
     /// Open sessions: `tooManySessions`.
     public var sessionsMax: Int = 100_000
     /// Open connections: `tooManyConnections`.
-    public var connectionsMax: Int = 20_000
+    /// Each is a file descriptor: kept below a hard open-file limit of 20,000 less what batond keeps for itself.
+    public var connectionsMax: Int = 16_384
     /// Waiters (holders included) queued on one lock: `tooManyWaiters`.
     public var waitersPerLockMax: Int = 100_000
     /// Operations in one multi: `tooManyOperations`.
