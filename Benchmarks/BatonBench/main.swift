@@ -65,6 +65,23 @@ struct Loop: ParsableCommand {
     }
 }
 
+struct Gets: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "get of one node: requests/s and per-request p50/p99 (issue 2's figures).")
+    @Option(help: "batond's Unix socket.") var unix: String
+    @Option(help: "Connections, each on its own thread.") var connections = 1
+    @Option(help: "Requests in flight per connection (1 = one at a time).") var depth = 1
+    @Option(help: "Seconds to run.") var seconds = 2.0
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        raiseDescriptorLimit()
+        let result = try runBatonGets(endpoint: .unix(path: unix), connections: connections, depth: depth, seconds: seconds,
+                                      options: recipe.clientOptions, key: "/bench-get-\(uniqueSuffix())")
+        print("get, \(connections) connection(s), depth \(depth): \(String(format: "%.0f", result.requestsPerSecond)) requests/s; "
+              + "p50 \(microseconds(result.latency.p50)) p99 \(microseconds(result.latency.p99)) us")
+    }
+}
+
 struct Takeover: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Scenario 4: time from SIGKILL of a holder process to a waiter holding.")
     @Option(help: "Target system.") var target: String
@@ -196,7 +213,7 @@ struct BatonBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
-        subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self,
+        subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self, Gets.self,
                       Holder.self, EchoServer.self, Durability.self])
 }
 
