@@ -48,7 +48,7 @@ extension LockManager {
         guard let waiter = waiters[id], waiter.phase == .creating, let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .success(let created):
-            adopt(waiter, lock, path: created.path, stat: created.stat)
+            adopt(waiter, lock, path: created.path, stat: created.stat, lockIdentity: created.parentCreatedTransaction)
         case .failure(let error) where error.code == .noNode:
             // The lock node is absent (first waiter), or a container sweep took it between creates.
             if waiter.abandoned {
@@ -143,7 +143,7 @@ extension LockManager {
         guard let waiter = waiters[id], waiter.phase == .recovering, let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
-            adopt(waiter, lock, path: path, stat: stat)
+            adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
         case .success:
             waiter.rejectedNodes.insert(LockPath.name(of: path))
             if waiter.abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
@@ -154,7 +154,7 @@ extension LockManager {
         }
     }
 
-    func adopt(_ waiter: Waiter<Ticket>, _ lock: LockState, path: String, stat: Stat) {
+    func adopt(_ waiter: Waiter<Ticket>, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
         releaseCreateSlot(waiter, lock)
         guard let name = WaiterName(parsing: LockPath.name(of: path)) else {
             // The namespace named the node in a way the recipe cannot order: remove it and refuse.
@@ -165,13 +165,18 @@ extension LockManager {
         waiter.name = name
         waiter.token = stat.createdTransaction
         lock.bySequence[name.sequence] = waiter.id
+        let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if waiter.abandoned {
             waiter.phase = .removing
             issueDelete(waiter)
             return
         }
         waiter.phase = .waiting
-        requestListing(lock, judging: waiter)
+        if queued {
+            queueJudgeLast(waiter, lock)
+        } else {
+            requestListing(lock, judging: waiter)
+        }
     }
 
     /// The acquire ends and no node of it exists.
@@ -274,12 +279,21 @@ extension LockManager {
     /// Waiters not asked for are watching a node that has not gone: nothing changed for them.
     func evaluate(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
         let unsorted = names.compactMap(WaiterName.init(parsing:))
+        var sorted: [WaiterName]?
+        if lock.semaphoreMembers == 0 {
+            sorted = unsorted.sorted { $0.sequence < $1.sequence }
+            queueRebuild(lock, sorted: sorted!)
+        } else {
+            // Semaphore locks are judged by listings only (see LockManager+Queue).
+            lock.queueTrusted = false
+            lock.queue = []
+        }
         if !everyone && judging.count <= 4 && evaluateFew(lock, serial, unsorted, judging: judging) {
             return
         }
         // The full pass judges every local waiter in queue order, so that waiters entitled together
         // (a run of readers, semaphore permits) are granted in queue order.
-        let entries = unsorted.sorted { $0.sequence < $1.sequence }
+        let entries = sorted ?? unsorted.sorted { $0.sequence < $1.sequence }
         var seen = Set<WaiterID>()
         var previous: WaiterName?
         var nearestExclusive: WaiterName?
@@ -586,11 +600,24 @@ extension LockManager {
     }
 
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        for id in interested.sorted() {
-            guard let waiter = waiters[id], waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
+        // The node leaves its lock's queue; a local waiter whose own node it was learns it now (a
+        // listing would show it missing).
+        if let lock = locks[LockPath.parent(of: path)], let name = WaiterName(parsing: LockPath.name(of: path)) {
+            queueRemove(lock, name)
+            if let owner = localWaiter(lock, name), owner.phase == .waiting, !interested.contains(owner.id) {
+                nodeVanished(owner)
+            }
+        }
+        // In queue order: readers behind one writer are granted in order.
+        let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
+            (left.name?.sequence ?? 0, left.id) < (right.name?.sequence ?? 0, right.id)
+        }
+        for waiter in ordered {
+            guard waiters[waiter.id] === waiter, waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
             waiter.watchedPath = nil
             switch waiter.phase {
-            case .waiting: requestListing(lock, judging: waiter)
+            case .waiting:
+                if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
             case .granting: nodeVanished(waiter)
             case .holding: holderLost(waiter)
             default: break
@@ -698,7 +725,10 @@ extension LockManager {
         }
         guard let lock = locks[waiter.lockPath] else { return }
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
-        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id { lock.bySequence[name.sequence] = nil }
+        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
+            lock.bySequence[name.sequence] = nil
+            queueRemove(lock, name)
+        }
         if lock.members.isEmpty { locks[lock.path] = nil }
     }
 

@@ -107,6 +107,14 @@ final class LockState {
     var listingRetryScheduled = false
     var childrenWatchArmed = false
     var childrenWatchGeneration: UInt64 = 0
+    /// The lock's waiter nodes as this manager knows them, in sequence order (see LockManager+Queue).
+    var queue: Deque<WaiterName> = []
+    /// The queue may be judged from: a listing established it and nothing since made it doubtful.
+    var queueTrusted = false
+    /// Every waiter node with a lower sequence that exists is in `queue`.
+    var sequenceAccounted: UInt64 = 0
+    /// The lock node's creation transaction, as the last create under it reported.
+    var queueLockIdentity: UInt64?
 
     init(path: String) { self.path = path }
 }

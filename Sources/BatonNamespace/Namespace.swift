@@ -76,6 +76,14 @@ public final class Namespace {
     @discardableResult
     public func create(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                        now: Time) throws(ReplyError) -> (path: String, stat: Stat) {
+        let created = try createReportingParent(path, data: data, mode: mode, session: session, now: now)
+        return (created.path, created.stat)
+    }
+
+    /// `create`, also returning the parent's creation transaction (its identity: a parent deleted and
+    /// created again restarts its sequence numbers), read while the parent is at hand.
+    public func createReportingParent(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
+                                      now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
         var changes = Changes()
         let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
         commit(changes, asOneRecord: false, now: now)
@@ -185,7 +193,7 @@ public final class Namespace {
     }
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
-                         _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat) {
+                         _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
         // A sequential name gets 10 digits appended: validate the path as it will be. As in
         // ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
         let placeholder = mode.sequential ? requestedPath + NamespacePath.sequenceSuffix(0) : requestedPath
@@ -224,7 +232,7 @@ public final class Namespace {
         }
         changes.triggers.append((.created, path))
         changes.triggers.append((.childrenChanged, parentPath))
-        return (path, stat)
+        return (path, stat, parent.stat.createdTransaction)
     }
 
     func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
