@@ -153,4 +153,23 @@ extension LockManager {
             watchNode(path, waiter)
         }
     }
+
+    /// Idle locks kept in `idleQueues` at most (then forgotten all at once: they only save listings).
+    static var idleQueuesMax: Int { 4_096 }
+
+    /// The last local waiter of a lock went. If its queue was trusted and empty, that stays true while
+    /// nobody watches (no node with a lower sequence can appear; the next create checks the lock
+    /// node's identity), so the next acquire on the lock needs no listing.
+    func queueRetire(_ lock: LockState) {
+        guard lock.queueTrusted, lock.queue.isEmpty, let identity = lock.queueLockIdentity else { return }
+        if idleQueues.count >= Self.idleQueuesMax { idleQueues.removeAll() }
+        idleQueues[lock.path] = IdleQueue(lockIdentity: identity, sequenceAccounted: lock.sequenceAccounted)
+    }
+
+    func queueRestore(_ lock: LockState) {
+        guard let idle = idleQueues.removeValue(forKey: lock.path) else { return }
+        lock.queueTrusted = true
+        lock.queueLockIdentity = idle.lockIdentity
+        lock.sequenceAccounted = idle.sequenceAccounted
+    }
 }

@@ -729,7 +729,10 @@ extension LockManager {
             lock.bySequence[name.sequence] = nil
             queueRemove(lock, name)
         }
-        if lock.members.isEmpty { locks[lock.path] = nil }
+        if lock.members.isEmpty {
+            locks[lock.path] = nil
+            queueRetire(lock)
+        }
     }
 
     // MARK: Deadlines and retries

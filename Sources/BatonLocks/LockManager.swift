@@ -60,6 +60,8 @@ public final class LockManager<Ticket: Hashable> {
     var sessions: [UInt64: Set<WaiterID>] = [:]
     var locks: [String: LockState] = [:]
     var nodeWatches: [String: NodeWatch] = [:]
+    /// What the queues of locks without local waiters said (see `queueRetire`).
+    var idleQueues: [String: IdleQueue] = [:]
     var deadlines = Heap<Deadline>()
     var nextWaiterID: WaiterID = 1
     var nextDeadlineOrder: UInt64 = 0
@@ -260,6 +262,7 @@ public final class LockManager<Ticket: Hashable> {
         if let lock = locks[path] { return lock }
         let lock = LockState(path: path)
         locks[path] = lock
+        queueRestore(lock)
         return lock
     }
 

@@ -43,7 +43,11 @@ final class Waiter<Ticket: Hashable> {
     let queuedMilliseconds: UInt64
 
     var phase: WaiterPhase = .queuedForCreate
-    var name: WaiterName?
+    var name: WaiterName? {
+        didSet { nodePath = name.map { lockPath + "/" + $0.name } }
+    }
+    /// The waiter node's full path, once created (kept: it is needed on every step of the recipe).
+    private(set) var nodePath: String?
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// The acquire got its reply (granted or failed).
@@ -82,8 +86,6 @@ final class Waiter<Ticket: Hashable> {
         self.leaseMilliseconds = request.leaseMilliseconds
         self.queuedMilliseconds = queuedMilliseconds
     }
-
-    var nodePath: String? { name.map { lockPath + "/" + $0.name } }
 }
 
 /// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
@@ -117,6 +119,12 @@ final class LockState {
     var queueLockIdentity: UInt64?
 
     init(path: String) { self.path = path }
+}
+
+/// A trusted, empty queue of a lock the manager no longer tracks (see `LockManager.queueRetire`).
+struct IdleQueue {
+    var lockIdentity: UInt64
+    var sequenceAccounted: UInt64
 }
 
 /// One exists-watch the manager holds in the namespace, shared by every local waiter interested in the node.

@@ -291,6 +291,28 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// Uncontended acquire+release: after the first acquire, a pair is a create, a grant check, a watch
+    /// of the holder's node and a delete; no listing (the lock's empty queue outlives its last waiter).
+    func testUncontendedPairsListOnlyOnce() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            // Persistent lock node (the memory namespace drops an emptied container at once).
+            harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+            for round in 0..<5 {
+                harness.acquire(round, session: 1)
+                let grants = harness.takeEffects().grants
+                XCTAssertEqual(grants.map(\.ticket), [round], "\(delivery)")
+                guard let grant = grants.first else { return }
+                harness.release(grant.node, session: 1, ticket: 100 + round)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [100 + round], "\(delivery)")
+            }
+            XCTAssertEqual(harness.namespace.operationCounts[.children], 1, "\(delivery): only the first acquire lists")
+            XCTAssertEqual(harness.namespace.operationCounts[.create], 5, "\(delivery)")
+            XCTAssertEqual(harness.namespace.operationCounts[.delete], 5, "\(delivery)")
+        }
+    }
+
     /// Nodes deleted by someone else, with the manager's queue trusted (the lock node's identity
     /// known) and without (every judgement lists).
     func testWaiterNodesDeletedBySomeoneElseWithAndWithoutTheQueue() {
