@@ -72,7 +72,7 @@ extension LockManager {
 
     /// A create of ours arrived: append its node if the queue accounts for every earlier sequence.
     /// True if appended (the waiter is then judged with `queueJudgeLast`).
-    func queueAppend(_ waiter: Waiter<Ticket>, _ lock: LockState, _ name: WaiterName, lockIdentity: UInt64?) -> Bool {
+    func queueAppend(_ waiter: Waiter, _ lock: LockState, _ name: WaiterName, lockIdentity: UInt64?) -> Bool {
         if lockIdentity == nil || lockIdentity != lock.queueLockIdentity {
             // Another lock node (or one the namespace cannot name): what the queue says is void.
             lock.queueTrusted = false
@@ -90,12 +90,12 @@ extension LockManager {
     }
 
     /// Judges a waiter just appended by `queueAppend`.
-    func queueJudgeLast(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func queueJudgeLast(_ waiter: Waiter, _ lock: LockState) {
         judgeFromQueue(waiter, lock, index: lock.queue.count - 1)
     }
 
     /// The node a waiting waiter watched is gone: judge it again from the queue. False if it cannot be.
-    func queueRejudge(_ waiter: Waiter<Ticket>, _ lock: LockState) -> Bool {
+    func queueRejudge(_ waiter: Waiter, _ lock: LockState) -> Bool {
         guard queueUsable(lock), let name = waiter.name, name.sequence < lock.sequenceAccounted else { return false }
         let index = queueLowerBound(lock, name.sequence)
         guard index < lock.queue.count, lock.queue[index] == name else { return false }
@@ -104,7 +104,7 @@ extension LockManager {
     }
 
     /// Judges a waiting waiter at `index` of the queue from the entries before it.
-    func judgeFromQueue(_ waiter: Waiter<Ticket>, _ lock: LockState, index: Int) {
+    func judgeFromQueue(_ waiter: Waiter, _ lock: LockState, index: Int) {
         if !waiter.kindChecked {
             // The queue has no semaphore node (see `queueRebuild`); only the bound is left to check,
             // and a stale entry may inflate the count: a refusal is confirmed by a listing.

@@ -5,7 +5,7 @@ import BatonProtocol
 extension LockManager {
     // MARK: Creating the waiter node
 
-    func startCreate(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func startCreate(_ waiter: Waiter, _ lock: LockState) {
         if lock.creatingSessions.contains(waiter.session) {
             waiter.phase = .queuedForCreate
             lock.createBacklog.append(waiter.id)
@@ -16,7 +16,7 @@ extension LockManager {
         createNode(waiter, lock)
     }
 
-    func releaseCreateSlot(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func releaseCreateSlot(_ waiter: Waiter, _ lock: LockState) {
         guard waiter.holdsCreateSlot else { return }
         waiter.holdsCreateSlot = false
         lock.creatingSessions.remove(waiter.session)
@@ -28,7 +28,7 @@ extension LockManager {
         createNode(next, lock)
     }
 
-    func createNode(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func createNode(_ waiter: Waiter, _ lock: LockState) {
         guard waiter.createAttempts < configuration.createAttemptsMax else {
             failWithoutNode(waiter, lock, ReplyError(.storageFailure, "could not create the waiter node"))
             return
@@ -66,7 +66,7 @@ extension LockManager {
         }
     }
 
-    func ensureNextNode(_ waiter: Waiter<Ticket>) {
+    func ensureNextNode(_ waiter: Waiter) {
         guard let path = waiter.ensureStack.last else { return }
         waiter.phase = .ensuringLock
         let id = waiter.id
@@ -107,7 +107,7 @@ extension LockManager {
 
     /// After a create whose reply was lost: find the untracked node named with our session and kind,
     /// and adopt it only if the namespace says our session owns it.
-    func recover(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func recover(_ waiter: Waiter, _ lock: LockState) {
         waiter.phase = .recovering
         let id = waiter.id
         namespace.children(path: lock.path, watch: nil) { [weak self] result in
@@ -154,7 +154,7 @@ extension LockManager {
         }
     }
 
-    func adopt(_ waiter: Waiter<Ticket>, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
+    func adopt(_ waiter: Waiter, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
         releaseCreateSlot(waiter, lock)
         guard let name = WaiterName(parsing: LockPath.name(of: path)) else {
             // The namespace named the node in a way the recipe cannot order: remove it and refuse.
@@ -180,12 +180,12 @@ extension LockManager {
     }
 
     /// The acquire ends and no node of it exists.
-    func failWithoutNode(_ waiter: Waiter<Ticket>, _ lock: LockState, _ error: ReplyError) {
+    func failWithoutNode(_ waiter: Waiter, _ lock: LockState, _ error: ReplyError) {
         answer(waiter, error)
         finishWithoutNode(waiter, lock)
     }
 
-    func finishWithoutNode(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func finishWithoutNode(_ waiter: Waiter, _ lock: LockState) {
         releaseCreateSlot(waiter, lock)
         forget(waiter)
     }
@@ -194,12 +194,12 @@ extension LockManager {
 
     /// Asks for a listing that judges `waiter` (nil: every local waiter of the lock).
     /// The local waiter whose node has this name, if any.
-    func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter<Ticket>? {
+    func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter? {
         guard let id = lock.bySequence[name.sequence], let waiter = waiters[id], waiter.name == name else { return nil }
         return waiter
     }
 
-    func requestListing(_ lock: LockState, judging waiter: Waiter<Ticket>?) {
+    func requestListing(_ lock: LockState, judging waiter: Waiter?) {
         if let waiter { lock.toJudge.insert(waiter.id) } else { lock.judgeEveryone = true }
         if lock.listingInFlight {
             lock.listingWanted = true
@@ -406,7 +406,7 @@ extension LockManager {
         return true
     }
 
-    private func judge(_ waiter: Waiter<Ticket>, _ lock: LockState, position: Int, previous: WaiterName?,
+    private func judge(_ waiter: Waiter, _ lock: LockState, position: Int, previous: WaiterName?,
                        nearestExclusive: WaiterName?, nearestSemaphore: WaiterName?, exclusiveOrSharedBefore: Bool) {
         if !waiter.kindChecked {
             if position >= configuration.waitersPerLockMax {
@@ -465,7 +465,7 @@ extension LockManager {
         // A waiting semaphore waiter relies on the lock's children watch (re-armed by `evaluate`).
     }
 
-    private func checkForeignPermits(_ waiter: Waiter<Ticket>, _ lock: LockState, path: String) {
+    private func checkForeignPermits(_ waiter: Waiter, _ lock: LockState, path: String) {
         guard !waiter.permitCheckInFlight else { return }
         waiter.permitCheckInFlight = true
         let id = waiter.id
@@ -495,7 +495,7 @@ extension LockManager {
 
     // MARK: Granting
 
-    func beginGrant(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func beginGrant(_ waiter: Waiter, _ lock: LockState) {
         unwatch(waiter)
         waiter.phase = .granting
         if waiter.kind != .semaphore, let path = waiter.nodePath {
@@ -504,7 +504,7 @@ extension LockManager {
         issueGrantCheck(waiter)
     }
 
-    func issueGrantCheck(_ waiter: Waiter<Ticket>) {
+    func issueGrantCheck(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         namespace.exists(path: path, watch: nil) { [weak self] result in
@@ -526,8 +526,9 @@ extension LockManager {
             waiter.phase = .holding
             waiter.grantedMilliseconds = nowMilliseconds
             waiter.answered = true
-            tickets[waiter.ticket] = nil
-            emit(.granted(ticket: waiter.ticket, node: waiter.nodePath!, token: waiter.token))
+            let ticket = ticketOf[waiter.id]!
+            tickets[ticket] = nil
+            emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
             if waiter.leaseMilliseconds > 0 {
                 schedule(.lease(waiter.id), at: nowMilliseconds + UInt64(waiter.leaseMilliseconds))
             }
@@ -543,7 +544,7 @@ extension LockManager {
     /// Registers interest in `path`'s deletion. One namespace watch per node serves every local waiter
     /// interested in it (readers behind one writer; a holder and its successor), so one deletion is
     /// one notification.
-    func watchNode(_ path: String, _ waiter: Waiter<Ticket>) {
+    func watchNode(_ path: String, _ waiter: Waiter) {
         waiter.watchedPath = path
         if nodeWatches[path] != nil {
             nodeWatches[path]!.interested.insert(waiter.id)
@@ -559,7 +560,7 @@ extension LockManager {
         }
     }
 
-    func unwatch(_ waiter: Waiter<Ticket>) {
+    func unwatch(_ waiter: Waiter) {
         guard let path = waiter.watchedPath else { return }
         waiter.watchedPath = nil
         nodeWatches[path]?.interested.remove(waiter.id)
@@ -628,38 +629,39 @@ extension LockManager {
     // MARK: Ending acquires and holds
 
     /// The acquire's reply, if it has none yet.
-    func answer(_ waiter: Waiter<Ticket>, _ error: ReplyError) {
+    func answer(_ waiter: Waiter, _ error: ReplyError) {
         guard !waiter.answered else { return }
         waiter.answered = true
-        tickets[waiter.ticket] = nil
-        emit(.failed(ticket: waiter.ticket, error: error))
+        let ticket = ticketOf[waiter.id]!
+        tickets[ticket] = nil
+        emit(.failed(ticket: ticket, error: error))
     }
 
     /// The acquire ends without a hold: answer it and remove its node.
-    func abandon(_ waiter: Waiter<Ticket>, _ error: ReplyError) {
+    func abandon(_ waiter: Waiter, _ error: ReplyError) {
         answer(waiter, error)
         remove(waiter)
     }
 
     /// The waiter's node vanished before the grant (deleted by someone, or its session ended).
-    func nodeVanished(_ waiter: Waiter<Ticket>) {
+    func nodeVanished(_ waiter: Waiter) {
         answer(waiter, sessionIsAlive(waiter.session)
             ? ReplyError(.lockLost, "the waiter's node was deleted") : ReplyError(.sessionExpired))
         remove(waiter, nodeKnownGone: true)
     }
 
-    func holderLost(_ waiter: Waiter<Ticket>) {
+    func holderLost(_ waiter: Waiter) {
         emitLost(waiter, sessionIsAlive(waiter.session) ? .nodeDeleted : .sessionExpired)
         remove(waiter, nodeKnownGone: true)
     }
 
-    func emitLost(_ waiter: Waiter<Ticket>, _ reason: LockLostReason) {
+    func emitLost(_ waiter: Waiter, _ reason: LockLostReason) {
         guard let node = waiter.nodePath else { return }
         emit(.lost(session: waiter.session, node: node, token: waiter.token, reason: reason))
     }
 
     /// Ends the waiter: deletes its node (retrying until the store confirms), then forgets it.
-    func remove(_ waiter: Waiter<Ticket>, nodeKnownGone: Bool = false) {
+    func remove(_ waiter: Waiter, nodeKnownGone: Bool = false) {
         waiter.abandoned = true
         unwatch(waiter)
         switch waiter.phase {
@@ -682,7 +684,7 @@ extension LockManager {
         }
     }
 
-    func issueDelete(_ waiter: Waiter<Ticket>) {
+    func issueDelete(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
@@ -699,7 +701,7 @@ extension LockManager {
             finishRemoval(waiter)
         case .failure(let error):
             // Release and local state must not diverge: tell the releasing client, keep retrying.
-            if let ticket = waiter.releaseTicket, !waiter.releaseAnswered {
+            if !waiter.releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
                 waiter.releaseAnswered = true
                 emit(.failed(ticket: ticket, error: ReplyError(error.code, "the release did not reach the store; the sidecar keeps retrying")))
             }
@@ -707,18 +709,19 @@ extension LockManager {
         }
     }
 
-    func finishRemoval(_ waiter: Waiter<Ticket>) {
-        if let ticket = waiter.releaseTicket, !waiter.releaseAnswered {
+    func finishRemoval(_ waiter: Waiter) {
+        if !waiter.releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
             waiter.releaseAnswered = true
             emit(.released(ticket: ticket))
         }
         forget(waiter)
     }
 
-    func forget(_ waiter: Waiter<Ticket>) {
+    func forget(_ waiter: Waiter) {
         unwatch(waiter)
         waiters[waiter.id] = nil
-        if tickets[waiter.ticket] == waiter.id { tickets[waiter.ticket] = nil }
+        if let ticket = ticketOf.removeValue(forKey: waiter.id), tickets[ticket] == waiter.id { tickets[ticket] = nil }
+        releaseTicketOf[waiter.id] = nil
         if var ids = sessions[waiter.session] {
             ids.remove(waiter.id)
             sessions[waiter.session] = ids.isEmpty ? nil : ids
@@ -737,7 +740,7 @@ extension LockManager {
 
     // MARK: Deadlines and retries
 
-    func scheduleRetry(_ waiter: Waiter<Ticket>, _ action: RetryAction) {
+    func scheduleRetry(_ waiter: Waiter, _ action: RetryAction) {
         waiter.retryDelayMilliseconds = waiter.retryDelayMilliseconds == 0
             ? configuration.retryMillisecondsMin
             : min(configuration.retryMillisecondsMax, waiter.retryDelayMilliseconds * 2)

@@ -30,9 +30,10 @@ enum RetryAction {
 }
 
 /// One acquire, from the request until its node is gone.
-final class Waiter<Ticket: Hashable> {
+/// Not generic over the owner's ticket (kept by the manager, `ticketOf`): generic code in the
+/// manager would look up this type's metadata at run time on every use.
+final class Waiter {
     let id: WaiterID
-    let ticket: Ticket
     let session: UInt64
     let clientName: String
     let lockPath: String
@@ -71,12 +72,10 @@ final class Waiter<Ticket: Hashable> {
     var retryAction: RetryAction?
     var retryGeneration: UInt64 = 0
     var retryDelayMilliseconds: UInt64 = 0
-    var releaseTicket: Ticket?
     var releaseAnswered = false
 
-    init(id: WaiterID, ticket: Ticket, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
+    init(id: WaiterID, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
         self.id = id
-        self.ticket = ticket
         self.session = session
         self.clientName = clientName
         self.lockPath = request.path

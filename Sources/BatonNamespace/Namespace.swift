@@ -298,26 +298,36 @@ public final class Namespace {
         stat.ephemeralOwner = kind == .ephemeral ? owner : 0
         stat.dataLength = UInt32(data.count)
         nodes[path] = Node(data: data, stat: stat)
-        let name = NamespacePath.name(of: path)
-        nodes[parentPath]!.children.insert(name)
-        nodes[parentPath]!.stat.childrenCount += 1
-        nodes[parentPath]!.stat.childrenVersion = parentChildrenVersion ?? (nodes[parentPath]!.stat.childrenVersion &+ 1)
-        nodes[parentPath]!.stat.childrenTransaction = transaction
+        Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
+                        childrenVersion: parentChildrenVersion)
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
         return stat
     }
 
     func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
-        nodes[parentPath]!.children.remove(NamespacePath.name(of: path))
-        nodes[parentPath]!.stat.childrenCount -= 1
-        nodes[parentPath]!.stat.childrenVersion = parentChildrenVersion ?? (nodes[parentPath]!.stat.childrenVersion &+ 1)
-        nodes[parentPath]!.stat.childrenTransaction = transaction
+        Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
+                          childrenVersion: parentChildrenVersion)
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
             ephemeralsBySession[owner]?.remove(path)
             if ephemeralsBySession[owner]?.isEmpty == true { ephemeralsBySession.removeValue(forKey: owner) }
         }
+    }
+
+    // One access to the parent each (a tree lookup hashes the whole path).
+    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
+        parent.children.insert(name)
+        parent.stat.childrenCount += 1
+        parent.stat.childrenVersion = childrenVersion ?? (parent.stat.childrenVersion &+ 1)
+        parent.stat.childrenTransaction = transaction
+    }
+
+    private static func childRemoved(_ name: String, from parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
+        parent.children.remove(name)
+        parent.stat.childrenCount -= 1
+        parent.stat.childrenVersion = childrenVersion ?? (parent.stat.childrenVersion &+ 1)
+        parent.stat.childrenTransaction = transaction
     }
 
     @discardableResult
