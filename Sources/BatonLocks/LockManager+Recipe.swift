@@ -590,6 +590,9 @@ extension LockManager {
         guard let entry = nodeWatches[path], entry.generation == generation else { return }
         nodeWatches[path] = nil
         if type == .deleted {
+            // Nobody is interested any more (a holder's own node after its release): nothing to learn.
+            // A stale queue entry it might leave is dropped by the next walk-back that meets it.
+            guard !entry.interested.isEmpty else { return }
             nodeGone(path, entry.interested)
             return
         }
