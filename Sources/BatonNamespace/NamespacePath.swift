@@ -55,17 +55,29 @@ public enum NamespacePath {
     /// The parent of a valid non-root path.
     public static func parent(of path: String) -> String {
         precondition(path != root, "the root has no parent")
-        let utf8 = path.utf8
-        let slash = utf8.lastIndex(of: UInt8(ascii: "/"))!
-        if slash == utf8.startIndex { return root }
-        return String(path[..<slash])
+        let slash = lastSlashOffset(path)!
+        if slash == 0 { return root }
+        return String(path.utf8.prefix(slash))!
     }
 
     /// The last segment of a valid non-root path.
     public static func name(of path: String) -> String {
-        let utf8 = path.utf8
-        let slash = utf8.lastIndex(of: UInt8(ascii: "/"))!
-        return String(path[utf8.index(after: slash)...])
+        let slash = lastSlashOffset(path)!
+        return String(path.utf8.dropFirst(slash + 1))!
+    }
+
+    /// Byte offset of the last "/" (a scan of contiguous UTF-8; the generic `lastIndex(of:)` on a
+    /// UTF-8 view is not specialized across modules and costs thousands of instructions per call).
+    static func lastSlashOffset(_ path: String) -> Int? {
+        var path = path
+        return path.withUTF8 { bytes in
+            var index = bytes.count - 1
+            while index >= 0 {
+                if bytes[index] == UInt8(ascii: "/") { return index }
+                index -= 1
+            }
+            return nil
+        }
     }
 
     public static func child(_ name: String, of parent: String) -> String {
