@@ -41,8 +41,9 @@ final class EngineLockNamespace: LockNamespace {
     func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64,
                 completion: @escaping (Result<LockCreatedNode, ReplyError>) -> Void) {
         do throws(ReplyError) {
-            let created = try namespace.create(path, data: data, mode: mode, session: owner, now: now)
-            completion(.success(LockCreatedNode(path: created.path, stat: created.stat)))
+            let created = try namespace.createReportingParent(path, data: data, mode: mode, session: owner, now: now)
+            completion(.success(LockCreatedNode(path: created.path, stat: created.stat,
+                                                parentCreatedTransaction: created.parentCreatedTransaction)))
         } catch {
             completion(.failure(error))
         }

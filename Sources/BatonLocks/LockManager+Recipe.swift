@@ -5,7 +5,7 @@ import BatonProtocol
 extension LockManager {
     // MARK: Creating the waiter node
 
-    func startCreate(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func startCreate(_ waiter: Waiter, _ lock: LockState) {
         if lock.creatingSessions.contains(waiter.session) {
             waiter.phase = .queuedForCreate
             lock.createBacklog.append(waiter.id)
@@ -16,7 +16,7 @@ extension LockManager {
         createNode(waiter, lock)
     }
 
-    func releaseCreateSlot(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func releaseCreateSlot(_ waiter: Waiter, _ lock: LockState) {
         guard waiter.holdsCreateSlot else { return }
         waiter.holdsCreateSlot = false
         lock.creatingSessions.remove(waiter.session)
@@ -28,7 +28,7 @@ extension LockManager {
         createNode(next, lock)
     }
 
-    func createNode(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func createNode(_ waiter: Waiter, _ lock: LockState) {
         guard waiter.createAttempts < configuration.createAttemptsMax else {
             failWithoutNode(waiter, lock, ReplyError(.storageFailure, "could not create the waiter node"))
             return
@@ -48,7 +48,7 @@ extension LockManager {
         guard let waiter = waiters[id], waiter.phase == .creating, let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .success(let created):
-            adopt(waiter, lock, path: created.path, stat: created.stat)
+            adopt(waiter, lock, path: created.path, stat: created.stat, lockIdentity: created.parentCreatedTransaction)
         case .failure(let error) where error.code == .noNode:
             // The lock node is absent (first waiter), or a container sweep took it between creates.
             if waiter.abandoned {
@@ -66,7 +66,7 @@ extension LockManager {
         }
     }
 
-    func ensureNextNode(_ waiter: Waiter<Ticket>) {
+    func ensureNextNode(_ waiter: Waiter) {
         guard let path = waiter.ensureStack.last else { return }
         waiter.phase = .ensuringLock
         let id = waiter.id
@@ -107,7 +107,7 @@ extension LockManager {
 
     /// After a create whose reply was lost: find the untracked node named with our session and kind,
     /// and adopt it only if the namespace says our session owns it.
-    func recover(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func recover(_ waiter: Waiter, _ lock: LockState) {
         waiter.phase = .recovering
         let id = waiter.id
         namespace.children(path: lock.path, watch: nil) { [weak self] result in
@@ -143,7 +143,7 @@ extension LockManager {
         guard let waiter = waiters[id], waiter.phase == .recovering, let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
-            adopt(waiter, lock, path: path, stat: stat)
+            adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
         case .success:
             waiter.rejectedNodes.insert(LockPath.name(of: path))
             if waiter.abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
@@ -154,7 +154,7 @@ extension LockManager {
         }
     }
 
-    func adopt(_ waiter: Waiter<Ticket>, _ lock: LockState, path: String, stat: Stat) {
+    func adopt(_ waiter: Waiter, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
         releaseCreateSlot(waiter, lock)
         guard let name = WaiterName(parsing: LockPath.name(of: path)) else {
             // The namespace named the node in a way the recipe cannot order: remove it and refuse.
@@ -165,22 +165,27 @@ extension LockManager {
         waiter.name = name
         waiter.token = stat.createdTransaction
         lock.bySequence[name.sequence] = waiter.id
+        let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if waiter.abandoned {
             waiter.phase = .removing
             issueDelete(waiter)
             return
         }
         waiter.phase = .waiting
-        requestListing(lock, judging: waiter)
+        if queued {
+            queueJudgeLast(waiter, lock)
+        } else {
+            requestListing(lock, judging: waiter)
+        }
     }
 
     /// The acquire ends and no node of it exists.
-    func failWithoutNode(_ waiter: Waiter<Ticket>, _ lock: LockState, _ error: ReplyError) {
+    func failWithoutNode(_ waiter: Waiter, _ lock: LockState, _ error: ReplyError) {
         answer(waiter, error)
         finishWithoutNode(waiter, lock)
     }
 
-    func finishWithoutNode(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func finishWithoutNode(_ waiter: Waiter, _ lock: LockState) {
         releaseCreateSlot(waiter, lock)
         forget(waiter)
     }
@@ -189,12 +194,12 @@ extension LockManager {
 
     /// Asks for a listing that judges `waiter` (nil: every local waiter of the lock).
     /// The local waiter whose node has this name, if any.
-    func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter<Ticket>? {
+    func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter? {
         guard let id = lock.bySequence[name.sequence], let waiter = waiters[id], waiter.name == name else { return nil }
         return waiter
     }
 
-    func requestListing(_ lock: LockState, judging waiter: Waiter<Ticket>?) {
+    func requestListing(_ lock: LockState, judging waiter: Waiter?) {
         if let waiter { lock.toJudge.insert(waiter.id) } else { lock.judgeEveryone = true }
         if lock.listingInFlight {
             lock.listingWanted = true
@@ -274,12 +279,21 @@ extension LockManager {
     /// Waiters not asked for are watching a node that has not gone: nothing changed for them.
     func evaluate(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
         let unsorted = names.compactMap(WaiterName.init(parsing:))
+        var sorted: [WaiterName]?
+        if lock.semaphoreMembers == 0 {
+            sorted = unsorted.sorted { $0.sequence < $1.sequence }
+            queueRebuild(lock, sorted: sorted!)
+        } else {
+            // Semaphore locks are judged by listings only (see LockManager+Queue).
+            lock.queueTrusted = false
+            lock.queue = []
+        }
         if !everyone && judging.count <= 4 && evaluateFew(lock, serial, unsorted, judging: judging) {
             return
         }
         // The full pass judges every local waiter in queue order, so that waiters entitled together
         // (a run of readers, semaphore permits) are granted in queue order.
-        let entries = unsorted.sorted { $0.sequence < $1.sequence }
+        let entries = sorted ?? unsorted.sorted { $0.sequence < $1.sequence }
         var seen = Set<WaiterID>()
         var previous: WaiterName?
         var nearestExclusive: WaiterName?
@@ -392,7 +406,7 @@ extension LockManager {
         return true
     }
 
-    private func judge(_ waiter: Waiter<Ticket>, _ lock: LockState, position: Int, previous: WaiterName?,
+    private func judge(_ waiter: Waiter, _ lock: LockState, position: Int, previous: WaiterName?,
                        nearestExclusive: WaiterName?, nearestSemaphore: WaiterName?, exclusiveOrSharedBefore: Bool) {
         if !waiter.kindChecked {
             if position >= configuration.waitersPerLockMax {
@@ -451,7 +465,7 @@ extension LockManager {
         // A waiting semaphore waiter relies on the lock's children watch (re-armed by `evaluate`).
     }
 
-    private func checkForeignPermits(_ waiter: Waiter<Ticket>, _ lock: LockState, path: String) {
+    private func checkForeignPermits(_ waiter: Waiter, _ lock: LockState, path: String) {
         guard !waiter.permitCheckInFlight else { return }
         waiter.permitCheckInFlight = true
         let id = waiter.id
@@ -481,7 +495,7 @@ extension LockManager {
 
     // MARK: Granting
 
-    func beginGrant(_ waiter: Waiter<Ticket>, _ lock: LockState) {
+    func beginGrant(_ waiter: Waiter, _ lock: LockState) {
         unwatch(waiter)
         waiter.phase = .granting
         if waiter.kind != .semaphore, let path = waiter.nodePath {
@@ -490,7 +504,7 @@ extension LockManager {
         issueGrantCheck(waiter)
     }
 
-    func issueGrantCheck(_ waiter: Waiter<Ticket>) {
+    func issueGrantCheck(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         namespace.exists(path: path, watch: nil) { [weak self] result in
@@ -512,8 +526,9 @@ extension LockManager {
             waiter.phase = .holding
             waiter.grantedMilliseconds = nowMilliseconds
             waiter.answered = true
-            tickets[waiter.ticket] = nil
-            emit(.granted(ticket: waiter.ticket, node: waiter.nodePath!, token: waiter.token))
+            let ticket = ticketOf[waiter.id]!
+            tickets[ticket] = nil
+            emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
             if waiter.leaseMilliseconds > 0 {
                 schedule(.lease(waiter.id), at: nowMilliseconds + UInt64(waiter.leaseMilliseconds))
             }
@@ -529,7 +544,7 @@ extension LockManager {
     /// Registers interest in `path`'s deletion. One namespace watch per node serves every local waiter
     /// interested in it (readers behind one writer; a holder and its successor), so one deletion is
     /// one notification.
-    func watchNode(_ path: String, _ waiter: Waiter<Ticket>) {
+    func watchNode(_ path: String, _ waiter: Waiter) {
         waiter.watchedPath = path
         if nodeWatches[path] != nil {
             nodeWatches[path]!.interested.insert(waiter.id)
@@ -545,7 +560,7 @@ extension LockManager {
         }
     }
 
-    func unwatch(_ waiter: Waiter<Ticket>) {
+    func unwatch(_ waiter: Waiter) {
         guard let path = waiter.watchedPath else { return }
         waiter.watchedPath = nil
         nodeWatches[path]?.interested.remove(waiter.id)
@@ -575,6 +590,9 @@ extension LockManager {
         guard let entry = nodeWatches[path], entry.generation == generation else { return }
         nodeWatches[path] = nil
         if type == .deleted {
+            // Nobody is interested any more (a holder's own node after its release): nothing to learn.
+            // A stale queue entry it might leave is dropped by the next walk-back that meets it.
+            guard !entry.interested.isEmpty else { return }
             nodeGone(path, entry.interested)
             return
         }
@@ -586,11 +604,24 @@ extension LockManager {
     }
 
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        for id in interested.sorted() {
-            guard let waiter = waiters[id], waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
+        // The node leaves its lock's queue; a local waiter whose own node it was learns it now (a
+        // listing would show it missing).
+        if let lock = locks[LockPath.parent(of: path)], let name = WaiterName(parsing: LockPath.name(of: path)) {
+            queueRemove(lock, name)
+            if let owner = localWaiter(lock, name), owner.phase == .waiting, !interested.contains(owner.id) {
+                nodeVanished(owner)
+            }
+        }
+        // In queue order: readers behind one writer are granted in order.
+        let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
+            (left.name?.sequence ?? 0, left.id) < (right.name?.sequence ?? 0, right.id)
+        }
+        for waiter in ordered {
+            guard waiters[waiter.id] === waiter, waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
             waiter.watchedPath = nil
             switch waiter.phase {
-            case .waiting: requestListing(lock, judging: waiter)
+            case .waiting:
+                if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
             case .granting: nodeVanished(waiter)
             case .holding: holderLost(waiter)
             default: break
@@ -601,38 +632,39 @@ extension LockManager {
     // MARK: Ending acquires and holds
 
     /// The acquire's reply, if it has none yet.
-    func answer(_ waiter: Waiter<Ticket>, _ error: ReplyError) {
+    func answer(_ waiter: Waiter, _ error: ReplyError) {
         guard !waiter.answered else { return }
         waiter.answered = true
-        tickets[waiter.ticket] = nil
-        emit(.failed(ticket: waiter.ticket, error: error))
+        let ticket = ticketOf[waiter.id]!
+        tickets[ticket] = nil
+        emit(.failed(ticket: ticket, error: error))
     }
 
     /// The acquire ends without a hold: answer it and remove its node.
-    func abandon(_ waiter: Waiter<Ticket>, _ error: ReplyError) {
+    func abandon(_ waiter: Waiter, _ error: ReplyError) {
         answer(waiter, error)
         remove(waiter)
     }
 
     /// The waiter's node vanished before the grant (deleted by someone, or its session ended).
-    func nodeVanished(_ waiter: Waiter<Ticket>) {
+    func nodeVanished(_ waiter: Waiter) {
         answer(waiter, sessionIsAlive(waiter.session)
             ? ReplyError(.lockLost, "the waiter's node was deleted") : ReplyError(.sessionExpired))
         remove(waiter, nodeKnownGone: true)
     }
 
-    func holderLost(_ waiter: Waiter<Ticket>) {
+    func holderLost(_ waiter: Waiter) {
         emitLost(waiter, sessionIsAlive(waiter.session) ? .nodeDeleted : .sessionExpired)
         remove(waiter, nodeKnownGone: true)
     }
 
-    func emitLost(_ waiter: Waiter<Ticket>, _ reason: LockLostReason) {
+    func emitLost(_ waiter: Waiter, _ reason: LockLostReason) {
         guard let node = waiter.nodePath else { return }
         emit(.lost(session: waiter.session, node: node, token: waiter.token, reason: reason))
     }
 
     /// Ends the waiter: deletes its node (retrying until the store confirms), then forgets it.
-    func remove(_ waiter: Waiter<Ticket>, nodeKnownGone: Bool = false) {
+    func remove(_ waiter: Waiter, nodeKnownGone: Bool = false) {
         waiter.abandoned = true
         unwatch(waiter)
         switch waiter.phase {
@@ -655,7 +687,7 @@ extension LockManager {
         }
     }
 
-    func issueDelete(_ waiter: Waiter<Ticket>) {
+    func issueDelete(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
@@ -672,7 +704,7 @@ extension LockManager {
             finishRemoval(waiter)
         case .failure(let error):
             // Release and local state must not diverge: tell the releasing client, keep retrying.
-            if let ticket = waiter.releaseTicket, !waiter.releaseAnswered {
+            if !waiter.releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
                 waiter.releaseAnswered = true
                 emit(.failed(ticket: ticket, error: ReplyError(error.code, "the release did not reach the store; the sidecar keeps retrying")))
             }
@@ -680,31 +712,38 @@ extension LockManager {
         }
     }
 
-    func finishRemoval(_ waiter: Waiter<Ticket>) {
-        if let ticket = waiter.releaseTicket, !waiter.releaseAnswered {
+    func finishRemoval(_ waiter: Waiter) {
+        if !waiter.releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
             waiter.releaseAnswered = true
             emit(.released(ticket: ticket))
         }
         forget(waiter)
     }
 
-    func forget(_ waiter: Waiter<Ticket>) {
+    func forget(_ waiter: Waiter) {
         unwatch(waiter)
         waiters[waiter.id] = nil
-        if tickets[waiter.ticket] == waiter.id { tickets[waiter.ticket] = nil }
+        if let ticket = ticketOf.removeValue(forKey: waiter.id), tickets[ticket] == waiter.id { tickets[ticket] = nil }
+        releaseTicketOf[waiter.id] = nil
         if var ids = sessions[waiter.session] {
             ids.remove(waiter.id)
             sessions[waiter.session] = ids.isEmpty ? nil : ids
         }
         guard let lock = locks[waiter.lockPath] else { return }
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
-        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id { lock.bySequence[name.sequence] = nil }
-        if lock.members.isEmpty { locks[lock.path] = nil }
+        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
+            lock.bySequence[name.sequence] = nil
+            queueRemove(lock, name)
+        }
+        if lock.members.isEmpty {
+            locks[lock.path] = nil
+            queueRetire(lock)
+        }
     }
 
     // MARK: Deadlines and retries
 
-    func scheduleRetry(_ waiter: Waiter<Ticket>, _ action: RetryAction) {
+    func scheduleRetry(_ waiter: Waiter, _ action: RetryAction) {
         waiter.retryDelayMilliseconds = waiter.retryDelayMilliseconds == 0
             ? configuration.retryMillisecondsMin
             : min(configuration.retryMillisecondsMax, waiter.retryDelayMilliseconds * 2)

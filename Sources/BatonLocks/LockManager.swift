@@ -54,12 +54,17 @@ public final class LockManager<Ticket: Hashable> {
     var work: Deque<() -> Void> = []
     var draining = false
     var nowMilliseconds: UInt64
-    var waiters: [WaiterID: Waiter<Ticket>] = [:]
+    var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires.
     var tickets: [Ticket: WaiterID] = [:]
+    /// Each waiter's acquire ticket, and the ticket of the release that is removing it.
+    var ticketOf: [WaiterID: Ticket] = [:]
+    var releaseTicketOf: [WaiterID: Ticket] = [:]
     var sessions: [UInt64: Set<WaiterID>] = [:]
     var locks: [String: LockState] = [:]
     var nodeWatches: [String: NodeWatch] = [:]
+    /// What the queues of locks without local waiters said (see `queueRetire`).
+    var idleQueues: [String: IdleQueue] = [:]
     var deadlines = Heap<Deadline>()
     var nextWaiterID: WaiterID = 1
     var nextDeadlineOrder: UInt64 = 0
@@ -87,11 +92,12 @@ public final class LockManager<Ticket: Hashable> {
                 return
             }
             let lock = lockState(request.path)
-            let waiter = Waiter(id: nextWaiterID, ticket: ticket, session: session, clientName: clientName,
+            let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
                                 request: request, queuedMilliseconds: nowMilliseconds)
             nextWaiterID += 1
             waiters[waiter.id] = waiter
             tickets[ticket] = waiter.id
+            ticketOf[waiter.id] = ticket
             sessions[session, default: []].insert(waiter.id)
             lock.members.insert(waiter.id)
             if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
@@ -116,10 +122,10 @@ public final class LockManager<Ticket: Hashable> {
             }
             switch waiter.phase {
             case .holding:
-                waiter.releaseTicket = ticket
+                releaseTicketOf[waiter.id] = ticket
                 remove(waiter)
             case .waiting, .granting:
-                waiter.releaseTicket = ticket
+                releaseTicketOf[waiter.id] = ticket
                 abandon(waiter, ReplyError(.lockCancelled, "released while waiting"))
             case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
@@ -260,6 +266,7 @@ public final class LockManager<Ticket: Hashable> {
         if let lock = locks[path] { return lock }
         let lock = LockState(path: path)
         locks[path] = lock
+        queueRestore(lock)
         return lock
     }
 

@@ -30,9 +30,10 @@ enum RetryAction {
 }
 
 /// One acquire, from the request until its node is gone.
-final class Waiter<Ticket: Hashable> {
+/// Not generic over the owner's ticket (kept by the manager, `ticketOf`): generic code in the
+/// manager would look up this type's metadata at run time on every use.
+final class Waiter {
     let id: WaiterID
-    let ticket: Ticket
     let session: UInt64
     let clientName: String
     let lockPath: String
@@ -43,7 +44,11 @@ final class Waiter<Ticket: Hashable> {
     let queuedMilliseconds: UInt64
 
     var phase: WaiterPhase = .queuedForCreate
-    var name: WaiterName?
+    var name: WaiterName? {
+        didSet { nodePath = name.map { lockPath + "/" + $0.name } }
+    }
+    /// The waiter node's full path, once created (kept: it is needed on every step of the recipe).
+    private(set) var nodePath: String?
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// The acquire got its reply (granted or failed).
@@ -67,12 +72,10 @@ final class Waiter<Ticket: Hashable> {
     var retryAction: RetryAction?
     var retryGeneration: UInt64 = 0
     var retryDelayMilliseconds: UInt64 = 0
-    var releaseTicket: Ticket?
     var releaseAnswered = false
 
-    init(id: WaiterID, ticket: Ticket, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
+    init(id: WaiterID, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
         self.id = id
-        self.ticket = ticket
         self.session = session
         self.clientName = clientName
         self.lockPath = request.path
@@ -82,8 +85,6 @@ final class Waiter<Ticket: Hashable> {
         self.leaseMilliseconds = request.leaseMilliseconds
         self.queuedMilliseconds = queuedMilliseconds
     }
-
-    var nodePath: String? { name.map { lockPath + "/" + $0.name } }
 }
 
 /// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
@@ -107,8 +108,22 @@ final class LockState {
     var listingRetryScheduled = false
     var childrenWatchArmed = false
     var childrenWatchGeneration: UInt64 = 0
+    /// The lock's waiter nodes as this manager knows them, in sequence order (see LockManager+Queue).
+    var queue: Deque<WaiterName> = []
+    /// The queue may be judged from: a listing established it and nothing since made it doubtful.
+    var queueTrusted = false
+    /// Every waiter node with a lower sequence that exists is in `queue`.
+    var sequenceAccounted: UInt64 = 0
+    /// The lock node's creation transaction, as the last create under it reported.
+    var queueLockIdentity: UInt64?
 
     init(path: String) { self.path = path }
+}
+
+/// A trusted, empty queue of a lock the manager no longer tracks (see `LockManager.queueRetire`).
+struct IdleQueue {
+    var lockIdentity: UInt64
+    var sequenceAccounted: UInt64
 }
 
 /// One exists-watch the manager holds in the namespace, shared by every local waiter interested in the node.

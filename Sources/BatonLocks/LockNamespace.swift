@@ -7,9 +7,14 @@ public typealias LockWatch = (WatchEventType) -> Void
 public struct LockCreatedNode: Sendable, Equatable {
     public var path: String
     public var stat: Stat
-    public init(path: String, stat: Stat) {
+    /// The parent's (the lock node's) creation transaction when the node was created, or nil if the
+    /// namespace cannot tell. It tells the recipe whether the lock node is the one it knows: a lock node
+    /// deleted and created again restarts its sequence numbers, so the recipe's queue of it is void.
+    public var parentCreatedTransaction: UInt64?
+    public init(path: String, stat: Stat, parentCreatedTransaction: UInt64? = nil) {
         self.path = path
         self.stat = stat
+        self.parentCreatedTransaction = parentCreatedTransaction
     }
 }
 

@@ -29,15 +29,37 @@ public struct WaiterName: Sendable, Equatable, Hashable {
 
     /// What the recipe passes to a sequential create: the name without the sequence.
     public static func prefix(kind: LockKind, session: UInt64) -> String {
-        let hex = String(session, radix: 16)
-        let padded = String(repeating: "0", count: 16 - hex.utf8.count) + hex
-        return String(decoding: [marker(of: kind)], as: UTF8.self) + "-" + padded + "-"
+        String(unsafeUninitializedCapacity: nameBytes - sequenceDigits) { buffer in
+            writePrefix(kind: kind, session: session, into: buffer)
+            return nameBytes - sequenceDigits
+        }
     }
 
     public var name: String {
-        let digits = String(sequence)
-        return WaiterName.prefix(kind: kind, session: session)
-            + String(repeating: "0", count: max(0, WaiterName.sequenceDigits - digits.utf8.count)) + digits
+        String(unsafeUninitializedCapacity: WaiterName.nameBytes) { buffer in
+            WaiterName.writePrefix(kind: kind, session: session, into: buffer)
+            var value = sequence
+            var index = WaiterName.nameBytes - 1
+            while index >= WaiterName.nameBytes - WaiterName.sequenceDigits {
+                buffer[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10)
+                value /= 10
+                index -= 1
+            }
+            return WaiterName.nameBytes
+        }
+    }
+
+    /// Marker, dash, 16 lower-case hex digits, dash (formatted by hand: this runs on every acquire).
+    private static func writePrefix(kind: LockKind, session: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>) {
+        let digits: StaticString = "0123456789abcdef"
+        buffer[0] = marker(of: kind)
+        buffer[1] = UInt8(ascii: "-")
+        digits.withUTF8Buffer { hex in
+            for index in 0..<16 {
+                buffer[2 + index] = hex[Int(truncatingIfNeeded: (session >> UInt64(60 - 4 * index)) & 0xF)]
+            }
+        }
+        buffer[18] = UInt8(ascii: "-")
     }
 
     /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).

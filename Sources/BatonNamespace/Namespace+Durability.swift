@@ -26,13 +26,19 @@ extension Namespace {
 
     /// Advances the parent's sequence counter; the caller has checked it is in range.
     func allocateSequence(_ parentPath: String, _ changes: inout Changes) {
-        let value = nodes[parentPath]!.sequenceNext
-        if value >= nodes[parentPath]!.sequenceReserved {
-            let upTo = value + configuration.sequenceReserveAhead
-            nodes[parentPath]!.sequenceReserved = upTo
+        // One access to the parent (each tree lookup hashes the whole path).
+        if let upTo = Self.takeSequence(&nodes[parentPath]!, reserveAhead: configuration.sequenceReserveAhead) {
             changes.records.append(.reserveSequence(parent: parentPath, upTo: upTo))
         }
-        nodes[parentPath]!.sequenceNext = value + 1
+    }
+
+    /// Hands out the parent's next sequence; returns the new reservation bound if one must be logged.
+    private static func takeSequence(_ parent: inout Node, reserveAhead: UInt64) -> UInt64? {
+        let value = parent.sequenceNext
+        parent.sequenceNext = value + 1
+        guard value >= parent.sequenceReserved else { return nil }
+        parent.sequenceReserved = value + reserveAhead
+        return parent.sequenceReserved
     }
 
     /// Rebuilds a namespace from a snapshot (or nothing) and the log records written after it.

@@ -76,6 +76,14 @@ public final class Namespace {
     @discardableResult
     public func create(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                        now: Time) throws(ReplyError) -> (path: String, stat: Stat) {
+        let created = try createReportingParent(path, data: data, mode: mode, session: session, now: now)
+        return (created.path, created.stat)
+    }
+
+    /// `create`, also returning the parent's creation transaction (its identity: a parent deleted and
+    /// created again restarts its sequence numbers), read while the parent is at hand.
+    public func createReportingParent(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
+                                      now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
         var changes = Changes()
         let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
         commit(changes, asOneRecord: false, now: now)
@@ -185,7 +193,7 @@ public final class Namespace {
     }
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
-                         _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat) {
+                         _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
         // A sequential name gets 10 digits appended: validate the path as it will be. As in
         // ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
         let placeholder = mode.sequential ? requestedPath + NamespacePath.sequenceSuffix(0) : requestedPath
@@ -224,7 +232,7 @@ public final class Namespace {
         }
         changes.triggers.append((.created, path))
         changes.triggers.append((.childrenChanged, parentPath))
-        return (path, stat)
+        return (path, stat, parent.stat.createdTransaction)
     }
 
     func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
@@ -290,26 +298,36 @@ public final class Namespace {
         stat.ephemeralOwner = kind == .ephemeral ? owner : 0
         stat.dataLength = UInt32(data.count)
         nodes[path] = Node(data: data, stat: stat)
-        let name = NamespacePath.name(of: path)
-        nodes[parentPath]!.children.insert(name)
-        nodes[parentPath]!.stat.childrenCount += 1
-        nodes[parentPath]!.stat.childrenVersion = parentChildrenVersion ?? (nodes[parentPath]!.stat.childrenVersion &+ 1)
-        nodes[parentPath]!.stat.childrenTransaction = transaction
+        Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
+                        childrenVersion: parentChildrenVersion)
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
         return stat
     }
 
     func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
-        nodes[parentPath]!.children.remove(NamespacePath.name(of: path))
-        nodes[parentPath]!.stat.childrenCount -= 1
-        nodes[parentPath]!.stat.childrenVersion = parentChildrenVersion ?? (nodes[parentPath]!.stat.childrenVersion &+ 1)
-        nodes[parentPath]!.stat.childrenTransaction = transaction
+        Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
+                          childrenVersion: parentChildrenVersion)
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
             ephemeralsBySession[owner]?.remove(path)
             if ephemeralsBySession[owner]?.isEmpty == true { ephemeralsBySession.removeValue(forKey: owner) }
         }
+    }
+
+    // One access to the parent each (a tree lookup hashes the whole path).
+    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
+        parent.children.insert(name)
+        parent.stat.childrenCount += 1
+        parent.stat.childrenVersion = childrenVersion ?? (parent.stat.childrenVersion &+ 1)
+        parent.stat.childrenTransaction = transaction
+    }
+
+    private static func childRemoved(_ name: String, from parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
+        parent.children.remove(name)
+        parent.stat.childrenCount -= 1
+        parent.stat.childrenVersion = childrenVersion ?? (parent.stat.childrenVersion &+ 1)
+        parent.stat.childrenTransaction = transaction
     }
 
     @discardableResult

@@ -13,51 +13,71 @@ public enum NamespacePath {
 
     /// Throws `invalidPath` or `pathTooLong`.
     public static func validate(_ path: String, limits: Limits) throws(ReplyError) {
-        let utf8 = path.utf8
-        guard utf8.count <= limits.pathBytesMax else {
-            throw ReplyError(.pathTooLong, "path is \(utf8.count) bytes, at most \(limits.pathBytesMax)")
+        // One pass over contiguous UTF-8 (every request's path comes through here).
+        var path = path
+        let problem = path.withUTF8 { bytes in check(bytes, pathBytesMax: limits.pathBytesMax) }
+        if let problem { throw problem }
+    }
+
+    private static func check(_ bytes: UnsafeBufferPointer<UInt8>, pathBytesMax: Int) -> ReplyError? {
+        guard bytes.count <= pathBytesMax else {
+            return ReplyError(.pathTooLong, "path is \(bytes.count) bytes, at most \(pathBytesMax)")
         }
-        guard utf8.first == UInt8(ascii: "/") else { throw ReplyError(.invalidPath, "path must start with /") }
-        if utf8.count == 1 { return }
-        guard utf8.last != UInt8(ascii: "/") else { throw ReplyError(.invalidPath, "path must not end with /") }
+        guard bytes.first == UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must start with /") }
+        if bytes.count == 1 { return nil }
+        guard bytes.last != UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must not end with /") }
         // Walk the segments once: each starts after a slash and must be a real name.
         var segmentBytes = 0
         var segmentDots = 0
-        for byte in utf8.dropFirst() {
+        for index in 1..<bytes.count {
+            let byte = bytes[index]
             if byte == UInt8(ascii: "/") {
-                try checkSegment(bytes: segmentBytes, dots: segmentDots)
+                if let problem = checkSegment(bytes: segmentBytes, dots: segmentDots) { return problem }
                 segmentBytes = 0
                 segmentDots = 0
                 continue
             }
             guard byte >= 0x20 && byte != 0x7F else {
-                throw ReplyError(.invalidPath, "path contains a control character")
+                return ReplyError(.invalidPath, "path contains a control character")
             }
             segmentBytes += 1
             if byte == UInt8(ascii: ".") { segmentDots += 1 }
         }
-        try checkSegment(bytes: segmentBytes, dots: segmentDots)
+        return checkSegment(bytes: segmentBytes, dots: segmentDots)
     }
 
-    private static func checkSegment(bytes: Int, dots: Int) throws(ReplyError) {
-        guard bytes > 0 else { throw ReplyError(.invalidPath, "path has an empty segment") }
-        guard !(dots == bytes && bytes <= 2) else { throw ReplyError(.invalidPath, "path has a . or .. segment") }
+    private static func checkSegment(bytes: Int, dots: Int) -> ReplyError? {
+        guard bytes > 0 else { return ReplyError(.invalidPath, "path has an empty segment") }
+        guard !(dots == bytes && bytes <= 2) else { return ReplyError(.invalidPath, "path has a . or .. segment") }
+        return nil
     }
 
     /// The parent of a valid non-root path.
     public static func parent(of path: String) -> String {
         precondition(path != root, "the root has no parent")
-        let utf8 = path.utf8
-        let slash = utf8.lastIndex(of: UInt8(ascii: "/"))!
-        if slash == utf8.startIndex { return root }
-        return String(path[..<slash])
+        let slash = lastSlashOffset(path)!
+        if slash == 0 { return root }
+        return String(path.utf8.prefix(slash))!
     }
 
     /// The last segment of a valid non-root path.
     public static func name(of path: String) -> String {
-        let utf8 = path.utf8
-        let slash = utf8.lastIndex(of: UInt8(ascii: "/"))!
-        return String(path[utf8.index(after: slash)...])
+        let slash = lastSlashOffset(path)!
+        return String(path.utf8.dropFirst(slash + 1))!
+    }
+
+    /// Byte offset of the last "/" (a scan of contiguous UTF-8; the generic `lastIndex(of:)` on a
+    /// UTF-8 view is not specialized across modules and costs thousands of instructions per call).
+    static func lastSlashOffset(_ path: String) -> Int? {
+        var path = path
+        return path.withUTF8 { bytes in
+            var index = bytes.count - 1
+            while index >= 0 {
+                if bytes[index] == UInt8(ascii: "/") { return index }
+                index -= 1
+            }
+            return nil
+        }
     }
 
     public static func child(_ name: String, of parent: String) -> String {
@@ -67,7 +87,13 @@ public enum NamespacePath {
     /// The one place sequence suffixes are made: the counter, zero-padded to 10 digits.
     public static func sequenceSuffix(_ counter: UInt64) -> String {
         precondition(counter <= sequenceMax)
-        let digits = String(counter)
-        return String(repeating: "0", count: sequenceDigits - digits.count) + digits
+        return String(unsafeUninitializedCapacity: sequenceDigits) { buffer in
+            var value = counter
+            for index in stride(from: sequenceDigits - 1, through: 0, by: -1) {
+                buffer[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10)
+                value /= 10
+            }
+            return sequenceDigits
+        }
     }
 }

@@ -255,6 +255,108 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// A release (and an acquire joining the queue) costs the same namespace operations with 10 or
+    /// 1,000 waiters queued, and lists nothing: the manager keeps the queue.
+    func testNamespaceOperationsPerReleaseDoNotGrowWithTheQueue() {
+        forEachDelivery { delivery in
+            var perLength: [Int: [MemoryLockNamespace.Operation: Int]] = [:]
+            for length in [10, 1_000] {
+                let harness = LockHarness(delivery)
+                var sessionOfTicket: [Int: UInt64] = [:]
+                for index in 0..<length {
+                    sessionOfTicket[index] = UInt64(index + 1)
+                    harness.acquire(index, session: UInt64(index + 1))
+                }
+                var holder = harness.takeEffects().grants[0]
+                var total: [MemoryLockNamespace.Operation: Int] = [:]
+                for round in 0..<20 {
+                    let before = harness.namespace.operationCounts
+                    let session = sessionOfTicket[holder.ticket]!
+                    harness.release(holder.node, session: session, ticket: 100_000 + round)
+                    // The released client queues again at the tail.
+                    sessionOfTicket[200_000 + round] = session
+                    harness.acquire(200_000 + round, session: session)
+                    let effects = harness.takeEffects()
+                    XCTAssertEqual(effects.releasedTickets, [100_000 + round])
+                    XCTAssertEqual(effects.grants.count, 1, "\(delivery) \(length): one waiter woken per release")
+                    holder = effects.grants[0]
+                    for (operation, count) in harness.namespace.operationCounts {
+                        total[operation, default: 0] += count - (before[operation] ?? 0)
+                    }
+                }
+                XCTAssertEqual(total[.children] ?? 0, 0, "\(delivery) \(length): no listing per release or re-acquire")
+                perLength[length] = total
+            }
+            XCTAssertEqual(perLength[10], perLength[1_000], "\(delivery): the same operations with 10 and 1,000 waiters")
+        }
+    }
+
+    /// Uncontended acquire+release: after the first acquire, a pair is a create, a grant check, a watch
+    /// of the holder's node and a delete; no listing (the lock's empty queue outlives its last waiter).
+    func testUncontendedPairsListOnlyOnce() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            // Persistent lock node (the memory namespace drops an emptied container at once).
+            harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+            for round in 0..<5 {
+                harness.acquire(round, session: 1)
+                let grants = harness.takeEffects().grants
+                XCTAssertEqual(grants.map(\.ticket), [round], "\(delivery)")
+                guard let grant = grants.first else { return }
+                harness.release(grant.node, session: 1, ticket: 100 + round)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [100 + round], "\(delivery)")
+            }
+            XCTAssertEqual(harness.namespace.operationCounts[.children], 1, "\(delivery): only the first acquire lists")
+            XCTAssertEqual(harness.namespace.operationCounts[.create], 5, "\(delivery)")
+            XCTAssertEqual(harness.namespace.operationCounts[.delete], 5, "\(delivery)")
+        }
+    }
+
+    /// Nodes deleted by someone else, with the manager's queue trusted (the lock node's identity
+    /// known) and without (every judgement lists).
+    func testWaiterNodesDeletedBySomeoneElseWithAndWithoutTheQueue() {
+        forEachDelivery { delivery in
+            for reportsParent in [true, false] {
+                let context = "\(delivery), queue \(reportsParent)"
+                let harness = LockHarness(delivery)
+                harness.namespace.reportsParent = reportsParent
+                for index in 0..<4 { harness.acquire(index, session: UInt64(index + 1)) }
+                XCTAssertEqual(harness.takeEffects().grantedTickets, [0], context)
+                let nodes = harness.waiterNodes()
+                // The middle waiter's node goes: its watcher (the next waiter) sees it.
+                harness.namespace.deleteNow("/locks/a/" + nodes[1])
+                XCTAssertEqual(harness.takeEffects().failures, [1: .lockLost], context)
+                // The last waiter's node goes: nobody watches it; the next waiter to queue behind it finds it gone.
+                // (With the queue, at once; with listings only, when its own predecessor goes.)
+                harness.namespace.deleteNow("/locks/a/" + nodes[3])
+                harness.acquire(4, session: 5)
+                var failures = harness.takeEffects().failures
+                if reportsParent { XCTAssertEqual(failures, [3: .lockLost], context) }
+                var expected = [2, 4]
+                var holderNode = "/locks/a/" + nodes[0]
+                var holderSession: UInt64 = 1
+                while !expected.isEmpty {
+                    harness.release(holderNode, session: holderSession, ticket: 100 + expected.count)
+                    let effects = harness.takeEffects()
+                    failures.merge(effects.failures) { first, _ in first }
+                    let grants = effects.grants
+                    XCTAssertEqual(grants.map(\.ticket), [expected.removeFirst()], context)
+                    guard let grant = grants.first else { break }
+                    holderNode = grant.node
+                    holderSession = UInt64(grant.ticket + 1)
+                }
+                XCTAssertEqual(failures, [3: .lockLost], context)
+                if !reportsParent {
+                    XCTAssertGreaterThan(harness.namespace.operationCounts[.children] ?? 0, 4, "\(context): every acquire lists")
+                }
+                harness.release(holderNode, session: holderSession, ticket: 200)
+                XCTAssertEqual(harness.waiterNodes(), [], context)
+                XCTAssertEqual(harness.manager.waiterCount, 0, context)
+            }
+        }
+    }
+
     func testTokensStrictlyIncreaseAndCheckTokenKnowsCurrentHolders() {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)

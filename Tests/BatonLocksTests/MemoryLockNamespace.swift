@@ -40,6 +40,10 @@ final class MemoryLockNamespace: LockNamespace {
     private(set) var watchNotifications = 0
     /// Sessions whose ephemerals may not be created any more.
     var deadSessions: Set<UInt64> = []
+    /// Whether creates report the parent's identity (a store that cannot tell leaves it nil).
+    var reportsParent = true
+    /// Operations served so far, by kind (to check what a release costs).
+    private(set) var operationCounts: [Operation: Int] = [:]
     /// Decides a fault for an operation on a path (nil: none).
     var faults: ((Operation, String) -> Fault?)?
 
@@ -125,7 +129,8 @@ final class MemoryLockNamespace: LockNamespace {
         nodes[parentPath] = parentNode
         fire(.exists, fullPath, .created)
         fire(.children, parentPath, .childrenChanged)
-        return .success(LockCreatedNode(path: fullPath, stat: stat))
+        return .success(LockCreatedNode(path: fullPath, stat: stat,
+                                         parentCreatedTransaction: reportsParent ? parentNode.stat.createdTransaction : nil))
     }
 
     /// Deletes a node as any client would ("someone else").
@@ -175,6 +180,7 @@ final class MemoryLockNamespace: LockNamespace {
 
     func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64,
                 completion: @escaping (Result<LockCreatedNode, ReplyError>) -> Void) {
+        operationCounts[.create, default: 0] += 1
         let fault = faults?(.create, path)
         if fault == .unreachable { return deliver { completion(.failure(ReplyError(.storageFailure))) } }
         let result = createNow(path, data: data, mode: mode, owner: owner)
@@ -182,6 +188,7 @@ final class MemoryLockNamespace: LockNamespace {
     }
 
     func children(path: String, watch: LockWatch?, completion: @escaping (Result<[String], ReplyError>) -> Void) {
+        operationCounts[.children, default: 0] += 1
         if faults?(.children, path) != nil { return deliver { completion(.failure(ReplyError(.storageFailure))) } }
         guard let node = nodes[path] else { return deliver { completion(.failure(ReplyError(.noNode, path))) } }
         if let watch { childWatches[path, default: []].append(watch) }
@@ -190,6 +197,7 @@ final class MemoryLockNamespace: LockNamespace {
     }
 
     func exists(path: String, watch: LockWatch?, completion: @escaping (Result<Stat?, ReplyError>) -> Void) {
+        operationCounts[.exists, default: 0] += 1
         if faults?(.exists, path) != nil { return deliver { completion(.failure(ReplyError(.storageFailure))) } }
         if let watch { existsWatches[path, default: []].append(watch) }
         let stat = nodes[path]?.stat
@@ -197,6 +205,7 @@ final class MemoryLockNamespace: LockNamespace {
     }
 
     func getData(path: String, completion: @escaping (Result<[UInt8], ReplyError>) -> Void) {
+        operationCounts[.getData, default: 0] += 1
         if faults?(.getData, path) != nil { return deliver { completion(.failure(ReplyError(.storageFailure))) } }
         guard let node = nodes[path] else { return deliver { completion(.failure(ReplyError(.noNode, path))) } }
         let data = node.data
@@ -204,6 +213,7 @@ final class MemoryLockNamespace: LockNamespace {
     }
 
     func delete(path: String, expectedVersion: Int32, completion: @escaping (Result<Void, ReplyError>) -> Void) {
+        operationCounts[.delete, default: 0] += 1
         let fault = faults?(.delete, path)
         if fault == .unreachable { return deliver { completion(.failure(ReplyError(.storageFailure))) } }
         let result = deleteNow(path)
