@@ -1,4 +1,6 @@
+import BatonClient
 import BatonProtocol
+import Foundation
 
 /// Talks to `batond` with the protocol codec over one blocking socket: acquire is one request
 /// (`Request.acquire`, replied when granted), release is one request (`Request.release(node)`).
@@ -14,6 +16,12 @@ public final class BatonLockClient: LockClient {
                 flags: SessionFlags = [], bufferBytes: Int = 65_536) throws(BenchError) {
         socket = try BlockingSocket.connect(endpoint, bufferBytes: bufferBytes)
         _ = try call(.hello(version: ProtocolVersion.current, clientName: clientName))
+        // Over TCP batond asks for its token: read from $BATON_TCP_TOKEN_FILE, as the CLI does.
+        if case .tcp = endpoint, let path = ProcessInfo.processInfo.environment[TCPToken.fileEnvironmentVariable] {
+            let token: [UInt8]
+            do { token = try TCPToken.read(fromFile: path) } catch { throw BenchError("batond TCP token: \(error)") }
+            _ = try call(.authenticate(token: token))
+        }
         guard case .session(let id, _, _) = try call(.openSession(timeoutMilliseconds: sessionTimeoutMilliseconds, flags: flags)) else {
             throw BenchError("batond: openSession did not return a session")
         }

@@ -1,4 +1,3 @@
-import Foundation
 import BatonProtocol
 
 /// How a client connects and what session it asks for.
@@ -31,17 +30,6 @@ public struct ClientOptions: Sendable {
         self.requestTimeout = requestTimeout
         self.heartbeats = heartbeats
         self.tcpAuthenticationToken = tcpAuthenticationToken
-    }
-
-    /// Reads a token file as batond does: its bytes without trailing CR/LF.
-    public static func readTokenFile(_ path: String) throws(BatonError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw BatonError.invalidArgument("cannot read token file \(path)")
-        }
-        var token = [UInt8](data)
-        while let last = token.last, last == 0x0A || last == 0x0D { token.removeLast() }
-        guard !token.isEmpty else { throw BatonError.invalidArgument("token file \(path) is empty") }
-        return token
     }
 }
 

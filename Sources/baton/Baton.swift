@@ -53,8 +53,8 @@ struct ConnectionOptions: ParsableArguments {
 
     func clientOptions(clientName: String) throws(BatonError) -> ClientOptions {
         var options = ClientOptions(clientName: clientName)
-        if tcp != nil, let path = tcpTokenFile ?? ProcessInfo.processInfo.environment["BATON_TCP_TOKEN_FILE"] {
-            options.tcpAuthenticationToken = try ClientOptions.readTokenFile(path)
+        if tcp != nil, let path = tcpTokenFile ?? ProcessInfo.processInfo.environment[TCPToken.fileEnvironmentVariable] {
+            options.tcpAuthenticationToken = try TCPToken.read(fromFile: path)
         }
         return options
     }
