@@ -203,7 +203,12 @@ public final class Namespace {
             throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
         }
         let parentPath = NamespacePath.parent(of: placeholder)
-        guard let parent = nodes[parentPath] else { throw ReplyError(.noNode, "parent \(parentPath) does not exist") }
+        // Only the parent's scalars: a copy of the whole node held across the update below would share
+        // its children set, and the insert would then copy that set — O(children) per create.
+        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext,
+                                                    createdTransaction: $0.stat.createdTransaction) }) else {
+            throw ReplyError(.noNode, "parent \(parentPath) does not exist")
+        }
         guard parent.kind != .ephemeral else {
             throw ReplyError(.ephemeralParent, "\(parentPath) is ephemeral and cannot have children")
         }
@@ -232,7 +237,7 @@ public final class Namespace {
         }
         changes.triggers.append((.created, path))
         changes.triggers.append((.childrenChanged, parentPath))
-        return (path, stat, parent.stat.createdTransaction)
+        return (path, stat, parent.createdTransaction)
     }
 
     func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
