@@ -150,6 +150,43 @@ final class DurabilityTests: XCTestCase {
                                            recoveringFrom: [2] + good.dropFirst(), records: [[UInt8]]()))
     }
 
+    /// Snapshot bytes written by hand (docs/RECORDS.md): persistent nodes with empty data, in the given order.
+    private func handWrittenSnapshot(_ paths: [String]) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u8(NamespaceSnapshot.formatVersion)
+        writer.u64(10)  // transaction current
+        writer.u64(20)  // transaction reserved
+        writer.u64(UInt64(paths.count))
+        for (index, path) in paths.enumerated() {
+            writer.string(path)
+            writer.u8(NodeKind.persistent.rawValue)
+            for _ in 0..<5 { writer.u64(UInt64(index)) }  // czxid, mzxid, pzxid, ctime, mtime
+            writer.i32(0)
+            writer.i32(0)
+            writer.u64(0)  // sequence next
+            writer.u64(0)  // sequence reserved
+            writer.blob([])
+        }
+        return writer.bytes
+    }
+
+    func testSnapshotsMustListParentsBeforeChildrenAndNoNodeTwice() throws {
+        func recover(_ paths: [String]) throws -> Namespace {
+            try Namespace(configuration: makeConfiguration(), now: start, recoveringFrom: handWrittenSnapshot(paths),
+                          records: [[UInt8]]())
+        }
+        let restored = try recover(["/", "/a", "/a/x", "/a/x/deep", "/a/y", "/b"])
+        XCTAssertEqual(try restored.children("/").names, ["a", "b"])
+        XCTAssertEqual(try restored.children("/a").names, ["x", "y"])
+        XCTAssertEqual(try restored.exists("/a")?.childrenCount, 2)
+        XCTAssertEqual(try restored.exists("/a/x/deep")?.childrenCount, 0)
+        XCTAssertEqual(restored.nodeCount, 6)
+        XCTAssertThrowsError(try recover(["/", "/a/x", "/a"]), "a child before its parent")
+        XCTAssertThrowsError(try recover(["/", "/a", "/b", "/a/x"]), "a child after its parent's subtree closed")
+        XCTAssertThrowsError(try recover(["/", "/a", "/a"]), "the same node twice")
+        XCTAssertThrowsError(try recover(["/a", "/"]), "not starting at the root")
+    }
+
     func testReplayRefusesInconsistentRecords() {
         let orphan = NamespaceRecord.create(transaction: 1, wallMilliseconds: 0, path: "/no/parent", data: [],
                                             kind: .persistent, parentChildrenVersion: 1).encode()
