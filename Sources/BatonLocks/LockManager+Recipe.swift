@@ -91,7 +91,7 @@ extension LockManager {
             waiter.ensureStack.removeLast()
             if waiter.ensureStack.isEmpty { createNode(waiter, lock) } else { ensureNextNode(waiter) }
         case .noNode:
-            let parent = LockPath.parent(of: path)
+            let parent = NodePath.parent(of: path)
             guard parent != "/", waiter.ensureStack.count < 256 else {
                 failWithoutNode(waiter, lock, ReplyError(.noNode, "cannot create \(path)"))
                 return
@@ -145,7 +145,7 @@ extension LockManager {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
             adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
         case .success:
-            waiter.rejectedNodes.insert(LockPath.name(of: path))
+            waiter.rejectedNodes.insert(NodePath.name(of: path))
             if waiter.abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter, .recover)
@@ -156,7 +156,7 @@ extension LockManager {
 
     func adopt(_ waiter: Waiter, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
         releaseCreateSlot(waiter, lock)
-        guard let name = WaiterName(parsing: LockPath.name(of: path)) else {
+        guard let name = WaiterName(parsing: NodePath.name(of: path)) else {
             // The namespace named the node in a way the recipe cannot order: remove it and refuse.
             namespace.delete(path: path, expectedVersion: anyVersion) { _ in }
             failWithoutNode(waiter, lock, ReplyError(.internalError, "unexpected waiter node name \(path)"))
@@ -606,7 +606,7 @@ extension LockManager {
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
         // The node leaves its lock's queue; a local waiter whose own node it was learns it now (a
         // listing would show it missing).
-        if let lock = locks[LockPath.parent(of: path)], let name = WaiterName(parsing: LockPath.name(of: path)) {
+        if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
             queueRemove(lock, name)
             if let owner = localWaiter(lock, name), owner.phase == .waiting, !interested.contains(owner.id) {
                 nodeVanished(owner)

@@ -114,8 +114,8 @@ public final class LockManager<Ticket: Hashable> {
     /// Releasing a node still waiting cancels its acquire (`lockCancelled`).
     public func release(node: String, session: UInt64, ticket: Ticket, now: Time) {
         perform(now) {
-            let lockPath = LockPath.parent(of: node)
-            guard let lock = locks[lockPath], let name = WaiterName(parsing: LockPath.name(of: node)),
+            let lockPath = NodePath.parent(of: node)
+            guard let lock = locks[lockPath], let name = WaiterName(parsing: NodePath.name(of: node)),
                   let waiter = localWaiter(lock, name), waiter.session == session else {
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
                 return

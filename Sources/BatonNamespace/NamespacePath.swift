@@ -1,10 +1,10 @@
 import BatonProtocol
 
-/// The one place where node paths are checked and split. Rules (strict, no normalisation):
+/// The one place where node paths are checked (`NodePath` splits them). Rules (strict, no normalisation):
 /// absolute; "/" is the root; no trailing slash except the root; no empty, "." or ".." segments;
 /// no NUL or other ASCII control characters; at most `limits.pathBytesMax` UTF-8 bytes.
 public enum NamespacePath {
-    public static let root = "/"
+    public static let root = NodePath.root
 
     /// Width of the sequence suffix of sequential nodes (ZooKeeper's `%010d`).
     public static let sequenceDigits = 10
@@ -55,34 +55,13 @@ public enum NamespacePath {
     /// The parent of a valid non-root path.
     public static func parent(of path: String) -> String {
         precondition(path != root, "the root has no parent")
-        let slash = lastSlashOffset(path)!
-        if slash == 0 { return root }
-        return String(path.utf8.prefix(slash))!
+        return NodePath.parent(of: path)
     }
 
     /// The last segment of a valid non-root path.
-    public static func name(of path: String) -> String {
-        let slash = lastSlashOffset(path)!
-        return String(path.utf8.dropFirst(slash + 1))!
-    }
+    public static func name(of path: String) -> String { NodePath.name(of: path) }
 
-    /// Byte offset of the last "/" (a scan of contiguous UTF-8; the generic `lastIndex(of:)` on a
-    /// UTF-8 view is not specialized across modules and costs thousands of instructions per call).
-    static func lastSlashOffset(_ path: String) -> Int? {
-        var path = path
-        return path.withUTF8 { bytes in
-            var index = bytes.count - 1
-            while index >= 0 {
-                if bytes[index] == UInt8(ascii: "/") { return index }
-                index -= 1
-            }
-            return nil
-        }
-    }
-
-    public static func child(_ name: String, of parent: String) -> String {
-        parent == root ? root + name : parent + "/" + name
-    }
+    public static func child(_ name: String, of parent: String) -> String { NodePath.child(name, of: parent) }
 
     /// The one place sequence suffixes are made: the counter, zero-padded to 10 digits.
     public static func sequenceSuffix(_ counter: UInt64) -> String {
