@@ -81,10 +81,10 @@ let package = Package(
         // Starts a real batond on a temporary socket and talks to it: shared by the integration tests.
         .target(name: "BatonTestSupport", dependencies: ["BatonProtocol"], path: "Tests/BatonTestSupport"),
 
-        .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol"]),
-        .testTarget(name: "BatonNamespaceTests", dependencies: ["BatonNamespace", "BatonProtocol"]),
-        .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol"]),
-        .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol"]),
+        .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonTestSupport"]),
+        .testTarget(name: "BatonNamespaceTests", dependencies: ["BatonNamespace", "BatonProtocol", "BatonTestSupport"]),
+        .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol", "BatonTestSupport"]),
+        .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
         .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),

@@ -3,18 +3,7 @@ import BatonNamespace
 import BatonProtocol
 import Foundation
 import XCTest
-
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
+import BatonTestSupport
 
 /// Drives an engine with a fake clock and a seeded RNG, and reads what it asked the server to do.
 final class EngineHarness {
@@ -30,7 +19,7 @@ final class EngineHarness {
         configuration.containerGraceMilliseconds = 1_000
         configuration.tcpAuthenticationToken = EngineHarness.tcpToken
         adjust(&configuration)
-        engine = Engine(configuration: configuration, now: now, random: SeededRandom(seed: seed))
+        engine = Engine(configuration: configuration, now: now, random: SeededGenerator(seed: seed))
     }
 
     func advance(_ milliseconds: UInt64) {

@@ -4,6 +4,7 @@ import BatonNamespace
 import BatonProtocol
 import Foundation
 import XCTest
+import BatonTestSupport
 
 /// The lock simulation run against the real engine: clients on connections with sessions acquire,
 /// release, cancel, time out, hold leases, disconnect (their sessions end) and delete each other's
@@ -20,7 +21,7 @@ final class EngineLockSimulation {
     }
 
     let seed: UInt64
-    private var random: SeededRandom
+    private var random: SeededGenerator
     private let harness: EngineHarness
     private let locks: [(path: String, kinds: [LockKind], permits: UInt32)] = [
         ("/sim/a", [.exclusive, .shared, .shared], 1),
@@ -44,7 +45,7 @@ final class EngineLockSimulation {
 
     init(seed: UInt64) {
         self.seed = seed
-        random = SeededRandom(seed: seed)
+        random = SeededGenerator(seed: seed)
         harness = EngineHarness(seed: seed) { $0.containerGraceMilliseconds = 500 }
         for _ in 0..<4 { connect() }
     }

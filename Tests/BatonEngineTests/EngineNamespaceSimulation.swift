@@ -2,6 +2,7 @@
 import BatonNamespace
 import BatonProtocol
 import XCTest
+import BatonTestSupport
 
 /// Random clients against the real engine, from a seed: connections (Unix and TCP) come and go,
 /// open, close and resume sessions, create (every mode), delete, set, read with watches and send
@@ -45,7 +46,7 @@ final class EngineNamespaceSimulation {
     static let detachedSessionEventsMax = 6
 
     let seed: UInt64
-    private var random: SeededRandom
+    private var random: SeededGenerator
     private let harness: EngineHarness
     private var engine: Engine { harness.engine }
     private var namespace: Namespace { harness.engine.namespace }
@@ -67,7 +68,7 @@ final class EngineNamespaceSimulation {
 
     init(seed: UInt64) {
         self.seed = seed
-        random = SeededRandom(seed: seed)
+        random = SeededGenerator(seed: seed)
         harness = EngineHarness(seed: seed) {
             $0.containerGraceMilliseconds = 300
             $0.detachedSessionEventsMax = Self.detachedSessionEventsMax
@@ -538,7 +539,7 @@ final class EngineNamespaceSimulation {
     private func finish() throws {
         step += 1
         let live = namespace.snapshot().persistentNodes()
-        let recovered = try Engine(configuration: engine.configuration, now: harness.now, random: SeededRandom(seed: seed ^ 1),
+        let recovered = try Engine(configuration: engine.configuration, now: harness.now, random: SeededGenerator(seed: seed ^ 1),
                                    recoveringFrom: nil, records: persisted)
         let replayed = recovered.namespace.snapshot().persistentNodes()
         guard Set(live.keys) == Set(replayed.keys) else {

@@ -2,6 +2,7 @@
 import BatonNamespace
 import BatonProtocol
 import XCTest
+import BatonTestSupport
 
 final class EngineOrderingTests: XCTestCase {
     /// ZooKeeper's guarantee: a client sees the watch event before the reply that shows the new data.
@@ -80,9 +81,9 @@ final class EngineOrderingTests: XCTestCase {
         let lastTransaction = harness.engine.namespace.transactionCurrent
         let snapshot = harness.engine.snapshotSource().serialize()
         let fromLog = try Engine(configuration: harness.engine.configuration, now: harness.now,
-                                 random: SeededRandom(seed: 7), recoveringFrom: nil, records: log)
+                                 random: SeededGenerator(seed: 7), recoveringFrom: nil, records: log)
         let fromSnapshot = try Engine(configuration: harness.engine.configuration, now: harness.now,
-                                      random: SeededRandom(seed: 8), recoveringFrom: snapshot, records: [[UInt8]]())
+                                      random: SeededGenerator(seed: 8), recoveringFrom: snapshot, records: [[UInt8]]())
         for engine in [fromLog, fromSnapshot] {
             XCTAssertEqual(try engine.namespace.get("/app").data, [2])
             XCTAssertEqual(try engine.namespace.children("/app").names, ["s-0000000000"])

@@ -1,22 +1,6 @@
 import BatonLocks
 import BatonProtocol
-
-/// A small deterministic generator (SplitMix64): the whole run follows from the seed.
-struct SimulationRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-}
+import BatonTestSupport
 
 /// Drives a `LockManager` over a `MemoryLockNamespace` with random acquires, releases, timeouts,
 /// cancels, session deaths, leases, deletions by others and lost store replies, checking after every
@@ -48,7 +32,7 @@ final class LockSimulation {
 
     let seed: UInt64
     let delivery: MemoryLockNamespace.Delivery
-    private var random: SimulationRandom
+    private var random: SeededGenerator
     private let namespace: MemoryLockNamespace
     private let sessionTable = SessionTable()
     private let manager: LockManager<Int>
@@ -80,7 +64,7 @@ final class LockSimulation {
     init(seed: UInt64, delivery: MemoryLockNamespace.Delivery) {
         self.seed = seed
         self.delivery = delivery
-        random = SimulationRandom(seed: seed)
+        random = SeededGenerator(seed: seed)
         namespace = MemoryLockNamespace(delivery: delivery)
         let sessions = sessionTable
         manager = LockManager(namespace: namespace, now: Time(milliseconds: 10_000),

@@ -1,6 +1,7 @@
 import BatonNamespace
 import BatonProtocol
 import XCTest
+import BatonTestSupport
 
 final class DurabilityTests: XCTestCase {
     let start = Time(monotonicMilliseconds: 1_000, wallMilliseconds: 1_700_000_000_000)
@@ -78,7 +79,7 @@ final class DurabilityTests: XCTestCase {
         let live = makeNamespace(at: 1_000)
         let logged = try runWorkload(live, now: start)
         let recovered = try Namespace(configuration: makeConfiguration(), now: start.advanced(by: 100),
-                                      random: SeededRandom(seed: 9), recoveringFrom: nil, records: logged)
+                                      random: SeededGenerator(seed: 9), recoveringFrom: nil, records: logged)
         assertSamePersistentState(live, recovered)
         XCTAssertEqual(try recovered.get("/app").data, try live.get("/app").data)
         XCTAssertEqual(try recovered.children("/locks").names, [], "ephemerals are not recovered")
@@ -199,7 +200,7 @@ final class DurabilityTests: XCTestCase {
     /// above every id handed out before, though grants (ephemeral creates) logged nothing themselves.
     func testCountersAfterCrashExceedEverythingHandedOut() throws {
         let configuration = makeConfiguration { $0.transactionReserveAhead = 50; $0.sequenceReserveAhead = 7 }
-        let live = Namespace(configuration: configuration, now: start, random: SeededRandom(seed: 3))
+        let live = Namespace(configuration: configuration, now: start, random: SeededGenerator(seed: 3))
         let session = try live.openSession(timeoutMilliseconds: 0, now: start)
         try live.create("/locks", data: [], mode: .container, session: 0, now: start)
         var log = persistedBytes(live.takeOutputs())
@@ -216,7 +217,7 @@ final class DurabilityTests: XCTestCase {
         // Far fewer records than grants: one reservation per batch.
         XCTAssertLessThan(log.count, 123 / 7 + 123 * 2 / 50 + 4)
 
-        let recovered = try Namespace(configuration: configuration, now: start, random: SeededRandom(seed: 4),
+        let recovered = try Namespace(configuration: configuration, now: start, random: SeededGenerator(seed: 4),
                                       recoveringFrom: nil, records: log)
         let newSession = try recovered.openSession(timeoutMilliseconds: 0, now: start)
         let waiter = try recovered.create("/locks/w-", data: [], mode: .ephemeralSequential, session: newSession.id, now: start)

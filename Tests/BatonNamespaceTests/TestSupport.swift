@@ -1,19 +1,7 @@
 import BatonNamespace
 import BatonProtocol
 import XCTest
-
-/// SplitMix64: a seeded generator so tests are repeatable.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
+import BatonTestSupport
 
 func makeConfiguration(_ adjust: (inout NamespaceConfiguration) -> Void = { _ in }) -> NamespaceConfiguration {
     var configuration = NamespaceConfiguration()
@@ -25,7 +13,7 @@ func makeConfiguration(_ adjust: (inout NamespaceConfiguration) -> Void = { _ in
 func makeNamespace(seed: UInt64 = 1, at milliseconds: UInt64 = 1_000,
                    _ adjust: (inout NamespaceConfiguration) -> Void = { _ in }) -> Namespace {
     Namespace(configuration: makeConfiguration(adjust), now: Time(milliseconds: milliseconds),
-              random: SeededRandom(seed: seed))
+              random: SeededGenerator(seed: seed))
 }
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

@@ -1,5 +1,6 @@
 import BatonProtocol
 import XCTest
+import BatonTestSupport
 
 /// After SwiftNIO's ByteToMessageDecoderVerifier: the same stream fed all at once, byte by byte, and
 /// split in two at every offset yields the same frames.
@@ -147,15 +148,3 @@ final class FrameAccumulatorTests: XCTestCase {
     }
 }
 
-/// SplitMix64: a small, seeded generator so random tests replay exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}

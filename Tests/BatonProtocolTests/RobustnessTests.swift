@@ -1,5 +1,6 @@
 import BatonProtocol
 import XCTest
+import BatonTestSupport
 
 /// Seeded random input: the decoders return a value or a named error, and never crash. A failure
 /// replays from the seed in the message.

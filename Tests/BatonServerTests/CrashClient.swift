@@ -97,7 +97,7 @@ final class CrashClient: @unchecked Sendable {
 
     /// Runs operations until the connection fails. A failure before the kill switch is set is a
     /// test failure; after it, the expected end of the round.
-    func run(socketPath: String, random: CrashRandom, killSwitch: CrashKillSwitch) {
+    func run(socketPath: String, random: SeededGenerator, killSwitch: CrashKillSwitch) {
         var random = random
         do {
             let connection = try RawConnection(unixPath: socketPath)
@@ -243,7 +243,7 @@ final class CrashClient: @unchecked Sendable {
     }
 
     /// A random write over the client's subtree, mostly one that succeeds, sometimes one that must fail.
-    private func nextOperation(_ random: inout CrashRandom) -> CrashOperation {
+    private func nextOperation(_ random: inout SeededGenerator) -> CrashOperation {
         operationCount += 1
         let roll = random.next() % 100
         if roll < 22 {
@@ -274,7 +274,7 @@ final class CrashClient: @unchecked Sendable {
     }
 
     /// 2 to 5 changes that succeed together on the current model, sometimes with a failing check last.
-    private func multiChanges(_ random: inout CrashRandom) -> [CrashChange] {
+    private func multiChanges(_ random: inout SeededGenerator) -> [CrashChange] {
         var scratch = model
         var changes: [CrashChange] = []
         let count = 2 + Int(random.next() % 4)
@@ -306,11 +306,11 @@ final class CrashClient: @unchecked Sendable {
         return changes
     }
 
-    private func plainKey(_ random: inout CrashRandom) -> String {
+    private func plainKey(_ random: inout SeededGenerator) -> String {
         root + "/n\(random.next() % UInt64(CrashClient.plainKeyCount))"
     }
 
-    private func presentPlainNode(_ random: inout CrashRandom, in tree: CrashTree? = nil) -> (String, CrashNodeValue)? {
+    private func presentPlainNode(_ random: inout SeededGenerator, in tree: CrashTree? = nil) -> (String, CrashNodeValue)? {
         let nodes = (tree ?? model).nodes
         let present = (0..<CrashClient.plainKeyCount).map { root + "/n\($0)" }.filter { nodes[$0] != nil }
         guard !present.isEmpty else { return nil }
@@ -326,7 +326,7 @@ final class CrashClient: @unchecked Sendable {
     /// name: any partial or mixed-up value is visible as a mismatch. Now and then several KiB, so
     /// that a torn write has room to tear, and rarely a few hundred KiB, so that the log fills its
     /// 64 MiB segments and rolls to new ones during the run (then snapshots prune old segments).
-    private func data(_ what: String, _ random: inout CrashRandom) -> [UInt8] {
+    private func data(_ what: String, _ random: inout SeededGenerator) -> [UInt8] {
         let tag = Array("c\(index) r\(round) op\(operationCount) \(what) #\(random.next() % 1_000_000);".utf8)
         let padding = switch random.next() % 100 {
         case 0..<3: 131_072 + Int(random.next() % 262_144)
@@ -342,7 +342,7 @@ final class CrashClient: @unchecked Sendable {
     // MARK: Locks
 
     /// Acquire a lock (waiting), do up to two writes while holding it, release it.
-    private func lockCycle(_ connection: RawConnection, _ random: inout CrashRandom) throws {
+    private func lockCycle(_ connection: RawConnection, _ random: inout SeededGenerator) throws {
         let lock = CrashLock.allCases[Int(random.next() % UInt64(CrashLock.allCases.count))]
         let request: LockRequest = switch lock {
         case .first, .second: LockRequest(path: lock.path, kind: .exclusive)

@@ -156,22 +156,3 @@ func crashSequenceNumber(of path: String) -> UInt64? {
     return UInt64(digits)
 }
 
-/// SplitMix64: small, seedable, good enough to pick operations and kill moments.
-struct CrashRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-
-    /// A generator for one part of the run, independent of how much the others drew.
-    static func derived(_ seed: UInt64, _ parts: UInt64...) -> CrashRandom {
-        var random = CrashRandom(seed: seed)
-        for part in parts { random = CrashRandom(seed: random.next() ^ (part &* 0xD1B5_4A32_D192_ED03)) }
-        return random
-    }
-}

@@ -62,7 +62,7 @@ final class CrashSnapshotTests: XCTestCase {
         for _ in 0..<nodeCount { _ = try connection.receiveReply().result.get() }
 
         // Sets spread over the tree, pipelined, while a snapshot is always in progress.
-        var random = CrashRandom(seed: 42)
+        var random = SeededGenerator(seed: 42)
         var versions = [Int32](repeating: 0, count: nodeCount)
         for _ in 0..<40 {
             batch = []

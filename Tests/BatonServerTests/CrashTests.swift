@@ -47,7 +47,7 @@ final class CrashTests: XCTestCase {
         /// third round snapshots often. One kill in ten comes within 20 ms of the start. Every fourth
         /// round mostly takes locks. Every tenth round stops with SIGTERM instead.
         init(round: Int, seed: UInt64) {
-            var random = CrashRandom.derived(seed, 1_000_000, UInt64(round))
+            var random = SeededGenerator.derived(seed, 1_000_000, UInt64(round))
             fsync = round % 6 == 4 ? "batch" : round % 6 == 5 ? "none" : "always"
             snapshotEveryRecords = round % 3 == 1 ? 8 + Int(random.next() % 24) : nil
             locksMostly = round % 4 == 2
@@ -163,7 +163,7 @@ final class CrashTests: XCTestCase {
         for client in clients {
             let locksMostly = plan.locksMostly || client.index == clients.count - 1
             client.prepareRound(round, transactionFloor: history.transactionFloor, lockCyclePercent: locksMostly ? 85 : 14)
-            let random = CrashRandom.derived(seed, UInt64(round), UInt64(client.index))
+            let random = SeededGenerator.derived(seed, UInt64(round), UInt64(client.index))
             Thread {
                 client.run(socketPath: socketPath, random: random, killSwitch: killSwitch)
                 finished.signal()
