@@ -9,6 +9,19 @@ public struct NamespaceResult: Sendable {
 
 public let namespaceOperations = ["get", "set", "create"]
 
+/// Runs `batch` (which returns how many operations it completed) until `seconds` have passed.
+func operationsPerSecond(seconds: Double, _ batch: () throws(BenchError) -> Int) throws(BenchError) -> Double {
+    let start = MonotonicClock.nanoseconds()
+    let deadline = start + UInt64(seconds * 1e9)
+    var count = 0
+    var now = start
+    while now < deadline {
+        count += try batch()
+        now = MonotonicClock.nanoseconds()
+    }
+    return Double(count) / (Double(now - start) / 1e9)
+}
+
 /// Baton: get and set of one 16-byte node, create of fresh persistent nodes, each for `seconds`.
 public func runBatonNamespace(endpoint: Endpoint, seconds: Double, depths: [Int], options: ClientOptions,
                               directory: String) throws(BenchError) -> NamespaceResult {
@@ -23,11 +36,7 @@ public func runBatonNamespace(endpoint: Endpoint, seconds: Double, depths: [Int]
     var results: [String: [Int: Double]] = [:]
     for operation in namespaceOperations {
         for depth in depths {
-            let start = MonotonicClock.nanoseconds()
-            let deadline = start + UInt64(seconds * 1e9)
-            var count = 0
-            var now = start
-            while now < deadline {
+            results[operation, default: [:]][depth] = try operationsPerSecond(seconds: seconds) { () throws(BenchError) in
                 var batch: [Request] = []
                 batch.reserveCapacity(depth)
                 for _ in 0..<depth {
@@ -44,10 +53,8 @@ public func runBatonNamespace(endpoint: Endpoint, seconds: Double, depths: [Int]
                     let reply = try client.receiveReply()
                     if case .failure(let error) = reply.result { throw BenchError("batond \(operation): \(error)") }
                 }
-                count += depth
-                now = MonotonicClock.nanoseconds()
+                return depth
             }
-            results[operation, default: [:]][depth] = Double(count) / (Double(now - start) / 1e9)
         }
     }
     return NamespaceResult(operationsPerSecond: results)
@@ -65,11 +72,7 @@ public func runRedisNamespace(host: String, port: UInt16, seconds: Double, depth
     var results: [String: [Int: Double]] = [:]
     for operation in namespaceOperations {
         for depth in depths {
-            let start = MonotonicClock.nanoseconds()
-            let deadline = start + UInt64(seconds * 1e9)
-            var count = 0
-            var now = start
-            while now < deadline {
+            results[operation, default: [:]][depth] = try operationsPerSecond(seconds: seconds) { () throws(BenchError) in
                 var batch: [[String]] = []
                 for _ in 0..<depth {
                     switch operation {
@@ -81,10 +84,8 @@ public func runRedisNamespace(host: String, port: UInt16, seconds: Double, depth
                     }
                 }
                 try client.pipeline(batch)
-                count += depth
-                now = MonotonicClock.nanoseconds()
+                return depth
             }
-            results[operation, default: [:]][depth] = Double(count) / (Double(now - start) / 1e9)
         }
     }
     return NamespaceResult(operationsPerSecond: results)
