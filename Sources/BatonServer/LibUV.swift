@@ -5,7 +5,7 @@ import Glibc
 import Darwin
 #endif
 
-/// Handle memory and ownership, one rule for every handle (libuv's design.rst, SWIFT-LIBUV.md):
+/// Handle memory and ownership, one rule for every handle (docs/LIBUV.md):
 /// memory from `calloc`; `data` is nil or an `Unmanaged.passRetained(owner)`; the shared close
 /// callback releases the owner and frees the memory. Nothing frees a handle anywhere else.
 enum LibUV {

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A pthread mutex. `Synchronization.Mutex` drew false TSan reports on this machine (SWIFT-LIBUV.md).
+/// A pthread mutex. `Synchronization.Mutex` drew false TSan reports with this toolchain (docs/LIBUV.md).
 final class Lock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
