@@ -31,6 +31,7 @@ let package = Package(
                        providers: [.apt(["libuv1-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CProcessControl", path: "Sources/CProcessControl"),
         .target(name: "BatonProtocol"),
         .target(name: "BatonNamespace", dependencies: [
             "BatonProtocol",
@@ -61,7 +62,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonClient", "BatonProtocol",
+            "BatonClient", "BatonProtocol", "CProcessControl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks live apart from the product: their own C clients, their own entry point.

@@ -4,7 +4,8 @@ import Glibc
 import Darwin
 #endif
 import Foundation
-import BatonProtocol
+// Users name `Endpoint`, `LockKind`, `CreateMode`, `Stat`... with `import BatonClient` alone.
+@_exported import BatonProtocol
 
 /// A connection to batond with one session, async/await API. Requests from any number of tasks are
 /// pipelined on the one connection. `blocking` gives the same operations synchronously.

@@ -15,6 +15,9 @@ public struct BlockingClient: Sendable {
     var connection: ClientConnection { client.connection }
     public var session: SessionInfo { client.session }
     public var serverName: String { client.serverName }
+    /// The connection's socket, for `baton run` to hand to its command: while any process holds it, the
+    /// connection (and so the session and its holds) stays open. Not for reading or writing.
+    package var socketDescriptor: Int32 { connection.descriptor }
 
     /// Connects, says hello and opens a new session.
     public static func connect(to endpoint: Endpoint? = nil, options: ClientOptions = ClientOptions())

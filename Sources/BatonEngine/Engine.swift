@@ -22,7 +22,7 @@ public enum EngineOutput: Sendable, Equatable {
 
 public struct EngineConfiguration: Sendable {
     public var limits: Limits = .default
-    public var serverName: String = "batond"
+    public var serverName: String = BatonVersion.serverName
     /// Session timeout used when a client asks for 0.
     public var defaultSessionTimeoutMilliseconds: UInt32 = 10_000
     /// An empty container is deleted once it has been empty this long (ZooKeeper sweeps them too),

@@ -16,12 +16,56 @@ struct Baton: ParsableCommand {
         abstract: "Client of batond: fair, crash-safe locks and a ZooKeeper-style namespace.",
         discussion: """
             Without --socket or --tcp, baton connects to $BATON_SOCKET, else $XDG_RUNTIME_DIR/baton.sock, \
-            else /tmp/baton-$UID.sock (the same rule as batond).
+            else /tmp/baton-$UID.sock (the same rule as batond). --socket, --tcp, --tcp-token-file and \
+            --json may come before or after the subcommand.
             Exit status: 0 success; 1 request failed or batond unreachable; 64 usage; \
+            check-token: 3 token not current; \
             run: the command's status, 75 lock not granted in time, 74 hold lost while the command ran.
             """,
+        version: BatonVersion.release,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
-                      Watch.self, Run.self, Locks.self])
+                      Watch.self, Run.self, Locks.self, CheckToken.self, GuardedExec.self])
+
+    static func main() {
+        main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()),
+                                   subcommands: Set(configuration.subcommands.map { $0._commandName })))
+    }
+}
+
+/// Options every subcommand takes, accepted before the subcommand too: `baton --socket S ping` is
+/// rewritten to `baton ping --socket S` before parsing (ArgumentParser gives options to one command only).
+enum GlobalOptions {
+    static let withValue: Set<String> = ["--socket", "--tcp", "--tcp-token-file"]
+    static let flags: Set<String> = ["--json"]
+
+    static func hoisted(_ arguments: [String], subcommands: Set<String>) -> [String] {
+        var global: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if subcommands.contains(argument) {
+                return [argument] + global + arguments[(index + 1)...]
+            }
+            let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+            if withValue.contains(name) {
+                if argument.contains("=") {
+                    global.append(argument)
+                    index += 1
+                } else if index + 1 < arguments.count {
+                    global += [argument, arguments[index + 1]]
+                    index += 2
+                } else {
+                    return arguments  // a missing value: let the parser say so
+                }
+            } else if flags.contains(argument) {
+                global.append(argument)
+                index += 1
+            } else {
+                return arguments  // --help, --version, or a mistake: the parser answers
+            }
+        }
+        return arguments
+    }
 }
 
 /// Where batond is: shared by every subcommand.
@@ -48,7 +92,12 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     func connect(clientName: String = "baton") throws(BatonError) -> BlockingClient {
-        try BlockingClient.connect(to: endpoint, options: try clientOptions(clientName: clientName))
+        let options = try clientOptions(clientName: clientName)
+        do throws(BatonError) {
+            return try BlockingClient.connect(to: endpoint, options: options)
+        } catch {
+            throw ConnectionOptions.explained(error, endpoint: endpoint, hasToken: options.tcpAuthenticationToken != nil)
+        }
     }
 
     func clientOptions(clientName: String) throws(BatonError) -> ClientOptions {
@@ -58,11 +107,44 @@ struct ConnectionOptions: ParsableArguments {
         }
         return options
     }
+
+    /// A failed connect, with what to do about it.
+    static func explained(_ error: BatonError, endpoint: Endpoint, hasToken: Bool) -> BatonError {
+        switch (error, endpoint) {
+        case (.connectFailed(let detail), .unix(let path)):
+            let directory = (path as NSString).deletingLastPathComponent
+            var isDirectory: ObjCBool = false
+            if !directory.isEmpty && !(FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue) {
+                return .connectFailed("\(path): directory \(directory) does not exist; "
+                    + "give batond's socket with --socket PATH or $BATON_SOCKET")
+            }
+            return .connectFailed("\(detail); is batond running? Start it (`batond`, or `swift run batond` in the "
+                + "checkout), or give its socket with --socket PATH or $BATON_SOCKET")
+        case (.connectFailed(let detail), .tcp):
+            return .connectFailed("\(detail); is batond listening there (batond --listen HOST:PORT)?")
+        case (.server(let reply), .tcp) where !hasToken && (reply.code == .notAuthorized || reply.code == .sessionRequired):
+            return .server(ReplyError(reply.code, "TCP needs batond's token: --tcp-token-file FILE or $\(TCPToken.fileEnvironmentVariable)"))
+        default:
+            return error
+        }
+    }
+}
+
+/// `--json`: one JSON document on stdout instead of text (field names are stable; `baton --help` per command).
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print JSON (stable field names) instead of text.") var json = false
+}
+
+/// Writes one JSON value and a newline to stdout. Keys are sorted so the output is stable.
+func printJSON(_ value: Any) {
+    let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("null".utf8)
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
 }
 
 /// Exit statuses that are part of the CLI's contract.
 enum ExitStatus {
     static let failure: Int32 = 1
+    static let tokenNotCurrent: Int32 = 3
     static let holdLost: Int32 = 74
     static let lockNotGranted: Int32 = 75
 }

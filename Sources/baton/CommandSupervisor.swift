@@ -1,4 +1,6 @@
+import ArgumentParser
 import BatonProtocol
+import CProcessControl
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -6,7 +8,13 @@ import Glibc
 
 /// Runs `baton run`'s command: spawns it, forwards signals to it, and ends it when the hold is lost.
 /// One lock guards the phase so a lost hold, a forwarded signal and the command's exit never race
-/// (a pid is signalled only while the child is unreaped, so never a recycled pid).
+/// (a group is signalled only while its leader is unreaped, so never a recycled pid).
+///
+/// The command dies with baton, even with a `kill -9` of baton: it is started through `baton __exec`,
+/// which asks the kernel for SIGKILL when its parent exits (PR_SET_PDEATHSIG) and then execs the
+/// command. It runs in a process group of its own, so a lost hold ends everything it started. And it
+/// inherits baton's connection to batond: the connection, and so the hold, ends only once baton and
+/// the command have both exited — the lock cannot pass to another holder while the command still runs.
 final class CommandSupervisor: @unchecked Sendable {
     enum Phase {
         case waiting
@@ -64,7 +72,7 @@ final class CommandSupervisor: @unchecked Sendable {
         defer { lock.unlock() }
         switch phase {
         case .running(let pid):
-            kill(pid, signal)
+            kill(-pid, signal)
         case .waiting:
             // Still waiting for the lock: give up. Exiting closes the connection, which ends the session
             // and withdraws the wait.
@@ -83,27 +91,34 @@ final class CommandSupervisor: @unchecked Sendable {
         lost = reason
         guard case .running(let pid) = phase else { return }
         FileHandle.standardError.write(Data("baton: run \(lockPath): \(reason); sending SIGTERM to the command (pid \(pid))\n".utf8))
-        kill(pid, SIGTERM)
+        kill(-pid, SIGTERM)
         let seconds = Double(grace.components.seconds) + Double(grace.components.attoseconds) / 1e18
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
             lock.lock()
             defer { lock.unlock() }
             if case .running(let current) = phase, current == pid {
                 FileHandle.standardError.write(Data("baton: run \(lockPath): command still running after the grace period; sending SIGKILL\n".utf8))
-                kill(pid, SIGKILL)
+                kill(-pid, SIGKILL)
             }
         }
     }
 
     /// Spawns the command (unless the hold was already lost), waits for it, returns how it ended.
-    func run(_ arguments: [String], environment: [String: String]) -> Outcome {
+    /// `connection` is the socket to batond the command keeps open while it runs.
+    func run(_ arguments: [String], environment: [String: String], connection: Int32) -> Outcome {
         lock.lock()
         if lost != nil {
             phase = .exited
             lock.unlock()
             return .exited(ExitStatus.holdLost)
         }
-        let spawned = Self.spawn(arguments, environment: environment)
+        // An interactive command gets the terminal: its group becomes the foreground one, and baton
+        // takes the terminal back when it ends.
+        let terminal = isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp()
+        let guarded = ["baton", GuardedExec.name, "--parent", String(getpid())] + (terminal ? ["--foreground"] : [])
+            + ["--context", "run \(lockPath)", "--"] + arguments
+        let spawned = Self.spawn(executable: "/proc/self/exe", guarded, environment: environment, inheriting: connection)
+        defer { if terminal { GuardedExec.takeTerminal() } }
         if case .success(let pid) = spawned { phase = .running(pid) } else { phase = .exited }
         lock.unlock()
 
@@ -128,9 +143,10 @@ final class CommandSupervisor: @unchecked Sendable {
 
     struct SpawnError: Error { var code: Int32 }
 
-    /// posix_spawnp with the forwarded signals reset to default and an empty mask: the command must not
-    /// inherit baton's blocked signals.
-    static func spawn(_ arguments: [String], environment: [String: String]) -> Result<pid_t, SpawnError> {
+    /// posix_spawn with the forwarded signals reset to default and an empty mask (the command must not
+    /// inherit baton's blocked signals), in a new process group, with `inheriting` kept open across exec.
+    static func spawn(executable: String, _ arguments: [String], environment: [String: String],
+                      inheriting descriptor: Int32) -> Result<pid_t, SpawnError> {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -141,7 +157,13 @@ final class CommandSupervisor: @unchecked Sendable {
         var mask = sigset_t()
         sigemptyset(&mask)
         posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 onto itself clears close-on-exec in the child only (POSIX 2024; glibc 2.29 and later).
+        posix_spawn_file_actions_adddup2(&actions, descriptor, descriptor)
 
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -150,7 +172,43 @@ final class CommandSupervisor: @unchecked Sendable {
             for pointer in envp { free(pointer) }
         }
         var pid: pid_t = 0
-        let status = posix_spawnp(&pid, arguments[0], nil, &attributes, argv, envp)
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         return status == 0 ? .success(pid) : .failure(SpawnError(code: status))
+    }
+}
+
+/// `baton __exec --parent PID -- COMMAND...` (hidden): the first step of `baton run`'s child. It asks to
+/// be killed when `baton run` exits, then becomes the command. Exits 127/126 when the command cannot
+/// be run (as shells do), with one line on stderr.
+struct GuardedExec: ParsableCommand {
+    static let name = "__exec"
+    static let configuration = CommandConfiguration(commandName: name, shouldDisplay: false)
+    @Option var parent: Int32
+    @Flag var foreground = false
+    @Option var context: String = "run"
+    @Argument(parsing: .postTerminator) var command: [String] = []
+
+    func run() throws {
+        guard !command.isEmpty else { throw ValidationError("missing '-- COMMAND'") }
+        guard baton_set_parent_death_signal(SIGKILL) == 0 else {
+            printError("\(context): cannot tie the command to baton (prctl: \(String(cString: strerror(errno))))")
+            throw ExitCode(ExitStatus.failure)
+        }
+        // baton may have died before the request above: then nobody holds the lock for the command.
+        guard getppid() == parent else { throw ExitCode(ExitStatus.holdLost) }
+        if foreground { Self.takeTerminal() }
+        let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+        execvp(command[0], argv)
+        let code = errno
+        printError("\(context): cannot run \(command[0]): \(String(cString: strerror(code)))")
+        throw ExitCode(code == ENOENT ? 127 : 126)
+    }
+
+    /// Makes this process's group the terminal's foreground group (SIGTTOU ignored meanwhile: a
+    /// background group may not otherwise change it).
+    static func takeTerminal() {
+        let previous = signal(SIGTTOU, SIG_IGN)
+        tcsetpgrp(STDIN_FILENO, getpgrp())
+        signal(SIGTTOU, previous)
     }
 }

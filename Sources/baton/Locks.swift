@@ -9,24 +9,74 @@ struct Locks: ParsableCommand {
         discussion: """
             Each line: POSITION KIND token=N session=0xHEX age=SECONDSs node=NODE client=NAME \
             (POSITION holder or waiter; KIND exclusive, shared or semaphore; age since granted or queued). \
-            No output when nobody holds or waits.
+            No output and exit 0 when nobody holds or waits, also when the lock path does not exist (an \
+            unused lock's directory is removed). Exit 1 when batond cannot be asked or refuses the path.
+            --json prints {"path": PATH, "entries": [{"position", "kind", "token", "sessionID", \
+            "ageMilliseconds", "node", "client"}, ...]}.
             """)
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
     @Argument(help: "Lock path.") var lockPath: String
 
+    func validate() throws {
+        if lockPath == "/" { throw ValidationError("the root is not a lock path; name a lock, e.g. /locks/backup") }
+    }
+
     func run() throws {
-        let entries = try reporting("locks \(lockPath)") { () throws(BatonError) in
+        let entries = try reporting("locks \(lockPath)") { () throws(BatonError) -> [LockEntry] in
             let client = try connection.connect()
             defer { try? client.closeSession() }
-            return try client.inspect(lockPath)
+            do throws(BatonError) {
+                return try client.inspect(lockPath)
+            } catch where error.code == .noNode {
+                return []
+            }
         }
         let holders = entries.filter { $0.position == .holder }, waiters = entries.filter { $0.position == .waiter }
-        for entry in holders + waiters { print(Self.format(entry)) }
+        if output.json {
+            printJSON(["path": lockPath, "entries": (holders + waiters).map(Self.fields)])
+        } else {
+            for entry in holders + waiters { print(Self.format(entry)) }
+        }
     }
 
     static func format(_ entry: LockEntry) -> String {
         let age = String(format: "%.3f", Double(entry.ageMilliseconds) / 1_000)
         return "\(entry.position) \(entry.kind) token=\(entry.token) session=0x\(String(entry.sessionID, radix: 16)) "
             + "age=\(age)s node=\(entry.node) client=\(entry.clientName)"
+    }
+
+    static func fields(_ entry: LockEntry) -> [String: Any] {
+        ["position": "\(entry.position)", "kind": "\(entry.kind)", "token": entry.token, "sessionID": entry.sessionID,
+         "ageMilliseconds": entry.ageMilliseconds, "node": entry.node, "client": entry.clientName]
+    }
+}
+
+struct CheckToken: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-token",
+        abstract: "Ask whether a fencing token is held by a current holder of a lock.",
+        discussion: """
+            Prints "current" and exits 0 when a holder of LOCKPATH holds TOKEN now; prints "not current" and \
+            exits 3 otherwise (the hold ended, or the token was never this lock's). Exit 1 on errors. \
+            --json prints {"path": PATH, "token": N, "current": BOOL} (exit status the same).
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "Lock path.") var lockPath: String
+    @Argument(help: "Fencing token (BATON_FENCING_TOKEN of `baton run`).") var token: UInt64
+
+    func run() throws {
+        let current = try reporting("check-token \(lockPath)") { () throws(BatonError) in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            return try client.checkToken(lockPath, token: token)
+        }
+        if output.json {
+            printJSON(["path": lockPath, "token": token, "current": current])
+        } else {
+            print(current ? "current" : "not current")
+        }
+        if !current { throw ExitCode(ExitStatus.tokenNotCurrent) }
     }
 }

@@ -4,21 +4,35 @@ import BatonProtocol
 import Foundation
 
 struct Ping: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Exit 0 when batond answers a ping.")
+    static let configuration = CommandConfiguration(
+        abstract: "Exit 0 when batond answers a ping.",
+        discussion: "--json prints {\"server\": NAME, \"roundTripMicroseconds\": N}; text mode prints nothing.")
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try reporting("ping") { () throws(BatonError) in
+        let (server, roundTrip) = try reporting("ping") { () throws(BatonError) in
             let client = try connection.connect()
+            let clock = ContinuousClock()
+            let start = clock.now
             try client.ping()
+            let elapsed = clock.now - start
             try client.closeSession()
+            return (client.serverName, elapsed)
+        }
+        if output.json {
+            let micros = roundTrip.components.seconds * 1_000_000 + roundTrip.components.attoseconds / 1_000_000_000_000
+            printJSON(["server": server, "roundTripMicroseconds": micros])
         }
     }
 }
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List a node's children, sorted, one a line.")
+    static let configuration = CommandConfiguration(
+        commandName: "ls", abstract: "List a node's children, sorted, one a line.",
+        discussion: "--json prints {\"path\": PATH, \"children\": [NAME, ...]}.")
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
     @Argument(help: "Node path.") var path: String
 
     func run() throws {
@@ -26,8 +40,12 @@ struct List: ParsableCommand {
             let client = try connection.connect()
             defer { try? client.closeSession() }
             return try client.children(path)
+        }.sorted()
+        if output.json {
+            printJSON(["path": path, "children": names])
+        } else {
+            for name in names { print(name) }
         }
-        for name in names.sorted() { print(name) }
     }
 }
 
@@ -38,19 +56,32 @@ struct StatCommand: ParsableCommand {
             Names (stable): czxid, mzxid, pzxid (transactions that created the node, last changed its data, \
             last changed its children), ctime, mtime (milliseconds since the epoch), version, cversion, \
             ephemeralOwner (session id in hex, 0x0 when not ephemeral), dataLength, numChildren, \
-            kind (persistent, ephemeral or container).
+            kind (persistent, ephemeral or container). --json prints one object with these keys plus \
+            "path" (numbers as JSON numbers, ephemeralOwner as a number).
             """)
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
     @Argument(help: "Node path.") var path: String
 
     func run() throws {
         let stat = try reporting("stat \(path)") { () throws(BatonError) in
             let client = try connection.connect()
             defer { try? client.closeSession() }
-            guard let stat = try client.exists(path) else { throw .server(ReplyError(.noNode)) }
+            guard let stat = try client.exists(path) else { throw .server(ReplyError(.noNode, "\(path) does not exist")) }
             return stat
         }
-        print(Self.format(stat), terminator: "")
+        if output.json {
+            printJSON(Self.fields(stat).merging(["path": path]) { $1 })
+        } else {
+            print(Self.format(stat), terminator: "")
+        }
+    }
+
+    static func fields(_ stat: Stat) -> [String: Any] {
+        ["czxid": stat.createdTransaction, "mzxid": stat.modifiedTransaction, "pzxid": stat.childrenTransaction,
+         "ctime": stat.createdMilliseconds, "mtime": stat.modifiedMilliseconds, "version": stat.version,
+         "cversion": stat.childrenVersion, "ephemeralOwner": stat.ephemeralOwner, "dataLength": stat.dataLength,
+         "numChildren": stat.childrenCount, "kind": "\(stat.kind)"]
     }
 
     static func format(_ stat: Stat) -> String {
@@ -72,17 +103,30 @@ struct StatCommand: ParsableCommand {
 }
 
 struct Get: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a node's data to stdout as is.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a node's data to stdout as is.",
+        discussion: """
+            --json prints {"path": PATH, "data": TEXT or null, "dataBase64": BASE64, "stat": {...as stat --json}}; \
+            "data" is null when the bytes are not UTF-8.
+            """)
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
     @Argument(help: "Node path.") var path: String
 
     func run() throws {
-        let data = try reporting("get \(path)") { () throws(BatonError) in
+        let (data, stat) = try reporting("get \(path)") { () throws(BatonError) in
             let client = try connection.connect()
             defer { try? client.closeSession() }
-            return try client.get(path).data
+            let node = try client.get(path)
+            return (node.data, node.stat)
         }
-        FileHandle.standardOutput.write(Data(data))
+        if output.json {
+            let text: Any = String(validating: data, as: UTF8.self) ?? NSNull()
+            printJSON(["path": path, "data": text, "dataBase64": Data(data).base64EncodedString(),
+                       "stat": StatCommand.fields(stat)])
+        } else {
+            FileHandle.standardOutput.write(Data(data))
+        }
     }
 }
 

@@ -12,8 +12,9 @@ struct Run: ParsableCommand {
         discussion: """
             Acquires LOCKPATH, runs COMMAND with BATON_FENCING_TOKEN, BATON_LOCK_NODE and BATON_LOCK_PATH \
             in its environment, releases when it exits and exits with its status (128+N if killed by signal N). \
-            SIGINT, SIGTERM and SIGHUP sent to baton are forwarded to COMMAND. Heartbeats keep the session \
-            alive meanwhile.
+            SIGINT, SIGTERM and SIGHUP sent to baton are forwarded to COMMAND's process group. Heartbeats keep \
+            the session alive meanwhile. COMMAND dies with baton (SIGKILL when baton exits, even by kill -9), and \
+            the lock passes on only once both have exited; COMMAND runs in a process group of its own.
             If the lock is not granted within --timeout, nothing runs: one line on stderr, exit 75.
             If the hold is lost while COMMAND runs (lease expired, session expired, lock node deleted, or the \
             connection to batond dropped), COMMAND gets SIGTERM, then SIGKILL after --grace seconds; baton says \
@@ -29,6 +30,8 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Maximum hold time; past it the hold is lost.", valueName: "SECONDS")) var lease: Double?
     @Option(help: ArgumentHelp("After a lost hold, time between SIGTERM and SIGKILL.", valueName: "SECONDS"))
     var grace: Double = 5
+    @Option(help: ArgumentHelp("Client name shown by `baton locks` (default: baton run[PID]).", valueName: "NAME"))
+    var name: String?
     @Argument(help: "Lock path.") var lockPath: String
     @Argument(parsing: .postTerminator, help: "-- COMMAND [ARGS...]") var command: [String] = []
 
@@ -51,7 +54,7 @@ struct Run: ParsableCommand {
         supervisor.startSignalForwarding()
         let context = "run \(lockPath)"
         let client = try reporting(context) { () throws(BatonError) in
-            try connection.connect(clientName: "baton run[\(getpid())]")
+            try connection.connect(clientName: name ?? "baton run[\(getpid())]")
         }
         client.onClose { _ in supervisor.holdLost("connection to batond closed") }
         client.onLockLost { lost in supervisor.holdLost("lock lost (\(lost.reason), token \(lost.token))") }
@@ -74,7 +77,7 @@ struct Run: ParsableCommand {
         environment["BATON_FENCING_TOKEN"] = String(grant.token)
         environment["BATON_LOCK_NODE"] = grant.node
         environment["BATON_LOCK_PATH"] = grant.path
-        let outcome = supervisor.run(command, environment: environment)
+        let outcome = supervisor.run(command, environment: environment, connection: client.socketDescriptor)
 
         if let lost = supervisor.lostReason {
             _ = lost

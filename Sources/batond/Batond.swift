@@ -27,7 +27,8 @@ struct Batond: ParsableCommand {
             ephemeral nodes never survive a restart. --fsync: always (every change synced before its \
             reply), batch (one sync per loop turn for all the changes in it; the default), none \
             (written, never synced: survives the daemon dying, not the machine).
-            """)
+            """,
+        version: BatonVersion.release)
 
     @Option(name: .long, help: ArgumentHelp(
         "Unix socket path (at most \(Endpoint.unixPathBytesMax) bytes).",

@@ -73,6 +73,137 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(process.terminationStatus, 0)
         XCTAssertEqual(text.split(separator: "\n").count, 1, text)
         XCTAssertTrue(text.hasPrefix("baton: ping: "), text)
+        XCTAssertTrue(text.contains("is batond running?") && text.contains("--socket"), "no hint what to do: \(text)")
+
+        let missingDirectory = scratch.appendingPathComponent("no-such-dir/baton.sock").path
+        let inMissing = try runBatonAlone(["ping", "--socket", missingDirectory])
+        XCTAssertEqual(inMissing.status, 1)
+        XCTAssertTrue(inMissing.error.contains("does not exist"), inMissing.error)
+    }
+
+    /// `baton ARGUMENTS` as given (no --socket added).
+    func runBatonAlone(_ arguments: [String]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
+        process.arguments = arguments
+        let output = Pipe(), error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        return finish((process, output, error))
+    }
+
+    func testGlobalOptionsGoBeforeOrAfterTheSubcommand() throws {
+        XCTAssertEqual(try runBatonAlone(["--socket", daemon.socketPath, "create", "/global"]).output, "/global\n")
+        let listed = try runBatonAlone(["--socket=\(daemon.socketPath)", "--json", "ls", "/"])
+        XCTAssertEqual(listed.status, 0, listed.error)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [String: Any])
+        XCTAssertEqual(object["children"] as? [String], ["global"])
+        let unknown = try runBatonAlone(["--socket", daemon.socketPath, "--bogus", "ping"])
+        XCTAssertEqual(unknown.status, 64, unknown.error)
+    }
+
+    func testVersionOnBothBinariesAndInHello() throws {
+        let version = try runBatonAlone(["--version"])
+        XCTAssertEqual(version.status, 0, version.error)
+        XCTAssertEqual(version.output, "\(BatonVersion.release)\n")
+        let daemonProcess = Process()
+        daemonProcess.executableURL = URL(fileURLWithPath: BuiltProducts.path("batond"))
+        daemonProcess.arguments = ["--version"]
+        let output = Pipe()
+        daemonProcess.standardOutput = output
+        try daemonProcess.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        daemonProcess.waitUntilExit()
+        XCTAssertEqual(printed, "\(BatonVersion.release)\n")
+        let ping = try baton("ping", "--json")
+        XCTAssertEqual(ping.status, 0, ping.error)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(ping.output.utf8)) as? [String: Any])
+        XCTAssertEqual(object["server"] as? String, "batond \(BatonVersion.release)")
+        XCTAssertNotNil(object["roundTripMicroseconds"] as? Int)
+    }
+
+    func testJSONOutputOfStatGetAndLocks() async throws {
+        XCTAssertEqual(try baton("create", "/json", "héllo").status, 0)
+        let stat = try baton("stat", "--json", "/json")
+        let statObject = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(stat.output.utf8)) as? [String: Any], stat.output)
+        XCTAssertEqual(statObject["path"] as? String, "/json")
+        XCTAssertEqual(statObject["dataLength"] as? Int, "héllo".utf8.count)
+        XCTAssertEqual(statObject["kind"] as? String, "persistent")
+        XCTAssertEqual(statObject["version"] as? Int, 0)
+        let get = try baton("get", "--json", "/json")
+        let getObject = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(get.output.utf8)) as? [String: Any], get.output)
+        XCTAssertEqual(getObject["data"] as? String, "héllo")
+        XCTAssertEqual(getObject["dataBase64"] as? String, Data("héllo".utf8).base64EncodedString())
+        XCTAssertEqual((getObject["stat"] as? [String: Any])?["czxid"] as? Int, statObject["czxid"] as? Int)
+
+        let holder = try await client("json-holder")
+        let grant = try await holder.acquire("/locks/json")
+        let locks = try baton("locks", "--json", "/locks/json")
+        let locksObject = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(locks.output.utf8)) as? [String: Any], locks.output)
+        let entries = try XCTUnwrap(locksObject["entries"] as? [[String: Any]])
+        XCTAssertEqual(entries.count, 1)
+        XCTAssertEqual(entries.first?["position"] as? String, "holder")
+        XCTAssertEqual(entries.first?["token"] as? UInt64, grant.token)
+        XCTAssertEqual(entries.first?["client"] as? String, "json-holder")
+        XCTAssertEqual(entries.first?["node"] as? String, grant.node)
+        try await holder.release(grant)
+    }
+
+    func testCheckTokenExitsZeroWhenCurrentAndThreeWhenNot() async throws {
+        let holder = try await client("token-holder")
+        let grant = try await holder.acquire("/locks/check")
+        let current = try baton("check-token", "/locks/check", String(grant.token))
+        XCTAssertEqual(current.status, 0, current.error)
+        XCTAssertEqual(current.output, "current\n")
+        try await holder.release(grant)
+        let stale = try baton("check-token", "/locks/check", String(grant.token))
+        XCTAssertEqual(stale.status, 3, stale.error)
+        XCTAssertEqual(stale.output, "not current\n")
+    }
+
+    /// README.md's "Using it" block, pasted into a shell line by line, against a real batond.
+    func testTheReadmeWalkThroughWorksAsWritten() throws {
+        let readme = try String(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("README.md"), encoding: .utf8)
+        let afterIntro = try XCTUnwrap(readme.range(of: "## Using it"), "README has no 'Using it' section")
+        let blockStart = try XCTUnwrap(readme.range(of: "```sh\n", range: afterIntro.upperBound..<readme.endIndex))
+        let blockEnd = try XCTUnwrap(readme.range(of: "```", range: blockStart.upperBound..<readme.endIndex))
+        let block = String(readme[blockStart.upperBound..<blockEnd.lowerBound])
+        XCTAssertTrue(block.contains("baton run"), block)
+
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/bash")
+        shell.arguments = ["-e", "-c", block + "\nwait\n"]
+        let binaries = URL(fileURLWithPath: BuiltProducts.path("baton")).deletingLastPathComponent().path
+        var environment = ProcessInfo.processInfo.environment
+        environment["PATH"] = binaries + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        environment["BATON_SOCKET"] = daemon.socketPath
+        shell.environment = environment
+        shell.currentDirectoryURL = scratch
+        let output = Pipe(), error = Pipe()
+        shell.standardOutput = output
+        shell.standardError = error
+        try shell.run()
+        let outcome = finish((shell, output, error))
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        XCTAssertEqual(outcome.error, "")
+        let lines = outcome.output.split(separator: "\n")
+        XCTAssertTrue(lines.contains("hello"), outcome.output)
+        XCTAssertTrue(lines.contains("/jobs/job-0000000000"), outcome.output)
+        XCTAssertTrue(lines.contains("job-0000000000"), "ls /jobs should list the job: \(outcome.output)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("holder exclusive token=") && $0.contains("client=baton run[") },
+                      "locks should show the holder: \(outcome.output)")
+    }
+
+    func testLocksOfAnUnusedLockIsEmptyAndTheRootIsRefused() throws {
+        let unused = try baton("locks", "/locks/never-used")
+        XCTAssertEqual(unused.status, 0, unused.error)
+        XCTAssertEqual(unused.output, "")
+        let root = try baton("locks", "/")
+        XCTAssertEqual(root.status, 64, root.error)
+        XCTAssertTrue(root.error.contains("not a lock path"), root.error)
     }
 
     func testTCPNeedsTheTokenFile() throws {
@@ -94,6 +225,7 @@ final class CLITests: XCTestCase {
         let refused = try runBaton(["ping", "--tcp", tcp])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.error.contains("notAuthorized"), refused.error)
+        XCTAssertTrue(refused.error.contains("--tcp-token-file"), "the error should say what to do: \(refused.error)")
         let viaOption = try runBaton(["create", "--tcp", tcp, "--tcp-token-file", tcpDaemon.daemon.tcpTokenPath, "/over-tcp"])
         XCTAssertEqual(viaOption.status, 0, viaOption.error)
         XCTAssertEqual(viaOption.output, "/over-tcp\n")
@@ -160,6 +292,7 @@ final class CLITests: XCTestCase {
         let outcome = try baton("stat", "/nothing")
         XCTAssertEqual(outcome.status, 1)
         XCTAssertTrue(outcome.error.hasPrefix("baton: stat /nothing: noNode"), outcome.error)
+        XCTAssertTrue(outcome.error.contains("/nothing does not exist"), outcome.error)
     }
 
     func testCreateRejectsEphemeralContainer() throws {
@@ -298,18 +431,22 @@ final class CLITests: XCTestCase {
         let commandPID = pid_t(try String(contentsOfFile: holderStarted, encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines))!
         defer { kill(commandPID, SIGKILL) }
-        let waiter = try start(["run", "/locks/kill", "--", "/bin/sh", "-c", "echo $BATON_FENCING_TOKEN > \(waiterRan)"])
+        // The waiter records whether the killed holder's command still existed when it was granted.
+        let waiter = try start(["run", "--name", "the-waiter", "/locks/kill", "--", "/bin/sh", "-c",
+                                "state=$(awk '{print $3}' /proc/\(commandPID)/stat 2>/dev/null); "
+                                    + "if [ -n \"$state\" ] && [ \"$state\" != Z ]; then echo alive; else echo gone; fi > \(waiterRan)"])
         let observer = try await client("observer")
         for _ in 0..<2_000 where try await observer.inspect("/locks/kill").count < 2 {
             try await Task.sleep(for: .milliseconds(10))
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: waiterRan), "the waiter ran while the holder held")
+        let listed = try baton("locks", "/locks/kill")
+        XCTAssertTrue(listed.output.split(separator: "\n").last?.hasSuffix("client=the-waiter") ?? false, listed.output)
         kill(holder.0.processIdentifier, SIGKILL)
         let waiterOutcome = finish(waiter)
         XCTAssertEqual(waiterOutcome.status, 0, waiterOutcome.error)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: waiterRan))
-        // The killed baton's command outlives it and holds its output pipes: end it before reading them.
-        kill(commandPID, SIGKILL)
+        XCTAssertEqual(try String(contentsOfFile: waiterRan, encoding: .utf8), "gone\n",
+                       "the killed baton's command still ran when the lock passed on")
         _ = finish(holder)
     }
 
