@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "baton", targets: ["baton"]),
         .executable(name: "baton-bench", targets: ["BatonBench"]),
         .library(name: "BatonClient", targets: ["BatonClient"]),
+        // What the libFuzzer targets in Fuzz/ run; the test suite replays its corpus too.
+        .library(name: "BatonFuzzSupport", targets: ["BatonFuzzSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -82,6 +84,10 @@ let package = Package(
         // Starts a real batond on a temporary socket and talks to it: shared by the integration tests.
         .target(name: "BatonTestSupport", dependencies: ["BatonProtocol"], path: "Tests/BatonTestSupport"),
 
+        .target(name: "BatonFuzzSupport", dependencies: ["BatonProtocol", "BatonEngine", "BatonTestSupport"],
+                path: "Fuzz/Support"),
+
+        .testTarget(name: "BatonFuzzTests", dependencies: ["BatonFuzzSupport", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonNamespaceTests", dependencies: ["BatonNamespace", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol", "BatonTestSupport"]),

@@ -1,0 +1,13 @@
+import BatonFuzzSupport
+import CLibFuzzer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// `scripts/fuzz.sh frames SECONDS`: libFuzzer calls back with each input.
+var argumentCount = CommandLine.argc
+var argumentValues: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argumentCount, &argumentValues) { data, size in
+    FrameFuzzer.run(Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+})
