@@ -198,6 +198,13 @@ public final class Engine {
         }
     }
 
+    /// Bytes from `connection` wait unread in the shell (its per-turn budget, backpressure): they
+    /// count as a heartbeat now, so a session is never expired for frames the server has not read.
+    public func inputWaiting(on connection: ConnectionID, now: Time) {
+        guard let sessionID = connections[connection]?.sessionID else { return }
+        namespace.touch(sessionID, now: now)
+    }
+
     /// A frame on `connection` could not be decoded: reply with the error, close if it says so.
     public func decodeFailed(_ failure: DecodeFailure, from connection: ConnectionID, now: Time) {
         guard let state = connections[connection] else { return }

@@ -22,8 +22,12 @@ public struct Limits: Sendable, Equatable {
     public var multiOperationsMax: Int = 1_000
     /// Requests of one connection in flight (acquires waiting included): `tooManyPendingRequests`.
     public var pendingRequestsPerConnectionMax: Int = 10_000
-    /// Reply bytes queued to a client that does not read; past it the client is disconnected.
-    public var outputBytesPerConnectionMax: Int = 16 * 1_048_576
+    /// Largest reply frame body: a bigger one is answered `replyTooLarge` instead (a client accepts
+    /// server frames up to this size).
+    public var replyBytesMax: Int = 16 * 1_048_576
+    /// Bytes queued to one client, in all. Reading stops long before (backpressure), so only events
+    /// to a client that does not read can reach it; past it the client is disconnected.
+    public var outputBytesPerConnectionMax: Int = 32 * 1_048_576
     /// Session timeouts are clamped into this range.
     public var sessionTimeoutMillisecondsMin: UInt32 = 200
     public var sessionTimeoutMillisecondsMax: UInt32 = 600_000
@@ -38,7 +42,8 @@ public struct Limits: Sendable, Equatable {
                      "a frame must fit the largest create or set request")
         precondition(pathBytesMax >= 16 && pathBytesMax <= Int(UInt16.max), "paths are u16-length strings")
         precondition(sessionTimeoutMillisecondsMin > 0 && sessionTimeoutMillisecondsMin <= sessionTimeoutMillisecondsMax)
-        precondition(outputBytesPerConnectionMax >= frameBytesMax, "one reply must fit the output buffer")
+        precondition(replyBytesMax >= dataBytesMax + pathBytesMax + 128, "a get reply of the largest node must fit")
+        precondition(outputBytesPerConnectionMax >= replyBytesMax, "the largest reply must fit the output buffer")
         precondition(multiOperationsMax > 0 && nodesMax > 0 && sessionsMax > 0 && connectionsMax > 0)
     }
 

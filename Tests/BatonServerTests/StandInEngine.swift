@@ -102,6 +102,8 @@ final class StandInEngine: ServerEngine {
         journal.recordClosed(connection)
     }
 
+    func inputWaiting(on connection: ConnectionID, now: Time) {}
+
     func tick(now: Time) {
         let due = timeouts.filter { $0.deadline <= now.monotonicMilliseconds }
         timeouts.removeAll { $0.deadline <= now.monotonicMilliseconds }
