@@ -44,7 +44,7 @@ final class LoopFairnessDaemonTests: XCTestCase {
             return XCTFail("the holder should be granted")
         }
         let waiter = try daemon.connect()
-        try waiter.handshake(clientName: "waiter")
+        try waiter.handshake(clientName: "waiter", sessionTimeoutMilliseconds: 600_000)
         let acquireID = try waiter.send(.acquire(LockRequest(path: "/locks/stall")))
 
         // The holder pings every 50 ms without waiting for replies: on time whatever the server does.
