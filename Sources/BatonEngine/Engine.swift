@@ -257,9 +257,13 @@ public final class Engine {
                 return .success(.data(stat: read.stat, data: read.data))
             case .set(let path, let data, let expectedVersion):
                 return .success(.stat(try namespace.set(path, data: data, expectedVersion: expectedVersion, now: now)))
-            case .children(let path, let watch):
-                let listing = try namespace.children(path, watcher: watch ? watcher : nil)
-                return .success(.children(stat: listing.stat, names: listing.names))
+            case .children(let path, let watch, let after, let limit):
+                // One page: a listing's cost (and its reply) is bounded whatever the node holds.
+                let pageMax = limits.childrenPageMax
+                let page = try namespace.children(path, after: after.isEmpty ? nil : after,
+                                                  limit: limit == 0 ? pageMax : min(Int(limit), pageMax),
+                                                  watcher: watch ? watcher : nil)
+                return .success(.children(stat: page.stat, names: page.names, more: page.more))
             case .check(let path, let expectedVersion):
                 try namespace.check(path, expectedVersion: expectedVersion)
                 return .success(.empty)

@@ -9,6 +9,9 @@ public struct Limits: Sendable, Equatable {
     public var dataBytesMax: Int = 1_048_576
     /// Nodes in the whole namespace: `tooManyNodes`.
     public var nodesMax: Int = 10_000_000
+    /// Names in one `children` reply (a page; the client asks for the next with a cursor). A page of
+    /// the longest names must fit `replyBytesMax`.
+    public var childrenPageMax: Int = 10_000
     /// Watches registered by one session: `tooManyWatches`.
     public var watchesPerSessionMax: Int = 100_000
     /// Open sessions: `tooManySessions`.
@@ -43,6 +46,8 @@ public struct Limits: Sendable, Equatable {
         precondition(pathBytesMax >= 16 && pathBytesMax <= Int(UInt16.max), "paths are u16-length strings")
         precondition(sessionTimeoutMillisecondsMin > 0 && sessionTimeoutMillisecondsMin <= sessionTimeoutMillisecondsMax)
         precondition(replyBytesMax >= dataBytesMax + pathBytesMax + 128, "a get reply of the largest node must fit")
+        precondition(childrenPageMax > 0 && childrenPageMax * (pathBytesMax + 2) + 128 <= replyBytesMax,
+                     "a children page of the longest names must fit a reply")
         precondition(outputBytesPerConnectionMax >= replyBytesMax, "the largest reply must fit the output buffer")
         precondition(multiOperationsMax > 0 && nodesMax > 0 && sessionsMax > 0 && connectionsMax > 0)
     }

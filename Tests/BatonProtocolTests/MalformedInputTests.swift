@@ -123,11 +123,12 @@ final class MalformedInputTests: XCTestCase {
     }
 
     func testBoolBytesOtherThanZeroOrOne() {
-        for request in [Request.exists(path: "/a", watch: false), .get(path: "/a", watch: false),
-                        .children(path: "/a", watch: false)] {
+        // The watch flag: the last byte, or before a children request's cursor (u16 0) and limit (u32).
+        for (request, fromEnd) in [(Request.exists(path: "/a", watch: false), 1), (.get(path: "/a", watch: false), 1),
+                                   (.children(path: "/a", watch: false), 7)] {
             var frame = body(request)
             for byte in UInt8(2)...UInt8.max {
-                frame[frame.count - 1] = byte
+                frame[frame.count - fromEnd] = byte
                 XCTAssertEqual(requestFailure(frame)?.code, .malformedFrame)
             }
         }

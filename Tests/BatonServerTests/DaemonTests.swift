@@ -51,7 +51,7 @@ final class DaemonTests: XCTestCase {
             XCTAssertEqual(reply.requestID, requestID)
             XCTAssertEqual(try reply.result.get(), .created(path: path, stat: try createdStat(reply)))
         }
-        guard case .children(_, let names) = try connection.callSuccessfully(.children(path: "/pipeline", watch: false)) else {
+        guard case .children(_, let names, _) = try connection.callSuccessfully(.children(path: "/pipeline", watch: false)) else {
             return XCTFail("children answered something else")
         }
         XCTAssertEqual(names.count, 1_000)
@@ -93,7 +93,7 @@ final class DaemonTests: XCTestCase {
             }
         }
         XCTAssertEqual(failures.all, [])
-        guard case .children(_, let names) = try setup.callSuccessfully(.children(path: "/concurrent", watch: false)) else {
+        guard case .children(_, let names, _) = try setup.callSuccessfully(.children(path: "/concurrent", watch: false)) else {
             return XCTFail("children answered something else")
         }
         XCTAssertEqual(Set(names), Set((0..<200).map { "c-\($0)" }))
@@ -474,7 +474,7 @@ final class DurabilityTests: XCTestCase {
 
         let after = try daemon.connect()
         try after.handshake()
-        guard case .children(_, let names) = try after.callSuccessfully(.children(path: "/queue", watch: false)) else {
+        guard case .children(_, let names, _) = try after.callSuccessfully(.children(path: "/queue", watch: false)) else {
             return XCTFail("children answered something else")
         }
         XCTAssertEqual(Set(names.map { "/queue/" + $0 }), Set(before))

@@ -68,7 +68,7 @@ final class LoopFairnessDaemonTests: XCTestCase {
         try heavy.sendRaw(requests)
         for _ in 0..<listings {
             let reply = try heavy.receiveReply(timeoutSeconds: 120)
-            guard case .success(.children(_, let names)) = reply.result else { return XCTFail("children: \(reply.result)") }
+            guard case .success(.children(_, let names, _)) = reply.result else { return XCTFail("children: \(reply.result)") }
             XCTAssertEqual(names.count, 8_000)
         }
         stop.set()

@@ -35,6 +35,7 @@ final class TransportTests: XCTestCase {
         configuration.readBufferBytes = 4_096
         configuration.engine.limits.outputBytesPerConnectionMax = 4 * 1_048_576
         configuration.engine.limits.replyBytesMax = 2 * 1_048_576
+        configuration.engine.limits.childrenPageMax = 1_000
         configuration.engine.limits.frameBytesMax = 2 * 1_048_576
         return configuration
     }
