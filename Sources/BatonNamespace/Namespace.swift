@@ -19,9 +19,10 @@ public final class Namespace {
     /// Ids below this may be in use: a log record says so (see `allocateTransaction`).
     var transactionReserved: UInt64 = 0
 
-    // One-shot watches: the registration tables and, per watcher, what it has registered.
-    var dataWatches: [String: OrderedSet<Watcher>] = [:]
-    var childWatches: [String: OrderedSet<Watcher>] = [:]
+    // One-shot watches: the registration tables (per path, each watcher with the path as it spelled
+    // it: events name the path that way) and, per watcher, what it has registered.
+    var dataWatches: [String: OrderedDictionary<Watcher, String>] = [:]
+    var childWatches: [String: OrderedDictionary<Watcher, String>] = [:]
     var watchesByWatcher: [Watcher: Set<WatchKey>] = [:]
 
     var sessions: [UInt64: SessionInfo] = [:]
