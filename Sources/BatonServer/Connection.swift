@@ -143,6 +143,7 @@ final class Connection {
 
     /// Drops `count` decoded bytes from the front of `input`; an emptied buffer gives its memory back.
     func consumeInput(_ count: Int) {
+        guard !input.isEmpty else { return }  // closed meanwhile: its input was dropped
         inputStart += count
         if inputStart == input.count {
             input = []

@@ -1,6 +1,7 @@
 import BatonEngine
 import BatonProtocol
 import CLibUV
+import Logging
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -39,7 +40,7 @@ final class Listener {
             throw ServerError("socket path \(path) is \(pathBytes) bytes; a Unix socket path holds at most \(Endpoint.unixPathBytesMax)")
         }
         guard mode & ~0o777 == 0 else { throw ServerError("socket mode \(String(mode, radix: 8)) has bits beyond 0777") }
-        try checkSocketLocation(path)
+        try checkSocketLocation(path, logger: loop.logger)
         try removeStaleSocket(path)
 
         let pipe = LibUV.allocate(uv_pipe_t.self)
@@ -104,10 +105,11 @@ final class Listener {
     }
 
     /// Refuses a socket place another user controls (PROTOCOL.md §13): a directory owned by someone
-    /// other than this user or root, or writable by others without the sticky bit (they could
-    /// replace the socket), or a file already at the path that belongs to another user (an impostor
-    /// that got there first, e.g. in /tmp without $XDG_RUNTIME_DIR).
-    static func checkSocketLocation(_ path: String) throws(ServerError) {
+    /// other than this user or root, or a file already at the path that belongs to another user (an
+    /// impostor that got there first, e.g. in /tmp without $XDG_RUNTIME_DIR). A directory others may
+    /// write without the sticky bit (a Kubernetes emptyDir shared by a pod's containers) is allowed
+    /// with a warning: whoever replaces the socket there is refused by the clients (SO_PEERCRED).
+    static func checkSocketLocation(_ path: String, logger: Logger) throws(ServerError) {
         let ownUserID = geteuid()
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
@@ -120,9 +122,9 @@ final class Listener {
             throw ServerError("socket directory \(directory) belongs to uid \(information.st_uid), not to you (uid \(ownUserID)) "
                 + "or root: its owner could replace the socket; use a directory of your own (--socket PATH, $XDG_RUNTIME_DIR)")
         }
-        guard information.st_mode & 0o022 == 0 || information.st_mode & S_ISVTX != 0 else {
-            throw ServerError("socket directory \(directory) is writable by others and not sticky (mode "
-                + "\(String(information.st_mode & 0o7777, radix: 8))): anyone could replace the socket")
+        if information.st_mode & 0o022 != 0 && information.st_mode & S_ISVTX == 0 {
+            logger.warning("the socket directory is writable by others and not sticky: they could replace the socket (clients refuse a server of another user)", metadata: [
+                    "directory": "\(directory)", "mode": "\(String(information.st_mode & 0o7777, radix: 8))"])
         }
         guard lstat(path, &information) == 0 else { return }
         guard information.st_uid == ownUserID else {

@@ -36,6 +36,22 @@ final class ImpostorTests: XCTestCase {
         }
     }
 
+    /// A service user's own private directory (the systemd example's /run/baton): its server is
+    /// trusted by the other users it lets in, so the peer check passes (this listener then says nothing).
+    func testServerOwningAPrivateSocketDirectoryIsTrusted() throws {
+        let impostor = try XCTUnwrap(impostor)
+        impostor.stopListening()
+        let service = directory + "/service"
+        XCTAssertEqual(mkdir(service, 0o755), 0)
+        try impostor.own(service)
+        try impostor.listen(at: service + "/baton.sock")
+        var options = ClientOptions(clientName: "group-member")
+        options.connectTimeout = .milliseconds(300)
+        XCTAssertThrowsError(try BlockingClient.connect(to: .unix(path: service + "/baton.sock"), options: options)) { error in
+            XCTAssertEqual(error as? BatonError, .timedOut, "past the peer check, waiting for a hello reply")
+        }
+    }
+
     func testBatonRunDoesNotRunItsCommandUnderAnImpostor() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
