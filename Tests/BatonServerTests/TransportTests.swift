@@ -252,6 +252,26 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    /// Issue 8 item 4(a): deadlines run after the turn's reads. A request stalls the loop past a
+    /// session's timeout while that session's client pings on time: the ping, read after the stall,
+    /// keeps the session (before, the timer ran first, before the poll, and expired it).
+    func testPingSentDuringAStallIsReadBeforeTheSessionIsJudged() throws {
+        try startServer()
+        let pinger = try RawConnection(unixPath: socketPath)
+        _ = try pinger.call(.openSession(timeoutMilliseconds: 300, flags: []))
+        let staller = try RawConnection(unixPath: socketPath)
+        try staller.send(.get(path: "/stall/1000", watch: false), requestID: 1)
+        usleep(100_000)  // the loop is inside the stall now
+        let pingID = try pinger.send(.ping)  // on time: 100 ms into a 300 ms timeout
+        XCTAssertEqual(try staller.receiveReply().requestID, 1)
+        guard case .reply(let reply) = try pinger.receive() else {
+            return XCTFail("the session expired although its ping came in time: \(journal.expiredSessions)")
+        }
+        XCTAssertEqual(reply.requestID, pingID)
+        // Without further pings it does expire, one timeout after the ping was read.
+        XCTAssertEqual(try pinger.nextEvent(), .sessionExpired(sessionID: 1))
+    }
+
     func testTimerDeliversDeadlinesFromTheEngine() throws {
         try startServer()
         let connection = try RawConnection(unixPath: socketPath)
