@@ -448,6 +448,8 @@ public final class Engine {
 
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {
+        // The shell asks after every frame (backpressure): asking when there is nothing costs nothing.
+        guard !outputs.isEmpty else { return [] }
         defer { outputs.removeAll(keepingCapacity: true) }
         return outputs
     }

@@ -52,7 +52,7 @@ final class ServerLoop {
     /// which libuv calls right after the read it allocated for, so one buffer serves all connections.
     let readBuffer: UnsafeMutableRawPointer
     let readBufferBytes: Int
-    /// Whole frames of one read, copied for the codec (which reads from an array); reused.
+    /// One frame at a time, copied for the codec (which reads from an array); reused.
     private var decodeScratch: [UInt8] = []
 
     private var prepare: UnsafeMutablePointer<uv_prepare_t>?
