@@ -194,6 +194,25 @@ final class EngineSessionTests: XCTestCase {
         XCTAssertNotNil(harness.engine.namespace.session(unixOwner.id))
     }
 
+    /// Issue 8 item 4(a), the engine's part: frames that wait unread in the shell count as a
+    /// heartbeat at the moment deadlines are judged; a connection with nothing waiting expires.
+    func testInputWaitingUnreadCountsAsAHeartbeatBeforeExpiry() {
+        let harness = EngineHarness()
+        let busy = harness.openSession(1, timeoutMilliseconds: 1_000)
+        let quiet = harness.openSession(2, timeoutMilliseconds: 1_000)
+        _ = harness.engine.takeOutputs()
+        // The loop was held for 5 s; connection 1's ping arrived meanwhile and waits unread.
+        harness.now = harness.now.advanced(by: 5_000)
+        harness.engine.inputWaiting(on: 1, now: harness.now)
+        harness.engine.tick(now: harness.now)
+        XCTAssertNotNil(harness.engine.namespace.session(busy.id))
+        XCTAssertNil(harness.engine.namespace.session(quiet.id))
+        XCTAssertEqual(events(harness.engine.takeOutputs(), to: 1), [])
+        // Heard from at 5 s: it lives one timeout past that, no longer.
+        harness.advance(1_000)
+        XCTAssertNil(harness.engine.namespace.session(busy.id))
+    }
+
     func testExpirySendsSessionExpiredToTheAttachedConnection() {
         let harness = EngineHarness()
         let owner = harness.openSession(1, timeoutMilliseconds: 1_000)
