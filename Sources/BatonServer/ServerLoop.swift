@@ -681,6 +681,7 @@ final class ServerLoop {
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
+                let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
                 let result = connection.writePendingOutput()
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
@@ -690,12 +691,16 @@ final class ServerLoop {
                 counters.bytesWritten += UInt64(pendingBytes)
                 if connection.phase == .draining { shutDown(connection) }
                 let unwritten = uv_stream_get_write_queue_size(connection.stream)
-                if unwritten > 0, writeWaiting[connection.id] == nil {
+                if unwritten == 0 {
+                    outputDrained(connection)
+                } else if writeWaiting[connection.id] == nil {
                     writeWaiting[connection.id] = connection
                     connection.writeQueueBytesSeen = unwritten
                     connection.writeProgressMilliseconds = uv_now(loop)
-                } else if unwritten == 0 {
-                    outputDrained(connection)
+                } else {
+                    // Bytes added now are not a stall: only a queue that never shrinks below what
+                    // it would be without any reading is.
+                    connection.writeQueueBytesSeen += max(0, unwritten - queuedBefore)
                 }
             }
             routeOutputs()
