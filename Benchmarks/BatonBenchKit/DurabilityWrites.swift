@@ -126,7 +126,7 @@ public func loadPersistentNodes(endpoint: Endpoint, count: Int, directory: Strin
 /// counted): its directories and their children, from the stats.
 public func countLoadedNodes(endpoint: Endpoint, directory: String) throws(BenchError) -> Int {
     let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: 10_000, clientName: "durability-count")
-    guard case .children(_, let names) = try client.call(.children(path: directory, watch: false)) else {
+    guard case .children(_, let names, _) = try client.call(.children(path: directory, watch: false)) else {
         throw BenchError("batond: children did not return names")
     }
     var total = names.count

@@ -215,16 +215,32 @@ public final class BatonClient: Sendable {
         try await perform(Calls.set(path, data: Array(data), version: version))
     }
 
-    /// The names of a node's children, in the server's order.
+    /// The names of a node's children, in the server's order (UTF-8 bytes), every page of them.
+    /// A listing of more than one page is not one atomic read; a watch set with it covers every
+    /// change since its first page.
     public func children(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
         async throws(BatonError) -> [String] {
-        try await perform(Calls.children(path, watch: watch, callback: watcher)).names
+        try await childrenAndStat(path, watch: watch, watcher: watcher).names
     }
 
-    /// Children plus the parent's stat.
+    /// Children plus the parent's stat (as of the first page).
     public func childrenAndStat(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
         async throws(BatonError) -> (names: [String], stat: Stat) {
-        try await perform(Calls.children(path, watch: watch, callback: watcher))
+        var page = try await perform(Calls.children(path, watch: watch, callback: watcher))
+        let stat = page.stat
+        var names = page.names
+        while page.more, let last = page.names.last {
+            page = try await perform(Calls.children(path, watch: false, callback: nil, after: last))
+            names += page.names
+        }
+        return (names, stat)
+    }
+
+    /// One page of a node's children: at most `limit` names (0: the server's page size) after
+    /// `after` (nil: from the first), and whether more follow.
+    public func childrenPage(_ path: String, after: String? = nil, limit: UInt32 = 0, watch: Bool = false,
+                             watcher: WatchCallback? = nil) async throws(BatonError) -> (names: [String], stat: Stat, more: Bool) {
+        try await perform(Calls.children(path, watch: watch, callback: watcher, after: after, limit: limit))
     }
 
     /// Applies all operations or none.

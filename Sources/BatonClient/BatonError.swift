@@ -16,6 +16,9 @@ public enum BatonError: Error, Sendable, Equatable, CustomStringConvertible {
     case cancelled
     /// A bad argument caught before anything was sent (a duration out of range, ...).
     case invalidArgument(String)
+    /// The process behind the Unix socket runs as another user (not this one, not root): it may be
+    /// an impostor that created the socket first. Nothing was sent to it.
+    case untrustedServer(String)
 
     /// The protocol error code when the server refused the request.
     public var code: ErrorCode? {
@@ -32,6 +35,7 @@ public enum BatonError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connectFailed(let detail): return "cannot connect: \(detail)"
         case .cancelled: return "cancelled"
         case .invalidArgument(let detail): return "invalid argument: \(detail)"
+        case .untrustedServer(let detail): return "refusing to talk to the server: \(detail)"
         }
     }
 }

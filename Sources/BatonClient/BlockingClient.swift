@@ -146,9 +146,16 @@ public struct BlockingClient: Sendable {
         try perform(Calls.set(path, data: Array(data), version: version))
     }
 
+    /// Every page of a node's child names (see `BatonClient.children`).
     public func children(_ path: String, watch: Bool = false, watcher: WatchCallback? = nil)
         throws(BatonError) -> [String] {
-        try perform(Calls.children(path, watch: watch, callback: watcher)).names
+        var page = try perform(Calls.children(path, watch: watch, callback: watcher))
+        var names = page.names
+        while page.more, let last = page.names.last {
+            page = try perform(Calls.children(path, watch: false, callback: nil, after: last))
+            names += page.names
+        }
+        return names
     }
 
     public func multi(_ operations: [MultiOperation]) throws(BatonError) -> [MultiResult] {

@@ -58,10 +58,14 @@ enum Calls {
         }
     }
 
-    static func children(_ path: String, watch: Bool, callback: WatchCallback?) -> Call<(names: [String], stat: Stat)> {
-        Call(request: .children(path: path, watch: watch || callback != nil),
-             watch: callback.map { WatchRegistration(kind: .children, path: path, callback: $0) }) { body in
-            if case .children(let stat, let names) = body { return (names, stat) } else { return nil }
+    /// One page of child names after `after` (nil: from the first). Only the first page sets the
+    /// watch: it then covers every change after the listing began.
+    static func children(_ path: String, watch: Bool, callback: WatchCallback?, after: String? = nil,
+                         limit: UInt32 = 0) -> Call<(names: [String], stat: Stat, more: Bool)> {
+        let watches = after == nil && (watch || callback != nil)
+        return Call(request: .children(path: path, watch: watches, after: after ?? "", limit: limit),
+                    watch: after == nil ? callback.map { WatchRegistration(kind: .children, path: path, callback: $0) } : nil) { body in
+            if case .children(let stat, let names, let more) = body { return (names, stat, more) } else { return nil }
         }
     }
 

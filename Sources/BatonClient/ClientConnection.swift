@@ -61,7 +61,7 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Takes ownership of a connected stream socket and starts the reader thread. `frameBytesMax` bounds
     /// incoming frames: one reply can be as large as the server's whole output buffer.
-    init(descriptor: Int32, frameBytesMax: Int = Limits.default.outputBytesPerConnectionMax) throws(BatonError) {
+    init(descriptor: Int32, frameBytesMax: Int = Limits.default.replyBytesMax) throws(BatonError) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             Socket.closeDescriptor(descriptor)

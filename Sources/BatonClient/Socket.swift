@@ -43,7 +43,42 @@ enum Socket {
             closeDescriptor(descriptor)
             throw .connectFailed(text)
         }
+        do {
+            try checkPeerIsTrusted(descriptor, path: path)
+        } catch {
+            closeDescriptor(descriptor)
+            throw error
+        }
         return descriptor
+    }
+
+    /// Before anything is sent: the process listening on a Unix socket must run as this user, as
+    /// root, or as the owner of the socket's directory when no one else may write there (a service
+    /// user's /run/baton shared with a group). Another user could have created the socket first (in
+    /// /tmp, say) and would otherwise be told session secrets and answer with fake grants.
+    static func checkPeerIsTrusted(_ descriptor: Int32, path: String) throws(BatonError) {
+        #if os(Linux)
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; }: Glibc's module does not export it.
+        var credentials: (Int32, UInt32, UInt32) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout.size(ofValue: credentials))
+        guard getsockopt(descriptor, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else {
+            throw .untrustedServer("\(path): cannot read the server's credentials: \(String(cString: strerror(errno)))")
+        }
+        let serverUserID = credentials.1, ownUserID = UInt32(geteuid())
+        guard serverUserID == ownUserID || serverUserID == 0 || ownsPrivateDirectory(serverUserID, of: path) else {
+            throw .untrustedServer("\(path) is served by process \(credentials.0) of uid \(serverUserID), not by your "
+                + "uid \(ownUserID) or root: another user may be impersonating batond")
+        }
+        #endif
+    }
+
+    /// Whether `userID` owns the directory of `path` and only it (and root) may write there.
+    static func ownsPrivateDirectory(_ userID: UInt32, of path: String) -> Bool {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var information = stat()
+        guard stat(directory, &information) == 0 else { return false }
+        return information.st_uid == userID && information.st_mode & 0o022 == 0
     }
 
     static func connectTCP(host: String, port: UInt16) throws(BatonError) -> Int32 {

@@ -198,6 +198,13 @@ public final class Engine {
         }
     }
 
+    /// Bytes from `connection` wait unread in the shell (its per-turn budget, backpressure): they
+    /// count as a heartbeat now, so a session is never expired for frames the server has not read.
+    public func inputWaiting(on connection: ConnectionID, now: Time) {
+        guard let sessionID = connections[connection]?.sessionID else { return }
+        namespace.touch(sessionID, now: now)
+    }
+
     /// A frame on `connection` could not be decoded: reply with the error, close if it says so.
     public func decodeFailed(_ failure: DecodeFailure, from connection: ConnectionID, now: Time) {
         guard let state = connections[connection] else { return }
@@ -250,9 +257,13 @@ public final class Engine {
                 return .success(.data(stat: read.stat, data: read.data))
             case .set(let path, let data, let expectedVersion):
                 return .success(.stat(try namespace.set(path, data: data, expectedVersion: expectedVersion, now: now)))
-            case .children(let path, let watch):
-                let listing = try namespace.children(path, watcher: watch ? watcher : nil)
-                return .success(.children(stat: listing.stat, names: listing.names))
+            case .children(let path, let watch, let after, let limit):
+                // One page: a listing's cost (and its reply) is bounded whatever the node holds.
+                let pageMax = limits.childrenPageMax
+                let page = try namespace.children(path, after: after.isEmpty ? nil : after,
+                                                  limit: limit == 0 ? pageMax : min(Int(limit), pageMax),
+                                                  watcher: watch ? watcher : nil)
+                return .success(.children(stat: page.stat, names: page.names, more: page.more))
             case .check(let path, let expectedVersion):
                 try namespace.check(path, expectedVersion: expectedVersion)
                 return .success(.empty)
@@ -437,6 +448,8 @@ public final class Engine {
 
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {
+        // The shell asks after every frame (backpressure): asking when there is nothing costs nothing.
+        guard !outputs.isEmpty else { return [] }
         defer { outputs.removeAll(keepingCapacity: true) }
         return outputs
     }

@@ -15,7 +15,8 @@ struct WatchKey: Hashable {
 
 /// One-shot watches with ZooKeeper's rules: a registration fires at most once; the same watcher
 /// on the same path and kind is registered once; a deletion notifies a watcher once even if it
-/// watched both the data and the children.
+/// watched both the data and the children. Paths match as Swift strings (canonically equivalent
+/// spellings are one path, PROTOCOL.md §10.1); an event names the path as its watcher spelled it.
 extension Namespace {
     func addWatch(_ watcher: Watcher, path: String, kind: WatchKind) throws(ReplyError) {
         let key = WatchKey(path: path, kind: kind)
@@ -27,8 +28,8 @@ extension Namespace {
         }
         watchesByWatcher[watcher, default: []].insert(key)
         switch kind {
-        case .data: dataWatches[path, default: []].append(watcher)
-        case .children: childWatches[path, default: []].append(watcher)
+        case .data: dataWatches[path, default: [:]][watcher] = path
+        case .children: childWatches[path, default: [:]][watcher] = path
         }
     }
 
@@ -46,33 +47,33 @@ extension Namespace {
         }
     }
 
-    private static func remove(_ watcher: Watcher, at path: String, from table: inout [String: OrderedSet<Watcher>]) {
-        table[path]?.remove(watcher)
+    private static func remove(_ watcher: Watcher, at path: String, from table: inout [String: OrderedDictionary<Watcher, String>]) {
+        table[path]?.removeValue(forKey: watcher)
         if table[path]?.isEmpty == true { table.removeValue(forKey: path) }
     }
 
     func fireWatches(_ type: WatchEventType, path: String) {
         switch type {
         case .created, .dataChanged:
-            fire(dataWatches.removeValue(forKey: path), kind: .data, type: type, path: path, skipping: [])
+            fire(dataWatches.removeValue(forKey: path), kind: .data, type: type, path: path, skipping: [:])
         case .childrenChanged:
-            fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path, skipping: [])
+            fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path, skipping: [:])
         case .deleted:
             let dataWatchers = dataWatches.removeValue(forKey: path)
-            fire(dataWatchers, kind: .data, type: type, path: path, skipping: [])
+            fire(dataWatchers, kind: .data, type: type, path: path, skipping: [:])
             fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path,
-                 skipping: dataWatchers ?? [])
+                 skipping: dataWatchers ?? [:])
         }
     }
 
-    private func fire(_ watchers: OrderedSet<Watcher>?, kind: WatchKind, type: WatchEventType, path: String,
-                      skipping alreadyNotified: OrderedSet<Watcher>) {
+    private func fire(_ watchers: OrderedDictionary<Watcher, String>?, kind: WatchKind, type: WatchEventType, path: String,
+                      skipping alreadyNotified: OrderedDictionary<Watcher, String>) {
         guard let watchers else { return }
         let key = WatchKey(path: path, kind: kind)
-        for watcher in watchers {
+        for (watcher, spelling) in watchers {
             watchesByWatcher[watcher]?.remove(key)
             if watchesByWatcher[watcher]?.isEmpty == true { watchesByWatcher.removeValue(forKey: watcher) }
-            if !alreadyNotified.contains(watcher) { outbox.append(.watch(watcher, type, path: path)) }
+            if alreadyNotified[watcher] == nil { outbox.append(.watch(watcher, type, path: spelling)) }
         }
     }
 }

@@ -19,9 +19,10 @@ public final class Namespace {
     /// Ids below this may be in use: a log record says so (see `allocateTransaction`).
     var transactionReserved: UInt64 = 0
 
-    // One-shot watches: the registration tables and, per watcher, what it has registered.
-    var dataWatches: [String: OrderedSet<Watcher>] = [:]
-    var childWatches: [String: OrderedSet<Watcher>] = [:]
+    // One-shot watches: the registration tables (per path, each watcher with the path as it spelled
+    // it: events name the path that way) and, per watcher, what it has registered.
+    var dataWatches: [String: OrderedDictionary<Watcher, String>] = [:]
+    var childWatches: [String: OrderedDictionary<Watcher, String>] = [:]
     var watchesByWatcher: [Watcher: Set<WatchKey>] = [:]
 
     var sessions: [UInt64: SessionInfo] = [:]
@@ -121,14 +122,21 @@ public final class Namespace {
         return stat
     }
 
-    /// The node's stat and its children's names, sorted by their UTF-8 bytes (PROTOCOL.md §5.2; Swift's
-    /// own `<` on strings orders by Unicode normalization, which a client in another language cannot
-    /// reproduce).
+    /// The node's stat and its children's names, in the order of their UTF-8 bytes (kept so: no sort).
     public func children(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String]) {
+        let page = try children(path, after: nil, limit: .max, watcher: watcher)
+        return (page.stat, page.names)
+    }
+
+    /// One page of a listing (PROTOCOL.md §5.2): up to `limit` names after `cursor` (from the first
+    /// when nil), and whether more follow.
+    public func children(_ path: String, after cursor: String?, limit: Int,
+                         watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String], more: Bool) {
         try NamespacePath.validate(path, limits: limits)
         guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
         if let watcher { try addWatch(watcher, path: path, kind: .children) }
-        return (node.stat, node.children.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+        let page = node.children.names(after: cursor, limit: limit)
+        return (node.stat, page.names, page.more)
     }
 
     /// Succeeds if the node exists with the expected version (-1: any).

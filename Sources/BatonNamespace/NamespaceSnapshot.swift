@@ -16,8 +16,9 @@ public struct NamespaceSnapshot: Sendable {
         var result: [String: Node] = [:]
         for (path, node) in nodes where node.kind != .ephemeral {
             var copy = node
-            copy.children = node.children.filter { name in
-                nodes[NamespacePath.child(name, of: path)]?.kind != .ephemeral
+            copy.children = ChildNames()
+            for name in node.children where nodes[NamespacePath.child(name, of: path)]?.kind != .ephemeral {
+                copy.children.insert(name)
             }
             copy.stat.childrenCount = UInt32(copy.children.count)
             result[path] = copy
@@ -51,7 +52,7 @@ public struct NamespaceSnapshot: Sendable {
             writer.u64(node.sequenceReserved)
             writer.blob(node.data)
             // Reverse order on the stack pops children in name order.
-            for name in node.children.sorted(by: >) { stack.append(NamespacePath.child(name, of: path)) }
+            for name in node.children.reversed() { stack.append(NamespacePath.child(name, of: path)) }
         }
         var bytes = writer.bytes
         for index in 0..<8 { bytes[countOffset + index] = UInt8(truncatingIfNeeded: count >> UInt64(56 - 8 * index)) }
@@ -106,7 +107,7 @@ public struct NamespaceSnapshot: Sendable {
                 let parentPath = NamespacePath.parent(of: path)
                 while let last = open.last, last.path != parentPath { try close(open.removeLast()) }
                 guard !open.isEmpty else { throw RecoveryError("\(path) comes before its parent") }
-                guard open[open.count - 1].node.children.insert(NamespacePath.name(of: path)).inserted else {
+                guard open[open.count - 1].node.children.insert(NamespacePath.name(of: path)) else {
                     throw RecoveryError("duplicate node \(path)")
                 }
                 open[open.count - 1].node.stat.childrenCount += 1

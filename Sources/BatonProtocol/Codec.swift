@@ -31,9 +31,14 @@ public enum Codec {
         case .delete(let path, let version), .check(let path, let version):
             writer.string(path)
             writer.i32(version)
-        case .exists(let path, let watch), .get(let path, let watch), .children(let path, let watch):
+        case .exists(let path, let watch), .get(let path, let watch):
             writer.string(path)
             writer.bool(watch)
+        case .children(let path, let watch, let after, let limit):
+            writer.string(path)
+            writer.bool(watch)
+            writer.string(after)
+            writer.u32(limit)
         case .set(let path, let data, let version):
             writer.string(path)
             writer.blob(data)
@@ -141,7 +146,9 @@ public enum Codec {
         case .check: return .check(path: try path(&reader), expectedVersion: try reader.i32("version"))
         case .exists: return .exists(path: try path(&reader), watch: try reader.bool("watch"))
         case .get: return .get(path: try path(&reader), watch: try reader.bool("watch"))
-        case .children: return .children(path: try path(&reader), watch: try reader.bool("watch"))
+        case .children:
+            let path = try path(&reader), watch = try reader.bool("watch")
+            return .children(path: path, watch: watch, after: try reader.string("after"), limit: try reader.u32("limit"))
         case .set:
             let path = try path(&reader), data = try reader.blob("data")
             return .set(path: path, data: data, expectedVersion: try reader.i32("version"))
@@ -262,10 +269,11 @@ public enum Codec {
             writer.blob(data)
         case .stat(let stat):
             encodeStat(stat, into: &writer)
-        case .children(let stat, let names):
+        case .children(let stat, let names, let more):
             encodeStat(stat, into: &writer)
             writer.u32(UInt32(names.count))
             for name in names { writer.string(name) }
+            writer.bool(more)
         case .multi(let results):
             writer.u16(UInt16(results.count))
             for result in results {
@@ -420,7 +428,7 @@ public enum Codec {
             var names: [String] = []
             names.reserveCapacity(count)
             for _ in 0..<count { names.append(try reader.string("child name")) }
-            return .children(stat: stat, names: names)
+            return .children(stat: stat, names: names, more: try reader.bool("more"))
         case .multi:
             let count = Int(try reader.u16("result count"))
             var results: [MultiResult] = []

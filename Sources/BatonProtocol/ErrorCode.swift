@@ -33,6 +33,8 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     case tooManyWaiters = 24
     case tooManyOperations = 25
     case tooManyPendingRequests = 26
+    /// A reply would exceed `replyBytesMax`: ask for less (a `children` page, a narrower `inspect`).
+    case replyTooLarge = 27
     // Locks.
     case lockTimeout = 30
     case lockBusy = 31

@@ -9,6 +9,9 @@ public struct Limits: Sendable, Equatable {
     public var dataBytesMax: Int = 1_048_576
     /// Nodes in the whole namespace: `tooManyNodes`.
     public var nodesMax: Int = 10_000_000
+    /// Names in one `children` reply (a page; the client asks for the next with a cursor). A page of
+    /// the longest names must fit `replyBytesMax`.
+    public var childrenPageMax: Int = 10_000
     /// Watches registered by one session: `tooManyWatches`.
     public var watchesPerSessionMax: Int = 100_000
     /// Open sessions: `tooManySessions`.
@@ -22,8 +25,12 @@ public struct Limits: Sendable, Equatable {
     public var multiOperationsMax: Int = 1_000
     /// Requests of one connection in flight (acquires waiting included): `tooManyPendingRequests`.
     public var pendingRequestsPerConnectionMax: Int = 10_000
-    /// Reply bytes queued to a client that does not read; past it the client is disconnected.
-    public var outputBytesPerConnectionMax: Int = 16 * 1_048_576
+    /// Largest reply frame body: a bigger one is answered `replyTooLarge` instead (a client accepts
+    /// server frames up to this size).
+    public var replyBytesMax: Int = 16 * 1_048_576
+    /// Bytes queued to one client, in all. Reading stops long before (backpressure), so only events
+    /// to a client that does not read can reach it; past it the client is disconnected.
+    public var outputBytesPerConnectionMax: Int = 32 * 1_048_576
     /// Session timeouts are clamped into this range.
     public var sessionTimeoutMillisecondsMin: UInt32 = 200
     public var sessionTimeoutMillisecondsMax: UInt32 = 600_000
@@ -38,7 +45,10 @@ public struct Limits: Sendable, Equatable {
                      "a frame must fit the largest create or set request")
         precondition(pathBytesMax >= 16 && pathBytesMax <= Int(UInt16.max), "paths are u16-length strings")
         precondition(sessionTimeoutMillisecondsMin > 0 && sessionTimeoutMillisecondsMin <= sessionTimeoutMillisecondsMax)
-        precondition(outputBytesPerConnectionMax >= frameBytesMax, "one reply must fit the output buffer")
+        precondition(replyBytesMax >= dataBytesMax + pathBytesMax + 128, "a get reply of the largest node must fit")
+        precondition(childrenPageMax > 0 && childrenPageMax * (pathBytesMax + 2) + 128 <= replyBytesMax,
+                     "a children page of the longest names must fit a reply")
+        precondition(outputBytesPerConnectionMax >= replyBytesMax, "the largest reply must fit the output buffer")
         precondition(multiOperationsMax > 0 && nodesMax > 0 && sessionsMax > 0 && connectionsMax > 0)
     }
 

@@ -154,7 +154,9 @@ public enum Request: Sendable, Equatable {
     case exists(path: String, watch: Bool)
     case get(path: String, watch: Bool)
     case set(path: String, data: [UInt8], expectedVersion: Int32)
-    case children(path: String, watch: Bool)
+    /// One page of a node's child names (PROTOCOL.md §5.2): those after `after` (by UTF-8 bytes;
+    /// empty: from the first), at most `limit` (0: the server's page size, `childrenPageMax`).
+    case children(path: String, watch: Bool, after: String = "", limit: UInt32 = 0)
     case check(path: String, expectedVersion: Int32)
     case multi([MultiOperation])
     case acquire(LockRequest)
@@ -226,7 +228,8 @@ public enum ReplyBody: Sendable, Equatable {
     case exists(Stat?)
     case data(stat: Stat, data: [UInt8])
     case stat(Stat)
-    case children(stat: Stat, names: [String])
+    /// `more`: names after the last one remain; ask again with it as `after`.
+    case children(stat: Stat, names: [String], more: Bool = false)
     case multi([MultiResult])
     case granted(node: String, token: UInt64)
     case tokenStatus(current: Bool)

@@ -17,6 +17,9 @@ public struct WireReader {
     @usableFromInline let bytes: [UInt8]
     @usableFromInline var index: Int
     @usableFromInline let end: Int
+    /// The first field that failed with an error that keeps the connection open (a path that is not
+    /// UTF-8): reported only if the rest of the frame decodes, because a malformed rest wins (§3.4).
+    public private(set) var deferredFailure: DecodeFailure?
 
     public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
         self.bytes = bytes
@@ -73,7 +76,11 @@ public struct WireReader {
         let slice = bytes[index..<(index + count)]
         index += count
         guard let value = String(validating: slice, as: UTF8.self) else {
-            throw DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
+            let failure = DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
+            guard !invalidEncoding.closesConnection else { throw failure }
+            // The frame boundary is still known: read on, so a closing fault later in it wins.
+            if deferredFailure == nil { deferredFailure = failure }
+            return ""
         }
         return value
     }
@@ -83,7 +90,9 @@ public struct WireReader {
         defer { index += count }
         return Array(bytes[index..<(index + count)])
     }
+    /// The frame must end here; then a deferred failure (if any) is the frame's error.
     public func expectEnd() throws(DecodeFailure) {
         guard index == end else { throw DecodeFailure(.malformedFrame, "\(end - index) trailing bytes") }
+        if let deferredFailure { throw deferredFailure }
     }
 }

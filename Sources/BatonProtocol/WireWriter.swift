@@ -10,6 +10,12 @@ public struct WireWriter: Sendable {
     /// Empties the writer; keeping the capacity lets a server reuse one output buffer per connection.
     public mutating func removeAll(keepingCapacity: Bool) { bytes.removeAll(keepingCapacity: keepingCapacity) }
 
+    /// Drops everything after the first `count` bytes (an encoded frame taken back).
+    public mutating func truncate(to count: Int) {
+        precondition(count >= 0 && count <= bytes.count)
+        bytes.removeSubrange(count...)
+    }
+
     public mutating func u8(_ value: UInt8) { bytes.append(value) }
     public mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
     public mutating func u16(_ value: UInt16) {

@@ -9,10 +9,10 @@ import Darwin
 
 /// One accepted transport connection, confined to the loop thread.
 ///
-/// Reads land in the loop's one shared read buffer (`ReadBuffer`) and are consumed before the read
-/// callback returns; whole frames are decoded from it. Only a frame split across reads is kept here,
-/// in `partialFrame`, allocated when the split happens and dropped once the frame is decoded, so an
-/// idle connection holds no read memory. Replies are encoded into `output` and written once per loop
+/// Reads land in the loop's one shared read buffer and are consumed before the read callback
+/// returns; whole frames are decoded from it. Only what is left is kept here, in `input`: a frame
+/// split across reads, or frames held back for a later turn (budget, backpressure); it is dropped
+/// once decoded, so an idle connection holds no read memory. Replies are encoded into `output` and written once per loop
 /// turn, with `uv_try_write` first (no request, no POLLOUT registration when the socket takes it all).
 final class Connection {
     enum Phase {
@@ -36,18 +36,41 @@ final class Connection {
     /// The engine has been told this connection is gone (or never accepted it); told exactly once.
     var engineReleased = false
     var isQueuedForFlush = false
+    /// In the loop's `resumeQueue`.
+    var isQueuedForResume = false
     var isShutdownIssued = false
     /// Monotonic time after which a draining connection is closed even if its peer does not read.
     var lingerDeadlineMilliseconds: UInt64 = 0
 
     // Read side.
-    /// The start of a frame split across reads, length prefix included; empty (no memory) otherwise.
-    var partialFrame: [UInt8] = []
-    /// Prefix plus body bytes of the frame in `partialFrame`, 0 while its prefix is incomplete.
-    var partialFrameBytes = 0
+    /// Bytes read but not yet decoded, from `inputStart` on: the start of a frame split across reads,
+    /// and whole frames left for a later turn (`ServerLoop.framesPerTurnMax`, backpressure). Empty (no
+    /// memory) while the connection keeps up. Bounded: reading stops while whole frames wait, so it
+    /// holds at most one read buffer plus one frame.
+    var input: [UInt8] = []
+    var inputStart = 0
+    /// Why reading is stopped while the connection is open (nil: libuv reads it).
+    var readPause: ReadPause?
+    /// Frames decoded in loop turn `turn`: the per-turn budget.
+    var framesThisTurn = 0
+    var turn: UInt64 = 0
+
+    enum ReadPause {
+        /// Its turn's budget is spent; whole frames wait in `input` for the next turn.
+        case budget
+        /// Its queued output is above the high-water mark: it resumes when the peer has read enough.
+        case backpressure
+    }
+
+    /// Whether undecoded bytes wait: frames the client sent that the server has not acted on yet.
+    var hasUnreadInput: Bool { inputStart < input.count }
 
     // Write side.
     var output = WireWriter(capacity: 0)
+    /// While libuv holds unwritten bytes: the smallest write-queue size seen, and when it last shrank
+    /// (monotonic ms). A peer whose queue does not shrink for `writeStallMillisecondsMax` is dropped.
+    var writeQueueBytesSeen = 0
+    var writeProgressMilliseconds: UInt64 = 0
 
     init(id: ConnectionID, transport: TransportKind, handle: UnsafeMutableRawPointer) {
         self.id = id
@@ -66,106 +89,69 @@ final class Connection {
         case failure(DecodeFailure)
     }
 
-    /// Takes the bytes of one read (valid only during the call) and hands every whole frame to
-    /// `deliver`, in order; keeps a split frame's start. `scratch` is the loop's reusable decode array.
-    /// Returns false once a failure left the stream unusable (a bad length prefix, or a frame whose
-    /// error closes the connection): the caller stops reading.
-    func consume(_ bytes: UnsafeRawBufferPointer, scratch: inout [UInt8], frameBytesMax: Int,
-                 deliver: (Decoded) -> Void) -> Bool {
+    /// Why `decodeFrames` stopped.
+    enum DecodeStop {
+        /// The bytes end inside a frame (or exactly at a boundary).
+        case needsBytes
+        /// `mayContinue` said no before the next whole frame.
+        case paused
+        /// A failure left the stream unusable (a bad length prefix, or an error that closes).
+        case unusable
+    }
+
+    /// Hands the whole frames at the start of `bytes` to `deliver`, in order, while `mayContinue()`
+    /// (asked before each frame). Each length is checked before anything is copied; each frame is
+    /// copied into `scratch` (the loop's reusable array: the codec reads from an array). Returns how
+    /// many bytes were consumed and why it stopped.
+    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, scratch: inout [UInt8], frameBytesMax: Int,
+                             mayContinue: () -> Bool, deliver: (Decoded) -> Void) -> (consumed: Int, stop: DecodeStop) {
         let prefixBytes = FrameSplitter.prefixBytes
         var cursor = 0
-        if !partialFrame.isEmpty {
-            // Finish the split frame first: its prefix, then its body.
-            if partialFrameBytes == 0 {
-                let taken = min(prefixBytes - partialFrame.count, bytes.count)
-                partialFrame.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[0..<taken]))
-                cursor = taken
-                guard partialFrame.count == prefixBytes else { return true }
-                let length = partialFrame.withUnsafeBytes { prefix in
-                    Result { () throws(DecodeFailure) -> Int? in
-                        try FrameSplitter.bodyLength(prefix, at: 0, frameBytesMax: frameBytesMax)
-                    }
-                }
-                switch length {
-                case .success(let bodyBytes):
-                    partialFrameBytes = prefixBytes + bodyBytes!
-                case .failure(let failure):
-                    partialFrame = []
-                    deliver(.failure(failure))
-                    return false
-                }
-                partialFrame.reserveCapacity(partialFrameBytes)
-            }
-            let taken = min(partialFrameBytes - partialFrame.count, bytes.count - cursor)
-            partialFrame.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[cursor..<(cursor + taken)]))
-            cursor += taken
-            guard partialFrame.count == partialFrameBytes else { return true }
-            let frame = partialFrame
-            partialFrame = []  // drops the memory: an idle connection keeps none
-            partialFrameBytes = 0
-            guard decode(frame, from: prefixBytes, to: frame.count, deliver: deliver) else { return false }
-        }
-
-        // Find the whole frames, checking each length before anything is allocated.
-        let framesStart = cursor
-        var partialBodyBytes: Int?
-        var framingFailure: DecodeFailure?
         while true {
             let length: Int?
             do {
                 length = try FrameSplitter.bodyLength(bytes, at: cursor, frameBytesMax: frameBytesMax)
             } catch {
-                framingFailure = error
-                break
+                deliver(.failure(error))
+                return (cursor, .unusable)
             }
-            guard let length else { break }
-            guard cursor + prefixBytes + length <= bytes.count else {
-                partialBodyBytes = length
-                break
-            }
-            cursor += prefixBytes + length
-        }
-        // Decode them from the loop's scratch array (the codec reads from an array): no allocation
-        // once it has grown to the largest read.
-        if cursor > framesStart {
+            guard let length, cursor + prefixBytes + length <= bytes.count else { return (cursor, .needsBytes) }
+            guard mayContinue() else { return (cursor, .paused) }
+            let bodyStart = cursor + prefixBytes
             scratch.removeAll(keepingCapacity: true)
-            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[framesStart..<cursor]))
-            var position = 0
-            while position < scratch.count {
-                var length = 0
-                for index in 0..<prefixBytes { length = length << 8 | Int(scratch[position + index]) }
-                let bodyStart = position + prefixBytes
-                guard decode(scratch, from: bodyStart, to: bodyStart + length, deliver: deliver) else { return false }
-                position = bodyStart + length
+            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<(bodyStart + length)]))
+            cursor = bodyStart + length
+            do {
+                let (requestID, request) = try Codec.decodeRequest(scratch)
+                deliver(.request(requestID, request))
+            } catch {
+                deliver(.failure(error))
+                if error.code.closesConnection { return (cursor, .unusable) }
             }
         }
-        if let framingFailure {
-            deliver(.failure(framingFailure))
-            return false
-        }
-        if cursor < bytes.count {
-            // A split frame: keep its start, with room for all of it once the length is known
-            // (already checked against `frameBytesMax`).
-            let tail = UnsafeRawBufferPointer(rebasing: bytes[cursor...])
-            if let partialBodyBytes {
-                partialFrameBytes = prefixBytes + partialBodyBytes
-                partialFrame.reserveCapacity(partialFrameBytes)
-            } else {
-                partialFrame.reserveCapacity(prefixBytes)
-            }
-            partialFrame.append(contentsOf: tail)
-        }
-        return true
     }
 
-    private func decode(_ bytes: [UInt8], from start: Int, to end: Int, deliver: (Decoded) -> Void) -> Bool {
-        do {
-            let (requestID, request) = try Codec.decodeRequest(bytes, from: start, to: end)
-            deliver(.request(requestID, request))
-            return true
-        } catch {
-            deliver(.failure(error))
-            return !error.code.closesConnection
+    /// Keeps `bytes` (the undecoded rest of a read) after what `input` already holds.
+    func keepInput(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        if inputStart > 0 && inputStart == input.count {
+            input.removeAll(keepingCapacity: true)
+            inputStart = 0
+        }
+        input.append(contentsOf: bytes)
+    }
+
+    /// Drops `count` decoded bytes from the front of `input`; an emptied buffer gives its memory back.
+    func consumeInput(_ count: Int) {
+        guard !input.isEmpty else { return }  // closed meanwhile: its input was dropped
+        inputStart += count
+        if inputStart == input.count {
+            input = []
+            inputStart = 0
+        } else if inputStart >= 65_536 && inputStart * 2 >= input.count {
+            // Keep the buffer from growing by what was consumed: move the rest down now and then.
+            input.removeFirst(inputStart)
+            inputStart = 0
         }
     }
 

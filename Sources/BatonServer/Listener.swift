@@ -1,6 +1,7 @@
 import BatonEngine
 import BatonProtocol
 import CLibUV
+import Logging
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -39,6 +40,7 @@ final class Listener {
             throw ServerError("socket path \(path) is \(pathBytes) bytes; a Unix socket path holds at most \(Endpoint.unixPathBytesMax)")
         }
         guard mode & ~0o777 == 0 else { throw ServerError("socket mode \(String(mode, radix: 8)) has bits beyond 0777") }
+        try checkSocketLocation(path, logger: loop.logger)
         try removeStaleSocket(path)
 
         let pipe = LibUV.allocate(uv_pipe_t.self)
@@ -100,6 +102,35 @@ final class Listener {
         }
         listener.boundPort = localPort(tcp)
         return listener
+    }
+
+    /// Refuses a socket place another user controls (PROTOCOL.md §13): a directory owned by someone
+    /// other than this user or root, or a file already at the path that belongs to another user (an
+    /// impostor that got there first, e.g. in /tmp without $XDG_RUNTIME_DIR). A directory others may
+    /// write without the sticky bit (a Kubernetes emptyDir shared by a pod's containers) is allowed
+    /// with a warning: whoever replaces the socket there is refused by the clients (SO_PEERCRED).
+    static func checkSocketLocation(_ path: String, logger: Logger) throws(ServerError) {
+        let ownUserID = geteuid()
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var information = stat()
+        guard stat(directory, &information) == 0 else {
+            throw ServerError("cannot inspect socket directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        guard information.st_mode & S_IFMT == S_IFDIR else { throw ServerError("\(directory) is not a directory") }
+        guard information.st_uid == ownUserID || information.st_uid == 0 else {
+            throw ServerError("socket directory \(directory) belongs to uid \(information.st_uid), not to you (uid \(ownUserID)) "
+                + "or root: its owner could replace the socket; use a directory of your own (--socket PATH, $XDG_RUNTIME_DIR)")
+        }
+        if information.st_mode & 0o022 != 0 && information.st_mode & S_ISVTX == 0 {
+            logger.warning("the socket directory is writable by others and not sticky: they could replace the socket (clients refuse a server of another user)", metadata: [
+                    "directory": "\(directory)", "mode": "\(String(information.st_mode & 0o7777, radix: 8))"])
+        }
+        guard lstat(path, &information) == 0 else { return }
+        guard information.st_uid == ownUserID else {
+            throw ServerError("\(path) already exists and belongs to uid \(information.st_uid), not to you (uid \(ownUserID)): "
+                + "another user may be impersonating batond; have it removed, or use another socket path")
+        }
     }
 
     /// If a socket file is already there: refuse when a server answers on it, remove it when none does.

@@ -16,6 +16,14 @@ public struct ServerConfiguration: Sendable {
     /// Size of the loop's one read buffer, shared by every connection (a read is consumed before the
     /// next); a frame split across reads is gathered in its connection, up to `frameBytesMax`.
     public var readBufferBytes: Int = 65_536
+    /// Frames of one connection handled per loop turn; the rest wait (reading stopped) for the next
+    /// turn, so one pipelining client cannot hold the loop while others and the timers wait.
+    public var framesPerTurnMax: Int = 64
+    /// A connection whose queued output reaches this many bytes is not read (its requests wait)
+    /// until the peer has read it down to half (backpressure, PROTOCOL.md §8).
+    public var outputBytesHighWater: Int = 1_048_576
+    /// A peer that leaves output unread this long, no byte of it taken, is disconnected (§8).
+    public var writeStallMillisecondsMax: UInt64 = 30_000
     /// How long a connection being closed may take to drain its queued replies before it is cut.
     public var closeLingerMilliseconds: UInt64 = 5_000
     /// How long shutdown waits for connections to drain before closing them outright.

@@ -8,6 +8,9 @@ public protocol ServerEngine: AnyObject {
     func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time)
     func decodeFailed(_ failure: DecodeFailure, from connection: ConnectionID, now: Time)
     func connectionClosed(_ connection: ConnectionID, now: Time)
+    /// Frames from `connection` arrived but wait unread (the shell bounds its work per loop turn):
+    /// liveness counts what the client sent, so its session must not expire meanwhile.
+    func inputWaiting(on connection: ConnectionID, now: Time)
     func tick(now: Time)
     var nextDeadlineMilliseconds: UInt64? { get }
     func takeOutputs() -> [EngineOutput]

@@ -11,9 +11,16 @@ import Darwin
 #endif
 
 /// Everything that lives on the loop thread: the libuv loop, its handles, the connections and the
-/// engine. One chain reads the request path end to end: `didRead` -> `Connection.consume` ->
+/// engine. One chain reads the request path end to end: `didRead` -> `decodeInput` ->
 /// `engine.handle` -> `routeOutputs` (encode into per-connection output) -> `flushTurn` (once per
 /// loop turn, before libuv sleeps: one write per connection).
+///
+/// Fairness and liveness (PROTOCOL.md §8, §9.2): a connection gets at most `framesPerTurnMax` frames
+/// per loop turn, and none while its queued output is above `outputBytesHighWater`; what it sent
+/// beyond that waits in its `input` with reading stopped, and is taken up again in the check phase
+/// (`checkTurn`, after the poll). Deadlines run there too, after the turn's reads: libuv runs timers
+/// before it polls, so a timer callback would judge a session before reading the heartbeat that
+/// came while the loop was busy. The timer only marks the tick due.
 final class ServerLoop {
     let configuration: ServerConfiguration
     let logger: Logger
@@ -45,10 +52,24 @@ final class ServerLoop {
     /// which libuv calls right after the read it allocated for, so one buffer serves all connections.
     let readBuffer: UnsafeMutableRawPointer
     let readBufferBytes: Int
-    /// Whole frames of one read, copied for the codec (which reads from an array); reused.
+    /// One frame at a time, copied for the codec (which reads from an array); reused.
     private var decodeScratch: [UInt8] = []
 
     private var prepare: UnsafeMutablePointer<uv_prepare_t>?
+    /// Runs after the poll: resumes connections with waiting input, then due deadlines.
+    private var check: UnsafeMutablePointer<uv_check_t>?
+    /// Active while work waits for the check phase: keeps the poll from sleeping.
+    private var idle: UnsafeMutablePointer<uv_idle_t>?
+    /// The timer fired: run the engine's deadlines in this turn's check phase.
+    private var isTickDue = false
+    /// Loop turns, counted in the prepare phase: the unit of the per-connection frame budget.
+    private var turn: UInt64 = 0
+    /// Open connections whose reading is stopped (`Connection.readPause`).
+    private var pausedConnections: [ConnectionID: Connection] = [:]
+    /// Paused connections to take up in the next check phase, in the order they became ready.
+    private var resumeQueue: [Connection] = []
+    /// Connections with bytes handed to libuv but unwritten: the peer must keep reading (stall check).
+    private var writeWaiting: [ConnectionID: Connection] = [:]
     private var timer: UnsafeMutablePointer<uv_timer_t>?
     private var armedDeadlineMilliseconds: UInt64?
     private var async: UnsafeMutablePointer<uv_async_t>?
@@ -127,6 +148,19 @@ final class ServerLoop {
         uv_prepare_start(prepare, onPrepare)
         uv_unref(baton_handle(prepare))
         self.prepare = prepare
+
+        let check = LibUV.allocate(uv_check_t.self)
+        uv_check_init(loop, check)
+        LibUV.setOwner(check, self)
+        uv_check_start(check, onCheck)
+        uv_unref(baton_handle(check))
+        self.check = check
+
+        let idle = LibUV.allocate(uv_idle_t.self)
+        uv_idle_init(loop, idle)
+        LibUV.setOwner(idle, self)
+        uv_unref(baton_handle(idle))
+        self.idle = idle
 
         let timer = LibUV.allocate(uv_timer_t.self)
         uv_timer_init(loop, timer)
@@ -314,29 +348,20 @@ final class ServerLoop {
     }
 
     func didRead(_ connection: Connection, _ count: Int, _ bytes: UnsafeRawPointer?) {
-        guard let engine, connection.phase == .open else { return }
+        guard engine != nil, connection.phase == .open else { return }
         if count > 0, let bytes {
-            let time = now()
             counters.bytesRead += UInt64(count)
-            let keepReading = connection.consume(UnsafeRawBufferPointer(start: bytes, count: count), scratch: &decodeScratch,
-                                                 frameBytesMax: limits.frameBytesMax) { decoded in
-                counters.framesReceived += 1
-                switch decoded {
-                case .request(let requestID, let request):
-                    counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
-                    engine.handle(request, requestID: requestID, from: connection.id, now: time)
-                case .failure(let failure):
-                    var details = metadata(connection)
-                    details["error"] = "\(failure.code.name)"
-                    details["detail"] = "\(failure.message)"
-                    logger.info("bad frame", metadata: details)
-                    engine.decodeFailed(failure, from: connection.id, now: time)
-                }
+            let read = UnsafeRawBufferPointer(start: bytes, count: count)
+            if connection.hasUnreadInput {
+                // The start of a split frame waits: add to it and decode from there.
+                connection.keepInput(read)
+                decodeInput(connection)
+            } else {
+                // The common case: decode straight from the loop's read buffer, keep only the rest.
+                let (consumed, stop) = decodeFrames(read, of: connection)
+                if stop != .unusable { connection.keepInput(UnsafeRawBufferPointer(rebasing: read[consumed...])) }
+                finishDecoding(connection, stop)
             }
-            if !keepReading { uv_read_stop(connection.stream) }
-            routeOutputs()
-            // The stream cannot be trusted past a framing error: close even if the engine did not ask.
-            if !keepReading && connection.phase == .open { beginDraining(connection) }
         } else if count < 0 {
             if count == Int(UV_EOF.rawValue) {
                 logger.debug("peer closed the connection", metadata: metadata(connection))
@@ -346,6 +371,186 @@ final class ServerLoop {
                 closeNow(connection)
             }
             routeOutputs()
+        }
+    }
+
+    /// Decodes what waits in the connection's `input`, within this turn's budget.
+    private func decodeInput(_ connection: Connection) {
+        let input = connection.input  // the buffer stays alive (and unchanged) while it is decoded
+        let (consumed, stop) = input.withUnsafeBytes { raw in
+            decodeFrames(UnsafeRawBufferPointer(rebasing: raw[connection.inputStart...]), of: connection)
+        }
+        connection.consumeInput(consumed)
+        finishDecoding(connection, stop)
+    }
+
+    /// Hands the whole frames of `bytes` to the engine while the connection has budget this turn and
+    /// its output is below the high-water mark; records why it stopped in `readPause`.
+    private func decodeFrames(_ bytes: UnsafeRawBufferPointer, of connection: Connection) -> (consumed: Int, stop: Connection.DecodeStop) {
+        let engine = engine!
+        if connection.turn != turn {
+            connection.turn = turn
+            connection.framesThisTurn = 0
+        }
+        let time = now()
+        let framesMax = configuration.framesPerTurnMax
+        let highWater = configuration.outputBytesHighWater
+        var pause: Connection.ReadPause?
+        let result = Connection.decodeFrames(bytes, scratch: &decodeScratch, frameBytesMax: limits.frameBytesMax, mayContinue: {
+            // Encode what the last frame produced, so the output queue is known before the next one.
+            routeOutputs()
+            guard connection.phase == .open else { return false }
+            if connection.outputBytesQueued >= highWater {
+                pause = .backpressure
+            } else if connection.framesThisTurn >= framesMax {
+                pause = .budget
+            }
+            return pause == nil
+        }, deliver: { decoded in
+            counters.framesReceived += 1
+            connection.framesThisTurn += 1
+            switch decoded {
+            case .request(let requestID, let request):
+                counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
+                engine.handle(request, requestID: requestID, from: connection.id, now: time)
+            case .failure(let failure):
+                var details = metadata(connection)
+                details["error"] = "\(failure.code.name)"
+                details["detail"] = "\(failure.message)"
+                logger.info("bad frame", metadata: details)
+                engine.decodeFailed(failure, from: connection.id, now: time)
+            }
+        })
+        if result.stop == .paused, let pause { connection.readPause = pause } else if result.stop == .paused {
+            connection.readPause = nil  // the connection closed meanwhile
+        }
+        return result
+    }
+
+    /// After a decode: route its outputs, then stop or resume reading as it found.
+    private func finishDecoding(_ connection: Connection, _ stop: Connection.DecodeStop) {
+        routeOutputs()
+        guard connection.phase == .open else { return }
+        switch stop {
+        case .unusable:
+            // The stream cannot be trusted past a framing error: close even if the engine did not ask.
+            beginDraining(connection)
+        case .paused:
+            guard let reason = connection.readPause else { return }
+            if pausedConnections.updateValue(connection, forKey: connection.id) == nil {
+                uv_read_stop(connection.stream)
+            }
+            // Over budget: take it up again next turn. Backpressure: when its output drains (`outputDrained`).
+            if reason == .budget { queueResume(connection) }
+        case .needsBytes:
+            guard connection.readPause != nil else { return }
+            connection.readPause = nil
+            pausedConnections[connection.id] = nil
+            let started = uv_read_start(connection.stream, onAllocate, onRead)
+            if started < 0 {
+                logger.warning("cannot read from connection", metadata: metadata(connection).merging(["error": "\(LibUV.describe(started))"]) { $1 })
+                closeNow(connection)
+                routeOutputs()
+            }
+        }
+    }
+
+    private func queueResume(_ connection: Connection) {
+        guard !connection.isQueuedForResume else { return }
+        connection.isQueuedForResume = true
+        resumeQueue.append(connection)
+        startIdle()
+    }
+
+    /// Keeps the next poll from sleeping, so the check phase comes round at once.
+    private func startIdle() {
+        guard let idle else { return }
+        uv_idle_start(idle, onIdle)
+    }
+
+    /// Some of the connection's queued output was written: below half the high-water mark, a
+    /// connection held back by backpressure is taken up again.
+    private func outputDrained(_ connection: Connection) {
+        if let waiting = writeWaiting[connection.id] {
+            let queued = uv_stream_get_write_queue_size(connection.stream)
+            if queued == 0 {
+                writeWaiting[waiting.id] = nil
+            } else if queued < waiting.writeQueueBytesSeen {
+                waiting.writeQueueBytesSeen = queued
+                waiting.writeProgressMilliseconds = uv_now(loop)
+            }
+        }
+        if connection.phase == .open, connection.readPause == .backpressure,
+           connection.outputBytesQueued < configuration.outputBytesHighWater / 2 {
+            queueResume(connection)
+        }
+    }
+
+    func writeCompleted(_ connection: Connection) {
+        guard connection.phase != .closed else { return }
+        outputDrained(connection)
+    }
+
+    /// The check phase, after the poll: connections with waiting input get this turn's budget, then
+    /// deadlines run; connections whose frames still wait unread count as heard from first.
+    func checkTurn() {
+        guard let engine else { return }
+        if let idle { uv_idle_stop(idle) }
+        if !resumeQueue.isEmpty {
+            let ready = resumeQueue
+            resumeQueue.removeAll(keepingCapacity: true)
+            for connection in ready {
+                connection.isQueuedForResume = false
+                guard connection.phase == .open, connection.readPause != nil else { continue }
+                if connection.readPause == .backpressure && connection.outputBytesQueued >= configuration.outputBytesHighWater {
+                    continue
+                }
+                decodeInput(connection)
+            }
+        }
+        if isTickDue {
+            isTickDue = false
+            let time = now()
+            for connection in pausedConnections.values where connection.phase == .open {
+                if connection.hasUnreadInput || unreadSocketBytes(connection) > 0 {
+                    engine.inputWaiting(on: connection.id, now: time)
+                }
+            }
+            engine.tick(now: time)
+            for connection in drainingConnections.values where connection.lingerDeadlineMilliseconds <= time.monotonicMilliseconds {
+                logger.info("closing a connection whose peer does not read", metadata: metadata(connection))
+                closeNow(connection)
+            }
+            dropStalledWriters(now: time.monotonicMilliseconds)
+            routeOutputs()
+        }
+        if !resumeQueue.isEmpty { startIdle() }
+    }
+
+    private func unreadSocketBytes(_ connection: Connection) -> Int {
+        var descriptor = uv_os_fd_t()
+        guard uv_fileno(baton_handle(connection.handle), &descriptor) == 0 else { return 0 }
+        return Int(baton_unread_bytes(descriptor))
+    }
+
+    /// A peer that left output unread for `writeStallMillisecondsMax` (no byte of it written meanwhile)
+    /// is disconnected (PROTOCOL.md §8): one that reads, however slowly, is not.
+    private func dropStalledWriters(now: UInt64) {
+        for connection in writeWaiting.values {
+            let queued = uv_stream_get_write_queue_size(connection.stream)
+            if queued == 0 {
+                writeWaiting[connection.id] = nil
+            } else if queued < connection.writeQueueBytesSeen {
+                connection.writeQueueBytesSeen = queued
+                connection.writeProgressMilliseconds = now
+            } else if now >= connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax {
+                var details = metadata(connection)
+                details["queued_bytes"] = "\(connection.outputBytesQueued)"
+                details["stalled_milliseconds"] = "\(now - connection.writeProgressMilliseconds)"
+                logger.warning("disconnecting a client that stopped reading its replies", metadata: details)
+                counters.slowReaderDisconnects += 1
+                closeNow(connection)
+            }
         }
     }
 
@@ -361,6 +566,7 @@ final class ServerLoop {
         guard connection.phase == .open else { return }
         connection.phase = .draining
         uv_read_stop(connection.stream)
+        pausedConnections[connection.id] = nil
         let time = now()
         connection.lingerDeadlineMilliseconds = time.monotonicMilliseconds + configuration.closeLingerMilliseconds
         drainingConnections[connection.id] = connection
@@ -374,6 +580,9 @@ final class ServerLoop {
         connection.phase = .closed
         connections[connection.id] = nil
         drainingConnections[connection.id] = nil
+        pausedConnections[connection.id] = nil
+        writeWaiting[connection.id] = nil
+        connection.input = []
         connection.output = WireWriter(capacity: 0)
         LibUV.close(connection.handle)
         release(connection, now: now())
@@ -405,15 +614,14 @@ final class ServerLoop {
                 case .send(let id, let message):
                     // After a log failure nothing is sent: it might acknowledge a lost change.
                     guard storageFailure == nil, let connection = connections[id], connection.phase == .open else { continue }
-                    count(message)
-                    Codec.encode(message, into: &connection.output)
+                    encode(message, into: connection)
                     queueFlush(connection)
                     let queuedBytes = connection.outputBytesQueued
                     if queuedBytes > limits.outputBytesPerConnectionMax {
                         var details = metadata(connection)
                         details["queued_bytes"] = "\(queuedBytes)"
                         details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
-                        logger.warning("disconnecting a client that does not read its replies", metadata: details)
+                        logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
                         counters.slowReaderDisconnects += 1
                         closeNow(connection)
                     }
@@ -435,10 +643,28 @@ final class ServerLoop {
         }
     }
 
+    /// Encodes a frame into the connection's output; a reply over `replyBytesMax` is replaced by a
+    /// `replyTooLarge` error (the client learns why, and the connection stays usable).
+    private func encode(_ message: ServerMessage, into connection: Connection) {
+        let start = connection.output.bytes.count
+        Codec.encode(message, into: &connection.output)
+        let frameBytes = connection.output.bytes.count - start - FrameSplitter.prefixBytes
+        if frameBytes > limits.replyBytesMax, case .reply(let reply) = message {
+            connection.output.truncate(to: start)
+            let error = ReplyError(.replyTooLarge, "the \(reply.opcode) reply is \(frameBytes) bytes, over replyBytesMax \(limits.replyBytesMax)")
+            let refusal = ServerMessage.reply(Reply(requestID: reply.requestID, opcode: reply.opcode, result: .failure(error)))
+            Codec.encode(refusal, into: &connection.output)
+            count(refusal)
+        } else {
+            count(message)
+        }
+    }
+
     /// Once per loop turn, before libuv sleeps: the log is committed (group commit: one fsync for
     /// every record of the turn), then one write per connection with all its bytes.
     func flushTurn() {
         guard !isFlushing else { return }  // re-entered from a shutdown started below
+        turn &+= 1
         isFlushing = true
         defer { isFlushing = false }
         if let store, storageFailure == nil, store.needsCommit {
@@ -455,6 +681,7 @@ final class ServerLoop {
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
+                let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
                 let result = connection.writePendingOutput()
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
@@ -463,6 +690,18 @@ final class ServerLoop {
                 }
                 counters.bytesWritten += UInt64(pendingBytes)
                 if connection.phase == .draining { shutDown(connection) }
+                let unwritten = uv_stream_get_write_queue_size(connection.stream)
+                if unwritten == 0 {
+                    outputDrained(connection)
+                } else if writeWaiting[connection.id] == nil {
+                    writeWaiting[connection.id] = connection
+                    connection.writeQueueBytesSeen = unwritten
+                    connection.writeProgressMilliseconds = uv_now(loop)
+                } else {
+                    // Bytes added now are not a stall: only a queue that never shrinks below what
+                    // it would be without any reading is.
+                    connection.writeQueueBytesSeen += max(0, unwritten - queuedBefore)
+                }
             }
             routeOutputs()
             if let store, storageFailure == nil, store.needsCommit {
@@ -592,14 +831,16 @@ final class ServerLoop {
 
     // MARK: Time
 
-    /// One timer for everything: the engine's next deadline, or the earliest linger of a draining connection.
+    /// One timer for everything: the engine's next deadline, the earliest linger of a draining
+    /// connection, or the earliest moment a peer that stopped reading may be dropped.
     private func armTimer() {
         guard let timer, let engine else { return }
         var deadline = engine.nextDeadlineMilliseconds
-        if !drainingConnections.isEmpty {
-            for connection in drainingConnections.values {
-                deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
-            }
+        for connection in drainingConnections.values {
+            deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+        }
+        for connection in writeWaiting.values {
+            deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
         }
         guard deadline != armedDeadlineMilliseconds else { return }
         armedDeadlineMilliseconds = deadline
@@ -611,16 +852,11 @@ final class ServerLoop {
         }
     }
 
+    /// Deadlines are run in the check phase of this turn (`checkTurn`), after its reads.
     func timerFired() {
-        guard let engine else { return }
         armedDeadlineMilliseconds = nil
-        let time = now()
-        engine.tick(now: time)
-        for connection in drainingConnections.values where connection.lingerDeadlineMilliseconds <= time.monotonicMilliseconds {
-            logger.info("closing a connection whose peer does not read", metadata: metadata(connection))
-            closeNow(connection)
-        }
-        routeOutputs()
+        isTickDue = true
+        startIdle()
     }
 
     // MARK: Messages and shutdown
@@ -664,6 +900,10 @@ final class ServerLoop {
 
         if let prepare { LibUV.close(prepare) }
         prepare = nil
+        if let check { LibUV.close(check) }
+        check = nil
+        if let idle { LibUV.close(idle) }
+        idle = nil
         if let timer { LibUV.close(timer) }
         timer = nil
         // Peers that do not read get a grace period; the timer does not keep the loop alive by itself.
@@ -691,9 +931,13 @@ func onWriteCompleted(_ request: UnsafeMutablePointer<uv_write_t>?, _ status: In
     guard let request else { return }
     let stream = request.pointee.handle
     free(request)  // the block holds the request and its bytes
-    guard status < 0, status != UV_ECANCELED.rawValue else { return }
+    guard status != UV_ECANCELED.rawValue else { return }
     guard let connection = LibUV.owner(stream, as: Connection.self), let loop = ServerLoop.of(stream) else { return }
-    loop.writeFailed(connection, status: status)
+    if status < 0 {
+        loop.writeFailed(connection, status: status)
+    } else {
+        loop.writeCompleted(connection)
+    }
 }
 
 private func onShutdownCompleted(_ request: UnsafeMutablePointer<uv_shutdown_t>?, _ status: Int32) {
@@ -707,6 +951,13 @@ private func onShutdownCompleted(_ request: UnsafeMutablePointer<uv_shutdown_t>?
 private func onPrepare(_ handle: UnsafeMutablePointer<uv_prepare_t>?) {
     ServerLoop.of(handle)?.flushTurn()
 }
+
+private func onCheck(_ handle: UnsafeMutablePointer<uv_check_t>?) {
+    ServerLoop.of(handle)?.checkTurn()
+}
+
+/// Does nothing: while it is active the poll does not sleep, so the check phase comes at once.
+private func onIdle(_ handle: UnsafeMutablePointer<uv_idle_t>?) {}
 
 private func onTimer(_ handle: UnsafeMutablePointer<uv_timer_t>?) {
     ServerLoop.of(handle)?.timerFired()

@@ -2,12 +2,21 @@
 #define BATON_CLIBUV_SHIM_H
 #include <uv.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 
 // Casts that spare Swift the OpaquePointer dance: every libuv handle type
 // begins with the uv_handle_t fields, every stream with uv_stream_t.
 static inline uv_handle_t *baton_handle(void *handle) { return (uv_handle_t *)handle; }
 static inline uv_stream_t *baton_stream(void *handle) { return (uv_stream_t *)handle; }
 static inline const struct sockaddr *baton_sockaddr(const void *address) { return (const struct sockaddr *)address; }
+
+// Bytes the kernel holds for reading on a socket (FIONREAD), -1 on error: ioctl is variadic, which
+// Swift cannot call.
+static inline int baton_unread_bytes(int fd) {
+    int count = 0;
+    if (ioctl(fd, FIONREAD, &count) != 0) return -1;
+    return count;
+}
 
 // The credentials of the process at the other end of a Unix socket (Linux SO_PEERCRED), for logs.
 // Returns 0 on success; the struct ucred needs _GNU_SOURCE, which Swift's Glibc module does not set.

@@ -75,6 +75,18 @@ struct Batond: ParsableCommand {
     @Option(name: .customLong("session-timeout-max-ms"), help: ArgumentHelp("Longest session timeout granted.", valueName: "n"))
     var sessionTimeoutMaximumMilliseconds: UInt32 = Limits.default.sessionTimeoutMillisecondsMax
 
+    @Option(name: .customLong("output-high-water-bytes"), help: ArgumentHelp(
+        "Stop reading a client's requests while this many reply bytes wait for it to read.", valueName: "n"))
+    var outputHighWaterBytes: Int = 1_048_576
+
+    @Option(name: .customLong("write-stall-ms"), help: ArgumentHelp(
+        "Disconnect a client that leaves its replies unread this long.", valueName: "n"))
+    var writeStallMilliseconds: UInt64 = 30_000
+
+    @Option(name: .customLong("frames-per-turn"), help: ArgumentHelp(
+        "Frames of one connection handled before the others get a turn.", valueName: "n"))
+    var framesPerTurn: Int = 64
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -114,6 +126,9 @@ struct Batond: ParsableCommand {
         guard snapshotEveryRecords > 0, snapshotEveryLogBytes > 0 else {
             throw ServerError("--snapshot-every-records and --snapshot-every-log-bytes must be positive")
         }
+        guard outputHighWaterBytes > 0, writeStallMilliseconds > 0, framesPerTurn > 0 else {
+            throw ServerError("--output-high-water-bytes, --write-stall-ms and --frames-per-turn must be positive")
+        }
         let environment = processEnvironment()
         let path = socket ?? Endpoint.defaultSocketPath(environment: environment, userID: UInt32(getuid()))
         var engine = EngineConfiguration()
@@ -123,6 +138,9 @@ struct Batond: ParsableCommand {
                                                        sessionTimeoutMaximumMilliseconds)
         var configuration = ServerConfiguration(socketPath: path, engine: engine)
         configuration.socketMode = mode
+        configuration.outputBytesHighWater = outputHighWaterBytes
+        configuration.writeStallMillisecondsMax = writeStallMilliseconds
+        configuration.framesPerTurnMax = framesPerTurn
         if inMemory {
             guard dataDirectory == nil else { throw ServerError("--in-memory and --data-dir exclude each other") }
         } else {

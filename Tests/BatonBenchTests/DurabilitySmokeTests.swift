@@ -80,7 +80,7 @@ final class DurabilitySmokeTests: XCTestCase {
         XCTAssertEqual(loaded.nodes, 30)
         XCTAssertEqual(try countLoadedNodes(endpoint: endpoint, directory: "/smoke/load"), 30)
         let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: 5_000, clientName: "smoke-check")
-        guard case .children(_, let names) = try client.call(.children(path: "/smoke/load/d3", watch: false)) else {
+        guard case .children(_, let names, _) = try client.call(.children(path: "/smoke/load/d3", watch: false)) else {
             return XCTFail("children did not return names")
         }
         XCTAssertEqual(names.sorted(), ["n0", "n1", "n2", "n3", "n4"])

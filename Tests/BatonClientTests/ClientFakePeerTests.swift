@@ -17,6 +17,25 @@ final class ClientFakePeerTests: XCTestCase {
         XCTAssertEqual(client.serverName, "fake")
     }
 
+    /// `children` gathers every page: it asks again after the last name while the server says `more`.
+    func testChildrenFollowsPagesUntilTheServerHasNoMore() async throws {
+        let all = (0..<7).map { "c\($0)" }
+        let peer = FakePeer { peer, id, request in
+            guard case .children(_, let watch, let after, _) = request else { return peer.fail(id, request.opcode, .invalidArgument) }
+            let start = after.isEmpty ? 0 : all.firstIndex(of: after)! + 1
+            let page = Array(all[start..<min(start + 3, all.count)])
+            // Only the first page sets the watch.
+            if watch != after.isEmpty { return peer.fail(id, .children, .invalidArgument) }
+            peer.reply(id, .children, .children(stat: .sample(version: 0), names: page, more: start + 3 < all.count))
+        }
+        let client = try await peer.client(options: ClientOptions(heartbeats: false))
+        let names = try await client.children("/d", watch: true)
+        XCTAssertEqual(names, all)
+        let page = try await client.childrenPage("/d", after: "c2")
+        XCTAssertEqual(page.names, ["c3", "c4", "c5"])
+        XCTAssertTrue(page.more)
+    }
+
     func testEveryOperationEncodesItsRequestAndDecodesItsReply() async throws {
         let peer = FakePeer { peer, id, request in
             switch request {

@@ -470,7 +470,7 @@ final class EngineNamespaceSimulation {
         case (.exists(let path, true), .success), (.get(let path, true), .success):
             guard let sessionID else { throw fail("read succeeded without a session") }
             newRegistrations.append((sessionID, Registration(path: path, children: false)))
-        case (.children(let path, true), .success):
+        case (.children(let path, true, _, _), .success):
             guard let sessionID else { throw fail("read succeeded without a session") }
             newRegistrations.append((sessionID, Registration(path: path, children: true)))
         case (_, .failure(let error)):

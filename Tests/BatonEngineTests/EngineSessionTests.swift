@@ -34,7 +34,7 @@ final class EngineSessionTests: XCTestCase {
         else { return XCTFail() }
         XCTAssertEqual(updated.version, 1)
         XCTAssertEqual(harness.call(.check(path: "/a", expectedVersion: 1), on: 1), .success(.empty))
-        guard case .success(.children(_, let names)) = harness.call(.children(path: "/", watch: false), on: 1)
+        guard case .success(.children(_, let names, _)) = harness.call(.children(path: "/", watch: false), on: 1)
         else { return XCTFail() }
         XCTAssertEqual(names, ["a"])
         let multi = harness.call(.multi([.check(path: "/a", expectedVersion: 1), .delete(path: "/a", expectedVersion: 1)]), on: 1)
@@ -43,6 +43,42 @@ final class EngineSessionTests: XCTestCase {
         XCTAssertEqual(errorCode(failed), .noNode)
         if case .failure(let error) = failed { XCTAssertTrue(error.message.hasPrefix("operation 1"), error.message) }
         XCTAssertEqual(errorCode(harness.call(.delete(path: "/", expectedVersion: -1), on: 1)), .invalidArgument)
+    }
+
+    /// Issue 8 item 4: a listing is paged (a cursor and `more`), at most `childrenPageMax` names per reply.
+    func testChildrenArePagedWithACursor() {
+        let harness = EngineHarness { $0.limits.childrenPageMax = 10 }
+        harness.openSession(1)
+        _ = harness.call(.create(path: "/d", data: [], mode: .persistent), on: 1)
+        let all = (0..<25).map { "n\($0 < 10 ? "0" : "")\($0)" }
+        for name in all.reversed() { _ = harness.call(.create(path: "/d/" + name, data: [], mode: .persistent), on: 1) }
+        var listed: [String] = []
+        var after = ""
+        var pages = 0
+        while true {
+            guard case .success(.children(let stat, let names, let more)) = harness.call(
+                .children(path: "/d", watch: false, after: after, limit: 0), on: 1) else { return XCTFail() }
+            XCTAssertEqual(stat.childrenCount, 25)
+            XCTAssertLessThanOrEqual(names.count, 10, "limit 0 is the server's page size")
+            listed += names
+            pages += 1
+            guard more else { break }
+            after = names.last!
+        }
+        XCTAssertEqual(listed, all)
+        XCTAssertEqual(pages, 3)
+        // A smaller limit, a cursor that is not a child, and a limit over the page size.
+        guard case .success(.children(_, let three, let moreAfterThree)) = harness.call(
+            .children(path: "/d", watch: false, after: "n115", limit: 3), on: 1) else { return XCTFail() }
+        XCTAssertEqual(three, ["n12", "n13", "n14"])
+        XCTAssertTrue(moreAfterThree)
+        guard case .success(.children(_, let big, _)) = harness.call(.children(path: "/d", watch: false, limit: 1_000), on: 1)
+        else { return XCTFail() }
+        XCTAssertEqual(big.count, 10)
+        guard case .success(.children(_, let none, let moreAfterLast)) = harness.call(
+            .children(path: "/d", watch: false, after: "n24", limit: 5), on: 1) else { return XCTFail() }
+        XCTAssertEqual(none, [])
+        XCTAssertFalse(moreAfterLast)
     }
 
     func testCloseSessionEndsItAtOnce() {
@@ -156,6 +192,25 @@ final class EngineSessionTests: XCTestCase {
         _ = harness.send(.resumeSession(sessionID: unixOwner.id, secret: unixOwner.secret), on: 4)
         harness.engine.connectionClosed(3, now: harness.now)
         XCTAssertNotNil(harness.engine.namespace.session(unixOwner.id))
+    }
+
+    /// Issue 8 item 4(a), the engine's part: frames that wait unread in the shell count as a
+    /// heartbeat at the moment deadlines are judged; a connection with nothing waiting expires.
+    func testInputWaitingUnreadCountsAsAHeartbeatBeforeExpiry() {
+        let harness = EngineHarness()
+        let busy = harness.openSession(1, timeoutMilliseconds: 1_000)
+        let quiet = harness.openSession(2, timeoutMilliseconds: 1_000)
+        _ = harness.engine.takeOutputs()
+        // The loop was held for 5 s; connection 1's ping arrived meanwhile and waits unread.
+        harness.now = harness.now.advanced(by: 5_000)
+        harness.engine.inputWaiting(on: 1, now: harness.now)
+        harness.engine.tick(now: harness.now)
+        XCTAssertNotNil(harness.engine.namespace.session(busy.id))
+        XCTAssertNil(harness.engine.namespace.session(quiet.id))
+        XCTAssertEqual(events(harness.engine.takeOutputs(), to: 1), [])
+        // Heard from at 5 s: it lives one timeout past that, no longer.
+        harness.advance(1_000)
+        XCTAssertNil(harness.engine.namespace.session(busy.id))
     }
 
     func testExpirySendsSessionExpiredToTheAttachedConnection() {

@@ -19,6 +19,32 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(namespace.watchCount(of: alice), 0)
     }
 
+    /// Spec (PROTOCOL.md §10.1, §11): canonically equivalent spellings name one node, and an event
+    /// names the path as the watcher spelled it, byte for byte (Swift's `==` would not tell).
+    func testEventsNameThePathAsTheWatcherSpelledIt() throws {
+        let namespace = makeNamespace()
+        let composed = "/caf\u{e9}", decomposed = "/cafe\u{301}"
+        XCTAssertNotEqual(Array(composed.utf8), Array(decomposed.utf8))
+        XCTAssertNil(try namespace.exists(composed, watcher: alice))
+        XCTAssertNil(try namespace.exists(decomposed, watcher: bob))
+        _ = try namespace.children("/", watcher: bob)
+        try namespace.create(decomposed, data: [], mode: .persistent, session: 0, now: now)
+        let created = watchEvents(namespace.takeOutputs())
+        let paths = created.map { event -> [UInt8] in
+            guard case .watch(_, _, let path) = event else { return [] }
+            return Array(path.utf8)
+        }
+        XCTAssertEqual(created.count, 3)
+        XCTAssertEqual(paths, [Array(composed.utf8), Array(decomposed.utf8), Array("/".utf8)])
+        // A change made through the other spelling fires the watch set through this one, in its spelling.
+        _ = try namespace.get(composed, watcher: alice)
+        try namespace.set(decomposed, data: [1], expectedVersion: -1, now: now)
+        guard case .watch(alice, .dataChanged, let path)? = watchEvents(namespace.takeOutputs()).first else {
+            return XCTFail("the data watch should fire")
+        }
+        XCTAssertEqual(Array(path.utf8), Array(composed.utf8))
+    }
+
     func testDataWatchFiresDeleted() throws {
         let namespace = makeNamespace()
         try namespace.create("/a", data: [], mode: .persistent, session: 0, now: now)

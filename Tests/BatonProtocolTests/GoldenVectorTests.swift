@@ -29,7 +29,7 @@ enum GoldenValues {
         "exists": (9, .exists(path: "/a", watch: true)),
         "get": (10, .get(path: "/a", watch: false)),
         "set": (11, .set(path: "/a", data: [0x00, 0xff], expectedVersion: 7)),
-        "children": (12, .children(path: "/", watch: true)),
+        "children": (12, .children(path: "/", watch: true, after: "a", limit: 100)),
         "check": (13, .check(path: "/a", expectedVersion: 0)),
         "multi": (14, .multi([
             .create(path: "/m", data: [], mode: .persistent),
@@ -72,7 +72,7 @@ enum GoldenValues {
         "exists.absent": ok(9, .exists, .exists(nil)),
         "data": ok(10, .get, .data(stat: stat, data: Array("hi".utf8))),
         "stat": ok(11, .set, .stat(stat)),
-        "children": ok(12, .children, .children(stat: stat, names: ["a", "locks"])),
+        "children": ok(12, .children, .children(stat: stat, names: ["a", "locks"], more: true)),
         "multi": ok(14, .multi, .multi([.created(path: "/m", stat: stat), .deleted, .set(stat), .checked])),
         "granted": ok(16, .acquire, .granted(node: "/l/0000000007", token: 7)),
         "tokenStatus": ok(21, .checkToken, .tokenStatus(current: true)),

@@ -123,11 +123,12 @@ final class MalformedInputTests: XCTestCase {
     }
 
     func testBoolBytesOtherThanZeroOrOne() {
-        for request in [Request.exists(path: "/a", watch: false), .get(path: "/a", watch: false),
-                        .children(path: "/a", watch: false)] {
+        // The watch flag: the last byte, or before a children request's cursor (u16 0) and limit (u32).
+        for (request, fromEnd) in [(Request.exists(path: "/a", watch: false), 1), (.get(path: "/a", watch: false), 1),
+                                   (.children(path: "/a", watch: false), 7)] {
             var frame = body(request)
             for byte in UInt8(2)...UInt8.max {
-                frame[frame.count - 1] = byte
+                frame[frame.count - fromEnd] = byte
                 XCTAssertEqual(requestFailure(frame)?.code, .malformedFrame)
             }
         }
@@ -167,6 +168,29 @@ final class MalformedInputTests: XCTestCase {
             XCTAssertEqual(failure?.opcode, request.opcode.rawValue)
             XCTAssertEqual(failure?.code.closesConnection, false)
         }
+    }
+
+    /// §3.4: a frame with a bad path and a closing fault after it (truncated, trailing bytes, bad
+    /// bool) is `malformedFrame`, which closes; the path error is reported only for an otherwise good frame.
+    func testMalformedRestOfTheFrameWinsOverAnInvalidPath() {
+        let requests: [Request] = [
+            .exists(path: "/aQQ", watch: true), .create(path: "/aQQ", data: [1, 2], mode: .persistent),
+            .acquire(LockRequest(path: "/aQQ")), .checkToken(path: "/aQQ", token: 1),
+            .multi([.set(path: "/aQQ", data: [], expectedVersion: 0), .check(path: "/ok", expectedVersion: 0)]),
+        ]
+        for request in requests {
+            let bad = corrupting(request)
+            for (name, frame) in [("truncated", Array(bad.dropLast())), ("trailing", bad + [0])] {
+                let failure = requestFailure(frame)
+                XCTAssertEqual(failure?.code, .malformedFrame, "\(request.opcode) \(name)")
+                XCTAssertEqual(failure?.code.closesConnection, true, "\(request.opcode) \(name)")
+                XCTAssertEqual(failure?.requestID, 0x0102_0304, "\(request.opcode) \(name)")
+            }
+        }
+        // A watch flag of 2 after a bad path: the bool error wins.
+        var exists = corrupting(.exists(path: "/aQQ", watch: true))
+        exists[exists.count - 1] = 2
+        XCTAssertEqual(requestFailure(exists)?.code, .malformedFrame)
     }
 
     func testInvalidUTF8ElsewhereIsMalformed() {

@@ -39,6 +39,7 @@ final class RoundTripTests: XCTestCase {
         .set(path: "/a", data: [], expectedVersion: anyVersion),
         .set(path: "/a", data: largeData, expectedVersion: 0),
         .children(path: "/", watch: true),
+        .children(path: "/big", watch: false, after: "n0000004999", limit: 1_000),
         .check(path: "/a", expectedVersion: -2),
         .multi([]),
         .multi([
@@ -76,6 +77,7 @@ final class RoundTripTests: XCTestCase {
         (.get, .data(stat: extremeStat, data: largeData)),
         (.set, .stat(extremeStat)),
         (.children, .children(stat: Stat(), names: [])),
+        (.children, .children(stat: Stat(), names: ["a"], more: true)),
         (.children, .children(stat: extremeStat, names: ["", "a", unicodePath, String(repeating: "z", count: 300)])),
         (.children, .children(stat: Stat(), names: (0..<5_000).map { String(format: "n%010d", $0) })),
         (.multi, .multi([])),

@@ -325,7 +325,7 @@ private final class TreeReader {
     init(connection: RawConnection) { self.connection = connection }
 
     func children(_ path: String) throws -> [String] {
-        guard case .children(_, let names) = try connection.callSuccessfully(.children(path: path, watch: false)) else {
+        guard case .children(_, let names, _) = try connection.callSuccessfully(.children(path: path, watch: false)) else {
             throw TestSupportError.unexpected("children \(path) answered something else")
         }
         return names

@@ -9,14 +9,17 @@ final class EngineJournal: @unchecked Sendable {
     private var opened: [ConnectionID] = []
     private var closed: [ConnectionID] = []
     private var failures: [ErrorCode] = []
+    private var expired: [ConnectionID] = []
 
     func recordOpened(_ connection: ConnectionID) { lock.withLock { opened.append(connection) } }
     func recordClosed(_ connection: ConnectionID) { lock.withLock { closed.append(connection) } }
     func recordFailure(_ code: ErrorCode) { lock.withLock { failures.append(code) } }
+    func recordExpired(_ connection: ConnectionID) { lock.withLock { expired.append(connection) } }
 
     var openedConnections: [ConnectionID] { lock.withLock { opened } }
     var closedConnections: [ConnectionID] { lock.withLock { closed } }
     var decodeFailures: [ErrorCode] { lock.withLock { failures } }
+    var expiredSessions: [ConnectionID] { lock.withLock { expired } }
 
     /// Polls until `condition` holds (the loop runs on another thread); false after `timeoutSeconds`.
     func wait(timeoutSeconds: Double = 10, until condition: (EngineJournal) -> Bool) -> Bool {
@@ -35,12 +38,16 @@ final class EngineJournal: @unchecked Sendable {
 /// - `get(path: "/bytes/N")`: answered with N bytes of data (to fill a slow reader's queue).
 /// - `set(path, data)`: answered with a stat whose `dataLength` is the size received (large frames).
 /// - `acquire(wait: N)`: answered with `lockTimeout` after N ms, from `tick` (the timer).
+/// - `get(path: "/stall/N")`: blocks the loop N ms, then answers (a request that takes long).
+/// - `openSession(timeout)`: a session that expires `timeout` ms after the connection's last frame
+///   (or its last `inputWaiting`), from `tick`; expiries are journaled.
 /// - `closeSession`: answered, then the connection is closed by the engine.
 final class StandInEngine: ServerEngine {
     private let journal: EngineJournal
     private var outputs: [EngineOutput] = []
     private var open: Set<ConnectionID> = []
     private var timeouts: [(deadline: UInt64, connection: ConnectionID, requestID: UInt32)] = []
+    private var sessions: [ConnectionID: (timeout: UInt64, deadline: UInt64)] = [:]
     private let connectionsMax: Int
 
     init(journal: EngineJournal, connectionsMax: Int = 1_000) {
@@ -62,12 +69,19 @@ final class StandInEngine: ServerEngine {
 
     func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time) {
         guard open.contains(connection) else { return }
+        inputWaiting(on: connection, now: now)  // any frame is a heartbeat
         func reply(_ result: Result<ReplyBody, ReplyError>) {
             outputs.append(.send(connection, .reply(Reply(requestID: requestID, opcode: request.opcode, result: result))))
         }
         switch request {
         case .hello:
             reply(.success(.hello(version: ProtocolVersion.current, serverName: "stand-in", frameBytesMax: UInt32(Limits.default.frameBytesMax))))
+        case .get(let path, _) where path.hasPrefix("/stall/"):
+            usleep((UInt32(path.dropFirst("/stall/".count)) ?? 0) * 1_000)
+            reply(.success(.data(stat: Stat(), data: [])))
+        case .openSession(let timeout, _):
+            sessions[connection] = (UInt64(timeout), now.monotonicMilliseconds + UInt64(timeout))
+            reply(.success(.session(sessionID: UInt64(connection), secret: SessionSecret(high: 0, low: 0), timeoutMilliseconds: timeout)))
         case .get(let path, _):
             let count = Int(path.split(separator: "/").last ?? "") ?? 0
             var stat = Stat()
@@ -99,10 +113,21 @@ final class StandInEngine: ServerEngine {
     func connectionClosed(_ connection: ConnectionID, now: Time) {
         guard open.remove(connection) != nil else { return }
         timeouts.removeAll { $0.connection == connection }
+        sessions[connection] = nil
         journal.recordClosed(connection)
     }
 
+    func inputWaiting(on connection: ConnectionID, now: Time) {
+        guard let session = sessions[connection] else { return }
+        sessions[connection]!.deadline = max(session.deadline, now.monotonicMilliseconds + session.timeout)
+    }
+
     func tick(now: Time) {
+        for (connection, session) in sessions where session.deadline <= now.monotonicMilliseconds {
+            sessions[connection] = nil
+            journal.recordExpired(connection)
+            outputs.append(.send(connection, .event(.sessionExpired(sessionID: UInt64(connection)))))
+        }
         let due = timeouts.filter { $0.deadline <= now.monotonicMilliseconds }
         timeouts.removeAll { $0.deadline <= now.monotonicMilliseconds }
         for timeout in due {
@@ -111,7 +136,7 @@ final class StandInEngine: ServerEngine {
         }
     }
 
-    var nextDeadlineMilliseconds: UInt64? { timeouts.map(\.deadline).min() }
+    var nextDeadlineMilliseconds: UInt64? { (timeouts.map(\.deadline) + sessions.values.map(\.deadline)).min() }
 
     func shutdown(now: Time) {
         for connection in open.sorted() {

@@ -34,6 +34,8 @@ final class TransportTests: XCTestCase {
         configuration.handlesSignals = false
         configuration.readBufferBytes = 4_096
         configuration.engine.limits.outputBytesPerConnectionMax = 4 * 1_048_576
+        configuration.engine.limits.replyBytesMax = 2 * 1_048_576
+        configuration.engine.limits.childrenPageMax = 1_000
         configuration.engine.limits.frameBytesMax = 2 * 1_048_576
         return configuration
     }
@@ -179,17 +181,95 @@ final class TransportTests: XCTestCase {
     }
 
     func testReaderThatDoesNotReadIsDisconnectedWhileOthersAreServed() throws {
-        try startServer()
+        var configuration = configuration()
+        configuration.writeStallMillisecondsMax = 300
+        try startServer(configuration)
         let slow = try RawConnection(unixPath: socketPath)
         slow.setReceiveBufferBytes(4_096)
         let other = try RawConnection(unixPath: socketPath)
-        // 64 replies of 256 KiB: 16 MiB, four times the output limit of this server.
+        // 64 replies of 256 KiB: 16 MiB, four times the output limit of this server. Backpressure
+        // stops reading it at the high-water mark; it is dropped for not reading, not for the volume.
         for requestID in UInt32(1)...64 {
             try slow.send(.get(path: "/bytes/262144", watch: false), requestID: requestID)
         }
         XCTAssertTrue(journal.wait { $0.closedConnections.contains(1) }, "the slow reader was dropped")
         XCTAssertEqual(try other.call(.ping).requestID, 1)
         XCTAssertFalse(journal.closedConnections.contains(2))
+    }
+
+    /// Issue 8 item 8: 16 pipelined 1 MiB replies, four times the output limit, in one write: a
+    /// client that reads gets every one, in order (backpressure holds its requests back meanwhile).
+    func testPipelinedMegabyteRepliesAllReachAClientThatReads() throws {
+        try startServer()
+        let reader = try RawConnection(unixPath: socketPath)
+        var batch: [UInt8] = []
+        for requestID in UInt32(1)...16 {
+            batch += Codec.encodeRequest(.get(path: "/bytes/1048576", watch: false), requestID: requestID)
+        }
+        try reader.sendRaw(batch)
+        for requestID in UInt32(1)...16 {
+            let reply = try reader.receiveReply()
+            XCTAssertEqual(reply.requestID, requestID)
+            guard case .success(.data(_, let data)) = reply.result else { return XCTFail("reply \(requestID): \(reply.result)") }
+            XCTAssertEqual(data.count, 1_048_576)
+        }
+        guard case .success = try reader.call(.ping).result else { return XCTFail("the connection should stay usable") }
+        XCTAssertEqual(journal.closedConnections, [])
+    }
+
+    /// A reply over `replyBytesMax` is answered `replyTooLarge`; the connection stays usable.
+    func testReplyOverTheLimitIsAnsweredReplyTooLarge() throws {
+        try startServer()
+        let connection = try RawConnection(unixPath: socketPath)
+        let reply = try connection.call(.get(path: "/bytes/3000000", watch: false))
+        guard case .failure(let error) = reply.result else { return XCTFail("expected replyTooLarge, got \(reply.result)") }
+        XCTAssertEqual(error.code, .replyTooLarge)
+        XCTAssertEqual(error.code.closesConnection, false)
+        guard case .success(.data(_, let data)) = try connection.call(.get(path: "/bytes/1000", watch: false)).result else {
+            return XCTFail("the connection should stay usable")
+        }
+        XCTAssertEqual(data.count, 1_000)
+    }
+
+    /// A long pipeline of big replies, handled a few frames per turn, is answered whole and in
+    /// order while another connection is served.
+    func testLongPipelineHandledInTurnsIsAnsweredInOrderWhileOthersAreServed() throws {
+        var configuration = configuration()
+        configuration.framesPerTurnMax = 4
+        try startServer(configuration)
+        let busy = try RawConnection(unixPath: socketPath)
+        let other = try RawConnection(unixPath: socketPath)
+        XCTAssertEqual(try other.call(.ping).requestID, 1)
+        // 200 replies of 64 KiB: handled 4 frames (and at most the high-water mark) per turn.
+        var batch: [UInt8] = []
+        for requestID in UInt32(1)...200 {
+            batch += Codec.encodeRequest(.get(path: "/bytes/65536", watch: false), requestID: requestID)
+        }
+        try busy.sendRaw(batch)
+        XCTAssertEqual(try other.call(.ping).requestID, 2)
+        for requestID in UInt32(1)...200 {
+            XCTAssertEqual(try busy.receiveReply().requestID, requestID)
+        }
+    }
+
+    /// Issue 8 item 4(a): deadlines run after the turn's reads. A request stalls the loop past a
+    /// session's timeout while that session's client pings on time: the ping, read after the stall,
+    /// keeps the session (before, the timer ran first, before the poll, and expired it).
+    func testPingSentDuringAStallIsReadBeforeTheSessionIsJudged() throws {
+        try startServer()
+        let pinger = try RawConnection(unixPath: socketPath)
+        _ = try pinger.call(.openSession(timeoutMilliseconds: 300, flags: []))
+        let staller = try RawConnection(unixPath: socketPath)
+        try staller.send(.get(path: "/stall/1000", watch: false), requestID: 1)
+        usleep(100_000)  // the loop is inside the stall now
+        let pingID = try pinger.send(.ping)  // on time: 100 ms into a 300 ms timeout
+        XCTAssertEqual(try staller.receiveReply().requestID, 1)
+        guard case .reply(let reply) = try pinger.receive() else {
+            return XCTFail("the session expired although its ping came in time: \(journal.expiredSessions)")
+        }
+        XCTAssertEqual(reply.requestID, pingID)
+        // Without further pings it does expire, one timeout after the ping was read.
+        XCTAssertEqual(try pinger.nextEvent(), .sessionExpired(sessionID: 1))
     }
 
     func testTimerDeliversDeadlinesFromTheEngine() throws {

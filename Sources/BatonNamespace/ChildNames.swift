@@ -1,0 +1,132 @@
+/// The names of a node's children, kept in order so a listing costs no sort: sorted runs ("chunks")
+/// of at most `chunkMax` names, in order, none empty. Insert and remove are a binary search over the
+/// chunks and within one, plus a move of at most `chunkMax` names, so a node with a million children
+/// costs no more per change than one with a thousand; a copy shared with a snapshot copies only the
+/// chunk list and the touched chunk. No children: no memory.
+///
+/// Ordered by UTF-8 bytes (PROTOCOL.md §5.2: Swift's own `<` on strings orders by Unicode
+/// normalization, which a client in another language cannot reproduce). Names are kept as their
+/// nodes were created; `remove` also finds a name by another spelling that Swift's `==` (canonical
+/// equivalence, as for the node paths) takes for the same.
+public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiteral {
+    static let chunkMax = 512
+
+    private var chunks: [[String]] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    public init(arrayLiteral names: String...) {
+        for name in names { insert(name) }
+    }
+
+    public var isEmpty: Bool { count == 0 }
+
+    /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
+    private func chunkIndex(for name: String) -> Int {
+        var low = 0, high = chunks.count - 1
+        while low < high {
+            let middle = (low + high) / 2
+            if Self.precedes(chunks[middle][chunks[middle].count - 1], name) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// The first position in `chunk` whose name is not below `name`.
+    private static func position(of name: String, in chunk: [String]) -> Int {
+        var low = 0, high = chunk.count
+        while low < high {
+            let middle = (low + high) / 2
+            if precedes(chunk[middle], name) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    static func precedes(_ left: String, _ right: String) -> Bool { left.utf8.lexicographicallyPrecedes(right.utf8) }
+    static func same(_ left: String, _ right: String) -> Bool { left.utf8.elementsEqual(right.utf8) }
+
+    /// Where `name` is (chunk, position), by its bytes.
+    private func find(_ name: String) -> (chunk: Int, position: Int)? {
+        guard !chunks.isEmpty else { return nil }
+        let index = chunkIndex(for: name)
+        let position = Self.position(of: name, in: chunks[index])
+        guard position < chunks[index].count && Self.same(chunks[index][position], name) else { return nil }
+        return (index, position)
+    }
+
+    public func contains(_ name: String) -> Bool { find(name) != nil }
+
+    /// Adds `name`; false if it was there.
+    @discardableResult
+    public mutating func insert(_ name: String) -> Bool {
+        guard !chunks.isEmpty else {
+            chunks = [[name]]
+            count = 1
+            return true
+        }
+        let index = chunkIndex(for: name)
+        let position = Self.position(of: name, in: chunks[index])
+        if position < chunks[index].count && Self.same(chunks[index][position], name) { return false }
+        chunks[index].insert(name, at: position)
+        count += 1
+        if chunks[index].count > Self.chunkMax {
+            let upper = Array(chunks[index][(Self.chunkMax / 2)...])
+            chunks[index].removeSubrange((Self.chunkMax / 2)...)
+            chunks.insert(upper, at: index + 1)
+        }
+        return true
+    }
+
+    /// Removes `name` (or the name Swift's `==` takes for it: a path spelled another way); false if
+    /// neither is there.
+    @discardableResult
+    public mutating func remove(_ name: String) -> Bool {
+        guard let (index, position) = find(name) ?? findEquivalent(name) else { return false }
+        chunks[index].remove(at: position)
+        count -= 1
+        if chunks[index].isEmpty {
+            chunks.remove(at: index)
+            if chunks.isEmpty { chunks = [] }  // gives the memory back
+        }
+        return true
+    }
+
+    /// Rare (a name not in NFC, deleted by another spelling): a scan.
+    private func findEquivalent(_ name: String) -> (chunk: Int, position: Int)? {
+        for (index, chunk) in chunks.enumerated() {
+            if let position = chunk.firstIndex(of: name) { return (index, position) }
+        }
+        return nil
+    }
+
+    /// Up to `limit` names after `cursor` (all from the first when nil), in order, and whether more follow.
+    public func names(after cursor: String?, limit: Int) -> (names: [String], more: Bool) {
+        precondition(limit >= 0)
+        guard !chunks.isEmpty else { return ([], false) }
+        var chunkIndex = 0, position = 0
+        if let cursor {
+            chunkIndex = self.chunkIndex(for: cursor)
+            position = Self.position(of: cursor, in: chunks[chunkIndex])
+            let chunk = chunks[chunkIndex]
+            if position < chunk.count && Self.same(chunk[position], cursor) { position += 1 }
+            if position == chunk.count { chunkIndex += 1; position = 0 }
+        }
+        var result: [String] = []
+        result.reserveCapacity(Swift.min(limit, count))
+        while chunkIndex < chunks.count && result.count < limit {
+            let chunk = chunks[chunkIndex]
+            let taken = Swift.min(chunk.count - position, limit - result.count)
+            result.append(contentsOf: chunk[position..<(position + taken)])
+            position += taken
+            if position == chunk.count { chunkIndex += 1; position = 0 }
+        }
+        return (result, chunkIndex < chunks.count)
+    }
+
+    public func makeIterator() -> FlattenSequence<[[String]]>.Iterator { chunks.joined().makeIterator() }
+
+    /// Same names (same bytes), however they are chunked.
+    public static func == (left: ChildNames, right: ChildNames) -> Bool {
+        left.count == right.count && left.elementsEqual(right, by: same)
+    }
+}
