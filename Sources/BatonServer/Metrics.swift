@@ -28,6 +28,8 @@ struct ServerCounters {
     var slowReaderDisconnects: UInt64 = 0
     var snapshotsWritten: UInt64 = 0
     var snapshotFailures: UInt64 = 0
+    /// Times the log could not be written and writes were refused until a retry succeeded.
+    var storageFailures: UInt64 = 0
     /// How long the loop stood still copying the state for the last snapshot.
     var lastSnapshotStallMicroseconds: UInt64 = 0
     var metricsRequests: UInt64 = 0

@@ -1,6 +1,7 @@
 import BatonEngine
 import BatonProtocol
 import BatonStore
+import CLibUV
 import Dispatch
 import Logging
 
@@ -17,7 +18,8 @@ extension ServerLoop {
         }
         let opened: (store: Store, recovery: Recovery)
         do {
-            opened = try Store.open(directory: durability.dataDirectory, configuration: durability.store, logger: logger)
+            opened = try Store.open(directory: durability.dataDirectory, configuration: durability.store,
+                                    repair: durability.repair, logger: logger)
         } catch {
             throw ServerError("cannot open data directory \(durability.dataDirectory): \(error)")
         }
@@ -30,6 +32,9 @@ extension ServerLoop {
             try? opened.store.close()
             throw ServerError("cannot recover the namespace from \(durability.dataDirectory): \(error)")
         }
+        // Counters restart at or above the marks kept outside the log, whatever the log lost.
+        engine.raiseCounters(transactions: recovery.marks.transactions,
+                             sequences: recovery.lostRecords ? recovery.marks.sequences : nil)
         self.engine = engine
         durableEngine = engine
         store = opened.store
@@ -39,11 +44,13 @@ extension ServerLoop {
             "data_dir": "\(durability.dataDirectory)", "fsync": "\(durability.store.fsyncPolicy)",
             "snapshot_lsn": "\(recovery.snapshot.map { String($0.lsn) } ?? "none")",
             "records_replayed": "\(recovery.records.count)", "next_lsn": "\(recovery.nextLSN)",
+            "repairs": "\(recovery.repairs.count)",
         ])
     }
 
     /// After the loop: let a running snapshot finish (it writes only its own file), then write and
-    /// sync what the log still buffers and release the data directory.
+    /// sync what the log still buffers and release the data directory. A log still failing gets
+    /// one last retry; if that fails too the held replies were never sent and `run` throws.
     func closeStore() {
         snapshotInProgress?.waitUntilFinished()
         snapshotInProgress?.releaseSource()
@@ -51,23 +58,88 @@ extension ServerLoop {
         guard let store else { return }
         self.store = nil
         do {
+            if store.failure != nil { try store.retry() }
+            storageFailure = nil
             try store.close()
         } catch {
-            if storageFailure == nil { storageFailure = "\(error)" }
-            logger.critical("cannot close the write-ahead log", metadata: ["error": "\(error)"])
+            storageFailure = "\(error)"
+            logger.critical("cannot close the write-ahead log; replies that waited for it were not sent",
+                            metadata: ["error": "\(error)"])
         }
     }
 
+    // MARK: Storage failure (docs/STORAGE.md, "Storage failure")
 
-    /// The log can no longer be trusted: drop every reply not yet written (any may depend on a
-    /// record that is not durable) and stop; `run` then throws.
+    /// The log could not be written (a full disk, an I/O error). The daemon keeps serving: the
+    /// engine refuses changes that would be logged (`storageFull` / `storageUnavailable`), replies
+    /// queued this turn are held (any may rest on a record not yet durable) with everything after
+    /// them on the same connection, and a timer retries the log until it takes the records; then
+    /// the held replies go out. Reads, heartbeats and lock operations that log nothing go on.
     func storageFailed(_ error: any Error) {
         guard storageFailure == nil else { return }
         storageFailure = "\(error)"
-        logger.critical("write-ahead log failed; stopping without sending replies that depend on it",
-                        metadata: ["error": "\(error)"])
-        for connection in connections.values { connection.output = WireWriter(capacity: 0) }
-        beginShutdown(reason: "storage failure")
+        let outOfSpace = store?.failure?.isOutOfSpace ?? false
+        let code: ErrorCode = outOfSpace ? .storageFull : .storageUnavailable
+        durableEngine?.writeRefusal = ReplyError(code, outOfSpace
+            ? "the data directory is full; writes are refused until space is freed (retried every \(retryMilliseconds) ms)"
+            : "the data directory cannot be written (\(error)); writes are refused until it can (retried every \(retryMilliseconds) ms)")
+        var held = 0
+        for connection in connections.values where !connection.output.bytes.isEmpty {
+            heldOutputs[connection.id] = connection.output
+            connection.output = WireWriter(capacity: 0)
+            held += 1
+        }
+        counters.storageFailures += 1
+        logger.critical("write-ahead log write failed; refusing writes and holding replies that may depend on it until it can be written",
+                        metadata: ["error": "\(error)", "held_connections": "\(held)", "code": "\(code.name)"])
+        if storageRetryTimer == nil {
+            let timer = LibUV.allocate(uv_timer_t.self)
+            uv_timer_init(loop, timer)
+            LibUV.setOwner(timer, self)
+            uv_unref(baton_handle(timer))
+            storageRetryTimer = timer
+        }
+        if let storageRetryTimer { uv_timer_start(storageRetryTimer, onStorageRetry, retryMilliseconds, retryMilliseconds) }
+    }
+
+    private var retryMilliseconds: UInt64 { configuration.durability?.storageRetryMilliseconds ?? 1_000 }
+
+    /// On the retry timer: rewrite what the log holds in memory; on success send the held replies
+    /// (in order) and accept writes again.
+    func retryStorage() {
+        guard let store, storageFailure != nil else { return }
+        if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
+        do {
+            try store.retry()
+            try store.commit()
+        } catch {
+            logger.debug("write-ahead log still cannot be written", metadata: ["error": "\(error)"])
+            return
+        }
+        if let storageRetryTimer { uv_timer_stop(storageRetryTimer) }
+        storageFailure = nil
+        durableEngine?.writeRefusal = nil
+        let held = heldOutputs
+        heldOutputs.removeAll()
+        for (id, output) in held {
+            guard let connection = connections[id], connection.phase != .closed else { continue }
+            // Everything for this connection went to the held writer meanwhile: it comes first.
+            var combined = output
+            combined.raw(connection.output.bytes)
+            connection.output = combined
+            queueFlush(connection)
+        }
+        logger.notice("write-ahead log writable again; held replies sent, writes accepted",
+                      metadata: ["held_connections": "\(held.count)", "last_lsn": "\(store.lastLSN)"])
+        flushTurn()
+    }
+
+    /// While replies are held for `connection`, later ones queue behind them. True if held.
+    func hold(_ message: ServerMessage, for connection: Connection) -> Bool {
+        guard heldOutputs[connection.id] != nil else { return false }
+        count(message)
+        Codec.encode(message, into: &heldOutputs[connection.id]!)
+        return true
     }
 
     // MARK: Snapshots
@@ -130,27 +202,44 @@ extension ServerLoop {
         }
     }
 
-    /// Appends one record the engine produced; its replies wait for `commitLog`.
+    /// Appends one record the engine produced; its replies wait for `commitLog`. While the log
+    /// fails the record waits in the store's memory (only changes that cannot be refused, such as
+    /// a session's end, produce records then) and is written by the retry.
     func persist(_ record: [UInt8]) {
-        guard let store, storageFailure == nil else { return }
+        guard let store else { return }
         do {
             try store.append(record)
         } catch {
+            // Too large or closed: a bug upstream (the engine bounds records); never acknowledge it.
             storageFailed(error)
             return
         }
         recordsSinceSnapshot += 1
         logBytesSinceSnapshot += record.count
+        if storageFailure == nil, let failure = store.failure { storageFailed(failure) }
     }
 
-    /// The commit barrier: makes every record appended so far as durable as the policy promises,
-    /// before the replies that depend on them are written.
+    /// The commit barrier: raises the counter marks outside the log if the engine passed them,
+    /// then makes every record appended so far as durable as the policy promises, before the
+    /// replies that depend on them are written.
     func commitLog() {
-        guard let store, storageFailure == nil, store.needsCommit else { return }
+        guard let store, storageFailure == nil else { return }
+        if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
+        guard store.needsCommit else { return }
         do {
             try store.commit()
         } catch {
             storageFailed(error)
         }
     }
+}
+
+extension CounterMarks {
+    init(_ marks: (transactions: UInt64, sequences: UInt64)) {
+        self.init(transactions: marks.transactions, sequences: marks.sequences)
+    }
+}
+
+private func onStorageRetry(_ handle: UnsafeMutablePointer<uv_timer_t>?) {
+    ServerLoop.of(handle)?.retryStorage()
 }

@@ -29,8 +29,11 @@ final class ServerLoop {
     var recordsSinceSnapshot = 0
     var logBytesSinceSnapshot = 0
     var snapshotInProgress: SnapshotJob?
-    /// Set by the first failed append or commit: nothing queued after it may be sent.
+    /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
     var storageFailure: String?
+    /// Replies held while the log cannot be written, per connection, in order.
+    var heldOutputs: [ConnectionID: WireWriter] = [:]
+    var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -335,7 +338,7 @@ final class ServerLoop {
         engine.connectionClosed(connection.id, now: time)
     }
 
-    private func queueFlush(_ connection: Connection) {
+    func queueFlush(_ connection: Connection) {
         guard !connection.isQueuedForFlush else { return }
         connection.isQueuedForFlush = true
         flushQueue.append(connection)
@@ -353,8 +356,9 @@ final class ServerLoop {
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
-                    // After a log failure nothing is sent: it might acknowledge a lost change.
-                    guard storageFailure == nil, let connection = connections[id], connection.phase == .open else { continue }
+                    guard let connection = connections[id], connection.phase == .open else { continue }
+                    // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
+                    if hold(message, for: connection) { continue }
                     count(message)
                     Codec.encode(message, into: &connection.output)
                     queueFlush(connection)
@@ -422,7 +426,7 @@ final class ServerLoop {
     // MARK: Metrics
 
     /// Counts a frame on its way to a client.
-    private func count(_ message: ServerMessage) {
+    func count(_ message: ServerMessage) {
         counters.framesSent += 1
         switch message {
         case .reply(let reply):

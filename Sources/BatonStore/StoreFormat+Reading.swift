@@ -78,6 +78,51 @@ extension StoreFormat {
         return scan
     }
 
+    /// Whether a problem `scanSegment` found may be a torn tail (nil: cut it) or is corruption (the
+    /// reason). A torn tail is what a crash leaves: the end of the last segment, with no valid
+    /// record after the damage, in a log not closed cleanly since. A record header that is intact
+    /// but whose record has the wrong LSN is never torn. A header shorter than its size or all
+    /// zero on the last segment is a creation the crash interrupted, unless MARKS already names it.
+    static func classifyDamage(_ problem: LogTruncation.Reason, bytes: [UInt8], validEnd: Int, lastLSN: LogSequenceNumber,
+                               isLastSegment: Bool, isNamedInMarks: Bool, closedCleanly: Bool) -> String? {
+        let corruption: String
+        switch problem {
+        case .badSegmentHeader:
+            let torn = bytes.count < segmentHeaderBytes || bytes[0..<segmentHeaderBytes].allSatisfy { $0 == 0 }
+            if torn && isLastSegment && !isNamedInMarks && !closedCleanly { return nil }
+            return "the segment header is damaged (magic, checksum or first LSN)"
+        case .sequenceMismatch:
+            return "a valid record with LSN \(readUInt64(bytes, at: validEnd + 8)) where LSN \(lastLSN + 1) belongs"
+        case .tornRecord, .zeroFilled, .checksumMismatch, .lengthOutOfRange:
+            corruption = "\(problem.rawValue) at the record for LSN \(lastLSN + 1)"
+        }
+        if !isLastSegment { return corruption + " in a segment that is not the last (segments are fsynced whole before the next starts)" }
+        if closedCleanly { return corruption + " in a log that was closed cleanly (a crash cannot leave this)" }
+        if let later = findRecord(bytes, from: validEnd + 1, afterLSN: lastLSN) {
+            return corruption + ", followed by a valid record at offset \(later) (a crash leaves damage only at the very end)"
+        }
+        return nil
+    }
+
+    /// The offset of the first well-formed record (length in range, CRC right) from `offset` on
+    /// whose LSN is after `afterLSN` (by less than 2^32, to skip chance matches cheaply).
+    static func findRecord(_ bytes: [UInt8], from offset: Int, afterLSN: LogSequenceNumber) -> Int? {
+        var start = offset
+        while start + recordHeaderBytes <= bytes.count {
+            defer { start += 1 }
+            let lsn = readUInt64(bytes, at: start + 8)
+            guard lsn > afterLSN, lsn - afterLSN < 1 << 32 else { continue }
+            let length = Int(readUInt32(bytes, at: start))
+            guard length <= recordPayloadBytesLimit, bytes.count - start - recordHeaderBytes >= length else { continue }
+            let payloadStart = start + recordHeaderBytes
+            if recordChecksum(lengthAndLSN: bytes[start..<payloadStart], payload: bytes[payloadStart..<(payloadStart + length)])
+                == readUInt32(bytes, at: start + 4) {
+                return start
+            }
+        }
+        return nil
+    }
+
     /// Checks a whole snapshot file. Throws only for a valid header of an unreadable format version.
     static func checkSnapshot(_ bytes: [UInt8], lsn: LogSequenceNumber, path: String) throws -> SnapshotCheck {
         guard bytes.count >= snapshotHeaderBytes else {
