@@ -220,10 +220,13 @@ extension Store {
         writtenLSN = lastLSN
         durableLSN = lastLSN
         // From here until a clean close, the log's end is not known on disk.
-        var open = marks
-        open.lastSegmentFirstLSN = segmentFirstLSN
-        open.cleanEndLSN = nil
-        try writeMarks(open)
+        // (A new segment has just written them; a continued one has not.)
+        if marks.generation == 0 || marks.lastSegmentFirstLSN != segmentFirstLSN || marks.cleanEndLSN != nil {
+            var open = marks
+            open.lastSegmentFirstLSN = segmentFirstLSN
+            open.cleanEndLSN = nil
+            try writeMarks(open)
+        }
         if formatVersion < StoreFormat.version { try writeFormatFile() }
 
         logger.info("store recovered", metadata: [
