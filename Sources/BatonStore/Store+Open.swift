@@ -42,13 +42,27 @@ extension Store {
     func recover(repair: Bool) throws -> Recovery {
         try FileSystem.makePrivate(directory, logger: logger)
         let names = try FileSystem.listDirectory(directory)
-        let formatVersion = try checkFormat(names: names)
+        var repairs: [String] = []
+        let formatVersion: UInt8
+        do {
+            formatVersion = try checkFormat(names: names)
+        } catch let error as StoreError where repair {
+            // A damaged or missing FORMAT in a directory of store files: the headers of the files
+            // still say their format, and a newer one is still refused when they are read.
+            switch error {
+            case .unreadableFormatFile, .missingFormatFile:
+                try writeFormatFile()
+                repairs.append("\(error); FORMAT rewritten (format \(StoreFormat.version))")
+                formatVersion = StoreFormat.version
+            default:
+                throw error
+            }
+        }
 
         // Leftovers of a snapshot, MARKS or FORMAT write that a crash interrupted; never renamed, never needed.
         for name in names where name.hasSuffix(StoreFormat.temporarySuffix) {
             try FileSystem.remove(path(name))
         }
-        var repairs: [String] = []
 
         // The marks outside the log. A directory of format 1 has none yet (upgraded below).
         var storedMarks: MarksFile?

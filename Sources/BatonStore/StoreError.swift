@@ -41,9 +41,11 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             }
             return "\(path) is store format \(found), which this batond cannot read (\(readableText))"
         case let .unreadableFormatFile(path):
-            return "\(path) does not name a store format (expected \"baton-store-format N\")"
+            return "\(path) does not name a store format (expected \"baton-store-format N\"); "
+                + "restore it, or start batond once with --repair to write it again"
         case let .missingFormatFile(directory):
-            return "\(directory) holds log or snapshot files but no FORMAT file: not a data directory this batond created"
+            return "\(directory) holds log or snapshot files but no FORMAT file: not a data directory this batond created "
+                + "(if it is one whose FORMAT was lost, start batond once with --repair to write it again)"
         case let .notADirectory(path):
             return "\(path) exists and is not a directory"
         case let .directoryLocked(path):
