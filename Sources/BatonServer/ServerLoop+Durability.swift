@@ -139,6 +139,13 @@ extension ServerLoop {
         guard heldOutputs[connection.id] != nil else { return false }
         count(message)
         Codec.encode(message, into: &heldOutputs[connection.id]!)
+        // Bounded like any output: a client that keeps asking while its replies wait is dropped.
+        if heldOutputs[connection.id]!.bytes.count > limits.outputBytesPerConnectionMax {
+            logger.warning("disconnecting a client whose held replies exceed the output limit",
+                           metadata: ["connection": "\(connection.id)", "limit_bytes": "\(limits.outputBytesPerConnectionMax)"])
+            heldOutputs[connection.id] = nil
+            closeNow(connection)
+        }
         return true
     }
 
