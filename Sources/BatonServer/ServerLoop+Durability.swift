@@ -84,6 +84,8 @@ extension ServerLoop {
             ? "the data directory is full; writes are refused until space is freed (retried every \(retryMilliseconds) ms)"
             : "the data directory cannot be written (\(error)); writes are refused until it can (retried every \(retryMilliseconds) ms)")
         var held = 0
+        // Replies routed later in this same turn may rest on the failed records too.
+        holdsRestOfTurn = true
         for connection in connections.values where !connection.output.bytes.isEmpty {
             heldOutputs[connection.id] = connection.output
             connection.output = WireWriter(capacity: 0)
@@ -134,8 +136,14 @@ extension ServerLoop {
         flushTurn()
     }
 
+    /// The turn is over: replies routed from now on rest only on what the log already has.
+    func endTurn() {
+        holdsRestOfTurn = false
+    }
+
     /// While replies are held for `connection`, later ones queue behind them. True if held.
     func hold(_ message: ServerMessage, for connection: Connection) -> Bool {
+        if holdsRestOfTurn && heldOutputs[connection.id] == nil { heldOutputs[connection.id] = WireWriter(capacity: 0) }
         guard heldOutputs[connection.id] != nil else { return false }
         count(message)
         Codec.encode(message, into: &heldOutputs[connection.id]!)
@@ -217,8 +225,14 @@ extension ServerLoop {
         do {
             try store.append(record)
         } catch {
-            // Too large or closed: a bug upstream (the engine bounds records); never acknowledge it.
-            storageFailed(error)
+            // Too large or closed: a bug upstream (the engine bounds records). Nothing that may rest
+            // on it is sent: stop, as for a log that cannot be trusted.
+            logger.critical("a record cannot be logged; stopping without sending replies that depend on it",
+                            metadata: ["error": "\(error)"])
+            storageFailure = "\(error)"
+            for connection in connections.values { connection.output = WireWriter(capacity: 0) }
+            heldOutputs.removeAll()
+            beginShutdown(reason: "unloggable record")
             return
         }
         recordsSinceSnapshot += 1

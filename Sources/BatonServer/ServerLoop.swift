@@ -34,6 +34,8 @@ final class ServerLoop {
     /// Replies held while the log cannot be written, per connection, in order.
     var heldOutputs: [ConnectionID: WireWriter] = [:]
     var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
+    /// Set by a log failure until the end of its turn: every reply routed meanwhile is held.
+    var holdsRestOfTurn = false
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -408,6 +410,7 @@ final class ServerLoop {
             // Routing produced more records (a dropped slow reader's session ended): commit them too.
             commitLog()
         }
+        endTurn()
         armTimer()
         startSnapshotIfDue()
     }

@@ -137,8 +137,10 @@ public final class Store {
         do {
             if segmentDescriptor < 0 {
                 // A roll failed after closing the old segment: start the new one again.
+                let records = segmentRecordCount
                 try FileSystem.remove(segmentPath)
                 try createSegment(firstLSN: segmentFirstLSN)
+                segmentRecordCount = records
             }
             try FileSystem.truncate(segmentDescriptor, length: trustedBytes, path: segmentPath)
             segmentBytes = trustedBytes

@@ -43,8 +43,21 @@ final class FullDiskDaemonTests: XCTestCase {
     }
 
     func testAFullDiskRefusesWritesKeepsReadsAndLocksAndRecoversWhenSpaceIsFreed() throws {
+        try fullDisk(fsync: "batch")
+    }
+
+    /// With `always` the append itself fails, in the middle of routing the engine's outputs.
+    func testAFullDiskUnderFsyncAlways() throws {
+        try fullDisk(fsync: "always")
+    }
+
+    func testAFullDiskUnderFsyncNone() throws {
+        try fullDisk(fsync: "none")
+    }
+
+    private func fullDisk(fsync: String) throws {
         guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root (CI runs as root)") }
-        let daemon = try TestDaemon()
+        let daemon = try TestDaemon(TestDaemon.Options(arguments: ["--fsync", fsync]))
         self.daemon = daemon
         XCTAssertNotNil(daemon.stop())
         // The data directory becomes a 4 MiB tmpfs of its own.
