@@ -452,6 +452,7 @@ final class ServerLoop {
         }
         sample.engine = (engine as? Engine)?.statistics
         sample.store = store?.metrics
+        sample.storageFailing = storageFailure != nil
         sample.residentMemoryBytes = MetricsRegistry.residentMemoryBytes()
         return metricsRegistry.exposition(sample)
     }
