@@ -79,10 +79,12 @@ extension StoreFormat {
     }
 
     /// Whether a problem `scanSegment` found may be a torn tail (nil: cut it) or is corruption (the
-    /// reason). A torn tail is what a crash leaves: the end of the last segment, with no valid
-    /// record after the damage, in a log not closed cleanly since. A record header that is intact
-    /// but whose record has the wrong LSN is never torn. A header shorter than its size or all
-    /// zero on the last segment is a creation the crash interrupted, unless MARKS already names it.
+    /// reason). A torn tail is what a crash leaves: an incomplete last record (the file ends inside
+    /// its header or payload) or zero bytes to the end of the last segment, with no valid record
+    /// after it, in a log not closed cleanly since. A complete record that fails its checks (CRC,
+    /// length, LSN) is never torn: a write cut short leaves a prefix, not different bytes. A header
+    /// shorter than its size or all zero on the last segment is a creation the crash interrupted,
+    /// unless MARKS already names it.
     static func classifyDamage(_ problem: LogTruncation.Reason, bytes: [UInt8], validEnd: Int, lastLSN: LogSequenceNumber,
                                isLastSegment: Bool, isNamedInMarks: Bool, closedCleanly: Bool) -> String? {
         let corruption: String
@@ -93,7 +95,9 @@ extension StoreFormat {
             return "the segment header is damaged (magic, checksum or first LSN)"
         case .sequenceMismatch:
             return "a valid record with LSN \(readUInt64(bytes, at: validEnd + 8)) where LSN \(lastLSN + 1) belongs"
-        case .tornRecord, .zeroFilled, .checksumMismatch, .lengthOutOfRange:
+        case .checksumMismatch, .lengthOutOfRange:
+            return "\(problem.rawValue) at the record for LSN \(lastLSN + 1): a complete record with wrong bytes (a crash leaves only an incomplete one)"
+        case .tornRecord, .zeroFilled:
             corruption = "\(problem.rawValue) at the record for LSN \(lastLSN + 1)"
         }
         if !isLastSegment { return corruption + " in a segment that is not the last (segments are fsynced whole before the next starts)" }

@@ -114,16 +114,28 @@ final class RecoveryTests: StoreTestCase {
         }
     }
 
-    func testDamageInTheLastRecordAfterACrashIsATornTail() throws {
-        // Nothing follows it and the log was not closed cleanly: indistinguishable from a write the
-        // crash interrupted, so it is cut without --repair (docs/STORAGE.md, "What is a torn tail").
+    func testAFlippedBitInTheLastRecordIsRefusedEvenAfterACrash() throws {
+        // A write the crash cut short leaves an incomplete record, never a complete one with
+        // different bytes: only the former is a torn tail.
         try writeLog(count: 5, crash: true)
         let start = recordOffsets(inSegmentStartingAt: 1, through: 5)[5]!
         try flipBit(segmentName(1), at: start + 16 + 2)
+        try assertRefused(file: segmentName(1), offset: start)
+        try flipBit(segmentName(1), at: start + 16 + 2)
+        try flipBit(segmentName(1), at: start + 0, bit: 0x80)   // the length: out of range
+        try assertRefused(file: segmentName(1), offset: start)
+    }
+
+    func testALengthFlippedPastTheEndOfTheLastRecordLooksTornAndIsCut() throws {
+        // The limit of what recovery can tell (docs/STORAGE.md, "What recovery cuts"): the record
+        // now claims more bytes than the file has, exactly what a crash mid-write leaves.
+        try writeLog(count: 5, crash: true)
+        let start = recordOffsets(inSegmentStartingAt: 1, through: 5)[5]!
+        try flipBit(segmentName(1), at: start + 2, bit: 0x01)
         let (store, recovery) = try open()
         defer { try? store.close() }
         assertRecords(recovery, 1...4)
-        XCTAssertEqual(recovery.truncation?.reason, .checksumMismatch)
+        XCTAssertEqual(recovery.truncation?.reason, .tornRecord)
         XCTAssertTrue(recovery.repairs.isEmpty)
     }
 
