@@ -59,7 +59,7 @@ extension ServerLoop {
         self.store = nil
         do {
             if store.failure != nil { try store.retry() }
-            storageFailure = nil
+            if !storageBroken { storageFailure = nil }
             try store.close()
         } catch {
             storageFailure = "\(error)"
@@ -109,7 +109,7 @@ extension ServerLoop {
     /// On the retry timer: rewrite what the log holds in memory; on success send the held replies
     /// (in order) and accept writes again.
     func retryStorage() {
-        guard let store, storageFailure != nil else { return }
+        guard let store, storageFailure != nil, !storageBroken else { return }
         if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
         do {
             try store.retry()
@@ -134,6 +134,18 @@ extension ServerLoop {
         logger.notice("write-ahead log writable again; held replies sent, writes accepted",
                       metadata: ["held_connections": "\(held.count)", "last_lsn": "\(store.lastLSN)"])
         flushTurn()
+    }
+
+    /// Shutdown while the log fails: one more retry; if it fails too, the held replies are dropped
+    /// (never acknowledged) so that every client still gets the goodbye (PROTOCOL.md §4.6).
+    func storageBeforeShutdown() {
+        guard storageFailure != nil else { return }
+        retryStorage()
+        guard storageFailure != nil else { return }
+        logger.critical("shutting down while the write-ahead log cannot be written: replies that wait for it are dropped",
+                        metadata: ["held_connections": "\(heldOutputs.count)"])
+        heldOutputs.removeAll()
+        holdsRestOfTurn = false
     }
 
     /// The turn is over: replies routed from now on rest only on what the log already has.
@@ -225,14 +237,13 @@ extension ServerLoop {
         do {
             try store.append(record)
         } catch {
-            // Too large or closed: a bug upstream (the engine bounds records). Nothing that may rest
-            // on it is sent: stop, as for a log that cannot be trusted.
+            // Too large or closed: a bug upstream (the frame limit bounds records far below the
+            // store's). A retry cannot help: hold what may rest on it, refuse writes, and stop.
             logger.critical("a record cannot be logged; stopping without sending replies that depend on it",
                             metadata: ["error": "\(error)"])
-            storageFailure = "\(error)"
-            for connection in connections.values { connection.output = WireWriter(capacity: 0) }
-            heldOutputs.removeAll()
-            beginShutdown(reason: "unloggable record")
+            storageBroken = true
+            storageFailed(error)
+            mailbox.post(.stop)
             return
         }
         recordsSinceSnapshot += 1

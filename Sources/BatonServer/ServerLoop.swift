@@ -36,6 +36,8 @@ final class ServerLoop {
     var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
     /// Set by a log failure until the end of its turn: every reply routed meanwhile is held.
     var holdsRestOfTurn = false
+    /// A record could not even be buffered (a bug): no retry can help; the daemon stops.
+    var storageBroken = false
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -506,6 +508,7 @@ final class ServerLoop {
     /// Stop accepting, end every connection's session, flush, close every handle.
     func beginShutdown(reason: String) {
         guard !isShuttingDown else { return }
+        storageBeforeShutdown()
         isShuttingDown = true
         logger.info("shutting down", metadata: ["reason": "\(reason)", "connections": "\(connections.count)"])
         for listener in listeners {
