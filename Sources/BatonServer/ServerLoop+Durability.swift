@@ -116,6 +116,8 @@ extension ServerLoop {
             try store.commit()
         } catch {
             logger.debug("write-ahead log still cannot be written", metadata: ["error": "\(error)"])
+            // Replies held for connections that closed meanwhile will never be sent.
+            heldOutputs = heldOutputs.filter { connections[$0.key] != nil }
             return
         }
         if let storageRetryTimer { uv_timer_stop(storageRetryTimer) }

@@ -55,12 +55,60 @@ final class FullDiskDaemonTests: XCTestCase {
         try fullDisk(fsync: "none")
     }
 
-    private func fullDisk(fsync: String) throws {
+    /// Stopping while the disk is still full: the held reply is never sent (it was never
+    /// durable), every client gets the goodbye, batond exits 1, and a restart once space is back
+    /// has everything acknowledged.
+    func testShutdownWhileTheDiskIsFullSaysGoodbyeAndLosesNothingAcknowledged() throws {
         guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root (CI runs as root)") }
+        let daemon = try mountedDaemon(fsync: "batch")
+        let writer = try daemon.connect()
+        try writer.handshake(clientName: "writer")
+        var lastToken: UInt64 = 0
+        for index in 0..<20 {
+            _ = try writer.callSuccessfully(.create(path: "/keep\(index)", data: Array("kept \(index)".utf8), mode: .persistent))
+            guard case .granted(let node, let token) = try writer.callSuccessfully(.acquire(LockRequest(path: "/locks/l"))) else {
+                return XCTFail("grant")
+            }
+            lastToken = token
+            _ = try writer.callSuccessfully(.release(node: node))
+        }
+        let idle = try daemon.connect()
+        try idle.handshake(clientName: "idle")
+        let ballast = daemon.dataDirectory + "/ballast"
+        fill(ballast)
+        let heldID = try writer.send(.create(path: "/big", data: [UInt8](repeating: 7, count: 600_000), mode: .persistent))
+        try waitForLog(daemon, "write-ahead log write failed")
+
+        daemon.kill(SIGTERM)
+        XCTAssertEqual(daemon.waitForExit(timeoutSeconds: 20), .exited(1), "unacknowledged writes were dropped: exit 1")
+        for (name, connection) in [("writer", writer), ("idle", idle)] {
+            let replies = try connection.readUntilClosed().compactMap { message -> Reply? in
+                if case .reply(let reply) = message { return reply }
+                return nil
+            }
+            XCTAssertFalse(replies.contains { $0.requestID == heldID }, "\(name): the held reply is never sent")
+            guard case .failure(let error)? = replies.last?.result else { return XCTFail("\(name): no goodbye: \(replies)") }
+            XCTAssertEqual(error.code, .shuttingDown, name)
+        }
+
+        try FileManager.default.removeItem(atPath: ballast)
+        try daemon.start()
+        let reader = try daemon.connect()
+        try reader.handshake()
+        for index in 0..<20 {
+            guard case .data(_, let data) = try reader.callSuccessfully(.get(path: "/keep\(index)", watch: false)) else { return XCTFail("keep") }
+            XCTAssertEqual(data, Array("kept \(index)".utf8))
+        }
+        guard case .granted(_, let token) = try reader.callSuccessfully(.acquire(LockRequest(path: "/locks/l"))) else { return XCTFail("grant") }
+        XCTAssertGreaterThan(token, lastToken)
+        reader.close()
+    }
+
+    /// A daemon whose data directory is a 4 MiB tmpfs of its own.
+    private func mountedDaemon(fsync: String) throws -> TestDaemon {
         let daemon = try TestDaemon(TestDaemon.Options(arguments: ["--fsync", fsync]))
         self.daemon = daemon
         XCTAssertNotNil(daemon.stop())
-        // The data directory becomes a 4 MiB tmpfs of its own.
         try FileManager.default.removeItem(atPath: daemon.dataDirectory)
         try FileManager.default.createDirectory(atPath: daemon.dataDirectory, withIntermediateDirectories: false)
         guard try run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", daemon.dataDirectory]) == 0 else {
@@ -68,6 +116,12 @@ final class FullDiskDaemonTests: XCTestCase {
         }
         mountPoint = daemon.dataDirectory
         try daemon.start()
+        return daemon
+    }
+
+    private func fullDisk(fsync: String) throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root (CI runs as root)") }
+        let daemon = try mountedDaemon(fsync: fsync)
 
         let writer = try daemon.connect()
         try writer.handshake(clientName: "writer")
