@@ -150,6 +150,11 @@ final class FullDiskDaemonTests: XCTestCase {
         let setRefused = try other.call(.set(path: "/keep3", data: [9], expectedVersion: -1))
         guard case .failure(let setError) = setRefused.result else { return XCTFail("a set must be refused") }
         XCTAssertEqual(setError.code, .storageFull)
+        // A new lock path needs its directory created (a logged change): refused, nothing left behind.
+        let fresh = try other.call(.acquire(LockRequest(path: "/locks/fresh")))
+        guard case .failure(let freshError) = fresh.result else { return XCTFail("a new lock path must be refused: \(fresh.result)") }
+        XCTAssertEqual(freshError.code, .storageFull, "\(freshError)")
+        XCTAssertEqual(try other.callSuccessfully(.exists(path: "/locks/fresh", watch: false)), .exists(nil))
         // Reads, heartbeats and lock operations on existing state go on.
         _ = try other.callSuccessfully(.ping)
         guard case .data(_, let kept) = try other.callSuccessfully(.get(path: "/keep3", watch: false)) else { return XCTFail("get") }
