@@ -230,6 +230,11 @@ extension Store {
         let nextLSN = max(snapshot?.lsn ?? 0, lastLogLSN) + 1
         lastLSN = nextLSN - 1
         marks = storedMarks ?? marks
+        if storedMarks == nil {
+            // MARKS exist before any segment is created: a crash in between then leaves no
+            // segment without them, and missing MARKS beside segments always means damage.
+            try writeMarks(marks)
+        }
         try openTail(tail, segmentLSNs: segmentLSNs, nextLSN: nextLSN)
         writtenLSN = lastLSN
         durableLSN = lastLSN

@@ -114,6 +114,27 @@ final class StorageDamageTests: XCTestCase {
 
     private var segment: String { "wal-00000000000000000001.log" }
 
+    /// kill -9 at any moment of a first start (the socket accepts before the data directory is
+    /// set up) must leave a directory that opens: no crash window may look like damage.
+    func testKill9DuringAFirstStartLeavesADirectoryThatOpens() throws {
+        let daemon = try startDaemon()
+        var random = SeededGenerator(seed: UInt64.random(in: 0...UInt64.max))
+        for attempt in 0..<25 {
+            XCTAssertNotNil(daemon.stop())
+            try FileManager.default.removeItem(atPath: daemon.dataDirectory)
+            try daemon.start()
+            usleep(UInt32(random.below(4_000)))
+            daemon.kill(SIGKILL)
+            _ = daemon.waitForExit()
+            try daemon.start()
+            let connection = try daemon.connect()
+            try connection.handshake()
+            XCTAssertNoThrow(try connection.callSuccessfully(.create(path: "/attempt\(attempt)", data: [], mode: .persistent)),
+                             "attempt \(attempt)")
+            connection.close()
+        }
+    }
+
     func testAFlippedByteAThirdIntoTheLogStopsBatondAndRepairKeepsTokensGoingUp() throws {
         let (daemon, issued) = try fillAndCrash()
         let path = daemon.dataDirectory + "/" + segment
