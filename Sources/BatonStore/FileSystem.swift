@@ -132,9 +132,10 @@ enum FileSystem {
         guard isDirectory(path) else { throw StoreError.notADirectory(path: path) }
     }
 
-    /// Creates `path` (O_EXCL, mode 0600) holding `bytes`, fsynced.
+    /// Writes `path` (mode 0600) to hold exactly `bytes`, fsynced. (Replaces a file of that name:
+    /// a repair that a crash interrupted writes the same bytes again.)
     static func writeNew(_ path: String, _ bytes: [UInt8]) throws {
-        let descriptor = try open(path, flags: O_WRONLY | O_CREAT | O_EXCL)
+        let descriptor = try open(path, flags: O_WRONLY | O_CREAT | O_TRUNC)
         defer { close(descriptor) }
         try writeAll(descriptor, bytes, path: path)
         try sync(descriptor, path: path)
