@@ -100,12 +100,25 @@ extension StoreFormat {
         case .tornRecord, .zeroFilled:
             corruption = "\(problem.rawValue) at the record for LSN \(lastLSN + 1)"
         }
+        if problem == .tornRecord && lengthFieldIsDamaged(bytes, at: validEnd) {
+            return "the length field of the record for LSN \(lastLSN + 1) is damaged: with the length the file holds, its CRC matches"
+        }
         if !isLastSegment { return corruption + " in a segment that is not the last (segments are fsynced whole before the next starts)" }
         if closedCleanly { return corruption + " in a log that was closed cleanly (a crash cannot leave this)" }
         if let later = findRecord(bytes, from: validEnd + 1, afterLSN: lastLSN) {
             return corruption + ", followed by a valid record at offset \(later) (a crash leaves damage only at the very end)"
         }
         return nil
+    }
+
+    /// A record header that claims more bytes than the file has, while the bytes there are a whole
+    /// record under the length that ends the file: a damaged length field, not a torn write.
+    static func lengthFieldIsDamaged(_ bytes: [UInt8], at offset: Int) -> Bool {
+        guard bytes.count - offset >= recordHeaderBytes else { return false }
+        var header = Array(bytes[offset..<(offset + recordHeaderBytes)])
+        let actual = UInt32(bytes.count - offset - recordHeaderBytes)
+        for index in 0..<4 { header[index] = UInt8(truncatingIfNeeded: actual >> UInt32(24 - 8 * index)) }
+        return recordChecksum(lengthAndLSN: header[...], payload: bytes[(offset + recordHeaderBytes)...]) == readUInt32(bytes, at: offset + 4)
     }
 
     /// The offset of the first well-formed record (length in range, CRC right) from `offset` on

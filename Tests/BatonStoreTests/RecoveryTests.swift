@@ -126,12 +126,21 @@ final class RecoveryTests: StoreTestCase {
         try assertRefused(file: segmentName(1), offset: start)
     }
 
-    func testALengthFlippedPastTheEndOfTheLastRecordLooksTornAndIsCut() throws {
-        // The limit of what recovery can tell (docs/STORAGE.md, "What recovery cuts"): the record
-        // now claims more bytes than the file has, exactly what a crash mid-write leaves.
+    func testALengthFlippedPastTheEndOfTheLastRecordIsRefusedNotTakenForATornWrite() throws {
+        // The record now claims more bytes than the file has, as a write cut short would; but its
+        // CRC matches under the length the file holds, so the length field was damaged.
         try writeLog(count: 5, crash: true)
         let start = recordOffsets(inSegmentStartingAt: 1, through: 5)[5]!
         try flipBit(segmentName(1), at: start + 2, bit: 0x01)
+        try assertRefused(file: segmentName(1), offset: start)
+    }
+
+    func testTruncationInsideTheLastRecordAfterACrashIsATornTail() throws {
+        // The limit of what recovery can tell (docs/STORAGE.md, "What recovery cuts"): exactly what
+        // a crash mid-write leaves.
+        try writeLog(count: 5, crash: true)
+        let start = recordOffsets(inSegmentStartingAt: 1, through: 5)[5]!
+        try write(segmentName(1), Array(try read(segmentName(1))[..<(start + 20)]))
         let (store, recovery) = try open()
         defer { try? store.close() }
         assertRecords(recovery, 1...4)
