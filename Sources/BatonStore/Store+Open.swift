@@ -51,12 +51,17 @@ extension Store {
             // still say their format, and a newer one is still refused when they are read.
             switch error {
             case .unreadableFormatFile, .missingFormatFile:
-                try writeFormatFile()
-                repairs.append("\(error); FORMAT rewritten (format \(StoreFormat.version))")
-                formatVersion = StoreFormat.version
+                break
+            case .unsupportedFormat(let path, let found, _) where path.hasSuffix(StoreFormat.formatFileName)
+                    && found > StoreFormat.version && marksFilesSayThisFormat():
+                // A newer format would have written MARKS of that format too: this FORMAT is damaged.
+                break
             default:
                 throw error
             }
+            try writeFormatFile()
+            repairs.append("\(error); FORMAT rewritten (format \(StoreFormat.version))")
+            formatVersion = StoreFormat.version
         }
 
         // Leftovers of a snapshot, MARKS or FORMAT write that a crash interrupted; never renamed, never needed.
@@ -316,6 +321,15 @@ extension Store {
         try writeFormatFile()
         logger.info("data directory created", metadata: ["directory": "\(directory)", "format": "\(StoreFormat.version)"])
         return StoreFormat.version
+    }
+
+    /// True if a valid MARKS copy exists and every valid one is of a format this build writes.
+    private func marksFilesSayThisFormat() -> Bool {
+        let versions = StoreFormat.marksFileNames.compactMap { name -> UInt8? in
+            guard let bytes = try? FileSystem.readAll(path(name)), case .success = StoreFormat.decodeMarks(bytes) else { return nil }
+            return bytes[8]
+        }
+        return !versions.isEmpty && versions.allSatisfy { StoreFormat.readableVersions.contains($0) }
     }
 
     /// FORMAT naming this build's version: temporary file, fsync, rename, directory fsync.

@@ -73,7 +73,9 @@ public enum StoreFormat {
         guard let text = String(validating: bytes, as: UTF8.self), text.hasPrefix(formatFilePrefix) else { return nil }
         var number = text.dropFirst(formatFilePrefix.count)
         while number.last == "\n" || number.last == " " { number.removeLast() }
-        return UInt8(number)
+        // Versions start at 1: a 0 is not a format, it is damage.
+        guard let version = UInt8(number), version > 0 else { return nil }
+        return version
     }
 
     // MARK: Checksums and integers

@@ -3,16 +3,16 @@ import BatonTestSupport
 import Foundation
 import XCTest
 
-/// Crash and damage, round after round (issue 8, item 5): load with acknowledged writes and lock
-/// grants, kill -9 and check that recovery kept every acknowledged write; stop cleanly, then flip,
-/// truncate or remove bytes of a random file of the data directory (or the whole file). batond
-/// must then either come up with every acknowledged write, or refuse to start naming the damage;
-/// after a refusal `--repair` must come up. In every case the next fencing token and zxid are
-/// above everything handed out before.
+/// Crash and damage, round after round (issue 8, item 5). Each round: load with acknowledged
+/// writes and lock grants, kill -9, flip a random byte of a random file of the data directory;
+/// load again, stop cleanly, then flip, truncate or remove bytes of a random file (or delete it).
+/// After each damage batond must either come up with every acknowledged write, or refuse to start
+/// naming the damage, and then come up with `--repair`. In every case the next fencing token and
+/// zxid are above everything handed out before.
 ///
-/// The damage is applied after a clean stop: after a crash, damage confined to the very end of
-/// the last segment is indistinguishable from a write the crash cut short, and is cut as a torn
-/// tail (docs/STORAGE.md, "What recovery cuts"); after a clean stop the log's end is recorded.
+/// Truncations and removals only after a clean stop: after a crash, a log whose last segment ends
+/// inside a record is exactly what a write cut short leaves, and is cut as a torn tail
+/// (docs/STORAGE.md, "What recovery cuts"); after a clean stop the log's end is recorded.
 ///
 /// `BATON_DAMAGE_ROUNDS` (default 6) and `BATON_DAMAGE_SEED` repeat or extend a run.
 final class StorageDamageSimulationTests: XCTestCase {
@@ -48,34 +48,41 @@ final class StorageDamageSimulationTests: XCTestCase {
 
         for round in 0..<rounds {
             var random = SeededGenerator.derived(seed, UInt64(round))
+            // kill -9, then a flipped byte: caught wherever it lands, even at the log's end.
             try load(daemon, &random, &history, round: round)
             daemon.kill(SIGKILL)
             XCTAssertNotNil(daemon.waitForExit(), "round \(round)")
-            try daemon.start()
-            try verify(daemon, &history, "round \(round) after kill -9")
+            try restart(daemon, after: try damageOneFile(daemon.dataDirectory, &random, flipOnly: true), &history, round: round)
 
+            // A clean stop, then any damage: flipped, truncated or removed bytes, or a deleted file.
+            try load(daemon, &random, &history, round: round)
             XCTAssertNotNil(daemon.stop(), "round \(round)")
-            let damage = try damageOneFile(daemon.dataDirectory, &random)
-            let refusalsLogged = daemon.standardError.components(separatedBy: "batond: error: ").count
-            do {
-                // (The socket accepts before the data directory is opened: a refusal shows in verify.)
-                try daemon.start()
-                try verify(daemon, &history, "round \(round) after \(damage)")
-                history.recoveries += 1
-            } catch {
-                XCTAssertEqual(daemon.waitForExit(), .exited(1), "round \(round), \(damage): \(error)")
-                XCTAssertEqual(daemon.standardError.components(separatedBy: "batond: error: ").count, refusalsLogged + 1,
-                               "round \(round), \(damage): one error line says why")
-                history.refusals += 1
-                daemon.options.arguments.append("--repair")
-                defer { daemon.options.arguments.removeAll { $0 == "--repair" } }
-                try daemon.start()
-                try verifyTokens(daemon, &history, "round \(round) repaired after \(damage)")
-                try reload(daemon, &history)
-            }
+            try restart(daemon, after: try damageOneFile(daemon.dataDirectory, &random, flipOnly: false), &history, round: round)
             if (testRun?.totalFailureCount ?? 0) > 0 { return }
         }
         print("StorageDamageSimulationTests: \(history.recoveries) recovered, \(history.refusals) refused and repaired")
+    }
+
+    /// Starts after `damage`: either everything acknowledged is back, or batond refuses with one
+    /// error line and `--repair` brings it up; tokens go up either way.
+    private func restart(_ daemon: TestDaemon, after damage: String, _ history: inout History, round: Int) throws {
+        let refusalsLogged = daemon.standardError.components(separatedBy: "batond: error: ").count
+        do {
+            // (The socket accepts before the data directory is opened: a refusal shows in verify.)
+            try daemon.start()
+            try verify(daemon, &history, "round \(round) after \(damage)")
+            history.recoveries += 1
+        } catch {
+            XCTAssertEqual(daemon.waitForExit(), .exited(1), "round \(round), \(damage): \(error)")
+            XCTAssertEqual(daemon.standardError.components(separatedBy: "batond: error: ").count, refusalsLogged + 1,
+                           "round \(round), \(damage): one error line says why")
+            history.refusals += 1
+            daemon.options.arguments.append("--repair")
+            defer { daemon.options.arguments.removeAll { $0 == "--repair" } }
+            try daemon.start()
+            try verifyTokens(daemon, &history, "round \(round) repaired after \(damage)")
+            try reload(daemon, &history)
+        }
     }
 
     // MARK: Load and checks
@@ -176,13 +183,13 @@ final class StorageDamageSimulationTests: XCTestCase {
     // MARK: Damage
 
     /// Flips, truncates or removes bytes of one random file (LOCK aside), or deletes it.
-    private func damageOneFile(_ directory: String, _ random: inout SeededGenerator) throws -> String {
+    private func damageOneFile(_ directory: String, _ random: inout SeededGenerator, flipOnly: Bool) throws -> String {
         let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0 != "LOCK" }.sorted()
         let name = names[random.below(names.count)]
         let path = directory + "/" + name
         var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         let description: String
-        switch bytes.isEmpty ? 3 : random.below(4) {
+        switch bytes.isEmpty ? 3 : flipOnly ? 0 : random.below(4) {
         case 0:
             let offset = random.below(bytes.count)
             bytes[offset] ^= UInt8(1 + random.below(255))

@@ -18,6 +18,30 @@ final class FormatTests: StoreTestCase {
         XCTAssertEqual(try read(segmentName(1)).count, 24 + (1...3).reduce(0) { $0 + 16 + payload($1).count })
     }
 
+    func testADamagedFormatFileIsRefusedAndRepairRewritesItWhenTheOtherFilesSayOtherwise() throws {
+        try writeLog(count: 3)
+        for damaged in ["baton-store-format 6\n", "baton-store-format 0\n", "baton-st\u{0}re-format 2\n"] {
+            try write("FORMAT", Array(damaged.utf8))
+            XCTAssertThrowsError(try open(), damaged)
+            let (store, recovery) = try openRepairing()
+            XCTAssertTrue(recovery.repairs.contains { $0.contains("FORMAT rewritten") }, "\(recovery.repairs)")
+            assertRecords(recovery, 1...3)
+            try store.close()
+            XCTAssertEqual(String(decoding: try read("FORMAT"), as: UTF8.self), "baton-store-format 2\n")
+        }
+        // A FORMAT naming a newer format beside MARKS of that format is a newer directory: untouched.
+        var marks = try read("MARKS-a")
+        marks[8] = 3
+        let crc = StoreFormat.checksum(marks[8..<52])
+        marks.replaceSubrange(52..<56, with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+        try write("MARKS-a", marks)
+        try write("MARKS-b", marks)
+        try write("FORMAT", Array("baton-store-format 3\n".utf8))
+        XCTAssertThrowsError(try openRepairing()) { error in
+            guard case .unsupportedFormat? = error as? StoreError else { return XCTFail("\(error)") }
+        }
+    }
+
     func testAnUnreadableFormatFileIsRefused() throws {
         try writeLog(count: 1)
         try write("FORMAT", Array("something else".utf8))
