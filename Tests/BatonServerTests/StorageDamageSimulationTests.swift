@@ -73,7 +73,11 @@ final class StorageDamageSimulationTests: XCTestCase {
             try verify(daemon, &history, "round \(round) after \(damage)")
             history.recoveries += 1
         } catch {
-            XCTAssertEqual(daemon.waitForExit(), .exited(1), "round \(round), \(damage): \(error)")
+            guard let termination = daemon.waitForExit() else {
+                XCTFail("round \(round), \(damage): batond is running, yet \(error)")
+                throw error
+            }
+            XCTAssertEqual(termination, .exited(1), "round \(round), \(damage): \(error)")
             XCTAssertEqual(daemon.standardError.components(separatedBy: "batond: error: ").count, refusalsLogged + 1,
                            "round \(round), \(damage): one error line says why")
             history.refusals += 1
