@@ -27,6 +27,8 @@ extension Namespace {
     /// Deletes the containers whose grace has run out. Each deletion is logged and fires watches;
     /// a parent container emptied by it starts its own grace period.
     public func sweepContainers(now: Time) {
+        // A sweep logs a record: it waits until the log can be written again.
+        guard writeRefusal == nil else { return }
         while let first = containerSweepQueue.first, first.deadlineMilliseconds <= now.monotonicMilliseconds {
             containerSweepQueue.removeFirst()
             guard containerSweepDeadlines[first.path] == first.deadlineMilliseconds else { continue }

@@ -29,6 +29,7 @@ extension Namespace {
         // One access to the parent (each tree lookup hashes the whole path).
         if let upTo = Self.takeSequence(&nodes[parentPath]!, reserveAhead: configuration.sequenceReserveAhead) {
             changes.records.append(.reserveSequence(parent: parentPath, upTo: upTo))
+            sequenceHighWater = max(sequenceHighWater, upTo)
         }
     }
 
@@ -90,6 +91,7 @@ extension Namespace {
         case .reserveSequence(let parent, let upTo):
             // The parent may be gone (deleted later in the log); then the mark no longer matters.
             if let node = nodes[parent], node.sequenceReserved < upTo { nodes[parent]!.sequenceReserved = upTo }
+            sequenceHighWater = max(sequenceHighWater, upTo)
         case .multi(let records):
             for record in records { try replay(record) }
         }
@@ -122,5 +124,61 @@ extension Namespace {
         nodes = restored.nodes
         transactionCurrent = restored.transactionCurrent
         transactionReserved = restored.transactionReserved
+        sequenceHighWater = nodes.values.reduce(0) { max($0, $1.sequenceReserved) }
+    }
+
+    // MARK: Marks outside the log, and refusing writes
+
+    /// The counters' high-water marks: every transaction id below `transactions`, and every
+    /// sequence number below `sequences` under any parent, may have been handed out. The server
+    /// keeps them durable outside the log (BatonStore's MARKS files) before replies carry values
+    /// beyond them, so that a log cut by a repair cannot send fencing tokens back.
+    public var counterMarks: (transactions: UInt64, sequences: UInt64) { (transactionReserved, sequenceHighWater) }
+
+    /// After recovery: restart the counters at or above marks kept outside the log. `sequences`
+    /// (set when log records that may have been acknowledged were cut) lifts every parent's
+    /// sequence counter, since the cut may have taken a parent's own reservation with it.
+    public func raiseCounters(transactions: UInt64, sequences: UInt64?) {
+        if transactions > transactionReserved {
+            transactionReserved = transactions
+            transactionCurrent = max(transactionCurrent, transactions - 1)
+        }
+        guard let sequences, sequences > 0 else { return }
+        sequenceHighWater = max(sequenceHighWater, sequences)
+        let behind = nodes.compactMap { $0.value.sequenceNext < sequences ? $0.key : nil }
+        for path in behind {
+            nodes[path]!.sequenceNext = sequences
+            nodes[path]!.sequenceReserved = max(nodes[path]!.sequenceReserved, sequences)
+        }
+    }
+
+    struct RollbackPoint {
+        var nodes: TreeDictionary<String, Node>
+        var ephemerals: TreeDictionary<UInt64, Set<String>>
+        var transactionCurrent, transactionReserved, sequenceHighWater: UInt64
+    }
+
+    /// O(1) (see `nodes`): what an operation that fails part-way restores.
+    func rollbackPoint() -> RollbackPoint {
+        RollbackPoint(nodes: nodes, ephemerals: ephemeralsBySession, transactionCurrent: transactionCurrent,
+                      transactionReserved: transactionReserved, sequenceHighWater: sequenceHighWater)
+    }
+
+    func roll(back point: RollbackPoint) {
+        nodes = point.nodes
+        ephemeralsBySession = point.ephemerals
+        transactionCurrent = point.transactionCurrent
+        transactionReserved = point.transactionReserved
+        sequenceHighWater = point.sequenceHighWater
+    }
+
+    /// While `writeRefusal` is set (the log cannot be written), a client's change that would log a
+    /// record (a persistent or container change, or a counter reservation) is undone and refused;
+    /// ephemeral changes within the reserved counters go on. Session ends are never refused: the
+    /// records they may produce wait in the store's memory until it can write again.
+    func refuseIfLogged(_ changes: Changes, _ saved: RollbackPoint?) throws(ReplyError) {
+        guard let saved, let writeRefusal, !changes.records.isEmpty else { return }
+        roll(back: saved)
+        throw writeRefusal
     }
 }

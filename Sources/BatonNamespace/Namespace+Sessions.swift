@@ -80,7 +80,7 @@ extension Namespace {
     /// session is re-filed when its old deadline comes up), never late.
     public var nextDeadlineMilliseconds: UInt64? {
         let session = sessionDeadlines.min?.deadlineMilliseconds
-        let container = containerSweepQueue.first?.deadlineMilliseconds
+        let container = writeRefusal == nil ? containerSweepQueue.first?.deadlineMilliseconds : nil
         switch (session, container) {
         case let (session?, container?): return min(session, container)
         case let (session?, nil): return session

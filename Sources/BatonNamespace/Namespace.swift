@@ -18,6 +18,10 @@ public final class Namespace {
     public internal(set) var transactionCurrent: UInt64 = 0
     /// Ids below this may be in use: a log record says so (see `allocateTransaction`).
     var transactionReserved: UInt64 = 0
+    /// The highest sequence mark any parent ever logged (see `counterMarks`).
+    var sequenceHighWater: UInt64 = 0
+    /// While set, changes that would log a record are refused with it (see `refuseIfLogged`).
+    public var writeRefusal: ReplyError?
 
     // One-shot watches: the registration tables (per path, each watcher with the path as it spelled
     // it: events name the path that way) and, per watcher, what it has registered.
@@ -86,7 +90,9 @@ public final class Namespace {
     public func createReportingParent(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                                       now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
         var changes = Changes()
+        let saved = writeRefusal == nil ? nil : rollbackPoint()
         let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
+        try refuseIfLogged(changes, saved)
         commit(changes, asOneRecord: false, now: now)
         return result
     }
@@ -94,7 +100,9 @@ public final class Namespace {
     /// Deletes a node; `expectedVersion` -1 matches any version.
     public func delete(_ path: String, expectedVersion: Int32, now: Time) throws(ReplyError) {
         var changes = Changes()
+        let saved = writeRefusal == nil ? nil : rollbackPoint()
         try deleteOperation(path, expectedVersion: expectedVersion, &changes)
+        try refuseIfLogged(changes, saved)
         commit(changes, asOneRecord: false, now: now)
     }
 
@@ -117,7 +125,9 @@ public final class Namespace {
     @discardableResult
     public func set(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time) throws(ReplyError) -> Stat {
         var changes = Changes()
+        let saved = writeRefusal == nil ? nil : rollbackPoint()
         let stat = try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+        try refuseIfLogged(changes, saved)
         commit(changes, asOneRecord: false, now: now)
         return stat
     }
@@ -160,8 +170,7 @@ public final class Namespace {
         }
         // Rollback point: O(1) copies (see `nodes`). Watches and container schedules are only
         // touched by `commit`, after every operation succeeded.
-        let savedNodes = nodes, savedEphemerals = ephemeralsBySession
-        let savedCurrent = transactionCurrent, savedReserved = transactionReserved
+        let saved = rollbackPoint()
         var changes = Changes()
         var results: [MultiResult] = []
         results.reserveCapacity(operations.count)
@@ -181,12 +190,14 @@ public final class Namespace {
                     results.append(.checked)
                 }
             } catch {
-                nodes = savedNodes
-                ephemeralsBySession = savedEphemerals
-                transactionCurrent = savedCurrent
-                transactionReserved = savedReserved
+                roll(back: saved)
                 throw MultiFailure(index: index, error: error)
             }
+        }
+        do throws(ReplyError) {
+            try refuseIfLogged(changes, saved)
+        } catch {
+            throw MultiFailure(index: nil, error: error)
         }
         commit(changes, asOneRecord: true, now: now)
         return results

@@ -47,6 +47,9 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     case shuttingDown = 41
     case storageFailure = 42
     case internalError = 43
+    // Storage.
+    case storageFull = 44
+    case storageUnavailable = 45
 
     /// Errors after which the server closes the connection: the byte stream can no longer be trusted
     /// or the peer never completed the handshake.

@@ -28,6 +28,8 @@ struct ServerCounters {
     var slowReaderDisconnects: UInt64 = 0
     var snapshotsWritten: UInt64 = 0
     var snapshotFailures: UInt64 = 0
+    /// Times the log could not be written and writes were refused until a retry succeeded.
+    var storageFailures: UInt64 = 0
     /// How long the loop stood still copying the state for the last snapshot.
     var lastSnapshotStallMicroseconds: UInt64 = 0
     var metricsRequests: UInt64 = 0
@@ -48,6 +50,8 @@ struct MetricsSample {
     var engine: EngineStatistics?
     /// nil when the namespace is kept in memory only.
     var store: StoreMetrics?
+    /// The log cannot be written right now.
+    var storageFailing = false
     var residentMemoryBytes: UInt64?
 }
 
@@ -78,8 +82,8 @@ final class MetricsRegistry {
     private var lockHolders, lockWaiters: Gauge?
     private let authenticationSuccesses, authenticationFailures: MirroredCounter
     /// The write-ahead log and snapshots: registered only when the namespace is durable.
-    private let logAppends, logFsyncs, logBytes, snapshotsWritten, snapshotFailures: MirroredCounter?
-    private let lastSnapshotStall: Gauge?
+    private let logAppends, logFsyncs, logBytes, snapshotsWritten, snapshotFailures, storageFailures: MirroredCounter?
+    private let lastSnapshotStall, storageFailing: Gauge?
     private let residentMemory: Gauge
 
     init(includesStore: Bool) {
@@ -127,9 +131,12 @@ final class MetricsRegistry {
             snapshotFailures = counter("snapshot_failures", "total", "Snapshots that failed.")
             lastSnapshotStall = gauge("snapshot_last_stall", "microseconds",
                                       "How long the event loop stood still copying the state for the last snapshot.")
+            storageFailures = counter("storage_failures", "total",
+                                      "Times the log could not be written (full disk, I/O error) and writes were refused until a retry succeeded.")
+            storageFailing = gauge("storage_failing", "", "1 while the log cannot be written and writes are refused.")
         } else {
-            (logAppends, logFsyncs, logBytes, snapshotsWritten, snapshotFailures) = (nil, nil, nil, nil, nil)
-            lastSnapshotStall = nil
+            (logAppends, logFsyncs, logBytes, snapshotsWritten, snapshotFailures, storageFailures) = (nil, nil, nil, nil, nil, nil)
+            (lastSnapshotStall, storageFailing) = (nil, nil)
         }
         residentMemory = gauge("process_resident_memory", "bytes", "Resident memory of the daemon process.")
     }
@@ -174,6 +181,8 @@ final class MetricsRegistry {
         }
         snapshotsWritten?.update(to: counters.snapshotsWritten)
         snapshotFailures?.update(to: counters.snapshotFailures)
+        storageFailures?.update(to: counters.storageFailures)
+        storageFailing?.set(Int64(sample.storageFailing ? 1 : 0))
         lastSnapshotStall?.set(Int64(clamping: counters.lastSnapshotStallMicroseconds))
         if let resident = sample.residentMemoryBytes { residentMemory.set(Int64(clamping: resident)) }
         return registry.emitToBuffer()

@@ -59,6 +59,11 @@ public struct DurabilityConfiguration: Sendable {
     public var snapshotEveryRecords: Int = 100_000
     /// ...or once the records logged since the last one add up to this many bytes.
     public var snapshotEveryLogBytes: Int = 64 * 1_048_576
+    /// Start even if the data directory is damaged: cut the log at the damage, set the rest aside
+    /// and say what was dropped (`batond --repair`, docs/STORAGE.md, "Repair").
+    public var repair: Bool = false
+    /// While the log cannot be written (a full disk), how often it is retried.
+    public var storageRetryMilliseconds: UInt64 = 1_000
 
     public init(dataDirectory: String, store: StoreConfiguration = StoreConfiguration()) {
         self.dataDirectory = dataDirectory

@@ -25,23 +25,30 @@ final class ServerLoop {
     let configuration: ServerConfiguration
     let logger: Logger
     let loop: UnsafeMutablePointer<uv_loop_t>
-    private let mailbox: Mailbox
+    let mailbox: Mailbox
     private let makeEngine: (@Sendable (Time) -> any ServerEngine)?
-    private var engine: (any ServerEngine)?
+    var engine: (any ServerEngine)?
 
     // Durability (nil store: in memory).
-    private var store: Store?
+    var store: Store?
     /// The real engine when durable, for snapshots.
-    private var durableEngine: Engine?
-    private var recordsSinceSnapshot = 0
-    private var logBytesSinceSnapshot = 0
-    private var snapshotInProgress: SnapshotJob?
-    /// Set by the first failed append or commit: nothing queued after it may be sent.
-    private var storageFailure: String?
+    var durableEngine: Engine?
+    var recordsSinceSnapshot = 0
+    var logBytesSinceSnapshot = 0
+    var snapshotInProgress: SnapshotJob?
+    /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
+    var storageFailure: String?
+    /// Replies held while the log cannot be written, per connection, in order.
+    var heldOutputs: [ConnectionID: WireWriter] = [:]
+    var storageRetryTimer: UnsafeMutablePointer<uv_timer_t>?
+    /// Set by a log failure until the end of its turn: every reply routed meanwhile is held.
+    var holdsRestOfTurn = false
+    /// A record could not even be buffered (a bug): no retry can help; the daemon stops.
+    var storageBroken = false
     private var isFlushing = false
 
     private var listeners: [Listener] = []
-    private var connections: [ConnectionID: Connection] = [:]
+    var connections: [ConnectionID: Connection] = [:]
     private var drainingConnections: [ConnectionID: Connection] = [:]
     private var nextConnectionID: ConnectionID = 1
     /// Connections with output or a pending close this turn, in the order they got it.
@@ -77,7 +84,7 @@ final class ServerLoop {
     private(set) var isShuttingDown = false
 
     // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with `metricsEndpoint`.
-    private var counters = ServerCounters()
+    var counters = ServerCounters()
     private var metricsEndpoint: MetricsEndpoint?
     private var metricsRegistry: MetricsRegistry?
 
@@ -107,7 +114,7 @@ final class ServerLoop {
         return Unmanaged<ServerLoop>.fromOpaque(data).takeUnretainedValue()
     }
 
-    private var limits: Limits { configuration.engine.limits }
+    var limits: Limits { configuration.engine.limits }
 
     // MARK: Running
 
@@ -215,56 +222,6 @@ final class ServerLoop {
             try openEngine()
         }
         return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort, metricsPort: metricsPort)
-    }
-
-    /// The real engine: fresh in memory, or recovered from the newest snapshot and the log after it.
-    private func openEngine() throws(ServerError) {
-        guard let durability = configuration.durability else {
-            engine = Engine(configuration: configuration.engine, now: now())
-            logger.info("namespace kept in memory only (nothing survives a restart)")
-            return
-        }
-        let opened: (store: Store, recovery: Recovery)
-        do {
-            opened = try Store.open(directory: durability.dataDirectory, configuration: durability.store, logger: logger)
-        } catch {
-            throw ServerError("cannot open data directory \(durability.dataDirectory): \(error)")
-        }
-        let recovery = opened.recovery
-        let engine: Engine
-        do {
-            engine = try Engine(configuration: configuration.engine, now: now(),
-                                recoveringFrom: recovery.snapshot?.bytes, records: recovery.records.lazy.map(\.payload))
-        } catch {
-            try? opened.store.close()
-            throw ServerError("cannot recover the namespace from \(durability.dataDirectory): \(error)")
-        }
-        self.engine = engine
-        durableEngine = engine
-        store = opened.store
-        recordsSinceSnapshot = recovery.records.count
-        logBytesSinceSnapshot = recovery.records.reduce(0) { $0 + $1.payload.count }
-        logger.info("namespace recovered", metadata: [
-            "data_dir": "\(durability.dataDirectory)", "fsync": "\(durability.store.fsyncPolicy)",
-            "snapshot_lsn": "\(recovery.snapshot.map { String($0.lsn) } ?? "none")",
-            "records_replayed": "\(recovery.records.count)", "next_lsn": "\(recovery.nextLSN)",
-        ])
-    }
-
-    /// After the loop: let a running snapshot finish (it writes only its own file), then write and
-    /// sync what the log still buffers and release the data directory.
-    private func closeStore() {
-        snapshotInProgress?.waitUntilFinished()
-        snapshotInProgress?.releaseSource()
-        snapshotInProgress = nil
-        guard let store else { return }
-        self.store = nil
-        do {
-            try store.close()
-        } catch {
-            if storageFailure == nil { storageFailure = "\(error)" }
-            logger.critical("cannot close the write-ahead log", metadata: ["error": "\(error)"])
-        }
     }
 
     /// Closes whatever is left, lets the close callbacks run, and closes the loop.
@@ -594,7 +551,7 @@ final class ServerLoop {
         engine.connectionClosed(connection.id, now: time)
     }
 
-    private func queueFlush(_ connection: Connection) {
+    func queueFlush(_ connection: Connection) {
         guard !connection.isQueuedForFlush else { return }
         connection.isQueuedForFlush = true
         flushQueue.append(connection)
@@ -604,7 +561,7 @@ final class ServerLoop {
 
     /// Routes everything the engine produced, until it produces nothing more (dropping a slow
     /// reader tells the engine, which may produce more).
-    private func routeOutputs() {
+    func routeOutputs() {
         guard let engine else { return }
         while true {
             let outputs = engine.takeOutputs()
@@ -612,8 +569,9 @@ final class ServerLoop {
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
-                    // After a log failure nothing is sent: it might acknowledge a lost change.
-                    guard storageFailure == nil, let connection = connections[id], connection.phase == .open else { continue }
+                    guard let connection = connections[id], connection.phase == .open else { continue }
+                    // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
+                    if hold(message, for: connection) { continue }
                     encode(message, into: connection)
                     queueFlush(connection)
                     let queuedBytes = connection.outputBytesQueued
@@ -629,15 +587,7 @@ final class ServerLoop {
                     guard let connection = connections[id] else { continue }
                     beginDraining(connection)
                 case .persist(let record):
-                    guard let store, storageFailure == nil else { continue }
-                    do {
-                        try store.append(record)
-                    } catch {
-                        storageFailed(error)
-                        continue
-                    }
-                    recordsSinceSnapshot += 1
-                    logBytesSinceSnapshot += record.count
+                    persist(record)
                 }
             }
         }
@@ -667,13 +617,7 @@ final class ServerLoop {
         turn &+= 1
         isFlushing = true
         defer { isFlushing = false }
-        if let store, storageFailure == nil, store.needsCommit {
-            do {
-                try store.commit()
-            } catch {
-                storageFailed(error)
-            }
-        }
+        commitLog()
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
@@ -704,88 +648,12 @@ final class ServerLoop {
                 }
             }
             routeOutputs()
-            if let store, storageFailure == nil, store.needsCommit {
-                // Routing produced more records (a dropped slow reader's session ended): commit them too.
-                do {
-                    try store.commit()
-                } catch {
-                    storageFailed(error)
-                }
-            }
+            // Routing produced more records (a dropped slow reader's session ended): commit them too.
+            commitLog()
         }
+        endTurn()
         armTimer()
         startSnapshotIfDue()
-    }
-
-    /// The log can no longer be trusted: drop every reply not yet written (any may depend on a
-    /// record that is not durable) and stop; `run` then throws.
-    private func storageFailed(_ error: any Error) {
-        guard storageFailure == nil else { return }
-        storageFailure = "\(error)"
-        logger.critical("write-ahead log failed; stopping without sending replies that depend on it",
-                        metadata: ["error": "\(error)"])
-        for connection in connections.values { connection.output = WireWriter(capacity: 0) }
-        beginShutdown(reason: "storage failure")
-    }
-
-    // MARK: Snapshots
-
-    /// Every `snapshotEveryRecords` records or `snapshotEveryLogBytes` bytes of log: copy the
-    /// persistent state here (the stall, logged), serialize and write it on a background thread,
-    /// prune the log when it is done (`snapshotFinished`).
-    private func startSnapshotIfDue() {
-        guard let durability = configuration.durability, let store, let engine = durableEngine,
-              snapshotInProgress == nil, storageFailure == nil, !isShuttingDown,
-              recordsSinceSnapshot >= durability.snapshotEveryRecords || logBytesSinceSnapshot >= durability.snapshotEveryLogBytes
-        else { return }
-        let copyStarted = DispatchTime.now().uptimeNanoseconds
-        let source = engine.snapshotSource()
-        let lsn = store.lastLSN
-        let stallMicroseconds = (DispatchTime.now().uptimeNanoseconds - copyStarted) / 1_000
-        logger.info("snapshot started", metadata: [
-            "lsn": "\(lsn)", "records_since_last": "\(recordsSinceSnapshot)",
-            "log_bytes_since_last": "\(logBytesSinceSnapshot)", "loop_stall_microseconds": "\(stallMicroseconds)",
-        ])
-        recordsSinceSnapshot = 0
-        logBytesSinceSnapshot = 0
-        counters.lastSnapshotStallMicroseconds = stallMicroseconds
-        // The job owns the snapshot and the loop releases it (see SnapshotJob): the thread only borrows it.
-        let job = SnapshotJob(serializing: { source.serialize() })
-        snapshotInProgress = job
-        let writer = store.snapshotWriter
-        let mailbox = self.mailbox
-        Thread(name: "batond-snapshot") {
-            let started = DispatchTime.now().uptimeNanoseconds
-            let bytes = job.serialize()
-            var failure: String?
-            do {
-                try writer.writeSnapshot(lsn: lsn, bytes: bytes)
-            } catch {
-                failure = "\(error)"
-            }
-            let milliseconds = (DispatchTime.now().uptimeNanoseconds - started) / 1_000_000
-            mailbox.post(.snapshotFinished(lsn: lsn, bytes: bytes.count, milliseconds: milliseconds, failure: failure))
-            job.finish()
-        }.start()
-    }
-
-    private func snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?) {
-        snapshotInProgress?.releaseSource()
-        snapshotInProgress = nil
-        if let failure {
-            // The log still holds everything; the next snapshot tries again.
-            counters.snapshotFailures += 1
-            logger.error("snapshot failed", metadata: ["lsn": "\(lsn)", "error": "\(failure)"])
-            return
-        }
-        counters.snapshotsWritten += 1
-        logger.info("snapshot finished", metadata: ["lsn": "\(lsn)", "bytes": "\(bytes)", "milliseconds": "\(milliseconds)"])
-        guard let store, storageFailure == nil else { return }
-        do {
-            try store.pruneBefore(snapshotLSN: lsn)
-        } catch {
-            logger.error("cannot prune the log after a snapshot", metadata: ["lsn": "\(lsn)", "error": "\(error)"])
-        }
     }
 
     private func shutDown(_ connection: Connection) {
@@ -802,7 +670,7 @@ final class ServerLoop {
     // MARK: Metrics
 
     /// Counts a frame on its way to a client.
-    private func count(_ message: ServerMessage) {
+    func count(_ message: ServerMessage) {
         counters.framesSent += 1
         switch message {
         case .reply(let reply):
@@ -825,6 +693,7 @@ final class ServerLoop {
         }
         sample.engine = (engine as? Engine)?.statistics
         sample.store = store?.metrics
+        sample.storageFailing = storageFailure != nil
         sample.residentMemoryBytes = MetricsRegistry.residentMemoryBytes()
         return metricsRegistry.exposition(sample)
     }
@@ -875,6 +744,7 @@ final class ServerLoop {
     /// Stop accepting, end every connection's session, flush, close every handle.
     func beginShutdown(reason: String) {
         guard !isShuttingDown else { return }
+        storageBeforeShutdown()
         isShuttingDown = true
         logger.info("shutting down", metadata: ["reason": "\(reason)", "connections": "\(connections.count)"])
         for listener in listeners {

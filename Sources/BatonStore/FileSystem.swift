@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Logging
 
 /// Thin POSIX wrappers: the store needs exact control over fsync, O_EXCL, rename and flock, which
 /// higher-level file APIs hide. Every failure becomes `StoreError.io` naming the call and the path.
@@ -17,7 +18,7 @@ enum FileSystem {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 
-    static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+    static func open(_ path: String, flags: Int32, mode: mode_t = 0o600) throws -> Int32 {
         while true {
             let descriptor = systemOpen(path, flags | O_CLOEXEC, mode)
             if descriptor >= 0 { return descriptor }
@@ -127,8 +128,38 @@ enum FileSystem {
         if let slash = parent.lastIndex(of: "/"), slash != parent.startIndex {
             try makeDirectories(String(parent[..<slash]))
         }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw error("mkdir", path) }
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw error("mkdir", path) }
         guard isDirectory(path) else { throw StoreError.notADirectory(path: path) }
+    }
+
+    /// Writes `path` (mode 0600) to hold exactly `bytes`, fsynced. (Replaces a file of that name:
+    /// a repair that a crash interrupted writes the same bytes again.)
+    static func writeNew(_ path: String, _ bytes: [UInt8]) throws {
+        let descriptor = try open(path, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        defer { close(descriptor) }
+        try writeAll(descriptor, bytes, path: path)
+        try sync(descriptor, path: path)
+    }
+
+    /// The data directory is the user's alone: the directory 0700, every file in it 0600. Looser
+    /// modes (a directory made by an older batond, or by hand) are tightened, with a warning.
+    static func makePrivate(_ directory: String, logger: Logger) throws {
+        try tighten(directory, to: 0o700, logger: logger)
+        for name in try listDirectory(directory) {
+            let path = join(directory, name)
+            var status = stat()
+            guard lstat(path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { continue }
+            try tighten(path, to: 0o600, logger: logger)
+        }
+    }
+
+    private static func tighten(_ path: String, to mode: mode_t, logger: Logger) throws {
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw error("stat", path) }
+        let current = status.st_mode & 0o7777
+        guard current & ~mode != 0 else { return }
+        if chmod(path, current & mode) != 0 { throw error("chmod", path) }
+        logger.warning("\(path) was mode \(String(current, radix: 8)); now \(String(current & mode, radix: 8)) (the data directory is private)")
     }
 
     /// An exclusive advisory lock held for as long as the descriptor stays open; nil if another

@@ -10,6 +10,14 @@ public struct Recovery: Sendable, Equatable {
     public var truncation: LogTruncation?
     /// Snapshot files that failed their checks, newest first; each was renamed to `<name>.corrupt`.
     public var corruptSnapshots: [String]
+    /// The counter marks from the MARKS files: the namespace's counters must restart at or above them.
+    public var marks: CounterMarks = CounterMarks()
+    /// What `--repair` dropped (empty without damage): acknowledged records may be among them.
+    public var repairs: [String] = []
+
+    /// True when records that may have been acknowledged were dropped: then every sequence counter,
+    /// not only the transaction counter, restarts at its mark (`marks.sequences`).
+    public var lostRecords: Bool { !repairs.isEmpty }
 }
 
 public struct RecoveredSnapshot: Sendable, Equatable {

@@ -34,6 +34,12 @@ public final class Store {
     var closedSegmentFirstLSNs: [LogSequenceNumber] = []
     /// Encoded records appended since the last write, with `batch` and `none`.
     var pending: [UInt8] = []
+    /// Offset in the current segment up to which the file is trusted: fsynced (`always`, `batch`)
+    /// or completely written (`none`). A retry after a failure truncates the file back to it.
+    var trustedBytes = 0
+    /// Bytes written after `trustedBytes` and not yet fsynced (`always`, `batch`): a retry writes
+    /// them again rather than trusting the page cache after a failed fsync.
+    var unsynced: [UInt8] = []
 
     /// The last LSN assigned; `append` returns the one after it.
     public internal(set) var lastLSN: LogSequenceNumber = 0
@@ -42,12 +48,18 @@ public final class Store {
     /// The last LSN known to be on stable storage.
     public internal(set) var durableLSN: LogSequenceNumber = 0
 
+    /// The MARKS files as last written (docs/STORAGE.md, "Marks").
+    var marks = MarksFile(generation: 0, counters: CounterMarks(), lastSegmentFirstLSN: 0, cleanEndLSN: nil)
+    /// Marks that must reach the disk before the next commit succeeds (a failed write is retried).
+    var marksToWrite: MarksFile?
+
     var bytesWritten: UInt64 = 0
     var fsyncCount: UInt64 = 0
     var recordsAppended: UInt64 = 0
 
-    /// Set by the first failed write or fsync; every later call throws `unusable`.
-    var failure: String?
+    /// Set by a failed write or fsync until `retry()` succeeds: appends are still buffered (the
+    /// caller decides whether to make more), `commit()` throws `unusable`.
+    public internal(set) var failure: StoreFailure?
     var isClosed = false
 
     init(directory: String, configuration: StoreConfiguration, logger: Logger, lockDescriptor: Int32) {
@@ -68,29 +80,33 @@ public final class Store {
 
     /// Assigns the next LSN to `payload` and buffers it. With `.always` the record is written and
     /// fsynced before this returns; otherwise it is durable once `commit()` returns (`.batch`).
+    /// Throws only for a record over the limit or a closed store: an I/O failure while appending
+    /// keeps the record (it is written by `retry()`) and sets `failure`, so `commit()` throws.
     @discardableResult
     public func append(_ payload: [UInt8]) throws -> LogSequenceNumber {
-        try checkUsable()
+        if isClosed { throw StoreError.closed }
         guard payload.count <= configuration.recordBytesMax else {
             throw StoreError.recordTooLarge(bytes: payload.count, bytesMax: configuration.recordBytesMax)
         }
         let lsn = lastLSN + 1
         let recordBytes = StoreFormat.recordHeaderBytes + payload.count
-        try performing("append") {
-            if segmentRecordCount > 0 && segmentBytes + pending.count + recordBytes > configuration.segmentBytesMax {
-                try rollSegment(firstLSN: lsn)
-            }
-            StoreFormat.appendRecord(lsn: lsn, payload: payload, to: &pending)
-            lastLSN = lsn
-            segmentRecordCount += 1
-            recordsAppended += 1
-            switch configuration.fsyncPolicy {
-            case .always:
+        if failure == nil && segmentDescriptor >= 0 && segmentRecordCount > 0
+            && segmentBytes + pending.count + recordBytes > configuration.segmentBytesMax {
+            performing("append") { try rollSegment(firstLSN: lsn) }
+        }
+        StoreFormat.appendRecord(lsn: lsn, payload: payload, to: &pending)
+        lastLSN = lsn
+        segmentRecordCount += 1
+        recordsAppended += 1
+        guard failure == nil else { return lsn }
+        switch configuration.fsyncPolicy {
+        case .always:
+            performing("append") {
                 try writePending()
                 try syncSegment()
-            case .batch, .none:
-                if pending.count >= configuration.writeBufferBytesMax { try writePending() }
             }
+        case .batch, .none:
+            if pending.count >= configuration.writeBufferBytesMax { performing("append") { try writePending() } }
         }
         return lsn
     }
@@ -98,16 +114,63 @@ public final class Store {
     /// Ends a batch: writes what was appended since the last commit and, with `.batch`, fsyncs it
     /// once (nothing to do if nothing was appended). Send the replies that depend on those records
     /// only after this returns. With `.always` there is nothing left to do; with `.none` the writes
-    /// reach the kernel (they survive the process dying, not the machine).
+    /// reach the kernel (they survive the process dying, not the machine). Throws `unusable` while
+    /// a failure stands (call `retry()`), or the I/O error that caused a new one.
     public func commit() throws {
         try checkUsable()
-        try performing("commit") {
+        try performingOrThrow("commit") {
+            if let marksToWrite { try writeMarks(marksToWrite) }
             try writePending()
             if configuration.fsyncPolicy != .none && durableLSN < writtenLSN {
                 try syncSegment()
             }
         }
     }
+
+    /// After a failure: truncates the segment back to what is trusted, writes everything after it
+    /// again from memory (never trusting the page cache after a failed fsync), fsyncs, and writes
+    /// the marks still owed. On success the store is usable again and every record appended so far
+    /// is as durable as `commit()` makes it; on failure nothing changed and it may be called again.
+    public func retry() throws {
+        if isClosed { throw StoreError.closed }
+        guard failure != nil else { return }
+        do {
+            if segmentDescriptor < 0 {
+                // A roll failed after closing the old segment: start the new one again.
+                let records = segmentRecordCount
+                try FileSystem.remove(segmentPath)
+                try createSegment(firstLSN: segmentFirstLSN)
+                segmentRecordCount = records
+            }
+            try FileSystem.truncate(segmentDescriptor, length: trustedBytes, path: segmentPath)
+            segmentBytes = trustedBytes
+            pending = unsynced + pending
+            unsynced.removeAll()
+            if configuration.fsyncPolicy != .none { writtenLSN = durableLSN }
+            if let marksToWrite { try writeMarks(marksToWrite) }
+            try writePending()
+            if configuration.fsyncPolicy != .none { try syncSegment() }
+        } catch {
+            failure = StoreFailure(operation: "retry", error: error)
+            throw error
+        }
+        logger.notice("write-ahead log writable again", metadata: ["lastLSN": "\(lastLSN)"])
+        failure = nil
+    }
+
+    /// Raises the counter marks on disk if `counters` has one above them. The write happens in the
+    /// next `commit()` (or `retry()`), before it returns, so no reply that carries a value beyond
+    /// the old marks is sent before the new ones are durable.
+    public func raiseMarks(_ counters: CounterMarks) {
+        let current = (marksToWrite ?? marks).counters
+        guard current.isBelow(counters) else { return }
+        var next = marksToWrite ?? marks
+        next.counters = current.merged(with: counters)
+        marksToWrite = next
+    }
+
+    /// The counter marks as they stand (or will stand after the next commit).
+    public var counterMarks: CounterMarks { (marksToWrite ?? marks).counters }
 
     /// Writes and fsyncs what is buffered (whatever the policy: a clean shutdown loses nothing),
     /// then releases the files and the directory lock. Idempotent.
@@ -118,9 +181,13 @@ public final class Store {
             isClosed = true
         }
         guard failure == nil else { return }
-        try performing("close") {
+        try performingOrThrow("close") {
             try writePending()
             if durableLSN < writtenLSN { try syncSegment() }
+            // The log ends here: a later open that finds it shorter refuses (docs/STORAGE.md, "Marks").
+            var closing = marksToWrite ?? marks
+            closing.cleanEndLSN = lastLSN
+            try writeMarks(closing)
         }
     }
 
@@ -128,6 +195,7 @@ public final class Store {
     /// takes them (fsynced for `.always` and `.batch`, written for `.none`). The server holds the
     /// replies that depend on those records until `commit()` returns.
     public var needsCommit: Bool {
+        if marksToWrite != nil { return true }
         switch configuration.fsyncPolicy {
         case .always, .batch: return durableLSN < lastLSN
         case .none: return writtenLSN < lastLSN
@@ -202,26 +270,45 @@ public final class Store {
 
     func checkUsable() throws {
         if isClosed { throw StoreError.closed }
-        if let failure { throw StoreError.unusable(cause: failure) }
+        if let failure { throw StoreError.unusable(cause: failure.description) }
     }
 
-    /// Runs `body`; an I/O failure in it makes the store unusable (see `StoreError.unusable`).
-    func performing(_ operation: String, _ body: () throws -> Void) throws {
+    /// Runs `body`; an I/O failure in it sets `failure` (cleared by `retry()`).
+    func performing(_ operation: String, _ body: () throws -> Void) {
         do {
             try body()
         } catch {
-            failure = "\(operation): \(error)"
-            logger.error("write-ahead log failed; the store stops", metadata: ["error": "\(error)"])
+            recordFailure(operation, error)
+        }
+    }
+
+    func performingOrThrow(_ operation: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            recordFailure(operation, error)
             throw error
         }
     }
 
+    private func recordFailure(_ operation: String, _ error: any Error) {
+        failure = StoreFailure(operation: operation, error: error)
+        logger.error("write-ahead log write failed; appends are kept in memory until a retry succeeds",
+                     metadata: ["operation": "\(operation)", "error": "\(error)"])
+    }
+
     func writePending() throws {
         guard !pending.isEmpty else { return }
+        guard segmentDescriptor >= 0 else { throw StoreError.closed }
         try FileSystem.writeAll(segmentDescriptor, pending, path: segmentPath)
         bytesWritten += UInt64(pending.count)
         segmentBytes += pending.count
         writtenLSN = lastLSN
+        if configuration.fsyncPolicy == .none {
+            trustedBytes = segmentBytes
+        } else {
+            unsynced.append(contentsOf: pending)
+        }
         pending.removeAll(keepingCapacity: true)
     }
 
@@ -229,6 +316,8 @@ public final class Store {
         try FileSystem.sync(segmentDescriptor, path: segmentPath)
         fsyncCount += 1
         durableLSN = writtenLSN
+        trustedBytes = segmentBytes
+        unsynced.removeAll(keepingCapacity: true)
     }
 
     func syncDirectory() throws {
@@ -245,31 +334,46 @@ public final class Store {
     /// mean a lost file, never a crash (recovery refuses it, `StoreError.logGap`).
     func rollSegment(firstLSN: LogSequenceNumber) throws {
         try writePending()
-        if durableLSN < writtenLSN { try syncSegment() }
+        if durableLSN < writtenLSN || !unsynced.isEmpty { try syncSegment() }
         FileSystem.close(segmentDescriptor)
         segmentDescriptor = -1
         closedSegmentFirstLSNs.append(segmentFirstLSN)
+        segmentFirstLSN = firstLSN
+        segmentBytes = 0
+        trustedBytes = 0
+        segmentRecordCount = 0
         try createSegment(firstLSN: firstLSN)
     }
 
-    /// Creates and opens a new segment holding just its header. With `.always` and `.batch` the file
-    /// and its directory entry are fsynced, so records acknowledged in it cannot vanish with the name.
+    /// Creates and opens a new segment holding just its header, fsyncs it and the directory (under
+    /// every policy: a roll is rare), then records it in the MARKS files, so that losing it later
+    /// is noticed. On failure the partial file is removed and no segment is open (`retry()`).
     func createSegment(firstLSN: LogSequenceNumber) throws {
         let path = FileSystem.join(directory, StoreFormat.segmentFileName(firstLSN: firstLSN))
-        let descriptor = try FileSystem.open(path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND)
-        segmentDescriptor = descriptor
         segmentFirstLSN = firstLSN
         segmentBytes = 0
+        trustedBytes = 0
         segmentRecordCount = 0
-        let header = StoreFormat.segmentHeader(firstLSN: firstLSN)
-        try FileSystem.writeAll(descriptor, header, path: path)
-        bytesWritten += UInt64(header.count)
-        segmentBytes = header.count
-        if configuration.fsyncPolicy != .none {
+        let descriptor = try FileSystem.open(path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND, mode: 0o600)
+        do {
+            let header = StoreFormat.segmentHeader(firstLSN: firstLSN)
+            try FileSystem.writeAll(descriptor, header, path: path)
+            bytesWritten += UInt64(header.count)
             try FileSystem.sync(descriptor, path: path)
             fsyncCount += 1
             try syncDirectory()
+            var next = marksToWrite ?? marks
+            next.lastSegmentFirstLSN = firstLSN
+            next.cleanEndLSN = nil
+            try writeMarks(next)
+            segmentBytes = header.count
+            trustedBytes = header.count
+        } catch {
+            FileSystem.close(descriptor)
+            try? FileSystem.remove(path)
+            throw error
         }
+        segmentDescriptor = descriptor
         logger.debug("log segment started", metadata: ["file": "\(StoreFormat.segmentFileName(firstLSN: firstLSN))"])
     }
 

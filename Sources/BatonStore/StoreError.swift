@@ -14,6 +14,11 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// middle is missing. A crash cannot cause this (segments are fsynced before the next is created),
     /// so recovery refuses rather than silently dropping the segments after the hole.
     case logGap(directory: String, expectedLSN: LogSequenceNumber, foundFile: String)
+    /// Damage that a crash cannot cause: a bad record followed by valid data, a damaged segment
+    /// header, a damaged record in a segment that is not the last, a missing last segment, a log
+    /// shorter than a clean close left it, or no valid MARKS copy. Recovery refuses and deletes
+    /// nothing; `Store.open(repair: true)` (`batond --repair`) cuts the log there instead.
+    case corruptDataDirectory(file: String, offset: Int, problem: String)
     /// `pruneBefore` was given a snapshot that is not on disk.
     case snapshotNotFound(lsn: LogSequenceNumber)
     /// A system call failed.
@@ -36,17 +41,23 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             }
             return "\(path) is store format \(found), which this batond cannot read (\(readableText))"
         case let .unreadableFormatFile(path):
-            return "\(path) does not name a store format (expected \"baton-store-format N\")"
+            return "\(path) does not name a store format (expected \"baton-store-format N\"); "
+                + "restore it, or start batond once with --repair to write it again"
         case let .missingFormatFile(directory):
-            return "\(directory) holds log or snapshot files but no FORMAT file: not a data directory this batond created"
+            return "\(directory) holds log or snapshot files but no FORMAT file: not a data directory this batond created "
+                + "(if it is one whose FORMAT was lost, start batond once with --repair to write it again)"
         case let .notADirectory(path):
             return "\(path) exists and is not a directory"
         case let .directoryLocked(path):
             return "\(path) is in use by another batond (its LOCK file is held)"
         case let .logGap(directory, expected, found):
             return "the write-ahead log in \(directory) has a hole: records from LSN \(expected) are needed "
-                + "but the next segment is \(found). Restore the missing segment, or delete \(found) and the "
-                + "segments after it to accept losing those records"
+                + "but the next segment is \(found). Restore the missing segment, or start batond once with "
+                + "--repair to set \(found) and the segments after it aside and accept losing those records"
+        case let .corruptDataDirectory(file, offset, problem):
+            return "the data directory is damaged: \(file) at offset \(offset): \(problem). Nothing was changed. "
+                + "Restore the file from a backup, or start batond once with --repair to cut the log at the damage "
+                + "(the records from there on are lost; fencing tokens and sequence numbers still never go back)"
         case let .snapshotNotFound(lsn):
             return "no snapshot at LSN \(lsn) to prune before"
         case let .io(operation, path, code):

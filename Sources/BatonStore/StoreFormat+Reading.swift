@@ -78,6 +78,68 @@ extension StoreFormat {
         return scan
     }
 
+    /// Whether a problem `scanSegment` found may be a torn tail (nil: cut it) or is corruption (the
+    /// reason). A torn tail is what a crash leaves: an incomplete last record (the file ends inside
+    /// its header or payload) or zero bytes to the end of the last segment, with no valid record
+    /// after it, in a log not closed cleanly since. A complete record that fails its checks (CRC,
+    /// length, LSN) is never torn: a write cut short leaves a prefix, not different bytes. A header
+    /// shorter than its size or all zero on the last segment is a creation the crash interrupted,
+    /// unless MARKS already names it.
+    static func classifyDamage(_ problem: LogTruncation.Reason, bytes: [UInt8], validEnd: Int, lastLSN: LogSequenceNumber,
+                               isLastSegment: Bool, isNamedInMarks: Bool, closedCleanly: Bool) -> String? {
+        let corruption: String
+        switch problem {
+        case .badSegmentHeader:
+            let torn = bytes.count < segmentHeaderBytes || bytes[0..<segmentHeaderBytes].allSatisfy { $0 == 0 }
+            if torn && isLastSegment && !isNamedInMarks && !closedCleanly { return nil }
+            return "the segment header is damaged (magic, checksum or first LSN)"
+        case .sequenceMismatch:
+            return "a valid record with LSN \(readUInt64(bytes, at: validEnd + 8)) where LSN \(lastLSN + 1) belongs"
+        case .checksumMismatch, .lengthOutOfRange:
+            return "\(problem.rawValue) at the record for LSN \(lastLSN + 1): a complete record with wrong bytes (a crash leaves only an incomplete one)"
+        case .tornRecord, .zeroFilled:
+            corruption = "\(problem.rawValue) at the record for LSN \(lastLSN + 1)"
+        }
+        if problem == .tornRecord && lengthFieldIsDamaged(bytes, at: validEnd) {
+            return "the length field of the record for LSN \(lastLSN + 1) is damaged: with the length the file holds, its CRC matches"
+        }
+        if !isLastSegment { return corruption + " in a segment that is not the last (segments are fsynced whole before the next starts)" }
+        if closedCleanly { return corruption + " in a log that was closed cleanly (a crash cannot leave this)" }
+        if let later = findRecord(bytes, from: validEnd + 1, afterLSN: lastLSN) {
+            return corruption + ", followed by a valid record at offset \(later) (a crash leaves damage only at the very end)"
+        }
+        return nil
+    }
+
+    /// A record header that claims more bytes than the file has, while the bytes there are a whole
+    /// record under the length that ends the file: a damaged length field, not a torn write.
+    static func lengthFieldIsDamaged(_ bytes: [UInt8], at offset: Int) -> Bool {
+        guard bytes.count - offset >= recordHeaderBytes else { return false }
+        var header = Array(bytes[offset..<(offset + recordHeaderBytes)])
+        let actual = UInt32(bytes.count - offset - recordHeaderBytes)
+        for index in 0..<4 { header[index] = UInt8(truncatingIfNeeded: actual >> UInt32(24 - 8 * index)) }
+        return recordChecksum(lengthAndLSN: header[...], payload: bytes[(offset + recordHeaderBytes)...]) == readUInt32(bytes, at: offset + 4)
+    }
+
+    /// The offset of the first well-formed record (length in range, CRC right) from `offset` on
+    /// whose LSN is after `afterLSN` (by less than 2^32, to skip chance matches cheaply).
+    static func findRecord(_ bytes: [UInt8], from offset: Int, afterLSN: LogSequenceNumber) -> Int? {
+        var start = offset
+        while start + recordHeaderBytes <= bytes.count {
+            defer { start += 1 }
+            let lsn = readUInt64(bytes, at: start + 8)
+            guard lsn > afterLSN, lsn - afterLSN < 1 << 32 else { continue }
+            let length = Int(readUInt32(bytes, at: start))
+            guard length <= recordPayloadBytesLimit, bytes.count - start - recordHeaderBytes >= length else { continue }
+            let payloadStart = start + recordHeaderBytes
+            if recordChecksum(lengthAndLSN: bytes[start..<payloadStart], payload: bytes[payloadStart..<(payloadStart + length)])
+                == readUInt32(bytes, at: start + 4) {
+                return start
+            }
+        }
+        return nil
+    }
+
     /// Checks a whole snapshot file. Throws only for a valid header of an unreadable format version.
     static func checkSnapshot(_ bytes: [UInt8], lsn: LogSequenceNumber, path: String) throws -> SnapshotCheck {
         guard bytes.count >= snapshotHeaderBytes else {

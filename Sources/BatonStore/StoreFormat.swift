@@ -8,9 +8,9 @@ public typealias LogSequenceNumber = UInt64
 public enum StoreFormat {
     /// The format this build writes. It reads this one only; a future build that changes the
     /// format raises it and upgrades older directories (docs/STORAGE.md, "Versions").
-    public static let version: UInt8 = 1
-    /// Formats this build can open. An older one listed here would be upgraded on open.
-    public static let readableVersions: ClosedRange<UInt8> = 1...1
+    public static let version: UInt8 = 2
+    /// Formats this build can open. An older one listed here is upgraded on open.
+    public static let readableVersions: ClosedRange<UInt8> = 1...2
 
     /// Upper bound on a record's payload that recovery accepts, whatever the configuration: a
     /// length field beyond it is corruption, not an allocation request.
@@ -73,7 +73,9 @@ public enum StoreFormat {
         guard let text = String(validating: bytes, as: UTF8.self), text.hasPrefix(formatFilePrefix) else { return nil }
         var number = text.dropFirst(formatFilePrefix.count)
         while number.last == "\n" || number.last == " " { number.removeLast() }
-        return UInt8(number)
+        // Versions start at 1: a 0 is not a format, it is damage.
+        guard let version = UInt8(number), version > 0 else { return nil }
+        return version
     }
 
     // MARK: Checksums and integers

@@ -60,6 +60,18 @@ struct Batond: ParsableCommand {
     @Flag(name: .long, help: "Keep the namespace in memory only (nothing survives a restart).")
     var inMemory = false
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Start even if the data directory is damaged: cut the log at the damage and say what was dropped.",
+        discussion: """
+            Without it, damage a crash cannot cause (a bad record followed by valid ones, a damaged \
+            segment header, a missing segment, a log shorter than a clean shutdown left it) stops batond \
+            with an error naming the file and offset. --repair cuts the log there instead: the damaged \
+            tail is kept as <segment>.<offset>.corrupt, later segments are renamed *.corrupt, and each cut \
+            is logged at critical level. Records after the damage are lost (acknowledged ones included); \
+            fencing tokens and sequence numbers still never go back (docs/STORAGE.md, "Repair").
+            """))
+    var repair = false
+
     @Option(name: .long, help: ArgumentHelp("When to fsync the log: always, batch or none.", valueName: "policy"))
     var fsync: String = "batch"
 
@@ -143,6 +155,7 @@ struct Batond: ParsableCommand {
         configuration.framesPerTurnMax = framesPerTurn
         if inMemory {
             guard dataDirectory == nil else { throw ServerError("--in-memory and --data-dir exclude each other") }
+            guard !repair else { throw ServerError("--repair needs a data directory, not --in-memory") }
         } else {
             guard let directory = dataDirectory ?? Batond.defaultDataDirectory(environment: environment) else {
                 throw ServerError("no data directory: set --data-dir (or $XDG_STATE_HOME or $HOME), or run --in-memory")
@@ -150,6 +163,7 @@ struct Batond: ParsableCommand {
             var durability = DurabilityConfiguration(dataDirectory: directory, store: StoreConfiguration(fsyncPolicy: fsyncPolicy))
             durability.snapshotEveryRecords = snapshotEveryRecords
             durability.snapshotEveryLogBytes = snapshotEveryLogBytes
+            durability.repair = repair
             configuration.durability = durability
         }
         if let listen {

@@ -5,17 +5,41 @@ import XCTest
 final class FormatTests: StoreTestCase {
     func testANewerFormatIsRefusedWithBothVersionsNamedAndNothingTouched() throws {
         try writeLog(count: 3)
-        try write("FORMAT", Array("baton-store-format 2\n".utf8))
+        try write("FORMAT", Array("baton-store-format 3\n".utf8))
         let before = try fileNames()
         XCTAssertThrowsError(try open()) { error in
             XCTAssertEqual(error as? StoreError,
-                           .unsupportedFormat(path: path("FORMAT"), foundVersion: 2, readableVersions: 1...1))
+                           .unsupportedFormat(path: path("FORMAT"), foundVersion: 3, readableVersions: 1...2))
             let message = "\(error)"
-            XCTAssertTrue(message.contains("format 2"), message)
-            XCTAssertTrue(message.contains("format 1"), message)
+            XCTAssertTrue(message.contains("format 3"), message)
+            XCTAssertTrue(message.contains("formats 1 to 2"), message)
         }
         XCTAssertEqual(try fileNames(), before)
         XCTAssertEqual(try read(segmentName(1)).count, 24 + (1...3).reduce(0) { $0 + 16 + payload($1).count })
+    }
+
+    func testADamagedFormatFileIsRefusedAndRepairRewritesItWhenTheOtherFilesSayOtherwise() throws {
+        try writeLog(count: 3)
+        for damaged in ["baton-store-format 6\n", "baton-store-format 0\n", "baton-st\u{0}re-format 2\n"] {
+            try write("FORMAT", Array(damaged.utf8))
+            XCTAssertThrowsError(try open(), damaged)
+            let (store, recovery) = try openRepairing()
+            XCTAssertTrue(recovery.repairs.contains { $0.contains("FORMAT rewritten") }, "\(recovery.repairs)")
+            assertRecords(recovery, 1...3)
+            try store.close()
+            XCTAssertEqual(String(decoding: try read("FORMAT"), as: UTF8.self), "baton-store-format 2\n")
+        }
+        // A FORMAT naming a newer format beside MARKS of that format is a newer directory: untouched.
+        var marks = try read("MARKS-a")
+        marks[8] = 3
+        let crc = StoreFormat.checksum(marks[8..<52])
+        marks.replaceSubrange(52..<56, with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+        try write("MARKS-a", marks)
+        try write("MARKS-b", marks)
+        try write("FORMAT", Array("baton-store-format 3\n".utf8))
+        XCTAssertThrowsError(try openRepairing()) { error in
+            guard case .unsupportedFormat? = error as? StoreError else { return XCTFail("\(error)") }
+        }
     }
 
     func testAnUnreadableFormatFileIsRefused() throws {
@@ -36,15 +60,15 @@ final class FormatTests: StoreTestCase {
 
     func testASegmentOfANewerFormatIsRefusedNotTreatedAsCorrupt() throws {
         try writeLog(count: 3)
-        // A well-formed header (its CRC recomputed) that says version 2.
+        // A well-formed header (its CRC recomputed) that says version 3.
         var bytes = try read(segmentName(1))
-        bytes[8] = 2
+        bytes[8] = 3
         let crc = StoreFormat.checksum(bytes[8..<20])
         bytes.replaceSubrange(20..<24, with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
         try write(segmentName(1), bytes)
         XCTAssertThrowsError(try open()) { error in
             XCTAssertEqual(error as? StoreError,
-                           .unsupportedFormat(path: path(segmentName(1)), foundVersion: 2, readableVersions: 1...1))
+                           .unsupportedFormat(path: path(segmentName(1)), foundVersion: 3, readableVersions: 1...2))
         }
         XCTAssertEqual(try read(segmentName(1)), bytes, "left as found")
     }
@@ -53,7 +77,7 @@ final class FormatTests: StoreTestCase {
         try writeLog(count: 1)
         let bytes = try read(segmentName(1))
         XCTAssertEqual(Array(bytes[0..<8]), Array("BATONWAL".utf8))
-        XCTAssertEqual(bytes[8], 1)
+        XCTAssertEqual(bytes[8], 2)
         XCTAssertEqual(Array(bytes[9..<12]), [0, 0, 0])
         XCTAssertEqual(Array(bytes[12..<20]), [0, 0, 0, 0, 0, 0, 0, 1])
         XCTAssertEqual(StoreFormat.readUInt32(bytes, at: 20), StoreFormat.checksum(bytes[8..<20]))

@@ -58,20 +58,22 @@ final class FsyncPolicyTests: StoreTestCase {
         XCTAssertEqual(store.metrics.writtenLSN, 5)
         XCTAssertEqual(store.metrics.durableLSN, 0)
         XCTAssertGreaterThan(store.metrics.bytesWritten, start.bytesWritten)
-        // A clean shutdown still makes everything durable.
+        // A clean shutdown still makes everything durable: the segment, then the MARKS copies
+        // recording where the log ends (each copy: its file and the directory).
         try store.close()
-        XCTAssertEqual(store.metrics.fsyncCount, start.fsyncCount + 1)
+        XCTAssertEqual(store.metrics.fsyncCount, start.fsyncCount + 1 + 4)
     }
 
-    /// Rolling: the old segment is fsynced whatever the policy (segment boundaries are clean);
-    /// with always and batch the new segment's file and directory entry are fsynced too.
+    /// Rolling: the old segment is fsynced whatever the policy (segment boundaries are clean), so
+    /// are the new segment's file and directory entry, and the MARKS copies naming it (4: each
+    /// copy's file and the directory), whatever the policy: a roll is rare.
     func testSegmentRollFsyncsPerPolicy() throws {
         // Exactly two records of payload(1)'s size fit in a segment.
         let segmentBytesMax = 24 + 2 * (16 + payload(1).count)
         let expected: [(FsyncPolicy, UInt64)] = [
-            (.always, 3 + 2),      // an fsync per append; new segment file + directory
-            (.batch, 1 + 2 + 1),   // old segment at the roll; new file + directory; the commit
-            (.none, 1),            // old segment at the roll only
+            (.always, 3 + 2 + 4),      // an fsync per append; new segment file + directory; MARKS
+            (.batch, 1 + 2 + 4 + 1),   // old segment at the roll; new file + directory; MARKS; the commit
+            (.none, 1 + 2 + 4),        // old segment at the roll; new file + directory; MARKS
         ]
         for (policy, fsyncs) in expected {
             try? FileManager.default.removeItem(atPath: directory)
@@ -86,12 +88,14 @@ final class FsyncPolicyTests: StoreTestCase {
         }
     }
 
-    func testCreatingASegmentFsyncsFileAndDirectoryUnlessNone() throws {
-        for (policy, fsyncs) in [(FsyncPolicy.always, UInt64(2)), (.batch, 2), (.none, 0)] {
+    func testCreatingASegmentFsyncsFileDirectoryAndMarksWhateverThePolicy() throws {
+        for policy in FsyncPolicy.allCases {
             try? FileManager.default.removeItem(atPath: directory)
             let (store, _) = try open(configuration(policy))
-            // A fresh directory: FORMAT file and its directory entry, then the first segment.
-            XCTAssertEqual(store.metrics.fsyncCount, 2 + fsyncs, "\(policy)")
+            // A fresh directory: FORMAT file and its directory entry; the MARKS copies (file and
+            // directory each), before any segment exists; the first segment's file and directory
+            // entry, then the MARKS copies naming it.
+            XCTAssertEqual(store.metrics.fsyncCount, 2 + 4 + 2 + 4, "\(policy)")
             XCTAssertEqual(store.metrics.bytesWritten, 24, "\(policy)")
             try store.close()
         }

@@ -33,7 +33,7 @@ final class SnapshotTests: StoreTestCase {
         // Header (32 bytes) then the namespace's bytes, as documented.
         let file = try read(snapshotName(10))
         XCTAssertEqual(Array(file[0..<8]), Array("BATONSNP".utf8))
-        XCTAssertEqual(file[8], 1)
+        XCTAssertEqual(file[8], 2)
         XCTAssertEqual(Array(file[32...]), state(10))
     }
 

@@ -68,14 +68,37 @@ class StoreTestCase: XCTestCase {
         [UInt8(truncatingIfNeeded: index)] + Array(repeating: UInt8(truncatingIfNeeded: index &* 7), count: 10 + index % 23)
     }
 
-    /// Appends payloads 1...count (LSN n carries payload(n)), commits, closes.
-    func writeLog(count: Int, configuration: StoreConfiguration? = nil) throws {
+    /// Appends payloads 1...count (LSN n carries payload(n)), commits, and closes; or, with
+    /// `crash`, drops the store without closing, as kill -9 would (the log's end is then unknown).
+    func writeLog(count: Int, configuration: StoreConfiguration? = nil, crash: Bool = false) throws {
         let (store, _) = try open(configuration)
         for index in 1...count {
             XCTAssertEqual(try store.append(payload(index)), LogSequenceNumber(index))
         }
         try store.commit()
-        try store.close()
+        if !crash { try store.close() }
+    }
+
+    func openRepairing(_ configuration: StoreConfiguration? = nil) throws -> (store: Store, recovery: Recovery) {
+        try Store.open(directory: directory, configuration: configuration ?? self.configuration(), repair: true,
+                       logger: captured.logger)
+    }
+
+    /// Opening refuses with `corruptDataDirectory` naming `file` and `offset`, and changes no file.
+    func assertRefused(file: String, offset: Int, _ configuration: StoreConfiguration? = nil,
+                       sourceFile: StaticString = #filePath, line: UInt = #line) throws {
+        let before = try fileNames().map { ($0, try read($0)) }.filter { $0.0 != "LOCK" }
+        XCTAssertThrowsError(try open(configuration), file: sourceFile, line: line) { error in
+            guard case .corruptDataDirectory(let named, let at, _)? = error as? StoreError else {
+                return XCTFail("\(error)", file: sourceFile, line: line)
+            }
+            XCTAssertEqual(named, file, file: sourceFile, line: line)
+            XCTAssertEqual(at, offset, file: sourceFile, line: line)
+            XCTAssertTrue("\(error)".contains("--repair"), "\(error)", file: sourceFile, line: line)
+        }
+        let after = try fileNames().map { ($0, try read($0)) }.filter { $0.0 != "LOCK" }
+        XCTAssertEqual(after.map(\.0), before.map(\.0), "refusing changes nothing", file: sourceFile, line: line)
+        XCTAssertEqual(after.map(\.1), before.map(\.1), "refusing changes nothing", file: sourceFile, line: line)
     }
 
     func path(_ name: String) -> String { directory + "/" + name }

@@ -1,0 +1,279 @@
+import BatonEngine
+import BatonProtocol
+import BatonStore
+import CLibUV
+import Dispatch
+import Logging
+
+/// The loop's durability: recovering the engine from the data directory, appending the engine's
+/// records, the commit barrier (replies wait for it), snapshots on a background thread, and closing
+/// the store. Everything here runs on the loop thread (the snapshot writer aside).
+extension ServerLoop {
+    /// The real engine: fresh in memory, or recovered from the newest snapshot and the log after it.
+    func openEngine() throws(ServerError) {
+        guard let durability = configuration.durability else {
+            engine = Engine(configuration: configuration.engine, now: now())
+            logger.info("namespace kept in memory only (nothing survives a restart)")
+            return
+        }
+        let opened: (store: Store, recovery: Recovery)
+        do {
+            opened = try Store.open(directory: durability.dataDirectory, configuration: durability.store,
+                                    repair: durability.repair, logger: logger)
+        } catch {
+            throw ServerError("cannot open data directory \(durability.dataDirectory): \(error)")
+        }
+        let recovery = opened.recovery
+        let engine: Engine
+        do {
+            engine = try Engine(configuration: configuration.engine, now: now(),
+                                recoveringFrom: recovery.snapshot?.bytes, records: recovery.records.lazy.map(\.payload))
+        } catch {
+            try? opened.store.close()
+            throw ServerError("cannot recover the namespace from \(durability.dataDirectory): \(error)")
+        }
+        // Counters restart at or above the marks kept outside the log, whatever the log lost.
+        engine.raiseCounters(transactions: recovery.marks.transactions,
+                             sequences: recovery.lostRecords ? recovery.marks.sequences : nil)
+        self.engine = engine
+        durableEngine = engine
+        store = opened.store
+        recordsSinceSnapshot = recovery.records.count
+        logBytesSinceSnapshot = recovery.records.reduce(0) { $0 + $1.payload.count }
+        logger.info("namespace recovered", metadata: [
+            "data_dir": "\(durability.dataDirectory)", "fsync": "\(durability.store.fsyncPolicy)",
+            "snapshot_lsn": "\(recovery.snapshot.map { String($0.lsn) } ?? "none")",
+            "records_replayed": "\(recovery.records.count)", "next_lsn": "\(recovery.nextLSN)",
+            "repairs": "\(recovery.repairs.count)",
+        ])
+    }
+
+    /// After the loop: let a running snapshot finish (it writes only its own file), then write and
+    /// sync what the log still buffers and release the data directory. A log still failing gets
+    /// one last retry; if that fails too the held replies were never sent and `run` throws.
+    func closeStore() {
+        snapshotInProgress?.waitUntilFinished()
+        snapshotInProgress?.releaseSource()
+        snapshotInProgress = nil
+        guard let store else { return }
+        self.store = nil
+        do {
+            if store.failure != nil { try store.retry() }
+            if !storageBroken { storageFailure = nil }
+            try store.close()
+        } catch {
+            storageFailure = "\(error)"
+            logger.critical("cannot close the write-ahead log; replies that waited for it were not sent",
+                            metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Storage failure (docs/STORAGE.md, "Storage failure")
+
+    /// The log could not be written (a full disk, an I/O error). The daemon keeps serving: the
+    /// engine refuses changes that would be logged (`storageFull` / `storageUnavailable`), replies
+    /// queued this turn are held (any may rest on a record not yet durable) with everything after
+    /// them on the same connection, and a timer retries the log until it takes the records; then
+    /// the held replies go out. Reads, heartbeats and lock operations that log nothing go on.
+    func storageFailed(_ error: any Error) {
+        guard storageFailure == nil else { return }
+        storageFailure = "\(error)"
+        let outOfSpace = store?.failure?.isOutOfSpace ?? false
+        let code: ErrorCode = outOfSpace ? .storageFull : .storageUnavailable
+        durableEngine?.writeRefusal = ReplyError(code, outOfSpace
+            ? "the data directory is full; writes are refused until space is freed (retried every \(retryMilliseconds) ms)"
+            : "the data directory cannot be written (\(error)); writes are refused until it can (retried every \(retryMilliseconds) ms)")
+        var held = 0
+        // Replies routed later in this same turn may rest on the failed records too.
+        holdsRestOfTurn = true
+        for connection in connections.values where !connection.output.bytes.isEmpty {
+            heldOutputs[connection.id] = connection.output
+            connection.output = WireWriter(capacity: 0)
+            held += 1
+        }
+        counters.storageFailures += 1
+        logger.critical("write-ahead log write failed; refusing writes and holding replies that may depend on it until it can be written",
+                        metadata: ["error": "\(error)", "held_connections": "\(held)", "code": "\(code.name)"])
+        if storageRetryTimer == nil {
+            let timer = LibUV.allocate(uv_timer_t.self)
+            uv_timer_init(loop, timer)
+            LibUV.setOwner(timer, self)
+            uv_unref(baton_handle(timer))
+            storageRetryTimer = timer
+        }
+        if let storageRetryTimer { uv_timer_start(storageRetryTimer, onStorageRetry, retryMilliseconds, retryMilliseconds) }
+    }
+
+    private var retryMilliseconds: UInt64 { configuration.durability?.storageRetryMilliseconds ?? 1_000 }
+
+    /// On the retry timer: rewrite what the log holds in memory; on success send the held replies
+    /// (in order) and accept writes again.
+    func retryStorage() {
+        guard let store, storageFailure != nil, !storageBroken else { return }
+        if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
+        do {
+            try store.retry()
+            try store.commit()
+        } catch {
+            logger.debug("write-ahead log still cannot be written", metadata: ["error": "\(error)"])
+            // Replies held for connections that closed meanwhile will never be sent.
+            heldOutputs = heldOutputs.filter { connections[$0.key] != nil }
+            return
+        }
+        if let storageRetryTimer { uv_timer_stop(storageRetryTimer) }
+        storageFailure = nil
+        durableEngine?.writeRefusal = nil
+        let held = heldOutputs
+        heldOutputs.removeAll()
+        for (id, output) in held {
+            guard let connection = connections[id], connection.phase != .closed else { continue }
+            // Everything for this connection went to the held writer meanwhile: it comes first.
+            var combined = output
+            combined.raw(connection.output.bytes)
+            connection.output = combined
+            queueFlush(connection)
+        }
+        logger.notice("write-ahead log writable again; held replies sent, writes accepted",
+                      metadata: ["held_connections": "\(held.count)", "last_lsn": "\(store.lastLSN)"])
+        flushTurn()
+    }
+
+    /// Shutdown while the log fails: one more retry; if it fails too, the held replies are dropped
+    /// (never acknowledged) so that every client still gets the goodbye (PROTOCOL.md §4.6).
+    func storageBeforeShutdown() {
+        guard storageFailure != nil else { return }
+        retryStorage()
+        guard storageFailure != nil else { return }
+        logger.critical("shutting down while the write-ahead log cannot be written: replies that wait for it are dropped",
+                        metadata: ["held_connections": "\(heldOutputs.count)"])
+        heldOutputs.removeAll()
+        holdsRestOfTurn = false
+    }
+
+    /// The turn is over: replies routed from now on rest only on what the log already has.
+    func endTurn() {
+        holdsRestOfTurn = false
+    }
+
+    /// While replies are held for `connection`, later ones queue behind them. True if held.
+    func hold(_ message: ServerMessage, for connection: Connection) -> Bool {
+        if holdsRestOfTurn && heldOutputs[connection.id] == nil { heldOutputs[connection.id] = WireWriter(capacity: 0) }
+        guard heldOutputs[connection.id] != nil else { return false }
+        count(message)
+        Codec.encode(message, into: &heldOutputs[connection.id]!)
+        // Bounded like any output: a client that keeps asking while its replies wait is dropped.
+        if heldOutputs[connection.id]!.bytes.count > limits.outputBytesPerConnectionMax {
+            logger.warning("disconnecting a client whose held replies exceed the output limit",
+                           metadata: ["connection": "\(connection.id)", "limit_bytes": "\(limits.outputBytesPerConnectionMax)"])
+            heldOutputs[connection.id] = nil
+            closeNow(connection)
+        }
+        return true
+    }
+
+    // MARK: Snapshots
+
+    /// Every `snapshotEveryRecords` records or `snapshotEveryLogBytes` bytes of log: copy the
+    /// persistent state here (the stall, logged), serialize and write it on a background thread,
+    /// prune the log when it is done (`snapshotFinished`).
+    func startSnapshotIfDue() {
+        guard let durability = configuration.durability, let store, let engine = durableEngine,
+              snapshotInProgress == nil, storageFailure == nil, !isShuttingDown,
+              recordsSinceSnapshot >= durability.snapshotEveryRecords || logBytesSinceSnapshot >= durability.snapshotEveryLogBytes
+        else { return }
+        let copyStarted = DispatchTime.now().uptimeNanoseconds
+        let source = engine.snapshotSource()
+        let lsn = store.lastLSN
+        let stallMicroseconds = (DispatchTime.now().uptimeNanoseconds - copyStarted) / 1_000
+        logger.info("snapshot started", metadata: [
+            "lsn": "\(lsn)", "records_since_last": "\(recordsSinceSnapshot)",
+            "log_bytes_since_last": "\(logBytesSinceSnapshot)", "loop_stall_microseconds": "\(stallMicroseconds)",
+        ])
+        recordsSinceSnapshot = 0
+        logBytesSinceSnapshot = 0
+        counters.lastSnapshotStallMicroseconds = stallMicroseconds
+        // The job owns the snapshot and the loop releases it (see SnapshotJob): the thread only borrows it.
+        let job = SnapshotJob(serializing: { source.serialize() })
+        snapshotInProgress = job
+        let writer = store.snapshotWriter
+        let mailbox = self.mailbox
+        Thread(name: "batond-snapshot") {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let bytes = job.serialize()
+            var failure: String?
+            do {
+                try writer.writeSnapshot(lsn: lsn, bytes: bytes)
+            } catch {
+                failure = "\(error)"
+            }
+            let milliseconds = (DispatchTime.now().uptimeNanoseconds - started) / 1_000_000
+            mailbox.post(.snapshotFinished(lsn: lsn, bytes: bytes.count, milliseconds: milliseconds, failure: failure))
+            job.finish()
+        }.start()
+    }
+
+    func snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?) {
+        snapshotInProgress?.releaseSource()
+        snapshotInProgress = nil
+        if let failure {
+            // The log still holds everything; the next snapshot tries again.
+            counters.snapshotFailures += 1
+            logger.error("snapshot failed", metadata: ["lsn": "\(lsn)", "error": "\(failure)"])
+            return
+        }
+        counters.snapshotsWritten += 1
+        logger.info("snapshot finished", metadata: ["lsn": "\(lsn)", "bytes": "\(bytes)", "milliseconds": "\(milliseconds)"])
+        guard let store, storageFailure == nil else { return }
+        do {
+            try store.pruneBefore(snapshotLSN: lsn)
+        } catch {
+            logger.error("cannot prune the log after a snapshot", metadata: ["lsn": "\(lsn)", "error": "\(error)"])
+        }
+    }
+
+    /// Appends one record the engine produced; its replies wait for `commitLog`. While the log
+    /// fails the record waits in the store's memory (only changes that cannot be refused, such as
+    /// a session's end, produce records then) and is written by the retry.
+    func persist(_ record: [UInt8]) {
+        guard let store else { return }
+        do {
+            try store.append(record)
+        } catch {
+            // Too large or closed: a bug upstream (the frame limit bounds records far below the
+            // store's). A retry cannot help: hold what may rest on it, refuse writes, and stop.
+            logger.critical("a record cannot be logged; stopping without sending replies that depend on it",
+                            metadata: ["error": "\(error)"])
+            storageBroken = true
+            storageFailed(error)
+            mailbox.post(.stop)
+            return
+        }
+        recordsSinceSnapshot += 1
+        logBytesSinceSnapshot += record.count
+        if storageFailure == nil, let failure = store.failure { storageFailed(failure) }
+    }
+
+    /// The commit barrier: raises the counter marks outside the log if the engine passed them,
+    /// then makes every record appended so far as durable as the policy promises, before the
+    /// replies that depend on them are written.
+    func commitLog() {
+        guard let store, storageFailure == nil else { return }
+        if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
+        guard store.needsCommit else { return }
+        do {
+            try store.commit()
+        } catch {
+            storageFailed(error)
+        }
+    }
+}
+
+extension CounterMarks {
+    init(_ marks: (transactions: UInt64, sequences: UInt64)) {
+        self.init(transactions: marks.transactions, sequences: marks.sequences)
+    }
+}
+
+private func onStorageRetry(_ handle: UnsafeMutablePointer<uv_timer_t>?) {
+    ServerLoop.of(handle)?.retryStorage()
+}
