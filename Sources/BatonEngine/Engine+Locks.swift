@@ -19,7 +19,7 @@ struct EngineLocks {
     /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
-    var holders: [String: (ticket: LockTicket, session: UInt64)] = [:]
+    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
 
     init() {}
 }
@@ -62,7 +62,7 @@ extension Engine {
             manager.acquire(lockRequest, ticket: ticket, session: session,
                             clientName: sessions[session]?.clientName ?? "", now: now)
             routeLockEffects(now: now)
-        case .release(let node):
+        case .release(let node, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(node, limits: limits)
             } catch {
@@ -76,8 +76,8 @@ extension Engine {
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
-            if locks.holders[node]?.session == session { locks.holders[node] = nil }
-            manager.release(node: node, session: session, ticket: ticket, now: now)
+            if let holder = locks.holders[node], holder.session == session, holder.token == token { locks.holders[node] = nil }
+            manager.release(node: node, token: token, session: session, ticket: ticket, now: now)
             routeLockEffects(now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
@@ -214,7 +214,7 @@ extension Engine {
                 return
             }
             if let session = connections[ticket.connection]?.sessionID {
-                locks.holders[node] = (ticket, session)
+                locks.holders[node] = (ticket, session, token)
             }
             reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
         case .failed(let ticket, let error):
@@ -229,7 +229,9 @@ extension Engine {
             guard connections[ticket.connection] != nil else { return }
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
-            let holder = locks.holders.removeValue(forKey: node)
+            // Only this hold's entry: a later hold may have the same node path (PROTOCOL.md §12.6).
+            let holder = locks.holders[node].flatMap { $0.token == token ? $0 : nil }
+            if holder != nil { locks.holders[node] = nil }
             let event = Event.lockLost(node: node, token: token, reason: reason)
             if sessions[session] != nil {
                 deliver(event, toSession: session)

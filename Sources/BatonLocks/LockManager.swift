@@ -108,16 +108,24 @@ public final class LockManager<Ticket: Hashable> {
         }
     }
 
-    /// Releases `node` (full path) held or awaited by `session`. Answers `released(ticket)` once the
-    /// node is gone, `failed(ticket, .notHolder)` if the session has no such node, or
-    /// `failed(ticket, .storageFailure)` if the store cannot be reached (the manager keeps retrying).
-    /// Releasing a node still waiting cancels its acquire (`lockCancelled`).
-    public func release(node: String, session: UInt64, ticket: Ticket, now: Time) {
+    /// Releases the hold (or waiting acquire) of `session` named by its node (full path) and fencing
+    /// `token`. Answers `released(ticket)` once the node is gone, `failed(ticket, .notHolder)` if the
+    /// session has no such node, `failed(ticket, .lockLost)` if the node is the session's but of a later
+    /// acquire (its token differs: the hold this release names already ended, and node paths repeat
+    /// when a lock node is deleted and created again), or `failed(ticket, .storageFailure)` if the store
+    /// cannot be reached (the manager keeps retrying). Releasing a node still waiting cancels its
+    /// acquire (`lockCancelled`).
+    public func release(node: String, token: UInt64, session: UInt64, ticket: Ticket, now: Time) {
         perform(now) {
             let lockPath = NodePath.parent(of: node)
             guard let lock = locks[lockPath], let name = WaiterName(parsing: NodePath.name(of: node)),
                   let waiter = localWaiter(lock, name), waiter.session == session else {
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
+                return
+            }
+            guard waiter.token == token else {
+                emit(.failed(ticket: ticket, error: ReplyError(
+                    .lockLost, "the hold of \(node) with token \(token) already ended; the node is now token \(waiter.token)")))
                 return
             }
             switch waiter.phase {

@@ -84,6 +84,14 @@ func replies(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Reply] 
     outputs.compactMap { if case .send(connection, .reply(let reply)) = $0 { return reply } else { return nil } }
 }
 
+/// The grant answering `requestID` on `connection`, if the outputs hold one.
+func granted(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> (node: String, token: UInt64)? {
+    for reply in replies(outputs, to: connection) where reply.requestID == requestID {
+        if case .success(.granted(let node, let token)) = reply.result { return (node, token) }
+    }
+    return nil
+}
+
 func events(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Event] {
     outputs.compactMap { if case .send(connection, .event(let event)) = $0 { return event } else { return nil } }
 }

@@ -18,6 +18,7 @@ final class EngineLockSimulation {
         var lock: String
         var kind: LockKind
         var connection: ConnectionID
+        var token: UInt64
     }
 
     let seed: UInt64
@@ -104,7 +105,7 @@ final class EngineLockSimulation {
     private func releaseSome() throws {
         guard let (node, holder) = someHolder() else { return }
         holders[node] = nil
-        let (requestID, outputs) = harness.send(.release(node: node), on: holder.connection)
+        let (requestID, outputs) = harness.send(.release(node: node, token: holder.token), on: holder.connection)
         guard let reply = replies(outputs, to: holder.connection).first(where: { $0.requestID == requestID }),
               reply.result == .success(.empty) else { throw fail("release of \(node) was not answered with success: \(outputs)") }
         try absorb(outputs)
@@ -187,7 +188,7 @@ final class EngineLockSimulation {
             throw fail("grant \(node) after sequence \(last.sequence): not FIFO")
         }
         lastSequence[lock] = (incarnation, name.sequence)
-        holders[node] = Holder(lock: lock, kind: name.kind, connection: connection)
+        holders[node] = Holder(lock: lock, kind: name.kind, connection: connection, token: token)
     }
 
     private func finish() throws {
@@ -195,7 +196,7 @@ final class EngineLockSimulation {
             step += 1
             if let (node, holder) = someHolder() {
                 holders[node] = nil
-                let (_, outputs) = harness.send(.release(node: node), on: holder.connection)
+                let (_, outputs) = harness.send(.release(node: node, token: holder.token), on: holder.connection)
                 try absorb(outputs)
             } else if pending.isEmpty {
                 break

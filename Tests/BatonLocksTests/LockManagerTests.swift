@@ -411,6 +411,34 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// Issue 8, item 1: node paths repeat once the lock node is swept and created again; the token
+    /// tells the holds apart, so a replayed release of the first hold cannot end the second.
+    func testAStaleReleaseOfARepeatedNodePathIsLockLostAndTheLaterHoldStays() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 7, path: "/reuse/L")
+            let first = harness.takeEffects().grants[0]
+            harness.release(first.node, session: 7, ticket: 10, token: first.token)
+            XCTAssertEqual(harness.takeEffects().releasedTickets, [10])
+            XCTAssertNil(harness.namespace.nodes["/reuse/L"], "\(delivery): the empty container went with its last child")
+            harness.acquire(2, session: 7, path: "/reuse/L")
+            let second = harness.takeEffects().grants[0]
+            XCTAssertEqual(second.node, first.node, "\(delivery): the same path names the new hold")
+            XCTAssertGreaterThan(second.token, first.token)
+
+            harness.release(first.node, session: 7, ticket: 11, token: first.token)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [11: .lockLost], "\(delivery)")
+            XCTAssertEqual(effects.releasedTickets, [])
+            XCTAssertTrue(effects.losses.isEmpty)
+            XCTAssertTrue(harness.manager.checkToken(path: "/reuse/L", token: second.token), "\(delivery): the second hold stays")
+            XCTAssertEqual(harness.waiterNodes("/reuse/L"), [NodePath.name(of: second.node)])
+
+            harness.release(second.node, session: 7, ticket: 12, token: second.token)
+            XCTAssertEqual(harness.takeEffects().releasedTickets, [12])
+        }
+    }
+
     func testBadRequestsGetNamedErrors() {
         var configuration = LockManagerConfiguration()
         configuration.waitersPerLockMax = 3

@@ -28,6 +28,7 @@ final class LockSimulation {
         var session: UInt64
         var kind: LockKind
         var name: WaiterName
+        var token: UInt64
     }
 
     let seed: UInt64
@@ -152,7 +153,7 @@ final class LockSimulation {
         nextTicket += 1
         releaseTickets.insert(ticket)
         note("release \(node) ticket \(ticket)")
-        manager.release(node: node, session: holder.session, ticket: ticket, now: now)
+        manager.release(node: node, token: holder.token, session: holder.session, ticket: ticket, now: now)
     }
 
     private func cancelSomePending() {
@@ -248,7 +249,7 @@ final class LockSimulation {
         }
         lastGrantSequence[request.lock] = max(lastGrantSequence[request.lock] ?? 0, name.sequence)
         lastGrantToken[request.lock] = max(lastGrantToken[request.lock] ?? 0, token)
-        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name)
+        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token)
     }
 
     /// Ends the run: no more faults; release everything until the manager is idle; nothing may be left.
@@ -260,7 +261,7 @@ final class LockSimulation {
             try absorbEffects()
             if let (node, _) = someHolder() {
                 releaseTickets.insert(nextTicket)
-                manager.release(node: node, session: holders[node]!.session, ticket: nextTicket, now: now)
+                manager.release(node: node, token: holders[node]!.token, session: holders[node]!.session, ticket: nextTicket, now: now)
                 holders[node] = nil
                 nextTicket += 1
             } else {
