@@ -109,6 +109,42 @@ extension Engine {
         }
     }
 
+    /// The rule that keeps lock queues honest (PROTOCOL.md §12.1): a client request may not create,
+    /// delete or change a node with a waiter node's name; only the lock manager does, for the acquires
+    /// of live sessions. So no client request can put a node in a lock's queue (a forged waiter that
+    /// never goes, or one that takes the name the manager is about to create), end another session's
+    /// hold, or change a semaphore waiter's permits. Stateless, so nothing to keep across restarts,
+    /// and checked where requests enter the sidecar, so it holds for any `LockNamespace` behind it.
+    /// Reads stay open to everyone. nil if the request may go on to the namespace.
+    func lockNodeRefusal(_ request: Request) -> ReplyError? {
+        switch request {
+        case .create(let path, _, let mode):
+            return lockNodeRefusal(path, sequential: mode.sequential)
+        case .delete(let path, _), .set(let path, _, _):
+            return lockNodeRefusal(path, sequential: false)
+        case .multi(let operations):
+            for (index, operation) in operations.enumerated() {
+                let refusal: ReplyError?
+                switch operation {
+                case .create(let path, _, let mode): refusal = lockNodeRefusal(path, sequential: mode.sequential)
+                case .delete(let path, _), .set(let path, _, _): refusal = lockNodeRefusal(path, sequential: false)
+                case .check: refusal = nil
+                }
+                if let refusal { return MultiFailure(index: index, error: refusal).replyError }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    private func lockNodeRefusal(_ path: String, sequential: Bool) -> ReplyError? {
+        // An invalid path is left to the namespace, which names what is wrong with it (`invalidPath`).
+        guard WaiterName.isReserved(path: path, sequential: sequential),
+              (try? NamespacePath.validate(path, limits: limits)) != nil else { return nil }
+        return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
+    }
+
     /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
     private func acquireRefusal(_ request: LockRequest, requestID: UInt32, connection: ConnectionID) -> ReplyError? {
         if locks.pendingAcquires[connection]?.contains(requestID) == true {

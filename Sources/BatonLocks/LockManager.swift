@@ -5,8 +5,10 @@ import HeapModule
 public struct LockManagerConfiguration: Sendable {
     /// Waiters (holders included) on one lock: `tooManyWaiters`.
     public var waitersPerLockMax: Int
-    /// Longest lock path: the waiter node's name must still fit `pathBytesMax`.
+    /// Longest node path; a lock path leaves room for the waiter node's name (`lockPathBytesMax`).
     public var pathBytesMax: Int
+    /// Longest lock path: `pathBytesMax` less a slash and a waiter node's name (PROTOCOL.md §8).
+    public var lockPathBytesMax: Int { pathBytesMax - 1 - WaiterName.nameBytes }
     /// Backoff of retries after the store could not be reached (`.storageFailure`).
     public var retryMillisecondsMin: UInt64 = 20
     public var retryMillisecondsMax: UInt64 = 2_000
@@ -258,8 +260,12 @@ public final class LockManager<Ticket: Hashable> {
     private func refusal(of request: LockRequest, ticket: Ticket) -> ReplyError? {
         if tickets[ticket] != nil { return ReplyError(.invalidArgument, "an acquire with this ticket is pending") }
         guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
-        if request.path.utf8.count + 1 + WaiterName.nameBytes > configuration.pathBytesMax {
-            return ReplyError(.pathTooLong, "lock path leaves no room for waiter names")
+        if request.path.utf8.count > configuration.lockPathBytesMax {
+            return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
+        }
+        // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
+        if request.path.split(separator: "/").contains(where: { WaiterName.isReserved(path: String($0), sequential: false) }) {
+            return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
         }
         if request.kind == .semaphore && request.permits == 0 {
             return ReplyError(.invalidArgument, "a semaphore needs at least one permit")

@@ -62,6 +62,26 @@ public struct WaiterName: Sendable, Equatable, Hashable {
         buffer[18] = UInt8(ascii: "-")
     }
 
+    /// Whether the node at `path` (created with `sequential`: its name plus the 10-digit suffix) would
+    /// have a waiter node's name. Such nodes belong to the lock manager (PROTOCOL.md §12.1): a client
+    /// may not create, delete or change one, so a lock's queue holds only the manager's own nodes,
+    /// each an ephemeral of a live session. Runs on every write: reads the last component in place.
+    public static func isReserved(path: String, sequential: Bool) -> Bool {
+        var path = path
+        return path.withUTF8 { bytes in
+            var start = bytes.count
+            while start > 0 && bytes[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            let name = UnsafeBufferPointer(rebasing: bytes[start...])
+            guard sequential else { return name.count == nameBytes && parse(name) != nil }
+            guard name.count == nameBytes - sequenceDigits else { return false }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: nameBytes) { buffer in
+                _ = buffer.initialize(from: name)
+                for index in (nameBytes - sequenceDigits)..<nameBytes { buffer[index] = UInt8(ascii: "0") }
+                return parse(UnsafeBufferPointer(buffer)) != nil
+            }
+        }
+    }
+
     /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).
     public init?(parsing name: String) {
         var name = name

@@ -46,6 +46,14 @@ final class EngineHarness {
         return reply.result
     }
 
+    /// Deletes a node behind the engine's request path, as no client request may delete a waiter node
+    /// (PROTOCOL.md §12.1) but a ZooKeeper client outside the sidecar could; returns what it caused.
+    func deleteOutOfBand(_ path: String) -> [EngineOutput] {
+        XCTAssertNoThrow(try engine.namespace.delete(path, expectedVersion: anyVersion, now: now))
+        engine.drain(now: now)
+        return engine.takeOutputs()
+    }
+
     /// Opens a connection and says hello.
     func connect(_ connection: ConnectionID, transport: TransportKind = .unix) {
         XCTAssertTrue(engine.connectionOpened(connection, transport: transport, now: now))

@@ -95,18 +95,16 @@ final class EngineLockTests: XCTestCase {
         XCTAssertEqual(errorCode(harness.call(.release(node: held.node, token: held.token), on: 1)), .lockLost)
     }
 
-    func testNodeDeletedByAnotherClientIsALostHold() throws {
+    func testANodeDeletedOutOfBandIsALostHold() throws {
         let harness = EngineHarness()
         harness.openSession(1)
         harness.openSession(2)
-        harness.openSession(3)
         let holder = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
         let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
-        let delete = harness.send(.delete(path: held.node, expectedVersion: anyVersion), on: 3)
-        XCTAssertEqual(result(delete.outputs, to: 3, requestID: delete.requestID), .success(.empty))
-        XCTAssertEqual(events(delete.outputs, to: 1), [.lockLost(node: held.node, token: held.token, reason: .nodeDeleted)])
-        XCTAssertNotNil(granted(delete.outputs, to: 2, requestID: waiting.requestID))
+        let outputs = harness.deleteOutOfBand(held.node)
+        XCTAssertEqual(events(outputs, to: 1), [.lockLost(node: held.node, token: held.token, reason: .nodeDeleted)])
+        XCTAssertNotNil(granted(outputs, to: 2, requestID: waiting.requestID))
     }
 
     func testTryCancelCheckTokenAndInspect() throws {

@@ -153,34 +153,27 @@ final class EngineProtocolConformanceTests: XCTestCase {
 
     func testAWatchEventForADeletionComesBeforeTheGrantItAllows() throws {
         let harness = EngineHarness()
-        for connection in 1...3 { harness.openSession(ConnectionID(connection)) }
+        for connection in 1...2 { harness.openSession(ConnectionID(connection)) }
         let hold = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
         let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
         let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
         // Connection 2 also watches the holder's node; the recipe's own watch on it was set first.
         XCTAssertEqual(harness.call(.exists(path: held.node, watch: true), on: 2).isSuccessWithStat, true)
-        let delete = harness.send(.delete(path: held.node, expectedVersion: anyVersion), on: 3)
-        XCTAssertEqual(frames(delete.outputs, to: 2), ["watch deleted \(held.node)", "reply acquire ok"])
-        XCTAssertNotNil(granted(delete.outputs, to: 2, requestID: waiting.requestID))
-        XCTAssertEqual(frames(delete.outputs, to: 1), ["lockLost nodeDeleted"])
-        XCTAssertEqual(frames(delete.outputs, to: 3), ["reply delete ok"])
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertEqual(frames(release.outputs, to: 2), ["watch deleted \(held.node)", "reply acquire ok"])
+        XCTAssertNotNil(granted(release.outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertEqual(frames(release.outputs, to: 1), ["reply release ok"])
     }
 
-    func testADeleteThatPassesTheLockOnRepliesAfterTheGrant() throws {
+    func testAReleaseIsAnsweredBeforeTheGrantItAllows() throws {
         let harness = EngineHarness()
         harness.openSession(1)
-        harness.openSession(2)
         let hold = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
         let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
-        let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
-        let delete = harness.send(.delete(path: held.node, expectedVersion: anyVersion), on: 2)
-        XCTAssertEqual(frames(delete.outputs, to: 2), ["reply acquire ok", "reply delete ok"])
-        XCTAssertNotNil(granted(delete.outputs, to: 2, requestID: waiting.requestID))
-        // A release, by contrast, is answered before the grant it allows.
-        let next = try XCTUnwrap(granted(delete.outputs, to: 2, requestID: waiting.requestID))
-        let third = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
-        let release = harness.send(.release(node: next.node, token: next.token), on: 2)
-        XCTAssertEqual(replies(release.outputs, to: 2).map(\.requestID), [release.requestID, third.requestID])
+        let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertEqual(replies(release.outputs, to: 1).map(\.requestID), [release.requestID, waiting.requestID])
+        XCTAssertNotNil(granted(release.outputs, to: 1, requestID: waiting.requestID))
     }
 
     // MARK: Locks (§12)
