@@ -439,6 +439,44 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// Issue 8, item 3: with nobody queued behind it, only the waiter's own watch sees its node go.
+    func testAWaitingAcquireWhoseNodeIsDeletedIsAnsweredLockLostAtOnce() {
+        forEachDelivery { delivery in
+            for kind in [LockKind.exclusive, .shared] {
+                let harness = LockHarness(delivery)
+                harness.acquire(1, session: 1)
+                harness.acquire(2, session: 2, kind: kind, waitMilliseconds: 60_000)
+                let holder = harness.takeEffects().grants[0]
+                let waiting = "/locks/a/" + harness.waiterNodes()[1]
+                harness.namespace.deleteNow(waiting)
+                let effects = harness.takeEffects()
+                XCTAssertEqual(effects.failures, [2: .lockLost], "\(delivery) \(kind)")
+                XCTAssertTrue(effects.losses.isEmpty)
+                XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).map(\.node), [holder.node])
+                XCTAssertEqual(harness.manager.waiterCount, 1)
+                harness.release(holder.node, session: 1, ticket: 10)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [10])
+                XCTAssertEqual(harness.manager.waiterCount, 0)
+            }
+        }
+    }
+
+    func testWaiterNamesAreReservedAndNoLockPathPassesThroughOne() {
+        XCTAssertTrue(WaiterName.isReserved(path: "/l/x-0000000000000001-0000000000", sequential: false))
+        XCTAssertTrue(WaiterName.isReserved(path: "/l/s-00000000deadbeef-", sequential: true))
+        XCTAssertTrue(WaiterName.isReserved(path: "r-0000000000000001-0000000009", sequential: false))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/x-0000000000000001-0000000000", sequential: true))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/x-0000000000000001-", sequential: false))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/lock-", sequential: true))
+        XCTAssertFalse(WaiterName.isReserved(path: "/x-0000000000000001-0000000000/l", sequential: false))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/X-0000000000000001-0000000000", sequential: false))
+        let harness = LockHarness(.immediate)
+        harness.acquire(1, session: 1, path: "/a/x-0000000000000001-0000000000")
+        harness.acquire(2, session: 1, path: "/a/r-0000000000000001-0000000000/b")
+        XCTAssertEqual(harness.takeEffects().failures, [1: .lockNodeReserved, 2: .lockNodeReserved])
+        XCTAssertNil(harness.namespace.nodes["/a"])
+    }
+
     func testBadRequestsGetNamedErrors() {
         var configuration = LockManagerConfiguration()
         configuration.waitersPerLockMax = 3

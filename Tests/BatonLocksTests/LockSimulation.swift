@@ -3,9 +3,12 @@ import BatonProtocol
 import BatonTestSupport
 
 /// Drives a `LockManager` over a `MemoryLockNamespace` with random acquires, releases, timeouts,
-/// cancels, session deaths, leases, deletions by others and lost store replies, checking after every
-/// step that no two holders conflict, that every grant was the waiter's turn, that tokens increase,
-/// and at the end that every acquire was answered exactly once and no node was left behind.
+/// cancels, session deaths, leases, deletions by others (of holders' and waiters' nodes), replayed
+/// releases of ended holds and lost store replies, checking after every step that no two holders
+/// conflict, that every grant was the waiter's turn, that tokens increase, that a replayed release
+/// never ends a hold, and (whenever no answer is in flight) that `inspect` lists only nodes that
+/// exist, so a waiter whose node went was answered; and at the end that every acquire was answered
+/// exactly once and no node was left behind.
 /// A failure names the seed: `LockSimulation(seed:delivery:).run()` replays it.
 final class LockSimulation {
     struct Failure: Error, CustomStringConvertible {
@@ -48,6 +51,9 @@ final class LockSimulation {
     private var nextTicket = 1
     private var pending: [Int: Pending] = [:]
     private var releaseTickets: Set<Int> = []
+    /// Releases of holds that had ended: each must fail.
+    private var staleTickets: Set<Int> = []
+    private var ended: [(node: String, token: UInt64, session: UInt64)] = []
     private var holders: [String: Holder] = [:]
     private var lastGrantSequence: [Int: UInt64] = [:]
     private var lastGrantToken: [Int: UInt64] = [:]
@@ -99,6 +105,7 @@ final class LockSimulation {
             step = index
             try randomStep()
             try absorbEffects()
+            try checkInspect()
         }
         try finish()
     }
@@ -111,6 +118,8 @@ final class LockSimulation {
         case 48..<52: cancelSomePending()
         case 52..<55: killSomeSession()
         case 55..<57: deleteSomeHolderNode()
+        case 74..<76: deleteSomeWaiterNode()
+        case 76..<78: replayAnEndedRelease()
         case 57..<72:
             nowMilliseconds += UInt64(1 + random.below(300))
             note("tick \(nowMilliseconds)")
@@ -149,6 +158,7 @@ final class LockSimulation {
     private func releaseSomeHolder() {
         guard let (node, holder) = someHolder() else { return }
         holders[node] = nil // the client stops using the lock when it asks to release it
+        ended.append((node, holder.token, holder.session))
         let ticket = nextTicket
         nextTicket += 1
         releaseTickets.insert(ticket)
@@ -182,6 +192,35 @@ final class LockSimulation {
         namespace.deleteNow(node)
     }
 
+    private func deleteSomeWaiterNode() {
+        let waiting = locks.flatMap { manager.inspect(path: $0.path, now: now) }.filter { $0.position == .waiter }
+        guard !waiting.isEmpty else { return }
+        let node = waiting[random.below(waiting.count)].node
+        note("someone deletes waiter \(node)")
+        namespace.deleteNow(node)
+    }
+
+    private func replayAnEndedRelease() {
+        guard !ended.isEmpty else { return }
+        let old = ended[random.below(ended.count)]
+        let ticket = nextTicket
+        nextTicket += 1
+        releaseTickets.insert(ticket)
+        staleTickets.insert(ticket)
+        note("replayed release \(old.node) token \(old.token) ticket \(ticket)")
+        manager.release(node: old.node, token: old.token, session: old.session, ticket: ticket, now: now)
+    }
+
+    /// With no answer or event in flight, the manager knows every deletion: what it lists exists.
+    private func checkInspect() throws {
+        guard namespace.pendingCount == 0 else { return }
+        for specification in locks {
+            for entry in manager.inspect(path: specification.path, now: now) where namespace.nodes[entry.node] == nil {
+                throw fail("inspect lists \(entry.node), which does not exist")
+            }
+        }
+    }
+
     private func note(_ text: @autoclosure () -> String) {
         if trace { print("[\(step)] \(text())") }
     }
@@ -198,8 +237,12 @@ final class LockSimulation {
                 }
             case .released(let ticket):
                 guard releaseTickets.contains(ticket) else { throw fail("released an unknown ticket \(ticket)") }
-            case .lost(_, let node, _, _):
-                holders[node] = nil
+                if staleTickets.contains(ticket) { throw fail("a replayed release (ticket \(ticket)) ended a hold") }
+            case .lost(let session, let node, let token, _):
+                if holders[node]?.token == token {
+                    holders[node] = nil
+                    ended.append((node, token, session))
+                }
             }
         }
     }
