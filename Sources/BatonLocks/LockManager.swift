@@ -264,7 +264,7 @@ public final class LockManager<Ticket: Hashable> {
             return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
         }
         // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
-        if request.path.split(separator: "/").contains(where: { WaiterName.isReserved(path: String($0), sequential: false) }) {
+        if WaiterName.passesThroughReserved(path: request.path) {
             return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
         }
         if request.kind == .semaphore && request.permits == 0 {

@@ -82,6 +82,20 @@ public struct WaiterName: Sendable, Equatable, Hashable {
         }
     }
 
+    /// Whether any component of `path` is a waiter node's name: such a path is no lock path (its lock
+    /// node would sit in another lock's queue). Runs on every acquire: scans in place.
+    public static func passesThroughReserved(path: String) -> Bool {
+        var path = path
+        return path.withUTF8 { bytes in
+            var start = 0
+            for end in 0...bytes.count where end == bytes.count || bytes[end] == UInt8(ascii: "/") {
+                if end - start == nameBytes && parse(UnsafeBufferPointer(rebasing: bytes[start..<end])) != nil { return true }
+                start = end + 1
+            }
+            return false
+        }
+    }
+
     /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).
     public init?(parsing name: String) {
         var name = name
