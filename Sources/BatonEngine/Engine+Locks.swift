@@ -120,14 +120,17 @@ extension Engine {
         switch request {
         case .create(let path, _, let mode):
             return lockNodeRefusal(path, sequential: mode.sequential)
-        case .delete(let path, _), .set(let path, _, _):
+        case .delete(let path, _):
+            return lockNodeRefusal(deleting: path)
+        case .set(let path, _, _):
             return lockNodeRefusal(path, sequential: false)
         case .multi(let operations):
             for (index, operation) in operations.enumerated() {
                 let refusal: ReplyError?
                 switch operation {
                 case .create(let path, _, let mode): refusal = lockNodeRefusal(path, sequential: mode.sequential)
-                case .delete(let path, _), .set(let path, _, _): refusal = lockNodeRefusal(path, sequential: false)
+                case .delete(let path, _): refusal = lockNodeRefusal(deleting: path)
+                case .set(let path, _, _): refusal = lockNodeRefusal(path, sequential: false)
                 case .check: refusal = nil
                 }
                 if let refusal { return MultiFailure(index: index, error: refusal).replyError }
@@ -136,6 +139,14 @@ extension Engine {
         default:
             return nil
         }
+    }
+
+    /// Every waiter node the manager makes is ephemeral. One that is not can only come from a data
+    /// directory written before this rule (a client's forgery): deleting it repairs the lock it jams.
+    private func lockNodeRefusal(deleting path: String) -> ReplyError? {
+        guard let refusal = lockNodeRefusal(path, sequential: false) else { return nil }
+        if let node = namespace.node(at: path), node.kind != .ephemeral { return nil }
+        return refusal
     }
 
     private func lockNodeRefusal(_ path: String, sequential: Bool) -> ReplyError? {

@@ -281,7 +281,7 @@ extension LockManager {
         let unsorted = names.compactMap(WaiterName.init(parsing:))
         var sorted: [WaiterName]?
         if lock.semaphoreMembers == 0 {
-            sorted = unsorted.sorted { $0.sequence < $1.sequence }
+            sorted = unsorted.sorted()
             queueRebuild(lock, sorted: sorted!)
         } else {
             // Semaphore locks are judged by listings only (see LockManager+Queue).
@@ -293,7 +293,7 @@ extension LockManager {
         }
         // The full pass judges every local waiter in queue order, so that waiters entitled together
         // (a run of readers, semaphore permits) are granted in queue order.
-        let entries = sorted ?? unsorted.sorted { $0.sequence < $1.sequence }
+        let entries = sorted ?? unsorted.sorted()
         var seen = Set<WaiterID>()
         var previous: WaiterName?
         var nearestExclusive: WaiterName?
@@ -346,27 +346,27 @@ extension LockManager {
     /// earlier local waiter is entitled too and must be granted first, which takes the full pass.
     private func evaluateFew(_ lock: LockState, _ serial: UInt64, _ entries: [WaiterName], judging: Set<WaiterID>) -> Bool {
         let judged = judging.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }
-            .sorted { $0.name!.sequence < $1.name!.sequence }
+            .sorted { $0.name! < $1.name! }
         var standings: [WaiterStanding] = []
         for waiter in judged {
             let own = waiter.name!
             var standing = WaiterStanding()
             for entry in entries {
-                if entry.sequence == own.sequence {
-                    standing.present = entry == own
+                if entry == own {
+                    standing.present = true
                     continue
                 }
-                guard entry.sequence < own.sequence else { continue }
+                guard entry < own else { continue }
                 standing.position += 1
-                if standing.previous.map({ entry.sequence > $0.sequence }) ?? true { standing.previous = entry }
+                if standing.previous.map({ $0 < entry }) ?? true { standing.previous = entry }
                 switch entry.kind {
                 case .exclusive:
                     standing.exclusiveOrSharedBefore = true
-                    if standing.nearestExclusive.map({ entry.sequence > $0.sequence }) ?? true { standing.nearestExclusive = entry }
+                    if standing.nearestExclusive.map({ $0 < entry }) ?? true { standing.nearestExclusive = entry }
                 case .shared:
                     standing.exclusiveOrSharedBefore = true
                 case .semaphore:
-                    if standing.nearestSemaphore.map({ entry.sequence > $0.sequence }) ?? true { standing.nearestSemaphore = entry }
+                    if standing.nearestSemaphore.map({ $0 < entry }) ?? true { standing.nearestSemaphore = entry }
                 }
             }
             if standing.present && waiter.phase == .waiting {

@@ -212,7 +212,7 @@ public final class LockManager<Ticket: Hashable> {
         let queued = lock.members.compactMap { waiters[$0] }.filter { waiter in
             waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
-        return queued.sorted { $0.name!.sequence < $1.name!.sequence }.map { waiter in
+        return queued.sorted { $0.name! < $1.name! }.map { waiter in
             let holding = waiter.phase == .holding
             let since = holding ? waiter.grantedMilliseconds : waiter.queuedMilliseconds
             return LockEntry(node: waiter.nodePath!, kind: waiter.kind, position: holding ? .holder : .waiter,

@@ -4,7 +4,7 @@ import BatonProtocol
 /// `x-00000000000000a1-0000000041`. The marker says the kind, so every waiter can judge its entitlement
 /// from the child list alone; the session lets a sidecar find its own node again after a create whose
 /// reply was lost. Waiters are ordered by the sequence alone.
-public struct WaiterName: Sendable, Equatable, Hashable {
+public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
     public var kind: LockKind
     public var session: UInt64
     public var sequence: UInt64
@@ -13,6 +13,15 @@ public struct WaiterName: Sendable, Equatable, Hashable {
         self.kind = kind
         self.session = session
         self.sequence = sequence
+    }
+
+    /// Queue order: by sequence. Two nodes with one sequence can only come from a node created without
+    /// a sequential create (a forgery PROTOCOL.md §12.1 now refuses, or a process outside the sidecar);
+    /// they are ordered by session, then marker, so that every pass judges them alike.
+    public static func < (left: WaiterName, right: WaiterName) -> Bool {
+        if left.sequence != right.sequence { return left.sequence < right.sequence }
+        if left.session != right.session { return left.session < right.session }
+        return marker(of: left.kind) < marker(of: right.kind)
     }
 
     /// 1 marker + dash + 16 hex + dash + 10 digits.

@@ -104,6 +104,25 @@ final class EngineLockSafetyTests: XCTestCase {
                                            "operation 1: \(held.node) is a waiter node's name: only acquire and release change those")))
     }
 
+    /// A forged persistent waiter node left in a data directory from before the rule jams its lock
+    /// (nobody answers for it); it may be deleted, and the lock works again.
+    func testALeftoverPersistentWaiterNodeMayBeDeletedToRepairItsLock() throws {
+        let harness = EngineHarness()
+        harness.openSession(1)
+        harness.openSession(2)
+        // Sequence 0, as the first waiter gets: the two are ordered by session, the forgery's (0) first.
+        let forged = "/locks/old/x-0000000000000000-0000000000"
+        XCTAssertNoThrow(try harness.engine.namespace.create("/locks", data: [], mode: .persistent, session: 0, now: harness.now))
+        XCTAssertNoThrow(try harness.engine.namespace.create("/locks/old", data: [], mode: .persistent, session: 0, now: harness.now))
+        XCTAssertNoThrow(try harness.engine.namespace.create(forged, data: [], mode: .persistent, session: 0, now: harness.now))
+        _ = harness.engine.takeOutputs()
+        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/locks/old", waitMilliseconds: 0)), on: 1)), .lockBusy)
+        XCTAssertEqual(errorCode(harness.call(.set(path: forged, data: [1], expectedVersion: anyVersion), on: 2)), .lockNodeReserved)
+        XCTAssertEqual(harness.call(.delete(path: forged, expectedVersion: anyVersion), on: 2), .success(.empty))
+        let acquire = harness.send(.acquire(LockRequest(path: "/locks/old", waitMilliseconds: 0)), on: 1)
+        XCTAssertNotNil(granted(acquire.outputs, to: 1, requestID: acquire.requestID), "\(acquire.outputs)")
+    }
+
     func testALockPathThroughAWaiterNameIsRefusedAndTheLockPathLengthIsBounded() throws {
         let harness = EngineHarness()
         harness.openSession(1)
