@@ -461,6 +461,38 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// A node named like a waiter but not made by a sequential create (a process outside the sidecar,
+    /// or a forgery in an old data directory) can share a waiter's sequence. It must never make the
+    /// manager think its own node is gone: that answered `lockLost` and left the node behind, an
+    /// invisible waiter blocking everyone. Namesakes are ordered by session.
+    func testANodeSharingAWaitersSequenceNeitherHidesNorOrphansIt() {
+        forEachDelivery { delivery in
+            for (namesakeSession, granted) in [(UInt64(0), false), (UInt64.max, true)] {
+                for kind in [LockKind.exclusive, .shared] {
+                    let harness = LockHarness(delivery)
+                    harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+                    harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+                    let namesake = WaiterName(kind: .exclusive, session: namesakeSession, sequence: 0).name
+                    harness.namespace.createNow("/locks/a/" + namesake, mode: .persistent, owner: 0)
+                    harness.acquire(1, session: 5, kind: kind)
+                    let effects = harness.takeEffects()
+                    let context = "\(delivery) \(kind) namesake session \(namesakeSession)"
+                    XCTAssertEqual(effects.failures, [:], context)
+                    XCTAssertEqual(effects.grantedTickets, granted ? [1] : [], context)
+                    XCTAssertEqual(harness.waiterNodes().count, 2, context)
+                    if granted {
+                        harness.release(effects.grants[0].node, session: 5, ticket: 2)
+                    } else {
+                        XCTAssertTrue(harness.manager.cancel(ticket: 1, now: harness.now))
+                    }
+                    harness.settle()
+                    XCTAssertEqual(harness.waiterNodes(), [namesake], "\(context): our node is gone, not orphaned")
+                    XCTAssertEqual(harness.manager.waiterCount, 0, context)
+                }
+            }
+        }
+    }
+
     func testWaiterNamesAreReservedAndNoLockPathPassesThroughOne() {
         XCTAssertTrue(WaiterName.isReserved(path: "/l/x-0000000000000001-0000000000", sequential: false))
         XCTAssertTrue(WaiterName.isReserved(path: "/l/s-00000000deadbeef-", sequential: true))
