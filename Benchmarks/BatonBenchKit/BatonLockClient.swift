@@ -3,7 +3,8 @@ import BatonProtocol
 import Foundation
 
 /// Talks to `batond` with the protocol codec over one blocking socket: acquire is one request
-/// (`Request.acquire`, replied when granted), release is one request (`Request.release(node)`).
+/// (`Request.acquire`, replied when granted), release is one request (`Request.release(node, token)`).
+/// A hold is written `<node>@<token>` (`hold(node:token:)`): a release names the grant by both.
 public final class BatonLockClient: LockClient {
     public let socket: BlockingSocket
     var nextRequestID: UInt32 = 1
@@ -77,13 +78,24 @@ public final class BatonLockClient: LockClient {
     }
 
     public func acquire(_ lock: String) throws(BenchError) -> String {
-        guard case .granted(let node, _) = try call(.acquire(LockRequest(path: lock))) else {
+        guard case .granted(let node, let token) = try call(.acquire(LockRequest(path: lock))) else {
             throw BenchError("batond: acquire did not return a grant")
         }
-        return node
+        return Self.hold(node: node, token: token)
     }
 
     public func release(_ lock: String, hold: String) throws(BenchError) {
-        _ = try call(.release(node: hold))
+        _ = try call(Self.releaseRequest(hold: hold))
+    }
+
+    /// What `acquire` returns for a grant.
+    public static func hold(node: String, token: UInt64) -> String { "\(node)@\(token)" }
+
+    /// The release of a hold written by `hold(node:token:)`.
+    public static func releaseRequest(hold: String) -> Request {
+        guard let at = hold.lastIndex(of: "@"), let token = UInt64(hold[hold.index(after: at)...]) else {
+            preconditionFailure("not a hold of BatonLockClient: \(hold)")
+        }
+        return .release(node: String(hold[..<at]), token: token)
     }
 }

@@ -23,7 +23,7 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
     let releases = min(requestedReleases, waiters)
     let first = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
                                     clientName: "herd-holder")
-    var holderNode = try first.acquire(lock)
+    var holderHold = try first.acquire(lock)
     var clients: [BatonLockClient] = [first]
     clients.reserveCapacity(waiters + 1)
     for index in 0..<waiters {
@@ -72,17 +72,17 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
     let cpuBefore = serverProcessID.flatMap(processCPUNanoseconds)
     for round in 0..<releases {
         let releaser = holder
-        let releaseID = try clients[releaser].send(.release(node: holderNode))
+        let releaseID = try clients[releaser].send(BatonLockClient.releaseRequest(hold: holderHold))
         let sent = MonotonicClock.nanoseconds()
         let next = inspectWorks ? order[round + 1] : try nextByPoll(excluding: releaser)
         let reply = try clients[next].receiveReply()
         let grantedAt = MonotonicClock.nanoseconds()
-        guard case .success(.granted(let node, _)) = reply.result else {
+        guard case .success(.granted(let node, let token)) = reply.result else {
             throw BenchError("herd: waiter \(next) got \(reply.result) instead of a grant")
         }
         histogram.recordNanoseconds(grantedAt - sent)
         touched.insert(next)
-        holderNode = node
+        holderHold = BatonLockClient.hold(node: node, token: token)
         holder = next
         let released = try clients[releaser].receiveReply()
         guard released.requestID == releaseID, case .success = released.result else {

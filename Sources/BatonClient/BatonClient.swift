@@ -287,7 +287,7 @@ public final class BatonClient: Sendable {
         case .success(let body):
             guard let grant = call.decode(body) else { throw Call<LockGrant>.unexpected(body, for: call.request) }
             if cancelled {
-                connection.submit(.release(node: grant.node)) { _ in }
+                connection.submit(.release(node: grant.node, token: grant.token)) { _ in }
                 throw .cancelled
             }
             return grant

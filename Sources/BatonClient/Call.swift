@@ -91,7 +91,7 @@ enum Calls {
     }
 
     static func release(_ grant: LockGrant) -> Call<Void> {
-        Call(request: .release(node: grant.node)) { body in
+        Call(request: .release(node: grant.node, token: grant.token)) { body in
             if case .empty = body { return () } else { return nil }
         }
     }

@@ -1,7 +1,9 @@
 import BatonProtocol
 
-/// A granted hold on a lock: pass it to `release`. `token` is the fencing token: it increases strictly
-/// with every grant of the same lock, so a resource can refuse writes carrying an older one.
+/// A granted hold on a lock: pass it to `release` (which names the hold by `node` and `token`: node
+/// paths repeat, tokens do not). `token` is the fencing token: it increases strictly with every grant
+/// of the same lock, so for an exclusive lock a resource can refuse writes carrying an older one;
+/// shared and semaphore holds overlap, so there ask `checkToken` (PROTOCOL.md §12.6).
 public struct LockGrant: Sendable, Hashable, CustomStringConvertible {
     /// The lock's path, as passed to `acquire`.
     public var path: String

@@ -19,7 +19,7 @@ struct EngineLocks {
     /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
-    var holders: [String: (ticket: LockTicket, session: UInt64)] = [:]
+    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
 
     init() {}
 }
@@ -62,7 +62,7 @@ extension Engine {
             manager.acquire(lockRequest, ticket: ticket, session: session,
                             clientName: sessions[session]?.clientName ?? "", now: now)
             routeLockEffects(now: now)
-        case .release(let node):
+        case .release(let node, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(node, limits: limits)
             } catch {
@@ -76,8 +76,8 @@ extension Engine {
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
-            if locks.holders[node]?.session == session { locks.holders[node] = nil }
-            manager.release(node: node, session: session, ticket: ticket, now: now)
+            if let holder = locks.holders[node], holder.session == session, holder.token == token { locks.holders[node] = nil }
+            manager.release(node: node, token: token, session: session, ticket: ticket, now: now)
             routeLockEffects(now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
@@ -107,6 +107,53 @@ extension Engine {
         default:
             preconditionFailure("not a lock request: \(request.opcode)")
         }
+    }
+
+    /// The rule that keeps lock queues honest (PROTOCOL.md §12.1): a client request may not create,
+    /// delete or change a node with a waiter node's name; only the lock manager does, for the acquires
+    /// of live sessions. So no client request can put a node in a lock's queue (a forged waiter that
+    /// never goes, or one that takes the name the manager is about to create), end another session's
+    /// hold, or change a semaphore waiter's permits. Stateless, so nothing to keep across restarts,
+    /// and checked where requests enter the sidecar, so it holds for any `LockNamespace` behind it.
+    /// Reads stay open to everyone. nil if the request may go on to the namespace.
+    func lockNodeRefusal(_ request: Request) -> ReplyError? {
+        switch request {
+        case .create(let path, _, let mode):
+            return lockNodeRefusal(path, sequential: mode.sequential)
+        case .delete(let path, _):
+            return lockNodeRefusal(deleting: path)
+        case .set(let path, _, _):
+            return lockNodeRefusal(path, sequential: false)
+        case .multi(let operations):
+            for (index, operation) in operations.enumerated() {
+                let refusal: ReplyError?
+                switch operation {
+                case .create(let path, _, let mode): refusal = lockNodeRefusal(path, sequential: mode.sequential)
+                case .delete(let path, _): refusal = lockNodeRefusal(deleting: path)
+                case .set(let path, _, _): refusal = lockNodeRefusal(path, sequential: false)
+                case .check: refusal = nil
+                }
+                if let refusal { return MultiFailure(index: index, error: refusal).replyError }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// Every waiter node the manager makes is ephemeral. One that is not can only come from a data
+    /// directory written before this rule (a client's forgery): deleting it repairs the lock it jams.
+    private func lockNodeRefusal(deleting path: String) -> ReplyError? {
+        guard let refusal = lockNodeRefusal(path, sequential: false) else { return nil }
+        if let node = namespace.node(at: path), node.kind != .ephemeral { return nil }
+        return refusal
+    }
+
+    private func lockNodeRefusal(_ path: String, sequential: Bool) -> ReplyError? {
+        // An invalid path is left to the namespace, which names what is wrong with it (`invalidPath`).
+        guard WaiterName.isReserved(path: path, sequential: sequential),
+              (try? NamespacePath.validate(path, limits: limits)) != nil else { return nil }
+        return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
     }
 
     /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
@@ -214,7 +261,7 @@ extension Engine {
                 return
             }
             if let session = connections[ticket.connection]?.sessionID {
-                locks.holders[node] = (ticket, session)
+                locks.holders[node] = (ticket, session, token)
             }
             reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
         case .failed(let ticket, let error):
@@ -229,7 +276,9 @@ extension Engine {
             guard connections[ticket.connection] != nil else { return }
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
-            let holder = locks.holders.removeValue(forKey: node)
+            // Only this hold's entry: a later hold may have the same node path (PROTOCOL.md §12.6).
+            let holder = locks.holders[node].flatMap { $0.token == token ? $0 : nil }
+            if holder != nil { locks.holders[node] = nil }
             let event = Event.lockLost(node: node, token: token, reason: reason)
             if sessions[session] != nil {
                 deliver(event, toSession: session)

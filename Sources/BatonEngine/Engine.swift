@@ -185,6 +185,10 @@ public final class Engine {
                 reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
                 return
             }
+            if let refusal = lockNodeRefusal(request) {
+                reply(connection, requestID, request.opcode, .failure(refusal), now: now)
+                return
+            }
             let result = perform(request, session: sessionID, now: now)
             drain(now: now)
             reply(connection, requestID, request.opcode, result, now: now)

@@ -152,6 +152,7 @@ extension LockManager {
             unwatch(waiter)
             watchNode(path, waiter)
         }
+        watchOwnNode(waiter)
     }
 
     /// Idle locks kept in `idleQueues` at most (then forgotten all at once: they only save listings).

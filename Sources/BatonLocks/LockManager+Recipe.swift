@@ -281,7 +281,7 @@ extension LockManager {
         let unsorted = names.compactMap(WaiterName.init(parsing:))
         var sorted: [WaiterName]?
         if lock.semaphoreMembers == 0 {
-            sorted = unsorted.sorted { $0.sequence < $1.sequence }
+            sorted = unsorted.sorted()
             queueRebuild(lock, sorted: sorted!)
         } else {
             // Semaphore locks are judged by listings only (see LockManager+Queue).
@@ -293,7 +293,7 @@ extension LockManager {
         }
         // The full pass judges every local waiter in queue order, so that waiters entitled together
         // (a run of readers, semaphore permits) are granted in queue order.
-        let entries = sorted ?? unsorted.sorted { $0.sequence < $1.sequence }
+        let entries = sorted ?? unsorted.sorted()
         var seen = Set<WaiterID>()
         var previous: WaiterName?
         var nearestExclusive: WaiterName?
@@ -346,27 +346,27 @@ extension LockManager {
     /// earlier local waiter is entitled too and must be granted first, which takes the full pass.
     private func evaluateFew(_ lock: LockState, _ serial: UInt64, _ entries: [WaiterName], judging: Set<WaiterID>) -> Bool {
         let judged = judging.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }
-            .sorted { $0.name!.sequence < $1.name!.sequence }
+            .sorted { $0.name! < $1.name! }
         var standings: [WaiterStanding] = []
         for waiter in judged {
             let own = waiter.name!
             var standing = WaiterStanding()
             for entry in entries {
-                if entry.sequence == own.sequence {
-                    standing.present = entry == own
+                if entry == own {
+                    standing.present = true
                     continue
                 }
-                guard entry.sequence < own.sequence else { continue }
+                guard entry < own else { continue }
                 standing.position += 1
-                if standing.previous.map({ entry.sequence > $0.sequence }) ?? true { standing.previous = entry }
+                if standing.previous.map({ $0 < entry }) ?? true { standing.previous = entry }
                 switch entry.kind {
                 case .exclusive:
                     standing.exclusiveOrSharedBefore = true
-                    if standing.nearestExclusive.map({ entry.sequence > $0.sequence }) ?? true { standing.nearestExclusive = entry }
+                    if standing.nearestExclusive.map({ $0 < entry }) ?? true { standing.nearestExclusive = entry }
                 case .shared:
                     standing.exclusiveOrSharedBefore = true
                 case .semaphore:
-                    if standing.nearestSemaphore.map({ entry.sequence > $0.sequence }) ?? true { standing.nearestSemaphore = entry }
+                    if standing.nearestSemaphore.map({ $0 < entry }) ?? true { standing.nearestSemaphore = entry }
                 }
             }
             if standing.present && waiter.phase == .waiting {
@@ -461,6 +461,7 @@ extension LockManager {
                 unwatch(waiter)
                 watchNode(path, waiter)
             }
+            watchOwnNode(waiter)
         }
         // A waiting semaphore waiter relies on the lock's children watch (re-armed by `evaluate`).
     }
@@ -546,6 +547,19 @@ extension LockManager {
     /// one notification.
     func watchNode(_ path: String, _ waiter: Waiter) {
         waiter.watchedPath = path
+        addInterest(path, waiter)
+    }
+
+    /// A waiting waiter watches its own node too: if someone else deletes it, the acquire is answered
+    /// at once (`lockLost`, PROTOCOL.md §12.3), even when no waiter behind it would notice. It shares
+    /// the one namespace watch with its successor and, once granted, with its own holder watch.
+    func watchOwnNode(_ waiter: Waiter) {
+        guard !waiter.watchesOwnNode, let path = waiter.nodePath else { return }
+        waiter.watchesOwnNode = true
+        addInterest(path, waiter)
+    }
+
+    private func addInterest(_ path: String, _ waiter: Waiter) {
         if nodeWatches[path] != nil {
             nodeWatches[path]!.interested.insert(waiter.id)
             return
@@ -561,6 +575,10 @@ extension LockManager {
     }
 
     func unwatch(_ waiter: Waiter) {
+        if waiter.watchesOwnNode, let own = waiter.nodePath {
+            waiter.watchesOwnNode = false
+            nodeWatches[own]?.interested.remove(waiter.id)
+        }
         guard let path = waiter.watchedPath else { return }
         waiter.watchedPath = nil
         nodeWatches[path]?.interested.remove(waiter.id)
@@ -579,7 +597,9 @@ extension LockManager {
             // No watch was set: judge again later, which sets it again.
             nodeWatches[path] = nil
             for id in entry.interested.sorted() {
-                guard let waiter = waiters[id], waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
+                guard let waiter = waiters[id], let lock = locks[waiter.lockPath] else { continue }
+                if waiter.watchesOwnNode && waiter.nodePath == path { waiter.watchesOwnNode = false }
+                guard waiter.watchedPath == path else { continue }
                 waiter.watchedPath = nil
                 scheduleListingRetry(lock)
             }
@@ -598,19 +618,21 @@ extension LockManager {
         }
         // Any other change (data set by someone): the node is still there; watch it again.
         for id in entry.interested.sorted() {
-            guard let waiter = waiters[id], waiter.watchedPath == path else { continue }
-            watchNode(path, waiter)
+            guard let waiter = waiters[id] else { continue }
+            if waiter.watchesOwnNode && waiter.nodePath == path {
+                waiter.watchesOwnNode = false
+                watchOwnNode(waiter)
+            }
+            if waiter.watchedPath == path { watchNode(path, waiter) }
         }
     }
 
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        // The node leaves its lock's queue; a local waiter whose own node it was learns it now (a
-        // listing would show it missing).
+        // The node leaves its lock's queue; a waiting local waiter whose own node it was learns it now
+        // (through its own watch or its successor's) and is answered.
         if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
             queueRemove(lock, name)
-            if let owner = localWaiter(lock, name), owner.phase == .waiting, !interested.contains(owner.id) {
-                nodeVanished(owner)
-            }
+            if let owner = localWaiter(lock, name), owner.phase == .waiting { nodeVanished(owner) }
         }
         // In queue order: readers behind one writer are granted in order.
         let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in

@@ -5,8 +5,10 @@ import HeapModule
 public struct LockManagerConfiguration: Sendable {
     /// Waiters (holders included) on one lock: `tooManyWaiters`.
     public var waitersPerLockMax: Int
-    /// Longest lock path: the waiter node's name must still fit `pathBytesMax`.
+    /// Longest node path; a lock path leaves room for the waiter node's name (`lockPathBytesMax`).
     public var pathBytesMax: Int
+    /// Longest lock path: `pathBytesMax` less a slash and a waiter node's name (PROTOCOL.md §8).
+    public var lockPathBytesMax: Int { pathBytesMax - 1 - WaiterName.nameBytes }
     /// Backoff of retries after the store could not be reached (`.storageFailure`).
     public var retryMillisecondsMin: UInt64 = 20
     public var retryMillisecondsMax: UInt64 = 2_000
@@ -108,16 +110,24 @@ public final class LockManager<Ticket: Hashable> {
         }
     }
 
-    /// Releases `node` (full path) held or awaited by `session`. Answers `released(ticket)` once the
-    /// node is gone, `failed(ticket, .notHolder)` if the session has no such node, or
-    /// `failed(ticket, .storageFailure)` if the store cannot be reached (the manager keeps retrying).
-    /// Releasing a node still waiting cancels its acquire (`lockCancelled`).
-    public func release(node: String, session: UInt64, ticket: Ticket, now: Time) {
+    /// Releases the hold (or waiting acquire) of `session` named by its node (full path) and fencing
+    /// `token`. Answers `released(ticket)` once the node is gone, `failed(ticket, .notHolder)` if the
+    /// session has no such node, `failed(ticket, .lockLost)` if the node is the session's but of a later
+    /// acquire (its token differs: the hold this release names already ended, and node paths repeat
+    /// when a lock node is deleted and created again), or `failed(ticket, .storageFailure)` if the store
+    /// cannot be reached (the manager keeps retrying). Releasing a node still waiting cancels its
+    /// acquire (`lockCancelled`).
+    public func release(node: String, token: UInt64, session: UInt64, ticket: Ticket, now: Time) {
         perform(now) {
             let lockPath = NodePath.parent(of: node)
             guard let lock = locks[lockPath], let name = WaiterName(parsing: NodePath.name(of: node)),
                   let waiter = localWaiter(lock, name), waiter.session == session else {
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
+                return
+            }
+            guard waiter.token == token else {
+                emit(.failed(ticket: ticket, error: ReplyError(
+                    .lockLost, "the hold of \(node) with token \(token) already ended; the node is now token \(waiter.token)")))
                 return
             }
             switch waiter.phase {
@@ -202,7 +212,7 @@ public final class LockManager<Ticket: Hashable> {
         let queued = lock.members.compactMap { waiters[$0] }.filter { waiter in
             waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
-        return queued.sorted { $0.name!.sequence < $1.name!.sequence }.map { waiter in
+        return queued.sorted { $0.name! < $1.name! }.map { waiter in
             let holding = waiter.phase == .holding
             let since = holding ? waiter.grantedMilliseconds : waiter.queuedMilliseconds
             return LockEntry(node: waiter.nodePath!, kind: waiter.kind, position: holding ? .holder : .waiter,
@@ -250,8 +260,12 @@ public final class LockManager<Ticket: Hashable> {
     private func refusal(of request: LockRequest, ticket: Ticket) -> ReplyError? {
         if tickets[ticket] != nil { return ReplyError(.invalidArgument, "an acquire with this ticket is pending") }
         guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
-        if request.path.utf8.count + 1 + WaiterName.nameBytes > configuration.pathBytesMax {
-            return ReplyError(.pathTooLong, "lock path leaves no room for waiter names")
+        if request.path.utf8.count > configuration.lockPathBytesMax {
+            return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
+        }
+        // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
+        if WaiterName.passesThroughReserved(path: request.path) {
+            return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
         }
         if request.kind == .semaphore && request.permits == 0 {
             return ReplyError(.invalidArgument, "a semaphore needs at least one permit")

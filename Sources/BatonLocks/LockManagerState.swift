@@ -69,6 +69,8 @@ final class Waiter {
     var grantedMilliseconds: UInt64 = 0
     /// The node this waiter waits behind, or (holder) its own node.
     var watchedPath: String?
+    /// A waiting waiter also watches its own node (see `LockManager.watchOwnNode`).
+    var watchesOwnNode = false
     var retryAction: RetryAction?
     var retryGeneration: UInt64 = 0
     var retryDelayMilliseconds: UInt64 = 0

@@ -4,7 +4,7 @@ import BatonProtocol
 /// `x-00000000000000a1-0000000041`. The marker says the kind, so every waiter can judge its entitlement
 /// from the child list alone; the session lets a sidecar find its own node again after a create whose
 /// reply was lost. Waiters are ordered by the sequence alone.
-public struct WaiterName: Sendable, Equatable, Hashable {
+public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
     public var kind: LockKind
     public var session: UInt64
     public var sequence: UInt64
@@ -13,6 +13,15 @@ public struct WaiterName: Sendable, Equatable, Hashable {
         self.kind = kind
         self.session = session
         self.sequence = sequence
+    }
+
+    /// Queue order: by sequence. Two nodes with one sequence can only come from a node created without
+    /// a sequential create (a forgery PROTOCOL.md §12.1 now refuses, or a process outside the sidecar);
+    /// they are ordered by session, then marker, so that every pass judges them alike.
+    public static func < (left: WaiterName, right: WaiterName) -> Bool {
+        if left.sequence != right.sequence { return left.sequence < right.sequence }
+        if left.session != right.session { return left.session < right.session }
+        return marker(of: left.kind) < marker(of: right.kind)
     }
 
     /// 1 marker + dash + 16 hex + dash + 10 digits.
@@ -60,6 +69,40 @@ public struct WaiterName: Sendable, Equatable, Hashable {
             }
         }
         buffer[18] = UInt8(ascii: "-")
+    }
+
+    /// Whether the node at `path` (created with `sequential`: its name plus the 10-digit suffix) would
+    /// have a waiter node's name. Such nodes belong to the lock manager (PROTOCOL.md §12.1): a client
+    /// may not create, delete or change one, so a lock's queue holds only the manager's own nodes,
+    /// each an ephemeral of a live session. Runs on every write: reads the last component in place.
+    public static func isReserved(path: String, sequential: Bool) -> Bool {
+        var path = path
+        return path.withUTF8 { bytes in
+            var start = bytes.count
+            while start > 0 && bytes[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            let name = UnsafeBufferPointer(rebasing: bytes[start...])
+            guard sequential else { return name.count == nameBytes && parse(name) != nil }
+            guard name.count == nameBytes - sequenceDigits else { return false }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: nameBytes) { buffer in
+                _ = buffer.initialize(from: name)
+                for index in (nameBytes - sequenceDigits)..<nameBytes { buffer[index] = UInt8(ascii: "0") }
+                return parse(UnsafeBufferPointer(buffer)) != nil
+            }
+        }
+    }
+
+    /// Whether any component of `path` is a waiter node's name: such a path is no lock path (its lock
+    /// node would sit in another lock's queue). Runs on every acquire: scans in place.
+    public static func passesThroughReserved(path: String) -> Bool {
+        var path = path
+        return path.withUTF8 { bytes in
+            var start = 0
+            for end in 0...bytes.count where end == bytes.count || bytes[end] == UInt8(ascii: "/") {
+                if end - start == nameBytes && parse(UnsafeBufferPointer(rebasing: bytes[start..<end])) != nil { return true }
+                start = end + 1
+            }
+            return false
+        }
     }
 
     /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).

@@ -74,8 +74,9 @@ public enum Codec {
             writer.u32(lock.permits)
             writer.u32(lock.waitMilliseconds)
             writer.u32(lock.leaseMilliseconds)
-        case .release(let node):
+        case .release(let node, let token):
             writer.string(node)
+            writer.u64(token)
         case .cancel(let acquireRequestID):
             writer.u32(acquireRequestID)
         case .checkToken(let path, let token):
@@ -180,7 +181,7 @@ public enum Codec {
             guard let kind = LockKind(rawValue: kindByte) else { throw DecodeFailure(.malformedFrame, "unknown lock kind") }
             return .acquire(LockRequest(path: path, kind: kind, permits: try reader.u32("permits"),
                                         waitMilliseconds: try reader.u32("wait"), leaseMilliseconds: try reader.u32("lease")))
-        case .release: return .release(node: try path(&reader))
+        case .release: return .release(node: try path(&reader), token: try reader.u64("token"))
         case .cancel: return .cancel(acquireRequestID: try reader.u32("request id"))
         case .checkToken: return .checkToken(path: try path(&reader), token: try reader.u64("token"))
         case .inspect: return .inspect(path: try path(&reader))

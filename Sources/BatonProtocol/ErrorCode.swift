@@ -42,6 +42,9 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     case notHolder = 33
     case lockLost = 34
     case lockKindMismatch = 35
+    /// A client request that would create, delete or change a waiter node, or a lock path through one
+    /// (PROTOCOL.md §12.1): waiter nodes belong to the lock manager.
+    case lockNodeReserved = 36
     // Daemon.
     case notAuthorized = 40
     case shuttingDown = 41

@@ -160,7 +160,8 @@ public enum Request: Sendable, Equatable {
     case check(path: String, expectedVersion: Int32)
     case multi([MultiOperation])
     case acquire(LockRequest)
-    case release(node: String)
+    /// Ends the hold (or waiting acquire) named by its node and the grant's fencing token (PROTOCOL.md §12.6).
+    case release(node: String, token: UInt64)
     case cancel(acquireRequestID: UInt32)
     case checkToken(path: String, token: UInt64)
     case inspect(path: String)

@@ -93,7 +93,7 @@ final class ClientFakePeerTests: XCTestCase {
         XCTAssertTrue(sent.contains(.set(path: "/a", data: [9], expectedVersion: 5)))
         XCTAssertTrue(sent.contains(.acquire(LockRequest(path: "/l", kind: .semaphore, permits: 3, waitMilliseconds: 1_500,
                                                          leaseMilliseconds: 2_000))))
-        XCTAssertTrue(sent.contains(.release(node: "/l/lock-0000000001")))
+        XCTAssertTrue(sent.contains(.release(node: "/l/lock-0000000001", token: 9)))
         XCTAssertEqual(sent.last, .closeSession)
         XCTAssertTrue(client.isClosed)
     }
@@ -295,7 +295,7 @@ final class ClientFakePeerTests: XCTestCase {
         } catch let error as BatonError {
             XCTAssertEqual(error, .cancelled)
         }
-        XCTAssertTrue(peer.waitFor { $0.contains { $0.request == .release(node: "/l/lock-0000000007") } })
+        XCTAssertTrue(peer.waitFor { $0.contains { $0.request == .release(node: "/l/lock-0000000007", token: 7) } })
     }
 
     func testAcquireInAnAlreadyCancelledTaskSendsNothing() async throws {
@@ -331,11 +331,11 @@ final class ClientFakePeerTests: XCTestCase {
             }
             XCTFail("expected the body's error")
         } catch is BodyFailed {}
-        XCTAssertTrue(peer.requests.contains { $0.request == .release(node: "/l/lock-0000000000") })
+        XCTAssertTrue(peer.requests.contains { $0.request == .release(node: "/l/lock-0000000000", token: 1) })
 
         let value = try await client.withLock("/m") { grant in grant.node }
         XCTAssertEqual(value, "/m/lock-0000000000")
-        XCTAssertTrue(peer.requests.contains { $0.request == .release(node: "/m/lock-0000000000") })
+        XCTAssertTrue(peer.requests.contains { $0.request == .release(node: "/m/lock-0000000000", token: 1) })
     }
 
     func testServerErrorsMapToTheirCodes() async throws {

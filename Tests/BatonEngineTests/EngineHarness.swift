@@ -46,6 +46,14 @@ final class EngineHarness {
         return reply.result
     }
 
+    /// Deletes a node behind the engine's request path, as no client request may delete a waiter node
+    /// (PROTOCOL.md §12.1) but a ZooKeeper client outside the sidecar could; returns what it caused.
+    func deleteOutOfBand(_ path: String) -> [EngineOutput] {
+        XCTAssertNoThrow(try engine.namespace.delete(path, expectedVersion: anyVersion, now: now))
+        engine.drain(now: now)
+        return engine.takeOutputs()
+    }
+
     /// Opens a connection and says hello.
     func connect(_ connection: ConnectionID, transport: TransportKind = .unix) {
         XCTAssertTrue(engine.connectionOpened(connection, transport: transport, now: now))
@@ -82,6 +90,14 @@ func simulationSeeds(runsVariable: String, seedVariable: String, defaultRuns: In
 
 func replies(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Reply] {
     outputs.compactMap { if case .send(connection, .reply(let reply)) = $0 { return reply } else { return nil } }
+}
+
+/// The grant answering `requestID` on `connection`, if the outputs hold one.
+func granted(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> (node: String, token: UInt64)? {
+    for reply in replies(outputs, to: connection) where reply.requestID == requestID {
+        if case .success(.granted(let node, let token)) = reply.result { return (node, token) }
+    }
+    return nil
 }
 
 func events(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Event] {

@@ -7,10 +7,14 @@ import XCTest
 import BatonTestSupport
 
 /// The lock simulation run against the real engine: clients on connections with sessions acquire,
-/// release, cancel, time out, hold leases, disconnect (their sessions end) and delete each other's
-/// nodes, in random order from a seed. After every step: no conflicting holders, every grant was the
-/// waiter's turn, tokens increase per lock, every acquire answered at most once. At the end everything
-/// settles, and no node, waiter or internal watch is left.
+/// release, cancel, time out, hold leases and disconnect (their sessions end), in random order from a
+/// seed; hostile or careless ones replay releases of ended holds and try to forge, delete or change
+/// waiter nodes (create, sequential create, delete, set, multi: all refused with `lockNodeReserved`,
+/// changing nothing); and waiter nodes are deleted out of band (as a ZooKeeper client outside the
+/// sidecar could). After every step: no conflicting holders, every grant was the waiter's turn, tokens
+/// increase per lock, every acquire answered at most once, a waiting acquire whose node went is
+/// answered at once, and `inspect` lists only nodes that exist. At the end everything settles, and no
+/// node, waiter or internal watch is left.
 final class EngineLockSimulation {
     struct Failure: Error, CustomStringConvertible { var description: String }
 
@@ -18,6 +22,7 @@ final class EngineLockSimulation {
         var lock: String
         var kind: LockKind
         var connection: ConnectionID
+        var token: UInt64
     }
 
     let seed: UInt64
@@ -33,6 +38,8 @@ final class EngineLockSimulation {
     /// Waiting acquires: (connection, request id) -> lock.
     private var pending: [LockTicketKey: String] = [:]
     private var holders: [String: Holder] = [:]
+    /// Holds that ended, for replayed releases.
+    private var ended: [(node: String, token: UInt64, connection: ConnectionID)] = []
     private var lastToken: [String: UInt64] = [:]
     private var lastSequence: [String: (incarnation: UInt64, sequence: UInt64)] = [:]
     private(set) var grants = 0
@@ -72,12 +79,15 @@ final class EngineLockSimulation {
             case 35..<60: try releaseSome()
             case 60..<65: try cancelSome()
             case 65..<69: try disconnectSome()
-            case 69..<72: try deleteSomeHolder()
+            case 69..<72: try deleteOutOfBand()
+            case 72..<76: try forgeSome()
+            case 76..<79: try replayAnEndedRelease()
             default:
                 harness.now = harness.now.advanced(by: UInt64(1 + below(400)))
                 harness.engine.tick(now: harness.now)
                 try absorb(harness.engine.takeOutputs())
             }
+            try checkInspect()
         }
         try finish()
     }
@@ -104,7 +114,8 @@ final class EngineLockSimulation {
     private func releaseSome() throws {
         guard let (node, holder) = someHolder() else { return }
         holders[node] = nil
-        let (requestID, outputs) = harness.send(.release(node: node), on: holder.connection)
+        ended.append((node, holder.token, holder.connection))
+        let (requestID, outputs) = harness.send(.release(node: node, token: holder.token), on: holder.connection)
         guard let reply = replies(outputs, to: holder.connection).first(where: { $0.requestID == requestID }),
               reply.result == .success(.empty) else { throw fail("release of \(node) was not answered with success: \(outputs)") }
         try absorb(outputs)
@@ -127,11 +138,86 @@ final class EngineLockSimulation {
         connect()
     }
 
-    private func deleteSomeHolder() throws {
-        guard let (node, _) = someHolder() else { return }
-        holders[node] = nil
-        let (_, outputs) = harness.send(.delete(path: node, expectedVersion: anyVersion), on: connections[0])
+    /// Queued nodes (holders and waiters) of every lock, as `inspect` lists them.
+    private func queued() -> [LockEntry] {
+        guard let manager = harness.engine.locks.manager else { return [] }
+        return locks.flatMap { manager.inspect(path: $0.path, now: harness.now) }
+    }
+
+    /// A holder's or waiter's node goes behind the request path: the holder is told, a waiting acquire
+    /// is answered at once (`lockLost`), nothing else waits on it.
+    private func deleteOutOfBand() throws {
+        let entries = queued()
+        guard !entries.isEmpty else { return }
+        let entry = entries[below(entries.count)]
+        holders[entry.node] = nil
+        let outputs = harness.deleteOutOfBand(entry.node)
+        let answered = outputs.contains { output in
+            guard case .send(_, .reply(let reply)) = output, reply.opcode == .acquire,
+                  case .failure(let error) = reply.result else { return false }
+            return error.code == .lockLost
+        }
+        if entry.position == .waiter && !answered {
+            throw fail("the waiting acquire of \(entry.node) was not answered when its node was deleted: \(outputs)")
+        }
         try absorb(outputs)
+    }
+
+    /// A client tries to put a node into a lock's queue, end a hold or change a waiter: refused, no change.
+    private func forgeSome() throws {
+        let lock = locks[below(locks.count)]
+        let connection = connections[below(connections.count)]
+        let entries = queued()
+        let sessions = connections.compactMap { harness.engine.connections[$0]?.sessionID }
+        let kind = [LockKind.exclusive, .shared, .semaphore][below(3)]
+        let sequence = (harness.engine.namespace.node(at: lock.path)?.sequenceNext ?? 0) + UInt64(below(2))
+        let forged = lock.path + "/" + WaiterName(kind: kind, session: sessions[below(sessions.count)], sequence: sequence).name
+        let existing = entries.isEmpty ? forged : entries[below(entries.count)].node
+        let mode = [CreateMode.persistent, .ephemeral, .container][below(3)]
+        let request: Request
+        switch below(6) {
+        case 0: request = .create(path: forged, data: [], mode: mode)
+        case 1: request = .create(path: String(forged.dropLast(10)), data: WaiterName.permitData(1_000),
+                                  mode: CreateMode(kind: mode.kind == .container ? .persistent : mode.kind, sequential: true))
+        case 2: request = .delete(path: existing, expectedVersion: anyVersion)
+        case 3: request = .set(path: existing, data: WaiterName.permitData(1_000), expectedVersion: anyVersion)
+        case 4: request = .multi([.check(path: "/", expectedVersion: anyVersion), .delete(path: existing, expectedVersion: anyVersion)])
+        default: request = .multi([.create(path: forged, data: [], mode: mode)])
+        }
+        let before = harness.engine.namespace.node(at: lock.path)
+        let (requestID, outputs) = harness.send(request, on: connection)
+        guard let reply = replies(outputs, to: connection).first(where: { $0.requestID == requestID }),
+              case .failure(let error) = reply.result, error.code == .lockNodeReserved else {
+            throw fail("\(request) was not refused with lockNodeReserved: \(outputs)")
+        }
+        if harness.engine.namespace.node(at: lock.path) != before { throw fail("\(request) changed \(lock.path)") }
+        try absorb(outputs)
+    }
+
+    /// A release of a hold that ended (delayed, retried, or a confused client): never ends another hold.
+    private func replayAnEndedRelease() throws {
+        guard !ended.isEmpty else { return }
+        let old = ended[below(ended.count)]
+        guard harness.engine.connections[old.connection]?.sessionID != nil else { return }
+        let current = holders
+        let (requestID, outputs) = harness.send(.release(node: old.node, token: old.token), on: old.connection)
+        guard let reply = replies(outputs, to: old.connection).first(where: { $0.requestID == requestID }),
+              case .failure(let error) = reply.result, error.code == .lockLost || error.code == .notHolder else {
+            throw fail("replayed release of \(old.node) token \(old.token) was not refused: \(outputs)")
+        }
+        try absorb(outputs)
+        for (node, holder) in current where holders[node] != nil {
+            guard harness.engine.locks.manager?.checkToken(path: holder.lock, token: holder.token) == true else {
+                throw fail("replayed release of \(old.node) token \(old.token) ended the hold of \(node) token \(holder.token)")
+            }
+        }
+    }
+
+    /// After every step: what `inspect` lists exists.
+    private func checkInspect() throws {
+        for entry in queued() where harness.engine.namespace.node(at: entry.node) == nil {
+            throw fail("inspect lists \(entry.node), which does not exist")
+        }
     }
 
     private func absorb(_ outputs: [EngineOutput]) throws {
@@ -146,8 +232,11 @@ final class EngineLockSimulation {
                 if case .success(.granted(let node, let token)) = reply.result {
                     try granted(lock: lock, node: node, token: token, connection: connection)
                 }
-            case .event(.lockLost(let node, _, _)):
-                holders[node] = nil
+            case .event(.lockLost(let node, let token, _)):
+                if holders[node]?.token == token {
+                    ended.append((node, token, holders[node]!.connection))
+                    holders[node] = nil
+                }
             default:
                 break
             }
@@ -187,7 +276,7 @@ final class EngineLockSimulation {
             throw fail("grant \(node) after sequence \(last.sequence): not FIFO")
         }
         lastSequence[lock] = (incarnation, name.sequence)
-        holders[node] = Holder(lock: lock, kind: name.kind, connection: connection)
+        holders[node] = Holder(lock: lock, kind: name.kind, connection: connection, token: token)
     }
 
     private func finish() throws {
@@ -195,7 +284,7 @@ final class EngineLockSimulation {
             step += 1
             if let (node, holder) = someHolder() {
                 holders[node] = nil
-                let (_, outputs) = harness.send(.release(node: node), on: holder.connection)
+                let (_, outputs) = harness.send(.release(node: node, token: holder.token), on: holder.connection)
                 try absorb(outputs)
             } else if pending.isEmpty {
                 break

@@ -5,13 +5,6 @@ import BatonProtocol
 import XCTest
 
 final class EngineLockTests: XCTestCase {
-    private func grant(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> (node: String, token: UInt64)? {
-        for reply in replies(outputs, to: connection) where reply.requestID == requestID {
-            if case .success(.granted(let node, let token)) = reply.result { return (node, token) }
-        }
-        return nil
-    }
-
     private func result(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> Result<ReplyBody, ReplyError>? {
         replies(outputs, to: connection).first { $0.requestID == requestID }?.result
     }
@@ -21,13 +14,13 @@ final class EngineLockTests: XCTestCase {
         harness.openSession(1)
         harness.openSession(2)
         let first = harness.send(.acquire(LockRequest(path: "/locks/orders")), on: 1)
-        let held = try XCTUnwrap(grant(first.outputs, to: 1, requestID: first.requestID))
+        let held = try XCTUnwrap(granted(first.outputs, to: 1, requestID: first.requestID))
         XCTAssertTrue(held.node.hasPrefix("/locks/orders/x-"))
         let second = harness.send(.acquire(LockRequest(path: "/locks/orders")), on: 2)
         XCTAssertNil(result(second.outputs, to: 2, requestID: second.requestID), "the second waits")
-        let release = harness.send(.release(node: held.node), on: 1)
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
         XCTAssertEqual(result(release.outputs, to: 1, requestID: release.requestID), .success(.empty))
-        let next = try XCTUnwrap(grant(release.outputs, to: 2, requestID: second.requestID))
+        let next = try XCTUnwrap(granted(release.outputs, to: 2, requestID: second.requestID))
         XCTAssertGreaterThan(next.token, held.token)
         XCTAssertEqual(harness.engine.namespace.node(at: "/locks/orders")?.stat.kind, .container)
     }
@@ -51,7 +44,7 @@ final class EngineLockTests: XCTestCase {
         _ = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         harness.engine.connectionClosed(1, now: harness.now)
-        XCTAssertNotNil(grant(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID))
+        XCTAssertNotNil(granted(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID))
     }
 
     func testAWaiterWhoseConnectionClosesLeavesTheQueue() throws {
@@ -60,14 +53,14 @@ final class EngineLockTests: XCTestCase {
         harness.openSession(2, transport: .tcp)
         harness.openSession(3)
         let holder = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
-        let held = try XCTUnwrap(grant(holder.outputs, to: 1, requestID: holder.requestID))
+        let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
         _ = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         let third = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 3)
         harness.engine.connectionClosed(2, now: harness.now) // TCP: the session lives on, detached
         _ = harness.engine.takeOutputs()
         XCTAssertEqual(harness.engine.namespace.node(at: "/locks/a")?.children.count, 2)
-        let release = harness.send(.release(node: held.node), on: 1)
-        XCTAssertNotNil(grant(release.outputs, to: 3, requestID: third.requestID))
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertNotNil(granted(release.outputs, to: 3, requestID: third.requestID))
     }
 
     func testSessionExpiryEndsTheHoldWithLockLostAndGrantsTheNext() throws {
@@ -75,14 +68,14 @@ final class EngineLockTests: XCTestCase {
         harness.openSession(1, timeoutMilliseconds: 1_000)
         harness.openSession(2, timeoutMilliseconds: 60_000)
         let holder = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
-        let held = try XCTUnwrap(grant(holder.outputs, to: 1, requestID: holder.requestID))
+        let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         harness.now = harness.now.advanced(by: 1_500)
         harness.engine.tick(now: harness.now)
         let outputs = harness.engine.takeOutputs()
         XCTAssertTrue(events(outputs, to: 1).contains(.lockLost(node: held.node, token: held.token, reason: .sessionExpired)),
                       "\(outputs)")
-        XCTAssertNotNil(grant(outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertNotNil(granted(outputs, to: 2, requestID: waiting.requestID))
     }
 
     func testLeaseExpiryTellsTheHolderAndGrantsTheNext() throws {
@@ -90,30 +83,28 @@ final class EngineLockTests: XCTestCase {
         harness.openSession(1, timeoutMilliseconds: 60_000)
         harness.openSession(2, timeoutMilliseconds: 60_000)
         let holder = harness.send(.acquire(LockRequest(path: "/locks/a", leaseMilliseconds: 2_000)), on: 1)
-        let held = try XCTUnwrap(grant(holder.outputs, to: 1, requestID: holder.requestID))
+        let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         XCTAssertEqual(harness.engine.nextDeadlineMilliseconds, harness.now.monotonicMilliseconds + 2_000)
         harness.now = harness.now.advanced(by: 2_000)
         harness.engine.tick(now: harness.now)
         let outputs = harness.engine.takeOutputs()
         XCTAssertEqual(events(outputs, to: 1), [.lockLost(node: held.node, token: held.token, reason: .leaseExpired)])
-        XCTAssertNotNil(grant(outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertNotNil(granted(outputs, to: 2, requestID: waiting.requestID))
         // The node is gone: the hold already ended (PROTOCOL.md §12.6).
-        XCTAssertEqual(errorCode(harness.call(.release(node: held.node), on: 1)), .lockLost)
+        XCTAssertEqual(errorCode(harness.call(.release(node: held.node, token: held.token), on: 1)), .lockLost)
     }
 
-    func testNodeDeletedByAnotherClientIsALostHold() throws {
+    func testANodeDeletedOutOfBandIsALostHold() throws {
         let harness = EngineHarness()
         harness.openSession(1)
         harness.openSession(2)
-        harness.openSession(3)
         let holder = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
-        let held = try XCTUnwrap(grant(holder.outputs, to: 1, requestID: holder.requestID))
+        let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
-        let delete = harness.send(.delete(path: held.node, expectedVersion: anyVersion), on: 3)
-        XCTAssertEqual(result(delete.outputs, to: 3, requestID: delete.requestID), .success(.empty))
-        XCTAssertEqual(events(delete.outputs, to: 1), [.lockLost(node: held.node, token: held.token, reason: .nodeDeleted)])
-        XCTAssertNotNil(grant(delete.outputs, to: 2, requestID: waiting.requestID))
+        let outputs = harness.deleteOutOfBand(held.node)
+        XCTAssertEqual(events(outputs, to: 1), [.lockLost(node: held.node, token: held.token, reason: .nodeDeleted)])
+        XCTAssertNotNil(granted(outputs, to: 2, requestID: waiting.requestID))
     }
 
     func testTryCancelCheckTokenAndInspect() throws {
@@ -121,7 +112,7 @@ final class EngineLockTests: XCTestCase {
         harness.openSession(1)
         harness.openSession(2)
         let holder = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
-        let held = try XCTUnwrap(grant(holder.outputs, to: 1, requestID: holder.requestID))
+        let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
         XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/locks/a", waitMilliseconds: 0)), on: 2)), .lockBusy)
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         harness.advance(40)
@@ -148,15 +139,15 @@ final class EngineLockTests: XCTestCase {
         let harness = EngineHarness()
         for connection in 1...4 { harness.openSession(ConnectionID(connection)) }
         let readers = [1, 2].map { harness.send(.acquire(LockRequest(path: "/locks/rw", kind: .shared)), on: ConnectionID($0)) }
-        XCTAssertNotNil(grant(readers[0].outputs, to: 1, requestID: readers[0].requestID))
-        XCTAssertNotNil(grant(readers[1].outputs, to: 2, requestID: readers[1].requestID))
+        XCTAssertNotNil(granted(readers[0].outputs, to: 1, requestID: readers[0].requestID))
+        XCTAssertNotNil(granted(readers[1].outputs, to: 2, requestID: readers[1].requestID))
         let writer = harness.send(.acquire(LockRequest(path: "/locks/rw", kind: .exclusive)), on: 3)
         XCTAssertNil(result(writer.outputs, to: 3, requestID: writer.requestID))
         let semaphore = (1...3).map { connection in
             (connection: ConnectionID(connection),
              sent: harness.send(.acquire(LockRequest(path: "/locks/pool", kind: .semaphore, permits: 2)), on: ConnectionID(connection)))
         }
-        XCTAssertEqual(semaphore.map { grant($0.sent.outputs, to: $0.connection, requestID: $0.sent.requestID) != nil },
+        XCTAssertEqual(semaphore.map { granted($0.sent.outputs, to: $0.connection, requestID: $0.sent.requestID) != nil },
                        [true, true, false])
         XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/locks/pool", kind: .semaphore, permits: 5)), on: 4)),
                        .lockKindMismatch)
@@ -168,9 +159,9 @@ final class EngineLockTests: XCTestCase {
         var tokens: [UInt64] = []
         for _ in 0..<3 {
             let acquire = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
-            let held = try XCTUnwrap(grant(acquire.outputs, to: 1, requestID: acquire.requestID))
+            let held = try XCTUnwrap(granted(acquire.outputs, to: 1, requestID: acquire.requestID))
             tokens.append(held.token)
-            XCTAssertEqual(harness.call(.release(node: held.node), on: 1), .success(.empty))
+            XCTAssertEqual(harness.call(.release(node: held.node, token: held.token), on: 1), .success(.empty))
             harness.advance(2_000) // past the container grace: the directory goes
             XCTAssertNil(harness.engine.namespace.node(at: "/locks/a"))
         }

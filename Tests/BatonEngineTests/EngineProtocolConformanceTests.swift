@@ -28,13 +28,6 @@ final class EngineProtocolConformanceTests: XCTestCase {
         }
     }
 
-    private func granted(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> (node: String, token: UInt64)? {
-        for reply in replies(outputs, to: connection) where reply.requestID == requestID {
-            if case .success(.granted(let node, let token)) = reply.result { return (node, token) }
-        }
-        return nil
-    }
-
     // MARK: Sessions (§9)
 
     func testExpiryOnAnOpenConnectionTellsHoldsAndAcquiresThenTheSession() throws {
@@ -160,34 +153,27 @@ final class EngineProtocolConformanceTests: XCTestCase {
 
     func testAWatchEventForADeletionComesBeforeTheGrantItAllows() throws {
         let harness = EngineHarness()
-        for connection in 1...3 { harness.openSession(ConnectionID(connection)) }
+        for connection in 1...2 { harness.openSession(ConnectionID(connection)) }
         let hold = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
         let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
         let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
         // Connection 2 also watches the holder's node; the recipe's own watch on it was set first.
         XCTAssertEqual(harness.call(.exists(path: held.node, watch: true), on: 2).isSuccessWithStat, true)
-        let delete = harness.send(.delete(path: held.node, expectedVersion: anyVersion), on: 3)
-        XCTAssertEqual(frames(delete.outputs, to: 2), ["watch deleted \(held.node)", "reply acquire ok"])
-        XCTAssertNotNil(granted(delete.outputs, to: 2, requestID: waiting.requestID))
-        XCTAssertEqual(frames(delete.outputs, to: 1), ["lockLost nodeDeleted"])
-        XCTAssertEqual(frames(delete.outputs, to: 3), ["reply delete ok"])
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertEqual(frames(release.outputs, to: 2), ["watch deleted \(held.node)", "reply acquire ok"])
+        XCTAssertNotNil(granted(release.outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertEqual(frames(release.outputs, to: 1), ["reply release ok"])
     }
 
-    func testADeleteThatPassesTheLockOnRepliesAfterTheGrant() throws {
+    func testAReleaseIsAnsweredBeforeTheGrantItAllows() throws {
         let harness = EngineHarness()
         harness.openSession(1)
-        harness.openSession(2)
         let hold = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
         let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
-        let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
-        let delete = harness.send(.delete(path: held.node, expectedVersion: anyVersion), on: 2)
-        XCTAssertEqual(frames(delete.outputs, to: 2), ["reply acquire ok", "reply delete ok"])
-        XCTAssertNotNil(granted(delete.outputs, to: 2, requestID: waiting.requestID))
-        // A release, by contrast, is answered before the grant it allows.
-        let next = try XCTUnwrap(granted(delete.outputs, to: 2, requestID: waiting.requestID))
-        let third = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
-        let release = harness.send(.release(node: next.node), on: 2)
-        XCTAssertEqual(replies(release.outputs, to: 2).map(\.requestID), [release.requestID, third.requestID])
+        let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertEqual(replies(release.outputs, to: 1).map(\.requestID), [release.requestID, waiting.requestID])
+        XCTAssertNotNil(granted(release.outputs, to: 1, requestID: waiting.requestID))
     }
 
     // MARK: Locks (§12)
@@ -198,15 +184,15 @@ final class EngineProtocolConformanceTests: XCTestCase {
         harness.openSession(2)
         let hold = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
         let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
-        XCTAssertEqual(errorCode(harness.call(.release(node: "l/x"), on: 2)), .invalidPath)
-        XCTAssertEqual(errorCode(harness.call(.release(node: held.node), on: 2)), .notHolder, "another session's hold")
-        XCTAssertEqual(errorCode(harness.call(.release(node: "/l/x-gone-0000000042"), on: 1)), .lockLost, "no such node")
-        XCTAssertEqual(errorCode(harness.call(.release(node: "/nowhere/x"), on: 1)), .lockLost)
+        XCTAssertEqual(errorCode(harness.call(.release(node: "l/x", token: held.token), on: 2)), .invalidPath)
+        XCTAssertEqual(errorCode(harness.call(.release(node: held.node, token: held.token), on: 2)), .notHolder, "another session's hold")
+        XCTAssertEqual(errorCode(harness.call(.release(node: "/l/x-gone-0000000042", token: held.token), on: 1)), .lockLost, "no such node")
+        XCTAssertEqual(errorCode(harness.call(.release(node: "/nowhere/x", token: held.token), on: 1)), .lockLost)
         // Releasing one's own waiting node (found with inspect) cancels that acquire.
         let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 2)
         guard case .success(.lockEntries(let entries)) = harness.call(.inspect(path: "/l"), on: 2) else { return XCTFail() }
         let waiterNode = try XCTUnwrap(entries.last?.node)
-        let release = harness.send(.release(node: waiterNode), on: 2)
+        let release = harness.send(.release(node: waiterNode, token: try XCTUnwrap(entries.last?.token)), on: 2)
         XCTAssertEqual(frames(release.outputs, to: 2), ["reply acquire lockCancelled", "reply release ok"])
         XCTAssertEqual(replies(release.outputs, to: 2).first?.requestID, waiting.requestID)
         XCTAssertNil(harness.engine.namespace.node(at: waiterNode))

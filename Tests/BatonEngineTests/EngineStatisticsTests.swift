@@ -9,20 +9,13 @@ final class EngineStatisticsTests: XCTestCase {
         return [statistics.lockHolders, statistics.lockWaiters]
     }
 
-    private func grantedNode(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> String? {
-        for reply in replies(outputs, to: connection) where reply.requestID == requestID {
-            if case .success(.granted(let node, _)) = reply.result { return node }
-        }
-        return nil
-    }
-
     func testLockHoldersAndWaitersFollowTheQueues() throws {
         let harness = EngineHarness()
         XCTAssertEqual(counts(harness), [0, 0], "no lock used yet")
         for connection: ConnectionID in 1...4 { harness.openSession(connection) }
 
         let first = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
-        let held = try XCTUnwrap(grantedNode(first.outputs, to: 1, requestID: first.requestID))
+        let held = try XCTUnwrap(granted(first.outputs, to: 1, requestID: first.requestID))
         XCTAssertEqual(counts(harness), [1, 0])
         let second = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         _ = harness.send(.acquire(LockRequest(path: "/locks/a", waitMilliseconds: 500)), on: 3)
@@ -35,8 +28,8 @@ final class EngineStatisticsTests: XCTestCase {
         harness.advance(600)  // the third acquire times out
         XCTAssertEqual(counts(harness), [3, 1])
 
-        let release = harness.send(.release(node: held), on: 1)
-        XCTAssertNotNil(grantedNode(release.outputs, to: 2, requestID: second.requestID), "the lock passes on")
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertNotNil(granted(release.outputs, to: 2, requestID: second.requestID), "the lock passes on")
         XCTAssertEqual(counts(harness), [3, 0])
 
         harness.engine.connectionClosed(4, now: harness.now)  // a Unix session ends with its hold

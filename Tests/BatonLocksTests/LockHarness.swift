@@ -46,8 +46,10 @@ final class LockHarness {
         if settle { self.settle() }
     }
 
-    func release(_ node: String, session: UInt64, ticket: Int) {
-        manager.release(node: node, session: session, ticket: ticket, now: now)
+    /// Releases `node`; without a token, with the one the manager lists for the node (holder or waiter).
+    func release(_ node: String, session: UInt64, ticket: Int, token: UInt64? = nil) {
+        let listed = manager.inspect(path: namespace.parent(of: node), now: now).first { $0.node == node }?.token
+        manager.release(node: node, token: token ?? listed ?? 0, session: session, ticket: ticket, now: now)
         settle()
     }
 

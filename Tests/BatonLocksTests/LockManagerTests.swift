@@ -411,6 +411,108 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// Issue 8, item 1: node paths repeat once the lock node is swept and created again; the token
+    /// tells the holds apart, so a replayed release of the first hold cannot end the second.
+    func testAStaleReleaseOfARepeatedNodePathIsLockLostAndTheLaterHoldStays() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 7, path: "/reuse/L")
+            let first = harness.takeEffects().grants[0]
+            harness.release(first.node, session: 7, ticket: 10, token: first.token)
+            XCTAssertEqual(harness.takeEffects().releasedTickets, [10])
+            XCTAssertNil(harness.namespace.nodes["/reuse/L"], "\(delivery): the empty container went with its last child")
+            harness.acquire(2, session: 7, path: "/reuse/L")
+            let second = harness.takeEffects().grants[0]
+            XCTAssertEqual(second.node, first.node, "\(delivery): the same path names the new hold")
+            XCTAssertGreaterThan(second.token, first.token)
+
+            harness.release(first.node, session: 7, ticket: 11, token: first.token)
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.failures, [11: .lockLost], "\(delivery)")
+            XCTAssertEqual(effects.releasedTickets, [])
+            XCTAssertTrue(effects.losses.isEmpty)
+            XCTAssertTrue(harness.manager.checkToken(path: "/reuse/L", token: second.token), "\(delivery): the second hold stays")
+            XCTAssertEqual(harness.waiterNodes("/reuse/L"), [NodePath.name(of: second.node)])
+
+            harness.release(second.node, session: 7, ticket: 12, token: second.token)
+            XCTAssertEqual(harness.takeEffects().releasedTickets, [12])
+        }
+    }
+
+    /// Issue 8, item 3: with nobody queued behind it, only the waiter's own watch sees its node go.
+    func testAWaitingAcquireWhoseNodeIsDeletedIsAnsweredLockLostAtOnce() {
+        forEachDelivery { delivery in
+            for kind in [LockKind.exclusive, .shared] {
+                let harness = LockHarness(delivery)
+                harness.acquire(1, session: 1)
+                harness.acquire(2, session: 2, kind: kind, waitMilliseconds: 60_000)
+                let holder = harness.takeEffects().grants[0]
+                let waiting = "/locks/a/" + harness.waiterNodes()[1]
+                harness.namespace.deleteNow(waiting)
+                let effects = harness.takeEffects()
+                XCTAssertEqual(effects.failures, [2: .lockLost], "\(delivery) \(kind)")
+                XCTAssertTrue(effects.losses.isEmpty)
+                XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).map(\.node), [holder.node])
+                XCTAssertEqual(harness.manager.waiterCount, 1)
+                harness.release(holder.node, session: 1, ticket: 10)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [10])
+                XCTAssertEqual(harness.manager.waiterCount, 0)
+            }
+        }
+    }
+
+    /// A node named like a waiter but not made by a sequential create (a process outside the sidecar,
+    /// or a forgery in an old data directory) can share a waiter's sequence. It must never make the
+    /// manager think its own node is gone: that answered `lockLost` and left the node behind, an
+    /// invisible waiter blocking everyone. Namesakes are ordered by session.
+    func testANodeSharingAWaitersSequenceNeitherHidesNorOrphansIt() {
+        forEachDelivery { delivery in
+            for (namesakeSession, granted) in [(UInt64(0), false), (UInt64.max, true)] {
+                for kind in [LockKind.exclusive, .shared] {
+                    let harness = LockHarness(delivery)
+                    harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+                    harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+                    let namesake = WaiterName(kind: .exclusive, session: namesakeSession, sequence: 0).name
+                    harness.namespace.createNow("/locks/a/" + namesake, mode: .persistent, owner: 0)
+                    harness.acquire(1, session: 5, kind: kind)
+                    let effects = harness.takeEffects()
+                    let context = "\(delivery) \(kind) namesake session \(namesakeSession)"
+                    XCTAssertEqual(effects.failures, [:], context)
+                    XCTAssertEqual(effects.grantedTickets, granted ? [1] : [], context)
+                    XCTAssertEqual(harness.waiterNodes().count, 2, context)
+                    if granted {
+                        harness.release(effects.grants[0].node, session: 5, ticket: 2)
+                    } else {
+                        XCTAssertTrue(harness.manager.cancel(ticket: 1, now: harness.now))
+                    }
+                    harness.settle()
+                    XCTAssertEqual(harness.waiterNodes(), [namesake], "\(context): our node is gone, not orphaned")
+                    XCTAssertEqual(harness.manager.waiterCount, 0, context)
+                }
+            }
+        }
+    }
+
+    func testWaiterNamesAreReservedAndNoLockPathPassesThroughOne() {
+        XCTAssertTrue(WaiterName.isReserved(path: "/l/x-0000000000000001-0000000000", sequential: false))
+        XCTAssertTrue(WaiterName.isReserved(path: "/l/s-00000000deadbeef-", sequential: true))
+        XCTAssertTrue(WaiterName.isReserved(path: "r-0000000000000001-0000000009", sequential: false))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/x-0000000000000001-0000000000", sequential: true))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/x-0000000000000001-", sequential: false))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/lock-", sequential: true))
+        XCTAssertFalse(WaiterName.isReserved(path: "/x-0000000000000001-0000000000/l", sequential: false))
+        XCTAssertFalse(WaiterName.isReserved(path: "/l/X-0000000000000001-0000000000", sequential: false))
+        XCTAssertTrue(WaiterName.passesThroughReserved(path: "/x-0000000000000001-0000000000/l"))
+        XCTAssertTrue(WaiterName.passesThroughReserved(path: "/l/s-0000000000000001-0000000000"))
+        XCTAssertFalse(WaiterName.passesThroughReserved(path: "/l/x-0000000000000001-000000000/m"))
+        XCTAssertFalse(WaiterName.passesThroughReserved(path: "/locks/orders"))
+        let harness = LockHarness(.immediate)
+        harness.acquire(1, session: 1, path: "/a/x-0000000000000001-0000000000")
+        harness.acquire(2, session: 1, path: "/a/r-0000000000000001-0000000000/b")
+        XCTAssertEqual(harness.takeEffects().failures, [1: .lockNodeReserved, 2: .lockNodeReserved])
+        XCTAssertNil(harness.namespace.nodes["/a"])
+    }
+
     func testBadRequestsGetNamedErrors() {
         var configuration = LockManagerConfiguration()
         configuration.waitersPerLockMax = 3

@@ -3,9 +3,12 @@ import BatonProtocol
 import BatonTestSupport
 
 /// Drives a `LockManager` over a `MemoryLockNamespace` with random acquires, releases, timeouts,
-/// cancels, session deaths, leases, deletions by others and lost store replies, checking after every
-/// step that no two holders conflict, that every grant was the waiter's turn, that tokens increase,
-/// and at the end that every acquire was answered exactly once and no node was left behind.
+/// cancels, session deaths, leases, deletions by others (of holders' and waiters' nodes), replayed
+/// releases of ended holds and lost store replies, checking after every step that no two holders
+/// conflict, that every grant was the waiter's turn, that tokens increase, that a replayed release
+/// never ends a hold, and (whenever no answer is in flight) that `inspect` lists only nodes that
+/// exist, so a waiter whose node went was answered; and at the end that every acquire was answered
+/// exactly once and no node was left behind.
 /// A failure names the seed: `LockSimulation(seed:delivery:).run()` replays it.
 final class LockSimulation {
     struct Failure: Error, CustomStringConvertible {
@@ -28,6 +31,7 @@ final class LockSimulation {
         var session: UInt64
         var kind: LockKind
         var name: WaiterName
+        var token: UInt64
     }
 
     let seed: UInt64
@@ -47,11 +51,17 @@ final class LockSimulation {
     private var nextTicket = 1
     private var pending: [Int: Pending] = [:]
     private var releaseTickets: Set<Int> = []
+    /// Releases of holds that had ended: each must fail.
+    private var staleTickets: Set<Int> = []
+    private var ended: [(node: String, token: UInt64, session: UInt64)] = []
     private var holders: [String: Holder] = [:]
     private var lastGrantSequence: [Int: UInt64] = [:]
     private var lastGrantToken: [Int: UInt64] = [:]
     /// Creation transaction of each lock node: a container swept and created again restarts its sequence.
     private var lockIncarnation: [Int: UInt64] = [:]
+    /// Grants of nodes deleted before the grant reached us (deferred delivery: the grant's re-check
+    /// was answered before the deletion): each must be followed by its `lost`.
+    private var ghostGrants: Set<String> = []
     /// Lost replies make a waiter come back late: readers and semaphore permits may then be granted
     /// out of queue order (still entitled), so strict order is only checked in runs without faults.
     private let faulty: Bool
@@ -98,6 +108,7 @@ final class LockSimulation {
             step = index
             try randomStep()
             try absorbEffects()
+            try checkInspect()
         }
         try finish()
     }
@@ -110,6 +121,8 @@ final class LockSimulation {
         case 48..<52: cancelSomePending()
         case 52..<55: killSomeSession()
         case 55..<57: deleteSomeHolderNode()
+        case 74..<76: deleteSomeWaiterNode()
+        case 76..<78: replayAnEndedRelease()
         case 57..<72:
             nowMilliseconds += UInt64(1 + random.below(300))
             note("tick \(nowMilliseconds)")
@@ -148,11 +161,12 @@ final class LockSimulation {
     private func releaseSomeHolder() {
         guard let (node, holder) = someHolder() else { return }
         holders[node] = nil // the client stops using the lock when it asks to release it
+        ended.append((node, holder.token, holder.session))
         let ticket = nextTicket
         nextTicket += 1
         releaseTickets.insert(ticket)
         note("release \(node) ticket \(ticket)")
-        manager.release(node: node, session: holder.session, ticket: ticket, now: now)
+        manager.release(node: node, token: holder.token, session: holder.session, ticket: ticket, now: now)
     }
 
     private func cancelSomePending() {
@@ -181,6 +195,35 @@ final class LockSimulation {
         namespace.deleteNow(node)
     }
 
+    private func deleteSomeWaiterNode() {
+        let waiting = locks.flatMap { manager.inspect(path: $0.path, now: now) }.filter { $0.position == .waiter }
+        guard !waiting.isEmpty else { return }
+        let node = waiting[random.below(waiting.count)].node
+        note("someone deletes waiter \(node)")
+        namespace.deleteNow(node)
+    }
+
+    private func replayAnEndedRelease() {
+        guard !ended.isEmpty else { return }
+        let old = ended[random.below(ended.count)]
+        let ticket = nextTicket
+        nextTicket += 1
+        releaseTickets.insert(ticket)
+        staleTickets.insert(ticket)
+        note("replayed release \(old.node) token \(old.token) ticket \(ticket)")
+        manager.release(node: old.node, token: old.token, session: old.session, ticket: ticket, now: now)
+    }
+
+    /// With no answer or event in flight, the manager knows every deletion: what it lists exists.
+    private func checkInspect() throws {
+        guard namespace.pendingCount == 0 else { return }
+        for specification in locks {
+            for entry in manager.inspect(path: specification.path, now: now) where namespace.nodes[entry.node] == nil {
+                throw fail("inspect lists \(entry.node), which does not exist")
+            }
+        }
+    }
+
     private func note(_ text: @autoclosure () -> String) {
         if trace { print("[\(step)] \(text())") }
     }
@@ -197,8 +240,13 @@ final class LockSimulation {
                 }
             case .released(let ticket):
                 guard releaseTickets.contains(ticket) else { throw fail("released an unknown ticket \(ticket)") }
-            case .lost(_, let node, _, _):
-                holders[node] = nil
+                if staleTickets.contains(ticket) { throw fail("a replayed release (ticket \(ticket)) ended a hold") }
+            case .lost(let session, let node, let token, _):
+                ghostGrants.remove(node)
+                if holders[node]?.token == token {
+                    holders[node] = nil
+                    ended.append((node, token, session))
+                }
             }
         }
     }
@@ -213,6 +261,13 @@ final class LockSimulation {
             throw fail("grant of \(node) for a request on \(specification.path)")
         }
         grantCount += 1
+        if namespace.nodes[node] == nil {
+            // Judged on the lock as it was, maybe an earlier incarnation: not comparable with the
+            // current holders and order. It is no hold: its `lost` is on the way.
+            note("grant of \(node), already deleted")
+            ghostGrants.insert(node)
+            return
+        }
         let others = holders.values.filter { $0.lock == request.lock }
         switch name.kind {
         case .exclusive:
@@ -248,7 +303,7 @@ final class LockSimulation {
         }
         lastGrantSequence[request.lock] = max(lastGrantSequence[request.lock] ?? 0, name.sequence)
         lastGrantToken[request.lock] = max(lastGrantToken[request.lock] ?? 0, token)
-        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name)
+        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token)
     }
 
     /// Ends the run: no more faults; release everything until the manager is idle; nothing may be left.
@@ -260,7 +315,7 @@ final class LockSimulation {
             try absorbEffects()
             if let (node, _) = someHolder() {
                 releaseTickets.insert(nextTicket)
-                manager.release(node: node, session: holders[node]!.session, ticket: nextTicket, now: now)
+                manager.release(node: node, token: holders[node]!.token, session: holders[node]!.session, ticket: nextTicket, now: now)
                 holders[node] = nil
                 nextTicket += 1
             } else {
@@ -279,5 +334,6 @@ final class LockSimulation {
             if !left.isEmpty { throw fail("nodes left under \(specification.path): \(left)") }
         }
         if manager.lockCount != 0 { throw fail("\(manager.lockCount) locks still tracked") }
+        if !ghostGrants.isEmpty { throw fail("grants of deleted nodes never followed by lockLost: \(ghostGrants.sorted())") }
     }
 }

@@ -43,7 +43,7 @@ enum GoldenValues {
                                                            waitMilliseconds: 0, leaseMilliseconds: 30_000))),
         "acquire.shared": (18, .acquire(LockRequest(path: "/r", kind: .shared, permits: 1,
                                                     waitMilliseconds: 5_000, leaseMilliseconds: 0))),
-        "release": (19, .release(node: "/l/0000000007")),
+        "release": (19, .release(node: "/l/0000000007", token: 7)),
         "cancel": (20, .cancel(acquireRequestID: 16)),
         "checkToken": (21, .checkToken(path: "/l", token: 7)),
         "inspect": (22, .inspect(path: "/l")),

@@ -157,7 +157,7 @@ final class MalformedInputTests: XCTestCase {
             .create(path: path, data: [1], mode: .persistent), .delete(path: path, expectedVersion: 1),
             .exists(path: path, watch: true), .get(path: path, watch: false),
             .set(path: path, data: [], expectedVersion: 1), .children(path: path, watch: false),
-            .check(path: path, expectedVersion: 0), .acquire(LockRequest(path: path)), .release(node: path),
+            .check(path: path, expectedVersion: 0), .acquire(LockRequest(path: path)), .release(node: path, token: 1),
             .checkToken(path: path, token: 1), .inspect(path: path),
             .multi([.check(path: "/ok", expectedVersion: 0), .set(path: path, data: [], expectedVersion: 0)]),
         ]

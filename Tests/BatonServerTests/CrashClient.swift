@@ -365,7 +365,7 @@ final class CrashClient: @unchecked Sendable {
         lastTransaction = max(lastTransaction, token)
         grants.append(CrashGrant(lockPath: lock.path, node: node, token: token))
         for _ in 0..<(random.next() % 3) { try write(nextOperation(&random), connection) }
-        let released = try connection.call(.release(node: node), timeoutSeconds: 60)
+        let released = try connection.call(.release(node: node, token: token), timeoutSeconds: 60)
         try endIfShuttingDown(released)
         guard case .success(.empty) = released.result else {
             return fail("release \(node) answered \(released.result)")

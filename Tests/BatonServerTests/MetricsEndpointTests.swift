@@ -108,7 +108,7 @@ final class MetricsEndpointTests: XCTestCase {
         try holder.handshake()
         let waiter = try daemon.connect()
         try waiter.handshake()
-        guard case .granted(let node, _) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/metrics"))) else {
+        guard case .granted(let node, let token) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/metrics"))) else {
             return XCTFail("the first acquire is granted")
         }
         let waitingID = try waiter.send(.acquire(LockRequest(path: "/locks/metrics")))
@@ -119,7 +119,7 @@ final class MetricsEndpointTests: XCTestCase {
         XCTAssertEqual(exposition["baton_lock_waiters"], 1)
         XCTAssertEqual(exposition["baton_requests_total{opcode=\"acquire\"}"], 2)
 
-        _ = try holder.callSuccessfully(.release(node: node))
+        _ = try holder.callSuccessfully(.release(node: node, token: token))
         XCTAssertEqual(try waiter.receiveReply().requestID, waitingID)
         exposition = try scrape(port)
         XCTAssertEqual(exposition["baton_lock_holders"], 1)
