@@ -1,0 +1,126 @@
+"""What the blocking and the asyncio client share: where batond is, whom to trust, request ids,
+and what an event means for the application. No I/O here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from . import protocol as p
+
+UNIX_PATH_BYTES_MAX = 107
+
+
+class ConnectError(Exception):
+    """batond could not be reached, or the socket does not belong to a user we trust."""
+
+
+class ConnectionClosed(Exception):
+    """The connection to batond ended; requests in flight fail with this."""
+
+
+def default_socket_path() -> str:
+    """The rule batond and the CLI use (PROTOCOL.md §13)."""
+    explicit = os.environ.get("BATON_SOCKET")
+    if explicit:
+        return explicit
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "baton.sock")
+    return f"/tmp/baton-{os.getuid()}.sock"
+
+
+def check_peer(sock: socket.socket, path: str) -> None:
+    """A Unix socket must be served by our own user or root (PROTOCOL.md §13): another user could
+    have created the socket first and would hand out fake grants."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    if uid not in (os.getuid(), 0):
+        raise ConnectError(f"{path} is served by uid {uid}, not by this user or root: refusing to trust it")
+
+
+def read_token_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        token = f.read()
+    return token[:-1] if token.endswith(b"\n") else token
+
+
+@dataclass
+class Grant:
+    """A held lock: ``token`` is the fencing token to hand to the resource. ``lost`` is set when the
+    hold ends other than by release (``lost_reason`` says why)."""
+    path: str
+    node: str
+    token: int
+    kind: str
+    lost: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    lost_reason: Optional[str] = field(default=None, compare=False)
+
+
+class Core:
+    """Request ids, watch and lock-lost callbacks, and the grants a session holds."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_id = 1
+        self.watches: Dict[str, List[Callable[[str, str], None]]] = {}
+        self.lost_handlers: List[Callable[[Grant, str], None]] = []
+        self.grants: Dict[tuple, Grant] = {}
+        self.frame_bytes_max = 32 * 1024 * 1024
+
+    def request_id(self) -> int:
+        with self.lock:
+            value = self.next_id
+            self.next_id = value + 1 if value < 0xFFFFFFFF else 1
+            return value
+
+    def add_watch(self, path: str, callback: Optional[Callable[[str, str], None]]) -> None:
+        if callback is not None:
+            with self.lock:
+                self.watches.setdefault(path, []).append(callback)
+
+    def held(self, grant: Grant) -> None:
+        with self.lock:
+            self.grants[(grant.node, grant.token)] = grant
+
+    def released(self, grant: Grant) -> None:
+        with self.lock:
+            self.grants.pop((grant.node, grant.token), None)
+
+    def event(self, event: p.Event) -> None:
+        """Runs the callbacks an event calls for (on the caller's thread or task)."""
+        if event.kind == "watch":
+            with self.lock:
+                callbacks = self.watches.pop(event.fields["path"], [])
+            for callback in callbacks:
+                callback(event.fields["type"], event.fields["path"])
+        elif event.kind == "lockLost":
+            self.lose(event.fields["node"], event.fields["token"], event.fields["reason"])
+        elif event.kind == "sessionExpired":
+            with self.lock:
+                grants = list(self.grants.values())
+            for grant in grants:
+                self.lose(grant.node, grant.token, "sessionExpired")
+
+    def lose(self, node: str, token: int, reason: str) -> None:
+        with self.lock:
+            grant = self.grants.pop((node, token), None)
+            handlers = list(self.lost_handlers)
+        if grant is None:
+            return
+        grant.lost_reason = reason
+        grant.lost.set()
+        for handler in handlers:
+            handler(grant, reason)
+
+    def lose_all(self, reason: str) -> None:
+        with self.lock:
+            grants = list(self.grants.values())
+        for grant in grants:
+            self.lose(grant.node, grant.token, reason)

@@ -1,0 +1,205 @@
+"""The asyncio client: the same session and operations as ``baton.Client``, awaited.
+
+    async with await baton.aio.connect() as client:
+        async with client.lock("/locks/report") as grant:
+            await write_report(fencing_token=grant.token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from typing import Callable, List, Optional
+
+from . import protocol as p
+from ._core import ConnectError, ConnectionClosed, Core, Grant, check_peer, default_socket_path, read_token_file
+
+
+async def connect(socket_path: Optional[str] = None, *, tcp: Optional[tuple] = None,
+                  token: Optional[bytes] = None, token_file: Optional[str] = None,
+                  client_name: str = "python-asyncio", session_timeout_ms: int = 10_000) -> "AsyncClient":
+    """Connects (default socket as for ``baton.Client``), greets, opens a session."""
+    if tcp is not None:
+        if token is None and token_file is not None:
+            token = read_token_file(token_file)
+        if token is None:
+            raise ConnectError("TCP needs batond's token (token= or token_file=)")
+        try:
+            reader, writer = await asyncio.open_connection(*tcp)
+        except OSError as error:
+            raise ConnectError(f"cannot connect to {tcp[0]}:{tcp[1]}: {error}") from error
+    else:
+        path = socket_path or default_socket_path()
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+        except OSError as error:
+            raise ConnectError(f"cannot connect to {path}: {error.strerror}; is batond running?") from error
+        sock = writer.get_extra_info("socket")
+        try:
+            check_peer(socket.socket(fileno=sock.fileno()) if not isinstance(sock, socket.socket) else sock, path)
+        except ConnectError:
+            writer.close()
+            raise
+    client = AsyncClient(reader, writer)
+    try:
+        hello = await client._call(p.encode_hello, client_name)
+        client.server_name = hello["server_name"]
+        if tcp is not None:
+            await client._call(p.encode_authenticate, token)
+        session = await client._call(p.encode_open_session, session_timeout_ms)
+    except BaseException:
+        client._shutdown(ConnectionClosed("handshake failed"))
+        raise
+    client.session_id = session["session_id"]
+    client.session_timeout_ms = session["timeout_ms"]
+    client._heartbeat = asyncio.ensure_future(client._heartbeat_loop())
+    return client
+
+
+class AsyncClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.core = Core()
+        self._reader = reader
+        self._writer = writer
+        self._pending: dict = {}
+        self._closed: Optional[BaseException] = None
+        self._last_sent = time.monotonic()
+        self._heartbeat: Optional[asyncio.Future] = None
+        self._read_task = asyncio.ensure_future(self._read_loop())
+        self.server_name = ""
+        self.session_id = 0
+        self.session_timeout_ms = 0
+
+    async def _call(self, encode, *args, watch: Optional[Callable] = None, watch_path: Optional[str] = None):
+        if self._closed is not None:
+            raise ConnectionClosed(str(self._closed))
+        request_id = self.core.request_id()
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._writer.write(encode(request_id, *args))
+        self._last_sent = time.monotonic()
+        await self._writer.drain()
+        reply = await future
+        if reply.error is not None:
+            raise reply.error
+        if watch is not None:
+            self.core.add_watch(watch_path, watch)
+        return reply.body
+
+    async def _read_loop(self) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = await self._reader.read(65536)
+                if not chunk:
+                    raise ConnectionClosed("batond closed the connection")
+                buffer += chunk
+                for body in p.split_frames(buffer, self.core.frame_bytes_max):
+                    message = p.decode_server_body(body)
+                    if isinstance(message, p.Event):
+                        self.core.event(message)
+                        continue
+                    future = self._pending.pop(message.request_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+        except (OSError, ConnectionClosed, p.ProtocolError, asyncio.CancelledError) as error:
+            self._shutdown(error if not isinstance(error, asyncio.CancelledError) else ConnectionClosed("closed"))
+
+    def _shutdown(self, error: BaseException) -> None:
+        if self._closed is None:
+            self._closed = error
+        pending, self._pending = list(self._pending.values()), {}
+        for future in pending:
+            if not future.done():
+                future.set_exception(ConnectionClosed(str(error)))
+        self.core.lose_all("connectionClosed")
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        self._writer.close()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = max(self.session_timeout_ms / 3000.0, 0.05)
+        while self._closed is None:
+            await asyncio.sleep(interval / 4)
+            if time.monotonic() - self._last_sent >= interval:
+                with contextlib.suppress(Exception):
+                    await self._call(p.encode_ping)
+
+    async def close(self) -> None:
+        if self._closed is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._call(p.encode_close_session), 5)
+        self._shutdown(ConnectionClosed("closed by the client"))
+        self._read_task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._read_task
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        await self._call(p.encode_ping)
+
+    async def create(self, path: str, data: bytes = b"", *, ephemeral=False, sequential=False, container=False) -> str:
+        return (await self._call(p.encode_create, path, data, ephemeral, sequential, container))["path"]
+
+    async def delete(self, path: str, version: int = p.ANY_VERSION) -> None:
+        await self._call(p.encode_delete, path, version)
+
+    async def exists(self, path: str, watch: Optional[Callable[[str, str], None]] = None) -> Optional[p.Stat]:
+        return await self._call(p.encode_exists, path, watch is not None, watch=watch, watch_path=path)
+
+    async def get(self, path: str, watch: Optional[Callable[[str, str], None]] = None) -> tuple:
+        body = await self._call(p.encode_get, path, watch is not None, watch=watch, watch_path=path)
+        return body["data"], body["stat"]
+
+    async def set(self, path: str, data: bytes, version: int = p.ANY_VERSION) -> p.Stat:
+        return await self._call(p.encode_set, path, data, version)
+
+    async def children(self, path: str) -> List[str]:
+        names: List[str] = []
+        after = ""
+        while True:
+            page = await self._call(p.encode_children, path, False, after, 0)
+            names += page["names"]
+            if not page["more"] or not page["names"]:
+                return names
+            after = page["names"][-1]
+
+    async def acquire(self, path: str, *, kind: str = "exclusive", permits: int = 1,
+                      timeout: Optional[float] = None, lease: Optional[float] = None) -> Grant:
+        kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
+        wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
+        body = await self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
+        grant = Grant(path, body["node"], body["token"], kind)
+        self.core.held(grant)
+        return grant
+
+    async def release(self, grant: Grant) -> None:
+        self.core.released(grant)
+        await self._call(p.encode_release, grant.node, grant.token)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, path: str, **options):
+        grant = await self.acquire(path, **options)
+        try:
+            yield grant
+        finally:
+            if not grant.lost.is_set():
+                with contextlib.suppress(p.BatonError, ConnectionClosed):
+                    await self.release(grant)
+
+    def on_lock_lost(self, callback: Callable[[Grant, str], None]) -> None:
+        with self.core.lock:
+            self.core.lost_handlers.append(callback)
+
+    async def check_token(self, path: str, token: int) -> bool:
+        return await self._call(p.encode_check_token, path, token)
+
+    async def inspect(self, path: str) -> List[p.LockEntry]:
+        return await self._call(p.encode_inspect, path)

@@ -1,0 +1,238 @@
+"""The blocking client: one connection, one session, requests from any thread, a reader thread
+that routes replies and events, and heartbeats while idle."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from typing import Callable, Iterator, List, Optional
+
+from . import protocol as p
+from ._core import ConnectError, ConnectionClosed, Core, Grant, check_peer, default_socket_path, read_token_file
+
+
+class _Pending:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: Optional[p.Reply] = None
+
+
+class Client:
+    """``Client()`` connects to the default socket (``$BATON_SOCKET``, ``$XDG_RUNTIME_DIR/baton.sock``,
+    ``/tmp/baton-$UID.sock``) and opens a session; ``close()`` (or ``with``) ends it.
+
+    ``with client.lock("/locks/x") as grant:`` holds the lock for the block; ``grant.token`` is the
+    fencing token, ``grant.lost`` an Event set if the hold ends early; ``on_lock_lost`` registers a
+    callback for that."""
+
+    def __init__(self, socket_path: Optional[str] = None, *, tcp: Optional[tuple] = None,
+                 token: Optional[bytes] = None, token_file: Optional[str] = None,
+                 client_name: str = "python", session_timeout_ms: int = 10_000,
+                 connect_timeout: float = 5.0) -> None:
+        self.core = Core()
+        self._pending: dict = {}
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed: Optional[BaseException] = None
+        self._last_sent = time.monotonic()
+        self._stop = threading.Event()
+        if tcp is not None:
+            if token is None and token_file is not None:
+                token = read_token_file(token_file)
+            if token is None:
+                raise ConnectError("TCP needs batond's token (token= or token_file=)")
+            try:
+                self._sock = socket.create_connection(tcp, timeout=connect_timeout)
+            except OSError as error:
+                raise ConnectError(f"cannot connect to {tcp[0]}:{tcp[1]}: {error}") from error
+        else:
+            path = socket_path or default_socket_path()
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.settimeout(connect_timeout)
+            try:
+                self._sock.connect(path)
+            except OSError as error:
+                self._sock.close()
+                raise ConnectError(f"cannot connect to {path}: {error.strerror}; is batond running?") from error
+            check_peer(self._sock, path)
+        self._sock.settimeout(None)
+        self._reader = threading.Thread(target=self._read_loop, name="baton-reader", daemon=True)
+        self._reader.start()
+        try:
+            hello = self._call(p.encode_hello, client_name)
+            self.server_name = hello["server_name"]
+            self.core.frame_bytes_max = max(self.core.frame_bytes_max, hello["frame_bytes_max"])
+            if tcp is not None:
+                self._call(p.encode_authenticate, token)
+            session = self._call(p.encode_open_session, session_timeout_ms)
+        except BaseException:
+            self._shutdown(ConnectionClosed("handshake failed"))
+            raise
+        self.session_id = session["session_id"]
+        self.session_timeout_ms = session["timeout_ms"]
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="baton-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    # Plumbing.
+
+    def _call(self, encode, *args, watch: Optional[Callable] = None, watch_path: Optional[str] = None,
+              timeout: Optional[float] = None):
+        request_id = self.core.request_id()
+        pending = _Pending()
+        with self._pending_lock:
+            if self._closed is not None:
+                raise ConnectionClosed(str(self._closed))
+            self._pending[request_id] = pending
+        frame = encode(request_id, *args)
+        try:
+            with self._write_lock:
+                self._sock.sendall(frame)
+                self._last_sent = time.monotonic()
+        except OSError as error:
+            self._shutdown(ConnectionClosed(f"write failed: {error}"))
+        if not pending.done.wait(timeout):
+            raise TimeoutError("no reply from batond")
+        reply = pending.reply
+        if reply is None:
+            raise ConnectionClosed(str(self._closed))
+        if reply.error is not None:
+            raise reply.error
+        if watch is not None:
+            # The reply came after the server registered the watch, and events come in order.
+            self.core.add_watch(watch_path, watch)
+        return reply.body
+
+    def _read_loop(self) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    raise ConnectionClosed("batond closed the connection")
+                buffer += chunk
+                for body in p.split_frames(buffer, self.core.frame_bytes_max):
+                    message = p.decode_server_body(body)
+                    if isinstance(message, p.Event):
+                        self.core.event(message)
+                        continue
+                    with self._pending_lock:
+                        pending = self._pending.pop(message.request_id, None)
+                    if pending is not None:
+                        pending.reply = message
+                        pending.done.set()
+                    elif message.error is not None and message.error.name == "shuttingDown":
+                        raise ConnectionClosed("batond is shutting down")
+        except (OSError, ConnectionClosed, p.ProtocolError) as error:
+            self._shutdown(error)
+
+    def _shutdown(self, error: BaseException) -> None:
+        with self._pending_lock:
+            if self._closed is None:
+                self._closed = error
+            pending, self._pending = list(self._pending.values()), {}
+        self._stop.set()
+        for each in pending:
+            each.done.set()
+        self.core.lose_all("connectionClosed")
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(self.session_timeout_ms / 3000.0, 0.05)
+        while not self._stop.wait(interval / 4):
+            if time.monotonic() - self._last_sent >= interval:
+                with contextlib.suppress(Exception):
+                    self._call(p.encode_ping, timeout=self.session_timeout_ms / 1000.0)
+
+    # Session.
+
+    def close(self) -> None:
+        """Ends the session (its ephemeral nodes and holds go) and the connection."""
+        if self._closed is None:
+            with contextlib.suppress(Exception):
+                self._call(p.encode_close_session, timeout=5)
+        self._shutdown(ConnectionClosed("closed by the client"))
+        self._sock.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        self._call(p.encode_ping)
+
+    # Namespace.
+
+    def create(self, path: str, data: bytes = b"", *, ephemeral=False, sequential=False, container=False) -> str:
+        return self._call(p.encode_create, path, data, ephemeral, sequential, container)["path"]
+
+    def delete(self, path: str, version: int = p.ANY_VERSION) -> None:
+        self._call(p.encode_delete, path, version)
+
+    def exists(self, path: str, watch: Optional[Callable[[str, str], None]] = None) -> Optional[p.Stat]:
+        return self._call(p.encode_exists, path, watch is not None, watch=watch, watch_path=path)
+
+    def get(self, path: str, watch: Optional[Callable[[str, str], None]] = None) -> tuple:
+        body = self._call(p.encode_get, path, watch is not None, watch=watch, watch_path=path)
+        return body["data"], body["stat"]
+
+    def set(self, path: str, data: bytes, version: int = p.ANY_VERSION) -> p.Stat:
+        return self._call(p.encode_set, path, data, version)
+
+    def children(self, path: str, watch: Optional[Callable[[str, str], None]] = None) -> List[str]:
+        """Every child name, sorted by UTF-8 bytes, read page by page (PROTOCOL.md §5.2)."""
+        names: List[str] = []
+        after, first = "", True
+        while True:
+            page = self._call(p.encode_children, path, first and watch is not None, after, 0,
+                              watch=watch if first else None, watch_path=path)
+            names += page["names"]
+            if not page["more"] or not page["names"]:
+                return names
+            after, first = page["names"][-1], False
+
+    # Locks.
+
+    def acquire(self, path: str, *, kind: str = "exclusive", permits: int = 1,
+                timeout: Optional[float] = None, lease: Optional[float] = None) -> Grant:
+        """Waits for the lock (``timeout`` seconds at most; 0 tries once) and returns the grant.
+        Raises BatonError lockTimeout / lockBusy when not granted."""
+        kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
+        wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
+        body = self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
+        grant = Grant(path, body["node"], body["token"], kind)
+        self.core.held(grant)
+        return grant
+
+    def release(self, grant: Grant) -> None:
+        self.core.released(grant)
+        self._call(p.encode_release, grant.node, grant.token)
+
+    @contextlib.contextmanager
+    def lock(self, path: str, **options) -> Iterator[Grant]:
+        """Holds the lock for the ``with`` block and releases it after, whatever the block does."""
+        grant = self.acquire(path, **options)
+        try:
+            yield grant
+        finally:
+            if not grant.lost.is_set():
+                with contextlib.suppress(p.BatonError, ConnectionClosed):
+                    self.release(grant)
+
+    def on_lock_lost(self, callback: Callable[[Grant, str], None]) -> None:
+        """``callback(grant, reason)`` runs on the reader thread when a hold ends other than by release
+        (reasons: leaseExpired, sessionExpired, nodeDeleted, backendSessionLost, connectionClosed)."""
+        with self.core.lock:
+            self.core.lost_handlers.append(callback)
+
+    def check_token(self, path: str, token: int) -> bool:
+        return self._call(p.encode_check_token, path, token)
+
+    def inspect(self, path: str) -> List[p.LockEntry]:
+        return self._call(p.encode_inspect, path)

@@ -1,0 +1,177 @@
+"""The Python client against a real batond (built by swift build; $BATOND names another)."""
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import unittest
+
+from support import Daemon, baton
+
+
+class LiveTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+
+    def client(self, name="py-test", **options):
+        client = baton.Client(self.daemon.socket, client_name=name, **options)
+        self.addCleanup(client.close)
+        return client
+
+    def test_namespace_round_trip(self):
+        c = self.client()
+        self.assertTrue(c.server_name.startswith("batond"))
+        c.ping()
+        self.assertEqual(c.create("/py", b"top"), "/py")
+        for name in ["b", "a", "c"]:
+            c.create(f"/py/{name}")
+        self.assertEqual(c.children("/py"), ["a", "b", "c"])
+        data, stat = c.get("/py")
+        self.assertEqual((data, stat.version, stat.kind), (b"top", 0, "persistent"))
+        self.assertEqual(c.set("/py", b"new", stat.version).version, 1)
+        with self.assertRaises(baton.BatonError) as caught:
+            c.set("/py", b"stale", 0)
+        self.assertEqual(caught.exception.name, "badVersion")
+        with self.assertRaises(baton.BatonError) as caught:
+            c.get("/py/missing")
+        self.assertEqual(caught.exception.name, "noNode")
+        sequential = c.create("/py/job-", sequential=True)
+        self.assertRegex(sequential, r"^/py/job-\d{10}$")
+        self.assertIsNone(c.exists("/py/nothing"))
+
+    def test_children_pages_through_a_big_directory(self):
+        c = self.client()
+        c.create("/many")
+        names = [f"n{i:05d}" for i in range(10_050)]
+        for name in names:
+            c.create(f"/many/{name}")
+        self.assertEqual(c.children("/many"), names)
+
+    def test_watch_fires_once(self):
+        c = self.client()
+        other = self.client("other")
+        fired = []
+        done = threading.Event()
+        c.exists("/watched", watch=lambda kind, path: (fired.append((kind, path)), done.set()))
+        other.create("/watched")
+        self.assertTrue(done.wait(10))
+        other.set("/watched", b"x")
+        other.ping()
+        self.assertEqual(fired, [("created", "/watched")])
+
+    def test_locks_exclude_and_tokens_increase(self):
+        a, b = self.client("a"), self.client("b")
+        with a.lock("/locks/py") as first:
+            with self.assertRaises(baton.BatonError) as caught:
+                b.acquire("/locks/py", timeout=0)
+            self.assertEqual(caught.exception.name, "lockBusy")
+            self.assertTrue(b.check_token("/locks/py", first.token))
+            entries = b.inspect("/locks/py")
+            self.assertEqual([(e.position, e.client_name, e.token) for e in entries], [("holder", "a", first.token)])
+        self.assertFalse(b.check_token("/locks/py", first.token))
+        with b.lock("/locks/py", timeout=5) as second:
+            self.assertGreater(second.token, first.token)
+
+    def test_a_waiter_gets_the_lock_when_the_holder_releases(self):
+        a, b = self.client("a"), self.client("b")
+        held = a.acquire("/locks/wait")
+        granted = []
+        waiter = threading.Thread(target=lambda: granted.append(b.acquire("/locks/wait", timeout=10)))
+        waiter.start()
+        time.sleep(0.2)
+        self.assertEqual(granted, [])
+        a.release(held)
+        waiter.join(10)
+        self.assertEqual(len(granted), 1)
+        self.assertGreater(granted[0].token, held.token)
+
+    def test_lost_lock_callback_on_lease_expiry(self):
+        c = self.client()
+        reasons = []
+        c.on_lock_lost(lambda grant, reason: reasons.append((grant.path, reason)))
+        grant = c.acquire("/locks/lease", lease=0.2)
+        self.assertTrue(grant.lost.wait(10), "lockLost never arrived")
+        self.assertEqual(grant.lost_reason, "leaseExpired")
+        self.assertEqual(reasons, [("/locks/lease", "leaseExpired")])
+        with self.assertRaises(baton.BatonError) as caught:
+            c.release(grant)
+        self.assertEqual(caught.exception.name, "lockLost")
+
+    def test_a_stale_release_does_not_end_a_later_hold(self):
+        c = self.client()
+        first = c.acquire("/reuse/L")
+        c.release(first)
+        c.delete("/reuse/L")
+        second = c.acquire("/reuse/L")
+        self.assertEqual(second.node, first.node)
+        with self.assertRaises(baton.BatonError):
+            c.release(first)
+        self.assertTrue(c.check_token("/reuse/L", second.token))
+        c.release(second)
+
+    def test_session_ends_when_the_process_dies(self):
+        holder = baton.Client(self.daemon.socket, client_name="doomed")
+        holder.acquire("/locks/die")
+        waiter = self.client("heir")
+        holder._sock.close()  # as if the process died: no closeSession
+        grant = waiter.acquire("/locks/die", timeout=10)
+        self.assertEqual(grant.path, "/locks/die")
+
+    def test_no_daemon_is_a_connect_error(self):
+        with self.assertRaises(baton.ConnectError) as caught:
+            baton.Client(os.path.join(self.daemon.directory, "nobody.sock"))
+        self.assertIn("is batond running", str(caught.exception))
+
+    def test_asyncio_client(self):
+        async def scenario():
+            async with await baton.aio.connect(self.daemon.socket, client_name="aio") as a:
+                b = await baton.aio.connect(self.daemon.socket, client_name="aio-b")
+                await a.create("/aio", b"v")
+                self.assertEqual((await a.get("/aio"))[0], b"v")
+                self.assertEqual(await b.children("/"), sorted(await b.children("/")))
+                async with a.lock("/locks/aio") as grant:
+                    waiting = asyncio.ensure_future(b.acquire("/locks/aio", timeout=10))
+                    await asyncio.sleep(0.1)
+                    self.assertFalse(waiting.done())
+                    self.assertTrue(await b.check_token("/locks/aio", grant.token))
+                next_grant = await waiting
+                self.assertGreater(next_grant.token, grant.token)
+                await b.release(next_grant)
+                await b.close()
+        asyncio.run(scenario())
+
+
+class TrustTests(unittest.TestCase):
+    @unittest.skipUnless(os.getuid() == 0, "needs root to run an impostor as another user")
+    def test_a_socket_served_by_another_user_is_refused(self):
+        import pwd
+        import subprocess
+        import tempfile
+        user = "batonpyimpostor"
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=False,
+                       capture_output=True)
+        self.addCleanup(subprocess.run, ["userdel", user], capture_output=True)
+        uid = pwd.getpwnam(user).pw_uid
+        directory = tempfile.mkdtemp()
+        os.chmod(directory, 0o777)
+        path = os.path.join(directory, "fake.sock")
+        listener = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "python3", "-c",
+                                     "import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+                                     "s.listen(); c,_=s.accept(); time.sleep(5)", path])
+        self.addCleanup(listener.kill)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.assertRaises(baton.ConnectError) as caught:
+            baton.Client(path)
+        self.assertIn(f"uid {uid}", str(caught.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()
