@@ -89,7 +89,7 @@ public struct EngineFuzzer {
             // Release the newest grant this connection saw, or an older (stale) one.
             guard let held = grants[connection], !held.isEmpty else { break }
             let grant = held[Int(input.byte()) % held.count]
-            send(.release(node: grant.node), on: connection)
+            send(.release(node: grant.node, token: grant.token), on: connection)
         case 4:
             // Namespace requests aimed at lock directories: forged waiters, deletes of others' nodes.
             let path = Self.lockPaths[Int(input.byte()) % Self.lockPaths.count]

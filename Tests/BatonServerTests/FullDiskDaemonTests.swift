@@ -70,7 +70,7 @@ final class FullDiskDaemonTests: XCTestCase {
                 return XCTFail("grant")
             }
             lastToken = token
-            _ = try writer.callSuccessfully(.release(node: node))
+            _ = try writer.callSuccessfully(.release(node: node, token: token))
         }
         let idle = try daemon.connect()
         try idle.handshake(clientName: "idle")
@@ -161,7 +161,7 @@ final class FullDiskDaemonTests: XCTestCase {
         XCTAssertEqual(kept, Array("kept 3".utf8), "the refused set changed nothing")
         XCTAssertEqual(try other.callSuccessfully(.checkToken(path: "/locks/held", token: heldToken)), .tokenStatus(current: true))
         let waitingID = try other.send(.acquire(LockRequest(path: "/locks/held")))
-        _ = try holder.callSuccessfully(.release(node: heldNode))
+        _ = try holder.callSuccessfully(.release(node: heldNode, token: heldToken))
         let granted = try other.receiveReply()
         XCTAssertEqual(granted.requestID, waitingID)
         guard case .success(.granted(_, let nextToken)) = granted.result else { return XCTFail("the waiter gets the lock: \(granted.result)") }

@@ -86,7 +86,7 @@ final class LoopFairnessDaemonTests: XCTestCase {
             XCTAssertEqual(try reply.result.get(), .empty, "ping \(reply.requestID)")
         }
         XCTAssertFalse(waiter.isReadable(timeoutSeconds: 0.05), "the waiter must not be granted while the holder lives")
-        _ = try holder.callSuccessfully(.release(node: node))
+        _ = try holder.callSuccessfully(.release(node: node, token: token))
         let granted = try waiter.receiveReply()
         XCTAssertEqual(granted.requestID, acquireID)
         guard case .success(.granted(_, let next)) = granted.result else { return XCTFail("waiter: \(granted.result)") }

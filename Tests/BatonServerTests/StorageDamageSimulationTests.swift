@@ -134,7 +134,7 @@ final class StorageDamageSimulationTests: XCTestCase {
                 return XCTFail("acquire should be granted")
             }
             history.token = max(history.token, token)
-            _ = try connection.callSuccessfully(.release(node: node))
+            _ = try connection.callSuccessfully(.release(node: node, token: token))
         }
     }
 
@@ -143,7 +143,7 @@ final class StorageDamageSimulationTests: XCTestCase {
         let connection = try daemon.connect()
         defer { connection.close() }
         try connection.handshake()
-        guard case .success(.children(_, let names)) = try connection.call(.children(path: "/d", watch: false)).result else {
+        guard case .success(let names) = try connection.allChildren(of: "/d") else {
             return XCTFail("\(when): /d is gone")
         }
         XCTAssertEqual(Set(names.map { "/d/" + $0 }), Set(history.nodes.keys), "\(when): acknowledged nodes")
@@ -165,7 +165,7 @@ final class StorageDamageSimulationTests: XCTestCase {
         }
         XCTAssertGreaterThan(token, max(history.token, history.zxid), "\(when): fencing token went back")
         history.token = max(history.token, token)
-        _ = try connection.callSuccessfully(.release(node: node))
+        _ = try connection.callSuccessfully(.release(node: node, token: token))
     }
 
     /// After a repair: what is there now is the truth for later rounds.
@@ -174,7 +174,7 @@ final class StorageDamageSimulationTests: XCTestCase {
         defer { connection.close() }
         try connection.handshake()
         history.nodes = [:]
-        guard case .success(.children(_, let names)) = try connection.call(.children(path: "/d", watch: false)).result else {
+        guard case .success(let names) = try connection.allChildren(of: "/d") else {
             _ = try connection.callSuccessfully(.create(path: "/d", data: [], mode: .persistent))
             return
         }

@@ -53,7 +53,7 @@ final class StorageDamageTests: XCTestCase {
                 return XCTFail("acquire should be granted")
             }
             issued.token = max(issued.token, token)
-            _ = try connection.callSuccessfully(.release(node: node))
+            _ = try connection.callSuccessfully(.release(node: node, token: token))
         }
     }
 
@@ -66,7 +66,7 @@ final class StorageDamageTests: XCTestCase {
         }
         XCTAssertGreaterThan(token, issued.token, "fencing token went back", file: file, line: line)
         XCTAssertGreaterThan(token, issued.zxid, "fencing token at or below a zxid already seen", file: file, line: line)
-        _ = try connection.callSuccessfully(.release(node: node))
+        _ = try connection.callSuccessfully(.release(node: node, token: token))
         guard case .created(_, let stat) = try connection.callSuccessfully(.create(path: "/after-\(UInt64.random(in: 0...UInt64.max))", data: [], mode: .persistent)) else {
             return XCTFail("create should succeed", file: file, line: line)
         }
@@ -78,7 +78,7 @@ final class StorageDamageTests: XCTestCase {
         let connection = try daemon.connect()
         defer { connection.close() }
         try connection.handshake()
-        guard case .success(.children(_, let names)) = try connection.call(.children(path: "/n", watch: false)).result else { return -1 }
+        guard case .success(let names) = try connection.allChildren(of: "/n") else { return -1 }
         return names.count
     }
 

@@ -186,6 +186,21 @@ public final class RawConnection: @unchecked Sendable {
         try call(request, timeoutSeconds: timeoutSeconds).result.get()
     }
 
+    /// Every child name of `path`, following `children` pages (PROTOCOL.md §5.2); the server's error if any.
+    public func allChildren(of path: String) throws -> Result<[String], ReplyError> {
+        var names: [String] = []
+        while true {
+            let reply = try call(.children(path: path, watch: false, after: names.last ?? ""))
+            switch reply.result {
+            case .failure(let error): return .failure(error)
+            case .success(.children(_, let page, let more)):
+                names += page
+                if !more || page.isEmpty { return .success(names) }
+            case .success(let other): throw TestSupportError.unexpected("children answered \(other)")
+            }
+        }
+    }
+
     /// `hello` (then `authenticate` when `authenticationToken` is set), then `openSession`.
     @discardableResult
     public func handshake(clientName: String = "test", sessionTimeoutMilliseconds: UInt32 = 10_000,

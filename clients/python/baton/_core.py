@@ -34,7 +34,7 @@ def default_socket_path() -> str:
     return f"/tmp/baton-{os.getuid()}.sock"
 
 
-def check_peer(sock: socket.socket, path: str) -> None:
+def check_peer(sock, path: str) -> None:
     """A Unix socket must be served by our own user or root (PROTOCOL.md §13): another user could
     have created the socket first and would hand out fake grants."""
     if not hasattr(socket, "SO_PEERCRED"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from typing import Callable, List, Optional
 
@@ -36,9 +35,8 @@ async def connect(socket_path: Optional[str] = None, *, tcp: Optional[tuple] = N
             reader, writer = await asyncio.open_unix_connection(path)
         except OSError as error:
             raise ConnectError(f"cannot connect to {path}: {error.strerror}; is batond running?") from error
-        sock = writer.get_extra_info("socket")
         try:
-            check_peer(socket.socket(fileno=sock.fileno()) if not isinstance(sock, socket.socket) else sock, path)
+            check_peer(writer.get_extra_info("socket"), path)  # asyncio's socket view has getsockopt
         except ConnectError:
             writer.close()
             raise
