@@ -50,14 +50,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BatonServer", dependencies: [
-            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore",
+            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore", "BatonZooKeeper",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "BatonClient", dependencies: ["BatonProtocol"]),
         .executableTarget(name: "batond", dependencies: [
-            "BatonServer",
+            "BatonServer", "BatonZooKeeper",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -69,7 +69,7 @@ let package = Package(
         .systemLibrary(name: "CZooKeeper", path: "Sources/CZooKeeper",
                        providers: [.apt(["libzookeeper-st-dev"])]),
         .target(name: "BatonZooKeeper", dependencies: [
-            "CZooKeeper", "BatonProtocol", "BatonNamespace", "BatonLocks",
+            "CZooKeeper", "BatonProtocol", "BatonNamespace", "BatonLocks", "BatonEngine",
         ]),
         // Benchmarks live apart from the product: their own C clients, their own entry point.
         .systemLibrary(name: "CHiredis", path: "Benchmarks/CHiredis", pkgConfig: "hiredis",
@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
         .testTarget(name: "BatonZooKeeperTests", dependencies: [
-            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper",
+            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond",
         ]),
         .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]

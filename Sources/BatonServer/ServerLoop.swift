@@ -20,7 +20,7 @@ final class ServerLoop {
     let loop: UnsafeMutablePointer<uv_loop_t>
     private let mailbox: Mailbox
     private let makeEngine: (@Sendable (Time) -> any ServerEngine)?
-    private var engine: (any ServerEngine)?
+    private(set) var engine: (any ServerEngine)?
 
     // Durability (nil store: in memory).
     private var store: Store?
@@ -180,6 +180,7 @@ final class ServerLoop {
         } else {
             try openEngine()
         }
+        if let zooKeeper = configuration.zooKeeper { try openZooKeeper(zooKeeper) }
         return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort, metricsPort: metricsPort)
     }
 
@@ -395,7 +396,7 @@ final class ServerLoop {
 
     /// Routes everything the engine produced, until it produces nothing more (dropping a slow
     /// reader tells the engine, which may produce more).
-    private func routeOutputs() {
+    func routeOutputs() {
         guard let engine else { return }
         while true {
             let outputs = engine.takeOutputs()
