@@ -29,6 +29,11 @@ struct EngineBackendState {
     var backend: NamespaceBackend?
     /// The time of the latest call into the engine: stamps replies routed from completions.
     var now = Time(milliseconds: 0)
+    /// The backend's connection is gone (its session may live): holds are in doubt.
+    var suspended = false
+    /// Set while every local session ends because the backend's session was lost: holds end with
+    /// `lockLost(backendSessionLost)` instead of `sessionExpired`.
+    var endingSessionsForBackend = false
     init() {}
 }
 
@@ -54,6 +59,54 @@ extension Engine {
         backendState.now = now
         if locks.manager != nil { routeLockEffects(now: now) }
         drain(now: now)
+    }
+
+    /// Whether holds are in doubt (`lockSuspended` was sent): `checkToken` answers false meanwhile.
+    public var isBackendSuspended: Bool { backendState.suspended }
+
+    /// The backend lost its connection (its session may live on): every local holder is told
+    /// `lockSuspended`, and `checkToken` answers false until `backendResumed`.
+    public func backendSuspended(now: Time) {
+        backendState.now = now
+        guard !backendState.suspended else { return }
+        backendState.suspended = true
+        for (node, holder) in locks.holders.sorted(by: { $0.key < $1.key }) {
+            guard let token = holdToken(node) else { continue }
+            deliver(.lockSuspended(node: node, token: token), toSession: holder.session)
+        }
+        drain(now: now)
+    }
+
+    /// Reconnected within the session: the holds are good again (no event: `checkToken` says so).
+    public func backendResumed(now: Time) {
+        backendState.now = now
+        backendState.suspended = false
+    }
+
+    /// The backend's session expired, or its connection was gone for the whole session timeout (it
+    /// may have expired, and the lock been granted elsewhere): every hold ends with
+    /// `lockLost(backendSessionLost)`, every waiting acquire fails, and every local session ends
+    /// (clients open new ones). The shell then opens a new backend session.
+    public func backendSessionLost(now: Time) {
+        backendState.now = now
+        backendState.suspended = false
+        backendState.endingSessionsForBackend = true
+        defer { backendState.endingSessionsForBackend = false }
+        for sessionID in sessions.keys.sorted() {
+            endSession(sessionID, reason: .expired, now: now)
+            drain(now: now)
+        }
+    }
+
+    /// The reason a hold ended, as the holder is told it.
+    func lostReason(_ reason: LockLostReason) -> LockLostReason {
+        backendState.endingSessionsForBackend ? .backendSessionLost : reason
+    }
+
+    private func holdToken(_ node: String) -> UInt64? {
+        guard let manager = locks.manager else { return nil }
+        return manager.inspect(path: NodePath.parent(of: node), now: backendState.now)
+            .first { $0.node == node && $0.position == .holder }?.token
     }
 
     /// A namespace request of a session, sent to the backend; its reply is routed when it completes.

@@ -92,7 +92,7 @@ extension Engine {
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
                 reply(connection, requestID, .checkToken,
-                      .success(.tokenStatus(current: manager.checkToken(path: path, token: token))), now: now)
+                      .success(.tokenStatus(current: !isBackendSuspended && manager.checkToken(path: path, token: token))), now: now)
             } catch {
                 reply(connection, requestID, .checkToken, .failure(error), now: now)
             }
@@ -230,7 +230,7 @@ extension Engine {
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
             let holder = locks.holders.removeValue(forKey: node)
-            let event = Event.lockLost(node: node, token: token, reason: reason)
+            let event = Event.lockLost(node: node, token: token, reason: lostReason(reason))
             if sessions[session] != nil {
                 deliver(event, toSession: session)
             } else if let holder, connections[holder.ticket.connection] != nil {

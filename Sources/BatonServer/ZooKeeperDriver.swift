@@ -29,6 +29,14 @@ final class ZooKeeperDriver {
     private var polledEvents: Int32 = 0
     private var lastState: ZooKeeperClient.State?
     private var stopped = false
+    /// When the connection was found lost (monotonic ms). The holds are declared lost at
+    /// `lossDeadline`, without waiting for the ensemble to say so (it only can once the sidecar
+    /// reconnects), so that no holder believes it holds once ZooKeeper may have granted its lock elsewhere.
+    private var suspendedSinceMilliseconds: UInt64?
+    /// When the client started connecting without a session yet (for the "unreachable" log line).
+    private var connectingSinceMilliseconds: UInt64?
+    private var unreachableLogged = false
+    private var expiryPending = false
 
     init(backend: ZooKeeperBackend, engine: Engine, server: ServerLoop, loop: UnsafeMutablePointer<uv_loop_t>, logger: Logger) {
         self.backend = backend
@@ -46,6 +54,7 @@ final class ZooKeeperDriver {
         uv_unref(baton_handle(timer))
         self.timer = timer
         watchSession()
+        connectingSinceMilliseconds = server.now().monotonicMilliseconds
         logger.info("connecting to ZooKeeper", metadata: ["store": "\(backend.storeDescription)",
                                                            "session_timeout_ms": "\(backend.configuration.sessionTimeoutMilliseconds)"])
         rearm()
@@ -66,25 +75,43 @@ final class ZooKeeperDriver {
     }
 
     private func sessionEvent(_ event: ZooKeeperSessionEvent) {
+        let now = server.now()
         switch event {
         case .connected(let session, let timeout):
+            connectingSinceMilliseconds = nil
+            unreachableLogged = false
             logger.info("ZooKeeper session established", metadata: [
                 "session": "0x\(String(session, radix: 16))", "timeout_ms": "\(timeout)",
                 "server": "\(backend.client.currentServer ?? "?")"])
         case .suspended:
-            logger.warning("ZooKeeper connection lost; reconnecting within the session", metadata: ["store": "\(backend.storeDescription)"])
+            logger.warning("ZooKeeper connection lost; holds suspended, reconnecting within the session",
+                           metadata: ["store": "\(backend.storeDescription)"])
+            suspendedSinceMilliseconds = now.monotonicMilliseconds
+            engine.backendSuspended(now: now)
         case .reconnected:
-            logger.info("ZooKeeper connection restored", metadata: ["server": "\(backend.client.currentServer ?? "?")"])
+            logger.info("ZooKeeper connection restored; holds resumed", metadata: ["server": "\(backend.client.currentServer ?? "?")"])
+            suspendedSinceMilliseconds = nil
+            engine.backendResumed(now: now)
         case .expired:
-            logger.error("ZooKeeper session expired: its ephemerals are gone; opening a new session")
-            reopen()
+            logger.error("ZooKeeper session expired: every hold is lost and every local session ends; opening a new session")
+            // Acted on after the client's processing returns: the client is not closed from its own callback.
+            expiryPending = true
         case .failed(let error):
             logger.critical("ZooKeeper refused the sidecar", metadata: ["error": "\(error)"])
         }
     }
 
+    /// Holds lost, local sessions ended, a new ZooKeeper session.
+    private func sessionLost(_ now: Time) {
+        suspendedSinceMilliseconds = nil
+        engine.backendSessionLost(now: now)
+        reopen()
+    }
+
     private func reopen() {
         closePoll()
+        lastState = nil
+        connectingSinceMilliseconds = server.now().monotonicMilliseconds
         do {
             try backend.reopen()
             watchSession()
@@ -99,7 +126,22 @@ final class ZooKeeperDriver {
     fileprivate func process(readable: Bool, writable: Bool) {
         guard !stopped else { return }
         backend.client.process(readable: readable, writable: writable)
-        engine.backendProgressed(now: server.now())
+        let now = server.now()
+        if expiryPending {
+            expiryPending = false
+            sessionLost(now)
+        } else if let since = suspendedSinceMilliseconds, backend.client.state == .suspended,
+           now.monotonicMilliseconds >= lossDeadline(since) {
+            logger.error("ZooKeeper unreachable for as long as the session may live: every hold is lost and every local session ends; opening a new session")
+            sessionLost(now)
+        }
+        if let since = connectingSinceMilliseconds, !unreachableLogged, backend.client.state == .connecting,
+           now.monotonicMilliseconds >= since + UInt64(max(0, backend.configuration.sessionTimeoutMilliseconds)) {
+            unreachableLogged = true
+            logger.error("ZooKeeper unreachable: no session yet; retrying (clients get storageFailure meanwhile)",
+                         metadata: ["store": "\(backend.storeDescription)"])
+        }
+        engine.backendProgressed(now: now)
         server.routeOutputs()
         rearm()
     }
@@ -138,7 +180,21 @@ final class ZooKeeperDriver {
             uv_poll_stop(poll)
             polledEvents = 0
         }
-        uv_timer_start(timer, onZooKeeperTimer, UInt64(max(0, interest.timeoutMilliseconds)), 0)
+        var timeout = UInt64(max(0, interest.timeoutMilliseconds))
+        if let since = suspendedSinceMilliseconds {
+            // Wake up when the suspension reaches the session timeout, even if the client has no work.
+            let deadline = lossDeadline(since)
+            let now = uv_now(loop)
+            timeout = min(timeout, deadline > now ? deadline - now : 0)
+        }
+        uv_timer_start(timer, onZooKeeperTimer, timeout, 0)
+    }
+
+    /// The C client finds the connection lost when it has heard nothing for 2/3 of the session timeout
+    /// (or at once, on a reset), so the ensemble heard from the sidecar at most 2/3 of a timeout before
+    /// `since` (less a round trip) and cannot expire the session before `since` + 1/3 of the timeout.
+    private func lossDeadline(_ since: UInt64) -> UInt64 {
+        since + UInt64(max(0, backend.client.negotiatedTimeoutMilliseconds)) / 3
     }
 
     private func closePoll() {

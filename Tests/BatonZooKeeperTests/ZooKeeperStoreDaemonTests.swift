@@ -141,3 +141,81 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
         guard case .success(.granted) = reply.result else { return XCTFail("\(reply.result)") }
     }
 }
+
+/// Losing ZooKeeper: suspended, then lost; and an ensemble unreachable from the start.
+final class ZooKeeperStoreLossTests: XCTestCase {
+    func testCutOffSidecarTellsItsHolderSuspendedThenLostAndTheLockPassesOn() throws {
+        let ensemble = try ZooKeeperEnsemble(members: 3)
+        let leader = try XCTUnwrap(ensemble.leader())
+        let cut = ensemble.members.map(\.id).first { $0 != leader }!
+        // Sidecar A talks to one follower only; B to the whole ensemble.
+        let a = try sidecar("zookeeper://127.0.0.1:\(ensemble.member(cut).clientPort)/loss")
+        let b = try sidecar("zookeeper://\(ensemble.connectString)/loss")
+        let holder = try a.connect()
+        try holder.handshake(clientName: "holder")
+        guard case .granted(let node, let token) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/cut"))) else {
+            return XCTFail("acquire")
+        }
+        let waiter = try b.connect()
+        try waiter.handshake(clientName: "waiter")
+        let acquireID = try waiter.send(.acquire(LockRequest(path: "/locks/cut")))
+
+        ensemble.signal(cut, SIGSTOP)
+        defer { ensemble.signal(cut, SIGCONT) }
+        XCTAssertEqual(try holder.nextEvent(timeoutSeconds: 20), .lockSuspended(node: node, token: token))
+        XCTAssertEqual(try holder.callSuccessfully(.checkToken(path: "/locks/cut", token: token)), .tokenStatus(current: false),
+                       "a suspended hold is not vouched for")
+        XCTAssertEqual(try holder.nextEvent(timeoutSeconds: 20), .lockLost(node: node, token: token, reason: .backendSessionLost))
+        guard case .sessionExpired = try holder.nextEvent(timeoutSeconds: 5) else { return XCTFail("the local session ends") }
+
+        // The ensemble expires A's session and the waiter on B gets the lock, with a larger token.
+        let reply = try waiter.receiveReply(timeoutSeconds: 30)
+        XCTAssertEqual(reply.requestID, acquireID)
+        guard case .success(.granted(_, let next)) = reply.result else { return XCTFail("\(reply.result)") }
+        XCTAssertGreaterThan(next, token)
+
+        // Thawed: A serves again on a new ZooKeeper session.
+        ensemble.signal(cut, SIGCONT)
+        let again = try a.connect()
+        try again.handshake(clientName: "again")
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            let result = try again.call(.create(path: "/after", data: [], mode: .persistent)).result
+            if case .success = result { break }
+            XCTAssertEqual(result.failureCode, .storageFailure)
+            guard Date() < deadline else { return XCTFail("sidecar A did not serve again: \(a.standardError)") }
+            usleep(100_000)
+        }
+        XCTAssertTrue(a.standardError.contains("every hold is lost"), a.standardError)
+    }
+
+    func testUnreachableEnsembleGivesNamedErrorsAndALogLine() throws {
+        let port = try TestDaemon.freeLoopbackPort()
+        var options = TestDaemon.Options(arguments: ["--store", "zookeeper://127.0.0.1:\(port)/x", "--zookeeper-session-timeout-ms", "1000"])
+        options.usesDataDirectory = false
+        let daemon = try TestDaemon(options)
+        let connection = try daemon.connect()
+        try connection.handshake()
+        let reply = try connection.call(.create(path: "/n", data: [], mode: .persistent), timeoutSeconds: 30)
+        XCTAssertEqual(reply.result.failureCode, .storageFailure)
+        let acquire = try connection.call(.acquire(LockRequest(path: "/locks/u", waitMilliseconds: 500)), timeoutSeconds: 30)
+        XCTAssertNotNil(acquire.result.failureCode)
+        let deadline = Date().addingTimeInterval(20)
+        while !daemon.standardError.contains("ZooKeeper unreachable") {
+            guard Date() < deadline else { return XCTFail(daemon.standardError) }
+            usleep(50_000)
+        }
+    }
+
+    func sidecar(_ store: String) throws -> TestDaemon {
+        var options = TestDaemon.Options(arguments: ["--store", store, "--zookeeper-session-timeout-ms", "3000"])
+        options.usesDataDirectory = false
+        let daemon = try TestDaemon(options)
+        let deadline = Date().addingTimeInterval(30)
+        while !daemon.standardError.contains("ZooKeeper session established") {
+            guard Date() < deadline else { throw TestSupportError.timedOut("no ZooKeeper session; log:\n\(daemon.standardError)") }
+            usleep(20_000)
+        }
+        return daemon
+    }
+}
