@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
         .testTarget(name: "BatonZooKeeperTests", dependencies: [
-            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond",
+            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond", "baton",
         ]),
         .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]

@@ -4,15 +4,18 @@ import BatonProtocol
 import Foundation
 
 struct Ping: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Exit 0 when batond answers a ping.")
+    static let configuration = CommandConfiguration(
+        abstract: "Exit 0 when batond answers a ping; print its name and store (e.g. batond store=zookeeper://...).")
     @OptionGroup var connection: ConnectionOptions
 
     func run() throws {
-        try reporting("ping") { () throws(BatonError) in
+        let name = try reporting("ping") { () throws(BatonError) in
             let client = try connection.connect()
             try client.ping()
             try client.closeSession()
+            return client.serverName
         }
+        print(name.contains(" store=") ? name : name + " store=embedded")
     }
 }
 

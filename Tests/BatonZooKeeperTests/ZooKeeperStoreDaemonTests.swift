@@ -207,6 +207,48 @@ final class ZooKeeperStoreLossTests: XCTestCase {
         }
     }
 
+    func testBatonRunStopsItsCommandWhenTheHoldIsSuspendedAndPingNamesTheStore() throws {
+        let ensemble = try ZooKeeperEnsemble(members: 3)
+        let leader = try XCTUnwrap(ensemble.leader())
+        let cut = ensemble.members.map(\.id).first { $0 != leader }!
+        let store = "zookeeper://127.0.0.1:\(ensemble.member(cut).clientPort)/run"
+        let a = try sidecar(store)
+        let baton = URL(fileURLWithPath: try TestDaemon.executablePath()).deletingLastPathComponent().appendingPathComponent("baton").path
+
+        let ping = Process()
+        ping.executableURL = URL(fileURLWithPath: baton)
+        ping.arguments = ["ping", "--socket", a.socketPath]
+        let output = Pipe()
+        ping.standardOutput = output
+        try ping.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ping.waitUntilExit()
+        XCTAssertEqual(ping.terminationStatus, 0)
+        XCTAssertEqual(printed, "batond store=\(store)\n")
+
+        let run = Process()
+        run.executableURL = URL(fileURLWithPath: baton)
+        run.arguments = ["run", "--socket", a.socketPath, "--stop-on-suspended", "--grace", "1", "/locks/r", "--", "sleep", "600"]
+        let errors = Pipe()
+        run.standardError = errors
+        try run.run()
+        defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
+        let observer = try a.connect()
+        try observer.handshake()
+        let deadline = Date().addingTimeInterval(20)
+        while true {
+            if case .lockEntries(let entries) = try observer.callSuccessfully(.inspect(path: "/locks/r")), entries.contains(where: { $0.position == .holder }) { break }
+            guard Date() < deadline else { return XCTFail("baton run never held the lock") }
+            usleep(50_000)
+        }
+        ensemble.signal(cut, SIGSTOP)
+        defer { ensemble.signal(cut, SIGCONT) }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.waitUntilExit()
+        XCTAssertEqual(run.terminationStatus, 74, message)
+        XCTAssertTrue(message.contains("lock suspended"), message)
+    }
+
     func sidecar(_ store: String) throws -> TestDaemon {
         var options = TestDaemon.Options(arguments: ["--store", store, "--zookeeper-session-timeout-ms", "3000"])
         options.usesDataDirectory = false
