@@ -258,6 +258,29 @@ final class ZooKeeperLockTests: XCTestCase {
         XCTAssertEqual(Set(world.grants.keys), [1, 10], "one release, one grant")
     }
 
+    /// ZooKeeper requests per uncontended acquire + release pair, on a warm lock, against ZooKeeper's own
+    /// recipe (create, list, delete: 3). Baton's recipe adds the grant-time check of the node and the
+    /// holder's watch on its own node (so a deletion by someone else is reported `lockLost`): 5.
+    func testZooKeeperRequestsPerUncontendedLockPair() throws {
+        let world = try world("/l7")
+        let client = world.sidecar("A").client
+        world.acquire(1, on: "A", session: 1)
+        try world.run("warm-up grant") { world.grants[1] != nil }
+        world.release(1, releaseTicket: 1_001)
+        try world.run("warm-up release") { world.released.contains(1_001) }
+        let before = client.requestCount
+        let pairs = 50
+        for index in 2..<(2 + pairs) {
+            world.acquire(index, on: "A", session: 1)
+            try world.run("grant \(index)") { world.grants[index] != nil }
+            world.release(index, releaseTicket: 1_000 + index)
+            try world.run("release \(index)") { world.released.contains(1_000 + index) }
+        }
+        let perPair = Double(client.requestCount - before) / Double(pairs)
+        print("ZooKeeper requests per uncontended lock pair (Baton recipe): \(perPair)")
+        XCTAssertLessThanOrEqual(perPair, 5, "create, list, grant check, watch own node, delete")
+    }
+
     func testLeaderKilledUnderLoadGrantsNoLockTwice() throws {
         let ensemble = try ensemble
         let world = LockWorld([try Sidecar("A", ensemble, chroot: "/l5", sessionTimeoutMilliseconds: 4_000),
