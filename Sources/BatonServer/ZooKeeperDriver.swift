@@ -46,6 +46,13 @@ final class ZooKeeperDriver {
         self.logger = logger
     }
 
+    /// The loop closed its handles (shutdown): end the ZooKeeper session now, so that the ephemerals of
+    /// this sidecar (its clients' locks) go at once instead of after the session timeout. The C client
+    /// sends what is still queued (the deletes of the sessions shutdown ended) before its close request.
+    deinit {
+        backend.client.close()
+    }
+
     /// Starts driving the client (the handles do not keep the loop alive: shutdown ends it).
     func start() {
         let timer = LibUV.allocate(uv_timer_t.self)

@@ -97,6 +97,25 @@ final class MultiHostTests: XCTestCase {
         XCTAssertFalse(resource.write(token: staleToken), "the stale holder's write is refused")
     }
 
+    /// A sidecar stopped gracefully closes its ZooKeeper session: its holders' locks pass on at once,
+    /// long before the session timeout (30 s here; the wait below is 10 s).
+    func testGracefulStopOfASidecarPassesItsLocksOnAtOnce() throws {
+        let ensemble = try ZooKeeperEnsemble(members: 3, tickMilliseconds: 2_000)
+        let a = try sidecar(ensemble, chroot: "/stop", timeoutMilliseconds: 30_000)
+        let b = try sidecar(ensemble, chroot: "/stop", timeoutMilliseconds: 30_000)
+        let holder = try a.connect()
+        try holder.handshake()
+        guard case .granted = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/g"))) else { return XCTFail("acquire") }
+        let waiter = try b.connect()
+        try waiter.handshake()
+        let acquireID = try waiter.send(.acquire(LockRequest(path: "/locks/g")))
+        XCTAssertFalse(waiter.isReadable(timeoutSeconds: 0.2))
+        XCTAssertEqual(a.stop(), .exited(0))
+        let reply = try waiter.receiveReply(timeoutSeconds: 10)
+        XCTAssertEqual(reply.requestID, acquireID)
+        guard case .success(.granted) = reply.result else { return XCTFail("\(reply.result)") }
+    }
+
     /// Takeover across hosts when a holding client is SIGKILLed (its sidecar deletes its node at once).
     func testClientKilledOnOneSidecarHandsTheLockToAWaiterOnAnother() throws {
         let ensemble = try ZooKeeperEnsemble(members: 3)
