@@ -7,6 +7,7 @@ import PackageDescription
 //   BatonLocks     the lock recipe over any namespace (pure)
 //   BatonEngine    the state machine the server drives: namespace + locks + log records (pure)
 //   BatonStore     write-ahead log and snapshots (files, no event loop)
+//   BatonZooKeeper the zookeeper:// store: the C client driven by its owner's loop, the recipe's namespace over it
 //   BatonServer    the libuv shell: listeners, connections, timers (only module importing CLibUV)
 //   BatonClient    the Swift client library (blocking and async)
 //   batond, baton  the daemon and the CLI
@@ -52,14 +53,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BatonServer", dependencies: [
-            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore",
+            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore", "BatonZooKeeper",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "BatonClient", dependencies: ["BatonProtocol"]),
         .executableTarget(name: "batond", dependencies: [
-            "BatonServer",
+            "BatonServer", "BatonZooKeeper",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -67,9 +68,13 @@ let package = Package(
             "BatonClient", "BatonProtocol", "CProcessControl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // Benchmarks live apart from the product: their own C clients, their own entry point.
-        .systemLibrary(name: "CZooKeeper", path: "Benchmarks/CZooKeeper",
+        // The official single-threaded ZooKeeper C client: the zookeeper:// store and the benchmarks' direct recipe.
+        .systemLibrary(name: "CZooKeeper", path: "Sources/CZooKeeper",
                        providers: [.apt(["libzookeeper-st-dev"])]),
+        .target(name: "BatonZooKeeper", dependencies: [
+            "CZooKeeper", "BatonProtocol", "BatonNamespace", "BatonLocks", "BatonEngine",
+        ]),
+        // Benchmarks live apart from the product: their own C clients, their own entry point.
         .systemLibrary(name: "CHiredis", path: "Benchmarks/CHiredis", pkgConfig: "hiredis",
                        providers: [.apt(["libhiredis-dev"])]),
         .target(name: "BatonBenchKit", dependencies: [
@@ -95,6 +100,9 @@ let package = Package(
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
         .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
+        .testTarget(name: "BatonZooKeeperTests", dependencies: [
+            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond", "baton",
+        ]),
         .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]
 )

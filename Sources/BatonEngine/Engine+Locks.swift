@@ -31,7 +31,7 @@ extension Engine {
         let adapter = EngineLockNamespace(namespace: namespace, now: Time(milliseconds: 0))
         let managerConfiguration = LockManagerConfiguration(limits: limits)
         let namespace = self.namespace
-        let manager = LockManager<LockTicket>(namespace: adapter, configuration: managerConfiguration,
+        let manager = LockManager<LockTicket>(namespace: lockNamespace(embedded: adapter), configuration: managerConfiguration,
                                               now: Time(milliseconds: 0),
                                               sessionIsAlive: { namespace.session($0) != nil })
         locks.adapter = adapter
@@ -71,7 +71,7 @@ extension Engine {
             }
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists.
-            guard namespace.node(at: node) != nil else {
+            guard backend != nil || namespace.node(at: node) != nil else {
                 reply(connection, requestID, .release, .failure(ReplyError(
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
@@ -92,14 +92,14 @@ extension Engine {
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
                 reply(connection, requestID, .checkToken,
-                      .success(.tokenStatus(current: manager.checkToken(path: path, token: token))), now: now)
+                      .success(.tokenStatus(current: !isBackendSuspended && manager.checkToken(path: path, token: token))), now: now)
             } catch {
                 reply(connection, requestID, .checkToken, .failure(error), now: now)
             }
         case .inspect(let path):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
-                guard namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
+                guard backend != nil || namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
                 reply(connection, requestID, .inspect, .success(.lockEntries(manager.inspect(path: path, now: now))), now: now)
             } catch {
                 reply(connection, requestID, .inspect, .failure(error), now: now)
@@ -279,7 +279,7 @@ extension Engine {
             // Only this hold's entry: a later hold may have the same node path (PROTOCOL.md §12.6).
             let holder = locks.holders[node].flatMap { $0.token == token ? $0 : nil }
             if holder != nil { locks.holders[node] = nil }
-            let event = Event.lockLost(node: node, token: token, reason: reason)
+            let event = Event.lockLost(node: node, token: token, reason: lostReason(reason))
             if sessions[session] != nil {
                 deliver(event, toSession: session)
             } else if let holder, connections[holder.ticket.connection] != nil {

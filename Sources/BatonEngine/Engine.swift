@@ -70,6 +70,8 @@ public final class Engine {
     var locks = EngineLocks()
     /// Counters of the authentication step (Engine+Authentication.swift).
     var authentication = EngineAuthentication()
+    /// The namespace backend, when the namespace is not the embedded tree (Engine+Backend.swift).
+    var backendState = EngineBackendState()
 
     var limits: Limits { configuration.limits }
 
@@ -189,6 +191,10 @@ public final class Engine {
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
             }
+            if let backend = backendState.backend {
+                performOnBackend(backend, request, requestID: requestID, connection: connection, session: sessionID, now: now)
+                return
+            }
             let result = perform(request, session: sessionID, now: now)
             drain(now: now)
             reply(connection, requestID, request.opcode, result, now: now)
@@ -240,7 +246,7 @@ public final class Engine {
         connections[connection]!.greeted = true
         connections[connection]!.clientName = clientName
         reply(connection, requestID, .hello, .success(.hello(
-            version: ProtocolVersion.current, serverName: configuration.serverName,
+            version: ProtocolVersion.current, serverName: helloServerName,
             frameBytesMax: UInt32(clamping: limits.frameBytesMax))), now: now)
     }
 
@@ -363,6 +369,7 @@ public final class Engine {
         if reason == .closed, let connection = state.connection { lockCancelPendingAcquires(on: connection, now: now) }
         // While the session is still known, so lock-lost events reach its current connection.
         lockSessionEnded(sessionID, now: now)
+        backendState.backend?.sessionEnded(sessionID)
         sessions[sessionID] = nil
         if let connection = state.connection {
             connections[connection]?.sessionID = nil

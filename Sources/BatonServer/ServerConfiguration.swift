@@ -1,6 +1,7 @@
 import BatonEngine
 import BatonProtocol
 import BatonStore
+import BatonZooKeeper
 
 /// What `batond` (or a test) asks the server for. Everything else is decided by the engine's limits.
 public struct ServerConfiguration: Sendable {
@@ -32,6 +33,9 @@ public struct ServerConfiguration: Sendable {
     public var handlesSignals: Bool = true
     /// Where the namespace is made durable; nil keeps it in memory only.
     public var durability: DurabilityConfiguration?
+    /// Serve the namespace and locks from a ZooKeeper ensemble (ZooKeeperDriver.swift) instead of the
+    /// embedded store; then `durability` must be nil (ZooKeeper keeps the data).
+    public var zooKeeper: ZooKeeperConfiguration?
 
     public init(socketPath: String, engine: EngineConfiguration = EngineConfiguration()) {
         self.socketPath = socketPath

@@ -27,7 +27,7 @@ final class ServerLoop {
     let loop: UnsafeMutablePointer<uv_loop_t>
     let mailbox: Mailbox
     private let makeEngine: (@Sendable (Time) -> any ServerEngine)?
-    var engine: (any ServerEngine)?
+    private(set) var engine: (any ServerEngine)?
 
     // Durability (nil store: in memory).
     var store: Store?
@@ -221,6 +221,7 @@ final class ServerLoop {
         } else {
             try openEngine()
         }
+        if let zooKeeper = configuration.zooKeeper { try openZooKeeper(zooKeeper) }
         return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort, metricsPort: metricsPort)
     }
 

@@ -5,13 +5,16 @@ import Foundation
 
 struct Ping: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Exit 0 when batond answers a ping.",
-        discussion: "--json prints {\"server\": NAME, \"roundTripMicroseconds\": N}; text mode prints nothing.")
+        abstract: "Exit 0 when batond answers a ping; print its name and store (e.g. batond 0.2.0 store=embedded).",
+        discussion: """
+            --json prints {"server": NAME, "store": STORE, "roundTripMicroseconds": N} (STORE: embedded, or \
+            zookeeper://HOSTS/CHROOT).
+            """)
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let (server, roundTrip) = try reporting("ping") { () throws(BatonError) in
+        let (name, roundTrip) = try reporting("ping") { () throws(BatonError) in
             let client = try connection.connect()
             let clock = ContinuousClock()
             let start = clock.now
@@ -20,9 +23,14 @@ struct Ping: ParsableCommand {
             try client.closeSession()
             return (client.serverName, elapsed)
         }
+        // hello names the store only when it is not the embedded one (PROTOCOL.md §4.2).
+        let parts = name.components(separatedBy: " store=")
+        let server = parts[0], store = parts.count > 1 ? parts[1] : "embedded"
         if output.json {
             let micros = roundTrip.components.seconds * 1_000_000 + roundTrip.components.attoseconds / 1_000_000_000_000
-            printJSON(["server": server, "roundTripMicroseconds": micros])
+            printJSON(["server": server, "store": store, "roundTripMicroseconds": micros])
+        } else {
+            print("\(server) store=\(store)")
         }
     }
 }

@@ -18,7 +18,8 @@ struct Run: ParsableCommand {
             If the lock is not granted within --timeout, nothing runs: one line on stderr, exit 75.
             If the hold is lost while COMMAND runs (lease expired, session expired, lock node deleted, or the \
             connection to batond dropped), COMMAND gets SIGTERM, then SIGKILL after --grace seconds; baton says \
-            so on stderr and exits 74 once COMMAND has ended.
+            so on stderr and exits 74 once COMMAND has ended. With --stop-on-suspended the same happens as soon as \
+            the hold is in doubt (a multi-host sidecar lost its ZooKeeper connection: lockSuspended).
             COMMAND not found: 127; not executable: 126; other errors: 1.
             """)
 
@@ -32,6 +33,8 @@ struct Run: ParsableCommand {
     var grace: Double = 5
     @Option(help: ArgumentHelp("Client name shown by `baton locks` (default: baton run[PID]).", valueName: "NAME"))
     var name: String?
+    @Flag(help: "Also stop COMMAND (exit 74) when the hold is suspended: the sidecar lost its ZooKeeper connection.")
+    var stopOnSuspended = false
     @Argument(help: "Lock path.") var lockPath: String
     @Argument(parsing: .postTerminator, help: "-- COMMAND [ARGS...]") var command: [String] = []
 
@@ -58,6 +61,16 @@ struct Run: ParsableCommand {
         }
         client.onClose { _ in supervisor.holdLost("connection to batond closed") }
         client.onLockLost { lost in supervisor.holdLost("lock lost (\(lost.reason), token \(lost.token))") }
+        if stopOnSuspended {
+            let events = client.events()
+            Task {
+                for await event in events {
+                    if case .lockSuspended(_, let token) = event {
+                        supervisor.holdLost("lock suspended (batond lost its ZooKeeper connection, token \(token))")
+                    }
+                }
+            }
+        }
 
         let grant: LockGrant
         do throws(BatonError) {

@@ -3,6 +3,7 @@ import BatonEngine
 import BatonProtocol
 import BatonServer
 import BatonStore
+import BatonZooKeeper
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -71,6 +72,26 @@ struct Batond: ParsableCommand {
             fencing tokens and sequence numbers still never go back (docs/STORAGE.md, "Repair").
             """))
     var repair = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Where the namespace lives: embedded (the default) or zookeeper://HOST:PORT[,HOST:PORT...][/CHROOT].",
+        discussion: """
+            With zookeeper://, every sidecar pointed at the same ensemble and chroot shares one namespace \
+            and one lock space (the chroot is created if missing); --data-dir and --fsync do not apply.
+            """,
+        valueName: "store"))
+    var store: String = "embedded"
+
+    @Option(name: .customLong("zookeeper-session-timeout-ms"), help: ArgumentHelp(
+        "ZooKeeper session timeout asked of the ensemble (it clamps it to 2-20 ticks). A dead sidecar's locks are freed after it.",
+        valueName: "n"))
+    var zooKeeperSessionTimeoutMilliseconds: Int32 = 10_000
+
+    @Option(name: .customLong("zookeeper-digest-file"), help: ArgumentHelp(
+        "File holding USER:PASSWORD for ZooKeeper digest authentication; what Baton creates is then readable and writable by that identity only.",
+        discussion: "The file must be readable by its owner only (mode 0600); its trailing line break is not part of the credentials.",
+        valueName: "file"))
+    var zooKeeperDigestFile: String?
 
     @Option(name: .long, help: ArgumentHelp("When to fsync the log: always, batch or none.", valueName: "policy"))
     var fsync: String = "batch"
@@ -153,7 +174,12 @@ struct Batond: ParsableCommand {
         configuration.outputBytesHighWater = outputHighWaterBytes
         configuration.writeStallMillisecondsMax = writeStallMilliseconds
         configuration.framesPerTurnMax = framesPerTurn
-        if inMemory {
+        if let zooKeeper = try zooKeeperConfiguration() {
+            guard dataDirectory == nil, !inMemory else {
+                throw ServerError("--store zookeeper:// keeps the namespace in ZooKeeper: --data-dir and --in-memory do not apply")
+            }
+            configuration.zooKeeper = zooKeeper
+        } else if inMemory {
             guard dataDirectory == nil else { throw ServerError("--in-memory and --data-dir exclude each other") }
             guard !repair else { throw ServerError("--repair needs a data directory, not --in-memory") }
         } else {
@@ -186,6 +212,31 @@ struct Batond: ParsableCommand {
             configuration.metricsEndpoint = endpoint
         }
         return configuration
+    }
+
+    /// nil for the embedded store; the ZooKeeper client's configuration for `zookeeper://`.
+    func zooKeeperConfiguration() throws(ServerError) -> ZooKeeperConfiguration? {
+        if store == "embedded" {
+            guard zooKeeperDigestFile == nil else { throw ServerError("--zookeeper-digest-file is used only with --store zookeeper://") }
+            return nil
+        }
+        let address: ZooKeeperAddress
+        do {
+            address = try ZooKeeperAddress(parsing: store)
+        } catch {
+            throw ServerError("--store must be embedded or zookeeper://HOST:PORT[,HOST:PORT...][/CHROOT], not \(store): \(error.message)")
+        }
+        guard zooKeeperSessionTimeoutMilliseconds > 0 else { throw ServerError("--zookeeper-session-timeout-ms must be positive") }
+        var digest: String?
+        if let zooKeeperDigestFile {
+            let bytes = try TokenFile.load(path: zooKeeperDigestFile)
+            let text = String(decoding: bytes, as: UTF8.self)
+            guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
+                throw ServerError("\(zooKeeperDigestFile) must hold USER:PASSWORD")
+            }
+            digest = text
+        }
+        return ZooKeeperConfiguration(address: address, sessionTimeoutMilliseconds: zooKeeperSessionTimeoutMilliseconds, digest: digest)
     }
 
     /// `$XDG_STATE_HOME/baton`, else `$HOME/.local/state/baton` (the XDG base directory rules).

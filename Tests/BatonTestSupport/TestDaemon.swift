@@ -22,6 +22,8 @@ public final class TestDaemon: @unchecked Sendable {
         /// Seconds to wait for the daemon to accept connections.
         public var startTimeoutSeconds: Double = 30
         public var logLevel = "debug"
+        /// Pass `--data-dir` (off for a daemon whose namespace lives elsewhere: `--store zookeeper://`).
+        public var usesDataDirectory = true
         public init(listensOnTCP: Bool = false, arguments: [String] = []) {
             self.listensOnTCP = listensOnTCP
             self.arguments = arguments
@@ -121,7 +123,8 @@ public final class TestDaemon: @unchecked Sendable {
 
     /// The arguments the daemon is started with.
     public var arguments: [String] {
-        var arguments = ["--socket", socketPath, "--data-dir", dataDirectory, "--log-level", options.logLevel]
+        var arguments = ["--socket", socketPath, "--log-level", options.logLevel]
+        if options.usesDataDirectory { arguments += ["--data-dir", dataDirectory] }
         if let tcpPort { arguments += ["--listen", "127.0.0.1:\(tcpPort)", "--tcp-token-file", tcpTokenPath] }
         return arguments + options.arguments
     }
