@@ -115,7 +115,7 @@ extension Engine {
         backendState.now = now
         var watch: ((WatchEventType, String) -> Void)?
         switch request {
-        case .exists(_, true), .get(_, true), .children(_, true):
+        case .exists(_, true), .get(_, true), .children(_, true, _, _):
             watch = { [weak self] type, path in
                 guard let self, sessions[session] != nil else { return }
                 deliver(.watch(type: type, path: path), toSession: session)

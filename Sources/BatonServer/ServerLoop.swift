@@ -27,7 +27,7 @@ final class ServerLoop {
     let loop: UnsafeMutablePointer<uv_loop_t>
     let mailbox: Mailbox
     private let makeEngine: (@Sendable (Time) -> any ServerEngine)?
-    private(set) var engine: (any ServerEngine)?
+    var engine: (any ServerEngine)?
 
     // Durability (nil store: in memory).
     var store: Store?

@@ -114,11 +114,16 @@ public final class ZooKeeperBackend: NamespaceBackend {
             client.setData(path: path, data: data, expectedVersion: expectedVersion) { [weak self] result in
                 completion(result.map { stat in .stat(self?.translated(stat, path: path) ?? stat) })
             }
-        case .children(let path, let watches):
+        case .children(let path, let watches, let after, let limit):
+            let pageMax = limit == 0 || Int(limit) > limits.childrenPageMax ? limits.childrenPageMax : Int(limit)
             client.children(path: path, watch: watches ? watch.map { watch in { watch($0, path) } } : nil) { [weak self] result in
-                // ZooKeeper lists in no promised order: sorted, as the embedded store lists.
+                // ZooKeeper lists in no promised order: sorted by UTF-8 bytes and paged, as the embedded
+                // store lists (PROTOCOL.md §5.2). ZooKeeper still sends the whole list each time.
                 completion(result.map { listing in
-                    .children(stat: self?.translated(listing.stat, path: path) ?? listing.stat, names: listing.names.sorted())
+                    let sorted = listing.names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+                    let rest = after.isEmpty ? sorted[...] : sorted.drop { !after.utf8.lexicographicallyPrecedes($0.utf8) }
+                    return .children(stat: self?.translated(listing.stat, path: path) ?? listing.stat,
+                                     names: Array(rest.prefix(pageMax)), more: rest.count > pageMax)
                 })
             }
         case .check(let path, let expectedVersion):
@@ -156,7 +161,7 @@ public final class ZooKeeperBackend: NamespaceBackend {
             try NamespacePath.validate(path, limits: limits)
             if path == "/" { throw ReplyError(.invalidPath, "the root cannot be created or set") }
             guard data.count <= limits.dataBytesMax else { throw ReplyError(.dataTooLarge, "at most \(limits.dataBytesMax) bytes") }
-        case .delete(let path, _), .exists(let path, _), .get(let path, _), .children(let path, _), .check(let path, _):
+        case .delete(let path, _), .exists(let path, _), .get(let path, _), .children(let path, _, _, _), .check(let path, _):
             try NamespacePath.validate(path, limits: limits)
         case .multi(let operations):
             guard operations.count <= limits.multiOperationsMax else {

@@ -76,7 +76,7 @@ final class LockWorld {
         let hold = grants[ticket]!
         holders[NodePath.parent(of: hold.node)]?.removeAll { $0 == hold }
         tickets[releaseTicket] = (hold.sidecar, hold.session, NodePath.parent(of: hold.node))
-        sidecar(hold.sidecar).manager.release(node: hold.node, session: hold.session, ticket: releaseTicket, now: LockWorld.now())
+        sidecar(hold.sidecar).manager.release(node: hold.node, token: hold.token, session: hold.session, ticket: releaseTicket, now: LockWorld.now())
         collect()
     }
 

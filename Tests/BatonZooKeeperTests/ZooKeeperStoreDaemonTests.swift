@@ -86,7 +86,7 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
         doomed.closeAbruptly()
         XCTAssertEqual(try onB.nextEvent(timeoutSeconds: 3), .watch(type: .deleted, path: "/eph"))
 
-        guard case .children(_, let names) = try onB.callSuccessfully(.children(path: "/", watch: false)) else { return XCTFail("children") }
+        guard case .children(_, let names, _) = try onB.callSuccessfully(.children(path: "/", watch: false)) else { return XCTFail("children") }
         XCTAssertEqual(names, ["shared"])
         guard case .multi(let results) = try onB.callSuccessfully(.multi([.check(path: "/shared", expectedVersion: 1),
                                                                           .create(path: "/m", data: [], mode: .persistent)])) else {
@@ -110,7 +110,7 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
         XCTAssertFalse(waiter.isReadable(timeoutSeconds: 0.3), "sidecar B must not grant while A's client holds")
         XCTAssertEqual(try holder.callSuccessfully(.checkToken(path: "/locks/k", token: firstToken)), .tokenStatus(current: true))
 
-        XCTAssertEqual(try holder.callSuccessfully(.release(node: node)), .empty)
+        XCTAssertEqual(try holder.callSuccessfully(.release(node: node, token: firstToken)), .empty)
         let reply = try waiter.receiveReply()
         XCTAssertEqual(reply.requestID, acquireID)
         guard case .success(.granted(_, let secondToken)) = reply.result else { return XCTFail("\(reply.result)") }
