@@ -317,7 +317,7 @@ public final class Engine {
             reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionExpired, "session \(sessionID)")), now: now)
             return
         }
-        guard session.secret == secret else {
+        guard session.secret.matchesInConstantTime(secret) else {
             reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionSecretMismatch)), now: now)
             return
         }

@@ -237,6 +237,14 @@ final class Listener {
     }
 }
 
+extension Listener {
+    /// The address part of a TCP peer as `describePeer` writes it ("host:port", "[v6]:port").
+    static func host(ofPeer peer: String) -> String {
+        guard let colon = peer.lastIndex(of: ":") else { return peer }
+        return String(peer[..<colon])
+    }
+}
+
 /// A client is waiting on a listener.
 func onConnection(_ server: UnsafeMutablePointer<uv_stream_t>?, _ status: Int32) {
     guard let listener = LibUV.owner(server, as: Listener.self) else { return }
