@@ -70,6 +70,8 @@ public final class Engine {
     var locks = EngineLocks()
     /// Counters of the authentication step (Engine+Authentication.swift).
     var authentication = EngineAuthentication()
+    /// Open sessions per peer identity, for `sessionsPerPeerMax`.
+    var sessionsByPeer: [String: Int] = [:]
 
     var limits: Limits { configuration.limits }
 
@@ -118,6 +120,12 @@ public final class Engine {
         precondition(connections[connection] == nil, "connection \(connection) opened twice")
         connections[connection] = ConnectionState(transport: transport, isAuthorized: transport == .unix)
         return true
+    }
+
+    /// Who is behind the connection (`uid:N` on the Unix socket, `tcp:ADDRESS`): sessions it opens
+    /// count against that identity's `sessionsPerPeerMax`. Without it a connection's sessions count for no one.
+    public func connectionIdentified(_ connection: ConnectionID, as identity: String) {
+        connections[connection]?.peerIdentity = identity
     }
 
     /// The transport went away (EOF, error, or the server dropped a slow reader).
@@ -293,6 +301,12 @@ public final class Engine {
             reply(connection, requestID, .openSession, .failure(ReplyError(.sessionAlreadyOpen)), now: now)
             return
         }
+        let peer = connections[connection]!.peerIdentity
+        if let peer, let open = sessionsByPeer[peer], open >= limits.sessionsPerPeerMax {
+            reply(connection, requestID, .openSession, .failure(ReplyError(
+                .quotaExceeded, "sessionsPerPeerMax: \(peer) has \(open) sessions open, at most \(limits.sessionsPerPeerMax)")), now: now)
+            return
+        }
         let session: SessionInfo
         do throws(ReplyError) {
             session = try namespace.openSession(timeoutMilliseconds: timeoutMilliseconds, now: now)
@@ -301,7 +315,8 @@ public final class Engine {
             return
         }
         sessions[session.id] = SessionState(flags: flags, connection: connection,
-                                            clientName: connections[connection]!.clientName)
+                                            clientName: connections[connection]!.clientName, peerIdentity: peer)
+        if let peer { sessionsByPeer[peer, default: 0] += 1 }
         connections[connection]!.sessionID = session.id
         connections[connection]!.expiredSessionID = nil
         reply(connection, requestID, .openSession, .success(.session(
@@ -364,6 +379,10 @@ public final class Engine {
         // While the session is still known, so lock-lost events reach its current connection.
         lockSessionEnded(sessionID, now: now)
         sessions[sessionID] = nil
+        if let peer = state.peerIdentity {
+            let open = sessionsByPeer[peer, default: 1] - 1
+            sessionsByPeer[peer] = open > 0 ? open : nil
+        }
         if let connection = state.connection {
             connections[connection]?.sessionID = nil
             if reason == .expired {
@@ -480,6 +499,8 @@ struct ConnectionState {
     /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
     var isAuthorized = false
     var authenticationFailures = 0
+    /// Whose sessions this connection opens (`connectionIdentified`).
+    var peerIdentity: String?
 
     /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
     var noSessionError: ReplyError {
@@ -493,6 +514,8 @@ struct SessionState {
     /// The connection that speaks for the session; nil while detached (TCP, or kept Unix).
     var connection: ConnectionID?
     var clientName: String
+    /// The identity of the connection that opened it: its `sessionsPerPeerMax` count.
+    var peerIdentity: String? = nil
     /// Events for a detached session, delivered after it resumes.
     var queuedEvents: Deque<Event> = []
 }

@@ -243,6 +243,16 @@ extension Listener {
         guard let colon = peer.lastIndex(of: ":") else { return peer }
         return String(peer[..<colon])
     }
+
+    /// The identity per-peer quotas count by: `uid:N` (SO_PEERCRED) on the Unix socket, `tcp:ADDRESS`.
+    static func identity(ofPeer peer: String, transport: TransportKind) -> String {
+        switch transport {
+        case .tcp: return "tcp:" + host(ofPeer: peer)
+        case .unix:
+            guard let field = peer.split(separator: " ").first(where: { $0.hasPrefix("uid=") }) else { return "unix:?" }
+            return "uid:" + field.dropFirst(4)
+        }
+    }
 }
 
 /// A client is waiting on a listener.

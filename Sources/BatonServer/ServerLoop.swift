@@ -307,6 +307,7 @@ final class ServerLoop {
         }
         admission.admit(connection, peerHost: peerHost, now: acceptedAt)
         if engine.connectionOpened(connection.id, transport: listener.transport, now: now()) {
+            engine.connectionIdentified(connection.id, as: Listener.identity(ofPeer: connection.peer, transport: listener.transport))
             logger.debug("connection opened", metadata: metadata(connection))
             let started = uv_read_start(connection.stream, onAllocate, onRead)
             if started < 0 {

@@ -139,6 +139,21 @@ struct Batond: ParsableCommand {
         "How long such an address is refused; doubled with each further failure, up to a minute.", valueName: "n"))
     var loginThrottleMilliseconds: UInt64 = AdmissionConfiguration().loginThrottleMilliseconds
 
+    @Option(name: .customLong("nodes-per-session-max"), help: ArgumentHelp(
+        "Nodes one session may have created that still exist (waiter nodes included).", valueName: "n"))
+    var nodesPerSessionMax: Int = Limits.default.nodesPerSessionMax
+
+    @Option(name: .customLong("data-bytes-per-session-max"), help: ArgumentHelp(
+        "Data bytes of the nodes one session created that still exist.", valueName: "n"))
+    var dataBytesPerSessionMax: Int = Limits.default.dataBytesPerSessionMax
+
+    @Option(name: .customLong("watches-per-session-max"), help: ArgumentHelp("Watches one session may hold.", valueName: "n"))
+    var watchesPerSessionMax: Int = Limits.default.watchesPerSessionMax
+
+    @Option(name: .customLong("sessions-per-peer-max"), help: ArgumentHelp(
+        "Sessions open at once per Unix uid or TCP address.", valueName: "n"))
+    var sessionsPerPeerMax: Int = Limits.default.sessionsPerPeerMax
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -186,6 +201,16 @@ struct Batond: ParsableCommand {
         var engine = EngineConfiguration()
         engine.limits.sessionTimeoutMillisecondsMin = sessionTimeoutMinimumMilliseconds
         engine.limits.sessionTimeoutMillisecondsMax = sessionTimeoutMaximumMilliseconds
+        guard nodesPerSessionMax > 0, watchesPerSessionMax > 0, sessionsPerPeerMax > 0 else {
+            throw ServerError("--nodes-per-session-max, --watches-per-session-max and --sessions-per-peer-max must be positive")
+        }
+        guard dataBytesPerSessionMax >= engine.limits.dataBytesMax else {
+            throw ServerError("--data-bytes-per-session-max must be at least dataBytesMax (\(engine.limits.dataBytesMax)): one node of the largest data must fit")
+        }
+        engine.limits.nodesPerSessionMax = nodesPerSessionMax
+        engine.limits.dataBytesPerSessionMax = dataBytesPerSessionMax
+        engine.limits.watchesPerSessionMax = watchesPerSessionMax
+        engine.limits.sessionsPerPeerMax = sessionsPerPeerMax
         engine.defaultSessionTimeoutMilliseconds = min(max(engine.defaultSessionTimeoutMilliseconds, sessionTimeoutMinimumMilliseconds),
                                                        sessionTimeoutMaximumMilliseconds)
         var configuration = ServerConfiguration(socketPath: path, engine: engine)

@@ -1,3 +1,4 @@
+@testable import BatonServer
 import BatonProtocol
 import BatonTestSupport
 import Foundation
@@ -240,6 +241,117 @@ final class AdmissionDaemonTests: XCTestCase {
             "--socket", daemon.directory + "/other.sock", "--in-memory", "--idle-timeout-ms", "1000"])
         XCTAssertEqual(termination, .exited(1), output)
         XCTAssertTrue(output.contains("idle deadline"), output)
+    }
+
+    // MARK: Quotas
+
+    private func quotaError(_ reply: Reply, file: StaticString = #filePath, line: UInt = #line) -> String {
+        guard case .failure(let error) = reply.result else {
+            XCTFail("expected quotaExceeded, got \(reply)", file: file, line: line)
+            return ""
+        }
+        XCTAssertEqual(error.code, .quotaExceeded, "\(error)", file: file, line: line)
+        return error.message
+    }
+
+    /// Nodes a session created and still has: past the quota `quotaExceeded` (naming it), a delete
+    /// makes room, and another session has its own count. Lock waiter nodes count too.
+    func testNodesPerSessionQuota() throws {
+        let daemon = try startDaemon(["--nodes-per-session-max", "3"])
+        let client = try daemon.connect()
+        try client.handshake()
+        for name in ["a", "b", "c"] {
+            XCTAssertNil(try client.call(.create(path: "/\(name)", data: [], mode: .persistent)).result.failureCode)
+        }
+        XCTAssertTrue(quotaError(try client.call(.create(path: "/d", data: [], mode: .persistent))).contains("nodesPerSessionMax"))
+        XCTAssertTrue(quotaError(try client.call(.acquire(LockRequest(path: "/a/lock", waitMilliseconds: 0)))).contains("nodesPerSessionMax"))
+        XCTAssertEqual(try client.call(.multi([.create(path: "/m1", data: [], mode: .persistent)])).result.failureCode, .quotaExceeded)
+        XCTAssertNil(try client.call(.delete(path: "/c", expectedVersion: -1)).result.failureCode)
+        XCTAssertNil(try client.call(.create(path: "/d", data: [], mode: .ephemeral)).result.failureCode)
+
+        let other = try daemon.connect()
+        try other.handshake()
+        XCTAssertNil(try other.call(.create(path: "/e", data: [], mode: .persistent)).result.failureCode)
+        // The first session's nodes outlive it (persistent) and count for no one after it.
+        client.close()
+        XCTAssertEqual(try other.callSuccessfully(.ping), .empty)
+        let third = try daemon.connect()
+        try third.handshake()
+        for name in ["f", "g", "h"] {
+            XCTAssertNil(try third.call(.create(path: "/\(name)", data: [], mode: .persistent)).result.failureCode)
+        }
+    }
+
+    /// Data bytes of the nodes a session created: creates and growing sets are refused past the quota.
+    func testDataBytesPerSessionQuota() throws {
+        let daemon = try startDaemon(["--data-bytes-per-session-max", "1048576"])
+        let client = try daemon.connect()
+        try client.handshake()
+        let chunk = [UInt8](repeating: 1, count: 400_000)
+        XCTAssertNil(try client.call(.create(path: "/a", data: chunk, mode: .persistent)).result.failureCode)
+        XCTAssertNil(try client.call(.create(path: "/b", data: chunk, mode: .persistent)).result.failureCode)
+        XCTAssertTrue(quotaError(try client.call(.create(path: "/c", data: chunk, mode: .persistent))).contains("dataBytesPerSessionMax"))
+        XCTAssertTrue(quotaError(try client.call(.set(path: "/a", data: chunk + chunk, expectedVersion: -1))).contains("dataBytesPerSessionMax"))
+        XCTAssertNil(try client.call(.set(path: "/a", data: [1], expectedVersion: -1)).result.failureCode, "shrinking is allowed")
+        XCTAssertNil(try client.call(.create(path: "/c", data: chunk, mode: .persistent)).result.failureCode)
+    }
+
+    /// Sessions per peer identity: the Unix uid and the TCP address count apart.
+    func testSessionsPerPeerQuota() throws {
+        let daemon = try startDaemon(["--sessions-per-peer-max", "2"])
+        var locals: [RawConnection] = []
+        for _ in 0..<2 {
+            let local = try daemon.connect()
+            try local.handshake()
+            locals.append(local)
+        }
+        let third = try daemon.connect()
+        try third.hello()
+        XCTAssertTrue(quotaError(try third.call(.openSession(timeoutMilliseconds: 0, flags: []))).contains("sessionsPerPeerMax"))
+        // Another identity (TCP 127.0.0.1) has its own count.
+        let remote = try daemon.connectTCP()
+        try remote.handshake()
+        // An ended session frees its place.
+        XCTAssertNil(try locals[0].call(.closeSession).result.failureCode)
+        guard case .session = try third.callSuccessfully(.openSession(timeoutMilliseconds: 0, flags: [])) else {
+            return XCTFail("a session after one was closed")
+        }
+    }
+
+    /// Watches of one session (`tooManyWatches`), now a flag.
+    func testWatchesPerSessionQuota() throws {
+        let daemon = try startDaemon(["--watches-per-session-max", "2"])
+        let client = try daemon.connect()
+        try client.handshake()
+        XCTAssertNil(try client.call(.exists(path: "/a", watch: true)).result.failureCode)
+        XCTAssertNil(try client.call(.exists(path: "/b", watch: true)).result.failureCode)
+        XCTAssertEqual(try client.call(.exists(path: "/c", watch: true)).result.failureCode, .tooManyWatches)
+    }
+
+    // MARK: The contract
+
+    /// PROTOCOL.md §8.1 lists every admission rule with `AdmissionConfiguration`'s default.
+    func testAdmissionTableMatchesTheDefaults() throws {
+        let text = try String(contentsOf: GoldenVectors.packageRoot.appendingPathComponent("Proto/PROTOCOL.md"), encoding: .utf8)
+        let lines = text.split(separator: "\n").drop { !$0.hasPrefix("### 8.1 ") }.dropFirst().prefix { !$0.hasPrefix("#") }
+        var documented: [String: String] = [:]
+        for line in lines where line.hasPrefix("| ") {
+            let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 2, let flag = cells[0].firstMatch(of: /--[a-z-]+/) else { continue }
+            documented[String(flag.output)] = cells[1]
+        }
+        let defaults = AdmissionConfiguration()
+        XCTAssertEqual(documented, [
+            "--hello-timeout-ms": "\(defaults.helloMilliseconds)",
+            "--authenticate-timeout-ms": "\(defaults.authenticateMilliseconds)",
+            "--unauthenticated-frame-bytes": "\(defaults.unauthenticatedFrameBytesMax)",
+            "--unauthenticated-connections-max": "\(defaults.unauthenticatedConnectionsMax)",
+            "--partial-frame-timeout-ms": "\(defaults.partialFrameMilliseconds)",
+            "--idle-timeout-ms": "\(defaults.idleMilliseconds)",
+            "--input-budget-bytes": "\(defaults.inputBytesBufferedMax)",
+            "--output-budget-bytes": "\(defaults.outputBytesBufferedMax)",
+            "--login-failures-before-throttle": "\(defaults.loginFailuresBeforeThrottle), \(defaults.loginThrottleMilliseconds)",
+        ])
     }
 
     // MARK: Failed logins
