@@ -69,6 +69,10 @@ final class ServerLoop {
     private var idle: UnsafeMutablePointer<uv_idle_t>?
     /// The timer fired: run the engine's deadlines in this turn's check phase.
     private var isTickDue = false
+    /// The timer was armed for the admission sweep alone: it runs the sweep, not the engine's
+    /// deadlines. (A tick run right after a stretch of work would judge sessions before the turn's
+    /// reads; only a due engine deadline may take that chance.)
+    private var isArmedForSweepOnly = false
     /// Loop turns, counted in the prepare phase: the unit of the per-connection frame budget.
     private var turn: UInt64 = 0
     /// Open connections whose reading is stopped (`Connection.readPause`).
@@ -517,7 +521,10 @@ final class ServerLoop {
                 closeNow(connection)
             }
             dropStalledWriters(now: time.monotonicMilliseconds)
-            closeExpired(now: time.monotonicMilliseconds)
+            routeOutputs()
+        }
+        if let sweep = admission.nextSweepMilliseconds, sweep <= uv_now(loop) {
+            closeExpired(now: uv_now(loop))
             routeOutputs()
         }
         if !resumeQueue.isEmpty { startIdle() }
@@ -778,7 +785,11 @@ final class ServerLoop {
         for connection in writeWaiting.values {
             deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
         }
-        if let sweep = admission.nextSweepMilliseconds { deadline = min(deadline ?? .max, sweep) }
+        isArmedForSweepOnly = false
+        if let sweep = admission.nextSweepMilliseconds, sweep < deadline ?? .max {
+            deadline = sweep
+            isArmedForSweepOnly = true
+        }
         guard deadline != armedDeadlineMilliseconds else { return }
         armedDeadlineMilliseconds = deadline
         if let deadline {
@@ -792,7 +803,7 @@ final class ServerLoop {
     /// Deadlines are run in the check phase of this turn (`checkTurn`), after its reads.
     func timerFired() {
         armedDeadlineMilliseconds = nil
-        isTickDue = true
+        if !isArmedForSweepOnly { isTickDue = true }
         startIdle()
     }
 
