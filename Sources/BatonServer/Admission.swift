@@ -79,6 +79,8 @@ struct AdmissionTicket {
 /// Who may connect, what an unproven connection may cost, and how long it may take: the admission
 /// rules in one place. `ServerLoop` tells it what happens (accept, input, replies, close) and asks it
 /// what to do; it knows no sockets and no clock (times are monotonic milliseconds passed in).
+/// Its refusals and deadline closes are error frames, counted in metrics by code like every error
+/// (`baton_errors_total{code="deadlineExceeded"}`, `loginThrottled`, `tooManyConnections`).
 final class Admission {
     let configuration: AdmissionConfiguration
     let frameBytesMax: Int
@@ -106,12 +108,6 @@ final class Admission {
         var lastFailureMilliseconds: UInt64 = 0
     }
 
-    // Counters for metrics and the report.
-    private(set) var refusedUnauthenticated: UInt64 = 0
-    private(set) var refusedThrottled: UInt64 = 0
-    private(set) var deadlineCloses: UInt64 = 0
-    private(set) var loginFailureCount: UInt64 = 0
-
     init(configuration: AdmissionConfiguration, frameBytesMax: Int, logger: Logger) {
         self.configuration = configuration
         self.frameBytesMax = frameBytesMax
@@ -124,11 +120,9 @@ final class Admission {
     func refusal(transport: TransportKind, peerHost: String?, now: UInt64) -> ReplyError? {
         guard transport == .tcp else { return nil }
         if let host = peerHost, let failures = loginFailures[host], failures.throttledUntilMilliseconds > now {
-            refusedThrottled += 1
             return ReplyError(.loginThrottled, "\(failures.count) failed logins from \(host); retry in \(failures.throttledUntilMilliseconds - now) ms")
         }
         if unauthenticatedConnections >= configuration.unauthenticatedConnectionsMax {
-            refusedUnauthenticated += 1
             return ReplyError(.tooManyConnections, "at most \(configuration.unauthenticatedConnectionsMax) unauthenticated TCP connections")
         }
         return nil
@@ -184,9 +178,14 @@ final class Admission {
         connection.admission = ticket
     }
 
+    /// Addresses whose failed logins are remembered at once. Past it the quiet ones are forgotten
+    /// first; if none is, a new address is not recorded (the table stays bounded; its failures are
+    /// still logged and still close the connection after the third).
+    static let loginFailureAddressesMax = 65_536
+
     private func loginFailed(_ connection: Connection, peerHost: String?, now: UInt64) {
-        loginFailureCount += 1
         guard let host = peerHost else { return }
+        if loginFailures[host] == nil && loginFailures.count >= Admission.loginFailureAddressesMax { forgetQuietPeers(now: now) }
         var failures = loginFailures[host] ?? LoginFailures()
         failures.count += 1
         failures.lastFailureMilliseconds = now
@@ -194,11 +193,11 @@ final class Admission {
         let over = failures.count - configuration.loginFailuresBeforeThrottle
         if over >= 0 {
             let delay = min(configuration.loginThrottleMillisecondsMax,
-                            configuration.loginThrottleMilliseconds << UInt64(min(over, 32)))
+                            configuration.loginThrottleMilliseconds << UInt64(min(over, 20)))
             failures.throttledUntilMilliseconds = now + delay
             details["throttled_milliseconds"] = "\(delay)"
         }
-        loginFailures[host] = failures
+        if loginFailures[host] != nil || loginFailures.count < Admission.loginFailureAddressesMax { loginFailures[host] = failures }
         logger.warning("authentication failed", metadata: details)
     }
 
@@ -287,7 +286,6 @@ final class Admission {
                 expired.append((connection, ReplyError(.deadlineExceeded, "nothing received for \(configuration.idleMilliseconds) ms")))
             }
         }
-        deadlineCloses += UInt64(expired.count)
         forgetQuietPeers(now: now)
         return expired
     }
