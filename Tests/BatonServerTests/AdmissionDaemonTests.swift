@@ -176,6 +176,64 @@ final class AdmissionDaemonTests: XCTestCase {
         }
     }
 
+    /// The input held for all connections together has a budget: the read that would go over it
+    /// closes its connection; the others, and new clients, go on.
+    func testInputBudgetClosesTheConnectionThatWouldExceedIt() throws {
+        // The smallest budget allowed: one whole frame.
+        let daemon = try startDaemon(["--input-budget-bytes", "1114112"])
+        let first = try daemon.connect()
+        try first.handshake()
+        try first.sendRaw(Self.lengthPrefix(1_000_000) + [UInt8](repeating: 0x41, count: 900_000))
+        Thread.sleep(forTimeInterval: 0.3)
+        let witness = try daemon.connect()
+        try witness.handshake()
+        XCTAssertEqual(try witness.callSuccessfully(.ping), .empty)
+
+        let second = try daemon.connect()
+        try second.handshake()
+        do {
+            try second.sendRaw(Self.lengthPrefix(1_000_000) + [UInt8](repeating: 0x41, count: 300_000))
+        } catch TestSupportError.closed {
+            // Cut while sending: what the budget is for.
+        }
+        XCTAssertEqual(try second.readUntilClosed(), [], "closed without a frame")
+        XCTAssertFalse(first.isReadable(timeoutSeconds: 0.2), "the connection that stayed within the budget is kept")
+        XCTAssertEqual(try witness.callSuccessfully(.ping), .empty)
+        XCTAssertTrue(daemon.standardError.contains("input budget"), daemon.standardError)
+    }
+
+    /// The output queued to all connections together has a budget: clients that do not read are
+    /// dropped once their replies would go over it; a client that reads is served.
+    func testOutputBudgetDropsClientsThatDoNotRead() throws {
+        // The smallest budget allowed (one client's output), and a high-water mark that lets each
+        // non-reader queue several MiB.
+        let daemon = try startDaemon(["--output-budget-bytes", "33554432", "--output-high-water-bytes", "6291456"])
+        let writer = try daemon.connect()
+        try writer.handshake()
+        XCTAssertNil(try writer.call(.create(path: "/big", data: [UInt8](repeating: 9, count: 1_000_000), mode: .persistent))
+            .result.failureCode)
+        var sleepers: [RawConnection] = []
+        for _ in 0..<10 {
+            let sleeper = try daemon.connect()
+            try sleeper.handshake()
+            sleeper.setReceiveBufferBytes(4_096)
+            for _ in 0..<8 { try sleeper.send(.get(path: "/big", watch: false)) }
+            sleepers.append(sleeper)
+        }
+        XCTAssertEqual(try writer.callSuccessfully(.ping), .empty)
+        var dropped = 0
+        for sleeper in sleepers {
+            // A dropped one ends after whatever the kernel had taken; a kept one has its replies waiting.
+            if (try? sleeper.readUntilClosed(timeoutSeconds: 1)) != nil { dropped += 1 }
+        }
+        XCTAssertGreaterThan(dropped, 0, "some clients that did not read were dropped")
+        XCTAssertTrue(daemon.standardError.contains("output budget"), daemon.standardError)
+        guard case .data(_, let data) = try writer.callSuccessfully(.get(path: "/big", watch: false)) else {
+            return XCTFail("a reading client is served")
+        }
+        XCTAssertEqual(data.count, 1_000_000)
+    }
+
     // MARK: Deadlines
 
     /// A connection that trickles a frame, one that never says hello, one that never authenticates,
