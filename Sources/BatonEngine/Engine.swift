@@ -72,6 +72,8 @@ public final class Engine {
     var authentication = EngineAuthentication()
     /// The namespace backend, when the namespace is not the embedded tree (Engine+Backend.swift).
     var backendState = EngineBackendState()
+    /// Open sessions per peer identity, for `sessionsPerPeerMax`.
+    var sessionsByPeer: [String: Int] = [:]
 
     var limits: Limits { configuration.limits }
 
@@ -120,6 +122,12 @@ public final class Engine {
         precondition(connections[connection] == nil, "connection \(connection) opened twice")
         connections[connection] = ConnectionState(transport: transport, isAuthorized: transport == .unix)
         return true
+    }
+
+    /// Who is behind the connection (`uid:N` on the Unix socket, `tcp:ADDRESS`): sessions it opens
+    /// count against that identity's `sessionsPerPeerMax`. Without it a connection's sessions count for no one.
+    public func connectionIdentified(_ connection: ConnectionID, as identity: String) {
+        connections[connection]?.peerIdentity = identity
     }
 
     /// The transport went away (EOF, error, or the server dropped a slow reader).
@@ -299,6 +307,12 @@ public final class Engine {
             reply(connection, requestID, .openSession, .failure(ReplyError(.sessionAlreadyOpen)), now: now)
             return
         }
+        let peer = connections[connection]!.peerIdentity
+        if let peer, let open = sessionsByPeer[peer], open >= limits.sessionsPerPeerMax {
+            reply(connection, requestID, .openSession, .failure(ReplyError(
+                .quotaExceeded, "sessionsPerPeerMax: \(peer) has \(open) sessions open, at most \(limits.sessionsPerPeerMax)")), now: now)
+            return
+        }
         let session: SessionInfo
         do throws(ReplyError) {
             session = try namespace.openSession(timeoutMilliseconds: timeoutMilliseconds, now: now)
@@ -307,7 +321,8 @@ public final class Engine {
             return
         }
         sessions[session.id] = SessionState(flags: flags, connection: connection,
-                                            clientName: connections[connection]!.clientName)
+                                            clientName: connections[connection]!.clientName, peerIdentity: peer)
+        if let peer { sessionsByPeer[peer, default: 0] += 1 }
         connections[connection]!.sessionID = session.id
         connections[connection]!.expiredSessionID = nil
         reply(connection, requestID, .openSession, .success(.session(
@@ -323,7 +338,7 @@ public final class Engine {
             reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionExpired, "session \(sessionID)")), now: now)
             return
         }
-        guard session.secret == secret else {
+        guard session.secret.matchesInConstantTime(secret) else {
             reply(connection, requestID, .resumeSession, .failure(ReplyError(.sessionSecretMismatch)), now: now)
             return
         }
@@ -371,6 +386,10 @@ public final class Engine {
         lockSessionEnded(sessionID, now: now)
         backendState.backend?.sessionEnded(sessionID)
         sessions[sessionID] = nil
+        if let peer = state.peerIdentity {
+            let open = sessionsByPeer[peer, default: 1] - 1
+            sessionsByPeer[peer] = open > 0 ? open : nil
+        }
         if let connection = state.connection {
             connections[connection]?.sessionID = nil
             if reason == .expired {
@@ -487,6 +506,8 @@ struct ConnectionState {
     /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
     var isAuthorized = false
     var authenticationFailures = 0
+    /// Whose sessions this connection opens (`connectionIdentified`).
+    var peerIdentity: String?
 
     /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
     var noSessionError: ReplyError {
@@ -500,6 +521,8 @@ struct SessionState {
     /// The connection that speaks for the session; nil while detached (TCP, or kept Unix).
     var connection: ConnectionID?
     var clientName: String
+    /// The identity of the connection that opened it: its `sessionsPerPeerMax` count.
+    var peerIdentity: String? = nil
     /// Events for a detached session, delivered after it resumes.
     var queuedEvents: Deque<Event> = []
 }

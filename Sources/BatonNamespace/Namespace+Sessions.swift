@@ -17,6 +17,7 @@ extension Namespace {
         let session = SessionInfo(id: id, secret: secret, timeoutMilliseconds: timeout,
                                   deadlineMilliseconds: now.monotonicMilliseconds + UInt64(timeout))
         sessions[id] = session
+        usageBySession[id] = SessionUsage()
         sessionDeadlines.insert(SessionDeadline(deadlineMilliseconds: session.deadlineMilliseconds, sessionID: id))
         return session
     }
@@ -48,6 +49,7 @@ extension Namespace {
         }
         commit(changes, asOneRecord: false, now: now)
         precondition(ephemeralsBySession[id] == nil, "ephemerals left behind by session \(id)")
+        usageBySession[id] = nil
     }
 
     /// Sessions whose deadline has passed, earliest first. They are still open: the caller ends

@@ -13,6 +13,11 @@ public final class Namespace {
     // and a multi's rollback point cost O(1) and later writes copy only the touched paths.
     var nodes: TreeDictionary<String, Node>
     var ephemeralsBySession: TreeDictionary<UInt64, Set<String>> = [:]
+    /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists, and who
+    /// created a node while its session was open. An entry whose session ended stays until its node
+    /// goes, and counts for no one.
+    var usageBySession: TreeDictionary<UInt64, SessionUsage> = [:]
+    var creators: TreeDictionary<String, UInt64> = [:]
 
     /// The last transaction id (zxid) handed out. Only grows, across restarts too.
     public internal(set) var transactionCurrent: UInt64 = 0
@@ -236,6 +241,14 @@ public final class Namespace {
             guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
         }
         guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
+        if let usage = usageBySession[session] {
+            guard usage.nodes < limits.nodesPerSessionMax else {
+                throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
+            }
+            guard usage.dataBytes + data.count <= limits.dataBytesPerSessionMax else {
+                throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(session) hold \(usage.dataBytes) bytes, \(data.count) more would exceed \(limits.dataBytesPerSessionMax)")
+            }
+        }
         var path = requestedPath
         if mode.sequential {
             guard parent.sequenceNext <= NamespacePath.sequenceMax else {
@@ -249,6 +262,11 @@ public final class Namespace {
         let transaction = allocateTransaction(&changes)
         let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
                                transaction: transaction, wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil)
+        if usageBySession[session] != nil {
+            creators[path] = session
+            usageBySession[session]!.nodes += 1
+            usageBySession[session]!.dataBytes += data.count
+        }
         if mode.kind != .ephemeral {
             changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
@@ -295,6 +313,10 @@ public final class Namespace {
         guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
             throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
         }
+        if data.count > node.data.count, let creator = creators[path], let usage = usageBySession[creator],
+           usage.dataBytes - node.data.count + data.count > limits.dataBytesPerSessionMax {
+            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(creator) hold \(usage.dataBytes) bytes, \(data.count - node.data.count) more would exceed \(limits.dataBytesPerSessionMax)")
+        }
         let transaction = allocateTransaction(&changes)
         let version = node.stat.version &+ 1
         let stat = applySet(path, data: data, version: version, transaction: transaction, wallMilliseconds: now.wallMilliseconds)
@@ -332,6 +354,10 @@ public final class Namespace {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
         Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
                           childrenVersion: parentChildrenVersion)
+        if let creator = creators.removeValue(forKey: path), usageBySession[creator] != nil {
+            usageBySession[creator]!.nodes -= 1
+            usageBySession[creator]!.dataBytes -= node.data.count
+        }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
             ephemeralsBySession[owner]?.remove(path)
@@ -356,6 +382,9 @@ public final class Namespace {
 
     @discardableResult
     func applySet(_ path: String, data: [UInt8], version: Int32, transaction: UInt64, wallMilliseconds: UInt64) -> Stat {
+        if let creator = creators[path], usageBySession[creator] != nil {
+            usageBySession[creator]!.dataBytes += data.count - nodes[path]!.data.count
+        }
         nodes[path]!.data = data
         nodes[path]!.stat.dataLength = UInt32(data.count)
         nodes[path]!.stat.version = version
@@ -377,6 +406,12 @@ public final class Namespace {
             if trigger.type == .childrenChanged { containerChildrenChanged(trigger.path, now: now) }
         }
     }
+}
+
+/// What one open session created and still exists (quotas).
+struct SessionUsage: Equatable {
+    var nodes = 0
+    var dataBytes = 0
 }
 
 struct SessionDeadline: Comparable {

@@ -35,6 +35,12 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     case tooManyPendingRequests = 26
     /// A reply would exceed `replyBytesMax`: ask for less (a `children` page, a narrower `inspect`).
     case replyTooLarge = 27
+    /// A quota of the session or of its peer (PROTOCOL.md §8, "Admission and quotas") is used up;
+    /// the message names the quota.
+    case quotaExceeded = 28
+    /// The connection missed an admission deadline (`hello`, `authenticate`, a frame started and not
+    /// finished, or idle): sent unattributed, then the connection closes.
+    case deadlineExceeded = 29
     // Locks.
     case lockTimeout = 30
     case lockBusy = 31
@@ -53,13 +59,17 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     // Storage.
     case storageFull = 44
     case storageUnavailable = 45
+    // Admission.
+    /// Too many failed `authenticate` from this peer lately: the connection is refused on accept
+    /// (unattributed), and the message says when to retry.
+    case loginThrottled = 48
 
     /// Errors after which the server closes the connection: the byte stream can no longer be trusted
     /// or the peer never completed the handshake.
     public var closesConnection: Bool {
         switch self {
         case .malformedFrame, .frameTooLarge, .unknownOpcode, .unsupportedVersion, .handshakeRequired,
-             .tooManyConnections, .shuttingDown:
+             .tooManyConnections, .shuttingDown, .deadlineExceeded, .loginThrottled:
             return true
         default:
             return false

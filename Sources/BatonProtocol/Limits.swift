@@ -16,6 +16,13 @@ public struct Limits: Sendable, Equatable {
     public var watchesPerSessionMax: Int = 100_000
     /// Open sessions: `tooManySessions`.
     public var sessionsMax: Int = 100_000
+    /// Nodes one session created that still exist, its waiter nodes included: `quotaExceeded`.
+    public var nodesPerSessionMax: Int = 100_000
+    /// Data bytes of the nodes one session created that still exist: `quotaExceeded`.
+    public var dataBytesPerSessionMax: Int = 64 * 1_048_576
+    /// Sessions open at once per peer identity (Unix uid from SO_PEERCRED, TCP peer address):
+    /// `quotaExceeded`. Local clients usually share one uid: keep it well above what they need.
+    public var sessionsPerPeerMax: Int = 10_000
     /// Open connections: `tooManyConnections`.
     /// Each is a file descriptor: kept below a hard open-file limit of 20,000 less what batond keeps for itself.
     public var connectionsMax: Int = 16_384
@@ -50,6 +57,8 @@ public struct Limits: Sendable, Equatable {
                      "a children page of the longest names must fit a reply")
         precondition(outputBytesPerConnectionMax >= replyBytesMax, "the largest reply must fit the output buffer")
         precondition(multiOperationsMax > 0 && nodesMax > 0 && sessionsMax > 0 && connectionsMax > 0)
+        precondition(nodesPerSessionMax > 0 && sessionsPerPeerMax > 0 && watchesPerSessionMax > 0)
+        precondition(dataBytesPerSessionMax >= dataBytesMax, "one node of the largest data must fit a session's quota")
     }
 
     public static let `default` = Limits()

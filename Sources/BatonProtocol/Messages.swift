@@ -126,6 +126,12 @@ public struct SessionSecret: Sendable, Equatable, Hashable {
         self.high = high
         self.low = low
     }
+
+    /// Equality in time that does not depend on where the secrets differ (the server checks a
+    /// presented secret with it; `==` may stop at the first word that differs).
+    public func matchesInConstantTime(_ other: SessionSecret) -> Bool {
+        (high ^ other.high) | (low ^ other.low) == 0
+    }
 }
 
 /// Session flags in `openSession`.

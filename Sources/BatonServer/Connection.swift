@@ -41,6 +41,8 @@ final class Connection {
     var isShutdownIssued = false
     /// Monotonic time after which a draining connection is closed even if its peer does not read.
     var lingerDeadlineMilliseconds: UInt64 = 0
+    /// Its admission state (Admission.swift) while it is open and admitted.
+    var admission: AdmissionTicket?
 
     // Read side.
     /// Bytes read but not yet decoded, from `inputStart` on: the start of a frame split across reads,
@@ -100,17 +102,18 @@ final class Connection {
     }
 
     /// Hands the whole frames at the start of `bytes` to `deliver`, in order, while `mayContinue()`
-    /// (asked before each frame). Each length is checked before anything is copied; each frame is
+    /// (asked before each frame). `frameBytesMax()` is asked before each length prefix (it grows once
+    /// the connection is authenticated, which a frame of this batch may do). Each length is checked before anything is copied; each frame is
     /// copied into `scratch` (the loop's reusable array: the codec reads from an array). Returns how
     /// many bytes were consumed and why it stopped.
-    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, scratch: inout [UInt8], frameBytesMax: Int,
+    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, scratch: inout [UInt8], frameBytesMax: () -> Int,
                              mayContinue: () -> Bool, deliver: (Decoded) -> Void) -> (consumed: Int, stop: DecodeStop) {
         let prefixBytes = FrameSplitter.prefixBytes
         var cursor = 0
         while true {
             let length: Int?
             do {
-                length = try FrameSplitter.bodyLength(bytes, at: cursor, frameBytesMax: frameBytesMax)
+                length = try FrameSplitter.bodyLength(bytes, at: cursor, frameBytesMax: frameBytesMax())
             } catch {
                 deliver(.failure(error))
                 return (cursor, .unusable)

@@ -237,6 +237,24 @@ final class Listener {
     }
 }
 
+extension Listener {
+    /// The address part of a TCP peer as `describePeer` writes it ("host:port", "[v6]:port").
+    static func host(ofPeer peer: String) -> String {
+        guard let colon = peer.lastIndex(of: ":") else { return peer }
+        return String(peer[..<colon])
+    }
+
+    /// The identity per-peer quotas count by: `uid:N` (SO_PEERCRED) on the Unix socket, `tcp:ADDRESS`.
+    static func identity(ofPeer peer: String, transport: TransportKind) -> String {
+        switch transport {
+        case .tcp: return "tcp:" + host(ofPeer: peer)
+        case .unix:
+            guard let field = peer.split(separator: " ").first(where: { $0.hasPrefix("uid=") }) else { return "unix:?" }
+            return "uid:" + field.dropFirst(4)
+        }
+    }
+}
+
 /// A client is waiting on a listener.
 func onConnection(_ server: UnsafeMutablePointer<uv_stream_t>?, _ status: Int32) {
     guard let listener = LibUV.owner(server, as: Listener.self) else { return }

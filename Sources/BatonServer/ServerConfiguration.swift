@@ -25,6 +25,8 @@ public struct ServerConfiguration: Sendable {
     public var outputBytesHighWater: Int = 1_048_576
     /// A peer that leaves output unread this long, no byte of it taken, is disconnected (§8).
     public var writeStallMillisecondsMax: UInt64 = 30_000
+    /// Deadlines, budgets and login throttling (Admission.swift, PROTOCOL.md §8).
+    public var admission = AdmissionConfiguration()
     /// How long a connection being closed may take to drain its queued replies before it is cut.
     public var closeLingerMilliseconds: UInt64 = 5_000
     /// How long shutdown waits for connections to drain before closing them outright.

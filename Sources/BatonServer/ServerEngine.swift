@@ -5,6 +5,8 @@ import BatonProtocol
 /// transport test can drive the shell with a stand-in engine.
 public protocol ServerEngine: AnyObject {
     func connectionOpened(_ connection: ConnectionID, transport: TransportKind, now: Time) -> Bool
+    /// Who is behind an accepted connection (`uid:N`, `tcp:ADDRESS`), for per-peer quotas.
+    func connectionIdentified(_ connection: ConnectionID, as identity: String)
     func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time)
     func decodeFailed(_ failure: DecodeFailure, from connection: ConnectionID, now: Time)
     func connectionClosed(_ connection: ConnectionID, now: Time)
@@ -16,6 +18,10 @@ public protocol ServerEngine: AnyObject {
     func takeOutputs() -> [EngineOutput]
     /// The daemon is stopping: answer what waits, say goodbye, end every session, close every connection.
     func shutdown(now: Time)
+}
+
+extension ServerEngine {
+    public func connectionIdentified(_ connection: ConnectionID, as identity: String) {}
 }
 
 extension Engine: ServerEngine {}

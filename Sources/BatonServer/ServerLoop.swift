@@ -69,6 +69,10 @@ final class ServerLoop {
     private var idle: UnsafeMutablePointer<uv_idle_t>?
     /// The timer fired: run the engine's deadlines in this turn's check phase.
     private var isTickDue = false
+    /// The timer was armed for the admission sweep alone: it runs the sweep, not the engine's
+    /// deadlines. (A tick run right after a stretch of work would judge sessions before the turn's
+    /// reads; only a due engine deadline may take that chance.)
+    private var isArmedForSweepOnly = false
     /// Loop turns, counted in the prepare phase: the unit of the per-connection frame budget.
     private var turn: UInt64 = 0
     /// Open connections whose reading is stopped (`Connection.readPause`).
@@ -82,6 +86,9 @@ final class ServerLoop {
     private var async: UnsafeMutablePointer<uv_async_t>?
     private var signals: [UnsafeMutablePointer<uv_signal_t>] = []
     private(set) var isShuttingDown = false
+
+    /// Who is let in, at what cost and for how long (Admission.swift).
+    let admission: Admission
 
     // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with `metricsEndpoint`.
     var counters = ServerCounters()
@@ -100,6 +107,8 @@ final class ServerLoop {
         readBufferBytes = configuration.readBufferBytes
         guard let buffer = malloc(readBufferBytes) else { fatalError("out of memory") }
         readBuffer = buffer
+        admission = Admission(configuration: configuration.admission, frameBytesMax: configuration.engine.limits.frameBytesMax,
+                              logger: logger)
     }
 
     deinit {
@@ -147,6 +156,10 @@ final class ServerLoop {
 
     private func open() throws(ServerError) -> ListeningAddresses {
         configuration.limits.validate()
+        if let problem = configuration.admission.problem(limits: configuration.limits,
+                                                         tokenBytes: configuration.engine.tcpAuthenticationToken?.count ?? 0) {
+            throw ServerError("admission: \(problem)")
+        }
         signal(SIGPIPE, SIG_IGN)
 
         let prepare = LibUV.allocate(uv_prepare_t.self)
@@ -286,7 +299,20 @@ final class ServerLoop {
         connections[connection.id] = connection
 
         counters.connectionsAccepted += 1
+        let peerHost = listener.transport == .tcp ? Listener.host(ofPeer: connection.peer) : nil
+        let acceptedAt = uv_now(loop)
+        if let refusal = admission.refusal(transport: listener.transport, peerHost: peerHost, now: acceptedAt) {
+            // Refused before the engine hears of it: the error frame, then the close.
+            connection.engineReleased = true
+            counters.connectionsRefused += 1
+            logger.warning("connection refused", metadata: metadata(connection).merging(["error": "\(refusal)"]) { $1 })
+            sendUnattributed(refusal, to: connection)
+            beginDraining(connection)
+            return
+        }
+        admission.admit(connection, peerHost: peerHost, now: acceptedAt)
         if engine.connectionOpened(connection.id, transport: listener.transport, now: now()) {
+            engine.connectionIdentified(connection.id, as: Listener.identity(ofPeer: connection.peer, transport: listener.transport))
             logger.debug("connection opened", metadata: metadata(connection))
             let started = uv_read_start(connection.stream, onAllocate, onRead)
             if started < 0 {
@@ -318,7 +344,7 @@ final class ServerLoop {
                 // The common case: decode straight from the loop's read buffer, keep only the rest.
                 let (consumed, stop) = decodeFrames(read, of: connection)
                 if stop != .unusable { connection.keepInput(UnsafeRawBufferPointer(rebasing: read[consumed...])) }
-                finishDecoding(connection, stop)
+                finishDecoding(connection, stop, consumed: consumed)
             }
         } else if count < 0 {
             if count == Int(UV_EOF.rawValue) {
@@ -339,7 +365,7 @@ final class ServerLoop {
             decodeFrames(UnsafeRawBufferPointer(rebasing: raw[connection.inputStart...]), of: connection)
         }
         connection.consumeInput(consumed)
-        finishDecoding(connection, stop)
+        finishDecoding(connection, stop, consumed: consumed)
     }
 
     /// Hands the whole frames of `bytes` to the engine while the connection has budget this turn and
@@ -354,7 +380,11 @@ final class ServerLoop {
         let framesMax = configuration.framesPerTurnMax
         let highWater = configuration.outputBytesHighWater
         var pause: Connection.ReadPause?
-        let result = Connection.decodeFrames(bytes, scratch: &decodeScratch, frameBytesMax: limits.frameBytesMax, mayContinue: {
+        let result = Connection.decodeFrames(bytes, scratch: &decodeScratch, frameBytesMax: {
+            // A reply routed now may have authenticated the connection (a bigger limit from here on).
+            routeOutputs()
+            return admission.frameBytesMax(for: connection)
+        }, mayContinue: {
             // Encode what the last frame produced, so the output queue is known before the next one.
             routeOutputs()
             guard connection.phase == .open else { return false }
@@ -385,10 +415,21 @@ final class ServerLoop {
         return result
     }
 
-    /// After a decode: route its outputs, then stop or resume reading as it found.
-    private func finishDecoding(_ connection: Connection, _ stop: Connection.DecodeStop) {
+    /// After a decode: route its outputs, account for the input it left, then stop or resume reading as it found.
+    private func finishDecoding(_ connection: Connection, _ stop: Connection.DecodeStop, consumed: Int) {
         routeOutputs()
         guard connection.phase == .open else { return }
+        let held = connection.input.count - connection.inputStart
+        if !admission.inputHeld(by: connection, bytes: held, completedFrame: consumed > 0, waitsForBytes: stop == .needsBytes,
+                                now: uv_now(loop)) {
+            var details = metadata(connection)
+            details["held_bytes"] = "\(held)"
+            details["budget_bytes"] = "\(configuration.admission.inputBytesBufferedMax)"
+            logger.warning("disconnecting a client: the input budget of all connections is spent", metadata: details)
+            closeNow(connection)
+            routeOutputs()
+            return
+        }
         switch stop {
         case .unusable:
             // The stream cannot be trusted past a framing error: close even if the engine did not ask.
@@ -429,6 +470,7 @@ final class ServerLoop {
     /// Some of the connection's queued output was written: below half the high-water mark, a
     /// connection held back by backpressure is taken up again.
     private func outputDrained(_ connection: Connection) {
+        _ = admission.outputQueued(on: connection, bytes: connection.outputBytesQueued)
         if let waiting = writeWaiting[connection.id] {
             let queued = uv_stream_get_write_queue_size(connection.stream)
             if queued == 0 {
@@ -482,7 +524,28 @@ final class ServerLoop {
             dropStalledWriters(now: time.monotonicMilliseconds)
             routeOutputs()
         }
+        if let sweep = admission.nextSweepMilliseconds, sweep <= uv_now(loop) {
+            closeExpired(now: uv_now(loop))
+            routeOutputs()
+        }
         if !resumeQueue.isEmpty { startIdle() }
+    }
+
+    /// Connections past an admission deadline get `deadlineExceeded` (unattributed), then close.
+    private func closeExpired(now: UInt64) {
+        for (connection, error) in admission.expired(now: now) where connection.phase == .open {
+            logger.info("closing a connection past its deadline", metadata: metadata(connection).merging(["error": "\(error)"]) { $1 })
+            sendUnattributed(error, to: connection)
+            beginDraining(connection)
+        }
+    }
+
+    /// An error frame for the connection as a whole (request id 0, opcode hello, PROTOCOL.md §3.4).
+    private func sendUnattributed(_ error: ReplyError, to connection: Connection) {
+        let message = ServerMessage.reply(Reply(requestID: 0, opcode: .hello, result: .failure(error)))
+        if hold(message, for: connection) { return }
+        encode(message, into: connection)
+        queueFlush(connection)
     }
 
     private func unreadSocketBytes(_ connection: Connection) -> Int {
@@ -528,6 +591,7 @@ final class ServerLoop {
         let time = now()
         connection.lingerDeadlineMilliseconds = time.monotonicMilliseconds + configuration.closeLingerMilliseconds
         drainingConnections[connection.id] = connection
+        admission.release(connection)
         queueFlush(connection)
         release(connection, now: time)
     }
@@ -540,6 +604,7 @@ final class ServerLoop {
         drainingConnections[connection.id] = nil
         pausedConnections[connection.id] = nil
         writeWaiting[connection.id] = nil
+        admission.release(connection)
         connection.input = []
         connection.output = WireWriter(capacity: 0)
         LibUV.close(connection.handle)
@@ -571,6 +636,7 @@ final class ServerLoop {
                 switch output {
                 case .send(let id, let message):
                     guard let connection = connections[id], connection.phase == .open else { continue }
+                    if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
                     // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
                     if hold(message, for: connection) { continue }
                     encode(message, into: connection)
@@ -581,6 +647,13 @@ final class ServerLoop {
                         details["queued_bytes"] = "\(queuedBytes)"
                         details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
                         logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
+                        counters.slowReaderDisconnects += 1
+                        closeNow(connection)
+                    } else if !admission.outputQueued(on: connection, bytes: queuedBytes) {
+                        var details = metadata(connection)
+                        details["queued_bytes"] = "\(queuedBytes)"
+                        details["budget_bytes"] = "\(configuration.admission.outputBytesBufferedMax)"
+                        logger.warning("disconnecting a client: the output budget of all connections is spent", metadata: details)
                         counters.slowReaderDisconnects += 1
                         closeNow(connection)
                     }
@@ -636,6 +709,7 @@ final class ServerLoop {
                 counters.bytesWritten += UInt64(pendingBytes)
                 if connection.phase == .draining { shutDown(connection) }
                 let unwritten = uv_stream_get_write_queue_size(connection.stream)
+                _ = admission.outputQueued(on: connection, bytes: unwritten)
                 if unwritten == 0 {
                     outputDrained(connection)
                 } else if writeWaiting[connection.id] == nil {
@@ -712,6 +786,11 @@ final class ServerLoop {
         for connection in writeWaiting.values {
             deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
         }
+        isArmedForSweepOnly = false
+        if let sweep = admission.nextSweepMilliseconds, sweep < deadline ?? .max {
+            deadline = sweep
+            isArmedForSweepOnly = true
+        }
         guard deadline != armedDeadlineMilliseconds else { return }
         armedDeadlineMilliseconds = deadline
         if let deadline {
@@ -725,7 +804,7 @@ final class ServerLoop {
     /// Deadlines are run in the check phase of this turn (`checkTurn`), after its reads.
     func timerFired() {
         armedDeadlineMilliseconds = nil
-        isTickDue = true
+        if !isArmedForSweepOnly { isTickDue = true }
         startIdle()
     }
 

@@ -120,6 +120,61 @@ struct Batond: ParsableCommand {
         "Frames of one connection handled before the others get a turn.", valueName: "n"))
     var framesPerTurn: Int = 64
 
+    @Option(name: .customLong("hello-timeout-ms"), help: ArgumentHelp(
+        "Close a connection that has not completed hello this long after it connected.", valueName: "n"))
+    var helloTimeoutMilliseconds: UInt64 = AdmissionConfiguration().helloMilliseconds
+
+    @Option(name: .customLong("authenticate-timeout-ms"), help: ArgumentHelp(
+        "Close a TCP connection that has not authenticated this long after it connected.", valueName: "n"))
+    var authenticateTimeoutMilliseconds: UInt64 = AdmissionConfiguration().authenticateMilliseconds
+
+    @Option(name: .customLong("partial-frame-timeout-ms"), help: ArgumentHelp(
+        "Close a connection that leaves a frame unfinished this long.", valueName: "n"))
+    var partialFrameTimeoutMilliseconds: UInt64 = AdmissionConfiguration().partialFrameMilliseconds
+
+    @Option(name: .customLong("idle-timeout-ms"), help: ArgumentHelp(
+        "Close a connection that sends nothing this long (longer than --session-timeout-max-ms).", valueName: "n"))
+    var idleTimeoutMilliseconds: UInt64 = AdmissionConfiguration().idleMilliseconds
+
+    @Option(name: .customLong("unauthenticated-frame-bytes"), help: ArgumentHelp(
+        "Largest frame a TCP connection may send before it authenticates.", valueName: "n"))
+    var unauthenticatedFrameBytes: Int = AdmissionConfiguration().unauthenticatedFrameBytesMax
+
+    @Option(name: .customLong("unauthenticated-connections-max"), help: ArgumentHelp(
+        "TCP connections not yet authenticated; more are refused (Unix clients are not counted).", valueName: "n"))
+    var unauthenticatedConnectionsMax: Int = AdmissionConfiguration().unauthenticatedConnectionsMax
+
+    @Option(name: .customLong("input-budget-bytes"), help: ArgumentHelp(
+        "Undecoded input bytes held for all connections together.", valueName: "n"))
+    var inputBudgetBytes: Int = AdmissionConfiguration().inputBytesBufferedMax
+
+    @Option(name: .customLong("output-budget-bytes"), help: ArgumentHelp(
+        "Output bytes queued to all connections together.", valueName: "n"))
+    var outputBudgetBytes: Int = AdmissionConfiguration().outputBytesBufferedMax
+
+    @Option(name: .customLong("login-failures-before-throttle"), help: ArgumentHelp(
+        "Failed TCP authentications from one address before its new connections are refused for a while.", valueName: "n"))
+    var loginFailuresBeforeThrottle: Int = AdmissionConfiguration().loginFailuresBeforeThrottle
+
+    @Option(name: .customLong("login-throttle-ms"), help: ArgumentHelp(
+        "How long such an address is refused; doubled with each further failure, up to a minute.", valueName: "n"))
+    var loginThrottleMilliseconds: UInt64 = AdmissionConfiguration().loginThrottleMilliseconds
+
+    @Option(name: .customLong("nodes-per-session-max"), help: ArgumentHelp(
+        "Nodes one session may have created that still exist (waiter nodes included).", valueName: "n"))
+    var nodesPerSessionMax: Int = Limits.default.nodesPerSessionMax
+
+    @Option(name: .customLong("data-bytes-per-session-max"), help: ArgumentHelp(
+        "Data bytes of the nodes one session created that still exist.", valueName: "n"))
+    var dataBytesPerSessionMax: Int = Limits.default.dataBytesPerSessionMax
+
+    @Option(name: .customLong("watches-per-session-max"), help: ArgumentHelp("Watches one session may hold.", valueName: "n"))
+    var watchesPerSessionMax: Int = Limits.default.watchesPerSessionMax
+
+    @Option(name: .customLong("sessions-per-peer-max"), help: ArgumentHelp(
+        "Sessions open at once per Unix uid or TCP address.", valueName: "n"))
+    var sessionsPerPeerMax: Int = Limits.default.sessionsPerPeerMax
+
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -167,6 +222,16 @@ struct Batond: ParsableCommand {
         var engine = EngineConfiguration()
         engine.limits.sessionTimeoutMillisecondsMin = sessionTimeoutMinimumMilliseconds
         engine.limits.sessionTimeoutMillisecondsMax = sessionTimeoutMaximumMilliseconds
+        guard nodesPerSessionMax > 0, watchesPerSessionMax > 0, sessionsPerPeerMax > 0 else {
+            throw ServerError("--nodes-per-session-max, --watches-per-session-max and --sessions-per-peer-max must be positive")
+        }
+        guard dataBytesPerSessionMax >= engine.limits.dataBytesMax else {
+            throw ServerError("--data-bytes-per-session-max must be at least dataBytesMax (\(engine.limits.dataBytesMax)): one node of the largest data must fit")
+        }
+        engine.limits.nodesPerSessionMax = nodesPerSessionMax
+        engine.limits.dataBytesPerSessionMax = dataBytesPerSessionMax
+        engine.limits.watchesPerSessionMax = watchesPerSessionMax
+        engine.limits.sessionsPerPeerMax = sessionsPerPeerMax
         engine.defaultSessionTimeoutMilliseconds = min(max(engine.defaultSessionTimeoutMilliseconds, sessionTimeoutMinimumMilliseconds),
                                                        sessionTimeoutMaximumMilliseconds)
         var configuration = ServerConfiguration(socketPath: path, engine: engine)
@@ -174,6 +239,19 @@ struct Batond: ParsableCommand {
         configuration.outputBytesHighWater = outputHighWaterBytes
         configuration.writeStallMillisecondsMax = writeStallMilliseconds
         configuration.framesPerTurnMax = framesPerTurn
+        var admission = AdmissionConfiguration()
+        admission.helloMilliseconds = helloTimeoutMilliseconds
+        admission.authenticateMilliseconds = authenticateTimeoutMilliseconds
+        admission.partialFrameMilliseconds = partialFrameTimeoutMilliseconds
+        admission.idleMilliseconds = idleTimeoutMilliseconds
+        admission.unauthenticatedFrameBytesMax = unauthenticatedFrameBytes
+        admission.unauthenticatedConnectionsMax = unauthenticatedConnectionsMax
+        admission.inputBytesBufferedMax = inputBudgetBytes
+        admission.outputBytesBufferedMax = outputBudgetBytes
+        admission.loginFailuresBeforeThrottle = loginFailuresBeforeThrottle
+        admission.loginThrottleMilliseconds = loginThrottleMilliseconds
+        admission.loginThrottleMillisecondsMax = max(60_000, loginThrottleMilliseconds)
+        configuration.admission = admission
         if let zooKeeper = try zooKeeperConfiguration() {
             guard dataDirectory == nil, !inMemory else {
                 throw ServerError("--store zookeeper:// keeps the namespace in ZooKeeper: --data-dir and --in-memory do not apply")

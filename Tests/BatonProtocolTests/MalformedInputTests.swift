@@ -260,7 +260,7 @@ final class MalformedInputTests: XCTestCase {
         let unknownOpcode = serverFailure([1, 0, 0, 0, 7, 0x7f, 0, 0])
         XCTAssertEqual(unknownOpcode?.code, .unknownOpcode)
         XCTAssertEqual(unknownOpcode?.requestID, 7)
-        XCTAssertEqual(serverFailure([1, 0, 0, 0, 7, 0x05, 0x00, 0x1c, 0, 0])?.code, .malformedFrame, "code 28 unused")
+        XCTAssertEqual(serverFailure([1, 0, 0, 0, 7, 0x05, 0x00, 0x3f, 0, 0])?.code, .malformedFrame, "code 63 unused")
         XCTAssertEqual(serverFailure([1, 0, 0, 0, 7, 0x05, 0xff, 0xff, 0, 0])?.code, .malformedFrame)
         // Node kind in a stat, lock kind and position in an entry.
         var stat = Array(Codec.encode(.reply(Reply(requestID: 1, opcode: .set, result: .success(.stat(Stat())))))[4...])

@@ -102,6 +102,9 @@ class AsyncClient:
                     future = self._pending.pop(message.request_id, None)
                     if future is not None and not future.done():
                         future.set_result(message)
+                    elif future is None and message.request_id == 0 and message.error is not None:
+                        # The connection as a whole (tooManyConnections, deadlineExceeded, loginThrottled, §3.4).
+                        raise ConnectionClosed(f"batond closed the connection: {message.error}")
         except (OSError, ConnectionClosed, p.ProtocolError, asyncio.CancelledError) as error:
             self._shutdown(error if not isinstance(error, asyncio.CancelledError) else ConnectionClosed("closed"))
 

@@ -126,6 +126,9 @@ class Client:
                         pending.done.set()
                     elif message.error is not None and message.error.name == "shuttingDown":
                         raise ConnectionClosed("batond is shutting down")
+                    elif message.request_id == 0 and message.error is not None:
+                        # The connection as a whole (tooManyConnections, deadlineExceeded, loginThrottled, §3.4).
+                        raise ConnectionClosed(f"batond closed the connection: {message.error}")
         except (OSError, ConnectionClosed, p.ProtocolError) as error:
             self._shutdown(error)
 

@@ -27,8 +27,10 @@ ERROR_NAMES = {
     19: "invalidArgument", 20: "tooManyNodes", 21: "tooManyWatches", 22: "tooManySessions",
     23: "tooManyConnections", 24: "tooManyWaiters", 25: "tooManyOperations", 26: "tooManyPendingRequests",
     30: "lockTimeout", 31: "lockBusy", 32: "lockCancelled", 33: "notHolder", 34: "lockLost",
-    35: "lockKindMismatch", 27: "replyTooLarge", 36: "lockNodeReserved", 40: "notAuthorized", 41: "shuttingDown",
+    35: "lockKindMismatch", 27: "replyTooLarge", 28: "quotaExceeded",
+    29: "deadlineExceeded", 36: "lockNodeReserved", 40: "notAuthorized", 41: "shuttingDown",
     42: "storageFailure", 43: "internalError", 44: "storageFull", 45: "storageUnavailable",
+    48: "loginThrottled",
 }
 
 # Lock kinds (§5.3) and node kinds (§2).
