@@ -168,10 +168,25 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
         return true
     }
 
-    /// Sends `signal` to member `id` (SIGSTOP freezes it, SIGCONT resumes it).
+    /// Sends `signal` to member `id` (SIGSTOP freezes it, SIGCONT resumes it). SIGSTOP returns once every
+    /// thread of the JVM has stopped: delivery is asynchronous, and a busy machine can let a member answer
+    /// one more request after the kill(2).
     public func signal(_ id: Int, _ signal: Int32) {
         guard isRunning(id), let process = processes[id] else { return }
-        Glibc.kill(process.processIdentifier, signal)
+        let pid = process.processIdentifier
+        Glibc.kill(pid, signal)
+        guard signal == SIGSTOP else { return }
+        for _ in 0..<500 {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            let running = tasks.contains { task in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                let state = stat[stat.index(close, offsetBy: 2)]
+                return state != "T" && state != "t" && state != "Z" && state != "X"
+            }
+            if !running { return }
+            usleep(10_000)
+        }
     }
 
     /// SIGKILL and reap: the member is gone at once, as in a crash.

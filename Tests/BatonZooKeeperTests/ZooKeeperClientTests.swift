@@ -143,13 +143,32 @@ final class ZooKeeperClientTests: XCTestCase {
         _ = try PollDriver.await(both, "set") { writer.client.setData(path: "/n", data: [1], expectedVersion: -1, completion: $0) } as Result<Stat, ReplyError>
         _ = try PollDriver.await(both, "child") { writer.client.create(path: "/n/c", data: [], mode: .persistent, completion: $0) } as Result<(path: String, stat: Stat), ReplyError>
         _ = try PollDriver.await(both, "later") { writer.client.create(path: "/later", data: [], mode: .persistent, completion: $0) } as Result<(path: String, stat: Stat), ReplyError>
-        // A read by the watcher after the changes: its reply comes after the watch events.
-        var order: [String] = []
-        let read: Result<(data: [UInt8], stat: Stat), ReplyError> = try PollDriver.await(both, "read after") { done in
-            watcher.client.getData(path: "/n", watch: nil) { result in order = fired; done(result) }
+        // ZooKeeper's guarantee: a reply that shows a change comes after the watch event for it. The
+        // watcher's server may lag the writer's (reads are served locally), so read until each change shows.
+        func firedBefore(_ what: String, shows: @escaping (@escaping (Bool) -> Void) -> Void) throws {
+            for _ in 0..<200 {
+                var seen: [String] = []
+                let showed: Result<Bool, ReplyError> = try PollDriver.await(both, "read \(what)") { done in
+                    shows { changed in seen = fired; done(.success(changed)) }
+                }
+                if try showed.get() {
+                    XCTAssertTrue(seen.contains(what), "a reply showed the change before the event \(what): \(seen)")
+                    return
+                }
+                usleep(10_000)
+            }
+            XCTFail("the watcher's server never showed the change behind \(what)")
         }
-        XCTAssertEqual(try read.get().data, [1])
-        XCTAssertEqual(Set(order), ["exists dataChanged", "children childrenChanged", "later created"])
+        try firedBefore("exists dataChanged") { changed in
+            watcher.client.getData(path: "/n", watch: nil) { changed((try? $0.get().data) == [1]) }
+        }
+        try firedBefore("children childrenChanged") { changed in
+            watcher.client.children(path: "/n", watch: nil) { changed((try? $0.get().names) == ["c"]) }
+        }
+        try firedBefore("later created") { changed in
+            watcher.client.exists(path: "/later", watch: nil) { changed(((try? $0.get()) ?? nil) != nil) }
+        }
+        XCTAssertEqual(Set(fired), ["exists dataChanged", "children childrenChanged", "later created"])
         XCTAssertEqual(watcher.client.watchCount, 0)
 
         // One-shot: a second change fires nothing more.
