@@ -28,6 +28,9 @@ struct ServerCounters {
     var slowReaderDisconnects: UInt64 = 0
     var snapshotsWritten: UInt64 = 0
     var snapshotFailures: UInt64 = 0
+    var backupsStarted: UInt64 = 0
+    var backupsWritten: UInt64 = 0
+    var backupFailures: UInt64 = 0
     /// Times the log could not be written and writes were refused until a retry succeeded.
     var storageFailures: UInt64 = 0
     /// How long the loop stood still copying the state for the last snapshot.
@@ -77,6 +80,7 @@ final class MetricsRegistry {
     private let errors: [(code: ErrorCode, counter: MirroredCounter)]
     private let bytesRead, bytesWritten, framesReceived, framesSent, eventsSent: MirroredCounter
     private let connectionsAccepted, connectionsRefused, slowReaderDisconnects, metricsRequests: MirroredCounter
+    private let backupsWritten, backupFailures: MirroredCounter
     private let unixConnections, tcpConnections: Gauge
     private let sessions, detachedSessions, nodes, watches: Gauge
     private var lockHolders, lockWaiters: Gauge?
@@ -113,6 +117,8 @@ final class MetricsRegistry {
         slowReaderDisconnects = counter("slow_reader_disconnects", "total",
                                         "Connections cut because the client did not read its replies.")
         metricsRequests = counter("metrics_requests", "total", "HTTP requests to the metrics endpoint.")
+        backupsWritten = counter("backups", "total", "Online backups written (baton backup).")
+        backupFailures = counter("backup_failures", "total", "Online backups that could not be written.")
         unixConnections = gauge("connections", "open", "Open client connections, by transport.", labels: [("transport", "unix")])
         tcpConnections = gauge("connections", "open", "Open client connections, by transport.", labels: [("transport", "tcp")])
         sessions = gauge("sessions", "open", "Open sessions, attached or detached.")
@@ -155,6 +161,8 @@ final class MetricsRegistry {
         connectionsRefused.update(to: counters.connectionsRefused)
         slowReaderDisconnects.update(to: counters.slowReaderDisconnects)
         metricsRequests.update(to: counters.metricsRequests)
+        backupsWritten.update(to: counters.backupsWritten)
+        backupFailures.update(to: counters.backupFailures)
         unixConnections.set(Int64(sample.unixConnections))
         tcpConnections.set(Int64(sample.tcpConnections))
         if let engine = sample.engine {

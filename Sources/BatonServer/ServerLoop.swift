@@ -36,6 +36,11 @@ final class ServerLoop {
     var recordsSinceSnapshot = 0
     var logBytesSinceSnapshot = 0
     var snapshotInProgress: SnapshotJob?
+    /// The real engine (durable or not), for backups; nil with a stand-in engine.
+    var backupEngine: Engine?
+    /// Backups being written, by a number of their own (ServerLoop+Backup.swift).
+    var backupsInProgress: [Int: SnapshotJob] = [:]
+    var nextBackupNumber = 0
     /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
     var storageFailure: String?
     /// Replies held while the log cannot be written, per connection, in order.
@@ -564,6 +569,7 @@ final class ServerLoop {
     func routeOutputs() {
         guard let engine else { return }
         while true {
+            startRequestedBackups()
             let outputs = engine.takeOutputs()
             if outputs.isEmpty { return }
             for output in outputs {
@@ -737,6 +743,8 @@ final class ServerLoop {
                 beginShutdown(reason: "stop requested")
             case .snapshotFinished(let lsn, let bytes, let milliseconds, let failure):
                 snapshotFinished(lsn: lsn, bytes: bytes, milliseconds: milliseconds, failure: failure)
+            case .backupFinished(let request, let number, let lsn, let result):
+                backupFinished(request, number: number, lsn: lsn, result: result)
             }
         }
     }

@@ -102,6 +102,18 @@ struct Batond: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
+    // MARK: Operating batond (backup and restore, readiness, logs, configuration file)
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Before starting, seed the (empty or missing) data directory from this backup file.",
+        discussion: """
+            The file is one `baton backup` wrote. batond checks it whole, refuses a data directory that \
+            holds anything, restores, then starts serving as usual. Nodes, sequence numbers and the \
+            fencing-token counter come back as they were when the backup was taken.
+            """,
+        valueName: "file"))
+    var restore: String?
+
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -202,6 +214,14 @@ struct Batond: ParsableCommand {
         let configuration = try makeConfiguration()
         var logger = Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
         logger.logLevel = level
+        if let restore {
+            guard let durability = configuration.durability else { throw ServerError("--restore needs a data directory, not --in-memory") }
+            do {
+                try Store.restore(backup: restore, into: durability.dataDirectory, logger: logger)
+            } catch {
+                throw ServerError("cannot restore \(restore): \(error)")
+            }
+        }
         // Raised before listening; reported once listening, so a refusal to start stays one line.
         let openFiles = OpenFileLimit.raise()
         let server = Server(configuration: configuration, logger: logger)
