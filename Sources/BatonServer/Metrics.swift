@@ -36,6 +36,11 @@ struct ServerCounters {
     /// How long the loop stood still copying the state for the last snapshot.
     var lastSnapshotStallMicroseconds: UInt64 = 0
     var metricsRequests: UInt64 = 0
+    /// From a request's arrival to its reply leaving for the socket, the commit barrier included
+    /// (acquires excepted: they wait for their lock).
+    var requestServiceTime = LatencyHistogram(boundsNanoseconds: LatencyHistogram.serviceBounds)
+    /// From an acquire's arrival to its grant.
+    var acquireWait = LatencyHistogram(boundsNanoseconds: LatencyHistogram.waitBounds)
 
     static let errorCodeSlots = Int(ErrorCode.allCases.map(\.rawValue).max()!) + 1
 
@@ -193,7 +198,17 @@ final class MetricsRegistry {
         storageFailing?.set(Int64(sample.storageFailing ? 1 : 0))
         lastSnapshotStall?.set(Int64(clamping: counters.lastSnapshotStallMicroseconds))
         if let resident = sample.residentMemoryBytes { residentMemory.set(Int64(clamping: resident)) }
-        return registry.emitToBuffer()
+        // Histograms are kept by the loop without locks (ServerCounters) and rendered here, after the registry's families.
+        var histograms = counters.requestServiceTime.exposition(
+            name: "baton_request_service_seconds",
+            help: "From a request's arrival to its reply leaving for the socket, log commit included (acquire excluded).")
+        histograms += counters.acquireWait.exposition(
+            name: "baton_acquire_wait_seconds", help: "From an acquire's arrival to its grant.")
+        if let store = sample.store {
+            histograms += store.fsyncDurations.exposition(
+                name: "baton_log_fsync_seconds", help: "Duration of each fsync of the write-ahead log or the data directory.")
+        }
+        return registry.emitToBuffer() + Array(histograms.utf8)
     }
 
     private func lockGauge(_ name: String, _ help: String) -> Gauge {

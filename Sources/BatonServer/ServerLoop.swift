@@ -41,6 +41,10 @@ final class ServerLoop {
     /// Backups being written, by a number of their own (ServerLoop+Backup.swift).
     var backupsInProgress: [Int: SnapshotJob] = [:]
     var nextBackupNumber = 0
+    /// When each request still unanswered arrived, by connection and request id (ServerLoop+Latency.swift).
+    var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
+    /// Arrival times of requests answered this turn, recorded once the commit barrier is passed.
+    var repliesAwaitingCommit: [UInt64] = []
     /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
     var storageFailure: String?
     /// Replies held while the log cannot be written, per connection, in order.
@@ -374,6 +378,7 @@ final class ServerLoop {
             switch decoded {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
+                requestArrived(requestID, on: connection.id)
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
             case .failure(let failure):
                 var details = metadata(connection)
@@ -553,6 +558,7 @@ final class ServerLoop {
     private func release(_ connection: Connection, now time: Time) {
         guard !connection.engineReleased, let engine else { return }
         connection.engineReleased = true
+        requestArrivals[connection.id] = nil
         engine.connectionClosed(connection.id, now: time)
     }
 
@@ -575,6 +581,7 @@ final class ServerLoop {
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
+                    if case .reply(let reply) = message { replyRouted(reply, to: id) }
                     guard let connection = connections[id], connection.phase == .open else { continue }
                     // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
                     if hold(message, for: connection) { continue }
@@ -624,6 +631,7 @@ final class ServerLoop {
         isFlushing = true
         defer { isFlushing = false }
         commitLog()
+        recordServiceTimes()
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
@@ -656,6 +664,7 @@ final class ServerLoop {
             routeOutputs()
             // Routing produced more records (a dropped slow reader's session ended): commit them too.
             commitLog()
+            recordServiceTimes()
         }
         endTurn()
         armTimer()
