@@ -32,6 +32,10 @@ public struct ServerConfiguration: Sendable {
     public var handlesSignals: Bool = true
     /// Where the namespace is made durable; nil keeps it in memory only.
     public var durability: DurabilityConfiguration?
+    /// A Unix socket already bound to `socketPath` and listening, handed over by systemd socket
+    /// activation (`LISTEN_FDS`): served as it is, its mode left alone, its file left in place at
+    /// shutdown (the .socket unit owns it).
+    public var inheritedUnixListener: Int32?
 
     public init(socketPath: String, engine: EngineConfiguration = EngineConfiguration()) {
         self.socketPath = socketPath

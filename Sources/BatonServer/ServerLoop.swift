@@ -202,7 +202,12 @@ final class ServerLoop {
             }
         }
 
-        let unix = try Listener.bindUnix(path: configuration.socketPath, mode: configuration.socketMode, loop: self)
+        let unix: Listener
+        if let descriptor = configuration.inheritedUnixListener {
+            unix = try Listener.adoptUnix(descriptor: descriptor, loop: self)
+        } else {
+            unix = try Listener.bindUnix(path: configuration.socketPath, mode: configuration.socketMode, loop: self)
+        }
         listeners.append(unix)
         var tcpPort: UInt16?
         if let endpoint = configuration.tcpEndpoint {

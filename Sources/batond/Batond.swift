@@ -165,6 +165,14 @@ struct Batond: ParsableCommand {
         configuration.outputBytesHighWater = outputHighWaterBytes
         configuration.writeStallMillisecondsMax = writeStallMilliseconds
         configuration.framesPerTurnMax = framesPerTurn
+        if let passed = try Systemd.passedListener(environment: environment) {
+            // Socket activation: the .socket unit bound the socket and owns its file and mode.
+            if let socket, socket != passed.path {
+                throw ServerError("--socket \(socket) is not the socket systemd passed (\(passed.path)); drop --socket or make them agree")
+            }
+            configuration.socketPath = passed.path
+            configuration.inheritedUnixListener = passed.descriptor
+        }
         if inMemory {
             guard dataDirectory == nil else { throw ServerError("--in-memory and --data-dir exclude each other") }
             guard !repair else { throw ServerError("--repair needs a data directory, not --in-memory") }
@@ -225,7 +233,14 @@ struct Batond: ParsableCommand {
         // Raised before listening; reported once listening, so a refusal to start stays one line.
         let openFiles = OpenFileLimit.raise()
         let server = Server(configuration: configuration, logger: logger)
-        try server.run { _ in openFiles.log(connectionsMax: configuration.limits.connectionsMax, logger: logger) }
+        let environment = processEnvironment()
+        try server.run { addresses in
+            openFiles.log(connectionsMax: configuration.limits.connectionsMax, logger: logger)
+            // Type=notify: systemd starts dependent units only now, when clients can be served.
+            if let failure = Systemd.notify("READY=1\nMAINPID=\(getpid())\nSTATUS=serving on \(addresses.socketPath)", environment: environment) {
+                logger.warning("cannot notify systemd of readiness", metadata: ["error": "\(failure)"])
+            }
+        }
     }
 }
 
