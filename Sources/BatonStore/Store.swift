@@ -155,7 +155,7 @@ public final class Store {
             failure = StoreFailure(operation: "retry", error: error)
             throw error
         }
-        logger.notice("write-ahead log writable again", metadata: ["lastLSN": "\(lastLSN)"])
+        logger.notice("write-ahead log writable again", metadata: ["last_lsn": "\(lastLSN)"])
         failure = nil
     }
 
@@ -260,9 +260,9 @@ public final class Store {
         // already covered, which recovery skips and the next prune deletes again.
         if !outcome.deletedSegments.isEmpty || !outcome.deletedSnapshots.isEmpty {
             logger.info("pruned the data directory", metadata: [
-                "snapshotLSN": "\(snapshotLSN)",
-                "deletedSegments": "\(outcome.deletedSegments.count)",
-                "deletedSnapshots": "\(outcome.deletedSnapshots.count)",
+                "snapshot_lsn": "\(snapshotLSN)",
+                "deleted_segments": "\(outcome.deletedSegments.count)",
+                "deleted_snapshots": "\(outcome.deletedSnapshots.count)",
             ])
         }
         return outcome

@@ -114,6 +114,15 @@ struct Batond: ParsableCommand {
         valueName: "file"))
     var restore: String?
 
+    @Option(name: .customLong("log-format"), help: ArgumentHelp(
+        "text (key=value metadata) or json (one object per line).",
+        discussion: """
+            json: every line has time (RFC 3339 UTC), level, logger, source and message, then the \
+            event's metadata as snake_case keys with string values (docs in deploy/README.md).
+            """,
+        valueName: "format"))
+    var logFormat: String = "text"
+
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -129,8 +138,15 @@ struct Batond: ParsableCommand {
         }
     }
 
+    /// Set by `--log-format json`: the last words are a JSON line too.
+    nonisolated(unsafe) static var errorsAsJSON = false
+
     /// One line on standard error, exit status 1.
     static func fail(_ message: String) -> Never {
+        if errorsAsJSON {
+            JSONLogHandler.emit(level: .critical, message: message, label: "batond", source: "batond", metadata: [:])
+            terminate(1)
+        }
         let line = "batond: error: \(message)\n"
         _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
         terminate(1)
@@ -219,8 +235,14 @@ struct Batond: ParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ServerError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        guard logFormat == "text" || logFormat == "json" else {
+            throw ServerError("--log-format must be text or json, not \(logFormat)")
+        }
+        if logFormat == "json" { Batond.errorsAsJSON = true }
         let configuration = try makeConfiguration()
-        var logger = Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
+        var logger = logFormat == "json"
+            ? Logger(label: "batond", factory: { label in JSONLogHandler(label: label) })
+            : Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
         logger.logLevel = level
         if let restore {
             guard let durability = configuration.durability else { throw ServerError("--restore needs a data directory, not --in-memory") }
