@@ -123,9 +123,21 @@ struct Batond: ParsableCommand {
         valueName: "format"))
     var logFormat: String = "text"
 
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "TOML file of settings: each key a long flag without the --; the command line overrides it.",
+        discussion: "Example with every key: deploy/batond.toml.", valueName: "file"))
+    var configurationFile: String?
+
     static func main() {
         do {
-            var command = try parseAsRoot()
+            let arguments = try ConfigurationFile.expand(Array(CommandLine.arguments.dropFirst())) { fromFile in
+                do {
+                    _ = try parseAsRoot(fromFile)
+                } catch {
+                    throw ServerError(message(for: error))
+                }
+            }
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch let error as ServerError {
             fail(error.message)
