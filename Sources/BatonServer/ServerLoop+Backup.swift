@@ -8,10 +8,25 @@ import Dispatch
 /// written to the client's file on a thread of its own; the reply goes out once the file is durable.
 /// Serving goes on meanwhile. The file is a snapshot file; `batond --restore` seeds a data directory with it.
 extension ServerLoop {
-    /// Starts the backups the engine accepted since the last call.
+    /// Backups written at once; more wait their turn (each holds a copy of the namespace's root and a thread).
+    static let backupsRunningMax = 2
+    /// Backups waiting for a turn; more are refused with `tooManyPendingRequests`.
+    static let backupsWaitingMax = 16
+
+    /// Starts (or queues) the backups the engine accepted since the last call.
     func startRequestedBackups() {
         guard let engine = backupEngine else { return }
-        for request in engine.takeBackupRequests() { startBackup(request, engine: engine) }
+        for request in engine.takeBackupRequests() {
+            if backupsInProgress.count < ServerLoop.backupsRunningMax {
+                startBackup(request, engine: engine)
+            } else if backupsWaiting.count < ServerLoop.backupsWaitingMax {
+                backupsWaiting.append(request)
+            } else {
+                engine.backupFinished(request, .failure(ReplyError(.tooManyPendingRequests,
+                    "\(ServerLoop.backupsRunningMax + ServerLoop.backupsWaitingMax) backups are already under way; try again when one is done")),
+                    now: now())
+            }
+        }
     }
 
     private func startBackup(_ request: BackupRequest, engine: Engine) {
@@ -54,6 +69,10 @@ extension ServerLoop {
             reply = .failure(ReplyError(.storageFailure, "cannot write the backup: \(failure.message)"))
         }
         backupEngine?.backupFinished(request, reply, now: now())
+        // The next one waiting reflects the namespace as it is now: later than asked, never older.
+        if !isShuttingDown, let engine = backupEngine, !backupsWaiting.isEmpty {
+            startBackup(backupsWaiting.removeFirst(), engine: engine)
+        }
         routeOutputs()
         flushTurn()
     }

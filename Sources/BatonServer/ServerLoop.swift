@@ -41,6 +41,7 @@ final class ServerLoop {
     /// Backups being written, by a number of their own (ServerLoop+Backup.swift).
     var backupsInProgress: [Int: SnapshotJob] = [:]
     var nextBackupNumber = 0
+    var backupsWaiting: [BackupRequest] = []
     /// When each request still unanswered arrived, by connection and request id (ServerLoop+Latency.swift).
     var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
     /// Arrival times of requests answered this turn, recorded once the commit barrier is passed.

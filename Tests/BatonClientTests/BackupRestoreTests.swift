@@ -125,6 +125,43 @@ final class BackupRestoreTests: XCTestCase {
         _ = daemon.stop()
     }
 
+    func testPipelinedBackupsTakeTurnsAndAllSucceed() throws {
+        let daemon = try TestDaemon()
+        let connection = try daemon.connect()
+        _ = try connection.handshake()
+        for index in 0..<20 {
+            _ = try connection.callSuccessfully(.create(path: "/p\(index)", data: Array(repeating: UInt8(index), count: 1_000), mode: .persistent))
+        }
+        // More than run at once (2): the rest wait their turn, none is refused.
+        let files = (0..<6).map { daemon.directory + "/pipelined-\($0).bak" }
+        let requestIDs = try files.map { try connection.send(.backup(file: $0)) }
+        var answered: [UInt32: ReplyBody] = [:]
+        for _ in files {
+            let reply = try connection.receiveReply(timeoutSeconds: 30)
+            answered[reply.requestID] = try reply.result.get()
+        }
+        for (requestID, file) in zip(requestIDs, files) {
+            guard case .backedUp(_, let bytes)? = answered[requestID] else { return XCTFail("\(file): \(String(describing: answered[requestID]))") }
+            let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)
+            XCTAssertEqual(UInt64(size.intValue), bytes)
+        }
+        connection.close()
+        _ = daemon.stop()
+    }
+
+    func testBackupOverTCPIsRefused() throws {
+        let daemon = try TestDaemon(TestDaemon.Options(listensOnTCP: true))
+        let connection = try daemon.connectTCP()
+        _ = try connection.handshake()
+        let file = daemon.directory + "/tcp.bak"
+        let reply = try connection.call(.backup(file: file))
+        guard case .failure(let error) = reply.result else { return XCTFail("\(reply.result)") }
+        XCTAssertEqual(error.code, .notAuthorized)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: file))
+        connection.close()
+        _ = daemon.stop()
+    }
+
     func testRestoreRefusesANonEmptyDataDirectoryAndADamagedBackup() throws {
         let daemon = try TestDaemon()
         let client = try BlockingClient.connect(to: .unix(path: daemon.socketPath), options: ClientOptions())
