@@ -144,6 +144,8 @@ final class ServerLoop {
         }
         var metadata: Logger.Metadata = ["socket": "\(addresses.socketPath)",
                                          "mode": "\(String(configuration.socketMode, radix: 8))"]
+        // Socket activation: the .socket unit set the mode.
+        if configuration.inheritedUnixListener != nil { metadata["mode"] = "from systemd" }
         if let port = addresses.tcpPort { metadata["tcp_port"] = "\(port)" }
         if let port = addresses.metricsPort { metadata["metrics_port"] = "\(port)" }
         logger.info("ready", metadata: metadata)
