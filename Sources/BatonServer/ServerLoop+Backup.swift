@@ -30,7 +30,9 @@ extension ServerLoop {
     }
 
     private func startBackup(_ request: BackupRequest, engine: Engine) {
+        let copyStarted = DispatchTime.now().uptimeNanoseconds
         let source = engine.snapshotSource()
+        let stallMicroseconds = (DispatchTime.now().uptimeNanoseconds - copyStarted) / 1_000
         // Every record the snapshot reflects has at most this LSN (in memory: none, 0); the log of a
         // restored directory continues after it.
         let lsn = store?.lastLSN ?? 0
@@ -40,7 +42,8 @@ extension ServerLoop {
         let job = SnapshotJob(serializing: { source.serialize() })
         backupsInProgress[number] = job
         counters.backupsStarted += 1
-        logger.info("backup started", metadata: ["file": "\(request.file)", "lsn": "\(lsn)", "connection": "\(request.connection)"])
+        logger.info("backup started", metadata: ["file": "\(request.file)", "lsn": "\(lsn)", "connection": "\(request.connection)",
+                                                 "loop_stall_microseconds": "\(stallMicroseconds)"])
         let mailbox = self.mailbox
         Thread(name: "batond-backup") {
             let result: Result<Int, BackupFailure>
