@@ -336,6 +336,14 @@ public final class BatonClient: Sendable {
     public func inspect(_ path: String) async throws(BatonError) -> [LockEntry] {
         try await perform(Calls.inspect(path))
     }
+
+    /// Has batond write a consistent snapshot of its namespace to `file`, an absolute path on
+    /// batond's host (Unix socket only), and returns once the file is durable. `batond --restore`
+    /// reads it back.
+    @discardableResult
+    public func backup(to file: String) async throws(BatonError) -> (lsn: UInt64, bytes: UInt64) {
+        try await perform(Calls.backup(to: file))
+    }
 }
 
 /// Where an acquire is in its life, for cancellation that may come before or after it is sent.

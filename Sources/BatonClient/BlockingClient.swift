@@ -203,4 +203,12 @@ public struct BlockingClient: Sendable {
     public func inspect(_ path: String) throws(BatonError) -> [LockEntry] {
         try perform(Calls.inspect(path))
     }
+
+    /// Has batond write a consistent snapshot of its namespace to `file`, an absolute path on
+    /// batond's host (Unix socket only), and returns once the file is durable. `batond --restore`
+    /// reads it back.
+    @discardableResult
+    public func backup(to file: String) throws(BatonError) -> (lsn: UInt64, bytes: UInt64) {
+        try perform(Calls.backup(to: file))
+    }
 }

@@ -108,6 +108,12 @@ enum Calls {
         }
     }
 
+    static func backup(to file: String) -> Call<(lsn: UInt64, bytes: UInt64)> {
+        Call(request: .backup(file: file)) { body in
+            if case .backedUp(let lsn, let bytes) = body { return (lsn, bytes) } else { return nil }
+        }
+    }
+
     static func closeSession() -> Call<Void> {
         Call(request: .closeSession) { body in if case .empty = body { return () } else { return nil } }
     }

@@ -59,6 +59,8 @@ public final class Engine {
     var connections: [ConnectionID: ConnectionState] = [:]
     var sessions: [UInt64: SessionState] = [:]
     var outputs: [EngineOutput] = []
+    /// Backups asked for and not yet taken by the shell, which writes them (`takeBackupRequests`).
+    var backupRequests: [BackupRequest] = []
     /// What happened and is not routed yet, in the order it happened (see `drain`).
     var routing: Deque<Routed> = []
     var isDraining = false
@@ -213,6 +215,8 @@ public final class Engine {
             }
             handleLockRequest(request, requestID: requestID, connection: connection, session: sessionID, now: now)
             drain(now: now)
+        case .backup(let file):
+            requestBackup(file, requestID: requestID, connection: connection, transport: state.transport, now: now)
         }
     }
 

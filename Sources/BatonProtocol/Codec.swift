@@ -84,6 +84,8 @@ public enum Codec {
             writer.u64(token)
         case .inspect(let path):
             writer.string(path)
+        case .backup(let file):
+            writer.string(file)
         }
         writer.finishFrame(start)
     }
@@ -185,6 +187,7 @@ public enum Codec {
         case .cancel: return .cancel(acquireRequestID: try reader.u32("request id"))
         case .checkToken: return .checkToken(path: try path(&reader), token: try reader.u64("token"))
         case .inspect: return .inspect(path: try path(&reader))
+        case .backup: return .backup(file: try reader.string("file"))
         }
     }
 
@@ -297,6 +300,9 @@ public enum Codec {
             writer.u64(token)
         case .tokenStatus(let current):
             writer.bool(current)
+        case .backedUp(let lsn, let bytes):
+            writer.u64(lsn)
+            writer.u64(bytes)
         case .lockEntries(let entries):
             writer.u32(UInt32(entries.count))
             for entry in entries {
@@ -463,6 +469,8 @@ public enum Codec {
                                          ageMilliseconds: try reader.u64("age")))
             }
             return .lockEntries(entries)
+        case .backup:
+            return .backedUp(lsn: try reader.u64("lsn"), bytes: try reader.u64("bytes"))
         }
     }
 

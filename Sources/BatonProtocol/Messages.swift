@@ -171,6 +171,8 @@ public enum Request: Sendable, Equatable {
     case cancel(acquireRequestID: UInt32)
     case checkToken(path: String, token: UInt64)
     case inspect(path: String)
+    /// Writes a consistent snapshot of the namespace to `file`, a path on the daemon's host (PROTOCOL.md §10.8).
+    case backup(file: String)
 
     public var opcode: Opcode {
         switch self {
@@ -193,6 +195,7 @@ public enum Request: Sendable, Equatable {
         case .cancel: .cancel
         case .checkToken: .checkToken
         case .inspect: .inspect
+        case .backup: .backup
         }
     }
 }
@@ -241,6 +244,8 @@ public enum ReplyBody: Sendable, Equatable {
     case granted(node: String, token: UInt64)
     case tokenStatus(current: Bool)
     case lockEntries([LockEntry])
+    /// The backup is durable in its file: the log position it reflects and its size in bytes.
+    case backedUp(lsn: UInt64, bytes: UInt64)
 }
 
 public struct Reply: Sendable, Equatable {

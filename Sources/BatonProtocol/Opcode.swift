@@ -21,6 +21,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case cancel = 0x22
     case checkToken = 0x23
     case inspect = 0x24
+
+    case backup = 0x30
 }
 
 /// Server frame kinds: the first byte of every frame the server sends.

@@ -72,6 +72,23 @@ final class Listener {
         return listener
     }
 
+    /// Serves a listening Unix socket someone else bound (systemd socket activation). It has no
+    /// `socketPath`: its file is not this daemon's to remove.
+    static func adoptUnix(descriptor: Int32, loop: ServerLoop) throws(ServerError) -> Listener {
+        let pipe = LibUV.allocate(uv_pipe_t.self)
+        var result = uv_pipe_init(loop.loop, pipe, 0)
+        precondition(result == 0, "uv_pipe_init cannot fail on a live loop")
+        let listener = Listener(transport: .unix, handle: UnsafeMutableRawPointer(pipe), loop: loop, socketPath: nil)
+        LibUV.setOwner(pipe, listener)
+        result = uv_pipe_open(pipe, descriptor)
+        if result == 0 { result = uv_listen(baton_stream(pipe), backlog, onConnection) }
+        if result < 0 {
+            LibUV.close(pipe)
+            throw ServerError("cannot listen on the socket passed as fd \(descriptor): \(LibUV.errorText(result))")
+        }
+        return listener
+    }
+
     /// A numeric IPv4 or IPv6 address (or `localhost`) and a port; `option` names the flag in errors.
     static func socketAddress(host: String, port: UInt16, option: String) throws(ServerError) -> sockaddr_storage {
         var address = sockaddr_storage()

@@ -1,10 +1,18 @@
+import BatonEngine
 import CLibUV
+
+/// Why a backup could not be written (the store's error, as text).
+struct BackupFailure: Error, Sendable {
+    let message: String
+}
 
 /// What other threads may ask of the loop.
 enum LoopMessage: Sendable {
     case stop
     /// The background snapshot writer finished (`failure` nil) or gave up.
     case snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?)
+    /// The backup writer finished: the file's size, or why it failed.
+    case backupFinished(BackupRequest, number: Int, lsn: UInt64, result: Result<Int, BackupFailure>)
 }
 
 /// The one door into the loop thread: messages plus `uv_async_send`, with the send and the

@@ -28,11 +28,19 @@ struct ServerCounters {
     var slowReaderDisconnects: UInt64 = 0
     var snapshotsWritten: UInt64 = 0
     var snapshotFailures: UInt64 = 0
+    var backupsStarted: UInt64 = 0
+    var backupsWritten: UInt64 = 0
+    var backupFailures: UInt64 = 0
     /// Times the log could not be written and writes were refused until a retry succeeded.
     var storageFailures: UInt64 = 0
     /// How long the loop stood still copying the state for the last snapshot.
     var lastSnapshotStallMicroseconds: UInt64 = 0
     var metricsRequests: UInt64 = 0
+    /// From a request's arrival to its reply leaving for the socket, the commit barrier included
+    /// (acquires excepted: they wait for their lock).
+    var requestServiceTime = LatencyHistogram(boundsNanoseconds: LatencyHistogram.serviceBounds)
+    /// From an acquire's arrival to its grant.
+    var acquireWait = LatencyHistogram(boundsNanoseconds: LatencyHistogram.waitBounds)
 
     static let errorCodeSlots = Int(ErrorCode.allCases.map(\.rawValue).max()!) + 1
 
@@ -77,6 +85,7 @@ final class MetricsRegistry {
     private let errors: [(code: ErrorCode, counter: MirroredCounter)]
     private let bytesRead, bytesWritten, framesReceived, framesSent, eventsSent: MirroredCounter
     private let connectionsAccepted, connectionsRefused, slowReaderDisconnects, metricsRequests: MirroredCounter
+    private let backupsWritten, backupFailures: MirroredCounter
     private let unixConnections, tcpConnections: Gauge
     private let sessions, detachedSessions, nodes, watches: Gauge
     private var lockHolders, lockWaiters: Gauge?
@@ -113,6 +122,8 @@ final class MetricsRegistry {
         slowReaderDisconnects = counter("slow_reader_disconnects", "total",
                                         "Connections cut because the client did not read its replies.")
         metricsRequests = counter("metrics_requests", "total", "HTTP requests to the metrics endpoint.")
+        backupsWritten = counter("backups", "total", "Online backups written (baton backup).")
+        backupFailures = counter("backup_failures", "total", "Online backups that could not be written.")
         unixConnections = gauge("connections", "open", "Open client connections, by transport.", labels: [("transport", "unix")])
         tcpConnections = gauge("connections", "open", "Open client connections, by transport.", labels: [("transport", "tcp")])
         sessions = gauge("sessions", "open", "Open sessions, attached or detached.")
@@ -155,6 +166,8 @@ final class MetricsRegistry {
         connectionsRefused.update(to: counters.connectionsRefused)
         slowReaderDisconnects.update(to: counters.slowReaderDisconnects)
         metricsRequests.update(to: counters.metricsRequests)
+        backupsWritten.update(to: counters.backupsWritten)
+        backupFailures.update(to: counters.backupFailures)
         unixConnections.set(Int64(sample.unixConnections))
         tcpConnections.set(Int64(sample.tcpConnections))
         if let engine = sample.engine {
@@ -185,7 +198,17 @@ final class MetricsRegistry {
         storageFailing?.set(Int64(sample.storageFailing ? 1 : 0))
         lastSnapshotStall?.set(Int64(clamping: counters.lastSnapshotStallMicroseconds))
         if let resident = sample.residentMemoryBytes { residentMemory.set(Int64(clamping: resident)) }
-        return registry.emitToBuffer()
+        // Histograms are kept by the loop without locks (ServerCounters) and rendered here, after the registry's families.
+        var histograms = counters.requestServiceTime.exposition(
+            name: "baton_request_service_seconds",
+            help: "From a request's arrival to its reply leaving for the socket, log commit included (acquire excluded).")
+        histograms += counters.acquireWait.exposition(
+            name: "baton_acquire_wait_seconds", help: "From an acquire's arrival to its grant.")
+        if let store = sample.store {
+            histograms += store.fsyncDurations.exposition(
+                name: "baton_log_fsync_seconds", help: "Duration of each fsync of the write-ahead log or the data directory.")
+        }
+        return registry.emitToBuffer() + Array(histograms.utf8)
     }
 
     private func lockGauge(_ name: String, _ help: String) -> Gauge {

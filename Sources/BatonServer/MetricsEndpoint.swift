@@ -7,8 +7,8 @@ import Darwin
 #endif
 
 /// The HTTP listener of `--metrics`, on the server's own loop: it answers `GET /metrics` with the
-/// Prometheus exposition and everything else with an error, one request per connection. It shares
-/// nothing with the lock service but the loop: a bounded number of connections, a bounded request
+/// Prometheus exposition, `/healthz` and `/readyz` with probes, and everything else with an error,
+/// one request per connection. It shares nothing with the lock service but the loop: a bounded number of connections, a bounded request
 /// head, a deadline on every connection, and rendering that takes microseconds.
 final class MetricsEndpoint {
     /// Scrapers at once; more are closed on accept (Prometheus sends one at a time per target).
@@ -114,6 +114,15 @@ final class MetricsEndpoint {
             loop?.countMetricsRequest()
             let body = loop?.metricsExposition() ?? []
             respond(connection, MetricsHTTP.response(status: 200, body: body, contentType: MetricsHTTP.contentType,
+                                                     includesBody: includesBody))
+        case .health(let includesBody):
+            loop?.countMetricsRequest()
+            respond(connection, MetricsHTTP.response(status: 200, body: Array("ok\n".utf8), includesBody: includesBody))
+        case .readiness(let includesBody):
+            loop?.countMetricsRequest()
+            let notReady: String? = if let loop { loop.notReadyReason } else { "shutting down" }
+            let body = notReady.map { "not ready: \($0)\n" } ?? "ready\n"
+            respond(connection, MetricsHTTP.response(status: notReady == nil ? 200 : 503, body: Array(body.utf8),
                                                      includesBody: includesBody))
         }
     }

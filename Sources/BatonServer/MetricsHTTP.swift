@@ -1,4 +1,4 @@
-/// Just enough HTTP/1.x for `GET /metrics`: the request line is parsed, headers are skipped, any
+/// Just enough HTTP/1.x for `GET /metrics`, `/healthz` and `/readyz`: the request line is parsed, headers are skipped, any
 /// body is ignored, and every response closes the connection. Pure: bytes in, bytes out.
 enum MetricsHTTP {
     /// The largest request head read; a longer one is answered 431.
@@ -11,6 +11,10 @@ enum MetricsHTTP {
         case respond(status: Int, includesBody: Bool)
         /// `GET /metrics` (or HEAD): answer with the exposition.
         case metrics(includesBody: Bool)
+        /// `GET /healthz`: the loop answers, so the daemon is alive.
+        case health(includesBody: Bool)
+        /// `GET /readyz`: whether the daemon takes requests now (ServerLoop.readiness).
+        case readiness(includesBody: Bool)
     }
 
     /// Looks at what a client sent so far. Garbage is refused as soon as it shows, without waiting
@@ -45,8 +49,10 @@ enum MetricsHTTP {
         guard isHead || method.elementsEqual("GET".utf8) else { return .respond(status: 405, includesBody: true) }
         let target = parts[1]
         let path = target[target.startIndex..<(target.firstIndex(of: UInt8(ascii: "?")) ?? target.endIndex)]
-        guard path.elementsEqual("/metrics".utf8) else { return .respond(status: 404, includesBody: !isHead) }
-        return .metrics(includesBody: !isHead)
+        if path.elementsEqual("/metrics".utf8) { return .metrics(includesBody: !isHead) }
+        if path.elementsEqual("/healthz".utf8) { return .health(includesBody: !isHead) }
+        if path.elementsEqual("/readyz".utf8) { return .readiness(includesBody: !isHead) }
+        return .respond(status: 404, includesBody: !isHead)
     }
 
     /// Whether the bytes from the end of the request line on hold the empty line that ends the head.
@@ -76,6 +82,7 @@ enum MetricsHTTP {
         case 404: "Not Found"
         case 405: "Method Not Allowed"
         case 431: "Request Header Fields Too Large"
+        case 503: "Service Unavailable"
         case 505: "HTTP Version Not Supported"
         default: "Error"
         }

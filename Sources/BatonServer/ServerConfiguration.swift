@@ -38,6 +38,10 @@ public struct ServerConfiguration: Sendable {
     /// Serve the namespace and locks from a ZooKeeper ensemble (ZooKeeperDriver.swift) instead of the
     /// embedded store; then `durability` must be nil (ZooKeeper keeps the data).
     public var zooKeeper: ZooKeeperConfiguration?
+    /// A Unix socket already bound to `socketPath` and listening, handed over by systemd socket
+    /// activation (`LISTEN_FDS`): served as it is, its mode left alone, its file left in place at
+    /// shutdown (the .socket unit owns it).
+    public var inheritedUnixListener: Int32?
 
     public init(socketPath: String, engine: EngineConfiguration = EngineConfiguration()) {
         self.socketPath = socketPath

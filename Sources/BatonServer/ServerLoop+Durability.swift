@@ -12,7 +12,9 @@ extension ServerLoop {
     /// The real engine: fresh in memory, or recovered from the newest snapshot and the log after it.
     func openEngine() throws(ServerError) {
         guard let durability = configuration.durability else {
-            engine = Engine(configuration: configuration.engine, now: now())
+            let engine = Engine(configuration: configuration.engine, now: now())
+            self.engine = engine
+            backupEngine = engine
             logger.info("namespace kept in memory only (nothing survives a restart)")
             return
         }
@@ -37,6 +39,7 @@ extension ServerLoop {
                              sequences: recovery.lostRecords ? recovery.marks.sequences : nil)
         self.engine = engine
         durableEngine = engine
+        backupEngine = engine
         store = opened.store
         recordsSinceSnapshot = recovery.records.count
         logBytesSinceSnapshot = recovery.records.reduce(0) { $0 + $1.payload.count }
@@ -55,6 +58,11 @@ extension ServerLoop {
         snapshotInProgress?.waitUntilFinished()
         snapshotInProgress?.releaseSource()
         snapshotInProgress = nil
+        for job in backupsInProgress.values {
+            job.waitUntilFinished()
+            job.releaseSource()
+        }
+        backupsInProgress.removeAll()
         guard let store else { return }
         self.store = nil
         do {

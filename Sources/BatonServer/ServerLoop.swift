@@ -36,6 +36,16 @@ final class ServerLoop {
     var recordsSinceSnapshot = 0
     var logBytesSinceSnapshot = 0
     var snapshotInProgress: SnapshotJob?
+    /// The real engine (durable or not), for backups; nil with a stand-in engine.
+    var backupEngine: Engine?
+    /// Backups being written, by a number of their own (ServerLoop+Backup.swift).
+    var backupsInProgress: [Int: SnapshotJob] = [:]
+    var nextBackupNumber = 0
+    var backupsWaiting: [BackupRequest] = []
+    /// When each request still unanswered arrived, by connection and request id (ServerLoop+Latency.swift).
+    var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
+    /// Arrival times of requests answered this turn, recorded once the commit barrier is passed.
+    var repliesAwaitingCommit: [UInt64] = []
     /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
     var storageFailure: String?
     /// Replies held while the log cannot be written, per connection, in order.
@@ -143,6 +153,8 @@ final class ServerLoop {
         }
         var metadata: Logger.Metadata = ["socket": "\(addresses.socketPath)",
                                          "mode": "\(String(configuration.socketMode, radix: 8))"]
+        // Socket activation: the .socket unit set the mode.
+        if configuration.inheritedUnixListener != nil { metadata["mode"] = "from systemd" }
         if let port = addresses.tcpPort { metadata["tcp_port"] = "\(port)" }
         if let port = addresses.metricsPort { metadata["metrics_port"] = "\(port)" }
         logger.info("ready", metadata: metadata)
@@ -206,7 +218,12 @@ final class ServerLoop {
             }
         }
 
-        let unix = try Listener.bindUnix(path: configuration.socketPath, mode: configuration.socketMode, loop: self)
+        let unix: Listener
+        if let descriptor = configuration.inheritedUnixListener {
+            unix = try Listener.adoptUnix(descriptor: descriptor, loop: self)
+        } else {
+            unix = try Listener.bindUnix(path: configuration.socketPath, mode: configuration.socketMode, loop: self)
+        }
         listeners.append(unix)
         var tcpPort: UInt16?
         if let endpoint = configuration.tcpEndpoint {
@@ -400,6 +417,7 @@ final class ServerLoop {
             switch decoded {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
+                requestArrived(requestID, on: connection.id)
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
             case .failure(let failure):
                 var details = metadata(connection)
@@ -614,6 +632,7 @@ final class ServerLoop {
     private func release(_ connection: Connection, now time: Time) {
         guard !connection.engineReleased, let engine else { return }
         connection.engineReleased = true
+        requestArrivals[connection.id] = nil
         engine.connectionClosed(connection.id, now: time)
     }
 
@@ -630,11 +649,13 @@ final class ServerLoop {
     func routeOutputs() {
         guard let engine else { return }
         while true {
+            startRequestedBackups()
             let outputs = engine.takeOutputs()
             if outputs.isEmpty { return }
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
+                    if case .reply(let reply) = message { replyRouted(reply, to: id) }
                     guard let connection = connections[id], connection.phase == .open else { continue }
                     if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
                     // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
@@ -692,6 +713,7 @@ final class ServerLoop {
         isFlushing = true
         defer { isFlushing = false }
         commitLog()
+        recordServiceTimes()
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
@@ -725,6 +747,7 @@ final class ServerLoop {
             routeOutputs()
             // Routing produced more records (a dropped slow reader's session ended): commit them too.
             commitLog()
+            recordServiceTimes()
         }
         endTurn()
         armTimer()
@@ -817,6 +840,8 @@ final class ServerLoop {
                 beginShutdown(reason: "stop requested")
             case .snapshotFinished(let lsn, let bytes, let milliseconds, let failure):
                 snapshotFinished(lsn: lsn, bytes: bytes, milliseconds: milliseconds, failure: failure)
+            case .backupFinished(let request, let number, let lsn, let result):
+                backupFinished(request, number: number, lsn: lsn, result: result)
             }
         }
     }

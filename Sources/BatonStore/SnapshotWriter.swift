@@ -24,9 +24,26 @@ public struct SnapshotWriter: Sendable {
     /// Once this returns the snapshot survives power failure; until then the previous one stands.
     public func writeSnapshot(lsn: LogSequenceNumber, bytes: [UInt8]) throws {
         let name = StoreFormat.snapshotFileName(lsn: lsn)
-        let finalPath = FileSystem.join(directory, name)
+        try SnapshotWriter.write(lsn: lsn, bytes: bytes, to: FileSystem.join(directory, name), directory: directory)
+        logger.info("snapshot written", metadata: [
+            "file": "\(name)", "lsn": "\(lsn)", "bytes": "\(bytes.count + StoreFormat.snapshotHeaderBytes)",
+        ])
+    }
+
+    /// Writes a backup: a snapshot file (same format, same checks) at `path`, outside any data
+    /// directory, atomically like a snapshot. Returns its size. `batond --restore` reads it back
+    /// (`Store.restore`).
+    public static func writeBackup(lsn: LogSequenceNumber, bytes: [UInt8], to path: String) throws -> Int {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        try write(lsn: lsn, bytes: bytes, to: path, directory: directory)
+        return bytes.count + StoreFormat.snapshotHeaderBytes
+    }
+
+    /// Temporary file beside `finalPath`, fsync, rename, fsync of `directory`.
+    private static func write(lsn: LogSequenceNumber, bytes: [UInt8], to finalPath: String, directory: String) throws {
         let temporaryPath = finalPath + StoreFormat.temporarySuffix
-        // O_EXCL: a second writer for the same LSN fails instead of interleaving with the first.
+        // O_EXCL: a second writer for the same file fails instead of interleaving with the first.
         let descriptor = try FileSystem.open(temporaryPath, flags: O_WRONLY | O_CREAT | O_EXCL)
         do {
             try FileSystem.writeAll(descriptor, StoreFormat.snapshotHeader(lsn: lsn, payload: bytes), path: temporaryPath)
@@ -45,8 +62,5 @@ public struct SnapshotWriter: Sendable {
             throw error
         }
         try FileSystem.syncDirectory(directory)
-        logger.info("snapshot written", metadata: [
-            "file": "\(name)", "lsn": "\(lsn)", "bytes": "\(bytes.count + StoreFormat.snapshotHeaderBytes)",
-        ])
     }
 }

@@ -200,7 +200,7 @@ extension Store {
                         "write-ahead log cut at \(name) offset \(offset): \(problem.rawValue)\(damage == nil ? " (torn tail)" : " (repair)"); \(cut.discardedBytes) bytes discarded, \(later.count) later segments \(damage == nil ? "deleted" : "set aside")",
                         metadata: [
                             "file": "\(name)", "offset": "\(offset)", "reason": "\(problem.rawValue)",
-                            "discardedBytes": "\(cut.discardedBytes)", "deletedSegments": "\(later)",
+                            "discarded_bytes": "\(cut.discardedBytes)", "deleted_segments": "\(later)",
                         ])
                     break
                 }
@@ -255,9 +255,9 @@ extension Store {
 
         logger.info("store recovered", metadata: [
             "directory": "\(directory)",
-            "snapshotLSN": "\(snapshot.map { String($0.lsn) } ?? "none")",
+            "snapshot_lsn": "\(snapshot.map { String($0.lsn) } ?? "none")",
             "records": "\(records.count)",
-            "nextLSN": "\(nextLSN)",
+            "next_lsn": "\(nextLSN)",
             "segment": "\(StoreFormat.segmentFileName(firstLSN: segmentFirstLSN))",
         ])
         var recovery = Recovery(snapshot: snapshot, records: records, nextLSN: nextLSN,

@@ -55,6 +55,7 @@ public final class Store {
 
     var bytesWritten: UInt64 = 0
     var fsyncCount: UInt64 = 0
+    var fsyncDurations = LatencyHistogram(boundsNanoseconds: LatencyHistogram.serviceBounds)
     var recordsAppended: UInt64 = 0
 
     /// Set by a failed write or fsync until `retry()` succeeds: appends are still buffered (the
@@ -154,7 +155,7 @@ public final class Store {
             failure = StoreFailure(operation: "retry", error: error)
             throw error
         }
-        logger.notice("write-ahead log writable again", metadata: ["lastLSN": "\(lastLSN)"])
+        logger.notice("write-ahead log writable again", metadata: ["last_lsn": "\(lastLSN)"])
         failure = nil
     }
 
@@ -206,6 +207,7 @@ public final class Store {
         var metrics = StoreMetrics()
         metrics.bytesWritten = bytesWritten
         metrics.fsyncCount = fsyncCount
+        metrics.fsyncDurations = fsyncDurations
         metrics.recordsAppended = recordsAppended
         metrics.segmentFileName = StoreFormat.segmentFileName(firstLSN: segmentFirstLSN)
         metrics.segmentFirstLSN = segmentFirstLSN
@@ -258,9 +260,9 @@ public final class Store {
         // already covered, which recovery skips and the next prune deletes again.
         if !outcome.deletedSegments.isEmpty || !outcome.deletedSnapshots.isEmpty {
             logger.info("pruned the data directory", metadata: [
-                "snapshotLSN": "\(snapshotLSN)",
-                "deletedSegments": "\(outcome.deletedSegments.count)",
-                "deletedSnapshots": "\(outcome.deletedSnapshots.count)",
+                "snapshot_lsn": "\(snapshotLSN)",
+                "deleted_segments": "\(outcome.deletedSegments.count)",
+                "deleted_snapshots": "\(outcome.deletedSnapshots.count)",
             ])
         }
         return outcome
@@ -313,7 +315,9 @@ public final class Store {
     }
 
     func syncSegment() throws {
+        let started = LatencyHistogram.now()
         try FileSystem.sync(segmentDescriptor, path: segmentPath)
+        fsyncDurations.record(nanoseconds: LatencyHistogram.now() - started)
         fsyncCount += 1
         durableLSN = writtenLSN
         trustedBytes = segmentBytes
@@ -321,7 +325,9 @@ public final class Store {
     }
 
     func syncDirectory() throws {
+        let started = LatencyHistogram.now()
         try FileSystem.syncDirectory(directory)
+        fsyncDurations.record(nanoseconds: LatencyHistogram.now() - started)
         fsyncCount += 1
     }
 

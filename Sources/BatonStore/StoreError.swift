@@ -27,6 +27,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     /// kernel may have dropped the dirty pages), so the store refuses further work. Restart to recover.
     case unusable(cause: String)
     case closed
+    /// `Store.restore`: the file is not a whole, intact backup.
+    case badBackup(path: String, problem: String)
+    /// `Store.restore`: the data directory already holds files.
+    case restoreTargetNotEmpty(directory: String, entries: Int)
 
     public var description: String {
         switch self {
@@ -66,6 +70,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the store stopped after an I/O failure (\(cause)); restart to recover from the files"
         case .closed:
             return "the store is closed"
+        case let .badBackup(path, problem):
+            return "\(path) is not an intact baton backup (\(problem)); nothing was restored"
+        case let .restoreTargetNotEmpty(directory, entries):
+            return "\(directory) is not empty (\(entries) entries): restore only into an empty or missing data directory"
         }
     }
 }

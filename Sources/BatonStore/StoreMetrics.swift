@@ -5,6 +5,8 @@ public struct StoreMetrics: Sendable, Equatable {
     /// fsync calls on log segments and on the data directory (snapshot writes not included: they
     /// run on another thread and are the writer's).
     public var fsyncCount: UInt64 = 0
+    /// How long the fsyncs of the log (segment and directory) took: what a write waits for.
+    public var fsyncDurations = LatencyHistogram(boundsNanoseconds: LatencyHistogram.serviceBounds)
     public var recordsAppended: UInt64 = 0
     /// The segment being appended to.
     public var segmentFileName: String = ""

@@ -24,7 +24,7 @@ struct Baton: ParsableCommand {
             """,
         version: BatonVersion.release,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
-                      Watch.self, Run.self, Locks.self, CheckToken.self, GuardedExec.self])
+                      Watch.self, Run.self, Locks.self, CheckToken.self, GuardedExec.self, Backup.self])
 
     static func main() {
         main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()),

@@ -178,9 +178,42 @@ struct Batond: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
+    // MARK: Operating batond (backup and restore, readiness, logs, configuration file)
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Before starting, seed the (empty or missing) data directory from this backup file.",
+        discussion: """
+            The file is one `baton backup` wrote. batond checks it whole, refuses a data directory that \
+            holds anything, restores, then starts serving as usual. Nodes, sequence numbers and the \
+            fencing-token counter come back as they were when the backup was taken.
+            """,
+        valueName: "file"))
+    var restore: String?
+
+    @Option(name: .customLong("log-format"), help: ArgumentHelp(
+        "text (key=value metadata) or json (one object per line).",
+        discussion: """
+            json: every line has time (RFC 3339 UTC), level, logger, source and message, then the \
+            event's metadata as snake_case keys with string values (docs in deploy/README.md).
+            """,
+        valueName: "format"))
+    var logFormat: String = "text"
+
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "TOML file of settings: each key a long flag without the --; the command line overrides it.",
+        discussion: "Example with every key: deploy/batond.toml.", valueName: "file"))
+    var configurationFile: String?
+
     static func main() {
         do {
-            var command = try parseAsRoot()
+            let arguments = try ConfigurationFile.expand(Array(CommandLine.arguments.dropFirst())) { fromFile in
+                do {
+                    _ = try parseAsRoot(fromFile)
+                } catch {
+                    throw ServerError(message(for: error))
+                }
+            }
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch let error as ServerError {
             fail(error.message)
@@ -193,8 +226,15 @@ struct Batond: ParsableCommand {
         }
     }
 
+    /// Set by `--log-format json`: the last words are a JSON line too.
+    nonisolated(unsafe) static var errorsAsJSON = false
+
     /// One line on standard error, exit status 1.
     static func fail(_ message: String) -> Never {
+        if errorsAsJSON {
+            JSONLogHandler.emit(level: .critical, message: message, label: "batond", source: "batond", metadata: [:])
+            terminate(1)
+        }
         let line = "batond: error: \(message)\n"
         _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
         terminate(1)
@@ -252,6 +292,14 @@ struct Batond: ParsableCommand {
         admission.loginThrottleMilliseconds = loginThrottleMilliseconds
         admission.loginThrottleMillisecondsMax = max(60_000, loginThrottleMilliseconds)
         configuration.admission = admission
+        if let passed = try Systemd.passedListener(environment: environment) {
+            // Socket activation: the .socket unit bound the socket and owns its file and mode.
+            if let socket, socket != passed.path {
+                throw ServerError("--socket \(socket) is not the socket systemd passed (\(passed.path)); drop --socket or make them agree")
+            }
+            configuration.socketPath = passed.path
+            configuration.inheritedUnixListener = passed.descriptor
+        }
         if let zooKeeper = try zooKeeperConfiguration() {
             guard dataDirectory == nil, !inMemory else {
                 throw ServerError("--store zookeeper:// keeps the namespace in ZooKeeper: --data-dir and --in-memory do not apply")
@@ -328,13 +376,34 @@ struct Batond: ParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ServerError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        guard logFormat == "text" || logFormat == "json" else {
+            throw ServerError("--log-format must be text or json, not \(logFormat)")
+        }
+        if logFormat == "json" { Batond.errorsAsJSON = true }
         let configuration = try makeConfiguration()
-        var logger = Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
+        var logger = logFormat == "json"
+            ? Logger(label: "batond", factory: { label in JSONLogHandler(label: label) })
+            : Logger(label: "batond", factory: { label in StreamLogHandler.standardError(label: label) })
         logger.logLevel = level
+        if let restore {
+            guard let durability = configuration.durability else { throw ServerError("--restore needs a data directory, not --in-memory") }
+            do {
+                try Store.restore(backup: restore, into: durability.dataDirectory, logger: logger)
+            } catch {
+                throw ServerError("cannot restore \(restore): \(error)")
+            }
+        }
         // Raised before listening; reported once listening, so a refusal to start stays one line.
         let openFiles = OpenFileLimit.raise()
         let server = Server(configuration: configuration, logger: logger)
-        try server.run { _ in openFiles.log(connectionsMax: configuration.limits.connectionsMax, logger: logger) }
+        let environment = processEnvironment()
+        try server.run { addresses in
+            openFiles.log(connectionsMax: configuration.limits.connectionsMax, logger: logger)
+            // Type=notify: systemd starts dependent units only now, when clients can be served.
+            if let failure = Systemd.notify("READY=1\nMAINPID=\(getpid())\nSTATUS=serving on \(addresses.socketPath)", environment: environment) {
+                logger.warning("cannot notify systemd of readiness", metadata: ["error": "\(failure)"])
+            }
+        }
     }
 }
 

@@ -47,6 +47,7 @@ enum GoldenValues {
         "cancel": (20, .cancel(acquireRequestID: 16)),
         "checkToken": (21, .checkToken(path: "/l", token: 7)),
         "inspect": (22, .inspect(path: "/l")),
+        "backup": (0x18, .backup(file: "/b.bak")),
     ]
 
     static func ok(_ requestID: UInt32, _ opcode: Opcode, _ body: ReplyBody) -> ServerMessage {
@@ -83,6 +84,7 @@ enum GoldenValues {
                       clientName: "", token: 8, ageMilliseconds: 0),
         ])),
         "lockEntries.empty": ok(23, .inspect, .lockEntries([])),
+        "backedUp": ok(0x18, .backup, .backedUp(lsn: 42, bytes: 4_096)),
         "error.noNode": failed(10, .get, .noNode, "no node"),
         "error.lockBusy": failed(17, .acquire, .lockBusy, ""),
         "error.lockCancelled": failed(16, .acquire, .lockCancelled, ""),
@@ -139,10 +141,11 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .granted: "granted"
     case .tokenStatus: "tokenStatus"
     case .lockEntries: "lockEntries"
+    case .backedUp: "backedUp"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
-                                 "children", "multi", "granted", "tokenStatus", "lockEntries"]
+                                 "children", "multi", "granted", "tokenStatus", "lockEntries", "backedUp"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {

@@ -60,6 +60,8 @@ final class RoundTripTests: XCTestCase {
         .checkToken(path: "/l", token: 0),
         .checkToken(path: "/l", token: .max),
         .inspect(path: "/"),
+        .backup(file: ""),
+        .backup(file: "/var/lib/baton-backups/été.bak"),
     ]
 
     static let replies: [(Opcode, ReplyBody)] = [
@@ -93,6 +95,8 @@ final class RoundTripTests: XCTestCase {
             LockEntry(node: unicodePath, kind: .shared, position: .holder, sessionID: .max, clientName: "ü",
                       token: .max, ageMilliseconds: .max),
         ])),
+        (.backup, .backedUp(lsn: 0, bytes: 0)),
+        (.backup, .backedUp(lsn: .max, bytes: .max)),
     ]
 
     static let events: [Event] = [

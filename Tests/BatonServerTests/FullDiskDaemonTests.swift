@@ -105,8 +105,8 @@ final class FullDiskDaemonTests: XCTestCase {
     }
 
     /// A daemon whose data directory is a 4 MiB tmpfs of its own.
-    private func mountedDaemon(fsync: String) throws -> TestDaemon {
-        let daemon = try TestDaemon(TestDaemon.Options(arguments: ["--fsync", fsync]))
+    private func mountedDaemon(fsync: String, arguments: [String] = []) throws -> TestDaemon {
+        let daemon = try TestDaemon(TestDaemon.Options(arguments: ["--fsync", fsync] + arguments))
         self.daemon = daemon
         XCTAssertNotNil(daemon.stop())
         try FileManager.default.removeItem(atPath: daemon.dataDirectory)
@@ -121,7 +121,9 @@ final class FullDiskDaemonTests: XCTestCase {
 
     private func fullDisk(fsync: String) throws {
         guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root (CI runs as root)") }
-        let daemon = try mountedDaemon(fsync: fsync)
+        let metricsPort = try TestDaemon.freeLoopbackPort()
+        let daemon = try mountedDaemon(fsync: fsync, arguments: ["--metrics", "127.0.0.1:\(metricsPort)"])
+        XCTAssertEqual(try HTTPClient.get(port: metricsPort, path: "/readyz").status, 200)
 
         let writer = try daemon.connect()
         try writer.handshake(clientName: "writer")
@@ -141,6 +143,11 @@ final class FullDiskDaemonTests: XCTestCase {
         let heldID = try writer.send(.create(path: "/big", data: big, mode: .persistent))
         try waitForLog(daemon, "write-ahead log write failed")
         XCTAssertFalse(writer.isReadable(timeoutSeconds: 0.2), "the reply of a write that is not durable is held")
+        // Not ready while writes are refused; still alive.
+        let notReady = try HTTPClient.get(port: metricsPort, path: "/readyz")
+        XCTAssertEqual(notReady.status, 503)
+        XCTAssertTrue(notReady.body.hasPrefix("not ready: the write-ahead log cannot be written"), notReady.body)
+        XCTAssertEqual(try HTTPClient.get(port: metricsPort, path: "/healthz").status, 200)
 
         let other = try daemon.connect()
         try other.handshake(clientName: "other")
@@ -173,6 +180,7 @@ final class FullDiskDaemonTests: XCTestCase {
         XCTAssertEqual(heldReply.requestID, heldID)
         guard case .success(.created(let path, _)) = heldReply.result else { return XCTFail("\(heldReply.result)") }
         XCTAssertEqual(path, "/big")
+        XCTAssertEqual(try HTTPClient.get(port: metricsPort, path: "/readyz").status, 200, "ready again once the log is written")
         _ = try other.callSuccessfully(.create(path: "/after", data: [2], mode: .persistent))
 
         // Nothing acknowledged is lost across a restart.

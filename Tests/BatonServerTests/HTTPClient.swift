@@ -95,7 +95,12 @@ struct Exposition {
                 throw TestSupportError.unexpected("bad sample line \(line)")
             }
             let series = String(line[..<space])
-            let family = String(series.prefix { $0 != "{" })
+            var family = String(series.prefix { $0 != "{" })
+            // A histogram's series are its name plus _bucket, _sum or _count.
+            for suffix in ["_bucket", "_sum", "_count"] where family.hasSuffix(suffix) {
+                let base = String(family.dropLast(suffix.count))
+                if types[base] == "histogram" { family = base }
+            }
             guard types[family] != nil else { throw TestSupportError.unexpected("sample before its TYPE: \(line)") }
             guard samples[series] == nil else { throw TestSupportError.unexpected("duplicate series \(series)") }
             samples[series] = value

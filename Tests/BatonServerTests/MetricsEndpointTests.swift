@@ -1,4 +1,5 @@
 import BatonProtocol
+import BatonStore
 import BatonTestSupport
 import Foundation
 import XCTest
@@ -100,6 +101,61 @@ final class MetricsEndpointTests: XCTestCase {
         }
         XCTAssertEqual(final["baton_sessions_open"], 0, "a Unix disconnect ends the session")
         XCTAssertEqual(final["baton_connections_open{transport=\"unix\"}"], 0)
+    }
+
+    func testHealthAndReadinessProbes() throws {
+        let (_, port) = try startDaemon()
+        let health = try HTTPClient.get(port: port, path: "/healthz")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertEqual(health.body, "ok\n")
+        let readiness = try HTTPClient.get(port: port, path: "/readyz")
+        XCTAssertEqual(readiness.status, 200)
+        XCTAssertEqual(readiness.body, "ready\n")
+        XCTAssertEqual(try HTTPClient.get(port: port, path: "/readyz", method: "HEAD").status, 200)
+    }
+
+    func testLatencyHistogramsCountRequestsGrantsAndFsyncs() throws {
+        let (daemon, port) = try startDaemon()
+        let before = try scrape(port)
+        XCTAssertEqual(before.types["baton_request_service_seconds"], "histogram")
+        XCTAssertEqual(before.types["baton_acquire_wait_seconds"], "histogram")
+        XCTAssertEqual(before.types["baton_log_fsync_seconds"], "histogram")
+        XCTAssertEqual(before["baton_acquire_wait_seconds_count"], 0)
+        let servedBefore = try XCTUnwrap(before["baton_request_service_seconds_count"])
+        let fsyncsBefore = try XCTUnwrap(before["baton_log_fsync_seconds_count"])
+
+        let holder = try daemon.connect()
+        try holder.handshake()  // hello, openSession: two requests
+        let waiter = try daemon.connect()
+        try waiter.handshake()
+        for index in 0..<5 {
+            _ = try holder.callSuccessfully(.create(path: "/h\(index)", data: [1], mode: .persistent))
+        }
+        guard case .granted(let node, let token) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/h"))) else {
+            return XCTFail("the first acquire is granted")
+        }
+        let waitingID = try waiter.send(.acquire(LockRequest(path: "/locks/h")))
+        XCTAssertEqual(try waiter.callSuccessfully(.ping), .empty)
+        var exposition = try scrape(port)
+        XCTAssertEqual(exposition["baton_acquire_wait_seconds_count"], 1, "the waiting acquire is not counted yet")
+        _ = try holder.callSuccessfully(.release(node: node, token: token))
+        XCTAssertEqual(try waiter.receiveReply().requestID, waitingID)
+
+        exposition = try scrape(port)
+        XCTAssertEqual(exposition["baton_acquire_wait_seconds_count"], 2)
+        XCTAssertEqual(exposition["baton_acquire_wait_seconds_bucket{le=\"+Inf\"}"], 2)
+        // hello and openSession twice, 5 creates, a ping, a release: 11 replies that are not grants.
+        XCTAssertEqual(try XCTUnwrap(exposition["baton_request_service_seconds_count"]) - servedBefore, 11)
+        XCTAssertGreaterThan(try XCTUnwrap(exposition["baton_request_service_seconds_sum"]), 0)
+        // Every create was synced before its reply (--fsync batch).
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(exposition["baton_log_fsync_seconds_count"]) - fsyncsBefore, 5)
+        var previous = 0.0
+        for bound in LatencyHistogram.serviceBounds.map({ LatencyHistogram.seconds($0) }) + ["+Inf"] {
+            let cumulative = try XCTUnwrap(exposition["baton_request_service_seconds_bucket{le=\"\(bound)\"}"], bound)
+            XCTAssertGreaterThanOrEqual(cumulative, previous)
+            previous = cumulative
+        }
+        XCTAssertEqual(previous, exposition["baton_request_service_seconds_count"])
     }
 
     func testLockHoldersAndWaitersAreReported() throws {

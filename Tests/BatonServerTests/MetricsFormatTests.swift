@@ -43,10 +43,26 @@ final class MetricsFormatTests: XCTestCase {
 
     func testOtherPathsAndMethods() {
         XCTAssertEqual(examine("GET / HTTP/1.1\r\n\r\n"), .respond(status: 404, includesBody: true))
+        XCTAssertEqual(examine("GET /healthz HTTP/1.1\r\n\r\n"), .health(includesBody: true))
+        XCTAssertEqual(examine("HEAD /readyz?verbose HTTP/1.1\r\n\r\n"), .readiness(includesBody: false))
+        XCTAssertEqual(examine("GET /readyz/ HTTP/1.1\r\n\r\n"), .respond(status: 404, includesBody: true))
         XCTAssertEqual(examine("GET /metrics/ HTTP/1.1\r\n\r\n"), .respond(status: 404, includesBody: true))
         XCTAssertEqual(examine("HEAD /other HTTP/1.1\r\n\r\n"), .respond(status: 404, includesBody: false))
         XCTAssertEqual(examine("POST /metrics HTTP/1.1\r\n\r\n"), .respond(status: 405, includesBody: true))
         XCTAssertEqual(examine("DELETE /metrics HTTP/1.1\r\n\r\n"), .respond(status: 405, includesBody: true))
+    }
+
+    func testHistogramsAreCumulativeWithSumAndCount() throws {
+        var histogram = LatencyHistogram(boundsNanoseconds: [1_000, 1_000_000])
+        for nanoseconds: UInt64 in [500, 1_000, 2_000, 5_000_000] { histogram.record(nanoseconds: nanoseconds) }
+        let text = histogram.exposition(name: "baton_test_seconds", help: "A test.")
+        let exposition = try Exposition(text)
+        XCTAssertEqual(exposition.types["baton_test_seconds"], "histogram")
+        XCTAssertEqual(exposition["baton_test_seconds_bucket{le=\"1e-06\"}"], 2, text)
+        XCTAssertEqual(exposition["baton_test_seconds_bucket{le=\"0.001\"}"], 3, text)
+        XCTAssertEqual(exposition["baton_test_seconds_bucket{le=\"+Inf\"}"], 4, text)
+        XCTAssertEqual(exposition["baton_test_seconds_count"], 4)
+        XCTAssertEqual(try XCTUnwrap(exposition["baton_test_seconds_sum"]), 0.0050035, accuracy: 1e-12)
     }
 
     func testTheRequestHeadIsBounded() {

@@ -17,6 +17,7 @@ MAGIC = 0x4241544E  # "BATN"
 HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
+BACKUP = 0x30
 
 # §7 Error codes (names as the spec writes them; tests check this table against it).
 ERROR_NAMES = {
@@ -203,6 +204,11 @@ def encode_inspect(request_id: int, path: str) -> bytes:
     return request(INSPECT, request_id).string(path).frame()
 
 
+def encode_backup(request_id: int, file: str) -> bytes:
+    """§10.8: the server writes the backup to `file`, an absolute path on its host (Unix socket only)."""
+    return request(BACKUP, request_id).string(file).frame()
+
+
 def encode_acquire(request_id: int, path: str, kind: int, permits: int, wait_ms: int, lease_ms: int) -> bytes:
     return request(ACQUIRE, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms).frame()
 
@@ -309,6 +315,8 @@ def _reply_body(opcode: int, r: Reader):
             entries.append(LockEntry(node, LOCK_KIND_NAMES[kind], "waiter" if position else "holder",
                                      r.u64(), r.string(), r.u64(), r.u64()))
         return entries
+    if opcode == BACKUP:
+        return {"lsn": r.u64(), "bytes": r.u64()}
     raise ProtocolError(f"reply to unknown opcode 0x{opcode:02x}")
 
 

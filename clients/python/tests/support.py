@@ -1,6 +1,7 @@
 """Shared by the tests: the repository's golden vectors and a real batond on a temporary socket."""
 
 import os
+import socket
 import shutil
 import subprocess
 import sys
@@ -44,11 +45,22 @@ class Daemon:
         self.log = open(os.path.join(self.directory, "batond.log"), "wb")
         self.process = subprocess.Popen([batond_path(), "--socket", self.socket, "--in-memory", *extra],
                                         stdout=self.log, stderr=self.log)
+        # Wait until a connect succeeds: the socket file appears at bind, before batond listens.
         deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket):
+        while not self._accepts():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("batond did not start: " + open(self.log.name).read())
             time.sleep(0.01)
+
+    def _accepts(self):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
 
     def stop(self):
         self.process.terminate()

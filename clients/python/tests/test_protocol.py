@@ -33,6 +33,7 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_cancel(20, 16), v["cancel"])
         self.assertEqual(p.encode_check_token(21, "/l", 7), v["checkToken"])
         self.assertEqual(p.encode_inspect(22, "/l"), v["inspect"])
+        self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
@@ -56,6 +57,7 @@ class GoldenVectorTests(unittest.TestCase):
         children = p.decode_server_body(v["children"][4:]).body
         self.assertEqual(children["names"], ["a", "locks"])
         granted = p.decode_server_body(v["granted"][4:]).body
+        self.assertEqual(p.decode_server_body(v["backedUp"][4:]).body, {"lsn": 42, "bytes": 4096})
         self.assertEqual(granted, {"node": "/l/0000000007", "token": 7})
         entries = p.decode_server_body(v["lockEntries"][4:]).body
         self.assertEqual([(e.position, e.client_name, e.token, e.age_milliseconds) for e in entries],
