@@ -132,6 +132,60 @@ extension Engine {
         }
     }
 
+    /// `checkToken` for a token no local holder has: whether ZooKeeper's queue of the lock entitles a
+    /// node with that czxid, wherever its holder is (PROTOCOL.md §16).
+    func checkTokenOnBackend(_ backend: NamespaceBackend, path: String, token: UInt64, requestID: UInt32,
+                             connection: ConnectionID, now: Time) {
+        backendState.now = now
+        beginPendingRequest(on: connection)
+        LockQueueRead.read(backend.lockNamespace, lockPath: path, scope: .entitled) { [weak self] result in
+            guard let self else { return }
+            endPendingRequest(on: connection)
+            guard connections[connection] != nil else { return }
+            let answer: Result<ReplyBody, ReplyError>
+            switch result {
+            case .success(let entries):
+                // Suspended meanwhile: in doubt, like every hold (§12.8).
+                let current = !backendState.suspended && entries.contains { $0.entitled && $0.stat?.createdTransaction == token }
+                answer = .success(.tokenStatus(current: current))
+            case .failure(let error) where error.code == .noNode:
+                answer = .success(.tokenStatus(current: false))
+            case .failure(let error):
+                answer = .failure(error)
+            }
+            reply(connection, requestID, .checkToken, answer, now: backendState.now)
+        }
+    }
+
+    /// `inspect` from ZooKeeper's queue of the lock: every sidecar's holders and waiters. Positions follow
+    /// the entitlement rule; this sidecar's own entries carry their session, client name and age as the
+    /// lock manager knows them, other sidecars' have session 0, no client name, and their age since the
+    /// node's creation by the ensemble's clock (PROTOCOL.md §16).
+    func inspectOnBackend(_ backend: NamespaceBackend, path: String, requestID: UInt32, connection: ConnectionID, now: Time) {
+        backendState.now = now
+        beginPendingRequest(on: connection)
+        LockQueueRead.read(backend.lockNamespace, lockPath: path, scope: .all) { [weak self] result in
+            guard let self else { return }
+            endPendingRequest(on: connection)
+            guard connections[connection] != nil else { return }
+            let now = backendState.now
+            let local = Dictionary(locks.manager?.inspect(path: path, now: now).map { ($0.node, $0) } ?? [], uniquingKeysWith: { first, _ in first })
+            reply(connection, requestID, .inspect, result.map { entries in
+                .lockEntries(entries.compactMap { entry in
+                    guard let stat = entry.stat else { return nil }
+                    let position: LockPosition = entry.entitled ? .holder : .waiter
+                    if let mine = local[entry.path], stat.ephemeralOwner != 0 {
+                        return LockEntry(node: entry.path, kind: entry.name.kind, position: position, sessionID: mine.sessionID,
+                                         clientName: mine.clientName, token: stat.createdTransaction, ageMilliseconds: mine.ageMilliseconds)
+                    }
+                    let age = now.wallMilliseconds >= stat.createdMilliseconds ? now.wallMilliseconds - stat.createdMilliseconds : 0
+                    return LockEntry(node: entry.path, kind: entry.name.kind, position: position, sessionID: stat.ephemeralOwner,
+                                     clientName: "", token: stat.createdTransaction, ageMilliseconds: age)
+                })
+            }, now: now)
+        }
+    }
+
     /// The lock manager's namespace: the backend's when there is one.
     func lockNamespace(embedded: LockNamespace) -> LockNamespace {
         backendState.backend?.lockNamespace ?? embedded

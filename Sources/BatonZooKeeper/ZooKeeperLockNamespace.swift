@@ -18,11 +18,11 @@ import BatonProtocol
 ///   sequence name, never comes).
 ///
 /// The client may be replaced (after an expiry, the owner opens a new session and sets `client`):
-/// requests go to the current one.
+/// requests go to the current one. Any `ZooKeeperRequests` will do (the simulation's fake ZooKeeper).
 public final class ZooKeeperLockNamespace: LockNamespace {
-    public var client: ZooKeeperClient
+    public var client: any ZooKeeperRequests
 
-    public init(client: ZooKeeperClient) {
+    public init(client: any ZooKeeperRequests) {
         self.client = client
     }
 
