@@ -1,6 +1,7 @@
 import BatonLocks
 import BatonNamespace
 import BatonProtocol
+import DequeModule
 
 /// Where the namespace lives when it is not the embedded tree: a replicated store shared by many
 /// sidecars (ZooKeeper, BatonZooKeeper.ZooKeeperBackend). The engine stays synchronous: it hands
@@ -34,7 +35,19 @@ struct EngineBackendState {
     /// Set while every local session ends because the backend's session was lost: holds end with
     /// `lockLost(backendSessionLost)` instead of `sessionExpired`.
     var endingSessionsForBackend = false
+    /// Per connection with a namespace request at the backend: its reply's slot and every reply
+    /// produced after it, in request order (PROTOCOL.md §4.3). A slot's message is nil until its
+    /// completion. Each request gives at most one entry, so this is bounded by what a connection may
+    /// have in flight.
+    var heldReplies: [ConnectionID: Deque<HeldReply>] = [:]
+    var nextReplySlot: UInt64 = 0
     init() {}
+}
+
+struct HeldReply {
+    /// Set for the reply of a namespace request at the backend.
+    var slot: UInt64?
+    var message: ServerMessage?
 }
 
 extension Engine {
@@ -124,11 +137,103 @@ extension Engine {
             break
         }
         beginPendingRequest(on: connection)
+        let slot = openReplySlot(connection)
         backend.perform(request, session: session, watch: watch) { [weak self] result in
             guard let self else { return }
             endPendingRequest(on: connection)
+            fillReplySlot(connection, slot, .reply(Reply(requestID: requestID, opcode: request.opcode, result: result)))
+        }
+    }
+
+    // MARK: Reply order per connection
+
+    // Replies leave in request order (PROTOCOL.md §4.3): a reply produced while an earlier namespace
+    // request of its connection is at the backend waits behind that request's slot. Events are not
+    // held: ZooKeeper answers a session's requests in order and puts each watch event before the
+    // answers that follow it, so when an event comes, every earlier namespace reply has left already,
+    // and the event goes before the replies of the requests ZooKeeper has not answered yet. `acquire`,
+    // `checkToken` and `inspect` replies over the backend are answered when known (they take no slot).
+
+    func openReplySlot(_ connection: ConnectionID) -> UInt64 {
+        backendState.nextReplySlot += 1
+        backendState.heldReplies[connection, default: []].append(HeldReply(slot: backendState.nextReplySlot, message: nil))
+        return backendState.nextReplySlot
+    }
+
+    func fillReplySlot(_ connection: ConnectionID, _ slot: UInt64, _ message: ServerMessage) {
+        guard connections[connection] != nil else {
+            backendState.heldReplies[connection] = nil // closed: nothing is sent to it any more
+            return
+        }
+        guard var held = backendState.heldReplies[connection], let index = held.firstIndex(where: { $0.slot == slot }) else {
+            return outputs.append(.send(connection, message))
+        }
+        held[index].message = message
+        while let first = held.first, let ready = first.message {
+            outputs.append(.send(connection, ready))
+            held.removeFirst()
+        }
+        backendState.heldReplies[connection] = held.isEmpty ? nil : held
+    }
+
+    /// Keeps a reply behind the connection's namespace requests still at the backend; false if none is.
+    func holdReply(_ connection: ConnectionID, _ message: ServerMessage) -> Bool {
+        guard backendState.backend != nil, backendState.heldReplies[connection] != nil else { return false }
+        backendState.heldReplies[connection]!.append(HeldReply(slot: nil, message: message))
+        return true
+    }
+
+    /// `checkToken` for a token no local holder has: whether ZooKeeper's queue of the lock entitles a
+    /// node with that czxid, wherever its holder is (PROTOCOL.md §16).
+    func checkTokenOnBackend(_ backend: NamespaceBackend, path: String, token: UInt64, requestID: UInt32,
+                             connection: ConnectionID, now: Time) {
+        backendState.now = now
+        beginPendingRequest(on: connection)
+        LockQueueRead.read(backend.lockNamespace, lockPath: path, scope: .entitled) { [weak self] result in
+            guard let self else { return }
+            endPendingRequest(on: connection)
             guard connections[connection] != nil else { return }
-            reply(connection, requestID, request.opcode, result, now: backendState.now)
+            let answer: Result<ReplyBody, ReplyError>
+            switch result {
+            case .success(let entries):
+                // Suspended meanwhile: in doubt, like every hold (§12.8).
+                let current = !backendState.suspended && entries.contains { $0.entitled && $0.stat?.createdTransaction == token }
+                answer = .success(.tokenStatus(current: current))
+            case .failure(let error) where error.code == .noNode:
+                answer = .success(.tokenStatus(current: false))
+            case .failure(let error):
+                answer = .failure(error)
+            }
+            reply(connection, requestID, .checkToken, answer, now: backendState.now)
+        }
+    }
+
+    /// `inspect` from ZooKeeper's queue of the lock: every sidecar's holders and waiters. Positions follow
+    /// the entitlement rule; this sidecar's own entries carry their session, client name and age as the
+    /// lock manager knows them, other sidecars' have session 0, no client name, and their age since the
+    /// node's creation by the ensemble's clock (PROTOCOL.md §16).
+    func inspectOnBackend(_ backend: NamespaceBackend, path: String, requestID: UInt32, connection: ConnectionID, now: Time) {
+        backendState.now = now
+        beginPendingRequest(on: connection)
+        LockQueueRead.read(backend.lockNamespace, lockPath: path, scope: .all) { [weak self] result in
+            guard let self else { return }
+            endPendingRequest(on: connection)
+            guard connections[connection] != nil else { return }
+            let now = backendState.now
+            let local = Dictionary(locks.manager?.inspect(path: path, now: now).map { ($0.node, $0) } ?? [], uniquingKeysWith: { first, _ in first })
+            reply(connection, requestID, .inspect, result.map { entries in
+                .lockEntries(entries.compactMap { entry in
+                    guard let stat = entry.stat else { return nil }
+                    let position: LockPosition = entry.entitled ? .holder : .waiter
+                    if let mine = local[entry.path], stat.ephemeralOwner != 0 {
+                        return LockEntry(node: entry.path, kind: entry.name.kind, position: position, sessionID: mine.sessionID,
+                                         clientName: mine.clientName, token: stat.createdTransaction, ageMilliseconds: mine.ageMilliseconds)
+                    }
+                    let age = now.wallMilliseconds >= stat.createdMilliseconds ? now.wallMilliseconds - stat.createdMilliseconds : 0
+                    return LockEntry(node: entry.path, kind: entry.name.kind, position: position, sessionID: stat.ephemeralOwner,
+                                     clientName: "", token: stat.createdTransaction, ageMilliseconds: age)
+                })
+            }, now: now)
         }
     }
 

@@ -91,6 +91,10 @@ extension Engine {
         case .checkToken(let path, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
+                if let backend, !isBackendSuspended, !manager.checkToken(path: path, token: token) {
+                    // Perhaps a holder on another sidecar: ZooKeeper's queue says.
+                    return checkTokenOnBackend(backend, path: path, token: token, requestID: requestID, connection: connection, now: now)
+                }
                 reply(connection, requestID, .checkToken,
                       .success(.tokenStatus(current: !isBackendSuspended && manager.checkToken(path: path, token: token))), now: now)
             } catch {
@@ -99,7 +103,10 @@ extension Engine {
         case .inspect(let path):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
-                guard backend != nil || namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
+                if let backend {
+                    return inspectOnBackend(backend, path: path, requestID: requestID, connection: connection, now: now)
+                }
+                guard namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
                 reply(connection, requestID, .inspect, .success(.lockEntries(manager.inspect(path: path, now: now))), now: now)
             } catch {
                 reply(connection, requestID, .inspect, .failure(error), now: now)

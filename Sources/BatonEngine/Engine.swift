@@ -456,7 +456,11 @@ public final class Engine {
 
     func reply(_ connection: ConnectionID, _ requestID: UInt32, _ opcode: Opcode, _ result: Result<ReplyBody, ReplyError>,
                now: Time) {
-        outputs.append(.send(connection, .reply(Reply(requestID: requestID, opcode: opcode, result: result))))
+        let message = ServerMessage.reply(Reply(requestID: requestID, opcode: opcode, result: result))
+        let closes = if case .failure(let error) = result { error.code.closesConnection } else { false }
+        // With a backend, behind the connection's earlier namespace requests (Engine+Backend.swift).
+        if !closes && holdReply(connection, message) { return }
+        outputs.append(.send(connection, message))
         if case .failure(let error) = result, error.code.closesConnection {
             closeConnection(connection, now: now)
             drain(now: now)

@@ -145,8 +145,11 @@ extension LockManager {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
             adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
         case .success:
+            // Gone, or another's namesake (a local session id of another sidecar, or of an earlier
+            // ZooKeeper session): not ours, but ours may still be among the others. List again
+            // without it until none is left; giving up here would orphan ours.
             waiter.rejectedNodes.insert(NodePath.name(of: path))
-            if waiter.abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
+            recover(waiter, lock)
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter, .recover)
         case .failure(let error):

@@ -35,10 +35,13 @@ public final class ZooKeeperBackend: NamespaceBackend {
     public var lockNamespace: LockNamespace { locks }
 
     /// After an expiry: a new ZooKeeper session (the old one's ephemerals are gone with it).
+    /// The new client serves before the old one closes: closing answers the old one's pending requests
+    /// (`storageFailure`), and what the recipe asks again from those answers must go to the new one.
     public func reopen() throws(ReplyError) {
-        client.close()
+        let old = client
         client = try ZooKeeperClient(configuration)
         locks.client = client
+        old.close()
         ephemeralOwners.removeAll()
         ephemeralsOf.removeAll()
     }

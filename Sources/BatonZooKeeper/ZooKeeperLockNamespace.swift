@@ -18,12 +18,44 @@ import BatonProtocol
 ///   sequence name, never comes).
 ///
 /// The client may be replaced (after an expiry, the owner opens a new session and sets `client`):
-/// requests go to the current one.
+/// requests go to the current one. Any `ZooKeeperRequests` will do (the simulation's fake ZooKeeper).
+/// Watches set through the old client can never fire (ZooKeeper drops a dead session's watches), yet
+/// the recipe waits on them (a semaphore lock's children watch outlives the local sessions that armed
+/// it): on replacement each is fired once with `.dataChanged`, which the recipe takes as "look
+/// again" (it lists or watches anew through the new client; it never takes it for a deletion).
 public final class ZooKeeperLockNamespace: LockNamespace {
-    public var client: ZooKeeperClient
+    public var client: any ZooKeeperRequests {
+        didSet {
+            guard client !== oldValue else { return }
+            let orphaned = outstandingWatches.sorted { $0.key < $1.key }.map(\.value)
+            outstandingWatches.removeAll()
+            for watch in orphaned { watch(.dataChanged) }
+        }
+    }
+    /// Watches handed to the current client that have not fired (nor been dropped with a failure).
+    private var outstandingWatches: [UInt64: LockWatch] = [:]
+    private var nextWatch: UInt64 = 0
 
-    public init(client: ZooKeeperClient) {
+    public init(client: any ZooKeeperRequests) {
         self.client = client
+    }
+
+    /// Watches set and not yet fired (for tests).
+    public var outstandingWatchCount: Int { outstandingWatches.count }
+
+    /// `watch` wrapped so that it is tracked until it fires; `done(kept)` forgets it if the request
+    /// did not keep it.
+    private func tracked(_ watch: LockWatch?) -> (watch: LockWatch?, done: (Bool) -> Void) {
+        guard let watch else { return (nil, { _ in }) }
+        nextWatch += 1
+        let id = nextWatch
+        outstandingWatches[id] = watch
+        return ({ [weak self] type in
+            guard let self, outstandingWatches.removeValue(forKey: id) != nil else { return }
+            watch(type)
+        }, { [weak self] kept in
+            if !kept { self?.outstandingWatches[id] = nil }
+        })
     }
 
     /// The local session that owns a node, in the recipe's terms (see the type's comment).
@@ -51,13 +83,18 @@ public final class ZooKeeperLockNamespace: LockNamespace {
     }
 
     public func children(path: String, watch: LockWatch?, completion: @escaping (Result<[String], ReplyError>) -> Void) {
+        let (watch, done) = tracked(watch)
         client.children(path: path, watch: watch) { result in
+            done((try? result.get()) != nil)
             completion(result.map(\.names))
         }
     }
 
     public func exists(path: String, watch: LockWatch?, completion: @escaping (Result<BatonProtocol.Stat?, ReplyError>) -> Void) {
+        let (watch, done) = tracked(watch)
         client.exists(path: path, watch: watch, watchesCreation: false) { [weak self] result in
+            // A watch on a missing node is dropped (see the type's comment).
+            done(((try? result.get()) ?? nil) != nil)
             completion(result.map { stat in stat.map { self?.translated($0, path: path) ?? $0 } })
         }
     }

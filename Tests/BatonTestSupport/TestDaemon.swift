@@ -24,6 +24,9 @@ public final class TestDaemon: @unchecked Sendable {
         public var logLevel = "debug"
         /// Pass `--data-dir` (off for a daemon whose namespace lives elsewhere: `--store zookeeper://`).
         public var usesDataDirectory = true
+        /// A command that runs `batond` (its path and arguments follow), e.g. `["/usr/sbin/ip", "netns",
+        /// "exec", NAME]` for a daemon in a network namespace; it must exec, so the pid stays batond's.
+        public var launcher: [String] = []
         public init(listensOnTCP: Bool = false, arguments: [String] = []) {
             self.listensOnTCP = listensOnTCP
             self.arguments = arguments
@@ -133,8 +136,13 @@ public final class TestDaemon: @unchecked Sendable {
     public func start() throws {
         precondition(!isRunning, "the daemon is already running")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try TestDaemon.executablePath())
-        process.arguments = arguments
+        if let launcher = options.launcher.first {
+            process.executableURL = URL(fileURLWithPath: launcher)
+            process.arguments = Array(options.launcher.dropFirst()) + [try TestDaemon.executablePath()] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: try TestDaemon.executablePath())
+            process.arguments = arguments
+        }
         guard let log = FileHandle(forWritingAtPath: logPath) else {
             throw TestSupportError.system("cannot open \(logPath)")
         }

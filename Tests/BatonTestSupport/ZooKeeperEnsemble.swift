@@ -37,6 +37,8 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
     public let tickMilliseconds: Int
     public let directory: String
     public private(set) var members: [Member] = []
+    /// The address members take clients on.
+    public let clientAddress: String
     private var processes: [Int: Process] = [:]
 
     /// The jars: Debian's zookeeper.jar names its dependencies in its manifest's Class-Path;
@@ -56,9 +58,13 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
     }
 
     /// Starts `members` servers and waits until every one serves (a quorum formed).
-    public init(members count: Int = 3, tickMilliseconds: Int = 200, startTimeoutSeconds: Double = 60) throws {
+    /// `clientAddress` is where members take clients (quorum traffic stays on loopback): another
+    /// address than loopback lets a sidecar in a network namespace reach them.
+    public init(members count: Int = 3, tickMilliseconds: Int = 200, startTimeoutSeconds: Double = 60,
+                clientAddress: String = "127.0.0.1") throws {
         precondition(count >= 1 && count <= 9, "1 to 9 members")
         self.tickMilliseconds = tickMilliseconds
+        self.clientAddress = clientAddress
         var template = Array("/tmp/baton-zk-XXXXXX".utf8CString)
         guard let created = mkdtemp(&template) else {
             throw TestSupportError.system("mkdtemp: \(String(cString: strerror(errno)))")
@@ -95,7 +101,7 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
 
     /// The connect string of every member, e.g. "127.0.0.1:41001,127.0.0.1:41004,127.0.0.1:41007".
     public var connectString: String {
-        members.map { "127.0.0.1:\($0.clientPort)" }.joined(separator: ",")
+        members.map { "\(clientAddress):\($0.clientPort)" }.joined(separator: ",")
     }
 
     public func member(_ id: Int) -> Member { members[id - 1] }
@@ -109,7 +115,7 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
             syncLimit=10
             dataDir=\(member.directory)/data
             clientPort=\(member.clientPort)
-            clientPortAddress=127.0.0.1
+            clientPortAddress=\(clientAddress)
             maxClientCnxns=0
             admin.enableServer=false
             4lw.commands.whitelist=srvr
@@ -235,7 +241,7 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
 
     /// What member `id` says of itself: nil when it does not answer or does not serve requests.
     public func mode(_ id: Int) -> Mode? {
-        guard isRunning(id), let answer = try? ZooKeeperEnsemble.fourLetterWord("srvr", port: member(id).clientPort) else { return nil }
+        guard isRunning(id), let answer = try? ZooKeeperEnsemble.fourLetterWord("srvr", port: member(id).clientPort, host: clientAddress) else { return nil }
         guard let line = answer.split(separator: "\n").first(where: { $0.hasPrefix("Mode: ") }) else { return nil }
         return Mode(rawValue: String(line.dropFirst("Mode: ".count)))
     }
@@ -268,9 +274,9 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
         (try? String(contentsOfFile: member(id).logPath, encoding: .utf8)) ?? ""
     }
 
-    /// Sends a four-letter word to a loopback port and returns the whole answer.
-    public static func fourLetterWord(_ word: String, port: UInt16) throws -> String {
-        let connection = try RawConnection(port: port)
+    /// Sends a four-letter word to a member's client port and returns the whole answer.
+    public static func fourLetterWord(_ word: String, port: UInt16, host: String = "127.0.0.1") throws -> String {
+        let connection = try RawConnection(tcpHost: host, port: port)
         try connection.sendRaw(Array(word.utf8))
         // The server answers and closes: read until the end of stream (or 2 s).
         var answer: [UInt8] = []

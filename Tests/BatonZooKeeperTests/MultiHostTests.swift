@@ -132,7 +132,9 @@ final class MultiHostTests: XCTestCase {
         try observer.handshake()
         let deadline = Date().addingTimeInterval(20)
         while true {
-            if case .lockEntries(let entries) = try observer.callSuccessfully(.inspect(path: "/locks/k")), entries.contains(where: { $0.position == .holder }) { break }
+            // noNode until baton run's acquire creates the lock node (PROTOCOL.md §12.6).
+            if case .success(.lockEntries(let entries)) = try observer.call(.inspect(path: "/locks/k")).result,
+               entries.contains(where: { $0.position == .holder }) { break }
             guard Date() < deadline else { return XCTFail("baton run never held the lock") }
             usleep(20_000)
         }
@@ -145,6 +147,55 @@ final class MultiHostTests: XCTestCase {
         XCTAssertEqual(reply.requestID, acquireID)
         guard case .success(.granted) = reply.result else { return XCTFail("\(reply.result)") }
         print("takeover across sidecars after a client's SIGKILL: \(String(format: "%.1f", takeover * 1_000)) ms")
+    }
+
+    /// `checkToken` and `inspect` answer from ZooKeeper, so any sidecar knows a holder on another one:
+    /// a resource may ask the sidecar next to it, wherever the holder is.
+    func testCheckTokenAndInspectAnswerForHoldersOnOtherSidecars() throws {
+        let ensemble = try ZooKeeperEnsemble(members: 3)
+        let a = try sidecar(ensemble, chroot: "/ask"), b = try sidecar(ensemble, chroot: "/ask")
+        let holder = try a.connect()
+        try holder.handshake(clientName: "holder-on-a")
+        guard case .granted(let node, let token) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/q"))) else {
+            return XCTFail("acquire")
+        }
+        let asker = try b.connect()
+        try asker.handshake(clientName: "asker-on-b")
+        XCTAssertEqual(try asker.callSuccessfully(.checkToken(path: "/locks/q", token: token)), .tokenStatus(current: true))
+        XCTAssertEqual(try asker.callSuccessfully(.checkToken(path: "/locks/q", token: token + 1)), .tokenStatus(current: false))
+        XCTAssertEqual(try asker.callSuccessfully(.checkToken(path: "/locks/none", token: token)), .tokenStatus(current: false))
+
+        // A waiter on b: b lists a's holder first, then its own waiter; a lists both too.
+        let waiter = try b.connect()
+        try waiter.handshake(clientName: "waiter-on-b")
+        let acquireID = try waiter.send(.acquire(LockRequest(path: "/locks/q")))
+        var entries: [LockEntry] = []
+        let deadline = Date().addingTimeInterval(10)
+        while entries.count < 2 {
+            guard Date() < deadline else { return XCTFail("the waiter never showed: \(entries)") }
+            guard case .lockEntries(let listed) = try asker.callSuccessfully(.inspect(path: "/locks/q")) else { return XCTFail("inspect") }
+            entries = listed
+        }
+        XCTAssertEqual(entries.map(\.position), [.holder, .waiter])
+        XCTAssertEqual(entries[0].node, node)
+        XCTAssertEqual(entries[0].token, token)
+        XCTAssertEqual(entries[0].sessionID, 0, "another sidecar's session is not named")
+        XCTAssertEqual(entries[1].clientName, "waiter-on-b", "b's own waiter carries what b knows of it")
+        XCTAssertGreaterThan(entries[1].token, token)
+        guard case .lockEntries(let fromA) = try holder.callSuccessfully(.inspect(path: "/locks/q")) else { return XCTFail("inspect") }
+        XCTAssertEqual(fromA.map(\.node), entries.map(\.node))
+        XCTAssertEqual(fromA.map(\.token), entries.map(\.token))
+        XCTAssertEqual(fromA.first?.clientName, "holder-on-a")
+        guard case .failure(let missing) = try asker.call(.inspect(path: "/locks/none")).result else { return XCTFail("inspect of no lock") }
+        XCTAssertEqual(missing.code, .noNode)
+
+        // Released on a: the old token is no longer current anywhere, the waiter's is, from a as well.
+        XCTAssertEqual(try holder.callSuccessfully(.release(node: node, token: token)), .empty)
+        let reply = try waiter.receiveReply(timeoutSeconds: 10)
+        XCTAssertEqual(reply.requestID, acquireID)
+        guard case .success(.granted(_, let next)) = reply.result else { return XCTFail("\(reply.result)") }
+        XCTAssertEqual(try asker.callSuccessfully(.checkToken(path: "/locks/q", token: token)), .tokenStatus(current: false))
+        XCTAssertEqual(try holder.callSuccessfully(.checkToken(path: "/locks/q", token: next)), .tokenStatus(current: true))
     }
 }
 

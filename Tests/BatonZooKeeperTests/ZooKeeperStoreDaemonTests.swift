@@ -237,7 +237,9 @@ final class ZooKeeperStoreLossTests: XCTestCase {
         try observer.handshake()
         let deadline = Date().addingTimeInterval(20)
         while true {
-            if case .lockEntries(let entries) = try observer.callSuccessfully(.inspect(path: "/locks/r")), entries.contains(where: { $0.position == .holder }) { break }
+            // noNode until baton run's acquire creates the lock node (PROTOCOL.md §12.6).
+            if case .success(.lockEntries(let entries)) = try observer.call(.inspect(path: "/locks/r")).result,
+               entries.contains(where: { $0.position == .holder }) { break }
             guard Date() < deadline else { return XCTFail("baton run never held the lock") }
             usleep(50_000)
         }
