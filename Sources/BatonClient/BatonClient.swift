@@ -254,9 +254,14 @@ public final class BatonClient: Sendable {
     /// (`lockBusy` when held). `lease` bounds the hold: past it the server ends it and sends lockLost.
     /// Cancelling the awaiting task cancels the wait on the server and throws `.cancelled`; a grant
     /// that races the cancellation is released, never returned.
+    /// `owner` makes the acquire reentrant (PROTOCOL.md §12.9): a second acquire by the same owner (and
+    /// session) of a lock it holds returns the same hold with `holdCount` one higher; each needs its
+    /// release. Without an owner, acquiring an exclusive lock this session holds or awaits fails at once
+    /// (`lockHeldBySession`) instead of waiting for itself.
     public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
-                        lease: Duration? = nil) async throws(BatonError) -> LockGrant {
-        let call = Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout, lease: lease))
+                        lease: Duration? = nil, owner: String? = nil) async throws(BatonError) -> LockGrant {
+        let call = Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout,
+                                                       lease: lease, owner: owner))
         let phase = MutexLock(AcquirePhase.notSent)
         let connection = self.connection
         let result: Result<ReplyBody, BatonError> = await withTaskCancellationHandler {
@@ -304,9 +309,16 @@ public final class BatonClient: Sendable {
         try await acquire(path, kind: kind, permits: permits, timeout: .zero, lease: lease)
     }
 
-    /// Ends a hold (or withdraws a wait) named by its grant.
+    /// Ends a hold (or withdraws a wait) named by its grant; a reentrant hold, one count of it.
     public func release(_ grant: LockGrant) async throws(BatonError) {
         try await perform(Calls.release(grant))
+    }
+
+    /// Sets the hold's lease to end `lease` from now (PROTOCOL.md §12.5): call it well before the lease
+    /// ends (a third of it, say). Fails `noLease` for a hold granted without a lease, `lockLost` if the
+    /// hold already ended.
+    public func renew(_ grant: LockGrant, lease: Duration) async throws(BatonError) {
+        try await perform(Calls.renew(grant, leaseMilliseconds: try Calls.leaseMilliseconds(lease)))
     }
 
     /// Acquires, runs `body`, and releases whatever `body` does (returns or throws). A failed release

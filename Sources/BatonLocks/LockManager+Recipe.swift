@@ -165,6 +165,7 @@ extension LockManager {
         waiter.name = name
         waiter.token = stat.createdTransaction
         lock.bySequence[name.sequence] = waiter.id
+        localOrderInsert(lock, waiter)
         let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if waiter.abandoned {
             waiter.phase = .removing
@@ -455,6 +456,8 @@ extension LockManager {
             beginGrant(waiter, lock)
         } else if waiter.isTry {
             abandon(waiter, ReplyError(.lockBusy, lock.path))
+        } else if !mayWait(waiter) {
+            return
         } else if let target {
             let path = lock.path + "/" + target.name
             if waiter.watchedPath != path {
@@ -531,7 +534,8 @@ extension LockManager {
             tickets[ticket] = nil
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
             if waiter.leaseMilliseconds > 0 {
-                schedule(.lease(waiter.id), at: nowMilliseconds + UInt64(waiter.leaseMilliseconds))
+                waiter.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(waiter.leaseMilliseconds)
+                schedule(.lease(waiter.id), at: waiter.leaseDeadlineMilliseconds)
             }
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter, .grantCheck)
@@ -753,6 +757,7 @@ extension LockManager {
         }
         guard let lock = locks[waiter.lockPath] else { return }
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
+        if waiter.name != nil { localOrderRemove(lock, waiter) }
         if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
             lock.bySequence[name.sequence] = nil
             queueRemove(lock, name)
@@ -780,7 +785,9 @@ extension LockManager {
             guard let waiter = waiters[id], !waiter.answered else { return }
             abandon(waiter, ReplyError(.lockTimeout, waiter.lockPath))
         case .lease(let id):
-            guard let waiter = waiters[id], waiter.phase == .holding else { return }
+            // A renewal moved the deadline: this one is stale (the renewal scheduled its own).
+            guard let waiter = waiters[id], waiter.phase == .holding,
+                  waiter.leaseDeadlineMilliseconds <= nowMilliseconds else { return }
             emitLost(waiter, .leaseExpired)
             remove(waiter)
         case .retry(let id, let generation):

@@ -93,6 +93,7 @@ public final class LockManager<Ticket: Hashable> {
                 emit(.failed(ticket: ticket, error: refusal))
                 return
             }
+            if reentered(request, ticket: ticket, session: session) { return }
             let lock = lockState(request.path)
             let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
                                 request: request, queuedMilliseconds: nowMilliseconds)
@@ -131,6 +132,9 @@ public final class LockManager<Ticket: Hashable> {
                 return
             }
             switch waiter.phase {
+            case .holding where waiter.holdCount > 1:
+                waiter.holdCount -= 1 // a reentrant hold: the node stays until the count is zero
+                emit(.released(ticket: ticket))
             case .holding:
                 releaseTicketOf[waiter.id] = ticket
                 remove(waiter)
@@ -141,6 +145,38 @@ public final class LockManager<Ticket: Hashable> {
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
             }
         }
+    }
+
+    /// Sets the lease of the hold named by `node` and `token` to end `leaseMilliseconds` after `now`
+    /// (PROTOCOL.md §12.5). Answered at once: nil, or why not (`notHolder`, `lockLost`, `noLease`).
+    public func renew(node: String, token: UInt64, session: UInt64, leaseMilliseconds: UInt32, now: Time) -> ReplyError? {
+        var refusal: ReplyError?
+        perform(now) {
+            guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+                  let waiter = localWaiter(lock, name), waiter.session == session else {
+                refusal = ReplyError(.notHolder, "\(node) is not held by this session")
+                return
+            }
+            guard waiter.token == token else {
+                refusal = ReplyError(.lockLost, "the hold of \(node) with token \(token) already ended")
+                return
+            }
+            guard waiter.phase == .holding, !waiter.abandoned else {
+                refusal = ReplyError(waiter.phase == .removing ? .lockLost : .notHolder, "\(node) is not a hold (\(waiter.phase))")
+                return
+            }
+            guard leaseMilliseconds > 0 else {
+                refusal = ReplyError(.invalidArgument, "a renewal needs a lease of at least 1 ms")
+                return
+            }
+            guard waiter.leaseMilliseconds > 0 else {
+                refusal = ReplyError(.noLease, "\(node) was granted without a lease")
+                return
+            }
+            waiter.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(leaseMilliseconds)
+            schedule(.lease(waiter.id), at: waiter.leaseDeadlineMilliseconds)
+        }
+        return refusal
     }
 
     /// Cancels a pending acquire: it fails with `lockCancelled` and its node is deleted.
@@ -205,6 +241,13 @@ public final class LockManager<Ticket: Hashable> {
         }
     }
 
+    /// How many acquires the hold named by `node` and `token` answers (1 unless reentrant), or nil if no such hold.
+    public func holdCount(node: String, token: UInt64) -> UInt32? {
+        guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+              let waiter = localWaiter(lock, name), waiter.token == token, waiter.phase == .holding else { return nil }
+        return waiter.holdCount
+    }
+
     /// Holders and waiters of the lock at `path` in queue order.
     public func inspect(path: String, now: Time) -> [LockEntry] {
         guard let lock = locks[path] else { return [] }
@@ -267,6 +310,9 @@ public final class LockManager<Ticket: Hashable> {
         if WaiterName.passesThroughReserved(path: request.path) {
             return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
         }
+        if request.owner.utf8.count > LockRequest.ownerBytesMax {
+            return ReplyError(.invalidArgument, "an owner token is at most \(LockRequest.ownerBytesMax) bytes")
+        }
         if request.kind == .semaphore && request.permits == 0 {
             return ReplyError(.invalidArgument, "a semaphore needs at least one permit")
         }
@@ -274,6 +320,45 @@ public final class LockManager<Ticket: Hashable> {
             return ReplyError(.tooManyWaiters, request.path)
         }
         return nil
+    }
+
+    /// Reentrancy (PROTOCOL.md §12.9), judged from the session's own waiters on the lock. With an owner
+    /// token: the owner's hold is counted again (same node, same token). Without one: a second acquire
+    /// where either is exclusive would queue behind the session's own node, so it is refused at once.
+    /// True if the acquire was answered here.
+    private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64) -> Bool {
+        for id in (sessions[session] ?? []).sorted() {
+            guard let other = waiters[id], other.lockPath == request.path, !other.abandoned else { continue }
+            if !request.owner.isEmpty {
+                guard other.owner == request.owner else { continue }
+                let permits = request.kind == .semaphore ? request.permits : 1
+                guard other.kind == request.kind && other.permits == permits else {
+                    emit(.failed(ticket: ticket, error: ReplyError(
+                        .lockKindMismatch, "owner \(request.owner) holds \(request.path) as \(other.kind); a reentrant acquire must ask the same")))
+                    return true
+                }
+                guard other.phase == .holding else {
+                    emit(.failed(ticket: ticket, error: ReplyError(
+                        .lockHeldBySession, "an acquire of \(request.path) by owner \(request.owner) is still waiting")))
+                    return true
+                }
+                guard other.holdCount < UInt32.max else {
+                    emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "hold count at its maximum")))
+                    return true
+                }
+                other.holdCount += 1
+                emit(.reentered(ticket: ticket, node: other.nodePath!, token: other.token, holdCount: other.holdCount))
+                return true
+            }
+            if other.owner.isEmpty && request.kind != .semaphore && other.kind != .semaphore
+                && (request.kind == .exclusive || other.kind == .exclusive) {
+                let state = other.phase == .holding ? "holds" : "awaits"
+                emit(.failed(ticket: ticket, error: ReplyError(
+                    .lockHeldBySession, "this session \(state) \(request.path) (\(other.kind)); without an owner token a second acquire would wait for itself")))
+                return true
+            }
+        }
+        return false
     }
 
     func lockState(_ path: String) -> LockState {

@@ -42,6 +42,14 @@ final class Waiter {
     let isTry: Bool
     let leaseMilliseconds: UInt32
     let queuedMilliseconds: UInt64
+    /// The owner token of a reentrant acquire; empty: none (PROTOCOL.md §12.9).
+    let owner: String
+    /// Acquires of `owner` this hold answers; the node goes when releases bring it to zero.
+    var holdCount: UInt32 = 1
+    /// Passed the deadlock check when it first had to wait (PROTOCOL.md §12.10): in the wait-for graph.
+    var deadlockChecked = false
+    /// When the lease ends (a renewal moves it); meaningful while holding with `leaseMilliseconds` > 0.
+    var leaseDeadlineMilliseconds: UInt64 = 0
 
     var phase: WaiterPhase = .queuedForCreate
     var name: WaiterName? {
@@ -86,6 +94,7 @@ final class Waiter {
         self.isTry = request.waitMilliseconds == 0
         self.leaseMilliseconds = request.leaseMilliseconds
         self.queuedMilliseconds = queuedMilliseconds
+        self.owner = request.owner
     }
 }
 
@@ -95,6 +104,8 @@ final class LockState {
     var members: Set<WaiterID> = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
     var bySequence: [UInt64: WaiterID] = [:]
+    /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock).
+    var localOrder: Deque<WaiterID> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
     var creatingSessions: Set<UInt64> = []

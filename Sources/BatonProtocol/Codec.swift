@@ -74,6 +74,7 @@ public enum Codec {
             writer.u32(lock.permits)
             writer.u32(lock.waitMilliseconds)
             writer.u32(lock.leaseMilliseconds)
+            if !lock.owner.isEmpty { writer.string(lock.owner) }
         case .release(let node, let token):
             writer.string(node)
             writer.u64(token)
@@ -84,6 +85,10 @@ public enum Codec {
             writer.u64(token)
         case .inspect(let path):
             writer.string(path)
+        case .renew(let node, let token, let leaseMilliseconds):
+            writer.string(node)
+            writer.u64(token)
+            writer.u32(leaseMilliseconds)
         }
         writer.finishFrame(start)
     }
@@ -175,16 +180,24 @@ public enum Codec {
                 }
             }
             return .multi(operations)
-        case .acquire:
+        case .acquire, .acquireOwned:
             let path = try path(&reader)
             let kindByte = try reader.u8("lock kind")
             guard let kind = LockKind(rawValue: kindByte) else { throw DecodeFailure(.malformedFrame, "unknown lock kind") }
-            return .acquire(LockRequest(path: path, kind: kind, permits: try reader.u32("permits"),
-                                        waitMilliseconds: try reader.u32("wait"), leaseMilliseconds: try reader.u32("lease")))
+            var lock = LockRequest(path: path, kind: kind, permits: try reader.u32("permits"),
+                                   waitMilliseconds: try reader.u32("wait"), leaseMilliseconds: try reader.u32("lease"))
+            if opcode == .acquireOwned {
+                // Empty would re-encode as a plain acquire: the owner is what makes this opcode.
+                lock.owner = try reader.string("owner")
+                guard !lock.owner.isEmpty else { throw DecodeFailure(.malformedFrame, "acquireOwned with an empty owner") }
+            }
+            return .acquire(lock)
         case .release: return .release(node: try path(&reader), token: try reader.u64("token"))
         case .cancel: return .cancel(acquireRequestID: try reader.u32("request id"))
         case .checkToken: return .checkToken(path: try path(&reader), token: try reader.u64("token"))
         case .inspect: return .inspect(path: try path(&reader))
+        case .renew:
+            return .renew(node: try path(&reader), token: try reader.u64("token"), leaseMilliseconds: try reader.u32("lease"))
         }
     }
 
@@ -295,6 +308,10 @@ public enum Codec {
         case .granted(let node, let token):
             writer.string(node)
             writer.u64(token)
+        case .held(let node, let token, let holdCount):
+            writer.string(node)
+            writer.u64(token)
+            writer.u32(holdCount)
         case .tokenStatus(let current):
             writer.bool(current)
         case .lockEntries(let entries):
@@ -412,7 +429,7 @@ public enum Codec {
                             timeoutMilliseconds: try reader.u32("timeout"))
         case .resumeSession:
             return .resumed(timeoutMilliseconds: try reader.u32("timeout"))
-        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel:
+        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel, .renew:
             return .empty
         case .create:
             return .created(path: try reader.string("path"), stat: try decodeStat(&reader))
@@ -446,6 +463,8 @@ public enum Codec {
             return .multi(results)
         case .acquire:
             return .granted(node: try reader.string("node"), token: try reader.u64("token"))
+        case .acquireOwned:
+            return .held(node: try reader.string("node"), token: try reader.u64("token"), holdCount: try reader.u32("hold count"))
         case .checkToken:
             return .tokenStatus(current: try reader.bool("current"))
         case .inspect:

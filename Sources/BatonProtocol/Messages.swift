@@ -91,15 +91,20 @@ public struct LockRequest: Sendable, Equatable {
     public var waitMilliseconds: UInt32
     /// Maximum hold time; 0 means no lease.
     public var leaseMilliseconds: UInt32
+    /// The owner token of a reentrant acquire (`acquireOwned`, PROTOCOL.md §12.9); empty: a plain `acquire`.
+    public var owner: String
 
     public static let waitForever = UInt32.max
+    /// Longest owner token in bytes (PROTOCOL.md §12.9).
+    public static let ownerBytesMax = 64
     public init(path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
-                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0) {
+                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "") {
         self.path = path
         self.kind = kind
         self.permits = permits
         self.waitMilliseconds = waitMilliseconds
         self.leaseMilliseconds = leaseMilliseconds
+        self.owner = owner
     }
 }
 
@@ -159,12 +164,15 @@ public enum Request: Sendable, Equatable {
     case children(path: String, watch: Bool, after: String = "", limit: UInt32 = 0)
     case check(path: String, expectedVersion: Int32)
     case multi([MultiOperation])
+    /// An acquire; one whose request names an owner token is sent as `acquireOwned`.
     case acquire(LockRequest)
     /// Ends the hold (or waiting acquire) named by its node and the grant's fencing token (PROTOCOL.md §12.6).
     case release(node: String, token: UInt64)
     case cancel(acquireRequestID: UInt32)
     case checkToken(path: String, token: UInt64)
     case inspect(path: String)
+    /// Sets a held lease to end `leaseMilliseconds` after the renewal arrives (PROTOCOL.md §12.5).
+    case renew(node: String, token: UInt64, leaseMilliseconds: UInt32)
 
     public var opcode: Opcode {
         switch self {
@@ -182,11 +190,12 @@ public enum Request: Sendable, Equatable {
         case .children: .children
         case .check: .check
         case .multi: .multi
-        case .acquire: .acquire
+        case .acquire(let lock): lock.owner.isEmpty ? .acquire : .acquireOwned
         case .release: .release
         case .cancel: .cancel
         case .checkToken: .checkToken
         case .inspect: .inspect
+        case .renew: .renew
         }
     }
 }
@@ -233,6 +242,8 @@ public enum ReplyBody: Sendable, Equatable {
     case children(stat: Stat, names: [String], more: Bool = false)
     case multi([MultiResult])
     case granted(node: String, token: UInt64)
+    /// The reply to `acquireOwned`: the hold and how many acquires of its owner it now counts.
+    case held(node: String, token: UInt64, holdCount: UInt32)
     case tokenStatus(current: Bool)
     case lockEntries([LockEntry])
 }

@@ -21,6 +21,10 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case cancel = 0x22
     case checkToken = 0x23
     case inspect = 0x24
+    /// `acquire` naming an owner token: reentrant (PROTOCOL.md §12.9).
+    case acquireOwned = 0x25
+    /// Extends a held lease (PROTOCOL.md §12.5).
+    case renew = 0x26
 }
 
 /// Server frame kinds: the first byte of every frame the server sends.

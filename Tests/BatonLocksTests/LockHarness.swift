@@ -38,10 +38,11 @@ final class LockHarness {
     }
 
     func acquire(_ ticket: Int, session: UInt64, path: String = "/locks/a", kind: LockKind = .exclusive, permits: UInt32 = 1,
-                 waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, settle: Bool = true) {
+                 waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
+                 settle: Bool = true) {
         sessions.alive.insert(session)
         manager.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
-                                    leaseMilliseconds: leaseMilliseconds),
+                                    leaseMilliseconds: leaseMilliseconds, owner: owner),
                         ticket: ticket, session: session, clientName: "client-\(session)", now: now)
         if settle { self.settle() }
     }
@@ -87,6 +88,13 @@ extension Array where Element == LockEffect<Int> {
     }
     var losses: [(node: String, reason: LockLostReason)] {
         compactMap { if case .lost(_, let node, _, let reason) = $0 { (node, reason) } else { nil } }
+    }
+    var reentries: [(ticket: Int, node: String, token: UInt64, holdCount: UInt32)] {
+        compactMap { if case .reentered(let ticket, let node, let token, let count) = $0 { (ticket, node, token, count) } else { nil } }
+    }
+    func failure(_ ticket: Int) -> ReplyError? {
+        for case .failed(let failed, let error) in self where failed == ticket { return error }
+        return nil
     }
     var releasedTickets: [Int] {
         compactMap { if case .released(let ticket) = $0 { ticket } else { nil } }

@@ -47,6 +47,8 @@ enum GoldenValues {
         "cancel": (20, .cancel(acquireRequestID: 16)),
         "checkToken": (21, .checkToken(path: "/l", token: 7)),
         "inspect": (22, .inspect(path: "/l")),
+        "acquireOwned": (0x18, .acquire(LockRequest(path: "/locks/a", owner: "t1"))),
+        "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
     ]
 
     static func ok(_ requestID: UInt32, _ opcode: Opcode, _ body: ReplyBody) -> ServerMessage {
@@ -67,6 +69,11 @@ enum GoldenValues {
         "empty.check": ok(13, .check, .empty),
         "empty.release": ok(19, .release, .empty),
         "empty.cancel": ok(20, .cancel, .empty),
+        "empty.renew": ok(0x19, .renew, .empty),
+        "held": ok(0x18, .acquireOwned, .held(node: "/l/0000000007", token: 7, holdCount: 2)),
+        "error.lockHeldBySession": failed(16, .acquire, .lockHeldBySession, ""),
+        "error.deadlock": failed(16, .acquire, .deadlock, "cycle"),
+        "error.noLease": failed(0x19, .renew, .noLease, ""),
         "created": ok(6, .create, .created(path: "/locks/a0000000001", stat: stat)),
         "exists.present": ok(9, .exists, .exists(stat)),
         "exists.absent": ok(9, .exists, .exists(nil)),
@@ -115,6 +122,7 @@ enum GoldenValues {
         "session-reserved-flag": (.malformedFrame, 2),
         "bad-bool": (.malformedFrame, 9),
         "unknown-lock-kind": (.malformedFrame, 0x11),
+        "empty-owner": (.malformedFrame, 0x18),
         "path-not-utf8": (.invalidPath, 0x0a),
         "name-not-utf8": (.malformedFrame, 1),
         "multi-forbidden-opcode": (.malformedFrame, 0x0e),
@@ -137,12 +145,13 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .children: "children"
     case .multi: "multi"
     case .granted: "granted"
+    case .held: "held"
     case .tokenStatus: "tokenStatus"
     case .lockEntries: "lockEntries"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
-                                 "children", "multi", "granted", "tokenStatus", "lockEntries"]
+                                 "children", "multi", "granted", "held", "tokenStatus", "lockEntries"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {

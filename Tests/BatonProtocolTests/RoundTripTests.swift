@@ -60,6 +60,9 @@ final class RoundTripTests: XCTestCase {
         .checkToken(path: "/l", token: 0),
         .checkToken(path: "/l", token: .max),
         .inspect(path: "/"),
+        .acquire(LockRequest(path: "/l", owner: "thread-1")),
+        .acquire(LockRequest(path: unicodePath, kind: .shared, waitMilliseconds: 0, owner: "ü")),
+        .renew(node: "/l/0000000001", token: .max, leaseMilliseconds: 1),
     ]
 
     static let replies: [(Opcode, ReplyBody)] = [
@@ -84,6 +87,7 @@ final class RoundTripTests: XCTestCase {
         (.multi, .multi([.created(path: unicodePath, stat: extremeStat), .deleted, .set(Stat()), .checked, .deleted])),
         (.acquire, .granted(node: "", token: 0)),
         (.acquire, .granted(node: longPath, token: .max)),
+        (.acquireOwned, .held(node: "/l/x", token: .max, holdCount: .max)),
         (.checkToken, .tokenStatus(current: false)),
         (.checkToken, .tokenStatus(current: true)),
         (.inspect, .lockEntries([])),

@@ -17,6 +17,7 @@ MAGIC = 0x4241544E  # "BATN"
 HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
+ACQUIRE_OWNED, RENEW = 0x25, 0x26
 
 # §7 Error codes (names as the spec writes them; tests check this table against it).
 ERROR_NAMES = {
@@ -27,7 +28,8 @@ ERROR_NAMES = {
     19: "invalidArgument", 20: "tooManyNodes", 21: "tooManyWatches", 22: "tooManySessions",
     23: "tooManyConnections", 24: "tooManyWaiters", 25: "tooManyOperations", 26: "tooManyPendingRequests",
     30: "lockTimeout", 31: "lockBusy", 32: "lockCancelled", 33: "notHolder", 34: "lockLost",
-    35: "lockKindMismatch", 27: "replyTooLarge", 36: "lockNodeReserved", 40: "notAuthorized", 41: "shuttingDown",
+    35: "lockKindMismatch", 27: "replyTooLarge", 36: "lockNodeReserved", 37: "lockHeldBySession",
+    38: "deadlock", 39: "noLease", 40: "notAuthorized", 41: "shuttingDown",
     42: "storageFailure", 43: "internalError", 44: "storageFull", 45: "storageUnavailable",
 }
 
@@ -205,6 +207,18 @@ def encode_acquire(request_id: int, path: str, kind: int, permits: int, wait_ms:
     return request(ACQUIRE, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms).frame()
 
 
+def encode_acquire_owned(request_id: int, path: str, kind: int, permits: int, wait_ms: int, lease_ms: int,
+                         owner: str) -> bytes:
+    """A reentrant acquire (§12.9): ``owner`` is 1-64 bytes; the reply carries a hold count."""
+    return (request(ACQUIRE_OWNED, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms)
+            .string(owner).frame())
+
+
+def encode_renew(request_id: int, node: str, token: int, lease_ms: int) -> bytes:
+    """Sets a held lease to end ``lease_ms`` after the server receives this (§12.5)."""
+    return request(RENEW, request_id).string(node).u64(token).u32(lease_ms).frame()
+
+
 def encode_release(request_id: int, node: str, token: int) -> bytes:
     return request(RELEASE, request_id).string(node).u64(token).frame()
 
@@ -264,7 +278,7 @@ def _reply_body(opcode: int, r: Reader):
         return {"session_id": r.u64(), "secret": (r.u64(), r.u64()), "timeout_ms": r.u32()}
     if opcode == RESUME_SESSION:
         return {"timeout_ms": r.u32()}
-    if opcode in (CLOSE_SESSION, PING, AUTHENTICATE, DELETE, CHECK, RELEASE, CANCEL):
+    if opcode in (CLOSE_SESSION, PING, AUTHENTICATE, DELETE, CHECK, RELEASE, CANCEL, RENEW):
         return None
     if opcode == CREATE:
         return {"path": r.string(), "stat": r.stat()}
@@ -296,6 +310,8 @@ def _reply_body(opcode: int, r: Reader):
         return results
     if opcode == ACQUIRE:
         return {"node": r.string(), "token": r.u64()}
+    if opcode == ACQUIRE_OWNED:
+        return {"node": r.string(), "token": r.u64(), "hold_count": r.u32()}
     if opcode == CHECK_TOKEN:
         return r.boolean()
     if opcode == INSPECT:

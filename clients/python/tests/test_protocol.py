@@ -33,6 +33,9 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_cancel(20, 16), v["cancel"])
         self.assertEqual(p.encode_check_token(21, "/l", 7), v["checkToken"])
         self.assertEqual(p.encode_inspect(22, "/l"), v["inspect"])
+        self.assertEqual(p.encode_acquire_owned(0x18, "/locks/a", p.EXCLUSIVE, 1, p.WAIT_FOREVER, 0, "t1"),
+                         v["acquireOwned"])
+        self.assertEqual(p.encode_renew(0x19, "/l/0000000007", 7, 30000), v["renew"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
