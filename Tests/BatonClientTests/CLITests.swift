@@ -384,6 +384,20 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the command never got SIGTERM")
     }
 
+    func testRunRenewsTheLeaseWhileTheCommandRuns() throws {
+        // The command outlives two leases, then asks whether its token is still current.
+        let baton = BuiltProducts.path("baton")
+        let outcome = try self.baton("run", "--lease", "1.2", "--renew", "/locks/renewed", "--", "/bin/sh", "-c",
+                                     "sleep 2.5; exec '\(baton)' check-token --socket '\(daemon.socketPath)' /locks/renewed $BATON_FENCING_TOKEN")
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        XCTAssertEqual(outcome.output, "current\n")
+        XCTAssertFalse(outcome.error.contains("lost"), outcome.error)
+
+        let refused = try self.baton("run", "--renew", "/locks/renewed", "--", "/bin/true")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.error.contains("--renew needs --lease"), refused.error)
+    }
+
     func testRunForwardsSIGTERMToTheCommand() throws {
         let ready = scratch.appendingPathComponent("ready").path
         let started = try start(["run", "/locks/forward", "--", "/bin/sh", "-c",
