@@ -170,17 +170,26 @@ class AsyncClient:
             after = page["names"][-1]
 
     async def acquire(self, path: str, *, kind: str = "exclusive", permits: int = 1,
-                      timeout: Optional[float] = None, lease: Optional[float] = None) -> Grant:
+                      timeout: Optional[float] = None, lease: Optional[float] = None,
+                      owner: Optional[str] = None) -> Grant:
         kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
         wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
-        body = await self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
-        grant = Grant(path, body["node"], body["token"], kind)
-        self.core.held(grant)
-        return grant
+        if owner is None:
+            body = await self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
+        else:
+            # Reentrant (§12.9): the owner's second acquire returns the same hold, counted.
+            body = await self._call(p.encode_acquire_owned, path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner)
+        grant = Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1))
+        return self.core.held(grant)
 
     async def release(self, grant: Grant) -> None:
         self.core.released(grant)
         await self._call(p.encode_release, grant.node, grant.token)
+
+    async def renew(self, grant: Grant, lease: float) -> None:
+        """Sets the hold's lease to end ``lease`` seconds from now (§12.5): renew well before it ends.
+        Raises BatonError noLease (granted without a lease) or lockLost (the hold already ended)."""
+        await self._call(p.encode_renew, grant.node, grant.token, int(lease * 1000))
 
     @contextlib.asynccontextmanager
     async def lock(self, path: str, **options):
