@@ -115,6 +115,12 @@ enum Calls {
         }
     }
 
+    static func requestRevocation(_ path: String) -> Call<UInt32> {
+        Call(request: .requestRevocation(path: path)) { body in
+            if case .revocation(let count) = body { return count } else { return nil }
+        }
+    }
+
     static func checkToken(_ path: String, token: UInt64) -> Call<Bool> {
         Call(request: .checkToken(path: path, token: token)) { body in
             if case .tokenStatus(let current) = body { return current } else { return nil }
@@ -159,7 +165,7 @@ enum Calls {
 
     /// The lock request for the public parameters; durations become wire milliseconds.
     static func lockRequest(_ path: String, kind: LockKind, permits: UInt32, timeout: Duration?,
-                            lease: Duration?, owner: String? = nil) throws(BatonError) -> LockRequest {
+                            lease: Duration?, owner: String? = nil, revocable: Bool = false) throws(BatonError) -> LockRequest {
         var wait = LockRequest.waitForever
         if let timeout {
             // `waitForever` is the sentinel, so the longest real wait is one millisecond less.
@@ -173,9 +179,10 @@ enum Calls {
         if let owner, owner.isEmpty || owner.utf8.count > LockRequest.ownerBytesMax {
             throw .invalidArgument("an owner token is 1...\(LockRequest.ownerBytesMax) bytes")
         }
+        if revocable && owner == nil { throw .invalidArgument("a revocable acquire names an owner token") }
         let effectivePermits = kind == .semaphore ? permits : 1
         guard effectivePermits >= 1 else { throw .invalidArgument("a semaphore needs at least one permit") }
         return LockRequest(path: path, kind: kind, permits: effectivePermits, waitMilliseconds: wait,
-                           leaseMilliseconds: leaseMilliseconds, owner: owner ?? "")
+                           leaseMilliseconds: leaseMilliseconds, owner: owner ?? "", revocable: revocable)
     }
 }

@@ -32,6 +32,19 @@ public struct LockGrant: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// Someone asks this session to give up a revocable hold (PROTOCOL.md §12.11).
+public struct RevocationRequest: Sendable, Equatable {
+    public var node: String
+    public var token: UInt64
+    /// The asking session.
+    public var requester: UInt64
+    public init(node: String, token: UInt64, requester: UInt64) {
+        self.node = node
+        self.token = token
+        self.requester = requester
+    }
+}
+
 /// A hold that ended other than by its holder's release (lease expired, session expired, node deleted,
 /// sidecar lost its backend).
 public struct LockLost: Sendable, Equatable {

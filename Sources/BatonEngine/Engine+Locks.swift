@@ -107,6 +107,19 @@ extension Engine {
                 reply(connection, requestID, .renew, .failure(error), now: now)
             }
             routeLockEffects(now: now)
+        case .requestRevocation(let path):
+            do throws(ReplyError) {
+                try NamespacePath.validate(path, limits: limits)
+                guard namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
+                // Told in queue order, before the reply: the requester's next step sees them sent.
+                let holds = manager.revocableHolds(path: path)
+                for hold in holds where sessions[hold.session] != nil {
+                    deliver(.revocationRequested(node: hold.node, token: hold.token, requester: session), toSession: hold.session)
+                }
+                reply(connection, requestID, .requestRevocation, .success(.revocation(holdersAsked: UInt32(holds.count))), now: now)
+            } catch {
+                reply(connection, requestID, .requestRevocation, .failure(error), now: now)
+            }
         case .checkToken(let path, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)

@@ -248,6 +248,17 @@ public final class LockManager<Ticket: Hashable> {
         return waiter.holdCount
     }
 
+    /// The current holds of the lock at `path` whose acquire was revocable (PROTOCOL.md §12.11), in
+    /// queue order: the sessions to ask to give the lock up.
+    public func revocableHolds(path: String) -> [(session: UInt64, node: String, token: UInt64)] {
+        guard let lock = locks[path] else { return [] }
+        return lock.localOrder.compactMap { id in
+            guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding, !waiter.abandoned,
+                  let node = waiter.nodePath else { return nil }
+            return (waiter.session, node, waiter.token)
+        }
+    }
+
     /// Holders and waiters of the lock at `path` in queue order.
     public func inspect(path: String, now: Time) -> [LockEntry] {
         guard let lock = locks[path] else { return [] }

@@ -44,6 +44,8 @@ final class Waiter {
     let queuedMilliseconds: UInt64
     /// The owner token of a reentrant acquire; empty: none (PROTOCOL.md §12.9).
     let owner: String
+    /// The holder accepts revocation requests (PROTOCOL.md §12.11).
+    let revocable: Bool
     /// Acquires of `owner` this hold answers; the node goes when releases bring it to zero.
     var holdCount: UInt32 = 1
     /// Passed the deadlock check when it first had to wait (PROTOCOL.md §12.10): in the wait-for graph.
@@ -95,6 +97,7 @@ final class Waiter {
         self.leaseMilliseconds = request.leaseMilliseconds
         self.queuedMilliseconds = queuedMilliseconds
         self.owner = request.owner
+        self.revocable = request.revocable
     }
 }
 

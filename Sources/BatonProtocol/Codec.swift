@@ -74,7 +74,10 @@ public enum Codec {
             writer.u32(lock.permits)
             writer.u32(lock.waitMilliseconds)
             writer.u32(lock.leaseMilliseconds)
-            if !lock.owner.isEmpty { writer.string(lock.owner) }
+            if !lock.owner.isEmpty {
+                writer.string(lock.owner)
+                writer.u8(lock.revocable ? 1 : 0)
+            }
         case .release(let node, let token):
             writer.string(node)
             writer.u64(token)
@@ -89,6 +92,8 @@ public enum Codec {
             writer.string(node)
             writer.u64(token)
             writer.u32(leaseMilliseconds)
+        case .requestRevocation(let path):
+            writer.string(path)
         }
         writer.finishFrame(start)
     }
@@ -190,6 +195,9 @@ public enum Codec {
                 // Empty would re-encode as a plain acquire: the owner is what makes this opcode.
                 lock.owner = try reader.string("owner")
                 guard !lock.owner.isEmpty else { throw DecodeFailure(.malformedFrame, "acquireOwned with an empty owner") }
+                let flags = try reader.u8("acquire flags")
+                guard flags & ~1 == 0 else { throw DecodeFailure(.malformedFrame, "reserved acquire flag bit set") }
+                lock.revocable = flags & 1 != 0
             }
             return .acquire(lock)
         case .release: return .release(node: try path(&reader), token: try reader.u64("token"))
@@ -198,6 +206,7 @@ public enum Codec {
         case .inspect: return .inspect(path: try path(&reader))
         case .renew:
             return .renew(node: try path(&reader), token: try reader.u64("token"), leaseMilliseconds: try reader.u32("lease"))
+        case .requestRevocation: return .requestRevocation(path: try path(&reader))
         }
     }
 
@@ -314,6 +323,8 @@ public enum Codec {
             writer.u32(holdCount)
         case .tokenStatus(let current):
             writer.bool(current)
+        case .revocation(let holdersAsked):
+            writer.u32(holdersAsked)
         case .lockEntries(let entries):
             writer.u32(UInt32(entries.count))
             for entry in entries {
@@ -381,6 +392,11 @@ public enum Codec {
         case .sessionExpired(let sessionID):
             writer.u8(EventKind.sessionExpired.rawValue)
             writer.u64(sessionID)
+        case .revocationRequested(let node, let token, let requester):
+            writer.u8(EventKind.revocationRequested.rawValue)
+            writer.string(node)
+            writer.u64(token)
+            writer.u64(requester)
         }
         writer.finishFrame(start)
     }
@@ -467,6 +483,8 @@ public enum Codec {
             return .held(node: try reader.string("node"), token: try reader.u64("token"), holdCount: try reader.u32("hold count"))
         case .checkToken:
             return .tokenStatus(current: try reader.bool("current"))
+        case .requestRevocation:
+            return .revocation(holdersAsked: try reader.u32("holders asked"))
         case .inspect:
             let count = Int(try reader.u32("entry count"))
             guard count <= reader.remaining / 30 else { throw DecodeFailure(.malformedFrame, "entry count exceeds frame") }
@@ -503,6 +521,9 @@ public enum Codec {
             return .lockSuspended(node: try reader.string("node"), token: try reader.u64("token"))
         case .sessionExpired:
             return .sessionExpired(sessionID: try reader.u64("session id"))
+        case .revocationRequested:
+            return .revocationRequested(node: try reader.string("node"), token: try reader.u64("token"),
+                                        requester: try reader.u64("requester"))
         case nil:
             throw DecodeFailure(.malformedFrame, "unknown event kind \(kindByte)")
         }

@@ -93,18 +93,23 @@ public struct LockRequest: Sendable, Equatable {
     public var leaseMilliseconds: UInt32
     /// The owner token of a reentrant acquire (`acquireOwned`, PROTOCOL.md §12.9); empty: a plain `acquire`.
     public var owner: String
+    /// The holder accepts `revocationRequested` events (PROTOCOL.md §12.11); needs an owner token.
+    public var revocable: Bool
 
     public static let waitForever = UInt32.max
     /// Longest owner token in bytes (PROTOCOL.md §12.9).
     public static let ownerBytesMax = 64
     public init(path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
-                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "") {
+                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
+                revocable: Bool = false) {
+        precondition(!revocable || !owner.isEmpty, "a revocable acquire names an owner token (acquireOwned)")
         self.path = path
         self.kind = kind
         self.permits = permits
         self.waitMilliseconds = waitMilliseconds
         self.leaseMilliseconds = leaseMilliseconds
         self.owner = owner
+        self.revocable = revocable
     }
 }
 
@@ -173,6 +178,8 @@ public enum Request: Sendable, Equatable {
     case inspect(path: String)
     /// Sets a held lease to end `leaseMilliseconds` after the renewal arrives (PROTOCOL.md §12.5).
     case renew(node: String, token: UInt64, leaseMilliseconds: UInt32)
+    /// Asks every revocable holder of the lock at `path` to give it up (PROTOCOL.md §12.11).
+    case requestRevocation(path: String)
 
     public var opcode: Opcode {
         switch self {
@@ -196,6 +203,7 @@ public enum Request: Sendable, Equatable {
         case .checkToken: .checkToken
         case .inspect: .inspect
         case .renew: .renew
+        case .requestRevocation: .requestRevocation
         }
     }
 }
@@ -245,6 +253,8 @@ public enum ReplyBody: Sendable, Equatable {
     /// The reply to `acquireOwned`: the hold and how many acquires of its owner it now counts.
     case held(node: String, token: UInt64, holdCount: UInt32)
     case tokenStatus(current: Bool)
+    /// The reply to `requestRevocation`: how many holders were asked.
+    case revocation(holdersAsked: UInt32)
     case lockEntries([LockEntry])
 }
 
@@ -280,6 +290,8 @@ public enum Event: Sendable, Equatable {
     /// The sidecar lost its backend connection: the hold is in doubt until it returns or is lost.
     case lockSuspended(node: String, token: UInt64)
     case sessionExpired(sessionID: UInt64)
+    /// Session `requester` asks this revocable hold to be given up (PROTOCOL.md §12.11).
+    case revocationRequested(node: String, token: UInt64, requester: UInt64)
 }
 
 /// One frame from the server.

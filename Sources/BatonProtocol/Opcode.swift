@@ -25,6 +25,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case acquireOwned = 0x25
     /// Extends a held lease (PROTOCOL.md §12.5).
     case renew = 0x26
+    /// Asks the holders of a lock to give it up (PROTOCOL.md §12.11).
+    case requestRevocation = 0x27
 }
 
 /// Server frame kinds: the first byte of every frame the server sends.
@@ -39,4 +41,6 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
     case lockLost = 0x02
     case lockSuspended = 0x03
     case sessionExpired = 0x04
+    /// Only to holds acquired revocable (an opt-in inside version 1, PROTOCOL.md §3.3, §12.11).
+    case revocationRequested = 0x05
 }

@@ -398,6 +398,22 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(refused.error.contains("--renew needs --lease"), refused.error)
     }
 
+    func testRevokeAsksRevocableHoldersAndSaysWhenNobodyWasAsked() async throws {
+        let holder = try await client("revocable")
+        let requests = holder.revocationRequests()
+        let grant = try await holder.acquire("/locks/revoke", owner: "w", revocable: true)
+        let asked = try baton("revoke", "/locks/revoke")
+        XCTAssertEqual(asked.status, 0, asked.error)
+        XCTAssertEqual(asked.output, "1 holder asked\n")
+        var iterator = requests.makeAsyncIterator()
+        let request = await iterator.next()
+        XCTAssertEqual(request?.node, grant.node)
+        try await holder.release(grant)
+        let nobody = try baton("revoke", "/locks/revoke")
+        XCTAssertEqual(nobody.status, 3, nobody.error)
+        XCTAssertEqual(nobody.output, "0 holders asked\n")
+    }
+
     func testRunForwardsSIGTERMToTheCommand() throws {
         let ready = scratch.appendingPathComponent("ready").path
         let started = try start(["run", "/locks/forward", "--", "/bin/sh", "-c",

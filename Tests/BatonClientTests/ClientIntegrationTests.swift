@@ -376,6 +376,32 @@ final class ClientIntegrationTests: XCTestCase {
         try await first.release(one)
     }
 
+    func testARevocationRequestReachesTheRevocableHolderWhoReleases() async throws {
+        let holder = try await connect("holder")
+        let asker = try await connect("asker")
+        let requests = holder.revocationRequests()
+        let grant = try await holder.acquire("/locks/rv", owner: "job", revocable: true)
+        // The holder gives the lock up when asked.
+        let gaveUp = Task { () async throws -> RevocationRequest? in
+            for await request in requests where request.node == grant.node {
+                try await holder.release(grant)
+                return request
+            }
+            return nil
+        }
+        let waiting = Task { try await asker.acquire("/locks/rv") }
+        try await waitUntil { try await asker.inspect("/locks/rv").count == 2 }
+        let asked = try await asker.requestRevocation("/locks/rv")
+        XCTAssertEqual(asked, 1)
+        let next = try await waiting.value
+        let request = try await gaveUp.value
+        XCTAssertEqual(request?.token, grant.token)
+        XCTAssertEqual(request?.requester, asker.session.id)
+        let nobody = try await holder.requestRevocation("/locks/rv")
+        XCTAssertEqual(nobody, 0, "a hold acquired without the flag is never asked")
+        try await asker.release(next)
+    }
+
     func testSharedLocksAreHeldTogether() async throws {
         let readers = [try await connect("r1"), try await connect("r2")]
         let first = try await readers[0].acquire("/locks/rw", kind: .shared)

@@ -65,6 +65,30 @@ final class EngineLockAPITests: XCTestCase {
         XCTAssertEqual(errorCode(harness.call(.renew(node: "/locks/l/../x", token: 1, leaseMilliseconds: 10), on: 1)), .invalidPath)
     }
 
+    func testRevocationRequestsGoToRevocableHoldersBeforeTheReply() throws {
+        let harness = EngineHarness()
+        harness.openSession(1)
+        harness.openSession(2)
+        harness.openSession(3)
+        let acquire = harness.send(.acquire(LockRequest(path: "/locks/v", owner: "job", revocable: true)), on: 1)
+        let held = try XCTUnwrap(granted(acquire.outputs, to: 1, requestID: acquire.requestID))
+        _ = harness.send(.acquire(LockRequest(path: "/locks/v")), on: 2) // a waiter is not asked
+        let request = harness.send(.requestRevocation(path: "/locks/v"), on: 3)
+        let requester = try XCTUnwrap(harness.engine.connections[3]?.sessionID)
+        XCTAssertEqual(events(request.outputs, to: 1), [.revocationRequested(node: held.node, token: held.token, requester: requester)])
+        XCTAssertEqual(events(request.outputs, to: 2), [])
+        XCTAssertEqual(replies(request.outputs, to: 3).map(\.result), [.success(.revocation(holdersAsked: 1))])
+        let eventIndex = request.outputs.firstIndex { if case .send(1, .event) = $0 { true } else { false } }!
+        let replyIndex = request.outputs.firstIndex { if case .send(3, .reply) = $0 { true } else { false } }!
+        XCTAssertLessThan(eventIndex, replyIndex)
+        XCTAssertNotNil(harness.engine.namespace.node(at: held.node), "a request ends nothing")
+
+        let plain = harness.send(.acquire(LockRequest(path: "/locks/p")), on: 2)
+        XCTAssertNotNil(granted(plain.outputs, to: 2, requestID: plain.requestID))
+        XCTAssertEqual(harness.call(.requestRevocation(path: "/locks/p"), on: 3), .success(.revocation(holdersAsked: 0)))
+        XCTAssertEqual(errorCode(harness.call(.requestRevocation(path: "/locks/missing"), on: 3)), .noNode)
+    }
+
     func testCrossedAcquiresAreADeadlockForTheOneThatClosesTheCycle() throws {
         let harness = EngineHarness()
         harness.openSession(1)

@@ -19,6 +19,7 @@ final class EngineProtocolConformanceTests: XCTestCase {
                 case .lockLost(_, _, let reason): return "lockLost \(reason)"
                 case .lockSuspended: return "lockSuspended"
                 case .sessionExpired: return "sessionExpired"
+                case .revocationRequested: return "revocationRequested"
                 }
             case .close(connection):
                 return "close"

@@ -153,6 +153,23 @@ final class LockAPITests: XCTestCase {
         XCTAssertEqual(harness.takeEffects().grantedTickets, [3])
     }
 
+    // MARK: Revocation requests
+
+    func testOnlyRevocableHoldsAreListedForRevocation() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, kind: .shared, owner: "a") // not revocable
+            harness.acquire(2, session: 2, kind: .shared, owner: "b", revocable: true)
+            harness.acquire(3, session: 3, kind: .exclusive, owner: "c", revocable: true) // waits: not asked
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [1, 2], "\(delivery)")
+            let holds = harness.manager.revocableHolds(path: "/locks/a")
+            XCTAssertEqual(holds.map(\.session), [2], "holders only, revocable only")
+            XCTAssertEqual(holds.first?.token, effects.grants[1].token)
+            XCTAssertTrue(harness.manager.revocableHolds(path: "/locks/none").isEmpty)
+        }
+    }
+
     // MARK: Deadlock detection
 
     func testTwoSessionsTakingTwoLocksInOppositeOrderGetADeadlockAtOnce() {

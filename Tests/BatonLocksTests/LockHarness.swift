@@ -39,10 +39,10 @@ final class LockHarness {
 
     func acquire(_ ticket: Int, session: UInt64, path: String = "/locks/a", kind: LockKind = .exclusive, permits: UInt32 = 1,
                  waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
-                 settle: Bool = true) {
+                 revocable: Bool = false, settle: Bool = true) {
         sessions.alive.insert(session)
         manager.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
-                                    leaseMilliseconds: leaseMilliseconds, owner: owner),
+                                    leaseMilliseconds: leaseMilliseconds, owner: owner, revocable: revocable),
                         ticket: ticket, session: session, clientName: "client-\(session)", now: now)
         if settle { self.settle() }
     }

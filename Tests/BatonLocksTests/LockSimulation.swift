@@ -38,6 +38,7 @@ final class LockSimulation {
         var name: WaiterName
         var token: UInt64
         var holdCount: UInt32 = 1
+        var revocable = false
         /// When the lease ends (0: no lease), as granted or last renewed.
         var leaseDeadline: UInt64 = 0
     }
@@ -60,6 +61,7 @@ final class LockSimulation {
     private var pending: [Int: Pending] = [:]
     /// Lease of each pending acquire, to know the holder's deadline at the grant.
     private var pendingLease: [Int: UInt32] = [:]
+    private var pendingRevocable: Set<Int> = []
     /// The acquire (immediate delivery) whose `deadlock` answer is allowed: one that closes a cycle.
     private var acquireClosingCycle: Int?
     private(set) var deadlockCount = 0
@@ -180,6 +182,8 @@ final class LockSimulation {
         nextTicket += 1
         pending[ticket] = Pending(lock: lockIndex, session: session)
         pendingLease[ticket] = leaseMilliseconds
+        let revocable = !owner(session).isEmpty && random.chance(50)
+        if revocable { pendingRevocable.insert(ticket) }
         note("acquire \(ticket) \(specification.path) \(kind) session \(session) wait \(waitMilliseconds) lease \(leaseMilliseconds)")
         // With immediate delivery the acquire is judged inside this call, against the queues as they
         // are now plus its own node last: a deadlock answer is right only if that closes a cycle.
@@ -191,7 +195,7 @@ final class LockSimulation {
         }
         manager.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
                                     waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
-                                    owner: owner(session)),
+                                    owner: owner(session), revocable: revocable),
                         ticket: ticket, session: session, clientName: "s\(session)", now: now)
     }
 
@@ -288,9 +292,17 @@ final class LockSimulation {
         manager.release(node: old.node, token: old.token, session: old.session, ticket: ticket, now: now)
     }
 
-    /// With no answer or event in flight, the manager knows every deletion: what it lists exists.
+    /// With no answer or event in flight, the manager knows every deletion: what it lists exists; and
+    /// the holds a revocation request would reach are exactly the current revocable ones.
     private func checkInspect() throws {
         guard namespace.pendingCount == 0 else { return }
+        if !faulty {
+            for (index, specification) in locks.enumerated() {
+                let asked = Set(manager.revocableHolds(path: specification.path).map(\.node))
+                let expected = Set(holders.filter { $0.value.lock == index && $0.value.revocable }.map(\.key))
+                if asked != expected { throw fail("revocation would ask \(asked.sorted()), revocable holds are \(expected.sorted())") }
+            }
+        }
         for specification in locks {
             for entry in manager.inspect(path: specification.path, now: now) where namespace.nodes[entry.node] == nil {
                 throw fail("inspect lists \(entry.node), which does not exist")
@@ -464,6 +476,7 @@ final class LockSimulation {
         lastGrantToken[request.lock] = max(lastGrantToken[request.lock] ?? 0, token)
         let lease = UInt64(pendingLease.removeValue(forKey: ticket) ?? 0)
         holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token,
+                               revocable: pendingRevocable.remove(ticket) != nil,
                                leaseDeadline: lease == 0 ? 0 : nowMilliseconds + lease)
     }
 

@@ -48,6 +48,9 @@ enum GoldenValues {
         "checkToken": (21, .checkToken(path: "/l", token: 7)),
         "inspect": (22, .inspect(path: "/l")),
         "acquireOwned": (0x18, .acquire(LockRequest(path: "/locks/a", owner: "t1"))),
+        "acquireOwned.revocable": (0x1a, .acquire(LockRequest(path: "/r", kind: .shared, waitMilliseconds: 5_000,
+                                                              leaseMilliseconds: 30_000, owner: "t1", revocable: true))),
+        "requestRevocation": (0x1b, .requestRevocation(path: "/l")),
         "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
     ]
 
@@ -83,6 +86,7 @@ enum GoldenValues {
         "multi": ok(14, .multi, .multi([.created(path: "/m", stat: stat), .deleted, .set(stat), .checked])),
         "granted": ok(16, .acquire, .granted(node: "/l/0000000007", token: 7)),
         "tokenStatus": ok(21, .checkToken, .tokenStatus(current: true)),
+        "revocation": ok(0x1b, .requestRevocation, .revocation(holdersAsked: 2)),
         "lockEntries": ok(22, .inspect, .lockEntries([
             LockEntry(node: "/l/0000000007", kind: .exclusive, position: .holder, sessionID: sessionID,
                       clientName: "orders", token: 7, ageMilliseconds: 1_500),
@@ -109,6 +113,7 @@ enum GoldenValues {
         "lockLost.backendSessionLost": .lockLost(node: "/l/0000000007", token: 7, reason: .backendSessionLost),
         "lockSuspended": .lockSuspended(node: "/l/0000000007", token: 7),
         "sessionExpired": .sessionExpired(sessionID: sessionID),
+        "revocationRequested": .revocationRequested(node: "/l/0000000007", token: 7, requester: 9),
     ]
 
     /// Frames a server must refuse: the code, and the request id the failure carries.
@@ -123,6 +128,7 @@ enum GoldenValues {
         "bad-bool": (.malformedFrame, 9),
         "unknown-lock-kind": (.malformedFrame, 0x11),
         "empty-owner": (.malformedFrame, 0x18),
+        "acquire-reserved-flag": (.malformedFrame, 0x18),
         "path-not-utf8": (.invalidPath, 0x0a),
         "name-not-utf8": (.malformedFrame, 1),
         "multi-forbidden-opcode": (.malformedFrame, 0x0e),
@@ -147,11 +153,12 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .granted: "granted"
     case .held: "held"
     case .tokenStatus: "tokenStatus"
+    case .revocation: "revocation"
     case .lockEntries: "lockEntries"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
-                                 "children", "multi", "granted", "held", "tokenStatus", "lockEntries"]
+                                 "children", "multi", "granted", "held", "tokenStatus", "revocation", "lockEntries"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {
@@ -224,6 +231,7 @@ final class GoldenVectorTests: XCTestCase {
                 reasons.insert(reason.rawValue)
             case .lockSuspended: kinds.insert(.lockSuspended)
             case .sessionExpired: kinds.insert(.sessionExpired)
+            case .revocationRequested: kinds.insert(.revocationRequested)
             }
         }
         XCTAssertEqual(kinds, Set(EventKind.allCases))

@@ -63,6 +63,8 @@ final class RoundTripTests: XCTestCase {
         .acquire(LockRequest(path: "/l", owner: "thread-1")),
         .acquire(LockRequest(path: unicodePath, kind: .shared, waitMilliseconds: 0, owner: "ü")),
         .renew(node: "/l/0000000001", token: .max, leaseMilliseconds: 1),
+        .requestRevocation(path: "/l"),
+        .acquire(LockRequest(path: "/l", owner: "o", revocable: true)),
     ]
 
     static let replies: [(Opcode, ReplyBody)] = [
@@ -88,6 +90,8 @@ final class RoundTripTests: XCTestCase {
         (.acquire, .granted(node: "", token: 0)),
         (.acquire, .granted(node: longPath, token: .max)),
         (.acquireOwned, .held(node: "/l/x", token: .max, holdCount: .max)),
+        (.requestRevocation, .revocation(holdersAsked: 0)),
+        (.requestRevocation, .revocation(holdersAsked: .max)),
         (.checkToken, .tokenStatus(current: false)),
         (.checkToken, .tokenStatus(current: true)),
         (.inspect, .lockEntries([])),

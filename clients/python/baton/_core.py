@@ -75,6 +75,7 @@ class Core:
         self.next_id = 1
         self.watches: Dict[str, List[Callable[[str, str], None]]] = {}
         self.lost_handlers: List[Callable[[Grant, str], None]] = []
+        self.revocation_handlers: List[Callable[[str, int, int], None]] = []
         self.grants: Dict[tuple, Grant] = {}
         self.counts: Dict[tuple, int] = {}
         self.frame_bytes_max = 32 * 1024 * 1024
@@ -114,6 +115,11 @@ class Core:
                 callbacks = self.watches.pop(event.fields["path"], [])
             for callback in callbacks:
                 callback(event.fields["type"], event.fields["path"])
+        elif event.kind == "revocationRequested":
+            with self.lock:
+                handlers = list(self.revocation_handlers)
+            for handler in handlers:
+                handler(event.fields["node"], event.fields["token"], event.fields["requester"])
         elif event.kind == "lockLost":
             self.lose(event.fields["node"], event.fields["token"], event.fields["reason"])
         elif event.kind == "sessionExpired":

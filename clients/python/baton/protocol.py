@@ -17,7 +17,7 @@ MAGIC = 0x4241544E  # "BATN"
 HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
-ACQUIRE_OWNED, RENEW = 0x25, 0x26
+ACQUIRE_OWNED, RENEW, REQUEST_REVOCATION = 0x25, 0x26, 0x27
 
 # §7 Error codes (names as the spec writes them; tests check this table against it).
 ERROR_NAMES = {
@@ -93,7 +93,7 @@ class Reply:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "watch", "lockLost", "lockSuspended", "sessionExpired"
+    kind: str  # "watch", "lockLost", "lockSuspended", "sessionExpired", "revocationRequested"
     fields: dict = field(default_factory=dict)
 
 
@@ -208,10 +208,15 @@ def encode_acquire(request_id: int, path: str, kind: int, permits: int, wait_ms:
 
 
 def encode_acquire_owned(request_id: int, path: str, kind: int, permits: int, wait_ms: int, lease_ms: int,
-                         owner: str) -> bytes:
-    """A reentrant acquire (§12.9): ``owner`` is 1-64 bytes; the reply carries a hold count."""
+                         owner: str, revocable: bool = False) -> bytes:
+    """A reentrant acquire (§12.9): ``owner`` is 1-64 bytes; the reply carries a hold count. A
+    ``revocable`` hold receives revocationRequested events (§12.11)."""
     return (request(ACQUIRE_OWNED, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms)
-            .string(owner).frame())
+            .string(owner).u8(1 if revocable else 0).frame())
+
+
+def encode_request_revocation(request_id: int, path: str) -> bytes:
+    return request(REQUEST_REVOCATION, request_id).string(path).frame()
 
 
 def encode_renew(request_id: int, node: str, token: int, lease_ms: int) -> bytes:
@@ -310,6 +315,8 @@ def _reply_body(opcode: int, r: Reader):
         return results
     if opcode == ACQUIRE:
         return {"node": r.string(), "token": r.u64()}
+    if opcode == REQUEST_REVOCATION:
+        return r.u32()
     if opcode == ACQUIRE_OWNED:
         return {"node": r.string(), "token": r.u64(), "hold_count": r.u32()}
     if opcode == CHECK_TOKEN:
@@ -354,6 +361,8 @@ def decode_server_body(body: bytes):
             event = Event("lockSuspended", {"node": r.string(), "token": r.u64()})
         elif event_kind == 4:
             event = Event("sessionExpired", {"session_id": r.u64()})
+        elif event_kind == 5:
+            event = Event("revocationRequested", {"node": r.string(), "token": r.u64(), "requester": r.u64()})
         else:
             raise ProtocolError(f"unknown event kind {event_kind}")
         r.end()

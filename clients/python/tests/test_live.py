@@ -137,6 +137,18 @@ class LiveTests(unittest.TestCase):
         a.release(granted[0])
         a.release(one)
 
+    def test_revocation_request_reaches_the_revocable_holder(self):
+        a, b = self.client("a"), self.client("b")
+        asked = threading.Event()
+        seen = []
+        a.on_revocation_requested(lambda node, token, requester: (seen.append((node, token)), asked.set()))
+        grant = a.acquire("/locks/rv", owner="job", revocable=True)
+        self.assertEqual(b.request_revocation("/locks/rv"), 1)
+        self.assertTrue(asked.wait(10), "revocationRequested never arrived")
+        self.assertEqual(seen, [(grant.node, grant.token)])
+        a.release(grant)
+        self.assertEqual(b.request_revocation("/locks/rv"), 0)
+
     def test_a_stale_release_does_not_end_a_later_hold(self):
         c = self.client()
         first = c.acquire("/reuse/L")

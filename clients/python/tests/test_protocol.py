@@ -36,6 +36,9 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_acquire_owned(0x18, "/locks/a", p.EXCLUSIVE, 1, p.WAIT_FOREVER, 0, "t1"),
                          v["acquireOwned"])
         self.assertEqual(p.encode_renew(0x19, "/l/0000000007", 7, 30000), v["renew"])
+        self.assertEqual(p.encode_acquire_owned(0x1a, "/r", p.SHARED, 1, 5000, 30000, "t1", revocable=True),
+                         v["acquireOwned.revocable"])
+        self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
@@ -65,6 +68,9 @@ class GoldenVectorTests(unittest.TestCase):
                          [("holder", "orders", 7, 1500), ("waiter", "", 8, 0)])
         error = p.decode_server_body(v["error.noNode"][4:])
         self.assertEqual((error.error.name, error.error.message), ("noNode", "no node"))
+        self.assertEqual(p.decode_server_body(v["revocation"][4:]).body, 2)
+        revoke = p.decode_server_body(vectors("events.hex")["revocationRequested"][4:])
+        self.assertEqual((revoke.kind, revoke.fields), ("revocationRequested", {"node": "/l/0000000007", "token": 7, "requester": 9}))
         lost = p.decode_server_body(vectors("events.hex")["lockLost.leaseExpired"][4:])
         self.assertEqual(lost.fields, {"node": "/l/0000000007", "token": 7, "reason": "leaseExpired"})
 
