@@ -271,6 +271,8 @@ public final class BatonClient: Sendable {
     /// (`lockBusy` when held). `lease` bounds the hold: past it the server ends it and sends lockLost.
     /// Cancelling the awaiting task cancels the wait on the server and throws `.cancelled`; a grant
     /// that races the cancellation is released, never returned.
+    /// `lockDelay` (needs `owner`): if this session dies holding, nobody gets the lock for that long
+    /// (at most the daemon's `lockDelayMillisecondsMax`; PROTOCOL.md §12.12).
     /// `revocable` (needs `owner`) lets any session ask this hold to be given up: the requests arrive
     /// as `revocationRequests()` (PROTOCOL.md §12.11).
     /// `owner` makes the acquire reentrant (PROTOCOL.md §12.9): a second acquire by the same owner (and
@@ -278,9 +280,11 @@ public final class BatonClient: Sendable {
     /// release. Without an owner, acquiring an exclusive lock this session holds or awaits fails at once
     /// (`lockHeldBySession`) instead of waiting for itself.
     public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
-                        lease: Duration? = nil, owner: String? = nil, revocable: Bool = false) async throws(BatonError) -> LockGrant {
+                        lease: Duration? = nil, owner: String? = nil, revocable: Bool = false,
+                        lockDelay: Duration? = nil) async throws(BatonError) -> LockGrant {
         let call = Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout,
-                                                       lease: lease, owner: owner, revocable: revocable))
+                                                       lease: lease, owner: owner, revocable: revocable,
+                                                       lockDelay: lockDelay))
         let phase = MutexLock(AcquirePhase.notSent)
         let connection = self.connection
         let result: Result<ReplyBody, BatonError> = await withTaskCancellationHandler {

@@ -167,9 +167,11 @@ public struct BlockingClient: Sendable {
     /// Waits for the lock (see `BatonClient.acquire`). Blocks the calling thread until granted,
     /// timed out (`lockTimeout`) or the connection ends.
     public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
-                        lease: Duration? = nil, owner: String? = nil, revocable: Bool = false) throws(BatonError) -> LockGrant {
+                        lease: Duration? = nil, owner: String? = nil, revocable: Bool = false,
+                        lockDelay: Duration? = nil) throws(BatonError) -> LockGrant {
         try perform(Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout,
-                                                        lease: lease, owner: owner, revocable: revocable)))
+                                                        lease: lease, owner: owner, revocable: revocable,
+                                                        lockDelay: lockDelay)))
     }
 
     /// See `BatonClient.requestRevocation`.

@@ -165,7 +165,8 @@ enum Calls {
 
     /// The lock request for the public parameters; durations become wire milliseconds.
     static func lockRequest(_ path: String, kind: LockKind, permits: UInt32, timeout: Duration?,
-                            lease: Duration?, owner: String? = nil, revocable: Bool = false) throws(BatonError) -> LockRequest {
+                            lease: Duration?, owner: String? = nil, revocable: Bool = false,
+                            lockDelay: Duration? = nil) throws(BatonError) -> LockRequest {
         var wait = LockRequest.waitForever
         if let timeout {
             // `waitForever` is the sentinel, so the longest real wait is one millisecond less.
@@ -180,9 +181,18 @@ enum Calls {
             throw .invalidArgument("an owner token is 1...\(LockRequest.ownerBytesMax) bytes")
         }
         if revocable && owner == nil { throw .invalidArgument("a revocable acquire names an owner token") }
+        var delayMilliseconds: UInt32 = 0
+        if let lockDelay {
+            guard owner != nil else { throw .invalidArgument("a lock-delayed acquire names an owner token") }
+            guard let milliseconds = lockDelay.wireMilliseconds else {
+                throw .invalidArgument("lock-delay out of range: \(lockDelay)")
+            }
+            delayMilliseconds = milliseconds
+        }
         let effectivePermits = kind == .semaphore ? permits : 1
         guard effectivePermits >= 1 else { throw .invalidArgument("a semaphore needs at least one permit") }
         return LockRequest(path: path, kind: kind, permits: effectivePermits, waitMilliseconds: wait,
-                           leaseMilliseconds: leaseMilliseconds, owner: owner ?? "", revocable: revocable)
+                           leaseMilliseconds: leaseMilliseconds, owner: owner ?? "", revocable: revocable,
+                           lockDelayMilliseconds: delayMilliseconds)
     }
 }

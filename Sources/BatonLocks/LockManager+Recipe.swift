@@ -500,6 +500,20 @@ extension LockManager {
     // MARK: Granting
 
     func beginGrant(_ waiter: Waiter, _ lock: LockState) {
+        if let until = lockDelayEnd(lock.path) {
+            // Entitled, but the lock is in its lock-delay (§12.12): a try is busy; a wait stays
+            // queued, watching its own node, and everyone is judged again when the delay ends.
+            if waiter.isTry {
+                abandon(waiter, ReplyError(.lockBusy, "\(lock.path) is in its lock-delay"))
+                return
+            }
+            watchOwnNode(waiter)
+            if lock.delayRecheckAt != until {
+                lock.delayRecheckAt = until
+                schedule(.lockDelayEnded(lock.path), at: until)
+            }
+            return
+        }
         unwatch(waiter)
         waiter.phase = .granting
         if waiter.kind != .semaphore, let path = waiter.nodePath {
@@ -807,6 +821,10 @@ extension LockManager {
         case .listing(let path):
             guard let lock = locks[path] else { return }
             lock.listingRetryScheduled = false
+            requestListing(lock, judging: nil)
+        case .lockDelayEnded(let path):
+            guard let lock = locks[path] else { return }
+            lock.delayRecheckAt = nil
             requestListing(lock, judging: nil)
         }
     }

@@ -14,10 +14,13 @@ public struct LockManagerConfiguration: Sendable {
     public var retryMillisecondsMax: UInt64 = 2_000
     /// Creates of one waiter node (lock directory swept under it, lost replies) before giving up.
     public var createAttemptsMax: Int = 16
+    /// Longest lock-delay an acquire may ask (`invalidArgument` beyond).
+    public var lockDelayMillisecondsMax: UInt32
 
     public init(limits: Limits = .default) {
         waitersPerLockMax = limits.waitersPerLockMax
         pathBytesMax = limits.pathBytesMax
+        lockDelayMillisecondsMax = limits.lockDelayMillisecondsMax
     }
 }
 
@@ -67,6 +70,9 @@ public final class LockManager<Ticket: Hashable> {
     var nodeWatches: [String: NodeWatch] = [:]
     /// What the queues of locks without local waiters said (see `queueRetire`).
     var idleQueues: [String: IdleQueue] = [:]
+    /// Lock paths in their lock-delay, and until when (PROTOCOL.md §12.12). Expired entries go when
+    /// met, and all at once when the table grows: each lives at most `lockDelayMillisecondsMax`.
+    var lockDelays: [String: UInt64] = [:]
     var deadlines = Heap<Deadline>()
     var nextWaiterID: WaiterID = 1
     var nextDeadlineOrder: UInt64 = 0
@@ -194,12 +200,15 @@ public final class LockManager<Ticket: Hashable> {
 
     /// The session ended (closed or expired): its pending acquires fail with `sessionExpired`, its holds
     /// end with `lost(sessionExpired)`, and its nodes are deleted (the namespace may have done it already).
+    /// Holds with a lock-delay start it here: call this before the namespace deletes the session's
+    /// nodes (the engine does), or a waiter may be granted on seeing the node go, before the delay.
     public func sessionEnded(_ session: UInt64, now: Time) {
         perform(now) {
             for id in (sessions[session] ?? []).sorted() {
                 guard let waiter = waiters[id] else { continue }
                 switch waiter.phase {
                 case .holding:
+                    if waiter.lockDelayMilliseconds > 0 && !waiter.abandoned { startLockDelay(waiter) }
                     emitLost(waiter, .sessionExpired)
                     remove(waiter)
                 case .removing:
@@ -324,6 +333,9 @@ public final class LockManager<Ticket: Hashable> {
         if request.owner.utf8.count > LockRequest.ownerBytesMax {
             return ReplyError(.invalidArgument, "an owner token is at most \(LockRequest.ownerBytesMax) bytes")
         }
+        if request.lockDelayMilliseconds > configuration.lockDelayMillisecondsMax {
+            return ReplyError(.invalidArgument, "a lock-delay is at most \(configuration.lockDelayMillisecondsMax) ms")
+        }
         if request.kind == .semaphore && request.permits == 0 {
             return ReplyError(.invalidArgument, "a semaphore needs at least one permit")
         }
@@ -370,6 +382,21 @@ public final class LockManager<Ticket: Hashable> {
             }
         }
         return false
+    }
+
+    /// The holder's session died holding: nobody is granted its lock until the delay ends.
+    private func startLockDelay(_ holder: Waiter) {
+        if lockDelays.count >= 1_024 { lockDelays = lockDelays.filter { $0.value > nowMilliseconds } }
+        let until = nowMilliseconds + UInt64(holder.lockDelayMilliseconds)
+        lockDelays[holder.lockPath] = max(lockDelays[holder.lockPath] ?? 0, until)
+    }
+
+    /// When the lock's lock-delay ends, if it is in one now.
+    func lockDelayEnd(_ path: String) -> UInt64? {
+        guard let until = lockDelays[path] else { return nil }
+        if until > nowMilliseconds { return until }
+        lockDelays[path] = nil
+        return nil
     }
 
     func lockState(_ path: String) -> LockState {

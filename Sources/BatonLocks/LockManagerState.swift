@@ -46,6 +46,8 @@ final class Waiter {
     let owner: String
     /// The holder accepts revocation requests (PROTOCOL.md §12.11).
     let revocable: Bool
+    /// Kept from everyone this long if the session dies holding (PROTOCOL.md §12.12); 0: off.
+    let lockDelayMilliseconds: UInt32
     /// Acquires of `owner` this hold answers; the node goes when releases bring it to zero.
     var holdCount: UInt32 = 1
     /// Passed the deadlock check when it first had to wait (PROTOCOL.md §12.10): in the wait-for graph.
@@ -98,6 +100,7 @@ final class Waiter {
         self.queuedMilliseconds = queuedMilliseconds
         self.owner = request.owner
         self.revocable = request.revocable
+        self.lockDelayMilliseconds = request.lockDelayMilliseconds
     }
 }
 
@@ -132,6 +135,8 @@ final class LockState {
     var sequenceAccounted: UInt64 = 0
     /// The lock node's creation transaction, as the last create under it reported.
     var queueLockIdentity: UInt64?
+    /// A re-judgement is scheduled for when the lock's lock-delay ends (at this time).
+    var delayRecheckAt: UInt64?
 
     init(path: String) { self.path = path }
 }
@@ -153,6 +158,8 @@ enum DeadlineAction {
     case lease(WaiterID)
     case retry(WaiterID, generation: UInt64)
     case listing(String)
+    /// Judge a lock's waiters again: its lock-delay ended.
+    case lockDelayEnded(String)
 }
 
 struct Deadline: Comparable {

@@ -77,6 +77,7 @@ public enum Codec {
             if !lock.owner.isEmpty {
                 writer.string(lock.owner)
                 writer.u8(lock.revocable ? 1 : 0)
+                writer.u32(lock.lockDelayMilliseconds)
             }
         case .release(let node, let token):
             writer.string(node)
@@ -198,6 +199,7 @@ public enum Codec {
                 let flags = try reader.u8("acquire flags")
                 guard flags & ~1 == 0 else { throw DecodeFailure(.malformedFrame, "reserved acquire flag bit set") }
                 lock.revocable = flags & 1 != 0
+                lock.lockDelayMilliseconds = try reader.u32("lock delay")
             }
             return .acquire(lock)
         case .release: return .release(node: try path(&reader), token: try reader.u64("token"))

@@ -95,14 +95,18 @@ public struct LockRequest: Sendable, Equatable {
     public var owner: String
     /// The holder accepts `revocationRequested` events (PROTOCOL.md §12.11); needs an owner token.
     public var revocable: Bool
+    /// If the holder's session dies while holding, nobody is granted the lock for this long
+    /// (PROTOCOL.md §12.12); 0: off. Needs an owner token (`acquireOwned`).
+    public var lockDelayMilliseconds: UInt32
 
     public static let waitForever = UInt32.max
     /// Longest owner token in bytes (PROTOCOL.md §12.9).
     public static let ownerBytesMax = 64
     public init(path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
                 waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
-                revocable: Bool = false) {
-        precondition(!revocable || !owner.isEmpty, "a revocable acquire names an owner token (acquireOwned)")
+                revocable: Bool = false, lockDelayMilliseconds: UInt32 = 0) {
+        precondition((!revocable && lockDelayMilliseconds == 0) || !owner.isEmpty,
+                     "a revocable or lock-delayed acquire names an owner token (acquireOwned)")
         self.path = path
         self.kind = kind
         self.permits = permits
@@ -110,6 +114,7 @@ public struct LockRequest: Sendable, Equatable {
         self.leaseMilliseconds = leaseMilliseconds
         self.owner = owner
         self.revocable = revocable
+        self.lockDelayMilliseconds = lockDelayMilliseconds
     }
 }
 

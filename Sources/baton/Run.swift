@@ -32,6 +32,8 @@ struct Run: ParsableCommand {
                                valueName: "SECONDS")) var timeout: Double?
     @Option(help: ArgumentHelp("Maximum hold time; past it the hold is lost.", valueName: "SECONDS")) var lease: Double?
     @Flag(help: "Renew the lease (every third of --lease) while COMMAND runs.") var renew = false
+    @Option(help: ArgumentHelp("If baton dies holding the lock (not a release), nobody gets it for this long.",
+                               valueName: "SECONDS")) var lockDelay: Double?
     @Option(help: ArgumentHelp("After a lost hold, time between SIGTERM and SIGKILL.", valueName: "SECONDS"))
     var grace: Double = 5
     @Option(help: ArgumentHelp("Client name shown by `baton locks` (default: baton run[PID]).", valueName: "NAME"))
@@ -46,6 +48,7 @@ struct Run: ParsableCommand {
         if let timeout, !(timeout >= 0 && timeout < 4_000_000) { throw ValidationError("--timeout must be 0...4000000 seconds") }
         if let lease, !(lease > 0 && lease < 4_000_000) { throw ValidationError("--lease must be positive seconds") }
         if renew && lease == nil { throw ValidationError("--renew needs --lease") }
+        if let lockDelay, !(lockDelay > 0 && lockDelay < 4_000_000) { throw ValidationError("--lock-delay must be positive seconds") }
         if !(grace >= 0 && grace < 86_400) { throw ValidationError("--grace must be 0...86400 seconds") }
     }
 
@@ -68,7 +71,10 @@ struct Run: ParsableCommand {
         do throws(BatonError) {
             grant = try client.acquire(lockPath, kind: kind, permits: permits ?? 1,
                                        timeout: timeout.map { Self.duration(seconds: $0) },
-                                       lease: lease.map { Self.duration(seconds: $0) })
+                                       lease: lease.map { Self.duration(seconds: $0) },
+                                       // A lock-delay needs an owner token; this session has one owner.
+                                       owner: lockDelay == nil ? nil : "baton-run",
+                                       lockDelay: lockDelay.map { Self.duration(seconds: $0) })
         } catch where error.code == .lockTimeout || error.code == .lockBusy {
             let waited = timeout.map { $0 == 0 ? "lock is busy" : "lock not granted within \($0)s" } ?? "\(error)"
             printError("\(context): \(waited); command not run")

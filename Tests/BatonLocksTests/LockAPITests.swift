@@ -258,3 +258,56 @@ final class LockAPITests: XCTestCase {
         XCTAssertEqual(harness.takeEffects().failures, [5_002: .deadlock])
     }
 }
+
+/// Lock-delay (PROTOCOL.md §12.12).
+final class LockDelayTests: XCTestCase {
+    func testADeadHoldersLockIsGrantedToNobodyUntilTheDelayEnds() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, owner: "o", lockDelayMilliseconds: 500)
+            harness.acquire(2, session: 2)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [1], "\(delivery)")
+            harness.sessionDies(1)
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.losses.map(\.reason), [.sessionExpired])
+            XCTAssertTrue(effects.grants.isEmpty, "\(delivery): granted inside the delay")
+            harness.acquire(3, session: 3, waitMilliseconds: 0)
+            XCTAssertEqual(harness.takeEffects().failures, [3: .lockBusy], "a try is busy during the delay")
+            harness.advance(499)
+            XCTAssertTrue(harness.takeEffects().grants.isEmpty)
+            XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).map(\.position), [.waiter])
+            harness.advance(1)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [2], "\(delivery): granted when the delay ends")
+        }
+    }
+
+    func testACleanReleaseOrALeaseStartsNoDelay() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1, owner: "o", lockDelayMilliseconds: 10_000)
+            harness.acquire(2, session: 2, path: "/locks/b", leaseMilliseconds: 100, owner: "o", lockDelayMilliseconds: 10_000)
+            let grants = harness.takeEffects().grants
+            harness.acquire(3, session: 3)
+            harness.acquire(4, session: 4, path: "/locks/b")
+            harness.release(grants[0].node, session: 1, ticket: 5)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [3], "\(delivery): a release passes the lock on at once")
+            harness.advance(100)
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [4], "\(delivery): so does a lease")
+        }
+    }
+
+    func testWithoutADelayTheNextWaiterIsGrantedAtOnceAndTheDelayIsBounded() {
+        let harness = LockHarness(.immediate, configuration: {
+            var configuration = LockManagerConfiguration()
+            configuration.lockDelayMillisecondsMax = 1_000
+            return configuration
+        }())
+        harness.acquire(1, session: 1)
+        harness.acquire(2, session: 2)
+        harness.sessionDies(1)
+        XCTAssertEqual(harness.takeEffects().grantedTickets, [1, 2])
+        harness.acquire(3, session: 3, path: "/locks/c", owner: "o", lockDelayMilliseconds: 1_001)
+        XCTAssertEqual(harness.takeEffects().failures, [3: .invalidArgument])
+    }
+}

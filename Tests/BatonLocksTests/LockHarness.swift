@@ -39,10 +39,11 @@ final class LockHarness {
 
     func acquire(_ ticket: Int, session: UInt64, path: String = "/locks/a", kind: LockKind = .exclusive, permits: UInt32 = 1,
                  waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
-                 revocable: Bool = false, settle: Bool = true) {
+                 revocable: Bool = false, lockDelayMilliseconds: UInt32 = 0, settle: Bool = true) {
         sessions.alive.insert(session)
         manager.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
-                                    leaseMilliseconds: leaseMilliseconds, owner: owner, revocable: revocable),
+                                    leaseMilliseconds: leaseMilliseconds, owner: owner, revocable: revocable,
+                                    lockDelayMilliseconds: lockDelayMilliseconds),
                         ticket: ticket, session: session, clientName: "client-\(session)", now: now)
         if settle { self.settle() }
     }
@@ -66,6 +67,14 @@ final class LockHarness {
         namespace.endSession(session)
         namespace.deliverAll()
         manager.sessionEnded(session, now: now)
+        settle()
+    }
+
+    /// The session ends as the engine reports it: the manager is told first, then its ephemerals go.
+    func sessionDies(_ session: UInt64) {
+        sessions.alive.remove(session)
+        manager.sessionEnded(session, now: now)
+        namespace.endSession(session)
         settle()
     }
 

@@ -39,6 +39,7 @@ final class LockSimulation {
         var token: UInt64
         var holdCount: UInt32 = 1
         var revocable = false
+        var lockDelay: UInt32 = 0
         /// When the lease ends (0: no lease), as granted or last renewed.
         var leaseDeadline: UInt64 = 0
     }
@@ -62,6 +63,10 @@ final class LockSimulation {
     /// Lease of each pending acquire, to know the holder's deadline at the grant.
     private var pendingLease: [Int: UInt32] = [:]
     private var pendingRevocable: Set<Int> = []
+    private var pendingLockDelay: [Int: UInt32] = [:]
+    /// Locks in a lock-delay (their holder's session died, the manager told first): no exclusive grant before.
+    private var lockDelayUntil: [Int: UInt64] = [:]
+    private(set) var delayedDeaths = 0
     /// The acquire (immediate delivery) whose `deadlock` answer is allowed: one that closes a cycle.
     private var acquireClosingCycle: Int?
     private(set) var deadlockCount = 0
@@ -184,6 +189,8 @@ final class LockSimulation {
         pendingLease[ticket] = leaseMilliseconds
         let revocable = !owner(session).isEmpty && random.chance(50)
         if revocable { pendingRevocable.insert(ticket) }
+        let lockDelay: UInt32 = !owner(session).isEmpty && random.chance(30) ? UInt32(1 + random.below(400)) : 0
+        if lockDelay > 0 { pendingLockDelay[ticket] = lockDelay }
         note("acquire \(ticket) \(specification.path) \(kind) session \(session) wait \(waitMilliseconds) lease \(leaseMilliseconds)")
         // With immediate delivery the acquire is judged inside this call, against the queues as they
         // are now plus its own node last: a deadlock answer is right only if that closes a cycle.
@@ -195,7 +202,7 @@ final class LockSimulation {
         }
         manager.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
                                     waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
-                                    owner: owner(session), revocable: revocable),
+                                    owner: owner(session), revocable: revocable, lockDelayMilliseconds: lockDelay),
                         ticket: ticket, session: session, clientName: "s\(session)", now: now)
     }
 
@@ -241,9 +248,23 @@ final class LockSimulation {
         let session = liveSessions.remove(at: random.below(liveSessions.count))
         note("session \(session) dies")
         sessionTable.alive.remove(session)
-        for (node, holder) in holders where holder.session == session { holders[node] = nil }
-        namespace.endSession(session)
-        manager.sessionEnded(session, now: now)
+        // The engine tells the manager first (a lock-delay starts there); the other order is what a
+        // backend that reports the nodes' deletion first would do: no delay is promised then.
+        let managerFirst = random.chance(50)
+        for (node, holder) in holders where holder.session == session {
+            holders[node] = nil
+            if managerFirst && holder.lockDelay > 0 && namespace.nodes[node] != nil {
+                delayedDeaths += 1
+                lockDelayUntil[holder.lock] = max(lockDelayUntil[holder.lock] ?? 0, nowMilliseconds + UInt64(holder.lockDelay))
+            }
+        }
+        if managerFirst {
+            manager.sessionEnded(session, now: now)
+            namespace.endSession(session)
+        } else {
+            namespace.endSession(session)
+            manager.sessionEnded(session, now: now)
+        }
         openSession()
     }
 
@@ -439,6 +460,9 @@ final class LockSimulation {
             ghostGrants.insert(node)
             return
         }
+        if name.kind == .exclusive, let until = lockDelayUntil[request.lock], nowMilliseconds < until {
+            throw fail("exclusive grant \(node) at \(nowMilliseconds), inside the lock-delay until \(until)")
+        }
         let others = holders.values.filter { $0.lock == request.lock }
         switch name.kind {
         case .exclusive:
@@ -477,6 +501,7 @@ final class LockSimulation {
         let lease = UInt64(pendingLease.removeValue(forKey: ticket) ?? 0)
         holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token,
                                revocable: pendingRevocable.remove(ticket) != nil,
+                               lockDelay: pendingLockDelay.removeValue(forKey: ticket) ?? 0,
                                leaseDeadline: lease == 0 ? 0 : nowMilliseconds + lease)
     }
 

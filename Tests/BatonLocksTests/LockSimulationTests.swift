@@ -18,6 +18,7 @@ final class LockSimulationTests: XCTestCase {
         var deadlocks = 0
         var reentries = 0
         var renewals = 0
+        var delayedDeaths = 0
         for seed in seeds {
             for delivery in [MemoryLockNamespace.Delivery.immediate, .deferred] {
                 let simulation = LockSimulation(seed: seed, delivery: delivery)
@@ -32,6 +33,7 @@ final class LockSimulationTests: XCTestCase {
                 deadlocks += simulation.deadlockCount
                 reentries += simulation.reentryCount
                 renewals += simulation.renewalCount
+                delayedDeaths += simulation.delayedDeaths
             }
         }
         XCTAssertGreaterThan(grants, seeds.count * 10, "the runs must actually grant locks")
@@ -39,6 +41,7 @@ final class LockSimulationTests: XCTestCase {
             XCTAssertGreaterThan(deadlocks, 0, "the runs must close cycles")
             XCTAssertGreaterThan(reentries, 0, "the runs must reenter holds")
             XCTAssertGreaterThan(renewals, 0, "the runs must renew leases")
+            XCTAssertGreaterThan(delayedDeaths, 0, "holders with a lock-delay must die")
         }
     }
 }

@@ -49,7 +49,8 @@ enum GoldenValues {
         "inspect": (22, .inspect(path: "/l")),
         "acquireOwned": (0x18, .acquire(LockRequest(path: "/locks/a", owner: "t1"))),
         "acquireOwned.revocable": (0x1a, .acquire(LockRequest(path: "/r", kind: .shared, waitMilliseconds: 5_000,
-                                                              leaseMilliseconds: 30_000, owner: "t1", revocable: true))),
+                                                              leaseMilliseconds: 30_000, owner: "t1", revocable: true,
+                                                              lockDelayMilliseconds: 5_000))),
         "requestRevocation": (0x1b, .requestRevocation(path: "/l")),
         "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
     ]

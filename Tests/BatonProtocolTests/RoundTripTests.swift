@@ -65,6 +65,7 @@ final class RoundTripTests: XCTestCase {
         .renew(node: "/l/0000000001", token: .max, leaseMilliseconds: 1),
         .requestRevocation(path: "/l"),
         .acquire(LockRequest(path: "/l", owner: "o", revocable: true)),
+        .acquire(LockRequest(path: "/l", owner: "o", lockDelayMilliseconds: .max)),
     ]
 
     static let replies: [(Opcode, ReplyBody)] = [

@@ -208,11 +208,12 @@ def encode_acquire(request_id: int, path: str, kind: int, permits: int, wait_ms:
 
 
 def encode_acquire_owned(request_id: int, path: str, kind: int, permits: int, wait_ms: int, lease_ms: int,
-                         owner: str, revocable: bool = False) -> bytes:
+                         owner: str, revocable: bool = False, lock_delay_ms: int = 0) -> bytes:
     """A reentrant acquire (§12.9): ``owner`` is 1-64 bytes; the reply carries a hold count. A
-    ``revocable`` hold receives revocationRequested events (§12.11)."""
+    ``revocable`` hold receives revocationRequested events (§12.11); ``lock_delay_ms`` keeps the lock from
+    everyone that long if the holder's session dies holding it (§12.12)."""
     return (request(ACQUIRE_OWNED, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms)
-            .string(owner).u8(1 if revocable else 0).frame())
+            .string(owner).u8(1 if revocable else 0).u32(lock_delay_ms).frame())
 
 
 def encode_request_revocation(request_id: int, path: str) -> bytes:

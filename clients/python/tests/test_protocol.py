@@ -36,7 +36,8 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_acquire_owned(0x18, "/locks/a", p.EXCLUSIVE, 1, p.WAIT_FOREVER, 0, "t1"),
                          v["acquireOwned"])
         self.assertEqual(p.encode_renew(0x19, "/l/0000000007", 7, 30000), v["renew"])
-        self.assertEqual(p.encode_acquire_owned(0x1a, "/r", p.SHARED, 1, 5000, 30000, "t1", revocable=True),
+        self.assertEqual(p.encode_acquire_owned(0x1a, "/r", p.SHARED, 1, 5000, 30000, "t1", revocable=True,
+                                                lock_delay_ms=5000),
                          v["acquireOwned.revocable"])
         self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
 
