@@ -480,6 +480,28 @@ final class CLITests: XCTestCase {
         _ = finish(holder)
     }
 
+    func testAKilledHolderWithALockDelayKeepsTheLockFromEveryoneMeanwhile() async throws {
+        let started = scratch.appendingPathComponent("delayed").path
+        let holder = try start(["run", "--lock-delay", "30", "/locks/delayed", "--", "/bin/sh", "-c",
+                                "touch \(started); exec sleep 600"])
+        try waitForFile(started)
+        let observer = try await client("observer")
+        let held = try await observer.inspect("/locks/delayed")
+        XCTAssertEqual(held.map(\.position), [.holder])
+        kill(holder.0.processIdentifier, SIGKILL)
+        _ = finish(holder)
+        // The hold ends with baton's connection; for 30 s nobody gets the lock.
+        for _ in 0..<2_000 where try await !observer.inspect("/locks/delayed").isEmpty {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        do {
+            let grant = try await observer.tryAcquire("/locks/delayed")
+            XCTFail("granted \(grant) inside the lock-delay")
+        } catch {
+            XCTAssertEqual(error.code, .lockBusy)
+        }
+    }
+
     func testLocksListsHoldersThenWaiters() async throws {
         let holder = try await client("holder-name")
         let waiter = try await client("waiter-name")

@@ -89,6 +89,25 @@ final class EngineLockAPITests: XCTestCase {
         XCTAssertEqual(errorCode(harness.call(.requestRevocation(path: "/locks/missing"), on: 3)), .noNode)
     }
 
+    func testALockDelayHoldsBackTheNextGrantAfterTheHoldersSessionExpires() throws {
+        let harness = EngineHarness()
+        harness.openSession(1, timeoutMilliseconds: 1_000)
+        harness.openSession(2, timeoutMilliseconds: 60_000)
+        let holder = harness.send(.acquire(LockRequest(path: "/locks/d", owner: "o", lockDelayMilliseconds: 5_000)), on: 1)
+        XCTAssertNotNil(granted(holder.outputs, to: 1, requestID: holder.requestID))
+        let waiting = harness.send(.acquire(LockRequest(path: "/locks/d")), on: 2)
+        harness.advance(1_500) // session 1 expires
+        XCTAssertNil(granted(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID), "inside the delay")
+        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/locks/d", waitMilliseconds: 0, owner: "try")), on: 2)),
+                       .lockBusy)
+        harness.advance(4_999) // the delay runs 5 s from the expiry, at 1.5 s
+        XCTAssertNil(granted(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID), "still inside")
+        harness.advance(1)
+        XCTAssertNotNil(granted(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID), "when it ends")
+        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/locks/e", owner: "o", lockDelayMilliseconds: 60_001)), on: 2)),
+                       .invalidArgument)
+    }
+
     func testCrossedAcquiresAreADeadlockForTheOneThatClosesTheCycle() throws {
         let harness = EngineHarness()
         harness.openSession(1)

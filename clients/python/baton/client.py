@@ -201,19 +201,20 @@ class Client:
 
     def acquire(self, path: str, *, kind: str = "exclusive", permits: int = 1,
                 timeout: Optional[float] = None, lease: Optional[float] = None,
-                owner: Optional[str] = None, revocable: bool = False) -> Grant:
+                owner: Optional[str] = None, revocable: bool = False,
+                lock_delay: Optional[float] = None) -> Grant:
         """Waits for the lock (``timeout`` seconds at most; 0 tries once) and returns the grant.
         Raises BatonError lockTimeout / lockBusy when not granted."""
         kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
         wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
-        if revocable and owner is None:
-            raise ValueError("a revocable acquire names an owner")
+        if (revocable or lock_delay) and owner is None:
+            raise ValueError("a revocable or lock-delayed acquire names an owner")
         if owner is None:
             body = self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
         else:
             # Reentrant (§12.9): the owner's second acquire returns the same hold, counted.
             body = self._call(p.encode_acquire_owned, path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
-                                     revocable)
+                                     revocable, int((lock_delay or 0) * 1000))
         grant = Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1))
         return self.core.held(grant)
 
