@@ -350,8 +350,11 @@ public final class LockManager<Ticket: Hashable> {
     /// where either is exclusive would queue behind the session's own node, so it is refused at once.
     /// True if the acquire was answered here.
     private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64) -> Bool {
-        for id in (sessions[session] ?? []).sorted() {
-            guard let other = waiters[id], other.lockPath == request.path, !other.abandoned else { continue }
+        guard let lock = locks[request.path], let mine = sessions[session] else { return false }
+        // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
+        for id in mine.count <= lock.members.count ? mine : lock.members {
+            guard let other = waiters[id], other.session == session, other.lockPath == request.path,
+                  !other.abandoned else { continue }
             if !request.owner.isEmpty {
                 guard other.owner == request.owner else { continue }
                 let permits = request.kind == .semaphore ? request.permits : 1
