@@ -189,6 +189,14 @@ class LiveTests(unittest.TestCase):
                 next_grant = await waiting
                 self.assertGreater(next_grant.token, grant.token)
                 await b.release(next_grant)
+                first = await a.acquire("/locks/aio-re", owner="task-1", lease=30, revocable=True, lock_delay=1)
+                again = await a.acquire("/locks/aio-re", owner="task-1")
+                self.assertEqual((again.token, again.hold_count), (first.token, 2))
+                await a.renew(first, 30)
+                self.assertEqual(await b.request_revocation("/locks/aio-re"), 1)
+                await a.release(again)
+                await a.release(first)
+                self.assertFalse(await b.check_token("/locks/aio-re", first.token))
                 await b.close()
         asyncio.run(scenario())
 
