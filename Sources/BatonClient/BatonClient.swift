@@ -151,6 +151,23 @@ public final class BatonClient: Sendable {
         }
     }
 
+    /// Requests to give up a revocable hold (`acquire(..., revocable: true)`), from now on, as a stream
+    /// (PROTOCOL.md §12.11). Giving it up is the holder's choice: `release` the grant.
+    public func revocationRequests() -> AsyncStream<RevocationRequest> {
+        let events = connection.events()
+        return AsyncStream { continuation in
+            let task = Task {
+                for await event in events {
+                    if case .revocationRequested(let node, let token, let requester) = event {
+                        continuation.yield(RevocationRequest(node: node, token: token, requester: requester))
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
     /// `handler` runs on the client's event queue for every hold lost other than by release.
     public func onLockLost(_ handler: @escaping @Sendable (LockLost) -> Void) {
         connection.addLockLostHandler(handler)
@@ -254,9 +271,20 @@ public final class BatonClient: Sendable {
     /// (`lockBusy` when held). `lease` bounds the hold: past it the server ends it and sends lockLost.
     /// Cancelling the awaiting task cancels the wait on the server and throws `.cancelled`; a grant
     /// that races the cancellation is released, never returned.
+    /// `lockDelay` (needs `owner`): if this session dies holding, nobody gets the lock for that long
+    /// (at most the daemon's `lockDelayMillisecondsMax`; PROTOCOL.md §12.12).
+    /// `revocable` (needs `owner`) lets any session ask this hold to be given up: the requests arrive
+    /// as `revocationRequests()` (PROTOCOL.md §12.11).
+    /// `owner` makes the acquire reentrant (PROTOCOL.md §12.9): a second acquire by the same owner (and
+    /// session) of a lock it holds returns the same hold with `holdCount` one higher; each needs its
+    /// release. Without an owner, acquiring an exclusive lock this session holds or awaits fails at once
+    /// (`lockHeldBySession`) instead of waiting for itself.
     public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
-                        lease: Duration? = nil) async throws(BatonError) -> LockGrant {
-        let call = Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout, lease: lease))
+                        lease: Duration? = nil, owner: String? = nil, revocable: Bool = false,
+                        lockDelay: Duration? = nil) async throws(BatonError) -> LockGrant {
+        let call = Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout,
+                                                       lease: lease, owner: owner, revocable: revocable,
+                                                       lockDelay: lockDelay))
         let phase = MutexLock(AcquirePhase.notSent)
         let connection = self.connection
         let result: Result<ReplyBody, BatonError> = await withTaskCancellationHandler {
@@ -304,9 +332,16 @@ public final class BatonClient: Sendable {
         try await acquire(path, kind: kind, permits: permits, timeout: .zero, lease: lease)
     }
 
-    /// Ends a hold (or withdraws a wait) named by its grant.
+    /// Ends a hold (or withdraws a wait) named by its grant; a reentrant hold, one count of it.
     public func release(_ grant: LockGrant) async throws(BatonError) {
         try await perform(Calls.release(grant))
+    }
+
+    /// Sets the hold's lease to end `lease` from now (PROTOCOL.md §12.5): call it well before the lease
+    /// ends (a third of it, say). Fails `noLease` for a hold granted without a lease, `lockLost` if the
+    /// hold already ended.
+    public func renew(_ grant: LockGrant, lease: Duration) async throws(BatonError) {
+        try await perform(Calls.renew(grant, leaseMilliseconds: try Calls.leaseMilliseconds(lease)))
     }
 
     /// Acquires, runs `body`, and releases whatever `body` does (returns or throws). A failed release
@@ -325,6 +360,12 @@ public final class BatonClient: Sendable {
         }
         try await release(grant)
         return value
+    }
+
+    /// Asks every revocable holder of the lock at `path` to give it up; returns how many were asked
+    /// (0: nobody holds it revocably). Holders decide: this ends no hold by itself.
+    public func requestRevocation(_ path: String) async throws(BatonError) -> UInt32 {
+        try await perform(Calls.requestRevocation(path))
     }
 
     /// Whether `token` is still the current grant's token of the lock at `path` (for fencing at a resource).

@@ -167,8 +167,16 @@ public struct BlockingClient: Sendable {
     /// Waits for the lock (see `BatonClient.acquire`). Blocks the calling thread until granted,
     /// timed out (`lockTimeout`) or the connection ends.
     public func acquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, timeout: Duration? = nil,
-                        lease: Duration? = nil) throws(BatonError) -> LockGrant {
-        try perform(Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout, lease: lease)))
+                        lease: Duration? = nil, owner: String? = nil, revocable: Bool = false,
+                        lockDelay: Duration? = nil) throws(BatonError) -> LockGrant {
+        try perform(Calls.acquire(try Calls.lockRequest(path, kind: kind, permits: permits, timeout: timeout,
+                                                        lease: lease, owner: owner, revocable: revocable,
+                                                        lockDelay: lockDelay)))
+    }
+
+    /// See `BatonClient.requestRevocation`.
+    public func requestRevocation(_ path: String) throws(BatonError) -> UInt32 {
+        try perform(Calls.requestRevocation(path))
     }
 
     public func tryAcquire(_ path: String, kind: LockKind = .exclusive, permits: UInt32 = 1, lease: Duration? = nil)
@@ -178,6 +186,11 @@ public struct BlockingClient: Sendable {
 
     public func release(_ grant: LockGrant) throws(BatonError) {
         try perform(Calls.release(grant))
+    }
+
+    /// Sets the hold's lease to end `lease` from now (see `BatonClient.renew`).
+    public func renew(_ grant: LockGrant, lease: Duration) throws(BatonError) {
+        try perform(Calls.renew(grant, leaseMilliseconds: try Calls.leaseMilliseconds(lease)))
     }
 
     /// Acquires, runs `body`, releases whatever `body` does.

@@ -83,16 +83,41 @@ enum Calls {
 
     static func acquire(_ lock: LockRequest) -> Call<LockGrant> {
         Call(request: .acquire(lock), usesRequestTimeout: false) { body in
-            if case .granted(let node, let token) = body {
+            switch body {
+            case .granted(let node, let token) where lock.owner.isEmpty:
                 return LockGrant(path: lock.path, node: node, token: token, kind: lock.kind)
+            case .held(let node, let token, let holdCount) where !lock.owner.isEmpty:
+                return LockGrant(path: lock.path, node: node, token: token, kind: lock.kind,
+                                 owner: lock.owner, holdCount: holdCount)
+            default:
+                return nil
             }
-            return nil
         }
+    }
+
+    static func renew(_ grant: LockGrant, leaseMilliseconds: UInt32) -> Call<Void> {
+        Call(request: .renew(node: grant.node, token: grant.token, leaseMilliseconds: leaseMilliseconds)) { body in
+            if case .empty = body { return () } else { return nil }
+        }
+    }
+
+    /// A lease for `renew`: positive, in wire milliseconds.
+    static func leaseMilliseconds(_ lease: Duration) throws(BatonError) -> UInt32 {
+        guard let milliseconds = lease.wireMilliseconds, milliseconds > 0 else {
+            throw .invalidArgument("lease must be positive and fit in UInt32 milliseconds: \(lease)")
+        }
+        return milliseconds
     }
 
     static func release(_ grant: LockGrant) -> Call<Void> {
         Call(request: .release(node: grant.node, token: grant.token)) { body in
             if case .empty = body { return () } else { return nil }
+        }
+    }
+
+    static func requestRevocation(_ path: String) -> Call<UInt32> {
+        Call(request: .requestRevocation(path: path)) { body in
+            if case .revocation(let count) = body { return count } else { return nil }
         }
     }
 
@@ -146,7 +171,8 @@ enum Calls {
 
     /// The lock request for the public parameters; durations become wire milliseconds.
     static func lockRequest(_ path: String, kind: LockKind, permits: UInt32, timeout: Duration?,
-                            lease: Duration?) throws(BatonError) -> LockRequest {
+                            lease: Duration?, owner: String? = nil, revocable: Bool = false,
+                            lockDelay: Duration? = nil) throws(BatonError) -> LockRequest {
         var wait = LockRequest.waitForever
         if let timeout {
             // `waitForever` is the sentinel, so the longest real wait is one millisecond less.
@@ -156,15 +182,23 @@ enum Calls {
             wait = milliseconds
         }
         var leaseMilliseconds: UInt32 = 0
-        if let lease {
-            guard let milliseconds = lease.wireMilliseconds, milliseconds > 0 else {
-                throw .invalidArgument("lease must be positive and fit in UInt32 milliseconds: \(lease)")
+        if let lease { leaseMilliseconds = try Self.leaseMilliseconds(lease) }
+        if let owner, owner.isEmpty || owner.utf8.count > LockRequest.ownerBytesMax {
+            throw .invalidArgument("an owner token is 1...\(LockRequest.ownerBytesMax) bytes")
+        }
+        if revocable && owner == nil { throw .invalidArgument("a revocable acquire names an owner token") }
+        var delayMilliseconds: UInt32 = 0
+        if let lockDelay {
+            guard owner != nil else { throw .invalidArgument("a lock-delayed acquire names an owner token") }
+            guard let milliseconds = lockDelay.wireMilliseconds else {
+                throw .invalidArgument("lock-delay out of range: \(lockDelay)")
             }
-            leaseMilliseconds = milliseconds
+            delayMilliseconds = milliseconds
         }
         let effectivePermits = kind == .semaphore ? permits : 1
         guard effectivePermits >= 1 else { throw .invalidArgument("a semaphore needs at least one permit") }
         return LockRequest(path: path, kind: kind, permits: effectivePermits, waitMilliseconds: wait,
-                           leaseMilliseconds: leaseMilliseconds)
+                           leaseMilliseconds: leaseMilliseconds, owner: owner ?? "", revocable: revocable,
+                           lockDelayMilliseconds: delayMilliseconds)
     }
 }

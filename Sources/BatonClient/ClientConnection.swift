@@ -343,7 +343,7 @@ final class ClientConnection: @unchecked Sendable {
                 if fired.children, let found = state.childWatches.removeValue(forKey: path) { callbacks += found }
             case .lockLost:
                 lockLostHandlers = state.lockLostHandlers.sorted { $0.key < $1.key }.map(\.value)
-            case .lockSuspended, .sessionExpired:
+            case .lockSuspended, .sessionExpired, .revocationRequested:
                 break
             }
             return state.subscribers.sorted { $0.key < $1.key }.map(\.value)

@@ -20,6 +20,8 @@ struct EngineLocks {
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
     var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
+    /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
+    var ownedAcquires: Set<LockTicket> = []
 
     init() {}
 }
@@ -54,11 +56,12 @@ extension Engine {
         switch request {
         case .acquire(let lockRequest):
             if let refusal = acquireRefusal(lockRequest, requestID: requestID, connection: connection) {
-                reply(connection, requestID, .acquire, .failure(refusal), now: now)
+                reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
             }
             beginPendingRequest(on: connection)
             locks.pendingAcquires[connection, default: []].insert(requestID)
+            if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
             manager.acquire(lockRequest, ticket: ticket, session: session,
                             clientName: sessions[session]?.clientName ?? "", now: now)
             routeLockEffects(now: now)
@@ -76,7 +79,9 @@ extension Engine {
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
-            if let holder = locks.holders[node], holder.session == session, holder.token == token { locks.holders[node] = nil }
+            // A reentrant hold stays (and keeps its lockLost route) until its last release.
+            if let holder = locks.holders[node], holder.session == session, holder.token == token,
+               (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
             manager.release(node: node, token: token, session: session, ticket: ticket, now: now)
             routeLockEffects(now: now)
         case .cancel(let acquireRequestID):
@@ -88,6 +93,33 @@ extension Engine {
             // The acquire's own failure (lockCancelled) goes out first.
             routeLockEffects(now: now)
             reply(connection, requestID, .cancel, .success(.empty), now: now)
+        case .renew(let node, let token, let leaseMilliseconds):
+            do throws(ReplyError) {
+                try NamespacePath.validate(node, limits: limits)
+                // As for release: no such node, the hold already ended.
+                guard namespace.node(at: node) != nil else {
+                    throw ReplyError(.lockLost, "\(node) does not exist: the hold already ended")
+                }
+                if let refusal = manager.renew(node: node, token: token, session: session,
+                                               leaseMilliseconds: leaseMilliseconds, now: now) { throw refusal }
+                reply(connection, requestID, .renew, .success(.empty), now: now)
+            } catch {
+                reply(connection, requestID, .renew, .failure(error), now: now)
+            }
+            routeLockEffects(now: now)
+        case .requestRevocation(let path):
+            do throws(ReplyError) {
+                try NamespacePath.validate(path, limits: limits)
+                guard namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
+                // Told in queue order, before the reply: the requester's next step sees them sent.
+                let holds = manager.revocableHolds(path: path)
+                for hold in holds where sessions[hold.session] != nil {
+                    deliver(.revocationRequested(node: hold.node, token: hold.token, requester: session), toSession: hold.session)
+                }
+                reply(connection, requestID, .requestRevocation, .success(.revocation(holdersAsked: UInt32(holds.count))), now: now)
+            } catch {
+                reply(connection, requestID, .requestRevocation, .failure(error), now: now)
+            }
         case .checkToken(let path, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
@@ -270,12 +302,23 @@ extension Engine {
             if let session = connections[ticket.connection]?.sessionID {
                 locks.holders[node] = (ticket, session, token)
             }
-            reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
+            if locks.ownedAcquires.remove(ticket) != nil {
+                reply(ticket.connection, ticket.requestID, .acquireOwned,
+                      .success(.held(node: node, token: token, holdCount: 1)), now: now)
+            } else {
+                reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
+            }
+        case .reentered(let ticket, let node, let token, let holdCount):
+            locks.ownedAcquires.remove(ticket)
+            guard finishPendingAcquire(ticket) else { return }
+            reply(ticket.connection, ticket.requestID, .acquireOwned,
+                  .success(.held(node: node, token: token, holdCount: holdCount)), now: now)
         case .failed(let ticket, let error):
+            let owned = locks.ownedAcquires.remove(ticket) != nil
             let wasAcquire = finishPendingAcquire(ticket)
             guard connections[ticket.connection] != nil else { return }
             if wasAcquire {
-                reply(ticket.connection, ticket.requestID, .acquire, .failure(error), now: now)
+                reply(ticket.connection, ticket.requestID, owned ? .acquireOwned : .acquire, .failure(error), now: now)
             } else {
                 reply(ticket.connection, ticket.requestID, .release, .failure(error), now: now)
             }

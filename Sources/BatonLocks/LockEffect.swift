@@ -5,6 +5,8 @@ import BatonProtocol
 public enum LockEffect<Ticket: Hashable>: Equatable {
     /// The acquire `ticket` is granted: the delayed reply to the acquire request.
     case granted(ticket: Ticket, node: String, token: UInt64)
+    /// The acquire `ticket` (with an owner token) found its owner's hold: the same node and token, counted again.
+    case reentered(ticket: Ticket, node: String, token: UInt64, holdCount: UInt32)
     /// The acquire or release `ticket` failed. For a release, the failure may be
     /// `.storageFailure` while the manager keeps retrying the delete on the client's behalf.
     case failed(ticket: Ticket, error: ReplyError)

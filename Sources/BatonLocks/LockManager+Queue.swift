@@ -147,6 +147,7 @@ extension LockManager {
             requestListing(lock, judging: waiter) // busy, unless the entry is stale: the listing says
             return
         }
+        guard mayWait(waiter) else { return }
         let path = lock.path + "/" + target.name
         if waiter.watchedPath != path {
             unwatch(waiter)

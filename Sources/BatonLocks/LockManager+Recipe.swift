@@ -168,6 +168,7 @@ extension LockManager {
         waiter.name = name
         waiter.token = stat.createdTransaction
         lock.bySequence[name.sequence] = waiter.id
+        localOrderInsert(lock, waiter)
         let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if waiter.abandoned {
             waiter.phase = .removing
@@ -458,6 +459,8 @@ extension LockManager {
             beginGrant(waiter, lock)
         } else if waiter.isTry {
             abandon(waiter, ReplyError(.lockBusy, lock.path))
+        } else if !mayWait(waiter) {
+            return
         } else if let target {
             let path = lock.path + "/" + target.name
             if waiter.watchedPath != path {
@@ -500,6 +503,20 @@ extension LockManager {
     // MARK: Granting
 
     func beginGrant(_ waiter: Waiter, _ lock: LockState) {
+        if let until = lockDelayEnd(lock.path) {
+            // Entitled, but the lock is in its lock-delay (§12.12): a try is busy; a wait stays
+            // queued, watching its own node, and everyone is judged again when the delay ends.
+            if waiter.isTry {
+                abandon(waiter, ReplyError(.lockBusy, "\(lock.path) is in its lock-delay"))
+                return
+            }
+            watchOwnNode(waiter)
+            if lock.delayRecheckAt != until {
+                lock.delayRecheckAt = until
+                schedule(.lockDelayEnded(lock.path), at: until)
+            }
+            return
+        }
         unwatch(waiter)
         waiter.phase = .granting
         if waiter.kind != .semaphore, let path = waiter.nodePath {
@@ -534,7 +551,8 @@ extension LockManager {
             tickets[ticket] = nil
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
             if waiter.leaseMilliseconds > 0 {
-                schedule(.lease(waiter.id), at: nowMilliseconds + UInt64(waiter.leaseMilliseconds))
+                waiter.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(waiter.leaseMilliseconds)
+                schedule(.lease(waiter.id), at: waiter.leaseDeadlineMilliseconds)
             }
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter, .grantCheck)
@@ -756,6 +774,7 @@ extension LockManager {
         }
         guard let lock = locks[waiter.lockPath] else { return }
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
+        if waiter.name != nil { localOrderRemove(lock, waiter) }
         if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
             lock.bySequence[name.sequence] = nil
             queueRemove(lock, name)
@@ -783,7 +802,9 @@ extension LockManager {
             guard let waiter = waiters[id], !waiter.answered else { return }
             abandon(waiter, ReplyError(.lockTimeout, waiter.lockPath))
         case .lease(let id):
-            guard let waiter = waiters[id], waiter.phase == .holding else { return }
+            // A renewal moved the deadline: this one is stale (the renewal scheduled its own).
+            guard let waiter = waiters[id], waiter.phase == .holding,
+                  waiter.leaseDeadlineMilliseconds <= nowMilliseconds else { return }
             emitLost(waiter, .leaseExpired)
             remove(waiter)
         case .retry(let id, let generation):
@@ -803,6 +824,10 @@ extension LockManager {
         case .listing(let path):
             guard let lock = locks[path] else { return }
             lock.listingRetryScheduled = false
+            requestListing(lock, judging: nil)
+        case .lockDelayEnded(let path):
+            guard let lock = locks[path] else { return }
+            lock.delayRecheckAt = nil
             requestListing(lock, judging: nil)
         }
     }

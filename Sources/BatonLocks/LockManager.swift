@@ -14,10 +14,13 @@ public struct LockManagerConfiguration: Sendable {
     public var retryMillisecondsMax: UInt64 = 2_000
     /// Creates of one waiter node (lock directory swept under it, lost replies) before giving up.
     public var createAttemptsMax: Int = 16
+    /// Longest lock-delay an acquire may ask (`invalidArgument` beyond).
+    public var lockDelayMillisecondsMax: UInt32
 
     public init(limits: Limits = .default) {
         waitersPerLockMax = limits.waitersPerLockMax
         pathBytesMax = limits.pathBytesMax
+        lockDelayMillisecondsMax = limits.lockDelayMillisecondsMax
     }
 }
 
@@ -67,6 +70,9 @@ public final class LockManager<Ticket: Hashable> {
     var nodeWatches: [String: NodeWatch] = [:]
     /// What the queues of locks without local waiters said (see `queueRetire`).
     var idleQueues: [String: IdleQueue] = [:]
+    /// Lock paths in their lock-delay, and until when (PROTOCOL.md §12.12). Expired entries go when
+    /// met, and all at once when the table grows: each lives at most `lockDelayMillisecondsMax`.
+    var lockDelays: [String: UInt64] = [:]
     var deadlines = Heap<Deadline>()
     var nextWaiterID: WaiterID = 1
     var nextDeadlineOrder: UInt64 = 0
@@ -93,6 +99,7 @@ public final class LockManager<Ticket: Hashable> {
                 emit(.failed(ticket: ticket, error: refusal))
                 return
             }
+            if reentered(request, ticket: ticket, session: session) { return }
             let lock = lockState(request.path)
             let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
                                 request: request, queuedMilliseconds: nowMilliseconds)
@@ -131,6 +138,9 @@ public final class LockManager<Ticket: Hashable> {
                 return
             }
             switch waiter.phase {
+            case .holding where waiter.holdCount > 1:
+                waiter.holdCount -= 1 // a reentrant hold: the node stays until the count is zero
+                emit(.released(ticket: ticket))
             case .holding:
                 releaseTicketOf[waiter.id] = ticket
                 remove(waiter)
@@ -141,6 +151,38 @@ public final class LockManager<Ticket: Hashable> {
                 emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
             }
         }
+    }
+
+    /// Sets the lease of the hold named by `node` and `token` to end `leaseMilliseconds` after `now`
+    /// (PROTOCOL.md §12.5). Answered at once: nil, or why not (`notHolder`, `lockLost`, `noLease`).
+    public func renew(node: String, token: UInt64, session: UInt64, leaseMilliseconds: UInt32, now: Time) -> ReplyError? {
+        var refusal: ReplyError?
+        perform(now) {
+            guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+                  let waiter = localWaiter(lock, name), waiter.session == session else {
+                refusal = ReplyError(.notHolder, "\(node) is not held by this session")
+                return
+            }
+            guard waiter.token == token else {
+                refusal = ReplyError(.lockLost, "the hold of \(node) with token \(token) already ended")
+                return
+            }
+            guard waiter.phase == .holding, !waiter.abandoned else {
+                refusal = ReplyError(waiter.phase == .removing ? .lockLost : .notHolder, "\(node) is not a hold (\(waiter.phase))")
+                return
+            }
+            guard leaseMilliseconds > 0 else {
+                refusal = ReplyError(.invalidArgument, "a renewal needs a lease of at least 1 ms")
+                return
+            }
+            guard waiter.leaseMilliseconds > 0 else {
+                refusal = ReplyError(.noLease, "\(node) was granted without a lease")
+                return
+            }
+            waiter.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(leaseMilliseconds)
+            schedule(.lease(waiter.id), at: waiter.leaseDeadlineMilliseconds)
+        }
+        return refusal
     }
 
     /// Cancels a pending acquire: it fails with `lockCancelled` and its node is deleted.
@@ -158,12 +200,15 @@ public final class LockManager<Ticket: Hashable> {
 
     /// The session ended (closed or expired): its pending acquires fail with `sessionExpired`, its holds
     /// end with `lost(sessionExpired)`, and its nodes are deleted (the namespace may have done it already).
+    /// Holds with a lock-delay start it here: call this before the namespace deletes the session's
+    /// nodes (the engine does), or a waiter may be granted on seeing the node go, before the delay.
     public func sessionEnded(_ session: UInt64, now: Time) {
         perform(now) {
             for id in (sessions[session] ?? []).sorted() {
                 guard let waiter = waiters[id] else { continue }
                 switch waiter.phase {
                 case .holding:
+                    if waiter.lockDelayMilliseconds > 0 && !waiter.abandoned { startLockDelay(waiter) }
                     emitLost(waiter, .sessionExpired)
                     remove(waiter)
                 case .removing:
@@ -202,6 +247,24 @@ public final class LockManager<Ticket: Hashable> {
         return lock.members.contains { id in
             guard let waiter = waiters[id] else { return false }
             return waiter.phase == .holding && waiter.token == token
+        }
+    }
+
+    /// How many acquires the hold named by `node` and `token` answers (1 unless reentrant), or nil if no such hold.
+    public func holdCount(node: String, token: UInt64) -> UInt32? {
+        guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+              let waiter = localWaiter(lock, name), waiter.token == token, waiter.phase == .holding else { return nil }
+        return waiter.holdCount
+    }
+
+    /// The current holds of the lock at `path` whose acquire was revocable (PROTOCOL.md §12.11), in
+    /// queue order: the sessions to ask to give the lock up.
+    public func revocableHolds(path: String) -> [(session: UInt64, node: String, token: UInt64)] {
+        guard let lock = locks[path] else { return [] }
+        return lock.localOrder.compactMap { id in
+            guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding, !waiter.abandoned,
+                  let node = waiter.nodePath else { return nil }
+            return (waiter.session, node, waiter.token)
         }
     }
 
@@ -267,12 +330,75 @@ public final class LockManager<Ticket: Hashable> {
         if WaiterName.passesThroughReserved(path: request.path) {
             return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
         }
+        if request.owner.utf8.count > LockRequest.ownerBytesMax {
+            return ReplyError(.invalidArgument, "an owner token is at most \(LockRequest.ownerBytesMax) bytes")
+        }
+        if request.lockDelayMilliseconds > configuration.lockDelayMillisecondsMax {
+            return ReplyError(.invalidArgument, "a lock-delay is at most \(configuration.lockDelayMillisecondsMax) ms")
+        }
         if request.kind == .semaphore && request.permits == 0 {
             return ReplyError(.invalidArgument, "a semaphore needs at least one permit")
         }
         if let lock = locks[request.path], lock.members.count >= configuration.waitersPerLockMax {
             return ReplyError(.tooManyWaiters, request.path)
         }
+        return nil
+    }
+
+    /// Reentrancy (PROTOCOL.md §12.9), judged from the session's own waiters on the lock. With an owner
+    /// token: the owner's hold is counted again (same node, same token). Without one: a second acquire
+    /// where either is exclusive would queue behind the session's own node, so it is refused at once.
+    /// True if the acquire was answered here.
+    private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64) -> Bool {
+        guard let lock = locks[request.path], let mine = sessions[session] else { return false }
+        // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
+        for id in mine.count <= lock.members.count ? mine : lock.members {
+            guard let other = waiters[id], other.session == session, other.lockPath == request.path,
+                  !other.abandoned else { continue }
+            if !request.owner.isEmpty {
+                guard other.owner == request.owner else { continue }
+                let permits = request.kind == .semaphore ? request.permits : 1
+                guard other.kind == request.kind && other.permits == permits else {
+                    emit(.failed(ticket: ticket, error: ReplyError(
+                        .lockKindMismatch, "owner \(request.owner) holds \(request.path) as \(other.kind); a reentrant acquire must ask the same")))
+                    return true
+                }
+                guard other.phase == .holding else {
+                    emit(.failed(ticket: ticket, error: ReplyError(
+                        .lockHeldBySession, "an acquire of \(request.path) by owner \(request.owner) is still waiting")))
+                    return true
+                }
+                guard other.holdCount < UInt32.max else {
+                    emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "hold count at its maximum")))
+                    return true
+                }
+                other.holdCount += 1
+                emit(.reentered(ticket: ticket, node: other.nodePath!, token: other.token, holdCount: other.holdCount))
+                return true
+            }
+            if other.owner.isEmpty && request.kind != .semaphore && other.kind != .semaphore
+                && (request.kind == .exclusive || other.kind == .exclusive) {
+                let state = other.phase == .holding ? "holds" : "awaits"
+                emit(.failed(ticket: ticket, error: ReplyError(
+                    .lockHeldBySession, "this session \(state) \(request.path) (\(other.kind)); without an owner token a second acquire would wait for itself")))
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The holder's session died holding: nobody is granted its lock until the delay ends.
+    private func startLockDelay(_ holder: Waiter) {
+        if lockDelays.count >= 1_024 { lockDelays = lockDelays.filter { $0.value > nowMilliseconds } }
+        let until = nowMilliseconds + UInt64(holder.lockDelayMilliseconds)
+        lockDelays[holder.lockPath] = max(lockDelays[holder.lockPath] ?? 0, until)
+    }
+
+    /// When the lock's lock-delay ends, if it is in one now.
+    func lockDelayEnd(_ path: String) -> UInt64? {
+        guard let until = lockDelays[path] else { return nil }
+        if until > nowMilliseconds { return until }
+        lockDelays[path] = nil
         return nil
     }
 

@@ -42,6 +42,18 @@ final class Waiter {
     let isTry: Bool
     let leaseMilliseconds: UInt32
     let queuedMilliseconds: UInt64
+    /// The owner token of a reentrant acquire; empty: none (PROTOCOL.md §12.9).
+    let owner: String
+    /// The holder accepts revocation requests (PROTOCOL.md §12.11).
+    let revocable: Bool
+    /// Kept from everyone this long if the session dies holding (PROTOCOL.md §12.12); 0: off.
+    let lockDelayMilliseconds: UInt32
+    /// Acquires of `owner` this hold answers; the node goes when releases bring it to zero.
+    var holdCount: UInt32 = 1
+    /// Passed the deadlock check when it first had to wait (PROTOCOL.md §12.10): in the wait-for graph.
+    var deadlockChecked = false
+    /// When the lease ends (a renewal moves it); meaningful while holding with `leaseMilliseconds` > 0.
+    var leaseDeadlineMilliseconds: UInt64 = 0
 
     var phase: WaiterPhase = .queuedForCreate
     var name: WaiterName? {
@@ -86,6 +98,9 @@ final class Waiter {
         self.isTry = request.waitMilliseconds == 0
         self.leaseMilliseconds = request.leaseMilliseconds
         self.queuedMilliseconds = queuedMilliseconds
+        self.owner = request.owner
+        self.revocable = request.revocable
+        self.lockDelayMilliseconds = request.lockDelayMilliseconds
     }
 }
 
@@ -95,6 +110,8 @@ final class LockState {
     var members: Set<WaiterID> = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
     var bySequence: [UInt64: WaiterID] = [:]
+    /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock).
+    var localOrder: Deque<WaiterID> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
     var creatingSessions: Set<UInt64> = []
@@ -118,6 +135,8 @@ final class LockState {
     var sequenceAccounted: UInt64 = 0
     /// The lock node's creation transaction, as the last create under it reported.
     var queueLockIdentity: UInt64?
+    /// A re-judgement is scheduled for when the lock's lock-delay ends (at this time).
+    var delayRecheckAt: UInt64?
 
     init(path: String) { self.path = path }
 }
@@ -139,6 +158,8 @@ enum DeadlineAction {
     case lease(WaiterID)
     case retry(WaiterID, generation: UInt64)
     case listing(String)
+    /// Judge a lock's waiters again: its lock-delay ended.
+    case lockDelayEnded(String)
 }
 
 struct Deadline: Comparable {

@@ -74,6 +74,11 @@ public enum Codec {
             writer.u32(lock.permits)
             writer.u32(lock.waitMilliseconds)
             writer.u32(lock.leaseMilliseconds)
+            if !lock.owner.isEmpty {
+                writer.string(lock.owner)
+                writer.u8(lock.revocable ? 1 : 0)
+                writer.u32(lock.lockDelayMilliseconds)
+            }
         case .release(let node, let token):
             writer.string(node)
             writer.u64(token)
@@ -83,6 +88,12 @@ public enum Codec {
             writer.string(path)
             writer.u64(token)
         case .inspect(let path):
+            writer.string(path)
+        case .renew(let node, let token, let leaseMilliseconds):
+            writer.string(node)
+            writer.u64(token)
+            writer.u32(leaseMilliseconds)
+        case .requestRevocation(let path):
             writer.string(path)
         case .backup(let file):
             writer.string(file)
@@ -177,16 +188,29 @@ public enum Codec {
                 }
             }
             return .multi(operations)
-        case .acquire:
+        case .acquire, .acquireOwned:
             let path = try path(&reader)
             let kindByte = try reader.u8("lock kind")
             guard let kind = LockKind(rawValue: kindByte) else { throw DecodeFailure(.malformedFrame, "unknown lock kind") }
-            return .acquire(LockRequest(path: path, kind: kind, permits: try reader.u32("permits"),
-                                        waitMilliseconds: try reader.u32("wait"), leaseMilliseconds: try reader.u32("lease")))
+            var lock = LockRequest(path: path, kind: kind, permits: try reader.u32("permits"),
+                                   waitMilliseconds: try reader.u32("wait"), leaseMilliseconds: try reader.u32("lease"))
+            if opcode == .acquireOwned {
+                // Empty would re-encode as a plain acquire: the owner is what makes this opcode.
+                lock.owner = try reader.string("owner")
+                guard !lock.owner.isEmpty else { throw DecodeFailure(.malformedFrame, "acquireOwned with an empty owner") }
+                let flags = try reader.u8("acquire flags")
+                guard flags & ~1 == 0 else { throw DecodeFailure(.malformedFrame, "reserved acquire flag bit set") }
+                lock.revocable = flags & 1 != 0
+                lock.lockDelayMilliseconds = try reader.u32("lock delay")
+            }
+            return .acquire(lock)
         case .release: return .release(node: try path(&reader), token: try reader.u64("token"))
         case .cancel: return .cancel(acquireRequestID: try reader.u32("request id"))
         case .checkToken: return .checkToken(path: try path(&reader), token: try reader.u64("token"))
         case .inspect: return .inspect(path: try path(&reader))
+        case .renew:
+            return .renew(node: try path(&reader), token: try reader.u64("token"), leaseMilliseconds: try reader.u32("lease"))
+        case .requestRevocation: return .requestRevocation(path: try path(&reader))
         case .backup: return .backup(file: try reader.string("file"))
         }
     }
@@ -298,8 +322,14 @@ public enum Codec {
         case .granted(let node, let token):
             writer.string(node)
             writer.u64(token)
+        case .held(let node, let token, let holdCount):
+            writer.string(node)
+            writer.u64(token)
+            writer.u32(holdCount)
         case .tokenStatus(let current):
             writer.bool(current)
+        case .revocation(let holdersAsked):
+            writer.u32(holdersAsked)
         case .backedUp(let lsn, let bytes):
             writer.u64(lsn)
             writer.u64(bytes)
@@ -370,6 +400,11 @@ public enum Codec {
         case .sessionExpired(let sessionID):
             writer.u8(EventKind.sessionExpired.rawValue)
             writer.u64(sessionID)
+        case .revocationRequested(let node, let token, let requester):
+            writer.u8(EventKind.revocationRequested.rawValue)
+            writer.string(node)
+            writer.u64(token)
+            writer.u64(requester)
         }
         writer.finishFrame(start)
     }
@@ -418,7 +453,7 @@ public enum Codec {
                             timeoutMilliseconds: try reader.u32("timeout"))
         case .resumeSession:
             return .resumed(timeoutMilliseconds: try reader.u32("timeout"))
-        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel:
+        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel, .renew:
             return .empty
         case .create:
             return .created(path: try reader.string("path"), stat: try decodeStat(&reader))
@@ -452,8 +487,12 @@ public enum Codec {
             return .multi(results)
         case .acquire:
             return .granted(node: try reader.string("node"), token: try reader.u64("token"))
+        case .acquireOwned:
+            return .held(node: try reader.string("node"), token: try reader.u64("token"), holdCount: try reader.u32("hold count"))
         case .checkToken:
             return .tokenStatus(current: try reader.bool("current"))
+        case .requestRevocation:
+            return .revocation(holdersAsked: try reader.u32("holders asked"))
         case .inspect:
             let count = Int(try reader.u32("entry count"))
             guard count <= reader.remaining / 30 else { throw DecodeFailure(.malformedFrame, "entry count exceeds frame") }
@@ -492,6 +531,9 @@ public enum Codec {
             return .lockSuspended(node: try reader.string("node"), token: try reader.u64("token"))
         case .sessionExpired:
             return .sessionExpired(sessionID: try reader.u64("session id"))
+        case .revocationRequested:
+            return .revocationRequested(node: try reader.string("node"), token: try reader.u64("token"),
+                                        requester: try reader.u64("requester"))
         case nil:
             throw DecodeFailure(.malformedFrame, "unknown event kind \(kindByte)")
         }

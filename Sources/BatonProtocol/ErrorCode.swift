@@ -51,6 +51,13 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     /// A client request that would create, delete or change a waiter node, or a lock path through one
     /// (PROTOCOL.md §12.1): waiter nodes belong to the lock manager.
     case lockNodeReserved = 36
+    /// An acquire without an owner token of a lock this session already holds or awaits, where one of the
+    /// two is exclusive: it would wait for itself (PROTOCOL.md §12.9).
+    case lockHeldBySession = 37
+    /// The acquire would close a cycle of waits among this sidecar's sessions (PROTOCOL.md §12.10).
+    case deadlock = 38
+    /// `renew` of a hold that has no lease (PROTOCOL.md §12.5).
+    case noLease = 39
     // Daemon.
     case notAuthorized = 40
     case shuttingDown = 41

@@ -43,6 +43,8 @@ public struct Limits: Sendable, Equatable {
     public var sessionTimeoutMillisecondsMax: UInt32 = 600_000
     /// Name length of a client, as reported by `inspect`.
     public var clientNameBytesMax: Int = 256
+    /// Longest lock-delay an acquire may ask (PROTOCOL.md §12.12): `invalidArgument` beyond it.
+    public var lockDelayMillisecondsMax: UInt32 = 60_000
 
     public init() {}
 

@@ -91,15 +91,30 @@ public struct LockRequest: Sendable, Equatable {
     public var waitMilliseconds: UInt32
     /// Maximum hold time; 0 means no lease.
     public var leaseMilliseconds: UInt32
+    /// The owner token of a reentrant acquire (`acquireOwned`, PROTOCOL.md §12.9); empty: a plain `acquire`.
+    public var owner: String
+    /// The holder accepts `revocationRequested` events (PROTOCOL.md §12.11); needs an owner token.
+    public var revocable: Bool
+    /// If the holder's session dies while holding, nobody is granted the lock for this long
+    /// (PROTOCOL.md §12.12); 0: off. Needs an owner token (`acquireOwned`).
+    public var lockDelayMilliseconds: UInt32
 
     public static let waitForever = UInt32.max
+    /// Longest owner token in bytes (PROTOCOL.md §12.9).
+    public static let ownerBytesMax = 64
     public init(path: String, kind: LockKind = .exclusive, permits: UInt32 = 1,
-                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0) {
+                waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
+                revocable: Bool = false, lockDelayMilliseconds: UInt32 = 0) {
+        precondition((!revocable && lockDelayMilliseconds == 0) || !owner.isEmpty,
+                     "a revocable or lock-delayed acquire names an owner token (acquireOwned)")
         self.path = path
         self.kind = kind
         self.permits = permits
         self.waitMilliseconds = waitMilliseconds
         self.leaseMilliseconds = leaseMilliseconds
+        self.owner = owner
+        self.revocable = revocable
+        self.lockDelayMilliseconds = lockDelayMilliseconds
     }
 }
 
@@ -165,12 +180,17 @@ public enum Request: Sendable, Equatable {
     case children(path: String, watch: Bool, after: String = "", limit: UInt32 = 0)
     case check(path: String, expectedVersion: Int32)
     case multi([MultiOperation])
+    /// An acquire; one whose request names an owner token is sent as `acquireOwned`.
     case acquire(LockRequest)
     /// Ends the hold (or waiting acquire) named by its node and the grant's fencing token (PROTOCOL.md §12.6).
     case release(node: String, token: UInt64)
     case cancel(acquireRequestID: UInt32)
     case checkToken(path: String, token: UInt64)
     case inspect(path: String)
+    /// Sets a held lease to end `leaseMilliseconds` after the renewal arrives (PROTOCOL.md §12.5).
+    case renew(node: String, token: UInt64, leaseMilliseconds: UInt32)
+    /// Asks every revocable holder of the lock at `path` to give it up (PROTOCOL.md §12.11).
+    case requestRevocation(path: String)
     /// Writes a consistent snapshot of the namespace to `file`, a path on the daemon's host (PROTOCOL.md §10.8).
     case backup(file: String)
 
@@ -190,11 +210,13 @@ public enum Request: Sendable, Equatable {
         case .children: .children
         case .check: .check
         case .multi: .multi
-        case .acquire: .acquire
+        case .acquire(let lock): lock.owner.isEmpty ? .acquire : .acquireOwned
         case .release: .release
         case .cancel: .cancel
         case .checkToken: .checkToken
         case .inspect: .inspect
+        case .renew: .renew
+        case .requestRevocation: .requestRevocation
         case .backup: .backup
         }
     }
@@ -242,7 +264,11 @@ public enum ReplyBody: Sendable, Equatable {
     case children(stat: Stat, names: [String], more: Bool = false)
     case multi([MultiResult])
     case granted(node: String, token: UInt64)
+    /// The reply to `acquireOwned`: the hold and how many acquires of its owner it now counts.
+    case held(node: String, token: UInt64, holdCount: UInt32)
     case tokenStatus(current: Bool)
+    /// The reply to `requestRevocation`: how many holders were asked.
+    case revocation(holdersAsked: UInt32)
     case lockEntries([LockEntry])
     /// The backup is durable in its file: the log position it reflects and its size in bytes.
     case backedUp(lsn: UInt64, bytes: UInt64)
@@ -280,6 +306,8 @@ public enum Event: Sendable, Equatable {
     /// The sidecar lost its backend connection: the hold is in doubt until it returns or is lost.
     case lockSuspended(node: String, token: UInt64)
     case sessionExpired(sessionID: UInt64)
+    /// Session `requester` asks this revocable hold to be given up (PROTOCOL.md §12.11).
+    case revocationRequested(node: String, token: UInt64, requester: UInt64)
 }
 
 /// One frame from the server.

@@ -21,6 +21,12 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case cancel = 0x22
     case checkToken = 0x23
     case inspect = 0x24
+    /// `acquire` naming an owner token: reentrant (PROTOCOL.md §12.9).
+    case acquireOwned = 0x25
+    /// Extends a held lease (PROTOCOL.md §12.5).
+    case renew = 0x26
+    /// Asks the holders of a lock to give it up (PROTOCOL.md §12.11).
+    case requestRevocation = 0x27
 
     case backup = 0x30
 }
@@ -37,4 +43,6 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
     case lockLost = 0x02
     case lockSuspended = 0x03
     case sessionExpired = 0x04
+    /// Only to holds acquired revocable (an opt-in inside version 1, PROTOCOL.md §3.3, §12.11).
+    case revocationRequested = 0x05
 }

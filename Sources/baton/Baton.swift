@@ -24,7 +24,7 @@ struct Baton: ParsableCommand {
             """,
         version: BatonVersion.release,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
-                      Watch.self, Run.self, Locks.self, CheckToken.self, GuardedExec.self, Backup.self])
+                      Watch.self, Run.self, Locks.self, CheckToken.self, Revoke.self, Backup.self, GuardedExec.self])
 
     static func main() {
         main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()),
@@ -145,6 +145,8 @@ func printJSON(_ value: Any) {
 enum ExitStatus {
     static let failure: Int32 = 1
     static let tokenNotCurrent: Int32 = 3
+    /// `revoke`: nobody holds the lock revocably.
+    static let nobodyAsked: Int32 = 3
     static let holdLost: Int32 = 74
     static let lockNotGranted: Int32 = 75
 }

@@ -80,3 +80,35 @@ struct CheckToken: ParsableCommand {
         if !current { throw ExitCode(ExitStatus.tokenNotCurrent) }
     }
 }
+
+struct Revoke: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask the holders of a lock to give it up.",
+        discussion: """
+            Sends a revocation request to every hold of LOCKPATH acquired revocable (PROTOCOL.md §12.11) and \
+            prints how many were asked. Each holder decides whether to release; this ends no hold by itself. \
+            Exit 0 when at least one holder was asked, 3 when none holds the lock revocably, 1 on errors. \
+            --json prints {"path": PATH, "holdersAsked": N}.
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "Lock path.") var lockPath: String
+
+    func run() throws {
+        let asked = try reporting("revoke \(lockPath)") { () throws(BatonError) -> UInt32 in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            do throws(BatonError) {
+                return try client.requestRevocation(lockPath)
+            } catch where error.code == .noNode {
+                return 0
+            }
+        }
+        if output.json {
+            printJSON(["path": lockPath, "holdersAsked": asked])
+        } else {
+            print("\(asked) holder\(asked == 1 ? "" : "s") asked")
+        }
+        if asked == 0 { throw ExitCode(ExitStatus.nobodyAsked) }
+    }
+}

@@ -15,6 +15,9 @@ struct Run: ParsableCommand {
             SIGINT, SIGTERM and SIGHUP sent to baton are forwarded to COMMAND's process group. Heartbeats keep \
             the session alive meanwhile. COMMAND dies with baton (SIGKILL when baton exits, even by kill -9), and \
             the lock passes on only once both have exited; COMMAND runs in a process group of its own.
+            With --lease N --renew, baton renews the lease every N/3 seconds while COMMAND runs, so the hold \
+            outlives N as long as baton lives and reaches batond; if baton hangs or loses batond, the hold ends \
+            at most N after the last renewal.
             If the lock is not granted within --timeout, nothing runs: one line on stderr, exit 75.
             If the hold is lost while COMMAND runs (lease expired, session expired, lock node deleted, or the \
             connection to batond dropped), COMMAND gets SIGTERM, then SIGKILL after --grace seconds; baton says \
@@ -29,6 +32,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Wait at most this long for the lock (0: try once). Default: forever.",
                                valueName: "SECONDS")) var timeout: Double?
     @Option(help: ArgumentHelp("Maximum hold time; past it the hold is lost.", valueName: "SECONDS")) var lease: Double?
+    @Flag(help: "Renew the lease (every third of --lease) while COMMAND runs.") var renew = false
+    @Option(help: ArgumentHelp("If baton dies holding the lock (not a release), nobody gets it for this long.",
+                               valueName: "SECONDS")) var lockDelay: Double?
     @Option(help: ArgumentHelp("After a lost hold, time between SIGTERM and SIGKILL.", valueName: "SECONDS"))
     var grace: Double = 5
     @Option(help: ArgumentHelp("Client name shown by `baton locks` (default: baton run[PID]).", valueName: "NAME"))
@@ -44,6 +50,8 @@ struct Run: ParsableCommand {
         if let permits, permits == 0 { throw ValidationError("--permits must be at least 1") }
         if let timeout, !(timeout >= 0 && timeout < 4_000_000) { throw ValidationError("--timeout must be 0...4000000 seconds") }
         if let lease, !(lease > 0 && lease < 4_000_000) { throw ValidationError("--lease must be positive seconds") }
+        if renew && lease == nil { throw ValidationError("--renew needs --lease") }
+        if let lockDelay, !(lockDelay > 0 && lockDelay < 4_000_000) { throw ValidationError("--lock-delay must be positive seconds") }
         if !(grace >= 0 && grace < 86_400) { throw ValidationError("--grace must be 0...86400 seconds") }
     }
 
@@ -76,7 +84,10 @@ struct Run: ParsableCommand {
         do throws(BatonError) {
             grant = try client.acquire(lockPath, kind: kind, permits: permits ?? 1,
                                        timeout: timeout.map { Self.duration(seconds: $0) },
-                                       lease: lease.map { Self.duration(seconds: $0) })
+                                       lease: lease.map { Self.duration(seconds: $0) },
+                                       // A lock-delay needs an owner token; this session has one owner.
+                                       owner: lockDelay == nil ? nil : "baton-run",
+                                       lockDelay: lockDelay.map { Self.duration(seconds: $0) })
         } catch where error.code == .lockTimeout || error.code == .lockBusy {
             let waited = timeout.map { $0 == 0 ? "lock is busy" : "lock not granted within \($0)s" } ?? "\(error)"
             printError("\(context): \(waited); command not run")
@@ -90,7 +101,11 @@ struct Run: ParsableCommand {
         environment["BATON_FENCING_TOKEN"] = String(grant.token)
         environment["BATON_LOCK_NODE"] = grant.node
         environment["BATON_LOCK_PATH"] = grant.path
+        let renewer = renew ? LeaseRenewer(client: client, grant: grant, lease: Self.duration(seconds: lease!),
+                                           onFailure: { supervisor.holdLost("lease renewal failed: \($0)") }) : nil
+        renewer?.start()
         let outcome = supervisor.run(command, environment: environment, connection: client.socketDescriptor)
+        renewer?.stop()
 
         if let lost = supervisor.lostReason {
             _ = lost
@@ -112,5 +127,45 @@ struct Run: ParsableCommand {
             printError("\(context): cannot run \(command[0]): \(message)")
             throw ExitCode(code)
         }
+    }
+}
+
+/// Renews a hold's lease every third of it on a thread of its own (PROTOCOL.md §12.5), until stopped or
+/// a renewal fails (the hold is then lost or about to be: `onFailure`).
+final class LeaseRenewer: @unchecked Sendable {
+    private let client: BlockingClient
+    private let grant: LockGrant
+    private let lease: Duration
+    private let onFailure: @Sendable (BatonError) -> Void
+    private let stopped = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(client: BlockingClient, grant: LockGrant, lease: Duration, onFailure: @escaping @Sendable (BatonError) -> Void) {
+        self.client = client
+        self.grant = grant
+        self.lease = lease
+        self.onFailure = onFailure
+    }
+
+    func start() {
+        let interval = Double(lease.components.seconds) / 3 + Double(lease.components.attoseconds) / 3e18
+        let thread = Thread { [self] in
+            defer { finished.signal() }
+            while stopped.wait(timeout: .now() + interval) == .timedOut {
+                do throws(BatonError) {
+                    try client.renew(grant, lease: lease)
+                } catch {
+                    onFailure(error)
+                    return
+                }
+            }
+        }
+        thread.start()
+    }
+
+    /// Stops renewing; returns once no renewal is in flight (so the release that follows comes after it).
+    func stop() {
+        stopped.signal()
+        finished.wait()
     }
 }

@@ -384,6 +384,36 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the command never got SIGTERM")
     }
 
+    func testRunRenewsTheLeaseWhileTheCommandRuns() throws {
+        // The command outlives two leases, then asks whether its token is still current.
+        let baton = BuiltProducts.path("baton")
+        let outcome = try self.baton("run", "--lease", "1.2", "--renew", "/locks/renewed", "--", "/bin/sh", "-c",
+                                     "sleep 2.5; exec '\(baton)' check-token --socket '\(daemon.socketPath)' /locks/renewed $BATON_FENCING_TOKEN")
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        XCTAssertEqual(outcome.output, "current\n")
+        XCTAssertFalse(outcome.error.contains("lost"), outcome.error)
+
+        let refused = try self.baton("run", "--renew", "/locks/renewed", "--", "/bin/true")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.error.contains("--renew needs --lease"), refused.error)
+    }
+
+    func testRevokeAsksRevocableHoldersAndSaysWhenNobodyWasAsked() async throws {
+        let holder = try await client("revocable")
+        let requests = holder.revocationRequests()
+        let grant = try await holder.acquire("/locks/revoke", owner: "w", revocable: true)
+        let asked = try baton("revoke", "/locks/revoke")
+        XCTAssertEqual(asked.status, 0, asked.error)
+        XCTAssertEqual(asked.output, "1 holder asked\n")
+        var iterator = requests.makeAsyncIterator()
+        let request = await iterator.next()
+        XCTAssertEqual(request?.node, grant.node)
+        try await holder.release(grant)
+        let nobody = try baton("revoke", "/locks/revoke")
+        XCTAssertEqual(nobody.status, 3, nobody.error)
+        XCTAssertEqual(nobody.output, "0 holders asked\n")
+    }
+
     func testRunForwardsSIGTERMToTheCommand() throws {
         let ready = scratch.appendingPathComponent("ready").path
         let started = try start(["run", "/locks/forward", "--", "/bin/sh", "-c",
@@ -448,6 +478,28 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: waiterRan, encoding: .utf8), "gone\n",
                        "the killed baton's command still ran when the lock passed on")
         _ = finish(holder)
+    }
+
+    func testAKilledHolderWithALockDelayKeepsTheLockFromEveryoneMeanwhile() async throws {
+        let started = scratch.appendingPathComponent("delayed").path
+        let holder = try start(["run", "--lock-delay", "30", "/locks/delayed", "--", "/bin/sh", "-c",
+                                "touch \(started); exec sleep 600"])
+        try waitForFile(started)
+        let observer = try await client("observer")
+        let held = try await observer.inspect("/locks/delayed")
+        XCTAssertEqual(held.map(\.position), [.holder])
+        kill(holder.0.processIdentifier, SIGKILL)
+        _ = finish(holder)
+        // The hold ends with baton's connection; for 30 s nobody gets the lock.
+        for _ in 0..<2_000 where try await !observer.inspect("/locks/delayed").isEmpty {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        do {
+            let grant = try await observer.tryAcquire("/locks/delayed")
+            XCTFail("granted \(grant) inside the lock-delay")
+        } catch {
+            XCTAssertEqual(error.code, .lockBusy)
+        }
     }
 
     func testLocksListsHoldersThenWaiters() async throws {

@@ -327,6 +327,81 @@ final class ClientIntegrationTests: XCTestCase {
         await fulfillment(of: [lost], timeout: 20)
     }
 
+    func testReentrantAcquireRenewAndDeadlockAgainstTheDaemon() async throws {
+        let first = try await connect("first")
+        let second = try await connect("second")
+        // Reentrancy: the same owner gets the same hold, counted; another owner of the session waits.
+        let held = try await first.acquire("/locks/re", lease: .seconds(30), owner: "thread-1")
+        let again = try await first.acquire("/locks/re", owner: "thread-1")
+        XCTAssertEqual([held.holdCount, again.holdCount], [1, 2])
+        XCTAssertEqual(again.node, held.node)
+        XCTAssertEqual(again.token, held.token)
+        let plain = try await first.acquire("/locks/plain")
+        do {
+            _ = try await first.acquire("/locks/plain", timeout: .seconds(20))
+            XCTFail("an exclusive re-acquire without an owner waited for itself")
+        } catch {
+            XCTAssertEqual(error.code, .lockHeldBySession)
+        }
+        try await first.release(plain)
+        try await first.renew(held, lease: .seconds(30))
+        try await first.release(again)
+        let stillCurrent = try await second.checkToken("/locks/re", token: held.token)
+        XCTAssertTrue(stillCurrent, "one count left")
+        try await first.release(held)
+        let afterLast = try await second.checkToken("/locks/re", token: held.token)
+        XCTAssertFalse(afterLast)
+        do {
+            try await first.renew(held, lease: .seconds(1))
+            XCTFail("renewed an ended hold")
+        } catch {
+            XCTAssertEqual(error.code, .lockLost)
+        }
+
+        // Deadlock: opposite order; the acquire that closes the cycle fails at once.
+        let one = try await first.acquire("/locks/one")
+        let two = try await second.acquire("/locks/two")
+        let waiting = Task { try await first.acquire("/locks/two") }
+        try await waitUntil { try await second.inspect("/locks/two").count == 2 }
+        do {
+            _ = try await second.acquire("/locks/one")
+            XCTFail("a crossed acquire waited")
+        } catch {
+            XCTAssertEqual(error.code, .deadlock)
+            XCTAssertTrue("\(error)".contains("/locks/two"), "\(error)")
+        }
+        try await second.release(two)
+        let granted = try await waiting.value
+        try await first.release(granted)
+        try await first.release(one)
+    }
+
+    func testARevocationRequestReachesTheRevocableHolderWhoReleases() async throws {
+        let holder = try await connect("holder")
+        let asker = try await connect("asker")
+        let requests = holder.revocationRequests()
+        let grant = try await holder.acquire("/locks/rv", owner: "job", revocable: true)
+        // The holder gives the lock up when asked.
+        let gaveUp = Task { () async throws -> RevocationRequest? in
+            for await request in requests where request.node == grant.node {
+                try await holder.release(grant)
+                return request
+            }
+            return nil
+        }
+        let waiting = Task { try await asker.acquire("/locks/rv") }
+        try await waitUntil { try await asker.inspect("/locks/rv").count == 2 }
+        let asked = try await asker.requestRevocation("/locks/rv")
+        XCTAssertEqual(asked, 1)
+        let next = try await waiting.value
+        let request = try await gaveUp.value
+        XCTAssertEqual(request?.token, grant.token)
+        XCTAssertEqual(request?.requester, asker.session.id)
+        let nobody = try await holder.requestRevocation("/locks/rv")
+        XCTAssertEqual(nobody, 0, "a hold acquired without the flag is never asked")
+        try await asker.release(next)
+    }
+
     func testSharedLocksAreHeldTogether() async throws {
         let readers = [try await connect("r1"), try await connect("r2")]
         let first = try await readers[0].acquire("/locks/rw", kind: .shared)

@@ -114,17 +114,18 @@ final class EngineHandshakeTests: XCTestCase {
         harness.openSession(1)
         harness.openSession(2)
         XCTAssertEqual(harness.call(.acquire(LockRequest(path: "/l")), on: 2).isSuccess, true)
-        let first = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        // Owners of one session queue like separate clients (PROTOCOL.md §12.9).
+        let first = harness.send(.acquire(LockRequest(path: "/l", owner: "a")), on: 1)
         XCTAssertEqual(replies(first.outputs, to: 1), [], "waits")
-        _ = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        _ = harness.send(.acquire(LockRequest(path: "/l", owner: "b")), on: 1)
         // Two acquires wait: a third is refused, but everything else is still answered, so the
         // client can cancel (PROTOCOL.md §4.3).
-        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/l")), on: 1)), .tooManyPendingRequests)
+        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "/l", owner: "c")), on: 1)), .tooManyPendingRequests)
         XCTAssertEqual(harness.call(.ping, on: 1), .success(.empty))
         XCTAssertEqual(harness.call(.get(path: "/", watch: false), on: 1).isSuccess, true)
         let cancel = harness.send(.cancel(acquireRequestID: first.requestID), on: 1)
         XCTAssertEqual(replies(cancel.outputs, to: 1).map { errorCode($0.result) }, [.lockCancelled, nil])
-        let again = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        let again = harness.send(.acquire(LockRequest(path: "/l", owner: "d")), on: 1)
         XCTAssertEqual(replies(again.outputs, to: 1), [], "room again: it waits")
     }
 }

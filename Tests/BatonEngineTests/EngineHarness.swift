@@ -96,6 +96,15 @@ func replies(_ outputs: [EngineOutput], to connection: ConnectionID) -> [Reply] 
 func granted(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> (node: String, token: UInt64)? {
     for reply in replies(outputs, to: connection) where reply.requestID == requestID {
         if case .success(.granted(let node, let token)) = reply.result { return (node, token) }
+        if case .success(.held(let node, let token, _)) = reply.result { return (node, token) }
+    }
+    return nil
+}
+
+/// The hold count of an `acquireOwned` answering `requestID` on `connection`, if the outputs hold one.
+func holdCount(_ outputs: [EngineOutput], to connection: ConnectionID, requestID: UInt32) -> UInt32? {
+    for reply in replies(outputs, to: connection) where reply.requestID == requestID && reply.opcode == .acquireOwned {
+        if case .success(.held(_, _, let count)) = reply.result { return count }
     }
     return nil
 }

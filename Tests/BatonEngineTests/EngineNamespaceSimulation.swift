@@ -331,7 +331,7 @@ final class EngineNamespaceSimulation {
                         throw fail("sessionExpired \(sessionID) to \(connection), which does not speak for it")
                     }
                     expiredEvents.insert(sessionID)
-                case .lockLost, .lockSuspended:
+                case .lockLost, .lockSuspended, .revocationRequested:
                     throw fail("lock event without locks: \(event)")
                 }
             }

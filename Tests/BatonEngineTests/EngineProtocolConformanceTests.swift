@@ -19,6 +19,7 @@ final class EngineProtocolConformanceTests: XCTestCase {
                 case .lockLost(_, _, let reason): return "lockLost \(reason)"
                 case .lockSuspended: return "lockSuspended"
                 case .sessionExpired: return "sessionExpired"
+                case .revocationRequested: return "revocationRequested"
                 }
             case .close(connection):
                 return "close"
@@ -170,7 +171,8 @@ final class EngineProtocolConformanceTests: XCTestCase {
         harness.openSession(1)
         let hold = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
         let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
-        let waiting = harness.send(.acquire(LockRequest(path: "/l")), on: 1)
+        // Another owner of the same session waits (without one it would be refused, §12.9).
+        let waiting = harness.send(.acquire(LockRequest(path: "/l", owner: "second")), on: 1)
         let release = harness.send(.release(node: held.node, token: held.token), on: 1)
         XCTAssertEqual(replies(release.outputs, to: 1).map(\.requestID), [release.requestID, waiting.requestID])
         XCTAssertNotNil(granted(release.outputs, to: 1, requestID: waiting.requestID))

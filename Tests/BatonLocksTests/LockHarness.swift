@@ -38,10 +38,12 @@ final class LockHarness {
     }
 
     func acquire(_ ticket: Int, session: UInt64, path: String = "/locks/a", kind: LockKind = .exclusive, permits: UInt32 = 1,
-                 waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, settle: Bool = true) {
+                 waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
+                 revocable: Bool = false, lockDelayMilliseconds: UInt32 = 0, settle: Bool = true) {
         sessions.alive.insert(session)
         manager.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
-                                    leaseMilliseconds: leaseMilliseconds),
+                                    leaseMilliseconds: leaseMilliseconds, owner: owner, revocable: revocable,
+                                    lockDelayMilliseconds: lockDelayMilliseconds),
                         ticket: ticket, session: session, clientName: "client-\(session)", now: now)
         if settle { self.settle() }
     }
@@ -68,6 +70,14 @@ final class LockHarness {
         settle()
     }
 
+    /// The session ends as the engine reports it: the manager is told first, then its ephemerals go.
+    func sessionDies(_ session: UInt64) {
+        sessions.alive.remove(session)
+        manager.sessionEnded(session, now: now)
+        namespace.endSession(session)
+        settle()
+    }
+
     /// Waiter nodes of a lock in queue order.
     func waiterNodes(_ path: String = "/locks/a") -> [String] {
         namespace.childNames(path).filter { WaiterName(parsing: $0) != nil }
@@ -87,6 +97,13 @@ extension Array where Element == LockEffect<Int> {
     }
     var losses: [(node: String, reason: LockLostReason)] {
         compactMap { if case .lost(_, let node, _, let reason) = $0 { (node, reason) } else { nil } }
+    }
+    var reentries: [(ticket: Int, node: String, token: UInt64, holdCount: UInt32)] {
+        compactMap { if case .reentered(let ticket, let node, let token, let count) = $0 { (ticket, node, token, count) } else { nil } }
+    }
+    func failure(_ ticket: Int) -> ReplyError? {
+        for case .failed(let failed, let error) in self where failed == ticket { return error }
+        return nil
     }
     var releasedTickets: [Int] {
         compactMap { if case .released(let ticket) = $0 { ticket } else { nil } }

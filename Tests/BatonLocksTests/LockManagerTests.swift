@@ -361,13 +361,14 @@ final class LockManagerTests: XCTestCase {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)
             var tokens: [UInt64] = []
-            for index in 0..<20 { harness.acquire(index, session: 1 + UInt64(index % 3)) }
+            // One session each: a session's second exclusive acquire without an owner is refused (§12.9).
+            for index in 0..<20 { harness.acquire(index, session: 1 + UInt64(index)) }
             for index in 0..<20 {
                 let grant = harness.takeEffects().grants
                 XCTAssertEqual(grant.map(\.ticket), [index], "\(delivery)")
                 tokens.append(grant[0].token)
                 XCTAssertTrue(harness.manager.checkToken(path: "/locks/a", token: grant[0].token))
-                harness.release(grant[0].node, session: 1 + UInt64(index % 3), ticket: 100 + index)
+                harness.release(grant[0].node, session: 1 + UInt64(index), ticket: 100 + index)
                 XCTAssertFalse(harness.manager.checkToken(path: "/locks/a", token: grant[0].token))
             }
             XCTAssertEqual(tokens, tokens.sorted())

@@ -9,6 +9,11 @@ import BatonTestSupport
 /// never ends a hold, and (whenever no answer is in flight) that `inspect` lists only nodes that
 /// exist, so a waiter whose node went was answered; and at the end that every acquire was answered
 /// exactly once and no node was left behind.
+/// Also: reentrant acquires (sessions of odd id use an owner token) answer the owner's hold with its
+/// node, token and a count one higher, and a release keeps the node until the count is zero; renewals
+/// move a lease, which never ends before the last deadline set and always ends at it; a `deadlock`
+/// answer comes only for an acquire that closes a cycle of the wait-for graph (checked against the
+/// queues as `inspect` lists them before the acquire), and with nothing in flight no cycle is left.
 /// A failure names the seed: `LockSimulation(seed:delivery:).run()` replays it.
 final class LockSimulation {
     struct Failure: Error, CustomStringConvertible {
@@ -32,6 +37,11 @@ final class LockSimulation {
         var kind: LockKind
         var name: WaiterName
         var token: UInt64
+        var holdCount: UInt32 = 1
+        var revocable = false
+        var lockDelay: UInt32 = 0
+        /// When the lease ends (0: no lease), as granted or last renewed.
+        var leaseDeadline: UInt64 = 0
     }
 
     let seed: UInt64
@@ -50,7 +60,21 @@ final class LockSimulation {
     private var nextSession: UInt64 = 1
     private var nextTicket = 1
     private var pending: [Int: Pending] = [:]
+    /// Lease of each pending acquire, to know the holder's deadline at the grant.
+    private var pendingLease: [Int: UInt32] = [:]
+    private var pendingRevocable: Set<Int> = []
+    private var pendingLockDelay: [Int: UInt32] = [:]
+    /// Locks in a lock-delay (their holder's session died, the manager told first): no exclusive grant before.
+    private var lockDelayUntil: [Int: UInt64] = [:]
+    private(set) var delayedDeaths = 0
+    /// The acquire (immediate delivery) whose `deadlock` answer is allowed: one that closes a cycle.
+    private var acquireClosingCycle: Int?
+    private(set) var deadlockCount = 0
+    private(set) var reentryCount = 0
+    private(set) var renewalCount = 0
     private var releaseTickets: Set<Int> = []
+    /// Releases of one count of a reentrant hold, by ticket: the node must stay.
+    private var partialReleases: [Int: String] = [:]
     /// Releases of holds that had ended: each must fail.
     private var staleTickets: Set<Int> = []
     private var ended: [(node: String, token: UInt64, session: UInt64)] = []
@@ -123,10 +147,13 @@ final class LockSimulation {
         case 55..<57: deleteSomeHolderNode()
         case 74..<76: deleteSomeWaiterNode()
         case 76..<78: replayAnEndedRelease()
+        case 78..<82: renewSomeHolder()
+        case 82..<86: reacquireSomeHold()
         case 57..<72:
             nowMilliseconds += UInt64(1 + random.below(300))
             note("tick \(nowMilliseconds)")
             manager.tick(now: now)
+            leaseCheckDue = true
         case 72..<74 where faulty:
             faultsActive.toggle()
         default:
@@ -134,20 +161,48 @@ final class LockSimulation {
         }
     }
 
+    /// Sessions with an odd id acquire with an owner token (one per session, so an owner of the
+    /// wait-for graph is a session); the others without.
+    private func owner(_ session: UInt64) -> String { session % 2 == 1 ? "o\(session)" : "" }
+
     private func acquire() {
         let lockIndex = random.below(locks.count)
-        let specification = locks[lockIndex]
         let session = liveSessions[random.below(liveSessions.count)]
-        let kind = specification.kinds[random.below(specification.kinds.count)]
+        let kind = locks[lockIndex].kinds[random.below(locks[lockIndex].kinds.count)]
+        acquire(lockIndex, session: session, kind: kind)
+    }
+
+    /// A holder's session acquires the same lock again.
+    private func reacquireSomeHold() {
+        guard let (_, holder) = someHolder(), liveSessions.contains(holder.session) else { return }
+        acquire(holder.lock, session: holder.session, kind: holder.kind)
+    }
+
+    private func acquire(_ lockIndex: Int, session: UInt64, kind: LockKind) {
+        let specification = locks[lockIndex]
         let waitMilliseconds: UInt32 = random.chance(70) ? LockRequest.waitForever
             : random.chance(50) ? 0 : UInt32(1 + random.below(500))
         let leaseMilliseconds: UInt32 = random.chance(20) ? UInt32(50 + random.below(1_000)) : 0
         let ticket = nextTicket
         nextTicket += 1
         pending[ticket] = Pending(lock: lockIndex, session: session)
+        pendingLease[ticket] = leaseMilliseconds
+        let revocable = !owner(session).isEmpty && random.chance(50)
+        if revocable { pendingRevocable.insert(ticket) }
+        let lockDelay: UInt32 = !owner(session).isEmpty && random.chance(30) ? UInt32(1 + random.below(400)) : 0
+        if lockDelay > 0 { pendingLockDelay[ticket] = lockDelay }
         note("acquire \(ticket) \(specification.path) \(kind) session \(session) wait \(waitMilliseconds) lease \(leaseMilliseconds)")
+        // With immediate delivery the acquire is judged inside this call, against the queues as they
+        // are now plus its own node last: a deadlock answer is right only if that closes a cycle.
+        if delivery == .immediate && !faulty && waitMilliseconds != 0 && kind != .semaphore
+            && closesCycle(session: session, lock: lockIndex, kind: kind) {
+            acquireClosingCycle = ticket
+        } else {
+            acquireClosingCycle = nil
+        }
         manager.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
-                                    waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds),
+                                    waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
+                                    owner: owner(session), revocable: revocable, lockDelayMilliseconds: lockDelay),
                         ticket: ticket, session: session, clientName: "s\(session)", now: now)
     }
 
@@ -160,6 +215,17 @@ final class LockSimulation {
 
     private func releaseSomeHolder() {
         guard let (node, holder) = someHolder() else { return }
+        if holder.holdCount > 1 {
+            // One count of a reentrant hold: the hold stays.
+            holders[node]!.holdCount -= 1
+            let ticket = nextTicket
+            nextTicket += 1
+            releaseTickets.insert(ticket)
+            partialReleases[ticket] = node
+            note("release one count of \(node) ticket \(ticket)")
+            manager.release(node: node, token: holder.token, session: holder.session, ticket: ticket, now: now)
+            return
+        }
         holders[node] = nil // the client stops using the lock when it asks to release it
         ended.append((node, holder.token, holder.session))
         let ticket = nextTicket
@@ -182,9 +248,23 @@ final class LockSimulation {
         let session = liveSessions.remove(at: random.below(liveSessions.count))
         note("session \(session) dies")
         sessionTable.alive.remove(session)
-        for (node, holder) in holders where holder.session == session { holders[node] = nil }
-        namespace.endSession(session)
-        manager.sessionEnded(session, now: now)
+        // The engine tells the manager first (a lock-delay starts there); the other order is what a
+        // backend that reports the nodes' deletion first would do: no delay is promised then.
+        let managerFirst = random.chance(50)
+        for (node, holder) in holders where holder.session == session {
+            holders[node] = nil
+            if managerFirst && holder.lockDelay > 0 && namespace.nodes[node] != nil {
+                delayedDeaths += 1
+                lockDelayUntil[holder.lock] = max(lockDelayUntil[holder.lock] ?? 0, nowMilliseconds + UInt64(holder.lockDelay))
+            }
+        }
+        if managerFirst {
+            manager.sessionEnded(session, now: now)
+            namespace.endSession(session)
+        } else {
+            namespace.endSession(session)
+            manager.sessionEnded(session, now: now)
+        }
         openSession()
     }
 
@@ -203,6 +283,25 @@ final class LockSimulation {
         namespace.deleteNow(node)
     }
 
+    private func renewSomeHolder() {
+        guard let (node, holder) = someHolder(), namespace.pendingCount == 0 else { return }
+        let lease = UInt32(50 + random.below(600))
+        note("renew \(node) lease \(lease)")
+        let refusal = manager.renew(node: node, token: holder.token, session: holder.session, leaseMilliseconds: lease, now: now)
+        if holder.leaseDeadline == 0 {
+            if refusal?.code != .noLease { fail(later: "renewal of \(node) without a lease answered \(String(describing: refusal))") }
+            return
+        }
+        if let refusal { fail(later: "renewal of the current hold \(node) refused: \(refusal)"); return }
+        renewalCount += 1
+        holders[node]!.leaseDeadline = nowMilliseconds + UInt64(lease)
+    }
+
+    /// After a tick: a holder whose lease deadline passed (and whose node exists) must have been told.
+    private var leaseCheckDue = false
+    private var laterFailure: String?
+    private func fail(later message: String) { if laterFailure == nil { laterFailure = message } }
+
     private func replayAnEndedRelease() {
         guard !ended.isEmpty else { return }
         let old = ended[random.below(ended.count)]
@@ -214,9 +313,17 @@ final class LockSimulation {
         manager.release(node: old.node, token: old.token, session: old.session, ticket: ticket, now: now)
     }
 
-    /// With no answer or event in flight, the manager knows every deletion: what it lists exists.
+    /// With no answer or event in flight, the manager knows every deletion: what it lists exists; and
+    /// the holds a revocation request would reach are exactly the current revocable ones.
     private func checkInspect() throws {
         guard namespace.pendingCount == 0 else { return }
+        if !faulty {
+            for (index, specification) in locks.enumerated() {
+                let asked = Set(manager.revocableHolds(path: specification.path).map(\.node))
+                let expected = Set(holders.filter { $0.value.lock == index && $0.value.revocable }.map(\.key))
+                if asked != expected { throw fail("revocation would ask \(asked.sorted()), revocable holds are \(expected.sorted())") }
+            }
+        }
         for specification in locks {
             for entry in manager.inspect(path: specification.path, now: now) where namespace.nodes[entry.node] == nil {
                 throw fail("inspect lists \(entry.node), which does not exist")
@@ -229,26 +336,111 @@ final class LockSimulation {
     }
 
     private func absorbEffects() throws {
+        if let laterFailure { throw fail(laterFailure) }
         for effect in manager.takeEffects() {
             note("effect \(effect)")
             switch effect {
             case .granted(let ticket, let node, let token):
                 try granted(ticket: ticket, node: node, token: token)
-            case .failed(let ticket, _):
+            case .reentered(let ticket, let node, let token, let holdCount):
+                guard let request = pending.removeValue(forKey: ticket) else { throw fail("reentry for ticket \(ticket), not pending") }
+                if holders[node] == nil && namespace.nodes[node] == nil { continue } // deleted by someone: its lost follows
+                guard let holder = holders[node], holder.token == token, holder.session == request.session,
+                      holder.lock == request.lock, !owner(request.session).isEmpty else {
+                    throw fail("reentry of \(node) token \(token) for ticket \(ticket) is no hold of its owner")
+                }
+                guard holdCount == holder.holdCount + 1 else {
+                    throw fail("reentry of \(node) counts \(holdCount), expected \(holder.holdCount + 1)")
+                }
+                holders[node]!.holdCount = holdCount
+                reentryCount += 1
+            case .failed(let ticket, let error):
+                if error.code == .deadlock {
+                    deadlockCount += 1
+                    if delivery == .immediate && !faulty && acquireClosingCycle != ticket {
+                        throw fail("deadlock for ticket \(ticket), which closes no cycle: \(error.message)")
+                    }
+                }
+                if error.code == .lockHeldBySession, let request = pending[ticket], !owner(request.session).isEmpty,
+                   holders.values.contains(where: { $0.session == request.session && $0.lock == request.lock }) {
+                    throw fail("an owner's acquire of a lock it holds was refused: \(error)")
+                }
                 if pending.removeValue(forKey: ticket) == nil && !releaseTickets.contains(ticket) {
                     throw fail("failure for ticket \(ticket), which is not pending")
                 }
             case .released(let ticket):
                 guard releaseTickets.contains(ticket) else { throw fail("released an unknown ticket \(ticket)") }
                 if staleTickets.contains(ticket) { throw fail("a replayed release (ticket \(ticket)) ended a hold") }
-            case .lost(let session, let node, let token, _):
+                if let node = partialReleases.removeValue(forKey: ticket), holders[node] != nil, namespace.nodes[node] == nil,
+                   !ghostGrants.contains(node), delivery == .immediate, !faulty {
+                    throw fail("a release of one count of \(node) deleted the node")
+                }
+            case .lost(let session, let node, let token, let reason):
                 ghostGrants.remove(node)
+                if reason == .leaseExpired, let holder = holders[node], holder.token == token, nowMilliseconds < holder.leaseDeadline {
+                    throw fail("lease of \(node) ended at \(nowMilliseconds), before its deadline \(holder.leaseDeadline)")
+                }
                 if holders[node]?.token == token {
                     holders[node] = nil
                     ended.append((node, token, session))
                 }
             }
         }
+        if leaseCheckDue {
+            leaseCheckDue = false
+            for (node, holder) in holders where holder.leaseDeadline != 0 && holder.leaseDeadline <= nowMilliseconds
+                && namespace.nodes[node] != nil {
+                throw fail("the lease of \(node) passed its deadline \(holder.leaseDeadline) at \(nowMilliseconds) and it still holds")
+            }
+        }
+        try checkNoCycleLeft()
+    }
+
+    // MARK: The wait-for graph, from the queues `inspect` lists
+
+    /// Owner → owners it waits for, over the exclusive/shared locks (owners are sessions here).
+    private func waitGraph(adding extra: (session: UInt64, lock: Int, kind: LockKind)? = nil) -> [UInt64: Set<UInt64>] {
+        var graph: [UInt64: Set<UInt64>] = [:]
+        for (index, specification) in locks.enumerated() where !specification.kinds.contains(.semaphore) {
+            var entries = manager.inspect(path: specification.path, now: now)
+                .map { (session: $0.sessionID, kind: $0.kind, waiting: $0.position == .waiter,
+                        sequence: WaiterName(parsing: String($0.node.split(separator: "/").last!))!.sequence) }
+                .sorted { $0.sequence < $1.sequence }
+            if let extra, extra.lock == index { entries.append((extra.session, extra.kind, true, .max)) }
+            for (position, waiter) in entries.enumerated() where waiter.waiting {
+                for ahead in entries[..<position] where waiter.kind == .exclusive || ahead.kind == .exclusive {
+                    graph[waiter.session, default: []].insert(ahead.session)
+                }
+            }
+        }
+        return graph
+    }
+
+    private func hasCycle(_ graph: [UInt64: Set<UInt64>], through start: UInt64? = nil) -> Bool {
+        var state: [UInt64: Int] = [:] // 1 on the path, 2 done
+        func visit(_ vertex: UInt64) -> Bool {
+            state[vertex] = 1
+            for next in (graph[vertex] ?? []).sorted() {
+                if state[next] == 1 { return true }
+                if state[next] == nil && visit(next) { return true }
+            }
+            state[vertex] = 2
+            return false
+        }
+        if let start { return visit(start) }
+        return graph.keys.sorted().contains { state[$0] == nil && visit($0) }
+    }
+
+    private func closesCycle(session: UInt64, lock: Int, kind: LockKind) -> Bool {
+        guard !hasCycle(waitGraph()) else { return false }
+        return hasCycle(waitGraph(adding: (session, lock, kind)), through: session)
+    }
+
+    /// Every real cycle is reported: with nothing in flight (every waiter judged) and no faults (no
+    /// judgement waiting for a retry), the queues form no cycle.
+    private func checkNoCycleLeft() throws {
+        guard !faulty, namespace.pendingCount == 0, hasCycle(waitGraph()) else { return }
+        throw fail("the wait-for graph has a cycle nobody was told about: \(waitGraph())")
     }
 
     private func granted(ticket: Int, node: String, token: UInt64) throws {
@@ -267,6 +459,9 @@ final class LockSimulation {
             note("grant of \(node), already deleted")
             ghostGrants.insert(node)
             return
+        }
+        if name.kind == .exclusive, let until = lockDelayUntil[request.lock], nowMilliseconds < until {
+            throw fail("exclusive grant \(node) at \(nowMilliseconds), inside the lock-delay until \(until)")
         }
         let others = holders.values.filter { $0.lock == request.lock }
         switch name.kind {
@@ -303,7 +498,11 @@ final class LockSimulation {
         }
         lastGrantSequence[request.lock] = max(lastGrantSequence[request.lock] ?? 0, name.sequence)
         lastGrantToken[request.lock] = max(lastGrantToken[request.lock] ?? 0, token)
-        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token)
+        let lease = UInt64(pendingLease.removeValue(forKey: ticket) ?? 0)
+        holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token,
+                               revocable: pendingRevocable.remove(ticket) != nil,
+                               lockDelay: pendingLockDelay.removeValue(forKey: ticket) ?? 0,
+                               leaseDeadline: lease == 0 ? 0 : nowMilliseconds + lease)
     }
 
     /// Ends the run: no more faults; release everything until the manager is idle; nothing may be left.
@@ -313,11 +512,13 @@ final class LockSimulation {
             step += 1
             namespace.deliverAll()
             try absorbEffects()
-            if let (node, _) = someHolder() {
-                releaseTickets.insert(nextTicket)
-                manager.release(node: node, token: holders[node]!.token, session: holders[node]!.session, ticket: nextTicket, now: now)
+            if let (node, holder) = someHolder() {
+                for _ in 0..<holder.holdCount {
+                    releaseTickets.insert(nextTicket)
+                    manager.release(node: node, token: holder.token, session: holder.session, ticket: nextTicket, now: now)
+                    nextTicket += 1
+                }
                 holders[node] = nil
-                nextTicket += 1
             } else {
                 nowMilliseconds += 200
                 manager.tick(now: now)

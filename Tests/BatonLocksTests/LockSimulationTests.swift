@@ -15,6 +15,10 @@ final class LockSimulationTests: XCTestCase {
             seeds = (0..<UInt64(runs)).map { 0x5EED_0000 + $0 }
         }
         var grants = 0
+        var deadlocks = 0
+        var reentries = 0
+        var renewals = 0
+        var delayedDeaths = 0
         for seed in seeds {
             for delivery in [MemoryLockNamespace.Delivery.immediate, .deferred] {
                 let simulation = LockSimulation(seed: seed, delivery: delivery)
@@ -26,8 +30,18 @@ final class LockSimulationTests: XCTestCase {
                     return
                 }
                 grants += simulation.grantCount
+                deadlocks += simulation.deadlockCount
+                reentries += simulation.reentryCount
+                renewals += simulation.renewalCount
+                delayedDeaths += simulation.delayedDeaths
             }
         }
         XCTAssertGreaterThan(grants, seeds.count * 10, "the runs must actually grant locks")
+        if seeds.count >= 100 {
+            XCTAssertGreaterThan(deadlocks, 0, "the runs must close cycles")
+            XCTAssertGreaterThan(reentries, 0, "the runs must reenter holds")
+            XCTAssertGreaterThan(renewals, 0, "the runs must renew leases")
+            XCTAssertGreaterThan(delayedDeaths, 0, "holders with a lock-delay must die")
+        }
     }
 }

@@ -47,6 +47,12 @@ enum GoldenValues {
         "cancel": (20, .cancel(acquireRequestID: 16)),
         "checkToken": (21, .checkToken(path: "/l", token: 7)),
         "inspect": (22, .inspect(path: "/l")),
+        "acquireOwned": (0x18, .acquire(LockRequest(path: "/locks/a", owner: "t1"))),
+        "acquireOwned.revocable": (0x1a, .acquire(LockRequest(path: "/r", kind: .shared, waitMilliseconds: 5_000,
+                                                              leaseMilliseconds: 30_000, owner: "t1", revocable: true,
+                                                              lockDelayMilliseconds: 5_000))),
+        "requestRevocation": (0x1b, .requestRevocation(path: "/l")),
+        "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
         "backup": (0x18, .backup(file: "/b.bak")),
     ]
 
@@ -68,6 +74,11 @@ enum GoldenValues {
         "empty.check": ok(13, .check, .empty),
         "empty.release": ok(19, .release, .empty),
         "empty.cancel": ok(20, .cancel, .empty),
+        "empty.renew": ok(0x19, .renew, .empty),
+        "held": ok(0x18, .acquireOwned, .held(node: "/l/0000000007", token: 7, holdCount: 2)),
+        "error.lockHeldBySession": failed(16, .acquire, .lockHeldBySession, ""),
+        "error.deadlock": failed(16, .acquire, .deadlock, "cycle"),
+        "error.noLease": failed(0x19, .renew, .noLease, ""),
         "created": ok(6, .create, .created(path: "/locks/a0000000001", stat: stat)),
         "exists.present": ok(9, .exists, .exists(stat)),
         "exists.absent": ok(9, .exists, .exists(nil)),
@@ -77,6 +88,7 @@ enum GoldenValues {
         "multi": ok(14, .multi, .multi([.created(path: "/m", stat: stat), .deleted, .set(stat), .checked])),
         "granted": ok(16, .acquire, .granted(node: "/l/0000000007", token: 7)),
         "tokenStatus": ok(21, .checkToken, .tokenStatus(current: true)),
+        "revocation": ok(0x1b, .requestRevocation, .revocation(holdersAsked: 2)),
         "lockEntries": ok(22, .inspect, .lockEntries([
             LockEntry(node: "/l/0000000007", kind: .exclusive, position: .holder, sessionID: sessionID,
                       clientName: "orders", token: 7, ageMilliseconds: 1_500),
@@ -104,6 +116,7 @@ enum GoldenValues {
         "lockLost.backendSessionLost": .lockLost(node: "/l/0000000007", token: 7, reason: .backendSessionLost),
         "lockSuspended": .lockSuspended(node: "/l/0000000007", token: 7),
         "sessionExpired": .sessionExpired(sessionID: sessionID),
+        "revocationRequested": .revocationRequested(node: "/l/0000000007", token: 7, requester: 9),
     ]
 
     /// Frames a server must refuse: the code, and the request id the failure carries.
@@ -117,6 +130,8 @@ enum GoldenValues {
         "session-reserved-flag": (.malformedFrame, 2),
         "bad-bool": (.malformedFrame, 9),
         "unknown-lock-kind": (.malformedFrame, 0x11),
+        "empty-owner": (.malformedFrame, 0x18),
+        "acquire-reserved-flag": (.malformedFrame, 0x18),
         "path-not-utf8": (.invalidPath, 0x0a),
         "name-not-utf8": (.malformedFrame, 1),
         "multi-forbidden-opcode": (.malformedFrame, 0x0e),
@@ -139,13 +154,15 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .children: "children"
     case .multi: "multi"
     case .granted: "granted"
+    case .held: "held"
     case .tokenStatus: "tokenStatus"
+    case .revocation: "revocation"
     case .lockEntries: "lockEntries"
     case .backedUp: "backedUp"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
-                                 "children", "multi", "granted", "tokenStatus", "lockEntries", "backedUp"]
+                                 "children", "multi", "granted", "held", "tokenStatus", "revocation", "lockEntries", "backedUp"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {
@@ -218,6 +235,7 @@ final class GoldenVectorTests: XCTestCase {
                 reasons.insert(reason.rawValue)
             case .lockSuspended: kinds.insert(.lockSuspended)
             case .sessionExpired: kinds.insert(.sessionExpired)
+            case .revocationRequested: kinds.insert(.revocationRequested)
             }
         }
         XCTAssertEqual(kinds, Set(EventKind.allCases))

@@ -298,6 +298,8 @@ final class ZooKeeperLockSimulation {
                     }
                 case .released(let ticket):
                     guard releaseTickets.contains(ticket) else { throw fail("released an unknown ticket \(ticket)") }
+                case .reentered(let ticket, _, _, _):
+                    throw fail("ticket \(ticket) re-entered a hold: the simulation names no owners")
                 case .lost(_, let node, let token, _):
                     ghostGrants.remove(node)
                     if holders[node]?.token == token { holders[node] = nil }

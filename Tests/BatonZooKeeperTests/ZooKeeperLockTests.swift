@@ -110,6 +110,8 @@ final class LockWorld {
                     failures[ticket] = error
                 case .released(let ticket):
                     released.insert(ticket)
+                case .reentered(let ticket, let node, _, _):
+                    violations.append("ticket \(ticket) re-entered \(node) though no owner was named")
                 case .lost(let session, let node, let token, let reason):
                     let path = NodePath.parent(of: node)
                     if let hold = holders[path]?.first(where: { $0.node == node && $0.sidecar == sidecar.name }) {

@@ -59,6 +59,10 @@ class Grant:
     node: str
     token: int
     kind: str
+    #: The owner token of a reentrant acquire (§12.9), and how many of its acquires the hold counted
+    #: when this one was answered: every one needs a release; the lock passes on at the last.
+    owner: Optional[str] = field(default=None, compare=False)
+    hold_count: int = field(default=1, compare=False)
     lost: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     lost_reason: Optional[str] = field(default=None, compare=False)
 
@@ -71,7 +75,9 @@ class Core:
         self.next_id = 1
         self.watches: Dict[str, List[Callable[[str, str], None]]] = {}
         self.lost_handlers: List[Callable[[Grant, str], None]] = []
+        self.revocation_handlers: List[Callable[[str, int, int], None]] = []
         self.grants: Dict[tuple, Grant] = {}
+        self.counts: Dict[tuple, int] = {}
         self.frame_bytes_max = 32 * 1024 * 1024
 
     def request_id(self) -> int:
@@ -85,13 +91,22 @@ class Core:
             with self.lock:
                 self.watches.setdefault(path, []).append(callback)
 
-    def held(self, grant: Grant) -> None:
+    def held(self, grant: Grant) -> Grant:
+        """Records a grant; a reentrant one returns the hold's first grant (whose ``lost`` is the one set)."""
+        key = (grant.node, grant.token)
         with self.lock:
-            self.grants[(grant.node, grant.token)] = grant
+            first = self.grants.setdefault(key, grant)
+            self.counts[key] = grant.hold_count
+            return grant if first is grant else Grant(grant.path, grant.node, grant.token, grant.kind, grant.owner,
+                                                      grant.hold_count, first.lost)
 
     def released(self, grant: Grant) -> None:
+        key = (grant.node, grant.token)
         with self.lock:
-            self.grants.pop((grant.node, grant.token), None)
+            self.counts[key] = self.counts.get(key, 1) - 1
+            if self.counts[key] <= 0:
+                self.counts.pop(key, None)
+                self.grants.pop(key, None)
 
     def event(self, event: p.Event) -> None:
         """Runs the callbacks an event calls for (on the caller's thread or task)."""
@@ -100,6 +115,11 @@ class Core:
                 callbacks = self.watches.pop(event.fields["path"], [])
             for callback in callbacks:
                 callback(event.fields["type"], event.fields["path"])
+        elif event.kind == "revocationRequested":
+            with self.lock:
+                handlers = list(self.revocation_handlers)
+            for handler in handlers:
+                handler(event.fields["node"], event.fields["token"], event.fields["requester"])
         elif event.kind == "lockLost":
             self.lose(event.fields["node"], event.fields["token"], event.fields["reason"])
         elif event.kind == "sessionExpired":

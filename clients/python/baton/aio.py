@@ -173,17 +173,40 @@ class AsyncClient:
             after = page["names"][-1]
 
     async def acquire(self, path: str, *, kind: str = "exclusive", permits: int = 1,
-                      timeout: Optional[float] = None, lease: Optional[float] = None) -> Grant:
+                      timeout: Optional[float] = None, lease: Optional[float] = None,
+                      owner: Optional[str] = None, revocable: bool = False,
+                      lock_delay: Optional[float] = None) -> Grant:
         kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
         wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
-        body = await self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
-        grant = Grant(path, body["node"], body["token"], kind)
-        self.core.held(grant)
-        return grant
+        if (revocable or lock_delay) and owner is None:
+            raise ValueError("a revocable or lock-delayed acquire names an owner")
+        if owner is None:
+            body = await self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
+        else:
+            # Reentrant (§12.9): the owner's second acquire returns the same hold, counted.
+            body = await self._call(p.encode_acquire_owned, path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
+                                     revocable, int((lock_delay or 0) * 1000))
+        grant = Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1))
+        return self.core.held(grant)
 
     async def release(self, grant: Grant) -> None:
         self.core.released(grant)
         await self._call(p.encode_release, grant.node, grant.token)
+
+    async def request_revocation(self, path: str) -> int:
+        """Asks every revocable holder of the lock to give it up (§12.11); returns how many were asked."""
+        return await self._call(p.encode_request_revocation, path)
+
+    def on_revocation_requested(self, callback: Callable[[str, int, int], None]) -> None:
+        """``callback(node, token, requester_session)`` runs when someone asks a revocable hold of this
+        session to be given up; releasing it is the holder's choice."""
+        with self.core.lock:
+            self.core.revocation_handlers.append(callback)
+
+    async def renew(self, grant: Grant, lease: float) -> None:
+        """Sets the hold's lease to end ``lease`` seconds from now (§12.5): renew well before it ends.
+        Raises BatonError noLease (granted without a lease) or lockLost (the hold already ended)."""
+        await self._call(p.encode_renew, grant.node, grant.token, int(lease * 1000))
 
     @contextlib.asynccontextmanager
     async def lock(self, path: str, **options):

@@ -203,19 +203,42 @@ class Client:
     # Locks.
 
     def acquire(self, path: str, *, kind: str = "exclusive", permits: int = 1,
-                timeout: Optional[float] = None, lease: Optional[float] = None) -> Grant:
+                timeout: Optional[float] = None, lease: Optional[float] = None,
+                owner: Optional[str] = None, revocable: bool = False,
+                lock_delay: Optional[float] = None) -> Grant:
         """Waits for the lock (``timeout`` seconds at most; 0 tries once) and returns the grant.
         Raises BatonError lockTimeout / lockBusy when not granted."""
         kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
         wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
-        body = self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
-        grant = Grant(path, body["node"], body["token"], kind)
-        self.core.held(grant)
-        return grant
+        if (revocable or lock_delay) and owner is None:
+            raise ValueError("a revocable or lock-delayed acquire names an owner")
+        if owner is None:
+            body = self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
+        else:
+            # Reentrant (§12.9): the owner's second acquire returns the same hold, counted.
+            body = self._call(p.encode_acquire_owned, path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
+                                     revocable, int((lock_delay or 0) * 1000))
+        grant = Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1))
+        return self.core.held(grant)
 
     def release(self, grant: Grant) -> None:
         self.core.released(grant)
         self._call(p.encode_release, grant.node, grant.token)
+
+    def request_revocation(self, path: str) -> int:
+        """Asks every revocable holder of the lock to give it up (§12.11); returns how many were asked."""
+        return self._call(p.encode_request_revocation, path)
+
+    def on_revocation_requested(self, callback: Callable[[str, int, int], None]) -> None:
+        """``callback(node, token, requester_session)`` runs when someone asks a revocable hold of this
+        session to be given up; releasing it is the holder's choice."""
+        with self.core.lock:
+            self.core.revocation_handlers.append(callback)
+
+    def renew(self, grant: Grant, lease: float) -> None:
+        """Sets the hold's lease to end ``lease`` seconds from now (§12.5): renew well before it ends.
+        Raises BatonError noLease (granted without a lease) or lockLost (the hold already ended)."""
+        self._call(p.encode_renew, grant.node, grant.token, int(lease * 1000))
 
     @contextlib.contextmanager
     def lock(self, path: str, **options) -> Iterator[Grant]:

@@ -17,6 +17,7 @@ MAGIC = 0x4241544E  # "BATN"
 HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
+ACQUIRE_OWNED, RENEW, REQUEST_REVOCATION = 0x25, 0x26, 0x27
 BACKUP = 0x30
 
 # §7 Error codes (names as the spec writes them; tests check this table against it).
@@ -29,7 +30,8 @@ ERROR_NAMES = {
     23: "tooManyConnections", 24: "tooManyWaiters", 25: "tooManyOperations", 26: "tooManyPendingRequests",
     30: "lockTimeout", 31: "lockBusy", 32: "lockCancelled", 33: "notHolder", 34: "lockLost",
     35: "lockKindMismatch", 27: "replyTooLarge", 28: "quotaExceeded",
-    29: "deadlineExceeded", 36: "lockNodeReserved", 40: "notAuthorized", 41: "shuttingDown",
+    29: "deadlineExceeded", 36: "lockNodeReserved", 37: "lockHeldBySession",
+    38: "deadlock", 39: "noLease", 40: "notAuthorized", 41: "shuttingDown",
     42: "storageFailure", 43: "internalError", 44: "storageFull", 45: "storageUnavailable",
     48: "loginThrottled",
 }
@@ -94,7 +96,7 @@ class Reply:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "watch", "lockLost", "lockSuspended", "sessionExpired"
+    kind: str  # "watch", "lockLost", "lockSuspended", "sessionExpired", "revocationRequested"
     fields: dict = field(default_factory=dict)
 
 
@@ -213,6 +215,24 @@ def encode_acquire(request_id: int, path: str, kind: int, permits: int, wait_ms:
     return request(ACQUIRE, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms).frame()
 
 
+def encode_acquire_owned(request_id: int, path: str, kind: int, permits: int, wait_ms: int, lease_ms: int,
+                         owner: str, revocable: bool = False, lock_delay_ms: int = 0) -> bytes:
+    """A reentrant acquire (§12.9): ``owner`` is 1-64 bytes; the reply carries a hold count. A
+    ``revocable`` hold receives revocationRequested events (§12.11); ``lock_delay_ms`` keeps the lock from
+    everyone that long if the holder's session dies holding it (§12.12)."""
+    return (request(ACQUIRE_OWNED, request_id).string(path).u8(kind).u32(permits).u32(wait_ms).u32(lease_ms)
+            .string(owner).u8(1 if revocable else 0).u32(lock_delay_ms).frame())
+
+
+def encode_request_revocation(request_id: int, path: str) -> bytes:
+    return request(REQUEST_REVOCATION, request_id).string(path).frame()
+
+
+def encode_renew(request_id: int, node: str, token: int, lease_ms: int) -> bytes:
+    """Sets a held lease to end ``lease_ms`` after the server receives this (§12.5)."""
+    return request(RENEW, request_id).string(node).u64(token).u32(lease_ms).frame()
+
+
 def encode_release(request_id: int, node: str, token: int) -> bytes:
     return request(RELEASE, request_id).string(node).u64(token).frame()
 
@@ -272,7 +292,7 @@ def _reply_body(opcode: int, r: Reader):
         return {"session_id": r.u64(), "secret": (r.u64(), r.u64()), "timeout_ms": r.u32()}
     if opcode == RESUME_SESSION:
         return {"timeout_ms": r.u32()}
-    if opcode in (CLOSE_SESSION, PING, AUTHENTICATE, DELETE, CHECK, RELEASE, CANCEL):
+    if opcode in (CLOSE_SESSION, PING, AUTHENTICATE, DELETE, CHECK, RELEASE, CANCEL, RENEW):
         return None
     if opcode == CREATE:
         return {"path": r.string(), "stat": r.stat()}
@@ -304,6 +324,10 @@ def _reply_body(opcode: int, r: Reader):
         return results
     if opcode == ACQUIRE:
         return {"node": r.string(), "token": r.u64()}
+    if opcode == REQUEST_REVOCATION:
+        return r.u32()
+    if opcode == ACQUIRE_OWNED:
+        return {"node": r.string(), "token": r.u64(), "hold_count": r.u32()}
     if opcode == CHECK_TOKEN:
         return r.boolean()
     if opcode == INSPECT:
@@ -348,6 +372,8 @@ def decode_server_body(body: bytes):
             event = Event("lockSuspended", {"node": r.string(), "token": r.u64()})
         elif event_kind == 4:
             event = Event("sessionExpired", {"session_id": r.u64()})
+        elif event_kind == 5:
+            event = Event("revocationRequested", {"node": r.string(), "token": r.u64(), "requester": r.u64()})
         else:
             raise ProtocolError(f"unknown event kind {event_kind}")
         r.end()

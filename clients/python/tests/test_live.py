@@ -103,6 +103,52 @@ class LiveTests(unittest.TestCase):
             c.release(grant)
         self.assertEqual(caught.exception.name, "lockLost")
 
+    def test_reentrant_acquire_renew_and_deadlock(self):
+        a, b = self.client("a"), self.client("b")
+        first = a.acquire("/locks/re", owner="t1", lease=30)
+        again = a.acquire("/locks/re", owner="t1")
+        self.assertEqual((again.node, again.token, again.hold_count), (first.node, first.token, 2))
+        a.renew(first, 30)
+        a.release(again)
+        self.assertTrue(b.check_token("/locks/re", first.token), "one count left")
+        a.release(first)
+        self.assertFalse(b.check_token("/locks/re", first.token))
+        with self.assertRaises(baton.BatonError) as caught:
+            a.renew(first, 1)
+        self.assertEqual(caught.exception.name, "lockLost")
+        plain = a.acquire("/locks/plain")
+        with self.assertRaises(baton.BatonError) as caught:
+            a.acquire("/locks/plain", timeout=10)
+        self.assertEqual(caught.exception.name, "lockHeldBySession")
+        a.release(plain)
+
+        one, two = a.acquire("/locks/one"), b.acquire("/locks/two")
+        granted = []
+        waiter = threading.Thread(target=lambda: granted.append(a.acquire("/locks/two", timeout=20)))
+        waiter.start()
+        while len(b.inspect("/locks/two")) < 2:
+            time.sleep(0.01)
+        with self.assertRaises(baton.BatonError) as caught:
+            b.acquire("/locks/one", timeout=20)
+        self.assertEqual(caught.exception.name, "deadlock")
+        b.release(two)
+        waiter.join(20)
+        self.assertEqual(len(granted), 1)
+        a.release(granted[0])
+        a.release(one)
+
+    def test_revocation_request_reaches_the_revocable_holder(self):
+        a, b = self.client("a"), self.client("b")
+        asked = threading.Event()
+        seen = []
+        a.on_revocation_requested(lambda node, token, requester: (seen.append((node, token)), asked.set()))
+        grant = a.acquire("/locks/rv", owner="job", revocable=True)
+        self.assertEqual(b.request_revocation("/locks/rv"), 1)
+        self.assertTrue(asked.wait(10), "revocationRequested never arrived")
+        self.assertEqual(seen, [(grant.node, grant.token)])
+        a.release(grant)
+        self.assertEqual(b.request_revocation("/locks/rv"), 0)
+
     def test_a_stale_release_does_not_end_a_later_hold(self):
         c = self.client()
         first = c.acquire("/reuse/L")
@@ -143,6 +189,14 @@ class LiveTests(unittest.TestCase):
                 next_grant = await waiting
                 self.assertGreater(next_grant.token, grant.token)
                 await b.release(next_grant)
+                first = await a.acquire("/locks/aio-re", owner="task-1", lease=30, revocable=True, lock_delay=1)
+                again = await a.acquire("/locks/aio-re", owner="task-1")
+                self.assertEqual((again.token, again.hold_count), (first.token, 2))
+                await a.renew(first, 30)
+                self.assertEqual(await b.request_revocation("/locks/aio-re"), 1)
+                await a.release(again)
+                await a.release(first)
+                self.assertFalse(await b.check_token("/locks/aio-re", first.token))
                 await b.close()
         asyncio.run(scenario())
 

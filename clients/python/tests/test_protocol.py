@@ -33,6 +33,13 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_cancel(20, 16), v["cancel"])
         self.assertEqual(p.encode_check_token(21, "/l", 7), v["checkToken"])
         self.assertEqual(p.encode_inspect(22, "/l"), v["inspect"])
+        self.assertEqual(p.encode_acquire_owned(0x18, "/locks/a", p.EXCLUSIVE, 1, p.WAIT_FOREVER, 0, "t1"),
+                         v["acquireOwned"])
+        self.assertEqual(p.encode_renew(0x19, "/l/0000000007", 7, 30000), v["renew"])
+        self.assertEqual(p.encode_acquire_owned(0x1a, "/r", p.SHARED, 1, 5000, 30000, "t1", revocable=True,
+                                                lock_delay_ms=5000),
+                         v["acquireOwned.revocable"])
+        self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
         self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
 
     def test_every_reply_and_event_decodes(self):
@@ -64,6 +71,9 @@ class GoldenVectorTests(unittest.TestCase):
                          [("holder", "orders", 7, 1500), ("waiter", "", 8, 0)])
         error = p.decode_server_body(v["error.noNode"][4:])
         self.assertEqual((error.error.name, error.error.message), ("noNode", "no node"))
+        self.assertEqual(p.decode_server_body(v["revocation"][4:]).body, 2)
+        revoke = p.decode_server_body(vectors("events.hex")["revocationRequested"][4:])
+        self.assertEqual((revoke.kind, revoke.fields), ("revocationRequested", {"node": "/l/0000000007", "token": 7, "requester": 9}))
         lost = p.decode_server_body(vectors("events.hex")["lockLost.leaseExpired"][4:])
         self.assertEqual(lost.fields, {"node": "/l/0000000007", "token": 7, "reason": "leaseExpired"})
 
