@@ -228,18 +228,18 @@ final class ZooKeeperStoreLossTests: XCTestCase {
 
         let run = Process()
         run.executableURL = URL(fileURLWithPath: baton)
-        run.arguments = ["run", "--socket", a.socketPath, "--stop-on-suspended", "--grace", "1", "/locks/r", "--", "sleep", "600"]
+        // The command marks that it runs: then baton run holds the grant (inspect over ZooKeeper lists a
+        // holder as soon as its node is entitled, which can be before its sidecar has granted it).
+        let started = NSTemporaryDirectory() + "baton-run-started-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: started) }
+        run.arguments = ["run", "--socket", a.socketPath, "--stop-on-suspended", "--grace", "1", "/locks/r", "--",
+                         "/bin/sh", "-c", "touch \(started); exec sleep 600"]
         let errors = Pipe()
         run.standardError = errors
         try run.run()
         defer { if run.isRunning { kill(run.processIdentifier, SIGKILL) } }
-        let observer = try a.connect()
-        try observer.handshake()
         let deadline = Date().addingTimeInterval(20)
-        while true {
-            // noNode until baton run's acquire creates the lock node (PROTOCOL.md §12.6).
-            if case .success(.lockEntries(let entries)) = try observer.call(.inspect(path: "/locks/r")).result,
-               entries.contains(where: { $0.position == .holder }) { break }
+        while !FileManager.default.fileExists(atPath: started) {
             guard Date() < deadline else { return XCTFail("baton run never held the lock") }
             usleep(50_000)
         }
