@@ -290,3 +290,22 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
         return String(decoding: answer, as: UTF8.self)
     }
 }
+
+/// One ensemble shared by the tests of a class (starting three JVMs costs seconds): a class keeps
+/// `static let shared = SharedEnsemble()`, its tests call `try Self.shared.ensemble()` (started on first
+/// use), and its `class func tearDown` calls `shared.stop()`.
+public final class SharedEnsemble: @unchecked Sendable {
+    private var started: ZooKeeperEnsemble?
+    private let members: Int
+
+    public init(members: Int = 3) { self.members = members }
+
+    public func ensemble() throws -> ZooKeeperEnsemble {
+        if let started { return started }
+        let ensemble = try ZooKeeperEnsemble(members: members)
+        started = ensemble
+        return ensemble
+    }
+
+    public func stop() { started = nil }
+}

@@ -9,20 +9,12 @@ import Glibc
 
 /// The ZooKeeper client against a real 3-member ensemble, driven by poll(2) on the test's thread.
 final class ZooKeeperClientTests: XCTestCase {
-    nonisolated(unsafe) static var shared: ZooKeeperEnsemble?
-
-    /// One ensemble for the class (starting three JVMs costs seconds); each test uses its own chroot.
-    var ensemble: ZooKeeperEnsemble {
-        get throws {
-            if let shared = Self.shared { return shared }
-            let started = try ZooKeeperEnsemble(members: 3)
-            Self.shared = started
-            return started
-        }
-    }
+    /// One ensemble for the class; each test uses its own chroot.
+    static let shared = SharedEnsemble()
+    var ensemble: ZooKeeperEnsemble { get throws { try Self.shared.ensemble() } }
 
     override class func tearDown() {
-        shared = nil
+        shared.stop()
         super.tearDown()
     }
 

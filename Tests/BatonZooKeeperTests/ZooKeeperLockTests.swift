@@ -149,18 +149,12 @@ final class LockWorld {
 
 /// The lock recipe over a real 3-member ensemble, two sidecars (two ZooKeeper sessions) on one lock.
 final class ZooKeeperLockTests: XCTestCase {
-    nonisolated(unsafe) static var shared: ZooKeeperEnsemble?
-    var ensemble: ZooKeeperEnsemble {
-        get throws {
-            if let shared = Self.shared { return shared }
-            let started = try ZooKeeperEnsemble(members: 3)
-            Self.shared = started
-            return started
-        }
-    }
+    /// One ensemble for the class; each test uses its own chroot.
+    static let shared = SharedEnsemble()
+    var ensemble: ZooKeeperEnsemble { get throws { try Self.shared.ensemble() } }
 
     override class func tearDown() {
-        shared = nil
+        shared.stop()
         super.tearDown()
     }
 

@@ -8,18 +8,12 @@ import Glibc
 
 /// `batond --store zookeeper://...`: real sidecars on a real 3-member ensemble, clients on their sockets.
 final class ZooKeeperStoreDaemonTests: XCTestCase {
-    nonisolated(unsafe) static var shared: ZooKeeperEnsemble?
-    var ensemble: ZooKeeperEnsemble {
-        get throws {
-            if let shared = Self.shared { return shared }
-            let started = try ZooKeeperEnsemble(members: 3)
-            Self.shared = started
-            return started
-        }
-    }
+    /// One ensemble for the class; each test uses its own chroot.
+    static let shared = SharedEnsemble()
+    var ensemble: ZooKeeperEnsemble { get throws { try Self.shared.ensemble() } }
 
     override class func tearDown() {
-        shared = nil
+        shared.stop()
         super.tearDown()
     }
 
