@@ -309,3 +309,22 @@ public final class SharedEnsemble: @unchecked Sendable {
 
     public func stop() { started = nil }
 }
+
+extension TestDaemon {
+    /// A batond on the ZooKeeper store `store` (zookeeper://HOSTS/CHROOT), returned once its ZooKeeper
+    /// session is established (before that, every request would fail `storageFailure`).
+    public static func zooKeeperSidecar(store: String, sessionTimeoutMilliseconds: Int, extra: [String] = [],
+                                        logLevel: String? = nil, launcher: [String] = []) throws -> TestDaemon {
+        var options = Options(arguments: ["--store", store, "--zookeeper-session-timeout-ms", "\(sessionTimeoutMilliseconds)"] + extra)
+        options.usesDataDirectory = false
+        if let logLevel { options.logLevel = logLevel }
+        options.launcher = launcher
+        let daemon = try TestDaemon(options)
+        let deadline = Date().addingTimeInterval(30)
+        while !daemon.standardError.contains("ZooKeeper session established") {
+            guard Date() < deadline else { throw TestSupportError.timedOut("no ZooKeeper session; log:\n\(daemon.standardError)") }
+            usleep(20_000)
+        }
+        return daemon
+    }
+}

@@ -9,17 +9,8 @@ import Glibc
 /// Many processes, several sidecars, one ensemble: what a deployment across hosts looks like.
 final class MultiHostTests: XCTestCase {
     func sidecar(_ ensemble: ZooKeeperEnsemble, chroot: String, timeoutMilliseconds: Int = 4_000) throws -> TestDaemon {
-        var options = TestDaemon.Options(arguments: ["--store", "zookeeper://\(ensemble.connectString)\(chroot)",
-                                                     "--zookeeper-session-timeout-ms", "\(timeoutMilliseconds)"])
-        options.usesDataDirectory = false
-        options.logLevel = "info"
-        let daemon = try TestDaemon(options)
-        let deadline = Date().addingTimeInterval(30)
-        while !daemon.standardError.contains("ZooKeeper session established") {
-            guard Date() < deadline else { throw TestSupportError.timedOut("no ZooKeeper session; log:\n\(daemon.standardError)") }
-            usleep(20_000)
-        }
-        return daemon
+        try TestDaemon.zooKeeperSidecar(store: "zookeeper://\(ensemble.connectString)\(chroot)",
+                                        sessionTimeoutMilliseconds: timeoutMilliseconds, logLevel: "info")
     }
 
     static var batonPath: String {

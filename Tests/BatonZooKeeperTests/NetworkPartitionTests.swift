@@ -93,17 +93,7 @@ final class NetworkPartitionTests: XCTestCase {
         let ensemble = try ZooKeeperEnsemble(members: 3, clientAddress: network.hostAddress)
         let store = "zookeeper://\(ensemble.connectString)/partition"
         func sidecar(launcher: [String]) throws -> TestDaemon {
-            var options = TestDaemon.Options(arguments: ["--store", store, "--zookeeper-session-timeout-ms", "3000"])
-            options.usesDataDirectory = false
-            options.logLevel = "info"
-            options.launcher = launcher
-            let daemon = try TestDaemon(options)
-            let deadline = Date().addingTimeInterval(30)
-            while !daemon.standardError.contains("ZooKeeper session established") {
-                guard Date() < deadline else { throw TestSupportError.timedOut("no ZooKeeper session; log:\n\(daemon.standardError)") }
-                usleep(20_000)
-            }
-            return daemon
+            try TestDaemon.zooKeeperSidecar(store: store, sessionTimeoutMilliseconds: 3_000, logLevel: "info", launcher: launcher)
         }
         let a = try sidecar(launcher: network.launcher) // its Unix socket is a file: reachable from here
         let b = try sidecar(launcher: [])

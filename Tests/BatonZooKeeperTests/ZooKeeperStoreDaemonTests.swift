@@ -19,16 +19,8 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
 
     /// A sidecar on the ensemble, once its ZooKeeper session is established.
     func sidecar(chroot: String, extra: [String] = []) throws -> TestDaemon {
-        var options = TestDaemon.Options(arguments: ["--store", "zookeeper://\(try ensemble.connectString)\(chroot)",
-                                                     "--zookeeper-session-timeout-ms", "4000"] + extra)
-        options.usesDataDirectory = false
-        let daemon = try TestDaemon(options)
-        let deadline = Date().addingTimeInterval(30)
-        while !daemon.standardError.contains("ZooKeeper session established") {
-            guard Date() < deadline else { throw TestSupportError.timedOut("no ZooKeeper session; log:\n\(daemon.standardError)") }
-            usleep(20_000)
-        }
-        return daemon
+        try TestDaemon.zooKeeperSidecar(store: "zookeeper://\(try ensemble.connectString)\(chroot)",
+                                        sessionTimeoutMilliseconds: 4_000, extra: extra)
     }
 
     func client(_ daemon: TestDaemon, _ name: String) throws -> RawConnection {
@@ -246,14 +238,6 @@ final class ZooKeeperStoreLossTests: XCTestCase {
     }
 
     func sidecar(_ store: String) throws -> TestDaemon {
-        var options = TestDaemon.Options(arguments: ["--store", store, "--zookeeper-session-timeout-ms", "3000"])
-        options.usesDataDirectory = false
-        let daemon = try TestDaemon(options)
-        let deadline = Date().addingTimeInterval(30)
-        while !daemon.standardError.contains("ZooKeeper session established") {
-            guard Date() < deadline else { throw TestSupportError.timedOut("no ZooKeeper session; log:\n\(daemon.standardError)") }
-            usleep(20_000)
-        }
-        return daemon
+        try TestDaemon.zooKeeperSidecar(store: store, sessionTimeoutMilliseconds: 3_000)
     }
 }
