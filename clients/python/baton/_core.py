@@ -91,6 +91,46 @@ class Core:
             with self.lock:
                 self.watches.setdefault(path, []).append(callback)
 
+    @staticmethod
+    def acquire_request(path: str, kind: str, permits: int, timeout: Optional[float], lease: Optional[float],
+                        owner: Optional[str], revocable: bool, lock_delay: Optional[float]) -> tuple:
+        """The encoder and its fields for an acquire: plain, or reentrant when it names an owner (§12.9)."""
+        kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
+        wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
+        if (revocable or lock_delay) and owner is None:
+            raise ValueError("a revocable or lock-delayed acquire names an owner")
+        if owner is None:
+            return p.encode_acquire, (path, kinds[kind], permits, wait, int((lease or 0) * 1000))
+        # The owner's second acquire returns the same hold, counted.
+        return p.encode_acquire_owned, (path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
+                                        revocable, int((lock_delay or 0) * 1000))
+
+    def granted(self, path: str, kind: str, owner: Optional[str], body: dict) -> Grant:
+        """The Grant for an acquire's reply, recorded for lost-lock tracking."""
+        return self.held(Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1)))
+
+    def replies(self, buffer: bytearray):
+        """The replies among the whole frames at the front of ``buffer``, in order; events among them are
+        handled here as they come (their callbacks run before any later reply is handed on)."""
+        for body in p.split_frames(buffer, self.frame_bytes_max):
+            message = p.decode_server_body(body)
+            if isinstance(message, p.Event):
+                self.event(message)
+            else:
+                yield message
+
+    @staticmethod
+    def closing_error(reply: p.Reply) -> Optional[ConnectionClosed]:
+        """A reply to no pending request that ends the connection: the server's goodbye, or an error about
+        the connection as a whole (tooManyConnections, deadlineExceeded, loginThrottled; §3.4)."""
+        if reply.error is None:
+            return None
+        if reply.error.name == "shuttingDown":
+            return ConnectionClosed("batond is shutting down")
+        if reply.request_id == 0:
+            return ConnectionClosed(f"batond closed the connection: {reply.error}")
+        return None
+
     def held(self, grant: Grant) -> Grant:
         """Records a grant; a reentrant one returns the hold's first grant (whose ``lost`` is the one set)."""
         key = (grant.node, grant.token)

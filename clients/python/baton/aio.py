@@ -94,17 +94,12 @@ class AsyncClient:
                 if not chunk:
                     raise ConnectionClosed("batond closed the connection")
                 buffer += chunk
-                for body in p.split_frames(buffer, self.core.frame_bytes_max):
-                    message = p.decode_server_body(body)
-                    if isinstance(message, p.Event):
-                        self.core.event(message)
-                        continue
+                for message in self.core.replies(buffer):
                     future = self._pending.pop(message.request_id, None)
                     if future is not None and not future.done():
                         future.set_result(message)
-                    elif future is None and message.request_id == 0 and message.error is not None:
-                        # The connection as a whole (tooManyConnections, deadlineExceeded, loginThrottled, §3.4).
-                        raise ConnectionClosed(f"batond closed the connection: {message.error}")
+                    elif future is None and (closing := self.core.closing_error(message)) is not None:
+                        raise closing
         except (OSError, ConnectionClosed, p.ProtocolError, asyncio.CancelledError) as error:
             self._shutdown(error if not isinstance(error, asyncio.CancelledError) else ConnectionClosed("closed"))
 
@@ -176,18 +171,8 @@ class AsyncClient:
                       timeout: Optional[float] = None, lease: Optional[float] = None,
                       owner: Optional[str] = None, revocable: bool = False,
                       lock_delay: Optional[float] = None) -> Grant:
-        kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
-        wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
-        if (revocable or lock_delay) and owner is None:
-            raise ValueError("a revocable or lock-delayed acquire names an owner")
-        if owner is None:
-            body = await self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
-        else:
-            # Reentrant (§12.9): the owner's second acquire returns the same hold, counted.
-            body = await self._call(p.encode_acquire_owned, path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
-                                     revocable, int((lock_delay or 0) * 1000))
-        grant = Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1))
-        return self.core.held(grant)
+        encode, fields = self.core.acquire_request(path, kind, permits, timeout, lease, owner, revocable, lock_delay)
+        return self.core.granted(path, kind, owner, await self._call(encode, *fields))
 
     async def release(self, grant: Grant) -> None:
         self.core.released(grant)

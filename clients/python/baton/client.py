@@ -114,21 +114,14 @@ class Client:
                 if not chunk:
                     raise ConnectionClosed("batond closed the connection")
                 buffer += chunk
-                for body in p.split_frames(buffer, self.core.frame_bytes_max):
-                    message = p.decode_server_body(body)
-                    if isinstance(message, p.Event):
-                        self.core.event(message)
-                        continue
+                for message in self.core.replies(buffer):
                     with self._pending_lock:
                         pending = self._pending.pop(message.request_id, None)
                     if pending is not None:
                         pending.reply = message
                         pending.done.set()
-                    elif message.error is not None and message.error.name == "shuttingDown":
-                        raise ConnectionClosed("batond is shutting down")
-                    elif message.request_id == 0 and message.error is not None:
-                        # The connection as a whole (tooManyConnections, deadlineExceeded, loginThrottled, §3.4).
-                        raise ConnectionClosed(f"batond closed the connection: {message.error}")
+                    elif (closing := self.core.closing_error(message)) is not None:
+                        raise closing
         except (OSError, ConnectionClosed, p.ProtocolError) as error:
             self._shutdown(error)
 
@@ -208,18 +201,8 @@ class Client:
                 lock_delay: Optional[float] = None) -> Grant:
         """Waits for the lock (``timeout`` seconds at most; 0 tries once) and returns the grant.
         Raises BatonError lockTimeout / lockBusy when not granted."""
-        kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
-        wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
-        if (revocable or lock_delay) and owner is None:
-            raise ValueError("a revocable or lock-delayed acquire names an owner")
-        if owner is None:
-            body = self._call(p.encode_acquire, path, kinds[kind], permits, wait, int((lease or 0) * 1000))
-        else:
-            # Reentrant (§12.9): the owner's second acquire returns the same hold, counted.
-            body = self._call(p.encode_acquire_owned, path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
-                                     revocable, int((lock_delay or 0) * 1000))
-        grant = Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1))
-        return self.core.held(grant)
+        encode, fields = self.core.acquire_request(path, kind, permits, timeout, lease, owner, revocable, lock_delay)
+        return self.core.granted(path, kind, owner, self._call(encode, *fields))
 
     def release(self, grant: Grant) -> None:
         self.core.released(grant)
