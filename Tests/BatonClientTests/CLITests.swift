@@ -24,12 +24,13 @@ final class CLITests: XCTestCase {
         var errorLines: [Substring] { error.split(separator: "\n") }
     }
 
-    /// Starts `baton ARGUMENTS --socket <daemon>`; the socket goes after the subcommand (and before `--`).
-    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
+    /// Starts `baton ARGUMENTS --socket <daemon>`; the socket goes after the subcommand (and before `--`),
+    /// unless `addingSocket` is false: then the arguments are as given.
+    func start(_ arguments: [String], environment: [String: String] = [:], addingSocket: Bool = true) throws -> (Process, Pipe, Pipe) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
         var withSocket = arguments
-        withSocket.insert(contentsOf: ["--socket", daemon.socketPath], at: 1)
+        if addingSocket { withSocket.insert(contentsOf: ["--socket", daemon.socketPath], at: 1) }
         process.arguments = withSocket
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe(), error = Pipe()
@@ -62,15 +63,9 @@ final class CLITests: XCTestCase {
 
     func testPingSucceedsAndFailsWithOneLineWithoutADaemon() throws {
         XCTAssertEqual(try baton("ping").status, 0)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
-        process.arguments = ["ping", "--socket", scratch.appendingPathComponent("nobody-here").path]
-        let error = Pipe()
-        process.standardError = error
-        try process.run()
-        let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertNotEqual(process.terminationStatus, 0)
+        let unreachable = try runBatonAlone(["ping", "--socket", scratch.appendingPathComponent("nobody-here").path])
+        let text = unreachable.error
+        XCTAssertNotEqual(unreachable.status, 0)
         XCTAssertEqual(text.split(separator: "\n").count, 1, text)
         XCTAssertTrue(text.hasPrefix("baton: ping: "), text)
         XCTAssertTrue(text.contains("is batond running?") && text.contains("--socket"), "no hint what to do: \(text)")
@@ -82,15 +77,8 @@ final class CLITests: XCTestCase {
     }
 
     /// `baton ARGUMENTS` as given (no --socket added).
-    func runBatonAlone(_ arguments: [String]) throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
-        process.arguments = arguments
-        let output = Pipe(), error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        return finish((process, output, error))
+    func runBatonAlone(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+        finish(try start(arguments, environment: environment, addingSocket: false))
     }
 
     func testGlobalOptionsGoBeforeOrAfterTheSubcommand() throws {
@@ -210,27 +198,16 @@ final class CLITests: XCTestCase {
         let tcpDaemon = try LiveDaemon(tcp: true)
         defer { tcpDaemon.stop() }
         let port = try XCTUnwrap(tcpDaemon.daemon.tcpPort)
-        func runBaton(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let output = Pipe(), error = Pipe()
-            process.standardOutput = output
-            process.standardError = error
-            try process.run()
-            return finish((process, output, error))
-        }
         let tcp = "127.0.0.1:\(port)"
-        let refused = try runBaton(["ping", "--tcp", tcp])
+        let refused = try runBatonAlone(["ping", "--tcp", tcp])
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.error.contains("notAuthorized"), refused.error)
         XCTAssertTrue(refused.error.contains("--tcp-token-file"), "the error should say what to do: \(refused.error)")
-        let viaOption = try runBaton(["create", "--tcp", tcp, "--tcp-token-file", tcpDaemon.daemon.tcpTokenPath, "/over-tcp"])
+        let viaOption = try runBatonAlone(["create", "--tcp", tcp, "--tcp-token-file", tcpDaemon.daemon.tcpTokenPath, "/over-tcp"])
         XCTAssertEqual(viaOption.status, 0, viaOption.error)
         XCTAssertEqual(viaOption.output, "/over-tcp\n")
-        let viaEnvironment = try runBaton(["ls", "--tcp", tcp, "/"],
-                                          environment: ["BATON_TCP_TOKEN_FILE": tcpDaemon.daemon.tcpTokenPath])
+        let viaEnvironment = try runBatonAlone(["ls", "--tcp", tcp, "/"],
+                                               environment: ["BATON_TCP_TOKEN_FILE": tcpDaemon.daemon.tcpTokenPath])
         XCTAssertEqual(viaEnvironment.status, 0, viaEnvironment.error)
         XCTAssertTrue(viaEnvironment.output.split(separator: "\n").contains("over-tcp"), viaEnvironment.output)
     }
