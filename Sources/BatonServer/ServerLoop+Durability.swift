@@ -167,8 +167,7 @@ extension ServerLoop {
     func hold(_ message: ServerMessage, for connection: Connection) -> Bool {
         if holdsRestOfTurn && heldOutputs[connection.id] == nil { heldOutputs[connection.id] = WireWriter(capacity: 0) }
         guard heldOutputs[connection.id] != nil else { return false }
-        count(message)
-        Codec.encode(message, into: &heldOutputs[connection.id]!)
+        encode(message, into: &heldOutputs[connection.id]!)
         // Bounded like any output: a client that keeps asking while its replies wait is dropped.
         if heldOutputs[connection.id]!.bytes.count > limits.outputBytesPerConnectionMax {
             logger.warning("disconnecting a client whose held replies exceed the output limit",

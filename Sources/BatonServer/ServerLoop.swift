@@ -691,14 +691,20 @@ final class ServerLoop {
     /// Encodes a frame into the connection's output; a reply over `replyBytesMax` is replaced by a
     /// `replyTooLarge` error (the client learns why, and the connection stays usable).
     private func encode(_ message: ServerMessage, into connection: Connection) {
-        let start = connection.output.bytes.count
-        Codec.encode(message, into: &connection.output)
-        let frameBytes = connection.output.bytes.count - start - FrameSplitter.prefixBytes
+        encode(message, into: &connection.output)
+    }
+
+    /// Encodes and counts one frame; a reply over `replyBytesMax` becomes `replyTooLarge` (PROTOCOL.md §8).
+    /// Every frame for a client passes here, held ones (ServerLoop+Durability.swift) included.
+    func encode(_ message: ServerMessage, into output: inout WireWriter) {
+        let start = output.bytes.count
+        Codec.encode(message, into: &output)
+        let frameBytes = output.bytes.count - start - FrameSplitter.prefixBytes
         if frameBytes > limits.replyBytesMax, case .reply(let reply) = message {
-            connection.output.truncate(to: start)
+            output.truncate(to: start)
             let error = ReplyError(.replyTooLarge, "the \(reply.opcode) reply is \(frameBytes) bytes, over replyBytesMax \(limits.replyBytesMax)")
             let refusal = ServerMessage.reply(Reply(requestID: reply.requestID, opcode: reply.opcode, result: .failure(error)))
-            Codec.encode(refusal, into: &connection.output)
+            Codec.encode(refusal, into: &output)
             count(refusal)
         } else {
             count(message)
