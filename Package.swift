@@ -10,6 +10,7 @@ import PackageDescription
 //   BatonZooKeeper the zookeeper:// store: the C client driven by its owner's loop, the recipe's namespace over it
 //   BatonServer    the libuv shell: listeners, connections, timers (only module importing CLibUV)
 //   BatonClient    the Swift client library (blocking and async)
+//   BatonTLS       TLS over memory buffers (OpenSSL), for batond's TCP listener and the client
 //   batond, baton  the daemon and the CLI
 let package = Package(
     name: "Baton",
@@ -37,6 +38,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CProcessControl", path: "Sources/CProcessControl"),
+        // TLS for TCP (the system's OpenSSL), over memory buffers: batond's loop and the client move the bytes.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(name: "BatonTLS", dependencies: ["COpenSSL"]),
         .target(name: "BatonProtocol"),
         .target(name: "BatonNamespace", dependencies: [
             "BatonProtocol",
@@ -55,12 +60,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BatonServer", dependencies: [
-            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore", "BatonZooKeeper",
+            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore", "BatonZooKeeper", "BatonTLS",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
-        .target(name: "BatonClient", dependencies: ["BatonProtocol"]),
+        .target(name: "BatonClient", dependencies: ["BatonProtocol", "BatonTLS"]),
         .executableTarget(name: "batond", dependencies: [
             "BatonServer", "BatonZooKeeper",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

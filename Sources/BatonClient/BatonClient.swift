@@ -51,7 +51,7 @@ public final class BatonClient: Sendable {
     public static func connect(to endpoint: Endpoint? = nil, options: ClientOptions = ClientOptions())
         async throws(BatonError) -> BatonClient {
         let endpoint = endpoint ?? defaultEndpoint()
-        return try await open(on: try ClientConnection.connect(to: endpoint), endpoint: endpoint, options: options)
+        return try await open(on: try ClientConnection.connect(to: endpoint, options: options), endpoint: endpoint, options: options)
     }
 
     /// Handshake and new session on a connected transport; closes it on failure.
@@ -77,7 +77,7 @@ public final class BatonClient: Sendable {
     public static func resume(to endpoint: Endpoint? = nil, sessionID: UInt64, secret: SessionSecret,
                               options: ClientOptions = ClientOptions()) async throws(BatonError) -> BatonClient {
         let endpoint = endpoint ?? defaultEndpoint()
-        let connection = try ClientConnection.connect(to: endpoint)
+        let connection = try ClientConnection.connect(to: endpoint, options: options)
         do throws(BatonError) {
             let serverName = try await handshake(connection, endpoint: endpoint, options: options).serverName
             let timeout = try await perform(Calls.resumeSession(id: sessionID, secret: secret), on: connection,

@@ -23,7 +23,7 @@ public struct BlockingClient: Sendable {
     public static func connect(to endpoint: Endpoint? = nil, options: ClientOptions = ClientOptions())
         throws(BatonError) -> BlockingClient {
         let endpoint = endpoint ?? BatonClient.defaultEndpoint()
-        let connection = try ClientConnection.connect(to: endpoint)
+        let connection = try ClientConnection.connect(to: endpoint, options: options)
         do throws(BatonError) {
             let serverName = try handshake(connection, endpoint: endpoint, options: options)
             guard let timeout = options.sessionTimeout.wireMilliseconds else {
@@ -44,7 +44,7 @@ public struct BlockingClient: Sendable {
     public static func resume(to endpoint: Endpoint? = nil, sessionID: UInt64, secret: SessionSecret,
                               options: ClientOptions = ClientOptions()) throws(BatonError) -> BlockingClient {
         let endpoint = endpoint ?? BatonClient.defaultEndpoint()
-        let connection = try ClientConnection.connect(to: endpoint)
+        let connection = try ClientConnection.connect(to: endpoint, options: options)
         do throws(BatonError) {
             let serverName = try handshake(connection, endpoint: endpoint, options: options)
             let timeout = try perform(Calls.resumeSession(id: sessionID, secret: secret), on: connection,

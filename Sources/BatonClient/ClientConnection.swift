@@ -51,6 +51,8 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     let descriptor: Int32
+    /// TLS between the socket and the frames (TCP with `ClientOptions.tls`), nil otherwise.
+    private let tls: ClientTLS?
     private let state = MutexLock(State())
     private let writer = MutexLock(Writer())
     /// A pipe that wakes the reader's poll when a deadline or the heartbeat interval changes.
@@ -61,7 +63,7 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Takes ownership of a connected stream socket and starts the reader thread. `frameBytesMax` bounds
     /// incoming frames: one reply can be as large as the server's whole output buffer.
-    init(descriptor: Int32, frameBytesMax: Int = Limits.default.replyBytesMax) throws(BatonError) {
+    init(descriptor: Int32, tls: ClientTLS? = nil, frameBytesMax: Int = Limits.default.replyBytesMax) throws(BatonError) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             Socket.closeDescriptor(descriptor)
@@ -72,6 +74,7 @@ final class ClientConnection: @unchecked Sendable {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
         self.descriptor = descriptor
+        self.tls = tls
         self.wakeRead = fds[0]
         self.wakeWrite = fds[1]
         self.frameBytesMax = frameBytesMax
@@ -80,8 +83,20 @@ final class ClientConnection: @unchecked Sendable {
         thread.start()
     }
 
-    static func connect(to endpoint: Endpoint) throws(BatonError) -> ClientConnection {
-        try ClientConnection(descriptor: try Socket.connect(to: endpoint))
+    /// Connects, and on TCP with `options.tls` completes the TLS handshake within `options.connectTimeout`.
+    static func connect(to endpoint: Endpoint, options: ClientOptions = ClientOptions()) throws(BatonError) -> ClientConnection {
+        let descriptor = try Socket.connect(to: endpoint)
+        guard case .tcp(let host, _) = endpoint, let tlsOptions = options.tls else {
+            return try ClientConnection(descriptor: descriptor)
+        }
+        do {
+            let tls = try ClientTLS.handshake(descriptor: descriptor, host: host, options: tlsOptions,
+                                              timeout: options.connectTimeout)
+            return try ClientConnection(descriptor: descriptor, tls: tls)
+        } catch {
+            Socket.closeDescriptor(descriptor)
+            throw error
+        }
     }
 
     // MARK: Requests
@@ -122,7 +137,7 @@ final class ClientConnection: @unchecked Sendable {
         for index in 0..<4 {
             frame[FrameSplitter.prefixBytes + 1 + index] = UInt8(truncatingIfNeeded: requestID >> (8 * (3 - index)))
         }
-        let sent = writer.withLock { writer in writer.open && Socket.sendAll(descriptor, frame) }
+        let sent = writer.withLock { writer in writer.open && send(frame) }
         if !sent {
             // The reader will notice the dead socket and fail the rest; this request fails now.
             let pending = state.withLock { $0.pending.removeValue(forKey: requestID) }
@@ -131,6 +146,13 @@ final class ClientConnection: @unchecked Sendable {
             return nil
         }
         return requestID
+    }
+
+    /// Writes one frame (sealed by TLS when the connection has it); under the writer lock.
+    private func send(_ frame: [UInt8]) -> Bool {
+        guard let tls else { return Socket.sendAll(descriptor, frame) }
+        guard let ciphertext = tls.seal(frame) else { return false }
+        return Socket.sendAll(descriptor, ciphertext)
     }
 
     /// Asks the server to stop waiting on acquire `requestID`; the acquire's own reply says how it ended.
@@ -238,7 +260,17 @@ final class ClientConnection: @unchecked Sendable {
                     if errno == EINTR || errno == EAGAIN { continue }
                     break
                 }
-                accumulator.append(buffer[0..<count])
+                if let tls {
+                    // After the server's close_notify its FIN follows: the next recv ends the loop.
+                    do {
+                        accumulator.append(try tls.open(buffer[0..<count]).plaintext)
+                    } catch {
+                        endError = error
+                        break
+                    }
+                } else {
+                    accumulator.append(buffer[0..<count])
+                }
                 do {
                     while let body = try accumulator.nextBody() {
                         let message = try Codec.decodeServerMessage(body)

@@ -19,10 +19,13 @@ public struct ClientOptions: Sendable {
     /// The shared token a TCP connection presents (`authenticate`) before it opens or resumes a
     /// session; batond reads it from its `--tcp-token-file`. Unix connections never send it.
     public var tcpAuthenticationToken: [UInt8]?
+    /// TLS on TCP connections (batond `--tls-cert`); nil speaks plain TCP. Unix connections ignore it.
+    public var tls: TLSOptions?
 
     public init(clientName: String = "baton-swift", sessionTimeout: Duration = .seconds(10),
                 keepOnDisconnect: Bool = false, connectTimeout: Duration = .seconds(10),
-                requestTimeout: Duration? = nil, heartbeats: Bool = true, tcpAuthenticationToken: [UInt8]? = nil) {
+                requestTimeout: Duration? = nil, heartbeats: Bool = true, tcpAuthenticationToken: [UInt8]? = nil,
+                tls: TLSOptions? = nil) {
         self.clientName = clientName
         self.sessionTimeout = sessionTimeout
         self.keepOnDisconnect = keepOnDisconnect
@@ -30,6 +33,27 @@ public struct ClientOptions: Sendable {
         self.requestTimeout = requestTimeout
         self.heartbeats = heartbeats
         self.tcpAuthenticationToken = tcpAuthenticationToken
+        self.tls = tls
+    }
+}
+
+/// How a TCP connection checks batond and proves itself (PROTOCOL.md §4.7, "TLS"). The server's
+/// certificate must chain to `caFile` and name the server: the endpoint's host (an IP address is
+/// matched against the certificate's IP addresses), or `serverName` when given.
+public struct TLSOptions: Sendable, Equatable {
+    /// CA certificates (PEM) the server's certificate must chain to; nil trusts the system's.
+    public var caFile: String?
+    /// The name the server's certificate must carry, when it is not the endpoint's host.
+    public var serverName: String?
+    /// This client's certificate chain and key (PEM), for a server with `--tls-client-ca`.
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, serverName: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.serverName = serverName
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
     }
 }
 

@@ -1,5 +1,6 @@
 import BatonEngine
 import BatonProtocol
+import BatonTLS
 import CLibUV
 #if canImport(Glibc)
 import Glibc
@@ -43,6 +44,11 @@ final class Connection {
     var lingerDeadlineMilliseconds: UInt64 = 0
     /// Its admission state (Admission.swift) while it is open and admitted.
     var admission: AdmissionTicket?
+    /// TLS between the socket and the frames (ServerLoop+TLS.swift); nil on Unix and plain TCP.
+    var tls: TLSSession?
+    /// With mutual TLS, the subject CN of the client's verified certificate, once the handshake is
+    /// done: the peer's identity for logs (and for access rules by TCP principal).
+    var tlsPeerName: String?
 
     // Read side.
     /// Bytes read but not yet decoded, from `inputStart` on: the start of a frame split across reads,
@@ -158,40 +164,58 @@ final class Connection {
         }
     }
 
-    /// Writes the encoded output: as much as the socket takes at once with `uv_try_write`, then the
-    /// rest (if any) through one `uv_write` whose block holds the request and the bytes, freed in the
-    /// write callback. Returns a libuv error code, 0 on success.
+    /// Writes the encoded output (through TLS when the connection has it): as much as the socket
+    /// takes at once with `uv_try_write`, then the rest (if any) through one `uv_write` whose block
+    /// holds the request and the bytes, freed in the write callback. Returns a libuv error code, 0 on success.
     func writePendingOutput() -> Int32 {
-        let count = output.bytes.count
-        guard count > 0 else { return 0 }
-        let result = output.bytes.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Int32 in
-            let base = bytes.baseAddress!
-            var written = 0
-            // uv_try_write refuses (UV_EAGAIN) while earlier writes are queued, which keeps the order.
-            var whole = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(count))
-            let tried = uv_try_write(stream, &whole, 1)
-            if tried >= 0 {
-                written = Int(tried)
-            } else if tried != UV_EAGAIN.rawValue {
-                return tried
+        let result: Int32
+        if let tls {
+            if !output.bytes.isEmpty {
+                // Plaintext waits in `output` until the handshake is done (and is dropped if it never is).
+                guard tls.isHandshakeComplete, tls.failure == nil else { return tls.withCiphertext { write($0) } }
+                let encrypted = output.bytes.withUnsafeBytes { bytes -> Result<Void, TLSError> in
+                    do throws(TLSError) { try tls.write(bytes) } catch { return .failure(error) }
+                    return .success(())
+                }
+                if case .failure = encrypted { return UV_EPROTO.rawValue }
             }
-            let remaining = count - written
-            guard remaining > 0 else { return 0 }
-            let headerBytes = MemoryLayout<uv_write_t>.stride
-            guard let block = malloc(headerBytes + remaining) else { fatalError("out of memory") }
-            let payload = block + headerBytes
-            payload.copyMemory(from: base + written, byteCount: remaining)
-            let request = block.bindMemory(to: uv_write_t.self, capacity: 1)
-            var buffer = uv_buf_init(payload.assumingMemoryBound(to: CChar.self), UInt32(remaining))
-            let result = uv_write(request, stream, &buffer, 1, onWriteCompleted)
-            if result < 0 { free(block) }
-            return result
+            result = tls.withCiphertext { write($0) }
+        } else {
+            guard !output.bytes.isEmpty else { return 0 }
+            result = output.bytes.withUnsafeBytes { write($0) }
         }
         if output.bytes.capacity > Connection.outputCapacityKeptBytes {
             output = WireWriter(capacity: 0)
         } else {
             output.removeAll(keepingCapacity: true)
         }
+        return result
+    }
+
+    /// Writes `bytes` to the stream in order after what libuv already holds: `uv_try_write`, then one
+    /// `uv_write` for the rest with its own copy.
+    private func write(_ bytes: UnsafeRawBufferPointer) -> Int32 {
+        let count = bytes.count
+        guard count > 0, let base = bytes.baseAddress else { return 0 }
+        var written = 0
+        // uv_try_write refuses (UV_EAGAIN) while earlier writes are queued, which keeps the order.
+        var whole = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(count))
+        let tried = uv_try_write(stream, &whole, 1)
+        if tried >= 0 {
+            written = Int(tried)
+        } else if tried != UV_EAGAIN.rawValue {
+            return tried
+        }
+        let remaining = count - written
+        guard remaining > 0 else { return 0 }
+        let headerBytes = MemoryLayout<uv_write_t>.stride
+        guard let block = malloc(headerBytes + remaining) else { fatalError("out of memory") }
+        let payload = block + headerBytes
+        payload.copyMemory(from: base + written, byteCount: remaining)
+        let request = block.bindMemory(to: uv_write_t.self, capacity: 1)
+        var buffer = uv_buf_init(payload.assumingMemoryBound(to: CChar.self), UInt32(remaining))
+        let result = uv_write(request, stream, &buffer, 1, onWriteCompleted)
+        if result < 0 { free(block) }
         return result
     }
 }

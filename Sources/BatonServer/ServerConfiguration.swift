@@ -11,6 +11,8 @@ public struct ServerConfiguration: Sendable {
     public var socketMode: UInt32 = 0o600
     /// Listen on TCP too (`Endpoint.tcp`), only when asked.
     public var tcpEndpoint: Endpoint?
+    /// TLS on the TCP listener (ServerLoop+TLS.swift); nil serves plain TCP.
+    public var tls: TLSServerConfiguration?
     /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
     public var metricsEndpoint: Endpoint?
     public var engine: EngineConfiguration
@@ -49,6 +51,22 @@ public struct ServerConfiguration: Sendable {
     }
 
     public var limits: Limits { engine.limits }
+}
+
+/// The TCP listener's certificate (PEM files) and, for mutual TLS, the CA its clients' certificates
+/// must chain to (`batond --tls-cert --tls-key [--tls-client-ca]`).
+public struct TLSServerConfiguration: Sendable, Equatable {
+    public var certificateFile: String
+    public var keyFile: String
+    /// Set: every TCP client must present a certificate this CA signed; its subject CN is the
+    /// connection's `tlsPeerName`.
+    public var clientCAFile: String?
+
+    public init(certificateFile: String, keyFile: String, clientCAFile: String? = nil) {
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
+    }
 }
 
 /// Where a started server listens.

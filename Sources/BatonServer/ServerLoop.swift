@@ -1,6 +1,7 @@
 import BatonEngine
 import BatonProtocol
 import BatonStore
+import BatonTLS
 import CLibUV
 import Dispatch
 import Logging
@@ -69,6 +70,10 @@ final class ServerLoop {
     /// which libuv calls right after the read it allocated for, so one buffer serves all connections.
     let readBuffer: UnsafeMutableRawPointer
     let readBufferBytes: Int
+    /// The TCP listener's TLS (ServerLoop+TLS.swift), nil for plain TCP.
+    var tlsContext: TLSContext?
+    /// Where TLS connections' plaintext is decrypted to, as the read buffer is for plain ones; reused.
+    var tlsPlaintextBuffer: UnsafeMutableRawBufferPointer?
     /// One frame at a time, copied for the codec (which reads from an array); reused.
     private var decodeScratch: [UInt8] = []
 
@@ -124,6 +129,7 @@ final class ServerLoop {
     deinit {
         // Safe: the loop is closed (no more reads) before its owner goes.
         free(readBuffer)
+        tlsPlaintextBuffer?.deallocate()
         free(loop)
     }
 
@@ -155,8 +161,14 @@ final class ServerLoop {
                                          "mode": "\(String(configuration.socketMode, radix: 8))"]
         // Socket activation: the .socket unit set the mode.
         if configuration.inheritedUnixListener != nil { metadata["mode"] = "from systemd" }
-        if let port = addresses.tcpPort { metadata["tcp_port"] = "\(port)" }
+        if let port = addresses.tcpPort {
+            metadata["tcp_port"] = "\(port)"
+            metadata["tcp_security"] = "\(tcpSecurity)"
+        }
         if let port = addresses.metricsPort { metadata["metrics_port"] = "\(port)" }
+        if addresses.tcpPort != nil && tlsContext == nil {
+            logger.warning("TCP without TLS: the token and all data cross the network in clear", metadata: ["tcp_port": metadata["tcp_port"]!])
+        }
         logger.info("ready", metadata: metadata)
         onReady(addresses)
         uv_run(loop, UV_RUN_DEFAULT)
@@ -226,6 +238,7 @@ final class ServerLoop {
         }
         listeners.append(unix)
         var tcpPort: UInt16?
+        if let tls = configuration.tls { try openTLS(tls) }
         if let endpoint = configuration.tcpEndpoint {
             guard case .tcp(let host, let port) = endpoint else {
                 throw ServerError("the TCP endpoint must be HOST:PORT, not \(endpoint)")
@@ -275,9 +288,11 @@ final class ServerLoop {
                     wallMilliseconds: UInt64(wall.tv_sec) * 1_000 + UInt64(wall.tv_nsec) / 1_000_000)
     }
 
-    private func metadata(_ connection: Connection) -> Logger.Metadata {
-        ["connection": "\(connection.id)", "peer": "\(connection.peer)",
-         "transport": "\(connection.transport == .unix ? "unix" : "tcp")"]
+    func metadata(_ connection: Connection) -> Logger.Metadata {
+        var details: Logger.Metadata = ["connection": "\(connection.id)", "peer": "\(connection.peer)",
+                                        "transport": "\(connection.transport == .unix ? "unix" : "tcp")"]
+        if let name = connection.tlsPeerName { details["tls_peer"] = "\(name)" }
+        return details
     }
 
     // MARK: Connections
@@ -314,6 +329,11 @@ final class ServerLoop {
         }
         connection.peer = Listener.describePeer(handle, transport: listener.transport)
         connections[connection.id] = connection
+        if listener.transport == .tcp, tlsContext != nil, !startTLS(connection) {
+            connection.engineReleased = true  // never opened there
+            closeNow(connection)
+            return
+        }
 
         counters.connectionsAccepted += 1
         let peerHost = listener.transport == .tcp ? Listener.host(ofPeer: connection.peer) : nil
@@ -353,15 +373,10 @@ final class ServerLoop {
         if count > 0, let bytes {
             counters.bytesRead += UInt64(count)
             let read = UnsafeRawBufferPointer(start: bytes, count: count)
-            if connection.hasUnreadInput {
-                // The start of a split frame waits: add to it and decode from there.
-                connection.keepInput(read)
-                decodeInput(connection)
+            if let tls = connection.tls {
+                didReadCiphertext(read, of: connection, tls: tls)
             } else {
-                // The common case: decode straight from the loop's read buffer, keep only the rest.
-                let (consumed, stop) = decodeFrames(read, of: connection)
-                if stop != .unusable { connection.keepInput(UnsafeRawBufferPointer(rebasing: read[consumed...])) }
-                finishDecoding(connection, stop, consumed: consumed)
+                didReceive(read, on: connection)
             }
         } else if count < 0 {
             if count == Int(UV_EOF.rawValue) {
@@ -372,6 +387,22 @@ final class ServerLoop {
                 closeNow(connection)
             }
             routeOutputs()
+        }
+    }
+
+    /// Frame bytes from the peer (a read, or what TLS decrypted from one): decoded at once where
+    /// possible; the rest kept in the connection's `input`.
+    func didReceive(_ read: UnsafeRawBufferPointer, on connection: Connection) {
+        guard connection.phase == .open else { return }
+        if connection.hasUnreadInput {
+            // The start of a split frame waits: add to it and decode from there.
+            connection.keepInput(read)
+            decodeInput(connection)
+        } else {
+            // The common case: decode straight from the read buffer, keep only the rest.
+            let (consumed, stop) = decodeFrames(read, of: connection)
+            if stop != .unusable { connection.keepInput(UnsafeRawBufferPointer(rebasing: read[consumed...])) }
+            finishDecoding(connection, stop, consumed: consumed)
         }
     }
 
@@ -601,7 +632,7 @@ final class ServerLoop {
     }
 
     /// Stops reading, tells the engine, writes what is queued, then shuts the stream down and closes it.
-    private func beginDraining(_ connection: Connection) {
+    func beginDraining(_ connection: Connection) {
         guard connection.phase == .open else { return }
         connection.phase = .draining
         uv_read_stop(connection.stream)
@@ -763,6 +794,11 @@ final class ServerLoop {
     private func shutDown(_ connection: Connection) {
         guard !connection.isShutdownIssued else { return }
         connection.isShutdownIssued = true
+        if let tls = connection.tls {
+            // close_notify after the last reply, so the peer knows the stream was not cut short.
+            tls.shutDown()
+            _ = connection.writePendingOutput()
+        }
         let request = LibUV.allocate(uv_shutdown_t.self)
         let result = uv_shutdown(request, connection.stream, onShutdownCompleted)
         if result < 0 {

@@ -35,7 +35,8 @@ struct Baton: ParsableCommand {
 /// Options every subcommand takes, accepted before the subcommand too: `baton --socket S ping` is
 /// rewritten to `baton ping --socket S` before parsing (ArgumentParser gives options to one command only).
 enum GlobalOptions {
-    static let withValue: Set<String> = ["--socket", "--tcp", "--tcp-token-file"]
+    static let withValue: Set<String> = ["--socket", "--tcp", "--tcp-token-file", "--tls-ca", "--tls-cert", "--tls-key",
+                                         "--tls-server-name"]
     static let flags: Set<String> = ["--json"]
 
     static func hoisted(_ arguments: [String], subcommands: Set<String>) -> [String] {
@@ -80,6 +81,27 @@ struct ConnectionOptions: ParsableArguments {
         "File holding batond's TCP token (default $BATON_TCP_TOKEN_FILE); needed with --tcp.", valueName: "FILE"))
     var tcpTokenFile: String?
 
+    @Option(name: .customLong("tls-ca"), help: ArgumentHelp(
+        "TLS with --tcp: CA certificates (PEM) batond's certificate must chain to (default $BATON_TLS_CA).",
+        discussion: "Without it (and $BATON_TLS_CA), --tcp speaks plain TCP.", valueName: "FILE"))
+    var tlsCAFile: String?
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp(
+        "Client certificate (PEM) for batond's mutual TLS (default $BATON_TLS_CERT).", valueName: "FILE"))
+    var tlsCertificateFile: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp(
+        "Private key (PEM) of --tls-cert (default $BATON_TLS_KEY).", valueName: "FILE"))
+    var tlsKeyFile: String?
+
+    @Option(name: .customLong("tls-server-name"), help: ArgumentHelp(
+        "Name batond's certificate must carry, if not the --tcp host (default $BATON_TLS_SERVER_NAME).", valueName: "NAME"))
+    var tlsServerName: String?
+
+    /// Environment variables for the TLS options, read when the option is not given.
+    static let tlsEnvironment = (ca: "BATON_TLS_CA", certificate: "BATON_TLS_CERT", key: "BATON_TLS_KEY",
+                                 serverName: "BATON_TLS_SERVER_NAME")
+
     func validate() throws {
         if socket != nil && tcp != nil { throw ValidationError("give --socket or --tcp, not both") }
         if let tcp, Endpoint.parseTCP(tcp) == nil { throw ValidationError("--tcp wants HOST:PORT, got '\(tcp)'") }
@@ -105,7 +127,24 @@ struct ConnectionOptions: ParsableArguments {
         if tcp != nil, let path = tcpTokenFile ?? ProcessInfo.processInfo.environment[TCPToken.fileEnvironmentVariable] {
             options.tcpAuthenticationToken = try TCPToken.read(fromFile: path)
         }
+        if tcp != nil { options.tls = try tlsOptions(environment: ProcessInfo.processInfo.environment) }
         return options
+    }
+
+    /// TLS when a CA is given (option or environment); the rest needs it.
+    func tlsOptions(environment: [String: String]) throws(BatonError) -> TLSOptions? {
+        let names = ConnectionOptions.tlsEnvironment
+        let certificate = tlsCertificateFile ?? environment[names.certificate]
+        let key = tlsKeyFile ?? environment[names.key]
+        let serverName = tlsServerName ?? environment[names.serverName]
+        guard let caFile = tlsCAFile ?? environment[names.ca] else {
+            if certificate != nil || key != nil || serverName != nil {
+                throw .invalidArgument("--tls-cert, --tls-key and --tls-server-name need --tls-ca FILE (or $\(names.ca))")
+            }
+            return nil
+        }
+        guard (certificate == nil) == (key == nil) else { throw .invalidArgument("--tls-cert and --tls-key go together") }
+        return TLSOptions(caFile: caFile, serverName: serverName, certificateFile: certificate, keyFile: key)
     }
 
     /// A failed connect, with what to do about it.
@@ -120,6 +159,8 @@ struct ConnectionOptions: ParsableArguments {
             }
             return .connectFailed("\(detail); is batond running? Start it (`batond`, or `swift run batond` in the "
                 + "checkout), or give its socket with --socket PATH or $BATON_SOCKET")
+        case (.connectFailed(let detail), .tcp) where detail.hasPrefix("TLS:"):
+            return error
         case (.connectFailed(let detail), .tcp):
             return .connectFailed("\(detail); is batond listening there (batond --listen HOST:PORT)?")
         case (.server(let reply), .tcp) where !hasToken && (reply.code == .notAuthorized || reply.code == .sessionRequired):

@@ -18,8 +18,9 @@ struct Batond: ParsableCommand {
         abstract: "The Baton sidecar: fair, crash-safe locks and a small namespace over a Unix socket.",
         discussion: """
             Listens on a Unix socket (created with mode 0600 unless --socket-mode says otherwise) and, \
-            only with --listen, on TCP (then every TCP client must authenticate with the token in \
-            --tcp-token-file). With --metrics, serves Prometheus metrics over HTTP. Logs go to standard error; one "ready" line says where it listens. \
+            only with --listen, on TCP: TLS with --tls-cert and --tls-key (mutual TLS with \
+            --tls-client-ca), or plain TCP only with --tcp-plaintext; every TCP client must also \
+            authenticate with the token in --tcp-token-file. With --metrics, serves Prometheus metrics over HTTP. Logs go to standard error; one "ready" line says where it listens. \
             SIGTERM or SIGINT shuts down gracefully: sessions end, the socket file is removed, exit 0.
 
             Persistent nodes and the counters behind sequence numbers and fencing tokens are kept in \
@@ -48,6 +49,23 @@ struct Batond: ParsableCommand {
         discussion: "The file must be readable by its owner only (mode 0600); its trailing line break is not part of the token.",
         valueName: "file"))
     var tcpTokenFile: String?
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp(
+        "Certificate chain (PEM) of the TCP listener: TCP speaks TLS 1.2 or later.", valueName: "file"))
+    var tlsCertificateFile: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("Private key (PEM) of --tls-cert.", valueName: "file"))
+    var tlsKeyFile: String?
+
+    @Option(name: .customLong("tls-client-ca"), help: ArgumentHelp(
+        "Mutual TLS: TCP clients must present a certificate this CA (PEM) signed.",
+        discussion: "The certificate's subject CN names the client in the logs.", valueName: "file"))
+    var tlsClientCAFile: String?
+
+    @Flag(name: .customLong("tcp-plaintext"), help: ArgumentHelp(
+        "Serve --listen without TLS: the token and all data cross the network in clear.",
+        discussion: "Only for loopback or a network that is already private and trusted."))
+    var tcpPlaintext = false
 
     @Option(name: .long, help: ArgumentHelp(
         "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9420.", valueName: "host:port"))
@@ -328,8 +346,11 @@ struct Batond: ParsableCommand {
                 throw ServerError("--listen needs --tcp-token-file FILE: TCP clients must authenticate with the token in that file (mode 0600)")
             }
             configuration.engine.tcpAuthenticationToken = try TokenFile.load(path: tcpTokenFile)
+            configuration.tls = try tlsConfiguration()
         } else if tcpTokenFile != nil {
             throw ServerError("--tcp-token-file is used only with --listen")
+        } else if tlsCertificateFile != nil || tlsKeyFile != nil || tlsClientCAFile != nil || tcpPlaintext {
+            throw ServerError("--tls-cert, --tls-key, --tls-client-ca and --tcp-plaintext are used only with --listen")
         }
         if let metrics {
             guard let endpoint = Endpoint.parseTCP(metrics) else {
@@ -338,6 +359,24 @@ struct Batond: ParsableCommand {
             configuration.metricsEndpoint = endpoint
         }
         return configuration
+    }
+
+    /// TLS for --listen, or nil with the explicit --tcp-plaintext: TCP is never plain by omission.
+    func tlsConfiguration() throws(ServerError) -> TLSServerConfiguration? {
+        switch (tlsCertificateFile, tlsKeyFile) {
+        case (let certificate?, let key?):
+            guard !tcpPlaintext else { throw ServerError("--tcp-plaintext and --tls-cert exclude each other") }
+            return TLSServerConfiguration(certificateFile: certificate, keyFile: key, clientCAFile: tlsClientCAFile)
+        case (nil, nil):
+            guard tlsClientCAFile == nil else { throw ServerError("--tls-client-ca needs --tls-cert and --tls-key") }
+            guard tcpPlaintext else {
+                throw ServerError("--listen needs TLS (--tls-cert FILE --tls-key FILE) or, to send the token and all data "
+                    + "in clear, an explicit --tcp-plaintext")
+            }
+            return nil
+        default:
+            throw ServerError("--tls-cert and --tls-key go together")
+        }
     }
 
     /// nil for the embedded store; the ZooKeeper client's configuration for `zookeeper://`.

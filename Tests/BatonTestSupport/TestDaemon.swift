@@ -17,6 +17,8 @@ public final class TestDaemon: @unchecked Sendable {
     public struct Options: Sendable {
         /// Also listen on a free loopback TCP port (`tcpPort`).
         public var listensOnTCP = false
+        /// What TCP speaks: plain by default (`--tcp-plaintext`), or TLS (`--tls-cert F --tls-key F ...`).
+        public var tcpSecurityArguments = ["--tcp-plaintext"]
         /// More `batond` arguments, e.g. `["--session-timeout-min-ms", "50"]`.
         public var arguments: [String] = []
         /// Seconds to wait for the daemon to accept connections.
@@ -128,7 +130,9 @@ public final class TestDaemon: @unchecked Sendable {
     public var arguments: [String] {
         var arguments = ["--socket", socketPath, "--log-level", options.logLevel]
         if options.usesDataDirectory { arguments += ["--data-dir", dataDirectory] }
-        if let tcpPort { arguments += ["--listen", "127.0.0.1:\(tcpPort)", "--tcp-token-file", tcpTokenPath] }
+        if let tcpPort {
+            arguments += ["--listen", "127.0.0.1:\(tcpPort)", "--tcp-token-file", tcpTokenPath] + options.tcpSecurityArguments
+        }
         return arguments + options.arguments
     }
 
