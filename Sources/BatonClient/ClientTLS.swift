@@ -26,7 +26,7 @@ final class ClientTLS: @unchecked Sendable {
                                                 keyFile: options.keyFile)
             session = try context.makeSession(serverName: options.serverName ?? host)
         } catch {
-            throw .connectFailed("TLS: \(error.message)")
+            throw failure(error)
         }
         let deadline = ContinuousClock.now + timeout
         var buffer = [UInt8](repeating: 0, count: 16_384)
@@ -37,7 +37,7 @@ final class ClientTLS: @unchecked Sendable {
             } catch {
                 // Our alert (if any) tells the server why; the connection is dropped either way.
                 _ = session.withCiphertext { Socket.sendAll(descriptor, Array($0)) }
-                throw .connectFailed("TLS: \(error.message)")
+                throw failure(error)
             }
             let sent = session.withCiphertext { $0.isEmpty || Socket.sendAll(descriptor, Array($0)) }
             guard sent else { throw .connectFailed("TLS: the server closed the connection during the handshake") }
@@ -63,12 +63,11 @@ final class ClientTLS: @unchecked Sendable {
     /// session failed.
     func seal(_ plaintext: [UInt8]) -> [UInt8]? {
         session.withLock { session -> [UInt8]? in
-            do throws(TLSError) {
-                try plaintext.withUnsafeBytes { (bytes) throws(TLSError) in try session.write(bytes) }
-            } catch {
-                return nil
+            let sealed = plaintext.withUnsafeBytes { bytes -> Bool in
+                do throws(TLSError) { try session.write(bytes) } catch { return false }
+                return true
             }
-            return session.withCiphertext { Array($0) }
+            return sealed ? session.withCiphertext { Array($0) } : nil
         }
     }
 
@@ -94,7 +93,12 @@ final class ClientTLS: @unchecked Sendable {
         }
         switch result {
         case .success(let opened): return opened
-        case .failure(let error): throw .connectFailed("TLS: \(error.message)")
+        case .failure(let error): throw ClientTLS.failure(error)
         }
+    }
+
+    /// `connectFailed` with a message that starts with "TLS" (the CLI adds no TCP hints to it).
+    static func failure(_ error: TLSError) -> BatonError {
+        .connectFailed(error.message.hasPrefix("TLS") ? error.message : "TLS: \(error.message)")
     }
 }

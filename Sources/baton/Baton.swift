@@ -118,7 +118,8 @@ struct ConnectionOptions: ParsableArguments {
         do throws(BatonError) {
             return try BlockingClient.connect(to: endpoint, options: options)
         } catch {
-            throw ConnectionOptions.explained(error, endpoint: endpoint, hasToken: options.tcpAuthenticationToken != nil)
+            throw ConnectionOptions.explained(error, endpoint: endpoint, hasToken: options.tcpAuthenticationToken != nil,
+                                              usesTLS: options.tls != nil)
         }
     }
 
@@ -148,7 +149,7 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     /// A failed connect, with what to do about it.
-    static func explained(_ error: BatonError, endpoint: Endpoint, hasToken: Bool) -> BatonError {
+    static func explained(_ error: BatonError, endpoint: Endpoint, hasToken: Bool, usesTLS: Bool = false) -> BatonError {
         switch (error, endpoint) {
         case (.connectFailed(let detail), .unix(let path)):
             let directory = (path as NSString).deletingLastPathComponent
@@ -159,8 +160,10 @@ struct ConnectionOptions: ParsableArguments {
             }
             return .connectFailed("\(detail); is batond running? Start it (`batond`, or `swift run batond` in the "
                 + "checkout), or give its socket with --socket PATH or $BATON_SOCKET")
-        case (.connectFailed(let detail), .tcp) where detail.hasPrefix("TLS:"):
+        case (.connectFailed(let detail), .tcp) where detail.hasPrefix("TLS"):
             return error
+        case (.connectionClosed, .tcp) where !usesTLS, (.protocolViolation, .tcp) where !usesTLS:
+            return .connectFailed("\(error); if batond serves TLS there, give its CA with --tls-ca FILE or $\(tlsEnvironment.ca)")
         case (.connectFailed(let detail), .tcp):
             return .connectFailed("\(detail); is batond listening there (batond --listen HOST:PORT)?")
         case (.server(let reply), .tcp) where !hasToken && (reply.code == .notAuthorized || reply.code == .sessionRequired):

@@ -10,9 +10,9 @@
 """
 
 from . import aio, protocol
-from ._core import ConnectError, ConnectionClosed, Grant, default_socket_path
+from ._core import ConnectError, ConnectionClosed, Grant, default_socket_path, tls_context
 from .client import Client
 from .protocol import BatonError, LockEntry, Stat
 
 __all__ = ["Client", "aio", "protocol", "BatonError", "ConnectError", "ConnectionClosed", "Grant",
-           "LockEntry", "Stat", "default_socket_path"]
+           "LockEntry", "Stat", "default_socket_path", "tls_context"]

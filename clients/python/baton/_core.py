@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -49,6 +50,22 @@ def read_token_file(path: str) -> bytes:
     with open(path, "rb") as f:
         token = f.read()
     return token[:-1] if token.endswith(b"\n") else token
+
+
+def tls_context(ca_file: Optional[str] = None, cert_file: Optional[str] = None,
+                key_file: Optional[str] = None) -> ssl.SSLContext:
+    """TLS for a TCP connection to batond (PROTOCOL.md §4.7, "TLS"): its certificate must chain to
+    ``ca_file`` (else the system's CAs) and name the server; TLS 1.2 or later. ``cert_file`` and
+    ``key_file`` are this client's certificate for batond's mutual TLS (``--tls-client-ca``)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    if cert_file is not None or key_file is not None:
+        if cert_file is None or key_file is None:
+            raise ConnectError("a client certificate needs its key, and a key its certificate")
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 @dataclass

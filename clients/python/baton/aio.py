@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from typing import Callable, List, Optional
 
@@ -18,15 +19,23 @@ from ._core import ConnectError, ConnectionClosed, Core, Grant, check_peer, defa
 
 async def connect(socket_path: Optional[str] = None, *, tcp: Optional[tuple] = None,
                   token: Optional[bytes] = None, token_file: Optional[str] = None,
-                  client_name: str = "python-asyncio", session_timeout_ms: int = 10_000) -> "AsyncClient":
-    """Connects (default socket as for ``baton.Client``), greets, opens a session."""
+                  client_name: str = "python-asyncio", session_timeout_ms: int = 10_000,
+                  tls: Optional[ssl.SSLContext] = None, server_hostname: Optional[str] = None) -> "AsyncClient":
+    """Connects (default socket as for ``baton.Client``), greets, opens a session. Over TCP with
+    ``tls=baton.tls_context(...)`` it speaks TLS, checking ``server_hostname`` (default: the host)."""
     if tcp is not None:
         if token is None and token_file is not None:
             token = read_token_file(token_file)
         if token is None:
             raise ConnectError("TCP needs batond's token (token= or token_file=)")
         try:
-            reader, writer = await asyncio.open_connection(*tcp)
+            if tls is not None:
+                reader, writer = await asyncio.open_connection(*tcp, ssl=tls,
+                                                               server_hostname=server_hostname or tcp[0])
+            else:
+                reader, writer = await asyncio.open_connection(*tcp)
+        except ssl.SSLError as error:
+            raise ConnectError(f"TLS: {error}") from error
         except OSError as error:
             raise ConnectError(f"cannot connect to {tcp[0]}:{tcp[1]}: {error}") from error
     else:

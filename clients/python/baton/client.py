@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from typing import Callable, Iterator, List, Optional
@@ -21,18 +22,74 @@ class _Pending:
         self.reply: Optional[p.Reply] = None
 
 
+class _TLS:
+    """TLS under the frames of a blocking TCP connection, over memory buffers (``ssl.SSLObject``): the
+    reader thread and the writers hold the lock only while bytes move through memory, never across
+    a socket call, so a writer blocked on a full socket never keeps the reader from draining replies."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._lock = threading.Lock()
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._object = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        while True:  # the handshake, on the socket's connect timeout
+            try:
+                self._object.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            except ssl.SSLError as error:
+                with contextlib.suppress(OSError):
+                    sock.sendall(self._outgoing.read())  # the alert says why
+                raise ConnectError(f"TLS: {error}") from error
+            pending = self._outgoing.read()
+            if pending:
+                sock.sendall(pending)
+            if done:
+                return
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectError("TLS: the server closed the connection during the handshake (does it serve TLS?)")
+            self._incoming.write(chunk)
+
+    def seal(self, frame: bytes) -> bytes:
+        with self._lock:
+            self._object.write(frame)
+            return self._outgoing.read()
+
+    def open(self, chunk: bytes) -> bytes:
+        """The plaintext in ``chunk``; raises ``ssl.SSLError`` (an OSError) when TLS failed, e.g. the
+        server's alert refusing this client's certificate right after the handshake."""
+        with self._lock:
+            self._incoming.write(chunk)
+            plaintext = bytearray()
+            while True:
+                try:
+                    data = self._object.read(65536)
+                except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                    break
+                if not data:
+                    break
+                plaintext += data
+            return bytes(plaintext)
+
+
 class Client:
     """``Client()`` connects to the default socket (``$BATON_SOCKET``, ``$XDG_RUNTIME_DIR/baton.sock``,
     ``/tmp/baton-$UID.sock``) and opens a session; ``close()`` (or ``with``) ends it.
 
     ``with client.lock("/locks/x") as grant:`` holds the lock for the block; ``grant.token`` is the
     fencing token, ``grant.lost`` an Event set if the hold ends early; ``on_lock_lost`` registers a
-    callback for that."""
+    callback for that.
+
+    Over TCP (``tcp=(host, port)``) with ``tls=baton.tls_context(ca_file=...)``, the connection speaks
+    TLS and batond's certificate must name ``server_hostname`` (default: the host)."""
 
     def __init__(self, socket_path: Optional[str] = None, *, tcp: Optional[tuple] = None,
                  token: Optional[bytes] = None, token_file: Optional[str] = None,
                  client_name: str = "python", session_timeout_ms: int = 10_000,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, tls: Optional[ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None) -> None:
         self.core = Core()
         self._pending: dict = {}
         self._pending_lock = threading.Lock()
@@ -40,6 +97,7 @@ class Client:
         self._closed: Optional[BaseException] = None
         self._last_sent = time.monotonic()
         self._stop = threading.Event()
+        self._tls: Optional[_TLS] = None
         if tcp is not None:
             if token is None and token_file is not None:
                 token = read_token_file(token_file)
@@ -49,6 +107,12 @@ class Client:
                 self._sock = socket.create_connection(tcp, timeout=connect_timeout)
             except OSError as error:
                 raise ConnectError(f"cannot connect to {tcp[0]}:{tcp[1]}: {error}") from error
+            if tls is not None:
+                try:
+                    self._tls = _TLS(self._sock, tls, server_hostname or tcp[0])
+                except BaseException:
+                    self._sock.close()
+                    raise
         else:
             path = socket_path or default_socket_path()
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -90,7 +154,7 @@ class Client:
         frame = encode(request_id, *args)
         try:
             with self._write_lock:
-                self._sock.sendall(frame)
+                self._sock.sendall(self._tls.seal(frame) if self._tls is not None else frame)
                 self._last_sent = time.monotonic()
         except OSError as error:
             self._shutdown(ConnectionClosed(f"write failed: {error}"))
@@ -113,7 +177,7 @@ class Client:
                 chunk = self._sock.recv(65536)
                 if not chunk:
                     raise ConnectionClosed("batond closed the connection")
-                buffer += chunk
+                buffer += self._tls.open(chunk) if self._tls is not None else chunk
                 for message in self.core.replies(buffer):
                     with self._pending_lock:
                         pending = self._pending.pop(message.request_id, None)
