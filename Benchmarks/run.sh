@@ -41,9 +41,10 @@ SOCKET="$WORK/batond.sock"
 # batond with its default durability (--fsync batch, as shipped), data in the temporary directory.
 mkdir -p "$WORK/batond"
 # TCP requires a token: batond reads it from --tcp-token-file, baton-bench from $BATON_TCP_TOKEN_FILE.
+# Plain TCP on loopback (--tcp-plaintext), as the peers it is compared with are measured.
 export BATON_TCP_TOKEN_FILE="$WORK/tcp.token"
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$BATON_TCP_TOKEN_FILE")
-"$BIN/batond" --socket "$SOCKET" --listen "127.0.0.1:$BATON_TCP_PORT" --tcp-token-file "$BATON_TCP_TOKEN_FILE" \
+"$BIN/batond" --socket "$SOCKET" --listen "127.0.0.1:$BATON_TCP_PORT" --tcp-token-file "$BATON_TCP_TOKEN_FILE" --tcp-plaintext \
     --data-dir "$WORK/batond" --log-level warning > "$WORK/batond.log" 2>&1 &
 BATOND_PID=$!
 for _ in $(seq 1 100); do [ -S "$SOCKET" ] && break; sleep 0.1; done

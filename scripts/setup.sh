@@ -5,7 +5,7 @@
 # python3 (the Python client's tests, fuzz corpus seeding), iproute2 (network-partition tests) and util-linux
 # (setpriv, for the tests' throwaway users).
 set -euo pipefail
-packages=(libuv1-dev pkg-config zlib1g-dev libzookeeper-st-dev zookeeper libhiredis-dev python3 iproute2 util-linux)
+packages=(libuv1-dev pkg-config zlib1g-dev libssl-dev openssl libzookeeper-st-dev zookeeper libhiredis-dev python3 iproute2 util-linux)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -67,6 +67,17 @@ final class AuthenticationDaemonTests: XCTestCase {
         XCTAssertTrue(try refusal(["--tcp-token-file", directory]).contains("not a regular file"))
     }
 
+    func testListenWithoutTLSNeedsTheExplicitPlaintextFlag() throws {
+        let path = directory + "/token"
+        try TestDaemon.writeTokenFile(path, contents: TestDaemon.randomToken())
+        let output = try refusal(["--tcp-token-file", path])
+        XCTAssertTrue(output.contains("--tls-cert") && output.contains("--tcp-plaintext"), output)
+        XCTAssertTrue(try refusal(["--tcp-token-file", path, "--tls-cert", path]).contains("go together"))
+        XCTAssertTrue(try refusal(["--tcp-token-file", path, "--tls-client-ca", path]).contains("needs --tls-cert"))
+        // A file that is no certificate stops the start with OpenSSL's reason, before anything listens.
+        XCTAssertTrue(try refusal(["--tcp-token-file", path, "--tls-cert", path, "--tls-key", path]).contains("TLS: cannot read the certificate"))
+    }
+
     func testTokenFileWithoutListenIsRefused() throws {
         let path = directory + "/token"
         try TestDaemon.writeTokenFile(path, contents: TestDaemon.randomToken())
