@@ -84,7 +84,8 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Connects, and on TCP with `options.tls` completes the TLS handshake within `options.connectTimeout`.
-    static func connect(to endpoint: Endpoint, options: ClientOptions = ClientOptions()) throws(BatonError) -> ClientConnection {
+    /// No default for `options`: a reconnect that left them out would silently drop TLS.
+    static func connect(to endpoint: Endpoint, options: ClientOptions) throws(BatonError) -> ClientConnection {
         let descriptor = try Socket.connect(to: endpoint)
         guard case .tcp(let host, _) = endpoint, let tlsOptions = options.tls else {
             return try ClientConnection(descriptor: descriptor)
