@@ -107,6 +107,9 @@ class Client:
                 self._sock = socket.create_connection(tcp, timeout=connect_timeout)
             except OSError as error:
                 raise ConnectError(f"cannot connect to {tcp[0]}:{tcp[1]}: {error}") from error
+            # Requests are small and latency-bound (and TLS writes its Finished and the first frame
+            # back to back): never wait to coalesce them.
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
                 try:
                     self._tls = _TLS(self._sock, tls, server_hostname or tcp[0])
