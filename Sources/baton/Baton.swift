@@ -16,8 +16,9 @@ struct Baton: ParsableCommand {
         abstract: "Client of batond: fair, crash-safe locks and a ZooKeeper-style namespace.",
         discussion: """
             Without --socket or --tcp, baton connects to $BATON_SOCKET, else $XDG_RUNTIME_DIR/baton.sock, \
-            else /tmp/baton-$UID.sock (the same rule as batond). --socket, --tcp, --tcp-token-file and \
-            --json may come before or after the subcommand.
+            else /tmp/baton-$UID.sock (the same rule as batond). With --tcp and --tls-ca (or $BATON_TLS_CA) \
+            baton speaks TLS and checks batond's certificate. --socket, --tcp, --tcp-token-file, the --tls \
+            options and --json may come before or after the subcommand.
             Exit status: 0 success; 1 request failed or batond unreachable; 64 usage; \
             check-token: 3 token not current; \
             run: the command's status, 75 lock not granted in time, 74 hold lost while the command ran.
