@@ -137,7 +137,8 @@ final class TLSTests: XCTestCase {
     // MARK: Transport
 
     func testAPlainClientAtTheTLSPortIsClosedAndOthersAreServed() throws {
-        let daemon = try startDaemon()
+        // Deadlines far beyond the wait below: the close must come from TLS, not from a deadline.
+        let daemon = try startDaemon(arguments: ["--hello-timeout-ms", "120000", "--authenticate-timeout-ms", "120000"])
         let good = try BlockingClient.connect(to: endpoint(daemon), options: options(daemon, trusting))
         defer { good.disconnect() }
         let plain = try PlainSocket(port: daemon.tcpPort!)
