@@ -106,6 +106,7 @@ let package = Package(
         .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
+        .testTarget(name: "BatonTLSTests", dependencies: ["BatonTLS", "BatonTestSupport"]),
         .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
         .testTarget(name: "BatonZooKeeperTests", dependencies: [
