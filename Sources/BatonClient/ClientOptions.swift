@@ -19,10 +19,15 @@ public struct ClientOptions: Sendable {
     /// The shared token a TCP connection presents (`authenticate`) before it opens or resumes a
     /// session; batond reads it from its `--tcp-token-file`. Unix connections never send it.
     public var tcpAuthenticationToken: [UInt8]?
+    /// Reconnect and resume the session automatically when the connection drops (nil: a drop closes
+    /// the client). Implies `keepOnDisconnect`. Requests in flight at the drop fail with
+    /// `connectionLost` and are never resent (they may have been performed); see `ClientStatus`.
+    public var reconnect: ReconnectPolicy?
 
     public init(clientName: String = "baton-swift", sessionTimeout: Duration = .seconds(10),
                 keepOnDisconnect: Bool = false, connectTimeout: Duration = .seconds(10),
-                requestTimeout: Duration? = nil, heartbeats: Bool = true, tcpAuthenticationToken: [UInt8]? = nil) {
+                requestTimeout: Duration? = nil, heartbeats: Bool = true, tcpAuthenticationToken: [UInt8]? = nil,
+                reconnect: ReconnectPolicy? = nil) {
         self.clientName = clientName
         self.sessionTimeout = sessionTimeout
         self.keepOnDisconnect = keepOnDisconnect
@@ -30,6 +35,13 @@ public struct ClientOptions: Sendable {
         self.requestTimeout = requestTimeout
         self.heartbeats = heartbeats
         self.tcpAuthenticationToken = tcpAuthenticationToken
+        self.reconnect = reconnect
+    }
+
+    /// The flags of `openSession`: this client decodes `lockResumed`, so it always asks for it
+    /// (PROTOCOL.md §3.3); a session that reconnects must outlive its Unix connection.
+    var sessionFlags: SessionFlags {
+        keepOnDisconnect || reconnect != nil ? [.keepOnDisconnect, .resumedEvents] : [.resumedEvents]
     }
 }
 

@@ -69,13 +69,19 @@ struct Run: ParsableCommand {
         }
         client.onClose { _ in supervisor.holdLost("connection to batond closed") }
         client.onLockLost { lost in supervisor.holdLost("lock lost (\(lost.reason), token \(lost.token))") }
-        if stopOnSuspended {
-            let events = client.events()
-            Task {
-                for await event in events {
-                    if case .lockSuspended(_, let token) = event {
-                        supervisor.holdLost("lock suspended (batond lost its ZooKeeper connection, token \(token))")
-                    }
+        let events = client.events()
+        let stopOnSuspended = self.stopOnSuspended
+        Task {
+            for await event in events {
+                switch event {
+                case .lockSuspended(_, let token) where stopOnSuspended:
+                    supervisor.holdLost("lock suspended (batond lost its ZooKeeper connection, token \(token))")
+                case .lockSuspended(_, let token):
+                    printError("\(context): lock suspended (batond lost its ZooKeeper connection, token \(token)); command keeps running")
+                case .lockResumed(_, let token):
+                    printError("\(context): lock resumed (batond reconnected to ZooKeeper within its session, token \(token))")
+                default:
+                    break
                 }
             }
         }
