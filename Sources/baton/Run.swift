@@ -22,7 +22,8 @@ struct Run: ParsableCommand {
             If the hold is lost while COMMAND runs (lease expired, session expired, lock node deleted, or the \
             connection to batond dropped), COMMAND gets SIGTERM, then SIGKILL after --grace seconds; baton says \
             so on stderr and exits 74 once COMMAND has ended. With --stop-on-suspended the same happens as soon as \
-            the hold is in doubt (a multi-host sidecar lost its ZooKeeper connection: lockSuspended).
+            the hold is in doubt (a multi-host sidecar lost its ZooKeeper connection: lockSuspended); without it, \
+            baton says on stderr when the hold is suspended and when it is resumed (lockResumed), and COMMAND runs on.
             COMMAND not found: 127; not executable: 126; other errors: 1.
             """)
 
