@@ -149,8 +149,10 @@ final class ClientConnection: @unchecked Sendable {
         let sent = writer.withLock { writer in writer.open && Socket.sendAll(writer.descriptor, frame) }
         if !sent {
             // The reader will notice the dead socket and fail the rest; this request fails now.
-            let pending = state.withLock { $0.pending.removeValue(forKey: requestID) }
-            pending?.completion(.failure(.connectionClosed))
+            let (pending, willReconnect) = state.withLock { state in
+                (state.pending.removeValue(forKey: requestID), state.reconnectPlan != nil && state.closedError == nil)
+            }
+            pending?.completion(.failure(willReconnect ? .connectionLost : .connectionClosed))
             shutdownTransport()
             return nil
         }
