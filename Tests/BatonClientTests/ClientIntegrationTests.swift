@@ -1,14 +1,22 @@
 import XCTest
 import Foundation
 import BatonProtocol
+import BatonTestSupport
 @testable import BatonClient
 
-/// The client against a real batond over its Unix socket (and TCP for resume).
-final class ClientIntegrationTests: XCTestCase {
+/// The client against a real batond over its Unix socket (and TCP for resume), on the embedded store;
+/// `ClientIntegrationZooKeeperTests` runs every test again on a ZooKeeper sidecar. Where the stores
+/// are documented to differ (PROTOCOL.md §16), a test says what each one does (`daemon.isZooKeeper`).
+class ClientIntegrationTests: XCTestCase {
     var daemon: LiveDaemon!
 
+    /// Where the daemon keeps the namespace: a subclass per store.
+    class var store: DaemonStore { .embedded }
+
     override func setUpWithError() throws {
-        daemon = try LiveDaemon(tcp: name.contains("TCP"))
+        // Each test under a chroot of its own: a shared ZooKeeper outlives the test's sidecar.
+        let chroot = "/" + name.filter { $0.isLetter || $0.isNumber } + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        daemon = try LiveDaemon(tcp: name.contains("TCP"), store: Self.store, chroot: chroot)
     }
 
     override func tearDown() {
@@ -355,7 +363,9 @@ final class ClientIntegrationTests: XCTestCase {
             try await first.renew(held, lease: .seconds(1))
             XCTFail("renewed an ended hold")
         } catch {
-            XCTAssertEqual(error.code, .lockLost)
+            // The embedded store sees the node is gone; a ZooKeeper sidecar does not read ZooKeeper to
+            // tell an ended hold from one it never had (PROTOCOL.md §16).
+            XCTAssertEqual(error.code, daemon.isZooKeeper ? .notHolder : .lockLost)
         }
 
         // Deadlock: opposite order; the acquire that closes the cycle fails at once.
@@ -400,6 +410,16 @@ final class ClientIntegrationTests: XCTestCase {
         let nobody = try await holder.requestRevocation("/locks/rv")
         XCTAssertEqual(nobody, 0, "a hold acquired without the flag is never asked")
         try await asker.release(next)
+        // A lock path nobody ever used: the embedded store knows it does not exist; a ZooKeeper
+        // sidecar answers from the holds it manages, without reading ZooKeeper (PROTOCOL.md §16).
+        do {
+            let unknown = try await asker.requestRevocation("/locks/never")
+            XCTAssertTrue(daemon.isZooKeeper, "the embedded store answered \(unknown) for a missing path")
+            XCTAssertEqual(unknown, 0)
+        } catch {
+            XCTAssertFalse(daemon.isZooKeeper, "\(error)")
+            XCTAssertEqual(error.code, .noNode)
+        }
     }
 
     func testSharedLocksAreHeldTogether() async throws {
@@ -432,4 +452,38 @@ final class ClientIntegrationTests: XCTestCase {
         }
         XCTFail("condition never held", file: file, line: line)
     }
+}
+
+/// The same tests on a sidecar over ZooKeeper: one standalone ZooKeeper server for the class (the
+/// suite checks the store's behaviour, not the ensemble's; multi-member cases are in
+/// BatonZooKeeperTests), a sidecar per test under its own chroot.
+final class ClientIntegrationZooKeeperTests: ClientIntegrationTests {
+    static let shared = SharedEnsemble(members: 1)
+    override class var store: DaemonStore { .zooKeeper(shared) }
+
+    override class func tearDown() {
+        shared.stop()
+        super.tearDown()
+    }
+
+    // Linux test discovery lists only the methods a class declares: each inherited test, again.
+    override func testNodeOperationsRoundTrip() async throws { try await super.testNodeOperationsRoundTrip() }
+    override func testFailedMultiChangesNothing() async throws { try await super.testFailedMultiChangesNothing() }
+    override func testErrorsMapToTheirCodes() async throws { try await super.testErrorsMapToTheirCodes() }
+    override func testPipelinedConcurrentCallsAreMatched() async throws { try await super.testPipelinedConcurrentCallsAreMatched() }
+    override func testWatchCallbacksAndEventsStream() async throws { try await super.testWatchCallbacksAndEventsStream() }
+    override func testHeartbeatsKeepAShortSessionAlivePastItsTimeout() async throws { try await super.testHeartbeatsKeepAShortSessionAlivePastItsTimeout() }
+    override func testWithoutHeartbeatsAShortSessionExpires() async throws { try await super.testWithoutHeartbeatsAShortSessionExpires() }
+    override func testResumeOverTCPKeepsTheSessionAndItsEphemerals() async throws { try await super.testResumeOverTCPKeepsTheSessionAndItsEphemerals() }
+    override func testTCPWithoutTheTokenCannotOpenASession() async throws { try await super.testTCPWithoutTheTokenCannotOpenASession() }
+    override func testResumeOverTCPWithTheWrongSecretIsRefused() async throws { try await super.testResumeOverTCPWithTheWrongSecretIsRefused() }
+    override func testLocksGrantInOrderWithIncreasingTokens() async throws { try await super.testLocksGrantInOrderWithIncreasingTokens() }
+    override func testWithLockReleasesWhenTheBodyThrows() async throws { try await super.testWithLockReleasesWhenTheBodyThrows() }
+    override func testCancellingAWaitingAcquireWithdrawsTheWaiter() async throws { try await super.testCancellingAWaitingAcquireWithdrawsTheWaiter() }
+    override func testAcquireTimesOut() async throws { try await super.testAcquireTimesOut() }
+    override func testLeaseExpiryIsReportedAsLockLost() async throws { try await super.testLeaseExpiryIsReportedAsLockLost() }
+    override func testReentrantAcquireRenewAndDeadlockAgainstTheDaemon() async throws { try await super.testReentrantAcquireRenewAndDeadlockAgainstTheDaemon() }
+    override func testARevocationRequestReachesTheRevocableHolderWhoReleases() async throws { try await super.testARevocationRequestReachesTheRevocableHolderWhoReleases() }
+    override func testSharedLocksAreHeldTogether() async throws { try await super.testSharedLocksAreHeldTogether() }
+    override func testBlockingClientRoundTrip() throws { try super.testBlockingClientRoundTrip() }
 }
