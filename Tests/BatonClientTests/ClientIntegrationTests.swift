@@ -93,6 +93,45 @@ class ClientIntegrationTests: XCTestCase {
         XCTAssertEqual(unchanged, [0])
     }
 
+    /// The embedded store takes a node of `dataBytesMax`; ZooKeeper's packet limit is just below
+    /// it, so a sidecar refuses it before it reaches ZooKeeper, and keeps its connection (a server
+    /// drops a client that sends more): its holds are not disturbed (PROTOCOL.md §16).
+    func testTheLargestNodeEachStoreTakes() async throws {
+        let client = try await connect()
+        let holder = try await connect("holder")
+        let events = holder.events()
+        let grant = try await holder.acquire("/locks/big")
+        try await client.create("/big")
+        try await client.create("/big/under", data: [UInt8](repeating: 7, count: 1_000_000))
+        let largest = [UInt8](repeating: 8, count: Limits.default.dataBytesMax)
+        do {
+            try await client.create("/big/largest", data: largest)
+            XCTAssertFalse(daemon.isZooKeeper, "ZooKeeper took a packet over its jute.maxbuffer")
+            let read = try await client.get("/big/largest").data
+            XCTAssertEqual(read.count, largest.count)
+        } catch {
+            XCTAssertTrue(daemon.isZooKeeper, "\(error)")
+            XCTAssertEqual(error.code, .dataTooLarge)
+        }
+        do {
+            _ = try await client.multi([.set(path: "/big/under", data: [UInt8](repeating: 1, count: 530_000), expectedVersion: -1),
+                                        .create(path: "/big/other", data: [UInt8](repeating: 2, count: 530_000), mode: .persistent)])
+            XCTAssertFalse(daemon.isZooKeeper, "the multi is one ZooKeeper packet: over the limit")
+        } catch {
+            XCTAssertTrue(daemon.isZooKeeper, "\(error)")
+            XCTAssertEqual(error.code, .dataTooLarge)
+        }
+        let under = try await client.get("/big/under").data
+        XCTAssertEqual(under.count, daemon.isZooKeeper ? 1_000_000 : 530_000)
+        let current = try await holder.checkToken("/locks/big", token: grant.token)
+        XCTAssertTrue(current, "the hold was never in doubt")
+        try await holder.release(grant)
+        holder.disconnect()
+        var seen: [Event] = []
+        for await event in events { seen.append(event) }
+        XCTAssertEqual(seen, [], "no lockSuspended: the sidecar kept its ZooKeeper connection")
+    }
+
     func testErrorsMapToTheirCodes() async throws {
         let client = try await connect()
         try await client.create("/e", data: [0])
