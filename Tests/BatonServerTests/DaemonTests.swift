@@ -1,6 +1,5 @@
 import BatonProtocol
 import BatonTestSupport
-import Dispatch
 import Foundation
 import XCTest
 
