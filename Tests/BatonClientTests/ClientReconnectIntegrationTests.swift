@@ -59,6 +59,16 @@ final class ClientReconnectIntegrationTests: XCTestCase {
         XCTAssertFalse(client.isClosed)
     }
 
+    func testABlockingClientReconnectsToo() throws {
+        let client = try BlockingClient.connect(to: daemon.endpoint, options: options("blocking"))
+        let statuses = ClientReconnectFakePeerTests.Statuses(client.client)
+        let grant = try client.acquire("/locks/b")
+        cut(client.client)
+        XCTAssertEqual(statuses.waitFor { $0 == .resumed }, [.reconnecting(.connectionClosed), .resumed])
+        XCTAssertTrue(try client.checkToken("/locks/b", token: grant.token))
+        try client.release(grant)
+    }
+
     func testAWaitingAcquireCutOffFailsConnectionLostAndIsNotLeftWaitingOnTheServer() async throws {
         let holder = try await BatonClient.connect(to: daemon.endpoint, options: ClientOptions(clientName: "holder"))
         let held = try await holder.acquire("/locks/w")
