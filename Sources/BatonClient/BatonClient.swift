@@ -31,6 +31,9 @@ public final class BatonClient: Sendable {
         if options.heartbeats {
             connection.startHeartbeats(every: Self.heartbeatInterval(sessionTimeoutMilliseconds: session.timeoutMilliseconds))
         }
+        if let policy = options.reconnect {
+            connection.enableReconnect(ReconnectPlan(endpoint: endpoint, options: options, session: session, policy: policy))
+        }
     }
 
     deinit {
@@ -62,8 +65,7 @@ public final class BatonClient: Sendable {
             guard let timeout = options.sessionTimeout.wireMilliseconds else {
                 throw BatonError.invalidArgument("session timeout out of range: \(options.sessionTimeout)")
             }
-            let session = try await perform(Calls.openSession(timeoutMilliseconds: timeout,
-                                                              flags: options.keepOnDisconnect ? [.keepOnDisconnect] : []),
+            let session = try await perform(Calls.openSession(timeoutMilliseconds: timeout, flags: options.sessionFlags),
                                              on: connection, timeout: options.connectTimeout)
             return BatonClient(connection: connection, options: options, session: session, serverName: serverName,
                                endpoint: endpoint)
@@ -168,12 +170,23 @@ public final class BatonClient: Sendable {
         }
     }
 
+    /// The connection's status (`connected`, `reconnecting`, `resumed`, `closed`) and the holds'
+    /// (suspended, resumed, lost), from now on, as a stream that starts with the current connection
+    /// status and finishes after `closed`.
+    public func statusChanges() -> AsyncStream<ClientStatus> { connection.statusChanges() }
+
+    /// `handler` runs on the client's event queue for every status change from now on (see `statusChanges`).
+    public func onStatusChange(_ handler: @escaping @Sendable (ClientStatus) -> Void) {
+        connection.addStatusHandler(handler)
+    }
+
     /// `handler` runs on the client's event queue for every hold lost other than by release.
     public func onLockLost(_ handler: @escaping @Sendable (LockLost) -> Void) {
         connection.addLockLostHandler(handler)
     }
 
-    /// `handler` runs once when the connection ends, with why (`connectionClosed` for EOF or `close()`).
+    /// `handler` runs once when the connection ends for good, with why (`connectionClosed` for EOF or
+    /// `close()`; `sessionLost` when automatic reconnect gave up).
     public func onClose(_ handler: @escaping @Sendable (BatonError) -> Void) {
         connection.addCloseHandler(handler)
     }

@@ -29,8 +29,7 @@ public struct BlockingClient: Sendable {
             guard let timeout = options.sessionTimeout.wireMilliseconds else {
                 throw BatonError.invalidArgument("session timeout out of range: \(options.sessionTimeout)")
             }
-            let session = try perform(Calls.openSession(timeoutMilliseconds: timeout,
-                                                        flags: options.keepOnDisconnect ? [.keepOnDisconnect] : []),
+            let session = try perform(Calls.openSession(timeoutMilliseconds: timeout, flags: options.sessionFlags),
                                       on: connection, timeout: options.connectTimeout)
             return BlockingClient(client: BatonClient(connection: connection, options: options, session: session,
                                                       serverName: serverName, endpoint: endpoint))
@@ -103,6 +102,8 @@ public struct BlockingClient: Sendable {
     public func events() -> AsyncStream<Event> { client.events() }
     public func onLockLost(_ handler: @escaping @Sendable (LockLost) -> Void) { client.onLockLost(handler) }
     public func onClose(_ handler: @escaping @Sendable (BatonError) -> Void) { client.onClose(handler) }
+    public func statusChanges() -> AsyncStream<ClientStatus> { client.statusChanges() }
+    public func onStatusChange(_ handler: @escaping @Sendable (ClientStatus) -> Void) { client.onStatusChange(handler) }
     public func disconnect() { client.disconnect() }
 
     public func closeSession() throws(BatonError) {

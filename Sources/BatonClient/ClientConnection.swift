@@ -11,8 +11,13 @@ import BatonProtocol
 /// Both the async and the blocking API sit on top of `submit`.
 ///
 /// Threads: callers submit from anywhere; the reader thread owns the receive side and the timers;
-/// user callbacks (watches, lock-lost, close) run on `eventQueue`, one at a time, in server order.
+/// user callbacks (watches, lock-lost, status, close) run on `eventQueue`, one at a time, in server order.
 /// All mutable state is behind `state`; writes to the socket are serialised by `writer`.
+///
+/// With a reconnect plan (`enableReconnect`), a dropped transport is not the end: the reader thread
+/// fails what was in flight with `connectionLost`, connects again, says hello (and authenticates),
+/// resumes the session, and reads on from the new socket; watches, event streams and handlers carry
+/// over, as the session's watches and queued events do on the server (PROTOCOL.md §9.4, §9.5).
 final class ClientConnection: @unchecked Sendable {
     typealias Completion = @Sendable (Result<ReplyBody, BatonError>) -> Void
 
@@ -43,18 +48,28 @@ final class ClientConnection: @unchecked Sendable {
         var requestBytesMax = Limits.default.frameBytesMax
         /// A closing error the server reported; pending requests fail with it when the stream ends.
         var closingError: BatonError?
+        /// Set once the reader thread has ended (for good): nothing is delivered any more.
+        var finished = false
+        /// Set while the reader thread reconnects: requests fail at once with `connectionLost`.
+        var reconnecting: BatonError?
+        /// Where and how to resume the session when the transport drops; nil: a drop ends the client.
+        var reconnectPlan: ReconnectPlan?
+        var statusSubscribers: [UInt64: AsyncStream<ClientStatus>.Continuation] = [:]
+        var statusHandlers: [UInt64: @Sendable (ClientStatus) -> Void] = [:]
     }
 
-    /// Writer side: whether the descriptor may still be used. The reader closes it under this lock.
+    /// Writer side: the current socket and whether it (and the wake pipe) may still be used. The
+    /// reader closes them under this lock, and replaces the socket under it after a reconnect.
     struct Writer {
+        var descriptor: Int32
+        /// TLS between the socket and the frames (TCP with `ClientOptions.tls`), nil otherwise.
+        var tls: ClientTLS?
         var open = true
+        var pipeOpen = true
     }
 
-    let descriptor: Int32
-    /// TLS between the socket and the frames (TCP with `ClientOptions.tls`), nil otherwise.
-    private let tls: ClientTLS?
     private let state = MutexLock(State())
-    private let writer = MutexLock(Writer())
+    private let writer: MutexLock<Writer>
     /// A pipe that wakes the reader's poll when a deadline or the heartbeat interval changes.
     private let wakeRead: Int32
     private let wakeWrite: Int32
@@ -73,8 +88,7 @@ final class ClientConnection: @unchecked Sendable {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
-        self.descriptor = descriptor
-        self.tls = tls
+        self.writer = MutexLock(Writer(descriptor: descriptor, tls: tls))
         self.wakeRead = fds[0]
         self.wakeWrite = fds[1]
         self.frameBytesMax = frameBytesMax
@@ -86,18 +100,36 @@ final class ClientConnection: @unchecked Sendable {
     /// Connects, and on TCP with `options.tls` completes the TLS handshake within `options.connectTimeout`.
     /// No default for `options`: a reconnect that left them out would silently drop TLS.
     static func connect(to endpoint: Endpoint, options: ClientOptions) throws(BatonError) -> ClientConnection {
+        let (descriptor, tls) = try openTransport(to: endpoint, tls: options.tls, timeout: options.connectTimeout)
+        return try ClientConnection(descriptor: descriptor, tls: tls)
+    }
+
+    /// A connected socket, with its TLS session when `tls` is given and the endpoint is TCP.
+    static func openTransport(to endpoint: Endpoint, tls tlsOptions: TLSOptions?,
+                              timeout: Duration) throws(BatonError) -> (Int32, ClientTLS?) {
         let descriptor = try Socket.connect(to: endpoint)
-        guard case .tcp(let host, _) = endpoint, let tlsOptions = options.tls else {
-            return try ClientConnection(descriptor: descriptor)
-        }
+        guard case .tcp(let host, _) = endpoint, let tlsOptions else { return (descriptor, nil) }
         do {
-            let tls = try ClientTLS.handshake(descriptor: descriptor, host: host, options: tlsOptions,
-                                              timeout: options.connectTimeout)
-            return try ClientConnection(descriptor: descriptor, tls: tls)
+            return (descriptor, try ClientTLS.handshake(descriptor: descriptor, host: host, options: tlsOptions, timeout: timeout))
         } catch {
             Socket.closeDescriptor(descriptor)
             throw error
         }
+    }
+
+    /// Writes one frame, sealed by TLS when the transport has it.
+    private static func send(_ frame: [UInt8], on descriptor: Int32, tls: ClientTLS?) -> Bool {
+        guard let tls else { return Socket.sendAll(descriptor, frame) }
+        guard let ciphertext = tls.seal(frame) else { return false }
+        return Socket.sendAll(descriptor, ciphertext)
+    }
+
+    /// The current socket (it changes when the client reconnects).
+    var descriptor: Int32 { writer.withLock { $0.descriptor } }
+
+    /// From now on, a dropped transport is resumed by `plan` instead of ending the client.
+    func enableReconnect(_ plan: ReconnectPlan) {
+        state.withLock { $0.reconnectPlan = plan }
     }
 
     // MARK: Requests
@@ -114,6 +146,7 @@ final class ClientConnection: @unchecked Sendable {
         var frame = encoder.bytes
         let admitted: Result<UInt32, BatonError> = state.withLock { state in
             if let error = state.closedError { return .failure(error) }
+            if state.reconnecting != nil { return .failure(.connectionLost) }
             let bodyBytes = frame.count - FrameSplitter.prefixBytes
             if bodyBytes > state.requestBytesMax {
                 return .failure(.invalidArgument("request of \(bodyBytes) bytes exceeds the server's limit of \(state.requestBytesMax)"))
@@ -138,22 +171,17 @@ final class ClientConnection: @unchecked Sendable {
         for index in 0..<4 {
             frame[FrameSplitter.prefixBytes + 1 + index] = UInt8(truncatingIfNeeded: requestID >> (8 * (3 - index)))
         }
-        let sent = writer.withLock { writer in writer.open && send(frame) }
+        let sent = writer.withLock { writer in writer.open && Self.send(frame, on: writer.descriptor, tls: writer.tls) }
         if !sent {
             // The reader will notice the dead socket and fail the rest; this request fails now.
-            let pending = state.withLock { $0.pending.removeValue(forKey: requestID) }
-            pending?.completion(.failure(.connectionClosed))
+            let (pending, willReconnect) = state.withLock { state in
+                (state.pending.removeValue(forKey: requestID), state.reconnectPlan != nil && state.closedError == nil)
+            }
+            pending?.completion(.failure(willReconnect ? .connectionLost : .connectionClosed))
             shutdownTransport()
             return nil
         }
         return requestID
-    }
-
-    /// Writes one frame (sealed by TLS when the connection has it); under the writer lock.
-    private func send(_ frame: [UInt8]) -> Bool {
-        guard let tls else { return Socket.sendAll(descriptor, frame) }
-        guard let ciphertext = tls.seal(frame) else { return false }
-        return Socket.sendAll(descriptor, ciphertext)
     }
 
     /// Asks the server to stop waiting on acquire `requestID`; the acquire's own reply says how it ended.
@@ -176,24 +204,26 @@ final class ClientConnection: @unchecked Sendable {
 
     var isClosed: Bool { state.withLock { $0.closedError != nil } }
 
-    /// Closes the transport; pending requests fail with `connectionClosed`, later ones at once. Idempotent.
+    /// Closes the transport; pending requests fail with `connectionClosed`, later ones at once; a
+    /// reconnect under way stops. Idempotent.
     func close() {
         state.withLock { state in
             if state.closedError == nil { state.closedError = .connectionClosed }
         }
         shutdownTransport()
+        wake()
     }
 
     private func shutdownTransport() {
         writer.withLock { writer in
-            if writer.open { _ = shutdown(descriptor, Int32(SHUT_RDWR)) }
+            if writer.open { _ = shutdown(writer.descriptor, Int32(SHUT_RDWR)) }
         }
     }
 
     private func wake() {
         // Under the writer lock: the reader closes the pipe under it, so the descriptor is never stale.
         writer.withLock { writer in
-            guard writer.open else { return }
+            guard writer.pipeOpen else { return }
             var byte: UInt8 = 1
             _ = write(wakeWrite, &byte, 1)
         }
@@ -221,6 +251,49 @@ final class ClientConnection: @unchecked Sendable {
         return stream
     }
 
+    /// A stream of status changes from now on, starting with the connection's current status
+    /// (`connected`, `reconnecting` or `closed`); it finishes after `closed`.
+    func statusChanges() -> AsyncStream<ClientStatus> {
+        let (stream, continuation) = AsyncStream<ClientStatus>.makeStream()
+        let registered: UInt64? = state.withLock { state in
+            if state.finished, let error = state.closedError {
+                continuation.yield(.closed(error))
+                return nil
+            }
+            continuation.yield(state.reconnecting.map { .reconnecting($0) } ?? .connected)
+            let id = state.nextSubscriberID
+            state.nextSubscriberID += 1
+            state.statusSubscribers[id] = continuation
+            return id
+        }
+        guard let registered else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.statusSubscribers.removeValue(forKey: registered) }
+        }
+        return stream
+    }
+
+    /// `handler` runs on the event queue for every status change from now on.
+    func addStatusHandler(_ handler: @escaping @Sendable (ClientStatus) -> Void) {
+        state.withLock { state in
+            state.statusHandlers[state.nextHandlerID] = handler
+            state.nextHandlerID += 1
+        }
+    }
+
+    /// Tells status subscribers and handlers, in order with events.
+    private func publish(_ status: ClientStatus) {
+        let (subscribers, handlers) = state.withLock { state in
+            (state.statusSubscribers.sorted { $0.key < $1.key }.map(\.value),
+             state.statusHandlers.sorted { $0.key < $1.key }.map(\.value))
+        }
+        for subscriber in subscribers { subscriber.yield(status) }
+        if !handlers.isEmpty { eventQueue.async { for handler in handlers { handler(status) } } }
+    }
+
     func addLockLostHandler(_ handler: @escaping @Sendable (LockLost) -> Void) {
         state.withLock { state in
             state.lockLostHandlers[state.nextHandlerID] = handler
@@ -243,51 +316,62 @@ final class ClientConnection: @unchecked Sendable {
 
     private func readLoop() {
         var accumulator = FrameAccumulator(frameBytesMax: frameBytesMax)
+        while true {
+            let (descriptor, tls) = writer.withLock { ($0.descriptor, $0.tls) }
+            let endError = readUntilEnd(descriptor, tls, &accumulator)
+            guard let plan = reconnectPlan(after: endError) else { return finish(endError) }
+            transportLost(endError)
+            switch reconnect(plan) {
+            case .success(let (descriptor, tls, leftover)):
+                accumulator = leftover
+                install(descriptor, tls)
+            case .failure(let error):
+                return finish(error)
+            }
+        }
+    }
+
+    /// Reads and dispatches frames from `descriptor` until it ends; returns why.
+    private func readUntilEnd(_ descriptor: Int32, _ tls: ClientTLS?, _ accumulator: inout FrameAccumulator) -> BatonError {
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        var endError: BatonError = .connectionClosed
-        reading: while true {
+        while true {
             var descriptors = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
                                pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
             let ready = poll(&descriptors, 2, pollTimeoutMilliseconds())
-            if ready < 0 && errno != EINTR { break }
-            if ready > 0 && descriptors[1].revents != 0 {
-                var drain = [UInt8](repeating: 0, count: 64)
-                while read(wakeRead, &drain, drain.count) > 0 {}
-            }
+            if ready < 0 && errno != EINTR { return .connectionClosed }
+            if ready > 0 && descriptors[1].revents != 0 { drainWakePipe() }
             if ready > 0 && descriptors[0].revents != 0 {
                 let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-                if count == 0 { break }
+                if count == 0 { return .connectionClosed }
                 if count < 0 {
                     if errno == EINTR || errno == EAGAIN { continue }
-                    break
+                    return .connectionClosed
                 }
                 if let tls {
                     // After the server's close_notify its FIN follows: the next recv ends the loop.
                     do {
                         accumulator.append(try tls.open(buffer[0..<count]).plaintext)
                     } catch {
-                        endError = error
-                        break
+                        return error
                     }
                 } else {
                     accumulator.append(buffer[0..<count])
                 }
                 do {
                     while let body = try accumulator.nextBody() {
-                        let message = try Codec.decodeServerMessage(body)
-                        if let violation = dispatch(message) {
-                            endError = violation
-                            break reading
-                        }
+                        if let violation = dispatch(try Codec.decodeServerMessage(body)) { return violation }
                     }
                 } catch {
-                    endError = .protocolViolation("\(error.code): \(error.message)")
-                    break
+                    return .protocolViolation("\(error.code): \(error.message)")
                 }
             }
             runTimers()
         }
-        finish(endError)
+    }
+
+    private func drainWakePipe() {
+        var drain = [UInt8](repeating: 0, count: 64)
+        while read(wakeRead, &drain, drain.count) > 0 {}
     }
 
     private func pollTimeoutMilliseconds() -> Int32 {
@@ -376,12 +460,18 @@ final class ClientConnection: @unchecked Sendable {
                 if fired.children, let found = state.childWatches.removeValue(forKey: path) { callbacks += found }
             case .lockLost:
                 lockLostHandlers = state.lockLostHandlers.sorted { $0.key < $1.key }.map(\.value)
-            case .lockSuspended, .sessionExpired, .revocationRequested:
+            case .lockSuspended, .sessionExpired, .revocationRequested, .lockResumed:
                 break
             }
             return state.subscribers.sorted { $0.key < $1.key }.map(\.value)
         }
         for subscriber in subscribers { subscriber.yield(event) }
+        switch event {
+        case .lockSuspended(let node, let token): publish(.holdSuspended(node: node, token: token))
+        case .lockResumed(let node, let token): publish(.holdResumed(node: node, token: token))
+        case .lockLost(let node, let token, let reason): publish(.holdLost(LockLost(node: node, token: token, reason: reason)))
+        default: break
+        }
         switch event {
         case .watch(let type, let path) where !callbacks.isEmpty:
             let watchEvent = WatchEvent(type: type, path: path), fired = callbacks
@@ -394,11 +484,174 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
+    // MARK: Reconnecting (reader thread)
+
+    /// The plan to resume with after the transport ended with `endError`, or nil when this is the end:
+    /// no plan, closed by this client, or a peer that broke the protocol (talking again would not help).
+    /// Marks the connection reconnecting (under the same lock as `close`, so one of them wins).
+    private func reconnectPlan(after endError: BatonError) -> ReconnectPlan? {
+        if case .protocolViolation = endError { return nil }
+        return state.withLock { state in
+            guard state.closedError == nil, let plan = state.reconnectPlan else { return nil }
+            state.reconnecting = state.closingError ?? endError
+            return plan
+        }
+    }
+
+    /// The transport dropped and a reconnect follows: the old socket closes, requests in flight fail
+    /// with `connectionLost` (they may or may not have been performed: never resent), and the
+    /// application is told `reconnecting`.
+    private func transportLost(_ endError: BatonError) {
+        let (pending, reason): ([Pending], BatonError) = state.withLock { state in
+            let pending = Array(state.pending.values)
+            state.pending.removeAll()
+            return (pending, state.reconnecting ?? endError)
+        }
+        writer.withLock { writer in
+            if writer.open { Socket.closeDescriptor(writer.descriptor) }
+            writer.open = false
+        }
+        for request in pending { request.completion(.failure(.connectionLost)) }
+        publish(.reconnecting(reason))
+    }
+
+    /// Connects again and resumes the session, with backoff, until it succeeds, the session's timeout
+    /// has passed since the drop (the server has ended it by then, with its holds), the server refuses
+    /// the resume, or this client is closed. Returns the new socket and the bytes read past the resume.
+    private func reconnect(_ plan: ReconnectPlan) -> Result<(Int32, ClientTLS?, FrameAccumulator), BatonError> {
+        let giveUpAt = ContinuousClock.now + .milliseconds(Int64(plan.sessionTimeoutMilliseconds))
+        var backoff = plan.policy.initialBackoff
+        var lastError = BatonError.connectionClosed
+        while true {
+            if let closed = state.withLock({ $0.closedError }) { return .failure(closed) }
+            do throws(BatonError) {
+                return .success(try resume(plan, deadline: min(ContinuousClock.now + plan.connectTimeout, giveUpAt)))
+            } catch .server(let refusal) where ReconnectPlan.refusalsThatEnd.contains(refusal.code) {
+                return .failure(.sessionLost("the server refused to resume session \(plan.sessionID): \(refusal)"))
+            } catch {
+                lastError = error
+            }
+            let now = ContinuousClock.now
+            guard now < giveUpAt else {
+                return .failure(.sessionLost("session \(plan.sessionID) not resumed within its timeout of "
+                    + "\(plan.sessionTimeoutMilliseconds) ms; last error: \(lastError)"))
+            }
+            pause(min(backoff, giveUpAt - now))
+            backoff = min(backoff * 2, plan.policy.maximumBackoff)
+        }
+    }
+
+    /// Waits `duration`, or less if `close` wakes the reader.
+    private func pause(_ duration: Duration) {
+        var descriptors = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+        let milliseconds = duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000 + 1
+        if poll(&descriptors, 1, Int32(clamping: milliseconds)) > 0 { drainWakePipe() }
+    }
+
+    /// One attempt: connect, hello, authenticate (TCP), resumeSession, each bounded by `deadline`.
+    private func resume(_ plan: ReconnectPlan, deadline: ContinuousClock.Instant) throws(BatonError) -> (Int32, ClientTLS?, FrameAccumulator) {
+        let (descriptor, tls) = try Self.openTransport(to: plan.endpoint, tls: plan.tls,
+                                                       timeout: max(deadline - ContinuousClock.now, .milliseconds(1)))
+        var accumulator = FrameAccumulator(frameBytesMax: frameBytesMax)
+        do throws(BatonError) {
+            guard case .hello(let version, _, let frameBytesMax) = try exchange(
+                Calls.hello(clientName: plan.clientName).request, requestID: 1, descriptor, tls, &accumulator, deadline) else {
+                throw .protocolViolation("unexpected hello reply")
+            }
+            guard version == ProtocolVersion.current else {
+                throw .protocolViolation("server speaks protocol \(version), client \(ProtocolVersion.current)")
+            }
+            if case .tcp = plan.endpoint, let token = plan.tcpAuthenticationToken {
+                _ = try exchange(.authenticate(token: token), requestID: 2, descriptor, tls, &accumulator, deadline)
+            }
+            _ = try exchange(.resumeSession(sessionID: plan.sessionID, secret: plan.secret), requestID: 3,
+                             descriptor, tls, &accumulator, deadline)
+            setRequestBytesMax(Int(frameBytesMax))
+            return (descriptor, tls, accumulator)
+        } catch {
+            Socket.closeDescriptor(descriptor)
+            throw error
+        }
+    }
+
+    /// Sends one request on a socket nobody else uses yet and reads until its reply (events before it
+    /// are dispatched as usual; none are expected before the session is resumed).
+    private func exchange(_ request: Request, requestID: UInt32, _ descriptor: Int32, _ tls: ClientTLS?,
+                          _ accumulator: inout FrameAccumulator,
+                          _ deadline: ContinuousClock.Instant) throws(BatonError) -> ReplyBody {
+        var encoder = WireWriter()
+        Codec.encodeRequest(request, requestID: requestID, into: &encoder)
+        guard Self.send(encoder.bytes, on: descriptor, tls: tls) else { throw .connectionClosed }
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        while true {
+            do {
+                while let body = try accumulator.nextBody() {
+                    switch try Codec.decodeServerMessage(body) {
+                    case .reply(let reply) where reply.requestID == requestID || reply.requestID == 0:
+                        return try reply.result.mapError { BatonError.server($0) }.get()
+                    case .reply(let reply):
+                        throw BatonError.protocolViolation("reply to request \(reply.requestID) during the resume")
+                    case .event(let event):
+                        dispatch(event)
+                    }
+                }
+            } catch let error as BatonError {
+                throw error
+            } catch let error as DecodeFailure {
+                throw .protocolViolation("\(error.code): \(error.message)")
+            } catch {
+                throw .protocolViolation("\(error)")
+            }
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { throw .timedOut }
+            var descriptors = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
+            let milliseconds = remaining.components.seconds * 1_000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1
+            let ready = poll(&descriptors, 2, Int32(clamping: milliseconds))
+            if ready < 0 && errno != EINTR { throw .connectionClosed }
+            if ready > 0 && descriptors[1].revents != 0 {
+                drainWakePipe()
+                if let closed = state.withLock({ $0.closedError }) { throw closed }
+            }
+            if ready > 0 && descriptors[0].revents != 0 {
+                let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+                if count == 0 || (count < 0 && errno != EINTR && errno != EAGAIN) { throw .connectionClosed }
+                if count > 0 {
+                    if let tls {
+                        accumulator.append(try tls.open(buffer[0..<count]).plaintext)
+                    } else {
+                        accumulator.append(buffer[0..<count])
+                    }
+                }
+            }
+        }
+    }
+
+    /// The resumed socket becomes the connection's; the application is told `resumed`. A `close`
+    /// that raced the resume shuts the new socket down, and the reader then ends for good.
+    private func install(_ descriptor: Int32, _ tls: ClientTLS?) {
+        writer.withLock { writer in
+            writer.descriptor = descriptor
+            writer.tls = tls
+            writer.open = true
+        }
+        let closed = state.withLock { state in
+            state.reconnecting = nil
+            state.closingError = nil
+            state.lastSent = ContinuousClock.now
+            return state.closedError != nil
+        }
+        if closed { shutdownTransport() }
+        publish(.resumed)
+    }
+
     /// Ends the connection: fails what is pending, finishes streams, tells close handlers, closes fds.
     private func finish(_ streamError: BatonError) {
         let (error, pending, subscribers, closeHandlers) = state.withLock { state in
             let error = streamError == .connectionClosed ? state.closingError ?? streamError : streamError
             state.closedError = error
+            state.finished = true
+            state.reconnecting = nil
             let pending = Array(state.pending.values)
             state.pending.removeAll()
             state.dataWatches.removeAll()
@@ -411,13 +664,20 @@ final class ClientConnection: @unchecked Sendable {
             return (error, pending, subscribers, handlers)
         }
         writer.withLock { writer in
+            if writer.open { Socket.closeDescriptor(writer.descriptor) }
             writer.open = false
-            Socket.closeDescriptor(descriptor)
+            writer.pipeOpen = false
             Socket.closeDescriptor(wakeRead)
             Socket.closeDescriptor(wakeWrite)
         }
         for request in pending { request.completion(.failure(error)) }
         for subscriber in subscribers { subscriber.finish() }
+        publish(.closed(error))
+        let statusSubscribers = state.withLock { state in
+            defer { state.statusSubscribers.removeAll(); state.statusHandlers.removeAll() }
+            return Array(state.statusSubscribers.values)
+        }
+        for subscriber in statusSubscribers { subscriber.finish() }
         if !closeHandlers.isEmpty {
             eventQueue.async { for handler in closeHandlers { handler(error) } }
         }

@@ -21,11 +21,15 @@ public struct ClientOptions: Sendable {
     public var tcpAuthenticationToken: [UInt8]?
     /// TLS on TCP connections (batond `--tls-cert`); nil speaks plain TCP. Unix connections ignore it.
     public var tls: TLSOptions?
+    /// Reconnect and resume the session automatically when the connection drops (nil: a drop closes
+    /// the client). Implies `keepOnDisconnect`. Requests in flight at the drop fail with
+    /// `connectionLost` and are never resent (they may have been performed); see `ClientStatus`.
+    public var reconnect: ReconnectPolicy?
 
     public init(clientName: String = "baton-swift", sessionTimeout: Duration = .seconds(10),
                 keepOnDisconnect: Bool = false, connectTimeout: Duration = .seconds(10),
                 requestTimeout: Duration? = nil, heartbeats: Bool = true, tcpAuthenticationToken: [UInt8]? = nil,
-                tls: TLSOptions? = nil) {
+                tls: TLSOptions? = nil, reconnect: ReconnectPolicy? = nil) {
         self.clientName = clientName
         self.sessionTimeout = sessionTimeout
         self.keepOnDisconnect = keepOnDisconnect
@@ -34,26 +38,13 @@ public struct ClientOptions: Sendable {
         self.heartbeats = heartbeats
         self.tcpAuthenticationToken = tcpAuthenticationToken
         self.tls = tls
+        self.reconnect = reconnect
     }
-}
 
-/// How a TCP connection checks batond and proves itself (PROTOCOL.md §4.7, "TLS"). The server's
-/// certificate must chain to `caFile` and name the server: the endpoint's host (an IP address is
-/// matched against the certificate's IP addresses), or `serverName` when given.
-public struct TLSOptions: Sendable, Equatable {
-    /// CA certificates (PEM) the server's certificate must chain to; nil trusts the system's.
-    public var caFile: String?
-    /// The name the server's certificate must carry, when it is not the endpoint's host.
-    public var serverName: String?
-    /// This client's certificate chain and key (PEM), for a server with `--tls-client-ca`.
-    public var certificateFile: String?
-    public var keyFile: String?
-
-    public init(caFile: String? = nil, serverName: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
-        self.caFile = caFile
-        self.serverName = serverName
-        self.certificateFile = certificateFile
-        self.keyFile = keyFile
+    /// The flags of `openSession`: this client decodes `lockResumed`, so it always asks for it
+    /// (PROTOCOL.md §3.3); a session that reconnects must outlive its Unix connection.
+    var sessionFlags: SessionFlags {
+        keepOnDisconnect || reconnect != nil ? [.keepOnDisconnect, .resumedEvents] : [.resumedEvents]
     }
 }
 
@@ -88,5 +79,25 @@ extension Duration {
         let fraction = attoseconds / 1_000_000_000_000_000 + (attoseconds % 1_000_000_000_000_000 == 0 ? 0 : 1)
         let total = whole + fraction
         return total <= Int64(UInt32.max) ? UInt32(total) : nil
+    }
+}
+
+/// How a TCP connection checks batond and proves itself (PROTOCOL.md §4.7, "TLS"). The server's
+/// certificate must chain to `caFile` and name the server: the endpoint's host (an IP address is
+/// matched against the certificate's IP addresses), or `serverName` when given.
+public struct TLSOptions: Sendable, Equatable {
+    /// CA certificates (PEM) the server's certificate must chain to; nil trusts the system's.
+    public var caFile: String?
+    /// The name the server's certificate must carry, when it is not the endpoint's host.
+    public var serverName: String?
+    /// This client's certificate chain and key (PEM), for a server with `--tls-client-ca`.
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init(caFile: String? = nil, serverName: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.serverName = serverName
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
     }
 }

@@ -32,6 +32,9 @@ struct EngineBackendState {
     var now = Time(milliseconds: 0)
     /// The backend's connection is gone (its session may live): holds are in doubt.
     var suspended = false
+    /// The holds told `lockSuspended` (node, token, session), to be told `lockResumed` on reconnect.
+    /// Bounded by the holds there were when the connection went.
+    var suspendedHolds: [(node: String, token: UInt64, session: UInt64)] = []
     /// Set while every local session ends because the backend's session was lost: holds end with
     /// `lockLost(backendSessionLost)` instead of `sessionExpired`.
     var endingSessionsForBackend = false
@@ -85,15 +88,27 @@ extension Engine {
         backendState.suspended = true
         for (node, holder) in locks.holders.sorted(by: { $0.key < $1.key }) {
             guard let token = holdToken(node) else { continue }
+            backendState.suspendedHolds.append((node, token, holder.session))
             deliver(.lockSuspended(node: node, token: token), toSession: holder.session)
         }
         drain(now: now)
     }
 
-    /// Reconnected within the session: the holds are good again (no event: `checkToken` says so).
+    /// Reconnected within the session: the holds are good again (`checkToken` says so). Every hold
+    /// told `lockSuspended` that still lives is told `lockResumed` if its session opted in
+    /// (`resumedEvents`, PROTOCOL.md §12.8); a hold that ended meanwhile was told `lockLost` instead.
     public func backendResumed(now: Time) {
         backendState.now = now
+        guard backendState.suspended else { return }
         backendState.suspended = false
+        let suspendedHolds = backendState.suspendedHolds
+        backendState.suspendedHolds = []
+        for hold in suspendedHolds {
+            guard let holder = locks.holders[hold.node], holder.token == hold.token, holder.session == hold.session,
+                  sessions[hold.session]?.flags.contains(.resumedEvents) == true else { continue }
+            deliver(.lockResumed(node: hold.node, token: hold.token), toSession: hold.session)
+        }
+        drain(now: now)
     }
 
     /// The backend's session expired, or its connection was gone for the whole session timeout (it
@@ -103,6 +118,7 @@ extension Engine {
     public func backendSessionLost(now: Time) {
         backendState.now = now
         backendState.suspended = false
+        backendState.suspendedHolds = [] // each is told lockLost below
         backendState.endingSessionsForBackend = true
         defer { backendState.endingSessionsForBackend = false }
         for sessionID in sessions.keys.sorted() {

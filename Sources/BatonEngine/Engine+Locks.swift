@@ -96,8 +96,9 @@ extension Engine {
         case .renew(let node, let token, let leaseMilliseconds):
             do throws(ReplyError) {
                 try NamespacePath.validate(node, limits: limits)
-                // As for release: no such node, the hold already ended.
-                guard namespace.node(at: node) != nil else {
+                // As for release: no such node, the hold already ended (over a backend the lock
+                // manager knows its holds and answers lockLost for one that ended).
+                guard backend != nil || namespace.node(at: node) != nil else {
                     throw ReplyError(.lockLost, "\(node) does not exist: the hold already ended")
                 }
                 if let refusal = manager.renew(node: node, token: token, session: session,
@@ -110,7 +111,9 @@ extension Engine {
         case .requestRevocation(let path):
             do throws(ReplyError) {
                 try NamespacePath.validate(path, limits: limits)
-                guard namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
+                // Over a backend the sidecar answers from the holds it manages without reading the
+                // store: a path it knows no holds of is 0, not noNode (PROTOCOL.md §16).
+                guard backend != nil || namespace.node(at: path) != nil else { throw ReplyError(.noNode, path) }
                 // Told in queue order, before the reply: the requester's next step sees them sent.
                 let holds = manager.revocableHolds(path: path)
                 for hold in holds where sessions[hold.session] != nil {

@@ -405,6 +405,10 @@ public enum Codec {
             writer.string(node)
             writer.u64(token)
             writer.u64(requester)
+        case .lockResumed(let node, let token):
+            writer.u8(EventKind.lockResumed.rawValue)
+            writer.string(node)
+            writer.u64(token)
         }
         writer.finishFrame(start)
     }
@@ -534,6 +538,8 @@ public enum Codec {
         case .revocationRequested:
             return .revocationRequested(node: try reader.string("node"), token: try reader.u64("token"),
                                         requester: try reader.u64("requester"))
+        case .lockResumed:
+            return .lockResumed(node: try reader.string("node"), token: try reader.u64("token"))
         case nil:
             throw DecodeFailure(.malformedFrame, "unknown event kind \(kindByte)")
         }

@@ -155,8 +155,10 @@ public struct SessionFlags: OptionSet, Sendable, Equatable {
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// Keep the session for its timeout when a Unix-socket connection drops (the default ends it at once).
     public static let keepOnDisconnect = SessionFlags(rawValue: 0x01)
+    /// The session accepts `lockResumed` events (an opt-in inside version 1, PROTOCOL.md §3.3, §12.8).
+    public static let resumedEvents = SessionFlags(rawValue: 0x02)
     /// Every flag this version defines; other bits are reserved and rejected.
-    public static let all: SessionFlags = [.keepOnDisconnect]
+    public static let all: SessionFlags = [.keepOnDisconnect, .resumedEvents]
 }
 
 /// Version ZooKeeper-style: -1 matches any version.
@@ -308,6 +310,9 @@ public enum Event: Sendable, Equatable {
     case sessionExpired(sessionID: UInt64)
     /// Session `requester` asks this revocable hold to be given up (PROTOCOL.md §12.11).
     case revocationRequested(node: String, token: UInt64, requester: UInt64)
+    /// The sidecar reconnected within its backend session: a hold told `lockSuspended` is good again
+    /// (only to sessions opened with `resumedEvents`, PROTOCOL.md §12.8).
+    case lockResumed(node: String, token: UInt64)
 }
 
 /// One frame from the server.

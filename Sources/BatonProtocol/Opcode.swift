@@ -45,4 +45,6 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
     case sessionExpired = 0x04
     /// Only to holds acquired revocable (an opt-in inside version 1, PROTOCOL.md §3.3, §12.11).
     case revocationRequested = 0x05
+    /// Only to sessions opened with the `resumedEvents` flag (an opt-in inside version 1, PROTOCOL.md §3.3, §12.8).
+    case lockResumed = 0x06
 }

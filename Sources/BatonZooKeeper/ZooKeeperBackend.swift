@@ -157,28 +157,55 @@ public final class ZooKeeperBackend: NamespaceBackend {
         }
     }
 
-    /// Baton's limits, so that a bad path or oversized data fails as with the embedded store.
+    /// The largest packet a ZooKeeper server takes (`jute.maxbuffer`, 0xfffff by default). A server that
+    /// receives a bigger one drops the connection, which would suspend every local holder: requests
+    /// that could come near it are refused here, `dataTooLarge` (PROTOCOL.md §16).
+    static let packetBytesMax = 0xfffff
+    /// What a packet carries besides paths and data, per operation, bounded from above (header, ACL
+    /// with a digest identity, flags, versions).
+    static let operationOverheadBytes = 512
+
+    /// The packet a create or set of `data` at `path` makes, bounded from above.
+    private func packetBytes(path: String, data: [UInt8]) -> Int {
+        data.count + path.utf8.count + configuration.address.chroot.utf8.count + Self.operationOverheadBytes
+    }
+
+    private func checkPacket(_ bytes: Int) throws(ReplyError) {
+        guard bytes <= Self.packetBytesMax else {
+            throw ReplyError(.dataTooLarge, "ZooKeeper takes requests of at most \(Self.packetBytesMax) bytes (jute.maxbuffer); "
+                + "this one makes about \(bytes)")
+        }
+    }
+
+    /// Baton's limits, so that a bad path or oversized data fails as with the embedded store; then
+    /// ZooKeeper's packet limit.
     private func validate(_ request: Request) throws(ReplyError) {
         switch request {
         case .create(let path, let data, _), .set(let path, let data, _):
             try NamespacePath.validate(path, limits: limits)
             if path == "/" { throw ReplyError(.invalidPath, "the root cannot be created or set") }
             guard data.count <= limits.dataBytesMax else { throw ReplyError(.dataTooLarge, "at most \(limits.dataBytesMax) bytes") }
+            try checkPacket(packetBytes(path: path, data: data))
         case .delete(let path, _), .exists(let path, _), .get(let path, _), .children(let path, _, _, _), .check(let path, _):
             try NamespacePath.validate(path, limits: limits)
         case .multi(let operations):
             guard operations.count <= limits.multiOperationsMax else {
                 throw ReplyError(.tooManyOperations, "at most \(limits.multiOperationsMax) operations")
             }
+            var bytes = 0
             for (index, operation) in operations.enumerated() {
                 do throws(ReplyError) {
                     switch operation {
                     case .create(let path, let data, _), .set(let path, let data, _):
                         try NamespacePath.validate(path, limits: limits)
                         guard data.count <= limits.dataBytesMax else { throw ReplyError(.dataTooLarge) }
+                        bytes += packetBytes(path: path, data: data)
                     case .delete(let path, _), .check(let path, _):
                         try NamespacePath.validate(path, limits: limits)
+                        bytes += packetBytes(path: path, data: [])
                     }
+                    // The whole multi is one packet: the operation that takes it over the limit fails.
+                    try checkPacket(bytes)
                 } catch {
                     throw MultiFailure(index: index, error: error).replyError
                 }

@@ -22,7 +22,8 @@ struct Run: ParsableCommand {
             If the hold is lost while COMMAND runs (lease expired, session expired, lock node deleted, or the \
             connection to batond dropped), COMMAND gets SIGTERM, then SIGKILL after --grace seconds; baton says \
             so on stderr and exits 74 once COMMAND has ended. With --stop-on-suspended the same happens as soon as \
-            the hold is in doubt (a multi-host sidecar lost its ZooKeeper connection: lockSuspended).
+            the hold is in doubt (a multi-host sidecar lost its ZooKeeper connection: lockSuspended); without it, \
+            baton says on stderr when the hold is suspended and when it is resumed (lockResumed), and COMMAND runs on.
             COMMAND not found: 127; not executable: 126; other errors: 1.
             """)
 
@@ -69,13 +70,19 @@ struct Run: ParsableCommand {
         }
         client.onClose { _ in supervisor.holdLost("connection to batond closed") }
         client.onLockLost { lost in supervisor.holdLost("lock lost (\(lost.reason), token \(lost.token))") }
-        if stopOnSuspended {
-            let events = client.events()
-            Task {
-                for await event in events {
-                    if case .lockSuspended(_, let token) = event {
-                        supervisor.holdLost("lock suspended (batond lost its ZooKeeper connection, token \(token))")
-                    }
+        let events = client.events()
+        let stopOnSuspended = self.stopOnSuspended
+        Task {
+            for await event in events {
+                switch event {
+                case .lockSuspended(_, let token) where stopOnSuspended:
+                    supervisor.holdLost("lock suspended (batond lost its ZooKeeper connection, token \(token))")
+                case .lockSuspended(_, let token):
+                    printError("\(context): lock suspended (batond lost its ZooKeeper connection, token \(token)); command keeps running")
+                case .lockResumed(_, let token):
+                    printError("\(context): lock resumed (batond reconnected to ZooKeeper within its session, token \(token))")
+                default:
+                    break
                 }
             }
         }

@@ -12,7 +12,7 @@ final class ClientFakePeerTests: XCTestCase {
                                                                   keepOnDisconnect: true, heartbeats: false))
         let requests = peer.requests.map(\.request)
         XCTAssertEqual(requests.first, .hello(version: ProtocolVersion.current, clientName: "unit"))
-        XCTAssertEqual(requests.dropFirst().first, .openSession(timeoutMilliseconds: 1_500, flags: [.keepOnDisconnect]))
+        XCTAssertEqual(requests.dropFirst().first, .openSession(timeoutMilliseconds: 1_500, flags: [.keepOnDisconnect, .resumedEvents]))
         XCTAssertEqual(client.session, SessionInfo(id: 42, secret: SessionSecret(high: 1, low: 2), timeoutMilliseconds: 1_500))
         XCTAssertEqual(client.serverName, "fake")
     }

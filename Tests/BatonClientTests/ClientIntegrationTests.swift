@@ -1,14 +1,22 @@
 import XCTest
 import Foundation
 import BatonProtocol
+import BatonTestSupport
 @testable import BatonClient
 
-/// The client against a real batond over its Unix socket (and TCP for resume).
-final class ClientIntegrationTests: XCTestCase {
+/// The client against a real batond over its Unix socket (and TCP for resume), on the embedded store;
+/// `ClientIntegrationZooKeeperTests` runs every test again on a ZooKeeper sidecar. Where the stores
+/// are documented to differ (PROTOCOL.md §16), a test says what each one does (`daemon.isZooKeeper`).
+class ClientIntegrationTests: XCTestCase {
     var daemon: LiveDaemon!
 
+    /// Where the daemon keeps the namespace: a subclass per store.
+    class var store: DaemonStore { .embedded }
+
     override func setUpWithError() throws {
-        daemon = try LiveDaemon(tcp: name.contains("TCP"))
+        // Each test under a chroot of its own: a shared ZooKeeper outlives the test's sidecar.
+        let chroot = "/" + name.filter { $0.isLetter || $0.isNumber } + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        daemon = try LiveDaemon(tcp: name.contains("TCP"), store: Self.store, chroot: chroot)
     }
 
     override func tearDown() {
@@ -83,6 +91,45 @@ final class ClientIntegrationTests: XCTestCase {
         }
         let unchanged = try await client.get("/m").data
         XCTAssertEqual(unchanged, [0])
+    }
+
+    /// The embedded store takes a node of `dataBytesMax`; ZooKeeper's packet limit is just below
+    /// it, so a sidecar refuses it before it reaches ZooKeeper, and keeps its connection (a server
+    /// drops a client that sends more): its holds are not disturbed (PROTOCOL.md §16).
+    func testTheLargestNodeEachStoreTakes() async throws {
+        let client = try await connect()
+        let holder = try await connect("holder")
+        let events = holder.events()
+        let grant = try await holder.acquire("/locks/big")
+        try await client.create("/big")
+        try await client.create("/big/under", data: [UInt8](repeating: 7, count: 1_000_000))
+        let largest = [UInt8](repeating: 8, count: Limits.default.dataBytesMax)
+        do {
+            try await client.create("/big/largest", data: largest)
+            XCTAssertFalse(daemon.isZooKeeper, "ZooKeeper took a packet over its jute.maxbuffer")
+            let read = try await client.get("/big/largest").data
+            XCTAssertEqual(read.count, largest.count)
+        } catch {
+            XCTAssertTrue(daemon.isZooKeeper, "\(error)")
+            XCTAssertEqual(error.code, .dataTooLarge)
+        }
+        do {
+            _ = try await client.multi([.set(path: "/big/under", data: [UInt8](repeating: 1, count: 530_000), expectedVersion: -1),
+                                        .create(path: "/big/other", data: [UInt8](repeating: 2, count: 530_000), mode: .persistent)])
+            XCTAssertFalse(daemon.isZooKeeper, "the multi is one ZooKeeper packet: over the limit")
+        } catch {
+            XCTAssertTrue(daemon.isZooKeeper, "\(error)")
+            XCTAssertEqual(error.code, .dataTooLarge)
+        }
+        let under = try await client.get("/big/under").data
+        XCTAssertEqual(under.count, daemon.isZooKeeper ? 1_000_000 : 530_000)
+        let current = try await holder.checkToken("/locks/big", token: grant.token)
+        XCTAssertTrue(current, "the hold was never in doubt")
+        try await holder.release(grant)
+        holder.disconnect()
+        var seen: [Event] = []
+        for await event in events { seen.append(event) }
+        XCTAssertEqual(seen, [], "no lockSuspended: the sidecar kept its ZooKeeper connection")
     }
 
     func testErrorsMapToTheirCodes() async throws {
@@ -355,7 +402,9 @@ final class ClientIntegrationTests: XCTestCase {
             try await first.renew(held, lease: .seconds(1))
             XCTFail("renewed an ended hold")
         } catch {
-            XCTAssertEqual(error.code, .lockLost)
+            // The embedded store sees the node is gone; a ZooKeeper sidecar does not read ZooKeeper to
+            // tell an ended hold from one it never had (PROTOCOL.md §16).
+            XCTAssertEqual(error.code, daemon.isZooKeeper ? .notHolder : .lockLost)
         }
 
         // Deadlock: opposite order; the acquire that closes the cycle fails at once.
@@ -400,6 +449,16 @@ final class ClientIntegrationTests: XCTestCase {
         let nobody = try await holder.requestRevocation("/locks/rv")
         XCTAssertEqual(nobody, 0, "a hold acquired without the flag is never asked")
         try await asker.release(next)
+        // A lock path nobody ever used: the embedded store knows it does not exist; a ZooKeeper
+        // sidecar answers from the holds it manages, without reading ZooKeeper (PROTOCOL.md §16).
+        do {
+            let unknown = try await asker.requestRevocation("/locks/never")
+            XCTAssertTrue(daemon.isZooKeeper, "the embedded store answered \(unknown) for a missing path")
+            XCTAssertEqual(unknown, 0)
+        } catch {
+            XCTAssertFalse(daemon.isZooKeeper, "\(error)")
+            XCTAssertEqual(error.code, .noNode)
+        }
     }
 
     func testSharedLocksAreHeldTogether() async throws {
@@ -431,5 +490,25 @@ final class ClientIntegrationTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(10))
         }
         XCTFail("condition never held", file: file, line: line)
+    }
+}
+
+/// The same tests on a sidecar over ZooKeeper: one standalone ZooKeeper server for the class (the
+/// suite checks the store's behaviour, not the ensemble's; multi-member cases are in
+/// BatonZooKeeperTests), a sidecar per test under its own chroot.
+final class ClientIntegrationZooKeeperTests: ClientIntegrationTests {
+    static let shared = SharedEnsemble(members: 1)
+    override class var store: DaemonStore { .zooKeeper(shared) }
+
+    override class func tearDown() {
+        shared.stop()
+        super.tearDown()
+    }
+
+    // Linux test discovery finds a subclass by the tests it declares (then runs the inherited ones
+    // too): this one's own test keeps the class, and so the whole suite, on this store.
+    func testHelloNamesTheZooKeeperStore() async throws {
+        let client = try await connect()
+        XCTAssertTrue(client.serverName.contains(" store=zookeeper://"), client.serverName)
     }
 }

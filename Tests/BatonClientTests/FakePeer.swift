@@ -14,6 +14,8 @@ final class FakePeer: @unchecked Sendable {
     private var received: [(requestID: UInt32, request: Request)] = []
     private var responder: Responder
     private var closed = false
+    /// Answer `resumeSession` by passing it to the responder instead of resuming session 42.
+    var refusesResume = false
 
     /// A peer that answers hello and openSession itself and passes everything else to `respond`.
     init(respond: @escaping Responder = { _, _, _ in }) {
@@ -21,6 +23,15 @@ final class FakePeer: @unchecked Sendable {
         precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &descriptors) == 0)
         clientDescriptor = descriptors[0]
         serverDescriptor = descriptors[1]
+        responder = respond
+        let thread = Thread { [self] in readLoop() }
+        thread.start()
+    }
+
+    /// A peer on a connection a `FakeListener` accepted (the client end is the client's own socket).
+    init(accepted descriptor: Int32, respond: @escaping Responder) {
+        serverDescriptor = descriptor
+        clientDescriptor = -1
         responder = respond
         let thread = Thread { [self] in readLoop() }
         thread.start()
@@ -106,6 +117,8 @@ final class FakePeer: @unchecked Sendable {
                 case .openSession(let timeout, _):
                     reply(requestID, .openSession, .session(sessionID: 42, secret: SessionSecret(high: 1, low: 2),
                                                             timeoutMilliseconds: timeout))
+                case .resumeSession(let sessionID, _) where sessionID == 42 && !refusesResume:
+                    reply(requestID, .resumeSession, .resumed(timeoutMilliseconds: 1_000))
                 default:
                     respond(self, requestID, request)
                 }
@@ -116,6 +129,79 @@ final class FakePeer: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
         Glibc.close(serverDescriptor)
+    }
+}
+
+/// A Unix socket that accepts connections and gives each to a new `FakePeer` (whose responder
+/// `respond` makes), so a client that reconnects finds a peer again.
+final class FakeListener: @unchecked Sendable {
+    let path: String
+    private let descriptor: Int32
+    private let condition = NSCondition()
+    private var accepted: [FakePeer] = []
+    private let makePeer: @Sendable (Int32) -> FakePeer
+
+    init(makePeer: @escaping @Sendable (Int32) -> FakePeer = { FakePeer(accepted: $0, respond: { _, _, _ in }) }) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-fake-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        path = directory.appendingPathComponent("s").path
+        self.makePeer = makePeer
+        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        precondition(descriptor >= 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in bytes.enumerated() { buffer[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        precondition(bound == 0 && listen(descriptor, 8) == 0)
+        let thread = Thread { [self] in acceptLoop() }
+        thread.start()
+    }
+
+    var endpoint: Endpoint { .unix(path: path) }
+
+    /// The peers accepted so far, in order.
+    var peers: [FakePeer] {
+        condition.lock()
+        defer { condition.unlock() }
+        return accepted
+    }
+
+    /// Waits until `count` connections were accepted (20 s at most); returns the last one.
+    func waitForPeer(_ count: Int) -> FakePeer? {
+        let deadline = Date().addingTimeInterval(20)
+        condition.lock()
+        defer { condition.unlock() }
+        while accepted.count < count {
+            if !condition.wait(until: deadline) { break }
+        }
+        return accepted.count >= count ? accepted[count - 1] : nil
+    }
+
+    /// Stops accepting: the socket file goes, so new connects fail.
+    func stop() {
+        unlink(path)
+        shutdown(descriptor, Int32(SHUT_RDWR))
+    }
+
+    private func acceptLoop() {
+        while true {
+            let connection = accept(descriptor, nil, nil)
+            if connection < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            let peer = makePeer(connection)
+            condition.lock()
+            accepted.append(peer)
+            condition.broadcast()
+            condition.unlock()
+        }
+        Glibc.close(descriptor)
     }
 }
 

@@ -11,15 +11,39 @@ enum BuiltProducts {
     static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 }
 
+/// Where a daemon under test keeps its namespace.
+enum DaemonStore {
+    /// The embedded store in a fresh data directory.
+    case embedded
+    /// A sidecar on the ZooKeeper (standalone or ensemble) of `SharedEnsemble`, under its own chroot.
+    case zooKeeper(SharedEnsemble)
+}
+
 /// A real batond for one test (`TestDaemon` from BatonTestSupport), seen as client endpoints.
 /// Short session timeouts are allowed so heartbeat and expiry tests stay quick.
 final class LiveDaemon {
     let daemon: TestDaemon
+    let store: DaemonStore
 
-    init(tcp: Bool = false) throws {
-        var options = TestDaemon.Options(listensOnTCP: tcp, arguments: ["--session-timeout-min-ms", "200"])
-        options.logLevel = "info"
-        daemon = try TestDaemon(options)
+    /// `chroot` (a ZooKeeper path) keeps one test's nodes apart from the others' on a shared ZooKeeper.
+    init(tcp: Bool = false, store: DaemonStore = .embedded, chroot: String = "/baton") throws {
+        self.store = store
+        let arguments = ["--session-timeout-min-ms", "200"]
+        switch store {
+        case .embedded:
+            var options = TestDaemon.Options(listensOnTCP: tcp, arguments: arguments)
+            options.logLevel = "info"
+            daemon = try TestDaemon(options)
+        case .zooKeeper(let shared):
+            daemon = try TestDaemon.zooKeeperSidecar(store: "zookeeper://\(try shared.ensemble().connectString)\(chroot)",
+                                                     sessionTimeoutMilliseconds: 4_000, extra: arguments, logLevel: "info",
+                                                     listensOnTCP: tcp)
+        }
+    }
+
+    var isZooKeeper: Bool {
+        if case .zooKeeper = store { return true }
+        return false
     }
 
     var directory: URL { URL(fileURLWithPath: daemon.directory) }

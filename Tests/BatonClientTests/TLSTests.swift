@@ -1,4 +1,4 @@
-import BatonClient
+@testable import BatonClient
 import BatonProtocol
 import BatonTestSupport
 import Foundation
@@ -91,6 +91,23 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(try blocking.get("/big").0, big)
         async.disconnect()
         XCTAssertTrue(daemon.standardError.contains("tcp_security=TLS"), daemon.standardError)
+    }
+
+    /// A reconnect after a cut does the TLS handshake again (the resumed session keeps its hold), so a
+    /// client that reconnects never falls back to plain TCP.
+    func testAClientThatReconnectsOverTLSResumesItsSession() async throws {
+        let daemon = try startDaemon()
+        defer { daemon.stop() }
+        var reconnecting = options(daemon, trusting)
+        reconnecting.reconnect = ReconnectPolicy(initialBackoff: .milliseconds(20), maximumBackoff: .milliseconds(200))
+        let client = try await BatonClient.connect(to: endpoint(daemon), options: reconnecting)
+        let statuses = ClientReconnectFakePeerTests.Statuses(client)
+        let grant = try await client.acquire("/locks/tls-resume")
+        XCTAssertEqual(shutdown(client.connection.descriptor, Int32(SHUT_RDWR)), 0)
+        XCTAssertEqual(statuses.waitFor { $0 == .resumed }.last, .resumed, daemon.standardError)
+        let current = try await client.checkToken("/locks/tls-resume", token: grant.token)
+        XCTAssertTrue(current, "the hold survived the cut: same session, resumed over TLS")
+        try await client.release(grant)
     }
 
     func testAServerCertificateFromAnotherCAIsRefused() throws {

@@ -331,7 +331,7 @@ final class EngineNamespaceSimulation {
                         throw fail("sessionExpired \(sessionID) to \(connection), which does not speak for it")
                     }
                     expiredEvents.insert(sessionID)
-                case .lockLost, .lockSuspended, .revocationRequested:
+                case .lockLost, .lockSuspended, .revocationRequested, .lockResumed:
                     throw fail("lock event without locks: \(event)")
                 }
             }

@@ -20,6 +20,7 @@ final class EngineProtocolConformanceTests: XCTestCase {
                 case .lockSuspended: return "lockSuspended"
                 case .sessionExpired: return "sessionExpired"
                 case .revocationRequested: return "revocationRequested"
+                case .lockResumed: return "lockResumed"
                 }
             case .close(connection):
                 return "close"

@@ -18,6 +18,7 @@ enum GoldenValues {
         "hello.empty-name": (UInt32.max, .hello(version: 1, clientName: "")),
         "openSession": (2, .openSession(timeoutMilliseconds: 10_000, flags: .keepOnDisconnect)),
         "openSession.defaults": (2, .openSession(timeoutMilliseconds: 0, flags: [])),
+        "openSession.resumedEvents": (2, .openSession(timeoutMilliseconds: 10_000, flags: [.keepOnDisconnect, .resumedEvents])),
         "resumeSession": (3, .resumeSession(sessionID: sessionID, secret: secret)),
         "closeSession": (4, .closeSession),
         "ping": (5, .ping),
@@ -117,6 +118,7 @@ enum GoldenValues {
         "lockSuspended": .lockSuspended(node: "/l/0000000007", token: 7),
         "sessionExpired": .sessionExpired(sessionID: sessionID),
         "revocationRequested": .revocationRequested(node: "/l/0000000007", token: 7, requester: 9),
+        "lockResumed": .lockResumed(node: "/l/0000000007", token: 7),
     ]
 
     /// Frames a server must refuse: the code, and the request id the failure carries.
@@ -236,6 +238,7 @@ final class GoldenVectorTests: XCTestCase {
             case .lockSuspended: kinds.insert(.lockSuspended)
             case .sessionExpired: kinds.insert(.sessionExpired)
             case .revocationRequested: kinds.insert(.revocationRequested)
+            case .lockResumed: kinds.insert(.lockResumed)
             }
         }
         XCTAssertEqual(kinds, Set(EventKind.allCases))

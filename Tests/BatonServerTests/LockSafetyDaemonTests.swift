@@ -3,9 +3,13 @@ import BatonTestSupport
 import XCTest
 
 /// Issue 8 as a hostile or careless client tries it against the real `batond`: no sequence of requests
-/// ends another hold or wedges a lock (PROTOCOL.md §12.1, §12.6).
-final class LockSafetyDaemonTests: XCTestCase {
+/// ends another hold or wedges a lock (PROTOCOL.md §12.1, §12.6). On the embedded store here;
+/// `LockSafetyZooKeeperDaemonTests` runs the same tests on a ZooKeeper sidecar.
+class LockSafetyDaemonTests: XCTestCase {
     private var daemons: [TestDaemon] = []
+
+    /// A ZooKeeper to serve from, or nil for the embedded store: a subclass per store.
+    class var zooKeeper: SharedEnsemble? { nil }
 
     override func tearDown() {
         if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
@@ -14,8 +18,16 @@ final class LockSafetyDaemonTests: XCTestCase {
         daemons.removeAll()
     }
 
-    private func startDaemon() throws -> TestDaemon {
-        let daemon = try TestDaemon()
+    func startDaemon() throws -> TestDaemon {
+        let daemon: TestDaemon
+        if let zooKeeper = Self.zooKeeper {
+            // A chroot per test: the ZooKeeper outlives each test's sidecar.
+            let chroot = "/safety-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+            daemon = try TestDaemon.zooKeeperSidecar(store: "zookeeper://\(try zooKeeper.ensemble().connectString)\(chroot)",
+                                                     sessionTimeoutMilliseconds: 4_000)
+        } else {
+            daemon = try TestDaemon()
+        }
         daemons.append(daemon)
         return daemon
     }
@@ -88,5 +100,27 @@ final class LockSafetyDaemonTests: XCTestCase {
         let reply = try victim.receiveReply()
         XCTAssertEqual(reply.requestID, waitingID)
         guard case .success(.granted) = reply.result else { return XCTFail("the victim is granted, got \(reply.result)") }
+    }
+}
+
+/// The same tests on a sidecar over one standalone ZooKeeper server for the class.
+final class LockSafetyZooKeeperDaemonTests: LockSafetyDaemonTests {
+    static let shared = SharedEnsemble(members: 1)
+    override class var zooKeeper: SharedEnsemble? { shared }
+
+    override class func tearDown() {
+        shared.stop()
+        super.tearDown()
+    }
+
+    // Linux test discovery finds a subclass by the tests it declares (then runs the inherited ones
+    // too): this one's own test keeps the class, and so the whole suite, on this store.
+    func testTheSidecarServesFromZooKeeper() throws {
+        let daemon = try startDaemon()
+        let client = try daemon.connect()
+        guard case .hello(_, let serverName, _) = try client.callSuccessfully(.hello(version: ProtocolVersion.current, clientName: "t")) else {
+            return XCTFail("hello")
+        }
+        XCTAssertTrue(serverName.contains(" store=zookeeper://"), serverName)
     }
 }

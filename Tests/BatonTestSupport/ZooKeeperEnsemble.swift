@@ -314,8 +314,10 @@ extension TestDaemon {
     /// A batond on the ZooKeeper store `store` (zookeeper://HOSTS/CHROOT), returned once its ZooKeeper
     /// session is established (before that, every request would fail `storageFailure`).
     public static func zooKeeperSidecar(store: String, sessionTimeoutMilliseconds: Int, extra: [String] = [],
-                                        logLevel: String? = nil, launcher: [String] = []) throws -> TestDaemon {
-        var options = Options(arguments: ["--store", store, "--zookeeper-session-timeout-ms", "\(sessionTimeoutMilliseconds)"] + extra)
+                                        logLevel: String? = nil, launcher: [String] = [],
+                                        listensOnTCP: Bool = false) throws -> TestDaemon {
+        var options = Options(listensOnTCP: listensOnTCP,
+                              arguments: ["--store", store, "--zookeeper-session-timeout-ms", "\(sessionTimeoutMilliseconds)"] + extra)
         options.usesDataDirectory = false
         if let logLevel { options.logLevel = logLevel }
         options.launcher = launcher

@@ -175,6 +175,39 @@ final class ZooKeeperStoreLossTests: XCTestCase {
         XCTAssertTrue(a.standardError.contains("every hold is lost"), a.standardError)
     }
 
+    func testAHolderToldSuspendedIsToldResumedWhenTheSidecarReconnectsWithinItsSession() throws {
+        let ensemble = try ZooKeeperEnsemble(members: 3)
+        let leader = try XCTUnwrap(ensemble.leader())
+        // The sidecar knows the two followers only: freezing the one it talks to leaves the leader and
+        // a member to move to, so it reconnects well within its session (no election in between).
+        let followers = ensemble.members.filter { $0.id != leader }
+        let a = try sidecar("zookeeper://\(followers.map { "127.0.0.1:\($0.clientPort)" }.joined(separator: ","))/resume")
+        let holder = try a.connect()
+        try holder.handshake(clientName: "holder", flags: [.resumedEvents])
+        let older = try a.connect() // a version-1 client that does not know lockResumed
+        try older.handshake(clientName: "older")
+        guard case .granted(let node, let token) = try holder.callSuccessfully(.acquire(LockRequest(path: "/locks/resume"))),
+              case .granted(let otherNode, let otherToken) = try older.callSuccessfully(.acquire(LockRequest(path: "/locks/older")))
+        else { return XCTFail("acquire") }
+
+        let established = try XCTUnwrap(a.standardError.split(separator: "\n").first { $0.contains("ZooKeeper session established") })
+        let frozen = try XCTUnwrap(followers.first { established.contains(":\($0.clientPort)") }?.id, String(established))
+        ensemble.signal(frozen, SIGSTOP)
+        defer { ensemble.signal(frozen, SIGCONT) }
+        XCTAssertEqual(try holder.nextEvent(timeoutSeconds: 20), .lockSuspended(node: node, token: token))
+        XCTAssertEqual(try older.nextEvent(timeoutSeconds: 20), .lockSuspended(node: otherNode, token: otherToken))
+        XCTAssertEqual(try holder.nextEvent(timeoutSeconds: 20), .lockResumed(node: node, token: token))
+        XCTAssertEqual(try holder.callSuccessfully(.checkToken(path: "/locks/resume", token: token)), .tokenStatus(current: true))
+        // The engine told both sessions at once: had the older one been sent lockResumed, it would come
+        // before this reply.
+        let ping = try older.send(.ping)
+        guard case .reply(let reply) = try older.receive() else { return XCTFail("the older client got an event it does not know") }
+        XCTAssertEqual(reply.requestID, ping)
+        XCTAssertEqual(try older.callSuccessfully(.checkToken(path: "/locks/older", token: otherToken)), .tokenStatus(current: true))
+        XCTAssertTrue(a.standardError.contains("holds resumed"), a.standardError)
+        XCTAssertFalse(a.standardError.contains("every hold is lost"), a.standardError)
+    }
+
     func testUnreachableEnsembleGivesNamedErrorsAndALogLine() throws {
         let port = try TestDaemon.freeLoopbackPort()
         var options = TestDaemon.Options(arguments: ["--store", "zookeeper://127.0.0.1:\(port)/x", "--zookeeper-session-timeout-ms", "1000"])

@@ -96,7 +96,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "watch", "lockLost", "lockSuspended", "sessionExpired", "revocationRequested"
+    kind: str  # "watch", "lockLost", "lockSuspended", "sessionExpired", "revocationRequested",
+    #                "lockResumed" (only with the resumedEvents session flag, §12.8)
     fields: dict = field(default_factory=dict)
 
 
@@ -374,6 +375,8 @@ def decode_server_body(body: bytes):
             event = Event("sessionExpired", {"session_id": r.u64()})
         elif event_kind == 5:
             event = Event("revocationRequested", {"node": r.string(), "token": r.u64(), "requester": r.u64()})
+        elif event_kind == 6:
+            event = Event("lockResumed", {"node": r.string(), "token": r.u64()})
         else:
             raise ProtocolError(f"unknown event kind {event_kind}")
         r.end()

@@ -74,6 +74,8 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.decode_server_body(v["revocation"][4:]).body, 2)
         revoke = p.decode_server_body(vectors("events.hex")["revocationRequested"][4:])
         self.assertEqual((revoke.kind, revoke.fields), ("revocationRequested", {"node": "/l/0000000007", "token": 7, "requester": 9}))
+        resumed = p.decode_server_body(vectors("events.hex")["lockResumed"][4:])
+        self.assertEqual((resumed.kind, resumed.fields), ("lockResumed", {"node": "/l/0000000007", "token": 7}))
         lost = p.decode_server_body(vectors("events.hex")["lockLost.leaseExpired"][4:])
         self.assertEqual(lost.fields, {"node": "/l/0000000007", "token": 7, "reason": "leaseExpired"})
 
