@@ -14,6 +14,8 @@ public struct ServerConfiguration: Sendable {
     /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
     public var metricsEndpoint: Endpoint?
     public var engine: EngineConfiguration
+    /// The access rule file (`--acl`, PROTOCOL.md §17), reloaded on SIGHUP; nil: no access control.
+    public var accessRulesPath: String?
     /// Size of the loop's one read buffer, shared by every connection (a read is consumed before the
     /// next); a frame split across reads is gathered in its connection, up to `frameBytesMax`.
     public var readBufferBytes: Int = 65_536

@@ -172,6 +172,7 @@ final class ServerLoop {
                                                          tokenBytes: configuration.engine.tcpAuthenticationToken?.count ?? 0) {
             throw ServerError("admission: \(problem)")
         }
+        let accessRules = try readAccessRules()
         signal(SIGPIPE, SIG_IGN)
 
         let prepare = LibUV.allocate(uv_prepare_t.self)
@@ -208,7 +209,8 @@ final class ServerLoop {
         mailbox.open(async)
 
         if configuration.handlesSignals {
-            for number in [SIGTERM, SIGINT] {
+            // SIGHUP reloads the access rules (ServerLoop+Access.swift); without them it keeps its default.
+            for number in [SIGTERM, SIGINT] + (configuration.accessRulesPath != nil ? [SIGHUP] : []) {
                 let handle = LibUV.allocate(uv_signal_t.self)
                 uv_signal_init(loop, handle)
                 LibUV.setOwner(handle, self)
@@ -251,6 +253,7 @@ final class ServerLoop {
         } else {
             try openEngine()
         }
+        installAccessRules(accessRules)
         if let zooKeeper = configuration.zooKeeper { try openZooKeeper(zooKeeper) }
         return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort, metricsPort: metricsPort)
     }
@@ -330,6 +333,7 @@ final class ServerLoop {
         admission.admit(connection, peerHost: peerHost, now: acceptedAt)
         if engine.connectionOpened(connection.id, transport: listener.transport, now: now()) {
             engine.connectionIdentified(connection.id, as: Listener.identity(ofPeer: connection.peer, transport: listener.transport))
+            identifyForAccessRules(connection)
             logger.debug("connection opened", metadata: metadata(connection))
             let started = uv_read_start(connection.stream, onAllocate, onRead)
             if started < 0 {
@@ -651,7 +655,10 @@ final class ServerLoop {
         while true {
             startRequestedBackups()
             let outputs = engine.takeOutputs()
-            if outputs.isEmpty { return }
+            if outputs.isEmpty {
+                logAccessDenials()
+                return
+            }
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
@@ -949,6 +956,10 @@ private func onAsync(_ handle: UnsafeMutablePointer<uv_async_t>?) {
 }
 
 private func onSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ number: Int32) {
+    if number == SIGHUP {
+        ServerLoop.of(handle)?.reloadAccessRules()
+        return
+    }
     ServerLoop.of(handle)?.beginShutdown(reason: number == SIGTERM ? "SIGTERM" : number == SIGINT ? "SIGINT" : "signal \(number)")
 }
 

@@ -53,6 +53,12 @@ struct Batond: ParsableCommand {
         "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9420.", valueName: "host:port"))
     var metrics: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Access rules: which users, groups and TCP tokens may do what under which paths; reloaded on SIGHUP.",
+        discussion: "One rule a line: PREFIX PRINCIPAL PERMISSIONS, e.g. \"/locks group:ops read,lock,watch\" (Proto/PROTOCOL.md §17). Without it, whoever may connect may do everything.",
+        valueName: "file"))
+    var acl: String?
+
     @Option(name: .customLong("data-dir"), help: ArgumentHelp(
         "Directory of the write-ahead log and snapshots.",
         discussion: "Default: $XDG_STATE_HOME/baton, else ~/.local/state/baton.", valueName: "dir"))
@@ -324,10 +330,11 @@ struct Batond: ParsableCommand {
             }
             configuration.tcpEndpoint = endpoint
             // TCP is off unless asked for, and then requires authentication.
-            guard let tcpTokenFile else {
+            // The tokens may also be named in the access rules (token lines, PROTOCOL.md §17).
+            guard tcpTokenFile != nil || acl != nil else {
                 throw ServerError("--listen needs --tcp-token-file FILE: TCP clients must authenticate with the token in that file (mode 0600)")
             }
-            configuration.engine.tcpAuthenticationToken = try TokenFile.load(path: tcpTokenFile)
+            if let tcpTokenFile { configuration.engine.tcpAuthenticationToken = try TokenFile.load(path: tcpTokenFile) }
         } else if tcpTokenFile != nil {
             throw ServerError("--tcp-token-file is used only with --listen")
         }
@@ -337,6 +344,7 @@ struct Batond: ParsableCommand {
             }
             configuration.metricsEndpoint = endpoint
         }
+        configuration.accessRulesPath = acl
         return configuration
     }
 
