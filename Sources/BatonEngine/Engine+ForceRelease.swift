@@ -1,7 +1,7 @@
 import BatonNamespace
 import BatonProtocol
 
-// `forceRelease` (Proto/PROTOCOL.md §12.12): an operator ends another session's hold or wait of a
+// `forceRelease` (Proto/PROTOCOL.md §12.13): an operator ends another session's hold or wait of a
 // lock. It deletes the waiter's node, the one thing the recipe already answers for every store: a
 // holder whose node is deleted hears `lockLost(nodeDeleted)`, a waiter's acquire is answered
 // `lockLost`, and the next waiter is granted with a higher fencing token. The `admin` permission

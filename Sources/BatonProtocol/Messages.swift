@@ -192,7 +192,7 @@ public enum Request: Sendable, Equatable {
     /// Asks every revocable holder of the lock at `path` to give it up (PROTOCOL.md §12.11).
     case requestRevocation(path: String)
     /// Ends the holds and waits of the lock at `path` (those of `sessionID` only, unless it is 0: then
-    /// every current hold) as if their nodes were deleted: needs `admin` (PROTOCOL.md §12.12).
+    /// every current hold) as if their nodes were deleted: needs `admin` (PROTOCOL.md §12.13).
     case forceRelease(path: String, sessionID: UInt64)
     /// Writes a consistent snapshot of the namespace to `file`, a path on the daemon's host (PROTOCOL.md §10.8).
     case backup(file: String)

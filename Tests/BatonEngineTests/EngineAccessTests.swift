@@ -4,7 +4,7 @@ import BatonProtocol
 import XCTest
 
 /// The engine consults the access rules for every request (Proto/PROTOCOL.md §17) and serves
-/// `forceRelease` (§12.12).
+/// `forceRelease` (§12.13).
 final class EngineAccessTests: XCTestCase {
     private let alice = AccessIdentity(userID: 1001, groupIDs: [1001])
     private let ops = AccessIdentity(userID: 1002, groupIDs: [1002, 500])
