@@ -59,7 +59,7 @@ extension Engine {
 
     /// Compares in time that depends only on the lengths, never on where the bytes first differ.
     /// An empty expected token matches nothing.
-    static func tokensMatch(_ presented: [UInt8], _ expected: [UInt8]) -> Bool {
+    public static func tokensMatch(_ presented: [UInt8], _ expected: [UInt8]) -> Bool {
         var difference: UInt8 = presented.count == expected.count ? 0 : 1
         for index in 0..<expected.count {
             let byte = index < presented.count ? presented[index] : 0

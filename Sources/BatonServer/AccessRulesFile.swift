@@ -29,9 +29,9 @@ public enum AccessRulesFile {
         var tokens: [String: [UInt8]] = [:]
         for (name, file) in contents.tokenFiles {
             do throws(ServerError) {
-                tokens[name] = try TokenFile.load(path: file)
+                tokens[name] = try TokenFile.load(path: file, what: "token \(name)")
             } catch {
-                throw ServerError("access rules \(path): token \(name): \(error.message)")
+                throw ServerError("access rules \(path): \(error.message)")
             }
         }
         return Loaded(policy: contents.policy, namedTokens: tokens)

@@ -13,6 +13,10 @@ public struct ServerConfiguration: Sendable {
     public var tcpEndpoint: Endpoint?
     /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
     public var metricsEndpoint: Endpoint?
+    /// Serve the same HTTP endpoint on this Unix socket (mode 0600), only when asked (`--metrics-socket`).
+    public var metricsSocketPath: String?
+    /// `GET /metrics` on either endpoint needs `Authorization: Bearer` with this token (`--metrics-token-file`).
+    public var metricsBearerToken: [UInt8]?
     public var engine: EngineConfiguration
     /// The access rule file (`--acl`, PROTOCOL.md §17), reloaded on SIGHUP; nil: no access control.
     public var accessRulesPath: String?

@@ -100,9 +100,10 @@ final class ServerLoop {
     /// Who is let in, at what cost and for how long (Admission.swift).
     let admission: Admission
 
-    // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with `metricsEndpoint`.
+    // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with a metrics endpoint.
     var counters = ServerCounters()
-    private var metricsEndpoint: MetricsEndpoint?
+    /// `--metrics` (TCP) and `--metrics-socket` (Unix), each only when asked.
+    private var metricsEndpoints: [MetricsEndpoint] = []
     private var metricsRegistry: MetricsRegistry?
 
     init(configuration: ServerConfiguration, logger: Logger, mailbox: Mailbox,
@@ -148,6 +149,7 @@ final class ServerLoop {
             for listener in listeners {
                 if let path = listener.socketPath { unlink(path) }
             }
+            for endpoint in metricsEndpoints { if let path = endpoint.socketPath { unlink(path) } }
             closeLoop()
             throw error
         }
@@ -157,6 +159,7 @@ final class ServerLoop {
         if configuration.inheritedUnixListener != nil { metadata["mode"] = "from systemd" }
         if let port = addresses.tcpPort { metadata["tcp_port"] = "\(port)" }
         if let port = addresses.metricsPort { metadata["metrics_port"] = "\(port)" }
+        if let path = configuration.metricsSocketPath { metadata["metrics_socket"] = "\(path)" }
         logger.info("ready", metadata: metadata)
         onReady(addresses)
         uv_run(loop, UV_RUN_DEFAULT)
@@ -241,11 +244,14 @@ final class ServerLoop {
             guard case .tcp(let host, let port) = endpoint else {
                 throw ServerError("the metrics endpoint must be HOST:PORT, not \(endpoint)")
             }
-            let metrics = try MetricsEndpoint.bind(host: host, port: port, loop: self)
-            metricsEndpoint = metrics
-            metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil)
+            let metrics = try MetricsEndpoint.bind(host: host, port: port, bearerToken: configuration.metricsBearerToken, loop: self)
+            metricsEndpoints.append(metrics)
             metricsPort = metrics.boundPort
         }
+        if let path = configuration.metricsSocketPath {
+            metricsEndpoints.append(try MetricsEndpoint.bind(unixPath: path, bearerToken: configuration.metricsBearerToken, loop: self))
+        }
+        if !metricsEndpoints.isEmpty { metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil) }
         // After the listeners: a second daemon on the same socket stops before touching any state.
         // Clients that connect meanwhile wait in the listen backlog.
         if let makeEngine {
@@ -870,7 +876,7 @@ final class ServerLoop {
             if let path = listener.socketPath { unlink(path) }
         }
         listeners.removeAll()
-        metricsEndpoint?.close()
+        for endpoint in metricsEndpoints { endpoint.close() }
         mailbox.close()
         if let async { LibUV.close(async) }
         async = nil

@@ -53,6 +53,18 @@ struct Batond: ParsableCommand {
         "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9420.", valueName: "host:port"))
     var metrics: String?
 
+    @Option(name: .customLong("metrics-socket"), help: ArgumentHelp(
+        "Serve the same HTTP endpoint (/metrics, /healthz, /readyz) on this Unix socket, mode 0600.",
+        discussion: "For a scraper on the same host (curl --unix-socket, a local agent): only the daemon's user and root reach it.",
+        valueName: "path"))
+    var metricsSocket: String?
+
+    @Option(name: .customLong("metrics-token-file"), help: ArgumentHelp(
+        "GET /metrics needs \"Authorization: Bearer TOKEN\" with the token in this file (mode 0600).",
+        discussion: "For a scraper over the network (Prometheus: authorization.credentials_file). /healthz and /readyz stay open.",
+        valueName: "file"))
+    var metricsTokenFile: String?
+
     @Option(name: .long, help: ArgumentHelp(
         "Access rules: which users, groups and TCP tokens may do what under which paths; reloaded on SIGHUP.",
         discussion: "One rule a line: PREFIX PRINCIPAL PERMISSIONS, e.g. \"/locks group:ops read,lock,watch\" (Proto/PROTOCOL.md §17). Without it, whoever may connect may do everything.",
@@ -344,6 +356,13 @@ struct Batond: ParsableCommand {
             }
             configuration.metricsEndpoint = endpoint
         }
+        configuration.metricsSocketPath = metricsSocket
+        if let metricsTokenFile {
+            guard metrics != nil || metricsSocket != nil else {
+                throw ServerError("--metrics-token-file is used only with --metrics or --metrics-socket")
+            }
+            configuration.metricsBearerToken = try TokenFile.load(path: metricsTokenFile, what: "metrics token")
+        }
         configuration.accessRulesPath = acl
         return configuration
     }
@@ -363,7 +382,7 @@ struct Batond: ParsableCommand {
         guard zooKeeperSessionTimeoutMilliseconds > 0 else { throw ServerError("--zookeeper-session-timeout-ms must be positive") }
         var digest: String?
         if let zooKeeperDigestFile {
-            let bytes = try TokenFile.load(path: zooKeeperDigestFile)
+            let bytes = try TokenFile.load(path: zooKeeperDigestFile, what: "ZooKeeper digest")
             let text = String(decoding: bytes, as: UTF8.self)
             guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
                 throw ServerError("\(zooKeeperDigestFile) must hold USER:PASSWORD")
