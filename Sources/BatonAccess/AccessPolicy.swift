@@ -87,11 +87,13 @@ public struct AccessRule: Sendable, Equatable {
         self.permissions = permissions
     }
 
+    /// By Swift's `==` on characters (canonical equivalence), as the namespace finds a node by its
+    /// path: two spellings of one node must get one decision, or a rule could be bypassed by the other.
     public func covers(_ path: String) -> Bool {
-        if prefix == "/" { return path.hasPrefix("/") }
         guard path.hasPrefix(prefix) else { return false }
-        let rest = path.utf8.dropFirst(prefix.utf8.count)
-        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+        if prefix == "/" { return true }
+        let rest = path.dropFirst(prefix.count)
+        return rest.isEmpty || rest.first == "/"
     }
 }
 

@@ -98,6 +98,17 @@ final class AccessPolicyTests: XCTestCase {
         XCTAssertEqual(try parse("/a user:alice all").policy.permissions(of: alice, at: "/b"), [])
     }
 
+    func testEverySpellingOfANodeGetsTheSameDecision() throws {
+        // "/caf\u{E9}" and "/cafe\u{301}" name one node (the namespace compares paths as Swift does,
+        // by canonical equivalence): a rule on one spelling must not be bypassed by the other.
+        let policy = try parse("/ * read\n/caf\u{E9} * none\n/cafe\u{301}x * all").policy
+        XCTAssertEqual(policy.permissions(of: carol, at: "/caf\u{E9}/x"), [])
+        XCTAssertEqual(policy.permissions(of: carol, at: "/cafe\u{301}/x"), [])
+        XCTAssertEqual(policy.permissions(of: carol, at: "/cafe\u{301}"), [])
+        XCTAssertEqual(policy.permissions(of: carol, at: "/caf\u{E9}x/y"), .all)
+        XCTAssertEqual(policy.permissions(of: carol, at: "/cafe/x"), [.read])
+    }
+
     func testTokenPrincipalsMatchOnlyTheirToken() throws {
         let policy = try parse("token ci /t\n/ token:ci read,lock\n/ token:default read", hasDefaultToken: true).policy
         XCTAssertEqual(policy.permissions(of: AccessIdentity(tokenName: "ci"), at: "/a"), [.read, .lock])
