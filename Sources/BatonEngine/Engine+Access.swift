@@ -18,6 +18,8 @@ public struct AccessDenial: Sendable, Equatable {
 /// Rules, named tokens and denial accounting.
 struct EngineAccess {
     var policy: AccessPolicy?
+    /// Bumped by every `setAccessRules`: a connection's narrowed rules of an older one are stale.
+    var generation: UInt64 = 0
     /// TCP tokens by principal name (`token NAME FILE` lines), besides the `--tcp-token-file` one.
     var namedTokens: [(name: String, bytes: [UInt8])] = []
     var deniedByOpcode: [Opcode: UInt64] = [:]
@@ -39,6 +41,7 @@ extension Engine {
     /// already authenticated keep the token name they proved.
     public func setAccessRules(_ policy: AccessPolicy?, namedTokens: [String: [UInt8]] = [:]) {
         access.policy = policy
+        access.generation += 1
         access.namedTokens = namedTokens.sorted { $0.key < $1.key }.map { (name: $0.key, bytes: $0.value) }
     }
 
@@ -48,6 +51,7 @@ extension Engine {
     public func connectionCredentials(_ connection: ConnectionID, userID: UInt32, groupIDs: [UInt32]) {
         connections[connection]?.access.userID = userID
         connections[connection]?.access.groupIDs = groupIDs
+        connections[connection]?.accessRules = nil
     }
 
     /// The principal name of the token `presented` matches (`AccessFile.defaultTokenName` for the
@@ -68,7 +72,14 @@ extension Engine {
     /// this request. Called for every request after the handshake and authentication checks.
     func refusesByAccessRules(_ request: Request, state: ConnectionState, requestID: UInt32, connection: ConnectionID,
                               now: Time) -> Bool {
-        guard let policy = access.policy, let missing = policy.denial(of: request, by: state.access) else { return false }
+        guard let policy = access.policy else { return false }
+        var rules = state.accessRules
+        if rules?.generation != access.generation {
+            // First request, or new rules, or a new identity (authenticate): only this identity's rules.
+            rules = (access.generation, policy.narrowed(to: state.access))
+            connections[connection]?.accessRules = rules
+        }
+        guard let missing = rules!.policy.denial(of: request, by: state.access) else { return false }
         access.deniedByOpcode[request.opcode, default: 0] += 1
         noteDenialForLog(AccessDenial(identity: state.access, peer: state.peerIdentity, opcode: request.opcode,
                                       permission: missing.permission, path: missing.path), now: now)

@@ -39,6 +39,7 @@ extension Engine {
         if let name = matchingTokenName(token) {
             connections[connection]!.isAuthorized = true
             connections[connection]!.access.tokenName = name
+            connections[connection]!.accessRules = nil
             authentication.successes += 1
             reply(connection, requestID, .authenticate, .success(.empty), now: now)
             return

@@ -528,6 +528,8 @@ struct ConnectionState {
     var peerIdentity: String?
     /// Who the access rules see: the Unix user and groups, or the TCP token's name (Engine+Access.swift).
     var access = AccessIdentity()
+    /// The rules that name `access`, for the rules of that generation (Engine+Access.swift).
+    var accessRules: (generation: UInt64, policy: AccessPolicy)?
 
     /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
     var noSessionError: ReplyError {

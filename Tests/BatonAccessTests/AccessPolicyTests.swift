@@ -109,6 +109,23 @@ final class AccessPolicyTests: XCTestCase {
         XCTAssertEqual(policy.permissions(of: carol, at: "/cafe/x"), [.read])
     }
 
+    func testANarrowedPolicyDecidesAsTheWholeOneForItsIdentity() throws {
+        let policy = try parse("""
+            /          group:ops    all
+            /          *            read
+            /locks     user:alice   lock
+            /secret    *            none
+            /secret    user:bob     read
+            """).policy
+        for identity in [alice, bob, carol] {
+            let narrowed = policy.narrowed(to: identity)
+            XCTAssertLessThan(narrowed.rules.count, policy.rules.count)
+            for path in ["/", "/locks", "/locks/a", "/secret", "/secret/x", "/other"] {
+                XCTAssertEqual(narrowed.permissions(of: identity, at: path), policy.permissions(of: identity, at: path), path)
+            }
+        }
+    }
+
     func testTokenPrincipalsMatchOnlyTheirToken() throws {
         let policy = try parse("token ci /t\n/ token:ci read,lock\n/ token:default read", hasDefaultToken: true).policy
         XCTAssertEqual(policy.permissions(of: AccessIdentity(tokenName: "ci"), at: "/a"), [.read, .lock])
