@@ -5,6 +5,7 @@ import PackageDescription
 //   BatonProtocol  wire types and codec (pure)          -> Proto/PROTOCOL.md
 //   BatonNamespace data tree, sessions, watches (pure, time is an input)
 //   BatonLocks     the lock recipe over any namespace (pure)
+//   BatonAccess    access rules: the rule file and who may do what where (pure)
 //   BatonEngine    the state machine the server drives: namespace + locks + log records (pure)
 //   BatonStore     write-ahead log and snapshots (files, no event loop)
 //   BatonZooKeeper the zookeeper:// store: the C client driven by its owner's loop, the recipe's namespace over it
@@ -51,8 +52,9 @@ let package = Package(
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
         ]),
+        .target(name: "BatonAccess", dependencies: ["BatonProtocol"]),
         .target(name: "BatonEngine", dependencies: [
-            "BatonProtocol", "BatonNamespace", "BatonLocks",
+            "BatonProtocol", "BatonNamespace", "BatonLocks", "BatonAccess",
             .product(name: "Collections", package: "swift-collections"),
         ]),
         .target(name: "BatonStore", dependencies: [
@@ -60,7 +62,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BatonServer", dependencies: [
-            "CLibUV", "BatonProtocol", "BatonEngine", "BatonStore", "BatonZooKeeper", "BatonTLS",
+            "CLibUV", "BatonProtocol", "BatonEngine", "BatonAccess", "BatonStore", "BatonZooKeeper", "BatonTLS",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -104,10 +106,11 @@ let package = Package(
         .testTarget(name: "BatonProtocolTests", dependencies: ["BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonNamespaceTests", dependencies: ["BatonNamespace", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonLocksTests", dependencies: ["BatonLocks", "BatonProtocol", "BatonTestSupport"]),
+        .testTarget(name: "BatonAccessTests", dependencies: ["BatonAccess", "BatonProtocol"]),
         .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
         .testTarget(name: "BatonTLSTests", dependencies: ["BatonTLS", "BatonTestSupport"]),
-        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
+        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond", "baton"]),
         .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
         .testTarget(name: "BatonZooKeeperTests", dependencies: [
             "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond", "baton",

@@ -375,6 +375,14 @@ public final class BatonClient: Sendable {
         return value
     }
 
+    /// Ends another session's hold or wait of the lock at `path` (PROTOCOL.md §12.13): with `session`
+    /// 0, every current hold; else every hold and wait of that session there. Its holder is told
+    /// `lockLost`, the next waiter granted with a higher token. Needs the `admin` permission when the
+    /// daemon has access rules (`permissionDenied` otherwise). Returns how many were ended.
+    public func forceRelease(_ path: String, session: UInt64 = 0) async throws(BatonError) -> UInt32 {
+        try await perform(Calls.forceRelease(path, session: session))
+    }
+
     /// Asks every revocable holder of the lock at `path` to give it up; returns how many were asked
     /// (0: nobody holds it revocably). Holders decide: this ends no hold by itself.
     public func requestRevocation(_ path: String) async throws(BatonError) -> UInt32 {

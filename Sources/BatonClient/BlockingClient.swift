@@ -175,6 +175,11 @@ public struct BlockingClient: Sendable {
                                                         lockDelay: lockDelay)))
     }
 
+    /// See `BatonClient.forceRelease`.
+    public func forceRelease(_ path: String, session: UInt64 = 0) throws(BatonError) -> UInt32 {
+        try perform(Calls.forceRelease(path, session: session))
+    }
+
     /// See `BatonClient.requestRevocation`.
     public func requestRevocation(_ path: String) throws(BatonError) -> UInt32 {
         try perform(Calls.requestRevocation(path))

@@ -121,6 +121,12 @@ enum Calls {
         }
     }
 
+    static func forceRelease(_ path: String, session: UInt64) -> Call<UInt32> {
+        Call(request: .forceRelease(path: path, sessionID: session)) { body in
+            if case .forceReleased(let ended) = body { return ended } else { return nil }
+        }
+    }
+
     static func checkToken(_ path: String, token: UInt64) -> Call<Bool> {
         Call(request: .checkToken(path: path, token: token)) { body in
             if case .tokenStatus(let current) = body { return current } else { return nil }

@@ -1,7 +1,8 @@
 import BatonProtocol
 
-// TCP authentication (Proto/PROTOCOL.md §4.7): a TCP connection proves it knows the daemon's token
-// before it may open or resume a session. Unix connections are authorized from the start: the
+// TCP authentication (Proto/PROTOCOL.md §4.7): a TCP connection proves it knows one of the daemon's
+// tokens (`--tcp-token-file`, or a named one of the access rules, §17) before it may open or resume a
+// session; the token's name is then its principal for the access rules. Unix connections are authorized from the start: the
 // socket file's permissions are their guard.
 
 /// Counters of the authentication step, for metrics.
@@ -35,8 +36,10 @@ extension Engine {
             reply(connection, requestID, .authenticate, .success(.empty), now: now)
             return
         }
-        if let expected = configuration.tcpAuthenticationToken, Engine.tokensMatch(token, expected) {
+        if let name = matchingTokenName(token) {
             connections[connection]!.isAuthorized = true
+            connections[connection]!.access.tokenName = name
+            connections[connection]!.accessRules = nil
             authentication.successes += 1
             reply(connection, requestID, .authenticate, .success(.empty), now: now)
             return
@@ -57,7 +60,7 @@ extension Engine {
 
     /// Compares in time that depends only on the lengths, never on where the bytes first differ.
     /// An empty expected token matches nothing.
-    static func tokensMatch(_ presented: [UInt8], _ expected: [UInt8]) -> Bool {
+    public static func tokensMatch(_ presented: [UInt8], _ expected: [UInt8]) -> Bool {
         var difference: UInt8 = presented.count == expected.count ? 0 : 1
         for index in 0..<expected.count {
             let byte = index < presented.count ? presented[index] : 0

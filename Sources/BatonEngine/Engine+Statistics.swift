@@ -16,6 +16,8 @@ public struct EngineStatistics: Sendable, Equatable {
     public var lockWaiters: Int?
     public var authenticationSuccesses: UInt64 = 0
     public var authenticationFailures: UInt64 = 0
+    /// Requests refused by the access rules, by opcode (Engine+Access.swift).
+    public var accessDenied: [Opcode: UInt64] = [:]
     public init() {}
 }
 
@@ -35,6 +37,7 @@ extension Engine {
         statistics.lockWaiters = locks.waiters
         statistics.authenticationSuccesses = authentication.successes
         statistics.authenticationFailures = authentication.failures
+        statistics.accessDenied = access.deniedByOpcode
         return statistics
     }
 

@@ -1,3 +1,4 @@
+import BatonAccess
 import BatonNamespace
 import BatonProtocol
 import Collections
@@ -72,6 +73,8 @@ public final class Engine {
     var locks = EngineLocks()
     /// Counters of the authentication step (Engine+Authentication.swift).
     var authentication = EngineAuthentication()
+    /// Access rules and denials (Engine+Access.swift).
+    var access = EngineAccess()
     /// The namespace backend, when the namespace is not the embedded tree (Engine+Backend.swift).
     var backendState = EngineBackendState()
     /// Open sessions per peer identity, for `sessionsPerPeerMax`.
@@ -171,6 +174,7 @@ public final class Engine {
         // Any frame is a heartbeat, even one that is refused below.
         if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
         if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
+        if refusesByAccessRules(request, state: state, requestID: requestID, connection: connection, now: now) { return }
 
         switch request {
         case .hello:
@@ -215,6 +219,12 @@ public final class Engine {
             }
             handleLockRequest(request, requestID: requestID, connection: connection, session: sessionID, now: now)
             drain(now: now)
+        case .forceRelease(let path, let victim):
+            guard let sessionID = state.sessionID else {
+                reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
+                return
+            }
+            forceRelease(path, victim: victim, requestID: requestID, connection: connection, session: sessionID, now: now)
         case .backup(let file):
             requestBackup(file, requestID: requestID, connection: connection, transport: state.transport, now: now)
         }
@@ -516,6 +526,10 @@ struct ConnectionState {
     var authenticationFailures = 0
     /// Whose sessions this connection opens (`connectionIdentified`).
     var peerIdentity: String?
+    /// Who the access rules see: the Unix user and groups, or the TCP token's name (Engine+Access.swift).
+    var access = AccessIdentity()
+    /// The rules that name `access`, for the rules of that generation (Engine+Access.swift).
+    var accessRules: (generation: UInt64, policy: AccessPolicy)?
 
     /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
     var noSessionError: ReplyError {

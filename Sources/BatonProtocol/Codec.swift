@@ -95,6 +95,9 @@ public enum Codec {
             writer.u32(leaseMilliseconds)
         case .requestRevocation(let path):
             writer.string(path)
+        case .forceRelease(let path, let sessionID):
+            writer.string(path)
+            writer.u64(sessionID)
         case .backup(let file):
             writer.string(file)
         }
@@ -211,6 +214,7 @@ public enum Codec {
         case .renew:
             return .renew(node: try path(&reader), token: try reader.u64("token"), leaseMilliseconds: try reader.u32("lease"))
         case .requestRevocation: return .requestRevocation(path: try path(&reader))
+        case .forceRelease: return .forceRelease(path: try path(&reader), sessionID: try reader.u64("session id"))
         case .backup: return .backup(file: try reader.string("file"))
         }
     }
@@ -330,6 +334,8 @@ public enum Codec {
             writer.bool(current)
         case .revocation(let holdersAsked):
             writer.u32(holdersAsked)
+        case .forceReleased(let ended):
+            writer.u32(ended)
         case .backedUp(let lsn, let bytes):
             writer.u64(lsn)
             writer.u64(bytes)
@@ -497,6 +503,8 @@ public enum Codec {
             return .tokenStatus(current: try reader.bool("current"))
         case .requestRevocation:
             return .revocation(holdersAsked: try reader.u32("holders asked"))
+        case .forceRelease:
+            return .forceReleased(ended: try reader.u32("ended"))
         case .inspect:
             let count = Int(try reader.u32("entry count"))
             guard count <= reader.remaining / 30 else { throw DecodeFailure(.malformedFrame, "entry count exceeds frame") }

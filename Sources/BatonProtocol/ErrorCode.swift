@@ -66,6 +66,10 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     // Storage.
     case storageFull = 44
     case storageUnavailable = 45
+    // Access control.
+    /// The access rules (`batond --acl`) do not give this client the permission the request needs
+    /// on its path (PROTOCOL.md §17); the message names the permission and the path.
+    case permissionDenied = 46
     // Admission.
     /// Too many failed `authenticate` from this peer lately: the connection is refused on accept
     /// (unattributed), and the message says when to retry.

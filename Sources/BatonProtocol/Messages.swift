@@ -193,6 +193,9 @@ public enum Request: Sendable, Equatable {
     case renew(node: String, token: UInt64, leaseMilliseconds: UInt32)
     /// Asks every revocable holder of the lock at `path` to give it up (PROTOCOL.md §12.11).
     case requestRevocation(path: String)
+    /// Ends the holds and waits of the lock at `path` (those of `sessionID` only, unless it is 0: then
+    /// every current hold) as if their nodes were deleted: needs `admin` (PROTOCOL.md §12.13).
+    case forceRelease(path: String, sessionID: UInt64)
     /// Writes a consistent snapshot of the namespace to `file`, a path on the daemon's host (PROTOCOL.md §10.8).
     case backup(file: String)
 
@@ -219,6 +222,7 @@ public enum Request: Sendable, Equatable {
         case .inspect: .inspect
         case .renew: .renew
         case .requestRevocation: .requestRevocation
+        case .forceRelease: .forceRelease
         case .backup: .backup
         }
     }
@@ -271,6 +275,8 @@ public enum ReplyBody: Sendable, Equatable {
     case tokenStatus(current: Bool)
     /// The reply to `requestRevocation`: how many holders were asked.
     case revocation(holdersAsked: UInt32)
+    /// The reply to `forceRelease`: how many holds and waits were ended.
+    case forceReleased(ended: UInt32)
     case lockEntries([LockEntry])
     /// The backup is durable in its file: the log position it reflects and its size in bytes.
     case backedUp(lsn: UInt64, bytes: UInt64)

@@ -36,6 +36,9 @@ struct ServerCounters {
     /// How long the loop stood still copying the state for the last snapshot.
     var lastSnapshotStallMicroseconds: UInt64 = 0
     var metricsRequests: UInt64 = 0
+    /// SIGHUP reloads of the access rules that succeeded, and those that kept the old rules.
+    var accessRulesReloads: UInt64 = 0
+    var accessRulesReloadFailures: UInt64 = 0
     /// From a request's arrival to its reply leaving for the socket, the commit barrier included
     /// (acquires excepted: they wait for their lock).
     var requestServiceTime = LatencyHistogram(boundsNanoseconds: LatencyHistogram.serviceBounds)
@@ -90,6 +93,9 @@ final class MetricsRegistry {
     private let sessions, detachedSessions, nodes, watches: Gauge
     private var lockHolders, lockWaiters: Gauge?
     private let authenticationSuccesses, authenticationFailures: MirroredCounter
+    private let accessRulesReloads, accessRulesReloadFailures: MirroredCounter
+    /// `baton_access_denied_total{op}`, registered per opcode at its first denial.
+    private var accessDenied: [Opcode: MirroredCounter] = [:]
     /// The write-ahead log and snapshots: registered only when the namespace is durable.
     private let logAppends, logFsyncs, logBytes, snapshotsWritten, snapshotFailures, storageFailures: MirroredCounter?
     private let lastSnapshotStall, storageFailing: Gauge?
@@ -134,6 +140,9 @@ final class MetricsRegistry {
         gauge("build_info", "", "The release of this batond.", labels: [("version", BatonVersion.release)]).set(Int64(1))
         authenticationSuccesses = counter("authentication_successes", "total", "TCP authentications that succeeded.")
         authenticationFailures = counter("authentication_failures", "total", "TCP authentications with a wrong token.")
+        accessRulesReloads = counter("access_rules_reloads", "total", "Access rule files reloaded on SIGHUP.")
+        accessRulesReloadFailures = counter("access_rules_reload_failures", "total",
+                                            "SIGHUP reloads of the access rules refused (the previous rules stayed).")
         if includesStore {
             logAppends = counter("log_appends", "total", "Records appended to the write-ahead log.")
             logFsyncs = counter("log_fsyncs", "total", "fsync calls on the write-ahead log and its directory.")
@@ -166,6 +175,8 @@ final class MetricsRegistry {
         connectionsRefused.update(to: counters.connectionsRefused)
         slowReaderDisconnects.update(to: counters.slowReaderDisconnects)
         metricsRequests.update(to: counters.metricsRequests)
+        accessRulesReloads.update(to: counters.accessRulesReloads)
+        accessRulesReloadFailures.update(to: counters.accessRulesReloadFailures)
         backupsWritten.update(to: counters.backupsWritten)
         backupFailures.update(to: counters.backupFailures)
         unixConnections.set(Int64(sample.unixConnections))
@@ -177,6 +188,14 @@ final class MetricsRegistry {
             watches.set(Int64(engine.watches))
             authenticationSuccesses.update(to: engine.authenticationSuccesses)
             authenticationFailures.update(to: engine.authenticationFailures)
+            for (opcode, total) in engine.accessDenied {
+                let counter = accessDenied[opcode] ?? MirroredCounter(registry.makeCounter(
+                    descriptor: MetricNameDescriptor(namespace: "baton", metricName: "access_denied", unitName: "total",
+                                                     helpText: "Requests refused by the access rules, by opcode."),
+                    labels: [("op", opcode.name)]))
+                accessDenied[opcode] = counter
+                counter.update(to: total)
+            }
             // Registered only once the lock layer reports them (EngineStatistics.lockHolders).
             if let holders = engine.lockHolders {
                 lockHolders = lockHolders ?? lockGauge("lock_holders", "Holders over all locks.")

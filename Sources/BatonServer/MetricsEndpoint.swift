@@ -6,9 +6,10 @@ import Glibc
 import Darwin
 #endif
 
-/// The HTTP listener of `--metrics`, on the server's own loop: it answers `GET /metrics` with the
-/// Prometheus exposition, `/healthz` and `/readyz` with probes, and everything else with an error,
-/// one request per connection. It shares nothing with the lock service but the loop: a bounded number of connections, a bounded request
+/// The HTTP listener of `--metrics` (TCP) or `--metrics-socket` (a Unix socket), on the server's own
+/// loop: it answers `GET /metrics` with the Prometheus exposition (only with the right
+/// `Authorization: Bearer` token when `--metrics-token-file` is set), `/healthz` and `/readyz` with
+/// probes, and everything else with an error, one request per connection. It shares nothing with the lock service but the loop: a bounded number of connections, a bounded request
 /// head, a deadline on every connection, and rendering that takes microseconds.
 final class MetricsEndpoint {
     /// Scrapers at once; more are closed on accept (Prometheus sends one at a time per target).
@@ -18,24 +19,30 @@ final class MetricsEndpoint {
     static let sweepIntervalMilliseconds: UInt64 = 1_000
 
     weak var loop: ServerLoop?
-    let handle: UnsafeMutablePointer<uv_tcp_t>
+    /// A `uv_tcp_t` or (`socketPath` set) a `uv_pipe_t`.
+    let handle: UnsafeMutableRawPointer
     private(set) var boundPort: UInt16?
+    /// The Unix socket file this endpoint created (removed when it closes).
+    private(set) var socketPath: String?
+    /// `GET /metrics` needs `Authorization: Bearer` with these bytes (`--metrics-token-file`).
+    let bearerToken: [UInt8]?
     private var connections: [ObjectIdentifier: MetricsConnection] = [:]
     private var timer: UnsafeMutablePointer<uv_timer_t>?
     private var isSweeping = false
     private var isClosed = false
 
-    private init(handle: UnsafeMutablePointer<uv_tcp_t>, loop: ServerLoop) {
+    private init(handle: UnsafeMutableRawPointer, loop: ServerLoop, bearerToken: [UInt8]?) {
         self.handle = handle
         self.loop = loop
+        self.bearerToken = bearerToken
     }
 
-    static func bind(host: String, port: UInt16, loop: ServerLoop) throws(ServerError) -> MetricsEndpoint {
+    static func bind(host: String, port: UInt16, bearerToken: [UInt8]?, loop: ServerLoop) throws(ServerError) -> MetricsEndpoint {
         var address = try Listener.socketAddress(host: host, port: port, option: "--metrics")
         let tcp = LibUV.allocate(uv_tcp_t.self)
         var result = uv_tcp_init(loop.loop, tcp)
         precondition(result == 0, "uv_tcp_init cannot fail on a live loop")
-        let endpoint = MetricsEndpoint(handle: tcp, loop: loop)
+        let endpoint = MetricsEndpoint(handle: UnsafeMutableRawPointer(tcp), loop: loop, bearerToken: bearerToken)
         LibUV.setOwner(tcp, endpoint)
         result = withUnsafeBytes(of: &address) { uv_tcp_bind(tcp, baton_sockaddr($0.baseAddress), 0) }
         if result == 0 { result = uv_listen(baton_stream(tcp), 64, onMetricsConnection) }
@@ -44,13 +51,44 @@ final class MetricsEndpoint {
             throw ServerError("cannot serve metrics on \(Endpoint.tcp(host: host, port: port)): \(LibUV.errorText(result))")
         }
         endpoint.boundPort = Listener.localPort(tcp)
+        endpoint.startTimer(loop)
+        return endpoint
+    }
 
+    /// `--metrics-socket`: HTTP on a Unix socket of mode 0600 (the daemon's user and root may scrape),
+    /// with the main socket's checks of its place (a directory of another user is refused; a stale
+    /// file is removed, a live server there is not).
+    static func bind(unixPath path: String, bearerToken: [UInt8]?, loop: ServerLoop) throws(ServerError) -> MetricsEndpoint {
+        try Listener.checkSocketLocation(path, logger: loop.logger)
+        try Listener.removeStaleSocket(path)
+        let pipe = LibUV.allocate(uv_pipe_t.self)
+        var result = uv_pipe_init(loop.loop, pipe, 0)
+        precondition(result == 0, "uv_pipe_init cannot fail on a live loop")
+        let endpoint = MetricsEndpoint(handle: UnsafeMutableRawPointer(pipe), loop: loop, bearerToken: bearerToken)
+        LibUV.setOwner(pipe, endpoint)
+        // Created private: no moment in which others could connect.
+        let previousMask = umask(0o177)
+        result = uv_pipe_bind(pipe, path)
+        umask(previousMask)
+        if result == 0 {
+            endpoint.socketPath = path
+            result = uv_listen(baton_stream(pipe), 64, onMetricsConnection)
+        }
+        if result < 0 {
+            LibUV.close(pipe)
+            if endpoint.socketPath != nil { unlink(path) }
+            throw ServerError("cannot serve metrics on \(path): \(LibUV.errorText(result))")
+        }
+        endpoint.startTimer(loop)
+        return endpoint
+    }
+
+    private func startTimer(_ loop: ServerLoop) {
         let timer = LibUV.allocate(uv_timer_t.self)
         uv_timer_init(loop.loop, timer)
-        LibUV.setOwner(timer, endpoint)
+        LibUV.setOwner(timer, self)
         uv_unref(baton_handle(timer))
-        endpoint.timer = timer
-        return endpoint
+        self.timer = timer
     }
 
     /// Stops listening and closes every connection (shutdown).
@@ -58,6 +96,7 @@ final class MetricsEndpoint {
         guard !isClosed else { return }
         isClosed = true
         LibUV.close(handle)
+        if let socketPath { unlink(socketPath) }
         if let timer { LibUV.close(timer) }
         timer = nil
         for connection in connections.values { closeConnection(connection) }
@@ -67,8 +106,16 @@ final class MetricsEndpoint {
 
     func accept(status: Int32) {
         guard status == 0, !isClosed, let loop else { return }
-        let tcp = LibUV.allocate(uv_tcp_t.self)
-        uv_tcp_init(loop.loop, tcp)
+        let tcp: UnsafeMutableRawPointer
+        if socketPath != nil {
+            let pipe = LibUV.allocate(uv_pipe_t.self)
+            uv_pipe_init(loop.loop, pipe, 0)
+            tcp = UnsafeMutableRawPointer(pipe)
+        } else {
+            let stream = LibUV.allocate(uv_tcp_t.self)
+            uv_tcp_init(loop.loop, stream)
+            tcp = UnsafeMutableRawPointer(stream)
+        }
         guard uv_accept(baton_stream(handle), baton_stream(tcp)) == 0 else {
             LibUV.close(tcp)
             return
@@ -104,7 +151,7 @@ final class MetricsEndpoint {
         guard count > 0, !connection.isResponding else { return }  // after the response, reads are drained
         let room = MetricsHTTP.requestHeadBytesMax - connection.received.count
         connection.received.append(contentsOf: UnsafeRawBufferPointer(start: connection.readBuffer, count: min(count, room)))
-        switch MetricsHTTP.examine(connection.received[...]) {
+        switch MetricsHTTP.examine(connection.received[...], bearerToken: bearerToken) {
         case .incomplete:
             return
         case .respond(let status, let includesBody):
@@ -192,7 +239,8 @@ final class MetricsEndpoint {
 
 /// One HTTP connection to the metrics endpoint, confined to the loop thread.
 final class MetricsConnection {
-    let handle: UnsafeMutablePointer<uv_tcp_t>
+    /// A `uv_tcp_t` or a `uv_pipe_t`, as its endpoint's.
+    let handle: UnsafeMutableRawPointer
     weak var endpoint: MetricsEndpoint?
     let deadlineMilliseconds: UInt64
     /// The request head so far, at most `MetricsHTTP.requestHeadBytesMax` bytes.
@@ -207,7 +255,7 @@ final class MetricsConnection {
     static let readBufferBytes = 4_096
     let readBuffer: UnsafeMutableRawPointer
 
-    init(handle: UnsafeMutablePointer<uv_tcp_t>, endpoint: MetricsEndpoint, deadlineMilliseconds: UInt64) {
+    init(handle: UnsafeMutableRawPointer, endpoint: MetricsEndpoint, deadlineMilliseconds: UInt64) {
         self.handle = handle
         self.endpoint = endpoint
         self.deadlineMilliseconds = deadlineMilliseconds

@@ -1,3 +1,5 @@
+import BatonEngine
+
 /// Just enough HTTP/1.x for `GET /metrics`, `/healthz` and `/readyz`: the request line is parsed, headers are skipped, any
 /// body is ignored, and every response closes the connection. Pure: bytes in, bytes out.
 enum MetricsHTTP {
@@ -19,7 +21,10 @@ enum MetricsHTTP {
 
     /// Looks at what a client sent so far. Garbage is refused as soon as it shows, without waiting
     /// for the end of the head.
-    static func examine(_ bytes: ArraySlice<UInt8>) -> Outcome {
+    /// With `bearerToken`, `/metrics` needs `Authorization: Bearer TOKEN` (compared in constant
+    /// time); without it the answer is 401. The probes stay open: they say only whether the daemon
+    /// is up and ready, and Kubernetes' probes send no credentials.
+    static func examine(_ bytes: ArraySlice<UInt8>, bearerToken: [UInt8]? = nil) -> Outcome {
         let lineFeed = UInt8(ascii: "\n")
         guard let firstLineEnd = bytes.firstIndex(of: lineFeed) else {
             // Not even a request line yet: refuse bytes that cannot be in one.
@@ -49,10 +54,32 @@ enum MetricsHTTP {
         guard isHead || method.elementsEqual("GET".utf8) else { return .respond(status: 405, includesBody: true) }
         let target = parts[1]
         let path = target[target.startIndex..<(target.firstIndex(of: UInt8(ascii: "?")) ?? target.endIndex)]
-        if path.elementsEqual("/metrics".utf8) { return .metrics(includesBody: !isHead) }
+        if path.elementsEqual("/metrics".utf8) {
+            if let bearerToken, !Engine.tokensMatch(bearer(in: bytes[firstLineEnd...]) ?? [], bearerToken) {
+                return .respond(status: 401, includesBody: !isHead)
+            }
+            return .metrics(includesBody: !isHead)
+        }
         if path.elementsEqual("/healthz".utf8) { return .health(includesBody: !isHead) }
         if path.elementsEqual("/readyz".utf8) { return .readiness(includesBody: !isHead) }
         return .respond(status: 404, includesBody: !isHead)
+    }
+
+    /// The credentials of an `Authorization: Bearer ...` header (name and scheme in any case), or nil.
+    static func bearer(in headers: ArraySlice<UInt8>) -> [UInt8]? {
+        for rawLine in headers.split(separator: UInt8(ascii: "\n")) {
+            var line = rawLine
+            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")),
+                  String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased() == "authorization" else { continue }
+            let value = line[line.index(after: colon)...].drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            let scheme = value.prefix { $0 != UInt8(ascii: " ") }
+            guard String(decoding: scheme, as: UTF8.self).lowercased() == "bearer" else { return nil }
+            var credentials = value.dropFirst(scheme.count).drop { $0 == UInt8(ascii: " ") }
+            while let last = credentials.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { credentials = credentials.dropLast() }
+            return Array(credentials)
+        }
+        return nil
     }
 
     /// Whether the bytes from the end of the request line on hold the empty line that ends the head.
@@ -79,6 +106,7 @@ enum MetricsHTTP {
         switch status {
         case 200: "OK"
         case 400: "Bad Request"
+        case 401: "Unauthorized"
         case 404: "Not Found"
         case 405: "Method Not Allowed"
         case 431: "Request Header Fields Too Large"
@@ -95,6 +123,7 @@ enum MetricsHTTP {
         head += "Content-Type: \(contentType)\r\n"
         head += "Content-Length: \(body.count)\r\n"
         if status == 405 { head += "Allow: GET, HEAD\r\n" }
+        if status == 401 { head += "WWW-Authenticate: Bearer realm=\"batond\"\r\n" }
         head += "Connection: close\r\n\r\n"
         var bytes = Array(head.utf8)
         if includesBody { bytes += body }

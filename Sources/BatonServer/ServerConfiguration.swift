@@ -15,7 +15,13 @@ public struct ServerConfiguration: Sendable {
     public var tls: TLSServerConfiguration?
     /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
     public var metricsEndpoint: Endpoint?
+    /// Serve the same HTTP endpoint on this Unix socket (mode 0600), only when asked (`--metrics-socket`).
+    public var metricsSocketPath: String?
+    /// `GET /metrics` on either endpoint needs `Authorization: Bearer` with this token (`--metrics-token-file`).
+    public var metricsBearerToken: [UInt8]?
     public var engine: EngineConfiguration
+    /// The access rule file (`--acl`, PROTOCOL.md §17), reloaded on SIGHUP; nil: no access control.
+    public var accessRulesPath: String?
     /// Size of the loop's one read buffer, shared by every connection (a read is consumed before the
     /// next); a frame split across reads is gathered in its connection, up to `frameBytesMax`.
     public var readBufferBytes: Int = 65_536

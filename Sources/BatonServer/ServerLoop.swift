@@ -105,9 +105,10 @@ final class ServerLoop {
     /// Who is let in, at what cost and for how long (Admission.swift).
     let admission: Admission
 
-    // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with `metricsEndpoint`.
+    // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with a metrics endpoint.
     var counters = ServerCounters()
-    private var metricsEndpoint: MetricsEndpoint?
+    /// `--metrics` (TCP) and `--metrics-socket` (Unix), each only when asked.
+    private var metricsEndpoints: [MetricsEndpoint] = []
     private var metricsRegistry: MetricsRegistry?
 
     init(configuration: ServerConfiguration, logger: Logger, mailbox: Mailbox,
@@ -154,6 +155,7 @@ final class ServerLoop {
             for listener in listeners {
                 if let path = listener.socketPath { unlink(path) }
             }
+            for endpoint in metricsEndpoints { if let path = endpoint.socketPath { unlink(path) } }
             closeLoop()
             throw error
         }
@@ -169,6 +171,7 @@ final class ServerLoop {
         if addresses.tcpPort != nil && tlsContext == nil {
             logger.warning("TCP without TLS: the token and all data cross the network in clear", metadata: ["tcp_port": metadata["tcp_port"]!])
         }
+        if let path = configuration.metricsSocketPath { metadata["metrics_socket"] = "\(path)" }
         logger.info("ready", metadata: metadata)
         onReady(addresses)
         uv_run(loop, UV_RUN_DEFAULT)
@@ -184,6 +187,7 @@ final class ServerLoop {
                                                          tokenBytes: configuration.engine.tcpAuthenticationToken?.count ?? 0) {
             throw ServerError("admission: \(problem)")
         }
+        let accessRules = try readAccessRules()
         signal(SIGPIPE, SIG_IGN)
 
         let prepare = LibUV.allocate(uv_prepare_t.self)
@@ -220,7 +224,8 @@ final class ServerLoop {
         mailbox.open(async)
 
         if configuration.handlesSignals {
-            for number in [SIGTERM, SIGINT] {
+            // SIGHUP reloads the access rules (ServerLoop+Access.swift); without them it keeps its default.
+            for number in [SIGTERM, SIGINT] + (configuration.accessRulesPath != nil ? [SIGHUP] : []) {
                 let handle = LibUV.allocate(uv_signal_t.self)
                 uv_signal_init(loop, handle)
                 LibUV.setOwner(handle, self)
@@ -252,11 +257,14 @@ final class ServerLoop {
             guard case .tcp(let host, let port) = endpoint else {
                 throw ServerError("the metrics endpoint must be HOST:PORT, not \(endpoint)")
             }
-            let metrics = try MetricsEndpoint.bind(host: host, port: port, loop: self)
-            metricsEndpoint = metrics
-            metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil)
+            let metrics = try MetricsEndpoint.bind(host: host, port: port, bearerToken: configuration.metricsBearerToken, loop: self)
+            metricsEndpoints.append(metrics)
             metricsPort = metrics.boundPort
         }
+        if let path = configuration.metricsSocketPath {
+            metricsEndpoints.append(try MetricsEndpoint.bind(unixPath: path, bearerToken: configuration.metricsBearerToken, loop: self))
+        }
+        if !metricsEndpoints.isEmpty { metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil) }
         // After the listeners: a second daemon on the same socket stops before touching any state.
         // Clients that connect meanwhile wait in the listen backlog.
         if let makeEngine {
@@ -264,6 +272,7 @@ final class ServerLoop {
         } else {
             try openEngine()
         }
+        installAccessRules(accessRules)
         if let zooKeeper = configuration.zooKeeper { try openZooKeeper(zooKeeper) }
         return ListeningAddresses(socketPath: configuration.socketPath, tcpPort: tcpPort, metricsPort: metricsPort)
     }
@@ -350,6 +359,7 @@ final class ServerLoop {
         admission.admit(connection, peerHost: peerHost, now: acceptedAt)
         if engine.connectionOpened(connection.id, transport: listener.transport, now: now()) {
             engine.connectionIdentified(connection.id, as: Listener.identity(ofPeer: connection.peer, transport: listener.transport))
+            identifyForAccessRules(connection)
             logger.debug("connection opened", metadata: metadata(connection))
             let started = uv_read_start(connection.stream, onAllocate, onRead)
             if started < 0 {
@@ -682,7 +692,10 @@ final class ServerLoop {
         while true {
             startRequestedBackups()
             let outputs = engine.takeOutputs()
-            if outputs.isEmpty { return }
+            if outputs.isEmpty {
+                logAccessDenials()
+                return
+            }
             for output in outputs {
                 switch output {
                 case .send(let id, let message):
@@ -899,7 +912,7 @@ final class ServerLoop {
             if let path = listener.socketPath { unlink(path) }
         }
         listeners.removeAll()
-        metricsEndpoint?.close()
+        for endpoint in metricsEndpoints { endpoint.close() }
         mailbox.close()
         if let async { LibUV.close(async) }
         async = nil
@@ -985,6 +998,10 @@ private func onAsync(_ handle: UnsafeMutablePointer<uv_async_t>?) {
 }
 
 private func onSignal(_ handle: UnsafeMutablePointer<uv_signal_t>?, _ number: Int32) {
+    if number == SIGHUP {
+        ServerLoop.of(handle)?.reloadAccessRules()
+        return
+    }
     ServerLoop.of(handle)?.beginShutdown(reason: number == SIGTERM ? "SIGTERM" : number == SIGINT ? "SIGINT" : "signal \(number)")
 }
 

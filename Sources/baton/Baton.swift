@@ -25,7 +25,7 @@ struct Baton: ParsableCommand {
             """,
         version: BatonVersion.release,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
-                      Watch.self, Run.self, Locks.self, CheckToken.self, Revoke.self, Backup.self, GuardedExec.self])
+                      Watch.self, Run.self, Locks.self, CheckToken.self, Revoke.self, ForceRelease.self, Backup.self, GuardedExec.self])
 
     static func main() {
         main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()),
@@ -192,6 +192,8 @@ enum ExitStatus {
     static let tokenNotCurrent: Int32 = 3
     /// `revoke`: nobody holds the lock revocably.
     static let nobodyAsked: Int32 = 3
+    /// `force-release`: nobody held (or waited for) the lock as asked.
+    static let nothingEnded: Int32 = 3
     static let holdLost: Int32 = 74
     static let lockNotGranted: Int32 = 75
 }

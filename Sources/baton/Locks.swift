@@ -112,3 +112,37 @@ struct Revoke: ParsableCommand {
         if asked == 0 { throw ExitCode(ExitStatus.nobodyAsked) }
     }
 }
+
+struct ForceRelease: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "force-release",
+        abstract: "End another session's hold (or wait) of a lock: an operator's tool.",
+        discussion: """
+            Deletes the waiter nodes of the current holders of LOCKPATH (with --session, of every hold and wait \
+            of that session there): each holder is told lockLost, a waiter's acquire fails with lockLost, and the \
+            next waiter is granted with a higher fencing token (PROTOCOL.md §12.13). Needs the admin permission on \
+            the path when batond has access rules (--acl). Prints how many holds and waits were ended. Exit 0 \
+            when at least one was ended, 3 when there was none, 1 on errors (permissionDenied among them). \
+            --json prints {"path": PATH, "ended": N}.
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+    @Argument(help: "Lock path.") var lockPath: String
+    @Option(help: ArgumentHelp("End only this session's holds and waits (its id as `baton locks` shows it).",
+                               valueName: "id"))
+    var session: UInt64?
+
+    func run() throws {
+        let ended = try reporting("force-release \(lockPath)") { () throws(BatonError) -> UInt32 in
+            let client = try connection.connect()
+            defer { try? client.closeSession() }
+            return try client.forceRelease(lockPath, session: session ?? 0)
+        }
+        if output.json {
+            printJSON(["path": lockPath, "ended": ended])
+        } else {
+            print("\(ended) hold\(ended == 1 ? "" : "s") or wait\(ended == 1 ? "" : "s") ended")
+        }
+        if ended == 0 { throw ExitCode(ExitStatus.nothingEnded) }
+    }
+}

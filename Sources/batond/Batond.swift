@@ -71,6 +71,24 @@ struct Batond: ParsableCommand {
         "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9420.", valueName: "host:port"))
     var metrics: String?
 
+    @Option(name: .customLong("metrics-socket"), help: ArgumentHelp(
+        "Serve the same HTTP endpoint (/metrics, /healthz, /readyz) on this Unix socket, mode 0600.",
+        discussion: "For a scraper on the same host (curl --unix-socket, a local agent): only the daemon's user and root reach it.",
+        valueName: "path"))
+    var metricsSocket: String?
+
+    @Option(name: .customLong("metrics-token-file"), help: ArgumentHelp(
+        "GET /metrics needs \"Authorization: Bearer TOKEN\" with the token in this file (mode 0600).",
+        discussion: "For a scraper over the network (Prometheus: authorization.credentials_file). /healthz and /readyz stay open.",
+        valueName: "file"))
+    var metricsTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Access rules: which users, groups and TCP tokens may do what under which paths; reloaded on SIGHUP.",
+        discussion: "One rule a line: PREFIX PRINCIPAL PERMISSIONS, e.g. \"/locks group:ops read,lock,watch\" (Proto/PROTOCOL.md §17). Without it, whoever may connect may do everything.",
+        valueName: "file"))
+    var acl: String?
+
     @Option(name: .customLong("data-dir"), help: ArgumentHelp(
         "Directory of the write-ahead log and snapshots.",
         discussion: "Default: $XDG_STATE_HOME/baton, else ~/.local/state/baton.", valueName: "dir"))
@@ -342,10 +360,11 @@ struct Batond: ParsableCommand {
             }
             configuration.tcpEndpoint = endpoint
             // TCP is off unless asked for, and then requires authentication.
-            guard let tcpTokenFile else {
+            // The tokens may also be named in the access rules (token lines, PROTOCOL.md §17).
+            guard tcpTokenFile != nil || acl != nil else {
                 throw ServerError("--listen needs --tcp-token-file FILE: TCP clients must authenticate with the token in that file (mode 0600)")
             }
-            configuration.engine.tcpAuthenticationToken = try TokenFile.load(path: tcpTokenFile)
+            if let tcpTokenFile { configuration.engine.tcpAuthenticationToken = try TokenFile.load(path: tcpTokenFile) }
             configuration.tls = try tlsConfiguration()
         } else if tcpTokenFile != nil {
             throw ServerError("--tcp-token-file is used only with --listen")
@@ -358,6 +377,14 @@ struct Batond: ParsableCommand {
             }
             configuration.metricsEndpoint = endpoint
         }
+        configuration.metricsSocketPath = metricsSocket
+        if let metricsTokenFile {
+            guard metrics != nil || metricsSocket != nil else {
+                throw ServerError("--metrics-token-file is used only with --metrics or --metrics-socket")
+            }
+            configuration.metricsBearerToken = try TokenFile.load(path: metricsTokenFile, what: "metrics token")
+        }
+        configuration.accessRulesPath = acl
         return configuration
     }
 
@@ -394,7 +421,7 @@ struct Batond: ParsableCommand {
         guard zooKeeperSessionTimeoutMilliseconds > 0 else { throw ServerError("--zookeeper-session-timeout-ms must be positive") }
         var digest: String?
         if let zooKeeperDigestFile {
-            let bytes = try TokenFile.load(path: zooKeeperDigestFile)
+            let bytes = try TokenFile.load(path: zooKeeperDigestFile, what: "ZooKeeper digest")
             let text = String(decoding: bytes, as: UTF8.self)
             guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
                 throw ServerError("\(zooKeeperDigestFile) must hold USER:PASSWORD")

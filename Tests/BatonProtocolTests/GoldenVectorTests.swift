@@ -53,6 +53,7 @@ enum GoldenValues {
                                                               leaseMilliseconds: 30_000, owner: "t1", revocable: true,
                                                               lockDelayMilliseconds: 5_000))),
         "requestRevocation": (0x1b, .requestRevocation(path: "/l")),
+        "forceRelease": (0x1c, .forceRelease(path: "/l", sessionID: 0x0102_0304_0506_0708)),
         "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
         "backup": (0x18, .backup(file: "/b.bak")),
     ]
@@ -90,6 +91,7 @@ enum GoldenValues {
         "granted": ok(16, .acquire, .granted(node: "/l/0000000007", token: 7)),
         "tokenStatus": ok(21, .checkToken, .tokenStatus(current: true)),
         "revocation": ok(0x1b, .requestRevocation, .revocation(holdersAsked: 2)),
+        "forceReleased": ok(0x1c, .forceRelease, .forceReleased(ended: 1)),
         "lockEntries": ok(22, .inspect, .lockEntries([
             LockEntry(node: "/l/0000000007", kind: .exclusive, position: .holder, sessionID: sessionID,
                       clientName: "orders", token: 7, ageMilliseconds: 1_500),
@@ -103,6 +105,7 @@ enum GoldenValues {
         "error.lockCancelled": failed(16, .acquire, .lockCancelled, ""),
         "error.unsupportedVersion": failed(1, .hello, .unsupportedVersion, "speaks 1"),
         "error.notAuthorized": failed(0x17, .authenticate, .notAuthorized, "wrong token"),
+        "error.permissionDenied": failed(0x0b, .set, .permissionDenied, "write on /a"),
         "error.unattributed": .reply(DecodeFailure(.malformedFrame, "short").reply),
     ]
 
@@ -159,12 +162,14 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .held: "held"
     case .tokenStatus: "tokenStatus"
     case .revocation: "revocation"
+    case .forceReleased: "forceReleased"
     case .lockEntries: "lockEntries"
     case .backedUp: "backedUp"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
-                                 "children", "multi", "granted", "held", "tokenStatus", "revocation", "lockEntries", "backedUp"]
+                                 "children", "multi", "granted", "held", "tokenStatus", "revocation", "forceReleased",
+                                 "lockEntries", "backedUp"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {

@@ -187,6 +187,11 @@ class AsyncClient:
         self.core.released(grant)
         await self._call(p.encode_release, grant.node, grant.token)
 
+    async def force_release(self, path: str, session_id: int = 0) -> int:
+        """Ends another session's hold or wait of the lock (0: every current holder); needs the ``admin``
+        permission (§12.12). Returns how many holds and waits were ended."""
+        return await self._call(p.encode_force_release, path, session_id)
+
     async def request_revocation(self, path: str) -> int:
         """Asks every revocable holder of the lock to give it up (§12.11); returns how many were asked."""
         return await self._call(p.encode_request_revocation, path)

@@ -18,6 +18,7 @@ HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
 ACQUIRE_OWNED, RENEW, REQUEST_REVOCATION = 0x25, 0x26, 0x27
+FORCE_RELEASE = 0x2A
 BACKUP = 0x30
 
 # §7 Error codes (names as the spec writes them; tests check this table against it).
@@ -32,7 +33,7 @@ ERROR_NAMES = {
     35: "lockKindMismatch", 27: "replyTooLarge", 28: "quotaExceeded",
     29: "deadlineExceeded", 36: "lockNodeReserved", 37: "lockHeldBySession",
     38: "deadlock", 39: "noLease", 40: "notAuthorized", 41: "shuttingDown",
-    42: "storageFailure", 43: "internalError", 44: "storageFull", 45: "storageUnavailable",
+    42: "storageFailure", 43: "internalError", 44: "storageFull", 45: "storageUnavailable", 46: "permissionDenied",
     48: "loginThrottled",
 }
 
@@ -229,6 +230,12 @@ def encode_request_revocation(request_id: int, path: str) -> bytes:
     return request(REQUEST_REVOCATION, request_id).string(path).frame()
 
 
+def encode_force_release(request_id: int, path: str, session_id: int = 0) -> bytes:
+    """Ends the holds and waits of ``session_id`` on the lock (0: every current holder); needs the
+    ``admin`` permission (§12.12). The reply is how many were ended."""
+    return request(FORCE_RELEASE, request_id).string(path).u64(session_id).frame()
+
+
 def encode_renew(request_id: int, node: str, token: int, lease_ms: int) -> bytes:
     """Sets a held lease to end ``lease_ms`` after the server receives this (§12.5)."""
     return request(RENEW, request_id).string(node).u64(token).u32(lease_ms).frame()
@@ -325,7 +332,7 @@ def _reply_body(opcode: int, r: Reader):
         return results
     if opcode == ACQUIRE:
         return {"node": r.string(), "token": r.u64()}
-    if opcode == REQUEST_REVOCATION:
+    if opcode == REQUEST_REVOCATION or opcode == FORCE_RELEASE:
         return r.u32()
     if opcode == ACQUIRE_OWNED:
         return {"node": r.string(), "token": r.u64(), "hold_count": r.u32()}

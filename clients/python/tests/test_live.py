@@ -149,6 +149,18 @@ class LiveTests(unittest.TestCase):
         a.release(grant)
         self.assertEqual(b.request_revocation("/locks/rv"), 0)
 
+    def test_force_release_ends_another_sessions_hold(self):
+        a, b = self.client("a"), self.client("b")
+        grant = a.acquire("/locks/forced")
+        self.assertEqual(b.force_release("/locks/forced"), 1)
+        with self.assertRaises(baton.BatonError) as caught:
+            a.release(grant)
+        self.assertEqual(caught.exception.name, "lockLost")
+        again = b.acquire("/locks/forced", timeout=10)
+        self.assertGreater(again.token, grant.token)
+        b.release(again)
+        self.assertEqual(b.force_release("/locks/forced", 12345), 0)
+
     def test_a_stale_release_does_not_end_a_later_hold(self):
         c = self.client()
         first = c.acquire("/reuse/L")

@@ -40,6 +40,7 @@ class GoldenVectorTests(unittest.TestCase):
                                                 lock_delay_ms=5000),
                          v["acquireOwned.revocable"])
         self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
+        self.assertEqual(p.encode_force_release(0x1c, "/l", 0x0102030405060708), v["forceRelease"])
         self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
 
     def test_every_reply_and_event_decodes(self):
@@ -72,6 +73,7 @@ class GoldenVectorTests(unittest.TestCase):
         error = p.decode_server_body(v["error.noNode"][4:])
         self.assertEqual((error.error.name, error.error.message), ("noNode", "no node"))
         self.assertEqual(p.decode_server_body(v["revocation"][4:]).body, 2)
+        self.assertEqual(p.decode_server_body(v["forceReleased"][4:]).body, 1)
         revoke = p.decode_server_body(vectors("events.hex")["revocationRequested"][4:])
         self.assertEqual((revoke.kind, revoke.fields), ("revocationRequested", {"node": "/l/0000000007", "token": 7, "requester": 9}))
         resumed = p.decode_server_body(vectors("events.hex")["lockResumed"][4:])
