@@ -62,9 +62,8 @@ extension Engine {
             beginPendingRequest(on: connection)
             locks.pendingAcquires[connection, default: []].insert(requestID)
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
-            manager.acquire(lockRequest, ticket: ticket, session: session,
-                            clientName: sessions[session]?.clientName ?? "", now: now)
-            routeLockEffects(now: now)
+            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session,
+                                    clientName: sessions[session]?.clientName ?? ""), now: now)
         case .release(let node, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(node, limits: limits)
@@ -82,16 +81,16 @@ extension Engine {
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
             if let holder = locks.holders[node], holder.session == session, holder.token == token,
                (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
-            manager.release(node: node, token: token, session: session, ticket: ticket, now: now)
-            routeLockEffects(now: now)
+            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
-            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
-                manager.cancel(ticket: LockTicket(connection: connection, requestID: acquireRequestID), now: now)
-            }
             // The acquire's own failure (lockCancelled) goes out first.
-            routeLockEffects(now: now)
+            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
+                applyLockInput(.cancel(ticket: LockTicket(connection: connection, requestID: acquireRequestID)), now: now)
+            } else {
+                routeLockEffects(now: now)
+            }
             reply(connection, requestID, .cancel, .success(.empty), now: now)
         case .renew(let node, let token, let leaseMilliseconds):
             do throws(ReplyError) {
@@ -220,11 +219,7 @@ extension Engine {
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
         guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection] else { return }
-        let manager = lockTime(now)
-        for requestID in requestIDs.sorted() {
-            manager.cancel(ticket: LockTicket(connection: connection, requestID: requestID), now: now)
-        }
-        routeLockEffects(now: now)
+        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: LockTicket(connection: connection, requestID: $0)) }, now: now)
     }
 
     /// Request ids of the acquires waiting on a connection, oldest first.
@@ -235,18 +230,13 @@ extension Engine {
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
     func lockSessionEnded(_ sessionID: UInt64, now: Time) {
         guard locks.manager != nil else { return }
-        lockTime(now).sessionEnded(sessionID, now: now)
-        routeLockEffects(now: now)
+        applyLockInput(.sessionEnded(sessionID), now: now)
     }
 
     /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
     func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
         guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) else { return }
-        let manager = lockTime(now)
-        for requestID in requestIDs.sorted() {
-            manager.cancel(ticket: LockTicket(connection: connection, requestID: requestID), now: now)
-        }
-        routeLockEffects(now: now)
+        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: LockTicket(connection: connection, requestID: $0)) }, now: now)
     }
 
     /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
@@ -258,9 +248,7 @@ extension Engine {
             tickets += requestIDs.sorted().map { LockTicket(connection: connection, requestID: $0) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
-        let manager = lockTime(now)
-        for ticket in tickets { manager.cancel(ticket: ticket, now: now) }
-        routeLockEffects(now: now)
+        applyLockInputs(tickets.map { .cancel(ticket: $0) }, now: now)
     }
 
     /// An internal watch (`Watcher.internal(token)`) fired.
@@ -274,21 +262,33 @@ extension Engine {
     /// Wait timeouts and leases that are due.
     func lockTick(now: Time) {
         guard locks.manager != nil else { return }
-        lockTime(now).tick(now: now)
-        routeLockEffects(now: now)
+        applyLockInput(.tick, now: now)
     }
 
     /// The earliest lock deadline (wait timeout, lease), or nil.
     var lockNextDeadlineMilliseconds: UInt64? { locks.manager?.nextDeadlineMilliseconds }
 
-    /// Queues the manager's effects behind what its own namespace operations produced in the same
-    /// step (a grant may rest on those log records: the counters behind its token), then routes
-    /// (`drain`). Called from inside the drain (a watch fired for the recipe), this only queues: the
-    /// recipe's outputs are routed after everything that happened before them, in one order.
-    func routeLockEffects(now: Time) {
+    /// Applies inputs to the lock manager in order and routes what they caused.
+    private func applyLockInputs(_ inputs: [LockInput<LockTicket>], now: Time) {
+        let manager = lockTime(now)
+        var effects: [LockEffect<LockTicket>] = []
+        for input in inputs { effects += manager.apply(input, now: now) }
+        routeLockEffects(now: now, effects)
+    }
+
+    private func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
+        applyLockInputs([input], now: now)
+    }
+
+    /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
+    /// `effects`) behind what its own namespace operations produced in the same step (a grant may
+    /// rest on those log records: the counters behind its token), then routes (`drain`). Called from
+    /// inside the drain (a watch fired for the recipe), this only queues: the recipe's outputs are
+    /// routed after everything that happened before them, in one order.
+    func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
         collectNamespaceOutputs()
-        for effect in manager.takeEffects() { routing.append(.lock(effect)) }
+        for effect in manager.takeEffects() + effects { routing.append(.lock(effect)) }
         drain(now: now)
     }
 

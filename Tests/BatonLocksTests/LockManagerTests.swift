@@ -291,8 +291,9 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
-    /// Uncontended acquire+release: after the first acquire, a pair is a create, a grant check, a watch
-    /// of the holder's node and a delete; no listing (the lock's empty queue outlives its last waiter).
+    /// Uncontended acquire+release: after the first acquire, a pair is a create, one read of the node
+    /// (the grant's re-check, which also sets the holder's watch on its node) and a delete; no listing
+    /// (the lock's empty queue outlives its last waiter).
     func testUncontendedPairsListOnlyOnce() {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)
@@ -310,6 +311,7 @@ final class LockManagerTests: XCTestCase {
             XCTAssertEqual(harness.namespace.operationCounts[.children], 1, "\(delivery): only the first acquire lists")
             XCTAssertEqual(harness.namespace.operationCounts[.create], 5, "\(delivery)")
             XCTAssertEqual(harness.namespace.operationCounts[.delete], 5, "\(delivery)")
+            XCTAssertEqual(harness.namespace.operationCounts[.exists], 5, "\(delivery): one read per grant")
         }
     }
 
