@@ -32,8 +32,8 @@ public struct LockManagerConfiguration: Sendable {
 /// than N nodes before it. A waiter that is not entitled watches exactly one node: its predecessor
 /// (exclusive) or the nearest earlier exclusive node (shared). When that node goes, the lock is listed
 /// again and judged again, so a release wakes only the waiter(s) it entitles. An entitled waiter is
-/// re-checked (node exists, session alive) at the moment of the grant; the token is the node's creation
-/// transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
+/// re-checked (node exists, session alive) at the moment of the grant, with one read that also sets
+/// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
 ///
 /// Semaphores: with N holders releasing in any order, a waiter cannot know which single node to
 /// watch (its N-th predecessor may stay while an earlier holder leaves). Instead the manager keeps one
@@ -42,11 +42,13 @@ public struct LockManagerConfiguration: Sendable {
 /// granted. Holders' losses show up in the same listing. Creates also fire that watch, which costs
 /// the manager a listing but wakes no waiter.
 ///
-/// Reentrancy: completions and watches may run before the namespace call returns. Every one is queued
-/// and run after the step that caused it, so the recipe never re-enters itself; both delivery modes
-/// see the same ordering. The manager is not thread-safe: drive it from one thread (the event loop).
-///
-/// Results go to an outbox: `takeEffects()`. The manager reads no clock: time comes with each call.
+/// A state machine: `apply(input, now) -> effects`. Inputs are the owner's requests, the passing of
+/// time and the namespace's answers (`LockInput`); every waiter is in one `WaiterState`, and one
+/// routine (`judge`, over `Standing.verdict`) decides what a waiting waiter does. Answers may come
+/// before the namespace call returns: they are queued and applied after the step that caused them,
+/// so the recipe never re-enters itself and both delivery modes see the same order. Answers that
+/// come later are inputs of their own (their effects wait in the outbox, `takeEffects()`). The
+/// manager reads no clock and is not thread-safe: drive it from one thread (the event loop).
 public final class LockManager<Ticket: Hashable> {
     public let configuration: LockManagerConfiguration
     let namespace: LockNamespace
