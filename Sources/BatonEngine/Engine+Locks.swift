@@ -9,6 +9,16 @@ import BatonProtocol
 struct LockTicket: Hashable {
     var connection: ConnectionID
     var requestID: UInt32
+    /// Which part of an `acquireAll` this names (Engine+LockSets); `.whole` for every other request.
+    var part: LockTicketPart = .whole
+}
+
+enum LockTicketPart: Hashable {
+    case whole
+    /// The acquire of the set's lock at this index of the request.
+    case setAcquire(Int)
+    /// The sidecar's own release of that lock, after the set failed (its answer goes to nobody).
+    case setRelease(Int)
 }
 
 /// State of the lock layer inside the engine.
@@ -22,6 +32,10 @@ struct EngineLocks {
     var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
+    /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
+    var sets: [LockTicket: LockSetAcquire] = [:]
+    /// Holds of those sets, by node: a loss before the reply fails the set.
+    var setOfNode: [String: (set: LockTicket, token: UInt64)] = [:]
 
     init() {}
 }
@@ -64,6 +78,9 @@ extension Engine {
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
             applyLockInput(.acquire(lockRequest, ticket: ticket, session: session,
                                     clientName: sessions[session]?.clientName ?? ""), now: now)
+        case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
+            lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
+                           requestID: requestID, connection: connection, session: session, now: now)
         case .release(let node, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(node, limits: limits)
@@ -87,7 +104,7 @@ extension Engine {
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
             // The acquire's own failure (lockCancelled) goes out first.
             if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
-                applyLockInput(.cancel(ticket: LockTicket(connection: connection, requestID: acquireRequestID)), now: now)
+                applyLockInput(.cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: acquireRequestID))), now: now)
             } else {
                 routeLockEffects(now: now)
             }
@@ -196,6 +213,12 @@ extension Engine {
 
     /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
     private func acquireRefusal(_ request: LockRequest, requestID: UInt32, connection: ConnectionID) -> ReplyError? {
+        pendingAcquireRefusal(requestID: requestID, connection: connection)
+            ?? lockRefusal(path: request.path, kind: request.kind, permits: request.permits)
+    }
+
+    /// Why another waiting acquire cannot start on this connection, or nil.
+    func pendingAcquireRefusal(requestID: UInt32, connection: ConnectionID) -> ReplyError? {
         if locks.pendingAcquires[connection]?.contains(requestID) == true {
             return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
         }
@@ -204,13 +227,18 @@ extension Engine {
         if (connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
             return ReplyError(.tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) acquires waiting")
         }
+        return nil
+    }
+
+    /// Why one lock of an acquire is refused before the recipe sees it, or nil.
+    func lockRefusal(path: String, kind: LockKind, permits: UInt32) -> ReplyError? {
         do throws(ReplyError) {
-            try NamespacePath.validate(request.path, limits: limits)
+            try NamespacePath.validate(path, limits: limits)
         } catch {
             return error
         }
-        if request.kind != .semaphore && request.permits != 1 {
-            return ReplyError(.invalidArgument, "permits must be 1 for an \(request.kind) lock")
+        if kind != .semaphore && permits != 1 {
+            return ReplyError(.invalidArgument, "permits must be 1 for an \(kind) lock")
         }
         return nil
     }
@@ -219,7 +247,7 @@ extension Engine {
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
         guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection] else { return }
-        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: LockTicket(connection: connection, requestID: $0)) }, now: now)
+        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Request ids of the acquires waiting on a connection, oldest first.
@@ -236,7 +264,7 @@ extension Engine {
     /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
     func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
         guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) else { return }
-        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: LockTicket(connection: connection, requestID: $0)) }, now: now)
+        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
@@ -245,7 +273,7 @@ extension Engine {
         var tickets: [LockTicket] = []
         for connection in connections {
             let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
-            tickets += requestIDs.sorted().map { LockTicket(connection: connection, requestID: $0) }
+            tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
         applyLockInputs(tickets.map { .cancel(ticket: $0) }, now: now)
@@ -269,14 +297,14 @@ extension Engine {
     var lockNextDeadlineMilliseconds: UInt64? { locks.manager?.nextDeadlineMilliseconds }
 
     /// Applies inputs to the lock manager in order and routes what they caused.
-    private func applyLockInputs(_ inputs: [LockInput<LockTicket>], now: Time) {
+    func applyLockInputs(_ inputs: [LockInput<LockTicket>], now: Time) {
         let manager = lockTime(now)
         var effects: [LockEffect<LockTicket>] = []
         for input in inputs { effects += manager.apply(input, now: now) }
         routeLockEffects(now: now, effects)
     }
 
-    private func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
+    func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
         applyLockInputs([input], now: now)
     }
 
@@ -293,6 +321,7 @@ extension Engine {
     }
 
     func applyLockEffect(_ effect: LockEffect<LockTicket>, now: Time) {
+        if lockSetEffect(effect, now: now) { return }
         switch effect {
         case .granted(let ticket, let node, let token):
             guard finishPendingAcquire(ticket) else {
@@ -340,7 +369,7 @@ extension Engine {
     }
 
     /// True if `ticket` was a waiting acquire (now answered).
-    private func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
+    func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
         guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return false }
         if locks.pendingAcquires[ticket.connection]?.isEmpty == true { locks.pendingAcquires[ticket.connection] = nil }
         endPendingRequest(on: ticket.connection)

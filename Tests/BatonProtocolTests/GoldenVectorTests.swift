@@ -52,6 +52,8 @@ enum GoldenValues {
                                                               leaseMilliseconds: 30_000, owner: "t1", revocable: true,
                                                               lockDelayMilliseconds: 5_000))),
         "requestRevocation": (0x1b, .requestRevocation(path: "/l")),
+        "acquireAll": (0x1c, .acquireAll(locks: [LockSetMember(path: "/a"), LockSetMember(path: "/b", kind: .shared)],
+                                         waitMilliseconds: 5_000, leaseMilliseconds: 0)),
         "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
         "backup": (0x18, .backup(file: "/b.bak")),
     ]
@@ -89,6 +91,8 @@ enum GoldenValues {
         "granted": ok(16, .acquire, .granted(node: "/l/0000000007", token: 7)),
         "tokenStatus": ok(21, .checkToken, .tokenStatus(current: true)),
         "revocation": ok(0x1b, .requestRevocation, .revocation(holdersAsked: 2)),
+        "grantedAll": ok(0x1c, .acquireAll, .grantedAll([LockSetHold(node: "/a/0000000007", token: 7),
+                                                         LockSetHold(node: "/b/0000000003", token: 3)])),
         "lockEntries": ok(22, .inspect, .lockEntries([
             LockEntry(node: "/l/0000000007", kind: .exclusive, position: .holder, sessionID: sessionID,
                       clientName: "orders", token: 7, ageMilliseconds: 1_500),
@@ -159,10 +163,12 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .revocation: "revocation"
     case .lockEntries: "lockEntries"
     case .backedUp: "backedUp"
+    case .grantedAll: "grantedAll"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
-                                 "children", "multi", "granted", "held", "tokenStatus", "revocation", "lockEntries", "backedUp"]
+                                 "children", "multi", "granted", "held", "tokenStatus", "revocation", "lockEntries", "backedUp",
+                                 "grantedAll"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {
