@@ -41,6 +41,8 @@ class GoldenVectorTests(unittest.TestCase):
                          v["acquireOwned.revocable"])
         self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
         self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
+        self.assertEqual(p.encode_acquire_all(0x1c, [("/a", p.EXCLUSIVE, 1), ("/b", p.SHARED, 1)], 5000, 0),
+                         v["acquireAll"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
@@ -72,6 +74,8 @@ class GoldenVectorTests(unittest.TestCase):
         error = p.decode_server_body(v["error.noNode"][4:])
         self.assertEqual((error.error.name, error.error.message), ("noNode", "no node"))
         self.assertEqual(p.decode_server_body(v["revocation"][4:]).body, 2)
+        self.assertEqual(p.decode_server_body(v["grantedAll"][4:]).body,
+                         [{"node": "/a/0000000007", "token": 7}, {"node": "/b/0000000003", "token": 3}])
         revoke = p.decode_server_body(vectors("events.hex")["revocationRequested"][4:])
         self.assertEqual((revoke.kind, revoke.fields), ("revocationRequested", {"node": "/l/0000000007", "token": 7, "requester": 9}))
         lost = p.decode_server_body(vectors("events.hex")["lockLost.leaseExpired"][4:])
