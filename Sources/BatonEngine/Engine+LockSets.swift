@@ -21,7 +21,7 @@ struct LockSetAcquire {
 
     /// The ticket of the acquire now in the recipe.
     func currentTicket(_ set: LockTicket) -> LockTicket {
-        LockTicket(connection: set.connection, requestID: set.requestID, part: .setAcquire(order[held.count]))
+        LockTicket(connection: set.connection, requestID: set.requestID, part: .setAcquire(order[held.count], session: session))
     }
 }
 
@@ -85,14 +85,14 @@ extension Engine {
     func lockSetEffect(_ effect: LockEffect<LockTicket>, now: Time) -> Bool {
         switch effect {
         case .granted(let ticket, let node, let token):
-            guard case .setAcquire(let index) = ticket.part else { return false }
+            guard case .setAcquire(let index, let session) = ticket.part else { return false }
             lockSetGranted(LockTicket(connection: ticket.connection, requestID: ticket.requestID), index: index,
-                           node: node, token: token, now: now)
+                           session: session, node: node, token: token, now: now)
         case .failed(let ticket, let error):
             switch ticket.part {
             case .whole: return false
             case .setRelease: break // the sidecar's own release: nobody asked
-            case .setAcquire(let index):
+            case .setAcquire(let index, _):
                 let set = LockTicket(connection: ticket.connection, requestID: ticket.requestID)
                 guard let state = locks.sets[set] else { break }
                 let path = state.members[index].path
@@ -111,8 +111,12 @@ extension Engine {
         return true
     }
 
-    private func lockSetGranted(_ set: LockTicket, index: Int, node: String, token: UInt64, now: Time) {
-        guard var state = locks.sets[set] else { return }
+    private func lockSetGranted(_ set: LockTicket, index: Int, session: UInt64, node: String, token: UInt64, now: Time) {
+        guard var state = locks.sets[set] else {
+            // The set failed while this grant was on its way (a hold lost in the same step): give it back.
+            return applyLockInput(.release(node: node, token: token, session: session, ticket: LockTicket(
+                connection: set.connection, requestID: set.requestID, part: .setRelease(index))), now: now)
+        }
         state.held.append((index, node, token))
         locks.setOfNode[node] = (set, token)
         locks.sets[set] = state

@@ -15,8 +15,8 @@ struct LockTicket: Hashable {
 
 enum LockTicketPart: Hashable {
     case whole
-    /// The acquire of the set's lock at this index of the request.
-    case setAcquire(Int)
+    /// The acquire of the set's lock at this index of the request, in the set's session.
+    case setAcquire(Int, session: UInt64)
     /// The sidecar's own release of that lock, after the set failed (its answer goes to nobody).
     case setRelease(Int)
 }

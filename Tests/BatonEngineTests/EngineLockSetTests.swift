@@ -133,6 +133,21 @@ final class EngineLockSetTests: XCTestCase {
         XCTAssertEqual(harness.engine.lockPendingAcquires(on: 1), [], "the wait for /locks/b ended too")
     }
 
+    /// In one tick the set's first hold runs out and then its second lock is granted to it: the set has
+    /// failed by the time that grant is routed, and the lock is given back, not left held by nobody.
+    /// (Found by the engine lock simulation.)
+    func testAGrantThatArrivesAfterTheSetFailedIsGivenBack() throws {
+        let harness = EngineHarness()
+        for connection: ConnectionID in 1...3 { harness.openSession(connection, timeoutMilliseconds: 60_000) }
+        XCTAssertNotNil(grantOf(harness, .acquire(LockRequest(path: "/locks/c", leaseMilliseconds: 600)), on: 2))
+        let waiting = harness.send(set(["/locks/b", "/locks/c"], lease: 500), on: 1)
+        harness.advance(600)
+        let outputs = harness.engine.takeOutputs()
+        XCTAssertEqual(failure(outputs, to: 1, requestID: waiting.requestID)?.code, .lockLost)
+        XCTAssertNotNil(grantOf(harness, .acquire(LockRequest(path: "/locks/c", waitMilliseconds: 0)), on: 3), "/locks/c is free")
+        XCTAssertNotNil(grantOf(harness, .acquire(LockRequest(path: "/locks/b", waitMilliseconds: 0)), on: 3), "/locks/b is free")
+    }
+
     func testMalformedSetsAreRefusedAtOnce() {
         let harness = EngineHarness()
         harness.openSession(1)
