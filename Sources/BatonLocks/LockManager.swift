@@ -95,7 +95,8 @@ public final class LockManager<Ticket: Hashable> {
     // MARK: Inputs
 
     /// The manager as a state machine: applies one input at time `now` and returns what it caused, in
-    /// order (with any effects of earlier asynchronous answers not yet taken, first). Namespace calls
+    /// order (with any effects of earlier asynchronous answers not yet taken, first). This is the one
+    /// way in for requests and time; `renew` and the queries below only read or set a field. Namespace calls
     /// the step makes that answer at once are applied within the same call, after the step (so the
     /// recipe never re-enters itself); answers that come later are inputs of their own
     /// (`LockInput.completion`), applied by the manager's namespace callbacks when they run: their
@@ -103,36 +104,6 @@ public final class LockManager<Ticket: Hashable> {
     public func apply(_ input: LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
         run(input, now)
         return takeEffects()
-    }
-
-    /// `apply(.acquire)`, its effects left in the outbox. The answer is a later `granted` or `failed`
-    /// effect for `ticket` (possibly already in the outbox when this returns).
-    public func acquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String = "", now: Time) {
-        run(.acquire(request, ticket: ticket, session: session, clientName: clientName), now)
-    }
-
-    /// `apply(.release)`, its effects left in the outbox (see `LockInput.release`).
-    public func release(node: String, token: UInt64, session: UInt64, ticket: Ticket, now: Time) {
-        run(.release(node: node, token: token, session: session, ticket: ticket), now)
-    }
-
-    /// `apply(.cancel)`, its effects left in the outbox. False if `ticket` names no pending acquire
-    /// (unknown, or already answered).
-    @discardableResult
-    public func cancel(ticket: Ticket, now: Time) -> Bool {
-        let found = tickets[ticket] != nil
-        run(.cancel(ticket: ticket), now)
-        return found
-    }
-
-    /// `apply(.sessionEnded)`, its effects left in the outbox (see `LockInput.sessionEnded`).
-    public func sessionEnded(_ session: UInt64, now: Time) {
-        run(.sessionEnded(session), now)
-    }
-
-    /// `apply(.tick)`, its effects left in the outbox: runs what is due (wait timeouts, leases, retries).
-    public func tick(now: Time) {
-        run(.tick, now)
     }
 
     /// Sets the lease of the hold named by `node` and `token` to end `leaseMilliseconds` after `now`

@@ -140,8 +140,8 @@ final class LockManagerTests: XCTestCase {
             harness.acquire(6, session: 6)
             let holder = harness.takeEffects().grants
             XCTAssertEqual(holder.map(\.ticket), [1])
-            XCTAssertTrue(harness.manager.cancel(ticket: 4, now: harness.now))
-            XCTAssertFalse(harness.manager.cancel(ticket: 1, now: harness.now), "a granted acquire cannot be cancelled")
+            XCTAssertTrue(harness.cancel(4))
+            XCTAssertFalse(harness.cancel(1), "a granted acquire cannot be cancelled")
             harness.advance(500)
             XCTAssertEqual(harness.manager.nextDeadlineMilliseconds, harness.nowMilliseconds + 300)
             var effects = harness.takeEffects()
@@ -486,7 +486,7 @@ final class LockManagerTests: XCTestCase {
                     if granted {
                         harness.release(effects.grants[0].node, session: 5, ticket: 2)
                     } else {
-                        XCTAssertTrue(harness.manager.cancel(ticket: 1, now: harness.now))
+                        XCTAssertTrue(harness.cancel(1))
                     }
                     harness.settle()
                     XCTAssertEqual(harness.waiterNodes(), [namesake], "\(context): our node is gone, not orphaned")
