@@ -163,6 +163,8 @@ public struct AccessPolicy: Sendable, Equatable {
         case .release(let node, _), .renew(let node, _, _):
             // The waiter node lies under the lock's path, so the lock's rules cover it.
             return [AccessRequirement(.lock, node)]
+        case .acquireAll(let locks, _, _):
+            return locks.map { AccessRequirement(.lock, $0.path) }
         case .requestRevocation(let path):
             return [AccessRequirement(.lock, path)]
         case .checkToken(let path, _), .inspect(let path):

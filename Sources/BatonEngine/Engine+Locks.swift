@@ -9,6 +9,16 @@ import BatonProtocol
 struct LockTicket: Hashable {
     var connection: ConnectionID
     var requestID: UInt32
+    /// Which part of an `acquireAll` this names (Engine+LockSets); `.whole` for every other request.
+    var part: LockTicketPart = .whole
+}
+
+enum LockTicketPart: Hashable {
+    case whole
+    /// The acquire of the set's lock at this index of the request, in the set's session.
+    case setAcquire(Int, session: UInt64)
+    /// The sidecar's own release of that lock, after the set failed (its answer goes to nobody).
+    case setRelease(Int)
 }
 
 /// State of the lock layer inside the engine.
@@ -22,6 +32,10 @@ struct EngineLocks {
     var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
+    /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
+    var sets: [LockTicket: LockSetAcquire] = [:]
+    /// Holds of those sets, by node: a loss before the reply fails the set.
+    var setOfNode: [String: (set: LockTicket, token: UInt64)] = [:]
 
     init() {}
 }
@@ -62,9 +76,11 @@ extension Engine {
             beginPendingRequest(on: connection)
             locks.pendingAcquires[connection, default: []].insert(requestID)
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
-            manager.acquire(lockRequest, ticket: ticket, session: session,
-                            clientName: sessions[session]?.clientName ?? "", now: now)
-            routeLockEffects(now: now)
+            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session,
+                                    clientName: sessions[session]?.clientName ?? ""), now: now)
+        case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
+            lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
+                           requestID: requestID, connection: connection, session: session, now: now)
         case .release(let node, let token):
             do throws(ReplyError) {
                 try NamespacePath.validate(node, limits: limits)
@@ -82,16 +98,16 @@ extension Engine {
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
             if let holder = locks.holders[node], holder.session == session, holder.token == token,
                (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
-            manager.release(node: node, token: token, session: session, ticket: ticket, now: now)
-            routeLockEffects(now: now)
+            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
-            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
-                manager.cancel(ticket: LockTicket(connection: connection, requestID: acquireRequestID), now: now)
-            }
             // The acquire's own failure (lockCancelled) goes out first.
-            routeLockEffects(now: now)
+            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
+                applyLockInput(.cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: acquireRequestID))), now: now)
+            } else {
+                routeLockEffects(now: now)
+            }
             reply(connection, requestID, .cancel, .success(.empty), now: now)
         case .renew(let node, let token, let leaseMilliseconds):
             do throws(ReplyError) {
@@ -200,6 +216,12 @@ extension Engine {
 
     /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
     private func acquireRefusal(_ request: LockRequest, requestID: UInt32, connection: ConnectionID) -> ReplyError? {
+        pendingAcquireRefusal(requestID: requestID, connection: connection)
+            ?? lockRefusal(path: request.path, kind: request.kind, permits: request.permits)
+    }
+
+    /// Why another waiting acquire cannot start on this connection, or nil.
+    func pendingAcquireRefusal(requestID: UInt32, connection: ConnectionID) -> ReplyError? {
         if locks.pendingAcquires[connection]?.contains(requestID) == true {
             return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
         }
@@ -208,13 +230,18 @@ extension Engine {
         if (connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
             return ReplyError(.tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) acquires waiting")
         }
+        return nil
+    }
+
+    /// Why one lock of an acquire is refused before the recipe sees it, or nil.
+    func lockRefusal(path: String, kind: LockKind, permits: UInt32) -> ReplyError? {
         do throws(ReplyError) {
-            try NamespacePath.validate(request.path, limits: limits)
+            try NamespacePath.validate(path, limits: limits)
         } catch {
             return error
         }
-        if request.kind != .semaphore && request.permits != 1 {
-            return ReplyError(.invalidArgument, "permits must be 1 for an \(request.kind) lock")
+        if kind != .semaphore && permits != 1 {
+            return ReplyError(.invalidArgument, "permits must be 1 for an \(kind) lock")
         }
         return nil
     }
@@ -223,11 +250,7 @@ extension Engine {
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
         guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection] else { return }
-        let manager = lockTime(now)
-        for requestID in requestIDs.sorted() {
-            manager.cancel(ticket: LockTicket(connection: connection, requestID: requestID), now: now)
-        }
-        routeLockEffects(now: now)
+        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Request ids of the acquires waiting on a connection, oldest first.
@@ -238,18 +261,13 @@ extension Engine {
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
     func lockSessionEnded(_ sessionID: UInt64, now: Time) {
         guard locks.manager != nil else { return }
-        lockTime(now).sessionEnded(sessionID, now: now)
-        routeLockEffects(now: now)
+        applyLockInput(.sessionEnded(sessionID), now: now)
     }
 
     /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
     func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
         guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) else { return }
-        let manager = lockTime(now)
-        for requestID in requestIDs.sorted() {
-            manager.cancel(ticket: LockTicket(connection: connection, requestID: requestID), now: now)
-        }
-        routeLockEffects(now: now)
+        applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
@@ -258,12 +276,10 @@ extension Engine {
         var tickets: [LockTicket] = []
         for connection in connections {
             let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
-            tickets += requestIDs.sorted().map { LockTicket(connection: connection, requestID: $0) }
+            tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
-        let manager = lockTime(now)
-        for ticket in tickets { manager.cancel(ticket: ticket, now: now) }
-        routeLockEffects(now: now)
+        applyLockInputs(tickets.map { .cancel(ticket: $0) }, now: now)
     }
 
     /// An internal watch (`Watcher.internal(token)`) fired.
@@ -277,25 +293,38 @@ extension Engine {
     /// Wait timeouts and leases that are due.
     func lockTick(now: Time) {
         guard locks.manager != nil else { return }
-        lockTime(now).tick(now: now)
-        routeLockEffects(now: now)
+        applyLockInput(.tick, now: now)
     }
 
     /// The earliest lock deadline (wait timeout, lease), or nil.
     var lockNextDeadlineMilliseconds: UInt64? { locks.manager?.nextDeadlineMilliseconds }
 
-    /// Queues the manager's effects behind what its own namespace operations produced in the same
-    /// step (a grant may rest on those log records: the counters behind its token), then routes
-    /// (`drain`). Called from inside the drain (a watch fired for the recipe), this only queues: the
-    /// recipe's outputs are routed after everything that happened before them, in one order.
-    func routeLockEffects(now: Time) {
+    /// Applies inputs to the lock manager in order and routes what they caused.
+    func applyLockInputs(_ inputs: [LockInput<LockTicket>], now: Time) {
+        let manager = lockTime(now)
+        var effects: [LockEffect<LockTicket>] = []
+        for input in inputs { effects += manager.apply(input, now: now) }
+        routeLockEffects(now: now, effects)
+    }
+
+    func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
+        applyLockInputs([input], now: now)
+    }
+
+    /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
+    /// `effects`) behind what its own namespace operations produced in the same step (a grant may
+    /// rest on those log records: the counters behind its token), then routes (`drain`). Called from
+    /// inside the drain (a watch fired for the recipe), this only queues: the recipe's outputs are
+    /// routed after everything that happened before them, in one order.
+    func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
         collectNamespaceOutputs()
-        for effect in manager.takeEffects() { routing.append(.lock(effect)) }
+        for effect in manager.takeEffects() + effects { routing.append(.lock(effect)) }
         drain(now: now)
     }
 
     func applyLockEffect(_ effect: LockEffect<LockTicket>, now: Time) {
+        if lockSetEffect(effect, now: now) { return }
         switch effect {
         case .granted(let ticket, let node, let token):
             guard finishPendingAcquire(ticket) else {
@@ -343,7 +372,7 @@ extension Engine {
     }
 
     /// True if `ticket` was a waiting acquire (now answered).
-    private func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
+    func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
         guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return false }
         if locks.pendingAcquires[ticket.connection]?.isEmpty == true { locks.pendingAcquires[ticket.connection] = nil }
         endPendingRequest(on: ticket.connection)

@@ -212,7 +212,7 @@ public final class Engine {
             let result = perform(request, session: sessionID, now: now)
             drain(now: now)
             reply(connection, requestID, request.opcode, result, now: now)
-        case .acquire, .release, .cancel, .checkToken, .inspect, .renew, .requestRevocation:
+        case .acquire, .release, .cancel, .checkToken, .inspect, .renew, .requestRevocation, .acquireAll:
             guard let sessionID = state.sessionID else {
                 reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
                 return

@@ -15,3 +15,53 @@ public enum LockEffect<Ticket: Hashable>: Equatable {
     /// A hold ended other than by the holder's own release: tell the session's connection.
     case lost(session: UInt64, node: String, token: UInt64, reason: LockLostReason)
 }
+
+/// What moves the lock manager (`LockManager.apply`): the owner's requests, the passing of time, and
+/// the namespace's answers. Each is applied as one step; the manager reads no clock.
+public enum LockInput<Ticket: Hashable> {
+    /// Starts an acquire; answered by a later `granted`, `reentered` or `failed` effect for `ticket`.
+    case acquire(LockRequest, ticket: Ticket, session: UInt64, clientName: String)
+    /// Releases the hold (or waiting acquire) of `session` named by its node (full path) and fencing
+    /// `token`. Answered `released(ticket)` once the node is gone, `failed(ticket, .notHolder)` if the
+    /// session has no such node, `failed(ticket, .lockLost)` if the node is the session's but of a
+    /// later acquire (its token differs: node paths repeat when a lock node is deleted and created
+    /// again), or `failed(ticket, .storageFailure)` if the store cannot be reached (the manager keeps
+    /// retrying). Releasing a node still waiting cancels its acquire (`lockCancelled`).
+    case release(node: String, token: UInt64, session: UInt64, ticket: Ticket)
+    /// Cancels a pending acquire: it fails with `lockCancelled` and its node is deleted.
+    case cancel(ticket: Ticket)
+    /// The session ended (closed or expired): its pending acquires fail with `sessionExpired`, its
+    /// holds end with `lost(sessionExpired)`, and its nodes are deleted (the namespace may have done it
+    /// already). Holds with a lock-delay start it here: apply this before the namespace deletes the
+    /// session's nodes (the engine does), or a waiter may be granted on seeing the node go, before the delay.
+    case sessionEnded(UInt64)
+    /// Time passed: wait timeouts, leases and retries that are due run.
+    case tick
+    /// A namespace answer or watch event. The manager's own namespace callbacks make these and apply
+    /// them; the owner never builds one.
+    case completion(LockCompletion)
+}
+
+/// A namespace answer or watch event as an input of the manager (opaque to the owner).
+public struct LockCompletion {
+    let answer: NamespaceAnswer
+}
+
+/// Every namespace answer and watch event the recipe asks for, with what it needs to find the step
+/// that asked. Each step re-finds its waiter by id and checks it is still in the state that asked:
+/// answers for waiters that moved on are dropped.
+enum NamespaceAnswer {
+    case created(WaiterID, Result<LockCreatedNode, ReplyError>)
+    case ensured(WaiterID, path: String, Result<LockCreatedNode, ReplyError>)
+    case recoveryListed(WaiterID, Result<[String], ReplyError>)
+    case recoveryChecked(WaiterID, path: String, Result<Stat?, ReplyError>)
+    case listed(LockState, serial: UInt64, watchGeneration: UInt64?, judging: Set<WaiterID>, everyone: Bool,
+                Result<[String], ReplyError>)
+    case childrenChanged(LockState, generation: UInt64)
+    case permitsRead(WaiterID, Result<[UInt8], ReplyError>)
+    /// A node watch was set; `grant`: the read is also that waiter's grant check.
+    case watchSet(path: String, generation: UInt64, grant: WaiterID?, Result<Stat?, ReplyError>)
+    case watchFired(path: String, generation: UInt64, WatchEventType)
+    case grantChecked(WaiterID, Result<Stat?, ReplyError>)
+    case deleted(WaiterID, Result<Void, ReplyError>)
+}

@@ -26,7 +26,7 @@ extension LockManager {
 
     /// Whether `node` blocks `waiter` in the graph's sense (both on one lock, `node` ahead).
     func blocks(_ node: Waiter, _ waiter: Waiter) -> Bool {
-        guard node !== waiter, node.lockPath == waiter.lockPath, !node.abandoned,
+        guard node !== waiter, node.lockPath == waiter.lockPath,
               node.kind != .semaphore, waiter.kind != .semaphore,
               let ahead = node.name, let behind = waiter.name, ahead.sequence < behind.sequence else { return false }
         switch node.phase {
@@ -40,7 +40,7 @@ extension LockManager {
     func graphNodes(of owner: WaitOwner) -> [Waiter] {
         (sessions[owner.session] ?? []).compactMap { id in
             guard let waiter = waiters[id], waiter.owner == owner.owner, waiter.kind != .semaphore,
-                  waiter.name != nil, !waiter.abandoned else { return nil }
+                  waiter.name != nil else { return nil }
             switch waiter.phase {
             case .waiting, .granting, .holding: return waiter
             default: return nil
@@ -51,12 +51,13 @@ extension LockManager {
     /// Called when `waiter` (not a try, not a semaphore) is about to wait. False if that would close a
     /// cycle: the acquire is then refused with `deadlock` naming the cycle (its node is deleted).
     func mayWait(_ waiter: Waiter) -> Bool {
-        guard waiter.kind != .semaphore, !waiter.deadlockChecked else { return true }
+        guard waiter.kind != .semaphore, var waiting = waiter.waiting, !waiting.deadlockChecked else { return true }
         if let cycle = waitCycle(waiter) {
             abandon(waiter, ReplyError(.deadlock, cycle))
             return false
         }
-        waiter.deadlockChecked = true
+        waiting.deadlockChecked = true
+        waiter.waiting = waiting
         return true
     }
 
@@ -85,7 +86,7 @@ extension LockManager {
                     defer { index += 1 }
                     guard let behind = waiters[lock.localOrder[index]], let behindName = behind.name else { continue }
                     if behindName.sequence >= upper { break }
-                    guard behind.phase == .waiting, behind.deadlockChecked, blocks(node, behind) else { continue }
+                    guard behind.waiting?.deadlockChecked == true, blocks(node, behind) else { continue }
                     let next = waitOwner(behind)
                     guard reaches[next] == nil else { continue }
                     reaches[next] = (owner, lock.path)

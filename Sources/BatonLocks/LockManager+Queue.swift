@@ -103,57 +103,38 @@ extension LockManager {
         return true
     }
 
-    /// Judges a waiting waiter at `index` of the queue from the entries before it.
+    /// Judges a waiting waiter at `index` of the queue from the entries before it (no semaphore
+    /// nodes: see `queueRebuild`). O(1) for an exclusive waiter; a reader walks back to the nearest
+    /// exclusive node.
     func judgeFromQueue(_ waiter: Waiter, _ lock: LockState, index: Int) {
-        if !waiter.kindChecked {
-            // The queue has no semaphore node (see `queueRebuild`); only the bound is left to check,
-            // and a stale entry may inflate the count: a refusal is confirmed by a listing.
-            guard index < configuration.waitersPerLockMax else {
-                requestListing(lock, judging: waiter)
-                return
-            }
-            waiter.kindChecked = true
+        guard waiter.kind != .semaphore else {
+            requestListing(lock, judging: waiter)
+            return
         }
-        var target: WaiterName?
-        switch waiter.kind {
-        case .exclusive:
-            if index > 0 { target = lock.queue[index - 1] }
-        case .shared:
-            var earlier = index - 1
+        var standing = Standing()
+        standing.position = index
+        standing.exclusiveOrSharedBefore = index > 0
+        if index > 0 { standing.previous = lock.queue[index - 1] }
+        // nearestExclusive is left unset for an exclusive waiter: its rule looks only at the position.
+        if waiter.kind == .shared {
             var localReaderWaiting = false
+            var earlier = index - 1
             while earlier >= 0 {
                 let entry = lock.queue[earlier]
                 if entry.kind == .exclusive {
-                    target = entry
+                    standing.nearestExclusive = entry
                     break
                 }
                 if !localReaderWaiting, let other = localWaiter(lock, entry), other.phase == .waiting { localReaderWaiting = true }
                 earlier -= 1
             }
-            if target == nil && localReaderWaiting {
+            if standing.nearestExclusive == nil && localReaderWaiting {
                 // An earlier local reader is entitled too and is granted first: the full pass does that in order.
                 requestListing(lock, judging: nil)
                 return
             }
-        case .semaphore:
-            requestListing(lock, judging: waiter)
-            return
         }
-        guard let target else {
-            beginGrant(waiter, lock)
-            return
-        }
-        if waiter.isTry {
-            requestListing(lock, judging: waiter) // busy, unless the entry is stale: the listing says
-            return
-        }
-        guard mayWait(waiter) else { return }
-        let path = lock.path + "/" + target.name
-        if waiter.watchedPath != path {
-            unwatch(waiter)
-            watchNode(path, waiter)
-        }
-        watchOwnNode(waiter)
+        judge(waiter, lock, standing, fromQueue: true)
     }
 
     /// Idle locks kept in `idleQueues` at most (then forgotten all at once: they only save listings).

@@ -1,30 +1,48 @@
 import BatonProtocol
 
-/// The recipe's steps. Each namespace answer comes back through `submit` and re-finds its waiter by id,
-/// checking that the waiter is still in the phase that asked (later answers for ended waiters are dropped).
+/// The recipe's steps. Each namespace call's answer comes back as an input (`NamespaceAnswer`,
+/// dispatched by `complete`) and re-finds its waiter by id, checking that the waiter is still in the
+/// state that asked (later answers for waiters that moved on are dropped).
 extension LockManager {
+    func complete(_ answer: NamespaceAnswer) {
+        switch answer {
+        case .created(let id, let result): createCompleted(id, result)
+        case .ensured(let id, let path, let result): ensureCompleted(id, path, result)
+        case .recoveryListed(let id, let result): recoveryListed(id, result)
+        case .recoveryChecked(let id, let path, let result): recoveryChecked(id, path, result)
+        case .listed(let lock, let serial, let watchGeneration, let judging, let everyone, let result):
+            listingCompleted(lock, serial, watchGeneration, judging, everyone, result)
+        case .childrenChanged(let lock, let generation): childrenWatchFired(lock, generation)
+        case .permitsRead(let id, let result): permitDataArrived(id, result)
+        case .watchSet(let path, let generation, let grant, let result):
+            nodeWatchSet(path, generation, result)
+            if let grant { grantChecked(grant, result) }
+        case .watchFired(let path, let generation, let type): nodeWatchFired(path, generation, type)
+        case .grantChecked(let id, let result): grantChecked(id, result)
+        case .deleted(let id, let result): deleteCompleted(id, result)
+        }
+    }
+
     // MARK: Creating the waiter node
 
     func startCreate(_ waiter: Waiter, _ lock: LockState) {
         if lock.creatingSessions.contains(waiter.session) {
-            waiter.phase = .queuedForCreate
+            waiter.state = .queuedForCreate
             lock.createBacklog.append(waiter.id)
             return
         }
         lock.creatingSessions.insert(waiter.session)
-        waiter.holdsCreateSlot = true
         createNode(waiter, lock)
     }
 
+    /// Called as the waiter leaves its create (adopted or given up): the session's next create on the lock may go.
     func releaseCreateSlot(_ waiter: Waiter, _ lock: LockState) {
-        guard waiter.holdsCreateSlot else { return }
-        waiter.holdsCreateSlot = false
+        guard waiter.isCreatingNode else { return }
         lock.creatingSessions.remove(waiter.session)
         guard let index = lock.createBacklog.firstIndex(where: { waiters[$0]?.session == waiter.session }) else { return }
         let nextID = lock.createBacklog.remove(at: index)
         guard let next = waiters[nextID] else { return }
         lock.creatingSessions.insert(next.session)
-        next.holdsCreateSlot = true
         createNode(next, lock)
     }
 
@@ -34,50 +52,51 @@ extension LockManager {
             return
         }
         waiter.createAttempts += 1
-        waiter.phase = .creating
+        waiter.state = .creating(abandoned: waiter.isAbandoned)
         waiter.createIssuedListing = lock.listingsIssued
         let id = waiter.id
         namespace.create(path: lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session),
                          data: waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : [],
                          mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
-            self?.submit { self?.createCompleted(id, result) }
+            self?.arrived(.created(id, result))
         }
     }
 
     func createCompleted(_ id: WaiterID, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .creating, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .creating(let abandoned) = waiter.state, let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .success(let created):
             adopt(waiter, lock, path: created.path, stat: created.stat, lockIdentity: created.parentCreatedTransaction)
         case .failure(let error) where error.code == .noNode:
             // The lock node is absent (first waiter), or a container sweep took it between creates.
-            if waiter.abandoned {
+            if abandoned {
                 finishWithoutNode(waiter, lock)
             } else {
-                waiter.ensureStack = [lock.path]
-                ensureNextNode(waiter)
+                ensureNextNode(waiter, ancestors: [lock.path])
             }
         case .failure(let error) where error.code == .storageFailure:
             // The create may have happened: look for our node before creating another (no orphans).
-            waiter.phase = .recovering
-            scheduleRetry(waiter, .recover)
+            waiter.state = .recovering(rejected: [], abandoned: abandoned)
+            scheduleRetry(waiter)
         case .failure(let error):
             failWithoutNode(waiter, lock, error)
         }
     }
 
-    func ensureNextNode(_ waiter: Waiter) {
-        guard let path = waiter.ensureStack.last else { return }
-        waiter.phase = .ensuringLock
+    /// Creates the innermost missing ancestor of `ancestors` (the last) as a container.
+    func ensureNextNode(_ waiter: Waiter, ancestors: [String]) {
+        guard let path = ancestors.last else { return }
+        waiter.state = .ensuringLock(ancestors: ancestors, abandoned: waiter.isAbandoned)
         let id = waiter.id
         namespace.create(path: path, data: [], mode: .container, owner: 0) { [weak self] result in
-            self?.submit { self?.ensureCompleted(id, path, result) }
+            self?.arrived(.ensured(id, path: path, result))
         }
     }
 
     func ensureCompleted(_ id: WaiterID, _ path: String, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .ensuringLock, let lock = locks[waiter.lockPath] else { return }
-        if waiter.abandoned {
+        guard let waiter = waiters[id], case .ensuringLock(var ancestors, let abandoned) = waiter.state,
+              let lock = locks[waiter.lockPath] else { return }
+        if abandoned {
             finishWithoutNode(waiter, lock)
             return
         }
@@ -88,18 +107,17 @@ extension LockManager {
         }
         switch code {
         case .ok, .nodeExists:
-            waiter.ensureStack.removeLast()
-            if waiter.ensureStack.isEmpty { createNode(waiter, lock) } else { ensureNextNode(waiter) }
+            ancestors.removeLast()
+            if ancestors.isEmpty { createNode(waiter, lock) } else { ensureNextNode(waiter, ancestors: ancestors) }
         case .noNode:
             let parent = NodePath.parent(of: path)
-            guard parent != "/", waiter.ensureStack.count < 256 else {
+            guard parent != "/", ancestors.count < 256 else {
                 failWithoutNode(waiter, lock, ReplyError(.noNode, "cannot create \(path)"))
                 return
             }
-            waiter.ensureStack.append(parent)
-            ensureNextNode(waiter)
+            ensureNextNode(waiter, ancestors: ancestors + [parent])
         case .storageFailure:
-            scheduleRetry(waiter, .ensureLock)
+            scheduleRetry(waiter)
         default:
             if case .failure(let error) = result { failWithoutNode(waiter, lock, error) }
         }
@@ -108,39 +126,40 @@ extension LockManager {
     /// After a create whose reply was lost: find the untracked node named with our session and kind,
     /// and adopt it only if the namespace says our session owns it.
     func recover(_ waiter: Waiter, _ lock: LockState) {
-        waiter.phase = .recovering
         let id = waiter.id
         namespace.children(path: lock.path, watch: nil) { [weak self] result in
-            self?.submit { self?.recoveryListed(id, result) }
+            self?.arrived(.recoveryListed(id, result))
         }
     }
 
     func recoveryListed(_ id: WaiterID, _ result: Result<[String], ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .recovering, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state,
+              let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .failure(let error) where error.code == .storageFailure:
-            scheduleRetry(waiter, .recover)
+            scheduleRetry(waiter)
         case .failure(let error) where error.code != .noNode:
             failWithoutNode(waiter, lock, error)
         case .failure, .success:
             let names = (try? result.get()) ?? []
             let candidate = names.compactMap(WaiterName.init(parsing:)).filter { name in
                 name.session == waiter.session && name.kind == waiter.kind
-                    && localWaiter(lock, name) == nil && !waiter.rejectedNodes.contains(name.name)
+                    && localWaiter(lock, name) == nil && !rejected.contains(name.name)
             }.max { $0.sequence < $1.sequence }
             guard let candidate else {
-                if waiter.abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
+                if abandoned { finishWithoutNode(waiter, lock) } else { createNode(waiter, lock) }
                 return
             }
             let path = lock.path + "/" + candidate.name
             namespace.exists(path: path, watch: nil) { [weak self] result in
-                self?.submit { self?.recoveryChecked(id, path, result) }
+                self?.arrived(.recoveryChecked(id, path: path, result))
             }
         }
     }
 
     func recoveryChecked(_ id: WaiterID, _ path: String, _ result: Result<Stat?, ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .recovering, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state,
+              let lock = locks[waiter.lockPath] else { return }
         switch result {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
             adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
@@ -148,34 +167,35 @@ extension LockManager {
             // Gone, or another's namesake (a local session id of another sidecar, or of an earlier
             // ZooKeeper session): not ours, but ours may still be among the others. List again
             // without it until none is left; giving up here would orphan ours.
-            waiter.rejectedNodes.insert(NodePath.name(of: path))
+            waiter.state = .recovering(rejected: rejected.union([NodePath.name(of: path)]), abandoned: abandoned)
             recover(waiter, lock)
         case .failure(let error) where error.code == .storageFailure:
-            scheduleRetry(waiter, .recover)
+            scheduleRetry(waiter)
         case .failure(let error):
             failWithoutNode(waiter, lock, error)
         }
     }
 
     func adopt(_ waiter: Waiter, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
-        releaseCreateSlot(waiter, lock)
         guard let name = WaiterName(parsing: NodePath.name(of: path)) else {
             // The namespace named the node in a way the recipe cannot order: remove it and refuse.
             namespace.delete(path: path, expectedVersion: anyVersion) { _ in }
             failWithoutNode(waiter, lock, ReplyError(.internalError, "unexpected waiter node name \(path)"))
             return
         }
+        let abandoned = waiter.isAbandoned
+        releaseCreateSlot(waiter, lock)
         waiter.name = name
         waiter.token = stat.createdTransaction
         lock.bySequence[name.sequence] = waiter.id
         localOrderInsert(lock, waiter)
         let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
-        if waiter.abandoned {
-            waiter.phase = .removing
+        if abandoned {
+            waiter.state = .removing(releaseAnswered: false)
             issueDelete(waiter)
             return
         }
-        waiter.phase = .waiting
+        waiter.state = .waiting(Waiting())
         if queued {
             queueJudgeLast(waiter, lock)
         } else {
@@ -194,15 +214,15 @@ extension LockManager {
         forget(waiter)
     }
 
-    // MARK: Judging entitlement
+    // MARK: Listing the lock
 
-    /// Asks for a listing that judges `waiter` (nil: every local waiter of the lock).
     /// The local waiter whose node has this name, if any.
     func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter? {
         guard let id = lock.bySequence[name.sequence], let waiter = waiters[id], waiter.name == name else { return nil }
         return waiter
     }
 
+    /// Asks for a listing that judges `waiter` (nil: every local waiter of the lock).
     func requestListing(_ lock: LockState, judging waiter: Waiter?) {
         if let waiter { lock.toJudge.insert(waiter.id) } else { lock.judgeEveryone = true }
         if lock.listingInFlight {
@@ -229,12 +249,11 @@ extension LockManager {
             lock.childrenWatchArmed = true
             lock.childrenWatchGeneration = generation
             watchGeneration = generation
-            watch = { [weak self, lock] _ in
-                self?.submit { self?.childrenWatchFired(lock, generation) }
-            }
+            watch = { [weak self, lock] _ in self?.arrived(.childrenChanged(lock, generation: generation)) }
         }
-        namespace.children(path: lock.path, watch: watch) { [weak self, lock] result in
-            self?.submit { self?.listingCompleted(lock, serial, watchGeneration, judging, everyone, result) }
+        namespace.children(path: lock.path, watch: watch) { [weak self, lock, watchGeneration] result in
+            self?.arrived(.listed(lock, serial: serial, watchGeneration: watchGeneration, judging: judging,
+                                  everyone: everyone, result))
         }
     }
 
@@ -258,11 +277,11 @@ extension LockManager {
         let failedWatch = { if let watchGeneration, lock.childrenWatchGeneration == watchGeneration { lock.childrenWatchArmed = false } }
         switch result {
         case .success(let names):
-            evaluate(lock, serial, names, judging: judging, everyone: everyone)
+            judgeListing(lock, serial, names, judging: judging, everyone: everyone)
         case .failure(let error) where error.code == .noNode:
             // The lock node is gone, so every node under it is gone.
             failedWatch()
-            evaluate(lock, serial, [], judging: judging, everyone: true)
+            judgeListing(lock, serial, [], judging: judging, everyone: true)
         case .failure:
             failedWatch()
             lock.toJudge.formUnion(judging)
@@ -279,116 +298,32 @@ extension LockManager {
         schedule(.listing(lock.path), at: nowMilliseconds + configuration.retryMillisecondsMin)
     }
 
-    /// Judges the local waiters that asked for this listing (or all), in queue order.
-    /// Waiters not asked for are watching a node that has not gone: nothing changed for them.
-    func evaluate(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
-        let unsorted = names.compactMap(WaiterName.init(parsing:))
-        var sorted: [WaiterName]?
+    /// A listing arrived: judges the local waiters that asked for it (or all of them), in queue order,
+    /// and ends those whose nodes it should show but does not. Waiters not asked for are watching a
+    /// node that has not gone: nothing changed for them.
+    func judgeListing(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
+        var entries = names.compactMap(WaiterName.init(parsing:))
+        let sorted = lock.semaphoreMembers == 0 || everyone || judging.count > 4
+        if sorted { entries.sort() }
         if lock.semaphoreMembers == 0 {
-            sorted = unsorted.sorted()
-            queueRebuild(lock, sorted: sorted!)
+            queueRebuild(lock, sorted: entries)
         } else {
             // Semaphore locks are judged by listings only (see LockManager+Queue).
             lock.queueTrusted = false
             lock.queue = []
         }
-        if !everyone && judging.count <= 4 && evaluateFew(lock, serial, unsorted, judging: judging) {
-            return
+        // Who is judged, with what the listing shows before each. The common case (a new waiter, or
+        // the one woken by its watch) scans the listing once per judged waiter, without sorting it.
+        // When a judged reader or semaphore waiter is entitled, every earlier local waiter may be too
+        // and must be granted first: then everyone is judged, in queue order.
+        var judged = everyone ? [] : standings(lock, entries, of: judging)
+        if everyone || judged.count > 4 || judged.contains(where: { entry in entry.standing.map { sharesEntitlement(entry.waiter, $0) } ?? false }) {
+            if !sorted { entries.sort() }
+            judged = standingsOfEveryone(lock, entries)
         }
-        // The full pass judges every local waiter in queue order, so that waiters entitled together
-        // (a run of readers, semaphore permits) are granted in queue order.
-        let entries = sorted ?? unsorted.sorted()
-        var seen = Set<WaiterID>()
-        var previous: WaiterName?
-        var nearestExclusive: WaiterName?
-        var nearestSemaphore: WaiterName?
-        var exclusiveOrSharedBefore = false
-        for (position, entry) in entries.enumerated() {
-            defer {
-                previous = entry
-                switch entry.kind {
-                case .exclusive:
-                    nearestExclusive = entry
-                    exclusiveOrSharedBefore = true
-                case .shared:
-                    exclusiveOrSharedBefore = true
-                case .semaphore:
-                    nearestSemaphore = entry
-                }
-            }
-            guard let waiter = localWaiter(lock, entry) else { continue }
-            let id = waiter.id
-            seen.insert(id)
-            if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
-                watchNode(path, waiter) // its watch could not be set earlier
-            }
-            guard waiter.phase == .waiting else { continue }
-            judge(waiter, lock, position: position, previous: previous, nearestExclusive: nearestExclusive,
-                  nearestSemaphore: nearestSemaphore, exclusiveOrSharedBefore: exclusiveOrSharedBefore)
-        }
-        // Nodes this listing must show but does not are gone.
-        let missing = lock.members.filter { id in
-            guard !seen.contains(id), let waiter = waiters[id], waiter.lockPath == lock.path else { return false }
-            return waiter.name != nil && waiter.createIssuedListing < serial
-        }
-        for id in missing.sorted() {
-            guard let waiter = waiters[id] else { continue }
-            switch waiter.phase {
-            case .waiting: nodeVanished(waiter)
-            case .holding: holderLost(waiter)
-            default: break
-            }
-        }
-        if locks[lock.path] === lock, !lock.childrenWatchArmed, needsChildrenWatch(lock) {
-            lock.listingWanted = true
-        }
-    }
-
-    /// The common case (a new waiter, or the one woken by its watch): one scan per judged waiter,
-    /// without sorting the listing or looking up every child.
-    /// False (having done nothing) when a judged reader or semaphore waiter is entitled: then every
-    /// earlier local waiter is entitled too and must be granted first, which takes the full pass.
-    private func evaluateFew(_ lock: LockState, _ serial: UInt64, _ entries: [WaiterName], judging: Set<WaiterID>) -> Bool {
-        let judged = judging.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }
-            .sorted { $0.name! < $1.name! }
-        var standings: [WaiterStanding] = []
-        for waiter in judged {
-            let own = waiter.name!
-            var standing = WaiterStanding()
-            for entry in entries {
-                if entry == own {
-                    standing.present = true
-                    continue
-                }
-                guard entry < own else { continue }
-                standing.position += 1
-                if standing.previous.map({ $0 < entry }) ?? true { standing.previous = entry }
-                switch entry.kind {
-                case .exclusive:
-                    standing.exclusiveOrSharedBefore = true
-                    if standing.nearestExclusive.map({ $0 < entry }) ?? true { standing.nearestExclusive = entry }
-                case .shared:
-                    standing.exclusiveOrSharedBefore = true
-                case .semaphore:
-                    if standing.nearestSemaphore.map({ $0 < entry }) ?? true { standing.nearestSemaphore = entry }
-                }
-            }
-            if standing.present && waiter.phase == .waiting {
-                let sharesEntitlement = (waiter.kind == .shared && standing.nearestExclusive == nil)
-                    || (waiter.kind == .semaphore && standing.position < Int(waiter.permits))
-                if sharesEntitlement { return false }
-            }
-            standings.append(standing)
-        }
-        for (waiter, standing) in zip(judged, standings) {
-            guard waiters[waiter.id] === waiter else { continue }
-            let present = standing.present
-            let position = standing.position
-            let previous = standing.previous
-            let nearestExclusive = standing.nearestExclusive
-            let nearestSemaphore = standing.nearestSemaphore
-            let exclusiveOrSharedBefore = standing.exclusiveOrSharedBefore
-            guard present else {
+        for (waiter, standing) in judged where waiters[waiter.id] === waiter {
+            guard let standing else {
+                // Not in a listing issued after its create: the node is gone.
                 guard waiter.createIssuedListing < serial else { continue }
                 switch waiter.phase {
                 case .waiting: nodeVanished(waiter)
@@ -398,92 +333,126 @@ extension LockManager {
                 continue
             }
             if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
-                watchNode(path, waiter)
+                watchNode(path, waiter) // its watch could not be set earlier
             }
             guard waiter.phase == .waiting else { continue }
-            judge(waiter, lock, position: position, previous: previous, nearestExclusive: nearestExclusive,
-                  nearestSemaphore: nearestSemaphore, exclusiveOrSharedBefore: exclusiveOrSharedBefore)
+            judge(waiter, lock, standing, fromQueue: false)
         }
         if locks[lock.path] === lock, !lock.childrenWatchArmed, needsChildrenWatch(lock) {
             lock.listingWanted = true
         }
-        return true
     }
 
-    private func judge(_ waiter: Waiter, _ lock: LockState, position: Int, previous: WaiterName?,
-                       nearestExclusive: WaiterName?, nearestSemaphore: WaiterName?, exclusiveOrSharedBefore: Bool) {
-        if !waiter.kindChecked {
-            if position >= configuration.waitersPerLockMax {
-                abandon(waiter, ReplyError(.tooManyWaiters, lock.path))
+    /// Each of these waiters with its standing in `entries` (any order), nil if its node is not there; in queue order.
+    private func standings(_ lock: LockState, _ entries: [WaiterName], of ids: Set<WaiterID>) -> [(waiter: Waiter, standing: Standing?)] {
+        let judged = ids.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }.sorted { $0.name! < $1.name! }
+        return judged.map { waiter in
+            let own = waiter.name!
+            var standing = Standing()
+            var present = false
+            for entry in entries {
+                if entry == own { present = true } else if entry < own { standing.count(entry) }
+            }
+            return (waiter, present ? standing : nil)
+        }
+    }
+
+    /// Every local waiter with a node: those in `entries` (sorted) in queue order with their standing,
+    /// then those missing, with none.
+    private func standingsOfEveryone(_ lock: LockState, _ entries: [WaiterName]) -> [(waiter: Waiter, standing: Standing?)] {
+        var result: [(waiter: Waiter, standing: Standing?)] = []
+        var seen = Set<WaiterID>()
+        var standing = Standing()
+        for entry in entries {
+            if let waiter = localWaiter(lock, entry) {
+                seen.insert(waiter.id)
+                result.append((waiter, standing))
+            }
+            standing.count(entry)
+        }
+        for id in lock.members.sorted() where !seen.contains(id) {
+            guard let waiter = waiters[id], waiter.lockPath == lock.path, waiter.name != nil else { continue }
+            result.append((waiter, nil))
+        }
+        return result
+    }
+
+    /// A waiting reader or semaphore waiter that is entitled: earlier local waiters may be entitled with it.
+    func sharesEntitlement(_ waiter: Waiter, _ standing: Standing) -> Bool {
+        waiter.phase == .waiting && waiter.kind != .exclusive
+            && standing.verdict(kind: waiter.kind, permits: waiter.permits) == .entitled
+    }
+
+    // MARK: Judging entitlement
+
+    /// The one place that decides what a waiting waiter does, from what is before its node: refused
+    /// (queue bound, kind), granted, busy (a try), refused as a deadlock, or waiting behind one node.
+    /// `fromQueue`: the standing comes from the manager's queue, which may hold nodes already gone,
+    /// so a refusal it would cause is confirmed by a listing first.
+    func judge(_ waiter: Waiter, _ lock: LockState, _ standing: Standing, fromQueue: Bool) {
+        guard var waiting = waiter.waiting else { return }
+        let verdict = standing.verdict(kind: waiter.kind, permits: waiter.permits)
+        if !waiting.kindChecked {
+            if standing.position >= configuration.waitersPerLockMax {
+                if fromQueue { requestListing(lock, judging: waiter) } else { abandon(waiter, ReplyError(.tooManyWaiters, lock.path)) }
                 return
             }
-            switch waiter.kind {
-            case .semaphore:
-                if exclusiveOrSharedBefore {
-                    abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is an exclusive or shared lock"))
+            if verdict == .kindMismatch {
+                let family = waiter.kind == .semaphore ? "an exclusive or shared lock" : "a semaphore"
+                abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is \(family)"))
+                return
+            }
+            if waiter.kind == .semaphore, let other = standing.nearestSemaphore {
+                guard let otherWaiter = localWaiter(lock, other) else {
+                    checkForeignPermits(waiter, lock, path: lock.path + "/" + other.name)
                     return
                 }
-                if let other = nearestSemaphore {
-                    if let otherWaiter = localWaiter(lock, other) {
-                        if otherWaiter.permits != waiter.permits {
-                            abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is a semaphore of \(otherWaiter.permits) permits"))
-                            return
-                        }
-                    } else {
-                        checkForeignPermits(waiter, lock, path: lock.path + "/" + other.name)
-                        return
-                    }
-                }
-            case .exclusive, .shared:
-                if nearestSemaphore != nil {
-                    abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is a semaphore"))
+                if otherWaiter.permits != waiter.permits {
+                    abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is a semaphore of \(otherWaiter.permits) permits"))
                     return
                 }
             }
-            waiter.kindChecked = true
+            waiting.kindChecked = true
+            waiter.waiting = waiting
         }
-        let entitled: Bool
-        let target: WaiterName?
-        switch waiter.kind {
-        case .exclusive:
-            entitled = position == 0
-            target = previous
-        case .shared:
-            entitled = nearestExclusive == nil
-            target = nearestExclusive
-        case .semaphore:
-            entitled = position < Int(waiter.permits)
-            target = nil
-        }
-        if entitled {
+        switch verdict {
+        case .entitled:
             beginGrant(waiter, lock)
-        } else if waiter.isTry {
-            abandon(waiter, ReplyError(.lockBusy, lock.path))
-        } else if !mayWait(waiter) {
-            return
-        } else if let target {
-            let path = lock.path + "/" + target.name
+        case .waits where waiter.isTry:
+            if fromQueue {
+                requestListing(lock, judging: waiter) // busy, unless the entry is stale: the listing says
+            } else {
+                abandon(waiter, ReplyError(.lockBusy, lock.path))
+            }
+        case .waits(let behind):
+            guard mayWait(waiter) else { return }
+            // A waiting semaphore waiter (behind nil) relies on the lock's children watch.
+            guard let behind else { return }
+            let path = lock.path + "/" + behind.name
             if waiter.watchedPath != path {
                 unwatch(waiter)
                 watchNode(path, waiter)
             }
             watchOwnNode(waiter)
+        case .kindMismatch:
+            break // refused above when first judged; the nodes before it only go since
         }
-        // A waiting semaphore waiter relies on the lock's children watch (re-armed by `evaluate`).
     }
 
     private func checkForeignPermits(_ waiter: Waiter, _ lock: LockState, path: String) {
-        guard !waiter.permitCheckInFlight else { return }
-        waiter.permitCheckInFlight = true
+        guard var waiting = waiter.waiting, !waiting.permitCheckInFlight else { return }
+        waiting.permitCheckInFlight = true
+        waiter.waiting = waiting
         let id = waiter.id
         namespace.getData(path: path) { [weak self] result in
-            self?.submit { self?.permitDataArrived(id, result) }
+            self?.arrived(.permitsRead(id, result))
         }
     }
 
     private func permitDataArrived(_ id: WaiterID, _ result: Result<[UInt8], ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .waiting, let lock = locks[waiter.lockPath] else { return }
-        waiter.permitCheckInFlight = false
+        guard let waiter = waiters[id], var waiting = waiter.waiting, let lock = locks[waiter.lockPath] else { return }
+        waiting.permitCheckInFlight = false
+        waiter.waiting = waiting
         switch result {
         case .success(let data):
             let permits = WaiterName.permits(fromData: data)
@@ -491,7 +460,8 @@ extension LockManager {
                 abandon(waiter, ReplyError(.lockKindMismatch, "\(lock.path) is a semaphore of \(permits.map(String.init) ?? "unknown") permits"))
                 return
             }
-            waiter.kindChecked = true
+            waiting.kindChecked = true
+            waiter.waiting = waiting
             requestListing(lock, judging: waiter)
         case .failure(let error) where error.code == .noNode:
             requestListing(lock, judging: waiter) // judged again against whatever is before it now
@@ -518,22 +488,26 @@ extension LockManager {
             return
         }
         unwatch(waiter)
-        waiter.phase = .granting
-        if waiter.kind != .semaphore, let path = waiter.nodePath {
-            watchNode(path, waiter) // the holder's own node: tells it when someone else deletes it
-        }
-        issueGrantCheck(waiter)
+        waiter.state = .granting
+        issueGrantRead(waiter)
     }
 
-    func issueGrantCheck(_ waiter: Waiter) {
+    /// The re-check at the moment of the grant (the node exists, then the session is asked), one read:
+    /// a holder of an exclusive or shared lock watches its own node (it is told `lost(nodeDeleted)`
+    /// when someone else deletes it), so the read that sets that watch is the re-check; when the node
+    /// is watched already (by the waiter behind it, say), a plain read.
+    func issueGrantRead(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
+        if waiter.kind != .semaphore && waiter.watchedPath == nil {
+            waiter.watchedPath = path
+            if !addInterest(path, waiter, grant: true) { return }
+        }
         namespace.exists(path: path, watch: nil) { [weak self] result in
-            self?.submit { self?.grantChecked(id, result) }
+            self?.arrived(.grantChecked(id, result))
         }
     }
 
-    /// The re-check at the moment of the grant: the node still exists and the session still lives.
     func grantChecked(_ id: WaiterID, _ result: Result<Stat?, ReplyError>) {
         guard let waiter = waiters[id], waiter.phase == .granting else { return }
         switch result {
@@ -544,18 +518,14 @@ extension LockManager {
                 abandon(waiter, ReplyError(.sessionExpired))
                 return
             }
-            waiter.phase = .holding
-            waiter.grantedMilliseconds = nowMilliseconds
-            waiter.answered = true
+            let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
+            waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
             let ticket = ticketOf[waiter.id]!
             tickets[ticket] = nil
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
-            if waiter.leaseMilliseconds > 0 {
-                waiter.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(waiter.leaseMilliseconds)
-                schedule(.lease(waiter.id), at: waiter.leaseDeadlineMilliseconds)
-            }
+            if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
-            scheduleRetry(waiter, .grantCheck)
+            scheduleRetry(waiter)
         case .failure(let error):
             abandon(waiter, error)
         }
@@ -568,7 +538,7 @@ extension LockManager {
     /// one notification.
     func watchNode(_ path: String, _ waiter: Waiter) {
         waiter.watchedPath = path
-        addInterest(path, waiter)
+        addInterest(path, waiter, grant: false)
     }
 
     /// A waiting waiter watches its own node too: if someone else deletes it, the acquire is answered
@@ -577,22 +547,27 @@ extension LockManager {
     func watchOwnNode(_ waiter: Waiter) {
         guard !waiter.watchesOwnNode, let path = waiter.nodePath else { return }
         waiter.watchesOwnNode = true
-        addInterest(path, waiter)
+        addInterest(path, waiter, grant: false)
     }
 
-    private func addInterest(_ path: String, _ waiter: Waiter) {
+    /// True if the node was watched already (no read issued); else the read that sets the watch is
+    /// issued, and with `grant` its answer is also the waiter's grant check.
+    @discardableResult
+    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool) -> Bool {
         if nodeWatches[path] != nil {
             nodeWatches[path]!.interested.insert(waiter.id)
-            return
+            return true
         }
         nextWatchGeneration += 1
         let generation = nextWatchGeneration
         nodeWatches[path] = NodeWatch(interested: [waiter.id], generation: generation)
+        let granted = grant ? waiter.id : nil
         namespace.exists(path: path, watch: { [weak self] type in
-            self?.submit { self?.nodeWatchFired(path, generation, type) }
+            self?.arrived(.watchFired(path: path, generation: generation, type))
         }) { [weak self] result in
-            self?.submit { self?.nodeWatchSet(path, generation, result) }
+            self?.arrived(.watchSet(path: path, generation: generation, grant: granted, result))
         }
+        return false
     }
 
     func unwatch(_ waiter: Waiter) {
@@ -674,11 +649,15 @@ extension LockManager {
 
     // MARK: Ending acquires and holds
 
+    /// Whether the acquire got its reply (granted or failed): its ticket is no longer pending.
+    func isAnswered(_ waiter: Waiter) -> Bool {
+        guard let ticket = ticketOf[waiter.id] else { return true }
+        return tickets[ticket] != waiter.id
+    }
+
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
-        guard !waiter.answered else { return }
-        waiter.answered = true
-        let ticket = ticketOf[waiter.id]!
+        guard !isAnswered(waiter), let ticket = ticketOf[waiter.id] else { return }
         tickets[ticket] = nil
         emit(.failed(ticket: ticket, error: error))
     }
@@ -708,21 +687,20 @@ extension LockManager {
 
     /// Ends the waiter: deletes its node (retrying until the store confirms), then forgets it.
     func remove(_ waiter: Waiter, nodeKnownGone: Bool = false) {
-        waiter.abandoned = true
         unwatch(waiter)
-        switch waiter.phase {
+        switch waiter.state {
         case .queuedForCreate:
             if let lock = locks[waiter.lockPath], let index = lock.createBacklog.firstIndex(of: waiter.id) {
                 lock.createBacklog.remove(at: index)
             }
             forget(waiter)
         case .ensuringLock, .creating, .recovering:
-            break // the answer in flight sees `abandoned` and deletes whatever was created
+            waiter.abandonCreate() // the answer in flight deletes whatever was created
         case .waiting, .granting, .holding:
             if nodeKnownGone {
                 finishRemoval(waiter)
             } else {
-                waiter.phase = .removing
+                waiter.state = .removing(releaseAnswered: false)
                 issueDelete(waiter)
             }
         case .removing:
@@ -734,12 +712,12 @@ extension LockManager {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
-            self?.submit { self?.deleteCompleted(id, result) }
+            self?.arrived(.deleted(id, result))
         }
     }
 
     func deleteCompleted(_ id: WaiterID, _ result: Result<Void, ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .removing else { return }
+        guard let waiter = waiters[id], case .removing(let releaseAnswered) = waiter.state else { return }
         switch result {
         case .success:
             finishRemoval(waiter)
@@ -747,17 +725,18 @@ extension LockManager {
             finishRemoval(waiter)
         case .failure(let error):
             // Release and local state must not diverge: tell the releasing client, keep retrying.
-            if !waiter.releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
-                waiter.releaseAnswered = true
+            if !releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
+                waiter.state = .removing(releaseAnswered: true)
                 emit(.failed(ticket: ticket, error: ReplyError(error.code, "the release did not reach the store; the sidecar keeps retrying")))
             }
-            scheduleRetry(waiter, .delete)
+            scheduleRetry(waiter)
         }
     }
 
     func finishRemoval(_ waiter: Waiter) {
-        if !waiter.releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
-            waiter.releaseAnswered = true
+        if case .removing(true) = waiter.state {
+            // told already
+        } else if let ticket = releaseTicketOf[waiter.id] {
             emit(.released(ticket: ticket))
         }
         forget(waiter)
@@ -787,11 +766,11 @@ extension LockManager {
 
     // MARK: Deadlines and retries
 
-    func scheduleRetry(_ waiter: Waiter, _ action: RetryAction) {
+    /// Retries what the waiter's state does after a `storageFailure`, with exponential backoff.
+    func scheduleRetry(_ waiter: Waiter) {
         waiter.retryDelayMilliseconds = waiter.retryDelayMilliseconds == 0
             ? configuration.retryMillisecondsMin
             : min(configuration.retryMillisecondsMax, waiter.retryDelayMilliseconds * 2)
-        waiter.retryAction = action
         waiter.retryGeneration += 1
         schedule(.retry(waiter.id, generation: waiter.retryGeneration), at: nowMilliseconds + waiter.retryDelayMilliseconds)
     }
@@ -799,27 +778,22 @@ extension LockManager {
     func run(_ action: DeadlineAction) {
         switch action {
         case .waitTimeout(let id):
-            guard let waiter = waiters[id], !waiter.answered else { return }
+            guard let waiter = waiters[id], !isAnswered(waiter) else { return }
             abandon(waiter, ReplyError(.lockTimeout, waiter.lockPath))
         case .lease(let id):
             // A renewal moved the deadline: this one is stale (the renewal scheduled its own).
-            guard let waiter = waiters[id], waiter.phase == .holding,
-                  waiter.leaseDeadlineMilliseconds <= nowMilliseconds else { return }
+            guard let waiter = waiters[id], let hold = waiter.hold, hold.leaseDeadlineMilliseconds <= nowMilliseconds else { return }
             emitLost(waiter, .leaseExpired)
             remove(waiter)
         case .retry(let id, let generation):
-            guard let waiter = waiters[id], waiter.retryGeneration == generation, let action = waiter.retryAction,
-                  let lock = locks[waiter.lockPath] else { return }
-            waiter.retryAction = nil
-            switch action {
-            case .ensureLock:
-                if waiter.abandoned { finishWithoutNode(waiter, lock) } else { ensureNextNode(waiter) }
-            case .recover:
-                recover(waiter, lock)
-            case .grantCheck:
-                if waiter.phase == .granting { issueGrantCheck(waiter) }
-            case .delete:
-                if waiter.phase == .removing { issueDelete(waiter) }
+            guard let waiter = waiters[id], waiter.retryGeneration == generation, let lock = locks[waiter.lockPath] else { return }
+            switch waiter.state {
+            case .ensuringLock(let ancestors, let abandoned):
+                if abandoned { finishWithoutNode(waiter, lock) } else { ensureNextNode(waiter, ancestors: ancestors) }
+            case .recovering: recover(waiter, lock)
+            case .granting: issueGrantRead(waiter)
+            case .removing: issueDelete(waiter)
+            case .queuedForCreate, .creating, .waiting, .holding: break
             }
         case .listing(let path):
             guard let lock = locks[path] else { return }

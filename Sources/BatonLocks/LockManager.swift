@@ -32,8 +32,8 @@ public struct LockManagerConfiguration: Sendable {
 /// than N nodes before it. A waiter that is not entitled watches exactly one node: its predecessor
 /// (exclusive) or the nearest earlier exclusive node (shared). When that node goes, the lock is listed
 /// again and judged again, so a release wakes only the waiter(s) it entitles. An entitled waiter is
-/// re-checked (node exists, session alive) at the moment of the grant; the token is the node's creation
-/// transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
+/// re-checked (node exists, session alive) at the moment of the grant, with one read that also sets
+/// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
 ///
 /// Semaphores: with N holders releasing in any order, a waiter cannot know which single node to
 /// watch (its N-th predecessor may stay while an earlier holder leaves). Instead the manager keeps one
@@ -42,11 +42,13 @@ public struct LockManagerConfiguration: Sendable {
 /// granted. Holders' losses show up in the same listing. Creates also fire that watch, which costs
 /// the manager a listing but wakes no waiter.
 ///
-/// Reentrancy: completions and watches may run before the namespace call returns. Every one is queued
-/// and run after the step that caused it, so the recipe never re-enters itself; both delivery modes
-/// see the same ordering. The manager is not thread-safe: drive it from one thread (the event loop).
-///
-/// Results go to an outbox: `takeEffects()`. The manager reads no clock: time comes with each call.
+/// A state machine: `apply(input, now) -> effects`. Inputs are the owner's requests, the passing of
+/// time and the namespace's answers (`LockInput`); every waiter is in one `WaiterState`, and one
+/// routine (`judge`, over `Standing.verdict`) decides what a waiting waiter does. Answers may come
+/// before the namespace call returns: they are queued and applied after the step that caused them,
+/// so the recipe never re-enters itself and both delivery modes see the same order. Answers that
+/// come later are inputs of their own (their effects wait in the outbox, `takeEffects()`). The
+/// manager reads no clock and is not thread-safe: drive it from one thread (the event loop).
 public final class LockManager<Ticket: Hashable> {
     public let configuration: LockManagerConfiguration
     let namespace: LockNamespace
@@ -56,8 +58,9 @@ public final class LockManager<Ticket: Hashable> {
     public var effectsAvailable: (() -> Void)?
 
     var effects: [LockEffect<Ticket>] = []
-    var work: Deque<() -> Void> = []
-    var draining = false
+    /// Namespace answers that arrived during the current step (applied after it).
+    var arrivedDuringStep: Deque<NamespaceAnswer> = []
+    var running = false
     var nowMilliseconds: UInt64
     var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires.
@@ -89,145 +92,46 @@ public final class LockManager<Ticket: Hashable> {
         self.nowMilliseconds = now.monotonicMilliseconds
     }
 
-    // MARK: Requests
+    // MARK: Inputs
 
-    /// Starts an acquire. The answer is a later `granted` or `failed` effect for `ticket`
-    /// (possibly already in the outbox when this returns).
-    public func acquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String = "", now: Time) {
-        perform(now) {
-            if let refusal = refusal(of: request, ticket: ticket) {
-                emit(.failed(ticket: ticket, error: refusal))
-                return
-            }
-            if reentered(request, ticket: ticket, session: session) { return }
-            let lock = lockState(request.path)
-            let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
-                                request: request, queuedMilliseconds: nowMilliseconds)
-            nextWaiterID += 1
-            waiters[waiter.id] = waiter
-            tickets[ticket] = waiter.id
-            ticketOf[waiter.id] = ticket
-            sessions[session, default: []].insert(waiter.id)
-            lock.members.insert(waiter.id)
-            if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
-            if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
-                schedule(.waitTimeout(waiter.id), at: nowMilliseconds + UInt64(request.waitMilliseconds))
-            }
-            startCreate(waiter, lock)
-        }
-    }
-
-    /// Releases the hold (or waiting acquire) of `session` named by its node (full path) and fencing
-    /// `token`. Answers `released(ticket)` once the node is gone, `failed(ticket, .notHolder)` if the
-    /// session has no such node, `failed(ticket, .lockLost)` if the node is the session's but of a later
-    /// acquire (its token differs: the hold this release names already ended, and node paths repeat
-    /// when a lock node is deleted and created again), or `failed(ticket, .storageFailure)` if the store
-    /// cannot be reached (the manager keeps retrying). Releasing a node still waiting cancels its
-    /// acquire (`lockCancelled`).
-    public func release(node: String, token: UInt64, session: UInt64, ticket: Ticket, now: Time) {
-        perform(now) {
-            let lockPath = NodePath.parent(of: node)
-            guard let lock = locks[lockPath], let name = WaiterName(parsing: NodePath.name(of: node)),
-                  let waiter = localWaiter(lock, name), waiter.session == session else {
-                emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
-                return
-            }
-            guard waiter.token == token else {
-                emit(.failed(ticket: ticket, error: ReplyError(
-                    .lockLost, "the hold of \(node) with token \(token) already ended; the node is now token \(waiter.token)")))
-                return
-            }
-            switch waiter.phase {
-            case .holding where waiter.holdCount > 1:
-                waiter.holdCount -= 1 // a reentrant hold: the node stays until the count is zero
-                emit(.released(ticket: ticket))
-            case .holding:
-                releaseTicketOf[waiter.id] = ticket
-                remove(waiter)
-            case .waiting, .granting:
-                releaseTicketOf[waiter.id] = ticket
-                abandon(waiter, ReplyError(.lockCancelled, "released while waiting"))
-            case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
-                emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
-            }
-        }
+    /// The manager as a state machine: applies one input at time `now` and returns what it caused, in
+    /// order (with any effects of earlier asynchronous answers not yet taken, first). This is the one
+    /// way in for requests and time; `renew` and the queries below only read or set a field. Namespace calls
+    /// the step makes that answer at once are applied within the same call, after the step (so the
+    /// recipe never re-enters itself); answers that come later are inputs of their own
+    /// (`LockInput.completion`), applied by the manager's namespace callbacks when they run: their
+    /// effects wait in the outbox (`takeEffects`, announced by `effectsAvailable`).
+    public func apply(_ input: LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
+        run(input, now)
+        return takeEffects()
     }
 
     /// Sets the lease of the hold named by `node` and `token` to end `leaseMilliseconds` after `now`
     /// (PROTOCOL.md §12.5). Answered at once: nil, or why not (`notHolder`, `lockLost`, `noLease`).
+    /// It calls no namespace operation, so it is a plain call rather than an input.
     public func renew(node: String, token: UInt64, session: UInt64, leaseMilliseconds: UInt32, now: Time) -> ReplyError? {
-        var refusal: ReplyError?
-        perform(now) {
-            guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
-                  let waiter = localWaiter(lock, name), waiter.session == session else {
-                refusal = ReplyError(.notHolder, "\(node) is not held by this session")
-                return
-            }
-            guard waiter.token == token else {
-                refusal = ReplyError(.lockLost, "the hold of \(node) with token \(token) already ended")
-                return
-            }
-            guard waiter.phase == .holding, !waiter.abandoned else {
-                refusal = ReplyError(waiter.phase == .removing ? .lockLost : .notHolder, "\(node) is not a hold (\(waiter.phase))")
-                return
-            }
-            guard leaseMilliseconds > 0 else {
-                refusal = ReplyError(.invalidArgument, "a renewal needs a lease of at least 1 ms")
-                return
-            }
-            guard waiter.leaseMilliseconds > 0 else {
-                refusal = ReplyError(.noLease, "\(node) was granted without a lease")
-                return
-            }
-            waiter.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(leaseMilliseconds)
-            schedule(.lease(waiter.id), at: waiter.leaseDeadlineMilliseconds)
+        precondition(!running, "LockManager is not reentrant: call it from outside its callbacks")
+        nowMilliseconds = max(nowMilliseconds, now.monotonicMilliseconds)
+        guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+              let waiter = localWaiter(lock, name), waiter.session == session else {
+            return ReplyError(.notHolder, "\(node) is not held by this session")
         }
-        return refusal
-    }
-
-    /// Cancels a pending acquire: it fails with `lockCancelled` and its node is deleted.
-    /// False if `ticket` names no pending acquire (unknown, or already answered).
-    @discardableResult
-    public func cancel(ticket: Ticket, now: Time) -> Bool {
-        var found = false
-        perform(now) {
-            guard let id = tickets[ticket], let waiter = waiters[id], !waiter.answered else { return }
-            found = true
-            abandon(waiter, ReplyError(.lockCancelled))
+        guard waiter.token == token else {
+            return ReplyError(.lockLost, "the hold of \(node) with token \(token) already ended")
         }
-        return found
-    }
-
-    /// The session ended (closed or expired): its pending acquires fail with `sessionExpired`, its holds
-    /// end with `lost(sessionExpired)`, and its nodes are deleted (the namespace may have done it already).
-    /// Holds with a lock-delay start it here: call this before the namespace deletes the session's
-    /// nodes (the engine does), or a waiter may be granted on seeing the node go, before the delay.
-    public func sessionEnded(_ session: UInt64, now: Time) {
-        perform(now) {
-            for id in (sessions[session] ?? []).sorted() {
-                guard let waiter = waiters[id] else { continue }
-                switch waiter.phase {
-                case .holding:
-                    if waiter.lockDelayMilliseconds > 0 && !waiter.abandoned { startLockDelay(waiter) }
-                    emitLost(waiter, .sessionExpired)
-                    remove(waiter)
-                case .removing:
-                    break
-                default:
-                    abandon(waiter, ReplyError(.sessionExpired))
-                }
-            }
+        guard var hold = waiter.hold else {
+            return ReplyError(waiter.phase == .removing ? .lockLost : .notHolder, "\(node) is not a hold (\(waiter.phase))")
         }
-    }
-
-    /// Runs what is due: wait timeouts, leases, retries.
-    public func tick(now: Time) {
-        perform(now) {
-            while let next = deadlines.min, next.atMilliseconds <= nowMilliseconds {
-                _ = deadlines.popMin()
-                run(next.action)
-            }
+        guard leaseMilliseconds > 0 else {
+            return ReplyError(.invalidArgument, "a renewal needs a lease of at least 1 ms")
         }
+        guard waiter.leaseMilliseconds > 0 else {
+            return ReplyError(.noLease, "\(node) was granted without a lease")
+        }
+        hold.leaseDeadlineMilliseconds = nowMilliseconds + UInt64(leaseMilliseconds)
+        waiter.hold = hold
+        schedule(.lease(waiter.id), at: hold.leaseDeadlineMilliseconds)
+        return nil
     }
 
     /// The earliest monotonic time at which `tick` may have work (never later than the true one).
@@ -237,6 +141,117 @@ public final class LockManager<Ticket: Hashable> {
     public func takeEffects() -> [LockEffect<Ticket>] {
         defer { effects.removeAll(keepingCapacity: true) }
         return effects
+    }
+
+    /// One input, then every namespace answer it caused that arrived meanwhile.
+    private func run(_ input: LockInput<Ticket>, _ now: Time) {
+        precondition(!running, "LockManager is not reentrant: call it from outside its callbacks")
+        nowMilliseconds = max(nowMilliseconds, now.monotonicMilliseconds)
+        running = true
+        step(input)
+        while let answer = arrivedDuringStep.popFirst() { step(.completion(LockCompletion(answer: answer))) }
+        running = false
+    }
+
+    /// A namespace callback ran. During a step (a namespace that answers at once) the answer waits for
+    /// the step to end; otherwise (a namespace that answers later) it is an input of its own, at the
+    /// manager's latest time.
+    func arrived(_ answer: NamespaceAnswer) {
+        guard !running else {
+            arrivedDuringStep.append(answer)
+            return
+        }
+        run(.completion(LockCompletion(answer: answer)), Time(milliseconds: nowMilliseconds))
+        if !effects.isEmpty { effectsAvailable?() }
+    }
+
+    private func step(_ input: LockInput<Ticket>) {
+        switch input {
+        case .acquire(let request, let ticket, let session, let clientName):
+            startAcquire(request, ticket: ticket, session: session, clientName: clientName)
+        case .release(let node, let token, let session, let ticket):
+            startRelease(node: node, token: token, session: session, ticket: ticket)
+        case .cancel(let ticket):
+            guard let id = tickets[ticket], let waiter = waiters[id] else { return }
+            abandon(waiter, ReplyError(.lockCancelled))
+        case .sessionEnded(let session):
+            endSession(session)
+        case .tick:
+            while let next = deadlines.min, next.atMilliseconds <= nowMilliseconds {
+                _ = deadlines.popMin()
+                run(next.action)
+            }
+        case .completion(let completion):
+            complete(completion.answer)
+        }
+    }
+
+    private func startAcquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String) {
+        if let refusal = refusal(of: request, ticket: ticket) {
+            emit(.failed(ticket: ticket, error: refusal))
+            return
+        }
+        if reentered(request, ticket: ticket, session: session) { return }
+        let lock = lockState(request.path)
+        let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
+                            request: request, queuedMilliseconds: nowMilliseconds)
+        nextWaiterID += 1
+        waiters[waiter.id] = waiter
+        tickets[ticket] = waiter.id
+        ticketOf[waiter.id] = ticket
+        sessions[session, default: []].insert(waiter.id)
+        lock.members.insert(waiter.id)
+        if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
+        if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
+            schedule(.waitTimeout(waiter.id), at: nowMilliseconds + UInt64(request.waitMilliseconds))
+        }
+        startCreate(waiter, lock)
+    }
+
+    private func startRelease(node: String, token: UInt64, session: UInt64, ticket: Ticket) {
+        let lockPath = NodePath.parent(of: node)
+        guard let lock = locks[lockPath], let name = WaiterName(parsing: NodePath.name(of: node)),
+              let waiter = localWaiter(lock, name), waiter.session == session else {
+            emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
+            return
+        }
+        guard waiter.token == token else {
+            emit(.failed(ticket: ticket, error: ReplyError(
+                .lockLost, "the hold of \(node) with token \(token) already ended; the node is now token \(waiter.token)")))
+            return
+        }
+        switch waiter.state {
+        case .holding(var hold) where hold.count > 1:
+            hold.count -= 1 // a reentrant hold: the node stays until the count is zero
+            waiter.hold = hold
+            emit(.released(ticket: ticket))
+        case .holding:
+            releaseTicketOf[waiter.id] = ticket
+            remove(waiter)
+        case .waiting, .granting:
+            releaseTicketOf[waiter.id] = ticket
+            abandon(waiter, ReplyError(.lockCancelled, "released while waiting"))
+        case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
+            emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
+        }
+    }
+
+    /// Pending acquires fail with `sessionExpired`, holds end with `lost(sessionExpired)` (starting
+    /// their lock-delay), and every node of the session is deleted.
+    private func endSession(_ session: UInt64) {
+        for id in (sessions[session] ?? []).sorted() {
+            guard let waiter = waiters[id] else { continue }
+            switch waiter.state {
+            case .holding:
+                if waiter.lockDelayMilliseconds > 0 { startLockDelay(waiter) }
+                emitLost(waiter, .sessionExpired)
+                remove(waiter)
+            case .removing:
+                break
+            default:
+                abandon(waiter, ReplyError(.sessionExpired))
+            }
+        }
     }
 
     // MARK: Queries (answered from the manager's own state: the waiters of this sidecar)
@@ -253,8 +268,8 @@ public final class LockManager<Ticket: Hashable> {
     /// How many acquires the hold named by `node` and `token` answers (1 unless reentrant), or nil if no such hold.
     public func holdCount(node: String, token: UInt64) -> UInt32? {
         guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
-              let waiter = localWaiter(lock, name), waiter.token == token, waiter.phase == .holding else { return nil }
-        return waiter.holdCount
+              let waiter = localWaiter(lock, name), waiter.token == token, let hold = waiter.hold else { return nil }
+        return hold.count
     }
 
     /// The current holds of the lock at `path` whose acquire was revocable (PROTOCOL.md §12.11), in
@@ -262,7 +277,7 @@ public final class LockManager<Ticket: Hashable> {
     public func revocableHolds(path: String) -> [(session: UInt64, node: String, token: UInt64)] {
         guard let lock = locks[path] else { return [] }
         return lock.localOrder.compactMap { id in
-            guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding, !waiter.abandoned,
+            guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding,
                   let node = waiter.nodePath else { return nil }
             return (waiter.session, node, waiter.token)
         }
@@ -276,8 +291,8 @@ public final class LockManager<Ticket: Hashable> {
             waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
         return queued.sorted { $0.name! < $1.name! }.map { waiter in
-            let holding = waiter.phase == .holding
-            let since = holding ? waiter.grantedMilliseconds : waiter.queuedMilliseconds
+            let holding = waiter.hold != nil
+            let since = waiter.hold?.grantedMilliseconds ?? waiter.queuedMilliseconds
             return LockEntry(node: waiter.nodePath!, kind: waiter.kind, position: holding ? .holder : .waiter,
                              sessionID: waiter.session, clientName: waiter.clientName, token: waiter.token,
                              ageMilliseconds: now >= since ? now - since : 0)
@@ -290,31 +305,7 @@ public final class LockManager<Ticket: Hashable> {
     /// Locks with local waiters (for tests and metrics).
     public var lockCount: Int { locks.count }
 
-    // MARK: Running steps without reentrancy
-
-    /// Runs a request as one step, then every callback it caused.
-    func perform(_ now: Time, _ body: () -> Void) {
-        precondition(!draining, "LockManager is not reentrant: call it from outside its callbacks")
-        nowMilliseconds = max(nowMilliseconds, now.monotonicMilliseconds)
-        draining = true
-        body()
-        drainWork()
-        draining = false
-    }
-
-    /// Queues a namespace callback; runs it at once only if the manager is idle (an asynchronous answer).
-    func submit(_ item: @escaping () -> Void) {
-        work.append(item)
-        guard !draining else { return }
-        draining = true
-        drainWork()
-        draining = false
-        if !effects.isEmpty { effectsAvailable?() }
-    }
-
-    private func drainWork() {
-        while let item = work.popFirst() { item() }
-    }
+    // MARK: Helpers
 
     func emit(_ effect: LockEffect<Ticket>) {
         effects.append(effect)
@@ -354,7 +345,7 @@ public final class LockManager<Ticket: Hashable> {
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
         for id in mine.count <= lock.members.count ? mine : lock.members {
             guard let other = waiters[id], other.session == session, other.lockPath == request.path,
-                  !other.abandoned else { continue }
+                  !other.isAbandoned else { continue }
             if !request.owner.isEmpty {
                 guard other.owner == request.owner else { continue }
                 let permits = request.kind == .semaphore ? request.permits : 1
@@ -363,17 +354,18 @@ public final class LockManager<Ticket: Hashable> {
                         .lockKindMismatch, "owner \(request.owner) holds \(request.path) as \(other.kind); a reentrant acquire must ask the same")))
                     return true
                 }
-                guard other.phase == .holding else {
+                guard var hold = other.hold else {
                     emit(.failed(ticket: ticket, error: ReplyError(
                         .lockHeldBySession, "an acquire of \(request.path) by owner \(request.owner) is still waiting")))
                     return true
                 }
-                guard other.holdCount < UInt32.max else {
+                guard hold.count < UInt32.max else {
                     emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "hold count at its maximum")))
                     return true
                 }
-                other.holdCount += 1
-                emit(.reentered(ticket: ticket, node: other.nodePath!, token: other.token, holdCount: other.holdCount))
+                hold.count += 1
+                other.hold = hold
+                emit(.reentered(ticket: ticket, node: other.nodePath!, token: other.token, holdCount: hold.count))
                 return true
             }
             if other.owner.isEmpty && request.kind != .semaphore && other.kind != .semaphore

@@ -3,30 +3,51 @@ import DequeModule
 
 typealias WaiterID = UInt64
 
-/// Where one acquire stands in the recipe.
-enum WaiterPhase: Equatable {
+/// Where one acquire stands in the recipe, with the data that only that stage has. Whether the
+/// acquire was answered is not stored: its ticket is pending in `LockManager.tickets` or not.
+enum WaiterState {
     /// Waits for an earlier create of the same session on the same lock (see `LockState.creatingSessions`).
     case queuedForCreate
-    /// Creating the lock node (and missing ancestors) as containers.
-    case ensuringLock
+    /// Creating the lock node and missing ancestors as containers (innermost last). `abandoned`: the
+    /// acquire already ended; whatever the answer in flight reports is undone.
+    case ensuringLock(ancestors: [String], abandoned: Bool)
     /// The waiter node's create is in flight.
-    case creating
-    /// A create's outcome is unknown: looking for the node among the lock's children.
-    case recovering
+    case creating(abandoned: Bool)
+    /// A create's outcome is unknown: looking for the node among the lock's children. `rejected`:
+    /// nodes named like ours that belong to another session.
+    case recovering(rejected: Set<String>, abandoned: Bool)
     /// The node exists; not entitled yet (watching the node it waits behind) or being judged.
-    case waiting
-    /// Entitled: re-checking that the node exists and the session lives before granting.
+    case waiting(Waiting)
+    /// Entitled: the one read that re-checks the node (and arms the holder's watch) is in flight.
     case granting
-    case holding
+    case holding(Hold)
     /// The node is being deleted (release, cancel, timeout, lease, try, refusal); retried until gone.
-    case removing
+    /// `releaseAnswered`: the release that asked for it was told already (a failure while retrying).
+    case removing(releaseAnswered: Bool)
 }
 
-enum RetryAction {
-    case ensureLock
-    case recover
-    case grantCheck
-    case delete
+/// What a waiting acquire has established so far.
+struct Waiting {
+    /// Kind, permits and queue bound were checked against the earlier nodes.
+    var kindChecked = false
+    /// A foreign semaphore node's permits are being read.
+    var permitCheckInFlight = false
+    /// Passed the deadlock check when it first had to wait (PROTOCOL.md §12.10): in the wait-for graph.
+    var deadlockChecked = false
+}
+
+/// A current hold.
+struct Hold {
+    var grantedMilliseconds: UInt64
+    /// When the lease ends (a renewal moves it); 0 without a lease.
+    var leaseDeadlineMilliseconds: UInt64
+    /// Acquires of the owner this hold answers; the node goes when releases bring it to zero.
+    var count: UInt32 = 1
+}
+
+/// The state's name, for comparisons and messages.
+enum WaiterPhase: Equatable {
+    case queuedForCreate, ensuringLock, creating, recovering, waiting, granting, holding, removing
 }
 
 /// One acquire, from the request until its node is gone.
@@ -48,14 +69,8 @@ final class Waiter {
     let revocable: Bool
     /// Kept from everyone this long if the session dies holding (PROTOCOL.md §12.12); 0: off.
     let lockDelayMilliseconds: UInt32
-    /// Acquires of `owner` this hold answers; the node goes when releases bring it to zero.
-    var holdCount: UInt32 = 1
-    /// Passed the deadlock check when it first had to wait (PROTOCOL.md §12.10): in the wait-for graph.
-    var deadlockChecked = false
-    /// When the lease ends (a renewal moves it); meaningful while holding with `leaseMilliseconds` > 0.
-    var leaseDeadlineMilliseconds: UInt64 = 0
 
-    var phase: WaiterPhase = .queuedForCreate
+    var state: WaiterState = .queuedForCreate
     var name: WaiterName? {
         didSet { nodePath = name.map { lockPath + "/" + $0.name } }
     }
@@ -63,30 +78,16 @@ final class Waiter {
     private(set) var nodePath: String?
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
-    /// The acquire got its reply (granted or failed).
-    var answered = false
-    /// The manager wants this waiter's node gone (its acquire ended without a hold, or the hold ended).
-    var abandoned = false
-    /// Kind, permits and queue bound were checked against the earlier nodes.
-    var kindChecked = false
-    var permitCheckInFlight = false
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
     var createIssuedListing: UInt64 = 0
     var createAttempts = 0
-    var holdsCreateSlot = false
-    /// Nodes named like ours that recovery found but that belong to another session.
-    var rejectedNodes: Set<String> = []
-    /// Ancestors still to create as containers, innermost last.
-    var ensureStack: [String] = []
-    var grantedMilliseconds: UInt64 = 0
     /// The node this waiter waits behind, or (holder) its own node.
     var watchedPath: String?
     /// A waiting waiter also watches its own node (see `LockManager.watchOwnNode`).
     var watchesOwnNode = false
-    var retryAction: RetryAction?
+    /// Retries (of whatever the state does) scheduled: a retry deadline of an older one is stale.
     var retryGeneration: UInt64 = 0
     var retryDelayMilliseconds: UInt64 = 0
-    var releaseAnswered = false
 
     init(id: WaiterID, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
         self.id = id
@@ -101,6 +102,65 @@ final class Waiter {
         self.owner = request.owner
         self.revocable = request.revocable
         self.lockDelayMilliseconds = request.lockDelayMilliseconds
+    }
+
+    var phase: WaiterPhase {
+        switch state {
+        case .queuedForCreate: .queuedForCreate
+        case .ensuringLock: .ensuringLock
+        case .creating: .creating
+        case .recovering: .recovering
+        case .waiting: .waiting
+        case .granting: .granting
+        case .holding: .holding
+        case .removing: .removing
+        }
+    }
+
+    /// The waiting state's data (nil unless waiting); setting it requires waiting.
+    var waiting: Waiting? {
+        get { if case .waiting(let waiting) = state { waiting } else { nil } }
+        set {
+            guard let newValue, case .waiting = state else { preconditionFailure("not waiting") }
+            state = .waiting(newValue)
+        }
+    }
+
+    /// The hold's data (nil unless holding); setting it requires holding.
+    var hold: Hold? {
+        get { if case .holding(let hold) = state { hold } else { nil } }
+        set {
+            guard let newValue, case .holding = state else { preconditionFailure("not holding") }
+            state = .holding(newValue)
+        }
+    }
+
+    /// The node's create (or its lock node's) is in flight: the waiter holds its session's create
+    /// slot on the lock (see `LockState.creatingSessions`).
+    var isCreatingNode: Bool {
+        switch state {
+        case .ensuringLock, .creating, .recovering: true
+        default: false
+        }
+    }
+
+    /// The acquire ended while its create was in flight, or its node is being deleted.
+    var isAbandoned: Bool {
+        switch state {
+        case .ensuringLock(_, let abandoned), .creating(let abandoned), .recovering(_, let abandoned): abandoned
+        case .removing: true
+        default: false
+        }
+    }
+
+    /// Marks an in-flight create abandoned (the answer in flight undoes it).
+    func abandonCreate() {
+        switch state {
+        case .ensuringLock(let ancestors, _): state = .ensuringLock(ancestors: ancestors, abandoned: true)
+        case .creating: state = .creating(abandoned: true)
+        case .recovering(let rejected, _): state = .recovering(rejected: rejected, abandoned: true)
+        default: preconditionFailure("no create in flight")
+        }
     }
 }
 
@@ -156,6 +216,7 @@ struct NodeWatch {
 enum DeadlineAction {
     case waitTimeout(WaiterID)
     case lease(WaiterID)
+    /// Retry what the waiter's state does (its namespace call failed with `storageFailure`).
     case retry(WaiterID, generation: UInt64)
     case listing(String)
     /// Judge a lock's waiters again: its lock-delay ended.
@@ -173,14 +234,4 @@ struct Deadline: Comparable {
     static func == (left: Deadline, right: Deadline) -> Bool {
         left.atMilliseconds == right.atMilliseconds && left.order == right.order
     }
-}
-
-/// What a listing says about one waiter: whether its node is there and what is before it.
-struct WaiterStanding {
-    var present = false
-    var position = 0
-    var previous: WaiterName?
-    var nearestExclusive: WaiterName?
-    var nearestSemaphore: WaiterName?
-    var exclusiveOrSharedBefore = false
 }

@@ -1,36 +1,5 @@
 import BatonProtocol
 
-/// The entitlement rule of the recipe (PROTOCOL.md §12.2) over a lock's queue, from the waiter names
-/// alone: an exclusive node holds when it is first, a shared node when no exclusive node is before it,
-/// a semaphore node when it is among the first `permits`. Entitled nodes always form a prefix of the
-/// queue. A node that breaks the kind rules (a semaphore behind an exclusive node, say) is never
-/// granted by the recipe, so it is not entitled here either.
-public enum LockEntitlement {
-    /// Which entries of `sorted` (queue order) are entitled. `permits` is the semaphore's (the first
-    /// semaphore node's data); nil when the queue has no semaphore node. (A semaphore node asking for
-    /// other permits than the first is refused by the recipe but may read as entitled until it goes.)
-    public static func entitled(_ sorted: [WaiterName], permits: UInt32?) -> [Bool] {
-        var result: [Bool] = []
-        result.reserveCapacity(sorted.count)
-        var exclusiveBefore = false
-        var kindMixed = false
-        for (position, entry) in sorted.enumerated() {
-            // A node of the other family than the first (semaphore vs exclusive/shared) is refused
-            // lockKindMismatch and about to go; it and every node behind it wait.
-            if (entry.kind == .semaphore) != (sorted[0].kind == .semaphore) { kindMixed = true }
-            let entitled: Bool
-            switch entry.kind {
-            case .exclusive: entitled = position == 0
-            case .shared: entitled = !exclusiveBefore && !kindMixed
-            case .semaphore: entitled = position < Int(permits ?? 0) && !kindMixed
-            }
-            result.append(entitled)
-            if entry.kind == .exclusive { exclusiveBefore = true }
-        }
-        return result
-    }
-}
-
 /// One waiter node of a lock as the namespace shows it.
 public struct LockQueueEntry: Sendable, Equatable {
     public var name: WaiterName

@@ -98,6 +98,15 @@ public enum Codec {
         case .forceRelease(let path, let sessionID):
             writer.string(path)
             writer.u64(sessionID)
+        case .acquireAll(let locks, let waitMilliseconds, let leaseMilliseconds):
+            writer.u32(waitMilliseconds)
+            writer.u32(leaseMilliseconds)
+            writer.u16(UInt16(locks.count))
+            for lock in locks {
+                writer.string(lock.path)
+                writer.u8(lock.kind.rawValue)
+                writer.u32(lock.permits)
+            }
         case .backup(let file):
             writer.string(file)
         }
@@ -215,6 +224,20 @@ public enum Codec {
             return .renew(node: try path(&reader), token: try reader.u64("token"), leaseMilliseconds: try reader.u32("lease"))
         case .requestRevocation: return .requestRevocation(path: try path(&reader))
         case .forceRelease: return .forceRelease(path: try path(&reader), sessionID: try reader.u64("session id"))
+        case .acquireAll:
+            let wait = try reader.u32("wait"), lease = try reader.u32("lease")
+            let count = Int(try reader.u16("lock count"))
+            // Each lock takes at least 7 bytes (an empty path, kind, permits).
+            guard count <= reader.remaining / 7 else { throw DecodeFailure(.malformedFrame, "lock count exceeds frame") }
+            var locks: [LockSetMember] = []
+            for _ in 0..<count {
+                let path = try path(&reader)
+                guard let kind = LockKind(rawValue: try reader.u8("lock kind")) else {
+                    throw DecodeFailure(.malformedFrame, "unknown lock kind")
+                }
+                locks.append(LockSetMember(path: path, kind: kind, permits: try reader.u32("permits")))
+            }
+            return .acquireAll(locks: locks, waitMilliseconds: wait, leaseMilliseconds: lease)
         case .backup: return .backup(file: try reader.string("file"))
         }
     }
@@ -336,6 +359,12 @@ public enum Codec {
             writer.u32(holdersAsked)
         case .forceReleased(let ended):
             writer.u32(ended)
+        case .grantedAll(let holds):
+            writer.u16(UInt16(holds.count))
+            for hold in holds {
+                writer.string(hold.node)
+                writer.u64(hold.token)
+            }
         case .backedUp(let lsn, let bytes):
             writer.u64(lsn)
             writer.u64(bytes)
@@ -505,6 +534,12 @@ public enum Codec {
             return .revocation(holdersAsked: try reader.u32("holders asked"))
         case .forceRelease:
             return .forceReleased(ended: try reader.u32("ended"))
+        case .acquireAll:
+            let count = Int(try reader.u16("hold count"))
+            guard count <= reader.remaining / 10 else { throw DecodeFailure(.malformedFrame, "hold count exceeds frame") }
+            var holds: [LockSetHold] = []
+            for _ in 0..<count { holds.append(LockSetHold(node: try reader.string("node"), token: try reader.u64("token"))) }
+            return .grantedAll(holds)
         case .inspect:
             let count = Int(try reader.u32("entry count"))
             guard count <= reader.remaining / 30 else { throw DecodeFailure(.malformedFrame, "entry count exceeds frame") }

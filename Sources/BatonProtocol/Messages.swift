@@ -118,6 +118,32 @@ public struct LockRequest: Sendable, Equatable {
     }
 }
 
+/// One lock of an `acquireAll` (PROTOCOL.md §12.14).
+public struct LockSetMember: Sendable, Equatable {
+    public var path: String
+    public var kind: LockKind
+    /// Permits of a semaphore; 1 for the other kinds.
+    public var permits: UInt32
+    public init(path: String, kind: LockKind = .exclusive, permits: UInt32 = 1) {
+        self.path = path
+        self.kind = kind
+        self.permits = permits
+    }
+
+    /// Most locks one `acquireAll` may name (`invalidArgument` beyond).
+    public static let countMax = 16
+}
+
+/// One hold of a granted `acquireAll`: what `acquire` grants for one lock.
+public struct LockSetHold: Sendable, Equatable {
+    public var node: String
+    public var token: UInt64
+    public init(node: String, token: UInt64) {
+        self.node = node
+        self.token = token
+    }
+}
+
 /// One operation inside a multi.
 public enum MultiOperation: Sendable, Equatable {
     case create(path: String, data: [UInt8], mode: CreateMode)
@@ -196,6 +222,9 @@ public enum Request: Sendable, Equatable {
     /// Ends the holds and waits of the lock at `path` (those of `sessionID` only, unless it is 0: then
     /// every current hold) as if their nodes were deleted: needs `admin` (PROTOCOL.md §12.13).
     case forceRelease(path: String, sessionID: UInt64)
+    /// Acquires every lock of `locks` or none (PROTOCOL.md §12.14): one wait for the whole set, one
+    /// lease for each hold.
+    case acquireAll(locks: [LockSetMember], waitMilliseconds: UInt32, leaseMilliseconds: UInt32)
     /// Writes a consistent snapshot of the namespace to `file`, a path on the daemon's host (PROTOCOL.md §10.8).
     case backup(file: String)
 
@@ -223,6 +252,7 @@ public enum Request: Sendable, Equatable {
         case .renew: .renew
         case .requestRevocation: .requestRevocation
         case .forceRelease: .forceRelease
+        case .acquireAll: .acquireAll
         case .backup: .backup
         }
     }
@@ -278,6 +308,8 @@ public enum ReplyBody: Sendable, Equatable {
     /// The reply to `forceRelease`: how many holds and waits were ended.
     case forceReleased(ended: UInt32)
     case lockEntries([LockEntry])
+    /// The reply to `acquireAll`: one hold per lock, in the order of the request.
+    case grantedAll([LockSetHold])
     /// The backup is durable in its file: the log position it reflects and its size in bytes.
     case backedUp(lsn: UInt64, bytes: UInt64)
 }

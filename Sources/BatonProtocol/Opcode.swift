@@ -27,6 +27,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case renew = 0x26
     /// Asks the holders of a lock to give it up (PROTOCOL.md §12.11).
     case requestRevocation = 0x27
+    /// Acquires several locks, all or none (PROTOCOL.md §12.14).
+    case acquireAll = 0x28
     /// Ends another session's hold or wait of a lock; needs the `admin` permission (PROTOCOL.md §12.13).
     case forceRelease = 0x2A
 

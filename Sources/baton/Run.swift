@@ -8,7 +8,7 @@ import Glibc
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Hold a lock while a command runs.",
+        abstract: "Hold a lock (or several, all or none) while a command runs.",
         discussion: """
             Acquires LOCKPATH, runs COMMAND with BATON_FENCING_TOKEN, BATON_LOCK_NODE and BATON_LOCK_PATH \
             in its environment, releases when it exits and exits with its status (128+N if killed by signal N). \
@@ -24,6 +24,10 @@ struct Run: ParsableCommand {
             so on stderr and exits 74 once COMMAND has ended. With --stop-on-suspended the same happens as soon as \
             the hold is in doubt (a multi-host sidecar lost its ZooKeeper connection: lockSuspended); without it, \
             baton says on stderr when the hold is suspended and when it is resumed (lockResumed), and COMMAND runs on.
+            With several LOCKPATHs, baton takes all of them or none (acquireAll: in path order, so two runs \
+            naming the same locks in any order never deadlock); --timeout bounds the whole set. The first lock's \
+            token, node and path are in the variables above, and lock I (from 1, in the order given) in \
+            BATON_FENCING_TOKEN_I, BATON_LOCK_NODE_I and BATON_LOCK_PATH_I. --lock-delay takes one LOCKPATH.
             COMMAND not found: 127; not executable: 126; other errors: 1.
             """)
 
@@ -42,11 +46,24 @@ struct Run: ParsableCommand {
     var name: String?
     @Flag(help: "Also stop COMMAND (exit 74) when the hold is suspended: the sidecar lost its ZooKeeper connection.")
     var stopOnSuspended = false
-    @Argument(help: "Lock path.") var lockPath: String
-    @Argument(parsing: .postTerminator, help: "-- COMMAND [ARGS...]") var command: [String] = []
+    @Argument(help: ArgumentHelp("Lock path.", valueName: "LOCKPATH")) var lockPath: String
+    // One array for the rest: ArgumentParser allows no positional after an array of them, and `--` must
+    // stay visible to tell more lock paths from the command.
+    @Argument(parsing: .captureForPassthrough,
+              help: ArgumentHelp("More lock paths (all or none), then -- COMMAND [ARGS...]. Options go before LOCKPATH.",
+                                 valueName: "LOCKPATH... -- COMMAND"))
+    var words: [String] = []
+    var lockPaths: [String] { [lockPath] + words.prefix { $0 != "--" } }
+    var command: [String] { words.firstIndex(of: "--").map { Array(words[($0 + 1)...]) } ?? [] }
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("missing '-- COMMAND [ARGS...]'") }
+        if let option = lockPaths.first(where: { $0.hasPrefix("-") }) {
+            throw ValidationError("\(option): options go before LOCKPATH")
+        }
+        if lockPaths.count > LockSetMember.countMax { throw ValidationError("at most \(LockSetMember.countMax) lock paths") }
+        if Set(lockPaths).count != lockPaths.count { throw ValidationError("a lock path is given twice") }
+        if lockPaths.count > 1 && lockDelay != nil { throw ValidationError("--lock-delay takes one lock path") }
         if shared && permits != nil { throw ValidationError("give --shared or --permits, not both") }
         if let permits, permits == 0 { throw ValidationError("--permits must be at least 1") }
         if let timeout, !(timeout >= 0 && timeout < 4_000_000) { throw ValidationError("--timeout must be 0...4000000 seconds") }
@@ -62,6 +79,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let kind: LockKind = shared ? .shared : permits != nil ? .semaphore : .exclusive
+        let lockPath = lockPaths.joined(separator: " ")
         let supervisor = CommandSupervisor(lockPath: lockPath, grace: Self.duration(seconds: grace))
         supervisor.startSignalForwarding()
         let context = "run \(lockPath)"
@@ -87,14 +105,20 @@ struct Run: ParsableCommand {
             }
         }
 
-        let grant: LockGrant
+        let grants: [LockGrant]
         do throws(BatonError) {
-            grant = try client.acquire(lockPath, kind: kind, permits: permits ?? 1,
-                                       timeout: timeout.map { Self.duration(seconds: $0) },
-                                       lease: lease.map { Self.duration(seconds: $0) },
-                                       // A lock-delay needs an owner token; this session has one owner.
-                                       owner: lockDelay == nil ? nil : "baton-run",
-                                       lockDelay: lockDelay.map { Self.duration(seconds: $0) })
+            if lockPaths.count == 1 {
+                grants = [try client.acquire(lockPaths[0], kind: kind, permits: permits ?? 1,
+                                             timeout: timeout.map { Self.duration(seconds: $0) },
+                                             lease: lease.map { Self.duration(seconds: $0) },
+                                             // A lock-delay needs an owner token; this session has one owner.
+                                             owner: lockDelay == nil ? nil : "baton-run",
+                                             lockDelay: lockDelay.map { Self.duration(seconds: $0) })]
+            } else {
+                grants = try client.acquireAll(lockPaths.map { LockSetMember(path: $0, kind: kind, permits: permits ?? 1) },
+                                               timeout: timeout.map { Self.duration(seconds: $0) },
+                                               lease: lease.map { Self.duration(seconds: $0) })
+            }
         } catch where error.code == .lockTimeout || error.code == .lockBusy {
             let waited = timeout.map { $0 == 0 ? "lock is busy" : "lock not granted within \($0)s" } ?? "\(error)"
             printError("\(context): \(waited); command not run")
@@ -105,10 +129,17 @@ struct Run: ParsableCommand {
         }
 
         var environment = ProcessInfo.processInfo.environment
-        environment["BATON_FENCING_TOKEN"] = String(grant.token)
-        environment["BATON_LOCK_NODE"] = grant.node
-        environment["BATON_LOCK_PATH"] = grant.path
-        let renewer = renew ? LeaseRenewer(client: client, grant: grant, lease: Self.duration(seconds: lease!),
+        environment["BATON_FENCING_TOKEN"] = String(grants[0].token)
+        environment["BATON_LOCK_NODE"] = grants[0].node
+        environment["BATON_LOCK_PATH"] = grants[0].path
+        if grants.count > 1 {
+            for (number, grant) in zip(1..., grants) {
+                environment["BATON_FENCING_TOKEN_\(number)"] = String(grant.token)
+                environment["BATON_LOCK_NODE_\(number)"] = grant.node
+                environment["BATON_LOCK_PATH_\(number)"] = grant.path
+            }
+        }
+        let renewer = renew ? LeaseRenewer(client: client, grants: grants, lease: Self.duration(seconds: lease!),
                                            onFailure: { supervisor.holdLost("lease renewal failed: \($0)") }) : nil
         renewer?.start()
         let outcome = supervisor.run(command, environment: environment, connection: client.socketDescriptor)
@@ -121,7 +152,7 @@ struct Run: ParsableCommand {
         }
         var releaseFailed = false
         do throws(BatonError) {
-            try client.release(grant)
+            for grant in grants { try client.release(grant) }
             try client.closeSession()
         } catch {
             printError("\(context): release failed: \(error)")
@@ -137,19 +168,19 @@ struct Run: ParsableCommand {
     }
 }
 
-/// Renews a hold's lease every third of it on a thread of its own (PROTOCOL.md §12.5), until stopped or
+/// Renews holds' leases every third of the lease on a thread of its own (PROTOCOL.md §12.5), until stopped or
 /// a renewal fails (the hold is then lost or about to be: `onFailure`).
 final class LeaseRenewer: @unchecked Sendable {
     private let client: BlockingClient
-    private let grant: LockGrant
+    private let grants: [LockGrant]
     private let lease: Duration
     private let onFailure: @Sendable (BatonError) -> Void
     private let stopped = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
-    init(client: BlockingClient, grant: LockGrant, lease: Duration, onFailure: @escaping @Sendable (BatonError) -> Void) {
+    init(client: BlockingClient, grants: [LockGrant], lease: Duration, onFailure: @escaping @Sendable (BatonError) -> Void) {
         self.client = client
-        self.grant = grant
+        self.grants = grants
         self.lease = lease
         self.onFailure = onFailure
     }
@@ -160,7 +191,7 @@ final class LeaseRenewer: @unchecked Sendable {
             defer { finished.signal() }
             while stopped.wait(timeout: .now() + interval) == .timedOut {
                 do throws(BatonError) {
-                    try client.renew(grant, lease: lease)
+                    for grant in grants { try client.renew(grant, lease: lease) }
                 } catch {
                     onFailure(error)
                     return

@@ -149,6 +149,8 @@ final class AccessPolicyTests: XCTestCase {
         XCTAssertEqual(needs(.release(node: "/l/x-0000000001", token: 1)), ["lock /l/x-0000000001"])
         XCTAssertEqual(needs(.renew(node: "/l/x", token: 1, leaseMilliseconds: 1)), ["lock /l/x"])
         XCTAssertEqual(needs(.requestRevocation(path: "/l")), ["lock /l"])
+        XCTAssertEqual(needs(.acquireAll(locks: [LockSetMember(path: "/a"), LockSetMember(path: "/b", kind: .shared)],
+                                         waitMilliseconds: 0, leaseMilliseconds: 0)), ["lock /a", "lock /b"])
         XCTAssertEqual(needs(.checkToken(path: "/l", token: 1)), ["read /l"])
         XCTAssertEqual(needs(.inspect(path: "/l")), ["read /l"])
         XCTAssertEqual(needs(.forceRelease(path: "/l", sessionID: 0)), ["admin /l"])

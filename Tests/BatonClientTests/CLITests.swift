@@ -352,6 +352,47 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// Several lock paths: all or none (acquireAll, PROTOCOL.md §12.14), one token per lock.
+    func testRunTakesSeveralLocksAllOrNone() async throws {
+        let outcome = try baton("run", "/locks/set-b", "/locks/set-a", "--", "/bin/sh", "-c",
+                                "echo \"$BATON_LOCK_PATH_1 $BATON_LOCK_PATH_2 $BATON_FENCING_TOKEN_1 $BATON_FENCING_TOKEN_2 $BATON_FENCING_TOKEN\"")
+        XCTAssertEqual(outcome.status, 0, outcome.error)
+        let fields = outcome.output.trimmingCharacters(in: .newlines).split(separator: " ").map(String.init)
+        guard fields.count == 5 else { return XCTFail("expected 'PATH1 PATH2 TOKEN1 TOKEN2 TOKEN', got \(outcome.output)") }
+        XCTAssertEqual(Array(fields[0...1]), ["/locks/set-b", "/locks/set-a"])
+        XCTAssertNotNil(UInt64(fields[2]))
+        XCTAssertNotEqual(fields[2], fields[3])
+        XCTAssertEqual(fields[4], fields[2], "BATON_FENCING_TOKEN is the first lock's")
+
+        let holder = try await client("holder")
+        let held = try await holder.acquire("/locks/set-b")
+        let marker = scratch.appendingPathComponent("set-ran").path
+        let busy = try baton("run", "--timeout", "0.2", "/locks/set-a", "/locks/set-b", "--", "/usr/bin/touch", marker)
+        XCTAssertEqual(busy.status, 75, busy.error)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker))
+        let other = try await client("other")
+        try await other.release(try await other.tryAcquire("/locks/set-a")) // the failed set kept nothing
+
+        try await holder.release(held)
+        let grants = try await other.acquireAll(["/locks/set-a", "/locks/set-b"], timeout: .seconds(10))
+        XCTAssertEqual(grants.map(\.path), ["/locks/set-a", "/locks/set-b"])
+        for grant in grants {
+            let current = try await holder.checkToken(grant.path, token: grant.token)
+            XCTAssertTrue(current, grant.path)
+            try await other.release(grant)
+        }
+    }
+
+    /// Two runs naming the same locks in opposite orders, again and again: each gets both, never a deadlock.
+    func testRunsTakingTwoLocksInOppositeOrdersDoNotDeadlock() throws {
+        for _ in 0..<3 {
+            let first = try start(["run", "/locks/x", "/locks/y", "--", "/bin/sh", "-c", "sleep 0.1"])
+            let second = try start(["run", "/locks/y", "/locks/x", "--", "/bin/sh", "-c", "sleep 0.1"])
+            let outcomes = [finish(first), finish(second)]
+            XCTAssertEqual(outcomes.map(\.status), [0, 0], outcomes.map(\.error).joined())
+        }
+    }
+
     func testRunEndsTheCommandWhenTheLeaseExpires() throws {
         let marker = scratch.appendingPathComponent("terminated").path
         let outcome = try baton("run", "--lease", "0.3", "--grace", "10", "/locks/lease", "--", "/bin/sh", "-c",

@@ -13,7 +13,8 @@ import BatonTestSupport
 /// changing nothing); and waiter nodes are deleted out of band (as a ZooKeeper client outside the
 /// sidecar could). After every step: no conflicting holders, every grant was the waiter's turn, tokens
 /// increase per lock, every acquire answered at most once, a waiting acquire whose node went is
-/// answered at once, and `inspect` lists only nodes that exist. At the end everything settles, and no
+/// answered at once, and `inspect` lists only nodes that exist. Some acquires are sets (`acquireAll`
+/// of two locks in random order): answered once with every lock, or failed with none of them held. At the end everything settles, and no
 /// node, waiter or internal watch is left.
 final class EngineLockSimulation {
     struct Failure: Error, CustomStringConvertible { var description: String }
@@ -37,6 +38,10 @@ final class EngineLockSimulation {
     private var nextConnection: ConnectionID = 1
     /// Waiting acquires: (connection, request id) -> lock.
     private var pending: [LockTicketKey: String] = [:]
+    /// Waiting `acquireAll`s: (connection, request id) -> their locks in request order.
+    private var pendingSets: [LockTicketKey: [String]] = [:]
+    private(set) var setGrants = 0
+    private(set) var setFailures = 0
     private var holders: [String: Holder] = [:]
     /// Holds that ended, for replayed releases.
     private var ended: [(node: String, token: UInt64, connection: ConnectionID)] = []
@@ -75,7 +80,8 @@ final class EngineLockSimulation {
             step = index
             let roll = below(100)
             switch roll {
-            case 0..<35: try acquire()
+            case 0..<28: try acquire()
+            case 28..<35: try acquireSet()
             case 35..<60: try releaseSome()
             case 60..<65: try cancelSome()
             case 65..<69: try disconnectSome()
@@ -105,6 +111,23 @@ final class EngineLockSimulation {
         try absorb(outputs)
     }
 
+    /// Two locks at once, in random order (so sets in both orders meet), of the locks' own kinds.
+    private func acquireSet() throws {
+        var paths = locks.map(\.path)
+        let first = paths.remove(at: below(paths.count))
+        let chosen = below(2) == 0 ? [first, paths[below(paths.count)]] : [paths[below(paths.count)], first]
+        let members = chosen.map { path in
+            let lock = locks.first { $0.path == path }!
+            return LockSetMember(path: path, kind: lock.kinds[below(lock.kinds.count)], permits: lock.permits)
+        }
+        let wait: UInt32 = below(100) < 60 ? LockRequest.waitForever : below(2) == 0 ? 0 : UInt32(1 + below(600))
+        let lease: UInt32 = below(100) < 10 ? UInt32(50 + below(1_000)) : 0
+        let connection = connections[below(connections.count)]
+        pendingSets[LockTicketKey(connection: connection, requestID: harness.nextRequestID)] = chosen
+        let (_, outputs) = harness.send(.acquireAll(locks: members, waitMilliseconds: wait, leaseMilliseconds: lease), on: connection)
+        try absorb(outputs)
+    }
+
     private func someHolder() -> (node: String, holder: Holder)? {
         guard !holders.isEmpty else { return nil }
         let node = holders.keys.sorted()[below(holders.count)]
@@ -122,8 +145,9 @@ final class EngineLockSimulation {
     }
 
     private func cancelSome() throws {
-        guard !pending.isEmpty else { return }
-        let key = pending.keys.sorted { ($0.connection, $0.requestID) < ($1.connection, $1.requestID) }[below(pending.count)]
+        let keys = Array(pending.keys) + Array(pendingSets.keys)
+        guard !keys.isEmpty else { return }
+        let key = keys.sorted { ($0.connection, $0.requestID) < ($1.connection, $1.requestID) }[below(keys.count)]
         let (_, outputs) = harness.send(.cancel(acquireRequestID: key.requestID), on: key.connection)
         try absorb(outputs)
     }
@@ -134,6 +158,7 @@ final class EngineLockSimulation {
         for (node, holder) in holders where holder.connection == connection { holders[node] = nil }
         harness.engine.connectionClosed(connection, now: harness.now)
         for key in pending.keys where key.connection == connection { pending[key] = nil }
+        for key in pendingSets.keys where key.connection == connection { pendingSets[key] = nil }
         try absorb(harness.engine.takeOutputs())
         connect()
     }
@@ -153,7 +178,7 @@ final class EngineLockSimulation {
         holders[entry.node] = nil
         let outputs = harness.deleteOutOfBand(entry.node)
         let answered = outputs.contains { output in
-            guard case .send(_, .reply(let reply)) = output, reply.opcode == .acquire,
+            guard case .send(_, .reply(let reply)) = output, reply.opcode == .acquire || reply.opcode == .acquireAll,
                   case .failure(let error) = reply.result else { return false }
             return error.code == .lockLost
         }
@@ -221,6 +246,23 @@ final class EngineLockSimulation {
     }
 
     private func absorb(_ outputs: [EngineOutput]) throws {
+        var failedSets: [(connection: ConnectionID, paths: [String])] = []
+        try absorbEach(outputs, &failedSets)
+        // A failed set holds none of its locks: once the whole step is absorbed (a grant its release
+        // caused may be reported after it), every hold of the session there is a known one.
+        for (connection, paths) in failedSets {
+            let session = harness.engine.connections[connection]?.sessionID
+            for path in paths {
+                for entry in harness.engine.locks.manager?.inspect(path: path, now: harness.now) ?? []
+                where entry.sessionID == session && entry.position == .holder
+                    && holders[entry.node] == nil && harness.engine.locks.setOfNode[entry.node] == nil {
+                    throw fail("failed set \(paths) left its hold \(entry.node)")
+                }
+            }
+        }
+    }
+
+    private func absorbEach(_ outputs: [EngineOutput], _ failedSets: inout [(connection: ConnectionID, paths: [String])]) throws {
         for output in outputs {
             guard case .send(let connection, let message) = output else { continue }
             switch message {
@@ -231,6 +273,26 @@ final class EngineLockSimulation {
                 }
                 if case .success(.granted(let node, let token)) = reply.result {
                     try granted(lock: lock, node: node, token: token, connection: connection)
+                }
+            case .reply(let reply) where reply.opcode == .acquireAll:
+                let key = LockTicketKey(connection: connection, requestID: reply.requestID)
+                guard let paths = pendingSets.removeValue(forKey: key) else {
+                    throw fail("acquireAll answer to \(key), which is not waiting: \(reply)")
+                }
+                switch reply.result {
+                case .success(.grantedAll(let holds)):
+                    guard holds.count == paths.count else { throw fail("set \(paths) answered \(holds)") }
+                    setGrants += 1
+                    // Each lock was granted when the set reached it, maybe before later grants were
+                    // reported: the order checks of tokens and sequences apply to plain acquires only.
+                    for (path, hold) in zip(paths, holds) {
+                        try granted(lock: path, node: hold.node, token: hold.token, connection: connection, inOrder: false)
+                    }
+                case .failure:
+                    setFailures += 1
+                    failedSets.append((connection, paths))
+                default:
+                    throw fail("set \(paths) answered \(reply)")
                 }
             case .event(.lockLost(let node, let token, _)):
                 if holders[node]?.token == token {
@@ -243,7 +305,7 @@ final class EngineLockSimulation {
         }
     }
 
-    private func granted(lock: String, node: String, token: UInt64, connection: ConnectionID) throws {
+    private func granted(lock: String, node: String, token: UInt64, connection: ConnectionID, inOrder: Bool = true) throws {
         guard let name = WaiterName(parsing: NamespacePath.name(of: node)), NamespacePath.parent(of: node) == lock else {
             throw fail("grant of \(node) for \(lock)")
         }
@@ -269,13 +331,15 @@ final class EngineLockSimulation {
         default:
             break
         }
-        if let last = lastToken[lock], token <= last { throw fail("token \(token) of \(node) after \(last)") }
-        lastToken[lock] = token
-        let incarnation = lockNode?.stat.createdTransaction ?? 0
-        if let last = lastSequence[lock], last.incarnation == incarnation, name.sequence <= last.sequence {
-            throw fail("grant \(node) after sequence \(last.sequence): not FIFO")
+        if inOrder {
+            if let last = lastToken[lock], token <= last { throw fail("token \(token) of \(node) after \(last)") }
+            lastToken[lock] = token
+            let incarnation = lockNode?.stat.createdTransaction ?? 0
+            if let last = lastSequence[lock], last.incarnation == incarnation, name.sequence <= last.sequence {
+                throw fail("grant \(node) after sequence \(last.sequence): not FIFO")
+            }
+            lastSequence[lock] = (incarnation, name.sequence)
         }
-        lastSequence[lock] = (incarnation, name.sequence)
         holders[node] = Holder(lock: lock, kind: name.kind, connection: connection, token: token)
     }
 
@@ -286,7 +350,7 @@ final class EngineLockSimulation {
                 holders[node] = nil
                 let (_, outputs) = harness.send(.release(node: node, token: holder.token), on: holder.connection)
                 try absorb(outputs)
-            } else if pending.isEmpty {
+            } else if pending.isEmpty && pendingSets.isEmpty {
                 break
             } else {
                 harness.now = harness.now.advanced(by: 200)
@@ -294,7 +358,10 @@ final class EngineLockSimulation {
                 try absorb(harness.engine.takeOutputs())
             }
         }
-        if !pending.isEmpty || !holders.isEmpty { throw fail("did not settle: \(pending.count) waiting, \(holders.count) holding") }
+        if !pending.isEmpty || !pendingSets.isEmpty || !holders.isEmpty {
+            throw fail("did not settle: \(pending.count + pendingSets.count) waiting, \(holders.count) holding")
+        }
+        if !harness.engine.locks.sets.isEmpty || !harness.engine.locks.setOfNode.isEmpty { throw fail("set state left in the engine") }
         harness.now = harness.now.advanced(by: 2_000)
         harness.engine.tick(now: harness.now)
         try absorb(harness.engine.takeOutputs())
@@ -315,6 +382,8 @@ final class EngineLockSimulationTests: XCTestCase {
         let seeds = simulationSeeds(runsVariable: "BATON_SIMULATION_RUNS", seedVariable: "BATON_SIMULATION_SEED",
                                     defaultRuns: 300, firstSeed: 0xE_0000)
         var grants = 0
+        var setGrants = 0
+        var setFailures = 0
         for seed in seeds {
             let simulation = EngineLockSimulation(seed: seed)
             do {
@@ -323,7 +392,13 @@ final class EngineLockSimulationTests: XCTestCase {
                 return XCTFail("\(error)")
             }
             grants += simulation.grants
+            setGrants += simulation.setGrants
+            setFailures += simulation.setFailures
         }
         XCTAssertGreaterThan(grants, seeds.count * 10)
+        if seeds.count >= 100 {
+            XCTAssertGreaterThan(setGrants, 0, "the runs must grant sets")
+            XCTAssertGreaterThan(setFailures, 0, "the runs must fail sets")
+        }
     }
 }

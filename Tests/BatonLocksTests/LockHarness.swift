@@ -30,6 +30,18 @@ final class LockHarness {
         collected += manager.takeEffects()
     }
 
+    /// Applies an input; its effects join the collected ones.
+    func apply(_ input: LockInput<Int>) {
+        collected += manager.apply(input, now: now)
+    }
+
+    /// Cancels the acquire `ticket`; false if it was not waiting (not answered `lockCancelled`).
+    func cancel(_ ticket: Int) -> Bool {
+        let effects = manager.apply(.cancel(ticket: ticket), now: now)
+        collected += effects
+        return effects.failure(ticket)?.code == .lockCancelled
+    }
+
     /// Effects since the last call.
     func takeEffects() -> [LockEffect<Int>] {
         settle()
@@ -41,23 +53,23 @@ final class LockHarness {
                  waitMilliseconds: UInt32 = LockRequest.waitForever, leaseMilliseconds: UInt32 = 0, owner: String = "",
                  revocable: Bool = false, lockDelayMilliseconds: UInt32 = 0, settle: Bool = true) {
         sessions.alive.insert(session)
-        manager.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
-                                    leaseMilliseconds: leaseMilliseconds, owner: owner, revocable: revocable,
-                                    lockDelayMilliseconds: lockDelayMilliseconds),
-                        ticket: ticket, session: session, clientName: "client-\(session)", now: now)
+        apply(.acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: waitMilliseconds,
+                                   leaseMilliseconds: leaseMilliseconds, owner: owner, revocable: revocable,
+                                   lockDelayMilliseconds: lockDelayMilliseconds),
+                       ticket: ticket, session: session, clientName: "client-\(session)"))
         if settle { self.settle() }
     }
 
     /// Releases `node`; without a token, with the one the manager lists for the node (holder or waiter).
     func release(_ node: String, session: UInt64, ticket: Int, token: UInt64? = nil) {
         let listed = manager.inspect(path: namespace.parent(of: node), now: now).first { $0.node == node }?.token
-        manager.release(node: node, token: token ?? listed ?? 0, session: session, ticket: ticket, now: now)
+        apply(.release(node: node, token: token ?? listed ?? 0, session: session, ticket: ticket))
         settle()
     }
 
     func advance(_ milliseconds: UInt64) {
         nowMilliseconds += milliseconds
-        manager.tick(now: now)
+        apply(.tick)
         settle()
     }
 
@@ -66,14 +78,14 @@ final class LockHarness {
         sessions.alive.remove(session)
         namespace.endSession(session)
         namespace.deliverAll()
-        manager.sessionEnded(session, now: now)
+        apply(.sessionEnded(session))
         settle()
     }
 
     /// The session ends as the engine reports it: the manager is told first, then its ephemerals go.
     func sessionDies(_ session: UInt64) {
         sessions.alive.remove(session)
-        manager.sessionEnded(session, now: now)
+        apply(.sessionEnded(session))
         namespace.endSession(session)
         settle()
     }

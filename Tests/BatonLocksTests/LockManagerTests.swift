@@ -140,8 +140,8 @@ final class LockManagerTests: XCTestCase {
             harness.acquire(6, session: 6)
             let holder = harness.takeEffects().grants
             XCTAssertEqual(holder.map(\.ticket), [1])
-            XCTAssertTrue(harness.manager.cancel(ticket: 4, now: harness.now))
-            XCTAssertFalse(harness.manager.cancel(ticket: 1, now: harness.now), "a granted acquire cannot be cancelled")
+            XCTAssertTrue(harness.cancel(4))
+            XCTAssertFalse(harness.cancel(1), "a granted acquire cannot be cancelled")
             harness.advance(500)
             XCTAssertEqual(harness.manager.nextDeadlineMilliseconds, harness.nowMilliseconds + 300)
             var effects = harness.takeEffects()
@@ -291,8 +291,9 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
-    /// Uncontended acquire+release: after the first acquire, a pair is a create, a grant check, a watch
-    /// of the holder's node and a delete; no listing (the lock's empty queue outlives its last waiter).
+    /// Uncontended acquire+release: after the first acquire, a pair is a create, one read of the node
+    /// (the grant's re-check, which also sets the holder's watch on its node) and a delete; no listing
+    /// (the lock's empty queue outlives its last waiter).
     func testUncontendedPairsListOnlyOnce() {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)
@@ -310,6 +311,7 @@ final class LockManagerTests: XCTestCase {
             XCTAssertEqual(harness.namespace.operationCounts[.children], 1, "\(delivery): only the first acquire lists")
             XCTAssertEqual(harness.namespace.operationCounts[.create], 5, "\(delivery)")
             XCTAssertEqual(harness.namespace.operationCounts[.delete], 5, "\(delivery)")
+            XCTAssertEqual(harness.namespace.operationCounts[.exists], 5, "\(delivery): one read per grant")
         }
     }
 
@@ -484,7 +486,7 @@ final class LockManagerTests: XCTestCase {
                     if granted {
                         harness.release(effects.grants[0].node, session: 5, ticket: 2)
                     } else {
-                        XCTAssertTrue(harness.manager.cancel(ticket: 1, now: harness.now))
+                        XCTAssertTrue(harness.cancel(1))
                     }
                     harness.settle()
                     XCTAssertEqual(harness.waiterNodes(), [namesake], "\(context): our node is gone, not orphaned")

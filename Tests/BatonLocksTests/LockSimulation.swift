@@ -50,6 +50,13 @@ final class LockSimulation {
     private let namespace: MemoryLockNamespace
     private let sessionTable = SessionTable()
     private let manager: LockManager<Int>
+    /// Effects of the inputs applied (then of the manager's late answers), not yet looked at.
+    private var applied: [LockEffect<Int>] = []
+    private func apply(_ input: LockInput<Int>) { applied += manager.apply(input, now: now) }
+    private func takeApplied() -> [LockEffect<Int>] {
+        defer { applied = [] }
+        return applied + manager.takeEffects()
+    }
     private var nowMilliseconds: UInt64 = 10_000
     private let locks = [
         LockSpecification(path: "/sim/a", kinds: [.exclusive, .shared, .shared], permits: 1),
@@ -152,7 +159,7 @@ final class LockSimulation {
         case 57..<72:
             nowMilliseconds += UInt64(1 + random.below(300))
             note("tick \(nowMilliseconds)")
-            manager.tick(now: now)
+            apply(.tick)
             leaseCheckDue = true
         case 72..<74 where faulty:
             faultsActive.toggle()
@@ -200,10 +207,10 @@ final class LockSimulation {
         } else {
             acquireClosingCycle = nil
         }
-        manager.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
-                                    waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
-                                    owner: owner(session), revocable: revocable, lockDelayMilliseconds: lockDelay),
-                        ticket: ticket, session: session, clientName: "s\(session)", now: now)
+        apply(.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
+                                   waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
+                                   owner: owner(session), revocable: revocable, lockDelayMilliseconds: lockDelay),
+                       ticket: ticket, session: session, clientName: "s\(session)"))
     }
 
     private func someHolder() -> (node: String, holder: Holder)? {
@@ -223,7 +230,7 @@ final class LockSimulation {
             releaseTickets.insert(ticket)
             partialReleases[ticket] = node
             note("release one count of \(node) ticket \(ticket)")
-            manager.release(node: node, token: holder.token, session: holder.session, ticket: ticket, now: now)
+            apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket))
             return
         }
         holders[node] = nil // the client stops using the lock when it asks to release it
@@ -232,7 +239,7 @@ final class LockSimulation {
         nextTicket += 1
         releaseTickets.insert(ticket)
         note("release \(node) ticket \(ticket)")
-        manager.release(node: node, token: holder.token, session: holder.session, ticket: ticket, now: now)
+        apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket))
     }
 
     private func cancelSomePending() {
@@ -240,7 +247,7 @@ final class LockSimulation {
         let tickets = pending.keys.sorted()
         let ticket = tickets[random.below(tickets.count)]
         note("cancel \(ticket)")
-        _ = manager.cancel(ticket: ticket, now: now)
+        apply(.cancel(ticket: ticket))
     }
 
     private func killSomeSession() {
@@ -259,11 +266,11 @@ final class LockSimulation {
             }
         }
         if managerFirst {
-            manager.sessionEnded(session, now: now)
+            apply(.sessionEnded(session))
             namespace.endSession(session)
         } else {
             namespace.endSession(session)
-            manager.sessionEnded(session, now: now)
+            apply(.sessionEnded(session))
         }
         openSession()
     }
@@ -310,7 +317,7 @@ final class LockSimulation {
         releaseTickets.insert(ticket)
         staleTickets.insert(ticket)
         note("replayed release \(old.node) token \(old.token) ticket \(ticket)")
-        manager.release(node: old.node, token: old.token, session: old.session, ticket: ticket, now: now)
+        apply(.release(node: old.node, token: old.token, session: old.session, ticket: ticket))
     }
 
     /// With no answer or event in flight, the manager knows every deletion: what it lists exists; and
@@ -337,7 +344,7 @@ final class LockSimulation {
 
     private func absorbEffects() throws {
         if let laterFailure { throw fail(laterFailure) }
-        for effect in manager.takeEffects() {
+        for effect in takeApplied() {
             note("effect \(effect)")
             switch effect {
             case .granted(let ticket, let node, let token):
@@ -515,13 +522,13 @@ final class LockSimulation {
             if let (node, holder) = someHolder() {
                 for _ in 0..<holder.holdCount {
                     releaseTickets.insert(nextTicket)
-                    manager.release(node: node, token: holder.token, session: holder.session, ticket: nextTicket, now: now)
+                    apply(.release(node: node, token: holder.token, session: holder.session, ticket: nextTicket))
                     nextTicket += 1
                 }
                 holders[node] = nil
             } else {
                 nowMilliseconds += 200
-                manager.tick(now: now)
+                apply(.tick)
             }
             namespace.deliverAll()
             try absorbEffects()

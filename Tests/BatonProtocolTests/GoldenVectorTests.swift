@@ -54,6 +54,8 @@ enum GoldenValues {
                                                               lockDelayMilliseconds: 5_000))),
         "requestRevocation": (0x1b, .requestRevocation(path: "/l")),
         "forceRelease": (0x1c, .forceRelease(path: "/l", sessionID: 0x0102_0304_0506_0708)),
+        "acquireAll": (0x1c, .acquireAll(locks: [LockSetMember(path: "/a"), LockSetMember(path: "/b", kind: .shared)],
+                                         waitMilliseconds: 5_000, leaseMilliseconds: 0)),
         "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
         "backup": (0x18, .backup(file: "/b.bak")),
     ]
@@ -92,6 +94,8 @@ enum GoldenValues {
         "tokenStatus": ok(21, .checkToken, .tokenStatus(current: true)),
         "revocation": ok(0x1b, .requestRevocation, .revocation(holdersAsked: 2)),
         "forceReleased": ok(0x1c, .forceRelease, .forceReleased(ended: 1)),
+        "grantedAll": ok(0x1c, .acquireAll, .grantedAll([LockSetHold(node: "/a/0000000007", token: 7),
+                                                         LockSetHold(node: "/b/0000000003", token: 3)])),
         "lockEntries": ok(22, .inspect, .lockEntries([
             LockEntry(node: "/l/0000000007", kind: .exclusive, position: .holder, sessionID: sessionID,
                       clientName: "orders", token: 7, ageMilliseconds: 1_500),
@@ -165,11 +169,13 @@ func bodyKind(_ body: ReplyBody) -> String {
     case .forceReleased: "forceReleased"
     case .lockEntries: "lockEntries"
     case .backedUp: "backedUp"
+    case .grantedAll: "grantedAll"
     }
 }
 let allBodyKinds: Set<String> = ["hello", "session", "resumed", "empty", "created", "exists", "data", "stat",
                                  "children", "multi", "granted", "held", "tokenStatus", "revocation", "forceReleased",
-                                 "lockEntries", "backedUp"]
+                                 "lockEntries", "backedUp",
+                                 "grantedAll"]
 
 final class GoldenVectorTests: XCTestCase {
     func testRequestVectorsDecodeAndReencodeByteForByte() throws {

@@ -37,6 +37,13 @@ final class ZooKeeperLockSimulation {
         var client: FakeZooKeeperClient
         let namespace: ZooKeeperLockNamespace
         let manager: LockManager<Int>
+        /// Effects of the inputs applied (then of the manager's late answers), not yet looked at.
+        var applied: [LockEffect<Int>] = []
+        func apply(_ input: LockInput<Int>, now: Time) { applied += manager.apply(input, now: now) }
+        func takeEffects() -> [LockEffect<Int>] {
+            defer { applied = [] }
+            return applied + manager.takeEffects()
+        }
         let alive = SessionSet()
         var linkUp = true
         var suspendedSince: UInt64?
@@ -172,9 +179,9 @@ final class ZooKeeperLockSimulation {
         nextTicket += 1
         pending[ticket] = Pending(sidecar: sidecar.index, lock: lockIndex, session: session)
         note("sidecar \(sidecar.index) acquire \(ticket) \(specification.path) \(kind) session \(session) wait \(waitMilliseconds) lease \(leaseMilliseconds)")
-        sidecar.manager.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
-                                            waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds),
-                                ticket: ticket, session: session, clientName: "s\(session)", now: now)
+        sidecar.apply(.acquire(LockRequest(path: specification.path, kind: kind, permits: specification.permits,
+                                           waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds),
+                               ticket: ticket, session: session, clientName: "s\(session)"), now: now)
     }
 
     private func someHolder() -> (node: String, holder: Holder)? {
@@ -190,7 +197,7 @@ final class ZooKeeperLockSimulation {
         nextTicket += 1
         releaseTickets.insert(ticket)
         note("sidecar \(holder.sidecar) release \(node) ticket \(ticket)")
-        sidecars[holder.sidecar].manager.release(node: node, token: holder.token, session: holder.session, ticket: ticket, now: now)
+        sidecars[holder.sidecar].apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket), now: now)
     }
 
     private func releaseSomeHolder() {
@@ -203,13 +210,13 @@ final class ZooKeeperLockSimulation {
         let tickets = pending.keys.sorted()
         let ticket = tickets[random.below(tickets.count)]
         note("cancel \(ticket)")
-        _ = sidecars[pending[ticket]!.sidecar].manager.cancel(ticket: ticket, now: now)
+        sidecars[pending[ticket]!.sidecar].apply(.cancel(ticket: ticket), now: now)
     }
 
     private func endLocalSession(_ sidecar: Sidecar, _ session: UInt64) {
         sidecar.alive.ids.remove(session)
         for (node, holder) in holders where holder.sidecar == sidecar.index && holder.session == session { holders[node] = nil }
-        sidecar.manager.sessionEnded(session, now: now)
+        sidecar.apply(.sessionEnded(session), now: now)
     }
 
     private func killSomeLocalSession() {
@@ -280,14 +287,14 @@ final class ZooKeeperLockSimulation {
             if let since = sidecar.suspendedSince, nowMilliseconds - since >= timeoutMilliseconds { sessionLost(sidecar) }
         }
         server.expireSessions(timeoutMilliseconds: timeoutMilliseconds)
-        for sidecar in sidecars { sidecar.manager.tick(now: now) }
+        for sidecar in sidecars { sidecar.apply(.tick, now: now) }
     }
 
     // MARK: Checking
 
     private func absorbEffects() throws {
         for sidecar in sidecars {
-            for effect in sidecar.manager.takeEffects() {
+            for effect in sidecar.takeEffects() {
                 note("sidecar \(sidecar.index) effect \(effect)")
                 switch effect {
                 case .granted(let ticket, let node, let token):

@@ -14,6 +14,13 @@ final class Sidecar {
     let name: String
     let client: ZooKeeperClient
     let manager: LockManager<Int>
+    /// Effects of the inputs applied (then of the manager's late answers), not yet looked at.
+    var applied: [LockEffect<Int>] = []
+    func apply(_ input: LockInput<Int>, now: Time) { applied += manager.apply(input, now: now) }
+    func takeEffects() -> [LockEffect<Int>] {
+        defer { applied = [] }
+        return applied + manager.takeEffects()
+    }
     let sessions = Sessions()
     var events: [ZooKeeperSessionEvent] = []
     var alive: Set<UInt64> {
@@ -66,7 +73,7 @@ final class LockWorld {
         let sidecar = sidecar(name)
         sidecar.alive.insert(session)
         tickets[ticket] = (name, session, path)
-        sidecar.manager.acquire(LockRequest(path: path), ticket: ticket, session: session, now: LockWorld.now())
+        sidecar.apply(.acquire(LockRequest(path: path), ticket: ticket, session: session, clientName: ""), now: LockWorld.now())
         collect()
     }
 
@@ -76,22 +83,23 @@ final class LockWorld {
         let hold = grants[ticket]!
         holders[NodePath.parent(of: hold.node)]?.removeAll { $0 == hold }
         tickets[releaseTicket] = (hold.sidecar, hold.session, NodePath.parent(of: hold.node))
-        sidecar(hold.sidecar).manager.release(node: hold.node, token: hold.token, session: hold.session, ticket: releaseTicket, now: LockWorld.now())
+        sidecar(hold.sidecar).apply(.release(node: hold.node, token: hold.token, session: hold.session, ticket: releaseTicket),
+                                    now: LockWorld.now())
         collect()
     }
 
     func endSession(_ session: UInt64, on name: String) {
         let sidecar = sidecar(name)
         sidecar.alive.remove(session)
-        sidecar.manager.sessionEnded(session, now: LockWorld.now())
+        sidecar.apply(.sessionEnded(session), now: LockWorld.now())
         collect()
     }
 
     /// Takes every sidecar's effects and applies them to the model, checking exclusion.
     func collect() {
         for sidecar in sidecars {
-            sidecar.manager.tick(now: LockWorld.now())
-            for effect in sidecar.manager.takeEffects() {
+            sidecar.apply(.tick, now: LockWorld.now())
+            for effect in sidecar.takeEffects() {
                 switch effect {
                 case .granted(let ticket, let node, let token):
                     let request = tickets[ticket]!

@@ -122,6 +122,19 @@ class Core:
         return p.encode_acquire_owned, (path, kinds[kind], permits, wait, int((lease or 0) * 1000), owner,
                                         revocable, int((lock_delay or 0) * 1000))
 
+    @staticmethod
+    def acquire_all_request(paths: List[str], kind: str, permits: int, timeout: Optional[float],
+                            lease: Optional[float]) -> tuple:
+        """The encoder and its fields for acquireAll (§12.14)."""
+        kinds = {"exclusive": p.EXCLUSIVE, "shared": p.SHARED, "semaphore": p.SEMAPHORE}
+        wait = p.WAIT_FOREVER if timeout is None else int(timeout * 1000)
+        locks = [(path, kinds[kind], permits) for path in paths]
+        return p.encode_acquire_all, (locks, wait, int((lease or 0) * 1000))
+
+    def granted_all(self, paths: List[str], kind: str, body: list) -> List[Grant]:
+        """The Grants of an acquireAll's reply, in the order of ``paths``."""
+        return [self.held(Grant(path, hold["node"], hold["token"], kind, None, 1)) for path, hold in zip(paths, body)]
+
     def granted(self, path: str, kind: str, owner: Optional[str], body: dict) -> Grant:
         """The Grant for an acquire's reply, recorded for lost-lock tracking."""
         return self.held(Grant(path, body["node"], body["token"], kind, owner, body.get("hold_count", 1)))

@@ -183,6 +183,12 @@ class AsyncClient:
         encode, fields = self.core.acquire_request(path, kind, permits, timeout, lease, owner, revocable, lock_delay)
         return self.core.granted(path, kind, owner, await self._call(encode, *fields))
 
+    async def acquire_all(self, paths: List[str], *, kind: str = "exclusive", permits: int = 1,
+                          timeout: Optional[float] = None, lease: Optional[float] = None) -> List[Grant]:
+        """See ``Client.acquire_all``: every lock or none, one grant per path in order."""
+        encode, fields = self.core.acquire_all_request(paths, kind, permits, timeout, lease)
+        return self.core.granted_all(paths, kind, await self._call(encode, *fields))
+
     async def release(self, grant: Grant) -> None:
         self.core.released(grant)
         await self._call(p.encode_release, grant.node, grant.token)

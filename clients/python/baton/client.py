@@ -271,6 +271,13 @@ class Client:
         encode, fields = self.core.acquire_request(path, kind, permits, timeout, lease, owner, revocable, lock_delay)
         return self.core.granted(path, kind, owner, self._call(encode, *fields))
 
+    def acquire_all(self, paths: List[str], *, kind: str = "exclusive", permits: int = 1,
+                    timeout: Optional[float] = None, lease: Optional[float] = None) -> List[Grant]:
+        """Acquires every lock of ``paths`` or none (§12.14; the server takes them in path order, so sets
+        never deadlock each other) and returns one grant per path, in order. ``timeout`` bounds the set."""
+        encode, fields = self.core.acquire_all_request(paths, kind, permits, timeout, lease)
+        return self.core.granted_all(paths, kind, self._call(encode, *fields))
+
     def release(self, grant: Grant) -> None:
         self.core.released(grant)
         self._call(p.encode_release, grant.node, grant.token)

@@ -17,7 +17,7 @@ MAGIC = 0x4241544E  # "BATN"
 HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
-ACQUIRE_OWNED, RENEW, REQUEST_REVOCATION = 0x25, 0x26, 0x27
+ACQUIRE_OWNED, RENEW, REQUEST_REVOCATION, ACQUIRE_ALL = 0x25, 0x26, 0x27, 0x28
 FORCE_RELEASE = 0x2A
 BACKUP = 0x30
 
@@ -226,6 +226,15 @@ def encode_acquire_owned(request_id: int, path: str, kind: int, permits: int, wa
             .string(owner).u8(1 if revocable else 0).u32(lock_delay_ms).frame())
 
 
+def encode_acquire_all(request_id: int, locks: List[Tuple[str, int, int]], wait_ms: int, lease_ms: int) -> bytes:
+    """Several locks, all or none (§12.14): ``locks`` is (path, kind, permits) for each, 1 to 16; the
+    reply is one {"node", "token"} per lock in the same order."""
+    message = request(ACQUIRE_ALL, request_id).u32(wait_ms).u32(lease_ms).u16(len(locks))
+    for path, kind, permits in locks:
+        message = message.string(path).u8(kind).u32(permits)
+    return message.frame()
+
+
 def encode_request_revocation(request_id: int, path: str) -> bytes:
     return request(REQUEST_REVOCATION, request_id).string(path).frame()
 
@@ -336,6 +345,8 @@ def _reply_body(opcode: int, r: Reader):
         return r.u32()
     if opcode == ACQUIRE_OWNED:
         return {"node": r.string(), "token": r.u64(), "hold_count": r.u32()}
+    if opcode == ACQUIRE_ALL:
+        return [{"node": r.string(), "token": r.u64()} for _ in range(r.u16())]
     if opcode == CHECK_TOKEN:
         return r.boolean()
     if opcode == INSPECT:

@@ -91,6 +91,20 @@ class LiveTests(unittest.TestCase):
         self.assertEqual(len(granted), 1)
         self.assertGreater(granted[0].token, held.token)
 
+    def test_acquire_all_takes_every_lock_or_none(self):
+        a, b = self.client("a"), self.client("b")
+        held = b.acquire("/locks/set-b")
+        with self.assertRaises(baton.BatonError) as caught:
+            a.acquire_all(["/locks/set-a", "/locks/set-b"], timeout=0)
+        self.assertEqual(caught.exception.name, "lockBusy")
+        self.assertEqual(b.acquire("/locks/set-a", timeout=0).path, "/locks/set-a", "the failed set kept nothing")
+        b.close()
+        grants = a.acquire_all(["/locks/set-b", "/locks/set-a"], timeout=5)
+        self.assertEqual([g.path for g in grants], ["/locks/set-b", "/locks/set-a"])
+        self.assertTrue(all(a.check_token(g.path, g.token) for g in grants))
+        for grant in grants:
+            a.release(grant)
+
     def test_lost_lock_callback_on_lease_expiry(self):
         c = self.client()
         reasons = []

@@ -42,6 +42,8 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
         self.assertEqual(p.encode_force_release(0x1c, "/l", 0x0102030405060708), v["forceRelease"])
         self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
+        self.assertEqual(p.encode_acquire_all(0x1c, [("/a", p.EXCLUSIVE, 1), ("/b", p.SHARED, 1)], 5000, 0),
+                         v["acquireAll"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
@@ -74,6 +76,8 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual((error.error.name, error.error.message), ("noNode", "no node"))
         self.assertEqual(p.decode_server_body(v["revocation"][4:]).body, 2)
         self.assertEqual(p.decode_server_body(v["forceReleased"][4:]).body, 1)
+        self.assertEqual(p.decode_server_body(v["grantedAll"][4:]).body,
+                         [{"node": "/a/0000000007", "token": 7}, {"node": "/b/0000000003", "token": 3}])
         revoke = p.decode_server_body(vectors("events.hex")["revocationRequested"][4:])
         self.assertEqual((revoke.kind, revoke.fields), ("revocationRequested", {"node": "/l/0000000007", "token": 7, "requester": 9}))
         resumed = p.decode_server_body(vectors("events.hex")["lockResumed"][4:])
