@@ -312,9 +312,10 @@ public final class Namespace {
         guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
             throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
         }
-        if data.count > node.data.count, node.creator != 0, let usage = usageBySession[node.creator],
-           usage.dataBytes - node.data.count + data.count > limits.dataBytesPerSessionMax {
-            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(node.creator) hold \(usage.dataBytes) bytes, \(data.count - node.data.count) more would exceed \(limits.dataBytesPerSessionMax)")
+        let bytesBefore = Int(node.stat.dataLength)  // as `node.data.count`, without building the array
+        if data.count > bytesBefore, node.creator != 0, let usage = usageBySession[node.creator],
+           usage.dataBytes - bytesBefore + data.count > limits.dataBytesPerSessionMax {
+            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(node.creator) hold \(usage.dataBytes) bytes, \(data.count - bytesBefore) more would exceed \(limits.dataBytesPerSessionMax)")
         }
         let transaction = allocateTransaction(&changes)
         let version = node.stat.version &+ 1
@@ -355,7 +356,7 @@ public final class Namespace {
                           childrenVersion: parentChildrenVersion)
         if node.creator != 0, usageBySession[node.creator] != nil {
             usageBySession[node.creator]!.nodes -= 1
-            usageBySession[node.creator]!.dataBytes -= node.data.count
+            usageBySession[node.creator]!.dataBytes -= Int(node.stat.dataLength)
         }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
@@ -390,7 +391,7 @@ public final class Namespace {
     // One access to the node (a tree lookup hashes the whole path).
     private static func replaceData(of node: inout Node, with data: [UInt8], version: Int32, transaction: UInt64,
                                     wallMilliseconds: UInt64) -> (creator: UInt64, bytesBefore: Int, stat: Stat) {
-        let bytesBefore = node.data.count
+        let bytesBefore = Int(node.stat.dataLength)
         node.data = data
         node.stat.dataLength = UInt32(data.count)
         node.stat.version = version
