@@ -124,7 +124,7 @@ extension Namespace {
         nodes = restored.nodes
         transactionCurrent = restored.transactionCurrent
         transactionReserved = restored.transactionReserved
-        sequenceHighWater = nodes.values.reduce(0) { max($0, $1.sequenceReserved) }
+        sequenceHighWater = restored.sequenceReservedMax
     }
 
     // MARK: Marks outside the log, and refusing writes
