@@ -491,7 +491,11 @@ public final class Engine {
 
     /// The earliest monotonic time at which `tick` has work, or nil.
     public var nextDeadlineMilliseconds: UInt64? {
-        [namespace.nextDeadlineMilliseconds, lockNextDeadlineMilliseconds].compactMap { $0 }.min()
+        // Asked once per loop turn: no array for two values.
+        let tree = namespace.nextDeadlineMilliseconds, locks = lockNextDeadlineMilliseconds
+        guard let tree else { return locks }
+        guard let locks else { return tree }
+        return min(tree, locks)
     }
 
     /// Outputs produced since the last call, in order.

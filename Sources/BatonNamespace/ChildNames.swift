@@ -64,8 +64,15 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
             count = 1
             return true
         }
-        let index = chunkIndex(for: name)
-        let position = Self.position(of: name, in: chunks[index])
+        // After the last name (a snapshot read in order, a lock's next waiter): no search.
+        let last = chunks.count - 1
+        let index: Int, position: Int
+        if Self.precedes(chunks[last][chunks[last].count - 1], name) {
+            (index, position) = (last, chunks[last].count)
+        } else {
+            index = chunkIndex(for: name)
+            position = Self.position(of: name, in: chunks[index])
+        }
         if position < chunks[index].count && Self.same(chunks[index][position], name) { return false }
         chunks[index].insert(name, at: position)
         count += 1

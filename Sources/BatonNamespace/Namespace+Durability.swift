@@ -124,7 +124,7 @@ extension Namespace {
         nodes = restored.nodes
         transactionCurrent = restored.transactionCurrent
         transactionReserved = restored.transactionReserved
-        sequenceHighWater = nodes.values.reduce(0) { max($0, $1.sequenceReserved) }
+        sequenceHighWater = restored.sequenceReservedMax
     }
 
     // MARK: Marks outside the log, and refusing writes
@@ -156,13 +156,12 @@ extension Namespace {
         var nodes: TreeDictionary<String, Node>
         var ephemerals: TreeDictionary<UInt64, Set<String>>
         var usage: TreeDictionary<UInt64, SessionUsage>
-        var creators: TreeDictionary<String, UInt64>
         var transactionCurrent, transactionReserved, sequenceHighWater: UInt64
     }
 
     /// O(1) (see `nodes`): what an operation that fails part-way restores.
     func rollbackPoint() -> RollbackPoint {
-        RollbackPoint(nodes: nodes, ephemerals: ephemeralsBySession, usage: usageBySession, creators: creators,
+        RollbackPoint(nodes: nodes, ephemerals: ephemeralsBySession, usage: usageBySession,
                       transactionCurrent: transactionCurrent,
                       transactionReserved: transactionReserved, sequenceHighWater: sequenceHighWater)
     }
@@ -171,7 +170,6 @@ extension Namespace {
         nodes = point.nodes
         ephemeralsBySession = point.ephemerals
         usageBySession = point.usage
-        creators = point.creators
         transactionCurrent = point.transactionCurrent
         transactionReserved = point.transactionReserved
         sequenceHighWater = point.sequenceHighWater

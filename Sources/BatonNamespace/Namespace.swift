@@ -13,11 +13,9 @@ public final class Namespace {
     // and a multi's rollback point cost O(1) and later writes copy only the touched paths.
     var nodes: TreeDictionary<String, Node>
     var ephemeralsBySession: TreeDictionary<UInt64, Set<String>> = [:]
-    /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists, and who
-    /// created a node while its session was open. An entry whose session ended stays until its node
-    /// goes, and counts for no one.
+    /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists (who
+    /// created a node is `Node.creator`).
     var usageBySession: TreeDictionary<UInt64, SessionUsage> = [:]
-    var creators: TreeDictionary<String, UInt64> = [:]
 
     /// The last transaction id (zxid) handed out. Only grows, across restarts too.
     public internal(set) var transactionCurrent: UInt64 = 0
@@ -260,10 +258,11 @@ public final class Namespace {
 
         if mode.sequential { allocateSequence(parentPath, &changes) }
         let transaction = allocateTransaction(&changes)
+        let counted = usageBySession[session] != nil
         let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
-                               transaction: transaction, wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil)
-        if usageBySession[session] != nil {
-            creators[path] = session
+                               creator: counted ? session : 0, transaction: transaction,
+                               wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil)
+        if counted {
             usageBySession[session]!.nodes += 1
             usageBySession[session]!.dataBytes += data.count
         }
@@ -313,9 +312,10 @@ public final class Namespace {
         guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
             throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
         }
-        if data.count > node.data.count, let creator = creators[path], let usage = usageBySession[creator],
-           usage.dataBytes - node.data.count + data.count > limits.dataBytesPerSessionMax {
-            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(creator) hold \(usage.dataBytes) bytes, \(data.count - node.data.count) more would exceed \(limits.dataBytesPerSessionMax)")
+        let bytesBefore = Int(node.stat.dataLength)  // as `node.data.count`, without building the array
+        if data.count > bytesBefore, node.creator != 0, let usage = usageBySession[node.creator],
+           usage.dataBytes - bytesBefore + data.count > limits.dataBytesPerSessionMax {
+            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(node.creator) hold \(usage.dataBytes) bytes, \(data.count - bytesBefore) more would exceed \(limits.dataBytesPerSessionMax)")
         }
         let transaction = allocateTransaction(&changes)
         let version = node.stat.version &+ 1
@@ -333,7 +333,7 @@ public final class Namespace {
     /// `parentChildrenVersion`: nil when live (increment), the logged value when replaying.
     @discardableResult
     func applyCreate(_ path: String, parentPath: String, data: [UInt8], kind: NodeKind, owner: UInt64,
-                     transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?) -> Stat {
+                     creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?) -> Stat {
         var stat = Stat()
         stat.createdTransaction = transaction
         stat.modifiedTransaction = transaction
@@ -343,7 +343,7 @@ public final class Namespace {
         stat.kind = kind
         stat.ephemeralOwner = kind == .ephemeral ? owner : 0
         stat.dataLength = UInt32(data.count)
-        nodes[path] = Node(data: data, stat: stat)
+        nodes[path] = Node(data: data, stat: stat, creator: creator)
         Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
                         childrenVersion: parentChildrenVersion)
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
@@ -354,9 +354,9 @@ public final class Namespace {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
         Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
                           childrenVersion: parentChildrenVersion)
-        if let creator = creators.removeValue(forKey: path), usageBySession[creator] != nil {
-            usageBySession[creator]!.nodes -= 1
-            usageBySession[creator]!.dataBytes -= node.data.count
+        if node.creator != 0, usageBySession[node.creator] != nil {
+            usageBySession[node.creator]!.nodes -= 1
+            usageBySession[node.creator]!.dataBytes -= Int(node.stat.dataLength)
         }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
@@ -382,15 +382,22 @@ public final class Namespace {
 
     @discardableResult
     func applySet(_ path: String, data: [UInt8], version: Int32, transaction: UInt64, wallMilliseconds: UInt64) -> Stat {
-        if let creator = creators[path], usageBySession[creator] != nil {
-            usageBySession[creator]!.dataBytes += data.count - nodes[path]!.data.count
-        }
-        nodes[path]!.data = data
-        nodes[path]!.stat.dataLength = UInt32(data.count)
-        nodes[path]!.stat.version = version
-        nodes[path]!.stat.modifiedTransaction = transaction
-        nodes[path]!.stat.modifiedMilliseconds = wallMilliseconds
-        return nodes[path]!.stat
+        let (creator, bytesBefore, stat) = Self.replaceData(of: &nodes[path]!, with: data, version: version,
+                                                            transaction: transaction, wallMilliseconds: wallMilliseconds)
+        if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
+        return stat
+    }
+
+    // One access to the node (a tree lookup hashes the whole path).
+    private static func replaceData(of node: inout Node, with data: [UInt8], version: Int32, transaction: UInt64,
+                                    wallMilliseconds: UInt64) -> (creator: UInt64, bytesBefore: Int, stat: Stat) {
+        let bytesBefore = Int(node.stat.dataLength)
+        node.data = data
+        node.stat.dataLength = UInt32(data.count)
+        node.stat.version = version
+        node.stat.modifiedTransaction = transaction
+        node.stat.modifiedMilliseconds = wallMilliseconds
+        return (node.creator, bytesBefore, node.stat)
     }
 
     /// Publishes a successful change: its records (one record for a multi), then its watch

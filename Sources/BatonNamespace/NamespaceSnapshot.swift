@@ -8,6 +8,9 @@ public struct NamespaceSnapshot: Sendable {
     let nodes: TreeDictionary<String, Node>
     public let transactionCurrent: UInt64
     public let transactionReserved: UInt64
+    /// The largest `sequenceReserved` of any node, when read from bytes (recovery's sequence
+    /// high-water mark without another pass over a million nodes); 0 otherwise.
+    var sequenceReservedMax: UInt64 = 0
 
     public static let formatVersion: UInt8 = 1
 
@@ -73,6 +76,7 @@ public struct NamespaceSnapshot: Sendable {
             // (recovery of a million nodes was mostly that hashing).
             var nodes: TreeDictionary<String, Node> = [:]
             var open: [(path: String, node: Node)] = []
+            var sequenceReservedMax: UInt64 = 0
             func close(_ entry: (path: String, node: Node)) throws(RecoveryError) {
                 guard nodes.updateValue(entry.node, forKey: entry.path) == nil else {
                     throw RecoveryError("duplicate node \(entry.path)")
@@ -94,6 +98,7 @@ public struct NamespaceSnapshot: Sendable {
                 stat.version = try reader.i32("version")
                 stat.childrenVersion = try reader.i32("cversion")
                 let sequenceNext = try reader.u64("sequence"), sequenceReserved = try reader.u64("sequence reserved")
+                sequenceReservedMax = max(sequenceReservedMax, sequenceReserved)
                 let data = try reader.blob("data")
                 stat.dataLength = UInt32(data.count)
                 let node = Node(data: data, stat: stat, sequenceNext: sequenceNext, sequenceReserved: sequenceReserved)
@@ -116,7 +121,7 @@ public struct NamespaceSnapshot: Sendable {
             while let last = open.popLast() { try close(last) }
             guard reader.isAtEnd else { throw RecoveryError("trailing bytes after snapshot") }
             return NamespaceSnapshot(nodes: nodes, transactionCurrent: transactionCurrent,
-                                     transactionReserved: transactionReserved)
+                                     transactionReserved: transactionReserved, sequenceReservedMax: sequenceReservedMax)
         } catch let error as RecoveryError {
             throw error
         } catch {

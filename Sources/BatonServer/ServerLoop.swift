@@ -96,7 +96,7 @@ final class ServerLoop {
     private var resumeQueue: [Connection] = []
     /// Connections with bytes handed to libuv but unwritten: the peer must keep reading (stall check).
     private var writeWaiting: [ConnectionID: Connection] = [:]
-    private var timer: UnsafeMutablePointer<uv_timer_t>?
+    private var timer: DeadlineTimer?
     private var armedDeadlineMilliseconds: UInt64?
     private var async: UnsafeMutablePointer<uv_async_t>?
     private var signals: [UnsafeMutablePointer<uv_signal_t>] = []
@@ -210,10 +210,7 @@ final class ServerLoop {
         uv_unref(baton_handle(idle))
         self.idle = idle
 
-        let timer = LibUV.allocate(uv_timer_t.self)
-        uv_timer_init(loop, timer)
-        LibUV.setOwner(timer, self)
-        uv_unref(baton_handle(timer))
+        guard let timer = DeadlineTimer(loop: loop) else { throw ServerError("cannot create the deadline timer: \(errno)") }
         self.timer = timer
 
         let async = LibUV.allocate(uv_async_t.self)
@@ -280,6 +277,8 @@ final class ServerLoop {
     /// Closes whatever is left, lets the close callbacks run, and closes the loop.
     private func closeLoop() {
         mailbox.close()
+        timer?.close()  // its descriptor too, which closing the handle alone would leave open
+        timer = nil
         uv_walk(loop, closeEveryHandle, nil)
         uv_run(loop, UV_RUN_DEFAULT)
         let result = uv_loop_close(loop)
@@ -873,9 +872,9 @@ final class ServerLoop {
         armedDeadlineMilliseconds = deadline
         if let deadline {
             let loopNow = uv_now(loop)
-            uv_timer_start(timer, onTimer, deadline > loopNow ? deadline - loopNow : 0, 0)
+            timer.start(milliseconds: deadline > loopNow ? deadline - loopNow : 0)
         } else {
-            uv_timer_stop(timer)
+            timer.stop()
         }
     }
 
@@ -934,7 +933,7 @@ final class ServerLoop {
         check = nil
         if let idle { LibUV.close(idle) }
         idle = nil
-        if let timer { LibUV.close(timer) }
+        timer?.close()
         timer = nil
         // Peers that do not read get a grace period; the timer does not keep the loop alive by itself.
         let grace = LibUV.allocate(uv_timer_t.self)
@@ -988,10 +987,6 @@ private func onCheck(_ handle: UnsafeMutablePointer<uv_check_t>?) {
 
 /// Does nothing: while it is active the poll does not sleep, so the check phase comes at once.
 private func onIdle(_ handle: UnsafeMutablePointer<uv_idle_t>?) {}
-
-private func onTimer(_ handle: UnsafeMutablePointer<uv_timer_t>?) {
-    ServerLoop.of(handle)?.timerFired()
-}
 
 private func onAsync(_ handle: UnsafeMutablePointer<uv_async_t>?) {
     ServerLoop.of(handle)?.messagesArrived()

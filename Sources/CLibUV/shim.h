@@ -32,4 +32,27 @@ static inline int baton_peer_credentials(int fd, int *pid, unsigned *uid) {
 #else
 static inline int baton_peer_credentials(int fd, int *pid, unsigned *uid) { (void)fd; (void)pid; (void)uid; return -1; }
 #endif
+
+// The loop's deadline timer as a timerfd (Linux; DeadlineTimer.swift says why). Relative to now, as
+// uv_timer_start is; 0 ms fires at once (a zero it_value would disarm instead). -1 on error.
+#if defined(__linux__)
+#include <sys/timerfd.h>
+#include <unistd.h>
+#include <stdint.h>
+static inline int baton_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
+static inline int baton_timerfd_arm(int fd, uint64_t milliseconds) {
+    struct itimerspec spec = {{0, 0}, {(time_t)(milliseconds / 1000), (long)(milliseconds % 1000) * 1000000L}};
+    if (milliseconds == 0) spec.it_value.tv_nsec = 1;
+    return timerfd_settime(fd, 0, &spec, NULL);
+}
+static inline int baton_timerfd_disarm(int fd) {
+    struct itimerspec spec = {{0, 0}, {0, 0}};
+    return timerfd_settime(fd, 0, &spec, NULL);
+}
+// Consumes the expiry count so the descriptor stops being readable.
+static inline void baton_timerfd_drain(int fd) {
+    uint64_t expirations;
+    (void)!read(fd, &expirations, sizeof expirations);
+}
+#endif
 #endif

@@ -60,4 +60,21 @@ final class ChildNamesTests: XCTestCase {
         for index in 1_000..<2_000 { direct.insert("n\(index)") }
         XCTAssertEqual(grown, direct)
     }
+
+    /// Names arriving in order (a snapshot read back, a lock's waiters) take the append path; it must
+    /// keep order, counts and duplicates right across chunk splits, and later out-of-order inserts too.
+    func testInOrderAppendsAcrossChunksThenOutOfOrderInserts() {
+        var names = ChildNames()
+        let ordered = (0..<(3 * ChildNames.chunkMax + 7)).map { "w" + NamespacePath.sequenceSuffix(UInt64($0)) }
+        for name in ordered { XCTAssertTrue(names.insert(name)) }
+        XCTAssertFalse(names.insert(ordered.last!), "the last name again")
+        XCTAssertFalse(names.insert(ordered[ChildNames.chunkMax]), "a name inside an earlier chunk")
+        XCTAssertEqual(names.count, ordered.count)
+        XCTAssertEqual(Array(names), ordered)
+        XCTAssertTrue(names.insert("a"))
+        XCTAssertTrue(names.insert("w0000000000x"))
+        XCTAssertTrue(names.insert("z"))
+        XCTAssertEqual(Array(names), byteSorted(Set(ordered + ["a", "w0000000000x", "z"])))
+        XCTAssertEqual(names.names(after: ordered.last, limit: 10).names, ["z"])
+    }
 }
