@@ -2,17 +2,22 @@
 # Starts (up) or stops (down) the peers baton-bench compares against, each on loopback only, each
 # with a temporary data directory and its default durability settings:
 #   Redis 7      port 16379  RDB snapshots on the default schedule (save 3600 1 300 100 60 10000), no AOF
+#                port 16380  appendonly yes, appendfsync always (every write fsynced before its reply)
+#                port 16381  appendonly yes, appendfsync everysec (fsync once a second)
+#                            (the AOF instances keep the default RDB schedule too; each its own directory)
 #   ZooKeeper    port 12181  transaction log fsynced before every reply (forceSync=yes), tickTime=2000
 #                            (sessions 4-40 s), admin server off, maxClientCnxns=0 (no per-IP cap: herd)
 #   etcd 3.4     port 12379  WAL fsynced before every commit, snapshot every 100000 entries,
 #                            peer port 12380, one-member cluster
 # `down` stops exactly the processes `up` started (their pids are kept in the state directory).
 # Environment: BATON_BENCH_PEERS_DIR (state, default /tmp/baton-bench-peers-$UID),
-#              REDIS_PORT, ZOOKEEPER_PORT, ETCD_PORT, ETCD_PEER_PORT.
+#              REDIS_PORT, REDIS_ALWAYS_PORT, REDIS_EVERYSEC_PORT, ZOOKEEPER_PORT, ETCD_PORT, ETCD_PEER_PORT.
 set -euo pipefail
 
 STATE_DIR=${BATON_BENCH_PEERS_DIR:-/tmp/baton-bench-peers-$(id -u)}
 REDIS_PORT=${REDIS_PORT:-16379}
+REDIS_ALWAYS_PORT=${REDIS_ALWAYS_PORT:-16380}
+REDIS_EVERYSEC_PORT=${REDIS_EVERYSEC_PORT:-16381}
 ZOOKEEPER_PORT=${ZOOKEEPER_PORT:-12181}
 ETCD_PORT=${ETCD_PORT:-12379}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-12380}
@@ -43,12 +48,13 @@ install_missing() {
     fi
 }
 
-start_redis() {
-    mkdir -p "$STATE_DIR/redis"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE_DIR/redis" --daemonize no \
-        --logfile "$STATE_DIR/redis.log" --maxclients 20000 &
-    echo $! > "$STATE_DIR/redis.pid"
-    wait_port "$REDIS_PORT" redis "$!"
+start_redis() {  # name, port, extra settings...
+    local name=$1 port=$2; shift 2
+    mkdir -p "$STATE_DIR/$name"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$STATE_DIR/$name" --daemonize no \
+        --logfile "$STATE_DIR/$name.log" --maxclients 20000 "$@" &
+    echo $! > "$STATE_DIR/$name.pid"
+    wait_port "$port" "$name" "$!"
 }
 
 start_zookeeper() {
@@ -87,17 +93,19 @@ start_etcd() {
 up() {
     install_missing
     mkdir -p "$STATE_DIR"
-    for port in "$REDIS_PORT" "$ZOOKEEPER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"; do
-        port_free "$port" || { log "port $port is taken; set REDIS_PORT/ZOOKEEPER_PORT/ETCD_PORT"; exit 1; }
+    for port in "$REDIS_PORT" "$REDIS_ALWAYS_PORT" "$REDIS_EVERYSEC_PORT" "$ZOOKEEPER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"; do
+        port_free "$port" || { log "port $port is taken; set REDIS_PORT/REDIS_ALWAYS_PORT/REDIS_EVERYSEC_PORT/ZOOKEEPER_PORT/ETCD_PORT"; exit 1; }
     done
-    start_redis
+    start_redis redis "$REDIS_PORT"
+    start_redis redis-always "$REDIS_ALWAYS_PORT" --appendonly yes --appendfsync always
+    start_redis redis-everysec "$REDIS_EVERYSEC_PORT" --appendonly yes --appendfsync everysec
     start_zookeeper
     start_etcd
-    log "up: redis 127.0.0.1:$REDIS_PORT (pid $(cat "$STATE_DIR/redis.pid")), zookeeper 127.0.0.1:$ZOOKEEPER_PORT (pid $(cat "$STATE_DIR/zookeeper.pid")), etcd 127.0.0.1:$ETCD_PORT (pid $(cat "$STATE_DIR/etcd.pid"))"
+    log "up: redis 127.0.0.1:$REDIS_PORT (pid $(cat "$STATE_DIR/redis.pid")), AOF always :$REDIS_ALWAYS_PORT, AOF everysec :$REDIS_EVERYSEC_PORT, zookeeper 127.0.0.1:$ZOOKEEPER_PORT (pid $(cat "$STATE_DIR/zookeeper.pid")), etcd 127.0.0.1:$ETCD_PORT (pid $(cat "$STATE_DIR/etcd.pid"))"
 }
 
 down() {
-    for name in etcd zookeeper redis; do
+    for name in etcd zookeeper redis redis-always redis-everysec; do
         local file="$STATE_DIR/$name.pid"
         [ -f "$file" ] || continue
         local pid; pid=$(cat "$file")

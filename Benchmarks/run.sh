@@ -15,9 +15,10 @@ WORK=$(mktemp -d /tmp/baton-bench-run.XXXXXX)
 export BATON_BENCH_PEERS_DIR=${BATON_BENCH_PEERS_DIR:-$WORK/peers}
 BATOND_PID=""
 FOOTPRINT_PID=""
+MEMORY_PID=""
 
 cleanup() {
-    for pid in $BATOND_PID $FOOTPRINT_PID; do
+    for pid in $BATOND_PID $FOOTPRINT_PID $MEMORY_PID; do
         if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; fi
     done
     "$ROOT/Benchmarks/peers.sh" down || true
@@ -29,6 +30,7 @@ cd "$ROOT"
 echo "run.sh: building (release)" >&2
 swift build -c release --product batond 2>&1 | tail -3 >&2
 swift build -c release --product baton-bench 2>&1 | tail -3 >&2
+swift build -c release --product baton-echo 2>&1 | tail -3 >&2
 BIN=$(swift build -c release --show-bin-path)
 
 # 10,000 waiters are 10,000 sockets on each side.
@@ -56,9 +58,17 @@ mkdir -p "$WORK/footprint"
 FOOTPRINT_PID=$!
 for _ in $(seq 1 100); do [ -S "$FOOTPRINT_SOCKET" ] && break; sleep 0.1; done
 
+# A third, --in-memory batond for the write table (no log, no fsync: Redis's default promise).
+MEMORY_SOCKET="$WORK/memory.sock"
+"$BIN/batond" --socket "$MEMORY_SOCKET" --in-memory --log-level warning > "$WORK/memory.log" 2>&1 &
+MEMORY_PID=$!
+for _ in $(seq 1 100); do [ -S "$MEMORY_SOCKET" ] && break; sleep 0.1; done
+
 echo "run.sh: machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname -sr)" >&2
 "$ROOT/Benchmarks/peers.sh" versions >&2
 "$BIN/baton-bench" compare "${MODE[@]}" \
     --baton-unix "$SOCKET" --baton-tcp "127.0.0.1:$BATON_TCP_PORT" \
-    --redis 127.0.0.1:${REDIS_PORT:-16379} --zookeeper 127.0.0.1:${ZOOKEEPER_PORT:-12181} --etcd 127.0.0.1:${ETCD_PORT:-12379} \
+    --baton-in-memory-unix "$MEMORY_SOCKET" \
+    --redis 127.0.0.1:${REDIS_PORT:-16379} --redis-aof-always 127.0.0.1:${REDIS_ALWAYS_PORT:-16380} \
+    --redis-aof-everysec 127.0.0.1:${REDIS_EVERYSEC_PORT:-16381} --zookeeper 127.0.0.1:${ZOOKEEPER_PORT:-12181} --etcd 127.0.0.1:${ETCD_PORT:-12379} \
     --peers-dir "$BATON_BENCH_PEERS_DIR" --footprint-unix "$FOOTPRINT_SOCKET" "$@"

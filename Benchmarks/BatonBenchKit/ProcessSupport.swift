@@ -52,6 +52,32 @@ public func processCPUNanoseconds(_ processID: Int32) -> UInt64? {
     return total
 }
 
+/// CPU time of several server processes together (an ensemble, sidecars); nil if any is unknown.
+public func processCPUNanoseconds(_ processIDs: [Int32]) -> UInt64? {
+    guard !processIDs.isEmpty else { return nil }
+    var total: UInt64 = 0
+    for processID in processIDs {
+        guard let value = processCPUNanoseconds(processID) else { return nil }
+        total += value
+    }
+    return total
+}
+
+/// Server CPU spent over a measured interval: sample before, sample after, divide by operations.
+public struct CPUMeter: Sendable {
+    public let processIDs: [Int32]
+    let before: UInt64?
+    public init(_ processIDs: [Int32]) {
+        self.processIDs = processIDs
+        before = processCPUNanoseconds(processIDs)
+    }
+    /// Nanoseconds of server CPU since `init`; nil when no server process is known.
+    public func elapsed() -> UInt64? {
+        guard let before, let after = processCPUNanoseconds(processIDs), after >= before else { return nil }
+        return after - before
+    }
+}
+
 /// Resident memory of a process in bytes (VmRSS).
 public func residentBytes(_ processID: Int32) -> UInt64? {
     guard let text = try? String(contentsOfFile: "/proc/\(processID)/status", encoding: .utf8) else { return nil }
