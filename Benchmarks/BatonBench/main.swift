@@ -165,6 +165,11 @@ struct Compare: ParsableCommand {
                                (.zookeeper, "zookeeper"), (.etcd, "etcd")] {
             if let found = peerProcessIDs(peersDirectory, [name]) { settings.processIDs[column] = found }
         }
+        // run.sh serves Unix and TCP from one batond: its CPU is the Unix socket's peer's.
+        if let batonUnix, batonTCP != nil, let processID = try? BlockingSocket.connect(.unix(path: batonUnix)).peerProcessID {
+            settings.processIDs[.batonUnix] = [processID]
+            settings.processIDs[.batonTCP] = [processID]
+        }
         settings.clients = clients
         settings.rounds = max(1, rounds ?? (quick ? 1 : 3))
         if let footprintUnix { settings.footprintEndpoint = .unix(path: footprintUnix) }
@@ -181,6 +186,61 @@ struct Compare: ParsableCommand {
         if case .libuv(let path) = echo, FileManager.default.isExecutableFile(atPath: path) { settings.libuvEcho = echo }
         let report = runComparison(settings)
         printReport(report)
+    }
+}
+
+struct CompareMultiHost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare-multi-host",
+        abstract: "Issue 9's rows: Baton's sidecars over a ZooKeeper ensemble, the direct recipe on it, an etcd cluster.")
+    @Option(name: .customLong("sidecar-unix"), help: "A sidecar's Unix socket (repeat for each).") var sidecars: [String] = []
+    @Option(name: .customLong("zookeeper-member"), help: "An ensemble member's HOST:PORT (repeat for each).") var members: [String] = []
+    @Option(name: .customLong("etcd-member"), help: "An etcd member's client HOST:PORT (repeat for each).") var etcdMembers: [String] = []
+    @Option(name: .customLong("peers-dir"), help: "The state directory with zookeeper-N.pid and etcd-N.pid.") var peersDirectory: String?
+    @Option(help: "batond, to start (and kill) a sidecar for the sidecar-death row.") var batond: String?
+    @Option(help: "The sidecars' --store URL.") var store: String?
+    @Option(name: .customLong("sidecar-session-ms"), help: "The killed sidecar's --zookeeper-session-timeout-ms.")
+    var sidecarSessionMilliseconds: Int32 = 4_000
+    @Flag(help: "Short runs.") var quick = false
+    @Option(help: "Seconds per measurement (default 1 quick, 6 full).") var seconds: Double?
+    @Option(help: "Interleaved rounds (default 1 quick, 3 full).") var rounds: Int?
+    @Option(help: "Clients in the contended and spread scenarios.") var clients = 16
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        var settings = MultiHostSettings()
+        settings.comparison.options = recipe.clientOptions
+        if !sidecars.isEmpty { settings.comparison.targets[.batonSidecars] = sidecars.map { .baton(.unix(path: $0)) } }
+        if !members.isEmpty {
+            settings.comparison.targets[.zookeeperEnsemble] = try members.map { try parseTarget("zookeeper:" + $0) }
+            settings.zookeeperMembers = members
+        }
+        if !etcdMembers.isEmpty { settings.comparison.targets[.etcdCluster] = try etcdMembers.map { try parseTarget("etcd:" + $0) } }
+        let ensemble = peerProcessIDs(peersDirectory, members.indices.map { "zookeeper-\($0 + 1)" })
+        if let ensemble { settings.comparison.processIDs[.zookeeperEnsemble] = ensemble }
+        if let cluster = peerProcessIDs(peersDirectory, etcdMembers.indices.map { "etcd-\($0 + 1)" }) {
+            settings.comparison.processIDs[.etcdCluster] = cluster
+        }
+        // Baton's server CPU is its sidecars' and the ensemble's together: the whole service.
+        let sidecarIDs = sidecars.compactMap { try? BlockingSocket.connect(.unix(path: $0)).peerProcessID }
+        if sidecarIDs.count == sidecars.count, !sidecars.isEmpty {
+            settings.comparison.processIDs[.batonSidecars] = sidecarIDs + (ensemble ?? [])
+        }
+        settings.comparison.clients = clients
+        settings.comparison.rounds = max(1, rounds ?? (quick ? 1 : 3))
+        settings.comparison.seconds = seconds ?? (quick ? 1 : 6)
+        settings.comparison.takeoverSamples = quick ? 1 : 5
+        settings.comparison.libraryClients = false
+        settings.batondPath = batond
+        settings.store = store
+        settings.sidecarSessionTimeoutMilliseconds = sidecarSessionMilliseconds
+        settings.sidecarDeathSamples = quick ? 1 : 3
+        let report = runMultiHostComparison(settings)
+        print(report.table)
+        if !report.notes.isEmpty {
+            print("")
+            for note in report.notes { print("- \(note)") }
+        }
     }
 }
 
@@ -251,7 +311,7 @@ struct BatonBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
-        subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self, Gets.self,
+        subcommands: [Compare.self, CompareMultiHost.self, Loop.self, Takeover.self, Herd.self, Floor.self, Gets.self,
                       Holder.self, EchoServer.self, Durability.self])
 }
 

@@ -174,16 +174,22 @@ public struct FootprintResult: Sendable {
 public func runBatonFootprint(endpoint: Endpoint, serverProcessID: Int32, nodes: Int, sessions: Int,
                               options: ClientOptions, directory: String) throws(BenchError) -> FootprintResult {
     guard let baseline = residentBytes(serverProcessID) else { throw BenchError("footprint: no /proc/\(serverProcessID)/status") }
-    let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
+    var client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
                                      clientName: "footprint")
     _ = try? client.call(.create(path: "/bench", data: [], mode: .persistent))
     _ = try client.call(.create(path: directory, data: [], mode: .persistent))
-    // 1,000 directories of up to 1,000 nodes each, 16 bytes of data per node, created 256 at a time.
+    // 1,000 directories of up to 1,000 nodes each, 16 bytes of data per node, created 256 at a time,
+    // by a new session every `perSession` nodes (batond's default quota: 100,000 nodes per session).
     let data = [UInt8](repeating: 0x62, count: 16)
     let perDirectory = 1_000
+    let perSession = 50_000
     var created = 0
     var batch: [Request] = []
     while created < nodes {
+        if created > 0 && created % perSession == 0 {
+            client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
+                                         clientName: "footprint-\(created / perSession)")
+        }
         batch.removeAll(keepingCapacity: true)
         while batch.count < 256 && created < nodes {
             let parent = "\(directory)/d\(created / perDirectory)"
