@@ -43,9 +43,12 @@ public func runRequests(_ kind: RequestKind, target: Target, seconds: Double, op
         let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
                                          clientName: "requests")
         if kind == .get {
-            let parent = String(key[..<key.lastIndex(of: "/")!])
-            if !parent.isEmpty { _ = try? client.call(.create(path: parent, data: [], mode: .persistent)) }
-            _ = try client.call(.create(path: key, data: value, mode: .persistent))
+            // The key and any missing ancestor; one left from an earlier run is kept (the warm-up reads it).
+            var path = ""
+            for component in key.split(separator: "/") {
+                path += "/" + component
+                _ = try? client.call(.create(path: path, data: path == key ? value : [], mode: .persistent))
+            }
         }
         let message: Request = kind == .ping ? .ping : .get(path: key, watch: false)
         request = { () throws(BenchError) in _ = try client.call(message) }
