@@ -172,23 +172,25 @@ public struct FootprintResult: Sendable {
 }
 
 public func runBatonFootprint(endpoint: Endpoint, serverProcessID: Int32, nodes: Int, sessions: Int,
-                              options: ClientOptions, directory: String) throws(BenchError) -> FootprintResult {
+                              options: ClientOptions, directory: String, nodesPerSession: Int = 50_000) throws(BenchError) -> FootprintResult {
+    precondition(nodesPerSession > 512, "a session creates nodes 257 at a time")
     guard let baseline = residentBytes(serverProcessID) else { throw BenchError("footprint: no /proc/\(serverProcessID)/status") }
     var client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
                                      clientName: "footprint")
     _ = try? client.call(.create(path: "/bench", data: [], mode: .persistent))
     _ = try client.call(.create(path: directory, data: [], mode: .persistent))
     // 1,000 directories of up to 1,000 nodes each, 16 bytes of data per node, created 256 at a time,
-    // by a new session every `perSession` nodes (batond's default quota: 100,000 nodes per session).
+    // each session creating at most `nodesPerSession` (batond's quota, --nodes-per-session-max: 100,000 by default).
     let data = [UInt8](repeating: 0x62, count: 16)
     let perDirectory = 1_000
-    let perSession = 50_000
     var created = 0
+    var createdBySession = 0
     var batch: [Request] = []
     while created < nodes {
-        if created > 0 && created % perSession == 0 {
+        if createdBySession + 512 > nodesPerSession {
             client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
-                                         clientName: "footprint-\(created / perSession)")
+                                         clientName: "footprint-\(created)")
+            createdBySession = 0
         }
         batch.removeAll(keepingCapacity: true)
         while batch.count < 256 && created < nodes {
@@ -202,6 +204,7 @@ public func runBatonFootprint(endpoint: Endpoint, serverProcessID: Int32, nodes:
             let reply = try client.receiveReply()
             if case .failure(let error) = reply.result { throw BenchError("footprint create: \(error)") }
         }
+        createdBySession += batch.count
     }
     MonotonicClock.sleep(microseconds: 200_000)
     let withNodes = residentBytes(serverProcessID) ?? 0

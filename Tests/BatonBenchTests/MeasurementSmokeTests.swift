@@ -120,6 +120,22 @@ final class MeasurementSmokeTests: XCTestCase {
         }
     }
 
+    func testFootprintStaysWithinTheNodesPerSessionQuota() throws {
+        var options = TestDaemon.Options(arguments: ["--nodes-per-session-max", "1000"])
+        options.logLevel = "warning"
+        let small = try TestDaemon(options)
+        defer { _ = small.stop() }
+        let result = try runBatonFootprint(endpoint: .unix(path: small.socketPath), serverProcessID: small.pid, nodes: 2_500, sessions: 3,
+                                           options: ClientOptions(), directory: "/bench/smoke-footprint", nodesPerSession: 900)
+        XCTAssertEqual(result.nodes, 2_500)
+        XCTAssertGreaterThan(result.withNodesBytes, 0)
+        let client = try BatonLockClient(endpoint: .unix(path: small.socketPath), sessionTimeoutMilliseconds: 5_000, clientName: "smoke-check")
+        guard case .children(_, let names, _) = try client.call(.children(path: "/bench/smoke-footprint/d2", watch: false)) else {
+            return XCTFail("no third directory")
+        }
+        XCTAssertEqual(names.count, 500, "the last directory holds the last 500 nodes")
+    }
+
     func testTargetsParseEnsembles() {
         XCTAssertEqual(Target.parse("zookeeper:127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"), .zookeeper(connect: "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"))
         XCTAssertEqual(Target.parse("zookeeper:127.0.0.1:1")?.argument, "zookeeper:127.0.0.1:1")
