@@ -82,8 +82,9 @@ mkdir -p "$WORK/batond"
 export BATON_TCP_TOKEN_FILE="$WORK/tcp.token"
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$BATON_TCP_TOKEN_FILE")
 # Every simulated client is this one uid: the per-uid session quota (default 10,000) is raised so that
-# 10,000 herd waiters (and 10,000 footprint sessions) plus their releaser fit.
-QUOTA=(--sessions-per-peer-max 30000)
+# 10,000 herd waiters (and 10,000 footprint sessions) plus their releaser fit; and one write client
+# creates more than the default 100,000 nodes per session when creates run at 100k/s for 3 s.
+QUOTA=(--sessions-per-peer-max 30000 --nodes-per-session-max 10000000)
 "$BIN/batond" --socket "$SOCKET" --listen "127.0.0.1:$BATON_TCP_PORT" --tcp-token-file "$BATON_TCP_TOKEN_FILE" \
     --data-dir "$WORK/batond" --log-level warning "${QUOTA[@]}" > "$WORK/batond.log" 2>&1 &
 BATOND_PID=$!
@@ -99,7 +100,7 @@ for _ in $(seq 1 100); do [ -S "$FOOTPRINT_SOCKET" ] && break; sleep 0.1; done
 
 # A third, --in-memory batond for the write table (no log, no fsync: Redis's default promise).
 MEMORY_SOCKET="$WORK/memory.sock"
-"$BIN/batond" --socket "$MEMORY_SOCKET" --in-memory --log-level warning > "$WORK/memory.log" 2>&1 &
+"$BIN/batond" --socket "$MEMORY_SOCKET" --in-memory --log-level warning "${QUOTA[@]}" > "$WORK/memory.log" 2>&1 &
 MEMORY_PID=$!
 for _ in $(seq 1 100); do [ -S "$MEMORY_SOCKET" ] && break; sleep 0.1; done
 
