@@ -42,6 +42,12 @@ final class MeasurementSmokeTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(both, mine)
         XCTAssertNil(processCPUNanoseconds([own, Int32.max]), "an unknown process makes the sum unknown")
         XCTAssertNil(CPUMeter([]).elapsed())
+        // utime+stime from /proc/PID/stat, in ticks: this process has spun for 30 ms at least.
+        var spin: UInt64 = 0
+        let until = MonotonicClock.nanoseconds() + 30_000_000
+        while MonotonicClock.nanoseconds() < until { spin &+= 1 }
+        let ticks = try XCTUnwrap(processStatCPUNanoseconds(own))
+        XCTAssertGreaterThan(ticks, 0, "spun \(spin) times without a tick")
     }
 
     func testLibuvEchoBouncesFramesAndReportsItsCPU() throws {
