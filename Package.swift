@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "batond", targets: ["batond"]),
         .executable(name: "baton", targets: ["baton"]),
         .executable(name: "baton-bench", targets: ["BatonBench"]),
+        .executable(name: "baton-echo", targets: ["BatonEcho"]),
         .library(name: "BatonClient", targets: ["BatonClient"]),
         // What the libFuzzer targets in Fuzz/ run; the test suite replays its corpus too.
         .library(name: "BatonFuzzSupport", targets: ["BatonFuzzSupport"]),
@@ -95,6 +96,8 @@ let package = Package(
             "BatonBenchKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/BatonBench"),
+        // The bare libuv echo server (C): the CPU a message costs on the loop alone, beside batond's.
+        .executableTarget(name: "BatonEcho", path: "Benchmarks/Echo", linkerSettings: [.linkedLibrary("uv")]),
 
         // Starts a real batond on a temporary socket and talks to it: shared by the integration tests.
         .target(name: "BatonTestSupport", dependencies: ["BatonProtocol"], path: "Tests/BatonTestSupport"),

@@ -48,7 +48,8 @@ func microseconds(_ nanoseconds: UInt64) -> String { formatMicroseconds(nanoseco
 struct Loop: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Scenarios 1-3: acquire+release in a loop (uncontended, contended, spread).")
     @Argument(help: "uncontended, contended or spread") var scenario: String
-    @Option(help: "Target system.") var target: String
+    @Option(help: "Target system; repeat it to spread the clients over several (sidecars, members).") var target: [String]
+    @Option(help: "Server process ids whose CPU to count (repeatable).") var pid: [Int32] = []
     @Option(help: "Clients (contended, spread).") var clients = 16
     @Option(help: "Seconds to run.") var seconds = 2.0
     @OptionGroup var recipe: RecipeOptions
@@ -56,12 +57,14 @@ struct Loop: ParsableCommand {
     func run() throws {
         guard let kind = LoopScenario(rawValue: scenario) else { throw ValidationError("unknown scenario \(scenario)") }
         raiseDescriptorLimit()
-        let result = try runLoop(kind, target: try parseTarget(target), clients: clients, seconds: seconds,
-                                 options: recipe.clientOptions, lockPrefix: "/bench/\(scenario)-\(uniqueSuffix())")
+        let result = try runLoop(kind, targets: try target.map(parseTarget), clients: clients, seconds: seconds,
+                                 options: recipe.clientOptions, lockPrefix: "/bench/\(scenario)-\(uniqueSuffix())",
+                                 serverProcessIDs: pid)
         print("\(scenario) \(target): \(result.pairs) grants in \(String(format: "%.2f", result.elapsedSeconds)) s = "
               + "\(String(format: "%.0f", result.pairsPerSecond))/s; p50 \(microseconds(result.latency.p50)) p99 \(microseconds(result.latency.p99)) "
               + "p999 \(microseconds(result.latency.p999)) us; grants per client \(result.fewestGrants)..\(result.mostGrants); "
-              + "overlaps \(result.overlaps); wakeups \(result.wakeups)")
+              + "overlaps \(result.overlaps); wakeups \(result.wakeups)"
+              + (result.serverCPUNanosecondsPerPair.map { "; server CPU \(formatMicroseconds(UInt64($0))) us per pair" } ?? ""))
     }
 }
 
@@ -100,48 +103,72 @@ struct Floor: ParsableCommand {
     @Option(help: "Unix socket path.") var unix: String?
     @Option(help: "HOST:PORT on loopback.") var tcp: String?
     @Option(help: "Seconds to run.") var seconds = 2.0
+    @Flag(help: "Echo with the bare libuv server (baton-echo) instead of the blocking one.") var libuv = false
 
     func run() throws {
-        let result = try runFloor(try parseEndpoint(unix: unix, tcp: tcp), seconds: seconds, executable: selfExecutable())
+        let server: EchoProcess = libuv ? .libuvNextTo(selfExecutable()) : .blocking(executable: selfExecutable())
+        let result = try runFloor(try parseEndpoint(unix: unix, tcp: tcp), seconds: seconds, server: server)
         print("floor: \(String(format: "%.0f", result.roundTripsPerSecond)) round trips/s, p50 \(microseconds(result.latency.p50)) us, "
-              + "p99 \(microseconds(result.latency.p99)) us")
+              + "p99 \(microseconds(result.latency.p99)) us; echo CPU "
+              + (result.serverCPUNanosecondsPerMessage.map { formatMicroseconds(UInt64($0)) } ?? "?") + " us per message")
     }
 }
 
+/// Reads "<peers-dir>/<name>.pid" (peers.sh writes one per process it starts).
+func peerProcessIDs(_ directory: String?, _ names: [String]) -> [Int32]? {
+    guard let directory else { return nil }
+    let found = names.compactMap { name -> Int32? in
+        guard let text = try? String(contentsOfFile: "\(directory)/\(name).pid", encoding: .utf8) else { return nil }
+        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    return found.count == names.count ? found : nil
+}
+
 struct Compare: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Runs every scenario against every target given and prints one markdown table.")
+    static let configuration = CommandConfiguration(abstract: "Runs every scenario against every target given and prints the markdown tables.")
     @Option(name: .customLong("baton-unix"), help: "batond's Unix socket.") var batonUnix: String?
     @Option(name: .customLong("baton-tcp"), help: "batond's TCP HOST:PORT.") var batonTCP: String?
+    @Option(name: .customLong("baton-in-memory-unix"), help: "An --in-memory batond's Unix socket (write table).")
+    var batonInMemoryUnix: String?
     @Option(name: .customLong("footprint-unix"), help: "A fresh batond's Unix socket for the footprint scenario.")
     var footprintUnix: String?
     @Option(help: "Interleaved rounds of the floor and loop scenarios; each target keeps its best (default 1 quick, 3 full).")
     var rounds: Int?
-    @Option(help: "Redis HOST:PORT.") var redis: String?
+    @Option(help: "Redis HOST:PORT (default settings: no AOF).") var redis: String?
+    @Option(name: .customLong("redis-aof-always"), help: "Redis HOST:PORT with appendonly yes, appendfsync always.")
+    var redisAlways: String?
+    @Option(name: .customLong("redis-aof-everysec"), help: "Redis HOST:PORT with appendonly yes, appendfsync everysec.")
+    var redisEverysec: String?
     @Option(help: "ZooKeeper HOST:PORT.") var zookeeper: String?
     @Option(help: "etcd HOST:PORT (its JSON gateway).") var etcd: String?
     @Option(name: .customLong("peers-dir"), help: "peers.sh's state directory (its *.pid files give the peers' processes).")
     var peersDirectory: String?
     @Flag(help: "Short runs (the whole comparison in under two minutes).") var quick = false
-    @Option(help: "Seconds per measurement (default 1 quick, 4 full).") var seconds: Double?
-    @Option(help: "Clients in the contended and spread scenarios.") var clients = 16
+    @Option(help: "Seconds per measurement (default 1 quick, 6 full).") var seconds: Double?
+    @Option(help: "Clients in the contended and spread scenarios (and the concurrent writes).") var clients = 16
     @Option(help: "Waiters in the herd scenario (also run with 10).") var waiters: Int?
+    @Flag(name: .customLong("no-library"), help: "Skip the Swift client library rows.") var noLibrary = false
     @OptionGroup var recipe: RecipeOptions
 
     func run() throws {
         var settings = ComparisonSettings()
         settings.options = recipe.clientOptions
-        if let batonUnix { settings.targets[.batonUnix] = .baton(.unix(path: batonUnix)) }
-        if let batonTCP { settings.targets[.batonTCP] = try parseTarget("baton-tcp:" + batonTCP) }
-        if let redis { settings.targets[.redis] = try parseTarget("redis:" + redis) }
-        if let zookeeper { settings.targets[.zookeeper] = try parseTarget("zookeeper:" + zookeeper) }
-        if let etcd { settings.targets[.etcd] = try parseTarget("etcd:" + etcd) }
-        if let peersDirectory {
-            for (column, name) in [(Column.redis, "redis"), (.zookeeper, "zookeeper"), (.etcd, "etcd")] {
-                if let text = try? String(contentsOfFile: "\(peersDirectory)/\(name).pid", encoding: .utf8),
-                   let processID = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-                    settings.processIDs[column] = processID
-                }
-            }
+        if let batonUnix { settings.targets[.batonUnix] = [.baton(.unix(path: batonUnix))] }
+        if let batonTCP { settings.targets[.batonTCP] = [try parseTarget("baton-tcp:" + batonTCP)] }
+        if let batonInMemoryUnix { settings.targets[.batonInMemory] = [.baton(.unix(path: batonInMemoryUnix))] }
+        if let redis { settings.targets[.redis] = [try parseTarget("redis:" + redis)] }
+        if let redisAlways { settings.targets[.redisAlways] = [try parseTarget("redis:" + redisAlways)] }
+        if let redisEverysec { settings.targets[.redisEverysec] = [try parseTarget("redis:" + redisEverysec)] }
+        if let zookeeper { settings.targets[.zookeeper] = [try parseTarget("zookeeper:" + zookeeper)] }
+        if let etcd { settings.targets[.etcd] = [try parseTarget("etcd:" + etcd)] }
+        for (column, name) in [(Column.redis, "redis"), (.redisAlways, "redis-always"), (.redisEverysec, "redis-everysec"),
+                               (.zookeeper, "zookeeper"), (.etcd, "etcd")] {
+            if let found = peerProcessIDs(peersDirectory, [name]) { settings.processIDs[column] = found }
+        }
+        // run.sh serves Unix and TCP from one batond: its CPU is the Unix socket's peer's.
+        if let batonUnix, batonTCP != nil, let processID = try? BlockingSocket.connect(.unix(path: batonUnix)).peerProcessID {
+            settings.processIDs[.batonUnix] = [processID]
+            settings.processIDs[.batonTCP] = [processID]
         }
         settings.clients = clients
         settings.rounds = max(1, rounds ?? (quick ? 1 : 3))
@@ -153,12 +180,82 @@ struct Compare: ParsableCommand {
         settings.herdReleases = quick ? 200 : 1_000
         settings.footprintNodes = quick ? 100_000 : 1_000_000
         settings.footprintSessions = quick ? 1_000 : 10_000
+        settings.namespaceModes = [.oneAtATime, .pipelined(64), .clients(clients)]
+        settings.libraryClients = !noLibrary
+        let echo = EchoProcess.libuvNextTo(selfExecutable())
+        if case .libuv(let path) = echo, FileManager.default.isExecutableFile(atPath: path) { settings.libuvEcho = echo }
         let report = runComparison(settings)
+        printReport(report)
+    }
+}
+
+struct CompareMultiHost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare-multi-host",
+        abstract: "Issue 9's rows: Baton's sidecars over a ZooKeeper ensemble, the direct recipe on it, an etcd cluster.")
+    @Option(name: .customLong("sidecar-unix"), help: "A sidecar's Unix socket (repeat for each).") var sidecars: [String] = []
+    @Option(name: .customLong("zookeeper-member"), help: "An ensemble member's HOST:PORT (repeat for each).") var members: [String] = []
+    @Option(name: .customLong("etcd-member"), help: "An etcd member's client HOST:PORT (repeat for each).") var etcdMembers: [String] = []
+    @Option(name: .customLong("peers-dir"), help: "The state directory with zookeeper-N.pid and etcd-N.pid.") var peersDirectory: String?
+    @Option(help: "batond, to start (and kill) a sidecar for the sidecar-death row.") var batond: String?
+    @Option(help: "The sidecars' --store URL.") var store: String?
+    @Option(name: .customLong("sidecar-session-ms"), help: "The killed sidecar's --zookeeper-session-timeout-ms.")
+    var sidecarSessionMilliseconds: Int32 = 4_000
+    @Flag(help: "Short runs.") var quick = false
+    @Option(help: "Seconds per measurement (default 1 quick, 6 full).") var seconds: Double?
+    @Option(help: "Interleaved rounds (default 1 quick, 3 full).") var rounds: Int?
+    @Option(help: "Clients in the contended and spread scenarios.") var clients = 16
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        var settings = MultiHostSettings()
+        settings.comparison.options = recipe.clientOptions
+        if !sidecars.isEmpty { settings.comparison.targets[.batonSidecars] = sidecars.map { .baton(.unix(path: $0)) } }
+        if !members.isEmpty {
+            settings.comparison.targets[.zookeeperEnsemble] = try members.map { try parseTarget("zookeeper:" + $0) }
+            settings.zookeeperMembers = members
+        }
+        if !etcdMembers.isEmpty { settings.comparison.targets[.etcdCluster] = try etcdMembers.map { try parseTarget("etcd:" + $0) } }
+        let ensemble = peerProcessIDs(peersDirectory, members.indices.map { "zookeeper-\($0 + 1)" })
+        if let ensemble { settings.comparison.processIDs[.zookeeperEnsemble] = ensemble }
+        if let cluster = peerProcessIDs(peersDirectory, etcdMembers.indices.map { "etcd-\($0 + 1)" }) {
+            settings.comparison.processIDs[.etcdCluster] = cluster
+        }
+        // Baton's server CPU is its sidecars' and the ensemble's together: the whole service.
+        let sidecarIDs = sidecars.compactMap { try? BlockingSocket.connect(.unix(path: $0)).peerProcessID }
+        if sidecarIDs.count == sidecars.count, !sidecars.isEmpty {
+            settings.comparison.processIDs[.batonSidecars] = sidecarIDs + (ensemble ?? [])
+        }
+        settings.comparison.clients = clients
+        settings.comparison.rounds = max(1, rounds ?? (quick ? 1 : 3))
+        settings.comparison.seconds = seconds ?? (quick ? 1 : 6)
+        settings.comparison.takeoverSamples = quick ? 1 : 5
+        settings.comparison.libraryClients = false
+        settings.batondPath = batond
+        settings.store = store
+        settings.sidecarSessionTimeoutMilliseconds = sidecarSessionMilliseconds
+        settings.sidecarDeathSamples = quick ? 1 : 3
+        let report = runMultiHostComparison(settings)
         print(report.table)
         if !report.notes.isEmpty {
             print("")
             for note in report.notes { print("- \(note)") }
         }
+    }
+}
+
+func printReport(_ report: ComparisonReport) {
+    print(report.table)
+    if !report.writeTable.isEmpty {
+        print("")
+        print(report.writeTable)
+    }
+    print("")
+    print("Targets (issue 11), this run:")
+    for target in report.targets { print("- \(target)") }
+    if !report.notes.isEmpty {
+        print("")
+        for note in report.notes { print("- \(note)") }
     }
 }
 
@@ -178,10 +275,11 @@ struct Herd: ParsableCommand {
         if case .baton(let endpoint) = parsed {
             var processID = pid
             if processID == nil, case .unix = endpoint { processID = try BlockingSocket.connect(endpoint).peerProcessID }
-            result = try runBatonHerd(endpoint: endpoint, waiters: waiters, releases: releases, serverProcessID: processID,
+            result = try runBatonHerd(endpoint: endpoint, waiters: waiters, releases: releases, serverProcessIDs: processID.map { [$0] } ?? [],
                                       options: recipe.clientOptions, lock: lock)
         } else {
-            result = try runThreadedHerd(target: parsed, waiters: waiters, serverProcessID: pid, options: recipe.clientOptions, lock: lock)
+            result = try runThreadedHerd(target: parsed, waiters: waiters, serverProcessIDs: pid.map { [$0] } ?? [],
+                                         options: recipe.clientOptions, lock: lock)
         }
         print("herd \(target) \(waiters) waiters, \(result.releases) releases: handoff p50 \(microseconds(result.handoff.p50)) "
               + "p99 \(microseconds(result.handoff.p99)) us; server CPU/release "
@@ -213,7 +311,7 @@ struct BatonBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
-        subcommands: [Compare.self, Loop.self, Takeover.self, Herd.self, Floor.self, Gets.self,
+        subcommands: [Compare.self, CompareMultiHost.self, Loop.self, Takeover.self, Herd.self, Floor.self, Gets.self,
                       Holder.self, EchoServer.self, Durability.self])
 }
 

@@ -65,7 +65,7 @@ public func runDurability(_ settings: DurabilitySettings,
             progress("locks \(storage), round \(round)")
             let daemon = try DurabilityDaemon(executable: settings.executable, storage: storage)
             try daemon.start()
-            let result = try runLoop(.uncontended, target: .baton(daemon.endpoint), clients: 1, seconds: settings.seconds,
+            let result = try runLoop(.uncontended, targets: [.baton(daemon.endpoint)], clients: 1, seconds: settings.seconds,
                                      options: ClientOptions(), lockPrefix: "/durability/lock")
             guard result.overlaps == 0 else { throw BenchError("locks \(storage): two holders at once") }
             try daemon.stop()

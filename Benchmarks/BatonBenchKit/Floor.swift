@@ -6,7 +6,38 @@ public struct FloorResult: Sendable {
     public var roundTrips: Int
     public var elapsedSeconds: Double
     public var latency: LatencySummary
+    /// The echo process's CPU over the measured interval (from /proc).
+    public var serverCPUNanoseconds: UInt64?
     public var roundTripsPerSecond: Double { Double(roundTrips) / elapsedSeconds }
+    /// Echo server CPU per message (one frame in, the same frame out).
+    public var serverCPUNanosecondsPerMessage: Double? {
+        guard let serverCPUNanoseconds, roundTrips > 0 else { return nil }
+        return Double(serverCPUNanoseconds) / Double(roundTrips)
+    }
+}
+
+/// Which echo process answers: this executable's blocking one (the physical floor) or the bare
+/// libuv one (`baton-echo`, Benchmarks/Echo: what a message costs a server on the event loop).
+public enum EchoProcess: Sendable, Equatable {
+    case blocking(executable: String)
+    case libuv(executable: String)
+
+    /// `baton-echo` built next to `baton-bench` (the same products directory).
+    public static func libuvNextTo(_ executable: String) -> EchoProcess {
+        .libuv(executable: URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("baton-echo").path)
+    }
+
+    func command(_ endpoint: Endpoint) -> (String, [String]) {
+        let argument: [String]
+        switch endpoint {
+        case .unix(let path): argument = ["--unix", path]
+        case .tcp(let host, let port): argument = ["--tcp", "\(host):\(port)"]
+        }
+        switch self {
+        case .blocking(let executable): return (executable, ["echo-server"] + argument)
+        case .libuv(let executable): return (executable, argument)
+        }
+    }
 }
 
 /// Bytes in one ping: about the size of an acquire request.
@@ -59,19 +90,16 @@ func listen(_ endpoint: Endpoint) throws(BenchError) -> Int32 {
     }
 }
 
-/// Starts an echo server process on `endpoint` and bounces `floorFrameBytes` off it for `seconds`.
-public func runFloor(_ endpoint: Endpoint, seconds: Double, executable: String) throws(BenchError) -> FloorResult {
+/// Starts an echo server process on `endpoint` and bounces `floorFrameBytes` off it for `seconds`,
+/// one frame at a time; the echo process's CPU is read from /proc before and after.
+public func runFloor(_ endpoint: Endpoint, seconds: Double, server: EchoProcess) throws(BenchError) -> FloorResult {
     let process = Process()
+    let (executable, arguments) = server.command(endpoint)
     process.executableURL = URL(fileURLWithPath: executable)
-    let argument: [String]
-    switch endpoint {
-    case .unix(let path): argument = ["--unix", path]
-    case .tcp(let host, let port): argument = ["--tcp", "\(host):\(port)"]
-    }
-    process.arguments = ["echo-server"] + argument
+    process.arguments = arguments
     let output = Pipe()
     process.standardOutput = output
-    do { try process.run() } catch { throw BenchError("cannot start echo server: \(error)") }
+    do { try process.run() } catch { throw BenchError("cannot start echo server \(executable): \(error)") }
     defer {
         process.terminate()
         process.waitUntilExit()
@@ -84,6 +112,7 @@ public func runFloor(_ endpoint: Endpoint, seconds: Double, executable: String) 
         try socket.send(ping)
         try socket.readExactly(floorFrameBytes)
     }
+    let meter = CPUMeter([process.processIdentifier])
     let start = MonotonicClock.nanoseconds()
     let deadline = start + UInt64(seconds * 1e9)
     var count = 0
@@ -96,5 +125,6 @@ public func runFloor(_ endpoint: Endpoint, seconds: Double, executable: String) 
         now = after
         count += 1
     }
-    return FloorResult(roundTrips: count, elapsedSeconds: Double(now - start) / 1e9, latency: LatencySummary(histogram))
+    return FloorResult(roundTrips: count, elapsedSeconds: Double(now - start) / 1e9, latency: LatencySummary(histogram),
+                       serverCPUNanoseconds: meter.elapsed())
 }

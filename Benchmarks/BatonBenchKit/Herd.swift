@@ -17,7 +17,7 @@ public struct HerdResult: Sendable {
 
 /// Baton: all waiters on one thread, their sockets in one epoll set, so 10,000 waiters cost 10,000
 /// sockets and not 10,000 threads.
-public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedReleases: Int, serverProcessID: Int32?,
+public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedReleases: Int, serverProcessIDs: [Int32],
                          options: ClientOptions, lock: String) throws(BenchError) -> HerdResult {
     precondition(waiters > 0)
     let releases = min(requestedReleases, waiters)
@@ -69,7 +69,7 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
     var histogram = makeLatencyHistogram()
     var touched = Set<Int>()
     var holder = 0
-    let cpuBefore = serverProcessID.flatMap(processCPUNanoseconds)
+    let meter = CPUMeter(serverProcessIDs)
     for round in 0..<releases {
         let releaser = holder
         let releaseID = try clients[releaser].send(BatonLockClient.releaseRequest(hold: holderHold))
@@ -89,7 +89,7 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
             throw BenchError("herd: release failed: \(released.result)")
         }
     }
-    let cpuAfter = serverProcessID.flatMap(processCPUNanoseconds)
+    let serverCPU = meter.elapsed()
     // Anything a waiter received beyond its grant shows up here: wait a little and count.
     MonotonicClock.sleep(microseconds: 50_000)
     _ = poll(&descriptors, nfds_t(descriptors.count), 0)
@@ -97,7 +97,7 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
         touched.insert(index)
     }
     var cpuPerRelease: Double?
-    if let cpuBefore, let cpuAfter { cpuPerRelease = Double(cpuAfter - cpuBefore) / Double(releases) }
+    if let serverCPU { cpuPerRelease = Double(serverCPU) / Double(releases) }
     return HerdResult(waiters: waiters, releases: releases, handoff: LatencySummary(histogram),
                       serverCPUNanosecondsPerRelease: cpuPerRelease, wokenPerRelease: Double(touched.count) / Double(releases))
 }
@@ -105,7 +105,7 @@ public func runBatonHerd(endpoint: Endpoint, waiters: Int, releases requestedRel
 /// The peers: one thread per waiter with the peer's own recipe; each waiter holds, then releases
 /// at once, so the lock walks down the queue. The release-to-grant time is taken from the releasing
 /// thread's release call to the next grant.
-public func runThreadedHerd(target: Target, waiters: Int, serverProcessID: Int32?, options: ClientOptions,
+public func runThreadedHerd(target: Target, waiters: Int, serverProcessIDs: [Int32], options: ClientOptions,
                             lock: String) throws(BenchError) -> HerdResult {
     let holder = try makeClient(target, options: options)
     let holdNode = try holder.acquire(lock)
@@ -150,11 +150,11 @@ public func runThreadedHerd(target: Target, waiters: Int, serverProcessID: Int32
     // Let every waiter queue (or start polling).
     MonotonicClock.sleep(microseconds: UInt64(200_000 + waiters * 200))
     let wakeupsBefore = clients.elements.reduce(0) { $0 + $1.value.wakeups }
-    let cpuBefore = serverProcessID.flatMap(processCPUNanoseconds)
+    let meter = CPUMeter(serverProcessIDs)
     let start = MonotonicClock.nanoseconds()
     try holder.release(lock, hold: holdNode)
     done.wait()
-    let cpuAfter = serverProcessID.flatMap(processCPUNanoseconds)
+    let serverCPU = meter.elapsed()
     if let failure = failures.elements.first { throw failure }
     // Grant times in order; each grant's handoff is from the previous release.
     let grantTimes = grants.elements.map(\.at).sorted()
@@ -167,7 +167,7 @@ public func runThreadedHerd(target: Target, waiters: Int, serverProcessID: Int32
     for box in clients.elements { box.value.finish() }
     let wakeups = grants.elements.reduce(0) { $0 + $1.wakeups } - wakeupsBefore
     var cpuPerRelease: Double?
-    if let cpuBefore, let cpuAfter { cpuPerRelease = Double(cpuAfter - cpuBefore) / Double(waiters) }
+    if let serverCPU { cpuPerRelease = Double(serverCPU) / Double(waiters) }
     var woken: Double?
     switch target {
     case .redis, .zookeeper: woken = Double(wakeups) / Double(waiters)

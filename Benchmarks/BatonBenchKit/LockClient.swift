@@ -20,14 +20,15 @@ extension LockClient {
 public enum Target: Sendable, Equatable, CustomStringConvertible {
     case baton(Endpoint)
     case redis(host: String, port: UInt16)
-    case zookeeper(host: String, port: UInt16)
+    /// A ZooKeeper connect string: one member or an ensemble, "h1:p1,h2:p2,h3:p3".
+    case zookeeper(connect: String)
     case etcd(host: String, port: UInt16)
 
     public var description: String {
         switch self {
         case .baton(let endpoint): return "baton(\(endpoint))"
         case .redis(let host, let port): return "redis(\(host):\(port))"
-        case .zookeeper(let host, let port): return "zookeeper(\(host):\(port))"
+        case .zookeeper(let connect): return "zookeeper(\(connect))"
         case .etcd(let host, let port): return "etcd(\(host):\(port))"
         }
     }
@@ -37,11 +38,15 @@ public enum Target: Sendable, Equatable, CustomStringConvertible {
         guard let colon = text.firstIndex(of: ":") else { return nil }
         let kind = text[..<colon], rest = String(text[text.index(after: colon)...])
         if kind == "baton-unix" { return .baton(.unix(path: rest)) }
+        if kind == "zookeeper" {
+            let members = rest.split(separator: ",")
+            guard !members.isEmpty, members.allSatisfy({ Endpoint.parseTCP(String($0)) != nil }) else { return nil }
+            return .zookeeper(connect: rest)
+        }
         guard case .tcp(let host, let port)? = Endpoint.parseTCP(rest) else { return nil }
         switch kind {
         case "baton-tcp": return .baton(.tcp(host: host, port: port))
         case "redis": return .redis(host: host, port: port)
-        case "zookeeper": return .zookeeper(host: host, port: port)
         case "etcd": return .etcd(host: host, port: port)
         default: return nil
         }
@@ -52,7 +57,7 @@ public enum Target: Sendable, Equatable, CustomStringConvertible {
         case .baton(.unix(let path)): return "baton-unix:\(path)"
         case .baton(.tcp(let host, let port)): return "baton-tcp:\(host):\(port)"
         case .redis(let host, let port): return "redis:\(host):\(port)"
-        case .zookeeper(let host, let port): return "zookeeper:\(host):\(port)"
+        case .zookeeper(let connect): return "zookeeper:\(connect)"
         case .etcd(let host, let port): return "etcd:\(host):\(port)"
         }
     }
@@ -81,8 +86,8 @@ public func makeClient(_ target: Target, options: ClientOptions) throws(BenchErr
     case .redis(let host, let port):
         return try RedisLockClient(host: host, port: port, ttlMilliseconds: options.redisTTLMilliseconds,
                                    backoffMicroseconds: options.redisBackoffMicroseconds)
-    case .zookeeper(let host, let port):
-        return try ZooKeeperLockClient(host: host, port: port, sessionTimeoutMilliseconds: options.zookeeperSessionTimeoutMilliseconds)
+    case .zookeeper(let connect):
+        return try ZooKeeperLockClient(connect: connect, sessionTimeoutMilliseconds: options.zookeeperSessionTimeoutMilliseconds)
     case .etcd(let host, let port):
         return try EtcdLockClient(host: host, port: port, leaseTTLSeconds: options.etcdLeaseTTLSeconds)
     }

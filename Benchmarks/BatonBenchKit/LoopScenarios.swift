@@ -14,10 +14,17 @@ public struct LoopResult: Sendable {
     public var overlaps: Int
     /// Failed tries (Redis) or watch wake-ups (ZooKeeper) in all.
     public var wakeups: Int
+    /// Server CPU (all server processes given) over the measured interval; nil when not known.
+    public var serverCPUNanoseconds: UInt64? = nil
 
     public var pairsPerSecond: Double { Double(pairs) / elapsedSeconds }
     public var fewestGrants: Int { grantsPerClient.min() ?? 0 }
     public var mostGrants: Int { grantsPerClient.max() ?? 0 }
+    /// Server CPU per acquire+release pair (per grant in the contended scenario), nanoseconds.
+    public var serverCPUNanosecondsPerPair: Double? {
+        guard let serverCPUNanoseconds, pairs > 0 else { return nil }
+        return Double(serverCPUNanoseconds) / Double(pairs)
+    }
 }
 
 /// Counts holders of one lock as the clients see them, to catch two at once.
@@ -48,8 +55,11 @@ public enum LoopScenario: String, Sendable, CaseIterable {
 }
 
 /// Runs one of the loop scenarios for `seconds` (after a short warm-up for the single client).
-public func runLoop(_ scenario: LoopScenario, target: Target, clients requestedClients: Int, seconds: Double,
-                    options: ClientOptions, lockPrefix: String) throws(BenchError) -> LoopResult {
+/// Client `i` talks to `targets[i % targets.count]` (several sidecars or members of one service);
+/// the CPU of `serverProcessIDs` is sampled when the measured interval starts and when it ends.
+public func runLoop(_ scenario: LoopScenario, targets: [Target], clients requestedClients: Int, seconds: Double,
+                    options: ClientOptions, lockPrefix: String, serverProcessIDs: [Int32] = []) throws(BenchError) -> LoopResult {
+    precondition(!targets.isEmpty)
     let clients = scenario == .uncontended ? 1 : requestedClients
     precondition(clients > 0 && seconds > 0)
     let histograms = Collector<(index: Int, histogram: Histogram<UInt64>, grants: Int, wakeups: Int)>()
@@ -57,6 +67,7 @@ public func runLoop(_ scenario: LoopScenario, target: Target, clients requestedC
     let startLine = StartLine(clients)
     let counters = (0..<clients).map { _ in HolderCount() }
     let begin = Collector<UInt64>()
+    let meter = Collector<CPUMeter>()
     runThreads(clients) { index in
         let lock = scenario == .spread ? "\(lockPrefix)-\(index)" : lockPrefix
         let counter = counters[scenario == .spread ? index : 0]
@@ -64,7 +75,7 @@ public func runLoop(_ scenario: LoopScenario, target: Target, clients requestedC
         var grants = 0
         var client: LockClient?
         do {
-            client = try makeClient(target, options: options)
+            client = try makeClient(targets[index % targets.count], options: options)
             // Warm-up: first use of the lock creates its directory (ZooKeeper) and fills caches.
             let hold = try client!.acquire(lock)
             try client!.release(lock, hold: hold)
@@ -73,6 +84,7 @@ public func runLoop(_ scenario: LoopScenario, target: Target, clients requestedC
         }
         startLine.arriveAndWait()
         guard let client, failures.elements.isEmpty else { return }
+        if index == 0 { meter.append(CPUMeter(serverProcessIDs)) }
         let start = MonotonicClock.nanoseconds()
         if index == 0 { begin.append(start) }
         let deadline = start + UInt64(seconds * 1e9)
@@ -96,6 +108,7 @@ public func runLoop(_ scenario: LoopScenario, target: Target, clients requestedC
         histograms.append((index, histogram, grants, client.wakeups))
     }
     let end = MonotonicClock.nanoseconds()
+    let serverCPU = meter.elements.first?.elapsed()
     if let failure = failures.elements.first { throw failure }
     var total = makeLatencyHistogram()
     var grantsPerClient = [Int](repeating: 0, count: clients)
@@ -108,5 +121,6 @@ public func runLoop(_ scenario: LoopScenario, target: Target, clients requestedC
     let start = begin.elements.first ?? end
     return LoopResult(clients: clients, pairs: grantsPerClient.reduce(0, +), elapsedSeconds: Double(end - start) / 1e9,
                       latency: LatencySummary(total), grantsPerClient: grantsPerClient,
-                      overlaps: counters.reduce(0) { $0 + $1.overlaps }, wakeups: wakeups)
+                      overlaps: counters.reduce(0) { $0 + $1.overlaps }, wakeups: wakeups,
+                      serverCPUNanoseconds: serverCPU)
 }

@@ -1,10 +1,27 @@
 import Foundation
 import BatonProtocol
 
-/// Scenario 6: namespace throughput, one request at a time and pipelined.
+/// Scenario 6: namespace writes (and reads), one request at a time, pipelined, and from many clients.
+public enum NamespaceMode: Hashable, Sendable, CustomStringConvertible {
+    /// One client, one request in flight.
+    case oneAtATime
+    /// One client keeping `depth` requests in flight (sent in one write, then every reply read).
+    case pipelined(Int)
+    /// `clients` connections on their own threads, each one request at a time.
+    case clients(Int)
+
+    public var description: String {
+        switch self {
+        case .oneAtATime: return "one at a time"
+        case .pipelined(let depth): return "pipelined \(depth) deep"
+        case .clients(let count): return "\(count) clients"
+        }
+    }
+}
+
 public struct NamespaceResult: Sendable {
-    /// Operations per second by operation name ("get", "set", "create") and pipelining depth (1 = none).
-    public var operationsPerSecond: [String: [Int: Double]]
+    /// Operations per second by operation name ("get", "set", "create") and mode.
+    public var operationsPerSecond: [String: [NamespaceMode: Double]]
 }
 
 public let namespaceOperations = ["get", "set", "create"]
@@ -22,38 +39,87 @@ func operationsPerSecond(seconds: Double, _ batch: () throws(BenchError) -> Int)
     return Double(count) / (Double(now - start) / 1e9)
 }
 
-/// Baton: get and set of one 16-byte node, create of fresh persistent nodes, each for `seconds`.
-public func runBatonNamespace(endpoint: Endpoint, seconds: Double, depths: [Int], options: ClientOptions,
-                              directory: String) throws(BenchError) -> NamespaceResult {
-    let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
-                                     clientName: "namespace")
+/// One connection's work: `batch(depth)` sends `depth` requests of the operation and waits for their replies.
+typealias NamespaceWorker = (_ depth: Int) throws(BenchError) -> Int
+
+/// Measures `mode`: `makeWorker(index)` opens connection `index` (on the thread that will use it).
+func namespaceRate(_ mode: NamespaceMode, seconds: Double,
+                   makeWorker: @escaping @Sendable (Int) throws(BenchError) -> NamespaceWorker) throws(BenchError) -> Double {
+    switch mode {
+    case .oneAtATime:
+        let worker = try makeWorker(0)
+        return try operationsPerSecond(seconds: seconds) { () throws(BenchError) in try worker(1) }
+    case .pipelined(let depth):
+        let worker = try makeWorker(0)
+        return try operationsPerSecond(seconds: seconds) { () throws(BenchError) in try worker(depth) }
+    case .clients(let count):
+        let counts = Collector<Result<Int, BenchError>>()
+        let startLine = StartLine(count)
+        let window = Collector<UInt64>()
+        runThreads(count) { index in
+            let worker: NamespaceWorker
+            do { worker = try makeWorker(index) } catch {
+                counts.append(.failure(error as! BenchError))
+                startLine.arriveAndWait()
+                return
+            }
+            startLine.arriveAndWait()
+            let start = MonotonicClock.nanoseconds()
+            if index == 0 { window.append(start) }
+            let deadline = start + UInt64(seconds * 1e9)
+            var done = 0
+            do {
+                while MonotonicClock.nanoseconds() < deadline { done += try worker(1) }
+                counts.append(.success(done))
+            } catch {
+                counts.append(.failure(error as! BenchError))
+            }
+        }
+        let end = MonotonicClock.nanoseconds()
+        var total = 0
+        for result in counts.elements { total += try result.get() }
+        let start = window.elements.first ?? end
+        return Double(total) / max(Double(end - start) / 1e9, 1e-9)
+    }
+}
+
+/// Baton: get and set of one 16-byte node, create of fresh persistent nodes, each for `seconds` per mode.
+public func runBatonNamespace(endpoint: Endpoint, seconds: Double, modes: [NamespaceMode], operations: [String] = namespaceOperations,
+                              options: ClientOptions, directory: String) throws(BenchError) -> NamespaceResult {
+    let setup = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
+                                    clientName: "namespace")
     let data = [UInt8](repeating: 0x61, count: 16)
-    _ = try? client.call(.create(path: "/bench", data: [], mode: .persistent))
-    _ = try client.call(.create(path: directory, data: [], mode: .persistent))
+    _ = try? setup.call(.create(path: "/bench", data: [], mode: .persistent))
+    _ = try setup.call(.create(path: directory, data: [], mode: .persistent))
     let key = directory + "/key"
-    _ = try client.call(.create(path: key, data: data, mode: .persistent))
-    var created = 0
-    var results: [String: [Int: Double]] = [:]
-    for operation in namespaceOperations {
-        for depth in depths {
-            results[operation, default: [:]][depth] = try operationsPerSecond(seconds: seconds) { () throws(BenchError) in
-                var batch: [Request] = []
-                batch.reserveCapacity(depth)
-                for _ in 0..<depth {
-                    switch operation {
-                    case "get": batch.append(.get(path: key, watch: false))
-                    case "set": batch.append(.set(path: key, data: data, expectedVersion: anyVersion))
-                    default:
-                        created += 1
-                        batch.append(.create(path: "\(directory)/n\(created)", data: data, mode: .persistent))
+    _ = try setup.call(.create(path: key, data: data, mode: .persistent))
+    var results: [String: [NamespaceMode: Double]] = [:]
+    for (round, operation) in operations.enumerated() {
+        for (modeIndex, mode) in modes.enumerated() {
+            results[operation, default: [:]][mode] = try namespaceRate(mode, seconds: seconds) { (index: Int) throws(BenchError) -> NamespaceWorker in
+                let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
+                                                 clientName: "namespace-\(index)")
+                var created = 0
+                let prefix = "\(directory)/r\(round)m\(modeIndex)c\(index)n"
+                return { (depth: Int) throws(BenchError) -> Int in
+                    var batch: [Request] = []
+                    batch.reserveCapacity(depth)
+                    for _ in 0..<depth {
+                        switch operation {
+                        case "get": batch.append(.get(path: key, watch: false))
+                        case "set": batch.append(.set(path: key, data: data, expectedVersion: anyVersion))
+                        default:
+                            created += 1
+                            batch.append(.create(path: "\(prefix)\(created)", data: data, mode: .persistent))
+                        }
                     }
+                    _ = try client.sendBatch(batch)
+                    for _ in 0..<depth {
+                        let reply = try client.receiveReply()
+                        if case .failure(let error) = reply.result { throw BenchError("batond \(operation): \(error)") }
+                    }
+                    return depth
                 }
-                _ = try client.sendBatch(batch)
-                for _ in 0..<depth {
-                    let reply = try client.receiveReply()
-                    if case .failure(let error) = reply.result { throw BenchError("batond \(operation): \(error)") }
-                }
-                return depth
             }
         }
     }
@@ -61,30 +127,35 @@ public func runBatonNamespace(endpoint: Endpoint, seconds: Double, depths: [Int]
 }
 
 /// Redis as the reference: GET and SET of one key, `SET NX` of fresh keys as "create".
-public func runRedisNamespace(host: String, port: UInt16, seconds: Double, depths: [Int], options: ClientOptions,
-                              prefix: String) throws(BenchError) -> NamespaceResult {
-    let client = try RedisLockClient(host: host, port: port, ttlMilliseconds: options.redisTTLMilliseconds,
-                                     backoffMicroseconds: options.redisBackoffMicroseconds)
+public func runRedisNamespace(host: String, port: UInt16, seconds: Double, modes: [NamespaceMode], operations: [String] = namespaceOperations,
+                              options: ClientOptions, prefix: String) throws(BenchError) -> NamespaceResult {
+    let setup = try RedisLockClient(host: host, port: port, ttlMilliseconds: options.redisTTLMilliseconds,
+                                    backoffMicroseconds: options.redisBackoffMicroseconds)
     let value = String(repeating: "a", count: 16)
     let key = prefix + "/key"
-    _ = try client.command(["SET", key, value])
-    var created = 0
-    var results: [String: [Int: Double]] = [:]
-    for operation in namespaceOperations {
-        for depth in depths {
-            results[operation, default: [:]][depth] = try operationsPerSecond(seconds: seconds) { () throws(BenchError) in
-                var batch: [[String]] = []
-                for _ in 0..<depth {
-                    switch operation {
-                    case "get": batch.append(["GET", key])
-                    case "set": batch.append(["SET", key, value])
-                    default:
-                        created += 1
-                        batch.append(["SET", "\(prefix)/n\(created)", value, "NX"])
+    _ = try setup.command(["SET", key, value])
+    var results: [String: [NamespaceMode: Double]] = [:]
+    for (round, operation) in operations.enumerated() {
+        for (modeIndex, mode) in modes.enumerated() {
+            results[operation, default: [:]][mode] = try namespaceRate(mode, seconds: seconds) { (index: Int) throws(BenchError) -> NamespaceWorker in
+                let client = try RedisLockClient(host: host, port: port, ttlMilliseconds: options.redisTTLMilliseconds,
+                                                 backoffMicroseconds: options.redisBackoffMicroseconds)
+                var created = 0
+                let fresh = "\(prefix)/r\(round)m\(modeIndex)c\(index)n"
+                return { (depth: Int) throws(BenchError) -> Int in
+                    var batch: [[String]] = []
+                    for _ in 0..<depth {
+                        switch operation {
+                        case "get": batch.append(["GET", key])
+                        case "set": batch.append(["SET", key, value])
+                        default:
+                            created += 1
+                            batch.append(["SET", "\(fresh)\(created)", value, "NX"])
+                        }
                     }
+                    try client.pipeline(batch)
+                    return depth
                 }
-                try client.pipeline(batch)
-                return depth
             }
         }
     }
@@ -101,18 +172,26 @@ public struct FootprintResult: Sendable {
 }
 
 public func runBatonFootprint(endpoint: Endpoint, serverProcessID: Int32, nodes: Int, sessions: Int,
-                              options: ClientOptions, directory: String) throws(BenchError) -> FootprintResult {
+                              options: ClientOptions, directory: String, nodesPerSession: Int = 50_000) throws(BenchError) -> FootprintResult {
+    precondition(nodesPerSession > 512, "a session creates nodes 257 at a time")
     guard let baseline = residentBytes(serverProcessID) else { throw BenchError("footprint: no /proc/\(serverProcessID)/status") }
-    let client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
+    var client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
                                      clientName: "footprint")
     _ = try? client.call(.create(path: "/bench", data: [], mode: .persistent))
     _ = try client.call(.create(path: directory, data: [], mode: .persistent))
-    // 1,000 directories of up to 1,000 nodes each, 16 bytes of data per node, created 256 at a time.
+    // 1,000 directories of up to 1,000 nodes each, 16 bytes of data per node, created 256 at a time,
+    // each session creating at most `nodesPerSession` (batond's quota, --nodes-per-session-max: 100,000 by default).
     let data = [UInt8](repeating: 0x62, count: 16)
     let perDirectory = 1_000
     var created = 0
+    var createdBySession = 0
     var batch: [Request] = []
     while created < nodes {
+        if createdBySession + 512 > nodesPerSession {
+            client = try BatonLockClient(endpoint: endpoint, sessionTimeoutMilliseconds: options.batonSessionTimeoutMilliseconds,
+                                         clientName: "footprint-\(created)")
+            createdBySession = 0
+        }
         batch.removeAll(keepingCapacity: true)
         while batch.count < 256 && created < nodes {
             let parent = "\(directory)/d\(created / perDirectory)"
@@ -125,6 +204,7 @@ public func runBatonFootprint(endpoint: Endpoint, serverProcessID: Int32, nodes:
             let reply = try client.receiveReply()
             if case .failure(let error) = reply.result { throw BenchError("footprint create: \(error)") }
         }
+        createdBySession += batch.count
     }
     MonotonicClock.sleep(microseconds: 200_000)
     let withNodes = residentBytes(serverProcessID) ?? 0

@@ -52,6 +52,56 @@ public func processCPUNanoseconds(_ processID: Int32) -> UInt64? {
     return total
 }
 
+/// utime+stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks), in nanoseconds.
+/// Coarser than schedstat (10 ms ticks) but it includes threads that have exited.
+public func processStatCPUNanoseconds(_ processID: Int32) -> UInt64? {
+    guard let text = try? String(contentsOfFile: "/proc/\(processID)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return nil }
+    // After "pid (comm)" the fields start at 3 (state); utime and stime are fields 14 and 15.
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+    let ticksPerSecond = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+    return (user + system) * (1_000_000_000 / ticksPerSecond)
+}
+
+/// CPU time of several server processes together (an ensemble, sidecars); nil if any is unknown.
+public func processCPUNanoseconds(_ processIDs: [Int32], _ read: (Int32) -> UInt64? = processCPUNanoseconds) -> UInt64? {
+    guard !processIDs.isEmpty else { return nil }
+    var total: UInt64 = 0
+    for processID in processIDs {
+        guard let value = read(processID) else { return nil }
+        total += value
+    }
+    return total
+}
+
+/// Server CPU spent over a measured interval: sample before, sample after, divide by operations.
+/// The figure is schedstat's (nanoseconds, live threads); utime+stime is read too, and where it
+/// exceeds schedstat's by more than its tick resolution (threads that ended in the interval, whose
+/// time schedstat no longer lists), it is used instead.
+public struct CPUMeter: Sendable {
+    public let processIDs: [Int32]
+    let before: UInt64?
+    let statBefore: UInt64?
+    public init(_ processIDs: [Int32]) {
+        self.processIDs = processIDs
+        before = processCPUNanoseconds(processIDs)
+        statBefore = processCPUNanoseconds(processIDs, processStatCPUNanoseconds)
+    }
+    /// Nanoseconds of server CPU since `init`; nil when no server process is known.
+    public func elapsed() -> UInt64? {
+        guard let before, let after = processCPUNanoseconds(processIDs), after >= before else { return nil }
+        let precise = after - before
+        if let statBefore, let statAfter = processCPUNanoseconds(processIDs, processStatCPUNanoseconds), statAfter >= statBefore {
+            let ticks = statAfter - statBefore
+            // Two samples, each up to a tick (10 ms) per process off.
+            let resolution = UInt64(2 * processIDs.count) * 10_000_000
+            if ticks > precise + precise / 10 + resolution { return ticks }
+        }
+        return precise
+    }
+}
+
 /// Resident memory of a process in bytes (VmRSS).
 public func residentBytes(_ processID: Int32) -> UInt64? {
     guard let text = try? String(contentsOfFile: "/proc/\(processID)/status", encoding: .utf8) else { return nil }

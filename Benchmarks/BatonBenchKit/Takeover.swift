@@ -45,7 +45,8 @@ public func shortestHoldOptions(_ base: ClientOptions) -> ClientOptions {
     return options
 }
 
-public func runTakeover(target: Target, samples: Int, options: ClientOptions, lockPrefix: String,
+/// The holder runs against `target`, the waiter against `waiterTarget` (another sidecar or member; default the same).
+public func runTakeover(target: Target, waiterTarget: Target? = nil, samples: Int, options: ClientOptions, lockPrefix: String,
                         executable: String) throws(BenchError) -> TakeoverResult {
     var results: [UInt64] = []
     var holderSetting = "-"
@@ -64,7 +65,7 @@ public func runTakeover(target: Target, samples: Int, options: ClientOptions, lo
             throw BenchError("holder for \(target) did not report a hold: \(line)")
         }
         holderSetting = String(line.dropFirst(5))
-        let waiter = UncheckedBox(try makeClient(target, options: options))
+        let waiter = UncheckedBox(try makeClient(waiterTarget ?? target, options: options))
         let granted = Collector<Result<UInt64, BenchError>>()
         let finished = AtomicFlag()
         // The waiter's client is used by its thread alone, to the end (one connection, one caller).

@@ -26,13 +26,14 @@ public final class ZooKeeperLockClient: LockClient {
 
     nonisolated(unsafe) static var quietened = false
 
-    public init(host: String, port: UInt16, sessionTimeoutMilliseconds: Int32) throws(BenchError) {
+    /// `connect`: one member ("127.0.0.1:2181") or an ensemble ("h1:p1,h2:p2,h3:p3"; the client picks one).
+    public init(connect: String, sessionTimeoutMilliseconds: Int32) throws(BenchError) {
         if !Self.quietened {
             zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR)
             Self.quietened = true
         }
         let context = Unmanaged.passUnretained(state).toOpaque()
-        guard let handle = zookeeper_init("\(host):\(port)", { _, type, connectionState, _, context in
+        guard let handle = zookeeper_init(connect, { _, type, connectionState, _, context in
             guard let context else { return }
             let state = Unmanaged<CallbackState>.fromOpaque(context).takeUnretainedValue()
             if type == ZOO_SESSION_EVENT {
@@ -40,12 +41,12 @@ public final class ZooKeeperLockClient: LockClient {
                 if connectionState == ZOO_EXPIRED_SESSION_STATE { state.expired = true }
             }
         }, sessionTimeoutMilliseconds, nil, context, 0) else {
-            throw systemError("zookeeper_init \(host):\(port)")
+            throw systemError("zookeeper_init \(connect)")
         }
         self.handle = handle
         let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
         try run { state in state.connected || MonotonicClock.nanoseconds() > deadline }
-        guard state.connected else { throw BenchError("zookeeper: no session with \(host):\(port) within 10 s") }
+        guard state.connected else { throw BenchError("zookeeper: no session with \(connect) within 10 s") }
     }
 
     deinit { zookeeper_close(handle) }
@@ -74,14 +75,24 @@ public final class ZooKeeperLockClient: LockClient {
 
     var context: UnsafeRawPointer { UnsafeRawPointer(Unmanaged.passUnretained(state).toOpaque()) }
 
-    func create(_ path: String, mode: Int32) throws(BenchError) -> Int32 {
+    func create(_ path: String, mode: Int32, data: [UInt8]? = nil) throws(BenchError) -> Int32 {
         state.completed = false
-        let code = zoo_acreate(handle, path, nil, -1, baton_zookeeper_open_acl(), mode, { resultCode, value, data in
+        let completion: string_completion_t = { resultCode, value, data in
             let state = Unmanaged<CallbackState>.fromOpaque(data!).takeUnretainedValue()
             state.resultCode = resultCode
             state.createdPath = value.map { String(cString: $0) } ?? ""
             state.completed = true
-        }, context)
+        }
+        let code: Int32
+        if let data {
+            code = data.withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) {
+                    zoo_acreate(handle, path, $0.baseAddress, Int32($0.count), baton_zookeeper_open_acl(), mode, completion, context)
+                }
+            }
+        } else {
+            code = zoo_acreate(handle, path, nil, -1, baton_zookeeper_open_acl(), mode, completion, context)
+        }
         guard code == ZOK.rawValue else { throw BenchError("zoo_acreate \(path): \(code)") }
         try run { $0.completed }
         return state.resultCode
@@ -137,6 +148,27 @@ public final class ZooKeeperLockClient: LockClient {
         if state.resultCode == ZNONODE.rawValue { return false }
         guard state.resultCode == ZOK.rawValue else { throw BenchError("zookeeper exists \(path): \(state.resultCode)") }
         return true
+    }
+
+    /// Creates a persistent node with `data` (the request scenario's key); an existing one is kept.
+    public func createNode(_ path: String, data: [UInt8]) throws(BenchError) {
+        let parent = String(path[..<path.lastIndex(of: "/")!])
+        if !parent.isEmpty { try ensureDirectory(parent) }
+        let code = try create(path, mode: ZOO_PERSISTENT, data: data)
+        guard code == ZOK.rawValue || code == ZNODEEXISTS.rawValue else { throw BenchError("zookeeper create \(path): \(code)") }
+    }
+
+    /// One `get` of `path`, waited for (the request scenario).
+    public func get(_ path: String) throws(BenchError) {
+        state.completed = false
+        let code = zoo_aget(handle, path, 0, { resultCode, _, _, _, data in
+            let state = Unmanaged<CallbackState>.fromOpaque(data!).takeUnretainedValue()
+            state.resultCode = resultCode
+            state.completed = true
+        }, context)
+        guard code == ZOK.rawValue else { throw BenchError("zoo_aget \(path): \(code)") }
+        try run { $0.completed }
+        guard state.resultCode == ZOK.rawValue else { throw BenchError("zookeeper get \(path): \(state.resultCode)") }
     }
 
     public func acquire(_ lock: String) throws(BenchError) -> String {

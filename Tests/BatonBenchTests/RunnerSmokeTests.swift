@@ -22,7 +22,7 @@ final class RunnerSmokeTests: XCTestCase {
 
     func testUncontendedCompletesAndCounts() throws {
         let target = Target.baton(.unix(path: daemon.socketPath))
-        let result = try runLoop(.uncontended, target: target, clients: 8, seconds: 0.2, options: ClientOptions(),
+        let result = try runLoop(.uncontended, targets: [target], clients: 8, seconds: 0.2, options: ClientOptions(),
                                  lockPrefix: "/bench/smoke-uncontended")
         XCTAssertEqual(result.clients, 1, "uncontended is one client whatever is asked")
         XCTAssertGreaterThan(result.pairs, 0)
@@ -36,7 +36,7 @@ final class RunnerSmokeTests: XCTestCase {
 
     func testContendedCompletesCountsAndIsFair() throws {
         let target = Target.baton(.unix(path: daemon.socketPath))
-        let result = try runLoop(.contended, target: target, clients: 4, seconds: 0.3, options: ClientOptions(),
+        let result = try runLoop(.contended, targets: [target], clients: 4, seconds: 0.3, options: ClientOptions(),
                                  lockPrefix: "/bench/smoke-contended")
         XCTAssertEqual(result.clients, 4)
         XCTAssertEqual(result.grantsPerClient.count, 4)
@@ -50,7 +50,7 @@ final class RunnerSmokeTests: XCTestCase {
 
     func testSpreadUsesOneLockPerClient() throws {
         let target = Target.baton(.unix(path: daemon.socketPath))
-        let result = try runLoop(.spread, target: target, clients: 3, seconds: 0.2, options: ClientOptions(),
+        let result = try runLoop(.spread, targets: [target], clients: 3, seconds: 0.2, options: ClientOptions(),
                                  lockPrefix: "/bench/smoke-spread")
         XCTAssertEqual(result.grantsPerClient.count, 3)
         XCTAssertEqual(result.grantsPerClient.reduce(0, +), result.pairs)

@@ -8,8 +8,8 @@ import Darwin
 /// A real ZooKeeper ensemble on loopback for integration tests: N `QuorumPeerMain` JVMs started with
 /// the java command line directly (Debian's zkServer.sh always reads /etc/zookeeper), each with its own
 /// zoo.cfg, myid and temporary data directory, free loopback ports for client, quorum and election
-/// traffic, and the AdminServer off. Only the `srvr` four-letter word is enabled: the harness asks it
-/// whether a member serves and which one leads.
+/// traffic, and the AdminServer off. Only the `srvr` and `mntr` four-letter words are enabled: the harness
+/// asks `srvr` whether a member serves and which one leads; the benchmark's smoke test counts requests with `mntr`.
 ///
 /// The harness stops exactly the processes it started (by pid), also when a test fails and the value
 /// is released; it never looks for other JVMs.
@@ -118,7 +118,7 @@ public final class ZooKeeperEnsemble: @unchecked Sendable {
             clientPortAddress=\(clientAddress)
             maxClientCnxns=0
             admin.enableServer=false
-            4lw.commands.whitelist=srvr
+            4lw.commands.whitelist=srvr,mntr
 
             """
         if members.count > 1 {
