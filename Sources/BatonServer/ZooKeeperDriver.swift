@@ -37,6 +37,11 @@ final class ZooKeeperDriver {
     private var connectingSinceMilliseconds: UInt64?
     private var unreachableLogged = false
     private var expiryPending = false
+    /// When the client last got to work on a live connection (monotonic ms). A sidecar that could not
+    /// run for longer than the session timeout (stopped, frozen, starved) sent no pings meanwhile, so the
+    /// ensemble has expired its session or is about to; what its socket buffered meanwhile (the deletion
+    /// of its own waiter nodes by that expiry, say) must not be read as news of a live session.
+    private var lastWorkedMilliseconds: UInt64?
 
     init(backend: ZooKeeperBackend, engine: Engine, server: ServerLoop, loop: UnsafeMutablePointer<uv_loop_t>, logger: Logger) {
         self.backend = backend
@@ -132,8 +137,23 @@ final class ZooKeeperDriver {
     /// Lets the client work, routes what it produced, and waits for what it asks next.
     fileprivate func process(readable: Bool, writable: Bool) {
         guard !stopped else { return }
+        if let last = lastWorkedMilliseconds, backend.client.state == .connected {
+            let woke = server.now()
+            let gap = woke.monotonicMilliseconds &- last
+            if gap > UInt64(max(0, backend.client.negotiatedTimeoutMilliseconds)) {
+                logger.error("batond did not run for longer than the ZooKeeper session timeout: every hold is lost and every local session ends; opening a new session",
+                             metadata: ["stalled_ms": "\(gap)", "timeout_ms": "\(backend.client.negotiatedTimeoutMilliseconds)"])
+                lastWorkedMilliseconds = nil
+                sessionLost(woke)
+                engine.backendProgressed(now: woke)
+                server.routeOutputs()
+                rearm()
+                return
+            }
+        }
         backend.client.process(readable: readable, writable: writable)
         let now = server.now()
+        lastWorkedMilliseconds = backend.client.state == .connected ? now.monotonicMilliseconds : nil
         if expiryPending {
             expiryPending = false
             sessionLost(now)
