@@ -187,6 +187,16 @@ class AsyncClient:
         self.core.released(grant)
         await self._call(p.encode_release, grant.node, grant.token)
 
+    async def add_watch(self, path: str, callback: Optional[Callable[[str, str], None]] = None,
+                        recursive: bool = False) -> None:
+        """A watch that stays after it fires (§11.1), as in the blocking client."""
+        self.core.add_persistent_watch(path, recursive, callback)
+        await self._call(p.encode_add_watch, path, p.PERSISTENT_RECURSIVE if recursive else p.PERSISTENT)
+
+    async def remove_watch(self, path: str, recursive: bool = False) -> None:
+        self.core.add_persistent_watch(path, recursive, None)
+        await self._call(p.encode_remove_watches, path, p.PERSISTENT_RECURSIVE if recursive else p.PERSISTENT)
+
     async def request_revocation(self, path: str) -> int:
         """Asks every revocable holder of the lock to give it up (§12.11); returns how many were asked."""
         return await self._call(p.encode_request_revocation, path)

@@ -275,6 +275,19 @@ class Client:
         self.core.released(grant)
         self._call(p.encode_release, grant.node, grant.token)
 
+    def add_watch(self, path: str, callback: Optional[Callable[[str, str], None]] = None,
+                  recursive: bool = False) -> None:
+        """A watch that stays after it fires (§11.1): ``callback(type, path)`` for every event of ``path``,
+        or with ``recursive`` for created/deleted/dataChanged of ``path`` and its subtree."""
+        # Registered before the request: its events can only follow the reply, but must not be missed.
+        self.core.add_persistent_watch(path, recursive, callback)
+        self._call(p.encode_add_watch, path, p.PERSISTENT_RECURSIVE if recursive else p.PERSISTENT)
+
+    def remove_watch(self, path: str, recursive: bool = False) -> None:
+        """Removes that watch; BatonError noWatch if the session holds none."""
+        self.core.add_persistent_watch(path, recursive, None)
+        self._call(p.encode_remove_watches, path, p.PERSISTENT_RECURSIVE if recursive else p.PERSISTENT)
+
     def request_revocation(self, path: str) -> int:
         """Asks every revocable holder of the lock to give it up (§12.11); returns how many were asked."""
         return self._call(p.encode_request_revocation, path)

@@ -41,6 +41,8 @@ class GoldenVectorTests(unittest.TestCase):
                          v["acquireOwned.revocable"])
         self.assertEqual(p.encode_request_revocation(0x1b, "/l"), v["requestRevocation"])
         self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
+        self.assertEqual(p.encode_add_watch(0x1c, "/a/b", p.PERSISTENT_RECURSIVE), v["addWatch"])
+        self.assertEqual(p.encode_remove_watches(0x1d, "/a", p.PERSISTENT), v["removeWatches"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
