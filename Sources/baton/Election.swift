@@ -56,6 +56,7 @@ struct Elect: ParsableCommand {
             printError("\(context): \(error)")
             throw ExitCode(ExitStatus.failure)
         }
+        guardRecord(client, grant)
         var environment = ProcessInfo.processInfo.environment
         environment["BATON_FENCING_TOKEN"] = String(grant.token)
         environment["BATON_LOCK_NODE"] = grant.node
@@ -81,6 +82,32 @@ struct Elect: ParsableCommand {
             printError("\(context): cannot run \(command[0]): \(message)")
             throw ExitCode(code)
         }
+    }
+}
+
+extension Elect {
+    /// Proclaims again whenever the record on PATH stops naming this leader (an ex-leader's late write,
+    /// PROTOCOL.md §12.13), on a thread of its own woken by a persistent watch's `dataChanged`. Over a
+    /// store without persistent watches (ZooKeeper, §16) there is no guard: the value may stay hidden.
+    private func guardRecord(_ client: BlockingClient, _ grant: LockGrant) {
+        let wake = DispatchSemaphore(value: 0)
+        let events = client.events()
+        let watched = Array(path.utf8)
+        Task.detached {
+            for await event in events {
+                if case .watch(.dataChanged, let eventPath) = event, Array(eventPath.utf8) == watched { wake.signal() }
+            }
+        }
+        guard (try? client.addWatch(path, mode: .persistent)) != nil else { return }
+        let value = Array(self.value.utf8), path = path
+        let thread = Thread {
+            // Once now: a write between the proclamation and the watch would not wake it.
+            repeat {
+                guard let leader = try? client.leader(path), leader.token == grant.token else { return }
+                if leader.value != value, (try? client.proclaim(grant, value: value)) == nil { return }
+            } while wake.wait(timeout: .distantFuture) == .success
+        }
+        thread.start()
     }
 }
 

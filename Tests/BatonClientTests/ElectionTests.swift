@@ -66,6 +66,14 @@ extension CLITests {
         let next = try await observer.leader(election)
         XCTAssertEqual(next?.value, Array("beta".utf8))
         XCTAssertEqual(next?.clientName.hasPrefix("baton elect["), true)
+        // A late write by an ex-leader hides the value; baton elect proclaims it again.
+        _ = try await observer.set(election, data: [0, 0, 0, 0, 0, 0, 0, 1] + Array("stale".utf8))
+        var restored = try await observer.leader(election)
+        for _ in 0..<2_000 where restored?.value != Array("beta".utf8) {
+            try await Task.sleep(for: .milliseconds(10))
+            restored = try await observer.leader(election)
+        }
+        XCTAssertEqual(restored?.value, Array("beta".utf8))
         // Resign: beta's command ends on SIGTERM, baton releases.
         kill(beta.0.processIdentifier, SIGTERM)
         XCTAssertEqual(finish(beta).status, 0)
@@ -75,7 +83,9 @@ extension CLITests {
         for _ in 0..<2_000 where !(watched.values.last == "none" && watched.values.contains("beta")) {
             try await Task.sleep(for: .milliseconds(10))
         }
+        // Whether it saw the moments without a value (before a proclamation, after the stale write) depends on timing.
         let values = watched.values.filter { $0 != "(no value yet)" }
+            .reduce(into: [String]()) { runs, value in if runs.last != value { runs.append(value) } }
         XCTAssertEqual(values, ["none", "alpha", "beta", "none"], "\(watched.lines)")
         XCTAssertTrue(watcher.0.isRunning)
         _ = finish(alpha)
