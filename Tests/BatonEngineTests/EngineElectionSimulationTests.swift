@@ -50,7 +50,7 @@ final class EngineElectionSimulation {
     private var delayUntil: UInt64 = 0
     /// The observer's picture: node -> dataChanged events since its created event.
     private var seen: [String: Int32] = [:]
-    private(set) var grants = 0, reentries = 0, leaseLosses = 0, delayedDeaths = 0, events = 0
+    private(set) var grants = 0, reentries = 0, renewals = 0, leaseLosses = 0, delayedDeaths = 0, events = 0
     private var step = 0
     /// What the last steps did, for a failure's message.
     private var trace: [String] = []
@@ -146,6 +146,7 @@ final class EngineElectionSimulation {
         guard result == .success(.empty) else { throw fail("renewal of a live leased hold failed: \(result)") }
         trace.append("\(step): renew \(lease) at \(now)")
         current.leaseMilliseconds = lease
+        renewals += 1
         current.deadline = now + UInt64(lease)
         hold = current
     }
@@ -317,7 +318,7 @@ final class EngineElectionSimulationTests: XCTestCase {
     func testRandomElectionsKeepOneLeaderAndPersistentWatchesSeeEveryChangeInOrder() {
         let seeds = simulationSeeds(runsVariable: "BATON_SIMULATION_RUNS", seedVariable: "BATON_SIMULATION_SEED",
                                     defaultRuns: 200, firstSeed: 0xE1_0000)
-        var totals = (grants: 0, reentries: 0, leaseLosses: 0, delayedDeaths: 0, events: 0)
+        var totals = (grants: 0, reentries: 0, renewals: 0, leaseLosses: 0, delayedDeaths: 0, events: 0)
         for seed in seeds {
             let simulation = EngineElectionSimulation(seed: seed)
             do {
@@ -327,6 +328,7 @@ final class EngineElectionSimulationTests: XCTestCase {
             }
             totals.grants += simulation.grants
             totals.reentries += simulation.reentries
+            totals.renewals += simulation.renewals
             totals.leaseLosses += simulation.leaseLosses
             totals.delayedDeaths += simulation.delayedDeaths
             totals.events += simulation.events
@@ -334,6 +336,7 @@ final class EngineElectionSimulationTests: XCTestCase {
         // Every feature was exercised, not just allowed.
         XCTAssertGreaterThan(totals.grants, seeds.count * 5)
         XCTAssertGreaterThan(totals.reentries, seeds.count)
+        XCTAssertGreaterThan(totals.renewals, seeds.count)
         XCTAssertGreaterThan(totals.leaseLosses, seeds.count / 4)
         XCTAssertGreaterThan(totals.delayedDeaths, seeds.count / 4)
         XCTAssertGreaterThan(totals.events, seeds.count * 20)
