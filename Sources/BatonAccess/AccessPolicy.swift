@@ -137,7 +137,7 @@ public struct AccessPolicy: Sendable, Equatable {
     /// connection's own state. `multi` needs what each of its operations needs.
     public static func requirements(of request: Request) -> [AccessRequirement] {
         switch request {
-        case .hello, .openSession, .resumeSession, .closeSession, .ping, .authenticate, .cancel:
+        case .hello, .openSession, .resumeSession, .closeSession, .ping, .authenticate, .cancel, .removeWatches:
             return []
         case .create(let path, _, _):
             return [AccessRequirement(.create, path)]
@@ -149,6 +149,9 @@ public struct AccessPolicy: Sendable, Equatable {
             return [AccessRequirement(.read, path)]
         case .exists(let path, let watch), .get(let path, let watch), .children(let path, let watch, _, _):
             return watch ? [AccessRequirement(.read, path), AccessRequirement(.watch, path)] : [AccessRequirement(.read, path)]
+        case .addWatch(let path, _):
+            // A recursive watch is judged on its path alone: its events name changes anywhere below.
+            return [AccessRequirement(.read, path), AccessRequirement(.watch, path)]
         case .multi(let operations):
             return operations.enumerated().map { index, operation in
                 switch operation {

@@ -196,12 +196,12 @@ public final class Engine {
             reply(connection, requestID, .ping, .success(.empty), now: now)
         case .authenticate(let token):
             authenticate(token, requestID: requestID, connection: connection, now: now)
-        case .create, .delete, .exists, .get, .set, .children, .check, .multi:
+        case .create, .delete, .exists, .get, .set, .children, .check, .multi, .addWatch, .removeWatches:
             guard let sessionID = state.sessionID else {
                 reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
                 return
             }
-            if let refusal = lockNodeRefusal(request) {
+            if let refusal = lockNodeRefusal(request) ?? storeRefusal(request) {
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
             }
@@ -305,6 +305,12 @@ public final class Engine {
                 } catch {
                     return .failure(error.replyError)
                 }
+            case .addWatch(let path, let mode):
+                try namespace.addPersistentWatch(watcher, path: path, mode: mode)
+                return .success(.empty)
+            case .removeWatches(let path, let mode):
+                try namespace.removePersistentWatch(watcher, path: path, mode: mode)
+                return .success(.empty)
             default:
                 preconditionFailure("not a namespace request: \(request.opcode)")
             }

@@ -23,7 +23,7 @@ extension Namespace {
         let registered = watchesByWatcher[watcher]
         if registered?.contains(key) == true { return }
         // Sessions are bounded; internal watchers are bounded by the lock layer's waiter limits.
-        if case .session = watcher, (registered?.count ?? 0) >= limits.watchesPerSessionMax {
+        if case .session = watcher, watchCount(of: watcher) >= limits.watchesPerSessionMax {
             throw ReplyError(.tooManyWatches, "at most \(limits.watchesPerSessionMax) watches per session")
         }
         watchesByWatcher[watcher, default: []].insert(key)
@@ -33,11 +33,14 @@ extension Namespace {
         }
     }
 
-    /// Number of watches a watcher has registered.
-    public func watchCount(of watcher: Watcher) -> Int { watchesByWatcher[watcher]?.count ?? 0 }
+    /// Number of watches a watcher has registered, one-shot and persistent.
+    public func watchCount(of watcher: Watcher) -> Int {
+        (watchesByWatcher[watcher]?.count ?? 0) + persistentWatchCount(of: watcher)
+    }
 
     /// Drops every watch of a watcher (its session ended, or a lock waiter went away).
     public func removeWatches(of watcher: Watcher) {
+        removePersistentWatches(of: watcher)
         guard let keys = watchesByWatcher.removeValue(forKey: watcher) else { return }
         for key in keys {
             switch key.kind {
@@ -52,28 +55,30 @@ extension Namespace {
         if table[path]?.isEmpty == true { table.removeValue(forKey: path) }
     }
 
+    /// One change: each watcher it concerns hears of it once, whether through one-shot watches
+    /// (fired first, and gone) or persistent ones (which stay), as ZooKeeper's `triggerWatch` does.
     func fireWatches(_ type: WatchEventType, path: String) {
+        var notified: Set<Watcher> = []
         switch type {
         case .created, .dataChanged:
-            fire(dataWatches.removeValue(forKey: path), kind: .data, type: type, path: path, skipping: [:])
+            fire(dataWatches.removeValue(forKey: path), kind: .data, type: type, path: path, &notified)
         case .childrenChanged:
-            fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path, skipping: [:])
+            fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path, &notified)
         case .deleted:
-            let dataWatchers = dataWatches.removeValue(forKey: path)
-            fire(dataWatchers, kind: .data, type: type, path: path, skipping: [:])
-            fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path,
-                 skipping: dataWatchers ?? [:])
+            fire(dataWatches.removeValue(forKey: path), kind: .data, type: type, path: path, &notified)
+            fire(childWatches.removeValue(forKey: path), kind: .children, type: type, path: path, &notified)
         }
+        if !persistentWatches.isEmpty { firePersistentWatches(type, path: path, &notified) }
     }
 
     private func fire(_ watchers: OrderedDictionary<Watcher, String>?, kind: WatchKind, type: WatchEventType, path: String,
-                      skipping alreadyNotified: OrderedDictionary<Watcher, String>) {
+                      _ notified: inout Set<Watcher>) {
         guard let watchers else { return }
         let key = WatchKey(path: path, kind: kind)
         for (watcher, spelling) in watchers {
             watchesByWatcher[watcher]?.remove(key)
             if watchesByWatcher[watcher]?.isEmpty == true { watchesByWatcher.removeValue(forKey: watcher) }
-            if alreadyNotified[watcher] == nil { outbox.append(.watch(watcher, type, path: spelling)) }
+            if notified.insert(watcher).inserted { outbox.append(.watch(watcher, type, path: spelling)) }
         }
     }
 }

@@ -31,6 +31,8 @@ public final class Namespace {
     var dataWatches: [String: OrderedDictionary<Watcher, String>] = [:]
     var childWatches: [String: OrderedDictionary<Watcher, String>] = [:]
     var watchesByWatcher: [Watcher: Set<WatchKey>] = [:]
+    /// Persistent and recursive watches (Namespace+PersistentWatches.swift).
+    var persistentWatches = PersistentWatches()
 
     var sessions: [UInt64: SessionInfo] = [:]
     var sessionDeadlines = Heap<SessionDeadline>()

@@ -43,6 +43,9 @@ public enum Codec {
             writer.string(path)
             writer.blob(data)
             writer.i32(version)
+        case .addWatch(let path, let mode), .removeWatches(let path, let mode):
+            writer.string(path)
+            writer.u8(mode.rawValue)
         case .multi(let operations):
             precondition(operations.count <= Int(UInt16.max))
             writer.u16(UInt16(operations.count))
@@ -178,6 +181,10 @@ public enum Codec {
         case .set:
             let path = try path(&reader), data = try reader.blob("data")
             return .set(path: path, data: data, expectedVersion: try reader.i32("version"))
+        case .addWatch, .removeWatches:
+            let path = try path(&reader), modeByte = try reader.u8("watch mode")
+            guard let mode = WatchMode(rawValue: modeByte) else { throw DecodeFailure(.malformedFrame, "unknown watch mode") }
+            return opcode == .addWatch ? .addWatch(path: path, mode: mode) : .removeWatches(path: path, mode: mode)
         case .multi:
             let count = Int(try reader.u16("operation count"))
             var operations: [MultiOperation] = []
@@ -492,7 +499,7 @@ public enum Codec {
                             timeoutMilliseconds: try reader.u32("timeout"))
         case .resumeSession:
             return .resumed(timeoutMilliseconds: try reader.u32("timeout"))
-        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel, .renew:
+        case .closeSession, .ping, .authenticate, .delete, .check, .release, .cancel, .renew, .addWatch, .removeWatches:
             return .empty
         case .create:
             return .created(path: try reader.string("path"), stat: try decodeStat(&reader))

@@ -74,6 +74,11 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable, Error {
     /// Too many failed `authenticate` from this peer lately: the connection is refused on accept
     /// (unattributed), and the message says when to retry.
     case loginThrottled = 48
+    // Watches and stores.
+    /// `removeWatches` of a watch the session does not hold (ZooKeeper's NOWATCHER).
+    case noWatch = 51
+    /// The request is valid but the daemon's store cannot serve it (PROTOCOL.md §16): nothing was done.
+    case unsupportedByStore = 52
 
     /// Errors after which the server closes the connection: the byte stream can no longer be trusted
     /// or the peer never completed the handshake.

@@ -208,6 +208,10 @@ public enum Request: Sendable, Equatable {
     case children(path: String, watch: Bool, after: String = "", limit: UInt32 = 0)
     case check(path: String, expectedVersion: Int32)
     case multi([MultiOperation])
+    /// A watch that stays registered after it fires, on `path` or (recursive) its subtree (PROTOCOL.md §11.1).
+    case addWatch(path: String, mode: WatchMode)
+    /// Removes the session's watch of that mode on `path` (PROTOCOL.md §11.1).
+    case removeWatches(path: String, mode: WatchMode)
     /// An acquire; one whose request names an owner token is sent as `acquireOwned`.
     case acquire(LockRequest)
     /// Ends the hold (or waiting acquire) named by its node and the grant's fencing token (PROTOCOL.md §12.6).
@@ -244,6 +248,8 @@ public enum Request: Sendable, Equatable {
         case .children: .children
         case .check: .check
         case .multi: .multi
+        case .addWatch: .addWatch
+        case .removeWatches: .removeWatches
         case .acquire(let lock): lock.owner.isEmpty ? .acquire : .acquireOwned
         case .release: .release
         case .cancel: .cancel

@@ -15,6 +15,10 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case children = 0x15
     case check = 0x16
     case multi = 0x17
+    /// Registers a persistent or persistent-recursive watch (PROTOCOL.md §11.1).
+    case addWatch = 0x18
+    /// Removes one (PROTOCOL.md §11.1).
+    case removeWatches = 0x19
 
     case acquire = 0x20
     case release = 0x21

@@ -21,11 +21,12 @@ struct Baton: ParsableCommand {
             options and --json may come before or after the subcommand.
             Exit status: 0 success; 1 request failed or batond unreachable; 64 usage; \
             check-token: 3 token not current; \
-            run: the command's status, 75 lock not granted in time, 74 hold lost while the command ran.
+            run, elect: the command's status, 75 lock (leadership) not granted in time, 74 hold lost while the command ran; \
+            leader: 3 nobody leads.
             """,
         version: BatonVersion.release,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
-                      Watch.self, Run.self, Locks.self, CheckToken.self, Revoke.self, ForceRelease.self, Backup.self, GuardedExec.self])
+                      Watch.self, Run.self, Locks.self, CheckToken.self, Elect.self, LeaderCommand.self, Revoke.self, ForceRelease.self, Backup.self, GuardedExec.self])
 
     static func main() {
         main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst()),
@@ -194,6 +195,8 @@ enum ExitStatus {
     static let nobodyAsked: Int32 = 3
     /// `force-release`: nobody held (or waited for) the lock as asked.
     static let nothingEnded: Int32 = 3
+    /// `leader`: nobody leads the election.
+    static let noLeader: Int32 = 3
     static let holdLost: Int32 = 74
     static let lockNotGranted: Int32 = 75
 }

@@ -195,12 +195,26 @@ struct Remove: ParsableCommand {
 
 struct Watch: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Wait for one change to a node (data, existence or children), print it, exit.",
-        discussion: "Prints one line 'EVENT PATH', EVENT one of created, deleted, dataChanged, childrenChanged.")
+        abstract: "Wait for one change to a node (data, existence or children), print it, exit; or, with --persistent or --recursive, print every change until stopped.",
+        discussion: """
+            Prints one line 'EVENT PATH', EVENT one of created, deleted, dataChanged, childrenChanged; \
+            --json prints {"type": EVENT, "path": PATH}. --persistent keeps one watch on PATH (every event \
+            of the node); --recursive one on PATH and its subtree (created, deleted and dataChanged of any \
+            node in it, not childrenChanged). Both print one line per event, flushed, until interrupted or \
+            batond goes away (exit 1). They need the embedded store (PROTOCOL.md §11.1, §16).
+            """)
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var output: OutputOptions
+    @Flag(help: "Keep watching the node: print every event of it.") var persistent = false
+    @Flag(help: "Keep watching the node and its subtree.") var recursive = false
     @Argument(help: "Node path.") var path: String
 
+    func validate() throws {
+        if persistent && recursive { throw ValidationError("--persistent and --recursive exclude each other") }
+    }
+
     func run() throws {
+        if persistent || recursive { return try watchContinuously(mode: recursive ? .recursive : .persistent) }
         let outcome = OneShot<Result<WatchEvent, BatonError>>()
         let client = try reporting("watch \(path)") { () throws(BatonError) in
             let client = try connection.connect()
@@ -219,11 +233,40 @@ struct Watch: ParsableCommand {
         }
         switch outcome.wait() {
         case .success(let event):
-            print(event)
+            printEvent(event)
             try? client.closeSession()
         case .failure(let error):
             printError("watch \(path): \(error)")
             throw ExitCode(ExitStatus.failure)
+        }
+    }
+
+    private func watchContinuously(mode: WatchMode) throws {
+        let ended = OneShot<BatonError>()
+        let client = try reporting("watch \(path)") { () throws(BatonError) in try connection.connect() }
+        client.onClose { error in ended.fulfil(error) }
+        // Subscribed before the watch exists, so its first event cannot be missed.
+        let events = client.events()
+        let path = path, json = output.json
+        Task.detached {
+            for await event in events {
+                guard case .watch(let type, let eventPath) = event else { continue }
+                Self.printEvent(WatchEvent(type: type, path: eventPath), json: json)
+            }
+        }
+        try reporting("watch \(path)") { () throws(BatonError) in try client.addWatch(path, mode: mode) }
+        printError("watch \(path): \(ended.wait())")
+        throw ExitCode(ExitStatus.failure)
+    }
+
+    private func printEvent(_ event: WatchEvent) { Self.printEvent(event, json: output.json) }
+
+    private static func printEvent(_ event: WatchEvent, json: Bool) {
+        if json {
+            printJSON(["type": "\(event.type)", "path": event.path])
+        } else {
+            // Unbuffered, so a pipe reader sees each event as it comes.
+            FileHandle.standardOutput.write(Data("\(event)\n".utf8))
         }
     }
 }

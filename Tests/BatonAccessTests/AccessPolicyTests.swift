@@ -143,6 +143,7 @@ final class AccessPolicyTests: XCTestCase {
         XCTAssertEqual(needs(.get(path: "/a", watch: false)), ["read /a"])
         XCTAssertEqual(needs(.get(path: "/a", watch: true)), ["read /a", "watch /a"])
         XCTAssertEqual(needs(.exists(path: "/a", watch: true)), ["read /a", "watch /a"])
+        XCTAssertEqual(needs(.addWatch(path: "/a", mode: .recursive)), ["read /a", "watch /a"])
         XCTAssertEqual(needs(.children(path: "/a", watch: false)), ["read /a"])
         XCTAssertEqual(needs(.check(path: "/a", expectedVersion: 0)), ["read /a"])
         XCTAssertEqual(needs(.acquire(LockRequest(path: "/l"))), ["lock /l"])
@@ -158,7 +159,7 @@ final class AccessPolicyTests: XCTestCase {
         XCTAssertEqual(needs(.multi([.create(path: "/a", data: [], mode: .persistent), .check(path: "/b", expectedVersion: 0),
                                      .set(path: "/c", data: [], expectedVersion: -1), .delete(path: "/d", expectedVersion: -1)])),
                        ["create /a", "read /b", "write /c", "delete /d"])
-        for request: Request in [.ping, .closeSession, .cancel(acquireRequestID: 1), .authenticate(token: []),
+        for request: Request in [.ping, .removeWatches(path: "/a", mode: .persistent), .closeSession, .cancel(acquireRequestID: 1), .authenticate(token: []),
                                  .openSession(timeoutMilliseconds: 0, flags: [])] {
             XCTAssertEqual(needs(request), [], "\(request.opcode)")
         }

@@ -58,6 +58,8 @@ enum GoldenValues {
                                          waitMilliseconds: 5_000, leaseMilliseconds: 0)),
         "renew": (0x19, .renew(node: "/l/0000000007", token: 7, leaseMilliseconds: 30_000)),
         "backup": (0x18, .backup(file: "/b.bak")),
+        "addWatch": (0x1c, .addWatch(path: "/a/b", mode: .recursive)),
+        "removeWatches": (0x1d, .removeWatches(path: "/a", mode: .persistent)),
     ]
 
     static func ok(_ requestID: UInt32, _ opcode: Opcode, _ body: ReplyBody) -> ServerMessage {
@@ -83,6 +85,10 @@ enum GoldenValues {
         "error.lockHeldBySession": failed(16, .acquire, .lockHeldBySession, ""),
         "error.deadlock": failed(16, .acquire, .deadlock, "cycle"),
         "error.noLease": failed(0x19, .renew, .noLease, ""),
+        "empty.addWatch": ok(0x1c, .addWatch, .empty),
+        "empty.removeWatches": ok(0x1d, .removeWatches, .empty),
+        "error.noWatch": failed(0x1d, .removeWatches, .noWatch, ""),
+        "error.unsupportedByStore": failed(0x1c, .addWatch, .unsupportedByStore, ""),
         "created": ok(6, .create, .created(path: "/locks/a0000000001", stat: stat)),
         "exists.present": ok(9, .exists, .exists(stat)),
         "exists.absent": ok(9, .exists, .exists(nil)),
@@ -146,6 +152,7 @@ enum GoldenValues {
         "multi-forbidden-opcode": (.malformedFrame, 0x0e),
         "path-overruns-frame": (.malformedFrame, 0x0a),
         "data-overruns-frame": (.malformedFrame, 0x0b),
+        "unknown-watch-mode": (.malformedFrame, 0x1c),
     ]
 }
 

@@ -71,6 +71,9 @@ final class RoundTripTests: XCTestCase {
         .acquireAll(locks: [], waitMilliseconds: 0, leaseMilliseconds: 0),
         .acquire(LockRequest(path: "/l", owner: "o", revocable: true)),
         .acquire(LockRequest(path: "/l", owner: "o", lockDelayMilliseconds: .max)),
+        .addWatch(path: "/", mode: .recursive),
+        .addWatch(path: unicodePath, mode: .persistent),
+        .removeWatches(path: longPath, mode: .recursive),
         .backup(file: ""),
         .backup(file: "/var/lib/baton-backups/été.bak"),
     ]
@@ -81,7 +84,7 @@ final class RoundTripTests: XCTestCase {
         (.openSession, .session(sessionID: .max, secret: SessionSecret(high: .max, low: 0), timeoutMilliseconds: .max)),
         (.resumeSession, .resumed(timeoutMilliseconds: 0)),
         (.closeSession, .empty), (.ping, .empty), (.delete, .empty), (.check, .empty), (.release, .empty),
-        (.cancel, .empty),
+        (.cancel, .empty), (.addWatch, .empty), (.removeWatches, .empty),
         (.create, .created(path: "", stat: Stat())),
         (.create, .created(path: longPath, stat: extremeStat)),
         (.exists, .exists(nil)),

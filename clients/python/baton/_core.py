@@ -93,6 +93,8 @@ class Core:
         self.watches: Dict[str, List[Callable[[str, str], None]]] = {}
         self.lost_handlers: List[Callable[[Grant, str], None]] = []
         self.revocation_handlers: List[Callable[[str, int, int], None]] = []
+        # Persistent watches (§11.1): (path, recursive) -> callback; they stay after firing.
+        self.persistent_watches: Dict[tuple, Callable[[str, str], None]] = {}
         self.grants: Dict[tuple, Grant] = {}
         self.counts: Dict[tuple, int] = {}
         self.frame_bytes_max = 32 * 1024 * 1024
@@ -107,6 +109,19 @@ class Core:
         if callback is not None:
             with self.lock:
                 self.watches.setdefault(path, []).append(callback)
+
+    def add_persistent_watch(self, path: str, recursive: bool, callback: Optional[Callable[[str, str], None]]) -> None:
+        with self.lock:
+            if callback is None:
+                self.persistent_watches.pop((path, recursive), None)
+            else:
+                self.persistent_watches[(path, recursive)] = callback
+
+    @staticmethod
+    def covers(watched: str, recursive: bool, path: str) -> bool:
+        if path == watched:
+            return True
+        return recursive and (watched == "/" or path.startswith(watched + "/"))
 
     @staticmethod
     def acquire_request(path: str, kind: str, permits: int, timeout: Optional[float], lease: Optional[float],
@@ -183,6 +198,8 @@ class Core:
         if event.kind == "watch":
             with self.lock:
                 callbacks = self.watches.pop(event.fields["path"], [])
+                callbacks += [callback for (watched, recursive), callback in self.persistent_watches.items()
+                              if self.covers(watched, recursive, event.fields["path"])]
             for callback in callbacks:
                 callback(event.fields["type"], event.fields["path"])
         elif event.kind == "revocationRequested":

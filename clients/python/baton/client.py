@@ -284,8 +284,21 @@ class Client:
 
     def force_release(self, path: str, session_id: int = 0) -> int:
         """Ends another session's hold or wait of the lock (0: every current holder); needs the ``admin``
-        permission (§12.12). Returns how many holds and waits were ended."""
+        permission (§12.13). Returns how many holds and waits were ended."""
         return self._call(p.encode_force_release, path, session_id)
+
+    def add_watch(self, path: str, callback: Optional[Callable[[str, str], None]] = None,
+                  recursive: bool = False) -> None:
+        """A watch that stays after it fires (§11.1): ``callback(type, path)`` for every event of ``path``,
+        or with ``recursive`` for created/deleted/dataChanged of ``path`` and its subtree."""
+        # Registered before the request: its events can only follow the reply, but must not be missed.
+        self.core.add_persistent_watch(path, recursive, callback)
+        self._call(p.encode_add_watch, path, p.PERSISTENT_RECURSIVE if recursive else p.PERSISTENT)
+
+    def remove_watch(self, path: str, recursive: bool = False) -> None:
+        """Removes that watch; BatonError noWatch if the session holds none."""
+        self.core.add_persistent_watch(path, recursive, None)
+        self._call(p.encode_remove_watches, path, p.PERSISTENT_RECURSIVE if recursive else p.PERSISTENT)
 
     def request_revocation(self, path: str) -> int:
         """Asks every revocable holder of the lock to give it up (§12.11); returns how many were asked."""

@@ -16,6 +16,7 @@ MAGIC = 0x4241544E  # "BATN"
 # §6 Opcodes.
 HELLO, OPEN_SESSION, RESUME_SESSION, CLOSE_SESSION, PING, AUTHENTICATE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 CREATE, DELETE, EXISTS, GET, SET, CHILDREN, CHECK, MULTI = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
+ADD_WATCH, REMOVE_WATCHES = 0x18, 0x19
 ACQUIRE, RELEASE, CANCEL, CHECK_TOKEN, INSPECT = 0x20, 0x21, 0x22, 0x23, 0x24
 ACQUIRE_OWNED, RENEW, REQUEST_REVOCATION, ACQUIRE_ALL = 0x25, 0x26, 0x27, 0x28
 FORCE_RELEASE = 0x2A
@@ -34,7 +35,7 @@ ERROR_NAMES = {
     29: "deadlineExceeded", 36: "lockNodeReserved", 37: "lockHeldBySession",
     38: "deadlock", 39: "noLease", 40: "notAuthorized", 41: "shuttingDown",
     42: "storageFailure", 43: "internalError", 44: "storageFull", 45: "storageUnavailable", 46: "permissionDenied",
-    48: "loginThrottled",
+    48: "loginThrottled", 51: "noWatch", 52: "unsupportedByStore",
 }
 
 # Lock kinds (§5.3) and node kinds (§2).
@@ -43,6 +44,8 @@ LOCK_KIND_NAMES = {EXCLUSIVE: "exclusive", SHARED: "shared", SEMAPHORE: "semapho
 NODE_KIND_NAMES = {0: "persistent", 1: "ephemeral", 2: "container"}
 WATCH_TYPE_NAMES = {1: "created", 2: "deleted", 3: "dataChanged", 4: "childrenChanged"}
 LOCK_LOST_REASONS = {1: "sessionExpired", 2: "leaseExpired", 3: "nodeDeleted", 4: "backendSessionLost"}
+# addWatch modes (§11.1).
+PERSISTENT, PERSISTENT_RECURSIVE = 1, 2
 WAIT_FOREVER = 0xFFFFFFFF
 ANY_VERSION = -1
 
@@ -196,6 +199,15 @@ def encode_children(request_id: int, path: str, watch: bool = False, after: str 
     return request(CHILDREN, request_id).string(path).boolean(watch).string(after).u32(limit).frame()
 
 
+def encode_add_watch(request_id: int, path: str, mode: int) -> bytes:
+    """§11.1: a watch that stays after firing; ``mode`` PERSISTENT or PERSISTENT_RECURSIVE."""
+    return request(ADD_WATCH, request_id).string(path).u8(mode).frame()
+
+
+def encode_remove_watches(request_id: int, path: str, mode: int) -> bytes:
+    return request(REMOVE_WATCHES, request_id).string(path).u8(mode).frame()
+
+
 def encode_cancel(request_id: int, acquire_request_id: int) -> bytes:
     return request(CANCEL, request_id).u32(acquire_request_id).frame()
 
@@ -309,7 +321,7 @@ def _reply_body(opcode: int, r: Reader):
         return {"session_id": r.u64(), "secret": (r.u64(), r.u64()), "timeout_ms": r.u32()}
     if opcode == RESUME_SESSION:
         return {"timeout_ms": r.u32()}
-    if opcode in (CLOSE_SESSION, PING, AUTHENTICATE, DELETE, CHECK, RELEASE, CANCEL, RENEW):
+    if opcode in (CLOSE_SESSION, PING, AUTHENTICATE, DELETE, CHECK, RELEASE, CANCEL, RENEW, ADD_WATCH, REMOVE_WATCHES):
         return None
     if opcode == CREATE:
         return {"path": r.string(), "stat": r.stat()}

@@ -65,6 +65,28 @@ class LiveTests(unittest.TestCase):
         other.ping()
         self.assertEqual(fired, [("created", "/watched")])
 
+    def test_persistent_and_recursive_watches_keep_firing_until_removed(self):
+        c = self.client()
+        other = self.client("other")
+        fired = []
+        c.add_watch("/pw", lambda kind, path: fired.append(("exact", kind, path)))
+        c.add_watch("/tree", lambda kind, path: fired.append(("tree", kind, path)), recursive=True)
+        other.create("/pw")
+        other.set("/pw", b"1")
+        other.set("/pw", b"2")
+        other.create("/tree")
+        other.create("/tree/leaf")
+        c.ping()  # the events of the changes above come before this reply
+        c.remove_watch("/pw")
+        with self.assertRaises(baton.BatonError) as caught:
+            c.remove_watch("/pw")
+        self.assertEqual(caught.exception.name, "noWatch")
+        other.set("/pw", b"3")
+        c.ping()
+        self.assertEqual(fired, [("exact", "created", "/pw"), ("exact", "dataChanged", "/pw"),
+                                 ("exact", "dataChanged", "/pw"), ("tree", "created", "/tree"),
+                                 ("tree", "created", "/tree/leaf")])
+
     def test_locks_exclude_and_tokens_increase(self):
         a, b = self.client("a"), self.client("b")
         with a.lock("/locks/py") as first:

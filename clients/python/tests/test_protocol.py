@@ -44,6 +44,8 @@ class GoldenVectorTests(unittest.TestCase):
         self.assertEqual(p.encode_backup(0x18, "/b.bak"), v["backup"])
         self.assertEqual(p.encode_acquire_all(0x1c, [("/a", p.EXCLUSIVE, 1), ("/b", p.SHARED, 1)], 5000, 0),
                          v["acquireAll"])
+        self.assertEqual(p.encode_add_watch(0x1c, "/a/b", p.PERSISTENT_RECURSIVE), v["addWatch"])
+        self.assertEqual(p.encode_remove_watches(0x1d, "/a", p.PERSISTENT), v["removeWatches"])
 
     def test_every_reply_and_event_decodes(self):
         for name, frame in list(vectors("replies.hex").items()) + list(vectors("events.hex").items()):
