@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // batond's configuration file (--config).
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // `swift package generate-documentation --target BatonClient` (scripts/docs.sh).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
@@ -42,7 +44,9 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "BatonTLS", dependencies: ["COpenSSL"]),
-        .target(name: "BatonProtocol"),
+        // The git revision in `--version`, hello and metrics: written at build time (Plugins/GitRevision).
+        .plugin(name: "GitRevision", capability: .buildTool()),
+        .target(name: "BatonProtocol", plugins: ["GitRevision"]),
         .target(name: "BatonNamespace", dependencies: [
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
@@ -97,7 +101,10 @@ let package = Package(
         // Starts a real batond on a temporary socket and talks to it: shared by the integration tests.
         .target(name: "BatonTestSupport", dependencies: ["BatonProtocol"], path: "Tests/BatonTestSupport"),
 
-        .target(name: "BatonFuzzSupport", dependencies: ["BatonProtocol", "BatonEngine", "BatonTestSupport"],
+        .target(name: "BatonFuzzSupport", dependencies: [
+            "BatonProtocol", "BatonEngine", "BatonNamespace", "BatonStore", "BatonTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ],
                 path: "Fuzz/Support"),
 
         .testTarget(name: "BatonFuzzTests", dependencies: ["BatonFuzzSupport", "BatonProtocol", "BatonTestSupport"]),

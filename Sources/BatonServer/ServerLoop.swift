@@ -104,6 +104,8 @@ final class ServerLoop {
 
     /// Who is let in, at what cost and for how long (Admission.swift).
     let admission: Admission
+    /// When freed heap goes back to the system after many connections closed (MemoryReturn.swift).
+    private var memoryReturn = MemoryReturn()
 
     // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with `metricsEndpoint`.
     var counters = ServerCounters()
@@ -577,6 +579,7 @@ final class ServerLoop {
             closeExpired(now: uv_now(loop))
             routeOutputs()
         }
+        if memoryReturn.trimIsDue(openConnections: connections.count) { MemoryReturn.trim() }
         if !resumeQueue.isEmpty { startIdle() }
     }
 
@@ -650,6 +653,7 @@ final class ServerLoop {
         guard connection.phase != .closed else { return }
         connection.phase = .closed
         connections[connection.id] = nil
+        memoryReturn.connectionClosed()
         drainingConnections[connection.id] = nil
         pausedConnections[connection.id] = nil
         writeWaiting[connection.id] = nil

@@ -23,7 +23,7 @@ struct Baton: ParsableCommand {
             check-token: 3 token not current; \
             run: the command's status, 75 lock not granted in time, 74 hold lost while the command ran.
             """,
-        version: BatonVersion.release,
+        version: BatonVersion.description,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
                       Watch.self, Run.self, Locks.self, CheckToken.self, Revoke.self, Backup.self, GuardedExec.self])
 

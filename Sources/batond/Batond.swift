@@ -30,7 +30,7 @@ struct Batond: ParsableCommand {
             reply), batch (one sync per loop turn for all the changes in it; the default), none \
             (written, never synced: survives the daemon dying, not the machine).
             """,
-        version: BatonVersion.release)
+        version: BatonVersion.description)
 
     @Option(name: .long, help: ArgumentHelp(
         "Unix socket path (at most \(Endpoint.unixPathBytesMax) bytes).",
