@@ -94,7 +94,7 @@ final class CLITests: XCTestCase {
     func testVersionOnBothBinariesAndInHello() throws {
         let version = try runBatonAlone(["--version"])
         XCTAssertEqual(version.status, 0, version.error)
-        XCTAssertEqual(version.output, "\(BatonVersion.release)\n")
+        XCTAssertEqual(version.output, "\(BatonVersion.release) (\(BatonVersion.revision))\n")
         let daemonProcess = Process()
         daemonProcess.executableURL = URL(fileURLWithPath: BuiltProducts.path("batond"))
         daemonProcess.arguments = ["--version"]
@@ -103,11 +103,11 @@ final class CLITests: XCTestCase {
         try daemonProcess.run()
         let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         daemonProcess.waitUntilExit()
-        XCTAssertEqual(printed, "\(BatonVersion.release)\n")
+        XCTAssertEqual(printed, "\(BatonVersion.release) (\(BatonVersion.revision))\n")
         let ping = try baton("ping", "--json")
         XCTAssertEqual(ping.status, 0, ping.error)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(ping.output.utf8)) as? [String: Any])
-        XCTAssertEqual(object["server"] as? String, "batond \(BatonVersion.release)")
+        XCTAssertEqual(object["server"] as? String, "batond \(BatonVersion.release) (\(BatonVersion.revision))")
         XCTAssertNotNil(object["roundTripMicroseconds"] as? Int)
     }
 
