@@ -44,9 +44,11 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "BatonTLS", dependencies: ["COpenSSL"]),
-        // The git revision in `--version`, hello and metrics: written at build time (Plugins/GitRevision).
+        .target(name: "BatonProtocol"),
+        // The git revision in `--version`, hello and metrics: written at build time (Plugins/GitRevision)
+        // into a module only the executables and tests import, so a commit recompiles little.
         .plugin(name: "GitRevision", capability: .buildTool()),
-        .target(name: "BatonProtocol", plugins: ["GitRevision"]),
+        .target(name: "BatonRevision", dependencies: ["BatonProtocol"], plugins: ["GitRevision"]),
         .target(name: "BatonNamespace", dependencies: [
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
@@ -71,13 +73,13 @@ let package = Package(
         ]),
         .target(name: "BatonClient", dependencies: ["BatonProtocol", "BatonTLS"]),
         .executableTarget(name: "batond", dependencies: [
-            "BatonServer", "BatonZooKeeper",
+            "BatonServer", "BatonZooKeeper", "BatonRevision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonClient", "BatonProtocol", "CProcessControl",
+            "BatonClient", "BatonProtocol", "BatonRevision", "CProcessControl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The official single-threaded ZooKeeper C client: the zookeeper:// store and the benchmarks' direct recipe.
@@ -114,10 +116,11 @@ let package = Package(
         .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
         .testTarget(name: "BatonTLSTests", dependencies: ["BatonTLS", "BatonTestSupport"]),
-        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond"]),
-        .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
+        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "BatonRevision", "batond"]),
+        .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "BatonRevision", "batond", "baton"]),
         .testTarget(name: "BatonZooKeeperTests", dependencies: [
-            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond", "baton",
+            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "BatonRevision", "CZooKeeper",
+            "batond", "baton",
         ]),
         .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]

@@ -6,7 +6,7 @@ import PackagePlugin
 /// "unknown" when there is no `.git` (a tarball). A prebuild command, so it runs on every build; it
 /// rewrites the file only when the revision changed, so an unchanged checkout recompiles nothing.
 /// Prebuild commands may only run tools that are not built from source: `/bin/sh` runs
-/// scripts/git-revision.sh (tested by BatonProtocolTests/GitRevisionTests).
+/// scripts/git-revision.sh (tested by BatonServerTests/GitRevisionTests).
 @main
 struct GitRevision: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {

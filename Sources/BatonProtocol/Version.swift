@@ -1,13 +1,12 @@
 /// The release this build belongs to: `--version` of `baton` and `batond`, batond's `hello` and its
-/// metrics all say it.
+/// metrics all say it, with the git revision (`BatonRevision.current`, in its own module so that a
+/// new commit recompiles only the executables).
 public enum BatonVersion {
     public static let release = "0.2.0"
-    /// The commit this build was made from, abbreviated to 7 hex digits, or "unknown" when built from
-    /// a tree with no `.git` (a tarball). Written at build time by the GitRevision plugin
-    /// (Plugins/GitRevision) into `GeneratedRevision.swift`.
-    public static var revision: String { gitRevision }
-    /// What `--version` prints: "0.2.0 (abc1234)".
-    public static var description: String { "\(release) (\(revision))" }
-    /// The name batond gives in its `hello` reply (free text, PROTOCOL.md §4.2).
-    public static var serverName: String { "batond \(description)" }
+    /// "0.2.0 (abc1234)".
+    public static func description(revision: String) -> String { "\(release) (\(revision))" }
+    /// The name batond gives in its `hello` reply (free text, PROTOCOL.md §4.2): "batond 0.2.0 (abc1234)".
+    public static func serverName(revision: String) -> String { "batond \(description(revision: revision))" }
+    /// The name of an engine not told its revision (batond sets `EngineConfiguration.serverName`).
+    public static var serverName: String { "batond \(release)" }
 }

@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     public var tls: TLSServerConfiguration?
     /// Serve `GET /metrics` (Prometheus text format) over HTTP on this `Endpoint.tcp`, only when asked.
     public var metricsEndpoint: Endpoint?
+    /// The git revision of this build, for `baton_build_info` (batond gives `BatonRevision.current`).
+    public var revision = "unknown"
     public var engine: EngineConfiguration
     /// Size of the loop's one read buffer, shared by every connection (a read is consumed before the
     /// next); a frame split across reads is gathered in its connection, up to `frameBytesMax`.

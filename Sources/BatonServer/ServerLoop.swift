@@ -256,7 +256,7 @@ final class ServerLoop {
             }
             let metrics = try MetricsEndpoint.bind(host: host, port: port, loop: self)
             metricsEndpoint = metrics
-            metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil)
+            metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil, revision: configuration.revision)
             metricsPort = metrics.boundPort
         }
         // After the listeners: a second daemon on the same socket stops before touching any state.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatonClient
 import BatonProtocol
+import BatonRevision
 import Foundation
 
 /// `baton`: the command-line client of batond.
@@ -23,7 +24,7 @@ struct Baton: ParsableCommand {
             check-token: 3 token not current; \
             run: the command's status, 75 lock not granted in time, 74 hold lost while the command ran.
             """,
-        version: BatonVersion.description,
+        version: BatonRevision.version,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
                       Watch.self, Run.self, Locks.self, CheckToken.self, Revoke.self, Backup.self, GuardedExec.self])
 

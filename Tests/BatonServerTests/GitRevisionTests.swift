@@ -1,4 +1,5 @@
 import BatonProtocol
+import BatonRevision
 import BatonTestSupport
 import Foundation
 import XCTest
@@ -59,9 +60,9 @@ final class GitRevisionTests: XCTestCase {
 
     /// The build's revision is this checkout's (when git is there to ask), and the CLIs print it.
     func testTheBuildCarriesThisCheckoutsRevision() throws {
-        XCTAssertEqual(BatonVersion.description, "\(BatonVersion.release) (\(BatonVersion.revision))")
-        XCTAssertEqual(BatonVersion.serverName, "batond \(BatonVersion.description)")
-        XCTAssertEqual(try revision(ofPackage: Self.repository), BatonVersion.revision)
+        XCTAssertEqual(BatonRevision.version, "\(BatonVersion.release) (\(BatonRevision.current))")
+        XCTAssertEqual(BatonRevision.serverName, "batond \(BatonRevision.version)")
+        XCTAssertEqual(try revision(ofPackage: Self.repository), BatonRevision.current)
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/git") else { return }
         let git = Process()
         git.executableURL = URL(fileURLWithPath: "/usr/bin/git")
@@ -72,7 +73,7 @@ final class GitRevisionTests: XCTestCase {
         let head = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         git.waitUntilExit()
         guard git.terminationStatus == 0 else { return }
-        XCTAssertEqual(BatonVersion.revision, head.trimmingCharacters(in: .whitespacesAndNewlines))
+        XCTAssertEqual(BatonRevision.current, head.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     func testBuildInfoMetricHasTheRevision() throws {
@@ -82,7 +83,7 @@ final class GitRevisionTests: XCTestCase {
         let response = try HTTPClient.get(port: port)
         XCTAssertEqual(response.status, 200)
         let line = try XCTUnwrap(response.body.split(separator: "\n").first { $0.hasPrefix("baton_build_info{") })
-        XCTAssertTrue(line.contains("revision=\"\(BatonVersion.revision)\""), String(line))
+        XCTAssertTrue(line.contains("revision=\"\(BatonRevision.current)\""), String(line))
         XCTAssertTrue(line.contains("version=\"\(BatonVersion.release)\""), String(line))
         XCTAssertEqual(line.split(separator: " ").last.flatMap { Double($0) }, 1, String(line))
     }
