@@ -1,7 +1,7 @@
 #!/bin/sh
 # Writes GeneratedRevision.swift (`let gitRevision = "abc1234"`) into DIRECTORY: the commit the
 # checkout at PACKAGE is at, read from .git without a git binary, or "unknown" without a .git (a
-# tarball). scripts/git-revision.sh PACKAGE DIRECTORY. Run by Plugins/GitRevision on every build;
+# tarball). scripts/git-revision.sh PACKAGE DIRECTORY. Run by Plugins/GitRevision when HEAD moves;
 # rewrites the file only when the revision changed, so an unchanged checkout recompiles nothing.
 # Handles a plain clone (.git a directory), a worktree or submodule (.git a file naming the git
 # directory; branch refs in its commondir), refs packed into packed-refs, and a detached HEAD.
