@@ -33,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // batond's configuration file (--config).
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        // `swift package generate-documentation --target BatonClient` (scripts/docs.sh).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
@@ -45,6 +47,10 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "BatonTLS", dependencies: ["COpenSSL"]),
         .target(name: "BatonProtocol"),
+        // The git revision in `--version`, hello and metrics: written at build time (Plugins/GitRevision)
+        // into a module only the executables and tests import, so a commit recompiles little.
+        .plugin(name: "GitRevision", capability: .buildTool()),
+        .target(name: "BatonRevision", dependencies: ["BatonProtocol"], plugins: ["GitRevision"]),
         .target(name: "BatonNamespace", dependencies: [
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
@@ -70,13 +76,13 @@ let package = Package(
         ]),
         .target(name: "BatonClient", dependencies: ["BatonProtocol", "BatonTLS"]),
         .executableTarget(name: "batond", dependencies: [
-            "BatonServer", "BatonZooKeeper",
+            "BatonServer", "BatonZooKeeper", "BatonRevision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonClient", "BatonProtocol", "CProcessControl",
+            "BatonClient", "BatonProtocol", "BatonRevision", "CProcessControl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The official single-threaded ZooKeeper C client: the zookeeper:// store and the benchmarks' direct recipe.
@@ -102,7 +108,10 @@ let package = Package(
         // Starts a real batond on a temporary socket and talks to it: shared by the integration tests.
         .target(name: "BatonTestSupport", dependencies: ["BatonProtocol"], path: "Tests/BatonTestSupport"),
 
-        .target(name: "BatonFuzzSupport", dependencies: ["BatonProtocol", "BatonEngine", "BatonTestSupport"],
+        .target(name: "BatonFuzzSupport", dependencies: [
+            "BatonProtocol", "BatonEngine", "BatonNamespace", "BatonStore", "BatonTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ],
                 path: "Fuzz/Support"),
 
         .testTarget(name: "BatonFuzzTests", dependencies: ["BatonFuzzSupport", "BatonProtocol", "BatonTestSupport"]),
@@ -113,10 +122,11 @@ let package = Package(
         .testTarget(name: "BatonEngineTests", dependencies: ["BatonEngine", "BatonProtocol", "BatonTestSupport"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore"]),
         .testTarget(name: "BatonTLSTests", dependencies: ["BatonTLS", "BatonTestSupport"]),
-        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "batond", "baton"]),
-        .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "batond", "baton"]),
+        .testTarget(name: "BatonServerTests", dependencies: ["BatonTestSupport", "BatonProtocol", "BatonServer", "BatonEngine", "BatonRevision", "batond", "baton"]),
+        .testTarget(name: "BatonClientTests", dependencies: ["BatonTestSupport", "BatonClient", "BatonProtocol", "BatonRevision", "batond", "baton"]),
         .testTarget(name: "BatonZooKeeperTests", dependencies: [
-            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "CZooKeeper", "batond", "baton",
+            "BatonTestSupport", "BatonZooKeeper", "BatonLocks", "BatonProtocol", "BatonNamespace", "BatonRevision", "CZooKeeper",
+            "batond", "baton",
         ]),
         .testTarget(name: "BatonBenchTests", dependencies: ["BatonTestSupport", "BatonBenchKit", "batond"]),
     ]

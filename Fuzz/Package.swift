@@ -17,5 +17,10 @@ let package = Package(
         .executableTarget(name: "FuzzEngine", dependencies: [
             .product(name: "BatonFuzzSupport", package: "Baton"), "CLibFuzzer",
         ]),
+        // Bytes as a data directory (log segments, snapshots, MARKS, FORMAT) that batond then recovers:
+        // it recovers or refuses with a named error. `FuzzRecovery --write-seeds DIR` writes its seeds.
+        .executableTarget(name: "FuzzRecovery", dependencies: [
+            .product(name: "BatonFuzzSupport", package: "Baton"), "CLibFuzzer",
+        ]),
     ]
 )

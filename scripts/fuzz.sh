@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# Runs a libFuzzer target for SECONDS: scripts/fuzz.sh frames|engine|all SECONDS [libFuzzer flags...]
+# Runs a libFuzzer target for SECONDS: scripts/fuzz.sh frames|engine|recovery|all SECONDS [libFuzzer flags...]
 # Builds Fuzz/ (release, -sanitize=fuzzer,address) into .build-fuzz; the corpus lives in
-# .build-fuzz/corpus/TARGET, seeded from Proto/vectors; crashes are written to .build-fuzz/findings/.
+# .build-fuzz/corpus/TARGET, seeded from Proto/vectors (frames, engine) or from data directories the
+# store writes (recovery: `FuzzRecovery --write-seeds`); crashes are written to .build-fuzz/findings/.
 # Prints libFuzzer's final stats; exits non-zero if the target crashed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:/opt/swift/bin:$PATH"
-target="${1:?usage: scripts/fuzz.sh frames|engine|all SECONDS [libFuzzer flags...]}"
-seconds="${2:?usage: scripts/fuzz.sh frames|engine|all SECONDS [libFuzzer flags...]}"
+target="${1:?usage: scripts/fuzz.sh frames|engine|recovery|all SECONDS [libFuzzer flags...]}"
+seconds="${2:?usage: scripts/fuzz.sh frames|engine|recovery|all SECONDS [libFuzzer flags...]}"
 shift 2
 if [ "$target" = all ]; then
-    for each in frames engine; do "$0" "$each" "$seconds" "$@"; done
+    for each in frames engine recovery; do "$0" "$each" "$seconds" "$@"; done
     exit 0
 fi
 case "$target" in
     frames) product=FuzzFrames ;;
     engine) product=FuzzEngine ;;
-    *) echo "unknown target '$target' (frames, engine, all)" >&2; exit 64 ;;
+    recovery) product=FuzzRecovery ;;
+    *) echo "unknown target '$target' (frames, engine, recovery, all)" >&2; exit 64 ;;
 esac
 scratch="$PWD/.build-fuzz"
 swift build --package-path Fuzz --scratch-path "$scratch" -c release --product "$product" \
@@ -24,6 +26,10 @@ swift build --package-path Fuzz --scratch-path "$scratch" -c release --product "
 corpus="$scratch/corpus/$target"
 findings="$scratch/findings/$target"
 mkdir -p "$corpus" "$findings"
+if [ "$target" = recovery ]; then
+    # Seed: real data directories (empty, a log, snapshots with logs after them) as archives.
+    "$scratch/release/$product" --write-seeds "$corpus"
+else
 # Seed: every golden frame body (the bytes after the length prefix), one file each.
 python3 - "$corpus" Proto/vectors/*.hex <<'PY'
 import sys, os
@@ -38,5 +44,6 @@ for path in sys.argv[2:]:
         with open(os.path.join(out, 'seed-' + name.strip()), 'wb') as f:
             f.write(frame[4:])
 PY
+fi
 "$scratch/release/$product" "$corpus" -max_total_time="$seconds" -print_final_stats=1 \
     -artifact_prefix="$findings/" "$@"

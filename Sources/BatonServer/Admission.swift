@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import BatonEngine
 import BatonProtocol
 import Logging
@@ -99,8 +104,9 @@ final class Admission {
     private var lastSweepMilliseconds: UInt64 = 0
     private var lastIdleSweepMilliseconds: UInt64 = 0
 
-    /// Failed logins by TCP peer address. Entries go once their throttle has passed and a quiet period
-    /// followed, so the table holds only peers that failed lately.
+    /// Failed logins by TCP peer (`loginIdentity(ofPeerHost:)`: an IPv4 address, an IPv6 /64). Entries
+    /// go once their throttle has passed and a quiet period followed, so the table holds only peers
+    /// that failed lately.
     private var loginFailures: [String: LoginFailures] = [:]
     private struct LoginFailures {
         var count = 0
@@ -119,7 +125,8 @@ final class Admission {
     /// Why a new connection is refused (sent unattributed before it closes), or nil to take it.
     func refusal(transport: TransportKind, peerHost: String?, now: UInt64) -> ReplyError? {
         guard transport == .tcp else { return nil }
-        if let host = peerHost, let failures = loginFailures[host], failures.throttledUntilMilliseconds > now {
+        if let host = peerHost.map(Admission.loginIdentity(ofPeerHost:)), let failures = loginFailures[host],
+           failures.throttledUntilMilliseconds > now {
             return ReplyError(.loginThrottled, "\(failures.count) failed logins from \(host); retry in \(failures.throttledUntilMilliseconds - now) ms")
         }
         if unauthenticatedConnections >= configuration.unauthenticatedConnectionsMax {
@@ -170,7 +177,8 @@ final class Admission {
                 unauthenticatedConnections -= 1
             }
         case (.authenticate, .failure(let error)) where error.code == .notAuthorized:
-            loginFailed(connection, peerHost: ticket.peerHost, now: now)
+            loginFailed(peerHost: ticket.peerHost, now: now,
+                        details: ["connection": "\(connection.id)", "peer": "\(connection.peer)"])
         default:
             return
         }
@@ -183,13 +191,35 @@ final class Admission {
     /// still logged and still close the connection after the third).
     static let loginFailureAddressesMax = 65_536
 
-    private func loginFailed(_ connection: Connection, peerHost: String?, now: UInt64) {
-        guard let host = peerHost else { return }
+    /// The identity failed logins are counted by, from a TCP peer host as `Listener.host(ofPeer:)` gives
+    /// it: an IPv4 address as it is; an IPv6 address by its /64 prefix ("2001:db8:1:2::/64"), since a
+    /// single host commonly has a whole /64 and could rotate through its addresses to dodge the
+    /// throttle. An IPv4-mapped IPv6 address is the IPv4 host it maps; text that is no address stays as is.
+    static func loginIdentity(ofPeerHost peerHost: String) -> String {
+        let host = peerHost.hasPrefix("[") && peerHost.hasSuffix("]") ? String(peerHost.dropFirst().dropLast()) : peerHost
+        var address = in6_addr()
+        guard host.contains(":"), inet_pton(AF_INET6, host, &address) == 1 else { return peerHost }
+        var bytes = withUnsafeBytes(of: address) { Array($0) }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        for index in 8..<16 { bytes[index] = 0 }
+        withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard inet_ntop(AF_INET6, &address, &text, socklen_t(text.count)) != nil else { return peerHost }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/64"
+    }
+
+    /// A failed `authenticate` from `peerHost` (nil on Unix: not counted); `details` name the connection in the log.
+    func loginFailed(peerHost: String?, now: UInt64, details: Logger.Metadata) {
+        guard let peerHost else { return }
+        let host = Admission.loginIdentity(ofPeerHost: peerHost)
         if loginFailures[host] == nil && loginFailures.count >= Admission.loginFailureAddressesMax { forgetQuietPeers(now: now) }
         var failures = loginFailures[host] ?? LoginFailures()
         failures.count += 1
         failures.lastFailureMilliseconds = now
-        var details: Logger.Metadata = ["connection": "\(connection.id)", "peer": "\(connection.peer)", "failures": "\(failures.count)"]
+        var details = details
+        details["failures"] = "\(failures.count)"
         let over = failures.count - configuration.loginFailuresBeforeThrottle
         if over >= 0 {
             let delay = min(configuration.loginThrottleMillisecondsMax,

@@ -101,7 +101,7 @@ final class MetricsRegistry {
     private let lastSnapshotStall, storageFailing: Gauge?
     private let residentMemory: Gauge
 
-    init(includesStore: Bool) {
+    init(includesStore: Bool, revision: String = "unknown") {
         let registry = self.registry
         func counter(_ name: String, _ unit: String, _ help: String, labels: [(String, String)] = []) -> MirroredCounter {
             let descriptor = MetricNameDescriptor(namespace: "baton", metricName: name, unitName: unit, helpText: help)
@@ -136,8 +136,9 @@ final class MetricsRegistry {
         detachedSessions = gauge("sessions_detached", "", "Sessions kept without a connection, awaiting a resume.")
         nodes = gauge("nodes", "", "Nodes in the namespace.")
         watches = gauge("watches", "", "Watches registered by sessions.")
-        // Always 1; the release is in its label (Prometheus' build_info convention).
-        gauge("build_info", "", "The release of this batond.", labels: [("version", BatonVersion.release)]).set(Int64(1))
+        // Always 1; the release and the git revision are in its labels (Prometheus' build_info convention).
+        gauge("build_info", "", "The release of this batond.",
+              labels: [("version", BatonVersion.release), ("revision", revision)]).set(Int64(1))
         authenticationSuccesses = counter("authentication_successes", "total", "TCP authentications that succeeded.")
         authenticationFailures = counter("authentication_failures", "total", "TCP authentications with a wrong token.")
         accessRulesReloads = counter("access_rules_reloads", "total", "Access rule files reloaded on SIGHUP.")

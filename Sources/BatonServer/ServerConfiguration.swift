@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var metricsSocketPath: String?
     /// `GET /metrics` on either endpoint needs `Authorization: Bearer` with this token (`--metrics-token-file`).
     public var metricsBearerToken: [UInt8]?
+    /// The git revision of this build, for `baton_build_info` (batond gives `BatonRevision.current`).
+    public var revision = "unknown"
     public var engine: EngineConfiguration
     /// The access rule file (`--acl`, PROTOCOL.md §17), reloaded on SIGHUP; nil: no access control.
     public var accessRulesPath: String?

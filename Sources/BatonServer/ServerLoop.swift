@@ -104,6 +104,8 @@ final class ServerLoop {
 
     /// Who is let in, at what cost and for how long (Admission.swift).
     let admission: Admission
+    /// When freed heap goes back to the system after many connections closed (MemoryReturn.swift).
+    private var memoryReturn = MemoryReturn()
 
     // Metrics (MetricsEndpoint.swift, Metrics.swift): counted always, served only with a metrics endpoint.
     var counters = ServerCounters()
@@ -261,7 +263,7 @@ final class ServerLoop {
         if let path = configuration.metricsSocketPath {
             metricsEndpoints.append(try MetricsEndpoint.bind(unixPath: path, bearerToken: configuration.metricsBearerToken, loop: self))
         }
-        if !metricsEndpoints.isEmpty { metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil) }
+        if !metricsEndpoints.isEmpty { metricsRegistry = MetricsRegistry(includesStore: configuration.durability != nil, revision: configuration.revision) }
         // After the listeners: a second daemon on the same socket stops before touching any state.
         // Clients that connect meanwhile wait in the listen backlog.
         if let makeEngine {
@@ -586,6 +588,7 @@ final class ServerLoop {
             closeExpired(now: uv_now(loop))
             routeOutputs()
         }
+        if memoryReturn.trimIsDue(openConnections: connections.count) { MemoryReturn.trim() }
         if !resumeQueue.isEmpty { startIdle() }
     }
 
@@ -659,6 +662,7 @@ final class ServerLoop {
         guard connection.phase != .closed else { return }
         connection.phase = .closed
         connections[connection.id] = nil
+        memoryReturn.connectionClosed()
         drainingConnections[connection.id] = nil
         pausedConnections[connection.id] = nil
         writeWaiting[connection.id] = nil

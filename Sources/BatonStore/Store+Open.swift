@@ -125,6 +125,17 @@ extension Store {
             repairs.append("\(problem): set aside \(aside.joined(separator: ", ")) (renamed to *.corrupt)")
         }
 
+        // LSNs start at 1: the store never names a segment for LSN 0 (it has no "LSN before"); such
+        // a file is damage (found by the recovery fuzz target).
+        if segmentLSNs.first == 0 {
+            let name = StoreFormat.segmentFileName(firstLSN: 0)
+            let problem = "a segment named for LSN 0 (LSNs start at 1)"
+            guard repair else { throw StoreError.corruptDataDirectory(file: name, offset: 0, problem: problem) }
+            try FileSystem.rename(path(name), to: path(name + StoreFormat.corruptSuffix))
+            try syncDirectory()
+            segmentLSNs.removeFirst()
+            repairs.append("\(name): \(problem); set aside as \(name)\(StoreFormat.corruptSuffix)")
+        }
         if let firstSegmentLSN = segmentLSNs.first {
             // Segments wholly before the snapshot are kept (for falling back to an older snapshot)
             // but not read; the first one read is the one holding `startLSN`.

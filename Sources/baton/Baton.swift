@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatonClient
 import BatonProtocol
+import BatonRevision
 import Foundation
 
 /// `baton`: the command-line client of batond.
@@ -24,7 +25,7 @@ struct Baton: ParsableCommand {
             run, elect: the command's status, 75 lock (leadership) not granted in time, 74 hold lost while the command ran; \
             leader: 3 nobody leads.
             """,
-        version: BatonVersion.release,
+        version: BatonRevision.version,
         subcommands: [Ping.self, List.self, StatCommand.self, Get.self, SetCommand.self, Create.self, Remove.self,
                       Watch.self, Run.self, Locks.self, CheckToken.self, Elect.self, LeaderCommand.self, Revoke.self, ForceRelease.self, Backup.self, GuardedExec.self])
 

@@ -5,7 +5,7 @@ import Foundation
 
 struct Ping: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Exit 0 when batond answers a ping; print its name and store (e.g. batond 0.2.0 store=embedded).",
+        abstract: "Exit 0 when batond answers a ping; print its name and store (e.g. batond 0.2.0 (abc1234) store=embedded).",
         discussion: """
             --json prints {"server": NAME, "store": STORE, "roundTripMicroseconds": N} (STORE: embedded, or \
             zookeeper://HOSTS/CHROOT).

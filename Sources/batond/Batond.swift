@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatonEngine
 import BatonProtocol
+import BatonRevision
 import BatonServer
 import BatonStore
 import BatonZooKeeper
@@ -30,7 +31,7 @@ struct Batond: ParsableCommand {
             reply), batch (one sync per loop turn for all the changes in it; the default), none \
             (written, never synced: survives the daemon dying, not the machine).
             """,
-        version: BatonVersion.release)
+        version: BatonRevision.version)
 
     @Option(name: .long, help: ArgumentHelp(
         "Unix socket path (at most \(Endpoint.unixPathBytesMax) bytes).",
@@ -296,6 +297,7 @@ struct Batond: ParsableCommand {
         let environment = processEnvironment()
         let path = socket ?? Endpoint.defaultSocketPath(environment: environment, userID: UInt32(getuid()))
         var engine = EngineConfiguration()
+        engine.serverName = BatonRevision.serverName
         engine.limits.sessionTimeoutMillisecondsMin = sessionTimeoutMinimumMilliseconds
         engine.limits.sessionTimeoutMillisecondsMax = sessionTimeoutMaximumMilliseconds
         guard nodesPerSessionMax > 0, watchesPerSessionMax > 0, sessionsPerPeerMax > 0 else {
@@ -311,6 +313,7 @@ struct Batond: ParsableCommand {
         engine.defaultSessionTimeoutMilliseconds = min(max(engine.defaultSessionTimeoutMilliseconds, sessionTimeoutMinimumMilliseconds),
                                                        sessionTimeoutMaximumMilliseconds)
         var configuration = ServerConfiguration(socketPath: path, engine: engine)
+        configuration.revision = BatonRevision.current
         configuration.socketMode = mode
         configuration.outputBytesHighWater = outputHighWaterBytes
         configuration.writeStallMillisecondsMax = writeStallMilliseconds

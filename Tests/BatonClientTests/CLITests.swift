@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Glibc
 import BatonProtocol
+import BatonRevision
 @testable import BatonClient
 
 /// The built `baton` binary as a subprocess against a real batond.
@@ -94,7 +95,7 @@ final class CLITests: XCTestCase {
     func testVersionOnBothBinariesAndInHello() throws {
         let version = try runBatonAlone(["--version"])
         XCTAssertEqual(version.status, 0, version.error)
-        XCTAssertEqual(version.output, "\(BatonVersion.release)\n")
+        XCTAssertEqual(version.output, "\(BatonRevision.version)\n")
         let daemonProcess = Process()
         daemonProcess.executableURL = URL(fileURLWithPath: BuiltProducts.path("batond"))
         daemonProcess.arguments = ["--version"]
@@ -103,11 +104,11 @@ final class CLITests: XCTestCase {
         try daemonProcess.run()
         let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         daemonProcess.waitUntilExit()
-        XCTAssertEqual(printed, "\(BatonVersion.release)\n")
+        XCTAssertEqual(printed, "\(BatonRevision.version)\n")
         let ping = try baton("ping", "--json")
         XCTAssertEqual(ping.status, 0, ping.error)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(ping.output.utf8)) as? [String: Any])
-        XCTAssertEqual(object["server"] as? String, "batond \(BatonVersion.release)")
+        XCTAssertEqual(object["server"] as? String, BatonRevision.serverName)
         XCTAssertNotNil(object["roundTripMicroseconds"] as? Int)
     }
 

@@ -1,4 +1,5 @@
 import BatonProtocol
+import BatonRevision
 import BatonTestSupport
 import Foundation
 import XCTest
@@ -35,7 +36,7 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
         guard case .hello(_, let serverName, _) = try connection.callSuccessfully(.hello(version: ProtocolVersion.current, clientName: "t")) else {
             return XCTFail("hello")
         }
-        XCTAssertEqual(serverName, "\(BatonVersion.serverName) store=zookeeper://\(try ensemble.connectString)/d0")
+        XCTAssertEqual(serverName, "\(BatonRevision.serverName) store=zookeeper://\(try ensemble.connectString)/d0")
 
         for (arguments, message) in [(["--store", "zk://h:1"], "--store must be"),
                                      (["--store", "zookeeper://h:1", "--data-dir", "/tmp/x"], "do not apply"),
@@ -243,7 +244,7 @@ final class ZooKeeperStoreLossTests: XCTestCase {
         let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         ping.waitUntilExit()
         XCTAssertEqual(ping.terminationStatus, 0)
-        XCTAssertEqual(printed, "\(BatonVersion.serverName) store=\(store)\n")
+        XCTAssertEqual(printed, "\(BatonRevision.serverName) store=\(store)\n")
 
         let run = Process()
         run.executableURL = URL(fileURLWithPath: baton)
