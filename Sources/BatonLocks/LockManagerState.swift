@@ -71,11 +71,17 @@ final class Waiter {
     let lockDelayMilliseconds: UInt32
 
     var state: WaiterState = .queuedForCreate
-    var name: WaiterName? {
-        didSet { nodePath = name.map { lockPath + "/" + $0.name } }
-    }
+    /// The waiter node's name and full path, once created (set together by `adopt`).
+    private(set) var name: WaiterName?
     /// The waiter node's full path, once created (kept: it is needed on every step of the recipe).
     private(set) var nodePath: String?
+
+    /// The node this waiter created: `path` is the lock path, a slash and `name` (as the namespace
+    /// reported it, so it is not built again).
+    func adoptNode(_ name: WaiterName, path: String) {
+        self.name = name
+        nodePath = path
+    }
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
