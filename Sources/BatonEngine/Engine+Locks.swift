@@ -30,7 +30,8 @@ struct EngineLocks {
     /// A connection's entry may be empty: it is removed when the connection goes.
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
-    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
+    /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
+    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64, owned: Bool)] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
     /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
@@ -98,7 +99,7 @@ extension Engine {
             }
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
             if let holder = locks.holders[node], holder.session == session, holder.token == token,
-               (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
+               !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
             applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
@@ -335,10 +336,11 @@ extension Engine {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
                 return
             }
+            let owned = locks.ownedAcquires.remove(ticket) != nil
             if let session = connections[ticket.connection]?.sessionID {
-                locks.holders[node] = (ticket, session, token)
+                locks.holders[node] = (ticket, session, token, owned)
             }
-            if locks.ownedAcquires.remove(ticket) != nil {
+            if owned {
                 reply(ticket.connection, ticket.requestID, .acquireOwned,
                       .success(.held(node: node, token: token, holdCount: 1)), now: now)
             } else {
