@@ -76,12 +76,20 @@ final class Waiter {
     /// The waiter node's full path, once created (kept: it is needed on every step of the recipe).
     private(set) var nodePath: String?
 
-    /// The node this waiter created: `path` is the lock path, a slash and `name` (as the namespace
-    /// reported it, so it is not built again).
+    /// The node this waiter created, `name` under the lock node. `path` is the node's full path as
+    /// the namespace reported it: kept when it is the lock path, a slash and the name (always, for the
+    /// namespaces here), so the path is not built again; otherwise built from the lock path.
     func adoptNode(_ name: WaiterName, path: String) {
         self.name = name
-        nodePath = path
+        let parentBytes = lockPath.utf8.count
+        if path.utf8.count == parentBytes + 1 + WaiterName.nameBytes, path.utf8.starts(with: lockPath.utf8),
+           path.utf8.dropFirst(parentBytes).first == UInt8(ascii: "/") {
+            nodePath = path
+        } else {
+            nodePath = lockPath + "/" + name.name
+        }
     }
+
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
