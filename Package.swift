@@ -55,10 +55,13 @@ let package = Package(
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
         ]),
+        // Whole-module bodies exported (cross-module optimisation), so the engine's and the ZooKeeper
+        // store's `LockManager<LockTicket>` is specialised instead of running the generic recipe
+        // through metadata lookups and witness tables on every request.
         .target(name: "BatonLocks", dependencies: [
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(["-cross-module-optimization"])]),
         .target(name: "BatonAccess", dependencies: ["BatonProtocol"]),
         .target(name: "BatonEngine", dependencies: [
             "BatonProtocol", "BatonNamespace", "BatonLocks", "BatonAccess",

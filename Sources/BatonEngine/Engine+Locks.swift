@@ -27,9 +27,11 @@ struct EngineLocks {
     var manager: LockManager<LockTicket>?
     var adapter: EngineLockNamespace?
     /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
+    /// A connection's entry may be empty: it is removed when the connection goes.
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
-    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64)] = [:]
+    /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
+    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64, owned: Bool)] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
     /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
@@ -97,7 +99,7 @@ extension Engine {
             }
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
             if let holder = locks.holders[node], holder.session == session, holder.token == token,
-               (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
+               !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
             applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
@@ -249,7 +251,7 @@ extension Engine {
     /// `closeSession`: the session's waiting acquires (all on its current connection: a closed
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection] else { return }
+        guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection], !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
@@ -266,7 +268,8 @@ extension Engine {
 
     /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
     func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) else { return }
+        guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection),
+              !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
@@ -307,8 +310,9 @@ extension Engine {
         routeLockEffects(now: now, effects)
     }
 
+    /// One input (every acquire and release): no arrays of inputs or effects built for it.
     func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
-        applyLockInputs([input], now: now)
+        routeLockEffects(now: now, lockTime(now).apply(input, now: now))
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
@@ -319,7 +323,8 @@ extension Engine {
     func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
         collectNamespaceOutputs()
-        for effect in manager.takeEffects() + effects { routing.append(.lock(effect)) }
+        for effect in manager.takeEffects() { routing.append(.lock(effect)) }
+        for effect in effects { routing.append(.lock(effect)) }
         drain(now: now)
     }
 
@@ -331,10 +336,11 @@ extension Engine {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
                 return
             }
+            let owned = locks.ownedAcquires.remove(ticket) != nil
             if let session = connections[ticket.connection]?.sessionID {
-                locks.holders[node] = (ticket, session, token)
+                locks.holders[node] = (ticket, session, token, owned)
             }
-            if locks.ownedAcquires.remove(ticket) != nil {
+            if owned {
                 reply(ticket.connection, ticket.requestID, .acquireOwned,
                       .success(.held(node: node, token: token, holdCount: 1)), now: now)
             } else {
@@ -373,8 +379,9 @@ extension Engine {
 
     /// True if `ticket` was a waiting acquire (now answered).
     func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
+        // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
+        // next acquire reuses it instead of allocating one.
         guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return false }
-        if locks.pendingAcquires[ticket.connection]?.isEmpty == true { locks.pendingAcquires[ticket.connection] = nil }
         endPendingRequest(on: ticket.connection)
         return true
     }

@@ -16,8 +16,9 @@ public enum LockEffect<Ticket: Hashable>: Equatable {
     case lost(session: UInt64, node: String, token: UInt64, reason: LockLostReason)
 }
 
-/// What moves the lock manager (`LockManager.apply`): the owner's requests, the passing of time, and
-/// the namespace's answers. Each is applied as one step; the manager reads no clock.
+/// What moves the lock manager (`LockManager.apply`): the owner's requests and the passing of time.
+/// The namespace's answers are the third kind of input, which the manager's own callbacks apply
+/// (`NamespaceAnswer`). Each is applied as one step; the manager reads no clock.
 public enum LockInput<Ticket: Hashable> {
     /// Starts an acquire; answered by a later `granted`, `reentered` or `failed` effect for `ticket`.
     case acquire(LockRequest, ticket: Ticket, session: UInt64, clientName: String)
@@ -37,14 +38,6 @@ public enum LockInput<Ticket: Hashable> {
     case sessionEnded(UInt64)
     /// Time passed: wait timeouts, leases and retries that are due run.
     case tick
-    /// A namespace answer or watch event. The manager's own namespace callbacks make these and apply
-    /// them; the owner never builds one.
-    case completion(LockCompletion)
-}
-
-/// A namespace answer or watch event as an input of the manager (opaque to the owner).
-public struct LockCompletion {
-    let answer: NamespaceAnswer
 }
 
 /// Every namespace answer and watch event the recipe asks for, with what it needs to find the step

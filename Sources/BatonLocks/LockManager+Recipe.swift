@@ -185,7 +185,7 @@ extension LockManager {
         }
         let abandoned = waiter.isAbandoned
         releaseCreateSlot(waiter, lock)
-        waiter.name = name
+        waiter.adoptNode(name, path: path)
         waiter.token = stat.createdTransaction
         lock.bySequence[name.sequence] = waiter.id
         localOrderInsert(lock, waiter)
@@ -747,9 +747,10 @@ extension LockManager {
         waiters[waiter.id] = nil
         if let ticket = ticketOf.removeValue(forKey: waiter.id), tickets[ticket] == waiter.id { tickets[ticket] = nil }
         releaseTicketOf[waiter.id] = nil
-        if var ids = sessions[waiter.session] {
-            ids.remove(waiter.id)
-            sessions[waiter.session] = ids.isEmpty ? nil : ids
+        // In place: a copy of the set taken out of the dictionary would be copied again on `remove`.
+        if let index = sessions.index(forKey: waiter.session) {
+            sessions.values[index].remove(waiter.id)
+            if sessions.values[index].isEmpty { sessions.remove(at: index) }
         }
         guard let lock = locks[waiter.lockPath] else { return }
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }

@@ -99,7 +99,7 @@ public final class LockManager<Ticket: Hashable> {
     /// way in for requests and time; `renew` and the queries below only read or set a field. Namespace calls
     /// the step makes that answer at once are applied within the same call, after the step (so the
     /// recipe never re-enters itself); answers that come later are inputs of their own
-    /// (`LockInput.completion`), applied by the manager's namespace callbacks when they run: their
+    /// (`NamespaceAnswer`), applied by the manager's namespace callbacks when they run: their
     /// effects wait in the outbox (`takeEffects`, announced by `effectsAvailable`).
     public func apply(_ input: LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
         run(input, now)
@@ -139,17 +139,29 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Effects produced since the last call, in order.
     public func takeEffects() -> [LockEffect<Ticket>] {
-        defer { effects.removeAll(keepingCapacity: true) }
-        return effects
+        // Handed over whole (emptying the array in place would copy it, as the caller shares it).
+        guard !effects.isEmpty else { return [] }
+        var taken: [LockEffect<Ticket>] = []
+        swap(&taken, &effects)
+        return taken
     }
 
     /// One input, then every namespace answer it caused that arrived meanwhile.
     private func run(_ input: LockInput<Ticket>, _ now: Time) {
+        beginStep(now)
+        step(input)
+        endStep()
+    }
+
+    private func beginStep(_ now: Time) {
         precondition(!running, "LockManager is not reentrant: call it from outside its callbacks")
         nowMilliseconds = max(nowMilliseconds, now.monotonicMilliseconds)
         running = true
-        step(input)
-        while let answer = arrivedDuringStep.popFirst() { step(.completion(LockCompletion(answer: answer))) }
+    }
+
+    /// Applies the answers that arrived during the step (each as its own input, without wrapping it in one).
+    private func endStep() {
+        while let answer = arrivedDuringStep.popFirst() { complete(answer) }
         running = false
     }
 
@@ -161,7 +173,9 @@ public final class LockManager<Ticket: Hashable> {
             arrivedDuringStep.append(answer)
             return
         }
-        run(.completion(LockCompletion(answer: answer)), Time(milliseconds: nowMilliseconds))
+        beginStep(Time(milliseconds: nowMilliseconds))
+        complete(answer)
+        endStep()
         if !effects.isEmpty { effectsAvailable?() }
     }
 
@@ -181,8 +195,6 @@ public final class LockManager<Ticket: Hashable> {
                 _ = deadlines.popMin()
                 run(next.action)
             }
-        case .completion(let completion):
-            complete(completion.answer)
         }
     }
 

@@ -71,11 +71,25 @@ final class Waiter {
     let lockDelayMilliseconds: UInt32
 
     var state: WaiterState = .queuedForCreate
-    var name: WaiterName? {
-        didSet { nodePath = name.map { lockPath + "/" + $0.name } }
-    }
+    /// The waiter node's name and full path, once created (set together by `adopt`).
+    private(set) var name: WaiterName?
     /// The waiter node's full path, once created (kept: it is needed on every step of the recipe).
     private(set) var nodePath: String?
+
+    /// The node this waiter created, `name` under the lock node. `path` is the node's full path as
+    /// the namespace reported it: kept when it is the lock path, a slash and the name (always, for the
+    /// namespaces here), so the path is not built again; otherwise built from the lock path.
+    func adoptNode(_ name: WaiterName, path: String) {
+        self.name = name
+        let parentBytes = lockPath.utf8.count
+        if path.utf8.count == parentBytes + 1 + WaiterName.nameBytes, path.utf8.starts(with: lockPath.utf8),
+           path.utf8.dropFirst(parentBytes).first == UInt8(ascii: "/") {
+            nodePath = path
+        } else {
+            nodePath = lockPath + "/" + name.name
+        }
+    }
+
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.

@@ -263,8 +263,11 @@ final class ZooKeeperLockTests: XCTestCase {
     }
 
     /// ZooKeeper requests per uncontended acquire + release pair, on a warm lock, against ZooKeeper's own
-    /// recipe (create, list, delete: 3). Baton's recipe adds the grant-time check of the node and the
-    /// holder's watch on its own node (so a deletion by someone else is reported `lockLost`): 5.
+    /// recipe (create, list, delete: 3). Baton's recipe adds one read at the grant: the check that the
+    /// node still exists, which also sets the holder's watch on its own node (so a deletion by someone
+    /// else, a `forceRelease` on another sidecar say, is reported `lockLost`): 4. The list stays: a
+    /// ZooKeeper create does not say which incarnation of the lock node it went under, so the queue the
+    /// sidecar keeps cannot be trusted without it (LockManager+Queue).
     func testZooKeeperRequestsPerUncontendedLockPair() throws {
         let world = try world("/l7")
         let client = world.sidecar("A").client
@@ -282,7 +285,7 @@ final class ZooKeeperLockTests: XCTestCase {
         }
         let perPair = Double(client.requestCount - before) / Double(pairs)
         print("ZooKeeper requests per uncontended lock pair (Baton recipe): \(perPair)")
-        XCTAssertLessThanOrEqual(perPair, 5, "create, list, grant check, watch own node, delete")
+        XCTAssertLessThanOrEqual(perPair, 4, "create, list, grant check with the holder's watch, delete")
     }
 
     func testLeaderKilledUnderLoadGrantsNoLockTwice() throws {
