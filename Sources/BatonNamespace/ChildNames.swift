@@ -12,7 +12,9 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     static let chunkMax = 512
 
     private var chunks: [[String]] = []
-    public private(set) var count = 0
+
+    /// O(chunks): not stored, a node keeps its count in its stat (one word less per node).
+    public var count: Int { chunks.reduce(0) { $0 + $1.count } }
 
     public init() {}
 
@@ -20,7 +22,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         for name in names { insert(name) }
     }
 
-    public var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { chunks.isEmpty }
 
     /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
     private func chunkIndex(for name: String) -> Int {
@@ -61,7 +63,6 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     public mutating func insert(_ name: String) -> Bool {
         guard !chunks.isEmpty else {
             chunks = [[name]]
-            count = 1
             return true
         }
         // After the last name (a snapshot read in order, a lock's next waiter): no search.
@@ -75,7 +76,6 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         }
         if position < chunks[index].count && Self.same(chunks[index][position], name) { return false }
         chunks[index].insert(name, at: position)
-        count += 1
         if chunks[index].count > Self.chunkMax {
             let upper = Array(chunks[index][(Self.chunkMax / 2)...])
             chunks[index].removeSubrange((Self.chunkMax / 2)...)
@@ -90,7 +90,6 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     public mutating func remove(_ name: String) -> Bool {
         guard let (index, position) = find(name) ?? findEquivalent(name) else { return false }
         chunks[index].remove(at: position)
-        count -= 1
         if chunks[index].isEmpty {
             chunks.remove(at: index)
             if chunks.isEmpty { chunks = [] }  // gives the memory back
@@ -119,7 +118,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
             if position == chunk.count { chunkIndex += 1; position = 0 }
         }
         var result: [String] = []
-        result.reserveCapacity(Swift.min(limit, count))
+        result.reserveCapacity(Swift.min(limit, chunks.count * Self.chunkMax))
         while chunkIndex < chunks.count && result.count < limit {
             let chunk = chunks[chunkIndex]
             let taken = Swift.min(chunk.count - position, limit - result.count)
