@@ -44,8 +44,30 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         return low
     }
 
-    static func precedes(_ left: String, _ right: String) -> Bool { left.utf8.lexicographicallyPrecedes(right.utf8) }
-    static func same(_ left: String, _ right: String) -> Bool { left.utf8.elementsEqual(right.utf8) }
+    static func precedes(_ left: String, _ right: String) -> Bool { order(left, right) < 0 }
+    static func same(_ left: String, _ right: String) -> Bool { order(left, right) == 0 }
+
+    /// The names' byte order: negative, zero or positive. Over the strings' own UTF-8 storage (native
+    /// and small strings have it): the generic `utf8` sequence comparison cost more than the hash it
+    /// replaces on every tree lookup (`NodeTree`).
+    static func order(_ left: String, _ right: String) -> Int {
+        let direct = left.utf8.withContiguousStorageIfAvailable { leftBytes in
+            right.utf8.withContiguousStorageIfAvailable { rightBytes -> Int in
+                for index in 0..<Swift.min(leftBytes.count, rightBytes.count) where leftBytes[index] != rightBytes[index] {
+                    return Int(leftBytes[index]) - Int(rightBytes[index])
+                }
+                return leftBytes.count - rightBytes.count
+            }
+        }
+        if let direct, let direct { return direct }
+        if left.utf8.lexicographicallyPrecedes(right.utf8) { return -1 }
+        return left.utf8.elementsEqual(right.utf8) ? 0 : 1
+    }
+
+    /// Only ASCII bytes (then byte equality is Swift's `==`).
+    static func isASCII(_ name: String) -> Bool {
+        name.utf8.withContiguousStorageIfAvailable { bytes in bytes.allSatisfy { $0 < 0x80 } } ?? name.utf8.allSatisfy { $0 < 0x80 }
+    }
 
     /// Where `name` is (chunk, position), by its bytes.
     private func find(_ name: String) -> (chunk: Int, position: Int)? {

@@ -40,6 +40,22 @@ struct NodeTree: Sendable {
             let location = directory.locate(NamespacePath.name(of: path))
             return location.found ? directory.chunks[location.chunk][location.position].node : nil
         }
+        set {
+            if path == NamespacePath.root {
+                precondition(newValue != nil, "the root cannot be removed")
+                root = newValue
+                return
+            }
+            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
+            let location = directories[parent]?.locate(name)
+            if let location, location.found {
+                if let newValue { directories[parent]![nodeAt: location] = newValue } else { removeEntry(parent, at: location) }
+            } else if let newValue {
+                directories[parent, default: Directory()].insert(Entry(name: name, node: newValue), at: location ?? (0, 0, false))
+                count += 1
+            }
+        }
+        // Changes in place (`tree[path]!.field = …`); removing is `removeValue` or setting nil.
         _modify {
             if path == NamespacePath.root {
                 yield &root
@@ -50,10 +66,7 @@ struct NodeTree: Sendable {
             let location = directories[parent]?.locate(name)
             if let location, location.found {
                 // In place: the node's own arrays (children, data) stay uniquely referenced.
-                yield &directories[parent]!.chunks[location.chunk][location.position].node
-                if directories[parent]!.chunks[location.chunk][location.position].node == nil {
-                    removeEntry(parent, at: location)
-                }
+                yield &directories[parent]![nodeAt: location]
             } else {
                 var value: Node? = nil
                 yield &value
@@ -139,12 +152,13 @@ extension NodeTree.Directory {
             location = (last, chunks[last].count, false)  // after the last name: no search
         } else {
             let index = chunkIndex(for: name)
-            let chunk = chunks[index]
-            let position = Self.position(of: name, in: chunk)
-            if position < chunk.count && ChildNames.same(chunk[position].name, name) { return (index, position, true) }
+            let position = Self.position(of: name, in: chunks[index])
+            if position < chunks[index].count && ChildNames.same(chunks[index][position].name, name) {
+                return (index, position, true)
+            }
             location = (index, position, false)
         }
-        if !name.utf8.allSatisfy({ $0 < 0x80 }) {
+        if !ChildNames.isASCII(name) {
             for (index, chunk) in chunks.enumerated() {
                 if let position = chunk.firstIndex(where: { $0.name == name }) { return (index, position, true) }
             }
@@ -169,6 +183,15 @@ extension NodeTree.Directory {
             if ChildNames.precedes(chunk[middle].name, name) { low = middle + 1 } else { high = middle }
         }
         return low
+    }
+
+    /// A stored node, in place; it stays (removing is `remove(at:)`).
+    subscript(nodeAt location: Location) -> Node? {
+        get { chunks[location.chunk][location.position].node }
+        _modify {
+            yield &chunks[location.chunk][location.position].node
+            precondition(chunks[location.chunk][location.position].node != nil, "remove a node with removeValue")
+        }
     }
 
     mutating func insert(_ entry: NodeTree.Entry, at location: Location) {
