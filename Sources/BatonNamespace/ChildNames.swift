@@ -12,7 +12,9 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     static let chunkMax = 512
 
     private var chunks: [[String]] = []
-    public private(set) var count = 0
+
+    /// O(chunks): not stored, a node keeps its count in its stat (one word less per node).
+    public var count: Int { chunks.reduce(0) { $0 + $1.count } }
 
     public init() {}
 
@@ -20,7 +22,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         for name in names { insert(name) }
     }
 
-    public var isEmpty: Bool { count == 0 }
+    public var isEmpty: Bool { chunks.isEmpty }
 
     /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
     private func chunkIndex(for name: String) -> Int {
@@ -42,8 +44,30 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         return low
     }
 
-    static func precedes(_ left: String, _ right: String) -> Bool { left.utf8.lexicographicallyPrecedes(right.utf8) }
-    static func same(_ left: String, _ right: String) -> Bool { left.utf8.elementsEqual(right.utf8) }
+    static func precedes(_ left: String, _ right: String) -> Bool { order(left, right) < 0 }
+    static func same(_ left: String, _ right: String) -> Bool { order(left, right) == 0 }
+
+    /// The names' byte order: negative, zero or positive. Over the strings' own UTF-8 storage (native
+    /// and small strings have it): the generic `utf8` sequence comparison cost more than the hash it
+    /// replaces on every tree lookup (`NodeTree`).
+    static func order(_ left: String, _ right: String) -> Int {
+        let direct = left.utf8.withContiguousStorageIfAvailable { leftBytes in
+            right.utf8.withContiguousStorageIfAvailable { rightBytes -> Int in
+                for index in 0..<Swift.min(leftBytes.count, rightBytes.count) where leftBytes[index] != rightBytes[index] {
+                    return Int(leftBytes[index]) - Int(rightBytes[index])
+                }
+                return leftBytes.count - rightBytes.count
+            }
+        }
+        if let direct, let direct { return direct }
+        if left.utf8.lexicographicallyPrecedes(right.utf8) { return -1 }
+        return left.utf8.elementsEqual(right.utf8) ? 0 : 1
+    }
+
+    /// Only ASCII bytes (then byte equality is Swift's `==`).
+    static func isASCII(_ name: String) -> Bool {
+        name.utf8.withContiguousStorageIfAvailable { bytes in bytes.allSatisfy { $0 < 0x80 } } ?? name.utf8.allSatisfy { $0 < 0x80 }
+    }
 
     /// Where `name` is (chunk, position), by its bytes.
     private func find(_ name: String) -> (chunk: Int, position: Int)? {
@@ -61,7 +85,6 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     public mutating func insert(_ name: String) -> Bool {
         guard !chunks.isEmpty else {
             chunks = [[name]]
-            count = 1
             return true
         }
         // After the last name (a snapshot read in order, a lock's next waiter): no search.
@@ -75,7 +98,6 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         }
         if position < chunks[index].count && Self.same(chunks[index][position], name) { return false }
         chunks[index].insert(name, at: position)
-        count += 1
         if chunks[index].count > Self.chunkMax {
             let upper = Array(chunks[index][(Self.chunkMax / 2)...])
             chunks[index].removeSubrange((Self.chunkMax / 2)...)
@@ -90,7 +112,6 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     public mutating func remove(_ name: String) -> Bool {
         guard let (index, position) = find(name) ?? findEquivalent(name) else { return false }
         chunks[index].remove(at: position)
-        count -= 1
         if chunks[index].isEmpty {
             chunks.remove(at: index)
             if chunks.isEmpty { chunks = [] }  // gives the memory back
@@ -119,7 +140,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
             if position == chunk.count { chunkIndex += 1; position = 0 }
         }
         var result: [String] = []
-        result.reserveCapacity(Swift.min(limit, count))
+        result.reserveCapacity(Swift.min(limit, chunks.count * Self.chunkMax))
         while chunkIndex < chunks.count && result.count < limit {
             let chunk = chunks[chunkIndex]
             let taken = Swift.min(chunk.count - position, limit - result.count)

@@ -100,14 +100,10 @@ extension Namespace {
     /// Counters start at their marks; emptied containers start their grace period now.
     func finishRecovery(now: Time) {
         if transactionReserved > 0 { transactionCurrent = max(transactionCurrent, transactionReserved - 1) }
-        var behind: [String] = []
-        var emptyContainers: [String] = []
-        for (path, node) in nodes {
-            if node.sequenceNext < node.sequenceReserved { behind.append(path) }
-            // Ephemeral children did not survive the restart: an empty container is swept after
-            // the grace, whether or not the log saw it used (its users' sessions are gone).
-            if node.kind == .container && node.children.isEmpty { emptyContainers.append(path) }
-        }
+        let behind = nodes.paths { $0.sequenceNext < $0.sequenceReserved }
+        // Ephemeral children did not survive the restart: an empty container is swept after
+        // the grace, whether or not the log saw it used (its users' sessions are gone).
+        let emptyContainers = nodes.paths { $0.kind == .container && $0.children.isEmpty }
         for path in behind { nodes[path]!.sequenceNext = nodes[path]!.sequenceReserved }
         for path in emptyContainers.sorted() { scheduleSweep(path, now: now) }
     }
@@ -145,7 +141,7 @@ extension Namespace {
         }
         guard let sequences, sequences > 0 else { return }
         sequenceHighWater = max(sequenceHighWater, sequences)
-        let behind = nodes.compactMap { $0.value.sequenceNext < sequences ? $0.key : nil }
+        let behind = nodes.paths { $0.sequenceNext < sequences }
         for path in behind {
             nodes[path]!.sequenceNext = sequences
             nodes[path]!.sequenceReserved = max(nodes[path]!.sequenceReserved, sequences)
@@ -153,7 +149,7 @@ extension Namespace {
     }
 
     struct RollbackPoint {
-        var nodes: TreeDictionary<String, Node>
+        var nodes: NodeTree
         var ephemerals: TreeDictionary<UInt64, Set<String>>
         var usage: TreeDictionary<UInt64, SessionUsage>
         var transactionCurrent, transactionReserved, sequenceHighWater: UInt64

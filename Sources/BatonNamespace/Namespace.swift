@@ -9,9 +9,9 @@ public final class Namespace {
     public let configuration: NamespaceConfiguration
     var limits: Limits { configuration.limits }
 
-    // The tree, keyed by full path. TreeDictionary shares structure between copies, so a snapshot
-    // and a multi's rollback point cost O(1) and later writes copy only the touched paths.
-    var nodes: TreeDictionary<String, Node>
+    // The tree (by parent path and name: `NodeTree`). Copies share structure, so a snapshot and a
+    // multi's rollback point are cheap and later writes copy only the touched parents' chunks.
+    var nodes: NodeTree
     var ephemeralsBySession: TreeDictionary<UInt64, Set<String>> = [:]
     /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists (who
     /// created a node is `Node.creator`).
@@ -56,7 +56,7 @@ public final class Namespace {
         self.random = random
         var rootStat = Stat()
         rootStat.kind = .persistent
-        self.nodes = [NamespacePath.root: Node(data: [], stat: rootStat)]
+        self.nodes = NodeTree(root: Node(data: [], stat: rootStat))
     }
 
     // MARK: Outbox
@@ -370,16 +370,16 @@ public final class Namespace {
     // One access to the parent each (a tree lookup hashes the whole path).
     private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
         parent.children.insert(name)
-        parent.stat.childrenCount += 1
-        parent.stat.childrenVersion = childrenVersion ?? (parent.stat.childrenVersion &+ 1)
-        parent.stat.childrenTransaction = transaction
+        parent.childrenCount += 1
+        parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)
+        parent.childrenTransaction = transaction
     }
 
     private static func childRemoved(_ name: String, from parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
         parent.children.remove(name)
-        parent.stat.childrenCount -= 1
-        parent.stat.childrenVersion = childrenVersion ?? (parent.stat.childrenVersion &+ 1)
-        parent.stat.childrenTransaction = transaction
+        parent.childrenCount -= 1
+        parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)
+        parent.childrenTransaction = transaction
     }
 
     @discardableResult
@@ -393,12 +393,11 @@ public final class Namespace {
     // One access to the node (a tree lookup hashes the whole path).
     private static func replaceData(of node: inout Node, with data: [UInt8], version: Int32, transaction: UInt64,
                                     wallMilliseconds: UInt64) -> (creator: UInt64, bytesBefore: Int, stat: Stat) {
-        let bytesBefore = Int(node.stat.dataLength)
+        let bytesBefore = node.dataLength
         node.data = data
-        node.stat.dataLength = UInt32(data.count)
-        node.stat.version = version
-        node.stat.modifiedTransaction = transaction
-        node.stat.modifiedMilliseconds = wallMilliseconds
+        node.version = version
+        node.modifiedTransaction = transaction
+        node.modifiedMilliseconds = wallMilliseconds
         return (node.creator, bytesBefore, node.stat)
     }
 

@@ -5,7 +5,7 @@ import Collections
 /// cross threads. `serialize()` leaves out ephemeral nodes, which do not survive a restart.
 /// Layout in docs/RECORDS.md.
 public struct NamespaceSnapshot: Sendable {
-    let nodes: TreeDictionary<String, Node>
+    let nodes: NodeTree
     public let transactionCurrent: UInt64
     public let transactionReserved: UInt64
     /// The largest `sequenceReserved` of any node, when read from bytes (recovery's sequence
@@ -17,14 +17,16 @@ public struct NamespaceSnapshot: Sendable {
     /// The persistent nodes, with ephemeral children left out of their parents.
     public func persistentNodes() -> [String: Node] {
         var result: [String: Node] = [:]
-        for (path, node) in nodes where node.kind != .ephemeral {
+        nodes.walk { path, node in
+            guard node.kind != .ephemeral else { return false }
             var copy = node
             copy.children = ChildNames()
             for name in node.children where nodes[NamespacePath.child(name, of: path)]?.kind != .ephemeral {
                 copy.children.insert(name)
             }
-            copy.stat.childrenCount = UInt32(copy.children.count)
+            copy.childrenCount = UInt32(copy.children.count)
             result[path] = copy
+            return true
         }
         return result
     }
@@ -38,9 +40,8 @@ public struct NamespaceSnapshot: Sendable {
         let countOffset = writer.bytes.count
         writer.u64(0)
         var count: UInt64 = 0
-        var stack = [NamespacePath.root]
-        while let path = stack.popLast() {
-            guard let node = nodes[path], node.kind != .ephemeral else { continue }
+        nodes.walk { path, node in
+            guard node.kind != .ephemeral else { return false }
             count += 1
             writer.string(path)
             writer.u8(node.kind.rawValue)
@@ -54,8 +55,7 @@ public struct NamespaceSnapshot: Sendable {
             writer.u64(node.sequenceNext)
             writer.u64(node.sequenceReserved)
             writer.blob(node.data)
-            // Reverse order on the stack pops children in name order.
-            for name in node.children.reversed() { stack.append(NamespacePath.child(name, of: path)) }
+            return true
         }
         var bytes = writer.bytes
         for index in 0..<8 { bytes[countOffset + index] = UInt8(truncatingIfNeeded: count >> UInt64(56 - 8 * index)) }
@@ -70,17 +70,24 @@ public struct NamespaceSnapshot: Sendable {
             let transactionCurrent = try reader.u64("transaction"), transactionReserved = try reader.u64("reserved")
             let count = try reader.u64("node count")
             guard count >= 1 && count <= UInt64(reader.remaining) else { throw RecoveryError("bad node count \(count)") }
-            // The snapshot is written depth first (parents before children), so a stack of the open
-            // ancestors builds the tree in one pass: each node is hashed into the tree once, when its
-            // subtree is complete, instead of a lookup of its parent and two parent updates per node
-            // (recovery of a million nodes was mostly that hashing).
-            var nodes: TreeDictionary<String, Node> = [:]
-            var open: [(path: String, node: Node)] = []
+            // The snapshot is written depth first (parents before children, children in name
+            // order), so a stack of the open ancestors builds the tree in one pass: a node's
+            // children become its directory's sorted chunks when its subtree is complete, and only
+            // parents are hashed (`NodeTree`).
+            var nodes = NodeTree(root: Node(data: [], stat: Stat()))  // the root is set when read
+            var open: [(path: String, node: Node, children: [NodeTree.Entry], sorted: Bool)] = []
             var sequenceReservedMax: UInt64 = 0
-            func close(_ entry: (path: String, node: Node)) throws(RecoveryError) {
-                guard nodes.updateValue(entry.node, forKey: entry.path) == nil else {
-                    throw RecoveryError("duplicate node \(entry.path)")
+            func close(_ entry: (path: String, node: Node, children: [NodeTree.Entry], sorted: Bool)) {
+                var children = entry.children
+                // Written by this code they are in order; sort any others (duplicates were refused).
+                if !entry.sorted { children.sort { ChildNames.precedes($0.name, $1.name) } }
+                nodes.adopt(entry.path, sortedChildren: children)
+                guard !open.isEmpty else { return nodes.setRoot(entry.node) }
+                let name = NamespacePath.name(of: entry.path)
+                if let previous = open[open.count - 1].children.last, !ChildNames.precedes(previous.name, name) {
+                    open[open.count - 1].sorted = false
                 }
+                open[open.count - 1].children.append(NodeTree.Entry(name: name, node: entry.node))
             }
             for index in 0..<count {
                 let path = try reader.string("path")
@@ -104,21 +111,21 @@ public struct NamespaceSnapshot: Sendable {
                 let node = Node(data: data, stat: stat, sequenceNext: sequenceNext, sequenceReserved: sequenceReserved)
                 if index == 0 {
                     guard path == NamespacePath.root else { throw RecoveryError("snapshot does not start at the root") }
-                    open.append((path, node))
+                    open.append((path, node, [], true))
                     continue
                 }
                 guard path != NamespacePath.root, path.utf8.first == UInt8(ascii: "/"),
                       path.utf8.last != UInt8(ascii: "/") else { throw RecoveryError("bad path \(path)") }
                 let parentPath = NamespacePath.parent(of: path)
-                while let last = open.last, last.path != parentPath { try close(open.removeLast()) }
+                while let last = open.last, last.path != parentPath { close(open.removeLast()) }
                 guard !open.isEmpty else { throw RecoveryError("\(path) comes before its parent") }
                 guard open[open.count - 1].node.children.insert(NamespacePath.name(of: path)) else {
                     throw RecoveryError("duplicate node \(path)")
                 }
-                open[open.count - 1].node.stat.childrenCount += 1
-                open.append((path, node))
+                open[open.count - 1].node.childrenCount += 1
+                open.append((path, node, [], true))
             }
-            while let last = open.popLast() { try close(last) }
+            while let last = open.popLast() { close(last) }
             guard reader.isAtEnd else { throw RecoveryError("trailing bytes after snapshot") }
             return NamespaceSnapshot(nodes: nodes, transactionCurrent: transactionCurrent,
                                      transactionReserved: transactionReserved, sequenceReservedMax: sequenceReservedMax)

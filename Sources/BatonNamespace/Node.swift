@@ -1,7 +1,9 @@
 import BatonProtocol
 
-/// One node of the tree. `stat.dataLength` and `stat.childrenCount` are kept in step with
-/// `data` and `children`.
+/// One node of the tree, laid out small: a million nodes are a million of these. The stat's fields
+/// are stored one by one (packed, the 32-bit ones together), `stat.dataLength` is the data's own
+/// count and `stat.childrenCount` is kept in step with `children`; sequence counters take memory
+/// only on a parent that handed out a sequence number.
 public struct Node: Sendable, Equatable {
     /// The node's data (small data is kept inside the node: `NodeData`).
     public var data: [UInt8] {
@@ -9,31 +11,90 @@ public struct Node: Sendable, Equatable {
         set { payload = NodeData(newValue) }
     }
     private var payload: NodeData
-    public var stat: Stat
-    /// Names (last segments) of the children, in order (no sort per listing).
-    public var children: ChildNames
-    /// Next sequence number handed to a sequential child.
-    public var sequenceNext: UInt64
-    /// Sequence numbers below this may have been handed out: a log record says so.
-    /// Recovery restarts `sequenceNext` here.
-    public var sequenceReserved: UInt64
+    public private(set) var kind: NodeKind
+    var version: Int32
+    var childrenVersion: Int32
+    var childrenCount: UInt32
+    var createdTransaction: UInt64
+    var modifiedTransaction: UInt64
+    var childrenTransaction: UInt64
+    var createdMilliseconds: UInt64
+    var modifiedMilliseconds: UInt64
+    var ephemeralOwner: UInt64
     /// Quotas (PROTOCOL.md §8): the session that created the node while it was open, 0 for none. It
     /// stays after that session ends (and then counts for no one). Bookkeeping, not state: not
     /// logged, not in snapshots, not compared. Kept here rather than in a table of its own keyed by
     /// path: no second tree entry per node, no second path hash per create and delete.
     public var creator: UInt64
+    /// Names (last segments) of the children, in order (no sort per listing).
+    public var children: ChildNames
+    /// [sequenceNext, sequenceReserved], or empty for (0, 0): one word (an empty array allocates
+    /// nothing) instead of two on every node, and copy-on-write like the rest.
+    private var sequence: [UInt64]
+
+    /// Next sequence number handed to a sequential child.
+    public var sequenceNext: UInt64 {
+        get { sequence.isEmpty ? 0 : sequence[0] }
+        set { setSequence(newValue, sequenceReserved) }
+    }
+    /// Sequence numbers below this may have been handed out: a log record says so.
+    /// Recovery restarts `sequenceNext` here.
+    public var sequenceReserved: UInt64 {
+        get { sequence.isEmpty ? 0 : sequence[1] }
+        set { setSequence(sequenceNext, newValue) }
+    }
+
+    private mutating func setSequence(_ next: UInt64, _ reserved: UInt64) {
+        if next == 0 && reserved == 0 { sequence = [] } else if sequence.isEmpty { sequence = [next, reserved] } else {
+            sequence[0] = next
+            sequence[1] = reserved
+        }
+    }
 
     public init(data: [UInt8], stat: Stat, children: ChildNames = [], sequenceNext: UInt64 = 0,
                 sequenceReserved: UInt64 = 0, creator: UInt64 = 0) {
         self.payload = NodeData(data)
-        self.stat = stat
-        self.children = children
-        self.sequenceNext = sequenceNext
-        self.sequenceReserved = sequenceReserved
+        self.kind = stat.kind
+        self.version = stat.version
+        self.childrenVersion = stat.childrenVersion
+        self.childrenCount = stat.childrenCount
+        self.createdTransaction = stat.createdTransaction
+        self.modifiedTransaction = stat.modifiedTransaction
+        self.childrenTransaction = stat.childrenTransaction
+        self.createdMilliseconds = stat.createdMilliseconds
+        self.modifiedMilliseconds = stat.modifiedMilliseconds
+        self.ephemeralOwner = stat.ephemeralOwner
         self.creator = creator
+        self.children = children
+        self.sequence = []
+        setSequence(sequenceNext, sequenceReserved)
     }
 
-    public var kind: NodeKind { stat.kind }
+    /// The stat as the protocol has it. Setting it sets every field but `dataLength` (the data's).
+    public var stat: Stat {
+        get {
+            Stat(createdTransaction: createdTransaction, modifiedTransaction: modifiedTransaction,
+                 childrenTransaction: childrenTransaction, createdMilliseconds: createdMilliseconds,
+                 modifiedMilliseconds: modifiedMilliseconds, version: version, childrenVersion: childrenVersion,
+                 ephemeralOwner: ephemeralOwner, dataLength: UInt32(payload.count), childrenCount: childrenCount,
+                 kind: kind)
+        }
+        set {
+            kind = newValue.kind
+            version = newValue.version
+            childrenVersion = newValue.childrenVersion
+            childrenCount = newValue.childrenCount
+            createdTransaction = newValue.createdTransaction
+            modifiedTransaction = newValue.modifiedTransaction
+            childrenTransaction = newValue.childrenTransaction
+            createdMilliseconds = newValue.createdMilliseconds
+            modifiedMilliseconds = newValue.modifiedMilliseconds
+            ephemeralOwner = newValue.ephemeralOwner
+        }
+    }
+
+    /// The data's length without building the array.
+    var dataLength: Int { payload.count }
 
     /// The node's state: everything but `creator`.
     public static func == (left: Node, right: Node) -> Bool {
@@ -67,6 +128,13 @@ struct NodeData: Sendable, Equatable {
             bytes.withUnsafeBytes { destination.copyMemory(from: $0) }
         }
         storage = .inline(words.0, words.1, count: UInt8(bytes.count))
+    }
+
+    var count: Int {
+        switch storage {
+        case .array(let bytes): return bytes.count
+        case .inline(_, _, let count): return Int(count)
+        }
     }
 
     var bytes: [UInt8] {

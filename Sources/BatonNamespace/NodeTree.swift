@@ -1,0 +1,216 @@
+import Collections
+
+/// The tree's nodes, keyed by parent path and name rather than by full path. Each parent with
+/// children has a `Directory`: its children as (name, node) entries in the order of the names'
+/// UTF-8 bytes (the listing order, as `ChildNames`), in chunks of at most `chunkMax`. A lookup
+/// hashes the parent's path and binary-searches the name. So a node costs its entry (its name,
+/// usually a small inline string, and the node) instead of a heap string for its full path plus a
+/// hash-trie entry, and a recovery builds sorted arrays instead of hashing a million paths.
+///
+/// A value whose copies share every chunk: a snapshot (written on another thread, PROTOCOL.md
+/// §10's state at one moment) and a multi's rollback point cost O(directories' trie) to take, and
+/// a write after such a copy copies the touched parent's chunk list and one chunk.
+struct NodeTree: Sendable {
+    /// Bounds what a write after a copy (snapshot, rollback point) copies: one chunk of entries.
+    static let chunkMax = 128
+
+    struct Entry: Sendable {
+        var name: String
+        /// Never nil while stored: optional so that `subscript` can hand it out in place.
+        var node: Node?
+    }
+
+    struct Directory: Sendable {
+        var chunks: [[Entry]] = []
+    }
+
+    private var root: Node?
+    private var directories: TreeDictionary<String, Directory> = [:]
+    /// Nodes, the root included.
+    private(set) var count = 1
+
+    init(root: Node) { self.root = root }
+
+    /// The node at `path`; setting nil removes it. A node's parent need not be in the tree here:
+    /// the namespace keeps parents and `Node.children` in step.
+    subscript(path: String) -> Node? {
+        get {
+            if path == NamespacePath.root { return root }
+            guard let directory = directories[NamespacePath.parent(of: path)] else { return nil }
+            let location = directory.locate(NamespacePath.name(of: path))
+            return location.found ? directory.chunks[location.chunk][location.position].node : nil
+        }
+        set {
+            if path == NamespacePath.root {
+                precondition(newValue != nil, "the root cannot be removed")
+                root = newValue
+                return
+            }
+            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
+            let location = directories[parent]?.locate(name)
+            if let location, location.found {
+                if let newValue { directories[parent]![nodeAt: location] = newValue } else { removeEntry(parent, at: location) }
+            } else if let newValue {
+                directories[parent, default: Directory()].insert(Entry(name: name, node: newValue), at: location ?? (0, 0, false))
+                count += 1
+            }
+        }
+        // Changes in place (`tree[path]!.field = …`); removing is `removeValue` or setting nil.
+        _modify {
+            if path == NamespacePath.root {
+                yield &root
+                precondition(root != nil, "the root cannot be removed")
+                return
+            }
+            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
+            let location = directories[parent]?.locate(name)
+            if let location, location.found {
+                // In place: the node's own arrays (children, data) stay uniquely referenced.
+                yield &directories[parent]![nodeAt: location]
+            } else {
+                var value: Node? = nil
+                yield &value
+                guard let value else { return }
+                directories[parent, default: Directory()].insert(Entry(name: name, node: value),
+                                                                 at: location ?? (0, 0, false))
+                count += 1
+            }
+        }
+    }
+
+    @discardableResult
+    mutating func removeValue(forKey path: String) -> Node? {
+        precondition(path != NamespacePath.root, "the root cannot be removed")
+        let parent = NamespacePath.parent(of: path)
+        guard let location = directories[parent]?.locate(NamespacePath.name(of: path)), location.found else { return nil }
+        return removeEntry(parent, at: location).node
+    }
+
+    @discardableResult
+    private mutating func removeEntry(_ parent: String, at location: Directory.Location) -> Entry {
+        let entry = directories[parent]!.remove(at: location)
+        if directories[parent]!.chunks.isEmpty { directories.removeValue(forKey: parent) }
+        count -= 1
+        return entry
+    }
+
+    /// Paths of the nodes that `predicate` selects (a path is built only for those).
+    func paths(where predicate: (Node) -> Bool) -> [String] {
+        var result: [String] = []
+        if predicate(root!) { result.append(NamespacePath.root) }
+        for (parent, directory) in directories {
+            for chunk in directory.chunks {
+                for entry in chunk where predicate(entry.node!) { result.append(NamespacePath.child(entry.name, of: parent)) }
+            }
+        }
+        return result
+    }
+
+    /// Depth first from the root, children in name order; `visit` returns whether to descend.
+    func walk(_ visit: (_ path: String, _ node: Node) -> Bool) {
+        var stack: [(path: String, node: Node)] = [(NamespacePath.root, root!)]
+        while let (path, node) = stack.popLast() {
+            guard visit(path, node), let directory = directories[path] else { continue }
+            // Reverse order on the stack pops children in name order.
+            for chunk in directory.chunks.reversed() {
+                for entry in chunk.reversed() { stack.append((NamespacePath.child(entry.name, of: path), entry.node!)) }
+            }
+        }
+    }
+
+    /// Recovery: the children of `parent`, given in strictly increasing name order (UTF-8 bytes), as
+    /// full chunks. `parent` has no children yet.
+    mutating func adopt(_ parent: String, sortedChildren entries: [Entry]) {
+        guard !entries.isEmpty else { return }
+        precondition(directories[parent] == nil, "children adopted twice")
+        var directory = Directory()
+        directory.chunks.reserveCapacity((entries.count + Self.chunkMax - 1) / Self.chunkMax)
+        var start = 0
+        while start < entries.count {
+            let end = min(start + Self.chunkMax, entries.count)
+            directory.chunks.append(Array(entries[start..<end]))
+            start = end
+        }
+        directories[parent] = directory
+        count += entries.count
+    }
+
+    /// Recovery: the root, once read.
+    mutating func setRoot(_ node: Node) { root = node }
+}
+
+extension NodeTree.Directory {
+    typealias Location = (chunk: Int, position: Int, found: Bool)
+
+    /// Where `name` is (by its bytes, else, for a non-ASCII name, by Swift's `==`, which the full-path
+    /// keys used: a path spelled another way names the same node), or where it would go.
+    func locate(_ name: String) -> Location {
+        guard !chunks.isEmpty else { return (0, 0, false) }
+        let last = chunks.count - 1
+        let location: Location
+        if ChildNames.precedes(chunks[last][chunks[last].count - 1].name, name) {
+            location = (last, chunks[last].count, false)  // after the last name: no search
+        } else {
+            let index = chunkIndex(for: name)
+            let position = Self.position(of: name, in: chunks[index])
+            if position < chunks[index].count && ChildNames.same(chunks[index][position].name, name) {
+                return (index, position, true)
+            }
+            location = (index, position, false)
+        }
+        if !ChildNames.isASCII(name) {
+            for (index, chunk) in chunks.enumerated() {
+                if let position = chunk.firstIndex(where: { $0.name == name }) { return (index, position, true) }
+            }
+        }
+        return location
+    }
+
+    /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
+    private func chunkIndex(for name: String) -> Int {
+        var low = 0, high = chunks.count - 1
+        while low < high {
+            let middle = (low + high) / 2
+            if ChildNames.precedes(chunks[middle][chunks[middle].count - 1].name, name) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    private static func position(of name: String, in chunk: [NodeTree.Entry]) -> Int {
+        var low = 0, high = chunk.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ChildNames.precedes(chunk[middle].name, name) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// A stored node, in place; it stays (removing is `remove(at:)`).
+    subscript(nodeAt location: Location) -> Node? {
+        get { chunks[location.chunk][location.position].node }
+        _modify {
+            yield &chunks[location.chunk][location.position].node
+            precondition(chunks[location.chunk][location.position].node != nil, "remove a node with removeValue")
+        }
+    }
+
+    mutating func insert(_ entry: NodeTree.Entry, at location: Location) {
+        guard !chunks.isEmpty else {
+            chunks = [[entry]]
+            return
+        }
+        chunks[location.chunk].insert(entry, at: location.position)
+        if chunks[location.chunk].count > NodeTree.chunkMax {
+            // Two arrays of their own size (a half left in the old buffer would keep its capacity).
+            let chunk = chunks[location.chunk], half = chunk.count / 2
+            chunks[location.chunk] = Array(chunk[..<half])
+            chunks.insert(Array(chunk[half...]), at: location.chunk + 1)
+        }
+    }
+
+    mutating func remove(at location: Location) -> NodeTree.Entry {
+        let entry = chunks[location.chunk].remove(at: location.position)
+        if chunks[location.chunk].isEmpty { chunks.remove(at: location.chunk) }
+        return entry
+    }
+}

@@ -1,0 +1,110 @@
+@testable import BatonNamespace
+import BatonProtocol
+import BatonTestSupport
+import XCTest
+
+/// The tree by parent and name against a plain dictionary by full path, across chunk splits,
+/// removals, copies (snapshots, rollback points) and recovery's sorted build.
+final class NodeTreeTests: XCTestCase {
+    private func node(_ version: Int32, kind: NodeKind = .persistent) -> Node {
+        var stat = Stat()
+        stat.version = version
+        stat.kind = kind
+        return Node(data: [UInt8(truncatingIfNeeded: version)], stat: stat)
+    }
+
+    private func byteOrder(_ left: String, _ right: String) -> Bool { left.utf8.lexicographicallyPrecedes(right.utf8) }
+
+    func testRandomChangesMatchADictionaryAndCopiesStayUnchanged() {
+        var generator = SeededGenerator(seed: 11)
+        var tree = NodeTree(root: node(0))
+        var model: [String: Node] = ["/": node(0)]
+        let parents = ["/a", "/b/c", "/é"]
+        for path in ["/a", "/b", "/b/c", "/é"] {
+            tree[path] = node(-1)
+            model[path] = node(-1)
+        }
+        var copies: [(NodeTree, [String: Node])] = []
+        for step in 1...6_000 {
+            let parent = parents.randomElement(using: &generator)!
+            let path = parent + "/n\(Int.random(in: 0..<400, using: &generator))"
+            switch Int.random(in: 0..<10, using: &generator) {
+            case 0..<5:
+                tree[path] = node(Int32(step))
+                model[path] = node(Int32(step))
+            case 5..<7:
+                XCTAssertEqual(tree.removeValue(forKey: path), model.removeValue(forKey: path), path)
+            case 7:
+                tree[path] = nil
+                model[path] = nil
+            default:
+                if tree[path] != nil { tree[path]!.data = [9, 9] }
+                if model[path] != nil { model[path]!.data = [9, 9] }
+            }
+            XCTAssertEqual(tree[path], model[path], path)
+            if step % 1_500 == 0 { copies.append((tree, model)) }
+        }
+        XCTAssertGreaterThan(model.keys.filter { $0.hasPrefix("/a/") }.count, NodeTree.chunkMax, "several chunks")
+        for (copy, expected) in copies + [(tree, model)] {
+            XCTAssertEqual(copy.count, expected.count)
+            for (path, value) in expected { XCTAssertEqual(copy[path], value, path) }
+            // `walk` visits each node once, children in name order after their parent.
+            var visited: [String] = []
+            copy.walk { path, _ in visited.append(path); return true }
+            XCTAssertEqual(visited.count, expected.count)
+            XCTAssertEqual(Set(visited), Set(expected.keys))
+            for parent in parents {
+                let children = visited.filter { $0 != "/" && NamespacePath.parent(of: $0) == parent }
+                XCTAssertEqual(children, children.sorted(by: byteOrder), parent)
+            }
+        }
+        XCTAssertEqual(Set(tree.paths { $0.version % 2 == 0 }), Set(model.filter { $0.value.version % 2 == 0 }.keys))
+    }
+
+    func testANameIsFoundByAnotherSpellingOfIt() {
+        var tree = NodeTree(root: node(0))
+        tree["/d/caf\u{e9}"] = node(1)
+        tree["/d/cafe"] = node(2)
+        XCTAssertEqual(tree["/d/cafe\u{301}"], node(1), "the decomposed spelling names the same node")
+        tree["/d/cafe\u{301}"] = node(3)
+        XCTAssertEqual(tree.count, 3, "replaced, not added")
+        XCTAssertEqual(tree.removeValue(forKey: "/d/cafe\u{301}"), node(3))
+        XCTAssertNil(tree["/d/caf\u{e9}"])
+    }
+
+    func testAdoptedChildrenAreFoundAndChangedLikeInsertedOnes() {
+        var tree = NodeTree(root: node(0))
+        tree["/d"] = node(-1)
+        let names = (0..<1_000).map { "n\($0)" }.sorted(by: byteOrder)
+        tree.adopt("/d", sortedChildren: names.enumerated().map { NodeTree.Entry(name: $1, node: node(Int32($0))) })
+        XCTAssertEqual(tree.count, 1_002)
+        for (index, name) in names.enumerated() { XCTAssertEqual(tree["/d/" + name], node(Int32(index)), name) }
+        tree["/d/n500"] = nil
+        tree["/d/m"] = node(7)
+        XCTAssertEqual(tree.count, 1_002)
+        var order: [String] = []
+        tree.walk { path, _ in order.append(path); return true }
+        XCTAssertEqual(Array(order.dropFirst(2)), (names.filter { $0 != "n500" } + ["m"]).sorted(by: byteOrder).map { "/d/" + $0 })
+    }
+
+    func testANamespaceWithManyChildrenSurvivesASnapshotAndALaterWrite() throws {
+        let namespace = makeNamespace()
+        let now = Time(milliseconds: 1_000)
+        try namespace.create("/d", data: [], mode: .persistent, session: 0, now: now)
+        for index in 0..<700 { try namespace.create("/d/n\(index)", data: bytes("\(index)"), mode: .persistent, session: 0, now: now) }
+        let snapshot = namespace.snapshot()
+        let before = snapshot.serialize()
+        try namespace.delete("/d/n3", expectedVersion: -1, now: now)
+        try namespace.set("/d/n4", data: bytes("x"), expectedVersion: -1, now: now)
+        XCTAssertEqual(snapshot.serialize(), before, "the snapshot is a value")
+        let restored = try Namespace(configuration: makeConfiguration(), now: now, recoveringFrom: before, records: [[UInt8]]())
+        XCTAssertEqual(restored.nodeCount, 702)
+        XCTAssertEqual(try restored.get("/d/n3").data, bytes("3"))
+        XCTAssertEqual(try restored.children("/d").names, (0..<700).map { "n\($0)" }.sorted(by: byteOrder))
+        XCTAssertEqual(try restored.exists("/d")?.childrenCount, 700)
+        // The same nodes in the same bytes (the transaction counter, bytes 1-8, restarts at its mark).
+        let again = restored.snapshot().serialize()
+        XCTAssertEqual(again.count, before.count)
+        XCTAssertTrue(again[9...] == before[9...], "first difference at \((9..<min(again.count, before.count)).first { again[$0] != before[$0] } ?? -1)")
+    }
+}
