@@ -2,6 +2,7 @@ import XCTest
 import Foundation
 import Glibc
 import BatonProtocol
+import BatonTestSupport
 @testable import BatonClient
 
 /// Leader election (PROTOCOL.md §12.15) against a real batond: the Swift API, `baton elect` and
@@ -41,7 +42,7 @@ extension CLITests {
         let none = try baton("leader", election)
         XCTAssertEqual(none.status, 3)
         let watcher = try start(["leader", "--watch", "--json", election])
-        let watched = Lines()
+        let watched = OutputLines()
         watcher.1.fileHandleForReading.readabilityHandler = { watched.append($0.availableData) }
         defer { if watcher.0.isRunning { watcher.0.terminate() } }
         // Its first line says nobody leads: from then on it watches.
@@ -136,18 +137,8 @@ extension ClientIntegrationTests {
     }
 }
 
-/// A subprocess's output as it comes: lines, and for `leader --json` lines the value each names.
-private final class Lines: @unchecked Sendable {
-    private let lock = NSLock()
-    private var buffer = Data()
-    func append(_ data: Data) { lock.withLock { buffer.append(data) } }
-    var lines: [String] {
-        lock.withLock {
-            let text = String(decoding: buffer, as: UTF8.self)
-            guard let end = text.lastIndex(of: "\n") else { return [] }
-            return text[..<end].split(separator: "\n").map(String.init)
-        }
-    }
+/// For `leader --json` output: the value each line names.
+private extension OutputLines {
     /// "none" for no leader, "(no value yet)" for a leader without one, else its value.
     var values: [String] {
         lines.compactMap { line in
