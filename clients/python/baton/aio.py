@@ -263,16 +263,9 @@ class AsyncClient:
     async def leader(self, path: str) -> Optional[ElectionLeader]:
         try:
             entries = await self.inspect(path)
-            if not any(entry.position == "holder" for entry in entries):
-                return None
+            data = (await self.get(path))[0] if entries else None
         except p.BatonError as error:
-            if error.name == "noNode":
+            if error.name == "noNode":  # no election, or its lock node went between the two reads
                 return None
             raise
-        try:
-            data: Optional[bytes] = (await self.get(path))[0]
-        except p.BatonError as error:
-            if error.name != "noNode":
-                raise
-            data = None
         return election_leader(entries, data)

@@ -362,16 +362,9 @@ class Client:
         """The current leader of the election at ``path``, or None if nobody leads."""
         try:
             entries = self.inspect(path)
-            if not any(entry.position == "holder" for entry in entries):
-                return None
+            data = self.get(path)[0] if entries else None
         except p.BatonError as error:
-            if error.name == "noNode":
+            if error.name == "noNode":  # no election, or its lock node went between the two reads
                 return None
             raise
-        try:
-            data: Optional[bytes] = self.get(path)[0]
-        except p.BatonError as error:
-            if error.name != "noNode":
-                raise
-            data = None
         return election_leader(entries, data)
