@@ -98,6 +98,24 @@ extension ClientIntegrationTests {
         let first = try await connect("first")
         let second = try await connect("second")
         let observer = try await connect("observer")
+        if daemon.isZooKeeper {
+            // That store has no persistent watches (PROTOCOL.md §16): observing is refused by name, and
+            // campaign, leader and resign work as on the embedded store.
+            do {
+                _ = try await observer.observeLeader("/elect")
+                XCTFail("observeLeader on the ZooKeeper store")
+            } catch {
+                XCTAssertEqual(error.code, .unsupportedByStore)
+            }
+            let grant = try await first.campaign("/elect", value: Array("one".utf8))
+            let leader = try await second.leader("/elect")
+            XCTAssertEqual(leader?.value, Array("one".utf8))
+            XCTAssertEqual(leader?.token, grant.token)
+            try await first.resign(grant)
+            let gone = try await observer.leader("/elect")
+            XCTAssertNil(gone)
+            return
+        }
         let changes = try await observer.observeLeader("/elect")
         var iterator = changes.makeAsyncIterator()
         let initial = await iterator.next()
