@@ -93,19 +93,7 @@ public func runSidecarDeathTakeover(batondPath: String, store: String, sessionTi
             }
         }
         guard let holder else { throw BenchError("sidecar on \(store) did not grant a lock within 30 s") }
-        let waiter = UncheckedBox(try makeClient(waiterTarget, options: options))
-        let granted = Collector<Result<UInt64, BenchError>>()
-        let waiting = Thread {
-            do {
-                let hold = try waiter.value.acquire(lock)
-                granted.append(.success(MonotonicClock.nanoseconds()))
-                try waiter.value.release(lock, hold: hold)
-            } catch {
-                granted.append(.failure(error as! BenchError))
-            }
-            waiter.value.finish()
-        }
-        waiting.start()
+        let granted = startWaiter(try makeClient(waiterTarget, options: options), lock: lock).granted
         MonotonicClock.sleep(microseconds: 200_000)
         let killed = MonotonicClock.nanoseconds()
         kill(process.processIdentifier, SIGKILL)

@@ -65,22 +65,7 @@ public func runTakeover(target: Target, waiterTarget: Target? = nil, samples: In
             throw BenchError("holder for \(target) did not report a hold: \(line)")
         }
         holderSetting = String(line.dropFirst(5))
-        let waiter = UncheckedBox(try makeClient(waiterTarget ?? target, options: options))
-        let granted = Collector<Result<UInt64, BenchError>>()
-        let finished = AtomicFlag()
-        // The waiter's client is used by its thread alone, to the end (one connection, one caller).
-        let waiting = Thread {
-            do {
-                let hold = try waiter.value.acquire(lock)
-                granted.append(.success(MonotonicClock.nanoseconds()))
-                try waiter.value.release(lock, hold: hold)
-            } catch {
-                granted.append(.failure(error as! BenchError))
-            }
-            waiter.value.finish()
-            finished.set()
-        }
-        waiting.start()
+        let (granted, finished) = startWaiter(try makeClient(waiterTarget ?? target, options: options), lock: lock)
         // Let the waiter queue (or start polling) behind the holder before the holder dies.
         MonotonicClock.sleep(microseconds: 50_000)
         let killed = MonotonicClock.nanoseconds()
@@ -98,6 +83,28 @@ public func runTakeover(target: Target, waiterTarget: Target? = nil, samples: In
         }
     }
     return TakeoverResult(samplesNanoseconds: results, holderSetting: holderSetting)
+}
+
+/// Starts the waiter of a takeover: a thread that acquires `lock` through `client`, records when it
+/// held (or why not) in `granted`, releases, finishes the client and sets `finished`. The client is
+/// used by that thread alone, to the end (one connection, one caller).
+func startWaiter(_ client: LockClient, lock: String) -> (granted: Collector<Result<UInt64, BenchError>>, finished: AtomicFlag) {
+    let waiter = UncheckedBox(client)
+    let granted = Collector<Result<UInt64, BenchError>>()
+    let finished = AtomicFlag()
+    let waiting = Thread {
+        do {
+            let hold = try waiter.value.acquire(lock)
+            granted.append(.success(MonotonicClock.nanoseconds()))
+            try waiter.value.release(lock, hold: hold)
+        } catch {
+            granted.append(.failure(error as! BenchError))
+        }
+        waiter.value.finish()
+        finished.set()
+    }
+    waiting.start()
+    return (granted, finished)
 }
 
 /// Writes a line to standard output unbuffered (the parent reads it through a pipe).

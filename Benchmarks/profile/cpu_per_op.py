@@ -11,39 +11,21 @@ comparison shares the machine's busy moments."""
 
 import os
 import socket
-import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+from proc import cpu_seconds, peer_pid, read_frame  # also puts clients/python on the path
 import baton  # noqa: E402
 
 PING = baton.protocol.encode_ping(1)
 
 
-def read_frame(raw: socket.socket) -> bytes:
-    header = raw.recv(4, socket.MSG_WAITALL)
-    return raw.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL)
-
-
-def peer_pid(path: str) -> int:
+def peer_pid_of(path: str) -> int:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
-    pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    pid = peer_pid(s)
     s.close()
     return pid
-
-
-def cpu_seconds(pid: int) -> float:
-    """On-CPU time of all the process's threads, in ns resolution (/proc/PID/task/*/schedstat)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except FileNotFoundError:
-            pass
-    return total / 1e9
 
 
 def main() -> None:
@@ -58,7 +40,7 @@ def main() -> None:
             for frame in (baton.protocol.encode_hello(1, "cpu-per-op"), baton.protocol.encode_open_session(2, 10_000)):
                 raw.sendall(frame)
                 read_frame(raw)
-            targets.append({"path": path, "pid": peer_pid(path), "client": raw, "key": "", "ops": 0, "cpu": 0.0})
+            targets.append({"path": path, "pid": peer_pid_of(path), "client": raw, "key": "", "ops": 0, "cpu": 0.0})
             continue
         client = baton.Client(path, client_name="cpu-per-op")
         key = f"/cpu-per-op-{os.getpid()}"
@@ -67,7 +49,7 @@ def main() -> None:
                 client.create(key, b"a" * 16)
             except baton.BatonError:
                 pass
-        targets.append({"path": path, "pid": peer_pid(path), "client": client, "key": key, "ops": 0, "cpu": 0.0})
+        targets.append({"path": path, "pid": peer_pid_of(path), "client": client, "key": key, "ops": 0, "cpu": 0.0})
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for t in targets:

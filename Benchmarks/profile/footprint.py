@@ -8,20 +8,12 @@ Prints VmRSS before and after, and bytes per node."""
 
 import os
 import socket
-import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+from proc import peer_pid, rss  # also puts clients/python on the path
 from baton import protocol as p  # noqa: E402
 
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def main() -> None:
@@ -29,7 +21,7 @@ def main() -> None:
     nodes = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
-    pid, _, _ = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    pid = peer_pid(s)
     buffer = bytearray()
 
     def replies(count: int) -> None:

@@ -3,28 +3,13 @@
 
     python3 Benchmarks/profile/sessions.py SOCKET [N]   (raise the open-file limit first: ulimit -n 20000)"""
 
-import os
 import resource
 import socket
-import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "clients", "python"))
+from proc import peer_pid, read_frame, rss  # also puts clients/python on the path
 from baton import protocol as p  # noqa: E402
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def read_frame(s: socket.socket) -> bytes:
-    header = s.recv(4, socket.MSG_WAITALL)
-    return s.recv(struct.unpack(">I", header)[0], socket.MSG_WAITALL)
 
 
 def main() -> None:
@@ -33,7 +18,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     first.connect(path)
-    pid, _, _ = struct.unpack("3i", first.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    pid = peer_pid(first)
     before = rss(pid)
     held = []
     for index in range(count):

@@ -7,20 +7,8 @@ import BatonTestSupport
 /// The newer measurements, each run for a fraction of a second against a real batond: server CPU
 /// from /proc, the bare libuv echo, ping/get, the Swift client library, the write modes and the
 /// targets spread over several sidecars. They check counts and that the CPU was read, never speed.
-final class MeasurementSmokeTests: XCTestCase {
-    var daemon: TestDaemon!
+final class MeasurementSmokeTests: BenchDaemonTestCase {
     var target: Target { .baton(.unix(path: daemon.socketPath)) }
-
-    override func setUpWithError() throws {
-        var options = TestDaemon.Options()
-        options.logLevel = "warning"
-        daemon = try TestDaemon(options)
-    }
-
-    override func tearDown() {
-        _ = daemon?.stop()
-        daemon = nil
-    }
 
     func testLoopReadsTheServersCPU() throws {
         let result = try runLoop(.uncontended, targets: [target], clients: 1, seconds: 0.2, options: ClientOptions(),

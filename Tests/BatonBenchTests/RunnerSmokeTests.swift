@@ -6,20 +6,7 @@ import BatonTestSupport
 
 /// Runs the runner's uncontended and contended scenarios briefly against a real batond and checks
 /// that they complete and count correctly (never how fast: machines are noisy).
-final class RunnerSmokeTests: XCTestCase {
-    var daemon: TestDaemon!
-
-    override func setUpWithError() throws {
-        var options = TestDaemon.Options()
-        options.logLevel = "warning"
-        daemon = try TestDaemon(options)
-    }
-
-    override func tearDown() {
-        _ = daemon?.stop()
-        daemon = nil
-    }
-
+final class RunnerSmokeTests: BenchDaemonTestCase {
     func testUncontendedCompletesAndCounts() throws {
         let target = Target.baton(.unix(path: daemon.socketPath))
         let result = try runLoop(.uncontended, targets: [target], clients: 8, seconds: 0.2, options: ClientOptions(),

@@ -26,18 +26,8 @@ final class BackupRestoreTests: XCTestCase {
         return result
     }
 
-    func runBaton(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
-        process.arguments = arguments
-        let output = Pipe(), error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+    func runBaton(_ arguments: [String]) throws -> Subprocess.Outcome {
+        try Subprocess.run(BuiltProducts.path("baton"), arguments)
     }
 
     func testBackupWipeRestoreBringsBackEveryNodeAndTheCounters() throws {

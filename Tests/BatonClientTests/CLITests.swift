@@ -3,20 +3,11 @@ import Foundation
 import Glibc
 import BatonProtocol
 import BatonRevision
+import BatonTestSupport
 @testable import BatonClient
 
 /// The built `baton` binary as a subprocess against a real batond.
-final class CLITests: XCTestCase {
-    var daemon: LiveDaemon!
-
-    override func setUpWithError() throws {
-        daemon = try LiveDaemon()
-    }
-
-    override func tearDown() {
-        daemon?.stop()
-        daemon = nil
-    }
+final class CLITests: LiveDaemonTestCase {
 
     struct Outcome {
         var status: Int32
@@ -96,14 +87,7 @@ final class CLITests: XCTestCase {
         let version = try runBatonAlone(["--version"])
         XCTAssertEqual(version.status, 0, version.error)
         XCTAssertEqual(version.output, "\(BatonRevision.version)\n")
-        let daemonProcess = Process()
-        daemonProcess.executableURL = URL(fileURLWithPath: BuiltProducts.path("batond"))
-        daemonProcess.arguments = ["--version"]
-        let output = Pipe()
-        daemonProcess.standardOutput = output
-        try daemonProcess.run()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        daemonProcess.waitUntilExit()
+        let printed = try Subprocess.run(BuiltProducts.path("batond"), ["--version"]).output
         XCTAssertEqual(printed, "\(BatonRevision.version)\n")
         let ping = try baton("ping", "--json")
         XCTAssertEqual(ping.status, 0, ping.error)

@@ -7,21 +7,14 @@ import BatonTestSupport
 /// The client against a real batond over its Unix socket (and TCP for resume), on the embedded store;
 /// `ClientIntegrationZooKeeperTests` runs every test again on a ZooKeeper sidecar. Where the stores
 /// are documented to differ (PROTOCOL.md §16), a test says what each one does (`daemon.isZooKeeper`).
-class ClientIntegrationTests: XCTestCase {
-    var daemon: LiveDaemon!
-
+class ClientIntegrationTests: LiveDaemonTestCase {
     /// Where the daemon keeps the namespace: a subclass per store.
     class var store: DaemonStore { .embedded }
 
-    override func setUpWithError() throws {
+    override func makeDaemon() throws -> LiveDaemon {
         // Each test under a chroot of its own: a shared ZooKeeper outlives the test's sidecar.
         let chroot = "/" + name.filter { $0.isLetter || $0.isNumber } + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        daemon = try LiveDaemon(tcp: name.contains("TCP"), store: Self.store, chroot: chroot)
-    }
-
-    override func tearDown() {
-        daemon?.stop()
-        daemon = nil
+        return try LiveDaemon(tcp: name.contains("TCP"), store: Self.store, chroot: chroot)
     }
 
     func connect(_ name: String = "test", timeout: Duration = .seconds(10), heartbeats: Bool = true,

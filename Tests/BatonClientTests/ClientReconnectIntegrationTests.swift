@@ -6,16 +6,9 @@ import BatonProtocol
 
 /// Automatic reconnect against a real batond: the test cuts the client's socket (shutdown(2), as a
 /// network failure or a peer reset ends it), the client reconnects and resumes its session.
-final class ClientReconnectIntegrationTests: XCTestCase {
-    var daemon: LiveDaemon!
-
-    override func setUpWithError() throws {
-        daemon = try LiveDaemon(tcp: name.contains("TCP"))
-    }
-
-    override func tearDown() {
-        daemon?.stop()
-        daemon = nil
+final class ClientReconnectIntegrationTests: LiveDaemonTestCase {
+    override func makeDaemon() throws -> LiveDaemon {
+        try LiveDaemon(tcp: name.contains("TCP"))
     }
 
     func options(_ name: String, timeout: Duration = .seconds(10)) -> ClientOptions {

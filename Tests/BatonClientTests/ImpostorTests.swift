@@ -14,8 +14,7 @@ final class ImpostorTests: XCTestCase {
     override func setUpWithError() throws {
         guard let impostor = try Impostor() else { throw XCTSkip("needs root, to create another user") }
         self.impostor = impostor
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        directory = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        directory = try makeTemporaryDirectory("baton-test-")
         XCTAssertEqual(chmod(directory, 0o1777), 0)  // like /tmp
         try impostor.listen(at: socketPath)
     }

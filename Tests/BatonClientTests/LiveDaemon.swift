@@ -2,6 +2,7 @@ import BatonClient
 import Foundation
 import BatonProtocol
 import BatonTestSupport
+import XCTest
 
 /// Paths of the executables built next to this test bundle (`baton`).
 enum BuiltProducts {
@@ -9,6 +10,25 @@ enum BuiltProducts {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     }
     static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+}
+
+/// A test case with a `LiveDaemon` of its own per test, stopped after it.
+class LiveDaemonTestCase: XCTestCase {
+    var daemon: LiveDaemon!
+
+    /// The daemon for the test about to run; a subclass overrides it for TCP or another store.
+    func makeDaemon() throws -> LiveDaemon { try LiveDaemon() }
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        daemon = try makeDaemon()
+    }
+
+    override func tearDown() {
+        daemon?.stop()
+        daemon = nil
+        super.tearDown()
+    }
 }
 
 /// Where a daemon under test keeps its namespace.

@@ -2,21 +2,12 @@ import XCTest
 import Foundation
 import Glibc
 import BatonProtocol
+import BatonTestSupport
 @testable import BatonClient
 
 /// Persistent and recursive watches (PROTOCOL.md §11.1) against a real batond over its socket:
 /// the Swift client's stream and `baton watch --persistent/--recursive`.
-final class PersistentWatchIntegrationTests: XCTestCase {
-    var daemon: LiveDaemon!
-
-    override func setUpWithError() throws {
-        daemon = try LiveDaemon()
-    }
-
-    override func tearDown() {
-        daemon?.stop()
-        daemon = nil
-    }
+final class PersistentWatchIntegrationTests: LiveDaemonTestCase {
 
     func connect(_ name: String) async throws -> BatonClient {
         try await BatonClient.connect(to: daemon.endpoint, options: ClientOptions(clientName: name))
@@ -76,7 +67,7 @@ final class PersistentWatchIntegrationTests: XCTestCase {
         let output = Pipe()
         process.standardOutput = output
         process.standardError = Pipe()
-        let collected = Collected()
+        let collected = OutputLines()
         output.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData) }
         try process.run()
         defer { if process.isRunning { process.terminate() } }
@@ -108,19 +99,5 @@ final class PersistentWatchIntegrationTests: XCTestCase {
         try process.run()
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 64)
-    }
-}
-
-/// Output of a subprocess read as it comes, split into complete lines.
-private final class Collected: @unchecked Sendable {
-    private let lock = NSLock()
-    private var buffer = Data()
-    func append(_ data: Data) { lock.withLock { buffer.append(data) } }
-    var lines: [String] {
-        lock.withLock {
-            let text = String(decoding: buffer, as: UTF8.self)
-            guard let end = text.lastIndex(of: "\n") else { return [] }
-            return text[..<end].split(separator: "\n").map(String.init)
-        }
     }
 }

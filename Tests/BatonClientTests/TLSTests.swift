@@ -15,9 +15,7 @@ final class TLSTests: XCTestCase {
     private var certificates: TestCertificates!
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/baton-tls-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw LiveDaemonError("mkdtemp failed") }
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-tls-")
         certificates = try TestCertificates(directory: directory)
     }
 
@@ -220,29 +218,11 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(withoutCertificate.error.contains("certificate required"), withoutCertificate.error)
     }
 
-    private struct Outcome {
-        var status: Int32
-        var output: String
-        var error: String
-    }
-
     /// Runs `baton` with exactly these arguments; BATON_TLS_* of the test's own environment are not passed.
-    private func runBaton(_ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("baton"))
-        process.arguments = arguments
+    private func runBaton(_ arguments: [String], environment: [String: String] = [:]) throws -> Subprocess.Outcome {
         var inherited = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BATON_") }
         inherited.merge(environment) { $1 }
-        process.environment = inherited
-        let output = Pipe(), error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-                       error: String(decoding: errorData, as: UTF8.self))
+        return try Subprocess.run(BuiltProducts.path("baton"), arguments, environment: inherited)
     }
 }
 

@@ -5,8 +5,7 @@ import XCTest
 
 /// `batond --acl` against real Unix users (Proto/PROTOCOL.md §17): the test creates two throwaway
 /// users and a group (useradd; it must run as root, as CI does) and runs the `baton` CLI as each.
-final class AccessControlDaemonTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
+final class AccessControlDaemonTests: DaemonTestCase {
     /// Throwaway accounts, removed in tearDown.
     private var users: [String] = []
     private var groups: [String] = []
@@ -20,9 +19,7 @@ final class AccessControlDaemonTests: XCTestCase {
         guard geteuid() == 0 else {
             throw XCTSkip("needs root to create throwaway users with useradd (CI runs as root)")
         }
-        var template = Array("/tmp/baton-acl-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw TestSupportError.system("mkdtemp failed") }
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-acl-")
         chmod(directory, 0o755)
         let suffix = String(getpid() % 100_000) + "-" + String(UInt32.random(in: 0..<100_000))
         team = "bt-g-\(suffix)"
@@ -37,10 +34,7 @@ final class AccessControlDaemonTests: XCTestCase {
     }
 
     override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
+        super.tearDown()
         for user in users { _ = try? run("/usr/sbin/userdel", ["-f", user]) }
         // userdel removes a user's own group; the shared one goes here.
         for group in groups { _ = try? run("/usr/sbin/groupdel", [group]) }
@@ -53,21 +47,11 @@ final class AccessControlDaemonTests: XCTestCase {
 
     @discardableResult
     private func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe(), error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let result = (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
-        if executable.hasSuffix("add") && result.0 != 0 {
-            throw TestSupportError.unexpected("\(executable) \(arguments): \(result.2)")
+        let outcome = try Subprocess.run(executable, arguments)
+        if executable.hasSuffix("add") && outcome.status != 0 {
+            throw TestSupportError.unexpected("\(executable) \(arguments): \(outcome.error)")
         }
-        return result
+        return (outcome.status, outcome.output, outcome.error)
     }
 
     /// `baton ARGUMENTS` run as `user` (setpriv: its uid, primary group and supplementary groups).

@@ -4,28 +4,20 @@ import Foundation
 import XCTest
 
 /// `batond --listen` requires `--tcp-token-file`, and TCP clients must present the token before a session.
-final class AuthenticationDaemonTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
+final class AuthenticationDaemonTests: DaemonTestCase {
     private var directory = ""
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/baton-auth-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw TestSupportError.system("mkdtemp failed") }
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-auth-")
     }
 
     override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
+        super.tearDown()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     private func startDaemon() throws -> TestDaemon {
-        let daemon = try TestDaemon(TestDaemon.Options(listensOnTCP: true))
-        daemons.append(daemon)
-        return daemon
+        return kept(try TestDaemon(TestDaemon.Options(listensOnTCP: true)))
     }
 
     /// Runs batond with TCP on a free port and these extra arguments; it must refuse to start.

@@ -16,23 +16,12 @@ final class ConfigurationFileTests: XCTestCase {
         return path
     }
 
-    private func runBatond(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try TestDaemon.executablePath())
-        process.arguments = arguments
-        let output = Pipe(), error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputText = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let errorText = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, outputText, errorText)
+    private func runBatond(_ arguments: [String]) throws -> Subprocess.Outcome {
+        try Subprocess.run(try TestDaemon.executablePath(), arguments)
     }
 
     func testTheFileAppliesAndTheCommandLineOverridesIt() throws {
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        let directory = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        let directory = try makeTemporaryDirectory("baton-test-")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = try writeTemporary("""
             # the test daemon gives --socket, --data-dir and --log-level on the command line: those win

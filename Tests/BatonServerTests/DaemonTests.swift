@@ -5,29 +5,9 @@ import XCTest
 
 /// The real `batond`, as a subprocess, over real sockets: transport and lifecycle. (Namespace, lock
 /// and session behaviour, on both stores: `NamespaceLockDaemonTests`.)
-final class DaemonTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
-    override func tearDown() {
-        // A failing test shows what the daemon logged.
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
-    }
-
+final class DaemonTests: DaemonTestCase {
     private func startDaemon(_ options: TestDaemon.Options = TestDaemon.Options()) throws -> TestDaemon {
-        let daemon = try TestDaemon(options)
-        daemons.append(daemon)
-        return daemon
-    }
-
-    private func failureCode(_ reply: Reply, file: StaticString = #filePath, line: UInt = #line) -> ErrorCode? {
-        guard case .failure(let error) = reply.result else {
-            XCTFail("expected an error reply, got \(reply.result)", file: file, line: line)
-            return nil
-        }
-        return error.code
+        return kept(try TestDaemon(options))
     }
 
     // MARK: Misbehaving clients
@@ -163,8 +143,7 @@ final class DaemonTests: XCTestCase {
     func testSoftOpenFileLimitIsRaisedToTheHardLimitAndALowLimitIsWarnedAbout() throws {
         let prlimit = "/usr/bin/prlimit"
         guard FileManager.default.isExecutableFile(atPath: prlimit) else { throw XCTSkip("no \(prlimit)") }
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        let directory = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        let directory = try makeTemporaryDirectory("baton-test-")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let logPath = directory + "/batond.log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -204,20 +183,9 @@ final class DaemonTests: XCTestCase {
 }
 
 /// The embedded store wired into the daemon: what a restart (graceful or kill -9) keeps.
-final class DurabilityTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
-    override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
-    }
-
+final class DurabilityTests: DaemonTestCase {
     private func startDaemon(_ arguments: [String] = []) throws -> TestDaemon {
-        let daemon = try TestDaemon(TestDaemon.Options(arguments: arguments))
-        daemons.append(daemon)
-        return daemon
+        return kept(try TestDaemon(TestDaemon.Options(arguments: arguments)))
     }
 
     private func data(at path: String, _ connection: RawConnection) throws -> [UInt8]? {

@@ -12,7 +12,7 @@ final class FullDiskDaemonTests: XCTestCase {
     private var mountPoint: String?
 
     override func tearDown() {
-        if testRun?.hasSucceeded == false, let daemon { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
+        TestDaemon.printLogs([daemon].compactMap { $0 }, failures: testRun?.totalFailureCount ?? 0)
         daemon?.stop()
         if let mountPoint { _ = try? run("/bin/umount", [mountPoint]) }
         super.tearDown()

@@ -64,16 +64,9 @@ final class GitRevisionTests: XCTestCase {
         XCTAssertEqual(BatonRevision.serverName, "batond \(BatonRevision.version)")
         XCTAssertEqual(try revision(ofPackage: Self.repository), BatonRevision.current)
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/git") else { return }
-        let git = Process()
-        git.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-        git.arguments = ["-C", Self.repository, "rev-parse", "--short=7", "HEAD"]
-        let output = Pipe()
-        git.standardOutput = output
-        try git.run()
-        let head = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        git.waitUntilExit()
-        guard git.terminationStatus == 0 else { return }
-        XCTAssertEqual(BatonRevision.current, head.trimmingCharacters(in: .whitespacesAndNewlines))
+        let git = try Subprocess.run("/usr/bin/git", ["-C", Self.repository, "rev-parse", "--short=7", "HEAD"])
+        guard git.status == 0 else { return }
+        XCTAssertEqual(BatonRevision.current, git.output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     func testBuildInfoMetricHasTheRevision() throws {

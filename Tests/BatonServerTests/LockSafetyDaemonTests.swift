@@ -5,41 +5,7 @@ import XCTest
 /// Issue 8 as a hostile or careless client tries it against the real `batond`: no sequence of requests
 /// ends another hold or wedges a lock (PROTOCOL.md §12.1, §12.6). On the embedded store here;
 /// `LockSafetyZooKeeperDaemonTests` runs the same tests on a ZooKeeper sidecar.
-class LockSafetyDaemonTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
-    /// A ZooKeeper to serve from, or nil for the embedded store: a subclass per store.
-    class var zooKeeper: SharedEnsemble? { nil }
-
-    override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
-    }
-
-    func startDaemon() throws -> TestDaemon {
-        let daemon: TestDaemon
-        if let zooKeeper = Self.zooKeeper {
-            // A chroot per test: the ZooKeeper outlives each test's sidecar.
-            let chroot = "/safety-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-            daemon = try TestDaemon.zooKeeperSidecar(store: "zookeeper://\(try zooKeeper.ensemble().connectString)\(chroot)",
-                                                     sessionTimeoutMilliseconds: 4_000)
-        } else {
-            daemon = try TestDaemon()
-        }
-        daemons.append(daemon)
-        return daemon
-    }
-
-    private func code(_ reply: Reply, file: StaticString = #filePath, line: UInt = #line) -> ErrorCode? {
-        guard case .failure(let error) = reply.result else {
-            XCTFail("expected an error reply, got \(reply.result)", file: file, line: line)
-            return nil
-        }
-        return error.code
-    }
-
+class LockSafetyDaemonTests: StoreDaemonTestCase {
     private func grant(_ body: ReplyBody, file: StaticString = #filePath, line: UInt = #line) -> (node: String, token: UInt64)? {
         guard case .granted(let node, let token) = body else {
             XCTFail("expected a grant, got \(body)", file: file, line: line)
@@ -60,7 +26,7 @@ class LockSafetyDaemonTests: XCTestCase {
         let second = try XCTUnwrap(grant(try client.callSuccessfully(.acquire(LockRequest(path: "/reuse/L")))))
         XCTAssertEqual(second.node, first.node, "the lock node came back: the path repeats")
 
-        XCTAssertEqual(code(try client.call(.release(node: first.node, token: first.token))), .lockLost)
+        XCTAssertEqual(failureCode(try client.call(.release(node: first.node, token: first.token))), .lockLost)
         XCTAssertEqual(try client.callSuccessfully(.checkToken(path: "/reuse/L", token: second.token)),
                        .tokenStatus(current: true), "the second hold is intact")
         XCTAssertEqual(try client.callSuccessfully(.release(node: second.node, token: second.token)), .empty)
@@ -83,11 +49,11 @@ class LockSafetyDaemonTests: XCTestCase {
         // The victim's next waiter node would be r-<its session>-0000000001: the forger takes that name first.
         let hex = String(victimSession.sessionID, radix: 16)
         let victimHex = String(repeating: "0", count: 16 - hex.count) + hex
-        XCTAssertEqual(code(try forger.call(.create(path: "/locks/P/x-deadbeefdeadbeef-0000000000", data: [], mode: .persistent))),
+        XCTAssertEqual(failureCode(try forger.call(.create(path: "/locks/P/x-deadbeefdeadbeef-0000000000", data: [], mode: .persistent))),
                        .lockNodeReserved)
-        XCTAssertEqual(code(try forger.call(.create(path: "/locks/P/r-\(victimHex)-0000000001", data: [], mode: .ephemeral))),
+        XCTAssertEqual(failureCode(try forger.call(.create(path: "/locks/P/r-\(victimHex)-0000000001", data: [], mode: .ephemeral))),
                        .lockNodeReserved)
-        XCTAssertEqual(code(try forger.call(.delete(path: held.node, expectedVersion: anyVersion))), .lockNodeReserved)
+        XCTAssertEqual(failureCode(try forger.call(.delete(path: held.node, expectedVersion: anyVersion))), .lockNodeReserved)
         forger.closeAbruptly()
 
         let waitingID = try victim.send(.acquire(LockRequest(path: "/locks/P", kind: .shared)))

@@ -5,22 +5,11 @@ import XCTest
 
 /// Issue 8 items 4 and 8 against the real `batond`: one client's heavy pipeline does not cost another
 /// client its session, and a client that reads gets every reply however many it pipelines.
-final class LoopFairnessDaemonTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
-    override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
-    }
-
+final class LoopFairnessDaemonTests: DaemonTestCase {
     private func startDaemon(_ arguments: [String] = []) throws -> TestDaemon {
         var options = TestDaemon.Options(arguments: arguments)
         options.logLevel = "info"
-        let daemon = try TestDaemon(options)
-        daemons.append(daemon)
-        return daemon
+        return kept(try TestDaemon(options))
     }
 
     /// The issue's scenario at test size: a client pipelines many `children` of a big node while a

@@ -5,20 +5,10 @@ import Foundation
 import XCTest
 
 /// `batond --metrics`: a real daemon, scraped over a plain socket while clients use it.
-final class MetricsEndpointTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
-    override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
-    }
-
+final class MetricsEndpointTests: DaemonTestCase {
     private func startDaemon(listensOnTCP: Bool = false) throws -> (daemon: TestDaemon, metricsPort: UInt16) {
         let port = try TestDaemon.freeLoopbackPort()
-        let daemon = try TestDaemon(TestDaemon.Options(listensOnTCP: listensOnTCP, arguments: ["--metrics", "127.0.0.1:\(port)"]))
-        daemons.append(daemon)
+        let daemon = kept(try TestDaemon(TestDaemon.Options(listensOnTCP: listensOnTCP, arguments: ["--metrics", "127.0.0.1:\(port)"])))
         return (daemon, port)
     }
 
@@ -260,8 +250,7 @@ final class MetricsEndpointTests: XCTestCase {
 
     func testWithoutTheFlagThereIsNoMetricsEndpoint() throws {
         let port = try TestDaemon.freeLoopbackPort()
-        let daemon = try TestDaemon()
-        daemons.append(daemon)
+        let daemon = kept(try TestDaemon())
         XCTAssertThrowsError(try RawConnection(port: port), "nothing listens unless --metrics is given")
         XCTAssertFalse(daemon.arguments.contains("--metrics"))
     }

@@ -6,21 +6,15 @@ import Foundation
 import XCTest
 
 /// `--metrics-token-file` and `--metrics-socket`: /metrics behind a bearer token, or on a Unix socket.
-final class MetricsProtectionTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
+final class MetricsProtectionTests: DaemonTestCase {
     private var directory = ""
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/baton-metrics-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw TestSupportError.system("mkdtemp failed") }
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-metrics-")
     }
 
     override func tearDown() {
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
+        super.tearDown()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -60,8 +54,7 @@ final class MetricsProtectionTests: XCTestCase {
         let tokenPath = directory + "/metrics.token"
         try TestDaemon.writeTokenFile(tokenPath, contents: token + [UInt8(ascii: "\n")])
         let port = try TestDaemon.freeLoopbackPort()
-        let daemon = try TestDaemon(TestDaemon.Options(arguments: ["--metrics", "127.0.0.1:\(port)", "--metrics-token-file", tokenPath]))
-        daemons.append(daemon)
+        let daemon = kept(try TestDaemon(TestDaemon.Options(arguments: ["--metrics", "127.0.0.1:\(port)", "--metrics-token-file", tokenPath])))
         let refused = try HTTPClient.parse(try HTTPClient.exchange(port: port, request: request("/metrics")))
         XCTAssertEqual(refused.status, 401)
         XCTAssertFalse(refused.body.contains("baton_"))
@@ -77,8 +70,7 @@ final class MetricsProtectionTests: XCTestCase {
 
     func testMetricsOnAUnixSocketOfTheDaemonsUserOnly() throws {
         let path = directory + "/metrics.sock"
-        let daemon = try TestDaemon(TestDaemon.Options(arguments: ["--metrics-socket", path]))
-        daemons.append(daemon)
+        let daemon = kept(try TestDaemon(TestDaemon.Options(arguments: ["--metrics-socket", path])))
         var information = stat()
         XCTAssertEqual(lstat(path, &information), 0)
         XCTAssertEqual(information.st_mode & S_IFMT, S_IFSOCK)

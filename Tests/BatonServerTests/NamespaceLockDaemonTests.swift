@@ -7,43 +7,7 @@ import XCTest
 /// The namespace, lock and session behaviour of the real `batond` over its sockets, on the embedded
 /// store; `NamespaceLockZooKeeperDaemonTests` runs every test again on a ZooKeeper sidecar. (The
 /// transport and lifecycle tests, which do not depend on the store, are in `DaemonTests`.)
-class NamespaceLockDaemonTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
-    /// A ZooKeeper to serve from, or nil for the embedded store: a subclass per store.
-    class var zooKeeper: SharedEnsemble? { nil }
-
-    override func tearDown() {
-        // A failing test shows what the daemon logged.
-        if let run = testRun, run.failureCount + run.unexpectedExceptionCount > 0 {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
-        daemons.removeAll()
-    }
-
-    func startDaemon(_ options: TestDaemon.Options = TestDaemon.Options()) throws -> TestDaemon {
-        let daemon: TestDaemon
-        if let zooKeeper = Self.zooKeeper {
-            // A chroot per test: the ZooKeeper outlives each test's sidecar.
-            let chroot = "/daemon-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-            daemon = try TestDaemon.zooKeeperSidecar(store: "zookeeper://\(try zooKeeper.ensemble().connectString)\(chroot)",
-                                                     sessionTimeoutMilliseconds: 4_000, extra: options.arguments,
-                                                     listensOnTCP: options.listensOnTCP)
-        } else {
-            daemon = try TestDaemon(options)
-        }
-        daemons.append(daemon)
-        return daemon
-    }
-
-    private func failureCode(_ reply: Reply, file: StaticString = #filePath, line: UInt = #line) -> ErrorCode? {
-        guard case .failure(let error) = reply.result else {
-            XCTFail("expected an error reply, got \(reply.result)", file: file, line: line)
-            return nil
-        }
-        return error.code
-    }
-
+class NamespaceLockDaemonTests: StoreDaemonTestCase {
     // MARK: Throughput and concurrency
 
     func testThousandPipelinedRequestsAreAnsweredInOrder() throws {

@@ -12,8 +12,7 @@ final class SocketOwnershipTests: XCTestCase {
     override func setUpWithError() throws {
         guard let impostor = try Impostor() else { throw XCTSkip("needs root, to create another user") }
         self.impostor = impostor
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        directory = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        directory = try makeTemporaryDirectory("baton-test-")
     }
 
     override func tearDown() {

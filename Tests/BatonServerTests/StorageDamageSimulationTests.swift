@@ -19,7 +19,7 @@ final class StorageDamageSimulationTests: XCTestCase {
     private var daemon: TestDaemon?
 
     override func tearDown() {
-        if testRun?.hasSucceeded == false, let daemon { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
+        TestDaemon.printLogs([daemon].compactMap { $0 }, failures: testRun?.totalFailureCount ?? 0)
         daemon?.stop()
         super.tearDown()
     }

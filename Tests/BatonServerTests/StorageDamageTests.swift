@@ -6,22 +6,14 @@ import XCTest
 /// A damaged data directory (issue 8, item 5), against a real batond: damage a crash cannot cause
 /// stops it with an error naming the file and offset; `--repair` cuts the log there and starts;
 /// and whatever is cut, fencing tokens and zxids never go back.
-final class StorageDamageTests: XCTestCase {
-    private var daemons: [TestDaemon] = []
-
+final class StorageDamageTests: DaemonTestCase {
     override func tearDown() {
-        if testRun?.hasSucceeded == false {
-            for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
-        }
         for daemon in daemons { daemon.stop() }
-        daemons.removeAll()
         super.tearDown()
     }
 
     private func startDaemon(_ arguments: [String] = []) throws -> TestDaemon {
-        let daemon = try TestDaemon(TestDaemon.Options(arguments: arguments))
-        daemons.append(daemon)
-        return daemon
+        return kept(try TestDaemon(TestDaemon.Options(arguments: arguments)))
     }
 
     /// What the clients were told: the highest zxid and fencing token.

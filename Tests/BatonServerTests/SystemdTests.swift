@@ -13,8 +13,7 @@ final class SystemdTests: XCTestCase {
     private var descriptors: [Int32] = []
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        directory = String(cString: try XCTUnwrap(mkdtemp(&template)))
+        directory = try makeTemporaryDirectory("baton-test-")
     }
 
     override func tearDown() {
@@ -139,15 +138,9 @@ final class SystemdTests: XCTestCase {
         let first = try bound(directory + "/a.sock", type: Int32(SOCK_STREAM.rawValue))
         XCTAssertEqual(listen(first, 1), 0)
         let script = "LISTEN_PID=$$ LISTEN_FDS=2 exec \"$0\" --in-memory"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script, try TestDaemon.executablePath()]
-        let error = Pipe()
-        process.standardError = error
-        try process.run()
-        let text = String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 1)
+        let process = try Subprocess.run("/bin/sh", ["-c", script, try TestDaemon.executablePath()])
+        let text = process.error
+        XCTAssertEqual(process.status, 1)
         XCTAssertTrue(text.contains("systemd passed 2 sockets"), text)
     }
 }

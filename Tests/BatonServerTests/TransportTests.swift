@@ -14,9 +14,7 @@ final class TransportTests: XCTestCase {
     private var server: Server?
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        let created = try XCTUnwrap(mkdtemp(&template))
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-test-")
         journal = EngineJournal()
     }
 

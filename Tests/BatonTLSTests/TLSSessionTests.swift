@@ -10,9 +10,7 @@ final class TLSSessionTests: XCTestCase {
     private var certificates: TestCertificates!
 
     override func setUpWithError() throws {
-        var template = Array("/tmp/baton-tls-unit-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw TestSupportError.system("mkdtemp failed") }
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-tls-unit-")
         certificates = try TestCertificates(directory: directory)
     }
 

@@ -67,11 +67,7 @@ public final class TestDaemon: @unchecked Sendable {
 
     public init(_ options: Options = Options()) throws {
         self.options = options
-        var template = Array("/tmp/baton-test-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else {
-            throw TestSupportError.system("mkdtemp: \(String(cString: strerror(errno)))")
-        }
-        directory = String(cString: created)
+        directory = try makeTemporaryDirectory("baton-test-")
         socketPath = directory + "/s.sock"
         dataDirectory = directory + "/data"
         logPath = directory + "/batond.log"
@@ -124,6 +120,14 @@ public final class TestDaemon: @unchecked Sendable {
     /// Everything the daemon wrote to standard error so far (all runs): attach it to failures.
     public var standardError: String {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    }
+
+    /// Prints what each daemon logged when `failures` (a test run's `totalFailureCount`) is not 0: a
+    /// test's tearDown calls this so that a failure's log shows why. (`hasSucceeded` cannot say: it
+    /// is false until the run has stopped, after tearDown.)
+    public static func printLogs(_ daemons: [TestDaemon], failures: Int) {
+        guard failures > 0 else { return }
+        for daemon in daemons { print("--- batond log (\(daemon.directory)):\n\(daemon.standardError)") }
     }
 
     /// The arguments the daemon is started with.

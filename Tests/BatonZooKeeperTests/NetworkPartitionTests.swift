@@ -66,19 +66,7 @@ final class NetworkNamespace {
 
     @discardableResult
     static func run(_ arguments: String...) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestSupportError.system("\(arguments.joined(separator: " ")) failed: \(output)")
-        }
-        return output
+        try Subprocess.check(arguments[0], Array(arguments.dropFirst()))
     }
 }
 

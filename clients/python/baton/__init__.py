@@ -10,9 +10,9 @@
 """
 
 from . import aio, protocol
-from ._core import ConnectError, ConnectionClosed, Grant, default_socket_path, tls_context
+from ._core import ConnectError, ConnectionClosed, ElectionLeader, Grant, default_socket_path, tls_context
 from .client import Client
 from .protocol import BatonError, LockEntry, Stat
 
-__all__ = ["Client", "aio", "protocol", "BatonError", "ConnectError", "ConnectionClosed", "Grant",
+__all__ = ["Client", "aio", "protocol", "BatonError", "ConnectError", "ConnectionClosed", "ElectionLeader", "Grant",
            "LockEntry", "Stat", "default_socket_path", "tls_context"]

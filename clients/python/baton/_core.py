@@ -52,6 +52,15 @@ def read_token_file(path: str) -> bytes:
     return token[:-1] if token.endswith(b"\n") else token
 
 
+def tcp_token(token: Optional[bytes], token_file: Optional[str]) -> bytes:
+    """The token a TCP connection authenticates with: ``token``, else the one in ``token_file``."""
+    if token is None and token_file is not None:
+        token = read_token_file(token_file)
+    if token is None:
+        raise ConnectError("TCP needs batond's token (token= or token_file=)")
+    return token
+
+
 def tls_context(ca_file: Optional[str] = None, cert_file: Optional[str] = None,
                 key_file: Optional[str] = None) -> ssl.SSLContext:
     """TLS for a TCP connection to batond (PROTOCOL.md §4.7, "TLS"): its certificate must chain to
@@ -82,6 +91,34 @@ class Grant:
     hold_count: int = field(default=1, compare=False)
     lost: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     lost_reason: Optional[str] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ElectionLeader:
+    """Who leads an election (PROTOCOL.md §12.15): the holder ``inspect`` lists, and ``value``, what it
+    proclaimed, or None while it has proclaimed nothing under its own token."""
+    node: str
+    session_id: int
+    client_name: str
+    token: int
+    value: Optional[bytes]
+
+
+def election_record(token: int, value: bytes) -> bytes:
+    """The lock node's data while someone leads: u64 fencing token (big-endian), then the value."""
+    return struct.pack(">Q", token) + value
+
+
+def election_leader(entries: List[p.LockEntry], data: Optional[bytes]) -> Optional[ElectionLeader]:
+    """The leader from a lock's entries and the lock node's data, read one after the other: a record is
+    believed only if its token is the holder's (an ex-leader's late write shows no value, not a wrong one)."""
+    holder = next((entry for entry in entries if entry.position == "holder"), None)
+    if holder is None:
+        return None
+    value = None
+    if data is not None and len(data) >= 8 and struct.unpack(">Q", data[:8])[0] == holder.token:
+        value = data[8:]
+    return ElectionLeader(holder.node, holder.session_id, holder.client_name, holder.token, value)
 
 
 class Core:

@@ -14,7 +14,8 @@ import time
 from typing import Callable, List, Optional
 
 from . import protocol as p
-from ._core import ConnectError, ConnectionClosed, Core, Grant, check_peer, default_socket_path, read_token_file
+from ._core import (ConnectError, ConnectionClosed, Core, ElectionLeader, Grant, check_peer, default_socket_path,
+                    election_leader, election_record, tcp_token)
 
 
 async def connect(socket_path: Optional[str] = None, *, tcp: Optional[tuple] = None,
@@ -24,10 +25,7 @@ async def connect(socket_path: Optional[str] = None, *, tcp: Optional[tuple] = N
     """Connects (default socket as for ``baton.Client``), greets, opens a session. Over TCP with
     ``tls=baton.tls_context(...)`` it speaks TLS, checking ``server_hostname`` (default: the host)."""
     if tcp is not None:
-        if token is None and token_file is not None:
-            token = read_token_file(token_file)
-        if token is None:
-            raise ConnectError("TCP needs batond's token (token= or token_file=)")
+        token = tcp_token(token, token_file)
         try:
             if tls is not None:
                 reader, writer = await asyncio.open_connection(*tcp, ssl=tls,
@@ -242,3 +240,32 @@ class AsyncClient:
 
     async def inspect(self, path: str) -> List[p.LockEntry]:
         return await self._call(p.encode_inspect, path)
+
+    # Leader election (§12.15): see ``Client.campaign``, ``proclaim``, ``resign`` and ``leader``.
+
+    async def campaign(self, path: str, value: bytes, *, timeout: Optional[float] = None,
+                       lease: Optional[float] = None) -> Grant:
+        grant = await self.acquire(path, kind="exclusive", timeout=timeout, lease=lease)
+        try:
+            await self.proclaim(grant, value)
+        except BaseException:
+            with contextlib.suppress(p.BatonError, ConnectionClosed):
+                await self.release(grant)
+            raise
+        return grant
+
+    async def proclaim(self, grant: Grant, value: bytes) -> None:
+        await self.set(grant.path, election_record(grant.token, value))
+
+    async def resign(self, grant: Grant) -> None:
+        await self.release(grant)
+
+    async def leader(self, path: str) -> Optional[ElectionLeader]:
+        try:
+            entries = await self.inspect(path)
+            data = (await self.get(path))[0] if entries else None
+        except p.BatonError as error:
+            if error.name == "noNode":  # no election, or its lock node went between the two reads
+                return None
+            raise
+        return election_leader(entries, data)

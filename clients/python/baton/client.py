@@ -11,7 +11,8 @@ import time
 from typing import Callable, Iterator, List, Optional
 
 from . import protocol as p
-from ._core import ConnectError, ConnectionClosed, Core, Grant, check_peer, default_socket_path, read_token_file
+from ._core import (ConnectError, ConnectionClosed, Core, ElectionLeader, Grant, check_peer, default_socket_path,
+                    election_leader, election_record, tcp_token)
 
 
 class _Pending:
@@ -99,10 +100,7 @@ class Client:
         self._stop = threading.Event()
         self._tls: Optional[_TLS] = None
         if tcp is not None:
-            if token is None and token_file is not None:
-                token = read_token_file(token_file)
-            if token is None:
-                raise ConnectError("TCP needs batond's token (token= or token_file=)")
+            token = tcp_token(token, token_file)
             try:
                 self._sock = socket.create_connection(tcp, timeout=connect_timeout)
             except OSError as error:
@@ -337,3 +335,36 @@ class Client:
 
     def inspect(self, path: str) -> List[p.LockEntry]:
         return self._call(p.encode_inspect, path)
+
+    # Leader election (§12.15): a recipe over the lock, as the Swift client's campaign/proclaim/leader/resign.
+
+    def campaign(self, path: str, value: bytes, *, timeout: Optional[float] = None,
+                 lease: Optional[float] = None) -> Grant:
+        """Waits (``timeout`` seconds at most) to lead the election at ``path``, then proclaims ``value``.
+        Leadership lasts until ``resign``, the session's end or the lease: ``on_lock_lost`` tells of its loss."""
+        grant = self.acquire(path, kind="exclusive", timeout=timeout, lease=lease)
+        try:
+            self.proclaim(grant, value)
+        except BaseException:
+            with contextlib.suppress(p.BatonError, ConnectionClosed):
+                self.release(grant)
+            raise
+        return grant
+
+    def proclaim(self, grant: Grant, value: bytes) -> None:
+        """Replaces the leader's value (at most dataBytesMax - 8 bytes)."""
+        self.set(grant.path, election_record(grant.token, value))
+
+    def resign(self, grant: Grant) -> None:
+        self.release(grant)
+
+    def leader(self, path: str) -> Optional[ElectionLeader]:
+        """The current leader of the election at ``path``, or None if nobody leads."""
+        try:
+            entries = self.inspect(path)
+            data = self.get(path)[0] if entries else None
+        except p.BatonError as error:
+            if error.name == "noNode":  # no election, or its lock node went between the two reads
+                return None
+            raise
+        return election_leader(entries, data)

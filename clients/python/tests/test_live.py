@@ -1,13 +1,15 @@
 """The Python client against a real batond (built by swift build; $BATOND names another)."""
 
 import asyncio
+import json
 import os
 import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from support import Daemon, baton
+from support import Daemon, baton, batond_path
 
 
 class LiveTests(unittest.TestCase):
@@ -222,6 +224,49 @@ class LiveTests(unittest.TestCase):
             baton.Client(os.path.join(self.daemon.directory, "nobody.sock"))
         self.assertIn("is batond running", str(caught.exception))
 
+    def test_election_campaign_leader_proclaim_and_resign(self):
+        path = "/elections/py"
+        a, b, observer = self.client("py-a"), self.client("py-b"), self.client("py-observer")
+        self.assertIsNone(observer.leader(path), "nobody has campaigned")
+        first = a.campaign(path, b"alpha", timeout=5)
+        self.assertEqual(observer.leader(path),
+                         baton.ElectionLeader(first.node, a.session_id, "py-a", first.token, b"alpha"))
+        a.proclaim(first, b"alpha-2")
+        self.assertEqual(observer.leader(path).value, b"alpha-2")
+
+        # A second candidate queues behind the leader and leads once it resigns.
+        campaigned = {}
+        waiting = threading.Thread(target=lambda: campaigned.update(grant=b.campaign(path, b"beta", timeout=10)))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while len(observer.inspect(path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(observer.leader(path).client_name, "py-a", "the candidate waits")
+        a.resign(first)
+        waiting.join(10)
+        second = campaigned["grant"]
+        self.assertGreater(second.token, first.token)
+        self.assertEqual((observer.leader(path).client_name, observer.leader(path).value), ("py-b", b"beta"))
+        self.assert_baton_leader_shows(path, "beta", second.token)
+
+        # An ex-leader's late write carries its own token: no value rather than a wrong one.
+        a.set(path, baton._core.election_record(first.token, b"stale"))
+        self.assertEqual((observer.leader(path).client_name, observer.leader(path).value), ("py-b", None))
+        b.proclaim(second, b"beta")
+        b.resign(second)
+        self.assertIsNone(observer.leader(path))
+
+    def assert_baton_leader_shows(self, path, value, token):
+        """The Swift CLI reads the record the Python client wrote (the two follow §12.15 alike)."""
+        cli = os.path.join(os.path.dirname(batond_path()), "baton")
+        if not os.access(cli, os.X_OK):
+            return
+        shown = subprocess.run([cli, "leader", "--json", "--socket", self.daemon.socket, path],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        leader = json.loads(shown.stdout)
+        self.assertEqual((leader["value"], leader["token"], leader["client"]), (value, token, "py-b"))
+
     def test_asyncio_client(self):
         async def scenario():
             async with await baton.aio.connect(self.daemon.socket, client_name="aio") as a:
@@ -245,6 +290,11 @@ class LiveTests(unittest.TestCase):
                 await a.release(again)
                 await a.release(first)
                 self.assertFalse(await b.check_token("/locks/aio-re", first.token))
+                leading = await a.campaign("/elections/aio", b"aio-value", timeout=5)
+                leader = await b.leader("/elections/aio")
+                self.assertEqual((leader.client_name, leader.token, leader.value), ("aio", leading.token, b"aio-value"))
+                await a.resign(leading)
+                self.assertIsNone(await b.leader("/elections/aio"))
                 await b.close()
         asyncio.run(scenario())
 

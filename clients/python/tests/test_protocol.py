@@ -6,6 +6,28 @@ from support import ROOT, baton, vectors
 p = baton.protocol
 
 
+class ElectionRecordTests(unittest.TestCase):
+    """The election record (PROTOCOL.md §12.15) and who it names as leader, without a daemon."""
+
+    def entry(self, position, token, node="/e/x-0000000001"):
+        return p.LockEntry(node, "exclusive", position, 0x77, "leader-client", token, 5)
+
+    def test_the_record_is_the_big_endian_token_then_the_value(self):
+        self.assertEqual(baton._core.election_record(0x0102030405060708, b"v1"), bytes(range(1, 9)) + b"v1")
+
+    def test_a_record_counts_only_under_the_holders_token(self):
+        leader = baton._core.election_leader
+        holder = self.entry("holder", 9)
+        self.assertEqual(leader([holder], baton._core.election_record(9, b"me")),
+                         baton.ElectionLeader(holder.node, 0x77, "leader-client", 9, b"me"))
+        self.assertIsNone(leader([holder], baton._core.election_record(8, b"old")).value)
+        self.assertIsNone(leader([holder], b"short").value)
+        self.assertIsNone(leader([holder], None).value)
+        self.assertEqual(leader([holder], baton._core.election_record(9, b"")).value, b"")
+        self.assertIsNone(leader([self.entry("waiter", 3)], baton._core.election_record(3, b"w")))
+        self.assertIsNone(leader([], None))
+
+
 class GoldenVectorTests(unittest.TestCase):
     """The codec against Proto/vectors, the same frames the Swift tests check."""
 
