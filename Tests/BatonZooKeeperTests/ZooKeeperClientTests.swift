@@ -117,6 +117,16 @@ final class ZooKeeperClientTests: XCTestCase {
         let both = [watcher.client, writer.client]
         _ = try PollDriver.await(both, "create") { writer.client.create(path: "/n", data: [], mode: .persistent, completion: $0) } as Result<(path: String, stat: Stat), ReplyError>
 
+        // The watcher's server may not have applied the create yet (reads are served locally): wait until
+        // it shows /n, or the exists watch below would be one on a missing node.
+        for attempt in 0..<200 {
+            let seen: Result<Stat?, ReplyError> = try PollDriver.await(both, "exists /n") {
+                watcher.client.exists(path: "/n", watch: nil, completion: $0)
+            }
+            if try seen.get() != nil { break }
+            XCTAssertLessThan(attempt, 199, "the watcher's server never showed /n")
+            usleep(10_000)
+        }
         var fired: [String] = []
         let exists: Result<Stat?, ReplyError> = try PollDriver.await(both, "exists watch") {
             watcher.client.exists(path: "/n", watch: { fired.append("exists \($0)") }, completion: $0)
