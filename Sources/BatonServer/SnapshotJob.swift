@@ -3,7 +3,7 @@ import Dispatch
 /// A snapshot being written on a background thread; shutdown waits for it before closing the store.
 ///
 /// The job, not the thread, owns the snapshot, and the loop drops it (`releaseSource`) once the
-/// thread is done with it. The snapshot shares nodes with the live namespace (a hash trie): if the
+/// thread is done with it. The snapshot shares nodes with the live namespace (copy-on-write chunks of entries under a hash trie of parents, NodeTree.swift): if the
 /// thread dropped the last reference, nodes the loop has replaced since would be freed on the
 /// thread while the loop may be reading them. swift-collections' `TreeDictionary` reads a node it
 /// has just copied away from (an `assert` in `_UnsafePath.descendToChild`, debug builds), so a
