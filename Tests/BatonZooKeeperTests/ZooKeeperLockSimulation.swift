@@ -32,18 +32,13 @@ final class ZooKeeperLockSimulation {
         var permits: UInt32
     }
 
-    private final class Sidecar {
+    private final class Sidecar: CollectsLockEffects {
         let index: Int
         var client: FakeZooKeeperClient
         let namespace: ZooKeeperLockNamespace
         let manager: LockManager<Int>
         /// Effects of the inputs applied (then of the manager's late answers), not yet looked at.
         var applied: [LockEffect<Int>] = []
-        func apply(_ input: LockInput<Int>, now: Time) { applied += manager.apply(input, now: now) }
-        func takeEffects() -> [LockEffect<Int>] {
-            defer { applied = [] }
-            return applied + manager.takeEffects()
-        }
         let alive = SessionSet()
         var linkUp = true
         var suspendedSince: UInt64?

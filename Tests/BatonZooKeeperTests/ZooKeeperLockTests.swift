@@ -10,17 +10,12 @@ import Glibc
 
 /// One "sidecar": a ZooKeeper session, the recipe's namespace over it, and a `LockManager` whose
 /// local sessions are multiplexed onto that one ZooKeeper session.
-final class Sidecar {
+final class Sidecar: CollectsLockEffects {
     let name: String
     let client: ZooKeeperClient
     let manager: LockManager<Int>
     /// Effects of the inputs applied (then of the manager's late answers), not yet looked at.
     var applied: [LockEffect<Int>] = []
-    func apply(_ input: LockInput<Int>, now: Time) { applied += manager.apply(input, now: now) }
-    func takeEffects() -> [LockEffect<Int>] {
-        defer { applied = [] }
-        return applied + manager.takeEffects()
-    }
     let sessions = Sessions()
     var events: [ZooKeeperSessionEvent] = []
     var alive: Set<UInt64> {
@@ -331,5 +326,20 @@ final class ZooKeeperLockTests: XCTestCase {
         XCTAssertTrue(world.failures.values.allSatisfy { $0.code == .storageFailure }, "\(world.failures)")
         for member in ensemble.members.map(\.id) where !ensemble.isRunning(member) { try ensemble.start(member) }
         try ensemble.waitUntilServing()
+    }
+}
+
+/// A test's hold on a `LockManager`: the effects of the inputs it applied, kept until looked at, then
+/// the manager's late answers (`takeEffects`), in order.
+protocol CollectsLockEffects: AnyObject {
+    var manager: LockManager<Int> { get }
+    var applied: [LockEffect<Int>] { get set }
+}
+
+extension CollectsLockEffects {
+    func apply(_ input: LockInput<Int>, now: Time) { applied += manager.apply(input, now: now) }
+    func takeEffects() -> [LockEffect<Int>] {
+        defer { applied = [] }
+        return applied + manager.takeEffects()
     }
 }
