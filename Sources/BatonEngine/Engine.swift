@@ -185,10 +185,7 @@ public final class Engine {
         case .resumeSession(let sessionID, let secret):
             resumeSession(sessionID, secret: secret, requestID: requestID, connection: connection, now: now)
         case .closeSession:
-            guard let sessionID = state.sessionID else {
-                reply(connection, requestID, .closeSession, .failure(state.noSessionError), now: now)
-                return
-            }
+            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
             endSession(sessionID, reason: .closed, now: now)
             drain(now: now)
             reply(connection, requestID, .closeSession, .success(.empty), now: now)
@@ -197,10 +194,7 @@ public final class Engine {
         case .authenticate(let token):
             authenticate(token, requestID: requestID, connection: connection, now: now)
         case .create, .delete, .exists, .get, .set, .children, .check, .multi, .addWatch, .removeWatches:
-            guard let sessionID = state.sessionID else {
-                reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
-                return
-            }
+            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
             if let refusal = lockNodeRefusal(request) ?? storeRefusal(request) {
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
@@ -213,21 +207,23 @@ public final class Engine {
             drain(now: now)
             reply(connection, requestID, request.opcode, result, now: now)
         case .acquire, .release, .cancel, .checkToken, .inspect, .renew, .requestRevocation, .acquireAll:
-            guard let sessionID = state.sessionID else {
-                reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
-                return
-            }
+            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
             handleLockRequest(request, requestID: requestID, connection: connection, session: sessionID, now: now)
             drain(now: now)
         case .forceRelease(let path, let victim):
-            guard let sessionID = state.sessionID else {
-                reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
-                return
-            }
+            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
             forceRelease(path, victim: victim, requestID: requestID, connection: connection, session: sessionID, now: now)
         case .backup(let file):
             requestBackup(file, requestID: requestID, connection: connection, transport: state.transport, now: now)
         }
+    }
+
+    /// The connection's session, or nil once `request` is answered with why it has none.
+    private func session(of state: ConnectionState, for request: Request, requestID: UInt32, connection: ConnectionID,
+                         now: Time) -> UInt64? {
+        if let sessionID = state.sessionID { return sessionID }
+        reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
+        return nil
     }
 
     /// Bytes from `connection` wait unread in the shell (its per-turn budget, backpressure): they
