@@ -24,22 +24,27 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
 
     public var isEmpty: Bool { chunks.isEmpty }
 
-    /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
-    private func chunkIndex(for name: String) -> Int {
+    private func chunkIndex(for name: String) -> Int { Self.chunkIndex(for: name, in: chunks) { $0 } }
+
+    private static func position(of name: String, in chunk: [String]) -> Int { position(of: name, in: chunk) { $0 } }
+
+    /// The chunk of `chunks` (each sorted by `key`, in order) that holds `name` or would: the first
+    /// whose last name is not below it, else the last. Shared with `NodeTree.Directory`.
+    static func chunkIndex<Element>(for name: String, in chunks: [[Element]], key: (Element) -> String) -> Int {
         var low = 0, high = chunks.count - 1
         while low < high {
             let middle = (low + high) / 2
-            if Self.precedes(chunks[middle][chunks[middle].count - 1], name) { low = middle + 1 } else { high = middle }
+            if precedes(key(chunks[middle][chunks[middle].count - 1]), name) { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
-    /// The first position in `chunk` whose name is not below `name`.
-    private static func position(of name: String, in chunk: [String]) -> Int {
+    /// The first position in `chunk` (sorted by `key`) whose name is not below `name`.
+    static func position<Element>(of name: String, in chunk: [Element], key: (Element) -> String) -> Int {
         var low = 0, high = chunk.count
         while low < high {
             let middle = (low + high) / 2
-            if precedes(chunk[middle], name) { low = middle + 1 } else { high = middle }
+            if precedes(key(chunk[middle]), name) { low = middle + 1 } else { high = middle }
         }
         return low
     }

@@ -167,22 +167,10 @@ extension NodeTree.Directory {
     }
 
     /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
-    private func chunkIndex(for name: String) -> Int {
-        var low = 0, high = chunks.count - 1
-        while low < high {
-            let middle = (low + high) / 2
-            if ChildNames.precedes(chunks[middle][chunks[middle].count - 1].name, name) { low = middle + 1 } else { high = middle }
-        }
-        return low
-    }
+    private func chunkIndex(for name: String) -> Int { ChildNames.chunkIndex(for: name, in: chunks) { $0.name } }
 
     private static func position(of name: String, in chunk: [NodeTree.Entry]) -> Int {
-        var low = 0, high = chunk.count
-        while low < high {
-            let middle = (low + high) / 2
-            if ChildNames.precedes(chunk[middle].name, name) { low = middle + 1 } else { high = middle }
-        }
-        return low
+        ChildNames.position(of: name, in: chunk) { $0.name }
     }
 
     /// A stored node, in place; it stays (removing is `remove(at:)`).
