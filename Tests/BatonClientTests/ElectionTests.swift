@@ -131,8 +131,13 @@ extension ClientIntegrationTests {
         let seenBySecond = try await second.leader("/elect")
         XCTAssertEqual(seenBySecond?.token, firstGrant.token)
         try await first.proclaim(firstGrant, value: Array("uno".utf8))
-        guard case .some(.some(let renamed)) = await iterator.next() else { return XCTFail("stream ended") }
-        XCTAssertEqual(renamed.value, Array("uno".utf8))
+        // Events from before the proclamation (the second candidate's waiter) may still show "one".
+        while true {
+            guard case .some(.some(let leader)) = await iterator.next() else { return XCTFail("stream ended") }
+            XCTAssertEqual(leader.token, firstGrant.token)
+            if leader.value == Array("uno".utf8) { break }
+            XCTAssertEqual(leader.value, Array("one".utf8))
+        }
         try await first.resign(firstGrant)
         let secondGrant = try await secondCampaign.value
         XCTAssertGreaterThan(secondGrant.token, firstGrant.token)
@@ -142,7 +147,8 @@ extension ClientIntegrationTests {
                 XCTAssertEqual(leader.sessionID, second.session.id)
                 break
             }
-            XCTAssertEqual(leader.token, secondGrant.token, "no other leader in between")
+            // An event from before the resign may still be read as the first leader; nobody else leads.
+            XCTAssertTrue([firstGrant.token, secondGrant.token].contains(leader.token), "no other leader in between")
         }
         // An ex-leader's late proclamation names the wrong token: readers see no value, not a wrong one.
         try await first.proclaim(firstGrant, value: Array("stale".utf8))
