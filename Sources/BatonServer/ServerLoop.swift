@@ -578,7 +578,8 @@ final class ServerLoop {
             }
             engine.tick(now: time)
             for connection in drainingConnections.values where connection.lingerDeadlineMilliseconds <= time.monotonicMilliseconds {
-                logger.info("closing a connection whose peer does not read", metadata: metadata(connection))
+                logger.info("closing a connection at its linger deadline (its peer did not read our last replies, or did not close)",
+                            metadata: metadata(connection))
                 closeNow(connection)
             }
             dropStalledWriters(now: time.monotonicMilliseconds)
@@ -823,6 +824,20 @@ final class ServerLoop {
         }
     }
 
+    /// Our side is shut down: every reply went out, then a FIN. Closing now, with bytes the peer sent
+    /// after we stopped reading still in the socket, would make the kernel answer them with a reset,
+    /// and a peer still writing (a request pipelined after the one that failed, a hello right after a
+    /// TLS handshake the server then refused) gets EPIPE before it reads our last words (the error,
+    /// the TLS alert). So the socket is read and discarded until the peer closes too, bounded by the
+    /// connection's linger deadline (the tick closes it then).
+    func shutdownCompleted(_ connection: Connection, status: Int32) {
+        guard connection.phase == .draining, status == 0,
+              uv_read_start(connection.stream, onAllocate, onLingerRead) == 0 else {
+            closeNow(connection)
+            return
+        }
+    }
+
     // MARK: Metrics
 
     /// Counts a frame on its way to a client.
@@ -978,7 +993,12 @@ private func onShutdownCompleted(_ request: UnsafeMutablePointer<uv_shutdown_t>?
     let stream = request.pointee.handle
     free(request)
     guard let connection = LibUV.owner(stream, as: Connection.self), let loop = ServerLoop.of(stream) else { return }
-    loop.closeNow(connection)
+    loop.shutdownCompleted(connection, status: status)
+}
+
+private func onLingerRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
+    guard count < 0, let connection = LibUV.owner(stream, as: Connection.self), let loop = ServerLoop.of(stream) else { return }
+    loop.closeNow(connection)  // the peer closed too (or failed): nothing of ours is left to lose
 }
 
 private func onPrepare(_ handle: UnsafeMutablePointer<uv_prepare_t>?) {

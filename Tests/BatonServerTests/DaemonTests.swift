@@ -59,6 +59,25 @@ final class DaemonTests: DaemonTestCase {
         _ = try bystander.callSuccessfully(.create(path: "/still-fine", data: [], mode: .persistent))
     }
 
+    func testAClosedConnectionIsNotResetUnderAPeerStillWriting() throws {
+        // The server answers the bad frame, shuts its side down, and reads on until the peer closes:
+        // a socket closed with the peer's bytes unread is answered with a reset, and a peer still
+        // writing (a pipelined request, a hello after a TLS handshake the server refused) would get
+        // EPIPE before it read the server's last words.
+        let daemon = try startDaemon()
+        let connection = try daemon.connect()
+        try connection.hello()
+        try connection.sendRaw([0, 0, 0, 6, 0xEE, 0, 0, 0, 7, 0x99])
+        let messages = try connection.readUntilClosed()
+        guard case .reply(let reply)? = messages.first, messages.count == 1 else { return XCTFail("expected one error frame, got \(messages)") }
+        XCTAssertEqual(failureCode(reply), .unknownOpcode)
+        // The server's FIN arrived; it still reads (and drops) what comes, so none of these is reset.
+        for _ in 0..<5 {
+            XCTAssertNoThrow(try connection.sendRaw(Codec.encodeRequest(.ping, requestID: connection.takeRequestID())))
+            usleep(20_000)
+        }
+    }
+
     func testOversizedLengthPrefixIsRefusedBeforeAnyBodyArrives() throws {
         let daemon = try startDaemon()
         let connection = try daemon.connect()
