@@ -31,18 +31,37 @@ public struct NamespaceSnapshot: Sendable {
         return result
     }
 
-    /// Parents before children, children in name order, so equal states give equal bytes.
+    /// The size of the pieces `serialize(pieceBytes:into:)` hands out by default: what a snapshot
+    /// writer holds at a time instead of the whole payload.
+    public static let pieceBytes = 1 << 20
+
+    /// The bytes in one array (tests, small namespaces); `serialize(pieceBytes:into:)` streams them.
     public func serialize() -> [UInt8] {
-        var writer = WireWriter(capacity: 64 + nodes.count * 96)
+        var bytes: [UInt8] = []
+        serialize { bytes += $0 }
+        return bytes
+    }
+
+    /// Parents before children, children in name order, so equal states give equal bytes. Hands
+    /// them to `emit` in pieces of at least `pieceBytes` (the last may be shorter; a piece passes
+    /// `pieceBytes` by at most one node), reusing one buffer: `emit` must not keep the array.
+    public func serialize<Failure: Error>(pieceBytes: Int = Self.pieceBytes,
+                                          into emit: ([UInt8]) throws(Failure) -> Void) throws(Failure) {
+        precondition(pieceBytes > 0, "pieces must hold something")
+        // The node count comes first in the layout, before the nodes streamed after it: counted
+        // here without building a path (ephemeral nodes have no children, so every persistent
+        // node is reached by the walk below).
+        let count = nodes.countNodes { $0.kind != .ephemeral }
+        var writer = WireWriter(capacity: min(pieceBytes, 64 + nodes.count * 96) + 4_096)
         writer.u8(Self.formatVersion)
         writer.u64(transactionCurrent)
         writer.u64(transactionReserved)
-        let countOffset = writer.bytes.count
-        writer.u64(0)
-        var count: UInt64 = 0
+        writer.u64(UInt64(count))
+        var written = 0
+        var failure: Failure?
         nodes.walk { path, node in
-            guard node.kind != .ephemeral else { return false }
-            count += 1
+            guard failure == nil, node.kind != .ephemeral else { return false }
+            written += 1
             writer.string(path)
             writer.u8(node.kind.rawValue)
             writer.u64(node.stat.createdTransaction)
@@ -55,11 +74,15 @@ public struct NamespaceSnapshot: Sendable {
             writer.u64(node.sequenceNext)
             writer.u64(node.sequenceReserved)
             writer.blob(node.data)
+            if writer.bytes.count >= pieceBytes {
+                do throws(Failure) { try emit(writer.bytes) } catch { failure = error; return false }
+                writer.removeAll(keepingCapacity: true)
+            }
             return true
         }
-        var bytes = writer.bytes
-        for index in 0..<8 { bytes[countOffset + index] = UInt8(truncatingIfNeeded: count >> UInt64(56 - 8 * index)) }
-        return bytes
+        if let failure { throw failure }
+        precondition(written == count, "the snapshot's node count changed while it was written")
+        if !writer.bytes.isEmpty { try emit(writer.bytes) }
     }
 
     static func deserialize(_ bytes: [UInt8]) throws(RecoveryError) -> NamespaceSnapshot {
