@@ -217,6 +217,16 @@ final class DurabilityTests: XCTestCase {
         XCTAssertThrowsError(try recover(["/", "/a", "/b", "/a/x"]), "a child after its parent's subtree closed")
         XCTAssertThrowsError(try recover(["/", "/a", "/a"]), "the same node twice")
         XCTAssertThrowsError(try recover(["/a", "/"]), "not starting at the root")
+        // The parent is matched by its bytes up to the last "/": a sibling sharing a prefix is not it.
+        XCTAssertThrowsError(try recover(["/", "/ab", "/a/x"]), "/a is not open; /ab is not its parent")
+        XCTAssertThrowsError(try recover(["/", "/a", "/ab/x"]), "/ab is not open; /a is not its parent")
+        XCTAssertThrowsError(try recover(["/", "/a/"]), "a path ending in /")
+        XCTAssertThrowsError(try recover(["/", "a"]), "a path not starting with /")
+        XCTAssertThrowsError(try recover(["/", "/a", "/a//x"]), "an empty segment: its parent /a/ is no node")
+        let unsorted = try recover(["/", "/b", "/b/é", "/b/e", "/a"])
+        XCTAssertEqual(try unsorted.children("/").names, ["a", "b"])
+        XCTAssertEqual(try unsorted.children("/b").names, ["e", "é"])
+        XCTAssertNotNil(try unsorted.exists("/b/é"))
     }
 
     func testReplayRefusesInconsistentRecords() {
