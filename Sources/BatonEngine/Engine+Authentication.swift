@@ -46,7 +46,7 @@ extension Engine {
         }
         authentication.failures += 1
         connections[connection]!.authenticationFailures += 1
-        let failures = connections[connection]!.authenticationFailures
+        let failures = Int(connections[connection]!.authenticationFailures)
         if failures >= Engine.authenticationFailuresMax {
             reply(connection, requestID, .authenticate, .failure(ReplyError(
                 .notAuthorized, "wrong token; \(failures) failed attempts close the connection")), now: now)

@@ -229,7 +229,7 @@ extension Engine {
         }
         // Only acquires stay unanswered in the engine; every other request is answered when applied,
         // so a client at the limit can still cancel and release.
-        if (connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
+        if Int(connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
             return ReplyError(.tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) acquires waiting")
         }
         return nil

@@ -336,8 +336,8 @@ public final class Engine {
             reply(connection, requestID, .openSession, .failure(error), now: now)
             return
         }
-        sessions[session.id] = SessionState(flags: flags, connection: connection,
-                                            clientName: connections[connection]!.clientName, peerIdentity: peer)
+        sessions[session.id] = SessionState(clientName: connections[connection]!.clientName, peerIdentity: peer,
+                                            connection: connection, flags: flags)
         if let peer { sessionsByPeer[peer, default: 0] += 1 }
         connections[connection]!.sessionID = session.id
         connections[connection]!.expiredSessionID = nil
@@ -518,24 +518,51 @@ public final class Engine {
     }
 }
 
+/// A dictionary value per connection, where every byte costs per connection and again in the
+/// dictionary's free buckets: the small fields fill the optionals' padding, access state is boxed
+/// (72 bytes instead of 144).
 struct ConnectionState {
-    var transport: TransportKind
-    var greeted = false
     var clientName = ""
-    var sessionID: UInt64?
-    /// The session that expired while this connection spoke for it, until another is opened or resumed.
-    var expiredSessionID: UInt64?
-    /// Requests accepted but not answered yet (waiting acquires).
-    var pendingRequests = 0
-    /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
-    var isAuthorized = false
-    var authenticationFailures = 0
     /// Whose sessions this connection opens (`connectionIdentified`).
     var peerIdentity: String?
+    /// `access` and `accessRules`, boxed: most connections (Unix without access rules) never set
+    /// them, and then they cost 8 bytes here instead of 48. Copied on write, so the state stays a value.
+    var accessBox: ConnectionAccess?
+    var sessionID: UInt64?
+    var transport: TransportKind
+    var greeted = false
+    /// May open or resume a session: Unix from the start, TCP after a good `authenticate`.
+    var isAuthorized = false
+    /// Requests accepted but not answered yet (waiting acquires; at most `pendingRequestsPerConnectionMax`).
+    var pendingRequests: Int32 = 0
+    /// The session that expired while this connection spoke for it, until another is opened or resumed.
+    var expiredSessionID: UInt64?
+    /// At most `Engine.authenticationFailuresMax`: the connection closes there.
+    var authenticationFailures: UInt8 = 0
+
     /// Who the access rules see: the Unix user and groups, or the TCP token's name (Engine+Access.swift).
-    var access = AccessIdentity()
+    var access: AccessIdentity {
+        get { accessBox?.identity ?? AccessIdentity() }
+        set { uniqueAccessBox().identity = newValue }
+    }
+
     /// The rules that name `access`, for the rules of that generation (Engine+Access.swift).
-    var accessRules: (generation: UInt64, policy: AccessPolicy)?
+    var accessRules: (generation: UInt64, policy: AccessPolicy)? {
+        get { accessBox?.rules }
+        set {
+            guard newValue != nil || accessBox != nil else { return }
+            uniqueAccessBox().rules = newValue
+        }
+    }
+
+    private mutating func uniqueAccessBox() -> ConnectionAccess {
+        if accessBox == nil {
+            accessBox = ConnectionAccess()
+        } else if !isKnownUniquelyReferenced(&accessBox) {
+            accessBox = ConnectionAccess(identity: accessBox!.identity, rules: accessBox!.rules)
+        }
+        return accessBox!
+    }
 
     /// The answer to a request that needs a session on a connection without one (PROTOCOL.md §9.6).
     var noSessionError: ReplyError {
@@ -544,13 +571,25 @@ struct ConnectionState {
     }
 }
 
+/// `ConnectionState`'s access identity and rules.
+final class ConnectionAccess {
+    var identity: AccessIdentity
+    var rules: (generation: UInt64, policy: AccessPolicy)?
+
+    init(identity: AccessIdentity = AccessIdentity(), rules: (generation: UInt64, policy: AccessPolicy)? = nil) {
+        self.identity = identity
+        self.rules = rules
+    }
+}
+
+/// Fields ordered widest first (see `ConnectionState`).
 struct SessionState {
-    var flags: SessionFlags
-    /// The connection that speaks for the session; nil while detached (TCP, or kept Unix).
-    var connection: ConnectionID?
     var clientName: String
     /// The identity of the connection that opened it: its `sessionsPerPeerMax` count.
     var peerIdentity: String? = nil
     /// Events for a detached session, delivered after it resumes.
     var queuedEvents: Deque<Event> = []
+    /// The connection that speaks for the session; nil while detached (TCP, or kept Unix).
+    var connection: ConnectionID?
+    var flags: SessionFlags
 }

@@ -100,11 +100,16 @@ extension Namespace {
     /// Counters start at their marks; emptied containers start their grace period now.
     func finishRecovery(now: Time) {
         if transactionReserved > 0 { transactionCurrent = max(transactionCurrent, transactionReserved - 1) }
-        let behind = nodes.paths { $0.sequenceNext < $0.sequenceReserved }
-        // Ephemeral children did not survive the restart: an empty container is swept after
-        // the grace, whether or not the log saw it used (its users' sessions are gone).
-        let emptyContainers = nodes.paths { $0.kind == .container && $0.children.isEmpty }
-        for path in behind { nodes[path]!.sequenceNext = nodes[path]!.sequenceReserved }
+        // One pass over a million nodes picks both kinds (few of either), sorted out below.
+        let selected = nodes.paths { $0.sequenceNext < $0.sequenceReserved || ($0.kind == .container && $0.children.isEmpty) }
+        var emptyContainers: [String] = []
+        for path in selected {
+            let node = nodes[path]!
+            if node.sequenceNext < node.sequenceReserved { nodes[path]!.sequenceNext = node.sequenceReserved }
+            // Ephemeral children did not survive the restart: an empty container is swept after
+            // the grace, whether or not the log saw it used (its users' sessions are gone).
+            if node.kind == .container && node.children.isEmpty { emptyContainers.append(path) }
+        }
         for path in emptyContainers.sorted() { scheduleSweep(path, now: now) }
     }
 

@@ -31,18 +31,37 @@ public struct NamespaceSnapshot: Sendable {
         return result
     }
 
-    /// Parents before children, children in name order, so equal states give equal bytes.
+    /// The size of the pieces `serialize(pieceBytes:into:)` hands out by default: what a snapshot
+    /// writer holds at a time instead of the whole payload.
+    public static let pieceBytes = 1 << 20
+
+    /// The bytes in one array (tests, small namespaces); `serialize(pieceBytes:into:)` streams them.
     public func serialize() -> [UInt8] {
-        var writer = WireWriter(capacity: 64 + nodes.count * 96)
+        var bytes: [UInt8] = []
+        serialize { bytes += $0 }
+        return bytes
+    }
+
+    /// Parents before children, children in name order, so equal states give equal bytes. Hands
+    /// them to `emit` in pieces of at least `pieceBytes` (the last may be shorter; a piece passes
+    /// `pieceBytes` by at most one node), reusing one buffer: `emit` must not keep the array.
+    public func serialize<Failure: Error>(pieceBytes: Int = Self.pieceBytes,
+                                          into emit: ([UInt8]) throws(Failure) -> Void) throws(Failure) {
+        precondition(pieceBytes > 0, "pieces must hold something")
+        // The node count comes first in the layout, before the nodes streamed after it: counted
+        // here without building a path (ephemeral nodes have no children, so every persistent
+        // node is reached by the walk below).
+        let count = nodes.countNodes { $0.kind != .ephemeral }
+        var writer = WireWriter(capacity: min(pieceBytes, 64 + nodes.count * 96) + 4_096)
         writer.u8(Self.formatVersion)
         writer.u64(transactionCurrent)
         writer.u64(transactionReserved)
-        let countOffset = writer.bytes.count
-        writer.u64(0)
-        var count: UInt64 = 0
+        writer.u64(UInt64(count))
+        var written = 0
+        var failure: Failure?
         nodes.walk { path, node in
-            guard node.kind != .ephemeral else { return false }
-            count += 1
+            guard failure == nil, node.kind != .ephemeral else { return false }
+            written += 1
             writer.string(path)
             writer.u8(node.kind.rawValue)
             writer.u64(node.stat.createdTransaction)
@@ -55,11 +74,15 @@ public struct NamespaceSnapshot: Sendable {
             writer.u64(node.sequenceNext)
             writer.u64(node.sequenceReserved)
             writer.blob(node.data)
+            if writer.bytes.count >= pieceBytes {
+                do throws(Failure) { try emit(writer.bytes) } catch { failure = error; return false }
+                writer.removeAll(keepingCapacity: true)
+            }
             return true
         }
-        var bytes = writer.bytes
-        for index in 0..<8 { bytes[countOffset + index] = UInt8(truncatingIfNeeded: count >> UInt64(56 - 8 * index)) }
-        return bytes
+        if let failure { throw failure }
+        precondition(written == count, "the snapshot's node count changed while it was written")
+        if !writer.bytes.isEmpty { try emit(writer.bytes) }
     }
 
     static func deserialize(_ bytes: [UInt8]) throws(RecoveryError) -> NamespaceSnapshot {
@@ -75,22 +98,20 @@ public struct NamespaceSnapshot: Sendable {
             // children become its directory's sorted chunks when its subtree is complete, and only
             // parents are hashed (`NodeTree`).
             var nodes = NodeTree(root: Node(data: [], stat: Stat()))  // the root is set when read
-            var open: [(path: String, node: Node, children: [NodeTree.Entry], sorted: Bool)] = []
+            var open: [OpenNode] = []
             var sequenceReservedMax: UInt64 = 0
-            func close(_ entry: (path: String, node: Node, children: [NodeTree.Entry], sorted: Bool)) {
-                var children = entry.children
+            func close(_ entry: consuming OpenNode) {
                 // Written by this code they are in order; sort any others (duplicates were refused).
-                if !entry.sorted { children.sort { ChildNames.precedes($0.name, $1.name) } }
-                nodes.adopt(entry.path, sortedChildren: children)
+                if !entry.sorted { entry.children.sort { ChildNames.precedes($0.name, $1.name) } }
+                nodes.adopt(entry.path, sortedChildren: entry.children)
                 guard !open.isEmpty else { return nodes.setRoot(entry.node) }
-                let name = NamespacePath.name(of: entry.path)
-                if let previous = open[open.count - 1].children.last, !ChildNames.precedes(previous.name, name) {
+                if let previous = open[open.count - 1].children.last, !ChildNames.precedes(previous.name, entry.name) {
                     open[open.count - 1].sorted = false
                 }
-                open[open.count - 1].children.append(NodeTree.Entry(name: name, node: entry.node))
+                open[open.count - 1].children.append(NodeTree.Entry(name: entry.name, node: entry.node))
             }
             for index in 0..<count {
-                let path = try reader.string("path")
+                var path = try reader.string("path")
                 let kindByte = try reader.u8("kind")
                 guard let kind = NodeKind(rawValue: kindByte), kind != .ephemeral else {
                     throw RecoveryError("bad node kind \(kindByte)")
@@ -111,19 +132,20 @@ public struct NamespaceSnapshot: Sendable {
                 let node = Node(data: data, stat: stat, sequenceNext: sequenceNext, sequenceReserved: sequenceReserved)
                 if index == 0 {
                     guard path == NamespacePath.root else { throw RecoveryError("snapshot does not start at the root") }
-                    open.append((path, node, [], true))
+                    open.append(OpenNode(path: path, name: "", node: node))
                     continue
                 }
-                guard path != NamespacePath.root, path.utf8.first == UInt8(ascii: "/"),
-                      path.utf8.last != UInt8(ascii: "/") else { throw RecoveryError("bad path \(path)") }
-                let parentPath = NamespacePath.parent(of: path)
-                while let last = open.last, last.path != parentPath { close(open.removeLast()) }
-                guard !open.isEmpty else { throw RecoveryError("\(path) comes before its parent") }
-                guard open[open.count - 1].node.children.insert(NamespacePath.name(of: path)) else {
-                    throw RecoveryError("duplicate node \(path)")
+                // The parent is the path up to its last "/": compared as bytes with the open
+                // ancestors' paths and the name cut out once, without building the parent's path
+                // (a million strings fewer; the writer built the path from its parent's bytes).
+                guard let (slash, name) = Self.lastSegment(&path) else { throw RecoveryError("bad path \(path)") }
+                while !open.isEmpty, !Self.isParent(&open[open.count - 1].path, slash: slash, of: &path) {
+                    close(open.removeLast())
                 }
+                guard !open.isEmpty else { throw RecoveryError("\(path) comes before its parent") }
+                guard open[open.count - 1].node.children.insert(name) else { throw RecoveryError("duplicate node \(path)") }
                 open[open.count - 1].node.childrenCount += 1
-                open.append((path, node, [], true))
+                open.append(OpenNode(path: path, name: name, node: node))
             }
             while let last = open.popLast() { close(last) }
             guard reader.isAtEnd else { throw RecoveryError("trailing bytes after snapshot") }
@@ -133,6 +155,38 @@ public struct NamespaceSnapshot: Sendable {
             throw error
         } catch {
             throw RecoveryError("malformed snapshot: \(error)")
+        }
+    }
+
+    /// A node read whose subtree is still being read (recovery's stack of open ancestors).
+    private struct OpenNode {
+        var path: String
+        var name: String
+        var node: Node
+        var children: [NodeTree.Entry] = []
+        var sorted = true
+    }
+
+    /// The offset of the last "/" of a path other than the root, and the name after it; nil if
+    /// the path does not start with "/", ends with one, or is the root.
+    private static func lastSegment(_ path: inout String) -> (slash: Int, name: String)? {
+        path.withUTF8 { bytes in
+            guard bytes.count >= 2, bytes[0] == UInt8(ascii: "/"), bytes[bytes.count - 1] != UInt8(ascii: "/") else { return nil }
+            var slash = bytes.count - 2
+            while bytes[slash] != UInt8(ascii: "/") { slash -= 1 }
+            return (slash, String(decoding: UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]), as: UTF8.self))
+        }
+    }
+
+    /// Whether `parent` is the path before `path`'s last "/" at `slash` (the root for 0).
+    private static func isParent(_ parent: inout String, slash: Int, of path: inout String) -> Bool {
+        parent.withUTF8 { parentBytes in
+            if slash == 0 { return parentBytes.count == 1 && parentBytes[0] == UInt8(ascii: "/") }
+            guard parentBytes.count == slash else { return false }
+            return path.withUTF8 { bytes in
+                for index in 0..<slash where bytes[index] != parentBytes[index] { return false }
+                return true
+            }
         }
     }
 }

@@ -106,6 +106,15 @@ struct NodeTree: Sendable {
         return result
     }
 
+    /// How many nodes `predicate` selects, the root included (no path is built).
+    func countNodes(where predicate: (Node) -> Bool) -> Int {
+        var result = predicate(root!) ? 1 : 0
+        for (_, directory) in directories {
+            for chunk in directory.chunks { result += chunk.reduce(0) { $0 + (predicate($1.node!) ? 1 : 0) } }
+        }
+        return result
+    }
+
     /// Depth first from the root, children in name order; `visit` returns whether to descend.
     func walk(_ visit: (_ path: String, _ node: Node) -> Bool) {
         var stack: [(path: String, node: Node)] = [(NamespacePath.root, root!)]

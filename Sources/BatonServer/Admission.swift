@@ -65,20 +65,21 @@ public struct AdmissionConfiguration: Sendable {
 }
 
 /// Per-connection admission state, kept in `Connection.admission`.
+/// Fields ordered widest first (64 bytes instead of 72 in every `Connection`).
 struct AdmissionTicket {
     let acceptedMilliseconds: UInt64
     /// TCP peer address without the port (the identity failed logins are counted by); nil for Unix.
     let peerHost: String?
-    var isGreeted = false
-    /// Unix from the start; TCP once `authenticate` succeeded.
-    var isAuthenticated: Bool
     var lastInputMilliseconds: UInt64
-    /// When the frame now partly in `input` was begun (or the frame before it completed); nil without one.
-    var partialFrameSinceMilliseconds: UInt64?
     /// Bytes of `input` counted in `Admission.inputBytesBuffered`.
     var inputBytesCounted = 0
     /// Bytes of queued output counted in `Admission.outputBytesBuffered`.
     var outputBytesCounted = 0
+    /// When the frame now partly in `input` was begun (or the frame before it completed); nil without one.
+    var partialFrameSinceMilliseconds: UInt64?
+    var isGreeted = false
+    /// Unix from the start; TCP once `authenticate` succeeded.
+    var isAuthenticated: Bool
 }
 
 /// Who may connect, what an unproven connection may cost, and how long it may take: the admission
@@ -139,7 +140,7 @@ final class Admission {
     func admit(_ connection: Connection, peerHost: String?, now: UInt64) {
         let authenticated = connection.transport == .unix
         connection.admission = AdmissionTicket(acceptedMilliseconds: now, peerHost: peerHost,
-                                               isAuthenticated: authenticated, lastInputMilliseconds: now)
+                                               lastInputMilliseconds: now, isAuthenticated: authenticated)
         if !authenticated { unauthenticatedConnections += 1 }
         handshaking[connection.id] = connection
         admitted[connection.id] = connection

@@ -25,15 +25,16 @@ final class Connection {
         case closed
     }
 
-    /// Output capacity kept between turns: small replies reuse it, a big one's memory is given back.
-    static let outputCapacityKeptBytes = 2_048
-
+    // One-byte fields together (here and `readPause`): an object of 216 bytes, not 232, each of
+    // 10,000 connections one malloc size class smaller.
     let id: ConnectionID
-    let transport: TransportKind
     /// The `uv_pipe_t` or `uv_tcp_t`, owned by libuv's close protocol (see `LibUV`).
     let handle: UnsafeMutableRawPointer
     var peer: String = "?"
+    let transport: TransportKind
     var phase: Phase = .open
+    /// Why reading is stopped while the connection is open (nil: libuv reads it).
+    var readPause: ReadPause?
     /// The engine has been told this connection is gone (or never accepted it); told exactly once.
     var engineReleased = false
     var isQueuedForFlush = false
@@ -57,8 +58,6 @@ final class Connection {
     /// holds at most one read buffer plus one frame.
     var input: [UInt8] = []
     var inputStart = 0
-    /// Why reading is stopped while the connection is open (nil: libuv reads it).
-    var readPause: ReadPause?
     /// Frames decoded in loop turn `turn`: the per-turn budget.
     var framesThisTurn = 0
     var turn: UInt64 = 0
@@ -184,11 +183,9 @@ final class Connection {
             guard !output.bytes.isEmpty else { return 0 }
             result = output.bytes.withUnsafeBytes { write($0) }
         }
-        if output.bytes.capacity > Connection.outputCapacityKeptBytes {
-            output = WireWriter(capacity: 0)
-        } else {
-            output.removeAll(keepingCapacity: true)
-        }
+        // Everything was written or handed to libuv with its own copy: the buffer goes back, so
+        // an idle connection holds no output memory (one small malloc per turn with replies).
+        output = WireWriter(capacity: 0)
         return result
     }
 

@@ -39,7 +39,7 @@ extension ServerLoop {
         nextBackupNumber += 1
         let number = nextBackupNumber
         // As for snapshots, the job owns the copy and the loop drops it (SnapshotJob).
-        let job = SnapshotJob(serializing: { source.serialize() })
+        let job = SnapshotJob(serializing: { emit in try source.serialize(into: emit) })
         backupsInProgress[number] = job
         counters.backupsStarted += 1
         logger.info("backup started", metadata: ["file": "\(request.file)", "lsn": "\(lsn)", "connection": "\(request.connection)",
@@ -48,7 +48,7 @@ extension ServerLoop {
         Thread(name: "batond-backup") {
             let result: Result<Int, BackupFailure>
             do {
-                result = .success(try SnapshotWriter.writeBackup(lsn: lsn, bytes: job.serialize(), to: request.file))
+                result = .success(try SnapshotWriter.writeBackup(lsn: lsn, to: request.file, payload: job.serialize))
             } catch {
                 result = .failure(BackupFailure(message: "\(error)"))
             }

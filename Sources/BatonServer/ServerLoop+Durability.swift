@@ -200,21 +200,21 @@ extension ServerLoop {
         logBytesSinceSnapshot = 0
         counters.lastSnapshotStallMicroseconds = stallMicroseconds
         // The job owns the snapshot and the loop releases it (see SnapshotJob): the thread only borrows it.
-        let job = SnapshotJob(serializing: { source.serialize() })
+        let job = SnapshotJob(serializing: { emit in try source.serialize(into: emit) })
         snapshotInProgress = job
         let writer = store.snapshotWriter
         let mailbox = self.mailbox
         Thread(name: "batond-snapshot") {
             let started = DispatchTime.now().uptimeNanoseconds
-            let bytes = job.serialize()
+            var bytes = 0
             var failure: String?
             do {
-                try writer.writeSnapshot(lsn: lsn, bytes: bytes)
+                bytes = try writer.writeSnapshot(lsn: lsn, payload: job.serialize)
             } catch {
                 failure = "\(error)"
             }
             let milliseconds = (DispatchTime.now().uptimeNanoseconds - started) / 1_000_000
-            mailbox.post(.snapshotFinished(lsn: lsn, bytes: bytes.count, milliseconds: milliseconds, failure: failure))
+            mailbox.post(.snapshotFinished(lsn: lsn, bytes: bytes, milliseconds: milliseconds, failure: failure))
             job.finish()
         }.start()
     }

@@ -11,16 +11,19 @@ import Dispatch
 final class SnapshotJob: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     /// Set on the loop, called on the writer thread, cleared on the loop after the writer is done.
-    private var serializer: (@Sendable () -> [UInt8])?
+    private var serializer: (@Sendable (_ emit: ([UInt8]) throws -> Void) throws -> Void)?
 
-    init(serializing serializer: @escaping @Sendable () -> [UInt8]) {
+    /// `serializer` streams the bytes to `emit` in pieces (`NamespaceSnapshot.serialize(pieceBytes:into:)`),
+    /// so the writer thread holds one piece at a time, not the whole snapshot.
+    init(serializing serializer: @escaping @Sendable (_ emit: ([UInt8]) throws -> Void) throws -> Void) {
         self.serializer = serializer
     }
 
-    /// On the writer thread: the bytes, without keeping a reference to the snapshot past the call.
-    func serialize() -> [UInt8] {
+    /// On the writer thread: streams the bytes to `emit` (a `SnapshotWriter.Payload`), without
+    /// keeping a reference to the snapshot past the call.
+    func serialize(into emit: ([UInt8]) throws -> Void) throws {
         guard let serializer else { preconditionFailure("the snapshot was released before it was written") }
-        return serializer()
+        try serializer(emit)
     }
 
     func finish() { done.signal() }

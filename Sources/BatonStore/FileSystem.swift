@@ -32,12 +32,15 @@ enum FileSystem {
         _ = systemClose(descriptor)
     }
 
-    /// Writes every byte, retrying short writes and EINTR.
-    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws {
+    /// Writes every byte, retrying short writes and EINTR: at the file's position, or at
+    /// `fileOffset` (pwrite, the position unchanged) when given.
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], at fileOffset: Int? = nil, path: String) throws {
         try bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = systemWrite(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                let pointer = buffer.baseAddress! + offset, count = buffer.count - offset
+                let written = fileOffset.map { pwrite(descriptor, pointer, count, off_t($0 + offset)) }
+                    ?? systemWrite(descriptor, pointer, count)
                 if written < 0 {
                     if errno == EINTR { continue }
                     throw error("write", path)

@@ -19,35 +19,57 @@ public struct SnapshotWriter: Sendable {
         self.logger = logger
     }
 
+    /// Produces a snapshot's payload in pieces, handing each to `emit` (which writes it to the file
+    /// and may throw); a piece is not kept after `emit` returns, so the writer holds one piece at a
+    /// time, never the whole payload (a million nodes' payload is ~110 MB).
+    public typealias Payload = (_ emit: ([UInt8]) throws -> Void) throws -> Void
+
     /// Writes `snapshot-<lsn>.snap` atomically: temporary file, fsync, rename, fsync of the
-    /// directory. `bytes` is the namespace's state after every record up to and including `lsn`.
-    /// Once this returns the snapshot survives power failure; until then the previous one stands.
-    public func writeSnapshot(lsn: LogSequenceNumber, bytes: [UInt8]) throws {
+    /// directory. `payload` streams the namespace's state after every record up to and including
+    /// `lsn`. Once this returns the snapshot survives power failure; until then the previous one
+    /// stands. Returns the file's size.
+    @discardableResult
+    public func writeSnapshot(lsn: LogSequenceNumber, payload: Payload) throws -> Int {
         let name = StoreFormat.snapshotFileName(lsn: lsn)
-        try SnapshotWriter.write(lsn: lsn, bytes: bytes, to: FileSystem.join(directory, name), directory: directory)
-        logger.info("snapshot written", metadata: [
-            "file": "\(name)", "lsn": "\(lsn)", "bytes": "\(bytes.count + StoreFormat.snapshotHeaderBytes)",
-        ])
+        let size = try SnapshotWriter.write(lsn: lsn, payload: payload, to: FileSystem.join(directory, name), directory: directory)
+        logger.info("snapshot written", metadata: ["file": "\(name)", "lsn": "\(lsn)", "bytes": "\(size)"])
+        return size
+    }
+
+    /// `writeSnapshot` of a payload already in memory.
+    @discardableResult
+    public func writeSnapshot(lsn: LogSequenceNumber, bytes: [UInt8]) throws -> Int {
+        try writeSnapshot(lsn: lsn) { emit in try emit(bytes) }
     }
 
     /// Writes a backup: a snapshot file (same format, same checks) at `path`, outside any data
     /// directory, atomically like a snapshot. Returns its size. `batond --restore` reads it back
     /// (`Store.restore`).
-    public static func writeBackup(lsn: LogSequenceNumber, bytes: [UInt8], to path: String) throws -> Int {
+    public static func writeBackup(lsn: LogSequenceNumber, to path: String, payload: Payload) throws -> Int {
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        try write(lsn: lsn, bytes: bytes, to: path, directory: directory)
-        return bytes.count + StoreFormat.snapshotHeaderBytes
+        return try write(lsn: lsn, payload: payload, to: path, directory: directory)
     }
 
-    /// Temporary file beside `finalPath`, fsync, rename, fsync of `directory`.
-    private static func write(lsn: LogSequenceNumber, bytes: [UInt8], to finalPath: String, directory: String) throws {
+    /// Temporary file beside `finalPath`, the payload streamed, the header, fsync, rename, fsync of
+    /// `directory`. The header (length and CRC) is known only at the end: the file starts with zeros
+    /// in its place and gets it just before the fsync. A crash before the rename leaves only the
+    /// `.tmp`, which is never read as a snapshot (removed at the next open). Returns the file's size.
+    private static func write(lsn: LogSequenceNumber, payload: Payload, to finalPath: String, directory: String) throws -> Int {
         let temporaryPath = finalPath + StoreFormat.temporarySuffix
         // O_EXCL: a second writer for the same file fails instead of interleaving with the first.
         let descriptor = try FileSystem.open(temporaryPath, flags: O_WRONLY | O_CREAT | O_EXCL)
+        var length: UInt64 = 0
         do {
-            try FileSystem.writeAll(descriptor, StoreFormat.snapshotHeader(lsn: lsn, payload: bytes), path: temporaryPath)
-            try FileSystem.writeAll(descriptor, bytes, path: temporaryPath)
+            try FileSystem.writeAll(descriptor, [UInt8](repeating: 0, count: StoreFormat.snapshotHeaderBytes), path: temporaryPath)
+            var checksum: UInt32 = 0
+            try payload { piece in
+                checksum = StoreFormat.checksum(piece[...], seed: checksum)
+                length += UInt64(piece.count)
+                try FileSystem.writeAll(descriptor, piece, path: temporaryPath)
+            }
+            let header = StoreFormat.snapshotHeader(lsn: lsn, payloadLength: length, payloadChecksum: checksum)
+            try FileSystem.writeAll(descriptor, header, at: 0, path: temporaryPath)
             try FileSystem.sync(descriptor, path: temporaryPath)
             FileSystem.close(descriptor)
         } catch {
@@ -62,5 +84,6 @@ public struct SnapshotWriter: Sendable {
             throw error
         }
         try FileSystem.syncDirectory(directory)
+        return Int(length) + StoreFormat.snapshotHeaderBytes
     }
 }

@@ -143,14 +143,17 @@ public enum StoreFormat {
 
     // MARK: Snapshot header
 
-    static func snapshotHeader(lsn: LogSequenceNumber, payload: [UInt8]) -> [UInt8] {
+    /// The header of a payload of `payloadLength` bytes whose own CRC-32 (from 0) is
+    /// `payloadChecksum`: the payload is streamed before its header is known (SnapshotWriter), so
+    /// the header's CRC over bytes 8..<28 and the payload is zlib's `crc32_combine` of the two.
+    static func snapshotHeader(lsn: LogSequenceNumber, payloadLength: UInt64, payloadChecksum: UInt32) -> [UInt8] {
         var bytes = snapshotMagic
         bytes.append(version)
         bytes.append(contentsOf: [0, 0, 0])
         appendUInt64(lsn, to: &bytes)
-        appendUInt64(UInt64(payload.count), to: &bytes)
-        let crc = checksum(payload[...], seed: checksum(bytes[8..<28]))
-        appendUInt32(crc, to: &bytes)
+        appendUInt64(payloadLength, to: &bytes)
+        let crc = crc32_combine(uLong(checksum(bytes[8..<28])), uLong(payloadChecksum), .init(payloadLength))
+        appendUInt32(UInt32(truncatingIfNeeded: crc), to: &bytes)
         precondition(bytes.count == snapshotHeaderBytes)
         return bytes
     }

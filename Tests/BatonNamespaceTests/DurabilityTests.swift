@@ -114,6 +114,37 @@ final class DurabilityTests: XCTestCase {
         XCTAssertEqual(restored.snapshot().serialize().count, bytes.count)
     }
 
+    /// The snapshot thread writes the bytes as they are serialized: pieces of about the size asked
+    /// for (one buffer reused, never the whole snapshot), together the bytes of the whole, which
+    /// restore the same state; ephemeral nodes are left out of the count written first.
+    func testSnapshotStreamsInBoundedPiecesThatMakeTheWhole() throws {
+        let live = makeNamespace()
+        _ = try runWorkload(live, now: start)
+        try live.create("/big", data: [UInt8](repeating: 9, count: 300), mode: .persistent, session: 0, now: start)
+        let snapshot = live.snapshot()
+        var pieces: [[UInt8]] = []
+        snapshot.serialize(pieceBytes: 100) { pieces.append($0) }
+        XCTAssertGreaterThan(pieces.count, 10)
+        for piece in pieces.dropLast() {
+            XCTAssertGreaterThanOrEqual(piece.count, 100)
+            // Past the size asked for by at most one node (the largest: 300 bytes of data).
+            XCTAssertLessThan(piece.count, 100 + 400)
+        }
+        let whole = pieces.flatMap { $0 }
+        XCTAssertEqual(whole, snapshot.serialize())
+        let restored = try Namespace(configuration: makeConfiguration(), now: start, recoveringFrom: whole, records: [[UInt8]]())
+        assertSamePersistentState(live, restored)
+
+        // A failing writer stops the walk: nothing is handed out after the error.
+        struct Full: Error {}
+        var calls = 0
+        XCTAssertThrowsError(try snapshot.serialize(pieceBytes: 100) { (_: [UInt8]) throws(Full) in
+            calls += 1
+            if calls == 2 { throw Full() }
+        })
+        XCTAssertEqual(calls, 2)
+    }
+
     func testSnapshotIsAValueUnaffectedByLaterWrites() throws {
         let live = makeNamespace()
         try live.create("/a", data: [1], mode: .persistent, session: 0, now: start)
@@ -186,6 +217,16 @@ final class DurabilityTests: XCTestCase {
         XCTAssertThrowsError(try recover(["/", "/a", "/b", "/a/x"]), "a child after its parent's subtree closed")
         XCTAssertThrowsError(try recover(["/", "/a", "/a"]), "the same node twice")
         XCTAssertThrowsError(try recover(["/a", "/"]), "not starting at the root")
+        // The parent is matched by its bytes up to the last "/": a sibling sharing a prefix is not it.
+        XCTAssertThrowsError(try recover(["/", "/ab", "/a/x"]), "/a is not open; /ab is not its parent")
+        XCTAssertThrowsError(try recover(["/", "/a", "/ab/x"]), "/ab is not open; /a is not its parent")
+        XCTAssertThrowsError(try recover(["/", "/a/"]), "a path ending in /")
+        XCTAssertThrowsError(try recover(["/", "a"]), "a path not starting with /")
+        XCTAssertThrowsError(try recover(["/", "/a", "/a//x"]), "an empty segment: its parent /a/ is no node")
+        let unsorted = try recover(["/", "/b", "/b/é", "/b/e", "/a"])
+        XCTAssertEqual(try unsorted.children("/").names, ["a", "b"])
+        XCTAssertEqual(try unsorted.children("/b").names, ["e", "é"])
+        XCTAssertNotNil(try unsorted.exists("/b/é"))
     }
 
     func testReplayRefusesInconsistentRecords() {

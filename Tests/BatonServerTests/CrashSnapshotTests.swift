@@ -20,13 +20,13 @@ final class CrashSnapshotTests: XCTestCase {
     func testTheSnapshotIsReleasedByTheLoopNotByTheWriterThread() {
         let releases = ReleaseRecorder()
         var snapshot: TrackedSnapshot? = TrackedSnapshot(releases)
-        let job = SnapshotJob(serializing: { [snapshot] in snapshot!.bytes })
+        let job = SnapshotJob(serializing: { [snapshot] emit in try emit(snapshot!.bytes) })
         snapshot = nil
         let serialized = DispatchSemaphore(value: 0)
         let exitWriter = DispatchSemaphore(value: 0)
         let written = WrittenBytes()
         let writer = Thread {
-            written.bytes = job.serialize()
+            try? job.serialize { written.bytes += $0 }
             serialized.signal()  // as the writer posts `snapshotFinished`
             job.finish()
             exitWriter.wait()  // the writer (and its reference to the job) outlives the release

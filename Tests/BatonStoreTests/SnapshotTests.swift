@@ -57,6 +57,52 @@ final class SnapshotTests: StoreTestCase {
         XCTAssertTrue(captured.warnings.contains { $0.contains(snapshotName(20)) }, "\(captured.warnings)")
     }
 
+    /// A snapshot streamed in pieces (the header, with the payload's length and CRC, written last)
+    /// is the file the whole payload gives: the same bytes, the CRC recovery checks.
+    func testASnapshotStreamedInPiecesIsTheSameFileAsOneWrittenWhole() throws {
+        let (store, _) = try open()
+        try append(store, 1...2)
+        let whole = state(2) + [UInt8](repeating: 7, count: 5_000)
+        var pieces: [[UInt8]] = []
+        for start in stride(from: 0, to: whole.count, by: 1_000) { pieces.append(Array(whole[start..<min(start + 1_000, whole.count)])) }
+        let size = try store.snapshotWriter.writeSnapshot(lsn: 2) { emit in
+            for piece in pieces { try emit(piece) }
+        }
+        XCTAssertEqual(size, 32 + whole.count)
+        let streamed = try read(snapshotName(2))
+        // Length and CRC as if computed in one pass over bytes 8..<28 and the whole payload.
+        XCTAssertEqual(StoreFormat.readUInt64(streamed, at: 20), UInt64(whole.count))
+        XCTAssertEqual(StoreFormat.readUInt32(streamed, at: 28),
+                       StoreFormat.checksum(whole[...], seed: StoreFormat.checksum(streamed[8..<28])))
+        XCTAssertEqual(Array(streamed[32...]), whole)
+        try store.close()
+
+        let (reopened, recovery) = try open()
+        defer { try? reopened.close() }
+        XCTAssertEqual(recovery.snapshot, RecoveredSnapshot(lsn: 2, bytes: whole))
+        XCTAssertTrue(recovery.corruptSnapshots.isEmpty)
+    }
+
+    /// A payload that fails part-way leaves no snapshot and no temporary file: the previous
+    /// snapshot stands, and the part written is never read as a snapshot.
+    func testASnapshotWhosePayloadFailsPartWayLeavesNothing() throws {
+        struct Interrupted: Error {}
+        let (store, _) = try open()
+        try append(store, 1...5)
+        _ = try snapshot(store, at: 3)
+        XCTAssertThrowsError(try store.snapshotWriter.writeSnapshot(lsn: 5) { emit in
+            try emit(state(5))
+            throw Interrupted()
+        }) { XCTAssertTrue($0 is Interrupted, "\($0)") }
+        XCTAssertEqual(try fileNames().filter { $0.hasPrefix("snapshot-") }, [snapshotName(3)])
+        try store.close()
+
+        let (reopened, recovery) = try open()
+        defer { try? reopened.close() }
+        XCTAssertEqual(recovery.snapshot, RecoveredSnapshot(lsn: 3, bytes: state(3)))
+        assertRecords(recovery, 4...5)
+    }
+
     func testTruncatedAndHeaderDamagedSnapshotsAreCorrupt() throws {
         let (store, _) = try open()
         try append(store, 1...3)
