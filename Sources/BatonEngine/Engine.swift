@@ -502,10 +502,18 @@ public final class Engine {
 
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {
-        // The shell asks after every frame (backpressure): asking when there is nothing costs nothing.
-        guard !outputs.isEmpty else { return [] }
-        defer { outputs.removeAll(keepingCapacity: true) }
-        return outputs
+        var taken: [EngineOutput] = []
+        takeOutputs(into: &taken)
+        return taken
+    }
+
+    /// Outputs produced since the last call, in order, swapped into `taken` (which must be empty):
+    /// the shell hands back the same emptied array every time, so neither side allocates per frame.
+    public func takeOutputs(into taken: inout [EngineOutput]) {
+        precondition(taken.isEmpty, "outputs are taken into an empty array")
+        // The shell asks after every frame: asking when there is nothing costs nothing.
+        guard !outputs.isEmpty else { return }
+        swap(&outputs, &taken)
     }
 
     // MARK: For the lock layer

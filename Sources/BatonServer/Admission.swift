@@ -167,7 +167,8 @@ final class Admission {
     /// A reply on its way: a successful `hello` or `authenticate` moves the connection on; a failed
     /// `authenticate` counts against its peer.
     func observe(_ reply: Reply, on connection: Connection, now: UInt64) {
-        guard var ticket = connection.admission else { return }
+        // Every reply passes here: only the two handshake opcodes matter.
+        guard reply.opcode == .hello || reply.opcode == .authenticate, var ticket = connection.admission else { return }
         switch (reply.opcode, reply.result) {
         case (.hello, .success):
             ticket.isGreeted = true
@@ -234,7 +235,13 @@ final class Admission {
     /// Bytes arrived; `held` is what the connection keeps undecoded now, `completedFrame` whether a
     /// frame was completed by them. Returns false when the input budget cannot hold them.
     func inputHeld(by connection: Connection, bytes held: Int, completedFrame: Bool, waitsForBytes: Bool, now: UInt64) -> Bool {
-        guard var ticket = connection.admission else { return true }
+        guard connection.admission != nil else { return true }
+        if held == 0 && connection.admission!.inputBytesCounted == 0 && connection.admission!.partialFrameSinceMilliseconds == nil {
+            // The common case (whole frames, all decoded): nothing held before or now, no count changes.
+            connection.admission!.lastInputMilliseconds = now
+            return true
+        }
+        var ticket = connection.admission!
         ticket.lastInputMilliseconds = now
         inputBytesBuffered += held - ticket.inputBytesCounted
         ticket.inputBytesCounted = held
@@ -254,10 +261,10 @@ final class Admission {
     /// The connection's queued output is now `queued` bytes. Returns false when the output budget
     /// cannot hold them.
     func outputQueued(on connection: Connection, bytes queued: Int) -> Bool {
-        guard var ticket = connection.admission else { return true }
-        outputBytesBuffered += queued - ticket.outputBytesCounted
-        ticket.outputBytesCounted = queued
-        connection.admission = ticket
+        guard let counted = connection.admission?.outputBytesCounted else { return true }
+        guard queued != counted else { return outputBytesBuffered <= configuration.outputBytesBufferedMax }
+        outputBytesBuffered += queued - counted
+        connection.admission!.outputBytesCounted = queued
         return outputBytesBuffered <= configuration.outputBytesBufferedMax
     }
 
