@@ -292,21 +292,15 @@ extension ServerLoop {
     func commitWaitsForPeers() -> Bool {
         guard let store, let timer = groupCommit.timer, storageFailure == nil, !isShuttingDown,
               store.needsCommit else { return false }
-        let now = LatencyHistogram.now()
-        if let deadline = groupCommit.windowDeadline {
-            if groupCommit.peers.isEmpty { return false }  // everyone it waited for is in
-            if now >= deadline {
-                groupCommit.windowRanOut = true
-                return false
-            }
+        switch groupCommit.decide(now: LatencyHistogram.now()) {
+        case .commit:
+            return false
+        case .wait:
+            return true
+        case .startWindow(let microseconds):
+            timer.start(microseconds: microseconds)
             return true
         }
-        guard !groupCommit.peers.isEmpty, !groupCommit.windowRanOut else { return false }
-        let window = groupCommit.windowNanoseconds
-        guard window >= GroupCommit.windowNanosecondsMin else { return false }
-        groupCommit.windowDeadline = now + window
-        timer.start(microseconds: window / 1_000)
-        return true
     }
 
     /// The group-commit timer fired: the next prepare phase commits (the poll only had to wake).
@@ -332,6 +326,32 @@ struct GroupCommit {
     var commitNanoseconds: UInt64 = 0
 
     var windowNanoseconds: UInt64 { min(commitNanoseconds / 2, GroupCommit.windowNanosecondsMax) }
+
+    enum Decision: Equatable {
+        /// Commit now.
+        case commit
+        /// Keep waiting (the window's timer is armed).
+        case wait
+        /// Start waiting: arm the timer for this long.
+        case startWindow(microseconds: UInt64)
+    }
+
+    /// Records wait to be committed (monotonic `now`, nanoseconds): commit them now or wait for peers.
+    mutating func decide(now: UInt64) -> Decision {
+        if let deadline = windowDeadline {
+            if peers.isEmpty { return .commit }  // everyone it waited for is in
+            if now >= deadline {
+                windowRanOut = true
+                return .commit
+            }
+            return .wait
+        }
+        guard !peers.isEmpty, !windowRanOut else { return .commit }
+        let window = windowNanoseconds
+        guard window >= GroupCommit.windowNanosecondsMin else { return .commit }
+        windowDeadline = now + window
+        return .startWindow(microseconds: window / 1_000)
+    }
 
     /// A request (or a close) from `connection`: the commit need not wait for it any more.
     mutating func heard(from connection: ConnectionID) {
