@@ -440,7 +440,18 @@ public final class Engine {
     /// those join the back of the one queue, so nothing they cause overtakes what was already queued.
     /// A call made while routing (re-entrant) only collects; the outer call routes.
     func drain(now: Time) {
-        collectNamespaceOutputs()
+        if !isDraining && routing.isEmpty && sessionsToEnd.isEmpty && namespace.hasOutputs {
+            // The common case (a write and nothing queued before it): only log records, which need
+            // no routing, go straight out in their order.
+            let produced = namespace.takeOutputs()
+            if produced.allSatisfy({ if case .persist = $0 { true } else { false } }) {
+                for case .persist(let record) in produced { outputs.append(.persist(record)) }
+                return
+            }
+            for output in produced { routing.append(.namespace(output)) }
+        } else {
+            collectNamespaceOutputs()
+        }
         guard !isDraining else { return }
         isDraining = true
         defer { isDraining = false }

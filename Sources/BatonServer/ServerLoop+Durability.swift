@@ -165,6 +165,7 @@ extension ServerLoop {
 
     /// While replies are held for `connection`, later ones queue behind them. True if held.
     func hold(_ message: ServerMessage, for connection: Connection) -> Bool {
+        guard holdsRestOfTurn || !heldOutputs.isEmpty else { return false }  // every frame asks: the usual answer costs no lookup
         if holdsRestOfTurn && heldOutputs[connection.id] == nil { heldOutputs[connection.id] = WireWriter(capacity: 0) }
         guard heldOutputs[connection.id] != nil else { return false }
         encode(message, into: &heldOutputs[connection.id]!)
