@@ -118,6 +118,9 @@ final class Admission {
         self.configuration = configuration
         self.frameBytesMax = frameBytesMax
         self.logger = logger
+        let shortest = min(configuration.helloMilliseconds, configuration.authenticateMilliseconds,
+                           configuration.partialFrameMilliseconds)
+        sweepMilliseconds = min(1_000, max(10, shortest / 10))
     }
 
     // MARK: Accept
@@ -272,11 +275,7 @@ final class Admission {
 
     /// How often the deadlines are looked at while some connection has one: a tenth of the shortest,
     /// between 10 ms and 1 s (a deadline is enforced that much late at most).
-    private var sweepMilliseconds: UInt64 {
-        let shortest = min(configuration.helloMilliseconds, configuration.authenticateMilliseconds,
-                           configuration.partialFrameMilliseconds)
-        return min(1_000, max(10, shortest / 10))
-    }
+    private let sweepMilliseconds: UInt64
 
     /// When the timer should next run the sweep, nil with nothing to watch.
     var nextSweepMilliseconds: UInt64? {

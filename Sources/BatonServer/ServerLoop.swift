@@ -716,7 +716,7 @@ final class ServerLoop {
     func routeOutputs() {
         guard let engine else { return }
         while true {
-            startRequestedBackups()
+            if backupEngine?.hasBackupRequests == true { startRequestedBackups() }
             // A nested call (routing can close a connection, which tells the engine) takes an array of its own.
             var outputs = spareOutputs
             spareOutputs = []
