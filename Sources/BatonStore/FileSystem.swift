@@ -32,25 +32,28 @@ enum FileSystem {
         _ = systemClose(descriptor)
     }
 
-    /// Writes every byte, retrying short writes and EINTR.
-    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws {
+    /// Writes every byte, retrying short writes and EINTR. (`path` is only for the error: the log's
+    /// path is built only if a write fails, not on every commit.)
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: @autoclosure () -> String) throws {
         try bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let written = systemWrite(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
-                    if errno == EINTR { continue }
-                    throw error("write", path)
+                    let code = errno
+                    if code == EINTR { continue }
+                    throw error("write", path(), code)
                 }
                 offset += written
             }
         }
     }
 
-    static func sync(_ descriptor: Int32, path: String) throws {
+    static func sync(_ descriptor: Int32, path: @autoclosure () -> String) throws {
         while systemFsync(descriptor) != 0 {
-            if errno == EINTR { continue }
-            throw error("fsync", path)
+            let code = errno
+            if code == EINTR { continue }
+            throw error("fsync", path(), code)
         }
     }
 
