@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Server CPU per operation, read from /proc (holds on a busy machine better than throughput).
 
-    python3 Benchmarks/profile/cpu_per_op.py SOCKET OP [SECONDS]    OP: ping | get | pair | rawping
+    python3 Benchmarks/profile/cpu_per_op.py SOCKET OP [SECONDS]    OP: ping | get | set | pair | rawping | pset | pcreate
 
 Runs OP one at a time over one connection for SECONDS and prints batond's CPU time (all threads, /proc/PID/task/*/schedstat) spent per operation (a pair is acquire + release), in microseconds.
 ping, get and pair go through the Python client (clients/python); rawping writes a ping frame on a
 bare socket and reads one frame back, so it also drives an echo server (Benchmarks/profile/uv_echo.c:
 the CPU per message of a bare libuv echo). Several sockets may be given as SOCKET1,SOCKET2: the targets take turns in 0.5 s slices, so an A/B
-comparison shares the machine's busy moments."""
+comparison shares the machine's busy moments. set writes 16 bytes to one node, one at a time; pset and
+pcreate send 64 sets (creates of new nodes) in one write on a bare socket and then read the 64
+replies (the write table's pipelined rows)."""
 
 import os
 import socket
@@ -33,18 +35,22 @@ def main() -> None:
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 6.0
     targets = []
     for path in paths:
-        if op == "rawping":
+        if op in ("rawping", "pset", "pcreate"):
             raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             raw.connect(path)
             # hello and a session (an echo server just sends them back): then pings are served.
             for frame in (baton.protocol.encode_hello(1, "cpu-per-op"), baton.protocol.encode_open_session(2, 10_000)):
                 raw.sendall(frame)
                 read_frame(raw)
-            targets.append({"path": path, "pid": peer_pid_of(path), "client": raw, "key": "", "ops": 0, "cpu": 0.0})
+            key = f"/cpu-per-op-{os.getpid()}-{len(targets)}"
+            if op != "rawping":
+                raw.sendall(baton.protocol.encode_create(3, key, b"a" * 16))
+                read_frame(raw)
+            targets.append({"path": path, "pid": peer_pid_of(path), "client": raw, "key": key, "ops": 0, "cpu": 0.0, "created": 0})
             continue
         client = baton.Client(path, client_name="cpu-per-op")
         key = f"/cpu-per-op-{os.getpid()}"
-        if op == "get":
+        if op in ("get", "set"):
             try:
                 client.create(key, b"a" * 16)
             except baton.BatonError:
@@ -58,7 +64,8 @@ def main() -> None:
             end = time.monotonic() + 0.5
             n = 0
             while time.monotonic() < end:
-                for _ in range(50):
+                rounds = 2 if op in ("pset", "pcreate") else 50
+                for _ in range(rounds):
                     if op == "rawping":
                         client.sendall(PING)
                         read_frame(client)
@@ -66,9 +73,23 @@ def main() -> None:
                         client.ping()
                     elif op == "get":
                         client.get(key)
+                    elif op == "set":
+                        client.set(key, b"b" * 16)
+                    elif op == "pset":
+                        client.sendall(b"".join(baton.protocol.encode_set(10 + i, key, b"b" * 16) for i in range(64)))
+                        for _ in range(64):
+                            read_frame(client)
+                    elif op == "pcreate":
+                        frames = []
+                        for i in range(64):
+                            t["created"] += 1
+                            frames.append(baton.protocol.encode_create(10 + i, f"{key}-{t['created']}", b"b" * 16))
+                        client.sendall(b"".join(frames))
+                        for _ in range(64):
+                            read_frame(client)
                     else:
                         client.release(client.acquire(key))
-                n += 50
+                n += rounds * (64 if op in ("pset", "pcreate") else 1)
             t["cpu"] += cpu_seconds(t["pid"]) - before
             t["ops"] += n
     for t in targets:

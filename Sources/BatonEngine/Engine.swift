@@ -165,16 +165,23 @@ public final class Engine {
     // MARK: Requests
 
     public func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time) {
-        // Frames decoded after the engine closed the connection are dropped.
-        guard let state = connections[connection] else { return }
-        guard state.greeted else {
+        // Frames decoded after the engine closed the connection are dropped. Its state is read in
+        // place, field by field: a copy of the whole struct (names, identity, rules) cost every
+        // request a round of retains and releases.
+        guard let index = connections.index(forKey: connection) else { return }
+        guard connections.values[index].greeted else {
             greet(request, requestID: requestID, connection: connection, now: now)
             return
         }
+        let sessionOfConnection = connections.values[index].sessionID
         // Any frame is a heartbeat, even one that is refused below.
-        if let sessionID = state.sessionID { namespace.touch(sessionID, now: now) }
-        if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
-        if refusesByAccessRules(request, state: state, requestID: requestID, connection: connection, now: now) { return }
+        if let sessionID = sessionOfConnection { namespace.touch(sessionID, now: now) }
+        if !connections.values[index].isAuthorized || access.policy != nil {
+            // Otherwise neither can refuse: a connection not yet authorized, or access rules in force.
+            let state = connections.values[index]
+            if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
+            if refusesByAccessRules(request, state: state, requestID: requestID, connection: connection, now: now) { return }
+        }
 
         switch request {
         case .hello:
@@ -185,7 +192,7 @@ public final class Engine {
         case .resumeSession(let sessionID, let secret):
             resumeSession(sessionID, secret: secret, requestID: requestID, connection: connection, now: now)
         case .closeSession:
-            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
+            guard let sessionID = session(sessionOfConnection, for: request, requestID: requestID, connection: connection, now: now) else { return }
             endSession(sessionID, reason: .closed, now: now)
             drain(now: now)
             reply(connection, requestID, .closeSession, .success(.empty), now: now)
@@ -194,7 +201,7 @@ public final class Engine {
         case .authenticate(let token):
             authenticate(token, requestID: requestID, connection: connection, now: now)
         case .create, .delete, .exists, .get, .set, .children, .check, .multi, .addWatch, .removeWatches:
-            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
+            guard let sessionID = session(sessionOfConnection, for: request, requestID: requestID, connection: connection, now: now) else { return }
             if let refusal = lockNodeRefusal(request) ?? storeRefusal(request) {
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
@@ -207,22 +214,23 @@ public final class Engine {
             drain(now: now)
             reply(connection, requestID, request.opcode, result, now: now)
         case .acquire, .release, .cancel, .checkToken, .inspect, .renew, .requestRevocation, .acquireAll:
-            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
+            guard let sessionID = session(sessionOfConnection, for: request, requestID: requestID, connection: connection, now: now) else { return }
             handleLockRequest(request, requestID: requestID, connection: connection, session: sessionID, now: now)
             drain(now: now)
         case .forceRelease(let path, let victim):
-            guard let sessionID = session(of: state, for: request, requestID: requestID, connection: connection, now: now) else { return }
+            guard let sessionID = session(sessionOfConnection, for: request, requestID: requestID, connection: connection, now: now) else { return }
             forceRelease(path, victim: victim, requestID: requestID, connection: connection, session: sessionID, now: now)
         case .backup(let file):
-            requestBackup(file, requestID: requestID, connection: connection, transport: state.transport, now: now)
+            requestBackup(file, requestID: requestID, connection: connection, transport: connections[connection]!.transport, now: now)
         }
     }
 
-    /// The connection's session, or nil once `request` is answered with why it has none.
-    private func session(of state: ConnectionState, for request: Request, requestID: UInt32, connection: ConnectionID,
+    /// The connection's session (`sessionID`), or nil once `request` is answered with why it has none.
+    private func session(_ sessionID: UInt64?, for request: Request, requestID: UInt32, connection: ConnectionID,
                          now: Time) -> UInt64? {
-        if let sessionID = state.sessionID { return sessionID }
-        reply(connection, requestID, request.opcode, .failure(state.noSessionError), now: now)
+        if let sessionID { return sessionID }
+        let error = connections[connection]?.noSessionError ?? ReplyError(.sessionRequired)
+        reply(connection, requestID, request.opcode, .failure(error), now: now)
         return nil
     }
 
@@ -440,7 +448,18 @@ public final class Engine {
     /// those join the back of the one queue, so nothing they cause overtakes what was already queued.
     /// A call made while routing (re-entrant) only collects; the outer call routes.
     func drain(now: Time) {
-        collectNamespaceOutputs()
+        if !isDraining && routing.isEmpty && sessionsToEnd.isEmpty && namespace.hasOutputs {
+            // The common case (a write and nothing queued before it): only log records, which need
+            // no routing, go straight out in their order.
+            let produced = namespace.takeOutputs()
+            if produced.allSatisfy({ if case .persist = $0 { true } else { false } }) {
+                for case .persist(let record) in produced { outputs.append(.persist(record)) }
+                return
+            }
+            for output in produced { routing.append(.namespace(output)) }
+        } else {
+            collectNamespaceOutputs()
+        }
         guard !isDraining else { return }
         isDraining = true
         defer { isDraining = false }
@@ -500,12 +519,23 @@ public final class Engine {
         return min(tree, locks)
     }
 
+    /// Whether backups wait to be taken (`takeBackupRequests`): the shell asks after every frame.
+    public var hasBackupRequests: Bool { !backupRequests.isEmpty }
+
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {
-        // The shell asks after every frame (backpressure): asking when there is nothing costs nothing.
-        guard !outputs.isEmpty else { return [] }
-        defer { outputs.removeAll(keepingCapacity: true) }
-        return outputs
+        var taken: [EngineOutput] = []
+        takeOutputs(into: &taken)
+        return taken
+    }
+
+    /// Outputs produced since the last call, in order, swapped into `taken` (which must be empty):
+    /// the shell hands back the same emptied array every time, so neither side allocates per frame.
+    public func takeOutputs(into taken: inout [EngineOutput]) {
+        precondition(taken.isEmpty, "outputs are taken into an empty array")
+        // The shell asks after every frame: asking when there is nothing costs nothing.
+        guard !outputs.isEmpty else { return }
+        swap(&outputs, &taken)
     }
 
     // MARK: For the lock layer

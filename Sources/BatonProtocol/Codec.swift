@@ -389,18 +389,23 @@ public enum Codec {
         }
     }
 
+    /// A stat on the wire: six u64, two i32, two u32 and the kind byte.
+    static let statBytes = 6 * 8 + 4 * 4 + 1
+
     public static func encodeStat(_ stat: Stat, into writer: inout WireWriter) {
-        writer.u64(stat.createdTransaction)
-        writer.u64(stat.modifiedTransaction)
-        writer.u64(stat.childrenTransaction)
-        writer.u64(stat.createdMilliseconds)
-        writer.u64(stat.modifiedMilliseconds)
-        writer.i32(stat.version)
-        writer.i32(stat.childrenVersion)
-        writer.u64(stat.ephemeralOwner)
-        writer.u32(stat.dataLength)
-        writer.u32(stat.childrenCount)
-        writer.u8(stat.kind.rawValue)
+        writer.fixed(statBytes) { fields in
+            fields.u64(stat.createdTransaction)
+            fields.u64(stat.modifiedTransaction)
+            fields.u64(stat.childrenTransaction)
+            fields.u64(stat.createdMilliseconds)
+            fields.u64(stat.modifiedMilliseconds)
+            fields.i32(stat.version)
+            fields.i32(stat.childrenVersion)
+            fields.u64(stat.ephemeralOwner)
+            fields.u32(stat.dataLength)
+            fields.u32(stat.childrenCount)
+            fields.u8(stat.kind.rawValue)
+        }
     }
 
     public static func decodeStat(_ reader: inout WireReader) throws(DecodeFailure) -> Stat {

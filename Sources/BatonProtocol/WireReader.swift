@@ -73,9 +73,11 @@ public struct WireReader {
                                 invalidEncoding: ErrorCode = .malformedFrame) throws(DecodeFailure) -> String {
         let count = Int(try u16(field))
         try need(count, field)
-        let slice = bytes[index..<(index + count)]
+        let start = index
         index += count
-        guard let value = String(validating: slice, as: UTF8.self) else {
+        // Validated straight from the array's storage (an ArraySlice takes a slower generic path).
+        let decoded = bytes.withUnsafeBufferPointer { String(validating: UnsafeBufferPointer(rebasing: $0[start..<(start + count)]), as: UTF8.self) }
+        guard let value = decoded else {
             let failure = DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
             guard !invalidEncoding.closesConnection else { throw failure }
             // The frame boundary is still known: read on, so a closing fault later in it wins.

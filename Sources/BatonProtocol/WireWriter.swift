@@ -18,16 +18,16 @@ public struct WireWriter: Sendable {
 
     public mutating func u8(_ value: UInt8) { bytes.append(value) }
     public mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
+    // Fixed-width fields go in with one append each (not one per byte): the encoder's hot path.
     public mutating func u16(_ value: UInt16) {
-        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
-        bytes.append(UInt8(truncatingIfNeeded: value))
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
     public mutating func u32(_ value: UInt32) {
-        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
     public mutating func i32(_ value: Int32) { u32(UInt32(bitPattern: value)) }
     public mutating func u64(_ value: UInt64) {
-        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
     }
     /// A u16-length UTF-8 string. Callers bound lengths by `Limits`; longer strings are a programming error.
     public mutating func string(_ value: String) {
@@ -43,6 +43,18 @@ public struct WireWriter: Sendable {
     }
     public mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
 
+    /// Appends exactly `count` bytes of fixed-width fields written by `fill` straight into the
+    /// array's storage: one growth check for a whole record (a stat is 11 fields) instead of one per field.
+    public mutating func fixed(_ count: Int, _ fill: (inout FixedFields) -> Void) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: count))
+        bytes.withUnsafeMutableBytes { raw in
+            var fields = FixedFields(base: raw.baseAddress! + start, count: count)
+            fill(&fields)
+            precondition(fields.offset == count, "fixed fields wrote \(fields.offset) of \(count) bytes")
+        }
+    }
+
     /// Reserves a u32 length prefix; `finishFrame` fills it in.
     public mutating func beginFrame() -> Int {
         let start = bytes.count
@@ -56,4 +68,23 @@ public struct WireWriter: Sendable {
         bytes[start + 2] = UInt8(truncatingIfNeeded: length >> 8)
         bytes[start + 3] = UInt8(truncatingIfNeeded: length)
     }
+}
+
+/// Big-endian fields written into bytes `WireWriter.fixed` reserved; every write is bounds-checked.
+public struct FixedFields {
+    let base: UnsafeMutableRawPointer
+    let count: Int
+    var offset = 0
+
+    @inline(__always) private mutating func store<T: FixedWidthInteger>(_ value: T) {
+        let size = MemoryLayout<T>.size
+        precondition(offset + size <= count, "fixed fields overflow their reservation")
+        base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)  // unaligned stores are allowed
+        offset += size
+    }
+
+    public mutating func u8(_ value: UInt8) { store(value) }
+    public mutating func u32(_ value: UInt32) { store(value) }
+    public mutating func i32(_ value: Int32) { store(UInt32(bitPattern: value)) }
+    public mutating func u64(_ value: UInt64) { store(value) }
 }

@@ -119,6 +119,9 @@ final class Admission {
         self.configuration = configuration
         self.frameBytesMax = frameBytesMax
         self.logger = logger
+        let shortest = min(configuration.helloMilliseconds, configuration.authenticateMilliseconds,
+                           configuration.partialFrameMilliseconds)
+        sweepMilliseconds = min(1_000, max(10, shortest / 10))
     }
 
     // MARK: Accept
@@ -168,7 +171,8 @@ final class Admission {
     /// A reply on its way: a successful `hello` or `authenticate` moves the connection on; a failed
     /// `authenticate` counts against its peer.
     func observe(_ reply: Reply, on connection: Connection, now: UInt64) {
-        guard var ticket = connection.admission else { return }
+        // Every reply passes here: only the two handshake opcodes matter.
+        guard reply.opcode == .hello || reply.opcode == .authenticate, var ticket = connection.admission else { return }
         switch (reply.opcode, reply.result) {
         case (.hello, .success):
             ticket.isGreeted = true
@@ -235,7 +239,13 @@ final class Admission {
     /// Bytes arrived; `held` is what the connection keeps undecoded now, `completedFrame` whether a
     /// frame was completed by them. Returns false when the input budget cannot hold them.
     func inputHeld(by connection: Connection, bytes held: Int, completedFrame: Bool, waitsForBytes: Bool, now: UInt64) -> Bool {
-        guard var ticket = connection.admission else { return true }
+        guard connection.admission != nil else { return true }
+        if held == 0 && connection.admission!.inputBytesCounted == 0 && connection.admission!.partialFrameSinceMilliseconds == nil {
+            // The common case (whole frames, all decoded): nothing held before or now, no count changes.
+            connection.admission!.lastInputMilliseconds = now
+            return true
+        }
+        var ticket = connection.admission!
         ticket.lastInputMilliseconds = now
         inputBytesBuffered += held - ticket.inputBytesCounted
         ticket.inputBytesCounted = held
@@ -255,10 +265,10 @@ final class Admission {
     /// The connection's queued output is now `queued` bytes. Returns false when the output budget
     /// cannot hold them.
     func outputQueued(on connection: Connection, bytes queued: Int) -> Bool {
-        guard var ticket = connection.admission else { return true }
-        outputBytesBuffered += queued - ticket.outputBytesCounted
-        ticket.outputBytesCounted = queued
-        connection.admission = ticket
+        guard let counted = connection.admission?.outputBytesCounted else { return true }
+        guard queued != counted else { return outputBytesBuffered <= configuration.outputBytesBufferedMax }
+        outputBytesBuffered += queued - counted
+        connection.admission!.outputBytesCounted = queued
         return outputBytesBuffered <= configuration.outputBytesBufferedMax
     }
 
@@ -266,11 +276,7 @@ final class Admission {
 
     /// How often the deadlines are looked at while some connection has one: a tenth of the shortest,
     /// between 10 ms and 1 s (a deadline is enforced that much late at most).
-    private var sweepMilliseconds: UInt64 {
-        let shortest = min(configuration.helloMilliseconds, configuration.authenticateMilliseconds,
-                           configuration.partialFrameMilliseconds)
-        return min(1_000, max(10, shortest / 10))
-    }
+    private let sweepMilliseconds: UInt64
 
     /// When the timer should next run the sweep, nil with nothing to watch.
     var nextSweepMilliseconds: UInt64? {

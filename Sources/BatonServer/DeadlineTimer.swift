@@ -5,7 +5,8 @@ import Glibc
 import Darwin
 #endif
 
-/// The loop's one deadline timer (session expiry, lock deadlines, lingering and stalled peers).
+/// The loop's deadline timer (session expiry, lock deadlines, lingering and stalled peers), and the
+/// group-commit window's (ServerLoop+Durability.swift).
 ///
 /// On Linux it is a timerfd watched by a `uv_poll_t`, not a `uv_timer_t`: while any libuv timer is
 /// active, every poll is an `epoll_wait` with a timeout, and the kernel arms and cancels a high-
@@ -13,8 +14,9 @@ import Darwin
 /// echo: +0.7 µs of CPU per message, a tenth of a `ping`; Benchmarks/profile/uv_echo.c --timer). The
 /// timerfd is set only when the deadline changes, and the poll waits without a timeout.
 /// Elsewhere it is a plain libuv timer. Either way it does not keep the loop alive.
-/// When it fires it calls the loop's `timerFired`.
+/// When it fires it calls `fire` with the loop.
 final class DeadlineTimer {
+    private let fire: (ServerLoop) -> Void
     #if os(Linux)
     private var poll: UnsafeMutablePointer<uv_poll_t>?
     private var descriptor: Int32 = -1
@@ -23,7 +25,8 @@ final class DeadlineTimer {
     #endif
 
     /// nil if the kernel refuses a timerfd.
-    init?(loop: UnsafeMutablePointer<uv_loop_t>) {
+    init?(loop: UnsafeMutablePointer<uv_loop_t>, fire: @escaping (ServerLoop) -> Void) {
+        self.fire = fire
         #if os(Linux)
         let descriptor = baton_timerfd_create()
         guard descriptor >= 0 else { return nil }
@@ -59,6 +62,17 @@ final class DeadlineTimer {
         #endif
     }
 
+    /// The same in microseconds (a libuv timer, off Linux, rounds up to the next millisecond).
+    func start(microseconds: UInt64) {
+        #if os(Linux)
+        guard descriptor >= 0 else { return }
+        let result = baton_timerfd_arm_microseconds(descriptor, microseconds)
+        precondition(result == 0, "timerfd_settime failed: \(errno)")
+        #else
+        start(milliseconds: (microseconds + 999) / 1_000)
+        #endif
+    }
+
     func stop() {
         #if os(Linux)
         guard descriptor >= 0 else { return }
@@ -90,7 +104,7 @@ final class DeadlineTimer {
         guard descriptor >= 0 else { return }
         baton_timerfd_drain(descriptor)
         #endif
-        ServerLoop.of(handle)?.timerFired()
+        if let loop = ServerLoop.of(handle) { fire(loop) }
     }
 }
 

@@ -16,12 +16,15 @@ public protocol ServerEngine: AnyObject {
     func tick(now: Time)
     var nextDeadlineMilliseconds: UInt64? { get }
     func takeOutputs() -> [EngineOutput]
+    /// The same, swapped into `taken` (empty), so a shell that hands back one array allocates nothing.
+    func takeOutputs(into taken: inout [EngineOutput])
     /// The daemon is stopping: answer what waits, say goodbye, end every session, close every connection.
     func shutdown(now: Time)
 }
 
 extension ServerEngine {
     public func connectionIdentified(_ connection: ConnectionID, as identity: String) {}
+    public func takeOutputs(into taken: inout [EngineOutput]) { taken = takeOutputs() }
 }
 
 extension Engine: ServerEngine {}

@@ -2,20 +2,44 @@ import BatonEngine
 import BatonProtocol
 import BatonStore
 
+/// When a request was handed to the engine (`ServerLoop.requestInHand`).
+struct RequestStamp {
+    let connection: ConnectionID
+    let requestID: UInt32
+    let arrived: UInt64
+}
+
 /// Latency histograms (request service time, acquire wait) and readiness, for the metrics endpoint.
 /// Everything here runs on the loop thread: stamps and histograms are plain values, no locks.
 extension ServerLoop {
-    /// A request was handed to the engine.
+    /// A request is about to be handed to the engine: most are answered while it handles them, so
+    /// the stamp waits in `requestInHand` and goes into `requestArrivals` only if the request is
+    /// still unanswered once its outputs are routed (`requestRouted`).
     func requestArrived(_ requestID: UInt32, on connection: ConnectionID) {
-        requestArrivals[connection, default: [:]][requestID] = LatencyHistogram.now()
+        requestInHand = RequestStamp(connection: connection, requestID: requestID, arrived: LatencyHistogram.now())
+    }
+
+    /// The request in hand has been handled and its outputs routed: if it was not answered (an
+    /// acquire that waits), its stamp is kept until its reply.
+    func requestRouted() {
+        guard let stamp = requestInHand else { return }
+        requestInHand = nil
+        requestArrivals[stamp.connection, default: [:]][stamp.requestID] = stamp.arrived
     }
 
     /// A reply is on its way: a granted acquire records its wait now; other replies wait for the
     /// commit barrier of this turn (`recordServiceTimes`), which they wait for too.
     func replyRouted(_ reply: Reply, to connection: ConnectionID) {
-        guard let arrived = requestArrivals[connection]?.removeValue(forKey: reply.requestID) else { return }
-        // An idle connection keeps no table (its storage, ~100 bytes, for each of 10,000 sessions).
-        if requestArrivals[connection]!.isEmpty { requestArrivals[connection] = nil }
+        let arrived: UInt64
+        if let stamp = requestInHand, stamp.connection == connection, stamp.requestID == reply.requestID {
+            requestInHand = nil
+            arrived = stamp.arrived
+        } else if !requestArrivals.isEmpty, let stamped = requestArrivals[connection]?.removeValue(forKey: reply.requestID) {
+            arrived = stamped
+            if requestArrivals[connection]?.isEmpty == true { requestArrivals[connection] = nil }
+        } else {
+            return
+        }
         if reply.opcode == .acquire {
             if case .success = reply.result { counters.acquireWait.record(nanoseconds: LatencyHistogram.now() - arrived) }
         } else {

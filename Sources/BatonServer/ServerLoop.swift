@@ -43,8 +43,11 @@ final class ServerLoop {
     var backupsInProgress: [Int: SnapshotJob] = [:]
     var nextBackupNumber = 0
     var backupsWaiting: [BackupRequest] = []
-    /// When each request still unanswered arrived, by connection and request id (ServerLoop+Latency.swift).
+    /// When each request still unanswered after it was handled arrived (a waiting acquire), by
+    /// connection and request id (ServerLoop+Latency.swift).
     var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
+    /// The request being handled now, until its reply is routed or it is found to wait.
+    var requestInHand: RequestStamp?
     /// Arrival times of requests answered this turn, recorded once the commit barrier is passed.
     var repliesAwaitingCommit: [UInt64] = []
     /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
@@ -56,6 +59,8 @@ final class ServerLoop {
     var holdsRestOfTurn = false
     /// A record could not even be buffered (a bug): no retry can help; the daemon stops.
     var storageBroken = false
+    /// With `--fsync batch`: which clients the next commit may wait for (ServerLoop+Durability.swift).
+    var groupCommit = GroupCommit()
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -76,6 +81,9 @@ final class ServerLoop {
     var tlsPlaintextBuffer: UnsafeMutableRawBufferPointer?
     /// One frame at a time, copied for the codec (which reads from an array); reused.
     private var decodeScratch: [UInt8] = []
+    /// The engine's outputs are swapped into this array and it is handed back emptied: no
+    /// allocation per frame (`routeOutputs`). Empty between calls.
+    private var spareOutputs: [EngineOutput] = []
 
     private var prepare: UnsafeMutablePointer<uv_prepare_t>?
     /// Runs after the poll: resumes connections with waiting input, then due deadlines.
@@ -212,8 +220,16 @@ final class ServerLoop {
         uv_unref(baton_handle(idle))
         self.idle = idle
 
-        guard let timer = DeadlineTimer(loop: loop) else { throw ServerError("cannot create the deadline timer: \(errno)") }
+        guard let timer = DeadlineTimer(loop: loop, fire: { $0.timerFired() }) else {
+            throw ServerError("cannot create the deadline timer: \(errno)")
+        }
         self.timer = timer
+        if configuration.durability?.store.fsyncPolicy == .batch {
+            guard let commitTimer = DeadlineTimer(loop: loop, fire: { $0.commitWindowClosed() }) else {
+                throw ServerError("cannot create the group-commit timer: \(errno)")
+            }
+            groupCommit.timer = commitTimer
+        }
 
         let async = LibUV.allocate(uv_async_t.self)
         uv_async_init(loop, async, onAsync)
@@ -281,6 +297,8 @@ final class ServerLoop {
         mailbox.close()
         timer?.close()  // its descriptor too, which closing the handle alone would leave open
         timer = nil
+        groupCommit.timer?.close()
+        groupCommit.timer = nil
         uv_walk(loop, closeEveryHandle, nil)
         uv_run(loop, UV_RUN_DEFAULT)
         let result = uv_loop_close(loop)
@@ -439,13 +457,12 @@ final class ServerLoop {
         let framesMax = configuration.framesPerTurnMax
         let highWater = configuration.outputBytesHighWater
         var pause: Connection.ReadPause?
+        // Each frame's outputs are routed right after it (`deliver`), once: so a reply that
+        // authenticated the connection raises the limit for the next length prefix, and the output
+        // queue is known before the next frame.
         let result = Connection.decodeFrames(bytes, scratch: &decodeScratch, frameBytesMax: {
-            // A reply routed now may have authenticated the connection (a bigger limit from here on).
-            routeOutputs()
-            return admission.frameBytesMax(for: connection)
+            admission.frameBytesMax(for: connection)
         }, mayContinue: {
-            // Encode what the last frame produced, so the output queue is known before the next one.
-            routeOutputs()
             guard connection.phase == .open else { return false }
             if connection.outputBytesQueued >= highWater {
                 pause = .backpressure
@@ -460,13 +477,17 @@ final class ServerLoop {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
                 requestArrived(requestID, on: connection.id)
+                if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
+                routeOutputs()
+                requestRouted()
             case .failure(let failure):
                 var details = metadata(connection)
                 details["error"] = "\(failure.code.name)"
                 details["detail"] = "\(failure.message)"
                 logger.info("bad frame", metadata: details)
                 engine.decodeFailed(failure, from: connection.id, now: time)
+                routeOutputs()
             }
         })
         if result.stop == .paused, let pause { connection.readPause = pause } else if result.stop == .paused {
@@ -475,9 +496,9 @@ final class ServerLoop {
         return result
     }
 
-    /// After a decode: route its outputs, account for the input it left, then stop or resume reading as it found.
+    /// After a decode (its frames' outputs are routed): account for the input it left, then stop or
+    /// resume reading as it found.
     private func finishDecoding(_ connection: Connection, _ stop: Connection.DecodeStop, consumed: Int) {
-        routeOutputs()
         guard connection.phase == .open else { return }
         let held = connection.input.count - connection.inputStart
         if !admission.inputHeld(by: connection, bytes: held, completedFrame: consumed > 0, waitsForBytes: stop == .needsBytes,
@@ -678,6 +699,8 @@ final class ServerLoop {
         guard !connection.engineReleased, let engine else { return }
         connection.engineReleased = true
         requestArrivals[connection.id] = nil
+        if requestInHand?.connection == connection.id { requestInHand = nil }
+        if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }  // gone: nothing more to wait for
         engine.connectionClosed(connection.id, now: time)
     }
 
@@ -694,11 +717,19 @@ final class ServerLoop {
     func routeOutputs() {
         guard let engine else { return }
         while true {
-            startRequestedBackups()
-            let outputs = engine.takeOutputs()
+            if backupEngine?.hasBackupRequests == true { startRequestedBackups() }
+            // A nested call (routing can close a connection, which tells the engine) takes an array of its own.
+            var outputs = spareOutputs
+            spareOutputs = []
+            engine.takeOutputs(into: &outputs)
             if outputs.isEmpty {
+                spareOutputs = outputs
                 logAccessDenials()
                 return
+            }
+            defer {
+                outputs.removeAll(keepingCapacity: true)
+                spareOutputs = outputs
             }
             for output in outputs {
                 switch output {
@@ -760,18 +791,29 @@ final class ServerLoop {
     }
 
     /// Once per loop turn, before libuv sleeps: the log is committed (group commit: one fsync for
-    /// every record of the turn), then one write per connection with all its bytes.
-    func flushTurn() {
+    /// every record of the turn), then one write per connection with all its bytes. From the
+    /// prepare phase (`mayWait`) the commit, and with it every write, may wait a little for clients
+    /// that are about to send, so that their records share the fsync (`commitWaitsForPeers`).
+    func flushTurn(mayWait: Bool = false) {
         guard !isFlushing else { return }  // re-entered from a shutdown started below
         turn &+= 1
+        if mayWait && commitWaitsForPeers() {
+            armTimer()
+            return
+        }
         isFlushing = true
         defer { isFlushing = false }
-        commitLog()
+        let committed = commitLog()
         recordServiceTimes()
+        if committed { groupCommit.peers.removeAll(keepingCapacity: true) }
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
             for connection in flushing {
+                // The clients answered by this commit are the ones the next one may wait for.
+                if committed && connection.phase == .open && !connection.output.bytes.isEmpty {
+                    groupCommit.peers.insert(connection.id)
+                }
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
@@ -954,6 +996,8 @@ final class ServerLoop {
         idle = nil
         timer?.close()
         timer = nil
+        groupCommit.timer?.close()
+        groupCommit.timer = nil
         // Peers that do not read get a grace period; the timer does not keep the loop alive by itself.
         let grace = LibUV.allocate(uv_timer_t.self)
         uv_timer_init(loop, grace)
@@ -1002,7 +1046,7 @@ private func onLingerRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count:
 }
 
 private func onPrepare(_ handle: UnsafeMutablePointer<uv_prepare_t>?) {
-    ServerLoop.of(handle)?.flushTurn()
+    ServerLoop.of(handle)?.flushTurn(mayWait: true)
 }
 
 private func onCheck(_ handle: UnsafeMutablePointer<uv_check_t>?) {

@@ -33,8 +33,9 @@ enum FileSystem {
     }
 
     /// Writes every byte, retrying short writes and EINTR: at the file's position, or at
-    /// `fileOffset` (pwrite, the position unchanged) when given.
-    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], at fileOffset: Int? = nil, path: String) throws {
+    /// `fileOffset` (pwrite, the position unchanged) when given. (`path` is only for the error: the
+    /// log's path is built only if a write fails, not on every commit.)
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], at fileOffset: Int? = nil, path: @autoclosure () -> String) throws {
         try bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
@@ -42,18 +43,20 @@ enum FileSystem {
                 let written = fileOffset.map { pwrite(descriptor, pointer, count, off_t($0 + offset)) }
                     ?? systemWrite(descriptor, pointer, count)
                 if written < 0 {
-                    if errno == EINTR { continue }
-                    throw error("write", path)
+                    let code = errno
+                    if code == EINTR { continue }
+                    throw error("write", path(), code)
                 }
                 offset += written
             }
         }
     }
 
-    static func sync(_ descriptor: Int32, path: String) throws {
+    static func sync(_ descriptor: Int32, path: @autoclosure () -> String) throws {
         while systemFsync(descriptor) != 0 {
-            if errno == EINTR { continue }
-            throw error("fsync", path)
+            let code = errno
+            if code == EINTR { continue }
+            throw error("fsync", path(), code)
         }
     }
 

@@ -308,10 +308,14 @@ public final class Store {
         writtenLSN = lastLSN
         if configuration.fsyncPolicy == .none {
             trustedBytes = segmentBytes
+            pending.removeAll(keepingCapacity: true)
+        } else if unsynced.isEmpty {
+            // The usual case (one write per commit): the buffers trade places instead of copying.
+            swap(&unsynced, &pending)
         } else {
             unsynced.append(contentsOf: pending)
+            pending.removeAll(keepingCapacity: true)
         }
-        pending.removeAll(keepingCapacity: true)
     }
 
     func syncSegment() throws {

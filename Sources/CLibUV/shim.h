@@ -45,6 +45,12 @@ static inline int baton_timerfd_arm(int fd, uint64_t milliseconds) {
     if (milliseconds == 0) spec.it_value.tv_nsec = 1;
     return timerfd_settime(fd, 0, &spec, NULL);
 }
+// The same in microseconds (the group-commit window is a fraction of an fsync).
+static inline int baton_timerfd_arm_microseconds(int fd, uint64_t microseconds) {
+    struct itimerspec spec = {{0, 0}, {(time_t)(microseconds / 1000000), (long)(microseconds % 1000000) * 1000L}};
+    if (microseconds == 0) spec.it_value.tv_nsec = 1;
+    return timerfd_settime(fd, 0, &spec, NULL);
+}
 static inline int baton_timerfd_disarm(int fd) {
     struct itimerspec spec = {{0, 0}, {0, 0}};
     return timerfd_settime(fd, 0, &spec, NULL);
