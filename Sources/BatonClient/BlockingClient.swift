@@ -1,8 +1,9 @@
 import Foundation
 import BatonProtocol
 
-/// The synchronous API, for scripts and the CLI: the same connection and session as a `BatonClient`,
-/// each call waits on a semaphore that the client's reader thread signals. Safe from any thread
+/// The synchronous API, for scripts and the CLI: the same connection and session as a `BatonClient`.
+/// Each call reads its own reply on the calling thread when no other thread is reading the
+/// connection, and otherwise waits on a semaphore that whoever reads signals. Safe from any thread
 /// except inside async code (use `BatonClient` there), including from watch callbacks.
 public struct BlockingClient: Sendable {
     /// The async client on the same connection.
@@ -77,7 +78,8 @@ public struct BlockingClient: Sendable {
         return value
     }
 
-    /// Submits and waits for the reply. `submitted` learns the request id (for cancel from another thread).
+    /// Submits and waits for the reply, reading it here when nobody else reads the connection.
+    /// `submitted` learns the request id (for cancel from another thread).
     static func wait(on connection: ClientConnection, _ request: Request, timeout: Duration?,
                      watch: WatchRegistration?, submitted: (UInt32) -> Void = { _ in })
         -> Result<ReplyBody, BatonError> {
@@ -87,7 +89,10 @@ public struct BlockingClient: Sendable {
             box.withLock { $0 = result }
             semaphore.signal()
         }
-        if let requestID { submitted(requestID) }
+        if let requestID {
+            submitted(requestID)
+            connection.readReply(to: requestID)
+        }
         semaphore.wait()
         return box.withLock { $0 }!
     }
