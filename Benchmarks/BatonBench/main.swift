@@ -82,21 +82,36 @@ struct Library: ParsableCommand {
         let endpoint = Endpoint.unix(path: unix)
         let options = recipe.clientOptions
         var ratios: [LibraryClient: [Double]] = [:]
-        func describe(_ result: LoopResult) -> String {
-            "p50 \(microseconds(result.latency.p50))"
-                + (result.serverCPUNanosecondsPerPair.map { " cpu \(formatMicroseconds(UInt64($0)))" } ?? "")
+        // This process's CPU and context switches per pair (getrusage around the run, the handshake
+        // included): the client's own cost, and how often its threads slept and were woken.
+        func measuringClient(_ run: () throws -> LoopResult) rethrows -> (LoopResult, String) {
+            var before = rusage(), after = rusage()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &before)
+            let result = try run()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &after)
+            func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+            let cpu = seconds(after.ru_utime) + seconds(after.ru_stime) - seconds(before.ru_utime) - seconds(before.ru_stime)
+            let pairs = Double(max(result.pairs, 1))
+            let switches = Double(after.ru_nvcsw - before.ru_nvcsw + after.ru_nivcsw - before.ru_nivcsw)
+            return (result, "p50 \(microseconds(result.latency.p50))"
+                + (result.serverCPUNanosecondsPerPair.map { " server-cpu \(formatMicroseconds(UInt64($0)))" } ?? "")
+                + String(format: " client-cpu %.1f switches %.2f", cpu * 1e6 / pairs, switches / pairs))
         }
         for round in 0..<rounds {
             let suffix = uniqueSuffix()
-            let raw = try runLoop(.uncontended, targets: [.baton(endpoint)], clients: 1, seconds: seconds, options: options,
-                                  lockPrefix: "/bench/library-raw-\(suffix)", serverProcessIDs: pid)
-            var line = "round \(round + 1): raw \(describe(raw))"
+            let (raw, rawText) = try measuringClient {
+                try runLoop(.uncontended, targets: [.baton(endpoint)], clients: 1, seconds: seconds, options: options,
+                            lockPrefix: "/bench/library-raw-\(suffix)", serverProcessIDs: pid)
+            }
+            var line = "round \(round + 1): raw \(rawText)"
             for kind in LibraryClient.allCases {
-                let result = try runLibraryUncontended(kind, endpoint: endpoint, seconds: seconds, options: options,
-                                                       lock: "/bench/library-\(kind.rawValue)-\(suffix)", serverProcessIDs: pid)
+                let (result, text) = try measuringClient {
+                    try runLibraryUncontended(kind, endpoint: endpoint, seconds: seconds, options: options,
+                                              lock: "/bench/library-\(kind.rawValue)-\(suffix)", serverProcessIDs: pid)
+                }
                 let ratio = Double(result.latency.p50) / Double(raw.latency.p50)
                 ratios[kind, default: []].append(ratio)
-                line += "; \(kind.title) \(describe(result)) (\(String(format: "%.2f", ratio))x)"
+                line += "; \(kind.title) \(text) (\(String(format: "%.2f", ratio))x)"
             }
             print(line)
         }

@@ -83,18 +83,13 @@ public struct BlockingClient: Sendable {
     static func wait(on connection: ClientConnection, _ request: Request, timeout: Duration?,
                      watch: WatchRegistration?, submitted: (UInt32) -> Void = { _ in })
         -> Result<ReplyBody, BatonError> {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = MutexLock<Result<ReplyBody, BatonError>?>(nil)
-        let requestID = connection.submit(request, timeout: timeout, watch: watch) { result in
-            box.withLock { $0 = result }
-            semaphore.signal()
-        }
+        let reply = BlockingReply()
+        let requestID = connection.submit(request, timeout: timeout, watch: watch) { reply.complete($0) }
         if let requestID {
             submitted(requestID)
             connection.readReply(to: requestID)
         }
-        semaphore.wait()
-        return box.withLock { $0 }!
+        return reply.wait()
     }
 
     func perform<Value>(_ call: Call<Value>) throws(BatonError) -> Value {
@@ -234,5 +229,24 @@ public struct BlockingClient: Sendable {
     @discardableResult
     public func backup(to file: String) throws(BatonError) -> (lsn: UInt64, bytes: UInt64) {
         try perform(Calls.backup(to: file))
+    }
+}
+
+/// Where a blocking call's reply lands: the completion stores it, then signals; the caller waits,
+/// then reads it (the semaphore orders the two). Already signalled when the caller read the reply
+/// itself, so the wait does not sleep.
+final class BlockingReply: @unchecked Sendable {
+    private var result: Result<ReplyBody, BatonError>?
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    /// The request's completion: runs exactly once.
+    func complete(_ result: Result<ReplyBody, BatonError>) {
+        self.result = result
+        semaphore.signal()
+    }
+
+    func wait() -> Result<ReplyBody, BatonError> {
+        semaphore.wait()
+        return result!
     }
 }

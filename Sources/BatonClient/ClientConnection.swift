@@ -32,7 +32,8 @@ final class ClientConnection: @unchecked Sendable {
     struct Pending {
         var opcode: Opcode
         var completion: Completion
-        var deadline: ContinuousClock.Instant?
+        /// `Ticks.now` at which the request times out.
+        var deadline: Int64?
         var watch: WatchRegistration?
     }
 
@@ -48,8 +49,9 @@ final class ClientConnection: @unchecked Sendable {
         var lockLostHandlers: [UInt64: @Sendable (LockLost) -> Void] = [:]
         var closeHandlers: [UInt64: @Sendable (BatonError) -> Void] = [:]
         var nextHandlerID: UInt64 = 0
-        var heartbeatInterval: Duration?
-        var lastSent = ContinuousClock.now
+        /// Nanoseconds without a request after which a ping goes out.
+        var heartbeatInterval: Int64?
+        var lastSent = Ticks.now
         var heartbeatsSent: Int = 0
         /// Largest request body the server accepts (from its hello); bigger requests fail here instead
         /// of making the server close the connection.
@@ -71,10 +73,10 @@ final class ClientConnection: @unchecked Sendable {
         var transportEnded: BatonError?
         /// When a caller last gave the turn up: the reader thread leaves the socket alone until
         /// `callerLinger` after it (unless requests wait with nobody reading).
-        var callerReadUntil: ContinuousClock.Instant?
+        var callerReadUntil: Int64?
         /// When the reader thread's sleep ends (nil: only the socket or the wake pipe end it), so a
         /// request with an earlier deadline wakes it and later ones do not.
-        var readerWakesAt: ContinuousClock.Instant?
+        var readerWakesAt: Int64?
     }
 
     enum ReadTurn { case free, readerThread, caller }
@@ -185,12 +187,12 @@ final class ClientConnection: @unchecked Sendable {
     @discardableResult
     func submit(_ request: Request, timeout: Duration? = nil, watch: WatchRegistration? = nil,
                 completion: @escaping Completion) -> UInt32? {
-        let now = ContinuousClock.now
+        let now = Ticks.now
         var encoder = WireWriter()
         // Encoded with id 0 first so the size can be checked before an id is taken; the id is patched in.
         Codec.encodeRequest(request, requestID: 0, into: &encoder)
         var frame = encoder.bytes
-        let deadline = timeout.map { now + $0 }
+        let deadline = timeout.map { now &+ Ticks.nanoseconds($0) }
         var wakeReader = false
         let admitted: Result<UInt32, BatonError> = state.withLock { state in
             if let error = state.closedError { return .failure(error) }
@@ -244,7 +246,7 @@ final class ClientConnection: @unchecked Sendable {
     /// other requests and events read meanwhile are dispatched as the reader thread would.
     /// The completion has run (on this thread) when the reply was read here.
     func readReply(to requestID: UInt32, within budget: Duration? = nil) {
-        var stop: ContinuousClock.Instant?
+        var stop: Int64?
         let taken = state.withLock { state -> Bool in
             guard state.readTurn == .free, state.transportEnded == nil,
                   let pending = state.pending[requestID] else { return false }
@@ -254,17 +256,17 @@ final class ClientConnection: @unchecked Sendable {
         }
         guard taken else { return }
         if let budget {
-            let end = ContinuousClock.now + budget
+            let end = Ticks.now + Ticks.nanoseconds(budget)
             stop = stop.map { min($0, end) } ?? end
         }
         var ended: BatonError?
         while true {
             if let stop {
                 // Bounded: poll first, then read what is there.
-                let remaining = stop - ContinuousClock.now
-                if remaining <= .zero { break }
+                let remaining = stop - Ticks.now
+                if remaining <= 0 { break }
                 var descriptor = pollfd(fd: receiving.descriptor, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&descriptor, 1, Self.milliseconds(remaining))
+                let ready = poll(&descriptor, 1, Ticks.milliseconds(remaining))
                 if ready < 0 && errno != EINTR { ended = .connectionClosed; break }
                 if ready <= 0 { continue }
                 ended = receive(waiting: false)
@@ -274,11 +276,11 @@ final class ClientConnection: @unchecked Sendable {
             }
             if ended != nil || state.withLock({ $0.pending[requestID] == nil }) { break }
         }
-        let now = ContinuousClock.now
+        let now = Ticks.now
         // Requests still waiting (other callers', or this one's after its budget) need a reader now.
         let wakeReader = state.withLock { state -> Bool in
             state.readTurn = .free
-            state.callerReadUntil = now + Self.callerLinger
+            state.callerReadUntil = now + Ticks.nanoseconds(Self.callerLinger)
             if let ended, state.transportEnded == nil { state.transportEnded = ended }
             return state.transportEnded != nil || !state.pending.isEmpty
         }
@@ -287,7 +289,7 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Starts pinging whenever nothing was sent for `interval`.
     func startHeartbeats(every interval: Duration) {
-        state.withLock { $0.heartbeatInterval = interval }
+        state.withLock { $0.heartbeatInterval = Ticks.nanoseconds(interval) }
         wake()
     }
 
@@ -428,11 +430,11 @@ final class ClientConnection: @unchecked Sendable {
     /// the wake pipe and, unless callers are reading, the socket; it wakes for timers.
     private func readUntilEnd() -> BatonError {
         while true {
-            let now = ContinuousClock.now
+            let now = Ticks.now
             let (watch, timeout, ended): (Bool, Int32, BatonError?) = state.withLock { state in
                 // A caller that still reads is woken by the shut-down socket and gives the turn up.
                 if let ended = state.transportEnded {
-                    return state.readTurn == .caller ? (false, Self.milliseconds(Self.callerLinger), nil) : (false, 0, ended)
+                    return state.readTurn == .caller ? (false, Ticks.milliseconds(Ticks.nanoseconds(Self.callerLinger)), nil) : (false, 0, ended)
                 }
                 var due = nextTimer(&state)
                 let callerReads = state.readTurn == .caller
@@ -440,11 +442,11 @@ final class ClientConnection: @unchecked Sendable {
                 let watch = !callerReads && (!lingering || !state.pending.isEmpty)
                 if !watch {
                     // Look again when the linger ends: callers may have stopped by then.
-                    let check = callerReads ? now + Self.callerLinger : state.callerReadUntil!
+                    let check = callerReads ? now + Ticks.nanoseconds(Self.callerLinger) : state.callerReadUntil!
                     due = due.map { min($0, check) } ?? check
                 }
                 state.readerWakesAt = due
-                return (watch, due.map { Self.milliseconds($0 - now) } ?? -1, nil)
+                return (watch, due.map { Ticks.milliseconds($0 - now) } ?? -1, nil)
             }
             if let ended { return ended }
             var descriptors = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
@@ -485,17 +487,37 @@ final class ClientConnection: @unchecked Sendable {
         }
         if count == 0 { return .connectionClosed }
         if count < 0 { return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK ? nil : .connectionClosed }
-        if let tls = side.tls {
-            // After the server's close_notify its FIN follows: the next recv ends the transport.
-            do {
-                side.accumulator.append(try tls.open(side.buffer[0..<count]).plaintext)
-            } catch {
-                return error
-            }
-        } else {
-            side.accumulator.append(side.buffer[0..<count])
-        }
+        guard let tls = side.tls else { return dispatchFrames(side.buffer, count: count) }
+        // After the server's close_notify its FIN follows: the next recv ends the transport.
         do {
+            let plaintext = try tls.open(side.buffer[0..<count]).plaintext
+            return dispatchFrames(plaintext, count: plaintext.count)
+        } catch {
+            return error
+        }
+    }
+
+    /// Dispatches every whole frame in `bytes[0..<count]` after what the accumulator holds; keeps a
+    /// frame the read cut for the next. Whole frames of a read that starts on a frame boundary (the
+    /// common case: one reply per read) are decoded where they lie, without copying their bodies.
+    private func dispatchFrames(_ bytes: [UInt8], count: Int) -> BatonError? {
+        let side = receiving
+        do throws(DecodeFailure) {
+            var offset = 0
+            if side.accumulator.buffer.isEmpty {
+                while let length = try bytes.withUnsafeBytes({ buffer in
+                    Result { () throws(DecodeFailure) in
+                        try FrameSplitter.bodyLength(UnsafeRawBufferPointer(rebasing: buffer[..<count]), at: offset,
+                                                     frameBytesMax: side.accumulator.frameBytesMax)
+                    }
+                }).get(), offset + FrameSplitter.prefixBytes + length <= count {
+                    let start = offset + FrameSplitter.prefixBytes
+                    offset = start + length
+                    if let violation = dispatch(try Codec.decodeServerMessage(bytes, from: start, to: offset)) { return violation }
+                }
+            }
+            guard offset < count else { return nil }
+            side.accumulator.append(bytes[offset..<count])
             while let body = try side.accumulator.nextBody() {
                 if let violation = dispatch(try Codec.decodeServerMessage(body)) { return violation }
             }
@@ -511,9 +533,9 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// The earliest request deadline or heartbeat, if any.
-    private func nextTimer(_ state: inout State) -> ContinuousClock.Instant? {
+    private func nextTimer(_ state: inout State) -> Int64? {
         let lastSent = state.lastSent
-        var due = state.heartbeatInterval.map { lastSent + $0 }
+        var due = state.heartbeatInterval.map { lastSent &+ $0 }
         for pending in state.pending.values {
             if let deadline = pending.deadline, due.map({ deadline < $0 }) ?? true { due = deadline }
         }
@@ -521,14 +543,10 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// `duration` as a poll timeout: whole milliseconds rounded up, zero when already past.
-    static func milliseconds(_ duration: Duration) -> Int32 {
-        if duration <= .zero { return 0 }
-        let (seconds, attoseconds) = duration.components
-        return Int32(clamping: seconds * 1_000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
-    }
+    static func milliseconds(_ duration: Duration) -> Int32 { Ticks.milliseconds(Ticks.nanoseconds(duration)) }
 
     private func runTimers() {
-        let now = ContinuousClock.now
+        let now = Ticks.now
         let (expired, pingDue): ([Pending], Bool) = state.withLock { state in
             var expired: [Pending] = []
             for (id, pending) in state.pending {
@@ -779,7 +797,7 @@ final class ClientConnection: @unchecked Sendable {
             state.transportEnded = nil
             state.reconnecting = nil
             state.closingError = nil
-            state.lastSent = ContinuousClock.now
+            state.lastSent = Ticks.now
             return state.closedError != nil
         }
         if closed { shutdownTransport() }
@@ -822,5 +840,29 @@ final class ClientConnection: @unchecked Sendable {
         if !closeHandlers.isEmpty {
             eventQueue.async { for handler in closeHandlers { handler(error) } }
         }
+    }
+}
+
+/// The connection's clock: monotonic nanoseconds as plain integers, so the pending table's entries
+/// have a fixed layout (`ContinuousClock.Instant` is resilient: every copy of a value holding one
+/// goes through its value witnesses, measurable per request).
+enum Ticks {
+    static var now: Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+
+    /// `duration` in nanoseconds, clamped to about ±292 years.
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min / 2 : .max / 2 }
+        return whole.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+    }
+
+    /// `nanoseconds` as a poll timeout: whole milliseconds rounded up, zero when already past.
+    static func milliseconds(_ nanoseconds: Int64) -> Int32 {
+        nanoseconds <= 0 ? 0 : Int32(clamping: nanoseconds / 1_000_000 + (nanoseconds % 1_000_000 == 0 ? 0 : 1))
     }
 }
