@@ -77,6 +77,8 @@ final class ClientConnection: @unchecked Sendable {
         /// When the reader thread's sleep ends (nil: only the socket or the wake pipe end it), so a
         /// request with an earlier deadline wakes it and later ones do not.
         var readerWakesAt: Int64?
+        /// Whether the reader thread's sleep includes the socket (then arriving replies wake it).
+        var readerWatches = false
     }
 
     enum ReadTurn { case free, readerThread, caller }
@@ -282,7 +284,7 @@ final class ClientConnection: @unchecked Sendable {
             state.readTurn = .free
             state.callerReadUntil = now + Ticks.nanoseconds(Self.callerLinger)
             if let ended, state.transportEnded == nil { state.transportEnded = ended }
-            return state.transportEnded != nil || !state.pending.isEmpty
+            return state.transportEnded != nil || (!state.pending.isEmpty && !state.readerWatches)
         }
         if wakeReader { wake() }
     }
@@ -446,6 +448,7 @@ final class ClientConnection: @unchecked Sendable {
                     due = due.map { min($0, check) } ?? check
                 }
                 state.readerWakesAt = due
+                state.readerWatches = watch
                 return (watch, due.map { Ticks.milliseconds($0 - now) } ?? -1, nil)
             }
             if let ended { return ended }
