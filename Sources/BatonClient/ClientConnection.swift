@@ -184,8 +184,10 @@ final class ClientConnection: @unchecked Sendable {
 
     // MARK: Requests
 
-    /// Sends `request`; `completion` runs exactly once (on the reader thread, or right here when the
-    /// connection is already closed). Returns the request id, or nil if nothing was sent.
+    /// Sends `request`; `completion` runs exactly once: on whichever thread reads the reply (a caller
+    /// in `readReply`, or the reader thread), or right here when the connection is already closed.
+    /// Keep it short and non-blocking: the reading thread runs it before it reads on. Returns the
+    /// request id, or nil if nothing was sent.
     @discardableResult
     func submit(_ request: Request, timeout: Duration? = nil, watch: WatchRegistration? = nil,
                 completion: @escaping Completion) -> UInt32? {
