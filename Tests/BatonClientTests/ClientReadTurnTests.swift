@@ -174,4 +174,68 @@ final class ClientReadTurnTests: XCTestCase {
         XCTAssertEqual(outcome.0, .timedOut)
         XCTAssertEqual(outcome.1, Array("/next".utf8), "the connection reads on after a timed-out caller")
     }
+
+    func testHeartbeatsGoOutWhileABlockingCallerReadsForALongWait() async throws {
+        // The acquire is answered only after three pings: the reader thread keeps the timers while
+        // the caller holds the socket, and the caller reads the pings' replies and its grant.
+        let peer = FakePeer { peer, id, request in
+            if case .ping = request { peer.reply(id, .ping, .empty) }
+            let pings = peer.requests.filter { $0.request == .ping }.count
+            if pings >= 3, let acquire = peer.requests.first(where: { if case .acquire = $0.request { true } else { false } }) {
+                peer.reply(acquire.requestID, .acquire, .granted(node: "/l/lock-0000000001", token: 7))
+            }
+        }
+        let client = try await peer.client(options: ClientOptions(sessionTimeout: .milliseconds(300)))
+        let blocking = client.blocking
+        let grant: Result<LockGrant, BatonError> = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(returning: Result { () throws(BatonError) in try blocking.acquire("/l") })
+            }
+        }
+        XCTAssertEqual(try grant.get().token, 7)
+        XCTAssertGreaterThanOrEqual(client.heartbeatsSent, 3)
+    }
+
+    func testADropWhileABlockingCallerReadsFailsItsCallAndTheSessionResumes() async throws {
+        let listener = try FakeListener { descriptor in
+            FakePeer(accepted: descriptor) { peer, id, request in
+                if case .ping = request { peer.reply(id, .ping, .empty) } // get is never answered
+            }
+        }
+        defer { listener.stop() }
+        let client = try await BatonClient.connect(to: listener.endpoint, options: ClientOptions(
+            clientName: "re", sessionTimeout: .seconds(5), heartbeats: false, reconnect: ClientReconnectFakePeerTests.fast))
+        let blocking = client.blocking
+        let first = try XCTUnwrap(listener.waitForPeer(1))
+        let failure: BatonError? = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                do throws(BatonError) {
+                    _ = try blocking.get("/a")
+                    continuation.resume(returning: nil)
+                } catch {
+                    continuation.resume(returning: error)
+                }
+            }
+            Thread.detachNewThread {
+                // The get is out and its caller reads the socket for it (no request timeout).
+                first.waitFor { $0.contains { if case .get = $0.request { true } else { false } } }
+                first.close()
+            }
+        }
+        XCTAssertEqual(failure, .connectionLost, "in flight at the drop: failed, never resent")
+        XCTAssertNotNil(listener.waitForPeer(2))
+        let pinged: BatonError? = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                // Requests fail at once while the resume is under way; the new socket answers after it.
+                let deadline = Date().addingTimeInterval(20)
+                var last: BatonError? = .connectionLost
+                while last == .connectionLost && Date() < deadline {
+                    do throws(BatonError) { try blocking.ping(); last = nil } catch { last = error; Thread.sleep(forTimeInterval: 0.01) }
+                }
+                continuation.resume(returning: last)
+            }
+        }
+        XCTAssertNil(pinged, "a blocking call reads its reply from the resumed connection")
+        XCTAssertFalse(client.isClosed)
+    }
 }
