@@ -113,7 +113,8 @@ public final class BatonClient: Sendable {
     static func perform<Value>(_ call: Call<Value>, on connection: ClientConnection, timeout: Duration?)
         async throws(BatonError) -> Value {
         let reply = AsyncReply()
-        if let requestID = connection.submit(call.request, timeout: timeout, watch: call.watch, completion: { reply.complete($0) }) {
+        if let requestID = connection.submit(call.request, timeout: timeout, watch: call.watch, claimingReadTurn: true,
+                                             completion: { reply.complete($0) }) {
             connection.readReply(to: requestID, within: ClientConnection.asyncReadBudget)
         }
         let body = try await reply.value().get()
@@ -306,7 +307,7 @@ public final class BatonClient: Sendable {
         let reply = AsyncReply()
         let result: Result<ReplyBody, BatonError> = await withTaskCancellationHandler {
             if case .cancelled = phase.withLock({ $0 }) { return .failure(.cancelled) }
-            if let requestID = connection.submit(call.request, completion: { reply.complete($0) }) {
+            if let requestID = connection.submit(call.request, claimingReadTurn: true, completion: { reply.complete($0) }) {
                 let cancelledMeanwhile = phase.withLock { phase in
                     if case .cancelled = phase { return true }
                     phase = .sent(requestID)

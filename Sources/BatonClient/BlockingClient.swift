@@ -84,7 +84,7 @@ public struct BlockingClient: Sendable {
                      watch: WatchRegistration?, submitted: (UInt32) -> Void = { _ in })
         -> Result<ReplyBody, BatonError> {
         let reply = BlockingReply()
-        let requestID = connection.submit(request, timeout: timeout, watch: watch) { reply.complete($0) }
+        let requestID = connection.submit(request, timeout: timeout, watch: watch, claimingReadTurn: true) { reply.complete($0) }
         if let requestID {
             submitted(requestID)
             connection.readReply(to: requestID)

@@ -68,6 +68,8 @@ final class ClientConnection: @unchecked Sendable {
         var statusHandlers: [UInt64: @Sendable (ClientStatus) -> Void] = [:]
         /// Who reads the socket now: at most one thread.
         var readTurn = ReadTurn.free
+        /// The request whose caller `submit` gave the read turn to, until its `readReply` begins.
+        var readTurnClaim: UInt32?
         /// Why the transport ended, as read by the turn's holder; until the reader thread installs a
         /// resumed transport (or finishes) nobody takes the turn.
         var transportEnded: BatonError?
@@ -188,9 +190,11 @@ final class ClientConnection: @unchecked Sendable {
     /// in `readReply`, or the reader thread), or right here when the connection is already closed.
     /// Keep it short and non-blocking: the reading thread runs it before it reads on. Returns the
     /// request id, or nil if nothing was sent.
+    /// `claimingReadTurn`: take the read turn now if it is free, before the request goes out, so no
+    /// other thread reads the reply first; the caller must then call `readReply` for the returned id.
     @discardableResult
     func submit(_ request: Request, timeout: Duration? = nil, watch: WatchRegistration? = nil,
-                completion: @escaping Completion) -> UInt32? {
+                claimingReadTurn: Bool = false, completion: @escaping Completion) -> UInt32? {
         let now = Ticks.now
         var encoder = WireWriter()
         // Encoded with id 0 first so the size can be checked before an id is taken; the id is patched in.
@@ -211,6 +215,10 @@ final class ClientConnection: @unchecked Sendable {
                                                deadline: deadline, watch: watch)
             state.lastSent = now
             if let deadline { wakeReader = state.readerWakesAt.map { deadline < $0 } ?? true }
+            if claimingReadTurn, state.readTurn == .free, state.transportEnded == nil {
+                state.readTurn = .caller
+                state.readTurnClaim = requestID
+            }
             return .success(requestID)
         }
         let requestID: UInt32
@@ -230,10 +238,15 @@ final class ClientConnection: @unchecked Sendable {
         if !sent {
             // The reader will notice the dead socket and fail the rest; this request fails now.
             let (pending, willReconnect) = state.withLock { state in
-                (state.pending.removeValue(forKey: requestID), state.reconnectPlan != nil && state.closedError == nil)
+                if state.readTurnClaim == requestID {
+                    state.readTurn = .free
+                    state.readTurnClaim = nil
+                }
+                return (state.pending.removeValue(forKey: requestID), state.reconnectPlan != nil && state.closedError == nil)
             }
             pending?.completion(.failure(willReconnect ? .connectionLost : .connectionClosed))
             shutdownTransport()
+            wake()
             return nil
         }
         return requestID
@@ -245,17 +258,24 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Reads the socket on the calling thread until request `requestID` is answered, its deadline
-    /// passes, or `budget` (if given) is spent — when no other thread reads it now; otherwise returns
+    /// passes, or `budget` (if given) is spent — when this caller claimed the read turn in `submit`
+    /// or no other thread reads now; otherwise returns
     /// at once and the reply comes through the request's completion from whoever reads. Replies to
     /// other requests and events read meanwhile are dispatched as the reader thread would.
     /// The completion has run (on this thread) when the reply was read here.
     func readReply(to requestID: UInt32, within budget: Duration? = nil) {
         var stop: Int64?
+        var answered = false
         let taken = state.withLock { state -> Bool in
-            guard state.readTurn == .free, state.transportEnded == nil,
-                  let pending = state.pending[requestID] else { return false }
-            state.readTurn = .caller
-            stop = pending.deadline
+            if state.readTurnClaim == requestID {
+                // Claimed by `submit`; answered already only if a timer or the transport's end failed it.
+                state.readTurnClaim = nil
+            } else {
+                guard state.readTurn == .free, state.transportEnded == nil, state.pending[requestID] != nil else { return false }
+                state.readTurn = .caller
+            }
+            stop = state.pending[requestID]?.deadline
+            answered = state.pending[requestID] == nil
             return true
         }
         guard taken else { return }
@@ -264,7 +284,7 @@ final class ClientConnection: @unchecked Sendable {
             stop = stop.map { min($0, end) } ?? end
         }
         var ended: BatonError?
-        while true {
+        while !answered {
             if let stop {
                 // Bounded: poll first, then read what is there.
                 let remaining = stop - Ticks.now
@@ -278,7 +298,8 @@ final class ClientConnection: @unchecked Sendable {
                 // No deadline: block in recv, as a plain client does (`close` shuts the socket down).
                 ended = receive(waiting: true)
             }
-            if ended != nil || state.withLock({ $0.pending[requestID] == nil }) { break }
+            if ended != nil { break }
+            answered = state.withLock { $0.pending[requestID] == nil }
         }
         let now = Ticks.now
         // Requests still waiting (other callers', or this one's after its budget) need a reader now.
