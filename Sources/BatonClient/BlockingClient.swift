@@ -79,16 +79,11 @@ public struct BlockingClient: Sendable {
     }
 
     /// Submits and waits for the reply, reading it here when nobody else reads the connection.
-    /// `submitted` learns the request id (for cancel from another thread).
     static func wait(on connection: ClientConnection, _ request: Request, timeout: Duration?,
-                     watch: WatchRegistration?, submitted: (UInt32) -> Void = { _ in })
-        -> Result<ReplyBody, BatonError> {
+                     watch: WatchRegistration?) -> Result<ReplyBody, BatonError> {
         let reply = BlockingReply()
         let requestID = connection.submit(request, timeout: timeout, watch: watch, claimingReadTurn: true) { reply.complete($0) }
-        if let requestID {
-            submitted(requestID)
-            connection.readReply(to: requestID)
-        }
+        if let requestID { connection.readReply(to: requestID) }
         return reply.wait()
     }
 
