@@ -68,6 +68,62 @@ struct Loop: ParsableCommand {
     }
 }
 
+struct Library: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Scenario 1 through the raw client and the Swift library (BlockingClient, async BatonClient), interleaved.",
+        discussion: "Each round runs the three once; prints every round's pair p50 and the medians of the library's p50 ÷ the raw client's.")
+    @Option(help: "batond's Unix socket.") var unix: String
+    @Option(help: "Interleaved rounds.") var rounds = 10
+    @Option(help: "Seconds per client per round.") var seconds = 1.0
+    @Option(help: "Server process ids whose CPU to count (repeatable).") var pid: [Int32] = []
+    @OptionGroup var recipe: RecipeOptions
+
+    func run() throws {
+        let endpoint = Endpoint.unix(path: unix)
+        let options = recipe.clientOptions
+        var ratios: [LibraryClient: [Double]] = [:]
+        // This process's CPU and context switches per pair (getrusage around the run, the handshake
+        // included): the client's own cost, and how often its threads slept and were woken.
+        func measuringClient(_ run: () throws -> LoopResult) rethrows -> (LoopResult, String) {
+            var before = rusage(), after = rusage()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &before)
+            let result = try run()
+            getrusage(Int32(RUSAGE_SELF.rawValue), &after)
+            func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+            let cpu = seconds(after.ru_utime) + seconds(after.ru_stime) - seconds(before.ru_utime) - seconds(before.ru_stime)
+            let pairs = Double(max(result.pairs, 1))
+            let switches = Double(after.ru_nvcsw - before.ru_nvcsw + after.ru_nivcsw - before.ru_nivcsw)
+            return (result, "p50 \(microseconds(result.latency.p50))"
+                + (result.serverCPUNanosecondsPerPair.map { " server-cpu \(formatMicroseconds(UInt64($0)))" } ?? "")
+                + String(format: " client-cpu %.1f switches %.2f", cpu * 1e6 / pairs, switches / pairs))
+        }
+        for round in 0..<rounds {
+            let suffix = uniqueSuffix()
+            let (raw, rawText) = try measuringClient {
+                try runLoop(.uncontended, targets: [.baton(endpoint)], clients: 1, seconds: seconds, options: options,
+                            lockPrefix: "/bench/library-raw-\(suffix)", serverProcessIDs: pid)
+            }
+            var line = "round \(round + 1): raw \(rawText)"
+            for kind in LibraryClient.allCases {
+                let (result, text) = try measuringClient {
+                    try runLibraryUncontended(kind, endpoint: endpoint, seconds: seconds, options: options,
+                                              lock: "/bench/library-\(kind.rawValue)-\(suffix)", serverProcessIDs: pid)
+                }
+                let ratio = Double(result.latency.p50) / Double(raw.latency.p50)
+                ratios[kind, default: []].append(ratio)
+                line += "; \(kind.title) \(text) (\(String(format: "%.2f", ratio))x)"
+            }
+            print(line)
+        }
+        for kind in LibraryClient.allCases {
+            let sorted = (ratios[kind] ?? []).sorted()
+            guard !sorted.isEmpty else { continue }
+            print("\(kind.title): median p50 ÷ raw client's \(String(format: "%.2f", sorted[sorted.count / 2])) "
+                  + "(\(String(format: "%.2f", sorted.first!))..\(String(format: "%.2f", sorted.last!)), \(sorted.count) rounds)")
+        }
+    }
+}
+
 struct Gets: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "get of one node: requests/s and per-request p50/p99 (issue 2's figures).")
     @Option(help: "batond's Unix socket.") var unix: String
@@ -311,7 +367,7 @@ struct BatonBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
-        subcommands: [Compare.self, CompareMultiHost.self, Loop.self, Takeover.self, Herd.self, Floor.self, Gets.self,
+        subcommands: [Compare.self, CompareMultiHost.self, Loop.self, Library.self, Takeover.self, Herd.self, Floor.self, Gets.self,
                       Holder.self, EchoServer.self, Durability.self])
 }
 

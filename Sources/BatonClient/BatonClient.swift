@@ -108,12 +108,16 @@ public final class BatonClient: Sendable {
         return hello
     }
 
+    /// Submits `call` and reads its reply on this task's thread for at most
+    /// `ClientConnection.asyncReadBudget` when nobody else reads; then suspends until it arrives.
     static func perform<Value>(_ call: Call<Value>, on connection: ClientConnection, timeout: Duration?)
         async throws(BatonError) -> Value {
-        let result: Result<ReplyBody, BatonError> = await withCheckedContinuation { continuation in
-            connection.submit(call.request, timeout: timeout, watch: call.watch) { continuation.resume(returning: $0) }
+        let reply = AsyncReply()
+        if let requestID = connection.submit(call.request, timeout: timeout, watch: call.watch, claimingReadTurn: true,
+                                             completion: { reply.complete($0) }) {
+            connection.readReply(to: requestID, within: ClientConnection.asyncReadBudget)
         }
-        let body = try result.get()
+        let body = try await reply.value().get()
         guard let value = call.decode(body) else { throw Call<Value>.unexpected(body, for: call.request) }
         return value
     }
@@ -300,21 +304,20 @@ public final class BatonClient: Sendable {
                                                        lockDelay: lockDelay))
         let phase = MutexLock(AcquirePhase.notSent)
         let connection = self.connection
+        let reply = AsyncReply()
         let result: Result<ReplyBody, BatonError> = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                if case .cancelled = phase.withLock({ $0 }) {
-                    continuation.resume(returning: .failure(.cancelled))
-                    return
-                }
-                let completion: ClientConnection.Completion = { continuation.resume(returning: $0) }
-                guard let requestID = connection.submit(call.request, completion: completion) else { return }
+            if case .cancelled = phase.withLock({ $0 }) { return .failure(.cancelled) }
+            if let requestID = connection.submit(call.request, claimingReadTurn: true, completion: { reply.complete($0) }) {
                 let cancelledMeanwhile = phase.withLock { phase in
                     if case .cancelled = phase { return true }
                     phase = .sent(requestID)
                     return false
                 }
                 if cancelledMeanwhile { connection.sendCancel(acquireRequestID: requestID) }
+                // Bounded, so a waiting acquire soon suspends and a cancellation is soon heard.
+                connection.readReply(to: requestID, within: ClientConnection.asyncReadBudget)
             }
+            return await reply.value()
         } onCancel: {
             let requestID: UInt32? = phase.withLock { phase in
                 defer { phase = .cancelled }
@@ -413,4 +416,54 @@ enum AcquirePhase: Sendable {
     case notSent
     case sent(UInt32)
     case cancelled
+}
+
+/// Where an async call's reply lands. Read on the caller's own thread (`ClientConnection.readReply`),
+/// it is taken without suspending; otherwise the task suspends until whoever reads it resumes it.
+final class AsyncReply: Sendable {
+    private enum Stage {
+        case waiting
+        case arrived(Result<ReplyBody, BatonError>)
+        case suspended(CheckedContinuation<Result<ReplyBody, BatonError>, Never>)
+        case taken
+    }
+
+    private let stage = MutexLock(Stage.waiting)
+
+    /// The request's completion: runs exactly once, on whichever thread read the reply.
+    func complete(_ result: Result<ReplyBody, BatonError>) {
+        let continuation = stage.withLock { stage -> CheckedContinuation<Result<ReplyBody, BatonError>, Never>? in
+            guard case .suspended(let continuation) = stage else {
+                stage = .arrived(result)
+                return nil
+            }
+            stage = .taken
+            return continuation
+        }
+        continuation?.resume(returning: result)
+    }
+
+    /// The reply: at once when it has arrived, else after suspending until it does. Called once.
+    func value() async -> Result<ReplyBody, BatonError> {
+        if let arrived = take() { return arrived }
+        return await withCheckedContinuation { continuation in
+            let arrived = stage.withLock { stage -> Result<ReplyBody, BatonError>? in
+                if case .arrived(let result) = stage {
+                    stage = .taken
+                    return result
+                }
+                stage = .suspended(continuation)
+                return nil
+            }
+            if let arrived { continuation.resume(returning: arrived) }
+        }
+    }
+
+    private func take() -> Result<ReplyBody, BatonError>? {
+        stage.withLock { stage in
+            guard case .arrived(let result) = stage else { return nil }
+            stage = .taken
+            return result
+        }
+    }
 }

@@ -1,8 +1,9 @@
 import Foundation
 import BatonProtocol
 
-/// The synchronous API, for scripts and the CLI: the same connection and session as a `BatonClient`,
-/// each call waits on a semaphore that the client's reader thread signals. Safe from any thread
+/// The synchronous API, for scripts and the CLI: the same connection and session as a `BatonClient`.
+/// Each call reads its own reply on the calling thread when no other thread is reading the
+/// connection, and otherwise waits on a semaphore that whoever reads signals. Safe from any thread
 /// except inside async code (use `BatonClient` there), including from watch callbacks.
 public struct BlockingClient: Sendable {
     /// The async client on the same connection.
@@ -77,19 +78,13 @@ public struct BlockingClient: Sendable {
         return value
     }
 
-    /// Submits and waits for the reply. `submitted` learns the request id (for cancel from another thread).
+    /// Submits and waits for the reply, reading it here when nobody else reads the connection.
     static func wait(on connection: ClientConnection, _ request: Request, timeout: Duration?,
-                     watch: WatchRegistration?, submitted: (UInt32) -> Void = { _ in })
-        -> Result<ReplyBody, BatonError> {
-        let semaphore = DispatchSemaphore(value: 0)
-        let box = MutexLock<Result<ReplyBody, BatonError>?>(nil)
-        let requestID = connection.submit(request, timeout: timeout, watch: watch) { result in
-            box.withLock { $0 = result }
-            semaphore.signal()
-        }
-        if let requestID { submitted(requestID) }
-        semaphore.wait()
-        return box.withLock { $0 }!
+                     watch: WatchRegistration?) -> Result<ReplyBody, BatonError> {
+        let reply = BlockingReply()
+        let requestID = connection.submit(request, timeout: timeout, watch: watch, claimingReadTurn: true) { reply.complete($0) }
+        if let requestID { connection.readReply(to: requestID) }
+        return reply.wait()
     }
 
     func perform<Value>(_ call: Call<Value>) throws(BatonError) -> Value {
@@ -229,5 +224,24 @@ public struct BlockingClient: Sendable {
     @discardableResult
     public func backup(to file: String) throws(BatonError) -> (lsn: UInt64, bytes: UInt64) {
         try perform(Calls.backup(to: file))
+    }
+}
+
+/// Where a blocking call's reply lands: the completion stores it, then signals; the caller waits,
+/// then reads it (the semaphore orders the two). Already signalled when the caller read the reply
+/// itself, so the wait does not sleep.
+final class BlockingReply: @unchecked Sendable {
+    private var result: Result<ReplyBody, BatonError>?
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    /// The request's completion: runs exactly once.
+    func complete(_ result: Result<ReplyBody, BatonError>) {
+        self.result = result
+        semaphore.signal()
+    }
+
+    func wait() -> Result<ReplyBody, BatonError> {
+        semaphore.wait()
+        return result!
     }
 }

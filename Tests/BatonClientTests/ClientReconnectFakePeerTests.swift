@@ -75,11 +75,9 @@ final class ClientReconnectFakePeerTests: XCTestCase {
 
     func testARefusedResumeClosesTheClientWithSessionLost() async throws {
         let listener = try FakeListener { descriptor in
-            let peer = FakePeer(accepted: descriptor) { peer, id, request in
+            FakePeer(accepted: descriptor, refusesResume: true) { peer, id, request in
                 if case .resumeSession = request { peer.fail(id, .resumeSession, .sessionExpired, "session 42") }
             }
-            peer.refusesResume = true
-            return peer
         }
         defer { listener.stop() }
         let client = try await connect(listener)

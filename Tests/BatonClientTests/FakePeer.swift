@@ -14,8 +14,9 @@ final class FakePeer: @unchecked Sendable {
     private var received: [(requestID: UInt32, request: Request)] = []
     private var responder: Responder
     private var closed = false
-    /// Answer `resumeSession` by passing it to the responder instead of resuming session 42.
-    var refusesResume = false
+    /// Answer `resumeSession` by passing it to the responder instead of resuming session 42. Set
+    /// at init: the peer's thread reads it from the start.
+    let refusesResume: Bool
 
     /// A peer that answers hello and openSession itself and passes everything else to `respond`.
     init(respond: @escaping Responder = { _, _, _ in }) {
@@ -24,15 +25,17 @@ final class FakePeer: @unchecked Sendable {
         clientDescriptor = descriptors[0]
         serverDescriptor = descriptors[1]
         responder = respond
+        refusesResume = false
         let thread = Thread { [self] in readLoop() }
         thread.start()
     }
 
     /// A peer on a connection a `FakeListener` accepted (the client end is the client's own socket).
-    init(accepted descriptor: Int32, respond: @escaping Responder) {
+    init(accepted descriptor: Int32, refusesResume: Bool = false, respond: @escaping Responder) {
         serverDescriptor = descriptor
         clientDescriptor = -1
         responder = respond
+        self.refusesResume = refusesResume
         let thread = Thread { [self] in readLoop() }
         thread.start()
     }
