@@ -37,6 +37,7 @@ public final class Impostor {
         import socket, sys, time
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(sys.argv[1]); s.listen(16)
+        print("listening", flush=True)
         kept = []
         while True:
             connection, _ = s.accept(); kept.append(connection)
@@ -45,15 +46,18 @@ public final class Impostor {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--reuid=\(userID)", "--regid=\(groupID)", "--clear-groups",
                              "/usr/bin/python3", "-c", script, path]
+        // Ready once it says so: the socket file exists from bind(2) on, but a connect before
+        // listen(2) is refused.
+        let said = Pipe()
+        process.standardOutput = said
         try process.run()
         listener = process
-        for _ in 0..<500 {
-            var information = stat()
-            if lstat(path, &information) == 0 { return }
-            guard process.isRunning else { break }
-            usleep(10_000)
+        var output = ""
+        while !output.contains("listening") {
+            let data = said.fileHandleForReading.availableData
+            if data.isEmpty { throw TestSupportError.system("the impostor's listener did not listen at \(path)") }
+            output += String(decoding: data, as: UTF8.self)
         }
-        throw TestSupportError.system("the impostor's listener did not create \(path)")
     }
 
     public func stopListening() {
