@@ -92,7 +92,7 @@ extension Engine {
             }
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists.
-            guard backend != nil || namespace.node(at: node) != nil else {
+            guard backend != nil || namespace.contains(node) else {
                 reply(connection, requestID, .release, .failure(ReplyError(
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
@@ -116,7 +116,7 @@ extension Engine {
                 try NamespacePath.validate(node, limits: limits)
                 // As for release: no such node, the hold already ended (over a backend the lock
                 // manager knows its holds and answers lockLost for one that ended).
-                guard backend != nil || namespace.node(at: node) != nil else {
+                guard backend != nil || namespace.contains(node) else {
                     throw ReplyError(.lockLost, "\(node) does not exist: the hold already ended")
                 }
                 if let refusal = manager.renew(node: node, token: token, session: session,

@@ -55,9 +55,13 @@ extension LockManager {
         waiter.state = .creating(abandoned: waiter.isAbandoned)
         waiter.createIssuedListing = lock.listingsIssued
         let id = waiter.id
-        namespace.create(path: lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session),
-                         data: waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : [],
-                         mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
+        let path = lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session)
+        let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
+        if let immediate {
+            arrived(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
+            return
+        }
+        namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
             self?.arrived(.created(id, result))
         }
     }
@@ -332,7 +336,8 @@ extension LockManager {
                 }
                 continue
             }
-            if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
+            if watchesOwnNodes && waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil,
+               let path = waiter.nodePath {
                 watchNode(path, waiter) // its watch could not be set earlier
             }
             guard waiter.phase == .waiting else { continue }
@@ -495,13 +500,18 @@ extension LockManager {
     /// The re-check at the moment of the grant (the node exists, then the session is asked), one read:
     /// a holder of an exclusive or shared lock watches its own node (it is told `lost(nodeDeleted)`
     /// when someone else deletes it), so the read that sets that watch is the re-check; when the node
-    /// is watched already (by the waiter behind it, say), a plain read.
+    /// is watched already (by the waiter behind it, say), or the namespace reports deletions
+    /// (`watchesOwnNodes` false), a plain read.
     func issueGrantRead(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
-        if waiter.kind != .semaphore && waiter.watchedPath == nil {
+        if watchesOwnNodes && waiter.kind != .semaphore && waiter.watchedPath == nil {
             waiter.watchedPath = path
             if !addInterest(path, waiter, grant: true) { return }
+        }
+        if let immediate {
+            arrived(.grantChecked(id, immediate.exists(path: path)))
+            return
         }
         namespace.exists(path: path, watch: nil) { [weak self] result in
             self?.arrived(.grantChecked(id, result))
@@ -545,7 +555,7 @@ extension LockManager {
     /// at once (`lockLost`, PROTOCOL.md §12.3), even when no waiter behind it would notice. It shares
     /// the one namespace watch with its successor and, once granted, with its own holder watch.
     func watchOwnNode(_ waiter: Waiter) {
-        guard !waiter.watchesOwnNode, let path = waiter.nodePath else { return }
+        guard watchesOwnNodes, !waiter.watchesOwnNode, let path = waiter.nodePath else { return }
         waiter.watchesOwnNode = true
         addInterest(path, waiter, grant: false)
     }
@@ -623,12 +633,27 @@ extension LockManager {
         }
     }
 
+    /// The owner deleted `path` itself (`LockInput.nodeDeleted`): what a watch on it would have said,
+    /// to the node's own waiter or holder (who need not watch it) and to those waiting behind it.
+    func nodeDeleted(_ path: String) {
+        guard path != NodePath.root else { return }
+        // The namespace watch, if any, stays armed; its notification then finds no entry and is ignored.
+        nodeGone(path, nodeWatches.removeValue(forKey: path)?.interested ?? [])
+    }
+
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        // The node leaves its lock's queue; a waiting local waiter whose own node it was learns it now
-        // (through its own watch or its successor's) and is answered.
+        // The node leaves its lock's queue; the local waiter or holder whose own node it was learns it
+        // now (through its own watch, its successor's, or the owner's report), before anyone behind it
+        // is judged again: a holder's loss comes before the next grant.
         if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
             queueRemove(lock, name)
-            if let owner = localWaiter(lock, name), owner.phase == .waiting { nodeVanished(owner) }
+            if let owner = localWaiter(lock, name) {
+                switch owner.phase {
+                case .waiting, .granting: nodeVanished(owner)
+                case .holding: holderLost(owner)
+                default: break // creating: not its node yet; removing: its own delete finds the node gone
+                }
+            }
         }
         // In queue order: readers behind one writer are granted in order.
         let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
@@ -711,6 +736,10 @@ extension LockManager {
     func issueDelete(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
+        if let immediate {
+            arrived(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
+            return
+        }
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
             self?.arrived(.deleted(id, result))
         }

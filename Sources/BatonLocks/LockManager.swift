@@ -33,7 +33,8 @@ public struct LockManagerConfiguration: Sendable {
 /// (exclusive) or the nearest earlier exclusive node (shared). When that node goes, the lock is listed
 /// again and judged again, so a release wakes only the waiter(s) it entitles. An entitled waiter is
 /// re-checked (node exists, session alive) at the moment of the grant, with one read that also sets
-/// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
+/// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it
+/// (over a namespace that `reportsDeletions`, the owner says so instead: `LockInput.nodeDeleted`).
 ///
 /// Semaphores: with N holders releasing in any order, a waiter cannot know which single node to
 /// watch (its N-th predecessor may stay while an earlier holder leaves). Instead the manager keeps one
@@ -53,6 +54,11 @@ public final class LockManager<Ticket: Hashable> {
     public let configuration: LockManagerConfiguration
     let namespace: LockNamespace
     let sessionIsAlive: (UInt64) -> Bool
+    /// Whether the manager watches its own nodes (holders', waiters'): not over a namespace that
+    /// `reportsDeletions` (read once: asked on every grant).
+    let watchesOwnNodes: Bool
+    /// The namespace, if it answers at once (no closure per call on the hot path).
+    let immediate: (any ImmediateLockNamespace)?
     /// Called when effects were produced by a namespace callback outside any call into the manager
     /// (an asynchronous namespace), so the owner knows to `takeEffects()`.
     public var effectsAvailable: (() -> Void)?
@@ -89,6 +95,8 @@ public final class LockManager<Ticket: Hashable> {
         self.namespace = namespace
         self.configuration = configuration
         self.sessionIsAlive = sessionIsAlive
+        self.watchesOwnNodes = !namespace.reportsDeletions
+        self.immediate = namespace as? any ImmediateLockNamespace
         self.nowMilliseconds = now.monotonicMilliseconds
     }
 
@@ -190,6 +198,8 @@ public final class LockManager<Ticket: Hashable> {
             abandon(waiter, ReplyError(.lockCancelled))
         case .sessionEnded(let session):
             endSession(session)
+        case .nodeDeleted(let path):
+            nodeDeleted(path)
         case .tick:
             while let next = deadlines.min, next.atMilliseconds <= nowMilliseconds {
                 _ = deadlines.popMin()

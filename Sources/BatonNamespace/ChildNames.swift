@@ -30,7 +30,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
 
     /// The chunk of `chunks` (each sorted by `key`, in order) that holds `name` or would: the first
     /// whose last name is not below it, else the last. Shared with `NodeTree.Directory`.
-    static func chunkIndex<Element>(for name: String, in chunks: [[Element]], key: (Element) -> String) -> Int {
+    static func chunkIndex<Element, Name: StringProtocol>(for name: Name, in chunks: [[Element]], key: (Element) -> String) -> Int {
         var low = 0, high = chunks.count - 1
         while low < high {
             let middle = (low + high) / 2
@@ -40,7 +40,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     }
 
     /// The first position in `chunk` (sorted by `key`) whose name is not below `name`.
-    static func position<Element>(of name: String, in chunk: [Element], key: (Element) -> String) -> Int {
+    static func position<Element, Name: StringProtocol>(of name: Name, in chunk: [Element], key: (Element) -> String) -> Int {
         var low = 0, high = chunk.count
         while low < high {
             let middle = (low + high) / 2
@@ -49,13 +49,16 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         return low
     }
 
+    static func precedes<Right: StringProtocol>(_ left: String, _ right: Right) -> Bool { order(left, right) < 0 }
     static func precedes(_ left: String, _ right: String) -> Bool { order(left, right) < 0 }
+    static func same<Right: StringProtocol>(_ left: String, _ right: Right) -> Bool { order(left, right) == 0 }
     static func same(_ left: String, _ right: String) -> Bool { order(left, right) == 0 }
 
     /// The names' byte order: negative, zero or positive. Over the strings' own UTF-8 storage (native
     /// and small strings have it): the generic `utf8` sequence comparison cost more than the hash it
     /// replaces on every tree lookup (`NodeTree`).
-    static func order(_ left: String, _ right: String) -> Int {
+    /// `right` may be a view into a longer string (a path's last segment, `NodeTree`): no copy.
+    static func order<Right: StringProtocol>(_ left: String, _ right: Right) -> Int {
         let direct = left.utf8.withContiguousStorageIfAvailable { leftBytes in
             right.utf8.withContiguousStorageIfAvailable { rightBytes -> Int in
                 for index in 0..<Swift.min(leftBytes.count, rightBytes.count) where leftBytes[index] != rightBytes[index] {
@@ -70,7 +73,7 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     }
 
     /// Only ASCII bytes (then byte equality is Swift's `==`).
-    static func isASCII(_ name: String) -> Bool {
+    static func isASCII<Name: StringProtocol>(_ name: Name) -> Bool {
         name.utf8.withContiguousStorageIfAvailable { bytes in bytes.allSatisfy { $0 < 0x80 } } ?? name.utf8.allSatisfy { $0 < 0x80 }
     }
 

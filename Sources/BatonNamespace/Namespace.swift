@@ -74,6 +74,9 @@ public final class Namespace {
     /// The node at `path` (no watch, no validation beyond lookup).
     public func node(at path: String) -> Node? { nodes[path] }
 
+    /// Whether a node is at `path` (no validation beyond lookup; no copy of the node).
+    public func contains(_ path: String) -> Bool { nodes[path] != nil }
+
     public var nodeCount: Int { nodes.count }
 
     /// Paths of the ephemeral nodes a session owns.
@@ -229,8 +232,8 @@ public final class Namespace {
         let parentPath = NamespacePath.parent(of: placeholder)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its children set, and the insert would then copy that set — O(children) per create.
-        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext,
-                                                    createdTransaction: $0.stat.createdTransaction) }) else {
+        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
+                                                    createdTransaction: $0.createdTransaction) }) else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
         }
         guard parent.kind != .ephemeral else {
@@ -258,12 +261,13 @@ public final class Namespace {
         }
         guard nodes[path] == nil else { throw ReplyError(.nodeExists, path) }
 
-        if mode.sequential { allocateSequence(parentPath, &changes) }
+        let parentSequence = mode.sequential
+            ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let transaction = allocateTransaction(&changes)
         let counted = usageBySession[session] != nil
         let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
                                creator: counted ? session : 0, transaction: transaction,
-                               wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil)
+                               wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil, parentSequence: parentSequence)
         if counted {
             usageBySession[session]!.nodes += 1
             usageBySession[session]!.dataBytes += data.count
@@ -333,9 +337,11 @@ public final class Namespace {
     // MARK: State changes shared by live operations and log replay
 
     /// `parentChildrenVersion`: nil when live (increment), the logged value when replaying.
+    /// `parentSequence`: the parent's sequence counters after a sequential create (`allocateSequence`).
     @discardableResult
     func applyCreate(_ path: String, parentPath: String, data: [UInt8], kind: NodeKind, owner: UInt64,
-                     creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?) -> Stat {
+                     creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?,
+                     parentSequence: (next: UInt64, reserved: UInt64)? = nil) -> Stat {
         var stat = Stat()
         stat.createdTransaction = transaction
         stat.modifiedTransaction = transaction
@@ -347,7 +353,7 @@ public final class Namespace {
         stat.dataLength = UInt32(data.count)
         nodes[path] = Node(data: data, stat: stat, creator: creator)
         Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
-                        childrenVersion: parentChildrenVersion)
+                        childrenVersion: parentChildrenVersion, sequence: parentSequence)
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
         return stat
     }
@@ -368,7 +374,12 @@ public final class Namespace {
     }
 
     // One access to the parent each (a tree lookup hashes the whole path).
-    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
+    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?,
+                                   sequence: (next: UInt64, reserved: UInt64)?) {
+        if let sequence {
+            parent.sequenceNext = sequence.next
+            parent.sequenceReserved = sequence.reserved
+        }
         parent.children.insert(name)
         parent.childrenCount += 1
         parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)

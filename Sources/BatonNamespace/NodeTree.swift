@@ -34,11 +34,18 @@ struct NodeTree: Sendable {
     /// The node at `path`; setting nil removes it. A node's parent need not be in the tree here:
     /// the namespace keeps parents and `Node.children` in step.
     subscript(path: String) -> Node? {
-        get {
-            if path == NamespacePath.root { return root }
-            guard let directory = directories[NamespacePath.parent(of: path)] else { return nil }
-            let location = directory.locate(NamespacePath.name(of: path))
-            return location.found ? directory.chunks[location.chunk][location.position].node : nil
+        // Read in place (`tree[path]?.stat` copies no node).
+        _read {
+            if path == NamespacePath.root {
+                yield root
+            } else {
+                let (parent, name) = NamespacePath.split(path)
+                if let directory = directories[parent], case let location = directory.locate(name), location.found {
+                    yield directory.chunks[location.chunk][location.position].node
+                } else {
+                    yield nil
+                }
+            }
         }
         set {
             if path == NamespacePath.root {
@@ -46,12 +53,13 @@ struct NodeTree: Sendable {
                 root = newValue
                 return
             }
-            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
+            let (parent, name) = NamespacePath.split(path)
             let location = directories[parent]?.locate(name)
             if let location, location.found {
                 if let newValue { directories[parent]![nodeAt: location] = newValue } else { removeEntry(parent, at: location) }
             } else if let newValue {
-                directories[parent, default: Directory()].insert(Entry(name: name, node: newValue), at: location ?? (0, 0, false))
+                directories[parent, default: Directory()].insert(Entry(name: String(name), node: newValue),
+                                                                 at: location ?? (0, 0, false))
                 count += 1
             }
         }
@@ -62,7 +70,7 @@ struct NodeTree: Sendable {
                 precondition(root != nil, "the root cannot be removed")
                 return
             }
-            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
+            let (parent, name) = NamespacePath.split(path)
             let location = directories[parent]?.locate(name)
             if let location, location.found {
                 // In place: the node's own arrays (children, data) stay uniquely referenced.
@@ -71,7 +79,7 @@ struct NodeTree: Sendable {
                 var value: Node? = nil
                 yield &value
                 guard let value else { return }
-                directories[parent, default: Directory()].insert(Entry(name: name, node: value),
+                directories[parent, default: Directory()].insert(Entry(name: String(name), node: value),
                                                                  at: location ?? (0, 0, false))
                 count += 1
             }
@@ -81,8 +89,8 @@ struct NodeTree: Sendable {
     @discardableResult
     mutating func removeValue(forKey path: String) -> Node? {
         precondition(path != NamespacePath.root, "the root cannot be removed")
-        let parent = NamespacePath.parent(of: path)
-        guard let location = directories[parent]?.locate(NamespacePath.name(of: path)), location.found else { return nil }
+        let (parent, name) = NamespacePath.split(path)
+        guard let location = directories[parent]?.locate(name), location.found else { return nil }
         return removeEntry(parent, at: location).node
     }
 
@@ -144,7 +152,7 @@ extension NodeTree.Directory {
 
     /// Where `name` is (by its bytes, else, for a non-ASCII name, by Swift's `==`, which the full-path
     /// keys used: a path spelled another way names the same node), or where it would go.
-    func locate(_ name: String) -> Location {
+    func locate<Name: StringProtocol>(_ name: Name) -> Location {
         guard !chunks.isEmpty else { return (0, 0, false) }
         let last = chunks.count - 1
         let location: Location
@@ -167,9 +175,9 @@ extension NodeTree.Directory {
     }
 
     /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
-    private func chunkIndex(for name: String) -> Int { ChildNames.chunkIndex(for: name, in: chunks) { $0.name } }
+    private func chunkIndex<Name: StringProtocol>(for name: Name) -> Int { ChildNames.chunkIndex(for: name, in: chunks) { $0.name } }
 
-    private static func position(of name: String, in chunk: [NodeTree.Entry]) -> Int {
+    private static func position<Name: StringProtocol>(of name: Name, in chunk: [NodeTree.Entry]) -> Int {
         ChildNames.position(of: name, in: chunk) { $0.name }
     }
 

@@ -236,6 +236,49 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// Over a namespace that reports deletions (the embedded one) the manager watches none of its own
+    /// nodes: an uncontended acquire and release set no watch at all, a queue watches only the nodes
+    /// waited behind, and a deletion the owner reports (`nodeDeleted`) is what the watch would have
+    /// said: the holder's hold is lost, a waiter's acquire fails, the next waiter is granted.
+    func testOverANamespaceThatReportsDeletionsOwnNodesAreNotWatched() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery, reportsDeletions: true)
+            for round in 0..<3 {
+                harness.acquire(round, session: 1)
+                let grant = harness.takeEffects().grants
+                XCTAssertEqual(grant.map(\.ticket), [round])
+                harness.release(grant[0].node, session: 1, ticket: 100 + round)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [100 + round])
+            }
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 0, "\(delivery): an uncontended pair watches nothing")
+
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            harness.acquire(3, session: 3)
+            let holder = harness.takeEffects().grants
+            XCTAssertEqual(holder.map(\.ticket), [1])
+            // Only the waiters' predecessors are watched (the holder's node and the first waiter's).
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 2, "\(delivery)")
+            let waiting = harness.waiterNodes()
+            XCTAssertEqual(waiting.count, 3)
+            // Someone deletes the middle waiter's node and says so: its acquire fails, the last now waits behind the holder.
+            let middle = "/locks/a/" + waiting[1]
+            harness.namespace.deleteNow(middle)
+            harness.apply(.nodeDeleted(path: middle))
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.failure(2)?.code, .lockLost, "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [])
+            // Then the holder's node: the holder hears lockLost(nodeDeleted) and the last waiter is granted.
+            harness.namespace.deleteNow(holder[0].node)
+            harness.apply(.nodeDeleted(path: holder[0].node))
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.losses.map(\.node), [holder[0].node], "\(delivery)")
+            XCTAssertEqual(effects.losses.map(\.reason), [.nodeDeleted])
+            XCTAssertEqual(effects.grantedTickets, [3])
+            XCTAssertEqual(harness.manager.waiterCount, 1)
+        }
+    }
+
     func testOneWatchNotificationPerReleaseWhateverTheQueueLength() {
         forEachDelivery { delivery in
             for (length, kind) in [(10, LockKind.exclusive), (1_000, .exclusive), (10, .semaphore), (1_000, .semaphore)] {
