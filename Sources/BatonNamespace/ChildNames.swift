@@ -30,35 +30,43 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
 
     /// The chunk of `chunks` (each sorted by `key`, in order) that holds `name` or would: the first
     /// whose last name is not below it, else the last. Shared with `NodeTree.Directory`.
-    static func chunkIndex<Element, Name: StringProtocol>(for name: Name, in chunks: [[Element]], key: (Element) -> String) -> Int {
+    static func chunkIndex<Element>(for name: String, in chunks: [[Element]], key: (Element) -> String) -> Int {
+        chunkIndex(in: chunks) { precedes(key($0), name) }
+    }
+
+    /// The chunk of `chunks` (in order) whose last element is the first not `before` the sought
+    /// name, else the last. `before`: the element's name precedes the sought one.
+    static func chunkIndex<Element>(in chunks: [[Element]], before: (Element) -> Bool) -> Int {
         var low = 0, high = chunks.count - 1
         while low < high {
             let middle = (low + high) / 2
-            if precedes(key(chunks[middle][chunks[middle].count - 1]), name) { low = middle + 1 } else { high = middle }
+            if before(chunks[middle][chunks[middle].count - 1]) { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
     /// The first position in `chunk` (sorted by `key`) whose name is not below `name`.
-    static func position<Element, Name: StringProtocol>(of name: Name, in chunk: [Element], key: (Element) -> String) -> Int {
+    static func position<Element>(of name: String, in chunk: [Element], key: (Element) -> String) -> Int {
+        position(in: chunk) { precedes(key($0), name) }
+    }
+
+    /// The first position in `chunk` (in order) not `before` the sought name.
+    static func position<Element>(in chunk: [Element], before: (Element) -> Bool) -> Int {
         var low = 0, high = chunk.count
         while low < high {
             let middle = (low + high) / 2
-            if precedes(key(chunk[middle]), name) { low = middle + 1 } else { high = middle }
+            if before(chunk[middle]) { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
-    static func precedes<Right: StringProtocol>(_ left: String, _ right: Right) -> Bool { order(left, right) < 0 }
     static func precedes(_ left: String, _ right: String) -> Bool { order(left, right) < 0 }
-    static func same<Right: StringProtocol>(_ left: String, _ right: Right) -> Bool { order(left, right) == 0 }
     static func same(_ left: String, _ right: String) -> Bool { order(left, right) == 0 }
 
     /// The names' byte order: negative, zero or positive. Over the strings' own UTF-8 storage (native
     /// and small strings have it): the generic `utf8` sequence comparison cost more than the hash it
     /// replaces on every tree lookup (`NodeTree`).
-    /// `right` may be a view into a longer string (a path's last segment, `NodeTree`): no copy.
-    static func order<Right: StringProtocol>(_ left: String, _ right: Right) -> Int {
+    static func order(_ left: String, _ right: String) -> Int {
         let direct = left.utf8.withContiguousStorageIfAvailable { leftBytes in
             right.utf8.withContiguousStorageIfAvailable { rightBytes -> Int in
                 for index in 0..<Swift.min(leftBytes.count, rightBytes.count) where leftBytes[index] != rightBytes[index] {
@@ -72,8 +80,20 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         return left.utf8.elementsEqual(right.utf8) ? 0 : 1
     }
 
+    /// `order` against a name given as bytes (a path's last segment, read in place by `NodeTree`).
+    static func order(_ left: String, _ right: UnsafeBufferPointer<UInt8>) -> Int {
+        if let direct = left.utf8.withContiguousStorageIfAvailable({ leftBytes -> Int in
+            for index in 0..<Swift.min(leftBytes.count, right.count) where leftBytes[index] != right[index] {
+                return Int(leftBytes[index]) - Int(right[index])
+            }
+            return leftBytes.count - right.count
+        }) { return direct }
+        if left.utf8.lexicographicallyPrecedes(right) { return -1 }
+        return left.utf8.elementsEqual(right) ? 0 : 1
+    }
+
     /// Only ASCII bytes (then byte equality is Swift's `==`).
-    static func isASCII<Name: StringProtocol>(_ name: Name) -> Bool {
+    static func isASCII(_ name: String) -> Bool {
         name.utf8.withContiguousStorageIfAvailable { bytes in bytes.allSatisfy { $0 < 0x80 } } ?? name.utf8.allSatisfy { $0 < 0x80 }
     }
 

@@ -75,7 +75,7 @@ public final class Namespace {
     public func node(at path: String) -> Node? { nodes[path] }
 
     /// Whether a node is at `path` (no validation beyond lookup; no copy of the node).
-    public func contains(_ path: String) -> Bool { nodes[path] != nil }
+    public func contains(_ path: String) -> Bool { nodes.contains(path) }
 
     public var nodeCount: Int { nodes.count }
 
@@ -259,7 +259,7 @@ public final class Namespace {
             }
             path += NamespacePath.sequenceSuffix(parent.sequenceNext)
         }
-        guard nodes[path] == nil else { throw ReplyError(.nodeExists, path) }
+        guard !nodes.contains(path) else { throw ReplyError(.nodeExists, path) }
 
         let parentSequence = mode.sequential
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
@@ -285,11 +285,15 @@ public final class Namespace {
     func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
         try NamespacePath.validate(path, limits: limits)
         guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
-        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
-            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        // The few fields read in place (binding the node would copy it).
+        guard let node = nodes[path].map({ (version: $0.version, childless: $0.children.isEmpty,
+                                            childrenCount: $0.childrenCount, kind: $0.kind) }) else {
+            throw ReplyError(.noNode, path)
         }
-        guard node.children.isEmpty else { throw ReplyError(.notEmpty, "\(path) has \(node.children.count) children") }
+        guard expectedVersion == anyVersion || expectedVersion == node.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
+        }
+        guard node.childless else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
         removeNode(path, kind: node.kind, sweep: false, &changes)
     }
 

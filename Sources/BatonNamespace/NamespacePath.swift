@@ -58,21 +58,6 @@ public enum NamespacePath {
         return NodePath.parent(of: path)
     }
 
-    /// A valid non-root path's parent and last segment, the segment a view of `path` (no copy: the
-    /// tree looks nodes up by parent and name several times per request). One scan for both.
-    static func split(_ path: String) -> (parent: String, name: Substring) {
-        var path = path
-        let slash = path.withUTF8 { bytes in
-            var index = bytes.count - 1
-            while index > 0 && bytes[index] != UInt8(ascii: "/") { index -= 1 }
-            return index
-        }
-        let utf8 = path.utf8
-        let nameStart = utf8.index(utf8.startIndex, offsetBy: slash + 1)
-        let parent = slash == 0 ? root : String(path[..<utf8.index(utf8.startIndex, offsetBy: slash)])
-        return (parent, path[nameStart...])
-    }
-
     /// The last segment of a valid non-root path.
     public static func name(of path: String) -> String { NodePath.name(of: path) }
 
