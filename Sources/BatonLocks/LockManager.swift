@@ -410,7 +410,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// When the lock's lock-delay ends, if it is in one now.
     func lockDelayEnd(_ path: String) -> UInt64? {
-        guard let until = lockDelays[path] else { return nil }
+        guard !lockDelays.isEmpty, let until = lockDelays[path] else { return nil } // asked on every grant
         if until > nowMilliseconds { return until }
         lockDelays[path] = nil
         return nil

@@ -8,12 +8,12 @@ extension Namespace {
     func containerChildrenChanged(_ path: String, now: Time) {
         // Two fields read in place (binding the node would copy it).
         guard let (kind, childless) = nodes[path].map({ ($0.kind, $0.children.isEmpty) }), kind == .container else {
-            containerSweepDeadlines.removeValue(forKey: path)
+            if !containerSweepDeadlines.isEmpty { containerSweepDeadlines.removeValue(forKey: path) }
             return
         }
         if childless {
             scheduleSweep(path, now: now)
-        } else {
+        } else if !containerSweepDeadlines.isEmpty {
             containerSweepDeadlines.removeValue(forKey: path)
         }
     }
