@@ -132,9 +132,15 @@ struct NodeTree: Sendable {
 
     @discardableResult
     private mutating func removeEntry(_ parent: String, at location: Directory.Location) -> Entry {
-        let entry = directories[parent]!.remove(at: location)
-        if directories[parent]!.chunks.isEmpty { directories.removeValue(forKey: parent) }
         count -= 1
+        // One access to the directory (each costs a hash of the parent's path and a trie walk).
+        return Self.remove(at: location, from: &directories[parent])
+    }
+
+    /// Removes the entry, and the directory with it if that was its last.
+    private static func remove(at location: Directory.Location, from directory: inout Directory?) -> Entry {
+        let entry = directory!.remove(at: location)
+        if directory!.chunks.isEmpty { directory = nil }
         return entry
     }
 
