@@ -68,14 +68,6 @@ final class EngineLockNamespace: ImmediateLockNamespace {
         }
     }
 
-    func exists(path: String) -> Result<Stat?, ReplyError> {
-        do throws(ReplyError) {
-            return .success(try namespace.exists(path))
-        } catch {
-            return .failure(error)
-        }
-    }
-
     func exists(path: String, watch: LockWatch?, completion: @escaping (Result<Stat?, ReplyError>) -> Void) {
         let watcher = register(watch)
         do throws(ReplyError) {

@@ -436,7 +436,7 @@ extension LockManager {
             let path = lock.path + "/" + behind.name
             if waiter.watchedPath != path {
                 unwatch(waiter)
-                watchNode(path, waiter)
+                watchNode(path, waiter, ownNode: !watchesOwnNodes && localWaiter(lock, behind) != nil)
             }
             watchOwnNode(waiter)
         case .kindMismatch:
@@ -500,18 +500,19 @@ extension LockManager {
     /// The re-check at the moment of the grant (the node exists, then the session is asked), one read:
     /// a holder of an exclusive or shared lock watches its own node (it is told `lost(nodeDeleted)`
     /// when someone else deletes it), so the read that sets that watch is the re-check; when the node
-    /// is watched already (by the waiter behind it, say), or the namespace reports deletions
-    /// (`watchesOwnNodes` false), a plain read.
+    /// is watched already (by the waiter behind it, say), a plain read. Over a namespace that reports
+    /// deletions (`watchesOwnNodes` false) no read: the node exists, since the manager would have been
+    /// told of its deletion (the waiter would not be granting); the answer still comes after the step.
     func issueGrantRead(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
+        if !watchesOwnNodes {
+            arrived(.grantChecked(id, .success(Stat())))
+            return
+        }
         if watchesOwnNodes && waiter.kind != .semaphore && waiter.watchedPath == nil {
             waiter.watchedPath = path
             if !addInterest(path, waiter, grant: true) { return }
-        }
-        if let immediate {
-            arrived(.grantChecked(id, immediate.exists(path: path)))
-            return
         }
         namespace.exists(path: path, watch: nil) { [weak self] result in
             self?.arrived(.grantChecked(id, result))
@@ -546,9 +547,12 @@ extension LockManager {
     /// Registers interest in `path`'s deletion. One namespace watch per node serves every local waiter
     /// interested in it (readers behind one writer; a holder and its successor), so one deletion is
     /// one notification.
-    func watchNode(_ path: String, _ waiter: Waiter) {
+    /// `ownNode`: the node is a local waiter's over a namespace that `reportsDeletions`. Its deletion
+    /// then always passes through the manager (its own delete, or `LockInput.nodeDeleted`), which
+    /// tells the interested waiters as the watch would (`forget`): no namespace watch is set.
+    func watchNode(_ path: String, _ waiter: Waiter, ownNode: Bool = false) {
         waiter.watchedPath = path
-        addInterest(path, waiter, grant: false)
+        addInterest(path, waiter, grant: false, ownNode: ownNode)
     }
 
     /// A waiting waiter watches its own node too: if someone else deletes it, the acquire is answered
@@ -563,14 +567,18 @@ extension LockManager {
     /// True if the node was watched already (no read issued); else the read that sets the watch is
     /// issued, and with `grant` its answer is also the waiter's grant check.
     @discardableResult
-    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool) -> Bool {
-        if nodeWatches[path] != nil {
-            nodeWatches[path]!.interested.insert(waiter.id)
+    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool, ownNode: Bool = false) -> Bool {
+        if let index = nodeWatches.index(forKey: path) {
+            nodeWatches.values[index].interested.insert(waiter.id)
             return true
         }
         nextWatchGeneration += 1
         let generation = nextWatchGeneration
         nodeWatches[path] = NodeWatch(interested: [waiter.id], generation: generation)
+        if ownNode {
+            precondition(!grant && !watchesOwnNodes)
+            return false
+        }
         let granted = grant ? waiter.id : nil
         namespace.exists(path: path, watch: { [weak self] type in
             self?.arrived(.watchFired(path: path, generation: generation, type))
@@ -773,6 +781,12 @@ extension LockManager {
 
     func forget(_ waiter: Waiter) {
         unwatch(waiter)
+        if !watchesOwnNodes, let path = waiter.nodePath, let entry = nodeWatches[path] {
+            // Its node is gone (a waiter with a node is forgotten only then), and over a namespace
+            // that reports deletions nobody else tells those waiting behind it (`watchNode`'s
+            // `ownNode`): its deletion event, applied after this step as a namespace watch's would be.
+            arrivedDuringStep.append(.watchFired(path: path, generation: entry.generation, .deleted))
+        }
         waiters[waiter.id] = nil
         if let ticket = ticketOf.removeValue(forKey: waiter.id), tickets[ticket] == waiter.id { tickets[ticket] = nil }
         releaseTicketOf[waiter.id] = nil

@@ -33,8 +33,10 @@ public struct LockManagerConfiguration: Sendable {
 /// (exclusive) or the nearest earlier exclusive node (shared). When that node goes, the lock is listed
 /// again and judged again, so a release wakes only the waiter(s) it entitles. An entitled waiter is
 /// re-checked (node exists, session alive) at the moment of the grant, with one read that also sets
-/// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it
-/// (over a namespace that `reportsDeletions`, the owner says so instead: `LockInput.nodeDeleted`).
+/// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
+/// Over a namespace that `reportsDeletions` the manager watches none of its own nodes and reads none at
+/// the grant: every deletion of one is its own or reported (`LockInput.nodeDeleted`), and it tells
+/// those behind the node itself (`forget`).
 ///
 /// Semaphores: with N holders releasing in any order, a waiter cannot know which single node to
 /// watch (its N-th predecessor may stay while an earlier holder leaves). Instead the manager keeps one

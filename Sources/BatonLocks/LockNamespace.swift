@@ -60,8 +60,8 @@ public protocol LockNamespace: AnyObject {
     /// True if the manager's own nodes (its waiters' and holders') are never deleted behind its back
     /// untold: the only deletions are the manager's own, those of a session's end (which the manager
     /// hears of first, `LockInput.sessionEnded`), and those its owner reports with
-    /// `LockInput.nodeDeleted`. The manager then sets no watch on its own nodes, only on the nodes
-    /// its waiters wait behind: an uncontended acquire and release cost no watch at all. The embedded
+    /// `LockInput.nodeDeleted`. The manager then sets no watch on its own nodes (a waiter behind
+    /// one is told by the manager when it goes) and reads none at a grant. The embedded
     /// namespace: yes (no client request may delete a waiter node, PROTOCOL.md §12.1). ZooKeeper: no
     /// (a client outside the sidecar may). Defaults to false.
     var reportsDeletions: Bool { get }
@@ -72,11 +72,10 @@ extension LockNamespace {
 }
 
 /// A `LockNamespace` that answers every call before it returns (the embedded namespace). The recipe's
-/// hot calls (the waiter node's create, the grant's read, the delete) then go through these plain
+/// hot calls (the waiter node's create, the delete) then go through these plain
 /// calls instead of a completion closure each; the answers are still applied after the step that
 /// asked, in the order asked, exactly as `LockNamespace`'s immediate completions are.
 public protocol ImmediateLockNamespace: LockNamespace {
     func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64) -> Result<LockCreatedNode, ReplyError>
-    func exists(path: String) -> Result<Stat?, ReplyError>
     func delete(path: String, expectedVersion: Int32) -> Result<Void, ReplyError>
 }

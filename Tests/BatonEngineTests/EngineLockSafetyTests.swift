@@ -175,7 +175,7 @@ final class EngineLockSafetyTests: XCTestCase {
     }
 
     /// The embedded namespace tells the recipe of every deletion of its nodes (`reportsDeletions`),
-    /// so a hold watches nothing and a waiter only the node it waits behind; a deletion behind the
+    /// so a hold watches nothing, nor a waiter the node it waits behind; a deletion behind the
     /// recipe (an operator's forceRelease, `Engine.deleteLockNode`) still ends the hold at once,
     /// its `lockLost` before the next grant, which gets a higher token.
     func testAHoldSetsNoWatchAndItsNodeDeletedBehindItIsStillLostBeforeTheNextGrant() throws {
@@ -187,7 +187,7 @@ final class EngineLockSafetyTests: XCTestCase {
         XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 0, "an uncontended hold sets no watch")
         let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
         XCTAssertNil(granted(waiting.outputs, to: 2, requestID: waiting.requestID))
-        XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 1, "the waiter watches the holder's node, not its own")
+        XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 0, "nor does a waiter behind the recipe's own node")
         let outputs = harness.deleteOutOfBand(held.node)
         let lost = outputs.firstIndex { output in
             if case .send(1, .event(.lockLost(held.node, held.token, .nodeDeleted))) = output { return true }

@@ -257,8 +257,8 @@ final class LockManagerTests: XCTestCase {
             harness.acquire(3, session: 3)
             let holder = harness.takeEffects().grants
             XCTAssertEqual(holder.map(\.ticket), [1])
-            // Only the waiters' predecessors are watched (the holder's node and the first waiter's).
-            XCTAssertEqual(harness.namespace.existsWatchesSet, 2, "\(delivery)")
+            // Not even the waiters' predecessors: they are the manager's own nodes too.
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 0, "\(delivery)")
             let waiting = harness.waiterNodes()
             XCTAssertEqual(waiting.count, 3)
             // Someone deletes the middle waiter's node and says so: its acquire fails, the last now waits behind the holder.
@@ -275,6 +275,40 @@ final class LockManagerTests: XCTestCase {
             XCTAssertEqual(effects.losses.map(\.node), [holder[0].node], "\(delivery)")
             XCTAssertEqual(effects.losses.map(\.reason), [.nodeDeleted])
             XCTAssertEqual(effects.grantedTickets, [3])
+            XCTAssertEqual(harness.manager.waiterCount, 1)
+        }
+    }
+
+    /// Over a namespace that reports deletions, a waiter behind a local node learns of its deletion
+    /// from the manager itself (release, cancel, session end): no watch, no existence read, the next
+    /// waiter granted in the same step, after the release's answer and never before the node is gone.
+    func testOverANamespaceThatReportsDeletionsAHandOffNeedsNoWatchNorRead() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery, reportsDeletions: true)
+            for ticket in 1...4 { harness.acquire(ticket, session: UInt64(ticket)) }
+            var holder = harness.takeEffects().grants
+            XCTAssertEqual(holder.map(\.ticket), [1])
+            // A release: the next waiter is granted by the same input, after the release's answer.
+            harness.apply(.release(node: holder[0].node, token: holder[0].token, session: 1, ticket: 101))
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.releasedTickets, [101], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [2], "\(delivery)")
+            let releasedAt = effects.firstIndex { if case .released = $0 { return true } else { return false } }
+            let grantedAt = effects.firstIndex { if case .granted = $0 { return true } else { return false } }
+            if let releasedAt, let grantedAt { XCTAssertLessThan(releasedAt, grantedAt, "\(delivery)") }
+            XCTAssertFalse(harness.namespace.nodes.keys.contains(holder[0].node))
+            holder = effects.grants
+            // A cancelled waiter in the middle: the one behind it now waits behind the holder, still granted in turn.
+            XCTAssertTrue(harness.cancel(3))
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [])
+            // The holder's session ends (the manager is told first, then its ephemerals go): the last waiter is granted.
+            harness.sessionDies(2)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.losses.map(\.node), [holder[0].node], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [4], "\(delivery)")
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 0, "\(delivery)")
+            XCTAssertEqual(harness.namespace.operationCounts[.exists, default: 0], 0, "\(delivery): a grant reads nothing")
+            XCTAssertEqual(harness.namespace.watchNotifications, 0, "\(delivery)")
             XCTAssertEqual(harness.manager.waiterCount, 1)
         }
     }
