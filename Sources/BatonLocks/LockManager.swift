@@ -79,8 +79,8 @@ public final class LockManager<Ticket: Hashable> {
     var sessions: [UInt64: Set<WaiterID>] = [:]
     var locks: [String: LockState] = [:]
     var nodeWatches: [String: NodeWatch] = [:]
-    /// What the queues of locks without local waiters said (see `queueRetire`).
-    var idleQueues: [String: IdleQueue] = [:]
+    /// Locks without local waiters whose queue is known (see `queueRetire`), not in `locks`.
+    var idleLocks: [String: LockState] = [:]
     /// Lock paths in their lock-delay, and until when (PROTOCOL.md §12.12). Expired entries go when
     /// met, and all at once when the table grows: each lives at most `lockDelayMillisecondsMax`.
     var lockDelays: [String: UInt64] = [:]
@@ -329,6 +329,9 @@ public final class LockManager<Ticket: Hashable> {
     /// Locks with local waiters (for tests and metrics).
     public var lockCount: Int { locks.count }
 
+    /// Locks without local waiters whose state is kept for the next acquire (for tests and metrics).
+    public var idleLockCount: Int { idleLocks.count }
+
     // MARK: Helpers
 
     func emit(_ effect: LockEffect<Ticket>) {
@@ -420,9 +423,8 @@ public final class LockManager<Ticket: Hashable> {
 
     func lockState(_ path: String) -> LockState {
         if let lock = locks[path] { return lock }
-        let lock = LockState(path: path)
+        let lock = idleLocks.removeValue(forKey: path) ?? LockState(path: path)
         locks[path] = lock
-        queueRestore(lock)
         return lock
     }
 

@@ -392,6 +392,45 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// A lock whose last waiter went keeps its state (trusted empty queue, tables) for the next
+    /// acquire, which neither lists nor makes it again; at most `idleLocksMax` are kept; a lock whose
+    /// queue is not trusted (a semaphore) keeps none.
+    func testAnIdleLockKeepsItsStateBounded() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            // Persistent lock node (the memory namespace drops an emptied container at once).
+            harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+            for round in 0..<3 {
+                harness.acquire(round, session: 1)
+                let grant = harness.takeEffects().grants
+                XCTAssertEqual(grant.map(\.ticket), [round], "\(delivery)")
+                XCTAssertEqual(harness.manager.idleLockCount, 0)
+                harness.release(grant[0].node, session: 1, ticket: 100 + round)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [100 + round])
+                XCTAssertEqual(harness.manager.lockCount, 0, "\(delivery)")
+                XCTAssertEqual(harness.manager.idleLockCount, 1, "\(delivery)")
+            }
+            XCTAssertEqual(harness.namespace.operationCounts[.children], 1, "\(delivery): only the first acquire lists")
+            for index in 0..<4_200 {
+                harness.acquire(1_000 + index, session: 2, path: "/locks/many/\(index)")
+                guard let grant = harness.takeEffects().grants.first else { return XCTFail("\(delivery) \(index)") }
+                harness.release(grant.node, session: 2, ticket: 10_000 + index)
+                XCTAssertLessThanOrEqual(harness.manager.idleLockCount, 4_096)
+            }
+            XCTAssertGreaterThan(harness.manager.idleLockCount, 0)
+            XCTAssertEqual(harness.manager.lockCount, 0)
+        }
+        // A semaphore is judged by listings, not by its queue: nothing to keep.
+        let harness = LockHarness(.immediate)
+        harness.acquire(1, session: 1, path: "/locks/s", kind: .semaphore, permits: 2)
+        guard let grant = harness.takeEffects().grants.first else { return XCTFail() }
+        harness.release(grant.node, session: 1, ticket: 2)
+        XCTAssertEqual(harness.takeEffects().releasedTickets, [2])
+        XCTAssertEqual(harness.manager.lockCount, 0)
+        XCTAssertEqual(harness.manager.idleLockCount, 0)
+    }
+
     /// Nodes deleted by someone else, with the manager's queue trusted (the lock node's identity
     /// known) and without (every judgement lists).
     func testWaiterNodesDeletedBySomeoneElseWithAndWithoutTheQueue() {
