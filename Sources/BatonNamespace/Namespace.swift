@@ -79,7 +79,7 @@ public final class Namespace {
 
     public var nodeCount: Int { nodes.count }
 
-    /// Paths of the ephemeral nodes a session owns.
+    /// Paths of the ephemeral nodes a session owns (an open session's set may be kept empty).
     public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { ephemeralsBySession[sessionID] ?? [] }
 
     // MARK: Operations
@@ -372,8 +372,10 @@ public final class Namespace {
         }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
+            // An emptied set stays (with its storage) until the session ends (`closeSession`): a
+            // session that creates and deletes one node at a time (a lock's acquire and release)
+            // would otherwise make and drop it each time.
             ephemeralsBySession[owner]?.remove(path)
-            if ephemeralsBySession[owner]?.isEmpty == true { ephemeralsBySession.removeValue(forKey: owner) }
         }
     }
 
