@@ -244,7 +244,8 @@ public final class Namespace {
             guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
         }
         guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
-        if let usage = usageBySession[session] {
+        let usage = usageBySession[session]
+        if let usage {
             guard usage.nodes < limits.nodesPerSessionMax else {
                 throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
             }
@@ -264,14 +265,11 @@ public final class Namespace {
         let parentSequence = mode.sequential
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let transaction = allocateTransaction(&changes)
-        let counted = usageBySession[session] != nil
+        let counted = usage != nil
         let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
                                creator: counted ? session : 0, transaction: transaction,
                                wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil, parentSequence: parentSequence)
-        if counted {
-            usageBySession[session]!.nodes += 1
-            usageBySession[session]!.dataBytes += data.count
-        }
+        if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
         if mode.kind != .ephemeral {
             changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
@@ -366,10 +364,7 @@ public final class Namespace {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
         Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
                           childrenVersion: parentChildrenVersion)
-        if node.creator != 0, usageBySession[node.creator] != nil {
-            usageBySession[node.creator]!.nodes -= 1
-            usageBySession[node.creator]!.dataBytes -= Int(node.stat.dataLength)
-        }
+        if node.creator != 0 { usageBySession[node.creator]?.count(nodes: -1, dataBytes: -Int(node.stat.dataLength)) }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
             // An emptied set stays (with its storage) until the session ends (`closeSession`): a
@@ -437,6 +432,12 @@ public final class Namespace {
 struct SessionUsage: Equatable {
     var nodes = 0
     var dataBytes = 0
+
+    /// One change of both counts: one access to the usage table instead of one per field.
+    mutating func count(nodes: Int, dataBytes: Int) {
+        self.nodes += nodes
+        self.dataBytes += dataBytes
+    }
 }
 
 struct SessionDeadline: Comparable {
