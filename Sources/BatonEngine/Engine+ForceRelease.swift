@@ -25,14 +25,24 @@ extension Engine {
         // Without a session: the current holders (what an operator unjams); with one: all it has there.
         let targets = victim == 0 ? entries.filter { $0.position == .holder } : entries.filter { $0.sessionID == victim }
         var ended: UInt32 = 0
-        for target in targets {
-            // Gone already (its session just ended): nothing left to end.
-            guard (try? namespace.delete(target.node, expectedVersion: -1, now: now)) != nil else { continue }
+        for target in targets where deleteLockNode(target.node, now: now) {
             ended += 1
-            // The recipe hears of the deletion through its watch, in this drain: lockLost, next grant.
-            drain(now: now)
         }
         reply(connection, requestID, .forceRelease, .success(.forceReleased(ended: ended)), now: now)
+    }
+
+    /// Deletes a waiter node of the embedded namespace behind the recipe and tells the recipe (the
+    /// embedded namespace `reportsDeletions`: the manager watches none of its own nodes), which
+    /// answers in this drain: a holder's `lockLost(nodeDeleted)`, a waiter's `lockLost`, the next
+    /// grant. False if the node was gone already (its session just ended): nothing left to end.
+    func deleteLockNode(_ path: String, now: Time) -> Bool {
+        guard (try? namespace.delete(path, expectedVersion: anyVersion, now: now)) != nil else { return false }
+        if locks.manager != nil {
+            applyLockInput(.nodeDeleted(path: path), now: now)
+        } else {
+            drain(now: now)
+        }
+        return true
     }
 }
 

@@ -90,15 +90,18 @@ extension Engine {
                 reply(connection, requestID, .release, .failure(error), now: now)
                 return
             }
+            let holder = locks.holders[node]
+            let holds = holder.map { $0.session == session && $0.token == token } ?? false
             // No such node: the hold already ended (its lockLost event said so). The embedded
-            // namespace answers at once, so a node the recipe still tracks always exists.
-            guard backend != nil || namespace.node(at: node) != nil else {
+            // namespace answers at once, so a node the recipe still tracks always exists; so does a
+            // current hold's (every end of a hold takes its entry out first: no lookup for it).
+            guard backend != nil || holds || namespace.contains(node) else {
                 reply(connection, requestID, .release, .failure(ReplyError(
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
-            if let holder = locks.holders[node], holder.session == session, holder.token == token,
+            if let holder, holds,
                !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
             applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
         case .cancel(let acquireRequestID):
@@ -116,7 +119,7 @@ extension Engine {
                 try NamespacePath.validate(node, limits: limits)
                 // As for release: no such node, the hold already ended (over a backend the lock
                 // manager knows its holds and answers lockLost for one that ended).
-                guard backend != nil || namespace.node(at: node) != nil else {
+                guard backend != nil || namespace.contains(node) else {
                     throw ReplyError(.lockLost, "\(node) does not exist: the hold already ended")
                 }
                 if let refusal = manager.renew(node: node, token: token, session: session,

@@ -4,7 +4,7 @@ import BatonProtocol
 
 /// The lock recipe's view of the embedded namespace: every operation answers at once, and watches
 /// are internal watchers (`Watcher.internal(token)`) whose firing the engine routes back here.
-final class EngineLockNamespace: LockNamespace {
+final class EngineLockNamespace: ImmediateLockNamespace {
     let namespace: Namespace
     /// The time of the engine call in progress: stamps nodes the recipe creates.
     var now: Time
@@ -18,6 +18,11 @@ final class EngineLockNamespace: LockNamespace {
 
     /// Internal watches registered and not fired yet (for tests: they must not leak).
     var watchCount: Int { watches.count }
+
+    /// Only the recipe deletes waiter nodes here (client requests may not, `Engine.lockNodeRefusal`),
+    /// besides a session's end, which the manager hears of first, and an operator's forceRelease,
+    /// which tells it (`Engine.deleteLockNode`): the manager needs no watch on its own nodes.
+    var reportsDeletions: Bool { true }
 
     /// An internal watch fired: hand it to the recipe (once).
     func fire(token: UInt64, type: WatchEventType) {
@@ -40,12 +45,16 @@ final class EngineLockNamespace: LockNamespace {
 
     func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64,
                 completion: @escaping (Result<LockCreatedNode, ReplyError>) -> Void) {
+        completion(create(path: path, data: data, mode: mode, owner: owner))
+    }
+
+    func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64) -> Result<LockCreatedNode, ReplyError> {
         do throws(ReplyError) {
             let created = try namespace.createReportingParent(path, data: data, mode: mode, session: owner, now: now)
-            completion(.success(LockCreatedNode(path: created.path, stat: created.stat,
-                                                parentCreatedTransaction: created.parentCreatedTransaction)))
+            return .success(LockCreatedNode(path: created.path, stat: created.stat,
+                                            parentCreatedTransaction: created.parentCreatedTransaction))
         } catch {
-            completion(.failure(error))
+            return .failure(error)
         }
     }
 
@@ -82,11 +91,15 @@ final class EngineLockNamespace: LockNamespace {
     }
 
     func delete(path: String, expectedVersion: Int32, completion: @escaping (Result<Void, ReplyError>) -> Void) {
+        completion(delete(path: path, expectedVersion: expectedVersion))
+    }
+
+    func delete(path: String, expectedVersion: Int32) -> Result<Void, ReplyError> {
         do throws(ReplyError) {
             try namespace.delete(path, expectedVersion: expectedVersion, now: now)
-            completion(.success(()))
+            return .success(())
         } catch {
-            completion(.failure(error))
+            return .failure(error)
         }
     }
 }

@@ -38,6 +38,10 @@ public enum LockInput<Ticket: Hashable> {
     case sessionEnded(UInt64)
     /// Time passed: wait timeouts, leases and retries that are due run.
     case tick
+    /// The owner deleted the node at `path` itself, bypassing the recipe (an operator's forceRelease,
+    /// PROTOCOL.md §12.13): what a watch on it would have said. Required of a namespace that
+    /// `reportsDeletions` (the manager watches none of its own nodes there); harmless otherwise.
+    case nodeDeleted(path: String)
 }
 
 /// Every namespace answer and watch event the recipe asks for, with what it needs to find the step

@@ -63,6 +63,12 @@ extension LockManager {
 
     /// The cycle `waiter` would close, described for people, or nil.
     func waitCycle(_ waiter: Waiter) -> String? {
+        // The common case, answered without the search's tables: the session's only node is this
+        // waiter's, last in its lock's local order, so nobody waits for its owner (the search below
+        // would find no node behind it and stop).
+        if sessions[waiter.session]?.count == 1, let lock = locks[waiter.lockPath], lock.localOrder.last == waiter.id {
+            return nil
+        }
         let start = waitOwner(waiter)
         // Owners that wait (transitively) for `start`, each with the owner it waits for and the lock.
         var reaches: [WaitOwner: (next: WaitOwner, lock: String)?] = [start: nil]

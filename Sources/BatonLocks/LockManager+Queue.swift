@@ -137,22 +137,20 @@ extension LockManager {
         judge(waiter, lock, standing, fromQueue: true)
     }
 
-    /// Idle locks kept in `idleQueues` at most (then forgotten all at once: they only save listings).
-    static var idleQueuesMax: Int { 4_096 }
+    /// Idle locks kept in `idleLocks` at most (then forgotten all at once: they only save listings
+    /// and the lock's state being made again).
+    static var idleLocksMax: Int { 4_096 }
 
     /// The last local waiter of a lock went. If its queue was trusted and empty, that stays true while
     /// nobody watches (no node with a lower sequence can appear; the next create checks the lock
-    /// node's identity), so the next acquire on the lock needs no listing.
+    /// node's identity), so the next acquire on the lock needs no listing: the lock's state is kept
+    /// (with its tables' storage) for it, unless an answer, watch or retry for it is still due
+    /// (those find a lock by identity, `locks[path] === lock`, and must find none).
     func queueRetire(_ lock: LockState) {
-        guard lock.queueTrusted, lock.queue.isEmpty, let identity = lock.queueLockIdentity else { return }
-        if idleQueues.count >= Self.idleQueuesMax { idleQueues.removeAll() }
-        idleQueues[lock.path] = IdleQueue(lockIdentity: identity, sequenceAccounted: lock.sequenceAccounted)
-    }
-
-    func queueRestore(_ lock: LockState) {
-        guard let idle = idleQueues.removeValue(forKey: lock.path) else { return }
-        lock.queueTrusted = true
-        lock.queueLockIdentity = idle.lockIdentity
-        lock.sequenceAccounted = idle.sequenceAccounted
+        guard lock.queueTrusted, lock.queue.isEmpty, lock.queueLockIdentity != nil,
+              !lock.listingInFlight, !lock.listingRetryScheduled, !lock.childrenWatchArmed else { return }
+        if idleLocks.count >= Self.idleLocksMax { idleLocks.removeAll() }
+        lock.clearForIdle()
+        idleLocks[lock.path] = lock
     }
 }

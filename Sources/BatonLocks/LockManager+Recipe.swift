@@ -55,9 +55,13 @@ extension LockManager {
         waiter.state = .creating(abandoned: waiter.isAbandoned)
         waiter.createIssuedListing = lock.listingsIssued
         let id = waiter.id
-        namespace.create(path: lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session),
-                         data: waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : [],
-                         mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
+        let path = lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session)
+        let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
+        if let immediate {
+            arrived(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
+            return
+        }
+        namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
             self?.arrived(.created(id, result))
         }
     }
@@ -332,7 +336,8 @@ extension LockManager {
                 }
                 continue
             }
-            if waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil, let path = waiter.nodePath {
+            if watchesOwnNodes && waiter.phase == .holding && waiter.kind != .semaphore && waiter.watchedPath == nil,
+               let path = waiter.nodePath {
                 watchNode(path, waiter) // its watch could not be set earlier
             }
             guard waiter.phase == .waiting else { continue }
@@ -431,7 +436,7 @@ extension LockManager {
             let path = lock.path + "/" + behind.name
             if waiter.watchedPath != path {
                 unwatch(waiter)
-                watchNode(path, waiter)
+                watchNode(path, waiter, ownNode: !watchesOwnNodes && localWaiter(lock, behind) != nil)
             }
             watchOwnNode(waiter)
         case .kindMismatch:
@@ -495,11 +500,17 @@ extension LockManager {
     /// The re-check at the moment of the grant (the node exists, then the session is asked), one read:
     /// a holder of an exclusive or shared lock watches its own node (it is told `lost(nodeDeleted)`
     /// when someone else deletes it), so the read that sets that watch is the re-check; when the node
-    /// is watched already (by the waiter behind it, say), a plain read.
+    /// is watched already (by the waiter behind it, say), a plain read. Over a namespace that reports
+    /// deletions (`watchesOwnNodes` false) no read: the node exists, since the manager would have been
+    /// told of its deletion (the waiter would not be granting); the answer still comes after the step.
     func issueGrantRead(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
-        if waiter.kind != .semaphore && waiter.watchedPath == nil {
+        if !watchesOwnNodes {
+            arrived(.grantChecked(id, .success(Stat())))
+            return
+        }
+        if watchesOwnNodes && waiter.kind != .semaphore && waiter.watchedPath == nil {
             waiter.watchedPath = path
             if !addInterest(path, waiter, grant: true) { return }
         }
@@ -536,16 +547,19 @@ extension LockManager {
     /// Registers interest in `path`'s deletion. One namespace watch per node serves every local waiter
     /// interested in it (readers behind one writer; a holder and its successor), so one deletion is
     /// one notification.
-    func watchNode(_ path: String, _ waiter: Waiter) {
+    /// `ownNode`: the node is a local waiter's over a namespace that `reportsDeletions`. Its deletion
+    /// then always passes through the manager (its own delete, or `LockInput.nodeDeleted`), which
+    /// tells the interested waiters as the watch would (`forget`): no namespace watch is set.
+    func watchNode(_ path: String, _ waiter: Waiter, ownNode: Bool = false) {
         waiter.watchedPath = path
-        addInterest(path, waiter, grant: false)
+        addInterest(path, waiter, grant: false, ownNode: ownNode)
     }
 
     /// A waiting waiter watches its own node too: if someone else deletes it, the acquire is answered
     /// at once (`lockLost`, PROTOCOL.md §12.3), even when no waiter behind it would notice. It shares
     /// the one namespace watch with its successor and, once granted, with its own holder watch.
     func watchOwnNode(_ waiter: Waiter) {
-        guard !waiter.watchesOwnNode, let path = waiter.nodePath else { return }
+        guard watchesOwnNodes, !waiter.watchesOwnNode, let path = waiter.nodePath else { return }
         waiter.watchesOwnNode = true
         addInterest(path, waiter, grant: false)
     }
@@ -553,14 +567,18 @@ extension LockManager {
     /// True if the node was watched already (no read issued); else the read that sets the watch is
     /// issued, and with `grant` its answer is also the waiter's grant check.
     @discardableResult
-    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool) -> Bool {
-        if nodeWatches[path] != nil {
-            nodeWatches[path]!.interested.insert(waiter.id)
+    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool, ownNode: Bool = false) -> Bool {
+        if let index = nodeWatches.index(forKey: path) {
+            nodeWatches.values[index].interested.insert(waiter.id)
             return true
         }
         nextWatchGeneration += 1
         let generation = nextWatchGeneration
         nodeWatches[path] = NodeWatch(interested: [waiter.id], generation: generation)
+        if ownNode {
+            precondition(!grant && !watchesOwnNodes)
+            return false
+        }
         let granted = grant ? waiter.id : nil
         namespace.exists(path: path, watch: { [weak self] type in
             self?.arrived(.watchFired(path: path, generation: generation, type))
@@ -623,12 +641,27 @@ extension LockManager {
         }
     }
 
+    /// The owner deleted `path` itself (`LockInput.nodeDeleted`): what a watch on it would have said,
+    /// to the node's own waiter or holder (who need not watch it) and to those waiting behind it.
+    func nodeDeleted(_ path: String) {
+        guard path != NodePath.root else { return }
+        // The namespace watch, if any, stays armed; its notification then finds no entry and is ignored.
+        nodeGone(path, nodeWatches.removeValue(forKey: path)?.interested ?? [])
+    }
+
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        // The node leaves its lock's queue; a waiting local waiter whose own node it was learns it now
-        // (through its own watch or its successor's) and is answered.
+        // The node leaves its lock's queue; the local waiter or holder whose own node it was learns it
+        // now (through its own watch, its successor's, or the owner's report), before anyone behind it
+        // is judged again: a holder's loss comes before the next grant.
         if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
             queueRemove(lock, name)
-            if let owner = localWaiter(lock, name), owner.phase == .waiting { nodeVanished(owner) }
+            if let owner = localWaiter(lock, name) {
+                switch owner.phase {
+                case .waiting, .granting: nodeVanished(owner)
+                case .holding: holderLost(owner)
+                default: break // creating: not its node yet; removing: its own delete finds the node gone
+                }
+            }
         }
         // In queue order: readers behind one writer are granted in order.
         let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
@@ -711,6 +744,10 @@ extension LockManager {
     func issueDelete(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
+        if let immediate {
+            arrived(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
+            return
+        }
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
             self?.arrived(.deleted(id, result))
         }
@@ -744,6 +781,12 @@ extension LockManager {
 
     func forget(_ waiter: Waiter) {
         unwatch(waiter)
+        if !watchesOwnNodes, let path = waiter.nodePath, let entry = nodeWatches[path] {
+            // Its node is gone (a waiter with a node is forgotten only then), and over a namespace
+            // that reports deletions nobody else tells those waiting behind it (`watchNode`'s
+            // `ownNode`): its deletion event, applied after this step as a namespace watch's would be.
+            arrivedDuringStep.append(.watchFired(path: path, generation: entry.generation, .deleted))
+        }
         waiters[waiter.id] = nil
         if let ticket = ticketOf.removeValue(forKey: waiter.id), tickets[ticket] == waiter.id { tickets[ticket] = nil }
         releaseTicketOf[waiter.id] = nil

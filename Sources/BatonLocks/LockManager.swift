@@ -34,6 +34,9 @@ public struct LockManagerConfiguration: Sendable {
 /// again and judged again, so a release wakes only the waiter(s) it entitles. An entitled waiter is
 /// re-checked (node exists, session alive) at the moment of the grant, with one read that also sets
 /// the holder's watch on its own node; the token is the node's creation transaction. A holder watches its own node and is told `lost(nodeDeleted)` when someone else deletes it.
+/// Over a namespace that `reportsDeletions` the manager watches none of its own nodes and reads none at
+/// the grant: every deletion of one is its own or reported (`LockInput.nodeDeleted`), and it tells
+/// those behind the node itself (`forget`).
 ///
 /// Semaphores: with N holders releasing in any order, a waiter cannot know which single node to
 /// watch (its N-th predecessor may stay while an earlier holder leaves). Instead the manager keeps one
@@ -53,6 +56,11 @@ public final class LockManager<Ticket: Hashable> {
     public let configuration: LockManagerConfiguration
     let namespace: LockNamespace
     let sessionIsAlive: (UInt64) -> Bool
+    /// Whether the manager watches its own nodes (holders', waiters'): not over a namespace that
+    /// `reportsDeletions` (read once: asked on every grant).
+    let watchesOwnNodes: Bool
+    /// The namespace, if it answers at once (no closure per call on the hot path).
+    let immediate: (any ImmediateLockNamespace)?
     /// Called when effects were produced by a namespace callback outside any call into the manager
     /// (an asynchronous namespace), so the owner knows to `takeEffects()`.
     public var effectsAvailable: (() -> Void)?
@@ -71,8 +79,8 @@ public final class LockManager<Ticket: Hashable> {
     var sessions: [UInt64: Set<WaiterID>] = [:]
     var locks: [String: LockState] = [:]
     var nodeWatches: [String: NodeWatch] = [:]
-    /// What the queues of locks without local waiters said (see `queueRetire`).
-    var idleQueues: [String: IdleQueue] = [:]
+    /// Locks without local waiters whose queue is known (see `queueRetire`), not in `locks`.
+    var idleLocks: [String: LockState] = [:]
     /// Lock paths in their lock-delay, and until when (PROTOCOL.md §12.12). Expired entries go when
     /// met, and all at once when the table grows: each lives at most `lockDelayMillisecondsMax`.
     var lockDelays: [String: UInt64] = [:]
@@ -89,6 +97,8 @@ public final class LockManager<Ticket: Hashable> {
         self.namespace = namespace
         self.configuration = configuration
         self.sessionIsAlive = sessionIsAlive
+        self.watchesOwnNodes = !namespace.reportsDeletions
+        self.immediate = namespace as? any ImmediateLockNamespace
         self.nowMilliseconds = now.monotonicMilliseconds
     }
 
@@ -190,6 +200,8 @@ public final class LockManager<Ticket: Hashable> {
             abandon(waiter, ReplyError(.lockCancelled))
         case .sessionEnded(let session):
             endSession(session)
+        case .nodeDeleted(let path):
+            nodeDeleted(path)
         case .tick:
             while let next = deadlines.min, next.atMilliseconds <= nowMilliseconds {
                 _ = deadlines.popMin()
@@ -317,6 +329,9 @@ public final class LockManager<Ticket: Hashable> {
     /// Locks with local waiters (for tests and metrics).
     public var lockCount: Int { locks.count }
 
+    /// Locks without local waiters whose state is kept for the next acquire (for tests and metrics).
+    public var idleLockCount: Int { idleLocks.count }
+
     // MARK: Helpers
 
     func emit(_ effect: LockEffect<Ticket>) {
@@ -400,7 +415,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// When the lock's lock-delay ends, if it is in one now.
     func lockDelayEnd(_ path: String) -> UInt64? {
-        guard let until = lockDelays[path] else { return nil }
+        guard !lockDelays.isEmpty, let until = lockDelays[path] else { return nil } // asked on every grant
         if until > nowMilliseconds { return until }
         lockDelays[path] = nil
         return nil
@@ -408,9 +423,8 @@ public final class LockManager<Ticket: Hashable> {
 
     func lockState(_ path: String) -> LockState {
         if let lock = locks[path] { return lock }
-        let lock = LockState(path: path)
+        let lock = idleLocks.removeValue(forKey: path) ?? LockState(path: path)
         locks[path] = lock
-        queueRestore(lock)
         return lock
     }
 

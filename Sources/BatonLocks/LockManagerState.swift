@@ -213,12 +213,21 @@ final class LockState {
     var delayRecheckAt: UInt64?
 
     init(path: String) { self.path = path }
-}
 
-/// A trusted, empty queue of a lock the manager no longer tracks (see `LockManager.queueRetire`).
-struct IdleQueue {
-    var lockIdentity: UInt64
-    var sequenceAccounted: UInt64
+    /// Kept while the lock has no local waiter (`LockManager.queueRetire`): what a new state would
+    /// hold, but the queue's knowledge (trusted, empty, identity, sequences accounted) and the
+    /// tables' storage. The listing serial keeps counting (answers of earlier listings are not due).
+    func clearForIdle() {
+        precondition(members.isEmpty && semaphoreMembers == 0 && queue.isEmpty && !listingInFlight)
+        if !bySequence.isEmpty { bySequence.removeAll(keepingCapacity: true) }
+        if !localOrder.isEmpty { localOrder.removeAll(keepingCapacity: true) }
+        if !creatingSessions.isEmpty { creatingSessions.removeAll(keepingCapacity: true) }
+        if !createBacklog.isEmpty { createBacklog.removeAll(keepingCapacity: true) }
+        if !toJudge.isEmpty { toJudge.removeAll(keepingCapacity: true) }
+        judgeEveryone = false
+        listingWanted = false
+        delayRecheckAt = nil
+    }
 }
 
 /// One exists-watch the manager holds in the namespace, shared by every local waiter interested in the node.

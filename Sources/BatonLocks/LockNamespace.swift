@@ -56,4 +56,26 @@ public protocol LockNamespace: AnyObject {
     /// Deletes a node if its version matches (`anyVersion` matches all).
     func delete(path: String, expectedVersion: Int32,
                 completion: @escaping (Result<Void, ReplyError>) -> Void)
+
+    /// True if the manager's own nodes (its waiters' and holders') are never deleted behind its back
+    /// untold: the only deletions are the manager's own, those of a session's end (which the manager
+    /// hears of first, `LockInput.sessionEnded`), and those its owner reports with
+    /// `LockInput.nodeDeleted`. The manager then sets no watch on its own nodes (a waiter behind
+    /// one is told by the manager when it goes) and reads none at a grant. The embedded
+    /// namespace: yes (no client request may delete a waiter node, PROTOCOL.md §12.1). ZooKeeper: no
+    /// (a client outside the sidecar may). Defaults to false.
+    var reportsDeletions: Bool { get }
+}
+
+extension LockNamespace {
+    public var reportsDeletions: Bool { false }
+}
+
+/// A `LockNamespace` that answers every call before it returns (the embedded namespace). The recipe's
+/// hot calls (the waiter node's create, the delete) then go through these plain
+/// calls instead of a completion closure each; the answers are still applied after the step that
+/// asked, in the order asked, exactly as `LockNamespace`'s immediate completions are.
+public protocol ImmediateLockNamespace: LockNamespace {
+    func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64) -> Result<LockCreatedNode, ReplyError>
+    func delete(path: String, expectedVersion: Int32) -> Result<Void, ReplyError>
 }

@@ -31,20 +31,31 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
     /// The chunk of `chunks` (each sorted by `key`, in order) that holds `name` or would: the first
     /// whose last name is not below it, else the last. Shared with `NodeTree.Directory`.
     static func chunkIndex<Element>(for name: String, in chunks: [[Element]], key: (Element) -> String) -> Int {
+        chunkIndex(in: chunks) { precedes(key($0), name) }
+    }
+
+    /// The chunk of `chunks` (in order) whose last element is the first not `before` the sought
+    /// name, else the last. `before`: the element's name precedes the sought one.
+    static func chunkIndex<Element>(in chunks: [[Element]], before: (Element) -> Bool) -> Int {
         var low = 0, high = chunks.count - 1
         while low < high {
             let middle = (low + high) / 2
-            if precedes(key(chunks[middle][chunks[middle].count - 1]), name) { low = middle + 1 } else { high = middle }
+            if before(chunks[middle][chunks[middle].count - 1]) { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
     /// The first position in `chunk` (sorted by `key`) whose name is not below `name`.
     static func position<Element>(of name: String, in chunk: [Element], key: (Element) -> String) -> Int {
+        position(in: chunk) { precedes(key($0), name) }
+    }
+
+    /// The first position in `chunk` (in order) not `before` the sought name.
+    static func position<Element>(in chunk: [Element], before: (Element) -> Bool) -> Int {
         var low = 0, high = chunk.count
         while low < high {
             let middle = (low + high) / 2
-            if precedes(key(chunk[middle]), name) { low = middle + 1 } else { high = middle }
+            if before(chunk[middle]) { low = middle + 1 } else { high = middle }
         }
         return low
     }
@@ -67,6 +78,18 @@ public struct ChildNames: Sendable, Sequence, Equatable, ExpressibleByArrayLiter
         if let direct, let direct { return direct }
         if left.utf8.lexicographicallyPrecedes(right.utf8) { return -1 }
         return left.utf8.elementsEqual(right.utf8) ? 0 : 1
+    }
+
+    /// `order` against a name given as bytes (a path's last segment, read in place by `NodeTree`).
+    static func order(_ left: String, _ right: UnsafeBufferPointer<UInt8>) -> Int {
+        if let direct = left.utf8.withContiguousStorageIfAvailable({ leftBytes -> Int in
+            for index in 0..<Swift.min(leftBytes.count, right.count) where leftBytes[index] != right[index] {
+                return Int(leftBytes[index]) - Int(right[index])
+            }
+            return leftBytes.count - right.count
+        }) { return direct }
+        if left.utf8.lexicographicallyPrecedes(right) { return -1 }
+        return left.utf8.elementsEqual(right) ? 0 : 1
     }
 
     /// Only ASCII bytes (then byte equality is Swift's `==`).

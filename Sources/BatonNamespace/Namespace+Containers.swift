@@ -6,13 +6,14 @@ import BatonProtocol
 /// must not log a create and a delete every time, hence the grace.
 extension Namespace {
     func containerChildrenChanged(_ path: String, now: Time) {
-        guard let node = nodes[path], node.kind == .container else {
-            containerSweepDeadlines.removeValue(forKey: path)
+        // Two fields read in place (binding the node would copy it).
+        guard let (kind, childless) = nodes[path].map({ ($0.kind, $0.children.isEmpty) }), kind == .container else {
+            if !containerSweepDeadlines.isEmpty { containerSweepDeadlines.removeValue(forKey: path) }
             return
         }
-        if node.children.isEmpty {
+        if childless {
             scheduleSweep(path, now: now)
-        } else {
+        } else if !containerSweepDeadlines.isEmpty {
             containerSweepDeadlines.removeValue(forKey: path)
         }
     }

@@ -24,22 +24,16 @@ extension Namespace {
         return next
     }
 
-    /// Advances the parent's sequence counter; the caller has checked it is in range.
-    func allocateSequence(_ parentPath: String, _ changes: inout Changes) {
-        // One access to the parent (each tree lookup hashes the whole path).
-        if let upTo = Self.takeSequence(&nodes[parentPath]!, reserveAhead: configuration.sequenceReserveAhead) {
-            changes.records.append(.reserveSequence(parent: parentPath, upTo: upTo))
-            sequenceHighWater = max(sequenceHighWater, upTo)
-        }
-    }
-
-    /// Hands out the parent's next sequence; returns the new reservation bound if one must be logged.
-    private static func takeSequence(_ parent: inout Node, reserveAhead: UInt64) -> UInt64? {
-        let value = parent.sequenceNext
-        parent.sequenceNext = value + 1
-        guard value >= parent.sequenceReserved else { return nil }
-        parent.sequenceReserved = value + reserveAhead
-        return parent.sequenceReserved
+    /// Hands out the parent's next sequence `next` (the caller has checked it is in range), logging a
+    /// new reservation bound if `reserved` is reached. Returns the parent's counters after it, which
+    /// `applyCreate` stores in its one access to the parent (each tree access costs a path lookup).
+    func allocateSequence(_ parentPath: String, next: UInt64, reserved: UInt64,
+                          _ changes: inout Changes) -> (next: UInt64, reserved: UInt64) {
+        guard next >= reserved else { return (next + 1, reserved) }
+        let upTo = next + configuration.sequenceReserveAhead
+        changes.records.append(.reserveSequence(parent: parentPath, upTo: upTo))
+        sequenceHighWater = max(sequenceHighWater, upTo)
+        return (next + 1, upTo)
     }
 
     /// Rebuilds a namespace from a snapshot (or nothing) and the log records written after it.

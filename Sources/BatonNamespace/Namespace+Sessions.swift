@@ -48,7 +48,8 @@ extension Namespace {
             removeNode(path, kind: .ephemeral, sweep: false, &changes)
         }
         commit(changes, asOneRecord: false, now: now)
-        precondition(ephemeralsBySession[id] == nil, "ephemerals left behind by session \(id)")
+        precondition(ephemeralsBySession[id]?.isEmpty ?? true, "ephemerals left behind by session \(id)")
+        ephemeralsBySession[id] = nil
         usageBySession[id] = nil
     }
 

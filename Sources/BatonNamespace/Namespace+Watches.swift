@@ -58,6 +58,9 @@ extension Namespace {
     /// One change: each watcher it concerns hears of it once, whether through one-shot watches
     /// (fired first, and gone) or persistent ones (which stay), as ZooKeeper's `triggerWatch` does.
     func fireWatches(_ type: WatchEventType, path: String) {
+        // Every change comes through here: with no watch of any kind set (a lock workload, say),
+        // no path is hashed.
+        guard !dataWatches.isEmpty || !childWatches.isEmpty || !persistentWatches.isEmpty else { return }
         var notified: Set<Watcher> = []
         switch type {
         case .created, .dataChanged:

@@ -74,9 +74,12 @@ public final class Namespace {
     /// The node at `path` (no watch, no validation beyond lookup).
     public func node(at path: String) -> Node? { nodes[path] }
 
+    /// Whether a node is at `path` (no validation beyond lookup; no copy of the node).
+    public func contains(_ path: String) -> Bool { nodes.contains(path) }
+
     public var nodeCount: Int { nodes.count }
 
-    /// Paths of the ephemeral nodes a session owns.
+    /// Paths of the ephemeral nodes a session owns (an open session's set may be kept empty).
     public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { ephemeralsBySession[sessionID] ?? [] }
 
     // MARK: Operations
@@ -229,8 +232,8 @@ public final class Namespace {
         let parentPath = NamespacePath.parent(of: placeholder)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its children set, and the insert would then copy that set — O(children) per create.
-        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext,
-                                                    createdTransaction: $0.stat.createdTransaction) }) else {
+        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
+                                                    createdTransaction: $0.createdTransaction) }) else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
         }
         guard parent.kind != .ephemeral else {
@@ -241,7 +244,8 @@ public final class Namespace {
             guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
         }
         guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
-        if let usage = usageBySession[session] {
+        let usage = usageBySession[session]
+        if let usage {
             guard usage.nodes < limits.nodesPerSessionMax else {
                 throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
             }
@@ -256,18 +260,16 @@ public final class Namespace {
             }
             path += NamespacePath.sequenceSuffix(parent.sequenceNext)
         }
-        guard nodes[path] == nil else { throw ReplyError(.nodeExists, path) }
+        guard !nodes.contains(path) else { throw ReplyError(.nodeExists, path) }
 
-        if mode.sequential { allocateSequence(parentPath, &changes) }
+        let parentSequence = mode.sequential
+            ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let transaction = allocateTransaction(&changes)
-        let counted = usageBySession[session] != nil
+        let counted = usage != nil
         let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
                                creator: counted ? session : 0, transaction: transaction,
-                               wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil)
-        if counted {
-            usageBySession[session]!.nodes += 1
-            usageBySession[session]!.dataBytes += data.count
-        }
+                               wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil, parentSequence: parentSequence)
+        if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
         if mode.kind != .ephemeral {
             changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
@@ -281,11 +283,15 @@ public final class Namespace {
     func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
         try NamespacePath.validate(path, limits: limits)
         guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
-        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
-            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        // The few fields read in place (binding the node would copy it).
+        guard let node = nodes[path].map({ (version: $0.version, childless: $0.children.isEmpty,
+                                            childrenCount: $0.childrenCount, kind: $0.kind) }) else {
+            throw ReplyError(.noNode, path)
         }
-        guard node.children.isEmpty else { throw ReplyError(.notEmpty, "\(path) has \(node.children.count) children") }
+        guard expectedVersion == anyVersion || expectedVersion == node.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
+        }
+        guard node.childless else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
         removeNode(path, kind: node.kind, sweep: false, &changes)
     }
 
@@ -333,9 +339,11 @@ public final class Namespace {
     // MARK: State changes shared by live operations and log replay
 
     /// `parentChildrenVersion`: nil when live (increment), the logged value when replaying.
+    /// `parentSequence`: the parent's sequence counters after a sequential create (`allocateSequence`).
     @discardableResult
     func applyCreate(_ path: String, parentPath: String, data: [UInt8], kind: NodeKind, owner: UInt64,
-                     creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?) -> Stat {
+                     creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?,
+                     parentSequence: (next: UInt64, reserved: UInt64)? = nil) -> Stat {
         var stat = Stat()
         stat.createdTransaction = transaction
         stat.modifiedTransaction = transaction
@@ -347,7 +355,7 @@ public final class Namespace {
         stat.dataLength = UInt32(data.count)
         nodes[path] = Node(data: data, stat: stat, creator: creator)
         Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
-                        childrenVersion: parentChildrenVersion)
+                        childrenVersion: parentChildrenVersion, sequence: parentSequence)
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
         return stat
     }
@@ -356,19 +364,23 @@ public final class Namespace {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
         Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
                           childrenVersion: parentChildrenVersion)
-        if node.creator != 0, usageBySession[node.creator] != nil {
-            usageBySession[node.creator]!.nodes -= 1
-            usageBySession[node.creator]!.dataBytes -= Int(node.stat.dataLength)
-        }
+        if node.creator != 0 { usageBySession[node.creator]?.count(nodes: -1, dataBytes: -Int(node.stat.dataLength)) }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
+            // An emptied set stays (with its storage) until the session ends (`closeSession`): a
+            // session that creates and deletes one node at a time (a lock's acquire and release)
+            // would otherwise make and drop it each time.
             ephemeralsBySession[owner]?.remove(path)
-            if ephemeralsBySession[owner]?.isEmpty == true { ephemeralsBySession.removeValue(forKey: owner) }
         }
     }
 
     // One access to the parent each (a tree lookup hashes the whole path).
-    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
+    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?,
+                                   sequence: (next: UInt64, reserved: UInt64)?) {
+        if let sequence {
+            parent.sequenceNext = sequence.next
+            parent.sequenceReserved = sequence.reserved
+        }
         parent.children.insert(name)
         parent.childrenCount += 1
         parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)
@@ -420,6 +432,12 @@ public final class Namespace {
 struct SessionUsage: Equatable {
     var nodes = 0
     var dataBytes = 0
+
+    /// One change of both counts: one access to the usage table instead of one per field.
+    mutating func count(nodes: Int, dataBytes: Int) {
+        self.nodes += nodes
+        self.dataBytes += dataBytes
+    }
 }
 
 struct SessionDeadline: Comparable {

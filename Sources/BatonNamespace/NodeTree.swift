@@ -34,11 +34,18 @@ struct NodeTree: Sendable {
     /// The node at `path`; setting nil removes it. A node's parent need not be in the tree here:
     /// the namespace keeps parents and `Node.children` in step.
     subscript(path: String) -> Node? {
-        get {
-            if path == NamespacePath.root { return root }
-            guard let directory = directories[NamespacePath.parent(of: path)] else { return nil }
-            let location = directory.locate(NamespacePath.name(of: path))
-            return location.found ? directory.chunks[location.chunk][location.position].node : nil
+        // Read in place (`tree[path]?.stat` copies no node).
+        _read {
+            if path == NamespacePath.root {
+                yield root
+            } else {
+                let (directory, location) = lookup(path)
+                if let directory, location.found {
+                    yield directory.chunks[location.chunk][location.position].node
+                } else {
+                    yield nil
+                }
+            }
         }
         set {
             if path == NamespacePath.root {
@@ -46,12 +53,12 @@ struct NodeTree: Sendable {
                 root = newValue
                 return
             }
-            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
-            let location = directories[parent]?.locate(name)
+            let (parent, location) = locate(path)
             if let location, location.found {
                 if let newValue { directories[parent]![nodeAt: location] = newValue } else { removeEntry(parent, at: location) }
             } else if let newValue {
-                directories[parent, default: Directory()].insert(Entry(name: name, node: newValue), at: location ?? (0, 0, false))
+                directories[parent, default: Directory()].insert(Entry(name: NamespacePath.name(of: path), node: newValue),
+                                                                 at: location ?? (0, 0, false))
                 count += 1
             }
         }
@@ -62,8 +69,7 @@ struct NodeTree: Sendable {
                 precondition(root != nil, "the root cannot be removed")
                 return
             }
-            let parent = NamespacePath.parent(of: path), name = NamespacePath.name(of: path)
-            let location = directories[parent]?.locate(name)
+            let (parent, location) = locate(path)
             if let location, location.found {
                 // In place: the node's own arrays (children, data) stay uniquely referenced.
                 yield &directories[parent]![nodeAt: location]
@@ -71,26 +77,70 @@ struct NodeTree: Sendable {
                 var value: Node? = nil
                 yield &value
                 guard let value else { return }
-                directories[parent, default: Directory()].insert(Entry(name: name, node: value),
+                directories[parent, default: Directory()].insert(Entry(name: NamespacePath.name(of: path), node: value),
                                                                  at: location ?? (0, 0, false))
                 count += 1
             }
         }
     }
 
+    /// Whether a node is at `path` (no copy of it).
+    func contains(_ path: String) -> Bool {
+        path == NamespacePath.root || lookup(path).location.found
+    }
+
+    /// The directory of a non-root `path`'s parent (nil if the parent has no children) and where the
+    /// name is in it or would go. One scan of the path; the name is compared as the path's own bytes
+    /// (no string is made for it: several lookups per request).
+    private func lookup(_ path: String) -> (directory: Directory?, location: Directory.Location) {
+        var path = path
+        return path.withUTF8 { bytes in
+            let slash = Self.lastSlash(bytes)
+            guard let directory = directories[Self.parent(bytes, slash)] else { return (nil, (0, 0, false)) }
+            return (directory, directory.locate(UnsafeBufferPointer(rebasing: bytes[(slash + 1)...])))
+        }
+    }
+
+    /// `lookup` for a change: the parent (the directories' key) and the location, nil without a
+    /// directory. Holds no copy of the directory (a change to it would then copy its chunk list).
+    private func locate(_ path: String) -> (parent: String, location: Directory.Location?) {
+        var path = path
+        return path.withUTF8 { bytes in
+            let slash = Self.lastSlash(bytes)
+            let parent = Self.parent(bytes, slash)
+            return (parent, directories[parent]?.locate(UnsafeBufferPointer(rebasing: bytes[(slash + 1)...])))
+        }
+    }
+
+    private static func lastSlash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var index = bytes.count - 1
+        while index > 0 && bytes[index] != UInt8(ascii: "/") { index -= 1 }
+        return index
+    }
+
+    private static func parent(_ bytes: UnsafeBufferPointer<UInt8>, _ slash: Int) -> String {
+        slash == 0 ? NamespacePath.root : String(decoding: UnsafeBufferPointer(rebasing: bytes[..<slash]), as: UTF8.self)
+    }
+
     @discardableResult
     mutating func removeValue(forKey path: String) -> Node? {
         precondition(path != NamespacePath.root, "the root cannot be removed")
-        let parent = NamespacePath.parent(of: path)
-        guard let location = directories[parent]?.locate(NamespacePath.name(of: path)), location.found else { return nil }
+        let (parent, location) = locate(path)
+        guard let location, location.found else { return nil }
         return removeEntry(parent, at: location).node
     }
 
     @discardableResult
     private mutating func removeEntry(_ parent: String, at location: Directory.Location) -> Entry {
-        let entry = directories[parent]!.remove(at: location)
-        if directories[parent]!.chunks.isEmpty { directories.removeValue(forKey: parent) }
         count -= 1
+        // One access to the directory (each costs a hash of the parent's path and a trie walk).
+        return Self.remove(at: location, from: &directories[parent])
+    }
+
+    /// Removes the entry, and the directory with it if that was its last.
+    private static func remove(at location: Directory.Location, from directory: inout Directory?) -> Entry {
+        let entry = directory!.remove(at: location)
+        if directory!.chunks.isEmpty { directory = nil }
         return entry
     }
 
@@ -151,35 +201,29 @@ struct NodeTree: Sendable {
 extension NodeTree.Directory {
     typealias Location = (chunk: Int, position: Int, found: Bool)
 
-    /// Where `name` is (by its bytes, else, for a non-ASCII name, by Swift's `==`, which the full-path
-    /// keys used: a path spelled another way names the same node), or where it would go.
-    func locate(_ name: String) -> Location {
+    /// Where `name` (bytes of a path) is, by its bytes, else, for a non-ASCII name, by Swift's `==`
+    /// (which the full-path keys used: a path spelled another way names the same node), or where it would go.
+    func locate(_ name: UnsafeBufferPointer<UInt8>) -> Location {
         guard !chunks.isEmpty else { return (0, 0, false) }
         let last = chunks.count - 1
         let location: Location
-        if ChildNames.precedes(chunks[last][chunks[last].count - 1].name, name) {
+        if ChildNames.order(chunks[last][chunks[last].count - 1].name, name) < 0 {
             location = (last, chunks[last].count, false)  // after the last name: no search
         } else {
-            let index = chunkIndex(for: name)
-            let position = Self.position(of: name, in: chunks[index])
-            if position < chunks[index].count && ChildNames.same(chunks[index][position].name, name) {
+            let index = ChildNames.chunkIndex(in: chunks) { ChildNames.order($0.name, name) < 0 }
+            let position = ChildNames.position(in: chunks[index]) { ChildNames.order($0.name, name) < 0 }
+            if position < chunks[index].count && ChildNames.order(chunks[index][position].name, name) == 0 {
                 return (index, position, true)
             }
             location = (index, position, false)
         }
-        if !ChildNames.isASCII(name) {
+        if !name.allSatisfy({ $0 < 0x80 }) {
+            let spelled = String(decoding: name, as: UTF8.self)
             for (index, chunk) in chunks.enumerated() {
-                if let position = chunk.firstIndex(where: { $0.name == name }) { return (index, position, true) }
+                if let position = chunk.firstIndex(where: { $0.name == spelled }) { return (index, position, true) }
             }
         }
         return location
-    }
-
-    /// The chunk that holds `name` or would: the first whose last name is not below it (else the last).
-    private func chunkIndex(for name: String) -> Int { ChildNames.chunkIndex(for: name, in: chunks) { $0.name } }
-
-    private static func position(of name: String, in chunk: [NodeTree.Entry]) -> Int {
-        ChildNames.position(of: name, in: chunk) { $0.name }
     }
 
     /// A stored node, in place; it stays (removing is `remove(at:)`).

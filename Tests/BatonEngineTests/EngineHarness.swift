@@ -47,9 +47,10 @@ final class EngineHarness {
     }
 
     /// Deletes a node behind the engine's request path, as no client request may delete a waiter node
-    /// (PROTOCOL.md §12.1) but a ZooKeeper client outside the sidecar could; returns what it caused.
+    /// (PROTOCOL.md §12.1) but an operator's forceRelease does (the one way it happens on the
+    /// embedded namespace, `Engine.deleteLockNode`); returns what it caused.
     func deleteOutOfBand(_ path: String) -> [EngineOutput] {
-        XCTAssertNoThrow(try engine.namespace.delete(path, expectedVersion: anyVersion, now: now))
+        XCTAssertTrue(engine.deleteLockNode(path, now: now))
         engine.drain(now: now)
         return engine.takeOutputs()
     }

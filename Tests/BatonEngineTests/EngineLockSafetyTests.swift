@@ -173,4 +173,36 @@ final class EngineLockSafetyTests: XCTestCase {
         guard case .success(.lockEntries(let after)) = harness.call(.inspect(path: "/locks/a"), on: 2) else { return XCTFail() }
         XCTAssertEqual(after.map(\.node), [held.node])
     }
+
+    /// The embedded namespace tells the recipe of every deletion of its nodes (`reportsDeletions`),
+    /// so a hold watches nothing, nor a waiter the node it waits behind; a deletion behind the
+    /// recipe (an operator's forceRelease, `Engine.deleteLockNode`) still ends the hold at once,
+    /// its `lockLost` before the next grant, which gets a higher token.
+    func testAHoldSetsNoWatchAndItsNodeDeletedBehindItIsStillLostBeforeTheNextGrant() throws {
+        let harness = EngineHarness()
+        harness.openSession(1)
+        harness.openSession(2)
+        let hold = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
+        let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
+        XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 0, "an uncontended hold sets no watch")
+        let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
+        XCTAssertNil(granted(waiting.outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 0, "nor does a waiter behind the recipe's own node")
+        let outputs = harness.deleteOutOfBand(held.node)
+        let lost = outputs.firstIndex { output in
+            if case .send(1, .event(.lockLost(held.node, held.token, .nodeDeleted))) = output { return true }
+            return false
+        }
+        let next = outputs.firstIndex { output in
+            if case .send(2, .reply(let reply)) = output { return reply.requestID == waiting.requestID }
+            return false
+        }
+        XCTAssertNotNil(lost, "\(outputs)")
+        XCTAssertNotNil(next, "\(outputs)")
+        if let lost, let next { XCTAssertLessThan(lost, next, "the loss is told before the next grant") }
+        let grant = try XCTUnwrap(granted(outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertGreaterThan(grant.token, held.token)
+        XCTAssertEqual(harness.call(.release(node: grant.node, token: grant.token), on: 2), .success(.empty))
+        XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 0, "no internal watch left behind")
+    }
 }

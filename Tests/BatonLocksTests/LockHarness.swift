@@ -15,8 +15,10 @@ final class LockHarness {
     private(set) var nowMilliseconds: UInt64 = 1_000
     private var collected: [LockEffect<Int>] = []
 
-    init(_ delivery: MemoryLockNamespace.Delivery, configuration: LockManagerConfiguration = LockManagerConfiguration()) {
+    init(_ delivery: MemoryLockNamespace.Delivery, configuration: LockManagerConfiguration = LockManagerConfiguration(),
+         reportsDeletions: Bool = false) {
         namespace = MemoryLockNamespace(delivery: delivery)
+        namespace.reportsDeletions = reportsDeletions
         let sessions = self.sessions
         manager = LockManager(namespace: namespace, configuration: configuration, now: Time(milliseconds: 1_000),
                               sessionIsAlive: { sessions.alive.contains($0) })

@@ -236,6 +236,83 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// Over a namespace that reports deletions (the embedded one) the manager watches none of its own
+    /// nodes: an uncontended acquire and release set no watch at all, a queue watches only the nodes
+    /// waited behind, and a deletion the owner reports (`nodeDeleted`) is what the watch would have
+    /// said: the holder's hold is lost, a waiter's acquire fails, the next waiter is granted.
+    func testOverANamespaceThatReportsDeletionsOwnNodesAreNotWatched() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery, reportsDeletions: true)
+            for round in 0..<3 {
+                harness.acquire(round, session: 1)
+                let grant = harness.takeEffects().grants
+                XCTAssertEqual(grant.map(\.ticket), [round])
+                harness.release(grant[0].node, session: 1, ticket: 100 + round)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [100 + round])
+            }
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 0, "\(delivery): an uncontended pair watches nothing")
+
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2)
+            harness.acquire(3, session: 3)
+            let holder = harness.takeEffects().grants
+            XCTAssertEqual(holder.map(\.ticket), [1])
+            // Not even the waiters' predecessors: they are the manager's own nodes too.
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 0, "\(delivery)")
+            let waiting = harness.waiterNodes()
+            XCTAssertEqual(waiting.count, 3)
+            // Someone deletes the middle waiter's node and says so: its acquire fails, the last now waits behind the holder.
+            let middle = "/locks/a/" + waiting[1]
+            harness.namespace.deleteNow(middle)
+            harness.apply(.nodeDeleted(path: middle))
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.failure(2)?.code, .lockLost, "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [])
+            // Then the holder's node: the holder hears lockLost(nodeDeleted) and the last waiter is granted.
+            harness.namespace.deleteNow(holder[0].node)
+            harness.apply(.nodeDeleted(path: holder[0].node))
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.losses.map(\.node), [holder[0].node], "\(delivery)")
+            XCTAssertEqual(effects.losses.map(\.reason), [.nodeDeleted])
+            XCTAssertEqual(effects.grantedTickets, [3])
+            XCTAssertEqual(harness.manager.waiterCount, 1)
+        }
+    }
+
+    /// Over a namespace that reports deletions, a waiter behind a local node learns of its deletion
+    /// from the manager itself (release, cancel, session end): no watch, no existence read, the next
+    /// waiter granted in the same step, after the release's answer and never before the node is gone.
+    func testOverANamespaceThatReportsDeletionsAHandOffNeedsNoWatchNorRead() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery, reportsDeletions: true)
+            for ticket in 1...4 { harness.acquire(ticket, session: UInt64(ticket)) }
+            var holder = harness.takeEffects().grants
+            XCTAssertEqual(holder.map(\.ticket), [1])
+            // A release: the next waiter is granted by the same input, after the release's answer.
+            harness.apply(.release(node: holder[0].node, token: holder[0].token, session: 1, ticket: 101))
+            var effects = harness.takeEffects()
+            XCTAssertEqual(effects.releasedTickets, [101], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [2], "\(delivery)")
+            let releasedAt = effects.firstIndex { if case .released = $0 { return true } else { return false } }
+            let grantedAt = effects.firstIndex { if case .granted = $0 { return true } else { return false } }
+            if let releasedAt, let grantedAt { XCTAssertLessThan(releasedAt, grantedAt, "\(delivery)") }
+            XCTAssertFalse(harness.namespace.nodes.keys.contains(holder[0].node))
+            holder = effects.grants
+            // A cancelled waiter in the middle: the one behind it now waits behind the holder, still granted in turn.
+            XCTAssertTrue(harness.cancel(3))
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [])
+            // The holder's session ends (the manager is told first, then its ephemerals go): the last waiter is granted.
+            harness.sessionDies(2)
+            effects = harness.takeEffects()
+            XCTAssertEqual(effects.losses.map(\.node), [holder[0].node], "\(delivery)")
+            XCTAssertEqual(effects.grantedTickets, [4], "\(delivery)")
+            XCTAssertEqual(harness.namespace.existsWatchesSet, 0, "\(delivery)")
+            XCTAssertEqual(harness.namespace.operationCounts[.exists, default: 0], 0, "\(delivery): a grant reads nothing")
+            XCTAssertEqual(harness.namespace.watchNotifications, 0, "\(delivery)")
+            XCTAssertEqual(harness.manager.waiterCount, 1)
+        }
+    }
+
     func testOneWatchNotificationPerReleaseWhateverTheQueueLength() {
         forEachDelivery { delivery in
             for (length, kind) in [(10, LockKind.exclusive), (1_000, .exclusive), (10, .semaphore), (1_000, .semaphore)] {
@@ -313,6 +390,45 @@ final class LockManagerTests: XCTestCase {
             XCTAssertEqual(harness.namespace.operationCounts[.delete], 5, "\(delivery)")
             XCTAssertEqual(harness.namespace.operationCounts[.exists], 5, "\(delivery): one read per grant")
         }
+    }
+
+    /// A lock whose last waiter went keeps its state (trusted empty queue, tables) for the next
+    /// acquire, which neither lists nor makes it again; at most `idleLocksMax` are kept; a lock whose
+    /// queue is not trusted (a semaphore) keeps none.
+    func testAnIdleLockKeepsItsStateBounded() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            // Persistent lock node (the memory namespace drops an emptied container at once).
+            harness.namespace.createNow("/locks", mode: .persistent, owner: 0)
+            harness.namespace.createNow("/locks/a", mode: .persistent, owner: 0)
+            for round in 0..<3 {
+                harness.acquire(round, session: 1)
+                let grant = harness.takeEffects().grants
+                XCTAssertEqual(grant.map(\.ticket), [round], "\(delivery)")
+                XCTAssertEqual(harness.manager.idleLockCount, 0)
+                harness.release(grant[0].node, session: 1, ticket: 100 + round)
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [100 + round])
+                XCTAssertEqual(harness.manager.lockCount, 0, "\(delivery)")
+                XCTAssertEqual(harness.manager.idleLockCount, 1, "\(delivery)")
+            }
+            XCTAssertEqual(harness.namespace.operationCounts[.children], 1, "\(delivery): only the first acquire lists")
+            for index in 0..<4_200 {
+                harness.acquire(1_000 + index, session: 2, path: "/locks/many/\(index)")
+                guard let grant = harness.takeEffects().grants.first else { return XCTFail("\(delivery) \(index)") }
+                harness.release(grant.node, session: 2, ticket: 10_000 + index)
+                XCTAssertLessThanOrEqual(harness.manager.idleLockCount, 4_096)
+            }
+            XCTAssertGreaterThan(harness.manager.idleLockCount, 0)
+            XCTAssertEqual(harness.manager.lockCount, 0)
+        }
+        // A semaphore is judged by listings, not by its queue: nothing to keep.
+        let harness = LockHarness(.immediate)
+        harness.acquire(1, session: 1, path: "/locks/s", kind: .semaphore, permits: 2)
+        guard let grant = harness.takeEffects().grants.first else { return XCTFail() }
+        harness.release(grant.node, session: 1, ticket: 2)
+        XCTAssertEqual(harness.takeEffects().releasedTickets, [2])
+        XCTAssertEqual(harness.manager.lockCount, 0)
+        XCTAssertEqual(harness.manager.idleLockCount, 0)
     }
 
     /// Nodes deleted by someone else, with the manager's queue trusted (the lock node's identity

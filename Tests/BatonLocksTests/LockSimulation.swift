@@ -46,6 +46,9 @@ final class LockSimulation {
 
     let seed: UInt64
     let delivery: MemoryLockNamespace.Delivery
+    /// The namespace promises to report every deletion of the manager's nodes (as the embedded one
+    /// does): sessions end manager first, and each deletion behind the manager is reported to it.
+    let reportsDeletions: Bool
     private var random: SeededGenerator
     private let namespace: MemoryLockNamespace
     private let sessionTable = SessionTable()
@@ -102,11 +105,13 @@ final class LockSimulation {
     var trace = false
     private var step = 0
 
-    init(seed: UInt64, delivery: MemoryLockNamespace.Delivery) {
+    init(seed: UInt64, delivery: MemoryLockNamespace.Delivery, reportsDeletions: Bool = false) {
         self.seed = seed
         self.delivery = delivery
+        self.reportsDeletions = reportsDeletions
         random = SeededGenerator(seed: seed)
         namespace = MemoryLockNamespace(delivery: delivery)
+        namespace.reportsDeletions = reportsDeletions
         let sessions = sessionTable
         manager = LockManager(namespace: namespace, now: Time(milliseconds: 10_000),
                               sessionIsAlive: { sessions.alive.contains($0) })
@@ -125,7 +130,7 @@ final class LockSimulation {
     private var now: Time { Time(milliseconds: nowMilliseconds) }
 
     private func fail(_ message: String) -> Failure {
-        Failure(description: "LockSimulation seed \(seed) (\(delivery)) step \(step): \(message)")
+        Failure(description: "LockSimulation seed \(seed) (\(delivery)\(reportsDeletions ? ", reportsDeletions" : "")) step \(step): \(message)")
     }
 
     private func openSession() {
@@ -257,7 +262,7 @@ final class LockSimulation {
         sessionTable.alive.remove(session)
         // The engine tells the manager first (a lock-delay starts there); the other order is what a
         // backend that reports the nodes' deletion first would do: no delay is promised then.
-        let managerFirst = random.chance(50)
+        let managerFirst = random.chance(50) || reportsDeletions
         for (node, holder) in holders where holder.session == session {
             holders[node] = nil
             if managerFirst && holder.lockDelay > 0 && namespace.nodes[node] != nil {
@@ -280,6 +285,7 @@ final class LockSimulation {
         holders[node] = nil
         note("someone deletes \(node)")
         namespace.deleteNow(node)
+        if reportsDeletions { apply(.nodeDeleted(path: node)) }
     }
 
     private func deleteSomeWaiterNode() {
@@ -288,6 +294,7 @@ final class LockSimulation {
         let node = waiting[random.below(waiting.count)].node
         note("someone deletes waiter \(node)")
         namespace.deleteNow(node)
+        if reportsDeletions { apply(.nodeDeleted(path: node)) }
     }
 
     private func renewSomeHolder() {

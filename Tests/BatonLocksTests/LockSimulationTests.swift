@@ -20,8 +20,8 @@ final class LockSimulationTests: XCTestCase {
         var renewals = 0
         var delayedDeaths = 0
         for seed in seeds {
-            for delivery in [MemoryLockNamespace.Delivery.immediate, .deferred] {
-                let simulation = LockSimulation(seed: seed, delivery: delivery)
+            for (delivery, reports) in [(MemoryLockNamespace.Delivery.immediate, false), (.deferred, false), (.immediate, true), (.deferred, true)] {
+                let simulation = LockSimulation(seed: seed, delivery: delivery, reportsDeletions: reports)
                 simulation.trace = environment["BATON_SIMULATION_TRACE"] != nil
                 do {
                     try simulation.run(steps: 150)

@@ -42,6 +42,11 @@ final class MemoryLockNamespace: LockNamespace {
     var deadSessions: Set<UInt64> = []
     /// Whether creates report the parent's identity (a store that cannot tell leaves it nil).
     var reportsParent = true
+    /// Promises the manager that its nodes are deleted only by it, by session ends, or with a
+    /// `nodeDeleted` input (as the embedded namespace does); read by the manager once, when made.
+    var reportsDeletions = false
+    /// Exists-watches set so far.
+    private(set) var existsWatchesSet = 0
     /// Operations served so far, by kind (to check what a release costs).
     private(set) var operationCounts: [Operation: Int] = [:]
     /// Decides a fault for an operation on a path (nil: none).
@@ -199,7 +204,10 @@ final class MemoryLockNamespace: LockNamespace {
     func exists(path: String, watch: LockWatch?, completion: @escaping (Result<Stat?, ReplyError>) -> Void) {
         operationCounts[.exists, default: 0] += 1
         if faults?(.exists, path) != nil { return deliver { completion(.failure(ReplyError(.storageFailure))) } }
-        if let watch { existsWatches[path, default: []].append(watch) }
+        if let watch {
+            existsWatchesSet += 1
+            existsWatches[path, default: []].append(watch)
+        }
         let stat = nodes[path]?.stat
         deliver { completion(.success(stat)) }
     }
