@@ -316,19 +316,29 @@ public final class Namespace {
         guard data.count <= limits.dataBytesMax else {
             throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
         }
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
-        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
-            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        // One tree access: checked and changed in place (a read and then a change would look the
+        // path up twice, and binding the node would copy it).
+        return try setInPlace(&nodes[path], path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+    }
+
+    private func setInPlace(_ node: inout Node?, _ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
+                            _ changes: inout Changes) throws(ReplyError) -> Stat {
+        guard node != nil else { throw ReplyError(.noNode, path) }
+        guard expectedVersion == anyVersion || expectedVersion == node!.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(node!.version), expected \(expectedVersion)")
         }
-        let bytesBefore = Int(node.stat.dataLength)  // as `node.data.count`, without building the array
-        if data.count > bytesBefore, node.creator != 0, let usage = usageBySession[node.creator],
+        let bytesBefore = node!.dataLength  // without building the data array
+        let creator = node!.creator
+        if data.count > bytesBefore, creator != 0, let usage = usageBySession[creator],
            usage.dataBytes - bytesBefore + data.count > limits.dataBytesPerSessionMax {
-            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(node.creator) hold \(usage.dataBytes) bytes, \(data.count - bytesBefore) more would exceed \(limits.dataBytesPerSessionMax)")
+            throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(creator) hold \(usage.dataBytes) bytes, \(data.count - bytesBefore) more would exceed \(limits.dataBytesPerSessionMax)")
         }
         let transaction = allocateTransaction(&changes)
-        let version = node.stat.version &+ 1
-        let stat = applySet(path, data: data, version: version, transaction: transaction, wallMilliseconds: now.wallMilliseconds)
-        if node.kind != .ephemeral {
+        let version = node!.version &+ 1
+        let stat = Self.replaceData(of: &node!, with: data, version: version, transaction: transaction,
+                                    wallMilliseconds: now.wallMilliseconds).stat
+        if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
+        if stat.kind != .ephemeral {
             changes.records.append(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
         }
