@@ -13,6 +13,14 @@ import PackageDescription
 //   BatonClient    the Swift client library (blocking and async)
 //   BatonTLS       TLS over memory buffers (OpenSSL), for batond's TCP listener and the client
 //   batond, baton  the daemon and the CLI
+// The request path's modules (namespace, engine, server loop) are classes whose stored properties
+// Swift checks for overlapping access at run time (`swift_beginAccess`): about a tenth of a
+// pipelined set's CPU (BENCHMARKS.md, "The server's per-request shell"). Debug builds, which the
+// tests run, keep the checks.
+let uncheckedExclusivityInRelease: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "Baton",
     platforms: [.macOS(.v14)],
@@ -54,7 +62,7 @@ let package = Package(
         .target(name: "BatonNamespace", dependencies: [
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
-        ]),
+        ], swiftSettings: uncheckedExclusivityInRelease),
         // Whole-module bodies exported (cross-module optimisation), so the engine's and the ZooKeeper
         // store's `LockManager<LockTicket>` is specialised instead of running the generic recipe
         // through metadata lookups and witness tables on every request.
@@ -66,7 +74,7 @@ let package = Package(
         .target(name: "BatonEngine", dependencies: [
             "BatonProtocol", "BatonNamespace", "BatonLocks", "BatonAccess",
             .product(name: "Collections", package: "swift-collections"),
-        ]),
+        ], swiftSettings: uncheckedExclusivityInRelease),
         .target(name: "BatonStore", dependencies: [
             "CZlib",
             .product(name: "Logging", package: "swift-log"),
@@ -76,7 +84,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Prometheus", package: "swift-prometheus"),
-        ]),
+        ], swiftSettings: uncheckedExclusivityInRelease),
         .target(name: "BatonClient", dependencies: ["BatonProtocol", "BatonTLS"]),
         .executableTarget(name: "batond", dependencies: [
             "BatonServer", "BatonZooKeeper", "BatonRevision",
