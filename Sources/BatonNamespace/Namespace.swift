@@ -260,15 +260,23 @@ public final class Namespace {
             }
             path += NamespacePath.sequenceSuffix(parent.sequenceNext)
         }
-        guard !nodes.contains(path) else { throw ReplyError(.nodeExists, path) }
+        // The last check is the insert itself: one search of the parent's entries instead of a
+        // `contains` and then an insert. Nothing has changed before it; the node's transaction is
+        // the one `allocateTransaction` hands out next.
+        let counted = usage != nil
+        let transaction = transactionCurrent + 1
+        let stat = Self.createdStat(kind: mode.kind, owner: session, dataCount: data.count, transaction: transaction,
+                                    wallMilliseconds: now.wallMilliseconds)
+        guard nodes.insertIfAbsent(path, Node(data: data, stat: stat, creator: counted ? session : 0)) else {
+            throw ReplyError(.nodeExists, path)
+        }
 
         let parentSequence = mode.sequential
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
-        let transaction = allocateTransaction(&changes)
-        let counted = usage != nil
-        let stat = applyCreate(path, parentPath: parentPath, data: data, kind: mode.kind, owner: session,
-                               creator: counted ? session : 0, transaction: transaction,
-                               wallMilliseconds: now.wallMilliseconds, parentChildrenVersion: nil, parentSequence: parentSequence)
+        let allocated = allocateTransaction(&changes)
+        precondition(allocated == transaction, "the created node's transaction was not the next one")
+        linkCreated(path, parentPath: parentPath, kind: mode.kind, owner: session, transaction: transaction,
+                    parentChildrenVersion: nil, parentSequence: parentSequence)
         if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
         if mode.kind != .ephemeral {
             changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
@@ -354,6 +362,16 @@ public final class Namespace {
     func applyCreate(_ path: String, parentPath: String, data: [UInt8], kind: NodeKind, owner: UInt64,
                      creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?,
                      parentSequence: (next: UInt64, reserved: UInt64)? = nil) -> Stat {
+        let stat = Self.createdStat(kind: kind, owner: owner, dataCount: data.count, transaction: transaction,
+                                    wallMilliseconds: wallMilliseconds)
+        nodes[path] = Node(data: data, stat: stat, creator: creator)
+        linkCreated(path, parentPath: parentPath, kind: kind, owner: owner, transaction: transaction,
+                    parentChildrenVersion: parentChildrenVersion, parentSequence: parentSequence)
+        return stat
+    }
+
+    private static func createdStat(kind: NodeKind, owner: UInt64, dataCount: Int, transaction: UInt64,
+                                    wallMilliseconds: UInt64) -> Stat {
         var stat = Stat()
         stat.createdTransaction = transaction
         stat.modifiedTransaction = transaction
@@ -362,12 +380,16 @@ public final class Namespace {
         stat.modifiedMilliseconds = wallMilliseconds
         stat.kind = kind
         stat.ephemeralOwner = kind == .ephemeral ? owner : 0
-        stat.dataLength = UInt32(data.count)
-        nodes[path] = Node(data: data, stat: stat, creator: creator)
+        stat.dataLength = UInt32(dataCount)
+        return stat
+    }
+
+    /// A created node (already in the tree) into its parent's children and its owner's ephemerals.
+    private func linkCreated(_ path: String, parentPath: String, kind: NodeKind, owner: UInt64, transaction: UInt64,
+                             parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) {
         Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
                         childrenVersion: parentChildrenVersion, sequence: parentSequence)
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
-        return stat
     }
 
     func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) {

@@ -57,9 +57,7 @@ struct NodeTree: Sendable {
             if let location, location.found {
                 if let newValue { directories[parent]![nodeAt: location] = newValue } else { removeEntry(parent, at: location) }
             } else if let newValue {
-                directories[parent, default: Directory()].insert(Entry(name: NamespacePath.name(of: path), node: newValue),
-                                                                 at: location ?? (0, 0, false))
-                count += 1
+                insert(newValue, path, parent, at: location)
             }
         }
         // Changes in place (`tree[path]!.field = …`); removing is `removeValue` or setting nil.
@@ -77,11 +75,26 @@ struct NodeTree: Sendable {
                 var value: Node? = nil
                 yield &value
                 guard let value else { return }
-                directories[parent, default: Directory()].insert(Entry(name: NamespacePath.name(of: path), node: value),
-                                                                 at: location ?? (0, 0, false))
-                count += 1
+                insert(value, path, parent, at: location)
             }
         }
+    }
+
+    /// Inserts `node` at a non-root `path` unless a node is there (then false, nothing changed): one
+    /// search instead of `contains` and then a set.
+    mutating func insertIfAbsent(_ path: String, _ node: Node) -> Bool {
+        precondition(path != NamespacePath.root, "the root always exists")
+        let (parent, location) = locate(path)
+        if let location, location.found { return false }
+        insert(node, path, parent, at: location)
+        return true
+    }
+
+    /// A new entry where `locate` found its place (nil: the parent has no directory yet).
+    private mutating func insert(_ node: Node, _ path: String, _ parent: String, at location: Directory.Location?) {
+        directories[parent, default: Directory()].insert(Entry(name: NamespacePath.name(of: path), node: node),
+                                                         at: location ?? (0, 0, false))
+        count += 1
     }
 
     /// Whether a node is at `path` (no copy of it).
