@@ -90,7 +90,9 @@ extension Engine {
                 reply(connection, requestID, .release, .failure(error), now: now)
                 return
             }
-            let holder = locks.holders[node]
+            // One hash of the node's path for the holder entry: found by index, removed at it.
+            let holderIndex = locks.holders.index(forKey: node)
+            let holder = holderIndex.map { locks.holders[$0].value }
             let holds = holder.map { $0.session == session && $0.token == token } ?? false
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists; so does a
@@ -101,8 +103,8 @@ extension Engine {
                 return
             }
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
-            if let holder, holds,
-               !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders[node] = nil }
+            if let holderIndex, let holder, holds,
+               !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders.remove(at: holderIndex) }
             applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
@@ -339,7 +341,7 @@ extension Engine {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
                 return
             }
-            let owned = locks.ownedAcquires.remove(ticket) != nil
+            let owned = takeOwnedAcquire(ticket)
             if let session = connections[ticket.connection]?.sessionID {
                 locks.holders[node] = (ticket, session, token, owned)
             }
@@ -350,12 +352,12 @@ extension Engine {
                 reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
             }
         case .reentered(let ticket, let node, let token, let holdCount):
-            locks.ownedAcquires.remove(ticket)
+            _ = takeOwnedAcquire(ticket)
             guard finishPendingAcquire(ticket) else { return }
             reply(ticket.connection, ticket.requestID, .acquireOwned,
                   .success(.held(node: node, token: token, holdCount: holdCount)), now: now)
         case .failed(let ticket, let error):
-            let owned = locks.ownedAcquires.remove(ticket) != nil
+            let owned = takeOwnedAcquire(ticket)
             let wasAcquire = finishPendingAcquire(ticket)
             guard connections[ticket.connection] != nil else { return }
             if wasAcquire {
@@ -378,6 +380,11 @@ extension Engine {
                 outputs.append(.send(holder.ticket.connection, .event(event)))
             }
         }
+    }
+
+    /// True if `ticket` was a waiting `acquireOwned` (now forgotten). Hashes no ticket while none waits.
+    private func takeOwnedAcquire(_ ticket: LockTicket) -> Bool {
+        !locks.ownedAcquires.isEmpty && locks.ownedAcquires.remove(ticket) != nil
     }
 
     /// True if `ticket` was a waiting acquire (now answered).

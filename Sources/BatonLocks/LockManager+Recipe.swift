@@ -773,7 +773,7 @@ extension LockManager {
     func finishRemoval(_ waiter: Waiter) {
         if case .removing(true) = waiter.state {
             // told already
-        } else if let ticket = releaseTicketOf[waiter.id] {
+        } else if let ticket = releaseTicketOf.removeValue(forKey: waiter.id) {
             emit(.released(ticket: ticket))
         }
         forget(waiter)
@@ -781,15 +781,17 @@ extension LockManager {
 
     func forget(_ waiter: Waiter) {
         unwatch(waiter)
-        if !watchesOwnNodes, let path = waiter.nodePath, let entry = nodeWatches[path] {
+        if !watchesOwnNodes, !nodeWatches.isEmpty, let path = waiter.nodePath, let entry = nodeWatches[path] {
             // Its node is gone (a waiter with a node is forgotten only then), and over a namespace
             // that reports deletions nobody else tells those waiting behind it (`watchNode`'s
             // `ownNode`): its deletion event, applied after this step as a namespace watch's would be.
             arrivedDuringStep.append(.watchFired(path: path, generation: entry.generation, .deleted))
         }
         waiters[waiter.id] = nil
-        if let ticket = ticketOf.removeValue(forKey: waiter.id), tickets[ticket] == waiter.id { tickets[ticket] = nil }
-        releaseTicketOf[waiter.id] = nil
+        // One hash of the ticket: found by index, removed at it.
+        if let ticket = ticketOf.removeValue(forKey: waiter.id), let index = tickets.index(forKey: ticket),
+           tickets.values[index] == waiter.id { tickets.remove(at: index) }
+        if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
         // In place: a copy of the set taken out of the dictionary would be copied again on `remove`.
         if let index = sessions.index(forKey: waiter.session) {
             sessions.values[index].remove(waiter.id)

@@ -211,12 +211,14 @@ public final class LockManager<Ticket: Hashable> {
     }
 
     private func startAcquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String) {
-        if let refusal = refusal(of: request, ticket: ticket) {
+        // The lock's state, looked up once for the checks and the queue (an idle lock is not in `locks`).
+        let existing = locks[request.path]
+        if let refusal = refusal(of: request, ticket: ticket, lock: existing) {
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
-        if reentered(request, ticket: ticket, session: session) { return }
-        let lock = lockState(request.path)
+        if let existing, reentered(request, ticket: ticket, session: session, lock: existing) { return }
+        let lock = existing ?? lockState(request.path)
         let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
                             request: request, queuedMilliseconds: nowMilliseconds)
         nextWaiterID += 1
@@ -338,7 +340,7 @@ public final class LockManager<Ticket: Hashable> {
         effects.append(effect)
     }
 
-    private func refusal(of request: LockRequest, ticket: Ticket) -> ReplyError? {
+    private func refusal(of request: LockRequest, ticket: Ticket, lock: LockState?) -> ReplyError? {
         if tickets[ticket] != nil { return ReplyError(.invalidArgument, "an acquire with this ticket is pending") }
         guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
         if request.path.utf8.count > configuration.lockPathBytesMax {
@@ -357,7 +359,7 @@ public final class LockManager<Ticket: Hashable> {
         if request.kind == .semaphore && request.permits == 0 {
             return ReplyError(.invalidArgument, "a semaphore needs at least one permit")
         }
-        if let lock = locks[request.path], lock.members.count >= configuration.waitersPerLockMax {
+        if let lock, lock.members.count >= configuration.waitersPerLockMax {
             return ReplyError(.tooManyWaiters, request.path)
         }
         return nil
@@ -367,8 +369,8 @@ public final class LockManager<Ticket: Hashable> {
     /// token: the owner's hold is counted again (same node, same token). Without one: a second acquire
     /// where either is exclusive would queue behind the session's own node, so it is refused at once.
     /// True if the acquire was answered here.
-    private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64) -> Bool {
-        guard let lock = locks[request.path], let mine = sessions[session] else { return false }
+    private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64, lock: LockState) -> Bool {
+        guard let mine = sessions[session] else { return false }
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
         for id in mine.count <= lock.members.count ? mine : lock.members {
             guard let other = waiters[id], other.session == session, other.lockPath == request.path,

@@ -4,24 +4,28 @@ import BatonProtocol
 /// has had a child and is empty again is deleted once it has stayed empty for the grace period.
 /// Lock directories are containers: they must not leak, yet a lock taken and released in a loop
 /// must not log a create and a delete every time, hence the grace.
+///
+/// The schedule is lazy, because a lock taken and released in a loop empties and fills its
+/// directory once per pair: `containerSweepDeadlines` holds, per container that was emptied, the
+/// deadline of its latest empty period (emptied + grace), and the queue holds at most one entry
+/// per key, never later than the key's deadline. A child's creation changes nothing; the sweep
+/// drops an entry whose container is no longer empty, and moves one whose deadline moved on (the
+/// container was filled and emptied again since) to its place in the queue.
 extension Namespace {
     func containerChildrenChanged(_ path: String, now: Time) {
         // Two fields read in place (binding the node would copy it).
         guard let (kind, childless) = nodes[path].map({ ($0.kind, $0.children.isEmpty) }), kind == .container else {
-            if !containerSweepDeadlines.isEmpty { containerSweepDeadlines.removeValue(forKey: path) }
-            return
+            return  // gone (the sweep drops its entry) or not a container
         }
-        if childless {
-            scheduleSweep(path, now: now)
-        } else if !containerSweepDeadlines.isEmpty {
-            containerSweepDeadlines.removeValue(forKey: path)
-        }
+        if childless { scheduleSweep(path, now: now) }
     }
 
+    /// The container at `path` is empty as of `now`: it is swept once `now` + grace has passed,
+    /// unless it has a child then.
     func scheduleSweep(_ path: String, now: Time) {
-        guard containerSweepDeadlines[path] == nil else { return }
         let deadline = now.monotonicMilliseconds + configuration.containerGraceMilliseconds
-        containerSweepDeadlines[path] = deadline
+        // One hash of the path when the container already has an entry (the loop's case).
+        guard containerSweepDeadlines.updateValue(deadline, forKey: path) == nil else { return }
         containerSweepQueue.append(ContainerDeadline(deadlineMilliseconds: deadline, path: path))
     }
 
@@ -32,15 +36,34 @@ extension Namespace {
         guard writeRefusal == nil else { return }
         while let first = containerSweepQueue.first, first.deadlineMilliseconds <= now.monotonicMilliseconds {
             containerSweepQueue.removeFirst()
-            guard containerSweepDeadlines[first.path] == first.deadlineMilliseconds else { continue }
+            guard let deadline = containerSweepDeadlines[first.path] else { continue }
+            guard let node = nodes[first.path], node.kind == .container, node.children.isEmpty else {
+                containerSweepDeadlines.removeValue(forKey: first.path)
+                continue
+            }
+            guard deadline <= first.deadlineMilliseconds else {
+                requeueSweep(ContainerDeadline(deadlineMilliseconds: deadline, path: first.path))
+                continue
+            }
             containerSweepDeadlines.removeValue(forKey: first.path)
-            guard let node = nodes[first.path], node.kind == .container, node.children.isEmpty else { continue }
             var changes = Changes()
             removeNode(first.path, kind: .container, sweep: true, &changes)
             commit(changes, asOneRecord: false, now: now)
         }
     }
 
-    /// Containers waiting to be swept (for tests and metrics).
+    /// Puts an entry whose deadline moved on back in deadline order. Deadlines grow with the
+    /// clock, so its place is near the back: the search and the move start there.
+    private func requeueSweep(_ entry: ContainerDeadline) {
+        var index = containerSweepQueue.endIndex
+        while index > containerSweepQueue.startIndex,
+              containerSweepQueue[index - 1].deadlineMilliseconds > entry.deadlineMilliseconds {
+            index -= 1
+        }
+        containerSweepQueue.insert(entry, at: index)
+    }
+
+    /// Containers with a sweep scheduled (for tests and metrics): emptied ones, and those filled
+    /// again whose entry the sweep has not dropped yet.
     public var containersAwaitingSweep: Int { containerSweepDeadlines.count }
 }

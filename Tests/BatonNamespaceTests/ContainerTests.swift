@@ -51,6 +51,48 @@ final class ContainerTests: XCTestCase {
         XCTAssertFalse(logged.contains { if case .create = $0 { true } else { false } })
     }
 
+    /// The schedule is lazy (a refill does not cancel it): a container refilled and emptied again
+    /// is swept a grace after its last emptying, in deadline order with the others.
+    func testRefilledContainerIsSweptAGraceAfterItsLastEmptying() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
+        try namespace.create("/a", data: [], mode: .container, session: 0, now: start)
+        try namespace.create("/b", data: [], mode: .container, session: 0, now: start)
+        let first = try namespace.create("/a/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start)
+        try namespace.delete(first.path, expectedVersion: -1, now: start)  // /a: due at +1,000
+        let other = try namespace.create("/b/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start)
+        try namespace.delete(other.path, expectedVersion: -1, now: start.advanced(by: 100))  // /b: due at +1,100
+        let again = try namespace.create("/a/w-", data: [], mode: .ephemeralSequential, session: session.id,
+                                         now: start.advanced(by: 200))
+        try namespace.delete(again.path, expectedVersion: -1, now: start.advanced(by: 500))  // /a: now due at +1,500
+
+        namespace.tick(now: start.advanced(by: 1_000))
+        XCTAssertNotNil(try namespace.exists("/a"), "emptied again at +500: its grace runs to +1,500")
+        XCTAssertEqual(namespace.nextDeadlineMilliseconds, start.monotonicMilliseconds + 1_100)
+        namespace.tick(now: start.advanced(by: 1_100))
+        XCTAssertNil(try namespace.exists("/b"))
+        XCTAssertNotNil(try namespace.exists("/a"))
+        namespace.tick(now: start.advanced(by: 1_499))
+        XCTAssertNotNil(try namespace.exists("/a"))
+        namespace.tick(now: start.advanced(by: 1_500))
+        XCTAssertNil(try namespace.exists("/a"))
+        XCTAssertEqual(namespace.containersAwaitingSweep, 0)
+    }
+
+    /// A container refilled when its deadline comes keeps its children and leaves the schedule.
+    func testContainerFilledAtItsDeadlineIsKeptAndUnscheduled() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
+        try namespace.create("/a", data: [], mode: .container, session: 0, now: start)
+        let first = try namespace.create("/a/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start)
+        try namespace.delete(first.path, expectedVersion: -1, now: start)
+        _ = try namespace.create("/a/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start.advanced(by: 10))
+        XCTAssertEqual(namespace.containersAwaitingSweep, 1, "a refill does not cancel: the sweep drops the entry")
+        namespace.tick(now: start.advanced(by: 1_000))
+        XCTAssertNotNil(try namespace.exists("/a"))
+        XCTAssertEqual(namespace.containersAwaitingSweep, 0)
+    }
+
     func testNeverUsedContainerIsKept() throws {
         let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
         try namespace.create("/c", data: [], mode: .container, session: 0, now: start)
