@@ -510,7 +510,7 @@ extension LockManager {
             arrived(.grantChecked(id, .success(Stat())))
             return
         }
-        if watchesOwnNodes && waiter.kind != .semaphore && waiter.watchedPath == nil {
+        if waiter.kind != .semaphore && waiter.watchedPath == nil {
             waiter.watchedPath = path
             if !addInterest(path, waiter, grant: true) { return }
         }

@@ -53,9 +53,8 @@ final class DeadlineTimer {
     /// Fires once, `milliseconds` from now (0: on the next poll), replacing any earlier setting.
     func start(milliseconds: UInt64) {
         #if os(Linux)
-        guard descriptor >= 0 else { return }
-        let result = baton_timerfd_arm(descriptor, milliseconds)
-        precondition(result == 0, "timerfd_settime failed: \(errno)")
+        let (microseconds, overflow) = milliseconds.multipliedReportingOverflow(by: 1_000)
+        start(microseconds: overflow ? .max : microseconds)
         #else
         guard let timer else { return }
         uv_timer_start(timer, onDeadlineTimer, milliseconds, 0)

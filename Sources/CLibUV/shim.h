@@ -34,18 +34,13 @@ static inline int baton_peer_credentials(int fd, int *pid, unsigned *uid) { (voi
 #endif
 
 // The loop's deadline timer as a timerfd (Linux; DeadlineTimer.swift says why). Relative to now, as
-// uv_timer_start is; 0 ms fires at once (a zero it_value would disarm instead). -1 on error.
+// uv_timer_start is; 0 fires at once (a zero it_value would disarm instead). -1 on error.
 #if defined(__linux__)
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <stdint.h>
 static inline int baton_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
-static inline int baton_timerfd_arm(int fd, uint64_t milliseconds) {
-    struct itimerspec spec = {{0, 0}, {(time_t)(milliseconds / 1000), (long)(milliseconds % 1000) * 1000000L}};
-    if (milliseconds == 0) spec.it_value.tv_nsec = 1;
-    return timerfd_settime(fd, 0, &spec, NULL);
-}
-// The same in microseconds (the group-commit window is a fraction of an fsync).
+// In microseconds: deadlines are whole milliseconds, the group-commit window a fraction of an fsync.
 static inline int baton_timerfd_arm_microseconds(int fd, uint64_t microseconds) {
     struct itimerspec spec = {{0, 0}, {(time_t)(microseconds / 1000000), (long)(microseconds % 1000000) * 1000L}};
     if (microseconds == 0) spec.it_value.tv_nsec = 1;
