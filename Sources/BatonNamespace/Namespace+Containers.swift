@@ -14,7 +14,7 @@ import BatonProtocol
 extension Namespace {
     func containerChildrenChanged(_ path: String, now: Time) {
         // Two fields read in place (binding the node would copy it).
-        guard let (kind, childless) = nodes[path].map({ ($0.kind, $0.children.isEmpty) }), kind == .container else {
+        guard let (kind, childless) = nodes[path].map({ ($0.kind, $0.childrenCount == 0) }), kind == .container else {
             return  // gone (the sweep drops its entry) or not a container
         }
         if childless { scheduleSweep(path, now: now) }
@@ -37,7 +37,7 @@ extension Namespace {
         while let first = containerSweepQueue.first, first.deadlineMilliseconds <= now.monotonicMilliseconds {
             containerSweepQueue.removeFirst()
             guard let deadline = containerSweepDeadlines[first.path] else { continue }
-            guard let node = nodes[first.path], node.kind == .container, node.children.isEmpty else {
+            guard let node = nodes[first.path], node.kind == .container, node.childrenCount == 0 else {
                 containerSweepDeadlines.removeValue(forKey: first.path)
                 continue
             }

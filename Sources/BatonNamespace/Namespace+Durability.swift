@@ -71,7 +71,7 @@ extension Namespace {
              .sweepContainer(let transaction, let path, let parentChildrenVersion):
             guard transaction > transactionCurrent else { return }
             guard path != NamespacePath.root, let node = nodes[path] else { throw RecoveryError("delete \(path): no node") }
-            guard node.children.isEmpty else { throw RecoveryError("delete \(path): has children") }
+            guard node.childrenCount == 0 else { throw RecoveryError("delete \(path): has children") }
             applyDelete(path, parentPath: NamespacePath.parent(of: path), transaction: transaction,
                         parentChildrenVersion: parentChildrenVersion)
             transactionCurrent = transaction
@@ -95,14 +95,14 @@ extension Namespace {
     func finishRecovery(now: Time) {
         if transactionReserved > 0 { transactionCurrent = max(transactionCurrent, transactionReserved - 1) }
         // One pass over a million nodes picks both kinds (few of either), sorted out below.
-        let selected = nodes.paths { $0.sequenceNext < $0.sequenceReserved || ($0.kind == .container && $0.children.isEmpty) }
+        let selected = nodes.paths { $0.sequenceNext < $0.sequenceReserved || ($0.kind == .container && $0.childrenCount == 0) }
         var emptyContainers: [String] = []
         for path in selected {
             let node = nodes[path]!
             if node.sequenceNext < node.sequenceReserved { nodes[path]!.sequenceNext = node.sequenceReserved }
             // Ephemeral children did not survive the restart: an empty container is swept after
             // the grace, whether or not the log saw it used (its users' sessions are gone).
-            if node.kind == .container && node.children.isEmpty { emptyContainers.append(path) }
+            if node.kind == .container && node.childrenCount == 0 { emptyContainers.append(path) }
         }
         for path in emptyContainers.sorted() { scheduleSweep(path, now: now) }
     }

@@ -74,6 +74,12 @@ public final class Namespace {
     /// The node at `path` (no watch, no validation beyond lookup).
     public func node(at path: String) -> Node? { nodes[path] }
 
+    /// The names of the children of the node at `path` in listing order, nil without that node (no
+    /// watch, no validation beyond lookup).
+    public func childNames(of path: String) -> [String]? {
+        nodes.contains(path) ? nodes.childNames(of: path, after: nil, limit: .max).names : nil
+    }
+
     /// Whether a node is at `path` (no validation beyond lookup; no copy of the node).
     public func contains(_ path: String) -> Bool { nodes.contains(path) }
 
@@ -151,10 +157,10 @@ public final class Namespace {
     public func children(_ path: String, after cursor: String?, limit: Int,
                          watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String], more: Bool) {
         try NamespacePath.validate(path, limits: limits)
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        guard let stat = nodes[path]?.stat else { throw ReplyError(.noNode, path) }
         if let watcher { try addWatch(watcher, path: path, kind: .children) }
-        let page = node.children.names(after: cursor, limit: limit)
-        return (node.stat, page.names, page.more)
+        let page = nodes.childNames(of: path, after: cursor, limit: limit)
+        return (stat, page.names, page.more)
     }
 
     /// Succeeds if the node exists with the expected version (-1: any).
@@ -231,7 +237,7 @@ public final class Namespace {
         }
         let parentPath = NamespacePath.parent(of: placeholder)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
-        // its children set, and the insert would then copy that set — O(children) per create.
+        // its sequence counters, and their update would then copy them.
         guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
                                                     createdTransaction: $0.createdTransaction) }) else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
@@ -275,13 +281,14 @@ public final class Namespace {
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let allocated = allocateTransaction(&changes)
         precondition(allocated == transaction, "the created node's transaction was not the next one")
-        linkCreated(path, parentPath: parentPath, kind: mode.kind, owner: session, transaction: transaction,
-                    parentChildrenVersion: nil, parentSequence: parentSequence)
+        let parentChildrenVersion = linkCreated(path, parentPath: parentPath, kind: mode.kind, owner: session,
+                                                transaction: transaction, parentChildrenVersion: nil,
+                                                parentSequence: parentSequence)
         if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
         if mode.kind != .ephemeral {
             changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
-                                           parentChildrenVersion: nodes[parentPath]!.stat.childrenVersion))
+                                           parentChildrenVersion: parentChildrenVersion))
         }
         changes.triggers.append((.created, path))
         changes.triggers.append((.childrenChanged, parentPath))
@@ -292,14 +299,13 @@ public final class Namespace {
         try NamespacePath.validate(path, limits: limits)
         guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
         // The few fields read in place (binding the node would copy it).
-        guard let node = nodes[path].map({ (version: $0.version, childless: $0.children.isEmpty,
-                                            childrenCount: $0.childrenCount, kind: $0.kind) }) else {
+        guard let node = nodes[path].map({ (version: $0.version, childrenCount: $0.childrenCount, kind: $0.kind) }) else {
             throw ReplyError(.noNode, path)
         }
         guard expectedVersion == anyVersion || expectedVersion == node.version else {
             throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
         }
-        guard node.childless else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
+        guard node.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
         removeNode(path, kind: node.kind, sweep: false, &changes)
     }
 
@@ -307,9 +313,9 @@ public final class Namespace {
     func removeNode(_ path: String, kind: NodeKind, sweep: Bool, _ changes: inout Changes) {
         let parentPath = NamespacePath.parent(of: path)
         let transaction = allocateTransaction(&changes)
-        applyDelete(path, parentPath: parentPath, transaction: transaction, parentChildrenVersion: nil)
+        let parentChildrenVersion = applyDelete(path, parentPath: parentPath, transaction: transaction,
+                                                parentChildrenVersion: nil)
         if kind != .ephemeral {
-            let parentChildrenVersion = nodes[parentPath]!.stat.childrenVersion
             changes.records.append(sweep
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
@@ -326,7 +332,9 @@ public final class Namespace {
         }
         // One tree access: checked and changed in place (a read and then a change would look the
         // path up twice, and binding the node would copy it).
-        return try setInPlace(&nodes[path], path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+        return try nodes.update(path) { node throws(ReplyError) in
+            try setInPlace(&node, path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+        }
     }
 
     private func setInPlace(_ node: inout Node?, _ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
@@ -384,18 +392,26 @@ public final class Namespace {
         return stat
     }
 
-    /// A created node (already in the tree) into its parent's children and its owner's ephemerals.
+    /// A created node (already in the tree) into its parent's stat and its owner's ephemerals; returns
+    /// the parent's children version.
+    @discardableResult
     private func linkCreated(_ path: String, parentPath: String, kind: NodeKind, owner: UInt64, transaction: UInt64,
-                             parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) {
-        Self.childAdded(NamespacePath.name(of: path), to: &nodes[parentPath]!, transaction: transaction,
-                        childrenVersion: parentChildrenVersion, sequence: parentSequence)
+                             parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
+        let childrenVersion = nodes.update(parentPath) { parent in
+            Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion,
+                            sequence: parentSequence)
+        }
         if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
+        return childrenVersion
     }
 
-    func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) {
+    /// Returns the parent's children version.
+    @discardableResult
+    func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) -> Int32 {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
-        Self.childRemoved(NamespacePath.name(of: path), from: &nodes[parentPath]!, transaction: transaction,
-                          childrenVersion: parentChildrenVersion)
+        let childrenVersion = nodes.update(parentPath) { parent in
+            Self.childRemoved(from: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion)
+        }
         if node.creator != 0 { usageBySession[node.creator]?.count(nodes: -1, dataBytes: -Int(node.stat.dataLength)) }
         if node.kind == .ephemeral {
             let owner = node.stat.ephemeralOwner
@@ -404,32 +420,35 @@ public final class Namespace {
             // would otherwise make and drop it each time.
             ephemeralsBySession[owner]?.remove(path)
         }
+        return childrenVersion
     }
 
-    // One access to the parent each (a tree lookup hashes the whole path).
-    private static func childAdded(_ name: String, to parent: inout Node, transaction: UInt64, childrenVersion: Int32?,
-                                   sequence: (next: UInt64, reserved: UInt64)?) {
+    // One access to the parent each (a tree lookup hashes the parent's path). The child's entry in
+    // the parent's directory is the tree's own (`NodeTree`): here only the parent's stat.
+    private static func childAdded(to parent: inout Node, transaction: UInt64, childrenVersion: Int32?,
+                                   sequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
         if let sequence {
             parent.sequenceNext = sequence.next
             parent.sequenceReserved = sequence.reserved
         }
-        parent.children.insert(name)
         parent.childrenCount += 1
         parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)
         parent.childrenTransaction = transaction
+        return parent.childrenVersion
     }
 
-    private static func childRemoved(_ name: String, from parent: inout Node, transaction: UInt64, childrenVersion: Int32?) {
-        parent.children.remove(name)
+    private static func childRemoved(from parent: inout Node, transaction: UInt64, childrenVersion: Int32?) -> Int32 {
         parent.childrenCount -= 1
         parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)
         parent.childrenTransaction = transaction
+        return parent.childrenVersion
     }
 
     @discardableResult
     func applySet(_ path: String, data: [UInt8], version: Int32, transaction: UInt64, wallMilliseconds: UInt64) -> Stat {
-        let (creator, bytesBefore, stat) = Self.replaceData(of: &nodes[path]!, with: data, version: version,
-                                                            transaction: transaction, wallMilliseconds: wallMilliseconds)
+        let (creator, bytesBefore, stat) = nodes.update(path) { node in
+            Self.replaceData(of: &node!, with: data, version: version, transaction: transaction, wallMilliseconds: wallMilliseconds)
+        }
         if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
         return stat
     }

@@ -14,17 +14,14 @@ public struct NamespaceSnapshot: Sendable {
 
     public static let formatVersion: UInt8 = 1
 
-    /// The persistent nodes, with ephemeral children left out of their parents.
+    /// The persistent nodes, with ephemeral children left out of their parents' counts.
     public func persistentNodes() -> [String: Node] {
         var result: [String: Node] = [:]
         nodes.walk { path, node in
             guard node.kind != .ephemeral else { return false }
             var copy = node
-            copy.children = ChildNames()
-            for name in node.children where nodes[NamespacePath.child(name, of: path)]?.kind != .ephemeral {
-                copy.children.insert(name)
-            }
-            copy.childrenCount = UInt32(copy.children.count)
+            copy.childrenCount = 0
+            nodes.forEachChild(of: path) { _, child in if child.kind != .ephemeral { copy.childrenCount += 1 } }
             result[path] = copy
             return true
         }
@@ -100,13 +97,22 @@ public struct NamespaceSnapshot: Sendable {
             var nodes = NodeTree(root: Node(data: [], stat: Stat()))  // the root is set when read
             var open: [OpenNode] = []
             var sequenceReservedMax: UInt64 = 0
-            func close(_ entry: consuming OpenNode) {
+            func close(_ entry: consuming OpenNode) throws(RecoveryError) {
                 // Written by this code they are in order; sort any others (duplicates were refused).
-                if !entry.sorted { entry.children.sort { ChildNames.precedes($0.name, $1.name) } }
+                if !entry.sorted {
+                    entry.children.sort { NameOrder.precedes($0.name, $1.name) }
+                    for index in entry.children.indices.dropFirst()
+                    where NameOrder.order(entry.children[index - 1].name, entry.children[index].name) == 0 {
+                        throw RecoveryError("duplicate node \(NamespacePath.child(entry.children[index].name, of: entry.path))")
+                    }
+                }
+                entry.node.childrenCount = UInt32(entry.children.count)
                 nodes.adopt(entry.path, sortedChildren: entry.children)
                 guard !open.isEmpty else { return nodes.setRoot(entry.node) }
-                if let previous = open[open.count - 1].children.last, !ChildNames.precedes(previous.name, entry.name) {
-                    open[open.count - 1].sorted = false
+                if let previous = open[open.count - 1].children.last {
+                    let order = NameOrder.order(previous.name, entry.name)
+                    if order == 0 { throw RecoveryError("duplicate node \(NamespacePath.child(entry.name, of: open[open.count - 1].path))") }
+                    if order > 0 { open[open.count - 1].sorted = false }
                 }
                 open[open.count - 1].children.append(NodeTree.Entry(name: entry.name, node: entry.node))
             }
@@ -140,14 +146,12 @@ public struct NamespaceSnapshot: Sendable {
                 // (a million strings fewer; the writer built the path from its parent's bytes).
                 guard let (slash, name) = Self.lastSegment(&path) else { throw RecoveryError("bad path \(path)") }
                 while !open.isEmpty, !Self.isParent(&open[open.count - 1].path, slash: slash, of: &path) {
-                    close(open.removeLast())
+                    try close(open.removeLast())
                 }
                 guard !open.isEmpty else { throw RecoveryError("\(path) comes before its parent") }
-                guard open[open.count - 1].node.children.insert(name) else { throw RecoveryError("duplicate node \(path)") }
-                open[open.count - 1].node.childrenCount += 1
                 open.append(OpenNode(path: path, name: name, node: node))
             }
-            while let last = open.popLast() { close(last) }
+            while let last = open.popLast() { try close(last) }
             guard reader.isAtEnd else { throw RecoveryError("trailing bytes after snapshot") }
             return NamespaceSnapshot(nodes: nodes, transactionCurrent: transactionCurrent,
                                      transactionReserved: transactionReserved, sequenceReservedMax: sequenceReservedMax)

@@ -2,8 +2,9 @@ import BatonProtocol
 
 /// One node of the tree, laid out small: a million nodes are a million of these. The stat's fields
 /// are stored one by one (packed, the 32-bit ones together), `stat.dataLength` is the data's own
-/// count and `stat.childrenCount` is kept in step with `children`; sequence counters take memory
-/// only on a parent that handed out a sequence number.
+/// count and `stat.childrenCount` is kept in step with the children in the tree (a node holds no
+/// list of them: its directory in `NodeTree` is that list); sequence counters take memory only on
+/// a parent that handed out a sequence number.
 public struct Node: Sendable, Equatable {
     /// The node's data (small data is kept inside the node: `NodeData`).
     public var data: [UInt8] {
@@ -26,8 +27,6 @@ public struct Node: Sendable, Equatable {
     /// logged, not in snapshots, not compared. Kept here rather than in a table of its own keyed by
     /// path: no second tree entry per node, no second path hash per create and delete.
     public var creator: UInt64
-    /// Names (last segments) of the children, in order (no sort per listing).
-    public var children: ChildNames
     /// [sequenceNext, sequenceReserved], or empty for (0, 0): one word (an empty array allocates
     /// nothing) instead of two on every node, and copy-on-write like the rest.
     private var sequence: [UInt64]
@@ -51,7 +50,7 @@ public struct Node: Sendable, Equatable {
         }
     }
 
-    public init(data: [UInt8], stat: Stat, children: ChildNames = [], sequenceNext: UInt64 = 0,
+    public init(data: [UInt8], stat: Stat, sequenceNext: UInt64 = 0,
                 sequenceReserved: UInt64 = 0, creator: UInt64 = 0) {
         self.payload = NodeData(data)
         self.kind = stat.kind
@@ -65,7 +64,6 @@ public struct Node: Sendable, Equatable {
         self.modifiedMilliseconds = stat.modifiedMilliseconds
         self.ephemeralOwner = stat.ephemeralOwner
         self.creator = creator
-        self.children = children
         self.sequence = []
         setSequence(sequenceNext, sequenceReserved)
     }
@@ -96,9 +94,9 @@ public struct Node: Sendable, Equatable {
     /// The data's length without building the array.
     var dataLength: Int { payload.count }
 
-    /// The node's state: everything but `creator`.
+    /// The node's own state: everything but `creator` (its children are the tree's).
     public static func == (left: Node, right: Node) -> Bool {
-        left.payload == right.payload && left.stat == right.stat && left.children == right.children
+        left.payload == right.payload && left.stat == right.stat
             && left.sequenceNext == right.sequenceNext && left.sequenceReserved == right.sequenceReserved
     }
 }

@@ -2,10 +2,12 @@ import Collections
 
 /// The tree's nodes, keyed by parent path and name rather than by full path. Each parent with
 /// children has a `Directory`: its children as (name, node) entries in the order of the names'
-/// UTF-8 bytes (the listing order, as `ChildNames`), in chunks of at most `chunkMax`. A lookup
+/// UTF-8 bytes (the listing order, PROTOCOL.md §5.2), in chunks of at most `chunkMax`. A lookup
 /// hashes the parent's path and binary-searches the name. So a node costs its entry (its name,
 /// usually a small inline string, and the node) instead of a heap string for its full path plus a
-/// hash-trie entry, and a recovery builds sorted arrays instead of hashing a million paths.
+/// hash-trie entry, and a recovery builds sorted arrays instead of hashing a million paths. The
+/// directory is also the parent's list of children (`childNames`): a name is kept once, and a
+/// create or delete changes one sorted array, not two.
 ///
 /// A value whose copies share every chunk: a snapshot (written on another thread, PROTOCOL.md
 /// §10's state at one moment) and a multi's rollback point cost O(directories' trie) to take, and
@@ -32,7 +34,7 @@ struct NodeTree: Sendable {
     init(root: Node) { self.root = root }
 
     /// The node at `path`; setting nil removes it. A node's parent need not be in the tree here:
-    /// the namespace keeps parents and `Node.children` in step.
+    /// the namespace keeps parents and their `childrenCount` in step.
     subscript(path: String) -> Node? {
         // Read in place (`tree[path]?.stat` copies no node).
         _read {
@@ -53,12 +55,21 @@ struct NodeTree: Sendable {
                 root = newValue
                 return
             }
-            let (parent, location) = locate(path)
-            if let location, location.found {
-                if let newValue { directories[parent]![nodeAt: location] = newValue } else { removeEntry(parent, at: location) }
-            } else if let newValue {
-                insert(newValue, path, parent, at: location)
+            let delta = withDirectory(of: path) { directory, name -> Int in
+                let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
+                if location.found {
+                    guard let newValue else {
+                        Self.remove(at: location, from: &directory)
+                        return -1
+                    }
+                    directory![nodeAt: location] = newValue
+                    return 0
+                }
+                guard let newValue else { return 0 }
+                Self.insert(newValue, named: name, into: &directory, at: location)
+                return 1
             }
+            count += delta
         }
         // Changes in place (`tree[path]!.field = …`); removing is `removeValue` or setting nil.
         _modify {
@@ -75,26 +86,68 @@ struct NodeTree: Sendable {
                 var value: Node? = nil
                 yield &value
                 guard let value else { return }
-                insert(value, path, parent, at: location)
+                precondition(insertIfAbsent(path, value), "inserted twice")
             }
         }
     }
 
     /// Inserts `node` at a non-root `path` unless a node is there (then false, nothing changed): one
-    /// search instead of `contains` and then a set.
+    /// search and one access to the parent's directory instead of `contains` and then a set.
     mutating func insertIfAbsent(_ path: String, _ node: Node) -> Bool {
         precondition(path != NamespacePath.root, "the root always exists")
-        let (parent, location) = locate(path)
-        if let location, location.found { return false }
-        insert(node, path, parent, at: location)
-        return true
+        let inserted = withDirectory(of: path) { directory, name in
+            let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
+            if location.found { return false }
+            Self.insert(node, named: name, into: &directory, at: location)
+            return true
+        }
+        if inserted { count += 1 }
+        return inserted
+    }
+
+    /// Changes the node at `path` in place (nil: none; a node left there by `body` is inserted) with
+    /// one access to its parent's directory: `tree[path]!.field = …` costs a lookup and then the
+    /// access. `body` does not remove the node (that is `removeValue`).
+    mutating func update<Result, Failure: Error>(_ path: String,
+                                                 _ body: (inout Node?) throws(Failure) -> Result) throws(Failure) -> Result {
+        if path == NamespacePath.root {
+            defer { precondition(root != nil, "the root cannot be removed") }
+            return try body(&root)
+        }
+        var outcome: Swift.Result<Result, Failure>?
+        let inserted = withDirectory(of: path) { directory, name in
+            let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
+            if location.found {
+                outcome = Swift.Result { () throws(Failure) in try body(&directory![nodeAt: location]) }
+                return false
+            }
+            var value: Node? = nil
+            outcome = Swift.Result { () throws(Failure) in try body(&value) }
+            guard let value else { return false }
+            Self.insert(value, named: name, into: &directory, at: location)
+            return true
+        }
+        if inserted { count += 1 }
+        return try outcome!.get()
     }
 
     /// A new entry where `locate` found its place (nil: the parent has no directory yet).
-    private mutating func insert(_ node: Node, _ path: String, _ parent: String, at location: Directory.Location?) {
-        directories[parent, default: Directory()].insert(Entry(name: NamespacePath.name(of: path), node: node),
-                                                         at: location ?? (0, 0, false))
-        count += 1
+    private static func insert(_ node: Node, named name: UnsafeBufferPointer<UInt8>, into directory: inout Directory?,
+                               at location: Directory.Location) {
+        if directory == nil { directory = Directory() }
+        directory!.insert(Entry(name: String(decoding: name, as: UTF8.self), node: node), at: location)
+    }
+
+    /// One access to the directory of a non-root `path`'s parent (each costs a hash of the parent's
+    /// path and a trie walk): `body` gets it in place (nil: none; left nil, none is made) and the
+    /// name's bytes (no string is made for it).
+    private mutating func withDirectory<Result>(of path: String,
+                                                _ body: (inout Directory?, UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        var path = path
+        return path.withUTF8 { bytes in
+            let slash = Self.lastSlash(bytes)
+            return body(&directories[Self.parent(bytes, slash)], UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]))
+        }
     }
 
     /// Whether a node is at `path` (no copy of it).
@@ -138,23 +191,52 @@ struct NodeTree: Sendable {
     @discardableResult
     mutating func removeValue(forKey path: String) -> Node? {
         precondition(path != NamespacePath.root, "the root cannot be removed")
-        let (parent, location) = locate(path)
-        guard let location, location.found else { return nil }
-        return removeEntry(parent, at: location).node
-    }
-
-    @discardableResult
-    private mutating func removeEntry(_ parent: String, at location: Directory.Location) -> Entry {
-        count -= 1
-        // One access to the directory (each costs a hash of the parent's path and a trie walk).
-        return Self.remove(at: location, from: &directories[parent])
+        let removed = withDirectory(of: path) { directory, name -> Node? in
+            guard let location = directory?.locate(name), location.found else { return nil }
+            return Self.remove(at: location, from: &directory).node
+        }
+        if removed != nil { count -= 1 }
+        return removed
     }
 
     /// Removes the entry, and the directory with it if that was its last.
+    @discardableResult
     private static func remove(at location: Directory.Location, from directory: inout Directory?) -> Entry {
         let entry = directory!.remove(at: location)
         if directory!.chunks.isEmpty { directory = nil }
         return entry
+    }
+
+    /// Up to `limit` names of the children of `parent` after `cursor` (all from the first when nil),
+    /// in order, and whether more follow.
+    func childNames(of parent: String, after cursor: String?, limit: Int) -> (names: [String], more: Bool) {
+        precondition(limit >= 0)
+        guard let chunks = directories[parent]?.chunks else { return ([], false) }
+        var chunkIndex = 0, position = 0
+        if let cursor {
+            // The first name after the cursor's bytes (a cursor need not be a child).
+            chunkIndex = NameOrder.chunkIndex(in: chunks) { NameOrder.order($0.name, cursor) <= 0 }
+            position = NameOrder.position(in: chunks[chunkIndex]) { NameOrder.order($0.name, cursor) <= 0 }
+            if position == chunks[chunkIndex].count { chunkIndex += 1; position = 0 }
+        }
+        var result: [String] = []
+        result.reserveCapacity(Swift.min(limit, chunks.count * Self.chunkMax))
+        while chunkIndex < chunks.count && result.count < limit {
+            let chunk = chunks[chunkIndex]
+            let taken = Swift.min(chunk.count - position, limit - result.count)
+            for entry in chunk[position..<(position + taken)] { result.append(entry.name) }
+            position += taken
+            if position == chunk.count { chunkIndex += 1; position = 0 }
+        }
+        return (result, chunkIndex < chunks.count)
+    }
+
+    /// Each child of `parent` in name order.
+    func forEachChild(of parent: String, _ body: (_ name: String, _ node: Node) -> Void) {
+        guard let directory = directories[parent] else { return }
+        for chunk in directory.chunks {
+            for entry in chunk { body(entry.name, entry.node!) }
+        }
     }
 
     /// Paths of the nodes that `predicate` selects (a path is built only for those).
@@ -220,12 +302,12 @@ extension NodeTree.Directory {
         guard !chunks.isEmpty else { return (0, 0, false) }
         let last = chunks.count - 1
         let location: Location
-        if ChildNames.order(chunks[last][chunks[last].count - 1].name, name) < 0 {
+        if NameOrder.order(chunks[last][chunks[last].count - 1].name, name) < 0 {
             location = (last, chunks[last].count, false)  // after the last name: no search
         } else {
-            let index = ChildNames.chunkIndex(in: chunks) { ChildNames.order($0.name, name) < 0 }
-            let position = ChildNames.position(in: chunks[index]) { ChildNames.order($0.name, name) < 0 }
-            if position < chunks[index].count && ChildNames.order(chunks[index][position].name, name) == 0 {
+            let index = NameOrder.chunkIndex(in: chunks) { NameOrder.order($0.name, name) < 0 }
+            let position = NameOrder.position(in: chunks[index]) { NameOrder.order($0.name, name) < 0 }
+            if position < chunks[index].count && NameOrder.order(chunks[index][position].name, name) == 0 {
                 return (index, position, true)
             }
             location = (index, position, false)

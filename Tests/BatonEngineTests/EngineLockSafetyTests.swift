@@ -60,7 +60,7 @@ final class EngineLockSafetyTests: XCTestCase {
         for forgery in forgeries {
             XCTAssertEqual(errorCode(harness.call(forgery, on: 3)), .lockNodeReserved, "\(forgery)")
         }
-        XCTAssertEqual(harness.engine.namespace.node(at: "/locks/P")?.children, [NodePath.name(of: held.node)])
+        XCTAssertEqual(harness.engine.namespace.childNames(of: "/locks/P"), [NodePath.name(of: held.node)])
         XCTAssertNil(harness.engine.namespace.node(at: "/locks/R"), "a refused multi changes nothing")
         // The forger goes; the holder keeps its hold, and the victim's acquires of every kind are served.
         harness.engine.connectionClosed(3, now: harness.now)

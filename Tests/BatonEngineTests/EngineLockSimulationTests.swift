@@ -322,7 +322,7 @@ final class EngineLockSimulation {
             break
         }
         let lockNode = harness.engine.namespace.node(at: lock)
-        let before = (lockNode?.children ?? []).compactMap(WaiterName.init(parsing:)).filter { $0.sequence < name.sequence }
+        let before = (harness.engine.namespace.childNames(of: lock) ?? []).compactMap(WaiterName.init(parsing:)).filter { $0.sequence < name.sequence }
         switch name.kind {
         case .exclusive where !before.isEmpty, .shared where before.contains(where: { $0.kind == .exclusive }):
             throw fail("grant \(node) jumped the queue ahead of \(before.map(\.name))")
@@ -365,7 +365,7 @@ final class EngineLockSimulation {
         harness.now = harness.now.advanced(by: 2_000)
         harness.engine.tick(now: harness.now)
         try absorb(harness.engine.takeOutputs())
-        if let left = harness.engine.namespace.node(at: "/sim")?.children, !left.isEmpty {
+        if let left = harness.engine.namespace.childNames(of: "/sim"), !left.isEmpty {
             throw fail("left under /sim: \(left.sorted())")
         }
         if let manager = harness.engine.locks.manager, manager.waiterCount != 0 {

@@ -56,8 +56,8 @@ final class EngineProtocolConformanceTests: XCTestCase {
         _ = harness.send(.acquire(LockRequest(path: "/l/b")), on: 1)
         let (_, outputs) = harness.send(.closeSession, on: 1)
         XCTAssertEqual(frames(outputs, to: 1), ["reply acquire lockCancelled", "lockLost sessionExpired", "reply closeSession ok"])
-        XCTAssertEqual(harness.engine.namespace.node(at: "/l/a")?.children, [])
-        XCTAssertEqual(harness.engine.namespace.node(at: "/l/b")?.children.count, 1, "only the other session's hold")
+        XCTAssertEqual(harness.engine.namespace.childNames(of: "/l/a"), [])
+        XCTAssertEqual(harness.engine.namespace.childNames(of: "/l/b").count, 1, "only the other session's hold")
     }
 
     func testWatchesOfADetachedSessionSurviveAResumeAndFireOnTheNewConnection() {
@@ -122,7 +122,7 @@ final class EngineProtocolConformanceTests: XCTestCase {
         XCTAssertNil(harness.engine.namespace.node(at: "/e1"))
         XCTAssertNil(harness.engine.namespace.node(at: "/e3"), "a detached session ends too")
         XCTAssertNil(harness.engine.namespace.session(detached.id))
-        XCTAssertEqual(harness.engine.namespace.node(at: "/l")?.children, [])
+        XCTAssertEqual(harness.engine.namespace.childNames(of: "/l"), [])
         XCTAssertEqual(harness.engine.locks.manager?.waiterCount, 0)
 
         // Afterwards: late closes are no-ops, new connections are refused.
@@ -147,7 +147,7 @@ final class EngineProtocolConformanceTests: XCTestCase {
         XCTAssertEqual(frames(outputs, to: 1), ["reply acquire shuttingDown", "reply 0 hello shuttingDown", "close"])
         XCTAssertEqual(frames(outputs, to: 2), ["reply acquire shuttingDown", "reply 0 hello shuttingDown", "close"])
         XCTAssertEqual(frames(outputs, to: 3), ["reply 0 hello shuttingDown", "close"])
-        XCTAssertEqual(harness.engine.namespace.node(at: "/rw")?.children, [])
+        XCTAssertEqual(harness.engine.namespace.childNames(of: "/rw"), [])
         XCTAssertEqual(harness.engine.locks.manager?.waiterCount, 0)
     }
 

@@ -35,7 +35,6 @@ final class DurabilityTests: XCTestCase {
         for (path, node) in leftNodes {
             guard let other = rightNodes[path] else { continue }
             XCTAssertEqual(node.data, other.data, path, file: file, line: line)
-            XCTAssertEqual(node.children, other.children, path, file: file, line: line)
             XCTAssertEqual(node.stat.version, other.stat.version, path, file: file, line: line)
             XCTAssertEqual(node.stat.createdTransaction, other.stat.createdTransaction, path, file: file, line: line)
             XCTAssertEqual(node.stat.modifiedTransaction, other.stat.modifiedTransaction, path, file: file, line: line)

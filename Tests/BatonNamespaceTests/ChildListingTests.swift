@@ -1,0 +1,86 @@
+@testable import BatonNamespace
+import BatonProtocol
+import BatonTestSupport
+import XCTest
+
+/// A parent's listing, read from its directory in the tree (the only place a child's name is kept),
+/// against a plain set sorted by UTF-8 bytes, across chunk splits and removals.
+final class ChildListingTests: XCTestCase {
+    private func byteSorted(_ names: Set<String>) -> [String] {
+        names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    private func node() -> Node { Node(data: [], stat: Stat()) }
+
+    func testRandomInsertsAndRemovesKeepByteOrderAndPagesCoverEverything() {
+        var generator = SeededGenerator(seed: 8)
+        var tree = NodeTree(root: node())
+        var model = Set<String>()
+        // ASCII only: another spelling of a non-ASCII name names the same node (NodeTreeTests).
+        let alphabet = ["a", "b", "Z", "0", "-", "x", "~"]
+        for step in 0..<4_000 {
+            let length = Int.random(in: 1...6, using: &generator)
+            let name = (0..<length).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+            if step % 4 == 3, let victim = model.randomElement(using: &generator) {
+                XCTAssertNotNil(tree.removeValue(forKey: "/p/" + victim))
+                model.remove(victim)
+                XCTAssertNil(tree.removeValue(forKey: "/p/" + victim))
+            } else {
+                XCTAssertEqual(tree.insertIfAbsent("/p/" + name, node()), model.insert(name).inserted, name)
+            }
+        }
+        XCTAssertGreaterThan(model.count, 2 * NodeTree.chunkMax, "several chunks")
+        XCTAssertEqual(tree.childNames(of: "/p", after: nil, limit: .max).names, byteSorted(model))
+        // Pages of 97 from the start, each after the last name of the one before.
+        var listed: [String] = []
+        var cursor: String?
+        while true {
+            let page = tree.childNames(of: "/p", after: cursor, limit: 97)
+            listed += page.names
+            XCTAssertEqual(page.more, listed.count < model.count)
+            guard page.more else { break }
+            cursor = page.names.last
+        }
+        XCTAssertEqual(listed, byteSorted(model))
+        // A cursor that is not a child starts after where it would be; one past the last gives nothing.
+        for cursor in ["b", "a-", "0", "~~~~~~~"] {
+            XCTAssertEqual(tree.childNames(of: "/p", after: cursor, limit: .max).names,
+                           byteSorted(model).filter { cursor.utf8.lexicographicallyPrecedes($0.utf8) }, cursor)
+        }
+        XCTAssertEqual(tree.childNames(of: "/p", after: nil, limit: 0).more, true)
+        for name in model { XCTAssertNotNil(tree.removeValue(forKey: "/p/" + name)) }
+        XCTAssertEqual(tree.childNames(of: "/p", after: nil, limit: .max).names, [])
+        XCTAssertEqual(tree.childNames(of: "/p", after: nil, limit: .max).more, false)
+    }
+
+    /// Names arriving in order (a lock's waiters) take the append path; it must keep order and refuse
+    /// duplicates across chunk splits, and later out-of-order inserts too.
+    func testInOrderAppendsAcrossChunksThenOutOfOrderInserts() {
+        var tree = NodeTree(root: node())
+        let ordered = (0..<(3 * NodeTree.chunkMax + 7)).map { "w" + NamespacePath.sequenceSuffix(UInt64($0)) }
+        for name in ordered { XCTAssertTrue(tree.insertIfAbsent("/l/" + name, node())) }
+        XCTAssertFalse(tree.insertIfAbsent("/l/" + ordered.last!, node()), "the last name again")
+        XCTAssertFalse(tree.insertIfAbsent("/l/" + ordered[NodeTree.chunkMax], node()), "a name inside an earlier chunk")
+        XCTAssertEqual(tree.count, ordered.count + 1)
+        XCTAssertEqual(tree.childNames(of: "/l", after: nil, limit: .max).names, ordered)
+        for name in ["a", "w0000000000x", "z"] { XCTAssertTrue(tree.insertIfAbsent("/l/" + name, node())) }
+        XCTAssertEqual(tree.childNames(of: "/l", after: nil, limit: .max).names, byteSorted(Set(ordered + ["a", "w0000000000x", "z"])))
+        XCTAssertEqual(tree.childNames(of: "/l", after: ordered.last, limit: 10).names, ["z"])
+    }
+
+    /// The namespace's listing and `childNames(of:)` come from the tree; counts stay in step.
+    func testTheNamespaceListsWhatItHoldsAndCountsMatch() throws {
+        let namespace = makeNamespace()
+        let now = Time(milliseconds: 1_000)
+        try namespace.create("/d", data: [], mode: .persistent, session: 0, now: now)
+        for name in ["b", "a", "c\u{e9}", "B"] { try namespace.create("/d/" + name, data: [], mode: .persistent, session: 0, now: now) }
+        XCTAssertEqual(try namespace.children("/d").names, ["B", "a", "b", "c\u{e9}"])
+        XCTAssertEqual(namespace.childNames(of: "/d"), ["B", "a", "b", "c\u{e9}"])
+        XCTAssertEqual(namespace.childNames(of: "/d/a"), [])
+        XCTAssertNil(namespace.childNames(of: "/none"))
+        try namespace.delete("/d/ce\u{301}", expectedVersion: -1, now: now)  // another spelling of "c\u{e9}"
+        XCTAssertEqual(namespace.childNames(of: "/d"), ["B", "a", "b"])
+        XCTAssertEqual(try namespace.exists("/d")?.childrenCount, 3)
+        assertFails(.notEmpty) { try namespace.delete("/d", expectedVersion: -1, now: now) }
+    }
+}
