@@ -30,12 +30,7 @@ enum NameOrder {
     /// replaces on every tree lookup (`NodeTree`).
     static func order(_ left: String, _ right: String) -> Int {
         let direct = left.utf8.withContiguousStorageIfAvailable { leftBytes in
-            right.utf8.withContiguousStorageIfAvailable { rightBytes -> Int in
-                for index in 0..<Swift.min(leftBytes.count, rightBytes.count) where leftBytes[index] != rightBytes[index] {
-                    return Int(leftBytes[index]) - Int(rightBytes[index])
-                }
-                return leftBytes.count - rightBytes.count
-            }
+            right.utf8.withContiguousStorageIfAvailable { rightBytes in order(leftBytes, rightBytes) }
         }
         if let direct, let direct { return direct }
         if left.utf8.lexicographicallyPrecedes(right.utf8) { return -1 }
@@ -44,13 +39,33 @@ enum NameOrder {
 
     /// `order` against a name given as bytes (a path's last segment, read in place by `NodeTree`).
     static func order(_ left: String, _ right: UnsafeBufferPointer<UInt8>) -> Int {
-        if let direct = left.utf8.withContiguousStorageIfAvailable({ leftBytes -> Int in
-            for index in 0..<Swift.min(leftBytes.count, right.count) where leftBytes[index] != right[index] {
-                return Int(leftBytes[index]) - Int(right[index])
-            }
-            return leftBytes.count - right.count
-        }) { return direct }
+        if let direct = left.utf8.withContiguousStorageIfAvailable({ order($0, right) }) { return direct }
         if left.utf8.lexicographicallyPrecedes(right) { return -1 }
         return left.utf8.elementsEqual(right) ? 0 : 1
+    }
+
+    /// Byte order of two buffers, eight bytes at a time (names share long prefixes: a lock's waiters,
+    /// numbered children), then byte by byte; only the sign is meant.
+    @inline(__always)
+    static func order(_ left: UnsafeBufferPointer<UInt8>, _ right: UnsafeBufferPointer<UInt8>) -> Int {
+        let common = Swift.min(left.count, right.count)
+        guard common > 0, let leftBase = left.baseAddress, let rightBase = right.baseAddress else {
+            return left.count - right.count
+        }
+        let leftRaw = UnsafeRawPointer(leftBase), rightRaw = UnsafeRawPointer(rightBase)
+        var index = 0
+        while index + 8 <= common {
+            // Big-endian: the first differing byte decides, as in a byte-by-byte comparison.
+            let leftWord = leftRaw.loadUnaligned(fromByteOffset: index, as: UInt64.self).bigEndian
+            let rightWord = rightRaw.loadUnaligned(fromByteOffset: index, as: UInt64.self).bigEndian
+            if leftWord != rightWord { return leftWord < rightWord ? -1 : 1 }
+            index += 8
+        }
+        while index < common {
+            let leftByte = leftBase[index], rightByte = rightBase[index]
+            if leftByte != rightByte { return Int(leftByte) - Int(rightByte) }
+            index += 1
+        }
+        return left.count - right.count
     }
 }

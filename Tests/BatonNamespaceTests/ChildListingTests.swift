@@ -83,4 +83,24 @@ final class ChildListingTests: XCTestCase {
         XCTAssertEqual(try namespace.exists("/d")?.childrenCount, 3)
         assertFails(.notEmpty) { try namespace.delete("/d", expectedVersion: -1, now: now) }
     }
+
+    /// The word-at-a-time comparison against the bytes' own order: names of every length around
+    /// the eight-byte steps, sharing long prefixes, with bytes on both sides of 0x80.
+    func testNameOrderIsTheBytesOrder() {
+        var generator = SeededGenerator(seed: 3)
+        let alphabet = ["a", "b", "0", "\u{e9}", "\u{10348}", "\u{7f}"]
+        let prefixes = ["", "waiter-", "lock-0000000", "n-abcdefghijklmnop"]
+        for _ in 0..<3_000 {
+            let make = { () -> String in
+                prefixes.randomElement(using: &generator)!
+                    + (0..<Int.random(in: 0...12, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+            }
+            let left = make(), right = make()
+            let expected = left.utf8.lexicographicallyPrecedes(right.utf8) ? -1 : (left.utf8.elementsEqual(right.utf8) ? 0 : 1)
+            XCTAssertEqual(NameOrder.order(left, right).signum(), expected, "\(left) \(right)")
+            var bytes = Array(right.utf8)
+            let viaBytes = bytes.withUnsafeMutableBufferPointer { NameOrder.order(left, UnsafeBufferPointer($0)) }
+            XCTAssertEqual(viaBytes.signum(), expected, "\(left) \(right)")
+        }
+    }
 }
