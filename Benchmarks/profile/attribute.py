@@ -38,7 +38,7 @@ CATEGORIES = [
     ("codec", ("Codec.", "WireReader", "WireWriter", "FrameSplitter")),
     ("lock recipe (BatonLocks)", ("LockManager", "LockQueue", "WaiterName", "LockPath")),
     ("engine<->locks glue", ("EngineLockNamespace", "Engine.handleLockRequest", "Engine.applyLockEffect", "Engine.routeLockEffects", "Engine.lock")),
-    ("namespace", ("Namespace", "TreeDictionary", "_HashNode", "ChildNames", "NodePath", "Node")),
+    ("namespace", ("Namespace", "TreeDictionary", "_HashNode", "NameOrder", "NodePath", "Node")),
     ("engine dispatch", ("Engine.",)),
     ("server loop shell", ("ServerLoop", "Connection", "Admission", "onRead", "onPrepare", "onCheck", "onAllocate", "onWrite")),
 ]

@@ -221,8 +221,12 @@ public final class Namespace {
 
     struct Changes {
         var records: [NamespaceRecord] = []
-        /// Watch triggers, in the order the changes happened; fired by `commit`.
-        var triggers: [(type: WatchEventType, path: String)] = []
+        /// Watch triggers, in the order the changes happened; fired by `commit`. `childRemoved`: a
+        /// `childrenChanged` by a deletion (only one may leave a container empty).
+        var triggers: [(type: WatchEventType, path: String, childRemoved: Bool)] = []
+
+        /// A create or delete has two triggers: one allocation instead of two.
+        init() { triggers.reserveCapacity(2) }
     }
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
@@ -290,8 +294,8 @@ public final class Namespace {
                                            data: data, kind: mode.kind,
                                            parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.created, path))
-        changes.triggers.append((.childrenChanged, parentPath))
+        changes.triggers.append((.created, path, false))
+        changes.triggers.append((.childrenChanged, parentPath, false))
         return (path, stat, parent.createdTransaction)
     }
 
@@ -320,8 +324,8 @@ public final class Namespace {
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.deleted, path))
-        changes.triggers.append((.childrenChanged, parentPath))
+        changes.triggers.append((.deleted, path, false))
+        changes.triggers.append((.childrenChanged, parentPath, true))
     }
 
     func setOperation(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
@@ -358,7 +362,7 @@ public final class Namespace {
             changes.records.append(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
         }
-        changes.triggers.append((.dataChanged, path))
+        changes.triggers.append((.dataChanged, path, false))
         return stat
     }
 
@@ -474,7 +478,11 @@ public final class Namespace {
         }
         for trigger in changes.triggers {
             fireWatches(trigger.type, path: trigger.path)
-            if trigger.type == .childrenChanged { containerChildrenChanged(trigger.path, now: now) }
+            // Outside a multi a create leaves its parent with a child: no lookup of the parent. In a
+            // multi every parent is judged as the multi left it, in trigger order, as before.
+            if trigger.type == .childrenChanged && (asOneRecord || trigger.childRemoved) {
+                containerChildrenChanged(trigger.path, now: now)
+            }
         }
     }
 }
