@@ -63,7 +63,7 @@ extension Namespace {
             guard let parent = nodes[parentPath], parent.kind != .ephemeral else {
                 throw RecoveryError("create \(path): no parent")
             }
-            guard nodes[path] == nil else { throw RecoveryError("create \(path): exists") }
+            guard !nodes.contains(path) else { throw RecoveryError("create \(path): exists") }
             applyCreate(path, parentPath: parentPath, data: data, kind: kind, owner: 0, transaction: transaction,
                         wallMilliseconds: wallMilliseconds, parentChildrenVersion: parentChildrenVersion)
             transactionCurrent = transaction
@@ -77,7 +77,7 @@ extension Namespace {
             transactionCurrent = transaction
         case .set(let transaction, let wallMilliseconds, let path, let data, let version):
             guard transaction > transactionCurrent else { return }
-            guard nodes[path] != nil else { throw RecoveryError("set \(path): no node") }
+            guard nodes.contains(path) else { throw RecoveryError("set \(path): no node") }
             applySet(path, data: data, version: version, transaction: transaction, wallMilliseconds: wallMilliseconds)
             transactionCurrent = transaction
         case .reserveTransactions(let upTo):

@@ -343,7 +343,7 @@ public final class Namespace {
 
     private func setInPlace(_ node: inout Node?, _ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
                             _ changes: inout Changes) throws(ReplyError) -> Stat {
-        guard node != nil else { throw ReplyError(.noNode, path) }
+        guard node.isSome else { throw ReplyError(.noNode, path) }
         guard expectedVersion == anyVersion || expectedVersion == node!.version else {
             throw ReplyError(.badVersion, "\(path) is at version \(node!.version), expected \(expectedVersion)")
         }

@@ -147,3 +147,12 @@ struct NodeData: Sendable, Equatable {
         }
     }
 }
+
+extension Optional where Wrapped == Node {
+    /// Whether a node is there. `node != nil` may resolve to the `Equatable` comparison of two
+    /// optional nodes (a copy of the node, and its release, on every set: seen in a profile).
+    var isSome: Bool {
+        if case .some = self { return true }
+        return false
+    }
+}

@@ -51,7 +51,7 @@ struct NodeTree: Sendable {
         }
         set {
             if path == NamespacePath.root {
-                precondition(newValue != nil, "the root cannot be removed")
+                precondition(newValue.isSome, "the root cannot be removed")
                 root = newValue
                 return
             }
@@ -75,7 +75,7 @@ struct NodeTree: Sendable {
         _modify {
             if path == NamespacePath.root {
                 yield &root
-                precondition(root != nil, "the root cannot be removed")
+                precondition(root.isSome, "the root cannot be removed")
                 return
             }
             let (parent, location) = locate(path)
@@ -111,7 +111,7 @@ struct NodeTree: Sendable {
     mutating func update<Result, Failure: Error>(_ path: String,
                                                  _ body: (inout Node?) throws(Failure) -> Result) throws(Failure) -> Result {
         if path == NamespacePath.root {
-            defer { precondition(root != nil, "the root cannot be removed") }
+            defer { precondition(root.isSome, "the root cannot be removed") }
             return try body(&root)
         }
         var outcome: Swift.Result<Result, Failure>?
@@ -195,7 +195,7 @@ struct NodeTree: Sendable {
             guard let location = directory?.locate(name), location.found else { return nil }
             return Self.remove(at: location, from: &directory).node
         }
-        if removed != nil { count -= 1 }
+        if removed.isSome { count -= 1 }
         return removed
     }
 
@@ -326,7 +326,7 @@ extension NodeTree.Directory {
         get { chunks[location.chunk][location.position].node }
         _modify {
             yield &chunks[location.chunk][location.position].node
-            precondition(chunks[location.chunk][location.position].node != nil, "remove a node with removeValue")
+            precondition(chunks[location.chunk][location.position].node.isSome, "remove a node with removeValue")
         }
     }
 
