@@ -103,4 +103,47 @@ final class ChildListingTests: XCTestCase {
             XCTAssertEqual(viaBytes.signum(), expected, "\(left) \(right)")
         }
     }
+
+    /// Snapshot bytes in the layout of docs/RECORDS.md for the given paths, in the given order.
+    private func snapshotBytes(_ paths: [String]) -> [UInt8] {
+        var writer = WireWriter()
+        writer.u8(NamespaceSnapshot.formatVersion)
+        writer.u64(UInt64(paths.count))  // transaction
+        writer.u64(0)
+        writer.u64(UInt64(paths.count))
+        for (index, path) in paths.enumerated() {
+            writer.string(path)
+            writer.u8(NodeKind.persistent.rawValue)
+            for _ in 0..<5 { writer.u64(UInt64(index)) }
+            writer.i32(0)
+            writer.i32(0)
+            writer.u64(0)
+            writer.u64(0)
+            writer.blob([UInt8(index)])
+        }
+        return writer.bytes
+    }
+
+    /// Recovery builds each parent's entries from the snapshot's order: a name given twice is
+    /// refused whether the children came in order or not, and children out of order are sorted
+    /// (and counted) as if they had come in order.
+    func testASnapshotsChildrenAreSortedCountedAndNeverDuplicated() throws {
+        let now = Time(milliseconds: 1_000)
+        for paths in [["/", "/a", "/a"], ["/", "/b", "/a", "/b"], ["/", "/d", "/d/x", "/d/y", "/d/x"]] {
+            XCTAssertThrowsError(try Namespace(configuration: makeConfiguration(), now: now,
+                                               recoveringFrom: snapshotBytes(paths), records: [[UInt8]]()), "\(paths)") { error in
+                XCTAssertTrue("\(error)".contains("duplicate node"), "\(error)")
+            }
+        }
+        let restored = try Namespace(configuration: makeConfiguration(), now: now,
+                                     recoveringFrom: snapshotBytes(["/", "/c", "/a", "/a/z", "/a/y", "/b"]), records: [[UInt8]]())
+        XCTAssertEqual(try restored.children("/").names, ["a", "b", "c"])
+        XCTAssertEqual(try restored.children("/a").names, ["y", "z"])
+        XCTAssertEqual(try restored.exists("/")?.childrenCount, 3)
+        XCTAssertEqual(try restored.exists("/a")?.childrenCount, 2)
+        XCTAssertEqual(try restored.get("/a/y").data, [4])
+        try restored.delete("/a/z", expectedVersion: -1, now: now)
+        XCTAssertEqual(restored.childNames(of: "/a"), ["y"])
+        XCTAssertEqual(try restored.exists("/a")?.childrenCount, 1)
+    }
 }
