@@ -71,7 +71,8 @@ struct NodeTree: Sendable {
             }
             count += delta
         }
-        // Changes in place (`tree[path]!.field = …`); removing is `removeValue` or setting nil.
+        // Changes in place (`tree[path]!.field = …`: a lookup and then an access to the directory;
+        // hot paths use `update`, one access); removing is `removeValue` or setting nil.
         _modify {
             if path == NamespacePath.root {
                 yield &root
@@ -80,7 +81,7 @@ struct NodeTree: Sendable {
             }
             let (parent, location) = locate(path)
             if let location, location.found {
-                // In place: the node's own arrays (children, data) stay uniquely referenced.
+                // In place: the node's own arrays (data, sequence counters) stay uniquely referenced.
                 yield &directories[parent]![nodeAt: location]
             } else {
                 var value: Node? = nil
