@@ -47,7 +47,7 @@ extension Namespace {
             }
             containerSweepDeadlines.removeValue(forKey: first.path)
             var changes = Changes()
-            removeNode(first.path, kind: .container, sweep: true, &changes)
+            removeNode(first.path, sweep: true, &changes)
             commit(changes, asOneRecord: false, now: now)
         }
     }

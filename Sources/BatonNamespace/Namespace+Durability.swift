@@ -149,7 +149,7 @@ extension Namespace {
 
     struct RollbackPoint {
         var nodes: NodeTree
-        var ephemerals: TreeDictionary<UInt64, Set<String>>
+        var ephemerals: TreeDictionary<UInt64, [UInt64: String]>
         var usage: TreeDictionary<UInt64, SessionUsage>
         var transactionCurrent, transactionReserved, sequenceHighWater: UInt64
     }

@@ -29,11 +29,10 @@ extension Namespace {
     /// Pushes the session's deadline a full timeout past `now`; false if it is not open.
     @discardableResult
     public func touch(_ id: UInt64, now: Time) -> Bool {
-        guard let session = sessions[id] else { return false }
-        // The heap keeps the old, earlier deadline; `dueSessions` re-files the session when it pops.
-        sessions[id]!.deadlineMilliseconds = max(session.deadlineMilliseconds,
-                                                 now.monotonicMilliseconds + UInt64(session.timeoutMilliseconds))
-        return true
+        // One hash of the id (every request of a session comes through here): changed in place
+        // through the optional, not read and then written. The heap keeps the old, earlier
+        // deadline; `dueSessions` re-files the session when it pops.
+        sessions[id]?.extendDeadline(now: now) != nil
     }
 
     /// Ends a session now: its watches go, then its ephemeral nodes are deleted (oldest first),
@@ -41,11 +40,12 @@ extension Namespace {
     public func closeSession(_ id: UInt64, now: Time) {
         guard sessions.removeValue(forKey: id) != nil else { return }
         removeWatches(of: .session(id))
-        let owned = (ephemeralsBySession[id] ?? []).compactMap { path in nodes[path].map { (path, $0.stat.createdTransaction) } }
+        // Oldest first: by creation transaction, the set's keys (no node lookups to sort).
+        let owned = (ephemeralsBySession[id] ?? [:]).sorted { $0.key < $1.key }
         var changes = Changes()
-        for (path, _) in owned.sorted(by: { $0.1 < $1.1 }) {
+        for (_, path) in owned {
             // Ephemerals have no children, so the delete always applies.
-            removeNode(path, kind: .ephemeral, sweep: false, &changes)
+            removeNode(path, sweep: false, &changes)
         }
         commit(changes, asOneRecord: false, now: now)
         precondition(ephemeralsBySession[id]?.isEmpty ?? true, "ephemerals left behind by session \(id)")
@@ -90,5 +90,12 @@ extension Namespace {
         case let (nil, container?): return container
         case (nil, nil): return nil
         }
+    }
+}
+
+extension SessionInfo {
+    /// A full timeout past `now`, never earlier than it was.
+    mutating func extendDeadline(now: Time) {
+        deadlineMilliseconds = max(deadlineMilliseconds, now.monotonicMilliseconds + UInt64(timeoutMilliseconds))
     }
 }

@@ -12,7 +12,9 @@ public final class Namespace {
     // The tree (by parent path and name: `NodeTree`). Copies share structure, so a snapshot and a
     // multi's rollback point are cheap and later writes copy only the touched parents' chunks.
     var nodes: NodeTree
-    var ephemeralsBySession: TreeDictionary<UInt64, Set<String>> = [:]
+    /// Each session's ephemeral nodes by creation transaction (a node's identity while it exists:
+    /// hashing it is cheaper than hashing the path, and it orders a session's end).
+    var ephemeralsBySession: TreeDictionary<UInt64, [UInt64: String]> = [:]
     /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists (who
     /// created a node is `Node.creator`).
     var usageBySession: TreeDictionary<UInt64, SessionUsage> = [:]
@@ -86,7 +88,7 @@ public final class Namespace {
     public var nodeCount: Int { nodes.count }
 
     /// Paths of the ephemeral nodes a session owns (an open session's set may be kept empty).
-    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { ephemeralsBySession[sessionID] ?? [] }
+    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { Set(ephemeralsBySession[sessionID]?.values ?? [:].values) }
 
     // MARK: Operations
 
@@ -302,24 +304,32 @@ public final class Namespace {
     func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
         try NamespacePath.validate(path, limits: limits)
         guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
-        // The few fields read in place (binding the node would copy it).
-        guard let node = nodes[path].map({ (version: $0.version, childrenCount: $0.childrenCount, kind: $0.kind) }) else {
-            throw ReplyError(.noNode, path)
+        // Checked where it lies and removed with one access to the parent's directory (a read and
+        // then a removal would take two).
+        let removed = try nodes.removeValue(forKey: path) { node throws(ReplyError) in
+            guard expectedVersion == anyVersion || expectedVersion == node.version else {
+                throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
+            }
+            guard node.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
         }
-        guard expectedVersion == anyVersion || expectedVersion == node.version else {
-            throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
-        }
-        guard node.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
-        removeNode(path, kind: node.kind, sweep: false, &changes)
+        guard let removed else { throw ReplyError(.noNode, path) }
+        finishRemoval(removed, path, sweep: false, &changes)
     }
 
     /// Deletes a node known to exist and to have no children, and records it if it was persistent.
-    func removeNode(_ path: String, kind: NodeKind, sweep: Bool, _ changes: inout Changes) {
+    func removeNode(_ path: String, sweep: Bool, _ changes: inout Changes) {
+        guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
+        finishRemoval(node, path, sweep: sweep, &changes)
+    }
+
+    /// A node just taken out of the tree: its parent's stat, its owner's tables, its record (if it
+    /// was persistent) and its triggers.
+    private func finishRemoval(_ node: Node, _ path: String, sweep: Bool, _ changes: inout Changes) {
         let parentPath = NamespacePath.parent(of: path)
         let transaction = allocateTransaction(&changes)
-        let parentChildrenVersion = applyDelete(path, parentPath: parentPath, transaction: transaction,
-                                                parentChildrenVersion: nil)
-        if kind != .ephemeral {
+        let parentChildrenVersion = unlinkRemoved(node, path, parentPath: parentPath, transaction: transaction,
+                                                  parentChildrenVersion: nil)
+        if node.kind != .ephemeral {
             changes.records.append(sweep
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
@@ -405,7 +415,7 @@ public final class Namespace {
             Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion,
                             sequence: parentSequence)
         }
-        if kind == .ephemeral { ephemeralsBySession[owner, default: []].insert(path) }
+        if kind == .ephemeral { ephemeralsBySession[owner, default: [:]][transaction] = path }
         return childrenVersion
     }
 
@@ -413,6 +423,14 @@ public final class Namespace {
     @discardableResult
     func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) -> Int32 {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
+        return unlinkRemoved(node, path, parentPath: parentPath, transaction: transaction,
+                             parentChildrenVersion: parentChildrenVersion)
+    }
+
+    /// A node removed from the tree out of its parent's stat, its creator's quota and its owner's
+    /// ephemerals; returns the parent's children version.
+    private func unlinkRemoved(_ node: Node, _ path: String, parentPath: String, transaction: UInt64,
+                               parentChildrenVersion: Int32?) -> Int32 {
         let childrenVersion = nodes.update(parentPath) { parent in
             Self.childRemoved(from: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion)
         }
@@ -422,7 +440,7 @@ public final class Namespace {
             // An emptied set stays (with its storage) until the session ends (`closeSession`): a
             // session that creates and deletes one node at a time (a lock's acquire and release)
             // would otherwise make and drop it each time.
-            ephemeralsBySession[owner]?.remove(path)
+            ephemeralsBySession[owner]?.removeValue(forKey: node.stat.createdTransaction)
         }
         return childrenVersion
     }

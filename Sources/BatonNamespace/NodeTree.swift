@@ -191,11 +191,26 @@ struct NodeTree: Sendable {
 
     @discardableResult
     mutating func removeValue(forKey path: String) -> Node? {
+        removeValue(forKey: path) { (_: Node) throws(Never) in }
+    }
+
+    /// Removes the node at a non-root `path` (nil: none) unless `check` throws (then nothing
+    /// changed): one access to the parent's directory where a read and then a removal take two.
+    mutating func removeValue<Failure: Error>(forKey path: String,
+                                              checking check: (Node) throws(Failure) -> Void) throws(Failure) -> Node? {
         precondition(path != NamespacePath.root, "the root cannot be removed")
+        var refusal: Failure?
         let removed = withDirectory(of: path) { directory, name -> Node? in
             guard let location = directory?.locate(name), location.found else { return nil }
+            do throws(Failure) {
+                try check(directory![nodeAt: location]!)
+            } catch {
+                refusal = error
+                return nil
+            }
             return Self.remove(at: location, from: &directory).node
         }
+        if let refusal { throw refusal }
         if removed.isSome { count -= 1 }
         return removed
     }

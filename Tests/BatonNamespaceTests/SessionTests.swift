@@ -82,6 +82,7 @@ final class SessionTests: XCTestCase {
         let namespace = makeNamespace()
         let session = try namespace.openSession(timeoutMilliseconds: 1_000, now: start)
         XCTAssertTrue(namespace.touch(session.id, now: start.advanced(by: 800)))
+        XCTAssertTrue(namespace.touch(session.id, now: start.advanced(by: 100)), "an earlier touch shortens nothing")
         XCTAssertEqual(namespace.tick(now: start.advanced(by: 1_000)), [])
         XCTAssertEqual(namespace.session(session.id)?.deadlineMilliseconds, 11_800)
         XCTAssertEqual(namespace.nextDeadlineMilliseconds, 11_800)
