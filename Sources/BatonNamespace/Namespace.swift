@@ -223,9 +223,9 @@ public final class Namespace {
 
     struct Changes {
         var records: [NamespaceRecord] = []
-        /// Watch triggers, in the order the changes happened; fired by `commit`. `childRemoved`: a
-        /// `childrenChanged` by a deletion (only one may leave a container empty).
-        var triggers: [(type: WatchEventType, path: String, childRemoved: Bool)] = []
+        /// Watch triggers, in the order the changes happened; fired by `commit`, which also hands a
+        /// `childrenChanged` parent to the container schedule as `container` says.
+        var triggers: [(type: WatchEventType, path: String, container: ContainerCheck)] = []
 
         /// A create or delete has two triggers: one allocation instead of two.
         init() { triggers.reserveCapacity(2) }
@@ -296,8 +296,8 @@ public final class Namespace {
                                            data: data, kind: mode.kind,
                                            parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.created, path, false))
-        changes.triggers.append((.childrenChanged, parentPath, false))
+        changes.triggers.append((.created, path, .none))
+        changes.triggers.append((.childrenChanged, parentPath, .none))
         return (path, stat, parent.createdTransaction)
     }
 
@@ -313,29 +313,31 @@ public final class Namespace {
             guard node.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
         }
         guard let removed else { throw ReplyError(.noNode, path) }
-        finishRemoval(removed, path, sweep: false, &changes)
+        finishRemoval(removed, path, sweep: false, parentKnown: true, &changes)
     }
 
     /// Deletes a node known to exist and to have no children, and records it if it was persistent.
     func removeNode(_ path: String, sweep: Bool, _ changes: inout Changes) {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
-        finishRemoval(node, path, sweep: sweep, &changes)
+        finishRemoval(node, path, sweep: sweep, parentKnown: false, &changes)
     }
 
     /// A node just taken out of the tree: its parent's stat, its owner's tables, its record (if it
-    /// was persistent) and its triggers.
-    private func finishRemoval(_ node: Node, _ path: String, sweep: Bool, _ changes: inout Changes) {
+    /// was persistent) and its triggers. `parentKnown`: no later part of the change can fill or
+    /// delete the parent, so whether this removal emptied a container is settled here (see `commit`).
+    private func finishRemoval(_ node: Node, _ path: String, sweep: Bool, parentKnown: Bool, _ changes: inout Changes) {
         let parentPath = NamespacePath.parent(of: path)
         let transaction = allocateTransaction(&changes)
-        let parentChildrenVersion = unlinkRemoved(node, path, parentPath: parentPath, transaction: transaction,
-                                                  parentChildrenVersion: nil)
+        let (parentChildrenVersion, emptiedContainer) = unlinkRemoved(node, path, parentPath: parentPath,
+                                                                      transaction: transaction, parentChildrenVersion: nil)
         if node.kind != .ephemeral {
             changes.records.append(sweep
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.deleted, path, false))
-        changes.triggers.append((.childrenChanged, parentPath, true))
+        changes.triggers.append((.deleted, path, .none))
+        changes.triggers.append((.childrenChanged, parentPath,
+                                 parentKnown ? (emptiedContainer ? .emptiedContainer : .none) : .lookUp))
     }
 
     func setOperation(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
@@ -372,7 +374,7 @@ public final class Namespace {
             changes.records.append(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
         }
-        changes.triggers.append((.dataChanged, path, false))
+        changes.triggers.append((.dataChanged, path, .none))
         return stat
     }
 
@@ -424,14 +426,15 @@ public final class Namespace {
     func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) -> Int32 {
         guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
         return unlinkRemoved(node, path, parentPath: parentPath, transaction: transaction,
-                             parentChildrenVersion: parentChildrenVersion)
+                             parentChildrenVersion: parentChildrenVersion).childrenVersion
     }
 
     /// A node removed from the tree out of its parent's stat, its creator's quota and its owner's
-    /// ephemerals; returns the parent's children version.
+    /// ephemerals; returns the parent's children version and whether the parent is now an empty
+    /// container (read during the same access).
     private func unlinkRemoved(_ node: Node, _ path: String, parentPath: String, transaction: UInt64,
-                               parentChildrenVersion: Int32?) -> Int32 {
-        let childrenVersion = nodes.update(parentPath) { parent in
+                               parentChildrenVersion: Int32?) -> (childrenVersion: Int32, emptiedContainer: Bool) {
+        let parentAfter = nodes.update(parentPath) { parent in
             Self.childRemoved(from: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion)
         }
         if node.creator != 0 { usageBySession[node.creator]?.count(nodes: -1, dataBytes: -Int(node.stat.dataLength)) }
@@ -442,7 +445,7 @@ public final class Namespace {
             // would otherwise make and drop it each time.
             ephemeralsBySession[owner]?.removeValue(forKey: node.stat.createdTransaction)
         }
-        return childrenVersion
+        return parentAfter
     }
 
     // One access to the parent each (a tree lookup hashes the parent's path). The child's entry in
@@ -459,11 +462,12 @@ public final class Namespace {
         return parent.childrenVersion
     }
 
-    private static func childRemoved(from parent: inout Node, transaction: UInt64, childrenVersion: Int32?) -> Int32 {
+    private static func childRemoved(from parent: inout Node, transaction: UInt64,
+                                     childrenVersion: Int32?) -> (childrenVersion: Int32, emptiedContainer: Bool) {
         parent.childrenCount -= 1
         parent.childrenVersion = childrenVersion ?? (parent.childrenVersion &+ 1)
         parent.childrenTransaction = transaction
-        return parent.childrenVersion
+        return (parent.childrenVersion, parent.kind == .container && parent.childrenCount == 0)
     }
 
     @discardableResult
@@ -496,10 +500,14 @@ public final class Namespace {
         }
         for trigger in changes.triggers {
             fireWatches(trigger.type, path: trigger.path)
-            // Outside a multi a create leaves its parent with a child: no lookup of the parent. In a
-            // multi every parent is judged as the multi left it, in trigger order, as before.
-            if trigger.type == .childrenChanged && (asOneRecord || trigger.childRemoved) {
-                containerChildrenChanged(trigger.path, now: now)
+            guard trigger.type == .childrenChanged else { continue }
+            // In a multi every parent is judged as the multi left it, in trigger order. Outside one a
+            // create leaves its parent with a child, and a single delete knows whether it emptied a
+            // container: no lookup of the parent.
+            switch asOneRecord ? .lookUp : trigger.container {
+            case .none: break
+            case .emptiedContainer: scheduleSweep(trigger.path, now: now)
+            case .lookUp: containerChildrenChanged(trigger.path, now: now)
             }
         }
     }
@@ -523,6 +531,16 @@ struct SessionDeadline: Comparable {
     static func < (left: SessionDeadline, right: SessionDeadline) -> Bool {
         (left.deadlineMilliseconds, left.sessionID) < (right.deadlineMilliseconds, right.sessionID)
     }
+}
+
+/// What `commit` does with a `childrenChanged` parent for the container schedule.
+enum ContainerCheck {
+    /// Nothing: the parent gained a child.
+    case none
+    /// Schedule its sweep: a removal left this container empty, and nothing after it in the change could touch it.
+    case emptiedContainer
+    /// Look the parent up as the change left it.
+    case lookUp
 }
 
 struct ContainerDeadline {

@@ -30,6 +30,28 @@ final class ContainerTests: XCTestCase {
         XCTAssertEqual(path, "/locks")
     }
 
+    /// A single delete settles the schedule itself (no lookup of the parent): only the one that
+    /// leaves a container childless schedules it; a sibling left or a persistent parent does not.
+    func testOnlyADeleteThatEmptiesAContainerSchedulesItsSweep() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
+        let sessionDeadline = namespace.session(session.id)!.deadlineMilliseconds
+        try namespace.create("/locks", data: [], mode: .container, session: 0, now: start)
+        try namespace.create("/plain", data: [], mode: .persistent, session: 0, now: start)
+        let first = try namespace.create("/locks/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start)
+        let second = try namespace.create("/locks/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start)
+        try namespace.create("/plain/x", data: [], mode: .ephemeral, session: session.id, now: start)
+
+        try namespace.delete(first.path, expectedVersion: -1, now: start.advanced(by: 100))
+        try namespace.delete("/plain/x", expectedVersion: -1, now: start.advanced(by: 200))
+        XCTAssertEqual(namespace.nextDeadlineMilliseconds, sessionDeadline, "a child left, or not a container")
+        try namespace.delete(second.path, expectedVersion: -1, now: start.advanced(by: 300))
+        XCTAssertEqual(namespace.nextDeadlineMilliseconds, start.advanced(by: 1_300).monotonicMilliseconds)
+        namespace.tick(now: start.advanced(by: 1_300))
+        XCTAssertNil(try namespace.exists("/locks"))
+        XCTAssertNotNil(try namespace.exists("/plain"))
+    }
+
     func testReuseWithinGraceKeepsTheContainerAndLogsNothing() throws {
         let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
         let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
