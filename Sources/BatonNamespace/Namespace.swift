@@ -279,7 +279,7 @@ public final class Namespace {
         let transaction = transactionCurrent + 1
         let stat = Self.createdStat(kind: mode.kind, owner: session, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds)
-        guard nodes.insertIfAbsent(path, Node(data: data, stat: stat, creator: counted ? session : 0)) else {
+        guard nodes.insertIfAbsent(path, parent: parentPath, Node(data: data, stat: stat, creator: counted ? session : 0)) else {
             throw ReplyError(.nodeExists, path)
         }
 
@@ -306,27 +306,29 @@ public final class Namespace {
         guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
         // Checked where it lies and removed with one access to the parent's directory (a read and
         // then a removal would take two).
-        let removed = try nodes.removeValue(forKey: path) { node throws(ReplyError) in
+        let parentPath = NamespacePath.parent(of: path)
+        let removed = try nodes.removeValue(forKey: path, parent: parentPath) { node throws(ReplyError) in
             guard expectedVersion == anyVersion || expectedVersion == node.version else {
                 throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
             }
             guard node.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
         }
         guard let removed else { throw ReplyError(.noNode, path) }
-        finishRemoval(removed, path, sweep: false, parentKnown: true, &changes)
+        finishRemoval(removed, path, parentPath: parentPath, sweep: false, parentKnown: true, &changes)
     }
 
     /// Deletes a node known to exist and to have no children, and records it if it was persistent.
     func removeNode(_ path: String, sweep: Bool, _ changes: inout Changes) {
-        guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
-        finishRemoval(node, path, sweep: sweep, parentKnown: false, &changes)
+        let parentPath = NamespacePath.parent(of: path)
+        guard let node = nodes.removeValue(forKey: path, parent: parentPath) else { preconditionFailure("deleting a missing node") }
+        finishRemoval(node, path, parentPath: parentPath, sweep: sweep, parentKnown: false, &changes)
     }
 
     /// A node just taken out of the tree: its parent's stat, its owner's tables, its record (if it
     /// was persistent) and its triggers. `parentKnown`: no later part of the change can fill or
     /// delete the parent, so whether this removal emptied a container is settled here (see `commit`).
-    private func finishRemoval(_ node: Node, _ path: String, sweep: Bool, parentKnown: Bool, _ changes: inout Changes) {
-        let parentPath = NamespacePath.parent(of: path)
+    private func finishRemoval(_ node: Node, _ path: String, parentPath: String, sweep: Bool, parentKnown: Bool,
+                               _ changes: inout Changes) {
         let transaction = allocateTransaction(&changes)
         let (parentChildrenVersion, emptiedContainer) = unlinkRemoved(node, path, parentPath: parentPath,
                                                                       transaction: transaction, parentChildrenVersion: nil)
@@ -424,7 +426,7 @@ public final class Namespace {
     /// Returns the parent's children version.
     @discardableResult
     func applyDelete(_ path: String, parentPath: String, transaction: UInt64, parentChildrenVersion: Int32?) -> Int32 {
-        guard let node = nodes.removeValue(forKey: path) else { preconditionFailure("deleting a missing node") }
+        guard let node = nodes.removeValue(forKey: path, parent: parentPath) else { preconditionFailure("deleting a missing node") }
         return unlinkRemoved(node, path, parentPath: parentPath, transaction: transaction,
                              parentChildrenVersion: parentChildrenVersion).childrenVersion
     }

@@ -94,9 +94,10 @@ struct NodeTree: Sendable {
 
     /// Inserts `node` at a non-root `path` unless a node is there (then false, nothing changed): one
     /// search and one access to the parent's directory instead of `contains` and then a set.
-    mutating func insertIfAbsent(_ path: String, _ node: Node) -> Bool {
+    /// `parent`: the path's parent if the caller has it already (not made again from the path).
+    mutating func insertIfAbsent(_ path: String, parent: String? = nil, _ node: Node) -> Bool {
         precondition(path != NamespacePath.root, "the root always exists")
-        let inserted = withDirectory(of: path) { directory, name in
+        let inserted = withDirectory(of: path, parent: parent) { directory, name in
             let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
             if location.found { return false }
             Self.insert(node, named: name, into: &directory, at: location)
@@ -141,11 +142,17 @@ struct NodeTree: Sendable {
 
     /// One access to the directory of a non-root `path`'s parent (each costs a hash of the parent's
     /// path and a trie walk): `body` gets it in place (nil: none; left nil, none is made) and the
-    /// name's bytes (no string is made for it).
-    private mutating func withDirectory<Result>(of path: String,
+    /// name's bytes (no string is made for it). `parent`: the path's parent, if the caller has it
+    /// (a string made once per create or delete rather than once per access).
+    private mutating func withDirectory<Result>(of path: String, parent: String? = nil,
                                                 _ body: (inout Directory?, UnsafeBufferPointer<UInt8>) -> Result) -> Result {
         var path = path
         return path.withUTF8 { bytes in
+            if let parent {
+                let slash = parent == NamespacePath.root ? 0 : parent.utf8.count
+                assert(bytes[slash] == UInt8(ascii: "/") && Self.lastSlash(bytes) == slash, "\(parent) is not the parent")
+                return body(&directories[parent], UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]))
+            }
             let slash = Self.lastSlash(bytes)
             return body(&directories[Self.parent(bytes, slash)], UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]))
         }
@@ -190,17 +197,17 @@ struct NodeTree: Sendable {
     }
 
     @discardableResult
-    mutating func removeValue(forKey path: String) -> Node? {
-        removeValue(forKey: path) { (_: Node) throws(Never) in }
+    mutating func removeValue(forKey path: String, parent: String? = nil) -> Node? {
+        removeValue(forKey: path, parent: parent) { (_: Node) throws(Never) in }
     }
 
     /// Removes the node at a non-root `path` (nil: none) unless `check` throws (then nothing
     /// changed): one access to the parent's directory where a read and then a removal take two.
-    mutating func removeValue<Failure: Error>(forKey path: String,
+    mutating func removeValue<Failure: Error>(forKey path: String, parent: String? = nil,
                                               checking check: (Node) throws(Failure) -> Void) throws(Failure) -> Node? {
         precondition(path != NamespacePath.root, "the root cannot be removed")
         var refusal: Failure?
-        let removed = withDirectory(of: path) { directory, name -> Node? in
+        let removed = withDirectory(of: path, parent: parent) { directory, name -> Node? in
             guard let location = directory?.locate(name), location.found else { return nil }
             do throws(Failure) {
                 try check(directory![nodeAt: location]!)
