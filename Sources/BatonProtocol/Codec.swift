@@ -272,21 +272,36 @@ public enum Codec {
     }
 
     public static func encodeReply(_ reply: Reply, into writer: inout WireWriter) {
-        let start = writer.beginFrame()
-        writer.u8(ServerFrameKind.reply.rawValue)
-        writer.u32(reply.requestID)
-        writer.u8(reply.opcode.rawValue)
+        writer.reserveIfEmpty(replyBytesTypical)
+        let start = writer.bytes.count
+        let code: ErrorCode
         switch reply.result {
         case .failure(let error):
             precondition(error.code != .ok, "a failed reply needs an error code")
-            writer.u16(error.code.rawValue)
+            code = error.code
+        case .success:
+            code = .ok
+        }
+        // The length prefix (filled in by `finishFrame`) and the fixed header in one span.
+        writer.fixed(FrameSplitter.prefixBytes + 8) { header in
+            header.u32(0)
+            header.u8(ServerFrameKind.reply.rawValue)
+            header.u32(reply.requestID)
+            header.u8(reply.opcode.rawValue)
+            header.u16(code.rawValue)
+        }
+        switch reply.result {
+        case .failure(let error):
             writer.string(truncatedMessage(error.message))
         case .success(let body):
-            writer.u16(ErrorCode.ok.rawValue)
             encodeBody(body, into: &writer)
         }
         writer.finishFrame(start)
     }
+
+    /// What an output buffer starts with (`WireWriter.reserveIfEmpty`): a header, a stat and some
+    /// data, so most replies take one allocation.
+    static let replyBytesTypical = 256
 
     /// Longest error message on the wire, in UTF-8 bytes (Proto/PROTOCOL.md).
     public static let errorMessageBytesMax = 1_024

@@ -454,6 +454,7 @@ final class ServerLoop {
             connection.framesThisTurn = 0
         }
         let time = now()
+        let arrived = LatencyHistogram.now()
         let framesMax = configuration.framesPerTurnMax
         let highWater = configuration.outputBytesHighWater
         var pause: Connection.ReadPause?
@@ -476,7 +477,7 @@ final class ServerLoop {
             switch decoded {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
-                requestArrived(requestID, on: connection.id)
+                requestArrived(requestID, on: connection.id, at: arrived)
                 if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
                 routeOutputs()
@@ -731,8 +732,12 @@ final class ServerLoop {
                 outputs.removeAll(keepingCapacity: true)
                 spareOutputs = outputs
             }
-            for output in outputs {
-                switch output {
+            // Taken out of the array, not copied: a copy of each output (and its later destruction
+            // by `removeAll`) was a round of value-witness calls per reply. Reversed so that
+            // `popLast` hands them over in order.
+            outputs.reverse()
+            while let output = outputs.popLast() {
+                switch consume output {
                 case .send(let id, let message):
                     if case .reply(let reply) = message { replyRouted(reply, to: id) }
                     guard let connection = connections[id], connection.phase == .open else { continue }
