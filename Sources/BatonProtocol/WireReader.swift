@@ -75,8 +75,15 @@ public struct WireReader {
         try need(count, field)
         let start = index
         index += count
-        // Validated straight from the array's storage (an ArraySlice takes a slower generic path).
-        let decoded = bytes.withUnsafeBufferPointer { String(validating: UnsafeBufferPointer(rebasing: $0[start..<(start + count)]), as: UTF8.self) }
+        // Straight from the array's storage (an ArraySlice takes a slower generic path). ASCII (most
+        // paths and names) is valid UTF-8 as it stands: one pass to see that, and `String(decoding:)`,
+        // about half of what `String(validating:)` costs; anything else is validated.
+        let decoded = bytes.withUnsafeBufferPointer { storage -> String? in
+            let field = UnsafeBufferPointer(rebasing: storage[start..<(start + count)])
+            var highBits: UInt8 = 0
+            for byte in field { highBits |= byte }
+            return highBits < 0x80 ? String(decoding: field, as: UTF8.self) : String(validating: field, as: UTF8.self)
+        }
         guard let value = decoded else {
             let failure = DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
             guard !invalidEncoding.closesConnection else { throw failure }

@@ -719,56 +719,69 @@ final class ServerLoop {
         guard let engine else { return }
         while true {
             if backupEngine?.hasBackupRequests == true { startRequestedBackups() }
-            // A nested call (routing can close a connection, which tells the engine) takes an array of its own.
-            var outputs = spareOutputs
-            spareOutputs = []
+            // A nested call (routing can close a connection, which tells the engine) takes an array
+            // of its own. Swapped, not assigned: no retain and release of the array per call.
+            var outputs: [EngineOutput] = []
+            swap(&outputs, &spareOutputs)
             engine.takeOutputs(into: &outputs)
             if outputs.isEmpty {
-                spareOutputs = outputs
+                swap(&outputs, &spareOutputs)
                 logAccessDenials()
                 return
             }
             defer {
-                outputs.removeAll(keepingCapacity: true)
-                spareOutputs = outputs
+                // Popped, not `removeAll(keepingCapacity:)`: that is a generic range replacement,
+                // several times the cost of popping the one or few payload-free outputs left.
+                while outputs.popLast() != nil {}
+                swap(&outputs, &spareOutputs)
             }
-            // Taken out of the array, not copied: a copy of each output (and its later destruction
-            // by `removeAll`) was a round of value-witness calls per reply. Reversed so that
-            // `popLast` hands them over in order.
-            outputs.reverse()
-            while let output = outputs.popLast() {
-                switch consume output {
-                case .send(let id, let message):
-                    if case .reply(let reply) = message { replyRouted(reply, to: id) }
-                    guard let connection = connections[id], connection.phase == .open else { continue }
-                    if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
-                    // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
-                    if hold(message, for: connection) { continue }
-                    encode(message, into: connection)
-                    queueFlush(connection)
-                    let queuedBytes = connection.outputBytesQueued
-                    if queuedBytes > limits.outputBytesPerConnectionMax {
-                        var details = metadata(connection)
-                        details["queued_bytes"] = "\(queuedBytes)"
-                        details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
-                        logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
-                        counters.slowReaderDisconnects += 1
-                        closeNow(connection)
-                    } else if !admission.outputQueued(on: connection, bytes: queuedBytes) {
-                        var details = metadata(connection)
-                        details["queued_bytes"] = "\(queuedBytes)"
-                        details["budget_bytes"] = "\(configuration.admission.outputBytesBufferedMax)"
-                        logger.warning("disconnecting a client: the output budget of all connections is spent", metadata: details)
-                        counters.slowReaderDisconnects += 1
-                        closeNow(connection)
-                    }
-                case .close(let id):
-                    guard let connection = connections[id] else { continue }
-                    beginDraining(connection)
-                case .persist(let record):
-                    persist(record)
+            // Each output is moved out of the array and a payload-free one left in its place (which
+            // the `defer` drops for nothing): iterating the array copied every output (a reply's
+            // body retained, and released twice) per frame.
+            outputs.withUnsafeMutableBufferPointer { taken in
+                for index in taken.indices {
+                    let slot = taken.baseAddress! + index
+                    let output = slot.move()
+                    slot.initialize(to: .close(0))
+                    route(output)
                 }
             }
+        }
+    }
+
+    /// One output of the engine: a frame encoded into its connection's output (or held behind the
+    /// log), a close begun, a record handed to the log.
+    private func route(_ output: consuming EngineOutput) {
+        switch output {
+        case .send(let id, let message):
+            if case .reply(let reply) = message { replyRouted(reply, to: id) }
+            guard let connection = connections[id], connection.phase == .open else { return }
+            if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
+            // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
+            if hold(message, for: connection) { return }
+            encode(message, into: connection)
+            queueFlush(connection)
+            let queuedBytes = connection.outputBytesQueued
+            if queuedBytes > limits.outputBytesPerConnectionMax {
+                var details = metadata(connection)
+                details["queued_bytes"] = "\(queuedBytes)"
+                details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
+                logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
+                counters.slowReaderDisconnects += 1
+                closeNow(connection)
+            } else if !admission.outputQueued(on: connection, bytes: queuedBytes) {
+                var details = metadata(connection)
+                details["queued_bytes"] = "\(queuedBytes)"
+                details["budget_bytes"] = "\(configuration.admission.outputBytesBufferedMax)"
+                logger.warning("disconnecting a client: the output budget of all connections is spent", metadata: details)
+                counters.slowReaderDisconnects += 1
+                closeNow(connection)
+            }
+        case .close(let id):
+            guard let connection = connections[id] else { return }
+            beginDraining(connection)
+        case .persist(let record):
+            persist(record)
         }
     }
 

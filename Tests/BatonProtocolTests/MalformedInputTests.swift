@@ -193,6 +193,22 @@ final class MalformedInputTests: XCTestCase {
         XCTAssertEqual(requestFailure(exists)?.code, .malformedFrame)
     }
 
+    /// Strings are read through an ASCII fast path: every byte from 0x80 up (alone, or after an
+    /// ASCII run) must still be validated, and valid multi-byte text must decode exactly.
+    func testNonASCIIStringsAreValidatedAndDecodedExactly() throws {
+        for path in ["/é", "/a/日本語/b", "/\u{1F600}", "/" + String(repeating: "x", count: 40) + "ü"] {
+            let (_, decoded) = try Codec.decodeRequest(body(.get(path: path, watch: false)))
+            XCTAssertEqual(decoded, .get(path: path, watch: false))
+        }
+        for bad: [UInt8] in [[0x80], [0xff], [0x61, 0x62, 0x63, 0xc3], [0xed, 0xa0, 0x80], [0xc0, 0xaf]] {
+            var frame = corrupting(.get(path: "/aQQ", watch: false))
+            let index = frame.firstIndex(of: 0xc3)!
+            frame.replaceSubrange(index...(index + 1), with: bad)
+            frame[index - 3] = UInt8(2 + bad.count)  // the path's u16 length: "/a" and the bad bytes
+            XCTAssertEqual(requestFailure(frame)?.code, .invalidPath, "\(bad)")
+        }
+    }
+
     func testInvalidUTF8ElsewhereIsMalformed() {
         let failure = requestFailure(corrupting(.hello(version: 1, clientName: "cQQ")))
         XCTAssertEqual(failure?.code, .malformedFrame)
