@@ -127,6 +127,18 @@ public enum Codec {
     public static func decodeRequest(_ body: [UInt8], from start: Int = 0, to end: Int? = nil)
         throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
         var reader = WireReader(body, from: start, to: end)
+        return try decodeRequest(&reader)
+    }
+
+    /// `decodeRequest` straight from bytes the caller owns (batond's input buffer): no copy. The
+    /// request owns everything it holds (strings and data are copied out), so it outlives `body`.
+    public static func decodeRequest(inPlace body: UnsafeRawBufferPointer)
+        throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
+        var reader = WireReader(inPlace: body)
+        return try decodeRequest(&reader)
+    }
+
+    static func decodeRequest(_ reader: inout WireReader) throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
         let opcodeByte = try reader.u8("opcode")
         let requestID = try reader.u32("request id")
         guard let opcode = Opcode(rawValue: opcodeByte) else {

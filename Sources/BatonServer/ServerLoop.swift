@@ -79,8 +79,6 @@ final class ServerLoop {
     var tlsContext: TLSContext?
     /// Where TLS connections' plaintext is decrypted to, as the read buffer is for plain ones; reused.
     var tlsPlaintextBuffer: UnsafeMutableRawBufferPointer?
-    /// One frame at a time, copied for the codec (which reads from an array); reused.
-    private var decodeScratch: [UInt8] = []
     /// The engine's outputs are swapped into this array and it is handed back emptied: no
     /// allocation per frame (`routeOutputs`). Empty between calls.
     private var spareOutputs: [EngineOutput] = []
@@ -461,7 +459,7 @@ final class ServerLoop {
         // Each frame's outputs are routed right after it (`deliver`), once: so a reply that
         // authenticated the connection raises the limit for the next length prefix, and the output
         // queue is known before the next frame.
-        let result = Connection.decodeFrames(bytes, scratch: &decodeScratch, frameBytesMax: {
+        let result = Connection.decodeFrames(bytes, frameBytesMax: {
             admission.frameBytesMax(for: connection)
         }, mayContinue: {
             guard connection.phase == .open else { return false }
