@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Server CPU per operation, read from /proc (holds on a busy machine better than throughput).
 
-    python3 Benchmarks/profile/cpu_per_op.py SOCKET OP [SECONDS]    OP: ping | get | set | pair | rawping | pset | pcreate
+    python3 Benchmarks/profile/cpu_per_op.py SOCKET OP [SECONDS]    OP: ping | get | set | pair | rawping | pset | pcreate | pping | pget
 
 Runs OP one at a time over one connection for SECONDS and prints batond's CPU time (all threads, /proc/PID/task/*/schedstat) spent per operation (a pair is acquire + release), in microseconds.
 ping, get and pair go through the Python client (clients/python); rawping writes a ping frame on a
@@ -9,7 +9,9 @@ bare socket and reads one frame back, so it also drives an echo server (Benchmar
 the CPU per message of a bare libuv echo). Several sockets may be given as SOCKET1,SOCKET2: the targets take turns in 0.5 s slices, so an A/B
 comparison shares the machine's busy moments. set writes 16 bytes to one node, one at a time; pset and
 pcreate send 64 sets (creates of new nodes) in one write on a bare socket and then read the 64
-replies (the write table's pipelined rows)."""
+replies (the write table's pipelined rows); pping and pget do the same with pings and gets of a
+16-byte node: the kernel's share is spread over 64 requests, so what is left is the server's own
+work per request (decode, dispatch, encode, routing)."""
 
 import os
 import socket
@@ -35,7 +37,7 @@ def main() -> None:
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 6.0
     targets = []
     for path in paths:
-        if op in ("rawping", "pset", "pcreate"):
+        if op in ("rawping", "pset", "pcreate", "pping", "pget"):
             raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             raw.connect(path)
             # hello and a session (an echo server just sends them back): then pings are served.
@@ -64,7 +66,8 @@ def main() -> None:
             end = time.monotonic() + 0.5
             n = 0
             while time.monotonic() < end:
-                rounds = 2 if op in ("pset", "pcreate") else 50
+                pipelined = op in ("pset", "pcreate", "pping", "pget")
+                rounds = 2 if pipelined else 50
                 for _ in range(rounds):
                     if op == "rawping":
                         client.sendall(PING)
@@ -79,6 +82,14 @@ def main() -> None:
                         client.sendall(b"".join(baton.protocol.encode_set(10 + i, key, b"b" * 16) for i in range(64)))
                         for _ in range(64):
                             read_frame(client)
+                    elif op in ("pping", "pget"):
+                        if op == "pping":
+                            frames = [baton.protocol.encode_ping(10 + i) for i in range(64)]
+                        else:
+                            frames = [baton.protocol.encode_get(10 + i, key) for i in range(64)]
+                        client.sendall(b"".join(frames))
+                        for _ in range(64):
+                            read_frame(client)
                     elif op == "pcreate":
                         frames = []
                         for i in range(64):
@@ -89,11 +100,11 @@ def main() -> None:
                             read_frame(client)
                     else:
                         client.release(client.acquire(key))
-                n += rounds * (64 if op in ("pset", "pcreate") else 1)
+                n += rounds * (64 if pipelined else 1)
             t["cpu"] += cpu_seconds(t["pid"]) - before
             t["ops"] += n
     for t in targets:
-        print(f"{op} {t['path']}: {t['ops']} ops, server CPU {1e6 * t['cpu'] / t['ops']:.1f} us/op")
+        print(f"{op} {t['path']}: {t['ops']} ops, server CPU {1e6 * t['cpu'] / t['ops']:.2f} us/op")
         t["client"].close()
 
 

@@ -4,8 +4,19 @@ import BatonProtocol
 /// finding; a decode error is the expected answer to most inputs.
 public enum FrameFuzzer {
     public static func run(_ bytes: [UInt8]) {
-        // As a client frame body (what batond decodes from every client): whatever decodes re-encodes
-        // to a frame that decodes to the same request.
+        // As a client frame body (what batond decodes from every client, in place): the array and the
+        // in-place decodes agree, and whatever decodes re-encodes to a frame that decodes to the same request.
+        let inPlace = bytes.withUnsafeBytes { raw in
+            Result { () throws(DecodeFailure) in try Codec.decodeRequest(inPlace: raw) }
+        }
+        switch (Result { () throws(DecodeFailure) in try Codec.decodeRequest(bytes) }, inPlace) {
+        case (.success(let a), .success(let b)):
+            precondition(a.requestID == b.requestID && a.request == b.request, "in-place decode differs: \(a) vs \(b)")
+        case (.failure(let a), .failure(let b)):
+            precondition(a == b, "in-place decode fails differently: \(a) vs \(b)")
+        default:
+            preconditionFailure("array and in-place decodes disagree on success: \(inPlace)")
+        }
         if let (requestID, request) = try? Codec.decodeRequest(bytes) {
             let encoded = Codec.encodeRequest(request, requestID: requestID)
             guard let (idAgain, requestAgain) = try? Codec.decodeRequest(body(of: encoded)) else {

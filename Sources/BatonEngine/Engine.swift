@@ -166,17 +166,17 @@ public final class Engine {
 
     public func handle(_ request: Request, requestID: UInt32, from connection: ConnectionID, now: Time) {
         // Frames decoded after the engine closed the connection are dropped. Its state is read in
-        // place, field by field: a copy of the whole struct (names, identity, rules) cost every
+        // place (`requestFields`): a copy of the whole struct (names, identity, rules) cost every
         // request a round of retains and releases.
         guard let index = connections.index(forKey: connection) else { return }
-        guard connections.values[index].greeted else {
+        let (greeted, sessionOfConnection, isAuthorized) = connections.values[index].requestFields()
+        guard greeted else {
             greet(request, requestID: requestID, connection: connection, now: now)
             return
         }
-        let sessionOfConnection = connections.values[index].sessionID
         // Any frame is a heartbeat, even one that is refused below.
         if let sessionID = sessionOfConnection { namespace.touch(sessionID, now: now) }
-        if !connections.values[index].isAuthorized || access.policy != nil {
+        if !isAuthorized || access.policy != nil {
             // Otherwise neither can refuse: a connection not yet authorized, or access rules in force.
             let state = connections.values[index]
             if refusesUnauthorized(request, state: state, requestID: requestID, connection: connection, now: now) { return }
@@ -485,14 +485,16 @@ public final class Engine {
 
     // MARK: Replies and time
 
-    func reply(_ connection: ConnectionID, _ requestID: UInt32, _ opcode: Opcode, _ result: Result<ReplyBody, ReplyError>,
+    /// `result` is taken, not copied, into the message: a copy of a reply body (a read's data, a
+    /// listing's names) was a round of retains and releases per reply.
+    func reply(_ connection: ConnectionID, _ requestID: UInt32, _ opcode: Opcode, _ result: consuming Result<ReplyBody, ReplyError>,
                now: Time) {
-        let message = ServerMessage.reply(Reply(requestID: requestID, opcode: opcode, result: result))
         let closes = if case .failure(let error) = result { error.code.closesConnection } else { false }
+        let message = ServerMessage.reply(Reply(requestID: requestID, opcode: opcode, result: result))
         // With a backend, behind the connection's earlier namespace requests (Engine+Backend.swift).
         if !closes && holdReply(connection, message) { return }
         outputs.append(.send(connection, message))
-        if case .failure(let error) = result, error.code.closesConnection {
+        if closes {
             closeConnection(connection, now: now)
             drain(now: now)
         }
@@ -583,6 +585,13 @@ struct ConnectionState {
             guard newValue != nil || accessBox != nil else { return }
             uniqueAccessBox().rules = newValue
         }
+    }
+
+    /// The fields `Engine.handle` reads for every request. Mutating only to be reached through the
+    /// dictionary's in-place accessor: its getter copies the whole struct (a retain and release of
+    /// the names and the access box per request). Changes nothing.
+    mutating func requestFields() -> (greeted: Bool, sessionID: UInt64?, isAuthorized: Bool) {
+        (greeted, sessionID, isAuthorized)
     }
 
     private mutating func uniqueAccessBox() -> ConnectionAccess {

@@ -127,6 +127,18 @@ public enum Codec {
     public static func decodeRequest(_ body: [UInt8], from start: Int = 0, to end: Int? = nil)
         throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
         var reader = WireReader(body, from: start, to: end)
+        return try decodeRequest(&reader)
+    }
+
+    /// `decodeRequest` straight from bytes the caller owns (batond's input buffer): no copy. The
+    /// request owns everything it holds (strings and data are copied out), so it outlives `body`.
+    public static func decodeRequest(inPlace body: UnsafeRawBufferPointer)
+        throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
+        var reader = WireReader(inPlace: body)
+        return try decodeRequest(&reader)
+    }
+
+    static func decodeRequest(_ reader: inout WireReader) throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
         let opcodeByte = try reader.u8("opcode")
         let requestID = try reader.u32("request id")
         guard let opcode = Opcode(rawValue: opcodeByte) else {
@@ -272,21 +284,36 @@ public enum Codec {
     }
 
     public static func encodeReply(_ reply: Reply, into writer: inout WireWriter) {
-        let start = writer.beginFrame()
-        writer.u8(ServerFrameKind.reply.rawValue)
-        writer.u32(reply.requestID)
-        writer.u8(reply.opcode.rawValue)
+        writer.reserveIfEmpty(replyBytesTypical)
+        let start = writer.bytes.count
+        let code: ErrorCode
         switch reply.result {
         case .failure(let error):
             precondition(error.code != .ok, "a failed reply needs an error code")
-            writer.u16(error.code.rawValue)
+            code = error.code
+        case .success:
+            code = .ok
+        }
+        // The length prefix (filled in by `finishFrame`) and the fixed header in one span.
+        writer.fixed(FrameSplitter.prefixBytes + 8) { header in
+            header.u32(0)
+            header.u8(ServerFrameKind.reply.rawValue)
+            header.u32(reply.requestID)
+            header.u8(reply.opcode.rawValue)
+            header.u16(code.rawValue)
+        }
+        switch reply.result {
+        case .failure(let error):
             writer.string(truncatedMessage(error.message))
         case .success(let body):
-            writer.u16(ErrorCode.ok.rawValue)
             encodeBody(body, into: &writer)
         }
         writer.finishFrame(start)
     }
+
+    /// What an output buffer starts with (`WireWriter.reserveIfEmpty`): a header, a stat and some
+    /// data, so most replies take one allocation.
+    static let replyBytesTypical = 256
 
     /// Longest error message on the wire, in UTF-8 bytes (Proto/PROTOCOL.md).
     public static let errorMessageBytesMax = 1_024

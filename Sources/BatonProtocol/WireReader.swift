@@ -13,8 +13,14 @@ public struct DecodeFailure: Error, Sendable, Equatable {
 }
 
 /// Reads big-endian fields from one frame body; every read is bounds-checked and fails with `malformedFrame`.
+/// Two forms, the same reads: over an array it keeps (the namespace's record and snapshot decoders, the
+/// client), or in place over bytes it does not own (batond's requests, straight from the connection's
+/// input: no copy, no retain), valid only while those bytes are (`Codec.decodeRequest(inPlace:)`).
 public struct WireReader {
-    @usableFromInline let bytes: [UInt8]
+    /// The array form's bytes; nil in place.
+    @usableFromInline let storage: [UInt8]?
+    /// The in-place form's bytes; nil for an array.
+    @usableFromInline let base: UnsafeRawPointer?
     @usableFromInline var index: Int
     @usableFromInline let end: Int
     /// The first field that failed with an error that keeps the connection open (a path that is not
@@ -22,9 +28,33 @@ public struct WireReader {
     public private(set) var deferredFailure: DecodeFailure?
 
     public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
-        self.bytes = bytes
+        self.storage = bytes
+        self.base = nil
         self.index = start
         self.end = end ?? bytes.count
+    }
+
+    /// Reads `bytes` in place: the caller keeps them alive and unchanged while the reader is used.
+    public init(inPlace bytes: UnsafeRawBufferPointer) {
+        self.storage = nil
+        self.base = bytes.baseAddress
+        self.index = 0
+        self.end = bytes.count
+    }
+
+    /// The byte at `offset`, already bounds-checked by `need`.
+    @inline(__always) func byte(_ offset: Int) -> UInt8 {
+        if let base { return base.load(fromByteOffset: offset, as: UInt8.self) }
+        return storage.unsafelyUnwrapped[offset]
+    }
+
+    /// Calls `body` with `count` bytes from `start` (bounds-checked by `need`) as a buffer.
+    @inline(__always) func withBytes<R>(_ start: Int, _ count: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let base {
+            return UnsafeRawBufferPointer(start: base + start, count: count).withMemoryRebound(to: UInt8.self, body)
+        }
+        // Straight from the array's storage (an ArraySlice takes a slower generic path).
+        return storage.unsafelyUnwrapped.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[start..<(start + count)])) }
     }
 
     public var remaining: Int { end - index }
@@ -37,7 +67,7 @@ public struct WireReader {
     public mutating func u8(_ field: StaticString = "u8") throws(DecodeFailure) -> UInt8 {
         try need(1, field)
         defer { index += 1 }
-        return bytes[index]
+        return byte(index)
     }
     public mutating func bool(_ field: StaticString = "flag") throws(DecodeFailure) -> Bool {
         switch try u8(field) {
@@ -49,12 +79,12 @@ public struct WireReader {
     public mutating func u16(_ field: StaticString = "u16") throws(DecodeFailure) -> UInt16 {
         try need(2, field)
         defer { index += 2 }
-        return UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1])
+        return UInt16(byte(index)) << 8 | UInt16(byte(index + 1))
     }
     public mutating func u32(_ field: StaticString = "u32") throws(DecodeFailure) -> UInt32 {
         try need(4, field)
         var value: UInt32 = 0
-        for offset in 0..<4 { value = value << 8 | UInt32(bytes[index + offset]) }
+        for offset in 0..<4 { value = value << 8 | UInt32(byte(index + offset)) }
         index += 4
         return value
     }
@@ -64,7 +94,7 @@ public struct WireReader {
     public mutating func u64(_ field: StaticString = "u64") throws(DecodeFailure) -> UInt64 {
         try need(8, field)
         var value: UInt64 = 0
-        for offset in 0..<8 { value = value << 8 | UInt64(bytes[index + offset]) }
+        for offset in 0..<8 { value = value << 8 | UInt64(byte(index + offset)) }
         index += 8
         return value
     }
@@ -75,8 +105,13 @@ public struct WireReader {
         try need(count, field)
         let start = index
         index += count
-        // Validated straight from the array's storage (an ArraySlice takes a slower generic path).
-        let decoded = bytes.withUnsafeBufferPointer { String(validating: UnsafeBufferPointer(rebasing: $0[start..<(start + count)]), as: UTF8.self) }
+        // ASCII (most paths and names) is valid UTF-8 as it stands: one pass to see that, and
+        // `String(decoding:)`, about half of what `String(validating:)` costs; anything else is validated.
+        let decoded = withBytes(start, count) { field -> String? in
+            var highBits: UInt8 = 0
+            for byte in field { highBits |= byte }
+            return highBits < 0x80 ? String(decoding: field, as: UTF8.self) : String(validating: field, as: UTF8.self)
+        }
         guard let value = decoded else {
             let failure = DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
             guard !invalidEncoding.closesConnection else { throw failure }
@@ -90,7 +125,7 @@ public struct WireReader {
         let count = Int(try u32(field))
         try need(count, field)
         defer { index += count }
-        return Array(bytes[index..<(index + count)])
+        return withBytes(index, count) { Array($0) }
     }
     /// The frame must end here; then a deferred failure (if any) is the frame's error.
     public func expectEnd() throws(DecodeFailure) {

@@ -55,6 +55,13 @@ public struct WireWriter: Sendable {
         }
     }
 
+    /// Room for a typical frame when the writer holds no storage yet (a server's output buffer after
+    /// each write): one allocation instead of one per growing field. Only from empty: reserving on
+    /// every frame would reallocate a pipelined burst's buffer without geometric growth.
+    public mutating func reserveIfEmpty(_ count: Int) {
+        if bytes.capacity == 0 { bytes.reserveCapacity(count) }
+    }
+
     /// Reserves a u32 length prefix; `finishFrame` fills it in.
     public mutating func beginFrame() -> Int {
         let start = bytes.count
@@ -84,6 +91,7 @@ public struct FixedFields {
     }
 
     public mutating func u8(_ value: UInt8) { store(value) }
+    public mutating func u16(_ value: UInt16) { store(value) }
     public mutating func u32(_ value: UInt32) { store(value) }
     public mutating func i32(_ value: Int32) { store(UInt32(bitPattern: value)) }
     public mutating func u64(_ value: UInt64) { store(value) }

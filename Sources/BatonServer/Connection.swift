@@ -108,10 +108,10 @@ final class Connection {
 
     /// Hands the whole frames at the start of `bytes` to `deliver`, in order, while `mayContinue()`
     /// (asked before each frame). `frameBytesMax()` is asked before each length prefix (it grows once
-    /// the connection is authenticated, which a frame of this batch may do). Each length is checked before anything is copied; each frame is
-    /// copied into `scratch` (the loop's reusable array: the codec reads from an array). Returns how
-    /// many bytes were consumed and why it stopped.
-    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, scratch: inout [UInt8], frameBytesMax: () -> Int,
+    /// the connection is authenticated, which a frame of this batch may do). Each length is checked
+    /// before the frame is read; each frame is decoded in place from `bytes` (the request copies out what
+    /// it keeps). Returns how many bytes were consumed and why it stopped.
+    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, frameBytesMax: () -> Int,
                              mayContinue: () -> Bool, deliver: (Decoded) -> Void) -> (consumed: Int, stop: DecodeStop) {
         let prefixBytes = FrameSplitter.prefixBytes
         var cursor = 0
@@ -126,11 +126,10 @@ final class Connection {
             guard let length, cursor + prefixBytes + length <= bytes.count else { return (cursor, .needsBytes) }
             guard mayContinue() else { return (cursor, .paused) }
             let bodyStart = cursor + prefixBytes
-            scratch.removeAll(keepingCapacity: true)
-            scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<(bodyStart + length)]))
+            let body = UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<(bodyStart + length)])
             cursor = bodyStart + length
             do {
-                let (requestID, request) = try Codec.decodeRequest(scratch)
+                let (requestID, request) = try Codec.decodeRequest(inPlace: body)
                 deliver(.request(requestID, request))
             } catch {
                 deliver(.failure(error))

@@ -14,9 +14,10 @@ struct RequestStamp {
 extension ServerLoop {
     /// A request is about to be handed to the engine: most are answered while it handles them, so
     /// the stamp waits in `requestInHand` and goes into `requestArrivals` only if the request is
-    /// still unanswered once its outputs are routed (`requestRouted`).
-    func requestArrived(_ requestID: UInt32, on connection: ConnectionID) {
-        requestInHand = RequestStamp(connection: connection, requestID: requestID, arrived: LatencyHistogram.now())
+    /// still unanswered once its outputs are routed (`requestRouted`). `arrived` is when the read
+    /// that brought it was decoded: one clock read for a whole pipelined batch.
+    func requestArrived(_ requestID: UInt32, on connection: ConnectionID, at arrived: UInt64) {
+        requestInHand = RequestStamp(connection: connection, requestID: requestID, arrived: arrived)
     }
 
     /// The request in hand has been handled and its outputs routed: if it was not answered (an

@@ -79,8 +79,6 @@ final class ServerLoop {
     var tlsContext: TLSContext?
     /// Where TLS connections' plaintext is decrypted to, as the read buffer is for plain ones; reused.
     var tlsPlaintextBuffer: UnsafeMutableRawBufferPointer?
-    /// One frame at a time, copied for the codec (which reads from an array); reused.
-    private var decodeScratch: [UInt8] = []
     /// The engine's outputs are swapped into this array and it is handed back emptied: no
     /// allocation per frame (`routeOutputs`). Empty between calls.
     private var spareOutputs: [EngineOutput] = []
@@ -454,13 +452,14 @@ final class ServerLoop {
             connection.framesThisTurn = 0
         }
         let time = now()
+        let arrived = LatencyHistogram.now()
         let framesMax = configuration.framesPerTurnMax
         let highWater = configuration.outputBytesHighWater
         var pause: Connection.ReadPause?
         // Each frame's outputs are routed right after it (`deliver`), once: so a reply that
         // authenticated the connection raises the limit for the next length prefix, and the output
         // queue is known before the next frame.
-        let result = Connection.decodeFrames(bytes, scratch: &decodeScratch, frameBytesMax: {
+        let result = Connection.decodeFrames(bytes, frameBytesMax: {
             admission.frameBytesMax(for: connection)
         }, mayContinue: {
             guard connection.phase == .open else { return false }
@@ -476,7 +475,7 @@ final class ServerLoop {
             switch decoded {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
-                requestArrived(requestID, on: connection.id)
+                requestArrived(requestID, on: connection.id, at: arrived)
                 if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
                 routeOutputs()
@@ -718,52 +717,69 @@ final class ServerLoop {
         guard let engine else { return }
         while true {
             if backupEngine?.hasBackupRequests == true { startRequestedBackups() }
-            // A nested call (routing can close a connection, which tells the engine) takes an array of its own.
-            var outputs = spareOutputs
-            spareOutputs = []
+            // A nested call (routing can close a connection, which tells the engine) takes an array
+            // of its own. Swapped, not assigned: no retain and release of the array per call.
+            var outputs: [EngineOutput] = []
+            swap(&outputs, &spareOutputs)
             engine.takeOutputs(into: &outputs)
             if outputs.isEmpty {
-                spareOutputs = outputs
+                swap(&outputs, &spareOutputs)
                 logAccessDenials()
                 return
             }
             defer {
-                outputs.removeAll(keepingCapacity: true)
-                spareOutputs = outputs
+                // Popped, not `removeAll(keepingCapacity:)`: that is a generic range replacement,
+                // several times the cost of popping the one or few payload-free outputs left.
+                while outputs.popLast() != nil {}
+                swap(&outputs, &spareOutputs)
             }
-            for output in outputs {
-                switch output {
-                case .send(let id, let message):
-                    if case .reply(let reply) = message { replyRouted(reply, to: id) }
-                    guard let connection = connections[id], connection.phase == .open else { continue }
-                    if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
-                    // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
-                    if hold(message, for: connection) { continue }
-                    encode(message, into: connection)
-                    queueFlush(connection)
-                    let queuedBytes = connection.outputBytesQueued
-                    if queuedBytes > limits.outputBytesPerConnectionMax {
-                        var details = metadata(connection)
-                        details["queued_bytes"] = "\(queuedBytes)"
-                        details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
-                        logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
-                        counters.slowReaderDisconnects += 1
-                        closeNow(connection)
-                    } else if !admission.outputQueued(on: connection, bytes: queuedBytes) {
-                        var details = metadata(connection)
-                        details["queued_bytes"] = "\(queuedBytes)"
-                        details["budget_bytes"] = "\(configuration.admission.outputBytesBufferedMax)"
-                        logger.warning("disconnecting a client: the output budget of all connections is spent", metadata: details)
-                        counters.slowReaderDisconnects += 1
-                        closeNow(connection)
-                    }
-                case .close(let id):
-                    guard let connection = connections[id] else { continue }
-                    beginDraining(connection)
-                case .persist(let record):
-                    persist(record)
+            // Each output is moved out of the array and a payload-free one left in its place (which
+            // the `defer` drops for nothing): iterating the array copied every output (a reply's
+            // body retained, and released twice) per frame.
+            outputs.withUnsafeMutableBufferPointer { taken in
+                for index in taken.indices {
+                    let slot = taken.baseAddress! + index
+                    let output = slot.move()
+                    slot.initialize(to: .close(0))
+                    route(output)
                 }
             }
+        }
+    }
+
+    /// One output of the engine: a frame encoded into its connection's output (or held behind the
+    /// log), a close begun, a record handed to the log.
+    private func route(_ output: consuming EngineOutput) {
+        switch output {
+        case .send(let id, let message):
+            if case .reply(let reply) = message { replyRouted(reply, to: id) }
+            guard let connection = connections[id], connection.phase == .open else { return }
+            if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
+            // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
+            if hold(message, for: connection) { return }
+            encode(message, into: connection)
+            queueFlush(connection)
+            let queuedBytes = connection.outputBytesQueued
+            if queuedBytes > limits.outputBytesPerConnectionMax {
+                var details = metadata(connection)
+                details["queued_bytes"] = "\(queuedBytes)"
+                details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
+                logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
+                counters.slowReaderDisconnects += 1
+                closeNow(connection)
+            } else if !admission.outputQueued(on: connection, bytes: queuedBytes) {
+                var details = metadata(connection)
+                details["queued_bytes"] = "\(queuedBytes)"
+                details["budget_bytes"] = "\(configuration.admission.outputBytesBufferedMax)"
+                logger.warning("disconnecting a client: the output budget of all connections is spent", metadata: details)
+                counters.slowReaderDisconnects += 1
+                closeNow(connection)
+            }
+        case .close(let id):
+            guard let connection = connections[id] else { return }
+            beginDraining(connection)
+        case .persist(let record):
+            persist(record)
         }
     }
 

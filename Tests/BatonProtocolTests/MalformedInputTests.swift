@@ -5,7 +5,7 @@ import XCTest
 final class MalformedInputTests: XCTestCase {
     private func requestFailure(_ body: [UInt8], file: StaticString = #filePath, line: UInt = #line) -> DecodeFailure? {
         do {
-            let decoded = try Codec.decodeRequest(body)
+            let decoded = try decodeRequestBothWays(body)
             XCTFail("decoded \(decoded) from \(hex(body))", file: file, line: line)
             return nil
         } catch {
@@ -100,8 +100,8 @@ final class MalformedInputTests: XCTestCase {
             if valid {
                 let mode = try XCTUnwrap(CreateMode(flags: flags))
                 XCTAssertEqual(mode.flags, flags, "flags survive a round trip")
-                XCTAssertEqual(try Codec.decodeRequest(frame).request, .create(path: "/c", data: [], mode: mode))
-                XCTAssertEqual(try Codec.decodeRequest(multi).request, .multi([.create(path: "/c", data: [], mode: mode)]))
+                XCTAssertEqual(try decodeRequestBothWays(frame).request, .create(path: "/c", data: [], mode: mode))
+                XCTAssertEqual(try decodeRequestBothWays(multi).request, .multi([.create(path: "/c", data: [], mode: mode)]))
             } else {
                 XCTAssertEqual(requestFailure(frame)?.code, .malformedFrame, "flags \(flags)")
                 XCTAssertEqual(requestFailure(multi)?.code, .malformedFrame, "flags \(flags)")
@@ -114,7 +114,7 @@ final class MalformedInputTests: XCTestCase {
         for flags in UInt8.min...UInt8.max {
             frame[frame.count - 1] = flags
             if flags & ~SessionFlags.all.rawValue == 0 {
-                XCTAssertEqual(try Codec.decodeRequest(frame).request,
+                XCTAssertEqual(try decodeRequestBothWays(frame).request,
                                .openSession(timeoutMilliseconds: 1_000, flags: SessionFlags(rawValue: flags)))
             } else {
                 XCTAssertEqual(requestFailure(frame)?.code, .malformedFrame, "flags \(flags)")
@@ -193,6 +193,22 @@ final class MalformedInputTests: XCTestCase {
         XCTAssertEqual(requestFailure(exists)?.code, .malformedFrame)
     }
 
+    /// Strings are read through an ASCII fast path: every byte from 0x80 up (alone, or after an
+    /// ASCII run) must still be validated, and valid multi-byte text must decode exactly.
+    func testNonASCIIStringsAreValidatedAndDecodedExactly() throws {
+        for path in ["/é", "/a/日本語/b", "/\u{1F600}", "/" + String(repeating: "x", count: 40) + "ü"] {
+            let (_, decoded) = try decodeRequestBothWays(body(.get(path: path, watch: false)))
+            XCTAssertEqual(decoded, .get(path: path, watch: false))
+        }
+        for bad: [UInt8] in [[0x80], [0xff], [0x61, 0x62, 0x63, 0xc3], [0xed, 0xa0, 0x80], [0xc0, 0xaf]] {
+            var frame = corrupting(.get(path: "/aQQ", watch: false))
+            let index = frame.firstIndex(of: 0xc3)!
+            frame.replaceSubrange(index...(index + 1), with: bad)
+            frame[index - 3] = UInt8(2 + bad.count)  // the path's u16 length: "/a" and the bad bytes
+            XCTAssertEqual(requestFailure(frame)?.code, .invalidPath, "\(bad)")
+        }
+    }
+
     func testInvalidUTF8ElsewhereIsMalformed() {
         let failure = requestFailure(corrupting(.hello(version: 1, clientName: "cQQ")))
         XCTAssertEqual(failure?.code, .malformedFrame)
@@ -214,7 +230,7 @@ final class MalformedInputTests: XCTestCase {
             XCTAssertEqual(failure?.requestID, 0x0102_0304)
             frame[index] = saved
         }
-        XCTAssertEqual(try Codec.decodeRequest(frame).request, .hello(version: 1, clientName: "x"))
+        XCTAssertEqual(try decodeRequestBothWays(frame).request, .hello(version: 1, clientName: "x"))
     }
 
     func testMultiRefusesEveryOtherOpcode() {

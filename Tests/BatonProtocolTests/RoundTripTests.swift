@@ -157,7 +157,7 @@ final class RoundTripTests: XCTestCase {
             accumulator.append(frame)
             let body = try XCTUnwrap(try accumulator.nextBody(), "\(request.opcode)")
             XCTAssertEqual(body.count + 4, frame.count)
-            let decoded = try Codec.decodeRequest(body)
+            let decoded = try decodeRequestBothWays(body)
             XCTAssertEqual(decoded.requestID, requestID)
             XCTAssertEqual(decoded.request, request)
             XCTAssertNil(try accumulator.nextBody())
