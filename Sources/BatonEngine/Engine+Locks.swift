@@ -325,11 +325,25 @@ extension Engine {
     /// rest on those log records: the counters behind its token), then routes (`drain`). Called from
     /// inside the drain (a watch fired for the recipe), this only queues: the recipe's outputs are
     /// routed after everything that happened before them, in one order.
+    /// The common case (nothing queued before the step, its namespace outputs only log records, nothing
+    /// in the outbox) routes the effects in order without passing them through the queue: what they
+    /// cause queues behind them and is drained after the last, as if they had been queued.
     func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
-        collectNamespaceOutputs()
-        for effect in manager.takeEffects() { routing.append(.lock(effect)) }
-        for effect in effects { routing.append(.lock(effect)) }
+        guard !manager.hasEffects, routeLogRecordsOnly() else {
+            collectNamespaceOutputs()
+            for effect in manager.takeEffects() { routing.append(.lock(effect)) }
+            for effect in effects { routing.append(.lock(effect)) }
+            drain(now: now)
+            return
+        }
+        guard !effects.isEmpty else { return }
+        isDraining = true
+        for effect in effects {
+            applyLockEffect(effect, now: now)
+            finishRouted(now: now)
+        }
+        isDraining = false
         drain(now: now)
     }
 

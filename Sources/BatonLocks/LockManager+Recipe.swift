@@ -58,7 +58,7 @@ extension LockManager {
         let path = lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session)
         let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
         if let immediate {
-            arrived(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
+            answeredInStep(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
             return
         }
         namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
@@ -67,7 +67,8 @@ extension LockManager {
     }
 
     func createCompleted(_ id: WaiterID, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], case .creating(let abandoned) = waiter.state, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .creating(let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         switch result {
         case .success(let created):
             adopt(waiter, lock, path: created.path, stat: created.stat, lockIdentity: created.parentCreatedTransaction)
@@ -98,8 +99,8 @@ extension LockManager {
     }
 
     func ensureCompleted(_ id: WaiterID, _ path: String, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], case .ensuringLock(var ancestors, let abandoned) = waiter.state,
-              let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .ensuringLock(var ancestors, let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         if abandoned {
             finishWithoutNode(waiter, lock)
             return
@@ -137,8 +138,8 @@ extension LockManager {
     }
 
     func recoveryListed(_ id: WaiterID, _ result: Result<[String], ReplyError>) {
-        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state,
-              let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         switch result {
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter)
@@ -162,8 +163,8 @@ extension LockManager {
     }
 
     func recoveryChecked(_ id: WaiterID, _ path: String, _ result: Result<Stat?, ReplyError>) {
-        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state,
-              let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         switch result {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
             adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
@@ -350,7 +351,7 @@ extension LockManager {
 
     /// Each of these waiters with its standing in `entries` (any order), nil if its node is not there; in queue order.
     private func standings(_ lock: LockState, _ entries: [WaiterName], of ids: Set<WaiterID>) -> [(waiter: Waiter, standing: Standing?)] {
-        let judged = ids.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }.sorted { $0.name! < $1.name! }
+        let judged = ids.compactMap { waiters[$0] }.filter { $0.lock === lock && $0.name != nil }.sorted { $0.name! < $1.name! }
         return judged.map { waiter in
             let own = waiter.name!
             var standing = Standing()
@@ -376,7 +377,7 @@ extension LockManager {
             standing.count(entry)
         }
         for id in lock.members.sorted() where !seen.contains(id) {
-            guard let waiter = waiters[id], waiter.lockPath == lock.path, waiter.name != nil else { continue }
+            guard let waiter = waiters[id], waiter.lock === lock, waiter.name != nil else { continue }
             result.append((waiter, nil))
         }
         return result
@@ -455,7 +456,8 @@ extension LockManager {
     }
 
     private func permitDataArrived(_ id: WaiterID, _ result: Result<[UInt8], ReplyError>) {
-        guard let waiter = waiters[id], var waiting = waiter.waiting, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], var waiting = waiter.waiting else { return }
+        let lock = waiter.lock
         waiting.permitCheckInFlight = false
         waiter.waiting = waiting
         switch result {
@@ -507,7 +509,7 @@ extension LockManager {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         if !watchesOwnNodes {
-            arrived(.grantChecked(id, .success(Stat())))
+            answeredInStep(.grantChecked(id, .success(Stat())))
             return
         }
         if waiter.kind != .semaphore && waiter.watchedPath == nil {
@@ -611,7 +613,8 @@ extension LockManager {
             // No watch was set: judge again later, which sets it again.
             nodeWatches[path] = nil
             for id in entry.interested.sorted() {
-                guard let waiter = waiters[id], let lock = locks[waiter.lockPath] else { continue }
+                guard let waiter = waiters[id] else { continue }
+                let lock = waiter.lock
                 if waiter.watchesOwnNode && waiter.nodePath == path { waiter.watchesOwnNode = false }
                 guard waiter.watchedPath == path else { continue }
                 waiter.watchedPath = nil
@@ -668,7 +671,8 @@ extension LockManager {
             (left.name?.sequence ?? 0, left.id) < (right.name?.sequence ?? 0, right.id)
         }
         for waiter in ordered {
-            guard waiters[waiter.id] === waiter, waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
+            guard waiters[waiter.id] === waiter, waiter.watchedPath == path else { continue }
+            let lock = waiter.lock
             waiter.watchedPath = nil
             switch waiter.phase {
             case .waiting:
@@ -723,8 +727,8 @@ extension LockManager {
         unwatch(waiter)
         switch waiter.state {
         case .queuedForCreate:
-            if let lock = locks[waiter.lockPath], let index = lock.createBacklog.firstIndex(of: waiter.id) {
-                lock.createBacklog.remove(at: index)
+            if let index = waiter.lock.createBacklog.firstIndex(of: waiter.id) {
+                waiter.lock.createBacklog.remove(at: index)
             }
             forget(waiter)
         case .ensuringLock, .creating, .recovering:
@@ -745,7 +749,7 @@ extension LockManager {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         if let immediate {
-            arrived(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
+            answeredInStep(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
             return
         }
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
@@ -797,7 +801,7 @@ extension LockManager {
             sessions.values[index].remove(waiter.id)
             if sessions.values[index].isEmpty { sessions.remove(at: index) }
         }
-        guard let lock = locks[waiter.lockPath] else { return }
+        let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
         if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
@@ -832,7 +836,8 @@ extension LockManager {
             emitLost(waiter, .leaseExpired)
             remove(waiter)
         case .retry(let id, let generation):
-            guard let waiter = waiters[id], waiter.retryGeneration == generation, let lock = locks[waiter.lockPath] else { return }
+            guard let waiter = waiters[id], waiter.retryGeneration == generation else { return }
+            let lock = waiter.lock
             switch waiter.state {
             case .ensuringLock(let ancestors, let abandoned):
                 if abandoned { finishWithoutNode(waiter, lock) } else { ensureNextNode(waiter, ancestors: ancestors) }
