@@ -18,6 +18,7 @@ extension LockManager {
             nodeWatchSet(path, generation, result)
             if let grant { grantChecked(grant, result) }
         case .watchFired(let path, let generation, let type): nodeWatchFired(path, generation, type)
+        case .ownNodeDeleted(let path, let generation, let lock, let name): ownNodeDeleted(path, generation, lock, name)
         case .grantChecked(let id, let result): grantChecked(id, result)
         case .deleted(let id, let result): deleteCompleted(id, result)
         }
@@ -653,34 +654,60 @@ extension LockManager {
     }
 
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        // The node leaves its lock's queue; the local waiter or holder whose own node it was learns it
-        // now (through its own watch, its successor's, or the owner's report), before anyone behind it
-        // is judged again: a holder's loss comes before the next grant.
         if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
-            queueRemove(lock, name)
-            if let owner = localWaiter(lock, name) {
-                switch owner.phase {
-                case .waiting, .granting: nodeVanished(owner)
-                case .holding: holderLost(owner)
-                default: break // creating: not its node yet; removing: its own delete finds the node gone
-                }
+            nodeLeft(lock, name)
+        }
+        wakeBehind(path, interested)
+    }
+
+    /// The deletion event `forget` queued for a local waiter's node that others wait behind
+    /// (`.ownNodeDeleted`): `nodeWatchFired`'s `.deleted`, with the node's lock and name known (no
+    /// path parsed or looked up). A lock without members is out of `locks` (`nodeGone` finds none).
+    func ownNodeDeleted(_ path: String, _ generation: UInt64, _ lock: LockState, _ name: WaiterName) {
+        guard let index = nodeWatches.index(forKey: path), nodeWatches.values[index].generation == generation else { return }
+        let interested = nodeWatches.remove(at: index).value.interested
+        guard !interested.isEmpty else { return }
+        if !lock.members.isEmpty { nodeLeft(lock, name) }
+        wakeBehind(path, interested)
+    }
+
+    /// The node leaves its lock's queue; the local waiter or holder whose own node it was learns it
+    /// now (through its own watch, its successor's, or the owner's report), before anyone behind it
+    /// is judged again: a holder's loss comes before the next grant.
+    private func nodeLeft(_ lock: LockState, _ name: WaiterName) {
+        queueRemove(lock, name)
+        if let owner = localWaiter(lock, name) {
+            switch owner.phase {
+            case .waiting, .granting: nodeVanished(owner)
+            case .holding: holderLost(owner)
+            default: break // creating: not its node yet; removing: its own delete finds the node gone
             }
         }
-        // In queue order: readers behind one writer are granted in order.
+    }
+
+    /// Those interested in the node at `path` learn it is gone, in queue order: readers behind one
+    /// writer are granted in order. One (an exclusive hand-off) needs no ordering.
+    private func wakeBehind(_ path: String, _ interested: Set<WaiterID>) {
+        if interested.count == 1 {
+            if let waiter = waiters[interested.first!] { wake(waiter, behind: path) }
+            return
+        }
         let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
             (left.name?.sequence ?? 0, left.id) < (right.name?.sequence ?? 0, right.id)
         }
-        for waiter in ordered {
-            guard waiters[waiter.id] === waiter, waiter.watchedPath == path else { continue }
-            let lock = waiter.lock
-            waiter.watchedPath = nil
-            switch waiter.phase {
-            case .waiting:
-                if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
-            case .granting: nodeVanished(waiter)
-            case .holding: holderLost(waiter)
-            default: break
-            }
+        for waiter in ordered { wake(waiter, behind: path) }
+    }
+
+    private func wake(_ waiter: Waiter, behind path: String) {
+        guard waiters[waiter.id] === waiter, waiter.watchedPath == path else { return }
+        let lock = waiter.lock
+        waiter.watchedPath = nil
+        switch waiter.phase {
+        case .waiting:
+            if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
+        case .granting: nodeVanished(waiter)
+        case .holding: holderLost(waiter)
+        default: break
         }
     }
 
@@ -789,7 +816,7 @@ extension LockManager {
             // Its node is gone (a waiter with a node is forgotten only then), and over a namespace
             // that reports deletions nobody else tells those waiting behind it (`watchNode`'s
             // `ownNode`): its deletion event, applied after this step as a namespace watch's would be.
-            arrivedDuringStep.append(.watchFired(path: path, generation: entry.generation, .deleted))
+            arrivedDuringStep.append(.ownNodeDeleted(path: path, generation: entry.generation, waiter.lock, waiter.name!))
         }
         waiters[waiter.id] = nil
         // One hash of the ticket: found by index, removed at it.
