@@ -26,9 +26,8 @@ struct EngineLocks {
     /// Created on first use (the engine builds this struct before its namespace is in place).
     var manager: LockManager<LockTicket>?
     var adapter: EngineLockNamespace?
-    /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
-    /// A connection's entry may be empty: it is removed when the connection goes.
-    var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
+    // The acquires waiting for their answer are kept per connection, in `ConnectionState.lockAcquires`
+    // (a closed connection's acquires are cancelled): one lookup admits one and one finishes it.
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
     /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
     var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64, owned: Bool)] = [:]
@@ -71,12 +70,12 @@ extension Engine {
         let ticket = LockTicket(connection: connection, requestID: requestID)
         switch request {
         case .acquire(let lockRequest):
-            if let refusal = acquireRefusal(lockRequest, requestID: requestID, connection: connection) {
+            if let refusal = admitPendingAcquire(requestID, connection: connection,
+                                                 otherwise: lockRefusal(path: lockRequest.path, kind: lockRequest.kind,
+                                                                        permits: lockRequest.permits)) {
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
             }
-            beginPendingRequest(on: connection)
-            locks.pendingAcquires[connection, default: []].insert(requestID)
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
             applyLockInput(.acquire(lockRequest, ticket: ticket, session: session,
                                     clientName: sessions[session]?.clientName ?? ""), now: now)
@@ -110,7 +109,7 @@ extension Engine {
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
             // The acquire's own failure (lockCancelled) goes out first.
-            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
+            if connections[connection]?.lockAcquires.contains(acquireRequestID) == true {
                 applyLockInput(.cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: acquireRequestID))), now: now)
             } else {
                 routeLockEffects(now: now)
@@ -221,23 +220,13 @@ extension Engine {
         return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
     }
 
-    /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
-    private func acquireRefusal(_ request: LockRequest, requestID: UInt32, connection: ConnectionID) -> ReplyError? {
-        pendingAcquireRefusal(requestID: requestID, connection: connection)
-            ?? lockRefusal(path: request.path, kind: request.kind, permits: request.permits)
-    }
-
-    /// Why another waiting acquire cannot start on this connection, or nil.
-    func pendingAcquireRefusal(requestID: UInt32, connection: ConnectionID) -> ReplyError? {
-        if locks.pendingAcquires[connection]?.contains(requestID) == true {
-            return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
-        }
-        // Only acquires stay unanswered in the engine; every other request is answered when applied,
-        // so a client at the limit can still cancel and release.
-        if Int(connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
-            return ReplyError(.tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) acquires waiting")
-        }
-        return nil
+    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of it; or says why
+    /// it is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2): its id names one still
+    /// waiting, the connection is at its limit, or `refusal` (the request's own, checked after those).
+    func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID, otherwise refusal: ReplyError?) -> ReplyError? {
+        let limit = limits.pendingRequestsPerConnectionMax
+        // A connection the engine no longer knows cannot send (`handle` drops its frames).
+        return connections[connection]?.admitLockAcquire(requestID, limit: limit, otherwise: refusal) ?? nil
     }
 
     /// Why one lock of an acquire is refused before the recipe sees it, or nil.
@@ -256,13 +245,13 @@ extension Engine {
     /// `closeSession`: the session's waiting acquires (all on its current connection: a closed
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection], !requestIDs.isEmpty else { return }
+        guard locks.manager != nil, let requestIDs = connections[connection]?.lockAcquires, !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Request ids of the acquires waiting on a connection, oldest first.
     func lockPendingAcquires(on connection: ConnectionID) -> [UInt32] {
-        (locks.pendingAcquires[connection] ?? []).sorted()
+        (connections[connection]?.lockAcquires ?? []).sorted()
     }
 
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
@@ -271,19 +260,18 @@ extension Engine {
         applyLockInput(.sessionEnded(sessionID), now: now)
     }
 
-    /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
-    func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection),
-              !requestIDs.isEmpty else { return }
+    /// A connection went away (its session may live on, detached): its waiting requests (`requestIDs`,
+    /// from its state, already removed) have no one to answer.
+    func lockConnectionClosed(_ connection: ConnectionID, acquires requestIDs: Set<UInt32>, now: Time) {
+        guard locks.manager != nil, !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
-    /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
-    /// then cancelled, so that nothing the cancels cause is answered to any of them.
-    func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
+    /// Connections that all went away at once (shutdown), with their waiting acquires (from their
+    /// states, already removed): cancelled all at once, so nothing the cancels cause is answered to any of them.
+    func lockAbandonAcquires(_ connections: [(ConnectionID, Set<UInt32>)], now: Time) {
         var tickets: [LockTicket] = []
-        for connection in connections {
-            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
+        for (connection, requestIDs) in connections {
             tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
@@ -351,12 +339,13 @@ extension Engine {
         if lockSetEffect(effect, now: now) { return }
         switch effect {
         case .granted(let ticket, let node, let token):
-            guard finishPendingAcquire(ticket) else {
+            // The acquire's end and its connection's session in one lookup of the connection.
+            guard let session = connections[ticket.connection]?.finishLockAcquire(ticket.requestID) else {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
                 return
             }
             let owned = takeOwnedAcquire(ticket)
-            if let session = connections[ticket.connection]?.sessionID {
+            if let session {
                 locks.holders[node] = (ticket, session, token, owned)
             }
             if owned {
@@ -403,10 +392,32 @@ extension Engine {
 
     /// True if `ticket` was a waiting acquire (now answered).
     func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
-        // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
-        // next acquire reuses it instead of allocating one.
-        guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return false }
-        endPendingRequest(on: ticket.connection)
-        return true
+        connections[ticket.connection]?.finishLockAcquire(ticket.requestID) != nil
+    }
+}
+
+extension ConnectionState {
+    /// See `Engine.admitPendingAcquire`: nil if the acquire now waits (and counts against the limit).
+    mutating func admitLockAcquire(_ requestID: UInt32, limit: Int, otherwise refusal: ReplyError?) -> ReplyError? {
+        if lockAcquires.contains(requestID) {
+            return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
+        }
+        // Only acquires stay unanswered in the engine; every other request is answered when applied,
+        // so a client at the limit can still cancel and release.
+        if Int(pendingRequests) >= limit {
+            return ReplyError(.tooManyPendingRequests, "at most \(limit) acquires waiting")
+        }
+        if let refusal { return refusal }
+        lockAcquires.insert(requestID)
+        pendingRequests += 1
+        return nil
+    }
+
+    /// Ends the waiting acquire `requestID`: nil if it was none, else the connection's session (if any).
+    /// The (emptied) set keeps its storage for the connection's next acquire.
+    mutating func finishLockAcquire(_ requestID: UInt32) -> UInt64?? {
+        guard lockAcquires.remove(requestID) != nil else { return nil }
+        if pendingRequests > 0 { pendingRequests -= 1 }
+        return .some(sessionID)
     }
 }
