@@ -28,14 +28,17 @@ struct LockSetAcquire {
 extension Engine {
     func lockSetAcquire(_ members: [LockSetMember], waitMilliseconds: UInt32, leaseMilliseconds: UInt32,
                         requestID: UInt32, connection: ConnectionID, session: UInt64, now: Time) {
-        if let refusal = admitPendingAcquire(requestID, connection: connection, otherwise: lockSetRefusal(members)) {
+        let clientName: String
+        switch admitPendingAcquire(requestID, connection: connection, otherwise: lockSetRefusal(members)) {
+        case .success(let name): clientName = name
+        case .failure(let refusal):
             reply(connection, requestID, .acquireAll, .failure(refusal), now: now)
             return
         }
         let set = LockTicket(connection: connection, requestID: requestID)
         let order = members.indices.sorted { members[$0].path.utf8.lexicographicallyPrecedes(members[$1].path.utf8) }
         locks.sets[set] = LockSetAcquire(members: members, order: order, session: session,
-                                         clientName: sessions[session]?.clientName ?? "",
+                                         clientName: clientName,
                                          waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                                          arrivedMilliseconds: now.monotonicMilliseconds)
         lockSetTakeNext(set, now: now)

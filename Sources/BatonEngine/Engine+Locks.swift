@@ -5,21 +5,8 @@ import BatonProtocol
 // The lock integration point. Owned by the lock layer: everything the engine calls for locks is
 // here, and nothing else in the engine knows about locks.
 
-/// Names one request for the lock manager: the connection and the request id to answer.
-struct LockTicket: Hashable {
-    var connection: ConnectionID
-    var requestID: UInt32
-    /// Which part of an `acquireAll` this names (Engine+LockSets); `.whole` for every other request.
-    var part: LockTicketPart = .whole
-}
-
-enum LockTicketPart: Hashable {
-    case whole
-    /// The acquire of the set's lock at this index of the request, in the set's session.
-    case setAcquire(Int, session: UInt64)
-    /// The sidecar's own release of that lock, after the set failed (its answer goes to nobody).
-    case setRelease(Int)
-}
+// The engine's ticket (`LockTicket`, the connection and request id to answer) is declared in BatonLocks,
+// so that the recipe's generic code is specialized for it there.
 
 /// State of the lock layer inside the engine.
 struct EngineLocks {
@@ -70,15 +57,16 @@ extension Engine {
         let ticket = LockTicket(connection: connection, requestID: requestID)
         switch request {
         case .acquire(let lockRequest):
-            if let refusal = admitPendingAcquire(requestID, connection: connection,
-                                                 otherwise: lockRefusal(path: lockRequest.path, kind: lockRequest.kind,
-                                                                        permits: lockRequest.permits)) {
+            let clientName: String
+            switch admitPendingAcquire(requestID, connection: connection,
+                                       otherwise: lockRefusal(path: lockRequest.path, kind: lockRequest.kind, permits: lockRequest.permits)) {
+            case .success(let name): clientName = name
+            case .failure(let refusal):
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
             }
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
-            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session,
-                                    clientName: sessions[session]?.clientName ?? ""), now: now)
+            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), now: now)
         case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
             lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                            requestID: requestID, connection: connection, session: session, now: now)
@@ -220,13 +208,16 @@ extension Engine {
         return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
     }
 
-    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of it; or says why
-    /// it is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2): its id names one still
+    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of it, and gives its
+    /// client name (its session's: a session takes it from the connection that speaks for it); or says
+    /// why it is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2): its id names one still
     /// waiting, the connection is at its limit, or `refusal` (the request's own, checked after those).
-    func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID, otherwise refusal: ReplyError?) -> ReplyError? {
+    func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID,
+                             otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
         let limit = limits.pendingRequestsPerConnectionMax
-        // A connection the engine no longer knows cannot send (`handle` drops its frames).
-        return connections[connection]?.admitLockAcquire(requestID, limit: limit, otherwise: refusal) ?? nil
+        // A connection the engine no longer knows sends nothing (`handle` drops its frames).
+        return connections[connection]?.admitLockAcquire(requestID, limit: limit, otherwise: refusal)
+            ?? .failure(ReplyError(.internalError, "connection \(connection) is closed"))
     }
 
     /// Why one lock of an acquire is refused before the recipe sees it, or nil.
@@ -397,20 +388,20 @@ extension Engine {
 }
 
 extension ConnectionState {
-    /// See `Engine.admitPendingAcquire`: nil if the acquire now waits (and counts against the limit).
-    mutating func admitLockAcquire(_ requestID: UInt32, limit: Int, otherwise refusal: ReplyError?) -> ReplyError? {
+    /// See `Engine.admitPendingAcquire`: the client name if the acquire now waits (and counts against the limit).
+    mutating func admitLockAcquire(_ requestID: UInt32, limit: Int, otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
         if lockAcquires.contains(requestID) {
-            return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
+            return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
         }
         // Only acquires stay unanswered in the engine; every other request is answered when applied,
         // so a client at the limit can still cancel and release.
         if Int(pendingRequests) >= limit {
-            return ReplyError(.tooManyPendingRequests, "at most \(limit) acquires waiting")
+            return .failure(ReplyError(.tooManyPendingRequests, "at most \(limit) acquires waiting"))
         }
-        if let refusal { return refusal }
+        if let refusal { return .failure(refusal) }
         lockAcquires.insert(requestID)
         pendingRequests += 1
-        return nil
+        return .success(clientName)
     }
 
     /// Ends the waiting acquire `requestID`: nil if it was none, else the connection's session (if any).

@@ -307,6 +307,7 @@ extension LockManager {
     /// A listing arrived: judges the local waiters that asked for it (or all of them), in queue order,
     /// and ends those whose nodes it should show but does not. Waiters not asked for are watching a
     /// node that has not gone: nothing changed for them.
+    @_specialize(where Ticket == LockTicket)
     func judgeListing(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
         var entries = names.compactMap(WaiterName.init(parsing:))
         let sorted = lock.semaphoreMembers == 0 || everyone || judging.count > 4
@@ -624,6 +625,7 @@ extension LockManager {
         }
     }
 
+    @_specialize(where Ticket == LockTicket)
     func nodeWatchFired(_ path: String, _ generation: UInt64, _ type: WatchEventType) {
         guard let entry = nodeWatches[path], entry.generation == generation else { return }
         nodeWatches[path] = nil
@@ -687,6 +689,7 @@ extension LockManager {
 
     /// Those interested in the node at `path` learn it is gone, in queue order: readers behind one
     /// writer are granted in order. One (an exclusive hand-off) needs no ordering.
+    @_specialize(where Ticket == LockTicket)
     private func wakeBehind(_ path: String, _ interested: Set<WaiterID>) {
         if interested.count == 1 {
             if let waiter = waiters[interested.first!] { wake(waiter, behind: path) }

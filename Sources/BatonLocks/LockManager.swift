@@ -274,6 +274,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Pending acquires fail with `sessionExpired`, holds end with `lost(sessionExpired)` (starting
     /// their lock-delay), and every node of the session is deleted.
+    @_specialize(where Ticket == LockTicket)
     private func endSession(_ session: UInt64) {
         for id in (sessions[session] ?? []).sorted() {
             guard let waiter = waiters[id] else { continue }

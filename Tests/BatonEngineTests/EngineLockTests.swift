@@ -193,6 +193,10 @@ final class EngineLockTests: XCTestCase {
         let set = harness.send(.acquireAll(locks: [LockSetMember(path: "/locks/b")], waitMilliseconds: LockRequest.waitForever,
                                            leaseMilliseconds: 0), on: 2)
         XCTAssertNil(result(set.outputs, to: 2, requestID: set.requestID), "the set waits too")
+        guard case .success(.lockEntries(let entries)) = harness.call(.inspect(path: "/locks/b"), on: 1) else {
+            return XCTFail("inspect failed")
+        }
+        XCTAssertEqual(entries.map(\.clientName), ["client-1", "client-2"], "the set's acquire names its client")
         XCTAssertEqual(harness.engine.lockPendingAcquires(on: 2), [waiting.requestID, set.requestID])
         XCTAssertEqual(harness.engine.connections[2]?.pendingRequests, 2)
         XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "no/slash")), on: 2)), .tooManyPendingRequests)
