@@ -13,8 +13,10 @@ struct EngineLocks {
     /// Created on first use (the engine builds this struct before its namespace is in place).
     var manager: LockManager<LockTicket>?
     var adapter: EngineLockNamespace?
-    // The acquires waiting for their answer are kept per connection, in `ConnectionState.lockAcquires`
-    // (a closed connection's acquires are cancelled): one lookup admits one and one finishes it.
+    /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
+    /// A connection's entry may be empty: it is removed when the connection goes. (Not a field of
+    /// `ConnectionState`, which would grow past its 72 bytes.)
+    var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
     /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
     var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64, owned: Bool)] = [:]
@@ -97,7 +99,7 @@ extension Engine {
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
             // The acquire's own failure (lockCancelled) goes out first.
-            if connections[connection]?.lockAcquires.contains(acquireRequestID) == true {
+            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
                 applyLockInput(.cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: acquireRequestID))), now: now)
             } else {
                 routeLockEffects(now: now)
@@ -208,16 +210,23 @@ extension Engine {
         return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
     }
 
-    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of it, and gives its
-    /// client name (its session's: a session takes it from the connection that speaks for it); or says
-    /// why it is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2): its id names one still
-    /// waiting, the connection is at its limit, or `refusal` (the request's own, checked after those).
+    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of its waiting
+    /// acquires and one of its state, and gives its client name (its session's: a session takes it
+    /// from the connection that speaks for it); or says why it is refused before the recipe sees it
+    /// (PROTOCOL.md §4.3, §12.2): its id names one still waiting, the connection is at its limit, or
+    /// `refusal` (the request's own, checked after those).
     func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID,
                              otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
+        // Inserted first (the set is there from the connection's first acquire on), taken out again if refused.
+        guard locks.pendingAcquires[connection, default: []].insert(requestID).inserted else {
+            return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
+        }
         let limit = limits.pendingRequestsPerConnectionMax
         // A connection the engine no longer knows sends nothing (`handle` drops its frames).
-        return connections[connection]?.admitLockAcquire(requestID, limit: limit, otherwise: refusal)
+        let admitted = connections[connection]?.admitPendingRequest(limit: limit, otherwise: refusal)
             ?? .failure(ReplyError(.internalError, "connection \(connection) is closed"))
+        if case .failure = admitted { locks.pendingAcquires[connection]?.remove(requestID) }
+        return admitted
     }
 
     /// Why one lock of an acquire is refused before the recipe sees it, or nil.
@@ -236,13 +245,13 @@ extension Engine {
     /// `closeSession`: the session's waiting acquires (all on its current connection: a closed
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = connections[connection]?.lockAcquires, !requestIDs.isEmpty else { return }
+        guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection], !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Request ids of the acquires waiting on a connection, oldest first.
     func lockPendingAcquires(on connection: ConnectionID) -> [UInt32] {
-        (connections[connection]?.lockAcquires ?? []).sorted()
+        (locks.pendingAcquires[connection] ?? []).sorted()
     }
 
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
@@ -251,18 +260,19 @@ extension Engine {
         applyLockInput(.sessionEnded(sessionID), now: now)
     }
 
-    /// A connection went away (its session may live on, detached): its waiting requests (`requestIDs`,
-    /// from its state, already removed) have no one to answer.
-    func lockConnectionClosed(_ connection: ConnectionID, acquires requestIDs: Set<UInt32>, now: Time) {
-        guard locks.manager != nil, !requestIDs.isEmpty else { return }
+    /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
+    func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
+        guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection),
+              !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
-    /// Connections that all went away at once (shutdown), with their waiting acquires (from their
-    /// states, already removed): cancelled all at once, so nothing the cancels cause is answered to any of them.
-    func lockAbandonAcquires(_ connections: [(ConnectionID, Set<UInt32>)], now: Time) {
+    /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
+    /// then cancelled, so that nothing the cancels cause is answered to any of them.
+    func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
         var tickets: [LockTicket] = []
-        for (connection, requestIDs) in connections {
+        for connection in connections {
+            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
             tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
@@ -330,8 +340,8 @@ extension Engine {
         if lockSetEffect(effect, now: now) { return }
         switch effect {
         case .granted(let ticket, let node, let token):
-            // The acquire's end and its connection's session in one lookup of the connection.
-            guard let session = connections[ticket.connection]?.finishLockAcquire(ticket.requestID) else {
+            // The acquire's end, then its connection's count and session in one lookup of the connection.
+            guard let session = finishPendingAcquireGivingSession(ticket) else {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
                 return
             }
@@ -383,32 +393,35 @@ extension Engine {
 
     /// True if `ticket` was a waiting acquire (now answered).
     func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
-        connections[ticket.connection]?.finishLockAcquire(ticket.requestID) != nil
+        finishPendingAcquireGivingSession(ticket) != nil
+    }
+
+    /// As `finishPendingAcquire`: nil if `ticket` was no waiting acquire, else its connection's session (if any).
+    private func finishPendingAcquireGivingSession(_ ticket: LockTicket) -> UInt64?? {
+        // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
+        // next acquire reuses it instead of allocating one.
+        guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return nil }
+        guard let index = connections.index(forKey: ticket.connection) else { return .some(nil) }
+        return .some(connections.values[index].finishPendingRequest())
     }
 }
 
 extension ConnectionState {
-    /// See `Engine.admitPendingAcquire`: the client name if the acquire now waits (and counts against the limit).
-    mutating func admitLockAcquire(_ requestID: UInt32, limit: Int, otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
-        if lockAcquires.contains(requestID) {
-            return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
-        }
+    /// See `Engine.admitPendingAcquire`: the client name if the request now counts against the limit.
+    mutating func admitPendingRequest(limit: Int, otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
         // Only acquires stay unanswered in the engine; every other request is answered when applied,
         // so a client at the limit can still cancel and release.
         if Int(pendingRequests) >= limit {
             return .failure(ReplyError(.tooManyPendingRequests, "at most \(limit) acquires waiting"))
         }
         if let refusal { return .failure(refusal) }
-        lockAcquires.insert(requestID)
         pendingRequests += 1
         return .success(clientName)
     }
 
-    /// Ends the waiting acquire `requestID`: nil if it was none, else the connection's session (if any).
-    /// The (emptied) set keeps its storage for the connection's next acquire.
-    mutating func finishLockAcquire(_ requestID: UInt32) -> UInt64?? {
-        guard lockAcquires.remove(requestID) != nil else { return nil }
+    /// A waiting request was answered: the count goes down; gives the connection's session.
+    mutating func finishPendingRequest() -> UInt64? {
         if pendingRequests > 0 { pendingRequests -= 1 }
-        return .some(sessionID)
+        return sessionID
     }
 }

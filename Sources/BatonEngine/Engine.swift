@@ -146,7 +146,7 @@ public final class Engine {
     /// Forgets a connection: its session ends (Unix, unless kept) or waits for a resume.
     func disconnect(_ connection: ConnectionID, now: Time) {
         guard let state = connections.removeValue(forKey: connection) else { return }
-        lockConnectionClosed(connection, acquires: state.lockAcquires, now: now)
+        lockConnectionClosed(connection, now: now)
         guard let sessionID = state.sessionID, let session = sessions[sessionID], session.connection == connection else { return }
         if state.transport == .unix && !session.flags.contains(.keepOnDisconnect) {
             // The client process is gone (a Unix peer cannot come back): pass its locks on now.
@@ -571,8 +571,6 @@ struct ConnectionState {
     /// `access` and `accessRules`, boxed: most connections (Unix without access rules) never set
     /// them, and then they cost 8 bytes here instead of 48. Copied on write, so the state stays a value.
     var accessBox: ConnectionAccess?
-    /// The lock layer's waiting acquires (Engine+Locks.swift): kept here, one lookup per acquire and grant.
-    var lockAcquires: Set<UInt32> = []
     var sessionID: UInt64?
     var transport: TransportKind
     var greeted = false
