@@ -13,7 +13,7 @@ import PackageDescription
 //   BatonClient    the Swift client library (blocking and async)
 //   BatonTLS       TLS over memory buffers (OpenSSL), for batond's TCP listener and the client
 //   batond, baton  the daemon and the CLI
-// The request path's modules (namespace, engine, server loop) are classes whose stored properties
+// The request path's modules (namespace, lock recipe, engine, server loop) are classes whose stored properties
 // Swift checks for overlapping access at run time (`swift_beginAccess`): about a tenth of a
 // pipelined set's CPU (BENCHMARKS.md, "The server's per-request shell"). Debug builds, which the
 // tests run, keep the checks.
@@ -65,11 +65,12 @@ let package = Package(
         ], swiftSettings: uncheckedExclusivityInRelease),
         // Whole-module bodies exported (cross-module optimisation), so the engine's and the ZooKeeper
         // store's `LockManager<LockTicket>` is specialised instead of running the generic recipe
-        // through metadata lookups and witness tables on every request.
+        // through metadata lookups and witness tables on every request. Unchecked exclusivity as
+        // elsewhere: the recipe's state is in classes, each field access a runtime check otherwise.
         .target(name: "BatonLocks", dependencies: [
             "BatonProtocol",
             .product(name: "Collections", package: "swift-collections"),
-        ], swiftSettings: [.unsafeFlags(["-cross-module-optimization"])]),
+        ], swiftSettings: uncheckedExclusivityInRelease + [.unsafeFlags(["-cross-module-optimization"])]),
         .target(name: "BatonAccess", dependencies: ["BatonProtocol"]),
         .target(name: "BatonEngine", dependencies: [
             "BatonProtocol", "BatonNamespace", "BatonLocks", "BatonAccess",

@@ -28,23 +28,24 @@ struct LockSetAcquire {
 extension Engine {
     func lockSetAcquire(_ members: [LockSetMember], waitMilliseconds: UInt32, leaseMilliseconds: UInt32,
                         requestID: UInt32, connection: ConnectionID, session: UInt64, now: Time) {
-        if let refusal = lockSetRefusal(members, requestID: requestID, connection: connection) {
+        let clientName: String
+        switch admitPendingAcquire(requestID, connection: connection, otherwise: lockSetRefusal(members)) {
+        case .success(let name): clientName = name
+        case .failure(let refusal):
             reply(connection, requestID, .acquireAll, .failure(refusal), now: now)
             return
         }
-        beginPendingRequest(on: connection)
-        locks.pendingAcquires[connection, default: []].insert(requestID)
         let set = LockTicket(connection: connection, requestID: requestID)
         let order = members.indices.sorted { members[$0].path.utf8.lexicographicallyPrecedes(members[$1].path.utf8) }
         locks.sets[set] = LockSetAcquire(members: members, order: order, session: session,
-                                         clientName: sessions[session]?.clientName ?? "",
+                                         clientName: clientName,
                                          waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                                          arrivedMilliseconds: now.monotonicMilliseconds)
         lockSetTakeNext(set, now: now)
     }
 
-    private func lockSetRefusal(_ members: [LockSetMember], requestID: UInt32, connection: ConnectionID) -> ReplyError? {
-        if let refusal = pendingAcquireRefusal(requestID: requestID, connection: connection) { return refusal }
+    /// The set's own refusal (checked after the connection's, `admitPendingAcquire`), or nil.
+    private func lockSetRefusal(_ members: [LockSetMember]) -> ReplyError? {
         guard (1...LockSetMember.countMax).contains(members.count) else {
             return ReplyError(.invalidArgument, "acquireAll takes 1 to \(LockSetMember.countMax) locks")
         }

@@ -5,21 +5,8 @@ import BatonProtocol
 // The lock integration point. Owned by the lock layer: everything the engine calls for locks is
 // here, and nothing else in the engine knows about locks.
 
-/// Names one request for the lock manager: the connection and the request id to answer.
-struct LockTicket: Hashable {
-    var connection: ConnectionID
-    var requestID: UInt32
-    /// Which part of an `acquireAll` this names (Engine+LockSets); `.whole` for every other request.
-    var part: LockTicketPart = .whole
-}
-
-enum LockTicketPart: Hashable {
-    case whole
-    /// The acquire of the set's lock at this index of the request, in the set's session.
-    case setAcquire(Int, session: UInt64)
-    /// The sidecar's own release of that lock, after the set failed (its answer goes to nobody).
-    case setRelease(Int)
-}
+// The engine's ticket (`LockTicket`, the connection and request id to answer) is declared in BatonLocks,
+// so that the recipe's generic code is specialized for it there.
 
 /// State of the lock layer inside the engine.
 struct EngineLocks {
@@ -27,7 +14,8 @@ struct EngineLocks {
     var manager: LockManager<LockTicket>?
     var adapter: EngineLockNamespace?
     /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
-    /// A connection's entry may be empty: it is removed when the connection goes.
+    /// A connection's entry may be empty: it is removed when the connection goes. (Not a field of
+    /// `ConnectionState`, which would grow past its 72 bytes.)
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
     /// The acquire that got each current hold: lock-lost events go to its session or connection.
     /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
@@ -71,15 +59,16 @@ extension Engine {
         let ticket = LockTicket(connection: connection, requestID: requestID)
         switch request {
         case .acquire(let lockRequest):
-            if let refusal = acquireRefusal(lockRequest, requestID: requestID, connection: connection) {
+            let clientName: String
+            switch admitPendingAcquire(requestID, connection: connection,
+                                       otherwise: lockRefusal(path: lockRequest.path, kind: lockRequest.kind, permits: lockRequest.permits)) {
+            case .success(let name): clientName = name
+            case .failure(let refusal):
                 reply(connection, requestID, request.opcode, .failure(refusal), now: now)
                 return
             }
-            beginPendingRequest(on: connection)
-            locks.pendingAcquires[connection, default: []].insert(requestID)
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
-            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session,
-                                    clientName: sessions[session]?.clientName ?? ""), now: now)
+            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), now: now)
         case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
             lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                            requestID: requestID, connection: connection, session: session, now: now)
@@ -221,23 +210,23 @@ extension Engine {
         return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
     }
 
-    /// Why an acquire is refused before the recipe sees it (PROTOCOL.md §4.3, §12.2), or nil.
-    private func acquireRefusal(_ request: LockRequest, requestID: UInt32, connection: ConnectionID) -> ReplyError? {
-        pendingAcquireRefusal(requestID: requestID, connection: connection)
-            ?? lockRefusal(path: request.path, kind: request.kind, permits: request.permits)
-    }
-
-    /// Why another waiting acquire cannot start on this connection, or nil.
-    func pendingAcquireRefusal(requestID: UInt32, connection: ConnectionID) -> ReplyError? {
-        if locks.pendingAcquires[connection]?.contains(requestID) == true {
-            return ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting")
+    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of its waiting
+    /// acquires and one of its state, and gives its client name (its session's: a session takes it
+    /// from the connection that speaks for it); or says why it is refused before the recipe sees it
+    /// (PROTOCOL.md §4.3, §12.2): its id names one still waiting, the connection is at its limit, or
+    /// `refusal` (the request's own, checked after those).
+    func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID,
+                             otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
+        // Inserted first (the set is there from the connection's first acquire on), taken out again if refused.
+        guard locks.pendingAcquires[connection, default: []].insert(requestID).inserted else {
+            return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
         }
-        // Only acquires stay unanswered in the engine; every other request is answered when applied,
-        // so a client at the limit can still cancel and release.
-        if Int(connections[connection]?.pendingRequests ?? 0) >= limits.pendingRequestsPerConnectionMax {
-            return ReplyError(.tooManyPendingRequests, "at most \(limits.pendingRequestsPerConnectionMax) acquires waiting")
-        }
-        return nil
+        let limit = limits.pendingRequestsPerConnectionMax
+        // A connection the engine no longer knows sends nothing (`handle` drops its frames).
+        let admitted = connections[connection]?.admitPendingRequest(limit: limit, otherwise: refusal)
+            ?? .failure(ReplyError(.internalError, "connection \(connection) is closed"))
+        if case .failure = admitted { locks.pendingAcquires[connection]?.remove(requestID) }
+        return admitted
     }
 
     /// Why one lock of an acquire is refused before the recipe sees it, or nil.
@@ -325,11 +314,25 @@ extension Engine {
     /// rest on those log records: the counters behind its token), then routes (`drain`). Called from
     /// inside the drain (a watch fired for the recipe), this only queues: the recipe's outputs are
     /// routed after everything that happened before them, in one order.
+    /// The common case (nothing queued before the step, its namespace outputs only log records, nothing
+    /// in the outbox) routes the effects in order without passing them through the queue: what they
+    /// cause queues behind them and is drained after the last, as if they had been queued.
     func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
-        collectNamespaceOutputs()
-        for effect in manager.takeEffects() { routing.append(.lock(effect)) }
-        for effect in effects { routing.append(.lock(effect)) }
+        guard !manager.hasEffects, routeLogRecordsOnly() else {
+            collectNamespaceOutputs()
+            for effect in manager.takeEffects() { routing.append(.lock(effect)) }
+            for effect in effects { routing.append(.lock(effect)) }
+            drain(now: now)
+            return
+        }
+        guard !effects.isEmpty else { return }
+        isDraining = true
+        for effect in effects {
+            applyLockEffect(effect, now: now)
+            finishRouted(now: now)
+        }
+        isDraining = false
         drain(now: now)
     }
 
@@ -337,12 +340,13 @@ extension Engine {
         if lockSetEffect(effect, now: now) { return }
         switch effect {
         case .granted(let ticket, let node, let token):
-            guard finishPendingAcquire(ticket) else {
+            // The acquire's end, then its connection's count and session in one lookup of the connection.
+            guard let session = finishPendingAcquireGivingSession(ticket) else {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
                 return
             }
             let owned = takeOwnedAcquire(ticket)
-            if let session = connections[ticket.connection]?.sessionID {
+            if let session {
                 locks.holders[node] = (ticket, session, token, owned)
             }
             if owned {
@@ -389,10 +393,35 @@ extension Engine {
 
     /// True if `ticket` was a waiting acquire (now answered).
     func finishPendingAcquire(_ ticket: LockTicket) -> Bool {
+        finishPendingAcquireGivingSession(ticket) != nil
+    }
+
+    /// As `finishPendingAcquire`: nil if `ticket` was no waiting acquire, else its connection's session (if any).
+    private func finishPendingAcquireGivingSession(_ ticket: LockTicket) -> UInt64?? {
         // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
         // next acquire reuses it instead of allocating one.
-        guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return false }
-        endPendingRequest(on: ticket.connection)
-        return true
+        guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return nil }
+        guard let index = connections.index(forKey: ticket.connection) else { return .some(nil) }
+        return .some(connections.values[index].finishPendingRequest())
+    }
+}
+
+extension ConnectionState {
+    /// See `Engine.admitPendingAcquire`: the client name if the request now counts against the limit.
+    mutating func admitPendingRequest(limit: Int, otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
+        // Only acquires stay unanswered in the engine; every other request is answered when applied,
+        // so a client at the limit can still cancel and release.
+        if Int(pendingRequests) >= limit {
+            return .failure(ReplyError(.tooManyPendingRequests, "at most \(limit) acquires waiting"))
+        }
+        if let refusal { return .failure(refusal) }
+        pendingRequests += 1
+        return .success(clientName)
+    }
+
+    /// A waiting request was answered: the count goes down; gives the connection's session.
+    mutating func finishPendingRequest() -> UInt64? {
+        if pendingRequests > 0 { pendingRequests -= 1 }
+        return sessionID
     }
 }

@@ -448,18 +448,8 @@ public final class Engine {
     /// those join the back of the one queue, so nothing they cause overtakes what was already queued.
     /// A call made while routing (re-entrant) only collects; the outer call routes.
     func drain(now: Time) {
-        if !isDraining && routing.isEmpty && sessionsToEnd.isEmpty && namespace.hasOutputs {
-            // The common case (a write and nothing queued before it): only log records, which need
-            // no routing, go straight out in their order.
-            let produced = namespace.takeOutputs()
-            if produced.allSatisfy({ if case .persist = $0 { true } else { false } }) {
-                for case .persist(let record) in produced { outputs.append(.persist(record)) }
-                return
-            }
-            for output in produced { routing.append(.namespace(output)) }
-        } else {
-            collectNamespaceOutputs()
-        }
+        if routeLogRecordsOnly() { return }
+        collectNamespaceOutputs()
         guard !isDraining else { return }
         isDraining = true
         defer { isDraining = false }
@@ -476,11 +466,34 @@ public final class Engine {
             case .send(let connection, let message):
                 if connections[connection] != nil { outputs.append(.send(connection, message)) }
             }
+            finishRouted(now: now)
+        }
+    }
+
+    /// The common case (a write and nothing queued or routing before it): if the namespace produced
+    /// only log records, which need no routing, they go straight out in their order and this is true;
+    /// otherwise what it produced is queued.
+    func routeLogRecordsOnly() -> Bool {
+        guard !isDraining && routing.isEmpty && sessionsToEnd.isEmpty else { return false }
+        guard namespace.hasOutputs else { return true }
+        let produced = namespace.takeOutputs()
+        if produced.allSatisfy({ if case .persist = $0 { true } else { false } }) {
+            for case .persist(let record) in produced { outputs.append(.persist(record)) }
+            return true
+        }
+        for output in produced { routing.append(.namespace(output)) }
+        return false
+    }
+
+    /// After each routed happening: sessions whose event queue overflowed end, and what the namespace
+    /// produced meanwhile joins the back of the queue.
+    func finishRouted(now: Time) {
+        if !sessionsToEnd.isEmpty {
             let ending = sessionsToEnd
             sessionsToEnd.removeAll()
             for sessionID in ending { endSession(sessionID, reason: .eventOverflow, now: now) }
-            collectNamespaceOutputs()
         }
+        collectNamespaceOutputs()
     }
 
     // MARK: Replies and time

@@ -59,6 +59,9 @@ enum NamespaceAnswer {
     /// A node watch was set; `grant`: the read is also that waiter's grant check.
     case watchSet(path: String, generation: UInt64, grant: WaiterID?, Result<Stat?, ReplyError>)
     case watchFired(path: String, generation: UInt64, WatchEventType)
+    /// A local waiter's node that others wait behind is gone, over a namespace that reports
+    /// deletions (queued by `forget`, as a watch's `.deleted` would be).
+    case ownNodeDeleted(path: String, generation: UInt64, LockState, WaiterName)
     case grantChecked(WaiterID, Result<Stat?, ReplyError>)
     case deleted(WaiterID, Result<Void, ReplyError>)
 }

@@ -26,7 +26,7 @@ extension LockManager {
 
     /// Whether `node` blocks `waiter` in the graph's sense (both on one lock, `node` ahead).
     func blocks(_ node: Waiter, _ waiter: Waiter) -> Bool {
-        guard node !== waiter, node.lockPath == waiter.lockPath,
+        guard node !== waiter, node.lock === waiter.lock,
               node.kind != .semaphore, waiter.kind != .semaphore,
               let ahead = node.name, let behind = waiter.name, ahead.sequence < behind.sequence else { return false }
         switch node.phase {
@@ -66,7 +66,7 @@ extension LockManager {
         // The common case, answered without the search's tables: the session's only node is this
         // waiter's, last in its lock's local order, so nobody waits for its owner (the search below
         // would find no node behind it and stop).
-        if sessions[waiter.session]?.count == 1, let lock = locks[waiter.lockPath], lock.localOrder.last == waiter.id {
+        if sessions[waiter.session]?.count == 1, waiter.lock.localOrder.last == waiter.id {
             return nil
         }
         let start = waitOwner(waiter)
@@ -81,7 +81,8 @@ extension LockManager {
             for node in graphNodes(of: owner) {
                 // The new waiter's own edges decide: is one of the nodes blocking it `owner`'s?
                 if blocks(node, waiter) { return describe(start: start, through: owner, lock: waiter.lockPath, reaches) }
-                guard let lock = locks[node.lockPath], let sequence = node.name?.sequence else { continue }
+                guard let sequence = node.name?.sequence else { continue }
+                let lock = node.lock
                 let exclusiveNode = node.kind == .exclusive
                 let floor = exclusiveNode ? scannedExclusive[lock.path] : min(scannedExclusive[lock.path] ?? .max, scannedShared[lock.path] ?? .max)
                 if let floor, floor <= sequence { continue }

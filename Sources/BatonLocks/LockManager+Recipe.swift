@@ -18,6 +18,7 @@ extension LockManager {
             nodeWatchSet(path, generation, result)
             if let grant { grantChecked(grant, result) }
         case .watchFired(let path, let generation, let type): nodeWatchFired(path, generation, type)
+        case .ownNodeDeleted(let path, let generation, let lock, let name): ownNodeDeleted(path, generation, lock, name)
         case .grantChecked(let id, let result): grantChecked(id, result)
         case .deleted(let id, let result): deleteCompleted(id, result)
         }
@@ -58,7 +59,7 @@ extension LockManager {
         let path = lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session)
         let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
         if let immediate {
-            arrived(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
+            answeredInStep(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
             return
         }
         namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
@@ -67,7 +68,8 @@ extension LockManager {
     }
 
     func createCompleted(_ id: WaiterID, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], case .creating(let abandoned) = waiter.state, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .creating(let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         switch result {
         case .success(let created):
             adopt(waiter, lock, path: created.path, stat: created.stat, lockIdentity: created.parentCreatedTransaction)
@@ -98,8 +100,8 @@ extension LockManager {
     }
 
     func ensureCompleted(_ id: WaiterID, _ path: String, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], case .ensuringLock(var ancestors, let abandoned) = waiter.state,
-              let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .ensuringLock(var ancestors, let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         if abandoned {
             finishWithoutNode(waiter, lock)
             return
@@ -137,8 +139,8 @@ extension LockManager {
     }
 
     func recoveryListed(_ id: WaiterID, _ result: Result<[String], ReplyError>) {
-        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state,
-              let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         switch result {
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter)
@@ -162,8 +164,8 @@ extension LockManager {
     }
 
     func recoveryChecked(_ id: WaiterID, _ path: String, _ result: Result<Stat?, ReplyError>) {
-        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state,
-              let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], case .recovering(let rejected, let abandoned) = waiter.state else { return }
+        let lock = waiter.lock
         switch result {
         case .success(let stat?) where stat.ephemeralOwner == waiter.session:
             adopt(waiter, lock, path: path, stat: stat, lockIdentity: nil)
@@ -305,6 +307,7 @@ extension LockManager {
     /// A listing arrived: judges the local waiters that asked for it (or all of them), in queue order,
     /// and ends those whose nodes it should show but does not. Waiters not asked for are watching a
     /// node that has not gone: nothing changed for them.
+    @_specialize(where Ticket == LockTicket)
     func judgeListing(_ lock: LockState, _ serial: UInt64, _ names: [String], judging: Set<WaiterID>, everyone: Bool) {
         var entries = names.compactMap(WaiterName.init(parsing:))
         let sorted = lock.semaphoreMembers == 0 || everyone || judging.count > 4
@@ -350,7 +353,7 @@ extension LockManager {
 
     /// Each of these waiters with its standing in `entries` (any order), nil if its node is not there; in queue order.
     private func standings(_ lock: LockState, _ entries: [WaiterName], of ids: Set<WaiterID>) -> [(waiter: Waiter, standing: Standing?)] {
-        let judged = ids.compactMap { waiters[$0] }.filter { $0.lockPath == lock.path && $0.name != nil }.sorted { $0.name! < $1.name! }
+        let judged = ids.compactMap { waiters[$0] }.filter { $0.lock === lock && $0.name != nil }.sorted { $0.name! < $1.name! }
         return judged.map { waiter in
             let own = waiter.name!
             var standing = Standing()
@@ -376,7 +379,7 @@ extension LockManager {
             standing.count(entry)
         }
         for id in lock.members.sorted() where !seen.contains(id) {
-            guard let waiter = waiters[id], waiter.lockPath == lock.path, waiter.name != nil else { continue }
+            guard let waiter = waiters[id], waiter.lock === lock, waiter.name != nil else { continue }
             result.append((waiter, nil))
         }
         return result
@@ -455,7 +458,8 @@ extension LockManager {
     }
 
     private func permitDataArrived(_ id: WaiterID, _ result: Result<[UInt8], ReplyError>) {
-        guard let waiter = waiters[id], var waiting = waiter.waiting, let lock = locks[waiter.lockPath] else { return }
+        guard let waiter = waiters[id], var waiting = waiter.waiting else { return }
+        let lock = waiter.lock
         waiting.permitCheckInFlight = false
         waiter.waiting = waiting
         switch result {
@@ -507,7 +511,7 @@ extension LockManager {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         if !watchesOwnNodes {
-            arrived(.grantChecked(id, .success(Stat())))
+            answeredInStep(.grantChecked(id, .success(Stat())))
             return
         }
         if waiter.kind != .semaphore && waiter.watchedPath == nil {
@@ -611,7 +615,8 @@ extension LockManager {
             // No watch was set: judge again later, which sets it again.
             nodeWatches[path] = nil
             for id in entry.interested.sorted() {
-                guard let waiter = waiters[id], let lock = locks[waiter.lockPath] else { continue }
+                guard let waiter = waiters[id] else { continue }
+                let lock = waiter.lock
                 if waiter.watchesOwnNode && waiter.nodePath == path { waiter.watchesOwnNode = false }
                 guard waiter.watchedPath == path else { continue }
                 waiter.watchedPath = nil
@@ -620,6 +625,7 @@ extension LockManager {
         }
     }
 
+    @_specialize(where Ticket == LockTicket)
     func nodeWatchFired(_ path: String, _ generation: UInt64, _ type: WatchEventType) {
         guard let entry = nodeWatches[path], entry.generation == generation else { return }
         nodeWatches[path] = nil
@@ -650,33 +656,61 @@ extension LockManager {
     }
 
     private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
-        // The node leaves its lock's queue; the local waiter or holder whose own node it was learns it
-        // now (through its own watch, its successor's, or the owner's report), before anyone behind it
-        // is judged again: a holder's loss comes before the next grant.
         if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
-            queueRemove(lock, name)
-            if let owner = localWaiter(lock, name) {
-                switch owner.phase {
-                case .waiting, .granting: nodeVanished(owner)
-                case .holding: holderLost(owner)
-                default: break // creating: not its node yet; removing: its own delete finds the node gone
-                }
+            nodeLeft(lock, name)
+        }
+        wakeBehind(path, interested)
+    }
+
+    /// The deletion event `forget` queued for a local waiter's node that others wait behind
+    /// (`.ownNodeDeleted`): `nodeWatchFired`'s `.deleted`, with the node's lock and name known (no
+    /// path parsed or looked up). A lock without members is out of `locks` (`nodeGone` finds none).
+    func ownNodeDeleted(_ path: String, _ generation: UInt64, _ lock: LockState, _ name: WaiterName) {
+        guard let index = nodeWatches.index(forKey: path), nodeWatches.values[index].generation == generation else { return }
+        let interested = nodeWatches.remove(at: index).value.interested
+        guard !interested.isEmpty else { return }
+        if !lock.members.isEmpty { nodeLeft(lock, name) }
+        wakeBehind(path, interested)
+    }
+
+    /// The node leaves its lock's queue; the local waiter or holder whose own node it was learns it
+    /// now (through its own watch, its successor's, or the owner's report), before anyone behind it
+    /// is judged again: a holder's loss comes before the next grant.
+    private func nodeLeft(_ lock: LockState, _ name: WaiterName) {
+        queueRemove(lock, name)
+        if let owner = localWaiter(lock, name) {
+            switch owner.phase {
+            case .waiting, .granting: nodeVanished(owner)
+            case .holding: holderLost(owner)
+            default: break // creating: not its node yet; removing: its own delete finds the node gone
             }
         }
-        // In queue order: readers behind one writer are granted in order.
+    }
+
+    /// Those interested in the node at `path` learn it is gone, in queue order: readers behind one
+    /// writer are granted in order. One (an exclusive hand-off) needs no ordering.
+    @_specialize(where Ticket == LockTicket)
+    private func wakeBehind(_ path: String, _ interested: Set<WaiterID>) {
+        if interested.count == 1 {
+            if let waiter = waiters[interested.first!] { wake(waiter, behind: path) }
+            return
+        }
         let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
             (left.name?.sequence ?? 0, left.id) < (right.name?.sequence ?? 0, right.id)
         }
-        for waiter in ordered {
-            guard waiters[waiter.id] === waiter, waiter.watchedPath == path, let lock = locks[waiter.lockPath] else { continue }
-            waiter.watchedPath = nil
-            switch waiter.phase {
-            case .waiting:
-                if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
-            case .granting: nodeVanished(waiter)
-            case .holding: holderLost(waiter)
-            default: break
-            }
+        for waiter in ordered { wake(waiter, behind: path) }
+    }
+
+    private func wake(_ waiter: Waiter, behind path: String) {
+        guard waiters[waiter.id] === waiter, waiter.watchedPath == path else { return }
+        let lock = waiter.lock
+        waiter.watchedPath = nil
+        switch waiter.phase {
+        case .waiting:
+            if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
+        case .granting: nodeVanished(waiter)
+        case .holding: holderLost(waiter)
+        default: break
         }
     }
 
@@ -723,8 +757,8 @@ extension LockManager {
         unwatch(waiter)
         switch waiter.state {
         case .queuedForCreate:
-            if let lock = locks[waiter.lockPath], let index = lock.createBacklog.firstIndex(of: waiter.id) {
-                lock.createBacklog.remove(at: index)
+            if let index = waiter.lock.createBacklog.firstIndex(of: waiter.id) {
+                waiter.lock.createBacklog.remove(at: index)
             }
             forget(waiter)
         case .ensuringLock, .creating, .recovering:
@@ -745,7 +779,7 @@ extension LockManager {
         guard let path = waiter.nodePath else { return }
         let id = waiter.id
         if let immediate {
-            arrived(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
+            answeredInStep(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
             return
         }
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
@@ -785,7 +819,7 @@ extension LockManager {
             // Its node is gone (a waiter with a node is forgotten only then), and over a namespace
             // that reports deletions nobody else tells those waiting behind it (`watchNode`'s
             // `ownNode`): its deletion event, applied after this step as a namespace watch's would be.
-            arrivedDuringStep.append(.watchFired(path: path, generation: entry.generation, .deleted))
+            arrivedDuringStep.append(.ownNodeDeleted(path: path, generation: entry.generation, waiter.lock, waiter.name!))
         }
         waiters[waiter.id] = nil
         // One hash of the ticket: found by index, removed at it.
@@ -797,7 +831,7 @@ extension LockManager {
             sessions.values[index].remove(waiter.id)
             if sessions.values[index].isEmpty { sessions.remove(at: index) }
         }
-        guard let lock = locks[waiter.lockPath] else { return }
+        let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
         if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
@@ -832,7 +866,8 @@ extension LockManager {
             emitLost(waiter, .leaseExpired)
             remove(waiter)
         case .retry(let id, let generation):
-            guard let waiter = waiters[id], waiter.retryGeneration == generation, let lock = locks[waiter.lockPath] else { return }
+            guard let waiter = waiters[id], waiter.retryGeneration == generation else { return }
+            let lock = waiter.lock
             switch waiter.state {
             case .ensuringLock(let ancestors, let abandoned):
                 if abandoned { finishWithoutNode(waiter, lock) } else { ensureNextNode(waiter, ancestors: ancestors) }

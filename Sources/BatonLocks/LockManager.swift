@@ -147,6 +147,9 @@ public final class LockManager<Ticket: Hashable> {
     /// The earliest monotonic time at which `tick` may have work (never later than the true one).
     public var nextDeadlineMilliseconds: UInt64? { deadlines.min?.atMilliseconds }
 
+    /// Whether effects wait in the outbox (`takeEffects`).
+    public var hasEffects: Bool { !effects.isEmpty }
+
     /// Effects produced since the last call, in order.
     public func takeEffects() -> [LockEffect<Ticket>] {
         // Handed over whole (emptying the array in place would copy it, as the caller shares it).
@@ -173,6 +176,13 @@ public final class LockManager<Ticket: Hashable> {
     private func endStep() {
         while let answer = arrivedDuringStep.popFirst() { complete(answer) }
         running = false
+    }
+
+    /// An answer the step's own plain call produced (`ImmediateLockNamespace`, or the grant that needs
+    /// no read): applied after the step, as `arrived` does with answers that come during a step.
+    func answeredInStep(_ answer: NamespaceAnswer) {
+        assert(running)
+        arrivedDuringStep.append(answer)
     }
 
     /// A namespace callback ran. During a step (a namespace that answers at once) the answer waits for
@@ -218,9 +228,9 @@ public final class LockManager<Ticket: Hashable> {
             return
         }
         if let existing, reentered(request, ticket: ticket, session: session, lock: existing) { return }
-        let lock = existing ?? lockState(request.path)
+        let lock = existing ?? activateLock(request.path)
         let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
-                            request: request, queuedMilliseconds: nowMilliseconds)
+                            request: request, lock: lock, queuedMilliseconds: nowMilliseconds)
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         tickets[ticket] = waiter.id
@@ -264,6 +274,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Pending acquires fail with `sessionExpired`, holds end with `lost(sessionExpired)` (starting
     /// their lock-delay), and every node of the session is deleted.
+    @_specialize(where Ticket == LockTicket)
     private func endSession(_ session: UInt64) {
         for id in (sessions[session] ?? []).sorted() {
             guard let waiter = waiters[id] else { continue }
@@ -373,7 +384,7 @@ public final class LockManager<Ticket: Hashable> {
         guard let mine = sessions[session] else { return false }
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
         for id in mine.count <= lock.members.count ? mine : lock.members {
-            guard let other = waiters[id], other.session == session, other.lockPath == request.path,
+            guard let other = waiters[id], other.session == session, other.lock === lock,
                   !other.isAbandoned else { continue }
             if !request.owner.isEmpty {
                 guard other.owner == request.owner else { continue }
@@ -423,9 +434,9 @@ public final class LockManager<Ticket: Hashable> {
         return nil
     }
 
-    func lockState(_ path: String) -> LockState {
-        if let lock = locks[path] { return lock }
-        let lock = idleLocks.removeValue(forKey: path) ?? LockState(path: path)
+    /// The state of a lock without local waiters (not in `locks`): kept idle, or new.
+    func activateLock(_ path: String) -> LockState {
+        let lock = idleLocks.isEmpty ? LockState(path: path) : idleLocks.removeValue(forKey: path) ?? LockState(path: path)
         locks[path] = lock
         return lock
     }
@@ -435,3 +446,4 @@ public final class LockManager<Ticket: Hashable> {
         deadlines.insert(Deadline(atMilliseconds: milliseconds, order: nextDeadlineOrder, action: action))
     }
 }
+

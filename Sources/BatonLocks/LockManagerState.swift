@@ -57,7 +57,10 @@ final class Waiter {
     let id: WaiterID
     let session: UInt64
     let clientName: String
-    let lockPath: String
+    /// The lock it waits on: the one in `LockManager.locks` at its path for as long as the waiter is
+    /// known (a lock leaves that table only without members), so no path lookup finds it.
+    let lock: LockState
+    var lockPath: String { lock.path }
     let kind: LockKind
     let permits: UInt32
     let isTry: Bool
@@ -103,11 +106,12 @@ final class Waiter {
     var retryGeneration: UInt64 = 0
     var retryDelayMilliseconds: UInt64 = 0
 
-    init(id: WaiterID, session: UInt64, clientName: String, request: LockRequest, queuedMilliseconds: UInt64) {
+    init(id: WaiterID, session: UInt64, clientName: String, request: LockRequest, lock: LockState, queuedMilliseconds: UInt64) {
+        precondition(lock.path == request.path)
         self.id = id
         self.session = session
         self.clientName = clientName
-        self.lockPath = request.path
+        self.lock = lock
         self.kind = request.kind
         self.permits = request.kind == .semaphore ? request.permits : 1
         self.isTry = request.waitMilliseconds == 0

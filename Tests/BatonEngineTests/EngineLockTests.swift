@@ -169,4 +169,58 @@ final class EngineLockTests: XCTestCase {
         XCTAssertEqual(Set(tokens).count, 3)
         XCTAssertEqual(harness.engine.locks.adapter?.watchCount, 0, "no internal watch left behind")
     }
+    /// A connection's waiting acquires are kept in its state: an id still waiting is refused (before
+    /// the request's own checks), a grant or a failure frees the id and the connection's count, the
+    /// statistics count what waits, and a closed connection's acquires leave the queue.
+    func testAConnectionsWaitingAcquiresAreCountedAndFreedByTheirAnswers() throws {
+        let harness = EngineHarness { $0.limits.pendingRequestsPerConnectionMax = 2 }
+        harness.openSession(1)
+        harness.openSession(2)
+        harness.openSession(3)
+        let holder = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
+        let held = try XCTUnwrap(granted(holder.outputs, to: 1, requestID: holder.requestID))
+        XCTAssertEqual(harness.call(.acquire(LockRequest(path: "/locks/b")), on: 1).isSuccess, true)
+        XCTAssertEqual(harness.engine.connections[1]?.pendingRequests, 0, "a grant at once leaves nothing waiting")
+        let waiting = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 2)
+        XCTAssertNil(result(waiting.outputs, to: 2, requestID: waiting.requestID))
+        // The same id again, even with a bad path or as a set: refused for the id, and nothing changes.
+        for request in [Request.acquire(LockRequest(path: "no/slash")),
+                        .acquireAll(locks: [LockSetMember(path: "/locks/b")], waitMilliseconds: 0, leaseMilliseconds: 0)] {
+            harness.engine.handle(request, requestID: waiting.requestID, from: 2, now: harness.now)
+            let refusal = result(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID)
+            XCTAssertEqual(refusal, .failure(ReplyError(.invalidArgument, "request id \(waiting.requestID) names an acquire still waiting")))
+        }
+        let set = harness.send(.acquireAll(locks: [LockSetMember(path: "/locks/b")], waitMilliseconds: LockRequest.waitForever,
+                                           leaseMilliseconds: 0), on: 2)
+        XCTAssertNil(result(set.outputs, to: 2, requestID: set.requestID), "the set waits too")
+        guard case .success(.lockEntries(let entries)) = harness.call(.inspect(path: "/locks/b"), on: 1) else {
+            return XCTFail("inspect failed")
+        }
+        XCTAssertEqual(entries.map(\.clientName), ["client-1", "client-2"], "the set's acquire names its client")
+        XCTAssertEqual(harness.engine.lockPendingAcquires(on: 2), [waiting.requestID, set.requestID])
+        XCTAssertEqual(harness.engine.connections[2]?.pendingRequests, 2)
+        XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: "no/slash")), on: 2)), .tooManyPendingRequests)
+        let third = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 3)
+        XCTAssertEqual(harness.engine.lockStatistics.waiters, 3)
+        XCTAssertEqual(harness.engine.lockStatistics.holders, 2)
+        // Connection 3's waiter leaves with its connection; the holder of /locks/a lets go: connection
+        // 2's acquire is granted (its id and its room freed), its set still waits for /locks/b.
+        harness.engine.connectionClosed(3, now: harness.now)
+        XCTAssertEqual(replies(harness.engine.takeOutputs(), to: 3), [])
+        XCTAssertEqual(harness.engine.lockStatistics.waiters, 2)
+        let release = harness.send(.release(node: held.node, token: held.token), on: 1)
+        XCTAssertNotNil(granted(release.outputs, to: 2, requestID: waiting.requestID))
+        XCTAssertNil(result(release.outputs, to: 3, requestID: third.requestID))
+        XCTAssertEqual(harness.engine.lockPendingAcquires(on: 2), [set.requestID])
+        XCTAssertEqual(harness.engine.connections[2]?.pendingRequests, 1)
+        XCTAssertEqual(harness.engine.lockStatistics.waiters, 1)
+        // The granted id may name a new acquire.
+        harness.engine.handle(.acquire(LockRequest(path: "/locks/c")), requestID: waiting.requestID, from: 2, now: harness.now)
+        XCTAssertNotNil(granted(harness.engine.takeOutputs(), to: 2, requestID: waiting.requestID))
+        let cancel = harness.send(.cancel(acquireRequestID: set.requestID), on: 2)
+        XCTAssertEqual(replies(cancel.outputs, to: 2).map { errorCode($0.result) }, [.lockCancelled, nil])
+        XCTAssertEqual(harness.engine.lockPendingAcquires(on: 2), [])
+        XCTAssertEqual(harness.engine.connections[2]?.pendingRequests, 0)
+        XCTAssertEqual(harness.engine.lockStatistics.waiters, 0)
+    }
 }
