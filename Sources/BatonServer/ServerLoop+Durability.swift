@@ -41,6 +41,11 @@ extension ServerLoop {
         durableEngine = engine
         backupEngine = engine
         store = opened.store
+        if durability.store.fsyncPolicy == .batch {
+            // The log's write and fsync leave the loop thread; each finished batch wakes it.
+            let mailbox = self.mailbox
+            opened.store.startWriter { mailbox.post(.logSynced) }
+        }
         recordsSinceSnapshot = recovery.records.count
         logBytesSinceSnapshot = recovery.records.reduce(0) { $0 + $1.payload.count }
         logger.info("namespace recovered", metadata: [
@@ -94,9 +99,12 @@ extension ServerLoop {
         var held = 0
         // Replies routed later in this same turn may rest on the failed records too.
         holdsRestOfTurn = true
+        // Output waiting for the log writer's batch waits for the retry now, as held output.
+        awaitingLog.removeAll()
         for connection in connections.values where !connection.output.bytes.isEmpty {
             heldOutputs[connection.id] = connection.output
             connection.output = WireWriter(capacity: 0)
+            connection.hold = OutputHold()
             held += 1
         }
         counters.storageFailures += 1
@@ -189,6 +197,19 @@ extension ServerLoop {
               snapshotInProgress == nil, storageFailure == nil, !isShuttingDown,
               recordsSinceSnapshot >= durability.snapshotEveryRecords || logBytesSinceSnapshot >= durability.snapshotEveryLogBytes
         else { return }
+        if store.committedLSN < store.lastLSN {
+            // A snapshot covers only durable records (the log writer's batch, and the records after
+            // it, are committed here first: one fsync's stall per snapshot); their output goes out
+            // at the next flush.
+            do {
+                try store.commit()
+            } catch {
+                storageFailed(error)
+                return
+            }
+            for connection in awaitingLog.values { queueFlush(connection) }
+            awaitingLog.removeAll(keepingCapacity: true)
+        }
         let copyStarted = DispatchTime.now().uptimeNanoseconds
         let source = engine.snapshotSource()
         let lsn = store.lastLSN
@@ -261,113 +282,40 @@ extension ServerLoop {
         if storageFailure == nil, let failure = store.failure { storageFailed(failure) }
     }
 
-    /// The commit barrier: raises the counter marks outside the log if the engine passed them,
-    /// then makes every record appended so far as durable as the policy promises, before the
-    /// replies that depend on them are written. True if it committed records.
-    @discardableResult
-    func commitLog() -> Bool {
-        guard let store, storageFailure == nil else { return false }
+    /// The commit: raises the counter marks outside the log if the engine passed them, then makes
+    /// every record appended so far as durable as the policy promises. With `--fsync batch` the
+    /// records go to the log writer as one batch (if it is idle; else they join the next batch,
+    /// handed over when this one completes) and the loop goes on; output produced after them waits
+    /// for `logSynced` (`OutputHold`). Otherwise (and while shutting down) it commits here.
+    func commitLog() {
+        guard let store, storageFailure == nil else { return }
         if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
-        guard store.needsCommit else { return false }
-        let started = LatencyHistogram.now()
+        guard store.needsCommit else { return }
         do {
-            try store.commit()
+            if store.hasWriter && !isShuttingDown {
+                try store.startCommit()
+            } else {
+                try store.commit()
+            }
         } catch {
             storageFailed(error)
-            return false
-        }
-        groupCommit.committed(nanoseconds: LatencyHistogram.now() &- started)
-        return true
-    }
-
-    // MARK: Group commit across clients (`--fsync batch`)
-
-    /// Whether this turn's commit (and so its replies) should wait for more records. Clients that
-    /// the last commit answered and that have not sent since (`GroupCommit.peers`) usually send
-    /// their next request within microseconds; committing without them would give them an fsync of
-    /// their own. So the commit waits for them, at most half a recent commit's duration (under a
-    /// millisecond) from the first turn that had records, and not at all right after a wait that
-    /// ran out (a client that answers slowly, or holds a lock and sends nothing, then costs nothing).
-    /// One client alone never waits: its own request is the one the commit has. Replies are never
-    /// sent before their commit; they are only sent later by up to the window.
-    func commitWaitsForPeers() -> Bool {
-        guard let store, let timer = groupCommit.timer, storageFailure == nil, !isShuttingDown,
-              store.needsCommit else { return false }
-        switch groupCommit.decide(now: LatencyHistogram.now()) {
-        case .commit:
-            return false
-        case .wait:
-            return true
-        case .startWindow(let microseconds):
-            timer.start(microseconds: microseconds)
-            return true
         }
     }
 
-    /// The group-commit timer fired: the next prepare phase commits (the poll only had to wake).
-    func commitWindowClosed() {}
-}
-
-/// Group commit across clients' turns (`ServerLoop.commitWaitsForPeers`). Loop thread only.
-struct GroupCommit {
-    /// A window shorter than this is not worth a timer (a fast disk: commit at once).
-    static let windowNanosecondsMin: UInt64 = 20_000
-    /// The longest wait, whatever the disk.
-    static let windowNanosecondsMax: UInt64 = 1_000_000
-
-    /// Fires when a window runs out; nil unless the policy is `batch`.
-    var timer: DeadlineTimer?
-    /// Connections the last commit answered that have sent nothing since (nor closed).
-    var peers: Set<ConnectionID> = []
-    /// While the commit waits: when it stops waiting (monotonic nanoseconds).
-    var windowDeadline: UInt64?
-    /// The last window ran out before everyone came: the next commit does not wait.
-    var windowRanOut = false
-    /// Recent commits' duration (an exponential average, nanoseconds).
-    var commitNanoseconds: UInt64 = 0
-
-    var windowNanoseconds: UInt64 { min(commitNanoseconds / 2, GroupCommit.windowNanosecondsMax) }
-
-    enum Decision: Equatable {
-        /// Commit now.
-        case commit
-        /// Keep waiting (the window's timer is armed).
-        case wait
-        /// Start waiting: arm the timer for this long.
-        case startWindow(microseconds: UInt64)
-    }
-
-    /// Records wait to be committed (monotonic `now`, nanoseconds): commit them now or wait for peers.
-    mutating func decide(now: UInt64) -> Decision {
-        if let deadline = windowDeadline {
-            if peers.isEmpty { return .commit }  // everyone it waited for is in
-            if now >= deadline {
-                windowRanOut = true
-                return .commit
-            }
-            return .wait
+    /// The log writer finished a batch: take its outcome (a failure refuses writes and holds the
+    /// output, `storageFailed`), flush the output it made safe to send, and hand over the next batch.
+    func logSynced() {
+        guard let store, storageFailure == nil else { return }  // a retry takes the outcome
+        do {
+            // False if an append already waited for this batch (a full buffer): its output still waits here.
+            try store.finishCommit()
+        } catch {
+            storageFailed(error)
+            return
         }
-        guard !peers.isEmpty, !windowRanOut else { return .commit }
-        let window = windowNanoseconds
-        guard window >= GroupCommit.windowNanosecondsMin else { return .commit }
-        windowDeadline = now + window
-        return .startWindow(microseconds: window / 1_000)
-    }
-
-    /// A request (or a close) from `connection`: the commit need not wait for it any more.
-    mutating func heard(from connection: ConnectionID) {
-        peers.remove(connection)
-    }
-
-    /// A commit took `nanoseconds`; a window it waited in is over.
-    mutating func committed(nanoseconds: UInt64) {
-        commitNanoseconds = commitNanoseconds == 0 ? nanoseconds : (commitNanoseconds * 7 + nanoseconds) / 8
-        if windowDeadline != nil {
-            windowDeadline = nil
-            timer?.stop()
-        } else {
-            windowRanOut = false
-        }
+        for connection in awaitingLog.values { queueFlush(connection) }
+        awaitingLog.removeAll(keepingCapacity: true)
+        flushTurn()
     }
 }
 

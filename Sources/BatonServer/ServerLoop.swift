@@ -48,8 +48,9 @@ final class ServerLoop {
     var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
     /// The request being handled now, until its reply is routed or it is found to wait.
     var requestInHand: RequestStamp?
-    /// Arrival times of requests answered this turn, recorded once the commit barrier is passed.
-    var repliesAwaitingCommit: [UInt64] = []
+    /// Arrival times of answered requests with the last LSN when they were answered, recorded once
+    /// the log has committed it (their replies wait for it).
+    var repliesAwaitingCommit: [(arrived: UInt64, lsn: UInt64)] = []
     /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
     var storageFailure: String?
     /// Replies held while the log cannot be written, per connection, in order.
@@ -59,8 +60,9 @@ final class ServerLoop {
     var holdsRestOfTurn = false
     /// A record could not even be buffered (a bug): no retry can help; the daemon stops.
     var storageBroken = false
-    /// With `--fsync batch`: which clients the next commit may wait for (ServerLoop+Durability.swift).
-    var groupCommit = GroupCommit()
+    /// Connections whose output waits for the log writer's batch (`Connection.hold`): flushed
+    /// again when it completes (ServerLoop+Durability.swift, `logSynced`).
+    var awaitingLog: [ConnectionID: Connection] = [:]
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -224,12 +226,6 @@ final class ServerLoop {
             throw ServerError("cannot create the deadline timer: \(errno)")
         }
         self.timer = timer
-        if configuration.durability?.store.fsyncPolicy == .batch {
-            guard let commitTimer = DeadlineTimer(loop: loop, fire: { $0.commitWindowClosed() }) else {
-                throw ServerError("cannot create the group-commit timer: \(errno)")
-            }
-            groupCommit.timer = commitTimer
-        }
 
         let async = LibUV.allocate(uv_async_t.self)
         uv_async_init(loop, async, onAsync)
@@ -297,8 +293,6 @@ final class ServerLoop {
         mailbox.close()
         timer?.close()  // its descriptor too, which closing the handle alone would leave open
         timer = nil
-        groupCommit.timer?.close()
-        groupCommit.timer = nil
         uv_walk(loop, closeEveryHandle, nil)
         uv_run(loop, UV_RUN_DEFAULT)
         let result = uv_loop_close(loop)
@@ -477,7 +471,6 @@ final class ServerLoop {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
                 requestArrived(requestID, on: connection.id)
-                if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
                 routeOutputs()
                 requestRouted()
@@ -691,6 +684,8 @@ final class ServerLoop {
         admission.release(connection)
         connection.input = []
         connection.output = WireWriter(capacity: 0)
+        connection.hold = OutputHold()
+        awaitingLog[connection.id] = nil
         LibUV.close(connection.handle)
         release(connection, now: now())
     }
@@ -700,7 +695,6 @@ final class ServerLoop {
         connection.engineReleased = true
         requestArrivals[connection.id] = nil
         if requestInHand?.connection == connection.id { requestInHand = nil }
-        if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }  // gone: nothing more to wait for
         engine.connectionClosed(connection.id, now: time)
     }
 
@@ -790,42 +784,40 @@ final class ServerLoop {
         }
     }
 
-    /// Once per loop turn, before libuv sleeps: the log is committed (group commit: one fsync for
-    /// every record of the turn), then one write per connection with all its bytes. From the
-    /// prepare phase (`mayWait`) the commit, and with it every write, may wait a little for clients
-    /// that are about to send, so that their records share the fsync (`commitWaitsForPeers`).
-    func flushTurn(mayWait: Bool = false) {
+    /// Once per loop turn, before libuv sleeps: the log is committed (group commit: with `--fsync
+    /// batch` the turn's records go to the log writer as one batch, unless one is in flight; the
+    /// next batch then takes everything appended meanwhile), then one write per connection with
+    /// every byte the log has made safe to send (`OutputHold`). The rest waits in `awaitingLog`
+    /// until the writer's batch completes (`logSynced`).
+    func flushTurn() {
         guard !isFlushing else { return }  // re-entered from a shutdown started below
         turn &+= 1
-        if mayWait && commitWaitsForPeers() {
-            armTimer()
-            return
-        }
         isFlushing = true
         defer { isFlushing = false }
-        let committed = commitLog()
-        recordServiceTimes()
-        if committed { groupCommit.peers.removeAll(keepingCapacity: true) }
+        commitLog()
+        // Before the writes: a snapshot commits the log first, which releases output (below).
+        startSnapshotIfDue()
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
+            let lastLSN = store?.lastLSN ?? 0
+            let committedLSN = store?.committedLSN ?? 0
             for connection in flushing {
-                // The clients answered by this commit are the ones the next one may wait for.
-                if committed && connection.phase == .open && !connection.output.bytes.isEmpty {
-                    groupCommit.peers.insert(connection.id)
-                }
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
-                let pendingBytes = connection.output.bytes.count
+                let releasable = connection.hold.releasable(outputBytes: connection.output.bytes.count,
+                                                            lastLSN: lastLSN, committedLSN: committedLSN)
+                if !connection.hold.isEmpty { awaitingLog[connection.id] = connection }
                 let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
-                let result = connection.writePendingOutput()
+                let result = connection.writePendingOutput(upTo: releasable)
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
                     closeNow(connection)
                     continue
                 }
-                counters.bytesWritten += UInt64(pendingBytes)
-                if connection.phase == .draining { shutDown(connection) }
+                counters.bytesWritten += UInt64(releasable)
+                // A draining connection shuts down after its last byte, held ones included.
+                if connection.phase == .draining && connection.hold.isEmpty { shutDown(connection) }
                 let unwritten = uv_stream_get_write_queue_size(connection.stream)
                 _ = admission.outputQueued(on: connection, bytes: unwritten)
                 if unwritten == 0 {
@@ -843,11 +835,10 @@ final class ServerLoop {
             routeOutputs()
             // Routing produced more records (a dropped slow reader's session ended): commit them too.
             commitLog()
-            recordServiceTimes()
         }
+        recordServiceTimes()
         endTurn()
         armTimer()
-        startSnapshotIfDue()
     }
 
     private func shutDown(_ connection: Connection) {
@@ -957,6 +948,8 @@ final class ServerLoop {
                 snapshotFinished(lsn: lsn, bytes: bytes, milliseconds: milliseconds, failure: failure)
             case .backupFinished(let request, let number, let lsn, let result):
                 backupFinished(request, number: number, lsn: lsn, result: result)
+            case .logSynced:
+                logSynced()
             }
         }
     }
@@ -996,8 +989,6 @@ final class ServerLoop {
         idle = nil
         timer?.close()
         timer = nil
-        groupCommit.timer?.close()
-        groupCommit.timer = nil
         // Peers that do not read get a grace period; the timer does not keep the loop alive by itself.
         let grace = LibUV.allocate(uv_timer_t.self)
         uv_timer_init(loop, grace)
@@ -1046,7 +1037,7 @@ private func onLingerRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count:
 }
 
 private func onPrepare(_ handle: UnsafeMutablePointer<uv_prepare_t>?) {
-    ServerLoop.of(handle)?.flushTurn(mayWait: true)
+    ServerLoop.of(handle)?.flushTurn()
 }
 
 private func onCheck(_ handle: UnsafeMutablePointer<uv_check_t>?) {
