@@ -801,7 +801,9 @@ final class ServerLoop {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
             let lastLSN = store?.lastLSN ?? 0
-            let committedLSN = store?.committedLSN ?? 0
+            // While the log fails, `heldOutputs` holds what may rest on the records it could not
+            // write (`storageFailed`); what is routed after that turn rests on nothing unwritten.
+            let committedLSN = storageFailure == nil ? store?.committedLSN ?? 0 : .max
             for connection in flushing {
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
