@@ -287,13 +287,14 @@ extension ServerLoop {
     /// records go to the log writer as one batch (if it is idle; else they join the next batch,
     /// handed over when this one completes) and the loop goes on; output produced after them waits
     /// for `logSynced` (`OutputHold`). Otherwise (and while shutting down) it commits here.
-    func commitLog() {
+    func commitLog(mayWait: Bool = false) {
         guard let store, storageFailure == nil else { return }
         if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
         guard store.needsCommit else { return }
         do {
             if store.hasWriter && !isShuttingDown {
-                try store.startCommit()
+                if mayWait && commitWaitsForPeers() { return }
+                if try store.startCommit() { batchStarted = LatencyHistogram.now() }
             } else {
                 try store.commit()
             }
@@ -308,14 +309,110 @@ extension ServerLoop {
         guard let store, storageFailure == nil else { return }  // a retry takes the outcome
         do {
             // False if an append already waited for this batch (a full buffer): its output still waits here.
-            try store.finishCommit()
+            if try store.finishCommit() { groupCommit.committed(nanoseconds: LatencyHistogram.now() &- batchStarted) }
         } catch {
             storageFailed(error)
             return
         }
-        for connection in awaitingLog.values { queueFlush(connection) }
+        // The clients answered now are the ones the next batch may wait for.
+        groupCommit.peers.removeAll(keepingCapacity: true)
+        for connection in awaitingLog.values {
+            if connection.phase == .open { groupCommit.peers.insert(connection.id) }
+            queueFlush(connection)
+        }
         awaitingLog.removeAll(keepingCapacity: true)
-        flushTurn()
+        flushTurn(mayWait: true)
+    }
+
+    // MARK: Group commit across clients (`--fsync batch`)
+
+    /// Whether the next batch should wait for more records before it goes to the log writer.
+    /// Clients whose replies the last batch released (`GroupCommit.peers`) usually send their next
+    /// request within microseconds; handing the batch over without them would give them a batch
+    /// (an fsync) of their own after it, and the clients would settle into two halves that each
+    /// wait for the other's fsync before their own. So the hand-over waits for them, at most half
+    /// a recent batch's duration (under a millisecond) from the first turn that had records, and
+    /// not at all right after a wait that ran out (a client that answers slowly, or holds a lock
+    /// and sends nothing, then costs nothing). One client alone never waits: its own request is the
+    /// one the batch has. The loop serves everyone meanwhile; only the writer idles.
+    func commitWaitsForPeers() -> Bool {
+        guard let store, let timer = groupCommit.timer, storageFailure == nil, !isShuttingDown,
+              !store.isSyncing, store.needsCommit else { return false }
+        switch groupCommit.decide(now: LatencyHistogram.now()) {
+        case .commit:
+            return false
+        case .wait:
+            return true
+        case .startWindow(let microseconds):
+            timer.start(microseconds: microseconds)
+            return true
+        }
+    }
+
+    /// The group-commit timer fired: the next prepare phase hands the batch over (the poll only had to wake).
+    func commitWindowClosed() {}
+}
+
+/// Group commit across clients' turns (`ServerLoop.commitWaitsForPeers`). Loop thread only.
+struct GroupCommit {
+    /// A window shorter than this is not worth a timer (a fast disk: commit at once).
+    static let windowNanosecondsMin: UInt64 = 20_000
+    /// The longest wait, whatever the disk.
+    static let windowNanosecondsMax: UInt64 = 1_000_000
+
+    /// Fires when a window runs out; nil unless the policy is `batch`.
+    var timer: DeadlineTimer?
+    /// Connections the last commit answered that have sent nothing since (nor closed).
+    var peers: Set<ConnectionID> = []
+    /// While the commit waits: when it stops waiting (monotonic nanoseconds).
+    var windowDeadline: UInt64?
+    /// The last window ran out before everyone came: the next commit does not wait.
+    var windowRanOut = false
+    /// Recent commits' duration (an exponential average, nanoseconds).
+    var commitNanoseconds: UInt64 = 0
+
+    var windowNanoseconds: UInt64 { min(commitNanoseconds / 2, GroupCommit.windowNanosecondsMax) }
+
+    enum Decision: Equatable {
+        /// Commit now.
+        case commit
+        /// Keep waiting (the window's timer is armed).
+        case wait
+        /// Start waiting: arm the timer for this long.
+        case startWindow(microseconds: UInt64)
+    }
+
+    /// Records wait to be committed (monotonic `now`, nanoseconds): commit them now or wait for peers.
+    mutating func decide(now: UInt64) -> Decision {
+        if let deadline = windowDeadline {
+            if peers.isEmpty { return .commit }  // everyone it waited for is in
+            if now >= deadline {
+                windowRanOut = true
+                return .commit
+            }
+            return .wait
+        }
+        guard !peers.isEmpty, !windowRanOut else { return .commit }
+        let window = windowNanoseconds
+        guard window >= GroupCommit.windowNanosecondsMin else { return .commit }
+        windowDeadline = now + window
+        return .startWindow(microseconds: window / 1_000)
+    }
+
+    /// A request (or a close) from `connection`: the commit need not wait for it any more.
+    mutating func heard(from connection: ConnectionID) {
+        peers.remove(connection)
+    }
+
+    /// A commit took `nanoseconds`; a window it waited in is over.
+    mutating func committed(nanoseconds: UInt64) {
+        commitNanoseconds = commitNanoseconds == 0 ? nanoseconds : (commitNanoseconds * 7 + nanoseconds) / 8
+        if windowDeadline != nil {
+            windowDeadline = nil
+            timer?.stop()
+        } else {
+            windowRanOut = false
+        }
     }
 }
 

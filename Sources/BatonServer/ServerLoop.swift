@@ -63,6 +63,10 @@ final class ServerLoop {
     /// Connections whose output waits for the log writer's batch (`Connection.hold`): flushed
     /// again when it completes (ServerLoop+Durability.swift, `logSynced`).
     var awaitingLog: [ConnectionID: Connection] = [:]
+    /// With `--fsync batch`: which clients the next batch may wait for (ServerLoop+Durability.swift).
+    var groupCommit = GroupCommit()
+    /// When the batch in flight was handed to the log writer (monotonic nanoseconds).
+    var batchStarted: UInt64 = 0
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -226,6 +230,12 @@ final class ServerLoop {
             throw ServerError("cannot create the deadline timer: \(errno)")
         }
         self.timer = timer
+        if configuration.durability?.store.fsyncPolicy == .batch {
+            guard let commitTimer = DeadlineTimer(loop: loop, fire: { $0.commitWindowClosed() }) else {
+                throw ServerError("cannot create the group-commit timer: \(errno)")
+            }
+            groupCommit.timer = commitTimer
+        }
 
         let async = LibUV.allocate(uv_async_t.self)
         uv_async_init(loop, async, onAsync)
@@ -293,6 +303,8 @@ final class ServerLoop {
         mailbox.close()
         timer?.close()  // its descriptor too, which closing the handle alone would leave open
         timer = nil
+        groupCommit.timer?.close()
+        groupCommit.timer = nil
         uv_walk(loop, closeEveryHandle, nil)
         uv_run(loop, UV_RUN_DEFAULT)
         let result = uv_loop_close(loop)
@@ -471,6 +483,7 @@ final class ServerLoop {
             case .request(let requestID, let request):
                 counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
                 requestArrived(requestID, on: connection.id)
+                if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
                 routeOutputs()
                 requestRouted()
@@ -695,6 +708,7 @@ final class ServerLoop {
         connection.engineReleased = true
         requestArrivals[connection.id] = nil
         if requestInHand?.connection == connection.id { requestInHand = nil }
+        if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }  // gone: nothing more to wait for
         engine.connectionClosed(connection.id, now: time)
     }
 
@@ -788,13 +802,14 @@ final class ServerLoop {
     /// batch` the turn's records go to the log writer as one batch, unless one is in flight; the
     /// next batch then takes everything appended meanwhile), then one write per connection with
     /// every byte the log has made safe to send (`OutputHold`). The rest waits in `awaitingLog`
-    /// until the writer's batch completes (`logSynced`).
-    func flushTurn() {
+    /// until the writer's batch completes (`logSynced`). From the prepare phase (`mayWait`) the
+    /// hand-over may wait a little for clients about to send (`commitWaitsForPeers`).
+    func flushTurn(mayWait: Bool = false) {
         guard !isFlushing else { return }  // re-entered from a shutdown started below
         turn &+= 1
         isFlushing = true
         defer { isFlushing = false }
-        commitLog()
+        commitLog(mayWait: mayWait)
         // Before the writes: a snapshot commits the log first, which releases output (below).
         startSnapshotIfDue()
         while !flushQueue.isEmpty {
@@ -836,7 +851,7 @@ final class ServerLoop {
             }
             routeOutputs()
             // Routing produced more records (a dropped slow reader's session ended): commit them too.
-            commitLog()
+            commitLog(mayWait: mayWait)
         }
         recordServiceTimes()
         endTurn()
@@ -991,6 +1006,8 @@ final class ServerLoop {
         idle = nil
         timer?.close()
         timer = nil
+        groupCommit.timer?.close()
+        groupCommit.timer = nil
         // Peers that do not read get a grace period; the timer does not keep the loop alive by itself.
         let grace = LibUV.allocate(uv_timer_t.self)
         uv_timer_init(loop, grace)
@@ -1039,7 +1056,7 @@ private func onLingerRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count:
 }
 
 private func onPrepare(_ handle: UnsafeMutablePointer<uv_prepare_t>?) {
-    ServerLoop.of(handle)?.flushTurn()
+    ServerLoop.of(handle)?.flushTurn(mayWait: true)
 }
 
 private func onCheck(_ handle: UnsafeMutablePointer<uv_check_t>?) {
