@@ -12,11 +12,12 @@ struct Writes: ParsableCommand {
     @Option(help: "Seconds per row.") var seconds = 2.0
     @Option(help: "Rounds (targets alternate within each).") var rounds = 1
     @Option(help: "Operations, comma-separated.") var operations = "set,create"
+    @Flag(help: "Only the N-client rows.") var concurrentOnly = false
     @OptionGroup var recipe: RecipeOptions
 
     func run() throws {
         raiseDescriptorLimit()
-        let modes: [NamespaceMode] = [.oneAtATime, .clients(clients)]
+        let modes: [NamespaceMode] = concurrentOnly ? [.clients(clients)] : [.oneAtATime, .clients(clients)]
         let operations = operations.split(separator: ",").map(String.init)
         for round in 1...rounds {
             var targets: [(String, () throws -> NamespaceResult)] = unix.map { path in
