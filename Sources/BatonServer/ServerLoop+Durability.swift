@@ -207,8 +207,7 @@ extension ServerLoop {
                 storageFailed(error)
                 return
             }
-            for connection in awaitingLog.values { queueFlush(connection) }
-            awaitingLog.removeAll(keepingCapacity: true)
+            releaseAwaitingLog()
         }
         let copyStarted = DispatchTime.now().uptimeNanoseconds
         let source = engine.snapshotSource()
@@ -295,12 +294,22 @@ extension ServerLoop {
             if store.hasWriter && !isShuttingDown {
                 if mayWait && commitWaitsForPeers() { return }
                 if try store.startCommit() { batchStarted = LatencyHistogram.now() }
-            } else {
-                try store.commit()
+                return
             }
+            try store.commit()
         } catch {
             storageFailed(error)
+            return
         }
+        // Committed here (shutting down: any batch in flight was waited for): what waited goes out now.
+        releaseAwaitingLog()
+    }
+
+    /// The log committed further: the connections whose output waited for it are flushed again.
+    func releaseAwaitingLog() {
+        guard !awaitingLog.isEmpty else { return }
+        for connection in awaitingLog.values { queueFlush(connection) }
+        awaitingLog.removeAll(keepingCapacity: true)
     }
 
     /// The log writer finished a batch: take its outcome (a failure refuses writes and holds the
