@@ -285,24 +285,35 @@ extension ServerLoop {
     /// every record appended so far as durable as the policy promises. With `--fsync batch` the
     /// records go to the log writer as one batch (if it is idle; else they join the next batch,
     /// handed over when this one completes) and the loop goes on; output produced after them waits
-    /// for `logSynced` (`OutputHold`). Otherwise (and while shutting down) it commits here.
-    func commitLog(mayWait: Bool = false) {
-        guard let store, storageFailure == nil else { return }
+    /// for `logSynced` (`OutputHold`). But from the prepare phase (`mayWait`), when everyone the
+    /// last batch answered is in this one (one client alone, or every client in one group), nobody
+    /// is expected before it is durable: nothing would run beside the fsync, and the hop to the
+    /// writer and back would only add to every reply's latency, so it is synced here, as with the
+    /// other policies (and while shutting down). True if it committed here with `--fsync batch`
+    /// (the clients answered now are the next batch's peers).
+    @discardableResult
+    func commitLog(mayWait: Bool = false) -> Bool {
+        guard let store, storageFailure == nil else { return false }
         if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
-        guard store.needsCommit else { return }
+        guard store.needsCommit else { return false }
+        let started = LatencyHistogram.now()
         do {
             if store.hasWriter && !isShuttingDown {
-                if mayWait && commitWaitsForPeers() { return }
-                if try store.startCommit() { batchStarted = LatencyHistogram.now() }
-                return
+                if mayWait && commitWaitsForPeers() { return false }
+                if !mayWait || store.isSyncing || !groupCommit.peers.isEmpty {
+                    if try store.startCommit() { batchStarted = started }
+                    return false
+                }
             }
             try store.commit()
         } catch {
             storageFailed(error)
-            return
+            return false
         }
-        // Committed here (shutting down: any batch in flight was waited for): what waited goes out now.
+        groupCommit.committed(nanoseconds: LatencyHistogram.now() &- started)
+        // What waited for an earlier batch goes out now.
         releaseAwaitingLog()
+        return store.hasWriter
     }
 
     /// The log committed further: the connections whose output waited for it are flushed again.

@@ -809,7 +809,8 @@ final class ServerLoop {
         turn &+= 1
         isFlushing = true
         defer { isFlushing = false }
-        commitLog(mayWait: mayWait)
+        let committedHere = commitLog(mayWait: mayWait)
+        if committedHere { groupCommit.peers.removeAll(keepingCapacity: true) }
         // Before the writes: a snapshot commits the log first, which releases output (below).
         startSnapshotIfDue()
         while !flushQueue.isEmpty {
@@ -824,6 +825,8 @@ final class ServerLoop {
                 guard connection.phase != .closed else { continue }
                 let releasable = connection.hold.releasable(outputBytes: connection.output.bytes.count,
                                                             lastLSN: lastLSN, committedLSN: committedLSN)
+                // The clients answered by a commit made here are the ones the next one may wait for.
+                if committedHere && connection.phase == .open && releasable > 0 { groupCommit.peers.insert(connection.id) }
                 if !connection.hold.isEmpty { awaitingLog[connection.id] = connection }
                 let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
                 let result = connection.writePendingOutput(upTo: releasable)
