@@ -799,8 +799,9 @@ final class ServerLoop {
     }
 
     /// Once per loop turn, before libuv sleeps: the log is committed (group commit: with `--fsync
-    /// batch` the turn's records go to the log writer as one batch, unless one is in flight; the
-    /// next batch then takes everything appended meanwhile), then one write per connection with
+    /// batch` the turn's records go to the log writer as one batch, unless one is in flight (the
+    /// next batch then takes everything appended meanwhile) or nobody else is expected (synced
+    /// here, `commitLog`)), then one write per connection with
     /// every byte the log has made safe to send (`OutputHold`). The rest waits in `awaitingLog`
     /// until the writer's batch completes (`logSynced`). From the prepare phase (`mayWait`) the
     /// hand-over may wait a little for clients about to send (`commitWaitsForPeers`).
