@@ -368,7 +368,7 @@ struct BatonBenchCommand: ParsableCommand {
         commandName: "baton-bench",
         abstract: "Drives batond, Redis, ZooKeeper and etcd with many sessions and compares them.",
         subcommands: [Compare.self, CompareMultiHost.self, Loop.self, Library.self, Takeover.self, Herd.self, Floor.self, Gets.self,
-                      Holder.self, EchoServer.self, Durability.self])
+                      Holder.self, EchoServer.self, Durability.self, Writes.self])
 }
 
 BatonBenchCommand.main()
