@@ -74,8 +74,6 @@ final class Connection {
 
     // Write side.
     var output = WireWriter(capacity: 0)
-    /// Which of `output`'s bytes wait for the log (OutputHold.swift); empty when nothing does.
-    var hold = OutputHold()
     /// While libuv holds unwritten bytes: the smallest write-queue size seen, and when it last shrank
     /// (monotonic ms). A peer whose queue does not shrink for `writeStallMillisecondsMax` is dropped.
     var writeQueueBytesSeen = 0
@@ -164,37 +162,29 @@ final class Connection {
         }
     }
 
-    /// Writes the first `count` bytes of the encoded output (all of it by default; the rest waits
-    /// for the log) through TLS when the connection has it: as much as the socket takes at once
-    /// with `uv_try_write`, then the rest (if any) through one `uv_write` whose block holds the
-    /// request and the bytes, freed in the write callback. Returns a libuv error code, 0 on success.
-    func writePendingOutput(upTo count: Int? = nil) -> Int32 {
-        let count = count ?? output.bytes.count
+    /// Writes the encoded output (through TLS when the connection has it): as much as the socket
+    /// takes at once with `uv_try_write`, then the rest (if any) through one `uv_write` whose block
+    /// holds the request and the bytes, freed in the write callback. Returns a libuv error code, 0 on success.
+    func writePendingOutput() -> Int32 {
         let result: Int32
         if let tls {
-            if count > 0 {
+            if !output.bytes.isEmpty {
                 // Plaintext waits in `output` until the handshake is done (and is dropped if it never is).
                 guard tls.isHandshakeComplete, tls.failure == nil else { return tls.withCiphertext { write($0) } }
                 let encrypted = output.bytes.withUnsafeBytes { bytes -> Result<Void, TLSError> in
-                    do throws(TLSError) { try tls.write(UnsafeRawBufferPointer(rebasing: bytes[..<count])) } catch { return .failure(error) }
+                    do throws(TLSError) { try tls.write(bytes) } catch { return .failure(error) }
                     return .success(())
                 }
                 if case .failure = encrypted { return UV_EPROTO.rawValue }
             }
             result = tls.withCiphertext { write($0) }
         } else {
-            guard count > 0 else { return 0 }
-            result = output.bytes.withUnsafeBytes { write(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            guard !output.bytes.isEmpty else { return 0 }
+            result = output.bytes.withUnsafeBytes { write($0) }
         }
-        if count == output.bytes.count {
-            // Everything was written or handed to libuv with its own copy: the buffer goes back, so
-            // an idle connection holds no output memory (one small malloc per turn with replies).
-            output = WireWriter(capacity: 0)
-        } else {
-            var rest = WireWriter(capacity: output.bytes.count - count)
-            rest.raw(Array(output.bytes[count...]))
-            output = rest
-        }
+        // Everything was written or handed to libuv with its own copy: the buffer goes back, so
+        // an idle connection holds no output memory (one small malloc per turn with replies).
+        output = WireWriter(capacity: 0)
         return result
     }
 

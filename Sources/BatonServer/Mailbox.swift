@@ -13,8 +13,6 @@ enum LoopMessage: Sendable {
     case snapshotFinished(lsn: UInt64, bytes: Int, milliseconds: UInt64, failure: String?)
     /// The backup writer finished: the file's size, or why it failed.
     case backupFinished(BackupRequest, number: Int, lsn: UInt64, result: Result<Int, BackupFailure>)
-    /// The log writer finished a batch (`Store.finishCommit` takes its outcome).
-    case logSynced
 }
 
 /// The one door into the loop thread: messages plus `uv_async_send`, with the send and the

@@ -41,11 +41,6 @@ extension ServerLoop {
         durableEngine = engine
         backupEngine = engine
         store = opened.store
-        if durability.store.fsyncPolicy == .batch {
-            // The log's write and fsync leave the loop thread; each finished batch wakes it.
-            let mailbox = self.mailbox
-            opened.store.startWriter { mailbox.post(.logSynced) }
-        }
         recordsSinceSnapshot = recovery.records.count
         logBytesSinceSnapshot = recovery.records.reduce(0) { $0 + $1.payload.count }
         logger.info("namespace recovered", metadata: [
@@ -99,12 +94,9 @@ extension ServerLoop {
         var held = 0
         // Replies routed later in this same turn may rest on the failed records too.
         holdsRestOfTurn = true
-        // Output waiting for the log writer's batch waits for the retry now, as held output.
-        awaitingLog.removeAll()
         for connection in connections.values where !connection.output.bytes.isEmpty {
             heldOutputs[connection.id] = connection.output
             connection.output = WireWriter(capacity: 0)
-            connection.hold = OutputHold()
             held += 1
         }
         counters.storageFailures += 1
@@ -197,18 +189,6 @@ extension ServerLoop {
               snapshotInProgress == nil, storageFailure == nil, !isShuttingDown,
               recordsSinceSnapshot >= durability.snapshotEveryRecords || logBytesSinceSnapshot >= durability.snapshotEveryLogBytes
         else { return }
-        if store.committedLSN < store.lastLSN {
-            // A snapshot covers only durable records (the log writer's batch, and the records after
-            // it, are committed here first: one fsync's stall per snapshot); their output goes out
-            // at the next flush.
-            do {
-                try store.commit()
-            } catch {
-                storageFailed(error)
-                return
-            }
-            releaseAwaitingLog()
-        }
         let copyStarted = DispatchTime.now().uptimeNanoseconds
         let source = engine.snapshotSource()
         let lsn = store.lastLSN
@@ -281,83 +261,38 @@ extension ServerLoop {
         if storageFailure == nil, let failure = store.failure { storageFailed(failure) }
     }
 
-    /// The commit: raises the counter marks outside the log if the engine passed them, then makes
-    /// every record appended so far as durable as the policy promises. With `--fsync batch` the
-    /// records go to the log writer as one batch (if it is idle; else they join the next batch,
-    /// handed over when this one completes) and the loop goes on; output produced after them waits
-    /// for `logSynced` (`OutputHold`). But from the prepare phase (`mayWait`), when everyone the
-    /// last batch answered is in this one (one client alone, or every client in one group), nobody
-    /// is expected before it is durable: nothing would run beside the fsync, and the hop to the
-    /// writer and back would only add to every reply's latency, so it is synced here, as with the
-    /// other policies (and while shutting down). True if it committed here with `--fsync batch`
-    /// (the clients answered now are the next batch's peers).
+    /// The commit barrier: raises the counter marks outside the log if the engine passed them,
+    /// then makes every record appended so far as durable as the policy promises, before the
+    /// replies that depend on them are written. True if it committed records.
     @discardableResult
-    func commitLog(mayWait: Bool = false) -> Bool {
+    func commitLog() -> Bool {
         guard let store, storageFailure == nil else { return false }
         if let engine = durableEngine { store.raiseMarks(CounterMarks(engine.counterMarks)) }
         guard store.needsCommit else { return false }
         let started = LatencyHistogram.now()
         do {
-            if store.hasWriter && !isShuttingDown {
-                if mayWait && commitWaitsForPeers() { return false }
-                if !mayWait || store.isSyncing || !groupCommit.peers.isEmpty {
-                    if try store.startCommit() { batchStarted = started }
-                    return false
-                }
-            }
             try store.commit()
         } catch {
             storageFailed(error)
             return false
         }
         groupCommit.committed(nanoseconds: LatencyHistogram.now() &- started)
-        // What waited for an earlier batch goes out now.
-        releaseAwaitingLog()
-        return store.hasWriter
-    }
-
-    /// The log committed further: the connections whose output waited for it are flushed again.
-    func releaseAwaitingLog() {
-        guard !awaitingLog.isEmpty else { return }
-        for connection in awaitingLog.values { queueFlush(connection) }
-        awaitingLog.removeAll(keepingCapacity: true)
-    }
-
-    /// The log writer finished a batch: take its outcome (a failure refuses writes and holds the
-    /// output, `storageFailed`), flush the output it made safe to send, and hand over the next batch.
-    func logSynced() {
-        guard let store, storageFailure == nil else { return }  // a retry takes the outcome
-        do {
-            // False if an append already waited for this batch (a full buffer): its output still waits here.
-            if try store.finishCommit() { groupCommit.committed(nanoseconds: LatencyHistogram.now() &- batchStarted) }
-        } catch {
-            storageFailed(error)
-            return
-        }
-        // The clients answered now are the ones the next batch may wait for.
-        groupCommit.peers.removeAll(keepingCapacity: true)
-        for connection in awaitingLog.values {
-            if connection.phase == .open { groupCommit.peers.insert(connection.id) }
-            queueFlush(connection)
-        }
-        awaitingLog.removeAll(keepingCapacity: true)
-        flushTurn(mayWait: true)
+        return true
     }
 
     // MARK: Group commit across clients (`--fsync batch`)
 
-    /// Whether the next batch should wait for more records before it goes to the log writer.
-    /// Clients whose replies the last batch released (`GroupCommit.peers`) usually send their next
-    /// request within microseconds; handing the batch over without them would give them a batch
-    /// (an fsync) of their own after it, and the clients would settle into two halves that each
-    /// wait for the other's fsync before their own. So the hand-over waits for them, at most half
-    /// a recent batch's duration (under a millisecond) from the first turn that had records, and
-    /// not at all right after a wait that ran out (a client that answers slowly, or holds a lock
-    /// and sends nothing, then costs nothing). One client alone never waits: its own request is the
-    /// one the batch has. The loop serves everyone meanwhile; only the writer idles.
+    /// Whether this turn's commit (and so its replies) should wait for more records. Clients that
+    /// the last commit answered and that have not sent since (`GroupCommit.peers`) usually send
+    /// their next request within microseconds; committing without them would give them an fsync of
+    /// their own. So the commit waits for them, at most half a recent commit's duration (under a
+    /// millisecond) from the first turn that had records, and not at all right after a wait that
+    /// ran out (a client that answers slowly, or holds a lock and sends nothing, then costs nothing).
+    /// One client alone never waits: its own request is the one the commit has. Replies are never
+    /// sent before their commit; they are only sent later by up to the window.
     func commitWaitsForPeers() -> Bool {
         guard let store, let timer = groupCommit.timer, storageFailure == nil, !isShuttingDown,
-              !store.isSyncing, store.needsCommit else { return false }
+              store.needsCommit else { return false }
         switch groupCommit.decide(now: LatencyHistogram.now()) {
         case .commit:
             return false
@@ -369,7 +304,7 @@ extension ServerLoop {
         }
     }
 
-    /// The group-commit timer fired: the next prepare phase hands the batch over (the poll only had to wake).
+    /// The group-commit timer fired: the next prepare phase commits (the poll only had to wake).
     func commitWindowClosed() {}
 }
 

@@ -44,19 +44,16 @@ extension ServerLoop {
         if reply.opcode == .acquire {
             if case .success = reply.result { counters.acquireWait.record(nanoseconds: LatencyHistogram.now() - arrived) }
         } else {
-            repliesAwaitingCommit.append((arrived, store?.lastLSN ?? 0))
+            repliesAwaitingCommit.append(arrived)
         }
     }
 
-    /// After a flush: the replies whose records the log has committed leave now (in LSN order).
+    /// After the commit barrier: the replies of this turn leave now.
     func recordServiceTimes() {
         guard !repliesAwaitingCommit.isEmpty else { return }
         let now = LatencyHistogram.now()
-        // While the log fails nothing is committed, and replies that log nothing still leave.
-        let committedLSN = storageFailure == nil ? store?.committedLSN ?? 0 : .max
-        let released = repliesAwaitingCommit.prefix { $0.lsn <= committedLSN }.count
-        for (arrived, _) in repliesAwaitingCommit.prefix(released) { counters.requestServiceTime.record(nanoseconds: now &- arrived) }
-        repliesAwaitingCommit.removeFirst(released)
+        for arrived in repliesAwaitingCommit { counters.requestServiceTime.record(nanoseconds: now &- arrived) }
+        repliesAwaitingCommit.removeAll(keepingCapacity: true)
     }
 
     /// Why the daemon should not get traffic now (`GET /readyz` answers 503 with it), or nil when

@@ -48,9 +48,8 @@ final class ServerLoop {
     var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
     /// The request being handled now, until its reply is routed or it is found to wait.
     var requestInHand: RequestStamp?
-    /// Arrival times of answered requests with the last LSN when they were answered, recorded once
-    /// the log has committed it (their replies wait for it).
-    var repliesAwaitingCommit: [(arrived: UInt64, lsn: UInt64)] = []
+    /// Arrival times of requests answered this turn, recorded once the commit barrier is passed.
+    var repliesAwaitingCommit: [UInt64] = []
     /// Set while the log cannot be written (ServerLoop+Durability.swift, `storageFailed`).
     var storageFailure: String?
     /// Replies held while the log cannot be written, per connection, in order.
@@ -60,13 +59,8 @@ final class ServerLoop {
     var holdsRestOfTurn = false
     /// A record could not even be buffered (a bug): no retry can help; the daemon stops.
     var storageBroken = false
-    /// Connections whose output waits for the log writer's batch (`Connection.hold`): flushed
-    /// again when it completes (ServerLoop+Durability.swift, `logSynced`).
-    var awaitingLog: [ConnectionID: Connection] = [:]
-    /// With `--fsync batch`: which clients the next batch may wait for (ServerLoop+Durability.swift).
+    /// With `--fsync batch`: which clients the next commit may wait for (ServerLoop+Durability.swift).
     var groupCommit = GroupCommit()
-    /// When the batch in flight was handed to the log writer (monotonic nanoseconds).
-    var batchStarted: UInt64 = 0
     private var isFlushing = false
 
     private var listeners: [Listener] = []
@@ -696,8 +690,6 @@ final class ServerLoop {
         admission.release(connection)
         connection.input = []
         connection.output = WireWriter(capacity: 0)
-        connection.hold = OutputHold()
-        awaitingLog[connection.id] = nil
         LibUV.close(connection.handle)
         release(connection, now: now())
     }
@@ -814,47 +806,42 @@ final class ServerLoop {
         }
     }
 
-    /// Once per loop turn, before libuv sleeps: the log is committed (group commit: with `--fsync
-    /// batch` the turn's records go to the log writer as one batch, unless one is in flight (the
-    /// next batch then takes everything appended meanwhile) or nobody else is expected (synced
-    /// here, `commitLog`)), then one write per connection with
-    /// every byte the log has made safe to send (`OutputHold`). The rest waits in `awaitingLog`
-    /// until the writer's batch completes (`logSynced`). From the prepare phase (`mayWait`) the
-    /// hand-over may wait a little for clients about to send (`commitWaitsForPeers`).
+    /// Once per loop turn, before libuv sleeps: the log is committed (group commit: one fsync for
+    /// every record of the turn), then one write per connection with all its bytes. From the
+    /// prepare phase (`mayWait`) the commit, and with it every write, may wait a little for clients
+    /// that are about to send, so that their records share the fsync (`commitWaitsForPeers`).
     func flushTurn(mayWait: Bool = false) {
         guard !isFlushing else { return }  // re-entered from a shutdown started below
         turn &+= 1
+        if mayWait && commitWaitsForPeers() {
+            armTimer()
+            return
+        }
         isFlushing = true
         defer { isFlushing = false }
-        let committedHere = commitLog(mayWait: mayWait)
-        if committedHere { groupCommit.peers.removeAll(keepingCapacity: true) }
-        // Before the writes: a snapshot commits the log first, which releases output (below).
-        startSnapshotIfDue()
+        let committed = commitLog()
+        recordServiceTimes()
+        if committed { groupCommit.peers.removeAll(keepingCapacity: true) }
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
-            let lastLSN = store?.lastLSN ?? 0
-            // While the log fails, `heldOutputs` holds what may rest on the records it could not
-            // write (`storageFailed`); what is routed after that turn rests on nothing unwritten.
-            let committedLSN = storageFailure == nil ? store?.committedLSN ?? 0 : .max
             for connection in flushing {
+                // The clients answered by this commit are the ones the next one may wait for.
+                if committed && connection.phase == .open && !connection.output.bytes.isEmpty {
+                    groupCommit.peers.insert(connection.id)
+                }
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
-                let releasable = connection.hold.releasable(outputBytes: connection.output.bytes.count,
-                                                            lastLSN: lastLSN, committedLSN: committedLSN)
-                // The clients answered by a commit made here are the ones the next one may wait for.
-                if committedHere && connection.phase == .open && releasable > 0 { groupCommit.peers.insert(connection.id) }
-                if !connection.hold.isEmpty { awaitingLog[connection.id] = connection }
+                let pendingBytes = connection.output.bytes.count
                 let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
-                let result = connection.writePendingOutput(upTo: releasable)
+                let result = connection.writePendingOutput()
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
                     closeNow(connection)
                     continue
                 }
-                counters.bytesWritten += UInt64(releasable)
-                // A draining connection shuts down after its last byte, held ones included.
-                if connection.phase == .draining && connection.hold.isEmpty { shutDown(connection) }
+                counters.bytesWritten += UInt64(pendingBytes)
+                if connection.phase == .draining { shutDown(connection) }
                 let unwritten = uv_stream_get_write_queue_size(connection.stream)
                 _ = admission.outputQueued(on: connection, bytes: unwritten)
                 if unwritten == 0 {
@@ -871,11 +858,12 @@ final class ServerLoop {
             }
             routeOutputs()
             // Routing produced more records (a dropped slow reader's session ended): commit them too.
-            commitLog(mayWait: mayWait)
+            commitLog()
+            recordServiceTimes()
         }
-        recordServiceTimes()
         endTurn()
         armTimer()
+        startSnapshotIfDue()
     }
 
     private func shutDown(_ connection: Connection) {
@@ -985,8 +973,6 @@ final class ServerLoop {
                 snapshotFinished(lsn: lsn, bytes: bytes, milliseconds: milliseconds, failure: failure)
             case .backupFinished(let request, let number, let lsn, let result):
                 backupFinished(request, number: number, lsn: lsn, result: result)
-            case .logSynced:
-                logSynced()
             }
         }
     }

@@ -11,10 +11,7 @@ import Logging
 ///
 /// Threading: a `Store` belongs to one thread, the event loop's: `append`, `commit`, `pruneBefore`,
 /// `metrics` and `close` are called there only (the type is not `Sendable`, so the compiler holds
-/// callers to it). With `batch` and `startWriter`, the log's write and fsync run on a writer thread
-/// (`LogWriter`, one batch in flight): every other touch of the current segment (a roll, `commit`,
-/// `retry`, `close`) first waits for that batch (`drainWriter`). Snapshot files are written through
-/// `snapshotWriter`, a `Sendable` value that may
+/// callers to it). Snapshot files are written through `snapshotWriter`, a `Sendable` value that may
 /// run on a background thread while the loop keeps appending: it never touches a log segment, and
 /// `pruneBefore` never touches a snapshot newer than the ones it keeps nor any temporary file.
 public final class Store {
@@ -43,11 +40,6 @@ public final class Store {
     /// Bytes written after `trustedBytes` and not yet fsynced (`always`, `batch`): a retry writes
     /// them again rather than trusting the page cache after a failed fsync.
     var unsynced: [UInt8] = []
-    /// `batch` with a writer thread (`startWriter`): the batch it is writing and syncing, nil while idle.
-    var inFlight: LogWriter.Batch?
-    var logWriter: LogWriter?
-    /// The last batch's buffer, emptied: it becomes `pending` at the next hand-off (no allocation per batch).
-    var spareBuffer: [UInt8] = []
 
     /// The last LSN assigned; `append` returns the one after it.
     public internal(set) var lastLSN: LogSequenceNumber = 0
@@ -81,9 +73,7 @@ public final class Store {
     }
 
     deinit {
-        // Without `close()`, buffered records are dropped: they were never acknowledged. A batch
-        // in flight still uses the segment's descriptor: it ends first.
-        if inFlight != nil { _ = logWriter?.takeOutcome(wait: true) }
+        // Without `close()`, buffered records are dropped: they were never acknowledged.
         releaseDescriptors()
     }
 
@@ -102,11 +92,8 @@ public final class Store {
         let lsn = lastLSN + 1
         let recordBytes = StoreFormat.recordHeaderBytes + payload.count
         if failure == nil && segmentDescriptor >= 0 && segmentRecordCount > 0
-            && segmentBytes + (inFlight?.bytes.count ?? 0) + pending.count + recordBytes > configuration.segmentBytesMax {
-            performing("append") {
-                try drainWriter()
-                try rollSegment(firstLSN: lsn)
-            }
+            && segmentBytes + pending.count + recordBytes > configuration.segmentBytesMax {
+            performing("append") { try rollSegment(firstLSN: lsn) }
         }
         StoreFormat.appendRecord(lsn: lsn, payload: payload, to: &pending)
         lastLSN = lsn
@@ -118,14 +105,6 @@ public final class Store {
             performing("append") {
                 try writePending()
                 try syncSegment()
-            }
-        case .batch where logWriter != nil:
-            // Bounded: a full buffer waits for the batch in flight, then goes to the writer at once.
-            if pending.count >= configuration.writeBufferBytesMax {
-                performing("append") {
-                    try drainWriter()
-                    _ = try startCommit()
-                }
             }
         case .batch, .none:
             if pending.count >= configuration.writeBufferBytesMax { performing("append") { try writePending() } }
@@ -139,7 +118,6 @@ public final class Store {
     /// reach the kernel (they survive the process dying, not the machine). Throws `unusable` while
     /// a failure stands (call `retry()`), or the I/O error that caused a new one.
     public func commit() throws {
-        try drainWriter()
         try checkUsable()
         try performingOrThrow("commit") {
             if let marksToWrite { try writeMarks(marksToWrite) }
@@ -156,7 +134,6 @@ public final class Store {
     /// is as durable as `commit()` makes it; on failure nothing changed and it may be called again.
     public func retry() throws {
         if isClosed { throw StoreError.closed }
-        try? drainWriter()  // a failure of the batch in flight is the one retried here
         guard failure != nil else { return }
         do {
             if segmentDescriptor < 0 {
@@ -204,7 +181,6 @@ public final class Store {
             releaseDescriptors()
             isClosed = true
         }
-        try? drainWriter()  // a failure sets `failure`: what the batch held was never acknowledged
         guard failure == nil else { return }
         try performingOrThrow("close") {
             try writePending()
@@ -252,7 +228,6 @@ public final class Store {
     }
 
     /// Call on the loop thread after `snapshotWriter.writeSnapshot(lsn: snapshotLSN, ...)` returned.
-    /// A batch may be in flight meanwhile: the writer touches only the current segment, never deleted here.
     /// Keeps the `snapshotsKept` newest snapshots and deletes older ones; then deletes the segments
     /// whose every record is covered by the *oldest kept* snapshot, so that if the newest snapshot
     /// turns out corrupt, recovery still has the log from the one before it. With fewer than
@@ -318,14 +293,13 @@ public final class Store {
         }
     }
 
-    func recordFailure(_ operation: String, _ error: any Error) {
+    private func recordFailure(_ operation: String, _ error: any Error) {
         failure = StoreFailure(operation: operation, error: error)
         logger.error("write-ahead log write failed; appends are kept in memory until a retry succeeds",
                      metadata: ["operation": "\(operation)", "error": "\(error)"])
     }
 
     func writePending() throws {
-        precondition(inFlight == nil, "the loop writes the segment only while the log writer is idle")
         guard !pending.isEmpty else { return }
         guard segmentDescriptor >= 0 else { throw StoreError.closed }
         try FileSystem.writeAll(segmentDescriptor, pending, path: segmentPath)
@@ -345,7 +319,6 @@ public final class Store {
     }
 
     func syncSegment() throws {
-        precondition(inFlight == nil, "the loop syncs the segment only while the log writer is idle")
         let started = LatencyHistogram.now()
         try FileSystem.sync(segmentDescriptor, path: segmentPath)
         fsyncDurations.record(nanoseconds: LatencyHistogram.now() - started)
@@ -370,7 +343,6 @@ public final class Store {
     /// policy, so a segment boundary is always clean on disk: a hole between segments can then only
     /// mean a lost file, never a crash (recovery refuses it, `StoreError.logGap`).
     func rollSegment(firstLSN: LogSequenceNumber) throws {
-        precondition(inFlight == nil, "a segment rolls only while the log writer is idle")
         try writePending()
         if durableLSN < writtenLSN || !unsynced.isEmpty { try syncSegment() }
         FileSystem.close(segmentDescriptor)

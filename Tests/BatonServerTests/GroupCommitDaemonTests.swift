@@ -3,9 +3,9 @@ import BatonTestSupport
 import Foundation
 import XCTest
 
-/// `--fsync batch` with the log writer thread: sixteen clients write at once (their records share
-/// batches, synced off the loop), the daemon is killed with SIGKILL, and every write it
-/// acknowledged is there after the restart.
+/// `--fsync batch` group commit: sixteen clients write at once (their records share fsyncs, the
+/// commit waiting for peers), the daemon is killed with SIGKILL, and every write it acknowledged is
+/// there after the restart.
 final class GroupCommitDaemonTests: DaemonTestCase {
     static let clientCount = 16
 
