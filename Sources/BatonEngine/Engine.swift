@@ -34,6 +34,8 @@ public struct EngineConfiguration: Sendable {
     /// The token a TCP connection must present with `authenticate` before it opens or resumes a
     /// session (Engine+Authentication.swift). nil: no TCP connection can ever open one.
     public var tcpAuthenticationToken: [UInt8]?
+    /// false: no log keeps the namespace's records (in memory), so none is made (`.persist`).
+    public var logsRecords = true
     public init() {}
 
     var namespaceConfiguration: NamespaceConfiguration {
@@ -41,6 +43,7 @@ public struct EngineConfiguration: Sendable {
         configuration.limits = limits
         configuration.defaultSessionTimeoutMilliseconds = defaultSessionTimeoutMilliseconds
         configuration.containerGraceMilliseconds = containerGraceMilliseconds
+        configuration.logsRecords = logsRecords
         return configuration
     }
 }

@@ -495,7 +495,9 @@ public final class Namespace {
     /// Publishes a successful change: its records (one record for a multi), then its watch
     /// notifications, then the container schedule it affects.
     func commit(_ changes: Changes, asOneRecord: Bool, now: Time) {
-        if asOneRecord && changes.records.count > 1 {
+        if !configuration.logsRecords || changes.records.isEmpty {
+            // Nothing to encode: a third of a pipelined set's namespace time in memory.
+        } else if asOneRecord && changes.records.count > 1 {
             outbox.append(.persist(NamespaceRecord.multi(changes.records).encode()))
         } else {
             for record in changes.records { outbox.append(.persist(record.encode())) }

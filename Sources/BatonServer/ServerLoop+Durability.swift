@@ -12,7 +12,10 @@ extension ServerLoop {
     /// The real engine: fresh in memory, or recovered from the newest snapshot and the log after it.
     func openEngine() throws(ServerError) {
         guard let durability = configuration.durability else {
-            let engine = Engine(configuration: configuration.engine, now: now())
+            // No store: `persist` would drop every record, so the namespace makes none.
+            var engineConfiguration = configuration.engine
+            engineConfiguration.logsRecords = false
+            let engine = Engine(configuration: engineConfiguration, now: now())
             self.engine = engine
             backupEngine = engine
             logger.info("namespace kept in memory only (nothing survives a restart)")

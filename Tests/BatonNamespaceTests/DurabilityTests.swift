@@ -97,6 +97,29 @@ final class DurabilityTests: XCTestCase {
         XCTAssertEqual(recovered.snapshot().persistentNodes().mapValues(\.stat), live.snapshot().persistentNodes().mapValues(\.stat))
     }
 
+    /// `batond --in-memory`: no log, so no record is made; the state, the watches and a snapshot
+    /// (a backup) are those of a namespace that logs.
+    func testNamespaceWithoutALogMakesNoRecordsAndKeepsTheSameState() throws {
+        let logging = makeNamespace(), unlogged = makeNamespace { $0.logsRecords = false }
+        XCTAssertFalse(try runWorkload(logging, now: start).isEmpty)
+        XCTAssertEqual(try runWorkload(unlogged, now: start), [])
+        assertSamePersistentState(logging, unlogged)
+        XCTAssertEqual(unlogged.snapshot().persistentNodes(), logging.snapshot().persistentNodes())
+        for namespace in [logging, unlogged] {
+            _ = try namespace.get("/app", watcher: .session(7))
+            _ = try namespace.children("/app", watcher: .session(7))
+            try namespace.set("/app", data: [9], expectedVersion: -1, now: start)
+            try namespace.create("/app/late", data: [], mode: .persistent, session: 0, now: start)
+        }
+        let loggedOutputs = logging.takeOutputs(), unloggedOutputs = unlogged.takeOutputs()
+        XCTAssertEqual(persistedBytes(loggedOutputs).count, 2)
+        XCTAssertEqual(unloggedOutputs, watchEvents(loggedOutputs))
+        XCTAssertEqual(unloggedOutputs.count, 2)
+        let restored = try Namespace(configuration: makeConfiguration(), now: start,
+                                     recoveringFrom: unlogged.snapshot().serialize(), records: [[UInt8]]())
+        assertSamePersistentState(logging, restored)
+    }
+
     func testSnapshotRoundTrip() throws {
         let live = makeNamespace()
         _ = try runWorkload(live, now: start)
