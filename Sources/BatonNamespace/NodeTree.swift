@@ -95,12 +95,14 @@ struct NodeTree: Sendable {
     /// Inserts `node` at a non-root `path` unless a node is there (then false, nothing changed): one
     /// search and one access to the parent's directory instead of `contains` and then a set.
     /// `parent`: the path's parent if the caller has it already (not made again from the path).
-    mutating func insertIfAbsent(_ path: String, parent: String? = nil, _ node: Node) -> Bool {
+    mutating func insertIfAbsent(_ path: String, parent: String? = nil, _ node: consuming Node) -> Bool {
         precondition(path != NamespacePath.root, "the root always exists")
+        // Moved into its entry, not copied (a copy and a release of each of the node's arrays).
+        var pending: Node? = node
         let inserted = withDirectory(of: path, parent: parent) { directory, name in
             let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
             if location.found { return false }
-            Self.insert(node, named: name, into: &directory, at: location)
+            Self.insert(pending.take()!, named: name, into: &directory, at: location)
             return true
         }
         if inserted { count += 1 }
@@ -134,7 +136,7 @@ struct NodeTree: Sendable {
     }
 
     /// A new entry where `locate` found its place (nil: the parent has no directory yet).
-    private static func insert(_ node: Node, named name: UnsafeBufferPointer<UInt8>, into directory: inout Directory?,
+    private static func insert(_ node: consuming Node, named name: UnsafeBufferPointer<UInt8>, into directory: inout Directory?,
                                at location: Directory.Location) {
         if directory == nil { directory = Directory() }
         directory!.insert(Entry(name: String(decoding: name, as: UTF8.self), node: node), at: location)
@@ -353,17 +355,43 @@ extension NodeTree.Directory {
         }
     }
 
-    mutating func insert(_ entry: NodeTree.Entry, at location: Location) {
+    mutating func insert(_ entry: consuming NodeTree.Entry, at location: Location) {
         guard !chunks.isEmpty else {
             chunks = [[entry]]
             return
         }
-        chunks[location.chunk].insert(entry, at: location.position)
+        // Entries are moved, never copied: `Array.insert` copies the new entry in and releases the
+        // original, and a split by slices copies every entry and releases the old chunk's (each copy
+        // retains the name and the node's arrays).
+        chunks[location.chunk].append(entry)
+        chunks[location.chunk].withUnsafeMutableBufferPointer { chunk in
+            let base = chunk.baseAddress!, last = chunk.count - 1
+            guard location.position < last else { return }
+            let moving = (base + last).move()
+            (base + location.position + 1).moveInitialize(from: base + location.position, count: last - location.position)
+            (base + location.position).initialize(to: moving)
+        }
         if chunks[location.chunk].count > NodeTree.chunkMax {
             // Two arrays of their own size (a half left in the old buffer would keep its capacity).
-            let chunk = chunks[location.chunk], half = chunk.count / 2
-            chunks[location.chunk] = Array(chunk[..<half])
-            chunks.insert(Array(chunk[half...]), at: location.chunk + 1)
+            var full: [NodeTree.Entry] = []
+            swap(&full, &chunks[location.chunk])
+            let half = full.count / 2
+            let (head, tail) = full.withUnsafeMutableBufferPointer { entries in
+                let halves = (Self.moved(from: entries, 0..<half), Self.moved(from: entries, half..<entries.count))
+                // What was moved out is left as trivial entries, so releasing the old buffer releases nothing twice.
+                entries.baseAddress!.initialize(repeating: NodeTree.Entry(name: "", node: nil), count: entries.count)
+                return halves
+            }
+            chunks[location.chunk] = head
+            chunks.insert(tail, at: location.chunk + 1)
+        }
+    }
+
+    /// A new array of `range`'s entries, moved out of `entries` (left uninitialized there).
+    private static func moved(from entries: UnsafeMutableBufferPointer<NodeTree.Entry>, _ range: Range<Int>) -> [NodeTree.Entry] {
+        [NodeTree.Entry](unsafeUninitializedCapacity: range.count) { buffer, count in
+            buffer.baseAddress!.moveInitialize(from: entries.baseAddress! + range.lowerBound, count: range.count)
+            count = range.count
         }
     }
 
