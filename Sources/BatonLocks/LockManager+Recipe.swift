@@ -535,8 +535,9 @@ extension LockManager {
             }
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
-            let ticket = ticketOf[waiter.id]!
+            let ticket = ticketOf.removeValue(forKey: waiter.id)!
             tickets[ticket] = nil
+            waiter.acquireAnswered = true
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
@@ -717,15 +718,13 @@ extension LockManager {
     // MARK: Ending acquires and holds
 
     /// Whether the acquire got its reply (granted or failed): its ticket is no longer pending.
-    func isAnswered(_ waiter: Waiter) -> Bool {
-        guard let ticket = ticketOf[waiter.id] else { return true }
-        return tickets[ticket] != waiter.id
-    }
+    func isAnswered(_ waiter: Waiter) -> Bool { waiter.acquireAnswered }
 
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
-        guard !isAnswered(waiter), let ticket = ticketOf[waiter.id] else { return }
+        guard !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) else { return }
         tickets[ticket] = nil
+        waiter.acquireAnswered = true
         emit(.failed(ticket: ticket, error: error))
     }
 
@@ -822,9 +821,11 @@ extension LockManager {
             arrivedDuringStep.append(.ownNodeDeleted(path: path, generation: entry.generation, waiter.lock, waiter.name!))
         }
         waiters[waiter.id] = nil
-        // One hash of the ticket: found by index, removed at it.
-        if let ticket = ticketOf.removeValue(forKey: waiter.id), let index = tickets.index(forKey: ticket),
-           tickets.values[index] == waiter.id { tickets.remove(at: index) }
+        // An answered acquire's ticket left both tables with its reply: no hash here (every grant's case).
+        if !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) {
+            let pending = tickets.removeValue(forKey: ticket)
+            precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
+        }
         if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
         // In place: a copy of the set taken out of the dictionary would be copied again on `remove`.
         if let index = sessions.index(forKey: waiter.session) {

@@ -73,7 +73,8 @@ public final class LockManager<Ticket: Hashable> {
     var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires.
     var tickets: [Ticket: WaiterID] = [:]
-    /// Each waiter's acquire ticket, and the ticket of the release that is removing it.
+    /// The ticket of each pending acquire (both tables lose it with the reply), and the ticket of the
+    /// release that is removing a waiter.
     var ticketOf: [WaiterID: Ticket] = [:]
     var releaseTicketOf: [WaiterID: Ticket] = [:]
     var sessions: [UInt64: Set<WaiterID>] = [:]

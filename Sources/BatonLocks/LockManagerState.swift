@@ -4,7 +4,7 @@ import DequeModule
 typealias WaiterID = UInt64
 
 /// Where one acquire stands in the recipe, with the data that only that stage has. Whether the
-/// acquire was answered is not stored: its ticket is pending in `LockManager.tickets` or not.
+/// acquire was answered is `Waiter.acquireAnswered` (its ticket is pending in `LockManager.tickets` until then).
 enum WaiterState {
     /// Waits for an earlier create of the same session on the same lock (see `LockState.creatingSessions`).
     case queuedForCreate
@@ -93,6 +93,9 @@ final class Waiter {
         }
     }
 
+    /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and
+    /// `ticketOf` then, so ending the waiter needs no lookup of either.
+    var acquireAnswered = false
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
