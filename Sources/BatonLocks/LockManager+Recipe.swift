@@ -827,11 +827,7 @@ extension LockManager {
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }
         if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
-        // In place: a copy of the set taken out of the dictionary would be copied again on `remove`.
-        if let index = sessions.index(forKey: waiter.session) {
-            sessions.values[index].remove(waiter.id)
-            if sessions.values[index].isEmpty { sessions.remove(at: index) }
-        }
+        sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }

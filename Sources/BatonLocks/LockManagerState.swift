@@ -185,6 +185,60 @@ final class Waiter {
     }
 }
 
+/// A session's waiters (`LockManager.sessions`). Nearly always one (a client waits for one lock at a
+/// time), kept then without a set's storage: no allocation per acquire.
+enum SessionWaiters: Sequence {
+    case one(WaiterID)
+    /// Two or more.
+    case many(Set<WaiterID>)
+
+    var count: Int {
+        switch self {
+        case .one: 1
+        case .many(let ids): ids.count
+        }
+    }
+
+    func makeIterator() -> AnyIterator<WaiterID> {
+        switch self {
+        case .one(let id):
+            var next: WaiterID? = id
+            return AnyIterator { defer { next = nil }; return next }
+        case .many(let ids):
+            var iterator = ids.makeIterator()
+            return AnyIterator { iterator.next() }
+        }
+    }
+}
+
+extension Optional where Wrapped == SessionWaiters {
+    /// Adds a waiter (one hash of the session through the dictionary's `modify`).
+    mutating func insert(_ id: WaiterID) {
+        switch self {
+        case nil: self = .one(id)
+        case .one(let first)?:
+            precondition(first != id)
+            self = .many([first, id])
+        case .many(var ids)?:
+            self = nil // the set's storage unshared, so `insert` does not copy it
+            ids.insert(id)
+            self = .many(ids)
+        }
+    }
+
+    /// Removes a waiter; the session's entry goes with its last one.
+    mutating func remove(_ id: WaiterID) {
+        switch self {
+        case nil: break
+        case .one(let only)?: if only == id { self = nil }
+        case .many(var ids)?:
+            self = nil
+            ids.remove(id)
+            self = ids.count == 1 ? .one(ids.first!) : .many(ids)
+        }
+    }
+}
+
 /// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
 final class LockState {
     let path: String
