@@ -77,7 +77,7 @@ public final class LockManager<Ticket: Hashable> {
     /// release that is removing a waiter.
     var ticketOf: [WaiterID: Ticket] = [:]
     var releaseTicketOf: [WaiterID: Ticket] = [:]
-    var sessions: [UInt64: SessionWaiters] = [:]
+    var sessions: [UInt64: WaiterIDs] = [:]
     var locks: [String: LockState] = [:]
     var nodeWatches: [String: NodeWatch] = [:]
     /// Locks without local waiters whose queue is known (see `queueRetire`), not in `locks`.

@@ -185,9 +185,10 @@ final class Waiter {
     }
 }
 
-/// A session's waiters (`LockManager.sessions`). Nearly always one (a client waits for one lock at a
-/// time), kept then without a set's storage: no allocation per acquire.
-enum SessionWaiters: Sequence {
+/// A non-empty set of waiters: a session's (`LockManager.sessions`), those interested in a node
+/// (`NodeWatch`). Nearly always one (a client waits for one lock at a time; one waiter waits behind
+/// a node), kept then without a set's storage: no allocation per acquire or watch. nil: none.
+enum WaiterIDs: Sequence {
     case one(WaiterID)
     /// Two or more.
     case many(Set<WaiterID>)
@@ -211,14 +212,14 @@ enum SessionWaiters: Sequence {
     }
 }
 
-extension Optional where Wrapped == SessionWaiters {
-    /// Adds a waiter (one hash of the session through the dictionary's `modify`).
+extension Optional where Wrapped == WaiterIDs {
+    /// Adds a waiter, as a set does: a second insert of one is a no-op (a waiter may watch its own
+    /// node twice, waiting and then holding). Through a dictionary's `modify`: one hash of the key.
     mutating func insert(_ id: WaiterID) {
         switch self {
         case nil: self = .one(id)
         case .one(let first)?:
-            precondition(first != id)
-            self = .many([first, id])
+            if first != id { self = .many([first, id]) }
         case .many(var ids)?:
             self = nil // the set's storage unshared, so `insert` does not copy it
             ids.insert(id)
@@ -226,7 +227,7 @@ extension Optional where Wrapped == SessionWaiters {
         }
     }
 
-    /// Removes a waiter; the session's entry goes with its last one.
+    /// Removes a waiter (nil after the last one; a dictionary's entry goes with it).
     mutating func remove(_ id: WaiterID) {
         switch self {
         case nil: break
@@ -293,7 +294,8 @@ final class LockState {
 
 /// One exists-watch the manager holds in the namespace, shared by every local waiter interested in the node.
 struct NodeWatch {
-    var interested: Set<WaiterID>
+    /// nil: nobody any more (the entry stays until the watch fires).
+    var interested: WaiterIDs?
     let generation: UInt64
 }
 
