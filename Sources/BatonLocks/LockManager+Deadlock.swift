@@ -38,7 +38,7 @@ extension LockManager {
 
     /// The owner's nodes that can block others: named, not being removed, not semaphores.
     func graphNodes(of owner: WaitOwner) -> [Waiter] {
-        (sessions[owner.session] ?? []).compactMap { id in
+        (sessions[owner.session].map(Array.init) ?? []).compactMap { id in
             guard let waiter = waiters[id], waiter.owner == owner.owner, waiter.kind != .semaphore,
                   waiter.name != nil else { return nil }
             switch waiter.phase {

@@ -535,8 +535,9 @@ extension LockManager {
             }
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
-            let ticket = ticketOf[waiter.id]!
+            let ticket = ticketOf.removeValue(forKey: waiter.id)!
             tickets[ticket] = nil
+            waiter.acquireAnswered = true
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
@@ -578,7 +579,7 @@ extension LockManager {
         }
         nextWatchGeneration += 1
         let generation = nextWatchGeneration
-        nodeWatches[path] = NodeWatch(interested: [waiter.id], generation: generation)
+        nodeWatches[path] = NodeWatch(interested: .one(waiter.id), generation: generation)
         if ownNode {
             precondition(!grant && !watchesOwnNodes)
             return false
@@ -614,7 +615,7 @@ extension LockManager {
         case .failure:
             // No watch was set: judge again later, which sets it again.
             nodeWatches[path] = nil
-            for id in entry.interested.sorted() {
+            for id in entry.interested?.sorted() ?? [] {
                 guard let waiter = waiters[id] else { continue }
                 let lock = waiter.lock
                 if waiter.watchesOwnNode && waiter.nodePath == path { waiter.watchesOwnNode = false }
@@ -632,12 +633,12 @@ extension LockManager {
         if type == .deleted {
             // Nobody is interested any more (a holder's own node after its release): nothing to learn.
             // A stale queue entry it might leave is dropped by the next walk-back that meets it.
-            guard !entry.interested.isEmpty else { return }
-            nodeGone(path, entry.interested)
+            guard let interested = entry.interested else { return }
+            nodeGone(path, interested)
             return
         }
         // Any other change (data set by someone): the node is still there; watch it again.
-        for id in entry.interested.sorted() {
+        for id in entry.interested?.sorted() ?? [] {
             guard let waiter = waiters[id] else { continue }
             if waiter.watchesOwnNode && waiter.nodePath == path {
                 waiter.watchesOwnNode = false
@@ -652,14 +653,14 @@ extension LockManager {
     func nodeDeleted(_ path: String) {
         guard path != NodePath.root else { return }
         // The namespace watch, if any, stays armed; its notification then finds no entry and is ignored.
-        nodeGone(path, nodeWatches.removeValue(forKey: path)?.interested ?? [])
+        nodeGone(path, nodeWatches.removeValue(forKey: path)?.interested ?? nil)
     }
 
-    private func nodeGone(_ path: String, _ interested: Set<WaiterID>) {
+    private func nodeGone(_ path: String, _ interested: WaiterIDs?) {
         if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
             nodeLeft(lock, name)
         }
-        wakeBehind(path, interested)
+        if let interested { wakeBehind(path, interested) }
     }
 
     /// The deletion event `forget` queued for a local waiter's node that others wait behind
@@ -667,8 +668,7 @@ extension LockManager {
     /// path parsed or looked up). A lock without members is out of `locks` (`nodeGone` finds none).
     func ownNodeDeleted(_ path: String, _ generation: UInt64, _ lock: LockState, _ name: WaiterName) {
         guard let index = nodeWatches.index(forKey: path), nodeWatches.values[index].generation == generation else { return }
-        let interested = nodeWatches.remove(at: index).value.interested
-        guard !interested.isEmpty else { return }
+        guard let interested = nodeWatches.remove(at: index).value.interested else { return }
         if !lock.members.isEmpty { nodeLeft(lock, name) }
         wakeBehind(path, interested)
     }
@@ -690,12 +690,12 @@ extension LockManager {
     /// Those interested in the node at `path` learn it is gone, in queue order: readers behind one
     /// writer are granted in order. One (an exclusive hand-off) needs no ordering.
     @_specialize(where Ticket == LockTicket)
-    private func wakeBehind(_ path: String, _ interested: Set<WaiterID>) {
-        if interested.count == 1 {
-            if let waiter = waiters[interested.first!] { wake(waiter, behind: path) }
+    private func wakeBehind(_ path: String, _ interested: WaiterIDs) {
+        guard case .many(let ids) = interested else {
+            if case .one(let id) = interested, let waiter = waiters[id] { wake(waiter, behind: path) }
             return
         }
-        let ordered = interested.compactMap { waiters[$0] }.sorted { left, right in
+        let ordered = ids.compactMap { waiters[$0] }.sorted { left, right in
             (left.name?.sequence ?? 0, left.id) < (right.name?.sequence ?? 0, right.id)
         }
         for waiter in ordered { wake(waiter, behind: path) }
@@ -717,15 +717,13 @@ extension LockManager {
     // MARK: Ending acquires and holds
 
     /// Whether the acquire got its reply (granted or failed): its ticket is no longer pending.
-    func isAnswered(_ waiter: Waiter) -> Bool {
-        guard let ticket = ticketOf[waiter.id] else { return true }
-        return tickets[ticket] != waiter.id
-    }
+    func isAnswered(_ waiter: Waiter) -> Bool { waiter.acquireAnswered }
 
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
-        guard !isAnswered(waiter), let ticket = ticketOf[waiter.id] else { return }
+        guard !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) else { return }
         tickets[ticket] = nil
+        waiter.acquireAnswered = true
         emit(.failed(ticket: ticket, error: error))
     }
 
@@ -822,15 +820,13 @@ extension LockManager {
             arrivedDuringStep.append(.ownNodeDeleted(path: path, generation: entry.generation, waiter.lock, waiter.name!))
         }
         waiters[waiter.id] = nil
-        // One hash of the ticket: found by index, removed at it.
-        if let ticket = ticketOf.removeValue(forKey: waiter.id), let index = tickets.index(forKey: ticket),
-           tickets.values[index] == waiter.id { tickets.remove(at: index) }
-        if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
-        // In place: a copy of the set taken out of the dictionary would be copied again on `remove`.
-        if let index = sessions.index(forKey: waiter.session) {
-            sessions.values[index].remove(waiter.id)
-            if sessions.values[index].isEmpty { sessions.remove(at: index) }
+        // An answered acquire's ticket left both tables with its reply: no hash here (every grant's case).
+        if !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) {
+            let pending = tickets.removeValue(forKey: ticket)
+            precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }
+        if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
+        sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }

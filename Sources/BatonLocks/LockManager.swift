@@ -73,10 +73,11 @@ public final class LockManager<Ticket: Hashable> {
     var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires.
     var tickets: [Ticket: WaiterID] = [:]
-    /// Each waiter's acquire ticket, and the ticket of the release that is removing it.
+    /// The ticket of each pending acquire (both tables lose it with the reply), and the ticket of the
+    /// release that is removing a waiter.
     var ticketOf: [WaiterID: Ticket] = [:]
     var releaseTicketOf: [WaiterID: Ticket] = [:]
-    var sessions: [UInt64: Set<WaiterID>] = [:]
+    var sessions: [UInt64: WaiterIDs] = [:]
     var locks: [String: LockState] = [:]
     var nodeWatches: [String: NodeWatch] = [:]
     /// Locks without local waiters whose queue is known (see `queueRetire`), not in `locks`.
@@ -235,7 +236,7 @@ public final class LockManager<Ticket: Hashable> {
         waiters[waiter.id] = waiter
         tickets[ticket] = waiter.id
         ticketOf[waiter.id] = ticket
-        sessions[session, default: []].insert(waiter.id)
+        sessions[session].insert(waiter.id)
         lock.members.insert(waiter.id)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
         if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
@@ -276,7 +277,7 @@ public final class LockManager<Ticket: Hashable> {
     /// their lock-delay), and every node of the session is deleted.
     @_specialize(where Ticket == LockTicket)
     private func endSession(_ session: UInt64) {
-        for id in (sessions[session] ?? []).sorted() {
+        for id in (sessions[session]?.sorted() ?? []) {
             guard let waiter = waiters[id] else { continue }
             switch waiter.state {
             case .holding:
@@ -383,7 +384,7 @@ public final class LockManager<Ticket: Hashable> {
     private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64, lock: LockState) -> Bool {
         guard let mine = sessions[session] else { return false }
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
-        for id in mine.count <= lock.members.count ? mine : lock.members {
+        for id in mine.count <= lock.members.count ? Array(mine) : Array(lock.members) {
             guard let other = waiters[id], other.session == session, other.lock === lock,
                   !other.isAbandoned else { continue }
             if !request.owner.isEmpty {

@@ -4,7 +4,7 @@ import DequeModule
 typealias WaiterID = UInt64
 
 /// Where one acquire stands in the recipe, with the data that only that stage has. Whether the
-/// acquire was answered is not stored: its ticket is pending in `LockManager.tickets` or not.
+/// acquire was answered is `Waiter.acquireAnswered` (its ticket is pending in `LockManager.tickets` until then).
 enum WaiterState {
     /// Waits for an earlier create of the same session on the same lock (see `LockState.creatingSessions`).
     case queuedForCreate
@@ -93,6 +93,9 @@ final class Waiter {
         }
     }
 
+    /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and
+    /// `ticketOf` then, so ending the waiter needs no lookup of either.
+    var acquireAnswered = false
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
@@ -182,6 +185,61 @@ final class Waiter {
     }
 }
 
+/// A non-empty set of waiters: a session's (`LockManager.sessions`), those interested in a node
+/// (`NodeWatch`). Nearly always one (a client waits for one lock at a time; one waiter waits behind
+/// a node), kept then without a set's storage: no allocation per acquire or watch. nil: none.
+enum WaiterIDs: Sequence {
+    case one(WaiterID)
+    /// Two or more.
+    case many(Set<WaiterID>)
+
+    var count: Int {
+        switch self {
+        case .one: 1
+        case .many(let ids): ids.count
+        }
+    }
+
+    func makeIterator() -> AnyIterator<WaiterID> {
+        switch self {
+        case .one(let id):
+            var next: WaiterID? = id
+            return AnyIterator { defer { next = nil }; return next }
+        case .many(let ids):
+            var iterator = ids.makeIterator()
+            return AnyIterator { iterator.next() }
+        }
+    }
+}
+
+extension Optional where Wrapped == WaiterIDs {
+    /// Adds a waiter, as a set does: a second insert of one is a no-op (a waiter may watch its own
+    /// node twice, waiting and then holding). Through a dictionary's `modify`: one hash of the key.
+    mutating func insert(_ id: WaiterID) {
+        switch self {
+        case nil: self = .one(id)
+        case .one(let first)?:
+            if first != id { self = .many([first, id]) }
+        case .many(var ids)?:
+            self = nil // the set's storage unshared, so `insert` does not copy it
+            ids.insert(id)
+            self = .many(ids)
+        }
+    }
+
+    /// Removes a waiter (nil after the last one; a dictionary's entry goes with it).
+    mutating func remove(_ id: WaiterID) {
+        switch self {
+        case nil: break
+        case .one(let only)?: if only == id { self = nil }
+        case .many(var ids)?:
+            self = nil
+            ids.remove(id)
+            self = ids.count == 1 ? .one(ids.first!) : .many(ids)
+        }
+    }
+}
+
 /// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
 final class LockState {
     let path: String
@@ -236,7 +294,8 @@ final class LockState {
 
 /// One exists-watch the manager holds in the namespace, shared by every local waiter interested in the node.
 struct NodeWatch {
-    var interested: Set<WaiterID>
+    /// nil: nobody any more (the entry stays until the watch fires).
+    var interested: WaiterIDs?
     let generation: UInt64
 }
 

@@ -181,6 +181,34 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// A session's waiter table goes from one waiter to several and back (`SessionWaiters`): the
+    /// session's end still finds every hold it has left, and only those.
+    func testSessionEndingAfterItsHoldsGrewAndShrankEndsExactlyTheRest() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            for (ticket, path) in [(1, "/locks/a"), (2, "/locks/b"), (3, "/locks/c")] {
+                harness.acquire(ticket, session: 1, path: path)
+            }
+            let grants = harness.takeEffects().grants
+            XCTAssertEqual(grants.count, 3, "\(delivery)")
+            let byPath = Dictionary(uniqueKeysWithValues: grants.map { (String($0.node.prefix(8)), $0.node) })
+            harness.release(byPath["/locks/a"]!, session: 1, ticket: 10)
+            harness.release(byPath["/locks/b"]!, session: 1, ticket: 11)
+            _ = harness.takeEffects()
+            XCTAssertEqual(harness.manager.waiterCount, 1, "\(delivery)")
+            harness.acquire(4, session: 1, path: "/locks/d")
+            let later = harness.takeEffects().grants
+            XCTAssertEqual(later.count, 1)
+            // The manager alone is told (its nodes not deleted yet): it must find both holds itself.
+            harness.sessions.alive.remove(1)
+            harness.apply(.sessionEnded(1))
+            let effects = harness.takeEffects()
+            XCTAssertEqual(Set(effects.losses.map(\.node)), Set([byPath["/locks/c"]!, later.first?.node ?? "?"]), "\(delivery)")
+            XCTAssertEqual(effects.losses.map(\.reason), [.sessionExpired, .sessionExpired])
+            XCTAssertEqual(harness.manager.waiterCount, 0)
+        }
+    }
+
     func testGrantIsRefusedWhenTheSessionDiedBeforeItsTurn() {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)
