@@ -647,14 +647,18 @@ final class ServerLoop {
                 connection.writeQueueBytesSeen = queued
                 connection.writeProgressMilliseconds = now
             } else if now >= connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax {
-                var details = metadata(connection)
-                details["queued_bytes"] = "\(connection.outputBytesQueued)"
-                details["stalled_milliseconds"] = "\(now - connection.writeProgressMilliseconds)"
-                logger.warning("disconnecting a client that stopped reading its replies", metadata: details)
-                counters.slowReaderDisconnects += 1
-                closeNow(connection)
+                disconnectSlowReader(connection, "disconnecting a client that stopped reading its replies",
+                                     ["queued_bytes": "\(connection.outputBytesQueued)",
+                                      "stalled_milliseconds": "\(now - connection.writeProgressMilliseconds)"])
             }
         }
+    }
+
+    /// A client whose unread output outgrew what it may hold: logged with `details`, counted, closed.
+    private func disconnectSlowReader(_ connection: Connection, _ message: Logger.Message, _ details: Logger.Metadata) {
+        logger.warning(message, metadata: metadata(connection).merging(details) { $1 })
+        counters.slowReaderDisconnects += 1
+        closeNow(connection)
     }
 
     func writeFailed(_ connection: Connection, status: Int32) {
@@ -761,19 +765,11 @@ final class ServerLoop {
             queueFlush(connection)
             let queuedBytes = connection.outputBytesQueued
             if queuedBytes > limits.outputBytesPerConnectionMax {
-                var details = metadata(connection)
-                details["queued_bytes"] = "\(queuedBytes)"
-                details["limit_bytes"] = "\(limits.outputBytesPerConnectionMax)"
-                logger.warning("disconnecting a client whose unread events overflow its output", metadata: details)
-                counters.slowReaderDisconnects += 1
-                closeNow(connection)
+                disconnectSlowReader(connection, "disconnecting a client whose unread events overflow its output",
+                                     ["queued_bytes": "\(queuedBytes)", "limit_bytes": "\(limits.outputBytesPerConnectionMax)"])
             } else if !admission.outputQueued(on: connection, bytes: queuedBytes) {
-                var details = metadata(connection)
-                details["queued_bytes"] = "\(queuedBytes)"
-                details["budget_bytes"] = "\(configuration.admission.outputBytesBufferedMax)"
-                logger.warning("disconnecting a client: the output budget of all connections is spent", metadata: details)
-                counters.slowReaderDisconnects += 1
-                closeNow(connection)
+                disconnectSlowReader(connection, "disconnecting a client: the output budget of all connections is spent",
+                                     ["queued_bytes": "\(queuedBytes)", "budget_bytes": "\(configuration.admission.outputBytesBufferedMax)"])
             }
         case .close(let id):
             guard let connection = connections[id] else { return }
