@@ -200,14 +200,24 @@ enum WaiterIDs: Sequence {
         }
     }
 
-    func makeIterator() -> AnyIterator<WaiterID> {
+    /// Without a boxed closure: iterating the usual single waiter allocates nothing.
+    struct Iterator: IteratorProtocol {
+        var one: WaiterID?
+        var many: Set<WaiterID>.Iterator?
+
+        mutating func next() -> WaiterID? {
+            if let id = one {
+                one = nil
+                return id
+            }
+            return many?.next()
+        }
+    }
+
+    func makeIterator() -> Iterator {
         switch self {
-        case .one(let id):
-            var next: WaiterID? = id
-            return AnyIterator { defer { next = nil }; return next }
-        case .many(let ids):
-            var iterator = ids.makeIterator()
-            return AnyIterator { iterator.next() }
+        case .one(let id): Iterator(one: id, many: nil)
+        case .many(let ids): Iterator(one: nil, many: ids.makeIterator())
         }
     }
 }
