@@ -46,7 +46,7 @@ extension Namespace {
                 continue
             }
             containerSweepDeadlines.removeValue(forKey: first.path)
-            var changes = Changes()
+            var changes = makeChanges()
             removeNode(first.path, sweep: true, &changes)
             commit(changes, asOneRecord: false, now: now)
         }

@@ -18,7 +18,7 @@ extension Namespace {
         let next = transactionCurrent + 1
         if next >= transactionReserved {
             transactionReserved = next + configuration.transactionReserveAhead
-            changes.records.append(.reserveTransactions(upTo: transactionReserved))
+            changes.log(.reserveTransactions(upTo: transactionReserved))
         }
         transactionCurrent = next
         return next
@@ -31,7 +31,7 @@ extension Namespace {
                           _ changes: inout Changes) -> (next: UInt64, reserved: UInt64) {
         guard next >= reserved else { return (next + 1, reserved) }
         let upTo = next + configuration.sequenceReserveAhead
-        changes.records.append(.reserveSequence(parent: parentPath, upTo: upTo))
+        changes.log(.reserveSequence(parent: parentPath, upTo: upTo))
         sequenceHighWater = max(sequenceHighWater, upTo)
         return (next + 1, upTo)
     }

@@ -42,7 +42,7 @@ extension Namespace {
         removeWatches(of: .session(id))
         // Oldest first: by creation transaction, the set's keys (no node lookups to sort).
         let owned = (ephemeralsBySession[id] ?? [:]).sorted { $0.key < $1.key }
-        var changes = Changes()
+        var changes = makeChanges()
         for (_, path) in owned {
             // Ephemerals have no children, so the delete always applies.
             removeNode(path, sweep: false, &changes)

@@ -105,7 +105,7 @@ public final class Namespace {
     /// created again restarts its sequence numbers), read while the parent is at hand.
     public func createReportingParent(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                                       now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
-        var changes = Changes()
+        var changes = makeChanges()
         let saved = writeRefusal == nil ? nil : rollbackPoint()
         let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
         try refuseIfLogged(changes, saved)
@@ -115,7 +115,7 @@ public final class Namespace {
 
     /// Deletes a node; `expectedVersion` -1 matches any version.
     public func delete(_ path: String, expectedVersion: Int32, now: Time) throws(ReplyError) {
-        var changes = Changes()
+        var changes = makeChanges()
         let saved = writeRefusal == nil ? nil : rollbackPoint()
         try deleteOperation(path, expectedVersion: expectedVersion, &changes)
         try refuseIfLogged(changes, saved)
@@ -140,7 +140,7 @@ public final class Namespace {
     /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
     @discardableResult
     public func set(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time) throws(ReplyError) -> Stat {
-        var changes = Changes()
+        var changes = makeChanges()
         let saved = writeRefusal == nil ? nil : rollbackPoint()
         let stat = try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
         try refuseIfLogged(changes, saved)
@@ -187,7 +187,7 @@ public final class Namespace {
         // Rollback point: O(1) copies (see `nodes`). Watches and container schedules are only
         // touched by `commit`, after every operation succeeded.
         let saved = rollbackPoint()
-        var changes = Changes()
+        var changes = makeChanges()
         var results: [MultiResult] = []
         results.reserveCapacity(operations.count)
         for (index, operation) in operations.enumerated() {
@@ -222,14 +222,28 @@ public final class Namespace {
     // MARK: Operation bodies: validate everything first, then change state (no throw after a change)
 
     struct Changes {
-        var records: [NamespaceRecord] = []
+        /// The log records of the change, in order; none are made where nothing keeps them
+        /// (`NamespaceConfiguration.logsRecords` false: `batond --in-memory`).
+        private(set) var records: [NamespaceRecord] = []
         /// Watch triggers, in the order the changes happened; fired by `commit`, which also hands a
         /// `childrenChanged` parent to the container schedule as `container` says.
         var triggers: [(type: WatchEventType, path: String, container: ContainerCheck)] = []
+        private let logs: Bool
 
         /// A create or delete has two triggers: one allocation instead of two.
-        init() { triggers.reserveCapacity(2) }
+        init(logs: Bool) {
+            self.logs = logs
+            triggers.reserveCapacity(2)
+        }
+
+        /// Adds a record, made only if a log keeps it.
+        mutating func log(_ record: @autoclosure () -> NamespaceRecord) {
+            if logs { records.append(record()) }
+        }
     }
+
+    /// A change's collector, logging as this namespace's configuration says.
+    func makeChanges() -> Changes { Changes(logs: configuration.logsRecords) }
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
                          _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
@@ -292,7 +306,7 @@ public final class Namespace {
                                                 parentSequence: parentSequence)
         if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
         if mode.kind != .ephemeral {
-            changes.records.append(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
+            changes.log(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
                                            parentChildrenVersion: parentChildrenVersion))
         }
@@ -333,7 +347,7 @@ public final class Namespace {
         let (parentChildrenVersion, emptiedContainer) = unlinkRemoved(node, path, parentPath: parentPath,
                                                                       transaction: transaction, parentChildrenVersion: nil)
         if node.kind != .ephemeral {
-            changes.records.append(sweep
+            changes.log(sweep
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
         }
@@ -373,7 +387,7 @@ public final class Namespace {
                                     wallMilliseconds: now.wallMilliseconds).stat
         if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
         if stat.kind != .ephemeral {
-            changes.records.append(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
+            changes.log(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
         }
         changes.triggers.append((.dataChanged, path, .none))
@@ -495,9 +509,7 @@ public final class Namespace {
     /// Publishes a successful change: its records (one record for a multi), then its watch
     /// notifications, then the container schedule it affects.
     func commit(_ changes: Changes, asOneRecord: Bool, now: Time) {
-        if !configuration.logsRecords || changes.records.isEmpty {
-            // Nothing to encode: a third of a pipelined set's namespace time in memory.
-        } else if asOneRecord && changes.records.count > 1 {
+        if asOneRecord && changes.records.count > 1 {
             outbox.append(.persist(NamespaceRecord.multi(changes.records).encode()))
         } else {
             for record in changes.records { outbox.append(.persist(record.encode())) }

@@ -10,8 +10,8 @@ public struct NamespaceConfiguration: Sendable {
     public var transactionReserveAhead: UInt64 = 10_000
     /// How far ahead of use a parent's sequence counter is reserved in the log.
     public var sequenceReserveAhead: UInt64 = 1_000
-    /// false: nothing keeps the log records (`batond --in-memory` has no log), so none is encoded
-    /// or handed out (`.persist`); the namespace's state and its replies are the same.
+    /// false: nothing keeps the log records (`batond --in-memory` has no log), so none is made,
+    /// encoded or handed out (`.persist`); the namespace's state and its replies are the same.
     public var logsRecords = true
     public init() {}
 }
