@@ -64,7 +64,8 @@ struct Loop: ParsableCommand {
               + "\(String(format: "%.0f", result.pairsPerSecond))/s; p50 \(microseconds(result.latency.p50)) p99 \(microseconds(result.latency.p99)) "
               + "p999 \(microseconds(result.latency.p999)) us; grants per client \(result.fewestGrants)..\(result.mostGrants); "
               + "overlaps \(result.overlaps); wakeups \(result.wakeups)"
-              + (result.serverCPUNanosecondsPerPair.map { "; server CPU \(formatMicroseconds(UInt64($0))) us per pair" } ?? ""))
+              + (result.serverCPUNanosecondsPerPair.map { "; server CPU \(formatMicroseconds(UInt64($0))) us per pair" } ?? "")
+              + (result.clientCPUNanosecondsPerPair.map { "; client CPU \(formatMicroseconds(UInt64($0))) us per pair" } ?? ""))
     }
 }
 

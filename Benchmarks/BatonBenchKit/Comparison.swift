@@ -163,8 +163,10 @@ final class ComparisonRun {
         var contendedWait = TableRow("2. contended: wait p50 / p99 µs", higherIsBetter: false)
         var contendedFairness = TableRow("2. contended: grants per client fewest..most (most/fewest)", higherIsBetter: false)
         var contendedCPU = TableRow("2. contended: server CPU µs per grant", higherIsBetter: false)
+        var contendedClientCPU = TableRow("2. contended: clients' CPU µs per grant (the benchmark's client threads, same cores)", higherIsBetter: nil)
         var spreadRate = TableRow("3. spread: pairs/s in total, \(settings.clients) clients on \(settings.clients) locks", higherIsBetter: true)
         var spreadCPU = TableRow("3. spread: server CPU µs per pair", higherIsBetter: false)
+        var spreadClientCPU = TableRow("3. spread: clients' CPU µs per pair (the benchmark's client threads, same cores)", higherIsBetter: nil)
         for column in columns {
             if let result = best.loops[.uncontended]?[column] {
                 uncontendedRate.cells[column] = TableCell(formatCount(result.pairsPerSecond), value: result.pairsPerSecond)
@@ -184,10 +186,12 @@ final class ComparisonRun {
                 contendedFairness.cells[column] = TableCell("\(result.fewestGrants)..\(result.mostGrants) (\(String(format: "%.2f", spreadRatio)))",
                                                             value: spreadRatio)
                 contendedCPU.cells[column] = cpuCell(result.serverCPUNanosecondsPerPair)
+                contendedClientCPU.cells[column] = cpuCell(result.clientCPUNanosecondsPerPair)
             }
             if let result = best.loops[.spread]?[column] {
                 spreadRate.cells[column] = TableCell(formatCount(result.pairsPerSecond), value: result.pairsPerSecond)
                 spreadCPU.cells[column] = cpuCell(result.serverCPUNanosecondsPerPair)
+                spreadClientCPU.cells[column] = cpuCell(result.clientCPUNanosecondsPerPair)
             }
         }
         var rows = [uncontendedRate, uncontendedLatency, uncontendedFloor, uncontendedCPU]
@@ -200,7 +204,7 @@ final class ComparisonRun {
             row.ratioText = "p50 ÷ raw client's: " + ratioText(Double(result.latency.p50), raw.map { Double($0.latency.p50) })
             rows.append(row)
         }
-        return rows + [contendedRate, contendedWait, contendedFairness, contendedCPU, spreadRate, spreadCPU]
+        return rows + [contendedRate, contendedWait, contendedFairness, contendedCPU, contendedClientCPU, spreadRate, spreadCPU, spreadClientCPU]
     }
 
     /// Row 4: SIGKILL of the holder's process; the waiter on the column's last target (another sidecar or member).
@@ -413,6 +417,22 @@ public func runComparison(_ settings: ComparisonSettings) -> ComparisonReport {
                    + ratioText(loop(.uncontended, .batonUnix)?.pairsPerSecond, loop(.uncontended, .redis)?.pairsPerSecond) + " (target ≥ 1.7)")
     targets.append("spread pairs/s, Baton ÷ Redis: "
                    + ratioText(loop(.spread, .batonUnix)?.pairsPerSecond, loop(.spread, .redis)?.pairsPerSecond) + " (target ≥ 1.6)")
+    // What any server could reach in this run: with one client, a pair is two round trips, none
+    // faster than the bare libuv echo's; with 16 clients on this machine's cores, a pair costs at
+    // least the clients' CPU plus two echo messages' server CPU.
+    let redisUncontended = loop(.uncontended, .redis)?.pairsPerSecond
+    if let echoRoundTrip = best.echo[.batonUnix]?.latency.p50, echoRoundTrip > 0 {
+        let ceiling = 1e9 / Double(2 * echoRoundTrip)
+        targets.append("uncontended ceiling, a pair in two bare libuv echo round trips (\(formatMicroseconds(echoRoundTrip)) µs each): "
+                       + "\(formatCount(ceiling)) pairs/s = " + ratioText(ceiling, redisUncontended) + " x Redis")
+    }
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+    if let echoMessage, let clients = loop(.spread, .batonUnix)?.clientCPUNanosecondsPerPair {
+        let ceiling = Double(cores) * 1e9 / (clients + 2 * echoMessage)
+        targets.append("spread ceiling on \(cores) cores, Baton's clients' CPU per pair (\(formatMicroseconds(UInt64(clients))) µs) "
+                       + "plus two bare libuv echo messages' (\(formatMicroseconds(UInt64(2 * echoMessage))) µs): "
+                       + "\(formatCount(ceiling)) pairs/s = " + ratioText(ceiling, loop(.spread, .redis)?.pairsPerSecond) + " x Redis")
+    }
     if let contended = loop(.contended, .batonUnix) {
         targets.append("contended grants/s, Baton ÷ Redis: " + ratioText(contended.pairsPerSecond, loop(.contended, .redis)?.pairsPerSecond)
                        + " (target ≥ 2); wait p99 \(formatMicroseconds(contended.latency.p99)) µs (target < 1000); most/fewest "

@@ -16,6 +16,9 @@ public struct LoopResult: Sendable {
     public var wakeups: Int
     /// Server CPU (all server processes given) over the measured interval; nil when not known.
     public var serverCPUNanoseconds: UInt64? = nil
+    /// The clients' CPU over the measured interval: this process's, all client threads together
+    /// (they share the machine's cores with the server: what a CPU-bound row can reach depends on both).
+    public var clientCPUNanoseconds: UInt64? = nil
 
     public var pairsPerSecond: Double { Double(pairs) / elapsedSeconds }
     public var fewestGrants: Int { grantsPerClient.min() ?? 0 }
@@ -24,6 +27,11 @@ public struct LoopResult: Sendable {
     public var serverCPUNanosecondsPerPair: Double? {
         guard let serverCPUNanoseconds, pairs > 0 else { return nil }
         return Double(serverCPUNanoseconds) / Double(pairs)
+    }
+    /// The clients' CPU per pair (per grant in the contended scenario), nanoseconds.
+    public var clientCPUNanosecondsPerPair: Double? {
+        guard let clientCPUNanoseconds, pairs > 0 else { return nil }
+        return Double(clientCPUNanoseconds) / Double(pairs)
     }
 }
 
@@ -68,6 +76,7 @@ public func runLoop(_ scenario: LoopScenario, targets: [Target], clients request
     let counters = (0..<clients).map { _ in HolderCount() }
     let begin = Collector<UInt64>()
     let meter = Collector<CPUMeter>()
+    let clientCPUStart = Collector<UInt64>()
     runThreads(clients) { index in
         let lock = scenario == .spread ? "\(lockPrefix)-\(index)" : lockPrefix
         let counter = counters[scenario == .spread ? index : 0]
@@ -84,7 +93,10 @@ public func runLoop(_ scenario: LoopScenario, targets: [Target], clients request
         }
         startLine.arriveAndWait()
         guard let client, failures.elements.isEmpty else { return }
-        if index == 0 { meter.append(CPUMeter(serverProcessIDs)) }
+        if index == 0 {
+            meter.append(CPUMeter(serverProcessIDs))
+            clientCPUStart.append(ownCPUNanoseconds())
+        }
         let start = MonotonicClock.nanoseconds()
         if index == 0 { begin.append(start) }
         let deadline = start + UInt64(seconds * 1e9)
@@ -109,6 +121,7 @@ public func runLoop(_ scenario: LoopScenario, targets: [Target], clients request
     }
     let end = MonotonicClock.nanoseconds()
     let serverCPU = meter.elements.first?.elapsed()
+    let clientCPU = clientCPUStart.elements.first.map { ownCPUNanoseconds() - $0 }
     if let failure = failures.elements.first { throw failure }
     var total = makeLatencyHistogram()
     var grantsPerClient = [Int](repeating: 0, count: clients)
@@ -122,5 +135,5 @@ public func runLoop(_ scenario: LoopScenario, targets: [Target], clients request
     return LoopResult(clients: clients, pairs: grantsPerClient.reduce(0, +), elapsedSeconds: Double(end - start) / 1e9,
                       latency: LatencySummary(total), grantsPerClient: grantsPerClient,
                       overlaps: counters.reduce(0) { $0 + $1.overlaps }, wakeups: wakeups,
-                      serverCPUNanoseconds: serverCPU)
+                      serverCPUNanoseconds: serverCPU, clientCPUNanoseconds: clientCPU)
 }

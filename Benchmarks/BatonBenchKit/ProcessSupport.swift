@@ -64,6 +64,14 @@ public func processStatCPUNanoseconds(_ processID: Int32) -> UInt64? {
     return (user + system) * (1_000_000_000 / ticksPerSecond)
 }
 
+/// This process's CPU time, all its threads (ended ones included), from getrusage.
+public func ownCPUNanoseconds() -> UInt64 {
+    var usage = rusage()
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+    func nanoseconds(_ time: timeval) -> UInt64 { UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_usec) * 1_000 }
+    return nanoseconds(usage.ru_utime) + nanoseconds(usage.ru_stime)
+}
+
 /// CPU time of several server processes together (an ensemble, sidecars); nil if any is unknown.
 public func processCPUNanoseconds(_ processIDs: [Int32], _ read: (Int32) -> UInt64? = processCPUNanoseconds) -> UInt64? {
     guard !processIDs.isEmpty else { return nil }

@@ -106,6 +106,8 @@ final class MeasurementSmokeTests: BenchDaemonTestCase {
         XCTAssertEqual(result.grantsPerClient.count, 4)
         XCTAssertGreaterThan(result.fewestGrants, 0)
         XCTAssertNotNil(result.serverCPUNanoseconds)
+        // The four client threads' CPU (this process's, read around the measured interval).
+        XCTAssertGreaterThan(result.clientCPUNanoseconds ?? 0, 0)
         // Clients 0 and 2 used the first daemon, 1 and 3 the second. A fencing token is the zxid of the
         // grant's waiter node, so each daemon's next token is past every grant it made.
         for (socket, clients) in [(daemon.socketPath, [0, 2]), (second.socketPath, [1, 3])] {
