@@ -225,15 +225,32 @@ public final class Namespace {
         /// The log records of the change, in order; none are made where nothing keeps them
         /// (`NamespaceConfiguration.logsRecords` false: `batond --in-memory`).
         private(set) var records: [NamespaceRecord] = []
-        /// Watch triggers, in the order the changes happened; fired by `commit`, which also hands a
-        /// `childrenChanged` parent to the container schedule as `container` says.
-        var triggers: [(type: WatchEventType, path: String, container: ContainerCheck)] = []
+        typealias Trigger = (type: WatchEventType, path: String, container: ContainerCheck)
+        /// Watch triggers, in the order the changes happened (`forEachTrigger`); fired by `commit`,
+        /// which also hands a `childrenChanged` parent to the container schedule as `container` says.
+        /// The first two inline: a create or delete has two and a set one, so a single change
+        /// allocates no array for them (a multi's further ones go to `more`).
+        private var first: Trigger?
+        private var second: Trigger?
+        private var more: [Trigger] = []
         private let logs: Bool
 
-        /// A create or delete has two triggers: one allocation instead of two.
-        init(logs: Bool) {
-            self.logs = logs
-            triggers.reserveCapacity(2)
+        init(logs: Bool) { self.logs = logs }
+
+        mutating func trigger(_ type: WatchEventType, _ path: String, _ container: ContainerCheck = .none) {
+            if case .none = first {
+                first = (type, path, container)
+            } else if case .none = second {
+                second = (type, path, container)
+            } else {
+                more.append((type, path, container))
+            }
+        }
+
+        func forEachTrigger(_ body: (Trigger) -> Void) {
+            if let first { body(first) }
+            if let second { body(second) }
+            for trigger in more { body(trigger) }
         }
 
         /// Adds a record, made only if a log keeps it.
@@ -247,18 +264,20 @@ public final class Namespace {
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
                          _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
-        // A sequential name gets 10 digits appended: validate the path as it will be. As in
-        // ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
-        let placeholder = mode.sequential ? requestedPath + NamespacePath.sequenceSuffix(0) : requestedPath
-        try NamespacePath.validate(placeholder, limits: limits)
-        guard placeholder != NamespacePath.root else { throw ReplyError(.nodeExists, "the root always exists") }
+        // A sequential name gets 10 digits appended: validate the path as it will be (without making
+        // it twice). As in ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
+        try NamespacePath.validate(requestedPath, sequential: mode.sequential, limits: limits)
+        guard mode.sequential || requestedPath != NamespacePath.root else { throw ReplyError(.nodeExists, "the root always exists") }
         guard data.count <= limits.dataBytesMax else {
             throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
         }
-        let parentPath = NamespacePath.parent(of: placeholder)
+        // The suffix has no slash: the parent is the requested path's ("/dir/" for "/dir/0000000001").
+        let parentPath = NodePath.parent(of: requestedPath)
+        // Made once for the parent's read and its update below (each access to it needs it).
+        let grandparentPath = parentPath == NamespacePath.root ? nil : NodePath.parent(of: parentPath)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its sequence counters, and their update would then copy them.
-        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
+        guard let parent = nodes[parentPath, parent: grandparentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
                                                     createdTransaction: $0.createdTransaction) }) else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
         }
@@ -301,17 +320,18 @@ public final class Namespace {
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let allocated = allocateTransaction(&changes)
         precondition(allocated == transaction, "the created node's transaction was not the next one")
-        let parentChildrenVersion = linkCreated(path, parentPath: parentPath, kind: mode.kind, owner: session,
+        let parentChildrenVersion = linkCreated(path, parentPath: parentPath, grandparentPath: grandparentPath,
+                                                kind: mode.kind, owner: session,
                                                 transaction: transaction, parentChildrenVersion: nil,
                                                 parentSequence: parentSequence)
-        if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
+        if counted { usageBySession.updatePresent(session) { $0.count(nodes: 1, dataBytes: data.count) } }
         if mode.kind != .ephemeral {
             changes.log(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
                                            parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.created, path, .none))
-        changes.triggers.append((.childrenChanged, parentPath, .none))
+        changes.trigger(.created, path)
+        changes.trigger(.childrenChanged, parentPath)
         return (path, stat, parent.createdTransaction)
     }
 
@@ -351,9 +371,8 @@ public final class Namespace {
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.deleted, path, .none))
-        changes.triggers.append((.childrenChanged, parentPath,
-                                 parentKnown ? (emptiedContainer ? .emptiedContainer : .none) : .lookUp))
+        changes.trigger(.deleted, path)
+        changes.trigger(.childrenChanged, parentPath, parentKnown ? (emptiedContainer ? .emptiedContainer : .none) : .lookUp)
     }
 
     func setOperation(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
@@ -385,12 +404,12 @@ public final class Namespace {
         let version = node!.version &+ 1
         let stat = Self.replaceData(of: &node!, with: data, version: version, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds).stat
-        if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
+        Self.countDataChange(of: creator, from: bytesBefore, to: data.count, in: &usageBySession)
         if stat.kind != .ephemeral {
             changes.log(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
         }
-        changes.triggers.append((.dataChanged, path, .none))
+        changes.trigger(.dataChanged, path)
         return stat
     }
 
@@ -427,13 +446,14 @@ public final class Namespace {
     /// A created node (already in the tree) into its parent's stat and its owner's ephemerals; returns
     /// the parent's children version.
     @discardableResult
-    private func linkCreated(_ path: String, parentPath: String, kind: NodeKind, owner: UInt64, transaction: UInt64,
-                             parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
-        let childrenVersion = nodes.update(parentPath) { parent in
+    private func linkCreated(_ path: String, parentPath: String, grandparentPath: String? = nil, kind: NodeKind, owner: UInt64,
+                             transaction: UInt64, parentChildrenVersion: Int32?,
+                             parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
+        let childrenVersion = nodes.update(parentPath, parent: grandparentPath) { parent in
             Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion,
                             sequence: parentSequence)
         }
-        if kind == .ephemeral { ephemeralsBySession[owner, default: [:]][transaction] = path }
+        if kind == .ephemeral { ephemeralsBySession.updateValue(forKey: owner, default: [:]) { $0[transaction] = path } }
         return childrenVersion
     }
 
@@ -453,13 +473,21 @@ public final class Namespace {
         let parentAfter = nodes.update(parentPath) { parent in
             Self.childRemoved(from: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion)
         }
-        if node.creator != 0 { usageBySession[node.creator]?.count(nodes: -1, dataBytes: -Int(node.stat.dataLength)) }
+        if node.creator != 0 {
+            // An ephemeral node's creator is its owner, whose tables stay until its nodes are gone
+            // (`closeSession`); a persistent node's creator may have ended.
+            if node.kind == .ephemeral {
+                usageBySession.updatePresent(node.creator) { $0.count(nodes: -1, dataBytes: -node.dataLength) }
+            } else {
+                usageBySession[node.creator]?.count(nodes: -1, dataBytes: -node.dataLength)
+            }
+        }
         if node.kind == .ephemeral {
-            let owner = node.stat.ephemeralOwner
             // An emptied set stays (with its storage) until the session ends (`closeSession`): a
             // session that creates and deletes one node at a time (a lock's acquire and release)
-            // would otherwise make and drop it each time.
-            ephemeralsBySession[owner]?.removeValue(forKey: node.stat.createdTransaction)
+            // would otherwise make and drop it each time. An ephemeral node's owner has its set
+            // until all its nodes are gone.
+            ephemeralsBySession.updatePresent(node.ephemeralOwner) { $0.removeValue(forKey: node.createdTransaction) }
         }
         return parentAfter
     }
@@ -491,8 +519,16 @@ public final class Namespace {
         let (creator, bytesBefore, stat) = nodes.update(path) { node in
             Self.replaceData(of: &node!, with: data, version: version, transaction: transaction, wallMilliseconds: wallMilliseconds)
         }
-        if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
+        Self.countDataChange(of: creator, from: bytesBefore, to: data.count, in: &usageBySession)
         return stat
+    }
+
+    /// A set's change of its creator's data bytes: nothing to do (no access to the table) when the
+    /// size stays, nor for a creator whose session has ended.
+    static func countDataChange(of creator: UInt64, from bytesBefore: Int, to bytesAfter: Int,
+                                in usage: inout TreeDictionary<UInt64, SessionUsage>) {
+        guard creator != 0, bytesAfter != bytesBefore else { return }
+        usage[creator]?.dataBytes += bytesAfter - bytesBefore
     }
 
     // One access to the node (a tree lookup hashes the whole path).
@@ -514,9 +550,9 @@ public final class Namespace {
         } else {
             for record in changes.records { outbox.append(.persist(record.encode())) }
         }
-        for trigger in changes.triggers {
+        changes.forEachTrigger { trigger in
             fireWatches(trigger.type, path: trigger.path)
-            guard trigger.type == .childrenChanged else { continue }
+            guard trigger.type == .childrenChanged else { return }
             // In a multi every parent is judged as the multi left it, in trigger order. Outside one a
             // create leaves its parent with a child, and a single delete knows whether it emptied a
             // container: no lookup of the parent.
@@ -527,6 +563,18 @@ public final class Namespace {
             }
         }
     }
+}
+
+extension TreeDictionary {
+    /// `self[key]!` changed in place, for a key known to be there: in the trie's leaf, where the
+    /// `subscript`'s `_modify` (`table[key]?.…`) moves the key and the value out into a state that it
+    /// copies and moves back (`_HashNode.ValueUpdateState` in profiles).
+    @discardableResult
+    mutating func updatePresent<Result>(_ key: Key, _ body: (inout Value) -> Result) -> Result {
+        updateValue(forKey: key, default: Self.absent(key)) { body(&$0) }
+    }
+
+    private static func absent(_ key: Key) -> Value { preconditionFailure("\(key) is not in the table") }
 }
 
 /// What one open session created and still exists (quotas).
