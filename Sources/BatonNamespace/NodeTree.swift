@@ -395,7 +395,8 @@ extension NodeTree.Directory {
 
     /// A stored node, in place; it stays (removing is `remove(at:)`).
     subscript(nodeAt location: Location) -> Node? {
-        get { chunks[location.chunk][location.position].node }
+        // Read in place: a removal's check reads the node it removes (a `get` copied it).
+        _read { yield chunks[location.chunk][location.position].node }
         _modify {
             yield &chunks[location.chunk][location.position].node
             precondition(chunks[location.chunk][location.position].node.isSome, "remove a node with removeValue")

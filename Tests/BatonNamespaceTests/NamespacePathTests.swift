@@ -77,6 +77,13 @@ final class NamespacePathTests: XCTestCase {
         XCTAssertEqual(NamespacePath.name(of: "/a"), "a")
         XCTAssertEqual(NamespacePath.child("x", of: "/"), "/x")
         XCTAssertEqual(NamespacePath.child("x", of: "/a"), "/a/x")
+        XCTAssertEqual(NodePath.parent(of: "/ü/名前/é"), "/ü/名前")
+        XCTAssertEqual(NodePath.name(of: "/ü/名前"), "名前")
+        XCTAssertEqual(NodePath.parent(of: "/dir/"), "/dir", "a sequential prefix's parent")
+        XCTAssertEqual(NodePath.name(of: "/dir/"), "")
+        XCTAssertEqual(NodePath.parent(of: "x"), "/")
+        XCTAssertEqual(NodePath.name(of: "x"), "x")
+        XCTAssertEqual(NodePath.parent(of: "/"), "/")
     }
 
     func testSequenceSuffixIsTenDigitsZeroPadded() {
