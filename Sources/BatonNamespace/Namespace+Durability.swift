@@ -149,22 +149,20 @@ extension Namespace {
 
     struct RollbackPoint {
         var nodes: NodeTree
-        var ephemerals: TreeDictionary<UInt64, [UInt64: String]>
-        var usage: TreeDictionary<UInt64, SessionUsage>
+        var sessionNodes: TreeDictionary<UInt64, SessionNodes>
         var transactionCurrent, transactionReserved, sequenceHighWater: UInt64
     }
 
     /// O(1) (see `nodes`): what an operation that fails part-way restores.
     func rollbackPoint() -> RollbackPoint {
-        RollbackPoint(nodes: nodes, ephemerals: ephemeralsBySession, usage: usageBySession,
+        RollbackPoint(nodes: nodes, sessionNodes: sessionNodes,
                       transactionCurrent: transactionCurrent,
                       transactionReserved: transactionReserved, sequenceHighWater: sequenceHighWater)
     }
 
     func roll(back point: RollbackPoint) {
         nodes = point.nodes
-        ephemeralsBySession = point.ephemerals
-        usageBySession = point.usage
+        sessionNodes = point.sessionNodes
         transactionCurrent = point.transactionCurrent
         transactionReserved = point.transactionReserved
         sequenceHighWater = point.sequenceHighWater

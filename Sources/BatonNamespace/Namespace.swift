@@ -12,12 +12,10 @@ public final class Namespace {
     // The tree (by parent path and name: `NodeTree`). Copies share structure, so a snapshot and a
     // multi's rollback point are cheap and later writes copy only the touched parents' chunks.
     var nodes: NodeTree
-    /// Each session's ephemeral nodes by creation transaction (a node's identity while it exists:
-    /// hashing it is cheaper than hashing the path, and it orders a session's end).
-    var ephemeralsBySession: TreeDictionary<UInt64, [UInt64: String]> = [:]
-    /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists (who
-    /// created a node is `Node.creator`).
-    var usageBySession: TreeDictionary<UInt64, SessionUsage> = [:]
+    /// Per open session (from `openSession` until `closeSession` has deleted its ephemerals), what it
+    /// created and still exists and its ephemeral nodes (`SessionNodes`): one table, so that a create
+    /// or delete of an ephemeral node changes both with one access.
+    var sessionNodes: TreeDictionary<UInt64, SessionNodes> = [:]
 
     /// The last transaction id (zxid) handed out. Only grows, across restarts too.
     public internal(set) var transactionCurrent: UInt64 = 0
@@ -88,7 +86,7 @@ public final class Namespace {
     public var nodeCount: Int { nodes.count }
 
     /// Paths of the ephemeral nodes a session owns (an open session's set may be kept empty).
-    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { Set(ephemeralsBySession[sessionID]?.values ?? [:].values) }
+    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { Set(sessionNodes[sessionID]?.ephemerals.values ?? [:].values) }
 
     // MARK: Operations
 
@@ -289,7 +287,7 @@ public final class Namespace {
             guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
         }
         guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
-        let usage = usageBySession[session]
+        let usage = sessionNodes[session]?.usage
         if let usage {
             guard usage.nodes < limits.nodesPerSessionMax else {
                 throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
@@ -320,11 +318,17 @@ public final class Namespace {
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let allocated = allocateTransaction(&changes)
         precondition(allocated == transaction, "the created node's transaction was not the next one")
-        let parentChildrenVersion = linkCreated(path, parentPath: parentPath, grandparentPath: grandparentPath,
-                                                kind: mode.kind, owner: session,
+        let parentChildrenVersion = linkCreated(parentPath: parentPath, grandparentPath: grandparentPath,
                                                 transaction: transaction, parentChildrenVersion: nil,
                                                 parentSequence: parentSequence)
-        if counted { usageBySession.updatePresent(session) { $0.count(nodes: 1, dataBytes: data.count) } }
+        // An ephemeral node's session is open (checked above), so it is counted.
+        precondition(counted || mode.kind != .ephemeral, "an ephemeral node without its session's table")
+        if counted {
+            sessionNodes.updatePresent(session) { owned in
+                owned.usage.count(nodes: 1, dataBytes: data.count)
+                if mode.kind == .ephemeral { owned.ephemerals[transaction] = path }
+            }
+        }
         if mode.kind != .ephemeral {
             changes.log(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
@@ -396,7 +400,7 @@ public final class Namespace {
         }
         let bytesBefore = node!.dataLength  // without building the data array
         let creator = node!.creator
-        if data.count > bytesBefore, creator != 0, let usage = usageBySession[creator],
+        if data.count > bytesBefore, creator != 0, let usage = sessionNodes[creator]?.usage,
            usage.dataBytes - bytesBefore + data.count > limits.dataBytesPerSessionMax {
             throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(creator) hold \(usage.dataBytes) bytes, \(data.count - bytesBefore) more would exceed \(limits.dataBytesPerSessionMax)")
         }
@@ -404,7 +408,7 @@ public final class Namespace {
         let version = node!.version &+ 1
         let stat = Self.replaceData(of: &node!, with: data, version: version, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds).stat
-        Self.countDataChange(of: creator, from: bytesBefore, to: data.count, in: &usageBySession)
+        countDataChange(of: creator, from: bytesBefore, to: data.count)
         if stat.kind != .ephemeral {
             changes.log(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
@@ -424,8 +428,8 @@ public final class Namespace {
         let stat = Self.createdStat(kind: kind, owner: owner, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: wallMilliseconds)
         nodes[path] = Node(data: data, stat: stat, creator: creator)
-        linkCreated(path, parentPath: parentPath, kind: kind, owner: owner, transaction: transaction,
-                    parentChildrenVersion: parentChildrenVersion, parentSequence: parentSequence)
+        linkCreated(parentPath: parentPath, transaction: transaction, parentChildrenVersion: parentChildrenVersion,
+                    parentSequence: parentSequence)
         return stat
     }
 
@@ -443,18 +447,15 @@ public final class Namespace {
         return stat
     }
 
-    /// A created node (already in the tree) into its parent's stat and its owner's ephemerals; returns
-    /// the parent's children version.
+    /// A created node (already in the tree) into its parent's stat; returns the parent's children
+    /// version. (Its session's table is the caller's: a live create's, never a replayed one's.)
     @discardableResult
-    private func linkCreated(_ path: String, parentPath: String, grandparentPath: String? = nil, kind: NodeKind, owner: UInt64,
-                             transaction: UInt64, parentChildrenVersion: Int32?,
-                             parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
-        let childrenVersion = nodes.update(parentPath, parent: grandparentPath) { parent in
+    private func linkCreated(parentPath: String, grandparentPath: String? = nil, transaction: UInt64,
+                             parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
+        nodes.update(parentPath, parent: grandparentPath) { parent in
             Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion,
                             sequence: parentSequence)
         }
-        if kind == .ephemeral { ephemeralsBySession.updateValue(forKey: owner, default: [:]) { $0[transaction] = path } }
-        return childrenVersion
     }
 
     /// Returns the parent's children version.
@@ -473,21 +474,19 @@ public final class Namespace {
         let parentAfter = nodes.update(parentPath) { parent in
             Self.childRemoved(from: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion)
         }
-        if node.creator != 0 {
-            // An ephemeral node's creator is its owner, whose tables stay until its nodes are gone
-            // (`closeSession`); a persistent node's creator may have ended.
-            if node.kind == .ephemeral {
-                usageBySession.updatePresent(node.creator) { $0.count(nodes: -1, dataBytes: -node.dataLength) }
-            } else {
-                usageBySession[node.creator]?.count(nodes: -1, dataBytes: -node.dataLength)
-            }
-        }
         if node.kind == .ephemeral {
-            // An emptied set stays (with its storage) until the session ends (`closeSession`): a
+            // Its owner created it (and was counted) and keeps its table until its nodes are gone
+            // (`closeSession`). An emptied set of ephemerals stays (with its storage) until then: a
             // session that creates and deletes one node at a time (a lock's acquire and release)
-            // would otherwise make and drop it each time. An ephemeral node's owner has its set
-            // until all its nodes are gone.
-            ephemeralsBySession.updatePresent(node.ephemeralOwner) { $0.removeValue(forKey: node.createdTransaction) }
+            // would otherwise make and drop it each time.
+            assert(node.creator == node.ephemeralOwner, "an ephemeral node created by another session")
+            sessionNodes.updatePresent(node.ephemeralOwner) { owned in
+                owned.usage.count(nodes: -1, dataBytes: -node.dataLength)
+                owned.ephemerals.removeValue(forKey: node.createdTransaction)
+            }
+        } else if node.creator != 0 {
+            // A persistent node's creator may have ended.
+            sessionNodes[node.creator]?.usage.count(nodes: -1, dataBytes: -node.dataLength)
         }
         return parentAfter
     }
@@ -519,16 +518,15 @@ public final class Namespace {
         let (creator, bytesBefore, stat) = nodes.update(path) { node in
             Self.replaceData(of: &node!, with: data, version: version, transaction: transaction, wallMilliseconds: wallMilliseconds)
         }
-        Self.countDataChange(of: creator, from: bytesBefore, to: data.count, in: &usageBySession)
+        countDataChange(of: creator, from: bytesBefore, to: data.count)
         return stat
     }
 
     /// A set's change of its creator's data bytes: nothing to do (no access to the table) when the
     /// size stays, nor for a creator whose session has ended.
-    static func countDataChange(of creator: UInt64, from bytesBefore: Int, to bytesAfter: Int,
-                                in usage: inout TreeDictionary<UInt64, SessionUsage>) {
+    private func countDataChange(of creator: UInt64, from bytesBefore: Int, to bytesAfter: Int) {
         guard creator != 0, bytesAfter != bytesBefore else { return }
-        usage[creator]?.dataBytes += bytesAfter - bytesBefore
+        sessionNodes[creator]?.usage.dataBytes += bytesAfter - bytesBefore
     }
 
     // One access to the node (a tree lookup hashes the whole path).
@@ -575,6 +573,16 @@ extension TreeDictionary {
     }
 
     private static func absent(_ key: Key) -> Value { preconditionFailure("\(key) is not in the table") }
+}
+
+/// An open session's entry in `Namespace.sessionNodes`.
+struct SessionNodes {
+    /// Quotas (PROTOCOL.md §8, "Quotas"): what it created and still exists (who created a node is
+    /// `Node.creator`).
+    var usage = SessionUsage()
+    /// Its ephemeral nodes by creation transaction (a node's identity while it exists: hashing it is
+    /// cheaper than hashing the path, and it orders a session's end).
+    var ephemerals: [UInt64: String] = [:]
 }
 
 /// What one open session created and still exists (quotas).
