@@ -172,8 +172,8 @@ extension Namespace {
     /// record (a persistent or container change, or a counter reservation) is undone and refused;
     /// ephemeral changes within the reserved counters go on. Session ends are never refused: the
     /// records they may produce wait in the store's memory until it can write again.
-    func refuseIfLogged(_ changes: Changes, _ saved: RollbackPoint?) throws(ReplyError) {
-        guard let saved, let writeRefusal, !changes.records.isEmpty else { return }
+    func refuseIfLogged(_ changes: Changes, _ saved: RollbackPoint) throws(ReplyError) {
+        guard let writeRefusal, !changes.records.isEmpty else { return }
         roll(back: saved)
         throw writeRefusal
     }

@@ -103,21 +103,14 @@ public final class Namespace {
     /// created again restarts its sequence numbers), read while the parent is at hand.
     public func createReportingParent(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                                       now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
-        var changes = makeChanges()
-        let saved = writeRefusal == nil ? nil : rollbackPoint()
-        let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
-        try refuseIfLogged(changes, saved)
-        commit(changes, asOneRecord: false, now: now)
-        return result
+        try change(now: now) { changes throws(ReplyError) in
+            try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
+        }
     }
 
     /// Deletes a node; `expectedVersion` -1 matches any version.
     public func delete(_ path: String, expectedVersion: Int32, now: Time) throws(ReplyError) {
-        var changes = makeChanges()
-        let saved = writeRefusal == nil ? nil : rollbackPoint()
-        try deleteOperation(path, expectedVersion: expectedVersion, &changes)
-        try refuseIfLogged(changes, saved)
-        commit(changes, asOneRecord: false, now: now)
+        try change(now: now) { changes throws(ReplyError) in try deleteOperation(path, expectedVersion: expectedVersion, &changes) }
     }
 
     /// The node's stat, or nil. With a watcher: a data watch if the node exists, else an exists
@@ -138,12 +131,9 @@ public final class Namespace {
     /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
     @discardableResult
     public func set(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time) throws(ReplyError) -> Stat {
-        var changes = makeChanges()
-        let saved = writeRefusal == nil ? nil : rollbackPoint()
-        let stat = try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
-        try refuseIfLogged(changes, saved)
-        commit(changes, asOneRecord: false, now: now)
-        return stat
+        try change(now: now) { changes throws(ReplyError) in
+            try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+        }
     }
 
     /// The node's stat and its children's names, in the order of their UTF-8 bytes (kept so: no sort).
@@ -259,6 +249,24 @@ public final class Namespace {
 
     /// A change's collector, logging as this namespace's configuration says.
     func makeChanges() -> Changes { Changes(logs: configuration.logsRecords) }
+
+    /// One client change outside a multi (`operation` checks everything before it changes anything),
+    /// then committed. While writes are refused, a change that would log is undone and refused
+    /// (`refuseIfLogged`); otherwise no rollback point is taken (nor an optional one made and
+    /// destroyed: seen in a profile of pipelined sets).
+    private func change<Result>(now: Time, _ operation: (inout Changes) throws(ReplyError) -> Result) throws(ReplyError) -> Result {
+        var changes = makeChanges()
+        let result: Result
+        if writeRefusal == nil {
+            result = try operation(&changes)
+        } else {
+            let saved = rollbackPoint()
+            result = try operation(&changes)
+            try refuseIfLogged(changes, saved)
+        }
+        commit(changes, asOneRecord: false, now: now)
+        return result
+    }
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
                          _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
