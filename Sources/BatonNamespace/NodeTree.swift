@@ -58,7 +58,7 @@ struct NodeTree: Sendable {
             let (inserted, removed) = withDirectory(of: path) { directory, name -> (Bool, Node?) in
                 let location = directory.locate(name)
                 if location.found {
-                    guard let newValue else { return (false, directory.remove(at: location).node) }
+                    guard let newValue else { return (false, directory.removeNode(at: location)) }
                     directory[nodeAt: location] = newValue
                     return (false, nil)
                 }
@@ -270,7 +270,7 @@ struct NodeTree: Sendable {
                 refusal = error
                 return nil
             }
-            return directory.remove(at: location).node
+            return directory.removeNode(at: location)
         }
         if let refusal { throw refusal }
         guard let removed else { return nil }
@@ -443,9 +443,11 @@ extension NodeTree.Directory {
         }
     }
 
-    mutating func remove(at location: Location) -> NodeTree.Entry {
-        let entry = chunks[location.chunk].remove(at: location.position)
+    /// Removes the entry and hands out its node, moved out of it (`.node` of the removed entry copied
+    /// the node and released the entry's).
+    mutating func removeNode(at location: Location) -> Node? {
+        var entry = chunks[location.chunk].remove(at: location.position)
         if chunks[location.chunk].isEmpty { chunks.remove(at: location.chunk) }
-        return entry
+        return entry.node.take()
     }
 }
