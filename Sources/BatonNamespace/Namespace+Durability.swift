@@ -149,22 +149,20 @@ extension Namespace {
 
     struct RollbackPoint {
         var nodes: NodeTree
-        var ephemerals: TreeDictionary<UInt64, [UInt64: String]>
-        var usage: TreeDictionary<UInt64, SessionUsage>
+        var sessionNodes: TreeDictionary<UInt64, SessionNodes>
         var transactionCurrent, transactionReserved, sequenceHighWater: UInt64
     }
 
     /// O(1) (see `nodes`): what an operation that fails part-way restores.
     func rollbackPoint() -> RollbackPoint {
-        RollbackPoint(nodes: nodes, ephemerals: ephemeralsBySession, usage: usageBySession,
+        RollbackPoint(nodes: nodes, sessionNodes: sessionNodes,
                       transactionCurrent: transactionCurrent,
                       transactionReserved: transactionReserved, sequenceHighWater: sequenceHighWater)
     }
 
     func roll(back point: RollbackPoint) {
         nodes = point.nodes
-        ephemeralsBySession = point.ephemerals
-        usageBySession = point.usage
+        sessionNodes = point.sessionNodes
         transactionCurrent = point.transactionCurrent
         transactionReserved = point.transactionReserved
         sequenceHighWater = point.sequenceHighWater
@@ -174,8 +172,8 @@ extension Namespace {
     /// record (a persistent or container change, or a counter reservation) is undone and refused;
     /// ephemeral changes within the reserved counters go on. Session ends are never refused: the
     /// records they may produce wait in the store's memory until it can write again.
-    func refuseIfLogged(_ changes: Changes, _ saved: RollbackPoint?) throws(ReplyError) {
-        guard let saved, let writeRefusal, !changes.records.isEmpty else { return }
+    func refuseIfLogged(_ changes: Changes, _ saved: RollbackPoint) throws(ReplyError) {
+        guard let writeRefusal, !changes.records.isEmpty else { return }
         roll(back: saved)
         throw writeRefusal
     }

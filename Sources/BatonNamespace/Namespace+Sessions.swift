@@ -17,7 +17,7 @@ extension Namespace {
         let session = SessionInfo(id: id, secret: secret, timeoutMilliseconds: timeout,
                                   deadlineMilliseconds: now.monotonicMilliseconds + UInt64(timeout))
         sessions[id] = session
-        usageBySession[id] = SessionUsage()
+        sessionNodes[id] = SessionNodes()
         sessionDeadlines.insert(SessionDeadline(deadlineMilliseconds: session.deadlineMilliseconds, sessionID: id))
         return session
     }
@@ -41,16 +41,15 @@ extension Namespace {
         guard sessions.removeValue(forKey: id) != nil else { return }
         removeWatches(of: .session(id))
         // Oldest first: by creation transaction, the set's keys (no node lookups to sort).
-        let owned = (ephemeralsBySession[id] ?? [:]).sorted { $0.key < $1.key }
+        let owned = (sessionNodes[id]?.ephemerals ?? [:]).sorted { $0.key < $1.key }
         var changes = makeChanges()
         for (_, path) in owned {
             // Ephemerals have no children, so the delete always applies.
             removeNode(path, sweep: false, &changes)
         }
         commit(changes, asOneRecord: false, now: now)
-        precondition(ephemeralsBySession[id]?.isEmpty ?? true, "ephemerals left behind by session \(id)")
-        ephemeralsBySession[id] = nil
-        usageBySession[id] = nil
+        precondition(sessionNodes[id]?.ephemerals.isEmpty ?? true, "ephemerals left behind by session \(id)")
+        sessionNodes[id] = nil
     }
 
     /// Sessions whose deadline has passed, earliest first. They are still open: the caller ends

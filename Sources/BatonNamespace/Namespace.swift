@@ -12,12 +12,10 @@ public final class Namespace {
     // The tree (by parent path and name: `NodeTree`). Copies share structure, so a snapshot and a
     // multi's rollback point are cheap and later writes copy only the touched parents' chunks.
     var nodes: NodeTree
-    /// Each session's ephemeral nodes by creation transaction (a node's identity while it exists:
-    /// hashing it is cheaper than hashing the path, and it orders a session's end).
-    var ephemeralsBySession: TreeDictionary<UInt64, [UInt64: String]> = [:]
-    /// Quotas (PROTOCOL.md §8, "Quotas"): what each open session created and still exists (who
-    /// created a node is `Node.creator`).
-    var usageBySession: TreeDictionary<UInt64, SessionUsage> = [:]
+    /// Per open session (from `openSession` until `closeSession` has deleted its ephemerals), what it
+    /// created and still exists and its ephemeral nodes (`SessionNodes`): one table, so that a create
+    /// or delete of an ephemeral node changes both with one access.
+    var sessionNodes: TreeDictionary<UInt64, SessionNodes> = [:]
 
     /// The last transaction id (zxid) handed out. Only grows, across restarts too.
     public internal(set) var transactionCurrent: UInt64 = 0
@@ -88,7 +86,7 @@ public final class Namespace {
     public var nodeCount: Int { nodes.count }
 
     /// Paths of the ephemeral nodes a session owns (an open session's set may be kept empty).
-    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { Set(ephemeralsBySession[sessionID]?.values ?? [:].values) }
+    public func ephemeralNodes(of sessionID: UInt64) -> Set<String> { Set(sessionNodes[sessionID]?.ephemerals.values ?? [:].values) }
 
     // MARK: Operations
 
@@ -105,21 +103,14 @@ public final class Namespace {
     /// created again restarts its sequence numbers), read while the parent is at hand.
     public func createReportingParent(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
                                       now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
-        var changes = makeChanges()
-        let saved = writeRefusal == nil ? nil : rollbackPoint()
-        let result = try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
-        try refuseIfLogged(changes, saved)
-        commit(changes, asOneRecord: false, now: now)
-        return result
+        try change(now: now) { changes throws(ReplyError) in
+            try createOperation(path, data: data, mode: mode, session: session, now: now, &changes)
+        }
     }
 
     /// Deletes a node; `expectedVersion` -1 matches any version.
     public func delete(_ path: String, expectedVersion: Int32, now: Time) throws(ReplyError) {
-        var changes = makeChanges()
-        let saved = writeRefusal == nil ? nil : rollbackPoint()
-        try deleteOperation(path, expectedVersion: expectedVersion, &changes)
-        try refuseIfLogged(changes, saved)
-        commit(changes, asOneRecord: false, now: now)
+        try change(now: now) { changes throws(ReplyError) in try deleteOperation(path, expectedVersion: expectedVersion, &changes) }
     }
 
     /// The node's stat, or nil. With a watcher: a data watch if the node exists, else an exists
@@ -140,12 +131,9 @@ public final class Namespace {
     /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
     @discardableResult
     public func set(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time) throws(ReplyError) -> Stat {
-        var changes = makeChanges()
-        let saved = writeRefusal == nil ? nil : rollbackPoint()
-        let stat = try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
-        try refuseIfLogged(changes, saved)
-        commit(changes, asOneRecord: false, now: now)
-        return stat
+        try change(now: now) { changes throws(ReplyError) in
+            try setOperation(path, data: data, expectedVersion: expectedVersion, now: now, &changes)
+        }
     }
 
     /// The node's stat and its children's names, in the order of their UTF-8 bytes (kept so: no sort).
@@ -225,15 +213,32 @@ public final class Namespace {
         /// The log records of the change, in order; none are made where nothing keeps them
         /// (`NamespaceConfiguration.logsRecords` false: `batond --in-memory`).
         private(set) var records: [NamespaceRecord] = []
-        /// Watch triggers, in the order the changes happened; fired by `commit`, which also hands a
-        /// `childrenChanged` parent to the container schedule as `container` says.
-        var triggers: [(type: WatchEventType, path: String, container: ContainerCheck)] = []
+        typealias Trigger = (type: WatchEventType, path: String, container: ContainerCheck)
+        /// Watch triggers, in the order the changes happened (`forEachTrigger`); fired by `commit`,
+        /// which also hands a `childrenChanged` parent to the container schedule as `container` says.
+        /// The first two inline: a create or delete has two and a set one, so a single change
+        /// allocates no array for them (a multi's further ones go to `more`).
+        private var first: Trigger?
+        private var second: Trigger?
+        private var more: [Trigger] = []
         private let logs: Bool
 
-        /// A create or delete has two triggers: one allocation instead of two.
-        init(logs: Bool) {
-            self.logs = logs
-            triggers.reserveCapacity(2)
+        init(logs: Bool) { self.logs = logs }
+
+        mutating func trigger(_ type: WatchEventType, _ path: String, _ container: ContainerCheck = .none) {
+            if case .none = first {
+                first = (type, path, container)
+            } else if case .none = second {
+                second = (type, path, container)
+            } else {
+                more.append((type, path, container))
+            }
+        }
+
+        func forEachTrigger(_ body: (Trigger) -> Void) {
+            if let first { body(first) }
+            if let second { body(second) }
+            for trigger in more { body(trigger) }
         }
 
         /// Adds a record, made only if a log keeps it.
@@ -245,20 +250,40 @@ public final class Namespace {
     /// A change's collector, logging as this namespace's configuration says.
     func makeChanges() -> Changes { Changes(logs: configuration.logsRecords) }
 
+    /// One client change outside a multi (`operation` checks everything before it changes anything),
+    /// then committed. While writes are refused, a change that would log is undone and refused
+    /// (`refuseIfLogged`); otherwise no rollback point is taken (nor an optional one made and
+    /// destroyed: seen in a profile of pipelined sets).
+    private func change<Result>(now: Time, _ operation: (inout Changes) throws(ReplyError) -> Result) throws(ReplyError) -> Result {
+        var changes = makeChanges()
+        let result: Result
+        if writeRefusal == nil {
+            result = try operation(&changes)
+        } else {
+            let saved = rollbackPoint()
+            result = try operation(&changes)
+            try refuseIfLogged(changes, saved)
+        }
+        commit(changes, asOneRecord: false, now: now)
+        return result
+    }
+
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
                          _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
-        // A sequential name gets 10 digits appended: validate the path as it will be. As in
-        // ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
-        let placeholder = mode.sequential ? requestedPath + NamespacePath.sequenceSuffix(0) : requestedPath
-        try NamespacePath.validate(placeholder, limits: limits)
-        guard placeholder != NamespacePath.root else { throw ReplyError(.nodeExists, "the root always exists") }
+        // A sequential name gets 10 digits appended: validate the path as it will be (without making
+        // it twice). As in ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
+        try NamespacePath.validate(requestedPath, sequential: mode.sequential, limits: limits)
+        guard mode.sequential || requestedPath != NamespacePath.root else { throw ReplyError(.nodeExists, "the root always exists") }
         guard data.count <= limits.dataBytesMax else {
             throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
         }
-        let parentPath = NamespacePath.parent(of: placeholder)
+        // The suffix has no slash: the parent is the requested path's ("/dir/" for "/dir/0000000001").
+        let parentPath = NodePath.parent(of: requestedPath)
+        // Made once for the parent's read and its update below (each access to it needs it).
+        let grandparentPath = parentPath == NamespacePath.root ? nil : NodePath.parent(of: parentPath)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its sequence counters, and their update would then copy them.
-        guard let parent = nodes[parentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
+        guard let parent = nodes[parentPath, parent: grandparentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
                                                     createdTransaction: $0.createdTransaction) }) else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
         }
@@ -270,7 +295,7 @@ public final class Namespace {
             guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
         }
         guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
-        let usage = usageBySession[session]
+        let usage = sessionNodes[session]?.usage
         if let usage {
             guard usage.nodes < limits.nodesPerSessionMax else {
                 throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
@@ -301,17 +326,24 @@ public final class Namespace {
             ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
         let allocated = allocateTransaction(&changes)
         precondition(allocated == transaction, "the created node's transaction was not the next one")
-        let parentChildrenVersion = linkCreated(path, parentPath: parentPath, kind: mode.kind, owner: session,
+        let parentChildrenVersion = linkCreated(parentPath: parentPath, grandparentPath: grandparentPath,
                                                 transaction: transaction, parentChildrenVersion: nil,
                                                 parentSequence: parentSequence)
-        if counted { usageBySession[session]?.count(nodes: 1, dataBytes: data.count) }
+        // An ephemeral node's session is open (checked above), so it is counted.
+        precondition(counted || mode.kind != .ephemeral, "an ephemeral node without its session's table")
+        if counted {
+            sessionNodes.updatePresent(session) { owned in
+                owned.usage.count(nodes: 1, dataBytes: data.count)
+                if mode.kind == .ephemeral { owned.ephemerals[transaction] = path }
+            }
+        }
         if mode.kind != .ephemeral {
             changes.log(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
                                            parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.created, path, .none))
-        changes.triggers.append((.childrenChanged, parentPath, .none))
+        changes.trigger(.created, path)
+        changes.trigger(.childrenChanged, parentPath)
         return (path, stat, parent.createdTransaction)
     }
 
@@ -351,9 +383,8 @@ public final class Namespace {
                 ? .sweepContainer(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion)
                 : .delete(transaction: transaction, path: path, parentChildrenVersion: parentChildrenVersion))
         }
-        changes.triggers.append((.deleted, path, .none))
-        changes.triggers.append((.childrenChanged, parentPath,
-                                 parentKnown ? (emptiedContainer ? .emptiedContainer : .none) : .lookUp))
+        changes.trigger(.deleted, path)
+        changes.trigger(.childrenChanged, parentPath, parentKnown ? (emptiedContainer ? .emptiedContainer : .none) : .lookUp)
     }
 
     func setOperation(_ path: String, data: [UInt8], expectedVersion: Int32, now: Time,
@@ -377,7 +408,7 @@ public final class Namespace {
         }
         let bytesBefore = node!.dataLength  // without building the data array
         let creator = node!.creator
-        if data.count > bytesBefore, creator != 0, let usage = usageBySession[creator],
+        if data.count > bytesBefore, creator != 0, let usage = sessionNodes[creator]?.usage,
            usage.dataBytes - bytesBefore + data.count > limits.dataBytesPerSessionMax {
             throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(creator) hold \(usage.dataBytes) bytes, \(data.count - bytesBefore) more would exceed \(limits.dataBytesPerSessionMax)")
         }
@@ -385,12 +416,12 @@ public final class Namespace {
         let version = node!.version &+ 1
         let stat = Self.replaceData(of: &node!, with: data, version: version, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds).stat
-        if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
+        countDataChange(of: creator, from: bytesBefore, to: data.count)
         if stat.kind != .ephemeral {
             changes.log(.set(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                         data: data, version: version))
         }
-        changes.triggers.append((.dataChanged, path, .none))
+        changes.trigger(.dataChanged, path)
         return stat
     }
 
@@ -405,8 +436,8 @@ public final class Namespace {
         let stat = Self.createdStat(kind: kind, owner: owner, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: wallMilliseconds)
         nodes[path] = Node(data: data, stat: stat, creator: creator)
-        linkCreated(path, parentPath: parentPath, kind: kind, owner: owner, transaction: transaction,
-                    parentChildrenVersion: parentChildrenVersion, parentSequence: parentSequence)
+        linkCreated(parentPath: parentPath, transaction: transaction, parentChildrenVersion: parentChildrenVersion,
+                    parentSequence: parentSequence)
         return stat
     }
 
@@ -424,17 +455,15 @@ public final class Namespace {
         return stat
     }
 
-    /// A created node (already in the tree) into its parent's stat and its owner's ephemerals; returns
-    /// the parent's children version.
+    /// A created node (already in the tree) into its parent's stat; returns the parent's children
+    /// version. (Its session's table is the caller's: a live create's, never a replayed one's.)
     @discardableResult
-    private func linkCreated(_ path: String, parentPath: String, kind: NodeKind, owner: UInt64, transaction: UInt64,
+    private func linkCreated(parentPath: String, grandparentPath: String? = nil, transaction: UInt64,
                              parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
-        let childrenVersion = nodes.update(parentPath) { parent in
+        nodes.update(parentPath, parent: grandparentPath) { parent in
             Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion,
                             sequence: parentSequence)
         }
-        if kind == .ephemeral { ephemeralsBySession[owner, default: [:]][transaction] = path }
-        return childrenVersion
     }
 
     /// Returns the parent's children version.
@@ -453,13 +482,19 @@ public final class Namespace {
         let parentAfter = nodes.update(parentPath) { parent in
             Self.childRemoved(from: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion)
         }
-        if node.creator != 0 { usageBySession[node.creator]?.count(nodes: -1, dataBytes: -Int(node.stat.dataLength)) }
         if node.kind == .ephemeral {
-            let owner = node.stat.ephemeralOwner
-            // An emptied set stays (with its storage) until the session ends (`closeSession`): a
+            // Its owner created it (and was counted) and keeps its table until its nodes are gone
+            // (`closeSession`). An emptied set of ephemerals stays (with its storage) until then: a
             // session that creates and deletes one node at a time (a lock's acquire and release)
             // would otherwise make and drop it each time.
-            ephemeralsBySession[owner]?.removeValue(forKey: node.stat.createdTransaction)
+            assert(node.creator == node.ephemeralOwner, "an ephemeral node created by another session")
+            sessionNodes.updatePresent(node.ephemeralOwner) { owned in
+                owned.usage.count(nodes: -1, dataBytes: -node.dataLength)
+                owned.ephemerals.removeValue(forKey: node.createdTransaction)
+            }
+        } else if node.creator != 0 {
+            // A persistent node's creator may have ended.
+            sessionNodes[node.creator]?.usage.count(nodes: -1, dataBytes: -node.dataLength)
         }
         return parentAfter
     }
@@ -491,8 +526,15 @@ public final class Namespace {
         let (creator, bytesBefore, stat) = nodes.update(path) { node in
             Self.replaceData(of: &node!, with: data, version: version, transaction: transaction, wallMilliseconds: wallMilliseconds)
         }
-        if creator != 0, usageBySession[creator] != nil { usageBySession[creator]!.dataBytes += data.count - bytesBefore }
+        countDataChange(of: creator, from: bytesBefore, to: data.count)
         return stat
+    }
+
+    /// A set's change of its creator's data bytes: nothing to do (no access to the table) when the
+    /// size stays, nor for a creator whose session has ended.
+    private func countDataChange(of creator: UInt64, from bytesBefore: Int, to bytesAfter: Int) {
+        guard creator != 0, bytesAfter != bytesBefore else { return }
+        sessionNodes[creator]?.usage.dataBytes += bytesAfter - bytesBefore
     }
 
     // One access to the node (a tree lookup hashes the whole path).
@@ -514,9 +556,9 @@ public final class Namespace {
         } else {
             for record in changes.records { outbox.append(.persist(record.encode())) }
         }
-        for trigger in changes.triggers {
+        changes.forEachTrigger { trigger in
             fireWatches(trigger.type, path: trigger.path)
-            guard trigger.type == .childrenChanged else { continue }
+            guard trigger.type == .childrenChanged else { return }
             // In a multi every parent is judged as the multi left it, in trigger order. Outside one a
             // create leaves its parent with a child, and a single delete knows whether it emptied a
             // container: no lookup of the parent.
@@ -527,6 +569,28 @@ public final class Namespace {
             }
         }
     }
+}
+
+extension TreeDictionary {
+    /// `self[key]!` changed in place, for a key known to be there: in the trie's leaf, where the
+    /// `subscript`'s `_modify` (`table[key]?.…`) moves the key and the value out into a state that it
+    /// copies and moves back (`_HashNode.ValueUpdateState` in profiles).
+    @discardableResult
+    mutating func updatePresent<Result>(_ key: Key, _ body: (inout Value) -> Result) -> Result {
+        updateValue(forKey: key, default: Self.absent(key)) { body(&$0) }
+    }
+
+    private static func absent(_ key: Key) -> Value { preconditionFailure("\(key) is not in the table") }
+}
+
+/// An open session's entry in `Namespace.sessionNodes`.
+struct SessionNodes {
+    /// Quotas (PROTOCOL.md §8, "Quotas"): what it created and still exists (who created a node is
+    /// `Node.creator`).
+    var usage = SessionUsage()
+    /// Its ephemeral nodes by creation transaction (a node's identity while it exists: hashing it is
+    /// cheaper than hashing the path, and it orders a session's end).
+    var ephemerals: [UInt64: String] = [:]
 }
 
 /// What one open session created and still exists (quotas).

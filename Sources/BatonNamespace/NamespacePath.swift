@@ -12,20 +12,25 @@ public enum NamespacePath {
     public static let sequenceMax: UInt64 = 9_999_999_999
 
     /// Throws `invalidPath` or `pathTooLong`.
-    public static func validate(_ path: String, limits: Limits) throws(ReplyError) {
+    /// `sequential`: checks `path` as it will be once the sequence suffix is appended (as in ZooKeeper,
+    /// "/dir/" is then a valid prefix of a child of "/dir"), without making that string.
+    public static func validate(_ path: String, sequential: Bool = false, limits: Limits) throws(ReplyError) {
         // One pass over contiguous UTF-8 (every request's path comes through here).
         var path = path
-        let problem = path.withUTF8 { bytes in check(bytes, pathBytesMax: limits.pathBytesMax) }
+        let problem = path.withUTF8 { bytes in
+            check(bytes, suffixBytes: sequential ? sequenceDigits : 0, pathBytesMax: limits.pathBytesMax)
+        }
         if let problem { throw problem }
     }
 
-    private static func check(_ bytes: UnsafeBufferPointer<UInt8>, pathBytesMax: Int) -> ReplyError? {
-        guard bytes.count <= pathBytesMax else {
-            return ReplyError(.pathTooLong, "path is \(bytes.count) bytes, at most \(pathBytesMax)")
+    /// `suffixBytes`: digits that will follow `bytes` (they end the last segment and make it a name).
+    private static func check(_ bytes: UnsafeBufferPointer<UInt8>, suffixBytes: Int, pathBytesMax: Int) -> ReplyError? {
+        guard bytes.count + suffixBytes <= pathBytesMax else {
+            return ReplyError(.pathTooLong, "path is \(bytes.count + suffixBytes) bytes, at most \(pathBytesMax)")
         }
         guard bytes.first == UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must start with /") }
         if bytes.count == 1 { return nil }
-        guard bytes.last != UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must not end with /") }
+        guard suffixBytes > 0 || bytes.last != UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must not end with /") }
         // Walk the segments once: each starts after a slash and must be a real name.
         var segmentBytes = 0
         var segmentDots = 0
@@ -43,7 +48,7 @@ public enum NamespacePath {
             segmentBytes += 1
             if byte == UInt8(ascii: ".") { segmentDots += 1 }
         }
-        return checkSegment(bytes: segmentBytes, dots: segmentDots)
+        return suffixBytes > 0 ? nil : checkSegment(bytes: segmentBytes, dots: segmentDots)
     }
 
     private static func checkSegment(bytes: Int, dots: Int) -> ReplyError? {

@@ -1,7 +1,7 @@
 import Collections
 
 /// The tree's nodes, keyed by parent path and name rather than by full path. Each parent with
-/// children has a `Directory`: its children as (name, node) entries in the order of the names'
+/// children has a `Directory` (one that had children may keep it empty: `withDirectory`): its children as (name, node) entries in the order of the names'
 /// UTF-8 bytes (the listing order, PROTOCOL.md §5.2), in chunks of at most `chunkMax`. A lookup
 /// hashes the parent's path and binary-searches the name. So a node costs its entry (its name,
 /// usually a small inline string, and the node) instead of a heap string for its full path plus a
@@ -55,21 +55,22 @@ struct NodeTree: Sendable {
                 root = newValue
                 return
             }
-            let delta = withDirectory(of: path) { directory, name -> Int in
-                let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
+            let (inserted, removed) = withDirectory(of: path) { directory, name -> (Bool, Node?) in
+                let location = directory.locate(name)
                 if location.found {
-                    guard let newValue else {
-                        Self.remove(at: location, from: &directory)
-                        return -1
-                    }
-                    directory![nodeAt: location] = newValue
-                    return 0
+                    guard let newValue else { return (false, directory.removeNode(at: location)) }
+                    directory[nodeAt: location] = newValue
+                    return (false, nil)
                 }
-                guard let newValue else { return 0 }
+                guard let newValue else { return (false, nil) }
                 Self.insert(newValue, named: name, into: &directory, at: location)
-                return 1
+                return (true, nil)
             }
-            count += delta
+            if inserted { count += 1 }
+            if let removed {
+                count -= 1
+                didRemove(removed, at: path)
+            }
         }
         // Changes in place (`tree[path]!.field = …`: a lookup and then an access to the directory;
         // hot paths use `update`, one access); removing is `removeValue` or setting nil.
@@ -92,6 +93,23 @@ struct NodeTree: Sendable {
         }
     }
 
+    /// `self[path]` with the path's parent given (nil for the root and its children: `/`), not made
+    /// again from the path.
+    subscript(path: String, parent parent: String?) -> Node? {
+        _read {
+            if path == NamespacePath.root {
+                yield root
+            } else {
+                let (directory, location) = lookup(path, parent: parent ?? NamespacePath.root)
+                if let directory, location.found {
+                    yield directory.chunks[location.chunk][location.position].node
+                } else {
+                    yield nil
+                }
+            }
+        }
+    }
+
     /// Inserts `node` at a non-root `path` unless a node is there (then false, nothing changed): one
     /// search and one access to the parent's directory instead of `contains` and then a set.
     /// `parent`: the path's parent if the caller has it already (not made again from the path).
@@ -100,7 +118,7 @@ struct NodeTree: Sendable {
         // Moved into its entry, not copied (a copy and a release of each of the node's arrays).
         var pending: Node? = node
         let inserted = withDirectory(of: path, parent: parent) { directory, name in
-            let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
+            let location = directory.locate(name)
             if location.found { return false }
             Self.insert(pending.take()!, named: name, into: &directory, at: location)
             return true
@@ -112,17 +130,18 @@ struct NodeTree: Sendable {
     /// Changes the node at `path` in place (nil: none; a node left there by `body` is inserted) with
     /// one access to its parent's directory: `tree[path]!.field = …` costs a lookup and then the
     /// access. `body` does not remove the node (that is `removeValue`).
-    mutating func update<Result, Failure: Error>(_ path: String,
+    /// `parent`: the path's parent if the caller has it already (not made again from the path).
+    mutating func update<Result, Failure: Error>(_ path: String, parent: String? = nil,
                                                  _ body: (inout Node?) throws(Failure) -> Result) throws(Failure) -> Result {
         if path == NamespacePath.root {
             defer { precondition(root.isSome, "the root cannot be removed") }
             return try body(&root)
         }
         var outcome: Swift.Result<Result, Failure>?
-        let inserted = withDirectory(of: path) { directory, name in
-            let location: Directory.Location = directory?.locate(name) ?? (0, 0, false)
+        let inserted = withDirectory(of: path, parent: parent) { directory, name in
+            let location = directory.locate(name)
             if location.found {
-                outcome = Swift.Result { () throws(Failure) in try body(&directory![nodeAt: location]) }
+                outcome = Swift.Result { () throws(Failure) in try body(&directory[nodeAt: location]) }
                 return false
             }
             var value: Node? = nil
@@ -135,30 +154,50 @@ struct NodeTree: Sendable {
         return try outcome!.get()
     }
 
-    /// A new entry where `locate` found its place (nil: the parent has no directory yet).
-    private static func insert(_ node: consuming Node, named name: UnsafeBufferPointer<UInt8>, into directory: inout Directory?,
+    /// A new entry where `locate` found its place.
+    private static func insert(_ node: consuming Node, named name: UnsafeBufferPointer<UInt8>, into directory: inout Directory,
                                at location: Directory.Location) {
-        if directory == nil { directory = Directory() }
-        directory!.insert(Entry(name: String(decoding: name, as: UTF8.self), node: node), at: location)
+        directory.insert(Entry(name: String(decoding: name, as: UTF8.self), node: node), at: location)
     }
 
     /// One access to the directory of a non-root `path`'s parent (each costs a hash of the parent's
-    /// path and a trie walk): `body` gets it in place (nil: none; left nil, none is made) and the
-    /// name's bytes (no string is made for it). `parent`: the path's parent, if the caller has it
-    /// (a string made once per create or delete rather than once per access).
+    /// path and a trie walk): `body` gets it in place (empty: no children) and the name's bytes (no
+    /// string is made for it). `parent`: the path's parent, if the caller has it (a string made once
+    /// per create or delete rather than once per access).
+    ///
+    /// In place in the trie's leaf (`updateValue(forKey:default:with:)`): its `subscript` `_modify`
+    /// moves the key and the directory out into a state that it copies and moves back (a profile's
+    /// `_HashNode.ValueUpdateState` items, ~3 % of a lock pair). A directory emptied by a removal
+    /// stays while its node exists (a lock's directory empties and fills once per pair: no trie
+    /// insert and removal each time; `didRemove` drops it with its node); one made here and left
+    /// empty is dropped at once (a path under a missing node leaves nothing behind).
     private mutating func withDirectory<Result>(of path: String, parent: String? = nil,
-                                                _ body: (inout Directory?, UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+                                                _ body: (inout Directory, UnsafeBufferPointer<UInt8>) -> Result) -> Result {
         var path = path
         return path.withUTF8 { bytes in
-            if let parent {
-                let slash = parent == NamespacePath.root ? 0 : parent.utf8.count
-                assert(bytes[slash] == UInt8(ascii: "/") && Self.lastSlash(bytes) == slash, "\(parent) is not the parent")
-                return body(&directories[parent], UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]))
+            let (slash, key) = Self.split(bytes, parent: parent)
+            let name = UnsafeBufferPointer(rebasing: bytes[(slash + 1)...])
+            var leftEmpty = false
+            let result = directories.updateValue(forKey: key, default: Directory()) { directory in
+                let wasEmpty = directory.chunks.isEmpty
+                defer { leftEmpty = wasEmpty && directory.chunks.isEmpty }
+                return body(&directory, name)
             }
-            let slash = Self.lastSlash(bytes)
-            return body(&directories[Self.parent(bytes, slash)], UnsafeBufferPointer(rebasing: bytes[(slash + 1)...]))
+            if leftEmpty { directories.removeValue(forKey: key) }
+            return result
         }
     }
+
+    /// After a node's removal: its directory, if it kept an empty one (see `withDirectory`). Only a
+    /// node that ever had a child (its children version moved) can have one: a lock's waiter node
+    /// costs no lookup here.
+    private mutating func didRemove(_ node: Node, at path: String) {
+        guard node.childrenVersion != 0, directories[path]?.chunks.isEmpty == true else { return }
+        directories.removeValue(forKey: path)
+    }
+
+    /// Directories in the table, empty ones kept included (for tests: none may outlive its node).
+    var directoryCount: Int { directories.count }
 
     /// Whether a node is at `path` (no copy of it).
     func contains(_ path: String) -> Bool {
@@ -168,11 +207,12 @@ struct NodeTree: Sendable {
     /// The directory of a non-root `path`'s parent (nil if the parent has no children) and where the
     /// name is in it or would go. One scan of the path; the name is compared as the path's own bytes
     /// (no string is made for it: several lookups per request).
-    private func lookup(_ path: String) -> (directory: Directory?, location: Directory.Location) {
+    /// `parent`: the path's parent, if the caller has it.
+    private func lookup(_ path: String, parent: String? = nil) -> (directory: Directory?, location: Directory.Location) {
         var path = path
         return path.withUTF8 { bytes in
-            let slash = Self.lastSlash(bytes)
-            guard let directory = directories[Self.parent(bytes, slash)] else { return (nil, (0, 0, false)) }
+            let (slash, key) = Self.split(bytes, parent: parent)
+            guard let directory = directories[key] else { return (nil, (0, 0, false)) }
             return (directory, directory.locate(UnsafeBufferPointer(rebasing: bytes[(slash + 1)...])))
         }
     }
@@ -186,6 +226,18 @@ struct NodeTree: Sendable {
             let parent = Self.parent(bytes, slash)
             return (parent, directories[parent]?.locate(UnsafeBufferPointer(rebasing: bytes[(slash + 1)...])))
         }
+    }
+
+    /// A non-root path's last slash and its parent (the directories' key): `parent` if the caller
+    /// has it, else made from the bytes.
+    private static func split(_ bytes: UnsafeBufferPointer<UInt8>, parent: String?) -> (slash: Int, parent: String) {
+        guard let parent else {
+            let slash = lastSlash(bytes)
+            return (slash, Self.parent(bytes, slash))
+        }
+        let slash = parent == NamespacePath.root ? 0 : parent.utf8.count
+        assert(bytes[slash] == UInt8(ascii: "/") && lastSlash(bytes) == slash, "\(parent) is not the parent")
+        return (slash, parent)
     }
 
     private static func lastSlash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
@@ -210,26 +262,21 @@ struct NodeTree: Sendable {
         precondition(path != NamespacePath.root, "the root cannot be removed")
         var refusal: Failure?
         let removed = withDirectory(of: path, parent: parent) { directory, name -> Node? in
-            guard let location = directory?.locate(name), location.found else { return nil }
+            let location = directory.locate(name)
+            guard location.found else { return nil }
             do throws(Failure) {
-                try check(directory![nodeAt: location]!)
+                try check(directory[nodeAt: location]!)
             } catch {
                 refusal = error
                 return nil
             }
-            return Self.remove(at: location, from: &directory).node
+            return directory.removeNode(at: location)
         }
         if let refusal { throw refusal }
-        if removed.isSome { count -= 1 }
+        guard let removed else { return nil }
+        count -= 1
+        didRemove(removed, at: path)
         return removed
-    }
-
-    /// Removes the entry, and the directory with it if that was its last.
-    @discardableResult
-    private static func remove(at location: Directory.Location, from directory: inout Directory?) -> Entry {
-        let entry = directory!.remove(at: location)
-        if directory!.chunks.isEmpty { directory = nil }
-        return entry
     }
 
     /// Up to `limit` names of the children of `parent` after `cursor` (all from the first when nil),
@@ -301,7 +348,7 @@ struct NodeTree: Sendable {
     /// full chunks. `parent` has no children yet.
     mutating func adopt(_ parent: String, sortedChildren entries: [Entry]) {
         guard !entries.isEmpty else { return }
-        precondition(directories[parent] == nil, "children adopted twice")
+        precondition(directories[parent]?.chunks.isEmpty ?? true, "children adopted twice")
         var directory = Directory()
         directory.chunks.reserveCapacity((entries.count + Self.chunkMax - 1) / Self.chunkMax)
         var start = 0
@@ -348,7 +395,8 @@ extension NodeTree.Directory {
 
     /// A stored node, in place; it stays (removing is `remove(at:)`).
     subscript(nodeAt location: Location) -> Node? {
-        get { chunks[location.chunk][location.position].node }
+        // Read in place: a removal's check reads the node it removes (a `get` copied it).
+        _read { yield chunks[location.chunk][location.position].node }
         _modify {
             yield &chunks[location.chunk][location.position].node
             precondition(chunks[location.chunk][location.position].node.isSome, "remove a node with removeValue")
@@ -395,9 +443,11 @@ extension NodeTree.Directory {
         }
     }
 
-    mutating func remove(at location: Location) -> NodeTree.Entry {
-        let entry = chunks[location.chunk].remove(at: location.position)
+    /// Removes the entry and hands out its node, moved out of it (`.node` of the removed entry copied
+    /// the node and released the entry's).
+    mutating func removeNode(at location: Location) -> Node? {
+        var entry = chunks[location.chunk].remove(at: location.position)
         if chunks[location.chunk].isEmpty { chunks.remove(at: location.chunk) }
-        return entry
+        return entry.node.take()
     }
 }

@@ -50,6 +50,26 @@ final class NamespacePathTests: XCTestCase {
         }
     }
 
+    /// A sequential create checks its prefix as the path will be with the suffix, without making that
+    /// string: the same verdict, error and message as checking the suffixed path.
+    func testASequentialPrefixIsCheckedAsThePathItWillBe() {
+        var limits = Limits()
+        limits.pathBytesMax = 24
+        let prefixes = ["/", "/a/", "/a", "/lock-", "", "a", "a/", "//", "/a//", "/.", "/..", "/a/./", "/a/../", "/a/.",
+                        "/a\u{0}/", "/a\u{1F}", "/\t", "/" + String(repeating: "a", count: 13),
+                        "/" + String(repeating: "a", count: 14), "/" + String(repeating: "é", count: 7)]
+        for prefix in prefixes {
+            let suffixed = prefix + NamespacePath.sequenceSuffix(0)
+            let expected = Result { () throws(ReplyError) in try NamespacePath.validate(suffixed, limits: limits) }
+            let actual = Result { () throws(ReplyError) in try NamespacePath.validate(prefix, sequential: true, limits: limits) }
+            switch (expected, actual) {
+            case (.success, .success): break
+            case (.failure(let expected), .failure(let actual)): XCTAssertEqual(actual, expected, prefix)
+            default: XCTFail("\(prefix): \(actual), expected \(expected)")
+            }
+        }
+    }
+
     func testParentAndName() {
         XCTAssertEqual(NamespacePath.parent(of: "/a"), "/")
         XCTAssertEqual(NamespacePath.parent(of: "/a/b/c"), "/a/b")
@@ -57,6 +77,13 @@ final class NamespacePathTests: XCTestCase {
         XCTAssertEqual(NamespacePath.name(of: "/a"), "a")
         XCTAssertEqual(NamespacePath.child("x", of: "/"), "/x")
         XCTAssertEqual(NamespacePath.child("x", of: "/a"), "/a/x")
+        XCTAssertEqual(NodePath.parent(of: "/ü/名前/é"), "/ü/名前")
+        XCTAssertEqual(NodePath.name(of: "/ü/名前"), "名前")
+        XCTAssertEqual(NodePath.parent(of: "/dir/"), "/dir", "a sequential prefix's parent")
+        XCTAssertEqual(NodePath.name(of: "/dir/"), "")
+        XCTAssertEqual(NodePath.parent(of: "x"), "/")
+        XCTAssertEqual(NodePath.name(of: "x"), "x")
+        XCTAssertEqual(NodePath.parent(of: "/"), "/")
     }
 
     func testSequenceSuffixIsTenDigitsZeroPadded() {

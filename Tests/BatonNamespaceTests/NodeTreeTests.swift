@@ -87,6 +87,36 @@ final class NodeTreeTests: XCTestCase {
         XCTAssertEqual(Array(order.dropFirst(2)), (names.filter { $0 != "n500" } + ["m"]).sorted(by: byteOrder).map { "/d/" + $0 })
     }
 
+    /// A directory emptied by a removal stays while its node exists (a lock's directory empties and
+    /// fills once per pair) and goes with the node; a miss under a missing or childless node makes none.
+    func testAnEmptiedDirectoryStaysWithItsNodeAndGoesWithIt() throws {
+        let namespace = makeNamespace()
+        let now = Time(milliseconds: 1_000)
+        try namespace.create("/d", data: [], mode: .container, session: 0, now: now)
+        XCTAssertEqual(namespace.nodes.directoryCount, 1, "the root's")
+        for _ in 0..<3 {
+            let child = try namespace.create("/d/n-", data: [], mode: .persistentSequential, session: 0, now: now).path
+            XCTAssertEqual(namespace.nodes.directoryCount, 2)
+            try namespace.delete(child, expectedVersion: -1, now: now)
+            XCTAssertEqual(namespace.nodes.directoryCount, 2, "kept, empty")
+            XCTAssertEqual(try namespace.children("/d").names, [])
+        }
+        let snapshot = namespace.snapshot().serialize()
+        assertFails(.noNode) { try namespace.delete("/missing/x", expectedVersion: -1, now: now) }
+        assertFails(.noNode) { try namespace.set("/missing/x", data: [], expectedVersion: -1, now: now) }
+        assertFails(.noNode) { try namespace.delete("/d/x/y", expectedVersion: -1, now: now) }
+        assertFails(.noNode) { try namespace.create("/missing/x", data: [], mode: .persistent, session: 0, now: now) }
+        XCTAssertEqual(namespace.nodes.directoryCount, 2, "a miss leaves no directory")
+        namespace.tick(now: Time(milliseconds: 3_000))
+        XCTAssertNil(namespace.node(at: "/d"), "swept")
+        XCTAssertEqual(namespace.nodes.directoryCount, 1, "the emptied directory went with its node; the root's stays, empty")
+        XCTAssertEqual(try namespace.children("/").names, [])
+        let restored = try Namespace(configuration: makeConfiguration(), now: now, recoveringFrom: snapshot, records: [[UInt8]]())
+        XCTAssertEqual(try restored.children("/").names, ["d"])
+        try restored.create("/d/m", data: [], mode: .persistent, session: 0, now: now)
+        XCTAssertEqual(try restored.children("/d").names, ["m"])
+    }
+
     func testANamespaceWithManyChildrenSurvivesASnapshotAndALaterWrite() throws {
         let namespace = makeNamespace()
         let now = Time(milliseconds: 1_000)
