@@ -93,6 +93,8 @@ final class Waiter {
         }
     }
 
+    /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
+    var forgotten = false
     /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and
     /// `ticketOf` then, so ending the waiter needs no lookup of either.
     var acquireAnswered = false
@@ -103,6 +105,11 @@ final class Waiter {
     var createAttempts = 0
     /// The node this waiter waits behind, or (holder) its own node.
     var watchedPath: String?
+    /// The local waiter whose node that is, when waited behind without a watch (`LockManager.waitBehind`).
+    var watchedWaiter: Waiter?
+    /// The local waiters waiting behind this one's node without a watch (`LockManager.waitBehind`):
+    /// told when it goes (`LockManager.forget`).
+    var waitersBehind: WaiterIDs?
     /// A waiting waiter also watches its own node (see `LockManager.watchOwnNode`).
     var watchesOwnNode = false
     /// Retries (of whatever the state does) scheduled: a retry deadline of an older one is stale.
