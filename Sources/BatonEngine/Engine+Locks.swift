@@ -68,7 +68,7 @@ extension Engine {
                 return
             }
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
-            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), now: now)
+            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), to: manager, now: now)
         case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
             lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                            requestID: requestID, connection: connection, session: session, now: now)
@@ -94,7 +94,7 @@ extension Engine {
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
             if let holderIndex, let holder, holds,
                !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders.remove(at: holderIndex) }
-            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
+            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), to: manager, now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
@@ -304,9 +304,14 @@ extension Engine {
         routeLockEffects(now: now, effects)
     }
 
-    /// One input (every acquire and release): no arrays of inputs or effects built for it.
+    /// One input: no arrays of inputs or effects built for it.
     func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
-        routeLockEffects(now: now, lockTime(now).apply(input, now: now))
+        applyLockInput(input, to: lockTime(now), now: now)
+    }
+
+    /// As above, to the manager `lockTime` gave for this call already (every acquire and release).
+    private func applyLockInput(_ input: LockInput<LockTicket>, to manager: LockManager<LockTicket>, now: Time) {
+        routeLockEffects(now: now, manager.apply(input, now: now))
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then

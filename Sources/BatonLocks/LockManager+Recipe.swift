@@ -535,7 +535,7 @@ extension LockManager {
             }
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
-            let ticket = ticketOf.removeValue(forKey: waiter.id)!
+            let ticket = takeTicket(&waiter.ticketSlot)!
             tickets[ticket] = nil
             waiter.acquireAnswered = true
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
@@ -729,7 +729,7 @@ extension LockManager {
 
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
-        guard !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) else { return }
+        guard !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) else { return }
         tickets[ticket] = nil
         waiter.acquireAnswered = true
         emit(.failed(ticket: ticket, error: error))
@@ -801,7 +801,7 @@ extension LockManager {
             finishRemoval(waiter)
         case .failure(let error):
             // Release and local state must not diverge: tell the releasing client, keep retrying.
-            if !releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
+            if !releaseAnswered, waiter.releaseTicketSlot >= 0, let ticket = ticketSlots[waiter.releaseTicketSlot] {
                 waiter.state = .removing(releaseAnswered: true)
                 emit(.failed(ticket: ticket, error: ReplyError(error.code, "the release did not reach the store; the sidecar keeps retrying")))
             }
@@ -812,7 +812,7 @@ extension LockManager {
     func finishRemoval(_ waiter: Waiter) {
         if case .removing(true) = waiter.state {
             // told already
-        } else if let ticket = releaseTicketOf.removeValue(forKey: waiter.id) {
+        } else if let ticket = takeTicket(&waiter.releaseTicketSlot) {
             emit(.released(ticket: ticket))
         }
         forget(waiter)
@@ -836,12 +836,12 @@ extension LockManager {
         }
         waiters[waiter.id] = nil
         waiter.forgotten = true
-        // An answered acquire's ticket left both tables with its reply: no hash here (every grant's case).
-        if !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) {
+        // An answered acquire's ticket left `tickets` and its slot with its reply: no hash here (every grant's case).
+        if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) {
             let pending = tickets.removeValue(forKey: ticket)
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }
-        if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
+        _ = takeTicket(&waiter.releaseTicketSlot)
         sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }

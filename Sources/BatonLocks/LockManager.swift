@@ -73,10 +73,12 @@ public final class LockManager<Ticket: Hashable> {
     var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires.
     var tickets: [Ticket: WaiterID] = [:]
-    /// The ticket of each pending acquire (both tables lose it with the reply), and the ticket of the
-    /// release that is removing a waiter.
-    var ticketOf: [WaiterID: Ticket] = [:]
-    var releaseTicketOf: [WaiterID: Ticket] = [:]
+    /// The tickets the waiters hold: a pending acquire's (`Waiter.ticketSlot`; it leaves `tickets` and
+    /// its slot with the reply) and that of the release removing a waiter (`Waiter.releaseTicketSlot`).
+    /// A waiter (not generic over `Ticket`) finds its tickets by index: no hash. Freed slots are reused,
+    /// so there are at most as many as tickets held at once.
+    var ticketSlots: [Ticket?] = []
+    var freeTicketSlots: [Int] = []
     var sessions: [UInt64: WaiterIDs] = [:]
     /// Every lock with local waiters, and the idle ones (no members: see `queueRetire`) kept for the
     /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
@@ -238,7 +240,7 @@ public final class LockManager<Ticket: Hashable> {
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         tickets[ticket] = waiter.id
-        ticketOf[waiter.id] = ticket
+        waiter.ticketSlot = holdTicket(ticket)
         sessions[session].insert(waiter.id)
         lock.members.insert(waiter.id)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
@@ -266,10 +268,10 @@ public final class LockManager<Ticket: Hashable> {
             waiter.hold = hold
             emit(.released(ticket: ticket))
         case .holding:
-            releaseTicketOf[waiter.id] = ticket
+            holdReleaseTicket(ticket, waiter)
             remove(waiter)
         case .waiting, .granting:
-            releaseTicketOf[waiter.id] = ticket
+            holdReleaseTicket(ticket, waiter)
             abandon(waiter, ReplyError(.lockCancelled, "released while waiting"))
         case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
@@ -348,6 +350,9 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Locks without local waiters whose state is kept for the next acquire (for tests and metrics).
     public var idleLockCount: Int { idleLockTotal }
+
+    /// Tickets of pending acquires and releases the manager holds (for tests: none once all are answered).
+    public var heldTicketCount: Int { ticketSlots.count - freeTicketSlots.count }
 
     /// Nodes the manager keeps a watch entry for (for tests: waiting behind a local node over a
     /// namespace that reports deletions needs none).
@@ -464,6 +469,32 @@ public final class LockManager<Ticket: Hashable> {
         let lock = LockState(path: path)
         locks[path] = lock
         return lock
+    }
+
+    /// Keeps `ticket` in a slot (`ticketSlots`) and gives its index.
+    func holdTicket(_ ticket: Ticket) -> Int {
+        guard let slot = freeTicketSlots.popLast() else {
+            ticketSlots.append(ticket)
+            return ticketSlots.count - 1
+        }
+        ticketSlots[slot] = ticket
+        return slot
+    }
+
+    /// The ticket in `slot` (nil for none, -1), freeing the slot.
+    func takeTicket(_ slot: inout Int) -> Ticket? {
+        guard slot >= 0 else { return nil }
+        let ticket = ticketSlots[slot]
+        ticketSlots[slot] = nil
+        freeTicketSlots.append(slot)
+        slot = -1
+        return ticket
+    }
+
+    /// The release removing `waiter` (one per waiter: a second finds it removing and is refused).
+    func holdReleaseTicket(_ ticket: Ticket, _ waiter: Waiter) {
+        _ = takeTicket(&waiter.releaseTicketSlot)
+        waiter.releaseTicketSlot = holdTicket(ticket)
     }
 
     func schedule(_ action: DeadlineAction, at milliseconds: UInt64) {

@@ -51,7 +51,7 @@ enum WaiterPhase: Equatable {
 }
 
 /// One acquire, from the request until its node is gone.
-/// Not generic over the owner's ticket (kept by the manager, `ticketOf`): generic code in the
+/// Not generic over the owner's ticket (kept by the manager, `ticketSlots`): generic code in the
 /// manager would look up this type's metadata at run time on every use.
 final class Waiter {
     let id: WaiterID
@@ -95,9 +95,13 @@ final class Waiter {
 
     /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
     var forgotten = false
-    /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and
-    /// `ticketOf` then, so ending the waiter needs no lookup of either.
+    /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
+    /// slot then, so ending the waiter needs no lookup of either.
     var acquireAnswered = false
+    /// Where the manager keeps this waiter's pending acquire's ticket and its release's
+    /// (`LockManager.ticketSlots`); -1: none.
+    var ticketSlot = -1
+    var releaseTicketSlot = -1
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
