@@ -305,13 +305,13 @@ extension Engine {
     }
 
     /// One input: no arrays of inputs or effects built for it.
-    func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
-        applyLockInput(input, to: lockTime(now), now: now)
+    func applyLockInput(_ input: consuming LockInput<LockTicket>, now: Time) {
+        applyLockInput(consume input, to: lockTime(now), now: now)
     }
 
     /// As above, to the manager `lockTime` gave for this call already (every acquire and release).
-    private func applyLockInput(_ input: LockInput<LockTicket>, to manager: LockManager<LockTicket>, now: Time) {
-        routeLockEffects(now: now, manager.apply(input, now: now))
+    private func applyLockInput(_ input: consuming LockInput<LockTicket>, to manager: LockManager<LockTicket>, now: Time) {
+        routeLockEffects(now: now, manager.apply(consume input, now: now))
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then

@@ -4,8 +4,9 @@ import BatonProtocol
 /// dispatched by `complete`) and re-finds its waiter by id, checking that the waiter is still in the
 /// state that asked (later answers for waiters that moved on are dropped).
 extension LockManager {
-    func complete(_ answer: NamespaceAnswer) {
-        switch answer {
+    func complete(_ answer: consuming NamespaceAnswer) {
+        // Consumed: the payload moves into the step (no copy of the answer's strings and results).
+        switch consume answer {
         case .created(let waiter, let result): createCompleted(waiter, result)
         case .ensured(let id, let path, let result): ensureCompleted(id, path, result)
         case .recoveryListed(let id, let result): recoveryListed(id, result)
@@ -191,7 +192,7 @@ extension LockManager {
         releaseCreateSlot(waiter, lock)
         waiter.adoptNode(name, path: path)
         waiter.token = stat.createdTransaction
-        lock.bySequence[name.sequence] = waiter.id
+        lock.bySequence[name.sequence] = waiter
         localOrderInsert(lock, waiter)
         let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if abandoned {
@@ -222,7 +223,7 @@ extension LockManager {
 
     /// The local waiter whose node has this name, if any.
     func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter? {
-        guard let id = lock.bySequence[name.sequence], let waiter = waiters[id], waiter.name == name else { return nil }
+        guard let waiter = lock.bySequence[name.sequence], !waiter.forgotten, waiter.name == name else { return nil }
         return waiter
     }
 
@@ -846,8 +847,9 @@ extension LockManager {
         let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
-        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
-            lock.bySequence[name.sequence] = nil
+        if let name = waiter.name, let index = lock.bySequence.index(forKey: name.sequence),
+           lock.bySequence.values[index] === waiter {
+            lock.bySequence.remove(at: index)
             queueRemove(lock, name)
         }
         if lock.members.isEmpty { queueRetire(lock) }

@@ -117,8 +117,8 @@ public final class LockManager<Ticket: Hashable> {
     /// recipe never re-enters itself); answers that come later are inputs of their own
     /// (`NamespaceAnswer`), applied by the manager's namespace callbacks when they run: their
     /// effects wait in the outbox (`takeEffects`, announced by `effectsAvailable`).
-    public func apply(_ input: LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
-        run(input, now)
+    public func apply(_ input: consuming LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
+        run(consume input, now)
         return takeEffects()
     }
 
@@ -166,9 +166,10 @@ public final class LockManager<Ticket: Hashable> {
     }
 
     /// One input, then every namespace answer it caused that arrived meanwhile.
-    private func run(_ input: LockInput<Ticket>, _ now: Time) {
+    /// Inputs are consumed along the way: the request moves into the step, not copied.
+    private func run(_ input: consuming LockInput<Ticket>, _ now: Time) {
         beginStep(now)
-        step(input)
+        step(consume input)
         endStep()
     }
 
@@ -186,27 +187,27 @@ public final class LockManager<Ticket: Hashable> {
 
     /// An answer the step's own plain call produced (`ImmediateLockNamespace`, or the grant that needs
     /// no read): applied after the step, as `arrived` does with answers that come during a step.
-    func answeredInStep(_ answer: NamespaceAnswer) {
+    func answeredInStep(_ answer: consuming NamespaceAnswer) {
         assert(running)
-        arrivedDuringStep.append(answer)
+        arrivedDuringStep.append(consume answer) // moved in, not copied
     }
 
     /// A namespace callback ran. During a step (a namespace that answers at once) the answer waits for
     /// the step to end; otherwise (a namespace that answers later) it is an input of its own, at the
     /// manager's latest time.
-    func arrived(_ answer: NamespaceAnswer) {
+    func arrived(_ answer: consuming NamespaceAnswer) {
         guard !running else {
-            arrivedDuringStep.append(answer)
+            arrivedDuringStep.append(consume answer)
             return
         }
         beginStep(Time(milliseconds: nowMilliseconds))
-        complete(answer)
+        complete(consume answer)
         endStep()
         if !effects.isEmpty { effectsAvailable?() }
     }
 
-    private func step(_ input: LockInput<Ticket>) {
-        switch input {
+    private func step(_ input: consuming LockInput<Ticket>) {
+        switch consume input {
         case .acquire(let request, let ticket, let session, let clientName):
             startAcquire(request, ticket: ticket, session: session, clientName: clientName)
         case .release(let node, let token, let session, let ticket):

@@ -266,7 +266,9 @@ final class LockState {
     let path: String
     var members: Set<WaiterID> = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
-    var bySequence: [UInt64: WaiterID] = [:]
+    /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
+    /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
+    var bySequence: [UInt64: Waiter] = [:]
     /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock).
     var localOrder: Deque<WaiterID> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
