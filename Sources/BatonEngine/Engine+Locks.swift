@@ -322,7 +322,7 @@ extension Engine {
     /// The common case (nothing queued before the step, its namespace outputs only log records, nothing
     /// in the outbox) routes the effects in order without passing them through the queue: what they
     /// cause queues behind them and is drained after the last, as if they had been queued.
-    func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
+    func routeLockEffects(now: Time, _ effects: consuming [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
         guard !manager.hasEffects, routeLogRecordsOnly() else {
             collectNamespaceOutputs()
@@ -333,7 +333,9 @@ extension Engine {
         }
         guard !effects.isEmpty else { return }
         isDraining = true
-        for effect in effects {
+        // Moved out of the step's own array one by one, in order (not copied).
+        effects.reverse()
+        while let effect = effects.popLast() {
             applyLockEffect(effect, now: now)
             finishRouted(now: now)
         }
@@ -341,9 +343,9 @@ extension Engine {
         drain(now: now)
     }
 
-    func applyLockEffect(_ effect: LockEffect<LockTicket>, now: Time) {
+    func applyLockEffect(_ effect: consuming LockEffect<LockTicket>, now: Time) {
         if lockSetEffect(effect, now: now) { return }
-        switch effect {
+        switch consume effect {
         case .granted(let ticket, let node, let token):
             // The acquire's end, then its connection's count and session in one lookup of the connection.
             guard let session = finishPendingAcquireGivingSession(ticket) else {
