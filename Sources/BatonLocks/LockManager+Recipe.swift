@@ -1,8 +1,9 @@
 import BatonProtocol
 
 /// The recipe's steps. Each namespace call's answer comes back as an input (`NamespaceAnswer`,
-/// dispatched by `complete`) and re-finds its waiter by id, checking that the waiter is still in the
-/// state that asked (later answers for waiters that moved on are dropped).
+/// dispatched by `complete`) and re-finds its waiter (by id, or carried: the create, grant check and
+/// delete), checking that the waiter is still known and in the state that asked (later answers for
+/// waiters that moved on are dropped).
 extension LockManager {
     func complete(_ answer: consuming NamespaceAnswer) {
         // Consumed: the payload moves into the step (no copy of the answer's strings and results).
