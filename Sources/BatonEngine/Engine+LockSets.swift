@@ -85,8 +85,10 @@ extension Engine {
     /// Takes the effects that concern sets; false for the others.
     func lockSetEffect(_ effect: LockEffect<LockTicket>, now: Time) -> Bool {
         switch effect {
-        case .granted(let ticket, let node, let token):
-            guard case .setAcquire(let index, let session) = ticket.part else { return false }
+        case .granted(let ticket, _, _):
+            // The node is bound only for a set's grant (not copied for every other).
+            guard case .setAcquire(let index, let session) = ticket.part,
+                  case .granted(_, let node, let token) = effect else { return false }
             lockSetGranted(LockTicket(connection: ticket.connection, requestID: ticket.requestID), index: index,
                            session: session, node: node, token: token, now: now)
         case .failed(let ticket, let error):
@@ -104,7 +106,7 @@ extension Engine {
         case .reentered(let ticket, _, _, _):
             return ticket.part != .whole // never: a set names no owner
         case .lost(_, let node, let token, let reason):
-            guard let entry = locks.setOfNode[node], entry.token == token else { return false }
+            guard !locks.setOfNode.isEmpty, let entry = locks.setOfNode[node], entry.token == token else { return false }
             // The client never learned this node: the set fails instead of an event.
             let code: ErrorCode = reason == .sessionExpired ? .sessionExpired : .lockLost
             lockSetFail(entry.set, ReplyError(code, "\(node) was lost (\(reason)) before every lock was held"), now: now)

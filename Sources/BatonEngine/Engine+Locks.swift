@@ -68,7 +68,7 @@ extension Engine {
                 return
             }
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
-            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), now: now)
+            applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), to: manager, now: now)
         case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
             lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                            requestID: requestID, connection: connection, session: session, now: now)
@@ -94,7 +94,7 @@ extension Engine {
             // A reentrant hold stays (and keeps its lockLost route) until its last release.
             if let holderIndex, let holder, holds,
                !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders.remove(at: holderIndex) }
-            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), now: now)
+            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), to: manager, now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
@@ -304,9 +304,14 @@ extension Engine {
         routeLockEffects(now: now, effects)
     }
 
-    /// One input (every acquire and release): no arrays of inputs or effects built for it.
-    func applyLockInput(_ input: LockInput<LockTicket>, now: Time) {
-        routeLockEffects(now: now, lockTime(now).apply(input, now: now))
+    /// One input: no arrays of inputs or effects built for it.
+    func applyLockInput(_ input: consuming LockInput<LockTicket>, now: Time) {
+        applyLockInput(consume input, to: lockTime(now), now: now)
+    }
+
+    /// As above, to the manager `lockTime` gave for this call already (every acquire and release).
+    private func applyLockInput(_ input: consuming LockInput<LockTicket>, to manager: LockManager<LockTicket>, now: Time) {
+        routeLockEffects(now: now, manager.apply(consume input, now: now))
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
@@ -317,7 +322,7 @@ extension Engine {
     /// The common case (nothing queued before the step, its namespace outputs only log records, nothing
     /// in the outbox) routes the effects in order without passing them through the queue: what they
     /// cause queues behind them and is drained after the last, as if they had been queued.
-    func routeLockEffects(now: Time, _ effects: [LockEffect<LockTicket>] = []) {
+    func routeLockEffects(now: Time, _ effects: consuming [LockEffect<LockTicket>] = []) {
         guard let manager = locks.manager else { return }
         guard !manager.hasEffects, routeLogRecordsOnly() else {
             collectNamespaceOutputs()
@@ -328,7 +333,9 @@ extension Engine {
         }
         guard !effects.isEmpty else { return }
         isDraining = true
-        for effect in effects {
+        // Moved out of the step's own array one by one, in order (not copied).
+        effects.reverse()
+        while let effect = effects.popLast() {
             applyLockEffect(effect, now: now)
             finishRouted(now: now)
         }
@@ -336,9 +343,9 @@ extension Engine {
         drain(now: now)
     }
 
-    func applyLockEffect(_ effect: LockEffect<LockTicket>, now: Time) {
+    func applyLockEffect(_ effect: consuming LockEffect<LockTicket>, now: Time) {
         if lockSetEffect(effect, now: now) { return }
-        switch effect {
+        switch consume effect {
         case .granted(let ticket, let node, let token):
             // The acquire's end, then its connection's count and session in one lookup of the connection.
             guard let session = finishPendingAcquireGivingSession(ticket) else {

@@ -48,7 +48,8 @@ public enum LockInput<Ticket: Hashable> {
 /// that asked. Each step re-finds its waiter by id and checks it is still in the state that asked:
 /// answers for waiters that moved on are dropped.
 enum NamespaceAnswer {
-    case created(WaiterID, Result<LockCreatedNode, ReplyError>)
+    /// The immediate answers of the hot path carry their waiter (no lookup by id; `Waiter.forgotten`).
+    case created(Waiter, Result<LockCreatedNode, ReplyError>)
     case ensured(WaiterID, path: String, Result<LockCreatedNode, ReplyError>)
     case recoveryListed(WaiterID, Result<[String], ReplyError>)
     case recoveryChecked(WaiterID, path: String, Result<Stat?, ReplyError>)
@@ -59,9 +60,9 @@ enum NamespaceAnswer {
     /// A node watch was set; `grant`: the read is also that waiter's grant check.
     case watchSet(path: String, generation: UInt64, grant: WaiterID?, Result<Stat?, ReplyError>)
     case watchFired(path: String, generation: UInt64, WatchEventType)
-    /// A local waiter's node that others wait behind is gone, over a namespace that reports
-    /// deletions (queued by `forget`, as a watch's `.deleted` would be).
-    case ownNodeDeleted(path: String, generation: UInt64, LockState, WaiterName)
-    case grantChecked(WaiterID, Result<Stat?, ReplyError>)
-    case deleted(WaiterID, Result<Void, ReplyError>)
+    /// A local waiter's node that others wait behind (`interested`) is gone, over a namespace that
+    /// reports deletions (queued by `forget`, as a watch's `.deleted` would be).
+    case ownNodeDeleted(path: String, lock: LockState, name: WaiterName, interested: WaiterIDs)
+    case grantChecked(Waiter, Result<Stat?, ReplyError>)
+    case deleted(Waiter, Result<Void, ReplyError>)
 }

@@ -137,20 +137,26 @@ extension LockManager {
         judge(waiter, lock, standing, fromQueue: true)
     }
 
-    /// Idle locks kept in `idleLocks` at most (then forgotten all at once: they only save listings
+    /// Idle locks kept in `locks` at most (then forgotten all at once: they only save listings
     /// and the lock's state being made again).
     static var idleLocksMax: Int { 4_096 }
 
     /// The last local waiter of a lock went. If its queue was trusted and empty, that stays true while
     /// nobody watches (no node with a lower sequence can appear; the next create checks the lock
-    /// node's identity), so the next acquire on the lock needs no listing: the lock's state is kept
-    /// (with its tables' storage) for it, unless an answer, watch or retry for it is still due
-    /// (those find a lock by identity, `locks[path] === lock`, and must find none).
+    /// node's identity), so the next acquire on the lock needs no listing: the lock's state stays in
+    /// `locks`, idle (with its tables' storage), for it, unless an answer, watch or retry for it is
+    /// still due (those find a lock by identity, `isActive`, and must find none): then it goes.
     func queueRetire(_ lock: LockState) {
         guard lock.queueTrusted, lock.queue.isEmpty, lock.queueLockIdentity != nil,
-              !lock.listingInFlight, !lock.listingRetryScheduled, !lock.childrenWatchArmed else { return }
-        if idleLocks.count >= Self.idleLocksMax { idleLocks.removeAll() }
+              !lock.listingInFlight, !lock.listingRetryScheduled, !lock.childrenWatchArmed else {
+            locks[lock.path] = nil
+            return
+        }
+        if idleLockTotal >= Self.idleLocksMax {
+            locks = locks.filter { !$0.value.members.isEmpty || $0.value === lock }
+            idleLockTotal = 0
+        }
         lock.clearForIdle()
-        idleLocks[lock.path] = lock
+        idleLockTotal += 1
     }
 }

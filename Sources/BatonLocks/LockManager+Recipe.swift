@@ -1,12 +1,14 @@
 import BatonProtocol
 
 /// The recipe's steps. Each namespace call's answer comes back as an input (`NamespaceAnswer`,
-/// dispatched by `complete`) and re-finds its waiter by id, checking that the waiter is still in the
-/// state that asked (later answers for waiters that moved on are dropped).
+/// dispatched by `complete`) and re-finds its waiter (by id, or carried: the create, grant check and
+/// delete), checking that the waiter is still known and in the state that asked (later answers for
+/// waiters that moved on are dropped).
 extension LockManager {
-    func complete(_ answer: NamespaceAnswer) {
-        switch answer {
-        case .created(let id, let result): createCompleted(id, result)
+    func complete(_ answer: consuming NamespaceAnswer) {
+        // Consumed: the payload moves into the step (no copy of the answer's strings and results).
+        switch consume answer {
+        case .created(let waiter, let result): createCompleted(waiter, result)
         case .ensured(let id, let path, let result): ensureCompleted(id, path, result)
         case .recoveryListed(let id, let result): recoveryListed(id, result)
         case .recoveryChecked(let id, let path, let result): recoveryChecked(id, path, result)
@@ -16,23 +18,22 @@ extension LockManager {
         case .permitsRead(let id, let result): permitDataArrived(id, result)
         case .watchSet(let path, let generation, let grant, let result):
             nodeWatchSet(path, generation, result)
-            if let grant { grantChecked(grant, result) }
+            if let grant, let waiter = waiters[grant] { grantChecked(waiter, result) }
         case .watchFired(let path, let generation, let type): nodeWatchFired(path, generation, type)
-        case .ownNodeDeleted(let path, let generation, let lock, let name): ownNodeDeleted(path, generation, lock, name)
-        case .grantChecked(let id, let result): grantChecked(id, result)
-        case .deleted(let id, let result): deleteCompleted(id, result)
+        case .ownNodeDeleted(let path, let lock, let name, let interested): ownNodeDeleted(path, lock, name, interested)
+        case .grantChecked(let waiter, let result): grantChecked(waiter, result)
+        case .deleted(let waiter, let result): deleteCompleted(waiter, result)
         }
     }
 
     // MARK: Creating the waiter node
 
     func startCreate(_ waiter: Waiter, _ lock: LockState) {
-        if lock.creatingSessions.contains(waiter.session) {
+        guard lock.creatingSessions.insert(waiter.session).inserted else {
             waiter.state = .queuedForCreate
             lock.createBacklog.append(waiter.id)
             return
         }
-        lock.creatingSessions.insert(waiter.session)
         createNode(waiter, lock)
     }
 
@@ -55,20 +56,19 @@ extension LockManager {
         waiter.createAttempts += 1
         waiter.state = .creating(abandoned: waiter.isAbandoned)
         waiter.createIssuedListing = lock.listingsIssued
-        let id = waiter.id
-        let path = lock.path + "/" + WaiterName.prefix(kind: waiter.kind, session: waiter.session)
+        let path = WaiterName.createPath(lockPath: lock.path, kind: waiter.kind, session: waiter.session)
         let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
         if let immediate {
-            answeredInStep(.created(id, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
+            answeredInStep(.created(waiter, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
             return
         }
         namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
-            self?.arrived(.created(id, result))
+            self?.arrived(.created(waiter, result))
         }
     }
 
-    func createCompleted(_ id: WaiterID, _ result: Result<LockCreatedNode, ReplyError>) {
-        guard let waiter = waiters[id], case .creating(let abandoned) = waiter.state else { return }
+    func createCompleted(_ waiter: Waiter, _ result: Result<LockCreatedNode, ReplyError>) {
+        guard !waiter.forgotten, case .creating(let abandoned) = waiter.state else { return }
         let lock = waiter.lock
         switch result {
         case .success(let created):
@@ -183,7 +183,7 @@ extension LockManager {
     }
 
     func adopt(_ waiter: Waiter, _ lock: LockState, path: String, stat: Stat, lockIdentity: UInt64?) {
-        guard let name = WaiterName(parsing: NodePath.name(of: path)) else {
+        guard let name = WaiterName(lastComponentOf: path) else {
             // The namespace named the node in a way the recipe cannot order: remove it and refuse.
             namespace.delete(path: path, expectedVersion: anyVersion) { _ in }
             failWithoutNode(waiter, lock, ReplyError(.internalError, "unexpected waiter node name \(path)"))
@@ -193,7 +193,7 @@ extension LockManager {
         releaseCreateSlot(waiter, lock)
         waiter.adoptNode(name, path: path)
         waiter.token = stat.createdTransaction
-        lock.bySequence[name.sequence] = waiter.id
+        lock.bySequence[name.sequence] = waiter
         localOrderInsert(lock, waiter)
         let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if abandoned {
@@ -224,7 +224,7 @@ extension LockManager {
 
     /// The local waiter whose node has this name, if any.
     func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter? {
-        guard let id = lock.bySequence[name.sequence], let waiter = waiters[id], waiter.name == name else { return nil }
+        guard let waiter = lock.bySequence[name.sequence], !waiter.forgotten, waiter.name == name else { return nil }
         return waiter
     }
 
@@ -271,14 +271,14 @@ extension LockManager {
     }
 
     func childrenWatchFired(_ lock: LockState, _ generation: UInt64) {
-        guard locks[lock.path] === lock, lock.childrenWatchGeneration == generation else { return }
+        guard isActive(lock), lock.childrenWatchGeneration == generation else { return }
         lock.childrenWatchArmed = false
         if needsChildrenWatch(lock) { requestListing(lock, judging: nil) }
     }
 
     func listingCompleted(_ lock: LockState, _ serial: UInt64, _ watchGeneration: UInt64?,
                           _ judging: Set<WaiterID>, _ everyone: Bool, _ result: Result<[String], ReplyError>) {
-        guard locks[lock.path] === lock else { return }
+        guard isActive(lock) else { return }
         lock.listingInFlight = false
         let failedWatch = { if let watchGeneration, lock.childrenWatchGeneration == watchGeneration { lock.childrenWatchArmed = false } }
         switch result {
@@ -294,7 +294,7 @@ extension LockManager {
             lock.judgeEveryone = lock.judgeEveryone || everyone
             scheduleListingRetry(lock)
         }
-        guard locks[lock.path] === lock, !lock.listingInFlight else { return }
+        guard isActive(lock), !lock.listingInFlight else { return }
         if lock.listingWanted { issueListing(lock) }
     }
 
@@ -346,7 +346,7 @@ extension LockManager {
             guard waiter.phase == .waiting else { continue }
             judge(waiter, lock, standing, fromQueue: false)
         }
-        if locks[lock.path] === lock, !lock.childrenWatchArmed, needsChildrenWatch(lock) {
+        if isActive(lock), !lock.childrenWatchArmed, needsChildrenWatch(lock) {
             lock.listingWanted = true
         }
     }
@@ -436,10 +436,13 @@ extension LockManager {
             guard mayWait(waiter) else { return }
             // A waiting semaphore waiter (behind nil) relies on the lock's children watch.
             guard let behind else { return }
-            let path = lock.path + "/" + behind.name
+            // A local waiter's node over a namespace that reports deletions: waited behind on the
+            // waiter itself (its path is its own, not built again).
+            let predecessor = watchesOwnNodes ? nil : localWaiter(lock, behind)
+            let path = predecessor?.nodePath ?? lock.path + "/" + behind.name
             if waiter.watchedPath != path {
                 unwatch(waiter)
-                watchNode(path, waiter, ownNode: !watchesOwnNodes && localWaiter(lock, behind) != nil)
+                if let predecessor { waitBehind(predecessor, path, waiter) } else { watchNode(path, waiter) }
             }
             watchOwnNode(waiter)
         case .kindMismatch:
@@ -509,9 +512,8 @@ extension LockManager {
     /// told of its deletion (the waiter would not be granting); the answer still comes after the step.
     func issueGrantRead(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
-        let id = waiter.id
         if !watchesOwnNodes {
-            answeredInStep(.grantChecked(id, .success(Stat())))
+            answeredInStep(.grantChecked(waiter, .success(Stat())))
             return
         }
         if waiter.kind != .semaphore && waiter.watchedPath == nil {
@@ -519,12 +521,12 @@ extension LockManager {
             if !addInterest(path, waiter, grant: true) { return }
         }
         namespace.exists(path: path, watch: nil) { [weak self] result in
-            self?.arrived(.grantChecked(id, result))
+            self?.arrived(.grantChecked(waiter, result))
         }
     }
 
-    func grantChecked(_ id: WaiterID, _ result: Result<Stat?, ReplyError>) {
-        guard let waiter = waiters[id], waiter.phase == .granting else { return }
+    func grantChecked(_ waiter: Waiter, _ result: Result<Stat?, ReplyError>) {
+        guard !waiter.forgotten, waiter.phase == .granting else { return }
         switch result {
         case .success(nil):
             nodeVanished(waiter)
@@ -535,7 +537,7 @@ extension LockManager {
             }
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
-            let ticket = ticketOf.removeValue(forKey: waiter.id)!
+            let ticket = takeTicket(&waiter.ticketSlot)!
             tickets[ticket] = nil
             waiter.acquireAnswered = true
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
@@ -552,12 +554,20 @@ extension LockManager {
     /// Registers interest in `path`'s deletion. One namespace watch per node serves every local waiter
     /// interested in it (readers behind one writer; a holder and its successor), so one deletion is
     /// one notification.
-    /// `ownNode`: the node is a local waiter's over a namespace that `reportsDeletions`. Its deletion
-    /// then always passes through the manager (its own delete, or `LockInput.nodeDeleted`), which
-    /// tells the interested waiters as the watch would (`forget`): no namespace watch is set.
-    func watchNode(_ path: String, _ waiter: Waiter, ownNode: Bool = false) {
+    func watchNode(_ path: String, _ waiter: Waiter) {
         waiter.watchedPath = path
-        addInterest(path, waiter, grant: false, ownNode: ownNode)
+        addInterest(path, waiter, grant: false)
+    }
+
+    /// `waiter` waits behind `predecessor`'s node (at `path`), a local waiter's over a namespace that
+    /// `reportsDeletions`. Its deletion always passes through the manager (its own delete, a session's
+    /// end, or `LockInput.nodeDeleted`), which tells those behind it as a watch would (`forget`): no
+    /// namespace watch, and no `nodeWatches` entry (the interest is kept on the predecessor).
+    func waitBehind(_ predecessor: Waiter, _ path: String, _ waiter: Waiter) {
+        precondition(!watchesOwnNodes)
+        waiter.watchedPath = path
+        waiter.watchedWaiter = predecessor
+        predecessor.waitersBehind.insert(waiter.id)
     }
 
     /// A waiting waiter watches its own node too: if someone else deletes it, the acquire is answered
@@ -572,7 +582,7 @@ extension LockManager {
     /// True if the node was watched already (no read issued); else the read that sets the watch is
     /// issued, and with `grant` its answer is also the waiter's grant check.
     @discardableResult
-    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool, ownNode: Bool = false) -> Bool {
+    private func addInterest(_ path: String, _ waiter: Waiter, grant: Bool) -> Bool {
         if let index = nodeWatches.index(forKey: path) {
             nodeWatches.values[index].interested.insert(waiter.id)
             return true
@@ -580,10 +590,6 @@ extension LockManager {
         nextWatchGeneration += 1
         let generation = nextWatchGeneration
         nodeWatches[path] = NodeWatch(interested: .one(waiter.id), generation: generation)
-        if ownNode {
-            precondition(!grant && !watchesOwnNodes)
-            return false
-        }
         let granted = grant ? waiter.id : nil
         namespace.exists(path: path, watch: { [weak self] type in
             self?.arrived(.watchFired(path: path, generation: generation, type))
@@ -600,6 +606,11 @@ extension LockManager {
         }
         guard let path = waiter.watchedPath else { return }
         waiter.watchedPath = nil
+        if let predecessor = waiter.watchedWaiter {
+            waiter.watchedWaiter = nil
+            predecessor.waitersBehind.remove(waiter.id)
+            return
+        }
         nodeWatches[path]?.interested.remove(waiter.id)
         // The namespace watch stays armed until the node goes; that one notification is then ignored.
     }
@@ -657,18 +668,16 @@ extension LockManager {
     }
 
     private func nodeGone(_ path: String, _ interested: WaiterIDs?) {
-        if let lock = locks[NodePath.parent(of: path)], let name = WaiterName(parsing: NodePath.name(of: path)) {
+        if let lock = activeLock(NodePath.parent(of: path)), let name = WaiterName(lastComponentOf: path) {
             nodeLeft(lock, name)
         }
         if let interested { wakeBehind(path, interested) }
     }
 
     /// The deletion event `forget` queued for a local waiter's node that others wait behind
-    /// (`.ownNodeDeleted`): `nodeWatchFired`'s `.deleted`, with the node's lock and name known (no
-    /// path parsed or looked up). A lock without members is out of `locks` (`nodeGone` finds none).
-    func ownNodeDeleted(_ path: String, _ generation: UInt64, _ lock: LockState, _ name: WaiterName) {
-        guard let index = nodeWatches.index(forKey: path), nodeWatches.values[index].generation == generation else { return }
-        guard let interested = nodeWatches.remove(at: index).value.interested else { return }
+    /// (`.ownNodeDeleted`): `nodeWatchFired`'s `.deleted`, with the node's lock and name and those
+    /// interested known (no path parsed or looked up). A lock without members is idle (`nodeGone` finds none).
+    func ownNodeDeleted(_ path: String, _ lock: LockState, _ name: WaiterName, _ interested: WaiterIDs) {
         if !lock.members.isEmpty { nodeLeft(lock, name) }
         wakeBehind(path, interested)
     }
@@ -702,9 +711,10 @@ extension LockManager {
     }
 
     private func wake(_ waiter: Waiter, behind path: String) {
-        guard waiters[waiter.id] === waiter, waiter.watchedPath == path else { return }
+        guard !waiter.forgotten, waiter.watchedPath == path else { return }
         let lock = waiter.lock
         waiter.watchedPath = nil
+        waiter.watchedWaiter = nil
         switch waiter.phase {
         case .waiting:
             if !queueRejudge(waiter, lock) { requestListing(lock, judging: waiter) }
@@ -721,7 +731,7 @@ extension LockManager {
 
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
-        guard !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) else { return }
+        guard !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) else { return }
         tickets[ticket] = nil
         waiter.acquireAnswered = true
         emit(.failed(ticket: ticket, error: error))
@@ -775,18 +785,17 @@ extension LockManager {
 
     func issueDelete(_ waiter: Waiter) {
         guard let path = waiter.nodePath else { return }
-        let id = waiter.id
         if let immediate {
-            answeredInStep(.deleted(id, immediate.delete(path: path, expectedVersion: anyVersion)))
+            answeredInStep(.deleted(waiter, immediate.delete(path: path, expectedVersion: anyVersion)))
             return
         }
         namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
-            self?.arrived(.deleted(id, result))
+            self?.arrived(.deleted(waiter, result))
         }
     }
 
-    func deleteCompleted(_ id: WaiterID, _ result: Result<Void, ReplyError>) {
-        guard let waiter = waiters[id], case .removing(let releaseAnswered) = waiter.state else { return }
+    func deleteCompleted(_ waiter: Waiter, _ result: Result<Void, ReplyError>) {
+        guard !waiter.forgotten, case .removing(let releaseAnswered) = waiter.state else { return }
         switch result {
         case .success:
             finishRemoval(waiter)
@@ -794,7 +803,7 @@ extension LockManager {
             finishRemoval(waiter)
         case .failure(let error):
             // Release and local state must not diverge: tell the releasing client, keep retrying.
-            if !releaseAnswered, let ticket = releaseTicketOf[waiter.id] {
+            if !releaseAnswered, waiter.releaseTicketSlot >= 0, let ticket = ticketSlots[waiter.releaseTicketSlot] {
                 waiter.state = .removing(releaseAnswered: true)
                 emit(.failed(ticket: ticket, error: ReplyError(error.code, "the release did not reach the store; the sidecar keeps retrying")))
             }
@@ -805,7 +814,7 @@ extension LockManager {
     func finishRemoval(_ waiter: Waiter) {
         if case .removing(true) = waiter.state {
             // told already
-        } else if let ticket = releaseTicketOf.removeValue(forKey: waiter.id) {
+        } else if let ticket = takeTicket(&waiter.releaseTicketSlot) {
             emit(.released(ticket: ticket))
         }
         forget(waiter)
@@ -813,31 +822,38 @@ extension LockManager {
 
     func forget(_ waiter: Waiter) {
         unwatch(waiter)
-        if !watchesOwnNodes, !nodeWatches.isEmpty, let path = waiter.nodePath, let entry = nodeWatches[path] {
+        if !watchesOwnNodes, let path = waiter.nodePath {
             // Its node is gone (a waiter with a node is forgotten only then), and over a namespace
-            // that reports deletions nobody else tells those waiting behind it (`watchNode`'s
-            // `ownNode`): its deletion event, applied after this step as a namespace watch's would be.
-            arrivedDuringStep.append(.ownNodeDeleted(path: path, generation: entry.generation, waiter.lock, waiter.name!))
+            // that reports deletions nobody else tells those waiting behind it (`waitBehind`, and any
+            // who watched it before it was known as ours): its deletion event, applied after this
+            // step as a namespace watch's would be (that watch, if any, then finds no entry).
+            var interested = waiter.waitersBehind
+            waiter.waitersBehind = nil
+            if !nodeWatches.isEmpty, let watched = nodeWatches.removeValue(forKey: path)?.interested {
+                for id in watched { interested.insert(id) }
+            }
+            if let interested {
+                arrivedDuringStep.append(.ownNodeDeleted(path: path, lock: waiter.lock, name: waiter.name!, interested: interested))
+            }
         }
         waiters[waiter.id] = nil
-        // An answered acquire's ticket left both tables with its reply: no hash here (every grant's case).
-        if !waiter.acquireAnswered, let ticket = ticketOf.removeValue(forKey: waiter.id) {
+        waiter.forgotten = true
+        // An answered acquire's ticket left `tickets` and its slot with its reply: no hash here (every grant's case).
+        if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) {
             let pending = tickets.removeValue(forKey: ticket)
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }
-        if !releaseTicketOf.isEmpty { releaseTicketOf[waiter.id] = nil }
+        _ = takeTicket(&waiter.releaseTicketSlot)
         sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
-        if let name = waiter.name, lock.bySequence[name.sequence] == waiter.id {
-            lock.bySequence[name.sequence] = nil
+        if let name = waiter.name, let index = lock.bySequence.index(forKey: name.sequence),
+           lock.bySequence.values[index] === waiter {
+            lock.bySequence.remove(at: index)
             queueRemove(lock, name)
         }
-        if lock.members.isEmpty {
-            locks[lock.path] = nil
-            queueRetire(lock)
-        }
+        if lock.members.isEmpty { queueRetire(lock) }
     }
 
     // MARK: Deadlines and retries
@@ -873,11 +889,11 @@ extension LockManager {
             case .queuedForCreate, .creating, .waiting, .holding: break
             }
         case .listing(let path):
-            guard let lock = locks[path] else { return }
+            guard let lock = activeLock(path) else { return }
             lock.listingRetryScheduled = false
             requestListing(lock, judging: nil)
         case .lockDelayEnded(let path):
-            guard let lock = locks[path] else { return }
+            guard let lock = activeLock(path) else { return }
             lock.delayRecheckAt = nil
             requestListing(lock, judging: nil)
         }

@@ -73,15 +73,20 @@ public final class LockManager<Ticket: Hashable> {
     var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires.
     var tickets: [Ticket: WaiterID] = [:]
-    /// The ticket of each pending acquire (both tables lose it with the reply), and the ticket of the
-    /// release that is removing a waiter.
-    var ticketOf: [WaiterID: Ticket] = [:]
-    var releaseTicketOf: [WaiterID: Ticket] = [:]
+    /// The tickets the waiters hold: a pending acquire's (`Waiter.ticketSlot`; it leaves `tickets` and
+    /// its slot with the reply) and that of the release removing a waiter (`Waiter.releaseTicketSlot`).
+    /// A waiter (not generic over `Ticket`) finds its tickets by index: no hash. Freed slots are reused,
+    /// so there are at most as many as tickets held at once.
+    var ticketSlots: [Ticket?] = []
+    var freeTicketSlots: [Int] = []
     var sessions: [UInt64: WaiterIDs] = [:]
+    /// Every lock with local waiters, and the idle ones (no members: see `queueRetire`) kept for the
+    /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
+    /// each, not to move the state between two tables. `activeLock` finds only locks with members.
     var locks: [String: LockState] = [:]
+    /// How many of `locks` are idle (at most `idleLocksMax`).
+    var idleLockTotal = 0
     var nodeWatches: [String: NodeWatch] = [:]
-    /// Locks without local waiters whose queue is known (see `queueRetire`), not in `locks`.
-    var idleLocks: [String: LockState] = [:]
     /// Lock paths in their lock-delay, and until when (PROTOCOL.md §12.12). Expired entries go when
     /// met, and all at once when the table grows: each lives at most `lockDelayMillisecondsMax`.
     var lockDelays: [String: UInt64] = [:]
@@ -112,8 +117,8 @@ public final class LockManager<Ticket: Hashable> {
     /// recipe never re-enters itself); answers that come later are inputs of their own
     /// (`NamespaceAnswer`), applied by the manager's namespace callbacks when they run: their
     /// effects wait in the outbox (`takeEffects`, announced by `effectsAvailable`).
-    public func apply(_ input: LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
-        run(input, now)
+    public func apply(_ input: consuming LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
+        run(consume input, now)
         return takeEffects()
     }
 
@@ -123,7 +128,7 @@ public final class LockManager<Ticket: Hashable> {
     public func renew(node: String, token: UInt64, session: UInt64, leaseMilliseconds: UInt32, now: Time) -> ReplyError? {
         precondition(!running, "LockManager is not reentrant: call it from outside its callbacks")
         nowMilliseconds = max(nowMilliseconds, now.monotonicMilliseconds)
-        guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+        guard let lock = activeLock(NodePath.parent(of: node)), let name = WaiterName(lastComponentOf: node),
               let waiter = localWaiter(lock, name), waiter.session == session else {
             return ReplyError(.notHolder, "\(node) is not held by this session")
         }
@@ -161,9 +166,10 @@ public final class LockManager<Ticket: Hashable> {
     }
 
     /// One input, then every namespace answer it caused that arrived meanwhile.
-    private func run(_ input: LockInput<Ticket>, _ now: Time) {
+    /// Inputs are consumed along the way: the request moves into the step, not copied.
+    private func run(_ input: consuming LockInput<Ticket>, _ now: Time) {
         beginStep(now)
-        step(input)
+        step(consume input)
         endStep()
     }
 
@@ -181,27 +187,27 @@ public final class LockManager<Ticket: Hashable> {
 
     /// An answer the step's own plain call produced (`ImmediateLockNamespace`, or the grant that needs
     /// no read): applied after the step, as `arrived` does with answers that come during a step.
-    func answeredInStep(_ answer: NamespaceAnswer) {
+    func answeredInStep(_ answer: consuming NamespaceAnswer) {
         assert(running)
-        arrivedDuringStep.append(answer)
+        arrivedDuringStep.append(consume answer) // moved in, not copied
     }
 
     /// A namespace callback ran. During a step (a namespace that answers at once) the answer waits for
     /// the step to end; otherwise (a namespace that answers later) it is an input of its own, at the
     /// manager's latest time.
-    func arrived(_ answer: NamespaceAnswer) {
+    func arrived(_ answer: consuming NamespaceAnswer) {
         guard !running else {
-            arrivedDuringStep.append(answer)
+            arrivedDuringStep.append(consume answer)
             return
         }
         beginStep(Time(milliseconds: nowMilliseconds))
-        complete(answer)
+        complete(consume answer)
         endStep()
         if !effects.isEmpty { effectsAvailable?() }
     }
 
-    private func step(_ input: LockInput<Ticket>) {
-        switch input {
+    private func step(_ input: consuming LockInput<Ticket>) {
+        switch consume input {
         case .acquire(let request, let ticket, let session, let clientName):
             startAcquire(request, ticket: ticket, session: session, clientName: clientName)
         case .release(let node, let token, let session, let ticket):
@@ -222,20 +228,20 @@ public final class LockManager<Ticket: Hashable> {
     }
 
     private func startAcquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String) {
-        // The lock's state, looked up once for the checks and the queue (an idle lock is not in `locks`).
+        // The lock's state (active or idle), looked up once for the checks and the queue.
         let existing = locks[request.path]
         if let refusal = refusal(of: request, ticket: ticket, lock: existing) {
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
         if let existing, reentered(request, ticket: ticket, session: session, lock: existing) { return }
-        let lock = existing ?? activateLock(request.path)
+        let lock = activateLock(existing, request.path)
         let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
                             request: request, lock: lock, queuedMilliseconds: nowMilliseconds)
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         tickets[ticket] = waiter.id
-        ticketOf[waiter.id] = ticket
+        waiter.ticketSlot = holdTicket(ticket)
         sessions[session].insert(waiter.id)
         lock.members.insert(waiter.id)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
@@ -247,7 +253,7 @@ public final class LockManager<Ticket: Hashable> {
 
     private func startRelease(node: String, token: UInt64, session: UInt64, ticket: Ticket) {
         let lockPath = NodePath.parent(of: node)
-        guard let lock = locks[lockPath], let name = WaiterName(parsing: NodePath.name(of: node)),
+        guard let lock = activeLock(lockPath), let name = WaiterName(lastComponentOf: node),
               let waiter = localWaiter(lock, name), waiter.session == session else {
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
             return
@@ -263,10 +269,10 @@ public final class LockManager<Ticket: Hashable> {
             waiter.hold = hold
             emit(.released(ticket: ticket))
         case .holding:
-            releaseTicketOf[waiter.id] = ticket
+            holdReleaseTicket(ticket, waiter)
             remove(waiter)
         case .waiting, .granting:
-            releaseTicketOf[waiter.id] = ticket
+            holdReleaseTicket(ticket, waiter)
             abandon(waiter, ReplyError(.lockCancelled, "released while waiting"))
         case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
@@ -296,7 +302,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Whether `token` is the fencing token of a current holder of the lock at `path`.
     public func checkToken(path: String, token: UInt64) -> Bool {
-        guard let lock = locks[path] else { return false }
+        guard let lock = activeLock(path) else { return false }
         return lock.members.contains { id in
             guard let waiter = waiters[id] else { return false }
             return waiter.phase == .holding && waiter.token == token
@@ -305,7 +311,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// How many acquires the hold named by `node` and `token` answers (1 unless reentrant), or nil if no such hold.
     public func holdCount(node: String, token: UInt64) -> UInt32? {
-        guard let lock = locks[NodePath.parent(of: node)], let name = WaiterName(parsing: NodePath.name(of: node)),
+        guard let lock = activeLock(NodePath.parent(of: node)), let name = WaiterName(lastComponentOf: node),
               let waiter = localWaiter(lock, name), waiter.token == token, let hold = waiter.hold else { return nil }
         return hold.count
     }
@@ -313,7 +319,7 @@ public final class LockManager<Ticket: Hashable> {
     /// The current holds of the lock at `path` whose acquire was revocable (PROTOCOL.md §12.11), in
     /// queue order: the sessions to ask to give the lock up.
     public func revocableHolds(path: String) -> [(session: UInt64, node: String, token: UInt64)] {
-        guard let lock = locks[path] else { return [] }
+        guard let lock = activeLock(path) else { return [] }
         return lock.localOrder.compactMap { id in
             guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding,
                   let node = waiter.nodePath else { return nil }
@@ -323,7 +329,7 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Holders and waiters of the lock at `path` in queue order.
     public func inspect(path: String, now: Time) -> [LockEntry] {
-        guard let lock = locks[path] else { return [] }
+        guard let lock = activeLock(path) else { return [] }
         let now = max(nowMilliseconds, now.monotonicMilliseconds)
         let queued = lock.members.compactMap { waiters[$0] }.filter { waiter in
             waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
@@ -341,10 +347,17 @@ public final class LockManager<Ticket: Hashable> {
     public var waiterCount: Int { waiters.count }
 
     /// Locks with local waiters (for tests and metrics).
-    public var lockCount: Int { locks.count }
+    public var lockCount: Int { locks.count - idleLockTotal }
 
     /// Locks without local waiters whose state is kept for the next acquire (for tests and metrics).
-    public var idleLockCount: Int { idleLocks.count }
+    public var idleLockCount: Int { idleLockTotal }
+
+    /// Tickets of pending acquires and releases the manager holds (for tests: none once all are answered).
+    public var heldTicketCount: Int { ticketSlots.count - freeTicketSlots.count }
+
+    /// Nodes the manager keeps a watch entry for (for tests: waiting behind a local node over a
+    /// namespace that reports deletions needs none).
+    public var watchedNodeCount: Int { nodeWatches.count }
 
     // MARK: Helpers
 
@@ -435,11 +448,54 @@ public final class LockManager<Ticket: Hashable> {
         return nil
     }
 
-    /// The state of a lock without local waiters (not in `locks`): kept idle, or new.
-    func activateLock(_ path: String) -> LockState {
-        let lock = idleLocks.isEmpty ? LockState(path: path) : idleLocks.removeValue(forKey: path) ?? LockState(path: path)
+    /// The lock at `path` if it has local waiters (an idle one is not active).
+    func activeLock(_ path: String) -> LockState? {
+        guard let lock = locks[path], !lock.members.isEmpty else { return nil }
+        return lock
+    }
+
+    /// Whether `lock` is the active lock at its path: what an answer, watch or retry for it checks
+    /// (a lock's state is made again after it was dropped).
+    func isActive(_ lock: LockState) -> Bool {
+        !lock.members.isEmpty && locks[lock.path] === lock
+    }
+
+    /// The state for an acquire of the lock at `path`, `existing` as `locks` has it: active, idle
+    /// (revived in place: no hash), or new.
+    func activateLock(_ existing: LockState?, _ path: String) -> LockState {
+        if let existing {
+            if existing.members.isEmpty { idleLockTotal -= 1 }
+            return existing
+        }
+        let lock = LockState(path: path)
         locks[path] = lock
         return lock
+    }
+
+    /// Keeps `ticket` in a slot (`ticketSlots`) and gives its index.
+    func holdTicket(_ ticket: Ticket) -> Int {
+        guard let slot = freeTicketSlots.popLast() else {
+            ticketSlots.append(ticket)
+            return ticketSlots.count - 1
+        }
+        ticketSlots[slot] = ticket
+        return slot
+    }
+
+    /// The ticket in `slot` (nil for none, -1), freeing the slot.
+    func takeTicket(_ slot: inout Int) -> Ticket? {
+        guard slot >= 0 else { return nil }
+        let ticket = ticketSlots[slot]
+        ticketSlots[slot] = nil
+        freeTicketSlots.append(slot)
+        slot = -1
+        return ticket
+    }
+
+    /// The release removing `waiter` (one per waiter: a second finds it removing and is refused).
+    func holdReleaseTicket(_ ticket: Ticket, _ waiter: Waiter) {
+        _ = takeTicket(&waiter.releaseTicketSlot)
+        waiter.releaseTicketSlot = holdTicket(ticket)
     }
 
     func schedule(_ action: DeadlineAction, at milliseconds: UInt64) {

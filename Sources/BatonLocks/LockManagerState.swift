@@ -51,7 +51,7 @@ enum WaiterPhase: Equatable {
 }
 
 /// One acquire, from the request until its node is gone.
-/// Not generic over the owner's ticket (kept by the manager, `ticketOf`): generic code in the
+/// Not generic over the owner's ticket (kept by the manager, `ticketSlots`): generic code in the
 /// manager would look up this type's metadata at run time on every use.
 final class Waiter {
     let id: WaiterID
@@ -93,9 +93,15 @@ final class Waiter {
         }
     }
 
-    /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and
-    /// `ticketOf` then, so ending the waiter needs no lookup of either.
+    /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
+    var forgotten = false
+    /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
+    /// slot then, so ending the waiter needs no lookup of either.
     var acquireAnswered = false
+    /// Where the manager keeps this waiter's pending acquire's ticket and its release's
+    /// (`LockManager.ticketSlots`); -1: none.
+    var ticketSlot = -1
+    var releaseTicketSlot = -1
     /// Creation transaction of the node: the fencing token.
     var token: UInt64 = 0
     /// `LockState.listingsIssued` when the create was issued: a later listing must show the node.
@@ -103,6 +109,11 @@ final class Waiter {
     var createAttempts = 0
     /// The node this waiter waits behind, or (holder) its own node.
     var watchedPath: String?
+    /// The local waiter whose node that is, when waited behind without a watch (`LockManager.waitBehind`).
+    var watchedWaiter: Waiter?
+    /// The local waiters waiting behind this one's node without a watch (`LockManager.waitBehind`):
+    /// told when it goes (`LockManager.forget`).
+    var waitersBehind: WaiterIDs?
     /// A waiting waiter also watches its own node (see `LockManager.watchOwnNode`).
     var watchesOwnNode = false
     /// Retries (of whatever the state does) scheduled: a retry deadline of an older one is stale.
@@ -255,7 +266,9 @@ final class LockState {
     let path: String
     var members: Set<WaiterID> = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
-    var bySequence: [UInt64: WaiterID] = [:]
+    /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
+    /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
+    var bySequence: [UInt64: Waiter] = [:]
     /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock).
     var localOrder: Deque<WaiterID> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a

@@ -36,11 +36,17 @@ public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
         }
     }
 
-    /// What the recipe passes to a sequential create: the name without the sequence.
-    public static func prefix(kind: LockKind, session: UInt64) -> String {
-        String(unsafeUninitializedCapacity: nameBytes - sequenceDigits) { buffer in
-            writePrefix(kind: kind, session: session, into: buffer)
-            return nameBytes - sequenceDigits
+    /// What the recipe passes to a sequential create: the lock path, a slash and the name without
+    /// the sequence, made in one allocation (this runs on every acquire).
+    public static func createPath(lockPath: String, kind: LockKind, session: UInt64) -> String {
+        var lockPath = lockPath
+        return lockPath.withUTF8 { lock in
+            String(unsafeUninitializedCapacity: lock.count + 1 + nameBytes - sequenceDigits) { buffer in
+                _ = UnsafeMutableBufferPointer(rebasing: buffer[..<lock.count]).initialize(from: lock)
+                buffer[lock.count] = UInt8(ascii: "/")
+                writePrefix(kind: kind, session: session, into: UnsafeMutableBufferPointer(rebasing: buffer[(lock.count + 1)...]))
+                return buffer.count
+            }
         }
     }
 
@@ -103,6 +109,17 @@ public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
             }
             return false
         }
+    }
+
+    /// Parses the last component of a node path in place (no string made for it); nil if it is not a waiter name.
+    public init?(lastComponentOf path: String) {
+        var path = path
+        guard let parsed = path.withUTF8({ bytes -> WaiterName? in
+            var start = bytes.count
+            while start > 0 && bytes[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            return WaiterName.parse(UnsafeBufferPointer(rebasing: bytes[start...]))
+        }) else { return nil }
+        self = parsed
     }
 
     /// Parses a child name; nil for anything that is not a waiter name (such children are ignored).

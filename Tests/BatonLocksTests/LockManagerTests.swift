@@ -7,6 +7,13 @@ final class LockManagerTests: XCTestCase {
         let name = WaiterName(kind: .shared, session: 0xA1, sequence: 41)
         XCTAssertEqual(name.name, "r-00000000000000a1-0000000041")
         XCTAssertEqual(WaiterName(parsing: name.name), name)
+        XCTAssertEqual(WaiterName(lastComponentOf: "/locks/a/" + name.name), name)
+        XCTAssertEqual(WaiterName(lastComponentOf: name.name), name)
+        XCTAssertNil(WaiterName(lastComponentOf: "/locks/a/" + name.name + "/b"))
+        XCTAssertNil(WaiterName(lastComponentOf: "/" + name.name + "0"))
+        XCTAssertEqual(WaiterName.createPath(lockPath: "/locks/a", kind: .shared, session: 0xA1), "/locks/a/r-00000000000000a1-")
+        XCTAssertEqual(WaiterName.createPath(lockPath: "/a-long-lock-path/beyond-fifteen-bytes", kind: .exclusive, session: 1),
+                       "/a-long-lock-path/beyond-fifteen-bytes/x-0000000000000001-")
         XCTAssertNil(WaiterName(parsing: "q-00000000000000a1-0000000041"))
         XCTAssertNil(WaiterName(parsing: "x-00000000000000a1-000000004"))
         XCTAssertNil(WaiterName(parsing: "x-00000000000000A1-0000000041"))
@@ -105,7 +112,7 @@ final class LockManagerTests: XCTestCase {
             harness.namespace.createNow("/locks", mode: .container, owner: 0)
             harness.namespace.createNow("/locks/a", mode: .container, owner: 0)
             // A waiter created by another sidecar: the manager does not know it.
-            harness.namespace.createNow("/locks/a/" + WaiterName.prefix(kind: .semaphore, session: 77),
+            harness.namespace.createNow(WaiterName.createPath(lockPath: "/locks/a", kind: .semaphore, session: 77),
                                         data: WaiterName.permitData(2), mode: .ephemeralSequential, owner: 77)
             harness.acquire(1, session: 1, kind: .semaphore, permits: 5)
             harness.acquire(2, session: 2, kind: .semaphore, permits: 2)
@@ -316,6 +323,8 @@ final class LockManagerTests: XCTestCase {
             for ticket in 1...4 { harness.acquire(ticket, session: UInt64(ticket)) }
             var holder = harness.takeEffects().grants
             XCTAssertEqual(holder.map(\.ticket), [1])
+            // Three wait, each behind a local node: interest kept on that waiter, no watch table entry.
+            XCTAssertEqual(harness.manager.watchedNodeCount, 0, "\(delivery)")
             // A release: the next waiter is granted by the same input, after the release's answer.
             harness.apply(.release(node: holder[0].node, token: holder[0].token, session: 1, ticket: 101))
             var effects = harness.takeEffects()
@@ -338,6 +347,7 @@ final class LockManagerTests: XCTestCase {
             XCTAssertEqual(harness.namespace.operationCounts[.exists, default: 0], 0, "\(delivery): a grant reads nothing")
             XCTAssertEqual(harness.namespace.watchNotifications, 0, "\(delivery)")
             XCTAssertEqual(harness.manager.waiterCount, 1)
+            XCTAssertEqual(harness.manager.watchedNodeCount, 0, "\(delivery)")
         }
     }
 
@@ -729,7 +739,7 @@ final class LockManagerTests: XCTestCase {
             harness.namespace.createNow("/locks", mode: .container, owner: 0)
             harness.namespace.createNow("/locks/a", mode: .container, owner: 0)
             // Named for session 2 but owned by session 9 (say, a sidecar's earlier incarnation).
-            let impostor = harness.namespace.createNow("/locks/a/" + WaiterName.prefix(kind: .exclusive, session: 2),
+            let impostor = harness.namespace.createNow(WaiterName.createPath(lockPath: "/locks/a", kind: .exclusive, session: 2),
                                                        mode: .ephemeralSequential, owner: 9)
             var fail = true
             harness.namespace.faults = { operation, _ in

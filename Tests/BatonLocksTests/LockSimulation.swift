@@ -549,6 +549,8 @@ final class LockSimulation {
             if !left.isEmpty { throw fail("nodes left under \(specification.path): \(left)") }
         }
         if manager.lockCount != 0 { throw fail("\(manager.lockCount) locks still tracked") }
+        if manager.heldTicketCount != 0 { throw fail("\(manager.heldTicketCount) tickets still held") }
+        if manager.watchedNodeCount != 0 { throw fail("\(manager.watchedNodeCount) node watch entries left") }
         if !ghostGrants.isEmpty { throw fail("grants of deleted nodes never followed by lockLost: \(ghostGrants.sorted())") }
     }
 }
