@@ -30,6 +30,16 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
         return connection
     }
 
+    /// Whether `path` exists on `connection`'s sidecar within `timeoutSeconds` (asked every 10 ms).
+    func becomesVisible(_ path: String, on connection: RawConnection, timeoutSeconds: Double = 5) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        repeat {
+            if case .exists(_?) = try connection.callSuccessfully(.exists(path: path, watch: false)) { return true }
+            usleep(10_000)
+        } while Date() < deadline
+        return false
+    }
+
     func testHelloNamesTheStoreAndBadStoresAreRefused() throws {
         let daemon = try sidecar(chroot: "/d0")
         let connection = try daemon.connect()
@@ -55,6 +65,9 @@ final class ZooKeeperStoreDaemonTests: XCTestCase {
             return XCTFail("create")
         }
         XCTAssertEqual(path, "/shared")
+        // B's ZooKeeper session may be on another member, which applies the create a moment later
+        // (ZooKeeper's reads are sequentially consistent, not linearizable: PROTOCOL.md §16).
+        XCTAssertTrue(try becomesVisible("/shared", on: onB), "a write through sidecar A reaches sidecar B")
         guard case .data(_, let data) = try onB.callSuccessfully(.get(path: "/shared", watch: true)) else { return XCTFail("get") }
         XCTAssertEqual(data, [1], "a write through sidecar A is read through sidecar B")
         _ = try onA.callSuccessfully(.set(path: "/shared", data: [2], expectedVersion: 0))
