@@ -537,9 +537,6 @@ public final class Engine {
         return min(tree, locks)
     }
 
-    /// Whether backups wait to be taken (`takeBackupRequests`): the shell asks after every frame.
-    public var hasBackupRequests: Bool { !backupRequests.isEmpty }
-
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {
         var taken: [EngineOutput] = []
