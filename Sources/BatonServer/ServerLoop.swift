@@ -851,8 +851,9 @@ final class ServerLoop {
             swap(&flushQueue, &flushing)
             defer { flushing.removeAll(keepingCapacity: true) }
             for connection in flushing {
-                // The clients answered by this commit are the ones the next one may wait for.
-                if committed && connection.phase == .open && !connection.output.bytes.isEmpty {
+                // The clients answered by this commit are the ones the next one may wait for (with
+                // one connection, none: its own request is the one the next commit has).
+                if committed && connections.count > 1 && connection.phase == .open && !connection.output.bytes.isEmpty {
                     groupCommit.peers.insert(connection.id)
                 }
                 connection.isQueuedForFlush = false
