@@ -82,6 +82,9 @@ final class ServerLoop {
     /// The engine's outputs are swapped into this array and it is handed back emptied: no
     /// allocation per frame (`routeOutputs`). Empty between calls.
     private var spareOutputs: [EngineOutput] = []
+    /// One emptied output buffer, handed from a flushed connection to the next with a reply, so
+    /// idle connections hold no output memory and one-at-a-time replies allocate none.
+    private var spareOutput = WireWriter(capacity: 0)
 
     private var prepare: UnsafeMutablePointer<uv_prepare_t>?
     /// Runs after the poll: resumes connections with waiting input, then due deadlines.
@@ -810,6 +813,8 @@ final class ServerLoop {
     /// Encodes a frame into the connection's output; a reply over `replyBytesMax` is replaced by a
     /// `replyTooLarge` error (the client learns why, and the connection stays usable).
     private func encode(_ message: ServerMessage, into connection: Connection) {
+        // Its first frame this turn: the spare buffer, if the last flush left one (`writePendingOutput`).
+        if connection.output.bytes.capacity == 0 { swap(&connection.output, &spareOutput) }
         encode(message, into: &connection.output)
     }
 
@@ -849,8 +854,10 @@ final class ServerLoop {
         if committed { groupCommit.peers.removeAll(keepingCapacity: true) }
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
-            defer { flushing.removeAll(keepingCapacity: true) }
-            for connection in flushing {
+            // In the order they got output, each popped (the array's bulk removal destroys its
+            // references through the runtime's generic witnesses).
+            flushing.reverse()
+            while let connection = flushing.popLast() {
                 // The clients answered by this commit are the ones the next one may wait for (with
                 // one connection, none: its own request is the one the next commit has).
                 if committed && connections.count > 1 && connection.phase == .open && !connection.output.bytes.isEmpty {
@@ -860,7 +867,7 @@ final class ServerLoop {
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
                 let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
-                let result = connection.writePendingOutput()
+                let result = connection.writePendingOutput(keepingBufferIn: &spareOutput)
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
                     closeNow(connection)
