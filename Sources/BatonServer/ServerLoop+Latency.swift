@@ -36,8 +36,9 @@ extension ServerLoop {
             requestInHand = nil
             arrived = stamp.arrived
         } else if !requestArrivals.isEmpty, let stamped = requestArrivals[connection]?.removeValue(forKey: reply.requestID) {
+            // The connection's table stays, emptied, until the connection goes (`release`): a
+            // client that waits again (every contended acquire) reuses it instead of allocating one.
             arrived = stamped
-            if requestArrivals[connection]?.isEmpty == true { requestArrivals[connection] = nil }
         } else {
             return
         }

@@ -44,7 +44,7 @@ final class ServerLoop {
     var nextBackupNumber = 0
     var backupsWaiting: [BackupRequest] = []
     /// When each request still unanswered after it was handled arrived (a waiting acquire), by
-    /// connection and request id (ServerLoop+Latency.swift).
+    /// connection and request id (ServerLoop+Latency.swift); a connection's table may be empty.
     var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
     /// The request being handled now, until its reply is routed or it is found to wait.
     var requestInHand: RequestStamp?
