@@ -91,6 +91,7 @@ final class ServerLoop {
     private var check: UnsafeMutablePointer<uv_check_t>?
     /// Active while work waits for the check phase: keeps the poll from sleeping.
     private var idle: UnsafeMutablePointer<uv_idle_t>?
+    private var isIdleStarted = false
     /// The timer fired: run the engine's deadlines in this turn's check phase.
     private var isTickDue = false
     /// The timer was armed for the admission sweep alone: it runs the sweep, not the engine's
@@ -569,6 +570,7 @@ final class ServerLoop {
     private func startIdle() {
         guard let idle else { return }
         uv_idle_start(idle, onIdle)
+        isIdleStarted = true
     }
 
     /// Some of the connection's queued output was written: below half the high-water mark, a
@@ -599,7 +601,10 @@ final class ServerLoop {
     /// deadlines run; connections whose frames still wait unread count as heard from first.
     func checkTurn() {
         guard let engine else { return }
-        if let idle { uv_idle_stop(idle) }
+        if isIdleStarted, let idle {  // most turns: not started, no call
+            uv_idle_stop(idle)
+            isIdleStarted = false
+        }
         if !resumeQueue.isEmpty {
             let ready = resumeQueue
             resumeQueue.removeAll(keepingCapacity: true)
