@@ -232,9 +232,7 @@ public enum Request: Sendable, Equatable {
     /// Writes a consistent snapshot of the namespace to `file`, a path on the daemon's host (PROTOCOL.md §10.8).
     case backup(file: String)
 
-    /// Inlinable: the server asks it two or three times per request, and a call into this module
-    /// per ask was 0.5 % of a pipelined get.
-    @inlinable public var opcode: Opcode {
+    public var opcode: Opcode {
         switch self {
         case .hello: .hello
         case .openSession: .openSession
