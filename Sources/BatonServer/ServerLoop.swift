@@ -91,6 +91,7 @@ final class ServerLoop {
     private var check: UnsafeMutablePointer<uv_check_t>?
     /// Active while work waits for the check phase: keeps the poll from sleeping.
     private var idle: UnsafeMutablePointer<uv_idle_t>?
+    /// `idle` is started: the check phase stops it (and calls into libuv) only then.
     private var isIdleStarted = false
     /// The timer fired: run the engine's deadlines in this turn's check phase.
     private var isTickDue = false
