@@ -13,9 +13,9 @@ import PackageDescription
 //   BatonClient    the Swift client library (blocking and async)
 //   BatonTLS       TLS over memory buffers (OpenSSL), for batond's TCP listener and the client
 //   batond, baton  the daemon and the CLI
-// The request path's modules (namespace, lock recipe, engine, server loop) are classes whose stored properties
-// Swift checks for overlapping access at run time (`swift_beginAccess`): about a tenth of a
-// pipelined set's CPU (BENCHMARKS.md, "The server's per-request shell"). Debug builds, which the
+// The request path's modules (namespace, lock recipe, engine, server loop, store) are classes whose
+// stored properties Swift checks for overlapping access at run time (`swift_beginAccess`): about a
+// tenth of a pipelined set's CPU (BENCHMARKS.md, "The server's per-request shell"). Debug builds, which the
 // tests run, keep the checks.
 let uncheckedExclusivityInRelease: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
@@ -79,7 +79,7 @@ let package = Package(
         .target(name: "BatonStore", dependencies: [
             "CZlib",
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: uncheckedExclusivityInRelease),
         .target(name: "BatonServer", dependencies: [
             "CLibUV", "BatonProtocol", "BatonEngine", "BatonAccess", "BatonStore", "BatonZooKeeper", "BatonTLS",
             .product(name: "Logging", package: "swift-log"),

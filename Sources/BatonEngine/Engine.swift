@@ -82,6 +82,8 @@ public final class Engine {
     var backendState = EngineBackendState()
     /// Open sessions per peer identity, for `sessionsPerPeerMax`.
     var sessionsByPeer: [String: Int] = [:]
+    /// The session `heartbeat` last touched, and at which monotonic millisecond.
+    var lastHeartbeat: (session: UInt64, milliseconds: UInt64) = (0, .max)
 
     var limits: Limits { configuration.limits }
 
@@ -178,7 +180,7 @@ public final class Engine {
             return
         }
         // Any frame is a heartbeat, even one that is refused below.
-        if let sessionID = sessionOfConnection { namespace.touch(sessionID, now: now) }
+        if let sessionID = sessionOfConnection { heartbeat(sessionID, now: now) }
         if !isAuthorized || access.policy != nil {
             // Otherwise neither can refuse: a connection not yet authorized, or access rules in force.
             let state = connections.values[index]
@@ -226,6 +228,16 @@ public final class Engine {
         case .backup(let file):
             requestBackup(file, requestID: requestID, connection: connection, transport: connections[connection]!.transport, now: now)
         }
+    }
+
+    /// A request of `sessionID` arrived at `now`. The shell reads the clock once per loop turn, so a
+    /// pipelined burst's requests share one time, and touching a session again at the same
+    /// millisecond changes nothing (its deadline only ever moves later): only the first of them
+    /// asks the namespace (a hash of the id and a write in its session table per request).
+    func heartbeat(_ sessionID: UInt64, now: Time) {
+        guard sessionID != lastHeartbeat.session || now.monotonicMilliseconds != lastHeartbeat.milliseconds else { return }
+        lastHeartbeat = (sessionID, now.monotonicMilliseconds)
+        namespace.touch(sessionID, now: now)
     }
 
     /// The connection's session (`sessionID`), or nil once `request` is answered with why it has none.
@@ -509,7 +521,7 @@ public final class Engine {
         let message = ServerMessage.reply(Reply(requestID: requestID, opcode: opcode, result: result))
         // With a backend, behind the connection's earlier namespace requests (Engine+Backend.swift).
         if !closes && holdReply(connection, message) { return }
-        outputs.append(.send(connection, message))
+        outputs.append(.send(connection, consume message))
         if closes {
             closeConnection(connection, now: now)
             drain(now: now)
@@ -536,9 +548,6 @@ public final class Engine {
         guard let locks else { return tree }
         return min(tree, locks)
     }
-
-    /// Whether backups wait to be taken (`takeBackupRequests`): the shell asks after every frame.
-    public var hasBackupRequests: Bool { !backupRequests.isEmpty }
 
     /// Outputs produced since the last call, in order.
     public func takeOutputs() -> [EngineOutput] {

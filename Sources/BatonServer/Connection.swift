@@ -165,7 +165,35 @@ final class Connection {
     /// Writes the encoded output (through TLS when the connection has it): as much as the socket
     /// takes at once with `uv_try_write`, then the rest (if any) through one `uv_write` whose block
     /// holds the request and the bytes, freed in the write callback. Returns a libuv error code, 0 on success.
+    ///
+    /// Everything was written or handed to libuv with its own copy: the buffer goes, so an idle
+    /// connection holds no output memory. Into `spare` (emptied) if that holds none and it is small:
+    /// the loop's one spare buffer, which the next connection with a reply takes (`ServerLoop.encode`),
+    /// so one request at a time allocates no output buffer per turn.
+    func writePendingOutput(keepingBufferIn spare: inout WireWriter) -> Int32 {
+        let result = writeOutput()
+        // Not empty: plaintext waiting for the TLS handshake, or a failure (the connection closes).
+        guard output.bytes.isEmpty else { return result }
+        if spare.bytes.capacity == 0 && output.bytes.capacity <= Connection.spareOutputBytesMax {
+            swap(&output, &spare)
+        } else {
+            output = WireWriter(capacity: 0)
+        }
+        return result
+    }
+
+    /// The largest output buffer kept as the loop's spare: a few replies' worth, not a burst's.
+    static let spareOutputBytesMax = 4_096
+
+    /// As `writePendingOutput(keepingBufferIn:)`, dropping the buffer.
     func writePendingOutput() -> Int32 {
+        let result = writeOutput()
+        if output.bytes.isEmpty { output = WireWriter(capacity: 0) }
+        return result
+    }
+
+    /// Writes what `output` holds and empties it (keeping its capacity), as `writePendingOutput` says.
+    private func writeOutput() -> Int32 {
         let result: Int32
         if let tls {
             if !output.bytes.isEmpty {
@@ -182,9 +210,7 @@ final class Connection {
             guard !output.bytes.isEmpty else { return 0 }
             result = output.bytes.withUnsafeBytes { write($0) }
         }
-        // Everything was written or handed to libuv with its own copy: the buffer goes back, so
-        // an idle connection holds no output memory (one small malloc per turn with replies).
-        output = WireWriter(capacity: 0)
+        output.removeAll(keepingCapacity: true)
         return result
     }
 

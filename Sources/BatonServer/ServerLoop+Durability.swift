@@ -341,10 +341,11 @@ struct GroupCommit {
     }
 
     /// Records wait to be committed (monotonic `now`, nanoseconds): commit them now or wait for peers.
-    mutating func decide(now: UInt64) -> Decision {
+    /// The clock is read only when the answer depends on it (not with nobody to wait for: one client).
+    mutating func decide(now: @autoclosure () -> UInt64) -> Decision {
         if let deadline = windowDeadline {
             if peers.isEmpty { return .commit }  // everyone it waited for is in
-            if now >= deadline {
+            if now() >= deadline {
                 windowRanOut = true
                 return .commit
             }
@@ -353,7 +354,7 @@ struct GroupCommit {
         guard !peers.isEmpty, !windowRanOut else { return .commit }
         let window = windowNanoseconds
         guard window >= GroupCommit.windowNanosecondsMin else { return .commit }
-        windowDeadline = now + window
+        windowDeadline = now() + window
         return .startWindow(microseconds: window / 1_000)
     }
 

@@ -44,7 +44,7 @@ final class ServerLoop {
     var nextBackupNumber = 0
     var backupsWaiting: [BackupRequest] = []
     /// When each request still unanswered after it was handled arrived (a waiting acquire), by
-    /// connection and request id (ServerLoop+Latency.swift).
+    /// connection and request id (ServerLoop+Latency.swift); a connection's table may be empty.
     var requestArrivals: [ConnectionID: [UInt32: UInt64]] = [:]
     /// The request being handled now, until its reply is routed or it is found to wait.
     var requestInHand: RequestStamp?
@@ -82,12 +82,17 @@ final class ServerLoop {
     /// The engine's outputs are swapped into this array and it is handed back emptied: no
     /// allocation per frame (`routeOutputs`). Empty between calls.
     private var spareOutputs: [EngineOutput] = []
+    /// One emptied output buffer, handed from a flushed connection to the next with a reply, so
+    /// idle connections hold no output memory and one-at-a-time replies allocate none.
+    private var spareOutput = WireWriter(capacity: 0)
 
     private var prepare: UnsafeMutablePointer<uv_prepare_t>?
     /// Runs after the poll: resumes connections with waiting input, then due deadlines.
     private var check: UnsafeMutablePointer<uv_check_t>?
     /// Active while work waits for the check phase: keeps the poll from sleeping.
     private var idle: UnsafeMutablePointer<uv_idle_t>?
+    /// `idle` is started: the check phase stops it (and calls into libuv) only then.
+    private var isIdleStarted = false
     /// The timer fired: run the engine's deadlines in this turn's check phase.
     private var isTickDue = false
     /// The timer was armed for the admission sweep alone: it runs the sweep, not the engine's
@@ -96,6 +101,8 @@ final class ServerLoop {
     private var isArmedForSweepOnly = false
     /// Loop turns, counted in the prepare phase: the unit of the per-connection frame budget.
     private var turn: UInt64 = 0
+    /// This turn's time for the requests it reads (`turnTime`); nil until the turn's first read.
+    private var turnClock: (time: Time, arrived: UInt64)?
     /// Open connections whose reading is stopped (`Connection.readPause`).
     private var pausedConnections: [ConnectionID: Connection] = [:]
     /// Paused connections to take up in the next check phase, in the order they became ready.
@@ -308,10 +315,27 @@ final class ServerLoop {
     /// Monotonic time from the loop's clock (the clock its timers use), wall time from CLOCK_REALTIME.
     func now() -> Time {
         uv_update_time(loop)
+        let time = Time(monotonicMilliseconds: uv_now(loop), wallMilliseconds: Self.wallMilliseconds())
+        if turnClock != nil { turnClock!.time = time }  // the latest reading: the engine's time never goes back
+        return time
+    }
+
+    private static func wallMilliseconds() -> UInt64 {
         var wall = timespec()
         clock_gettime(CLOCK_REALTIME, &wall)
-        return Time(monotonicMilliseconds: uv_now(loop),
-                    wallMilliseconds: UInt64(wall.tv_sec) * 1_000 + UInt64(wall.tv_nsec) / 1_000_000)
+        return UInt64(wall.tv_sec) * 1_000 + UInt64(wall.tv_nsec) / 1_000_000
+    }
+
+    /// The time of this turn's reads, for the engine and the latency stamps. The poll hands over
+    /// every ready connection at once, so their requests arrived together: one reading serves them
+    /// all (three clock reads per read were ~1 % of a request), and the loop's clock is already
+    /// current (libuv updates it after the poll). Cleared when the turn ends (`flushTurn`).
+    func turnTime() -> (time: Time, arrived: UInt64) {
+        if let turnClock { return turnClock }
+        let clock = (time: Time(monotonicMilliseconds: uv_now(loop), wallMilliseconds: Self.wallMilliseconds()),
+                     arrived: LatencyHistogram.now())
+        turnClock = clock
+        return clock
     }
 
     func metadata(_ connection: Connection) -> Logger.Metadata {
@@ -451,8 +475,7 @@ final class ServerLoop {
             connection.turn = turn
             connection.framesThisTurn = 0
         }
-        let time = now()
-        let arrived = LatencyHistogram.now()
+        let (time, arrived) = turnTime()
         let framesMax = configuration.framesPerTurnMax
         let highWater = configuration.outputBytesHighWater
         var pause: Connection.ReadPause?
@@ -474,10 +497,13 @@ final class ServerLoop {
             connection.framesThisTurn += 1
             switch decoded {
             case .request(let requestID, let request):
-                counters.requestsByOpcode[Int(request.opcode.rawValue)] += 1
+                let opcode = request.opcode
+                counters.requestsByOpcode[Int(opcode.rawValue)] += 1
                 requestArrived(requestID, on: connection.id, at: arrived)
                 if !groupCommit.peers.isEmpty { groupCommit.heard(from: connection.id) }
                 engine.handle(request, requestID: requestID, from: connection.id, now: time)
+                // Only a backup request asks for one: no question to the engine after other frames.
+                if opcode == .backup { startRequestedBackups() }
                 routeOutputs()
                 requestRouted()
             case .failure(let failure):
@@ -545,6 +571,7 @@ final class ServerLoop {
     private func startIdle() {
         guard let idle else { return }
         uv_idle_start(idle, onIdle)
+        isIdleStarted = true
     }
 
     /// Some of the connection's queued output was written: below half the high-water mark, a
@@ -575,7 +602,10 @@ final class ServerLoop {
     /// deadlines run; connections whose frames still wait unread count as heard from first.
     func checkTurn() {
         guard let engine else { return }
-        if let idle { uv_idle_stop(idle) }
+        if isIdleStarted, let idle {  // most turns: not started, no call
+            uv_idle_stop(idle)
+            isIdleStarted = false
+        }
         if !resumeQueue.isEmpty {
             let ready = resumeQueue
             resumeQueue.removeAll(keepingCapacity: true)
@@ -720,7 +750,6 @@ final class ServerLoop {
     func routeOutputs() {
         guard let engine else { return }
         while true {
-            if backupEngine?.hasBackupRequests == true { startRequestedBackups() }
             // A nested call (routing can close a connection, which tells the engine) takes an array
             // of its own. Swapped, not assigned: no retain and release of the array per call.
             var outputs: [EngineOutput] = []
@@ -731,24 +760,29 @@ final class ServerLoop {
                 logAccessDenials()
                 return
             }
-            defer {
-                // Popped, not `removeAll(keepingCapacity:)`: that is a generic range replacement,
-                // several times the cost of popping the one or few payload-free outputs left.
-                while outputs.popLast() != nil {}
-                swap(&outputs, &spareOutputs)
-            }
-            // Each output is moved out of the array and a payload-free one left in its place (which
-            // the `defer` drops for nothing): iterating the array copied every output (a reply's
-            // body retained, and released twice) per frame.
-            outputs.withUnsafeMutableBufferPointer { taken in
-                for index in taken.indices {
-                    let slot = taken.baseAddress! + index
-                    let output = slot.move()
-                    slot.initialize(to: .close(0))
-                    route(output)
-                }
-            }
+            // Reversed, then popped: each output moves out of the array into `route` and the array
+            // is left empty with its capacity. Iterating copied every output (a reply's body
+            // retained, and released twice); moving each out and leaving a payload-free one in its
+            // place cost a destroy of that one through the enum's value witnesses per output.
+            outputs.reverse()
+            while let output = outputs.popLast() { route(output) }
+            swap(&outputs, &spareOutputs)
         }
+    }
+
+    /// The connection of the last output routed: most outputs go where the one before went (a
+    /// frame's reply to its sender, a burst's replies), and then no hash of its id is needed. It may
+    /// be closed meanwhile (its phase says so); a closed connection leaves `connections` only in `closeNow`.
+    private var routedConnection: Connection?
+
+    /// The open connection `id`, or nil if it is closing or gone.
+    private func openConnection(_ id: ConnectionID) -> Connection? {
+        if let routedConnection, routedConnection.id == id {
+            return routedConnection.phase == .open ? routedConnection : nil
+        }
+        guard let connection = connections[id] else { return nil }
+        routedConnection = connection
+        return connection.phase == .open ? connection : nil
     }
 
     /// One output of the engine: a frame encoded into its connection's output (or held behind the
@@ -757,8 +791,11 @@ final class ServerLoop {
         switch output {
         case .send(let id, let message):
             if case .reply(let reply) = message { replyRouted(reply, to: id) }
-            guard let connection = connections[id], connection.phase == .open else { return }
-            if case .reply(let reply) = message { admission.observe(reply, on: connection, now: uv_now(loop)) }
+            guard let connection = openConnection(id) else { return }
+            // Only the handshake's replies move a connection on (Admission.observe).
+            if case .reply(let reply) = message, reply.opcode == .hello || reply.opcode == .authenticate {
+                admission.observe(reply, on: connection, now: uv_now(loop))
+            }
             // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
             if hold(message, for: connection) { return }
             encode(message, into: connection)
@@ -782,6 +819,8 @@ final class ServerLoop {
     /// Encodes a frame into the connection's output; a reply over `replyBytesMax` is replaced by a
     /// `replyTooLarge` error (the client learns why, and the connection stays usable).
     private func encode(_ message: ServerMessage, into connection: Connection) {
+        // Its first frame this turn: the spare buffer, if the last flush left one (`writePendingOutput`).
+        if connection.output.bytes.capacity == 0 { swap(&connection.output, &spareOutput) }
         encode(message, into: &connection.output)
     }
 
@@ -809,6 +848,7 @@ final class ServerLoop {
     func flushTurn(mayWait: Bool = false) {
         guard !isFlushing else { return }  // re-entered from a shutdown started below
         turn &+= 1
+        turnClock = nil
         if mayWait && commitWaitsForPeers() {
             armTimer()
             return
@@ -820,17 +860,20 @@ final class ServerLoop {
         if committed { groupCommit.peers.removeAll(keepingCapacity: true) }
         while !flushQueue.isEmpty {
             swap(&flushQueue, &flushing)
-            defer { flushing.removeAll(keepingCapacity: true) }
-            for connection in flushing {
-                // The clients answered by this commit are the ones the next one may wait for.
-                if committed && connection.phase == .open && !connection.output.bytes.isEmpty {
+            // In the order they got output, each popped (the array's bulk removal destroys its
+            // references through the runtime's generic witnesses).
+            flushing.reverse()
+            while let connection = flushing.popLast() {
+                // The clients answered by this commit are the ones the next one may wait for (with
+                // one connection, none: its own request is the one the next commit has).
+                if committed && connections.count > 1 && connection.phase == .open && !connection.output.bytes.isEmpty {
                     groupCommit.peers.insert(connection.id)
                 }
                 connection.isQueuedForFlush = false
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
                 let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
-                let result = connection.writePendingOutput()
+                let result = connection.writePendingOutput(keepingBufferIn: &spareOutput)
                 if result < 0 {
                     logger.info("write failed", metadata: metadata(connection).merging(["error": "\(LibUV.describe(result))"]) { $1 })
                     closeNow(connection)

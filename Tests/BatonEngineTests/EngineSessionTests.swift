@@ -213,6 +213,30 @@ final class EngineSessionTests: XCTestCase {
         XCTAssertNil(harness.engine.namespace.session(busy.id))
     }
 
+    /// Requests in the same millisecond (a pipelined burst, read at one clock reading) touch their
+    /// session once (`Engine.heartbeat`): interleaved sessions each keep their own heartbeat, and a
+    /// later millisecond extends the deadline again.
+    func testHeartbeatsInOneMillisecondKeepEverySessionAliveFromThatMillisecond() {
+        let harness = EngineHarness()
+        let first = harness.openSession(1, timeoutMilliseconds: 1_000)
+        let second = harness.openSession(2, timeoutMilliseconds: 1_000)
+        harness.advance(500)
+        for connection: ConnectionID in [1, 2, 1, 1, 2] { XCTAssertEqual(harness.call(.ping, on: connection), .success(.empty)) }
+        harness.advance(600)
+        for _ in 0..<3 { XCTAssertEqual(harness.call(.ping, on: 1), .success(.empty)) }
+        _ = harness.engine.takeOutputs()
+        // The second session was last heard 999 ms ago: alive; a millisecond later it expires.
+        harness.advance(399)
+        XCTAssertNotNil(harness.engine.namespace.session(second.id))
+        harness.advance(1)
+        XCTAssertNil(harness.engine.namespace.session(second.id))
+        // The first, heard 600 ms later, lives until a full timeout after that.
+        harness.advance(599)
+        XCTAssertNotNil(harness.engine.namespace.session(first.id))
+        harness.advance(1)
+        XCTAssertNil(harness.engine.namespace.session(first.id))
+    }
+
     func testExpirySendsSessionExpiredToTheAttachedConnection() {
         let harness = EngineHarness()
         let owner = harness.openSession(1, timeoutMilliseconds: 1_000)
