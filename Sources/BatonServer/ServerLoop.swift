@@ -717,6 +717,7 @@ final class ServerLoop {
         guard connection.phase != .closed else { return }
         connection.phase = .closed
         connections[connection.id] = nil
+        if routedConnection === connection { routedConnection = nil }  // not kept alive by the routing cache
         memoryReturn.connectionClosed()
         drainingConnections[connection.id] = nil
         pausedConnections[connection.id] = nil
@@ -772,7 +773,7 @@ final class ServerLoop {
 
     /// The connection of the last output routed: most outputs go where the one before went (a
     /// frame's reply to its sender, a burst's replies), and then no hash of its id is needed. It may
-    /// be closed meanwhile (its phase says so); a closed connection leaves `connections` only in `closeNow`.
+    /// be closing meanwhile (its phase says so); `closeNow` drops it with its entry in `connections`.
     private var routedConnection: Connection?
 
     /// The open connection `id`, or nil if it is closing or gone.
