@@ -248,6 +248,14 @@ extension Optional where Wrapped == WaiterIDs {
         }
     }
 
+    /// Adds a waiter unless `answered`, shown the waiters already there, says the acquire was answered
+    /// from them (true then). Through a dictionary's `modify`: one hash of the key for both.
+    mutating func insert(_ id: WaiterID, unless answered: (WaiterIDs) -> Bool) -> Bool {
+        if let current = self, answered(current) { return true }
+        insert(id)
+        return false
+    }
+
     /// Removes a waiter (nil after the last one; a dictionary's entry goes with it).
     mutating func remove(_ id: WaiterID) {
         switch self {
