@@ -334,8 +334,8 @@ public final class LockManager<Ticket: Hashable> {
     /// queue order: the sessions to ask to give the lock up.
     public func revocableHolds(path: String) -> [(session: UInt64, node: String, token: UInt64)] {
         guard let lock = activeLock(path) else { return [] }
-        return lock.localOrder.compactMap { id in
-            guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding,
+        return lock.localOrder.compactMap { waiter in
+            guard waiter.revocable, waiter.phase == .holding,
                   let node = waiter.nodePath else { return nil }
             return (waiter.session, node, waiter.token)
         }
