@@ -38,7 +38,7 @@ extension LockManager {
 
     /// The owner's nodes that can block others: named, not being removed, not semaphores.
     func graphNodes(of owner: WaitOwner) -> [Waiter] {
-        ((sessions[owner.session] ?? nil).map(Array.init) ?? []).compactMap { id in
+        (sessions[owner.session].map(Array.init) ?? []).compactMap { id in
             guard let waiter = waiters[id], waiter.owner == owner.owner, waiter.kind != .semaphore,
                   waiter.name != nil else { return nil }
             switch waiter.phase {
@@ -66,7 +66,7 @@ extension LockManager {
         // The common case, answered without the search's tables: the session's only node is this
         // waiter's, last in its lock's local order, so nobody waits for its owner (the search below
         // would find no node behind it and stop).
-        if (sessions[waiter.session] ?? nil)?.count == 1, waiter.lock.localOrder.last === waiter {
+        if sessions[waiter.session]?.count == 1, waiter.lock.localOrder.last === waiter {
             return nil
         }
         let start = waitOwner(waiter)

@@ -844,7 +844,7 @@ extension LockManager {
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }
         _ = takeTicket(&waiter.releaseTicketSlot)
-        sessions[waiter.session]?.remove(waiter.id) // the entry stays (nil) while the session lives
+        sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
         if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }

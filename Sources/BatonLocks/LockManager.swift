@@ -79,10 +79,7 @@ public final class LockManager<Ticket: Hashable> {
     /// so there are at most as many as tickets held at once.
     var ticketSlots: [Ticket?] = []
     var freeTicketSlots: [Int] = []
-    /// Each session's waiters (nil: none now). A session's entry stays from its first acquire until
-    /// it ends (`endSession`: every session end reaches the manager), so its next acquire enters the
-    /// waiter in place rather than adding an entry that its release removes again, grant after grant.
-    var sessions: [UInt64: WaiterIDs?] = [:]
+    var sessions: [UInt64: WaiterIDs] = [:]
     /// Every lock with local waiters, and the idle ones (no members: see `queueRetire`) kept for the
     /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
     /// each, not to move the state between two tables. `activeLock` finds only locks with members.
@@ -247,7 +244,7 @@ public final class LockManager<Ticket: Hashable> {
             return
         }
         // One hash of the session: its waiters looked at (reentrancy), then the new one entered.
-        let answered = sessions[session, default: nil].insert(id) { mine in
+        let answered = sessions[session].insert(id) { mine in
             existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
         }
         if answered {
@@ -300,7 +297,7 @@ public final class LockManager<Ticket: Hashable> {
     /// their lock-delay), and every node of the session is deleted.
     @_specialize(where Ticket == LockTicket)
     private func endSession(_ session: UInt64) {
-        for id in ((sessions[session] ?? nil)?.sorted() ?? []) {
+        for id in (sessions[session]?.sorted() ?? []) {
             guard let waiter = waiters[id] else { continue }
             switch waiter.state {
             case .holding:
@@ -313,8 +310,6 @@ public final class LockManager<Ticket: Hashable> {
                 abandon(waiter, ReplyError(.sessionExpired))
             }
         }
-        // The session's entry goes (its waiters being removed are forgotten without it).
-        sessions[session] = nil
     }
 
     // MARK: Queries (answered from the manager's own state: the waiters of this sidecar)
@@ -373,9 +368,6 @@ public final class LockManager<Ticket: Hashable> {
 
     /// Tickets of pending acquires and releases the manager holds (for tests: none once all are answered).
     public var heldTicketCount: Int { ticketSlots.count - freeTicketSlots.count }
-
-    /// Sessions the manager keeps an entry for: those that acquired and have not ended (tests: none leaks).
-    public var sessionEntryCount: Int { sessions.count }
 
     /// Nodes the manager keeps a watch entry for (for tests: waiting behind a local node over a
     /// namespace that reports deletions needs none).
