@@ -86,7 +86,8 @@ extension Engine {
         backendState.now = now
         guard !backendState.suspended else { return }
         backendState.suspended = true
-        for (node, holder) in locks.holders.sorted(by: { $0.key < $1.key }) {
+        for holder in locks.holders.values.sorted(by: { $0.node < $1.node }) {
+            let node = holder.node
             guard let token = holdToken(node) else { continue }
             backendState.suspendedHolds.append((node, token, holder.session))
             deliver(.lockSuspended(node: node, token: token), toSession: holder.session)
@@ -104,7 +105,7 @@ extension Engine {
         let suspendedHolds = backendState.suspendedHolds
         backendState.suspendedHolds = []
         for hold in suspendedHolds {
-            guard let holder = locks.holders[hold.node], holder.token == hold.token, holder.session == hold.session,
+            guard let holder = locks.holders[hold.token], holder.node == hold.node, holder.session == hold.session,
                   sessions[hold.session]?.flags.contains(.resumedEvents) == true else { continue }
             deliver(.lockResumed(node: hold.node, token: hold.token), toSession: hold.session)
         }

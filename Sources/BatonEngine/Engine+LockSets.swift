@@ -130,7 +130,7 @@ extension Engine {
             // Nobody left to tell: give the locks back.
             return lockSetRelease(set, state, now: now)
         }
-        for hold in state.held { locks.holders[hold.node] = (set, state.session, hold.token, false) }
+        for hold in state.held { locks.holders[hold.token] = (hold.node, set, state.session, false) }
         let byIndex = Dictionary(uniqueKeysWithValues: state.held.map { ($0.index, LockSetHold(node: $0.node, token: $0.token)) })
         reply(set.connection, set.requestID, .acquireAll,
               .success(.grantedAll(state.members.indices.map { byIndex[$0]! })), now: now)

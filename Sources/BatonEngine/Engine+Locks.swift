@@ -17,9 +17,12 @@ struct EngineLocks {
     /// A connection's entry may be empty: it is removed when the connection goes. (Not a field of
     /// `ConnectionState`, which would grow past its 72 bytes.)
     var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
-    /// The acquire that got each current hold: lock-lost events go to its session or connection.
+    /// The acquire that got each current hold, by its token: lock-lost events go to its session or
+    /// connection. Keyed by the token (unique per node: the node's creation transaction, THEORY.md) and
+    /// not the node's path: an integer hashed at the grant and the release, not a path (`node` is
+    /// compared on use, so a release naming another hold's token finds no holder).
     /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
-    var holders: [String: (ticket: LockTicket, session: UInt64, token: UInt64, owned: Bool)] = [:]
+    var holders: [UInt64: (node: String, ticket: LockTicket, session: UInt64, owned: Bool)] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
     /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
@@ -79,10 +82,10 @@ extension Engine {
                 reply(connection, requestID, .release, .failure(error), now: now)
                 return
             }
-            // One hash of the node's path for the holder entry: found by index, removed at it.
-            let holderIndex = locks.holders.index(forKey: node)
+            // One hash of the token for the holder entry: found by index, removed at it.
+            let holderIndex = locks.holders.index(forKey: token)
             let holder = holderIndex.map { locks.holders[$0].value }
-            let holds = holder.map { $0.session == session && $0.token == token } ?? false
+            let holds = holder.map { $0.session == session && $0.node == node } ?? false
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists; so does a
             // current hold's (every end of a hold takes its entry out first: no lookup for it).
@@ -354,7 +357,7 @@ extension Engine {
             }
             let owned = takeOwnedAcquire(ticket)
             if let session {
-                locks.holders[node] = (ticket, session, token, owned)
+                locks.holders[token] = (node, ticket, session, owned)
             }
             if owned {
                 reply(ticket.connection, ticket.requestID, .acquireOwned,
@@ -381,8 +384,9 @@ extension Engine {
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
             // Only this hold's entry: a later hold may have the same node path (PROTOCOL.md §12.6).
-            let holder = locks.holders[node].flatMap { $0.token == token ? $0 : nil }
-            if holder != nil { locks.holders[node] = nil }
+            let holderIndex = locks.holders.index(forKey: token)
+            let holder = holderIndex.flatMap { locks.holders[$0].value.node == node ? locks.holders[$0].value : nil }
+            if holder != nil { locks.holders.remove(at: holderIndex!) }
             let event = Event.lockLost(node: node, token: token, reason: lostReason(reason))
             if sessions[session] != nil {
                 deliver(event, toSession: session)

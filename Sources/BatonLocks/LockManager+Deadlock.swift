@@ -66,7 +66,7 @@ extension LockManager {
         // The common case, answered without the search's tables: the session's only node is this
         // waiter's, last in its lock's local order, so nobody waits for its owner (the search below
         // would find no node behind it and stop).
-        if sessions[waiter.session]?.count == 1, waiter.lock.localOrder.last == waiter.id {
+        if sessions[waiter.session]?.count == 1, waiter.lock.localOrder.last === waiter {
             return nil
         }
         let start = waitOwner(waiter)
@@ -91,7 +91,8 @@ extension LockManager {
                 var index = localOrderLowerBound(lock, sequence + 1)
                 while index < lock.localOrder.count {
                     defer { index += 1 }
-                    guard let behind = waiters[lock.localOrder[index]], let behindName = behind.name else { continue }
+                    let behind = lock.localOrder[index]
+                    guard let behindName = behind.name else { continue }
                     if behindName.sequence >= upper { break }
                     guard behind.waiting?.deadlockChecked == true, blocks(node, behind) else { continue }
                     let next = waitOwner(behind)
@@ -124,7 +125,7 @@ extension LockManager {
         var high = lock.localOrder.count
         while low < high {
             let middle = (low + high) / 2
-            if (waiters[lock.localOrder[middle]]?.name?.sequence ?? 0) < sequence { low = middle + 1 } else { high = middle }
+            if (lock.localOrder[middle].name?.sequence ?? 0) < sequence { low = middle + 1 } else { high = middle }
         }
         return low
     }
@@ -133,20 +134,20 @@ extension LockManager {
     /// so this is almost always an append).
     func localOrderInsert(_ lock: LockState, _ waiter: Waiter) {
         guard let sequence = waiter.name?.sequence else { return }
-        if let last = lock.localOrder.last, let lastSequence = waiters[last]?.name?.sequence, lastSequence > sequence {
-            lock.localOrder.insert(waiter.id, at: localOrderLowerBound(lock, sequence))
+        if let lastSequence = lock.localOrder.last?.name?.sequence, lastSequence > sequence {
+            lock.localOrder.insert(waiter, at: localOrderLowerBound(lock, sequence))
         } else {
-            lock.localOrder.append(waiter.id)
+            lock.localOrder.append(waiter)
         }
     }
 
     func localOrderRemove(_ lock: LockState, _ waiter: Waiter) {
-        if lock.localOrder.first == waiter.id {
+        if lock.localOrder.first === waiter {
             lock.localOrder.removeFirst()
         } else if let sequence = waiter.name?.sequence {
             let index = localOrderLowerBound(lock, sequence)
-            if index < lock.localOrder.count && lock.localOrder[index] == waiter.id { lock.localOrder.remove(at: index) }
-            else if let index = lock.localOrder.firstIndex(of: waiter.id) { lock.localOrder.remove(at: index) }
+            if index < lock.localOrder.count && lock.localOrder[index] === waiter { lock.localOrder.remove(at: index) }
+            else if let index = lock.localOrder.firstIndex(where: { $0 === waiter }) { lock.localOrder.remove(at: index) }
         }
     }
 }

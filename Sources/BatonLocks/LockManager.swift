@@ -230,19 +230,33 @@ public final class LockManager<Ticket: Hashable> {
     private func startAcquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String) {
         // The lock's state (active or idle), looked up once for the checks and the queue.
         let existing = locks[request.path]
-        if let refusal = refusal(of: request, ticket: ticket, lock: existing) {
+        let id = nextWaiterID
+        // One hash of the ticket: entered as pending, or found pending already (refused, that one kept);
+        // taken out again if the acquire is answered here.
+        if let pending = tickets.updateValue(id, forKey: ticket) {
+            tickets[ticket] = pending
+            emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "an acquire with this ticket is pending")))
+            return
+        }
+        if let refusal = refusal(of: request, lock: existing) {
+            tickets[ticket] = nil
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
-        if let existing, reentered(request, ticket: ticket, session: session, lock: existing) { return }
+        // One hash of the session: its waiters looked at (reentrancy), then the new one entered.
+        let answered = sessions[session].insert(id) { mine in
+            existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
+        }
+        if answered {
+            tickets[ticket] = nil
+            return
+        }
         let lock = activateLock(existing, request.path)
-        let waiter = Waiter(id: nextWaiterID, session: session, clientName: clientName,
+        let waiter = Waiter(id: id, session: session, clientName: clientName,
                             request: request, lock: lock, queuedMilliseconds: nowMilliseconds)
         nextWaiterID += 1
         waiters[waiter.id] = waiter
-        tickets[ticket] = waiter.id
         waiter.ticketSlot = holdTicket(ticket)
-        sessions[session].insert(waiter.id)
         lock.members.insert(waiter.id)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
         if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
@@ -320,8 +334,8 @@ public final class LockManager<Ticket: Hashable> {
     /// queue order: the sessions to ask to give the lock up.
     public func revocableHolds(path: String) -> [(session: UInt64, node: String, token: UInt64)] {
         guard let lock = activeLock(path) else { return [] }
-        return lock.localOrder.compactMap { id in
-            guard let waiter = waiters[id], waiter.revocable, waiter.phase == .holding,
+        return lock.localOrder.compactMap { waiter in
+            guard waiter.revocable, waiter.phase == .holding,
                   let node = waiter.nodePath else { return nil }
             return (waiter.session, node, waiter.token)
         }
@@ -365,8 +379,7 @@ public final class LockManager<Ticket: Hashable> {
         effects.append(effect)
     }
 
-    private func refusal(of request: LockRequest, ticket: Ticket, lock: LockState?) -> ReplyError? {
-        if tickets[ticket] != nil { return ReplyError(.invalidArgument, "an acquire with this ticket is pending") }
+    private func refusal(of request: LockRequest, lock: LockState?) -> ReplyError? {
         guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
         if request.path.utf8.count > configuration.lockPathBytesMax {
             return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
@@ -393,9 +406,9 @@ public final class LockManager<Ticket: Hashable> {
     /// Reentrancy (PROTOCOL.md §12.9), judged from the session's own waiters on the lock. With an owner
     /// token: the owner's hold is counted again (same node, same token). Without one: a second acquire
     /// where either is exclusive would queue behind the session's own node, so it is refused at once.
-    /// True if the acquire was answered here.
-    private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64, lock: LockState) -> Bool {
-        guard let mine = sessions[session] else { return false }
+    /// True if the acquire was answered here. `mine`: the session's waiters (it reads no table of sessions:
+    /// called while `startAcquire` has the session's entry open).
+    private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64, mine: WaiterIDs, lock: LockState) -> Bool {
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
         for id in mine.count <= lock.members.count ? Array(mine) : Array(lock.members) {
             guard let other = waiters[id], other.session == session, other.lock === lock,

@@ -248,6 +248,14 @@ extension Optional where Wrapped == WaiterIDs {
         }
     }
 
+    /// Adds a waiter unless `answered`, shown the waiters already there, says the acquire was answered
+    /// from them (true then). Through a dictionary's `modify`: one hash of the key for both.
+    mutating func insert(_ id: WaiterID, unless answered: (WaiterIDs) -> Bool) -> Bool {
+        if let current = self, answered(current) { return true }
+        insert(id)
+        return false
+    }
+
     /// Removes a waiter (nil after the last one; a dictionary's entry goes with it).
     mutating func remove(_ id: WaiterID) {
         switch self {
@@ -269,8 +277,9 @@ final class LockState {
     /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
     /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
     var bySequence: [UInt64: Waiter] = [:]
-    /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock).
-    var localOrder: Deque<WaiterID> = []
+    /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock): the
+    /// waiters themselves, not their ids (no hash to read a sequence). Each leaves when forgotten.
+    var localOrder: Deque<Waiter> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
     var creatingSessions: Set<UInt64> = []

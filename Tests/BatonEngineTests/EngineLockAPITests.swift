@@ -25,6 +25,28 @@ final class EngineLockAPITests: XCTestCase {
         XCTAssertNil(harness.engine.namespace.node(at: held.node))
     }
 
+    /// The engine keeps its holders by token: a release naming one hold's node with another's token
+    /// ends neither, and each hold's own release takes its entry out (none is left behind).
+    func testAReleaseCrossingTwoHoldsNodeAndTokenEndsNeither() throws {
+        let harness = EngineHarness()
+        harness.openSession(1)
+        harness.openSession(2)
+        let a = harness.send(.acquire(LockRequest(path: "/locks/a")), on: 1)
+        let heldA = try XCTUnwrap(granted(a.outputs, to: 1, requestID: a.requestID))
+        let b = harness.send(.acquire(LockRequest(path: "/locks/b")), on: 1)
+        let heldB = try XCTUnwrap(granted(b.outputs, to: 1, requestID: b.requestID))
+        XCTAssertEqual(harness.engine.locks.holders.count, 2)
+        XCTAssertEqual(errorCode(harness.call(.release(node: heldB.node, token: heldA.token), on: 1)), .lockLost)
+        XCTAssertEqual(errorCode(harness.call(.release(node: heldA.node, token: heldB.token), on: 1)), .lockLost)
+        XCTAssertEqual(errorCode(harness.call(.release(node: heldA.node, token: heldA.token), on: 2)), .notHolder)
+        XCTAssertEqual(harness.engine.locks.holders.count, 2, "both holds still routed")
+        XCTAssertNotNil(harness.engine.namespace.node(at: heldA.node))
+        XCTAssertNotNil(harness.engine.namespace.node(at: heldB.node))
+        XCTAssertEqual(harness.call(.release(node: heldA.node, token: heldA.token), on: 1), .success(.empty))
+        XCTAssertEqual(harness.call(.release(node: heldB.node, token: heldB.token), on: 1), .success(.empty))
+        XCTAssertTrue(harness.engine.locks.holders.isEmpty)
+    }
+
     func testALeaseEndsAReentrantHoldWithOneCountLeftAndTellsTheHolder() throws {
         let harness = EngineHarness()
         harness.openSession(1, timeoutMilliseconds: 60_000)

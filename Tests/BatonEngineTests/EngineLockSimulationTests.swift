@@ -371,6 +371,8 @@ final class EngineLockSimulation {
         if let manager = harness.engine.locks.manager, manager.waiterCount != 0 {
             throw fail("\(manager.waiterCount) waiters left in the lock manager")
         }
+        // The engine's holder entries go with their holds (kept by token: none may outlive its hold).
+        if !harness.engine.locks.holders.isEmpty { throw fail("\(harness.engine.locks.holders.count) holder entries left") }
         if let watches = harness.engine.locks.adapter?.watchCount, watches != 0 {
             throw fail("\(watches) internal watches left")
         }
