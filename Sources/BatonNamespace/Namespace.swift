@@ -304,13 +304,12 @@ public final class Namespace {
                 throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(session) hold \(usage.dataBytes) bytes, \(data.count) more would exceed \(limits.dataBytesPerSessionMax)")
             }
         }
-        var path = requestedPath
         if mode.sequential {
             guard parent.sequenceNext <= NamespacePath.sequenceMax else {
                 throw ReplyError(.invalidArgument, "sequence numbers of \(parentPath) are exhausted")
             }
-            path += NamespacePath.sequenceSuffix(parent.sequenceNext)
         }
+        let path = mode.sequential ? NamespacePath.sequential(prefix: requestedPath, parent.sequenceNext) : requestedPath
         // The last check is the insert itself: one search of the parent's entries instead of a
         // `contains` and then an insert. Nothing has changed before it; the node's transaction is
         // the one `allocateTransaction` hands out next.
