@@ -283,8 +283,11 @@ public final class Namespace {
         let grandparentPath = parentPath == NamespacePath.root ? nil : NodePath.parent(of: parentPath)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its sequence counters, and their update would then copy them.
-        guard let parent = nodes[parentPath, parent: grandparentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
-                                                    createdTransaction: $0.createdTransaction) }) else {
+        let parentScalars = nodes.withNode(at: parentPath, parent: grandparentPath) { node in
+            node.map { (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
+                        createdTransaction: $0.createdTransaction) }
+        }
+        guard let parent = parentScalars else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
         }
         guard parent.kind != .ephemeral else {
