@@ -97,7 +97,9 @@ struct NodeTree: Sendable {
     /// `Array` element's `get` copies the whole entry, its name and the node's arrays retained and
     /// released; ~0.5 % of a contended grant in a create's read of its parent). `parent`: the path's
     /// parent (nil for the root and its children: `/`), not made again from the path.
-    func withNode<Result>(at path: String, parent: String?, _ body: (Node?) -> Result) -> Result {
+    /// `mutating` though it changes nothing: a non-mutating call on the namespace's stored tree
+    /// copies the whole tree value first (its root node and trie retained and released).
+    mutating func withNode<Result>(at path: String, parent: String?, _ body: (Node?) -> Result) -> Result {
         if path == NamespacePath.root { return body(root) }
         let (directory, location) = lookup(path, parent: parent ?? NamespacePath.root)
         guard let directory, location.found else { return body(nil) }
