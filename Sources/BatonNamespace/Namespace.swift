@@ -118,14 +118,16 @@ public final class Namespace {
     public func exists(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> Stat? {
         try NamespacePath.validate(path, limits: limits)
         if let watcher { try addWatch(watcher, path: path, kind: .data) }
-        return nodes[path]?.stat
+        return nodes.withNode(at: path) { $0?.stat }
     }
 
     public func get(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, data: [UInt8]) {
         try NamespacePath.validate(path, limits: limits)
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        guard let (stat, data) = nodes.withNode(at: path, { node in node.map { ($0.stat, $0.data) } }) else {
+            throw ReplyError(.noNode, path)
+        }
         if let watcher { try addWatch(watcher, path: path, kind: .data) }
-        return (node.stat, node.data)
+        return (stat, data)
     }
 
     /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
@@ -147,7 +149,7 @@ public final class Namespace {
     public func children(_ path: String, after cursor: String?, limit: Int,
                          watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String], more: Bool) {
         try NamespacePath.validate(path, limits: limits)
-        guard let stat = nodes[path]?.stat else { throw ReplyError(.noNode, path) }
+        guard let stat = nodes.withNode(at: path, { $0?.stat }) else { throw ReplyError(.noNode, path) }
         if let watcher { try addWatch(watcher, path: path, kind: .children) }
         let page = nodes.childNames(of: path, after: cursor, limit: limit)
         return (stat, page.names, page.more)
@@ -157,11 +159,11 @@ public final class Namespace {
     @discardableResult
     public func check(_ path: String, expectedVersion: Int32) throws(ReplyError) -> Stat {
         try NamespacePath.validate(path, limits: limits)
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
-        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
-            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        guard let stat = nodes.withNode(at: path, { $0?.stat }) else { throw ReplyError(.noNode, path) }
+        guard expectedVersion == anyVersion || expectedVersion == stat.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(stat.version), expected \(expectedVersion)")
         }
-        return node.stat
+        return stat
     }
 
     /// Applies all operations or none. On failure nothing changed: no node, no counter, no watch
@@ -283,7 +285,7 @@ public final class Namespace {
         let grandparentPath = parentPath == NamespacePath.root ? nil : NodePath.parent(of: parentPath)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its sequence counters, and their update would then copy them.
-        let parentScalars = nodes.withNode(at: parentPath, parent: grandparentPath) { node in
+        let parentScalars = nodes.withNode(at: parentPath, parent: grandparentPath ?? NamespacePath.root) { node in
             node.map { (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
                         createdTransaction: $0.createdTransaction) }
         }
