@@ -322,7 +322,7 @@ public final class Namespace {
         let transaction = transactionCurrent + 1
         let stat = Self.createdStat(kind: mode.kind, owner: session, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds)
-        guard nodes.insertIfAbsent(path, parent: parentPath, Node(data: data, stat: stat, creator: counted ? session : 0)) else {
+        guard nodes.insertIfAbsent(path, parent: parentPath, { Node(data: data, stat: stat, creator: counted ? session : 0) }) else {
             throw ReplyError(.nodeExists, path)
         }
 
