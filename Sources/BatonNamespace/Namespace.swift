@@ -118,14 +118,16 @@ public final class Namespace {
     public func exists(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> Stat? {
         try NamespacePath.validate(path, limits: limits)
         if let watcher { try addWatch(watcher, path: path, kind: .data) }
-        return nodes[path]?.stat
+        return nodes.withNode(at: path) { $0?.stat }
     }
 
     public func get(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, data: [UInt8]) {
         try NamespacePath.validate(path, limits: limits)
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
+        guard let (stat, data) = nodes.withNode(at: path, { node in node.map { ($0.stat, $0.data) } }) else {
+            throw ReplyError(.noNode, path)
+        }
         if let watcher { try addWatch(watcher, path: path, kind: .data) }
-        return (node.stat, node.data)
+        return (stat, data)
     }
 
     /// Replaces the data; `expectedVersion` -1 matches any version. The version goes up by one.
@@ -147,7 +149,7 @@ public final class Namespace {
     public func children(_ path: String, after cursor: String?, limit: Int,
                          watcher: Watcher? = nil) throws(ReplyError) -> (stat: Stat, names: [String], more: Bool) {
         try NamespacePath.validate(path, limits: limits)
-        guard let stat = nodes[path]?.stat else { throw ReplyError(.noNode, path) }
+        guard let stat = nodes.withNode(at: path, { $0?.stat }) else { throw ReplyError(.noNode, path) }
         if let watcher { try addWatch(watcher, path: path, kind: .children) }
         let page = nodes.childNames(of: path, after: cursor, limit: limit)
         return (stat, page.names, page.more)
@@ -157,11 +159,11 @@ public final class Namespace {
     @discardableResult
     public func check(_ path: String, expectedVersion: Int32) throws(ReplyError) -> Stat {
         try NamespacePath.validate(path, limits: limits)
-        guard let node = nodes[path] else { throw ReplyError(.noNode, path) }
-        guard expectedVersion == anyVersion || expectedVersion == node.stat.version else {
-            throw ReplyError(.badVersion, "\(path) is at version \(node.stat.version), expected \(expectedVersion)")
+        guard let stat = nodes.withNode(at: path, { $0?.stat }) else { throw ReplyError(.noNode, path) }
+        guard expectedVersion == anyVersion || expectedVersion == stat.version else {
+            throw ReplyError(.badVersion, "\(path) is at version \(stat.version), expected \(expectedVersion)")
         }
-        return node.stat
+        return stat
     }
 
     /// Applies all operations or none. On failure nothing changed: no node, no counter, no watch
@@ -283,8 +285,11 @@ public final class Namespace {
         let grandparentPath = parentPath == NamespacePath.root ? nil : NodePath.parent(of: parentPath)
         // Only the parent's scalars: a copy of the whole node held across the update below would share
         // its sequence counters, and their update would then copy them.
-        guard let parent = nodes[parentPath, parent: grandparentPath].map({ (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
-                                                    createdTransaction: $0.createdTransaction) }) else {
+        let parentScalars = nodes.withNode(at: parentPath, parent: grandparentPath ?? NamespacePath.root) { node in
+            node.map { (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
+                        createdTransaction: $0.createdTransaction) }
+        }
+        guard let parent = parentScalars else {
             throw ReplyError(.noNode, "parent \(parentPath) does not exist")
         }
         guard parent.kind != .ephemeral else {
@@ -304,13 +309,12 @@ public final class Namespace {
                 throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(session) hold \(usage.dataBytes) bytes, \(data.count) more would exceed \(limits.dataBytesPerSessionMax)")
             }
         }
-        var path = requestedPath
         if mode.sequential {
             guard parent.sequenceNext <= NamespacePath.sequenceMax else {
                 throw ReplyError(.invalidArgument, "sequence numbers of \(parentPath) are exhausted")
             }
-            path += NamespacePath.sequenceSuffix(parent.sequenceNext)
         }
+        let path = mode.sequential ? NamespacePath.sequential(prefix: requestedPath, parent.sequenceNext) : requestedPath
         // The last check is the insert itself: one search of the parent's entries instead of a
         // `contains` and then an insert. Nothing has changed before it; the node's transaction is
         // the one `allocateTransaction` hands out next.
@@ -318,7 +322,7 @@ public final class Namespace {
         let transaction = transactionCurrent + 1
         let stat = Self.createdStat(kind: mode.kind, owner: session, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds)
-        guard nodes.insertIfAbsent(path, parent: parentPath, Node(data: data, stat: stat, creator: counted ? session : 0)) else {
+        guard nodes.insertIfAbsent(path, parent: parentPath, { Node(data: data, stat: stat, creator: counted ? session : 0) }) else {
             throw ReplyError(.nodeExists, path)
         }
 

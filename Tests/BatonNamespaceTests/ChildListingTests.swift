@@ -26,7 +26,7 @@ final class ChildListingTests: XCTestCase {
                 model.remove(victim)
                 XCTAssertNil(tree.removeValue(forKey: "/p/" + victim))
             } else {
-                XCTAssertEqual(tree.insertIfAbsent("/p/" + name, node()), model.insert(name).inserted, name)
+                XCTAssertEqual(tree.insertIfAbsent("/p/" + name, node), model.insert(name).inserted, name)
             }
         }
         XCTAssertGreaterThan(model.count, 2 * NodeTree.chunkMax, "several chunks")
@@ -58,12 +58,12 @@ final class ChildListingTests: XCTestCase {
     func testInOrderAppendsAcrossChunksThenOutOfOrderInserts() {
         var tree = NodeTree(root: node())
         let ordered = (0..<(3 * NodeTree.chunkMax + 7)).map { "w" + NamespacePath.sequenceSuffix(UInt64($0)) }
-        for name in ordered { XCTAssertTrue(tree.insertIfAbsent("/l/" + name, node())) }
-        XCTAssertFalse(tree.insertIfAbsent("/l/" + ordered.last!, node()), "the last name again")
-        XCTAssertFalse(tree.insertIfAbsent("/l/" + ordered[NodeTree.chunkMax], node()), "a name inside an earlier chunk")
+        for name in ordered { XCTAssertTrue(tree.insertIfAbsent("/l/" + name, node)) }
+        XCTAssertFalse(tree.insertIfAbsent("/l/" + ordered.last!, node), "the last name again")
+        XCTAssertFalse(tree.insertIfAbsent("/l/" + ordered[NodeTree.chunkMax], node), "a name inside an earlier chunk")
         XCTAssertEqual(tree.count, ordered.count + 1)
         XCTAssertEqual(tree.childNames(of: "/l", after: nil, limit: .max).names, ordered)
-        for name in ["a", "w0000000000x", "z"] { XCTAssertTrue(tree.insertIfAbsent("/l/" + name, node())) }
+        for name in ["a", "w0000000000x", "z"] { XCTAssertTrue(tree.insertIfAbsent("/l/" + name, node)) }
         XCTAssertEqual(tree.childNames(of: "/l", after: nil, limit: .max).names, byteSorted(Set(ordered + ["a", "w0000000000x", "z"])))
         XCTAssertEqual(tree.childNames(of: "/l", after: ordered.last, limit: 10).names, ["z"])
     }

@@ -67,7 +67,7 @@ final class ContainerTests: XCTestCase {
             namespace.tick(now: now)
             XCTAssertNotNil(try namespace.exists("/locks"))
         }
-        // Only the sequence reservation (one per 1,000 children) and no create/delete of the directory.
+        // Only the sequence reservation (one per `sequenceReserveAhead` children) and no create/delete of the directory.
         let logged = records(namespace.takeOutputs())
         XCTAssertFalse(logged.contains { if case .sweepContainer = $0 { true } else { false } })
         XCTAssertFalse(logged.contains { if case .create = $0 { true } else { false } })

@@ -90,5 +90,9 @@ final class NamespacePathTests: XCTestCase {
         XCTAssertEqual(NamespacePath.sequenceSuffix(0), "0000000000")
         XCTAssertEqual(NamespacePath.sequenceSuffix(42), "0000000042")
         XCTAssertEqual(NamespacePath.sequenceSuffix(NamespacePath.sequenceMax), "9999999999")
+        XCTAssertEqual(NamespacePath.sequential(prefix: "/a/", 7), "/a/0000000007")
+        let long = "/locks/über/x-00000000000000ff-"
+        XCTAssertEqual(NamespacePath.sequential(prefix: long, 1_234_567_890), long + "1234567890")
+        XCTAssertEqual(NamespacePath.sequential(prefix: long, 1_234_567_890).utf8.count, long.utf8.count + 10)
     }
 }

@@ -78,11 +78,11 @@ final class WriteRefusalTests: XCTestCase {
         let namespace = Namespace(configuration: NamespaceConfiguration(), now: start)
         try namespace.create("/p", data: [], mode: .persistent, session: 0, now: start)
         try namespace.create("/p/s-", data: [], mode: .persistentSequential, session: 0, now: start)
-        XCTAssertEqual(namespace.counterMarks.sequences, 1_000)
+        XCTAssertEqual(namespace.counterMarks.sequences, NamespaceConfiguration().sequenceReserveAhead)
         let transactions = namespace.counterMarks.transactions
-        namespace.raiseCounters(transactions: 50_000, sequences: nil)
+        namespace.raiseCounters(transactions: transactions + 50_000, sequences: nil)
         let created = try namespace.create("/q", data: [], mode: .persistent, session: 0, now: start)
-        XCTAssertGreaterThanOrEqual(created.stat.createdTransaction, 50_000)
+        XCTAssertGreaterThanOrEqual(created.stat.createdTransaction, transactions + 50_000)
         XCTAssertGreaterThan(namespace.counterMarks.transactions, transactions)
         // Sequence marks lift every parent (a repair may have cut a parent's own reservation).
         namespace.raiseCounters(transactions: 0, sequences: 7_000)
