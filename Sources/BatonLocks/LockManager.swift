@@ -108,6 +108,18 @@ public final class LockManager<Ticket: Hashable> {
         self.nowMilliseconds = now.monotonicMilliseconds
     }
 
+    /// A lock's state holds its waiters (`LockState.bySequence`, `.localOrder`) and each waiter its
+    /// lock's state (`Waiter.lock`): a cycle that forgetting the waiter breaks. A manager dropped
+    /// while it still tracks waiters (its engine gone with sessions open) breaks the rest here, or
+    /// the states and waiters would never be freed.
+    deinit {
+        for lock in locks.values { lock.dropWaiters() }
+        for waiter in waiters.values {
+            waiter.lock.dropWaiters()
+            waiter.watchedWaiter = nil
+        }
+    }
+
     // MARK: Inputs
 
     /// The manager as a state machine: applies one input at time `now` and returns what it caused, in

@@ -308,6 +308,12 @@ final class LockState {
 
     init(path: String) { self.path = path }
 
+    /// Lets go of the waiters it holds (`LockManager.deinit`: the manager is going).
+    func dropWaiters() {
+        bySequence.removeAll()
+        localOrder.removeAll()
+    }
+
     /// Kept while the lock has no local waiter (`LockManager.queueRetire`): what a new state would
     /// hold, but the queue's knowledge (trusted, empty, identity, sequences accounted) and the
     /// tables' storage. The listing serial keeps counting (answers of earlier listings are not due).
