@@ -114,10 +114,7 @@ public final class LockManager<Ticket: Hashable> {
     /// the states and waiters would never be freed.
     deinit {
         for lock in locks.values { lock.dropWaiters() }
-        for waiter in waiters.values {
-            waiter.lock.dropWaiters()
-            waiter.watchedWaiter = nil
-        }
+        for waiter in waiters.values { waiter.lock.dropWaiters() }
     }
 
     // MARK: Inputs
