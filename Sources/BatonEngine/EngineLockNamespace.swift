@@ -50,7 +50,9 @@ final class EngineLockNamespace: ImmediateLockNamespace {
 
     func create(path: String, data: [UInt8], mode: CreateMode, owner: UInt64) -> Result<LockCreatedNode, ReplyError> {
         do throws(ReplyError) {
-            let created = try namespace.createReportingParent(path, data: data, mode: mode, session: owner, now: now)
+            // Every path the recipe creates or deletes is proven valid but for its length (a waiter's
+            // name under a lock path `lockRefusal` checked, its ancestors, or a path the namespace gave).
+            let created = try namespace.createLockNode(path, data: data, mode: mode, session: owner, now: now)
             return .success(LockCreatedNode(path: created.path, stat: created.stat,
                                             parentCreatedTransaction: created.parentCreatedTransaction))
         } catch {
@@ -96,7 +98,7 @@ final class EngineLockNamespace: ImmediateLockNamespace {
 
     func delete(path: String, expectedVersion: Int32) -> Result<Void, ReplyError> {
         do throws(ReplyError) {
-            try namespace.delete(path, expectedVersion: expectedVersion, now: now)
+            try namespace.deleteLockNode(path, expectedVersion: expectedVersion, now: now)
             return .success(())
         } catch {
             return .failure(error)

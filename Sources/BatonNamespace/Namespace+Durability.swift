@@ -24,16 +24,21 @@ extension Namespace {
         return next
     }
 
-    /// Hands out the parent's next sequence `next` (the caller has checked it is in range), logging a
-    /// new reservation bound if `reserved` is reached. Returns the parent's counters after it, which
-    /// `applyCreate` stores in its one access to the parent (each tree access costs a path lookup).
-    func allocateSequence(_ parentPath: String, next: UInt64, reserved: UInt64,
-                          _ changes: inout Changes) -> (next: UInt64, reserved: UInt64) {
+    /// The parent's counters once it has handed out `next` (the caller has checked it is in range):
+    /// a new reservation bound if `reserved` is reached. Stored in the create's one access to the
+    /// parent (each tree access costs a path lookup); `logSequence` logs the bound once the create
+    /// cannot fail any more.
+    func sequenceAfter(next: UInt64, reserved: UInt64) -> (next: UInt64, reserved: UInt64) {
         guard next >= reserved else { return (next + 1, reserved) }
-        let upTo = next + configuration.sequenceReserveAhead
+        return (next + 1, next + configuration.sequenceReserveAhead)
+    }
+
+    /// Logs the reservation bound `sequenceAfter` moved, if it did.
+    func logSequence(_ parentPath: String, next: UInt64, reserved: UInt64, _ changes: inout Changes) {
+        guard next >= reserved else { return }
+        let upTo = sequenceAfter(next: next, reserved: reserved).reserved
         changes.log(.reserveSequence(parent: parentPath, upTo: upTo))
         sequenceHighWater = max(sequenceHighWater, upTo)
-        return (next + 1, upTo)
     }
 
     /// Rebuilds a namespace from a snapshot (or nothing) and the log records written after it.

@@ -113,6 +113,26 @@ public final class Namespace {
         try change(now: now) { changes throws(ReplyError) in try deleteOperation(path, expectedVersion: expectedVersion, &changes) }
     }
 
+    // The lock layer's nodes (`EngineLockNamespace`): the same operations and outcomes, for paths it has
+    // proven valid but for their length (`NamespacePath.validateLength(ofProven:)`): a lock path checked
+    // when the acquire came in, a waiter's name under it, and the paths this namespace handed back for
+    // them. Each request of a lock pair makes one of these: the path is not walked again.
+
+    /// `createReportingParent` of a proven path.
+    public func createLockNode(_ path: String, data: [UInt8], mode: CreateMode, session: UInt64,
+                               now: Time) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
+        try change(now: now) { changes throws(ReplyError) in
+            try createOperation(path, data: data, mode: mode, session: session, now: now, pathProven: true, &changes)
+        }
+    }
+
+    /// `delete` of a proven path.
+    public func deleteLockNode(_ path: String, expectedVersion: Int32, now: Time) throws(ReplyError) {
+        try change(now: now) { changes throws(ReplyError) in
+            try deleteOperation(path, expectedVersion: expectedVersion, pathProven: true, &changes)
+        }
+    }
+
     /// The node's stat, or nil. With a watcher: a data watch if the node exists, else an exists
     /// watch that fires `created`.
     public func exists(_ path: String, watcher: Watcher? = nil) throws(ReplyError) -> Stat? {
@@ -271,68 +291,52 @@ public final class Namespace {
     }
 
     func createOperation(_ requestedPath: String, data: [UInt8], mode: CreateMode, session: UInt64, now: Time,
+                         pathProven: Bool = false,
                          _ changes: inout Changes) throws(ReplyError) -> (path: String, stat: Stat, parentCreatedTransaction: UInt64) {
         // A sequential name gets 10 digits appended: validate the path as it will be (without making
         // it twice). As in ZooKeeper this allows "/dir/" as the prefix of a sequential child of "/dir".
-        try NamespacePath.validate(requestedPath, sequential: mode.sequential, limits: limits)
-        guard mode.sequential || requestedPath != NamespacePath.root else { throw ReplyError(.nodeExists, "the root always exists") }
+        if pathProven {
+            try NamespacePath.validateLength(ofProven: requestedPath, sequential: mode.sequential, limits: limits)
+        } else {
+            try NamespacePath.validate(requestedPath, sequential: mode.sequential, limits: limits)
+        }
+        // A valid path of one byte is the root.
+        guard mode.sequential || requestedPath.utf8.count != 1 else { throw ReplyError(.nodeExists, "the root always exists") }
         guard data.count <= limits.dataBytesMax else {
             throw ReplyError(.dataTooLarge, "\(data.count) bytes, at most \(limits.dataBytesMax)")
         }
         // The suffix has no slash: the parent is the requested path's ("/dir/" for "/dir/0000000001").
         let parentPath = NodePath.parent(of: requestedPath)
-        // Made once for the parent's read and its update below (each access to it needs it).
-        let grandparentPath = parentPath == NamespacePath.root ? nil : NodePath.parent(of: parentPath)
-        // Only the parent's scalars: a copy of the whole node held across the update below would share
-        // its sequence counters, and their update would then copy them.
-        let parentScalars = nodes.withNode(at: parentPath, parent: grandparentPath ?? NamespacePath.root) { node in
-            node.map { (kind: $0.kind, sequenceNext: $0.sequenceNext, sequenceReserved: $0.sequenceReserved,
-                        createdTransaction: $0.createdTransaction) }
-        }
-        guard let parent = parentScalars else {
-            throw ReplyError(.noNode, "parent \(parentPath) does not exist")
-        }
-        guard parent.kind != .ephemeral else {
-            throw ReplyError(.ephemeralParent, "\(parentPath) is ephemeral and cannot have children")
-        }
-        if mode.kind == .ephemeral {
-            guard session != 0 else { throw ReplyError(.sessionRequired, "an ephemeral node needs a session") }
-            guard sessions[session] != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
-        }
-        guard nodes.count < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
-        let usage = sessionNodes[session]?.usage
-        if let usage {
-            guard usage.nodes < limits.nodesPerSessionMax else {
-                throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
-            }
-            guard usage.dataBytes + data.count <= limits.dataBytesPerSessionMax else {
-                throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(session) hold \(usage.dataBytes) bytes, \(data.count) more would exceed \(limits.dataBytesPerSessionMax)")
-            }
-        }
-        if mode.sequential {
-            guard parent.sequenceNext <= NamespacePath.sequenceMax else {
-                throw ReplyError(.invalidArgument, "sequence numbers of \(parentPath) are exhausted")
-            }
-        }
-        let path = mode.sequential ? NamespacePath.sequential(prefix: requestedPath, parent.sequenceNext) : requestedPath
-        // The last check is the insert itself: one search of the parent's entries instead of a
-        // `contains` and then an insert. Nothing has changed before it; the node's transaction is
-        // the one `allocateTransaction` hands out next.
-        let counted = usage != nil
+        // Made once for the parent's access below and its undo (each access to it needs it).
+        let grandparentPath = parentPath.utf8.count == 1 ? nil : NodePath.parent(of: parentPath)
+        // Read before the parent's access (the tree is being changed during it).
+        let nodeCount = nodes.count
+        // The node's transaction is the one `allocateTransaction` hands out next.
         let transaction = transactionCurrent + 1
+        // One access to the parent (a tree access hashes its parent's path and searches its directory):
+        // every check, then its stat as the create leaves it (children count and version, pzxid, sequence
+        // counters), undone below if the name is taken. Only scalars come out: a copy of the whole node
+        // would share its sequence counters, and their update would then copy them.
+        let parent = try nodes.update(parentPath, parent: grandparentPath ?? NamespacePath.root) { node throws(ReplyError) in
+            guard node.isSome else { throw ReplyError(.noNode, "parent \(parentPath) does not exist") }
+            return try linkChild(to: &node!, parentPath, data: data, mode: mode, session: session,
+                                 nodeCount: nodeCount, transaction: transaction)
+        }
+        let path = mode.sequential ? NamespacePath.sequential(prefix: requestedPath, parent.before.sequenceNext) : requestedPath
+        // The last check is the insert itself: one search of the parent's entries instead of a
+        // `contains` and then an insert. Nothing else has changed before it.
+        let counted = parent.usage != nil
         let stat = Self.createdStat(kind: mode.kind, owner: session, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: now.wallMilliseconds)
         guard nodes.insertIfAbsent(path, parent: parentPath, { Node(data: data, stat: stat, creator: counted ? session : 0) }) else {
+            nodes.update(parentPath, parent: grandparentPath ?? NamespacePath.root) { node in parent.before.restore(into: &node!) }
             throw ReplyError(.nodeExists, path)
         }
-
-        let parentSequence = mode.sequential
-            ? allocateSequence(parentPath, next: parent.sequenceNext, reserved: parent.sequenceReserved, &changes) : nil
+        if mode.sequential {
+            logSequence(parentPath, next: parent.before.sequenceNext, reserved: parent.before.sequenceReserved, &changes)
+        }
         let allocated = allocateTransaction(&changes)
         precondition(allocated == transaction, "the created node's transaction was not the next one")
-        let parentChildrenVersion = linkCreated(parentPath: parentPath, grandparentPath: grandparentPath,
-                                                transaction: transaction, parentChildrenVersion: nil,
-                                                parentSequence: parentSequence)
         // An ephemeral node's session is open (checked above), so it is counted.
         precondition(counted || mode.kind != .ephemeral, "an ephemeral node without its session's table")
         if counted {
@@ -344,24 +348,67 @@ public final class Namespace {
         if mode.kind != .ephemeral {
             changes.log(.create(transaction: transaction, wallMilliseconds: now.wallMilliseconds, path: path,
                                            data: data, kind: mode.kind,
-                                           parentChildrenVersion: parentChildrenVersion))
+                                           parentChildrenVersion: parent.childrenVersion))
         }
         changes.trigger(.created, path)
         changes.trigger(.childrenChanged, parentPath)
-        return (path, stat, parent.createdTransaction)
+        return (path, stat, parent.before.createdTransaction)
     }
 
-    func deleteOperation(_ path: String, expectedVersion: Int32, _ changes: inout Changes) throws(ReplyError) {
-        try NamespacePath.validate(path, limits: limits)
-        guard path != NamespacePath.root else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
+    /// A create's checks that need its parent, in their order, then the parent's stat as the create
+    /// leaves it. Returns what it was (for an undo, and its sequence number and identity), the children
+    /// version and the creating session's usage (nil: not counted).
+    private func linkChild(to parent: inout Node, _ parentPath: String, data: [UInt8], mode: CreateMode, session: UInt64,
+                           nodeCount: Int, transaction: UInt64) throws(ReplyError)
+        -> (before: ParentLink, childrenVersion: Int32, usage: SessionUsage?) {
+        guard parent.kind != .ephemeral else {
+            throw ReplyError(.ephemeralParent, "\(parentPath) is ephemeral and cannot have children")
+        }
+        // A session's table is there from `openSession` until `closeSession` has deleted its ephemerals
+        // (after taking it out of `sessions`; nothing creates in between): it says whether it is open.
+        let usage = sessionNodes[session]?.usage
+        if mode.kind == .ephemeral {
+            guard session != 0 else { throw ReplyError(.sessionRequired, "an ephemeral node needs a session") }
+            guard usage != nil else { throw ReplyError(.sessionExpired, "session \(session) is not open") }
+            assert(sessions[session] != nil, "session \(session) has a table but is not open")
+        }
+        guard nodeCount < limits.nodesMax else { throw ReplyError(.tooManyNodes, "at most \(limits.nodesMax) nodes") }
+        if let usage {
+            guard usage.nodes < limits.nodesPerSessionMax else {
+                throw ReplyError(.quotaExceeded, "nodesPerSessionMax: session \(session) created \(usage.nodes) nodes that exist, at most \(limits.nodesPerSessionMax)")
+            }
+            guard usage.dataBytes + data.count <= limits.dataBytesPerSessionMax else {
+                throw ReplyError(.quotaExceeded, "dataBytesPerSessionMax: the nodes of session \(session) hold \(usage.dataBytes) bytes, \(data.count) more would exceed \(limits.dataBytesPerSessionMax)")
+            }
+        }
+        let before = ParentLink(of: parent)
+        if mode.sequential {
+            guard before.sequenceNext <= NamespacePath.sequenceMax else {
+                throw ReplyError(.invalidArgument, "sequence numbers of \(parentPath) are exhausted")
+            }
+        }
+        let sequence = mode.sequential ? sequenceAfter(next: before.sequenceNext, reserved: before.sequenceReserved) : nil
+        let childrenVersion = Self.childAdded(to: &parent, transaction: transaction, childrenVersion: nil, sequence: sequence)
+        return (before, childrenVersion, usage)
+    }
+
+    func deleteOperation(_ path: String, expectedVersion: Int32, pathProven: Bool = false,
+                         _ changes: inout Changes) throws(ReplyError) {
+        if pathProven {
+            try NamespacePath.validateLength(ofProven: path, limits: limits)
+        } else {
+            try NamespacePath.validate(path, limits: limits)
+        }
+        // A valid path of one byte is the root.
+        guard path.utf8.count != 1 else { throw ReplyError(.invalidArgument, "the root cannot be deleted") }
         // Checked where it lies and removed with one access to the parent's directory (a read and
         // then a removal would take two).
         let parentPath = NamespacePath.parent(of: path)
         let removed = try nodes.removeValue(forKey: path, parent: parentPath) { node throws(ReplyError) in
-            guard expectedVersion == anyVersion || expectedVersion == node.version else {
-                throw ReplyError(.badVersion, "\(path) is at version \(node.version), expected \(expectedVersion)")
+            guard expectedVersion == anyVersion || expectedVersion == node!.version else {
+                throw ReplyError(.badVersion, "\(path) is at version \(node!.version), expected \(expectedVersion)")
             }
-            guard node.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node.childrenCount) children") }
+            guard node!.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node!.childrenCount) children") }
         }
         guard let removed else { throw ReplyError(.noNode, path) }
         finishRemoval(removed, path, parentPath: parentPath, sweep: false, parentKnown: true, &changes)
@@ -431,18 +478,15 @@ public final class Namespace {
 
     // MARK: State changes shared by live operations and log replay
 
-    /// `parentChildrenVersion`: nil when live (increment), the logged value when replaying.
-    /// `parentSequence`: the parent's sequence counters after a sequential create (`allocateSequence`).
-    @discardableResult
+    /// Log replay's create (a live one is `createOperation`): `parentChildrenVersion` is the logged value.
     func applyCreate(_ path: String, parentPath: String, data: [UInt8], kind: NodeKind, owner: UInt64,
-                     creator: UInt64 = 0, transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32?,
-                     parentSequence: (next: UInt64, reserved: UInt64)? = nil) -> Stat {
+                     transaction: UInt64, wallMilliseconds: UInt64, parentChildrenVersion: Int32) {
         let stat = Self.createdStat(kind: kind, owner: owner, dataCount: data.count, transaction: transaction,
                                     wallMilliseconds: wallMilliseconds)
-        nodes[path] = Node(data: data, stat: stat, creator: creator)
-        linkCreated(parentPath: parentPath, transaction: transaction, parentChildrenVersion: parentChildrenVersion,
-                    parentSequence: parentSequence)
-        return stat
+        nodes[path] = Node(data: data, stat: stat)
+        nodes.update(parentPath) { parent in
+            Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion, sequence: nil)
+        }
     }
 
     private static func createdStat(kind: NodeKind, owner: UInt64, dataCount: Int, transaction: UInt64,
@@ -457,17 +501,6 @@ public final class Namespace {
         stat.ephemeralOwner = kind == .ephemeral ? owner : 0
         stat.dataLength = UInt32(dataCount)
         return stat
-    }
-
-    /// A created node (already in the tree) into its parent's stat; returns the parent's children
-    /// version. (Its session's table is the caller's: a live create's, never a replayed one's.)
-    @discardableResult
-    private func linkCreated(parentPath: String, grandparentPath: String? = nil, transaction: UInt64,
-                             parentChildrenVersion: Int32?, parentSequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
-        nodes.update(parentPath, parent: grandparentPath) { parent in
-            Self.childAdded(to: &parent!, transaction: transaction, childrenVersion: parentChildrenVersion,
-                            sequence: parentSequence)
-        }
     }
 
     /// Returns the parent's children version.
@@ -505,6 +538,7 @@ public final class Namespace {
 
     // One access to the parent each (a tree lookup hashes the parent's path). The child's entry in
     // the parent's directory is the tree's own (`NodeTree`): here only the parent's stat.
+    @discardableResult
     private static func childAdded(to parent: inout Node, transaction: UInt64, childrenVersion: Int32?,
                                    sequence: (next: UInt64, reserved: UInt64)?) -> Int32 {
         if let sequence {
@@ -585,6 +619,36 @@ extension TreeDictionary {
     }
 
     private static func absent(_ key: Key) -> Value { preconditionFailure("\(key) is not in the table") }
+}
+
+/// What a create changes of its parent's stat, as it was before (`restore` undoes the change).
+struct ParentLink {
+    var childrenCount: UInt32
+    var childrenVersion: Int32
+    var childrenTransaction: UInt64
+    var sequenceNext: UInt64
+    var sequenceReserved: UInt64
+    /// Not changed: the parent's identity (a parent deleted and created again restarts its sequence).
+    var createdTransaction: UInt64
+
+    init(of node: Node) {
+        childrenCount = node.childrenCount
+        childrenVersion = node.childrenVersion
+        childrenTransaction = node.childrenTransaction
+        sequenceNext = node.sequenceNext
+        sequenceReserved = node.sequenceReserved
+        createdTransaction = node.createdTransaction
+    }
+
+    func restore(into node: inout Node) {
+        node.childrenCount = childrenCount
+        node.childrenVersion = childrenVersion
+        node.childrenTransaction = childrenTransaction
+        if node.sequenceNext != sequenceNext || node.sequenceReserved != sequenceReserved {
+            node.sequenceNext = sequenceNext
+            node.sequenceReserved = sequenceReserved
+        }
+    }
 }
 
 /// An open session's entry in `Namespace.sessionNodes`.

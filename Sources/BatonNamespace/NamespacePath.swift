@@ -23,11 +23,30 @@ public enum NamespacePath {
         if let problem { throw problem }
     }
 
+    /// For a path its maker has proven valid but for its length: the lock layer's waiter paths, a
+    /// waiter name under a lock path that `validate` passed (`Engine.lockRefusal`, `WaiterName.createPath`),
+    /// and the paths the namespace handed back for them. Only the length is checked (a waiter's name may
+    /// take a long lock path past the limit), in O(1); debug builds check the rest.
+    public static func validateLength(ofProven path: String, sequential: Bool = false, limits: Limits) throws(ReplyError) {
+        let suffixBytes = sequential ? sequenceDigits : 0
+        assert({
+            var path = path
+            return path.withUTF8 { check($0, suffixBytes: suffixBytes, pathBytesMax: .max) } == nil
+        }(), "\(path) is not a valid path")
+        let bytes = path.utf8.count
+        if let problem = lengthProblem(bytes: bytes, suffixBytes: suffixBytes, pathBytesMax: limits.pathBytesMax) { throw problem }
+    }
+
+    private static func lengthProblem(bytes: Int, suffixBytes: Int, pathBytesMax: Int) -> ReplyError? {
+        guard bytes + suffixBytes <= pathBytesMax else {
+            return ReplyError(.pathTooLong, "path is \(bytes + suffixBytes) bytes, at most \(pathBytesMax)")
+        }
+        return nil
+    }
+
     /// `suffixBytes`: digits that will follow `bytes` (they end the last segment and make it a name).
     private static func check(_ bytes: UnsafeBufferPointer<UInt8>, suffixBytes: Int, pathBytesMax: Int) -> ReplyError? {
-        guard bytes.count + suffixBytes <= pathBytesMax else {
-            return ReplyError(.pathTooLong, "path is \(bytes.count + suffixBytes) bytes, at most \(pathBytesMax)")
-        }
+        if let problem = lengthProblem(bytes: bytes.count, suffixBytes: suffixBytes, pathBytesMax: pathBytesMax) { return problem }
         guard bytes.first == UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must start with /") }
         if bytes.count == 1 { return nil }
         guard suffixBytes > 0 || bytes.last != UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must not end with /") }

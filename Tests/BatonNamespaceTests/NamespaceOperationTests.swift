@@ -182,4 +182,67 @@ final class NamespaceOperationTests: XCTestCase {
         try namespace.create("/x0000000000", data: [], mode: .persistent, session: 0, now: now)
         assertFails(.nodeExists) { try namespace.create("/x", data: [], mode: .persistentSequential, session: 0, now: self.now) }
     }
+
+    func testACreateRefusedForATakenNameLeavesItsParentAsItWas() throws {
+        // Small reservations: the refused create would have moved the parent's bound and logged it.
+        let namespace = makeNamespace { $0.sequenceReserveAhead = 2 }
+        try namespace.create("/p", data: [], mode: .persistent, session: 0, now: now)
+        try namespace.create("/p/x-", data: [], mode: .persistentSequential, session: 0, now: now)
+        try namespace.create("/p/x-", data: [], mode: .persistentSequential, session: 0, now: now)
+        try namespace.create("/p/x-0000000002", data: [], mode: .persistent, session: 0, now: now)
+        let parent = try XCTUnwrap(namespace.node(at: "/p"))
+        XCTAssertEqual(parent.sequenceNext, 2)
+        _ = namespace.takeOutputs()
+        let transaction = namespace.transactionCurrent
+        assertFails(.nodeExists) { try namespace.create("/p/x-", data: [], mode: .persistentSequential, session: 0, now: self.now) }
+        XCTAssertEqual(namespace.node(at: "/p"), parent, "children count and version, pzxid and sequence counters as they were")
+        XCTAssertEqual(namespace.transactionCurrent, transaction)
+        XCTAssertTrue(namespace.takeOutputs().isEmpty, "no record, no watch")
+        XCTAssertEqual(namespace.nodeCount, 5)
+        // The number is still the next one handed out.
+        try namespace.delete("/p/x-0000000002", expectedVersion: -1, now: now)
+        XCTAssertEqual(try namespace.create("/p/x-", data: [], mode: .persistentSequential, session: 0, now: now).path, "/p/x-0000000002")
+    }
+
+    func testTheLockLayersCreateAndDeleteAreCreateAndDelete() throws {
+        // The same requests through both entry points give the same answers, state and outputs.
+        let plain = makeNamespace(), lock = makeNamespace()
+        for namespace in [plain, lock] {
+            try namespace.create("/locks", data: [], mode: .container, session: 0, now: now)
+            _ = namespace.takeOutputs()
+        }
+        let plainSession = try plain.openSession(timeoutMilliseconds: 0, now: now).id
+        let lockSession = try lock.openSession(timeoutMilliseconds: 0, now: now).id
+        XCTAssertEqual(plainSession, lockSession)
+        for round in 0..<3 {
+            let created = try plain.createReportingParent("/locks/x-", data: [1], mode: .ephemeralSequential, session: plainSession, now: now)
+            let lockCreated = try lock.createLockNode("/locks/x-", data: [1], mode: .ephemeralSequential, session: lockSession, now: now)
+            XCTAssertEqual(lockCreated.path, created.path)
+            XCTAssertEqual(lockCreated.stat, created.stat)
+            XCTAssertEqual(lockCreated.parentCreatedTransaction, created.parentCreatedTransaction)
+            XCTAssertEqual(lock.node(at: "/locks"), plain.node(at: "/locks"))
+            XCTAssertEqual(lock.ephemeralNodes(of: lockSession), plain.ephemeralNodes(of: plainSession))
+            if round < 2 {
+                try plain.delete(created.path, expectedVersion: -1, now: now)
+                try lock.deleteLockNode(created.path, expectedVersion: -1, now: now)
+            }
+            XCTAssertEqual(lock.node(at: "/locks"), plain.node(at: "/locks"))
+            XCTAssertEqual(lock.takeOutputs(), plain.takeOutputs())
+            XCTAssertEqual(lock.containersAwaitingSweep, plain.containersAwaitingSweep)
+        }
+        // Refusals too: a taken version, a missing node, a closed session, a missing parent.
+        assertFails(.badVersion) { try lock.deleteLockNode("/locks/x-0000000002", expectedVersion: 7, now: self.now) }
+        assertFails(.noNode) { try lock.deleteLockNode("/locks/x-0000000001", expectedVersion: -1, now: self.now) }
+        assertFails(.sessionExpired) { try lock.createLockNode("/locks/x-", data: [], mode: .ephemeralSequential, session: lockSession + 1, now: self.now) }
+        assertFails(.noNode) { try lock.createLockNode("/other/x-", data: [], mode: .ephemeralSequential, session: lockSession, now: self.now) }
+        XCTAssertEqual(lock.node(at: "/locks"), plain.node(at: "/locks"))
+    }
+
+    func testTheLockLayersCreateStillChecksThePathsLength() {
+        let namespace = makeNamespace { $0.limits.pathBytesMax = 16 }
+        // A lock path that passed `validate` ("/abcdef", 7 bytes), and a waiter name that takes it past the limit.
+        assertFails(.pathTooLong) { try namespace.createLockNode("/abcdef", data: [], mode: .persistentSequential, session: 0, now: self.now) }
+        assertFails(.pathTooLong) { try namespace.createLockNode("/abcdefghijklmnopq", data: [], mode: .persistent, session: 0, now: self.now) }
+        XCTAssertNoThrow(try namespace.createLockNode("/abcde", data: [], mode: .persistentSequential, session: 0, now: now))
+    }
 }
