@@ -404,11 +404,11 @@ public final class Namespace {
         // Checked where it lies and removed with one access to the parent's directory (a read and
         // then a removal would take two).
         let parentPath = NamespacePath.parent(of: path)
-        let removed = try nodes.removeValue(forKey: path, parent: parentPath) { node throws(ReplyError) in
-            guard expectedVersion == anyVersion || expectedVersion == node!.version else {
-                throw ReplyError(.badVersion, "\(path) is at version \(node!.version), expected \(expectedVersion)")
+        let removed = try nodes.removeValue(forKey: path, parent: parentPath) { version, childrenCount throws(ReplyError) in
+            guard expectedVersion == anyVersion || expectedVersion == version else {
+                throw ReplyError(.badVersion, "\(path) is at version \(version), expected \(expectedVersion)")
             }
-            guard node!.childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(node!.childrenCount) children") }
+            guard childrenCount == 0 else { throw ReplyError(.notEmpty, "\(path) has \(childrenCount) children") }
         }
         guard let removed else { throw ReplyError(.noNode, path) }
         finishRemoval(removed, path, parentPath: parentPath, sweep: false, parentKnown: true, &changes)
