@@ -44,6 +44,9 @@ public final class Namespace {
     // queue entries that disagree with it are stale and skipped.
     var containerSweepDeadlines: [String: UInt64] = [:]
     var containerSweepQueue: Deque<ContainerDeadline> = []
+    /// The container scheduled last, with its latest deadline (newer than its entry's in
+    /// `containerSweepDeadlines`, which `flushSweepDeadline` brings up to date).
+    var lastSweepDeadline: ContainerDeadline?
 
     var outbox: [NamespaceOutput] = []
 
@@ -197,7 +200,7 @@ public final class Namespace {
         // Rollback point: O(1) copies (see `nodes`). Watches and container schedules are only
         // touched by `commit`, after every operation succeeded.
         let saved = rollbackPoint()
-        var changes = makeChanges()
+        var changes = makeChanges(multi: true)
         var results: [MultiResult] = []
         results.reserveCapacity(operations.count)
         for (index, operation) in operations.enumerated() {
@@ -244,10 +247,22 @@ public final class Namespace {
         private var second: Trigger?
         private var more: [Trigger] = []
         private let logs: Bool
+        /// Whether any watch is set (none can be added during a change): without one, a trigger
+        /// matters only to the container schedule.
+        private let watched: Bool
+        /// A multi's commit judges every `childrenChanged` parent as the multi left it (`commit`).
+        private let multi: Bool
 
-        init(logs: Bool) { self.logs = logs }
+        init(logs: Bool, watched: Bool, multi: Bool) {
+            self.logs = logs
+            self.watched = watched
+            self.multi = multi
+        }
 
         mutating func trigger(_ type: WatchEventType, _ path: String, _ container: ContainerCheck = .none) {
+            // Unwatched (a lock's nodes, say), a create's triggers and a delete's `deleted` do nothing:
+            // not kept (each held its path until the commit).
+            guard watched || (type == .childrenChanged && (multi || container != .none)) else { return }
             if case .none = first {
                 first = (type, path, container)
             } else if case .none = second {
@@ -270,7 +285,10 @@ public final class Namespace {
     }
 
     /// A change's collector, logging as this namespace's configuration says.
-    func makeChanges() -> Changes { Changes(logs: configuration.logsRecords) }
+    func makeChanges(multi: Bool = false) -> Changes {
+        Changes(logs: configuration.logsRecords,
+                watched: !dataWatches.isEmpty || !childWatches.isEmpty || !persistentWatches.isEmpty, multi: multi)
+    }
 
     /// One client change outside a multi (`operation` checks everything before it changes anything),
     /// then committed. While writes are refused, a change that would log is undone and refused

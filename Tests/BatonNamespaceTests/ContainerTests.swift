@@ -101,6 +101,42 @@ final class ContainerTests: XCTestCase {
         XCTAssertEqual(namespace.containersAwaitingSweep, 0)
     }
 
+    /// The container emptied last keeps its newest deadline aside (`lastSweepDeadline`: no hash per
+    /// release of a lock taken in a loop): the sweep, the count and another container's schedule see it.
+    func testAContainerEmptiedAgainAndAgainIsSweptAGraceAfterItsLastEmptying() throws {
+        let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
+        let session = try namespace.openSession(timeoutMilliseconds: 600_000, now: start)
+        try namespace.create("/a", data: [], mode: .container, session: 0, now: start)
+        try namespace.create("/b", data: [], mode: .container, session: 0, now: start)
+        for round: UInt64 in 0..<5 {
+            let waiter = try namespace.create("/a/w-", data: [], mode: .ephemeralSequential, session: session.id,
+                                              now: start.advanced(by: 100 * round))
+            try namespace.delete(waiter.path, expectedVersion: -1, now: start.advanced(by: 100 * round + 50))
+        }
+        // /a: last emptied at +450, due at +1,450.
+        XCTAssertEqual(namespace.containersAwaitingSweep, 1)
+        namespace.tick(now: start.advanced(by: 1_050))  // its queue entry, from the first emptying
+        XCTAssertNotNil(try namespace.exists("/a"), "emptied again at +450")
+        XCTAssertEqual(namespace.nextDeadlineMilliseconds, start.monotonicMilliseconds + 1_450)
+        for round: UInt64 in 0..<3 {
+            let waiter = try namespace.create("/a/w-", data: [], mode: .ephemeralSequential, session: session.id,
+                                              now: start.advanced(by: 1_100 + 100 * round))
+            try namespace.delete(waiter.path, expectedVersion: -1, now: start.advanced(by: 1_150 + 100 * round))
+        }
+        // /a: due at +2,350; then /b, emptied at +1,400, due at +2,400.
+        let other = try namespace.create("/b/w-", data: [], mode: .ephemeralSequential, session: session.id, now: start.advanced(by: 1_300))
+        try namespace.delete(other.path, expectedVersion: -1, now: start.advanced(by: 1_400))
+        XCTAssertEqual(namespace.containersAwaitingSweep, 2)
+        namespace.tick(now: start.advanced(by: 2_349))
+        XCTAssertNotNil(try namespace.exists("/a"))
+        namespace.tick(now: start.advanced(by: 2_350))
+        XCTAssertNil(try namespace.exists("/a"))
+        XCTAssertNotNil(try namespace.exists("/b"))
+        namespace.tick(now: start.advanced(by: 2_400))
+        XCTAssertNil(try namespace.exists("/b"))
+        XCTAssertEqual(namespace.containersAwaitingSweep, 0)
+    }
+
     /// A container refilled when its deadline comes keeps its children and leaves the schedule.
     func testContainerFilledAtItsDeadlineIsKeptAndUnscheduled() throws {
         let namespace = makeNamespace { $0.containerGraceMilliseconds = 1_000 }
