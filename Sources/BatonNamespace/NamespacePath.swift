@@ -50,29 +50,28 @@ public enum NamespacePath {
         guard bytes.first == UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must start with /") }
         if bytes.count == 1 { return nil }
         guard suffixBytes > 0 || bytes.last != UInt8(ascii: "/") else { return ReplyError(.invalidPath, "path must not end with /") }
-        // Walk the segments once: each starts after a slash and must be a real name.
-        var segmentBytes = 0
-        var segmentDots = 0
+        // Walk the segments once: each starts after a slash and must be a real name. Every byte that
+        // needs a second look (slash, dot, control) is below "0" or DEL: one comparison for the others.
+        var segmentStart = 1
         for index in 1..<bytes.count {
             let byte = bytes[index]
+            guard byte < 0x30 || byte == 0x7F else { continue }
             if byte == UInt8(ascii: "/") {
-                if let problem = checkSegment(bytes: segmentBytes, dots: segmentDots) { return problem }
-                segmentBytes = 0
-                segmentDots = 0
-                continue
-            }
-            guard byte >= 0x20 && byte != 0x7F else {
+                if let problem = checkSegment(bytes, segmentStart, index) { return problem }
+                segmentStart = index + 1
+            } else if byte < 0x20 || byte == 0x7F {
                 return ReplyError(.invalidPath, "path contains a control character")
             }
-            segmentBytes += 1
-            if byte == UInt8(ascii: ".") { segmentDots += 1 }
         }
-        return suffixBytes > 0 ? nil : checkSegment(bytes: segmentBytes, dots: segmentDots)
+        return suffixBytes > 0 ? nil : checkSegment(bytes, segmentStart, bytes.count)
     }
 
-    private static func checkSegment(bytes: Int, dots: Int) -> ReplyError? {
-        guard bytes > 0 else { return ReplyError(.invalidPath, "path has an empty segment") }
-        guard !(dots == bytes && bytes <= 2) else { return ReplyError(.invalidPath, "path has a . or .. segment") }
+    /// The segment `bytes[start..<end]`: not empty, not "." or "..".
+    private static func checkSegment(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> ReplyError? {
+        guard end > start else { return ReplyError(.invalidPath, "path has an empty segment") }
+        guard end - start > 2 || bytes[start..<end].contains(where: { $0 != UInt8(ascii: ".") }) else {
+            return ReplyError(.invalidPath, "path has a . or .. segment")
+        }
         return nil
     }
 

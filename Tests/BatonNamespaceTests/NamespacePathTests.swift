@@ -1,6 +1,7 @@
 import BatonNamespace
 import BatonProtocol
 import XCTest
+import BatonTestSupport
 
 final class NamespacePathTests: XCTestCase {
     let limits = Limits.default
@@ -94,5 +95,45 @@ final class NamespacePathTests: XCTestCase {
         let long = "/locks/über/x-00000000000000ff-"
         XCTAssertEqual(NamespacePath.sequential(prefix: long, 1_234_567_890), long + "1234567890")
         XCTAssertEqual(NamespacePath.sequential(prefix: long, 1_234_567_890).utf8.count, long.utf8.count + 10)
+    }
+
+    /// The one-pass check against the rules as written (segments split at slashes), over every short
+    /// path of slashes, dots, a letter, a dash, controls and a non-ASCII letter, plain and as a
+    /// sequential prefix, and random longer ones.
+    func testTheCheckAgreesWithTheRulesAsWritten() {
+        let alphabet: [String] = ["/", ".", "a", "-", "\u{1}", "\u{7F}", "é", "0"]
+        var limits = self.limits
+        limits.pathBytesMax = 16
+        func rules(_ path: String, sequential: Bool) -> ErrorCode? {
+            let bytes = Array(path.utf8)
+            if bytes.count + (sequential ? 10 : 0) > limits.pathBytesMax { return .pathTooLong }
+            guard bytes.first == UInt8(ascii: "/") else { return .invalidPath }
+            if bytes.count == 1 { return nil }
+            var segments = bytes.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init)
+            if sequential { segments[segments.count - 1] += Array("0000000000".utf8) }
+            for segment in segments {
+                if segment.isEmpty || segment == [0x2E] || segment == [0x2E, 0x2E] { return .invalidPath }
+                if segment.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return .invalidPath }
+            }
+            return nil
+        }
+        func check(_ path: String) {
+            for sequential in [false, true] {
+                var code: ErrorCode?
+                do throws(ReplyError) {
+                    try NamespacePath.validate(path, sequential: sequential, limits: limits)
+                } catch {
+                    code = error.code
+                }
+                XCTAssertEqual(code, rules(path, sequential: sequential), "\(Array(path.utf8)) sequential \(sequential)")
+            }
+        }
+        var paths: [String] = [""]
+        for _ in 0..<4 { paths = paths.flatMap { path in alphabet.map { path + $0 } } }
+        for path in paths { check(path) }
+        var random = SeededGenerator(seed: 11)
+        for _ in 0..<20_000 {
+            check(String((0..<Int.random(in: 1...18, using: &random)).map { _ in alphabet.randomElement(using: &random)! }.joined()))
+        }
     }
 }
