@@ -290,20 +290,24 @@ public final class Namespace {
     /// deletes all have its directory as their parent: no string made for it per request, ~0.4 % of a
     /// lock pair), else made and kept.
     func parentPath(of path: String) -> String {
-        var path = path
-        return path.withUTF8 { bytes in
+        // Over the strings' own bytes (`withUTF8` on a copy retains and releases it); a path that is
+        // not contiguous UTF-8 takes `NodePath.parent`.
+        let slash = path.utf8.withContiguousStorageIfAvailable { bytes in
             var slash = bytes.count - 1
             while slash > 0 && bytes[slash] != UInt8(ascii: "/") { slash -= 1 }
-            if slash == 0 { return NamespacePath.root }
-            let same = lastParentPath.utf8.count == slash && lastParentPath.withUTF8 { last in
+            guard slash > 0, lastParentPath.utf8.count == slash else { return -slash }
+            let same = lastParentPath.utf8.withContiguousStorageIfAvailable { last in
                 var index = 0
                 while index < slash && last[index] == bytes[index] { index += 1 }
                 return index == slash
             }
-            if same { return lastParentPath }
-            lastParentPath = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<slash]), as: UTF8.self)
-            return lastParentPath
+            return same == true ? slash : -slash
         }
+        guard let slash else { return NodePath.parent(of: path) }
+        if slash > 0 { return lastParentPath }
+        if slash == 0 { return NamespacePath.root }
+        lastParentPath = NodePath.parent(of: path)
+        return lastParentPath
     }
 
     /// A change's collector, logging as this namespace's configuration says.
