@@ -85,10 +85,10 @@ extension Engine {
     /// Takes the effects that concern sets; false for the others.
     func lockSetEffect(_ effect: LockEffect<LockTicket>, now: Time) -> Bool {
         switch effect {
-        case .granted(let ticket, _, _):
+        case .granted(let ticket, _, _, _):
             // The node is bound only for a set's grant (not copied for every other).
             guard case .setAcquire(let index, let session) = ticket.part,
-                  case .granted(_, let node, let token) = effect else { return false }
+                  case .granted(_, let node, let token, _) = effect else { return false }
             lockSetGranted(LockTicket(connection: ticket.connection, requestID: ticket.requestID), index: index,
                            session: session, node: node, token: token, now: now)
         case .failed(let ticket, let error):
@@ -130,7 +130,7 @@ extension Engine {
             // Nobody left to tell: give the locks back.
             return lockSetRelease(set, state, now: now)
         }
-        for hold in state.held { locks.holders[hold.token] = (hold.node, set, state.session, false) }
+        for hold in state.held { locks.holders[hold.token] = LockHolder(node: hold.node, ticket: set, session: state.session, owned: false) }
         let byIndex = Dictionary(uniqueKeysWithValues: state.held.map { ($0.index, LockSetHold(node: $0.node, token: $0.token)) })
         reply(set.connection, set.requestID, .acquireAll,
               .success(.grantedAll(state.members.indices.map { byIndex[$0]! })), now: now)

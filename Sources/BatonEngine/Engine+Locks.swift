@@ -8,6 +8,19 @@ import BatonProtocol
 // The engine's ticket (`LockTicket`, the connection and request id to answer) is declared in BatonLocks,
 // so that the recipe's generic code is specialized for it there.
 
+/// A current hold as the engine keeps it (`EngineLocks.holders`).
+struct LockHolder {
+    var node: String
+    var ticket: LockTicket
+    var session: UInt64
+    var owned: Bool
+    /// The manager's handle of the hold (nil for a lock set's): its release goes straight to the waiter.
+    var hold: LockHold?
+
+    /// Whether this is `session`'s hold of `node`.
+    func isHold(of session: UInt64, at node: String) -> Bool { self.session == session && self.node == node }
+}
+
 /// State of the lock layer inside the engine.
 struct EngineLocks {
     /// Created on first use (the engine builds this struct before its namespace is in place).
@@ -22,7 +35,7 @@ struct EngineLocks {
     /// not the node's path: an integer hashed at the grant and the release, not a path (`node` is
     /// compared on use, so a release naming another hold's token finds no holder).
     /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
-    var holders: [UInt64: (node: String, ticket: LockTicket, session: UInt64, owned: Bool)] = [:]
+    var holders: [UInt64: LockHolder] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
     /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
@@ -82,22 +95,29 @@ extension Engine {
                 reply(connection, requestID, .release, .failure(error), now: now)
                 return
             }
-            // One hash of the token for the holder entry: found by index, removed at it.
-            let holderIndex = locks.holders.index(forKey: token)
-            let holder = holderIndex.map { locks.holders[$0].value }
-            let holds = holder.map { $0.session == session && $0.node == node } ?? false
+            // One hash of the token for the holder entry (this session's hold of this node): found by
+            // index, read in place, removed at it.
+            let holderIndex = locks.holders.index(forKey: token).flatMap { index in
+                locks.holders.values[index].isHold(of: session, at: node) ? index : nil
+            }
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists; so does a
             // current hold's (every end of a hold takes its entry out first: no lookup for it).
-            guard backend != nil || holds || namespace.contains(node) else {
+            guard backend != nil || holderIndex != nil || namespace.contains(node) else {
                 reply(connection, requestID, .release, .failure(ReplyError(
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
-            // A reentrant hold stays (and keeps its lockLost route) until its last release.
-            if let holderIndex, let holder, holds,
-               !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders.remove(at: holderIndex) }
-            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), to: manager, now: now)
+            // The grant's handle takes the release straight to the hold in the recipe.
+            var hold: LockHold?
+            if let holderIndex {
+                hold = locks.holders.values[holderIndex].hold
+                // A reentrant hold stays (and keeps its lockLost route) until its last release.
+                if !locks.holders.values[holderIndex].owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 {
+                    locks.holders.remove(at: holderIndex)
+                }
+            }
+            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket, hold: hold), to: manager, now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
@@ -349,7 +369,7 @@ extension Engine {
     func applyLockEffect(_ effect: consuming LockEffect<LockTicket>, now: Time) {
         if lockSetEffect(effect, now: now) { return }
         switch consume effect {
-        case .granted(let ticket, let node, let token):
+        case .granted(let ticket, let node, let token, let hold):
             // The acquire's end, then its connection's count and session in one lookup of the connection.
             guard let session = finishPendingAcquireGivingSession(ticket) else {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
@@ -357,7 +377,7 @@ extension Engine {
             }
             let owned = takeOwnedAcquire(ticket)
             if let session {
-                locks.holders[token] = (node, ticket, session, owned)
+                locks.holders[token] = LockHolder(node: node, ticket: ticket, session: session, owned: owned, hold: hold)
             }
             if owned {
                 reply(ticket.connection, ticket.requestID, .acquireOwned,

@@ -29,7 +29,7 @@ extension LockManager {
     // MARK: Creating the waiter node
 
     func startCreate(_ waiter: Waiter, _ lock: LockState) {
-        guard lock.creatingSessions.insert(waiter.session).inserted else {
+        guard lock.creatingSessions.insert(waiter.session) else {
             waiter.state = .queuedForCreate
             lock.createBacklog.append(waiter.id)
             return
@@ -44,7 +44,7 @@ extension LockManager {
         guard let index = lock.createBacklog.firstIndex(where: { waiters[$0]?.session == waiter.session }) else { return }
         let nextID = lock.createBacklog.remove(at: index)
         guard let next = waiters[nextID] else { return }
-        lock.creatingSessions.insert(next.session)
+        _ = lock.creatingSessions.insert(next.session)
         createNode(next, lock)
     }
 
@@ -540,7 +540,7 @@ extension LockManager {
             let ticket = takeTicket(&waiter.ticketSlot)!
             tickets[ticket] = nil
             waiter.acquireAnswered = true
-            emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
+            emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token, hold: LockHold(waiter)))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter)

@@ -1,5 +1,4 @@
 import BatonProtocol
-import DequeModule
 import HeapModule
 
 public struct LockManagerConfiguration: Sendable {
@@ -66,8 +65,12 @@ public final class LockManager<Ticket: Hashable> {
     public var effectsAvailable: (() -> Void)?
 
     var effects: [LockEffect<Ticket>] = []
-    /// Namespace answers that arrived during the current step (applied after it).
-    var arrivedDuringStep: Deque<NamespaceAnswer> = []
+    /// Namespace answers that arrived during the current step (applied after it, in order). An array
+    /// appended to (moved in: a deque's append copied each answer), taken whole by `endStep`.
+    var arrivedDuringStep: [NamespaceAnswer] = []
+    /// The batch `endStep` is applying, in reverse (popped from the end, moved out); kept between steps
+    /// with the other array's storage, so neither allocates per step.
+    var applyingAnswers: [NamespaceAnswer] = []
     var running = false
     var nowMilliseconds: UInt64
     var waiters: [WaiterID: Waiter] = [:]
@@ -189,8 +192,13 @@ public final class LockManager<Ticket: Hashable> {
     }
 
     /// Applies the answers that arrived during the step (each as its own input, without wrapping it in one).
+    /// Answers arriving meanwhile go to the next batch, so all apply in the order they arrived.
     private func endStep() {
-        while let answer = arrivedDuringStep.popFirst() { complete(answer) }
+        while !arrivedDuringStep.isEmpty {
+            swap(&applyingAnswers, &arrivedDuringStep)
+            applyingAnswers.reverse()
+            while let answer = applyingAnswers.popLast() { complete(answer) }
+        }
         running = false
     }
 
@@ -219,8 +227,8 @@ public final class LockManager<Ticket: Hashable> {
         switch consume input {
         case .acquire(let request, let ticket, let session, let clientName):
             startAcquire(request, ticket: ticket, session: session, clientName: clientName)
-        case .release(let node, let token, let session, let ticket):
-            startRelease(node: node, token: token, session: session, ticket: ticket)
+        case .release(let node, let token, let session, let ticket, let hold):
+            startRelease(node: node, token: token, session: session, ticket: ticket, hold: hold)
         case .cancel(let ticket):
             guard let id = tickets[ticket], let waiter = waiters[id] else { return }
             abandon(waiter, ReplyError(.lockCancelled))
@@ -274,10 +282,8 @@ public final class LockManager<Ticket: Hashable> {
         startCreate(waiter, lock)
     }
 
-    private func startRelease(node: String, token: UInt64, session: UInt64, ticket: Ticket) {
-        let lockPath = NodePath.parent(of: node)
-        guard let lock = activeLock(lockPath), let name = WaiterName(lastComponentOf: node),
-              let waiter = localWaiter(lock, name), waiter.session == session else {
+    private func startRelease(node: String, token: UInt64, session: UInt64, ticket: Ticket, hold: LockHold?) {
+        guard let waiter = releasedWaiter(node: node, session: session, hold: hold) else {
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
             return
         }
@@ -300,6 +306,20 @@ public final class LockManager<Ticket: Hashable> {
         case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
         }
+    }
+
+    /// The session's waiter whose node is `node`, if any: the one `hold` names when it still has that node,
+    /// else looked up by the node's lock and name. The shortcut only over a namespace that reports
+    /// deletions: there a waiter not forgotten still has its node, so no other waiter has its path
+    /// (elsewhere a lock node deleted behind the manager's back and made again repeats node paths, and
+    /// the lookup finds the newer waiter, as it must).
+    private func releasedWaiter(node: String, session: UInt64, hold: LockHold?) -> Waiter? {
+        if let waiter = hold?.waiter, !watchesOwnNodes, !waiter.forgotten, waiter.session == session, waiter.nodePath == node {
+            return waiter
+        }
+        guard let lock = activeLock(NodePath.parent(of: node)), let name = WaiterName(lastComponentOf: node),
+              let waiter = localWaiter(lock, name), waiter.session == session else { return nil }
+        return waiter
     }
 
     /// Pending acquires fail with `sessionExpired`, holds end with `lost(sessionExpired)` (starting

@@ -84,12 +84,21 @@ final class Waiter {
     /// namespaces here), so the path is not built again; otherwise built from the lock path.
     func adoptNode(_ name: WaiterName, path: String) {
         self.name = name
-        let parentBytes = lockPath.utf8.count
-        if path.utf8.count == parentBytes + 1 + WaiterName.nameBytes, path.utf8.starts(with: lockPath.utf8),
-           path.utf8.dropFirst(parentBytes).first == UInt8(ascii: "/") {
-            nodePath = path
-        } else {
-            nodePath = lockPath + "/" + name.name
+        nodePath = Waiter.isChild(path, of: lockPath) ? path : lockPath + "/" + name.name
+    }
+
+    /// Whether `path` is `lockPath`, a slash and a waiter node's name (compared as bytes: the generic
+    /// `starts(with:)` over UTF-8 views cost more than the rest of the adoption).
+    static func isChild(_ path: String, of lockPath: String) -> Bool {
+        var path = path
+        var lockPath = lockPath
+        return path.withUTF8 { child in
+            lockPath.withUTF8 { parent in
+                guard child.count == parent.count + 1 + WaiterName.nameBytes,
+                      child[parent.count] == UInt8(ascii: "/") else { return false }
+                for index in 0..<parent.count where child[index] != parent[index] { return false }
+                return true
+            }
         }
     }
 
@@ -282,7 +291,7 @@ final class LockState {
     var localOrder: Deque<Waiter> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
-    var creatingSessions: Set<UInt64> = []
+    var creatingSessions = SessionSet()
     var createBacklog: Deque<WaiterID> = []
     /// Local semaphore waiters in any phase (a lock without any never needs a children watch).
     var semaphoreMembers = 0
@@ -321,12 +330,41 @@ final class LockState {
         precondition(members.isEmpty && semaphoreMembers == 0 && queue.isEmpty && !listingInFlight)
         if !bySequence.isEmpty { bySequence.removeAll(keepingCapacity: true) }
         if !localOrder.isEmpty { localOrder.removeAll(keepingCapacity: true) }
-        if !creatingSessions.isEmpty { creatingSessions.removeAll(keepingCapacity: true) }
+        creatingSessions.removeAll()
         if !createBacklog.isEmpty { createBacklog.removeAll(keepingCapacity: true) }
         if !toJudge.isEmpty { toJudge.removeAll(keepingCapacity: true) }
         judgeEveryone = false
         listingWanted = false
         delayRecheckAt = nil
+    }
+}
+
+/// A set of sessions that nearly always holds none or one (`LockState.creatingSessions`: the embedded
+/// namespace answers a create at once): one kept without hashing, the rest in a set.
+struct SessionSet {
+    private var only: UInt64?
+    private var others: Set<UInt64> = []
+
+    var isEmpty: Bool { only == nil && others.isEmpty }
+
+    func contains(_ session: UInt64) -> Bool {
+        only == session || (!others.isEmpty && others.contains(session))
+    }
+
+    /// As `Set.insert`: false if it was there already.
+    mutating func insert(_ session: UInt64) -> Bool {
+        if contains(session) { return false }
+        if only == nil { only = session } else { others.insert(session) }
+        return true
+    }
+
+    mutating func remove(_ session: UInt64) {
+        if only == session { only = nil } else if !others.isEmpty { others.remove(session) }
+    }
+
+    mutating func removeAll() {
+        only = nil
+        if !others.isEmpty { others.removeAll(keepingCapacity: true) }
     }
 }
 
