@@ -95,29 +95,27 @@ extension Engine {
                 reply(connection, requestID, .release, .failure(error), now: now)
                 return
             }
-            // One hash of the token for the holder entry (this session's hold of this node): found by
-            // index, read in place, removed at it.
-            let holderIndex = locks.holders.index(forKey: token).flatMap { index in
-                locks.holders.values[index].isHold(of: session, at: node) ? index : nil
+            // The holder entry, taken out (moved, not copied: one hash of the token); put back if it is
+            // not this session's hold of this node, or a reentrant hold that stays (and keeps its
+            // lockLost route) until its last release.
+            var holder = locks.holders.index(forKey: token).map { locks.holders.remove(at: $0).value }
+            if let other = holder, !other.isHold(of: session, at: node) {
+                locks.holders[token] = other
+                holder = nil
             }
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists; so does a
             // current hold's (every end of a hold takes its entry out first: no lookup for it).
-            guard backend != nil || holderIndex != nil || namespace.contains(node) else {
+            guard backend != nil || holder != nil || namespace.contains(node) else {
                 reply(connection, requestID, .release, .failure(ReplyError(
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
-            // The grant's handle takes the release straight to the hold in the recipe.
-            var hold: LockHold?
-            if let holderIndex {
-                hold = locks.holders.values[holderIndex].hold
-                // A reentrant hold stays (and keeps its lockLost route) until its last release.
-                if !locks.holders.values[holderIndex].owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 {
-                    locks.holders.remove(at: holderIndex)
-                }
-            }
-            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket, hold: hold), to: manager, now: now)
+            if let holder, holder.owned, (manager.holdCount(node: node, token: token) ?? 1) > 1 { locks.holders[token] = holder }
+            // The grant's handle takes the release straight to the hold in the recipe, with the node's
+            // path as the grant gave it (the same string as the recipe's: compared by identity there).
+            applyLockInput(.release(node: holder?.node ?? node, token: token, session: session, ticket: ticket, hold: holder?.hold),
+                           to: manager, now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
@@ -245,8 +243,9 @@ extension Engine {
             return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
         }
         let limit = limits.pendingRequestsPerConnectionMax
-        // A connection the engine no longer knows sends nothing (`handle` drops its frames).
-        let admitted = connections[connection]?.admitPendingRequest(limit: limit, otherwise: refusal)
+        // A connection the engine no longer knows sends nothing (`handle` drops its frames). Changed in
+        // place at its index (through the optional subscript the state was moved out and back).
+        let admitted = connections.index(forKey: connection).map { connections.values[$0].admitPendingRequest(limit: limit, otherwise: refusal) }
             ?? .failure(ReplyError(.internalError, "connection \(connection) is closed"))
         if case .failure = admitted { locks.pendingAcquires[connection]?.remove(requestID) }
         return admitted
@@ -367,9 +366,9 @@ extension Engine {
     }
 
     func applyLockEffect(_ effect: consuming LockEffect<LockTicket>, now: Time) {
-        if lockSetEffect(effect, now: now) { return }
         switch consume effect {
         case .granted(let ticket, let node, let token, let hold):
+            if lockSetGrant(ticket, node: node, token: token, now: now) { return }
             // The acquire's end, then its connection's count and session in one lookup of the connection.
             guard let session = finishPendingAcquireGivingSession(ticket) else {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
@@ -386,11 +385,13 @@ extension Engine {
                 reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
             }
         case .reentered(let ticket, let node, let token, let holdCount):
+            if ticket.part != .whole { return } // never: a set names no owner
             _ = takeOwnedAcquire(ticket)
             guard finishPendingAcquire(ticket) else { return }
             reply(ticket.connection, ticket.requestID, .acquireOwned,
                   .success(.held(node: node, token: token, holdCount: holdCount)), now: now)
         case .failed(let ticket, let error):
+            if lockSetFailure(ticket, error, now: now) { return }
             let owned = takeOwnedAcquire(ticket)
             let wasAcquire = finishPendingAcquire(ticket)
             guard connections[ticket.connection] != nil else { return }
@@ -400,9 +401,11 @@ extension Engine {
                 reply(ticket.connection, ticket.requestID, .release, .failure(error), now: now)
             }
         case .released(let ticket):
+            guard ticket.part == .whole else { return } // a set's: the sidecar's own release
             guard connections[ticket.connection] != nil else { return }
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
+            if lockSetLoss(node: node, token: token, reason: reason, now: now) { return }
             // Only this hold's entry: a later hold may have the same node path (PROTOCOL.md §12.6).
             let holderIndex = locks.holders.index(forKey: token)
             let holder = holderIndex.flatMap { locks.holders[$0].value.node == node ? locks.holders[$0].value : nil }

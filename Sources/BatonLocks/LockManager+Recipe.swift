@@ -62,8 +62,8 @@ extension LockManager {
             answeredInStep(.created(waiter, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
             return
         }
-        namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
-            self?.arrived(.created(waiter, result))
+        namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [link = self.link] result in
+            link.arrived(.created(waiter, result))
         }
     }
 
@@ -94,8 +94,8 @@ extension LockManager {
         guard let path = ancestors.last else { return }
         waiter.state = .ensuringLock(ancestors: ancestors, abandoned: waiter.isAbandoned)
         let id = waiter.id
-        namespace.create(path: path, data: [], mode: .container, owner: 0) { [weak self] result in
-            self?.arrived(.ensured(id, path: path, result))
+        namespace.create(path: path, data: [], mode: .container, owner: 0) { [link = self.link] result in
+            link.arrived(.ensured(id, path: path, result))
         }
     }
 
@@ -133,8 +133,8 @@ extension LockManager {
     /// and adopt it only if the namespace says our session owns it.
     func recover(_ waiter: Waiter, _ lock: LockState) {
         let id = waiter.id
-        namespace.children(path: lock.path, watch: nil) { [weak self] result in
-            self?.arrived(.recoveryListed(id, result))
+        namespace.children(path: lock.path, watch: nil) { [link = self.link] result in
+            link.arrived(.recoveryListed(id, result))
         }
     }
 
@@ -157,8 +157,8 @@ extension LockManager {
                 return
             }
             let path = lock.path + "/" + candidate.name
-            namespace.exists(path: path, watch: nil) { [weak self] result in
-                self?.arrived(.recoveryChecked(id, path: path, result))
+            namespace.exists(path: path, watch: nil) { [link = self.link] result in
+                link.arrived(.recoveryChecked(id, path: path, result))
             }
         }
     }
@@ -255,10 +255,10 @@ extension LockManager {
             lock.childrenWatchArmed = true
             lock.childrenWatchGeneration = generation
             watchGeneration = generation
-            watch = { [weak self, lock] _ in self?.arrived(.childrenChanged(lock, generation: generation)) }
+            watch = { [link = self.link, lock] _ in link.arrived(.childrenChanged(lock, generation: generation)) }
         }
-        namespace.children(path: lock.path, watch: watch) { [weak self, lock, watchGeneration] result in
-            self?.arrived(.listed(lock, serial: serial, watchGeneration: watchGeneration, judging: judging,
+        namespace.children(path: lock.path, watch: watch) { [link = self.link, lock, watchGeneration] result in
+            link.arrived(.listed(lock, serial: serial, watchGeneration: watchGeneration, judging: judging,
                                   everyone: everyone, result))
         }
     }
@@ -455,8 +455,8 @@ extension LockManager {
         waiting.permitCheckInFlight = true
         waiter.waiting = waiting
         let id = waiter.id
-        namespace.getData(path: path) { [weak self] result in
-            self?.arrived(.permitsRead(id, result))
+        namespace.getData(path: path) { [link = self.link] result in
+            link.arrived(.permitsRead(id, result))
         }
     }
 
@@ -520,8 +520,8 @@ extension LockManager {
             waiter.watchedPath = path
             if !addInterest(path, waiter, grant: true) { return }
         }
-        namespace.exists(path: path, watch: nil) { [weak self] result in
-            self?.arrived(.grantChecked(waiter, result))
+        namespace.exists(path: path, watch: nil) { [link = self.link] result in
+            link.arrived(.grantChecked(waiter, result))
         }
     }
 
@@ -591,10 +591,10 @@ extension LockManager {
         let generation = nextWatchGeneration
         nodeWatches[path] = NodeWatch(interested: .one(waiter.id), generation: generation)
         let granted = grant ? waiter.id : nil
-        namespace.exists(path: path, watch: { [weak self] type in
-            self?.arrived(.watchFired(path: path, generation: generation, type))
-        }) { [weak self] result in
-            self?.arrived(.watchSet(path: path, generation: generation, grant: granted, result))
+        namespace.exists(path: path, watch: { [link = self.link] type in
+            link.arrived(.watchFired(path: path, generation: generation, type))
+        }) { [link = self.link] result in
+            link.arrived(.watchSet(path: path, generation: generation, grant: granted, result))
         }
         return false
     }
@@ -789,8 +789,8 @@ extension LockManager {
             answeredInStep(.deleted(waiter, immediate.delete(path: path, expectedVersion: anyVersion)))
             return
         }
-        namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
-            self?.arrived(.deleted(waiter, result))
+        namespace.delete(path: path, expectedVersion: anyVersion) { [link = self.link] result in
+            link.arrived(.deleted(waiter, result))
         }
     }
 

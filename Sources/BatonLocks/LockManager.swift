@@ -60,6 +60,8 @@ public final class LockManager<Ticket: Hashable> {
     let watchesOwnNodes: Bool
     /// The namespace, if it answers at once (no closure per call on the hot path).
     let immediate: (any ImmediateLockNamespace)?
+    /// What the namespace's callbacks hold instead of the manager (see `ManagerLink`).
+    let link = ManagerLink<Ticket>()
     /// Called when effects were produced by a namespace callback outside any call into the manager
     /// (an asynchronous namespace), so the owner knows to `takeEffects()`.
     public var effectsAvailable: (() -> Void)?
@@ -109,6 +111,7 @@ public final class LockManager<Ticket: Hashable> {
         self.watchesOwnNodes = !namespace.reportsDeletions
         self.immediate = namespace as? any ImmediateLockNamespace
         self.nowMilliseconds = now.monotonicMilliseconds
+        link.manager = self
     }
 
     /// A lock's state holds its waiters (`LockState.bySequence`, `.localOrder`) and each waiter its
@@ -116,6 +119,7 @@ public final class LockManager<Ticket: Hashable> {
     /// while it still tracks waiters (its engine gone with sessions open) breaks the rest here, or
     /// the states and waiters would never be freed.
     deinit {
+        link.manager = nil
         for lock in locks.values { lock.dropWaiters() }
         for waiter in waiters.values { waiter.lock.dropWaiters() }
     }
@@ -546,3 +550,16 @@ public final class LockManager<Ticket: Hashable> {
     }
 }
 
+
+/// How the namespace's callbacks reach the manager, while it lives. Not a weak reference: the first
+/// one would give the manager a side table for good, and every retain and release of it (several per
+/// request, in the engine) would then take the runtime's slow path. Unowned (counted in the object
+/// itself) and cleared by the manager's deinit, so a callback that comes later finds none and is dropped.
+final class ManagerLink<Ticket: Hashable> {
+    unowned var manager: LockManager<Ticket>?
+
+    /// A namespace answer or watch event, for the manager if it still lives (`LockManager.arrived`).
+    func arrived(_ answer: consuming NamespaceAnswer) {
+        manager?.arrived(answer)
+    }
+}
