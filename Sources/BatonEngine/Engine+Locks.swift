@@ -40,6 +40,8 @@ struct EngineLocks {
     var ownedAcquires: Set<LockTicket> = []
     /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
     var sets: [LockTicket: LockSetAcquire] = [:]
+    /// The manager's effects of the last step, emptied: given back with the next input (no array made per step).
+    var spareEffects: [LockEffect<LockTicket>] = []
     /// Holds of those sets, by node: a loss before the reply fails the set.
     var setOfNode: [String: (set: LockTicket, token: UInt64)] = [:]
 
@@ -333,7 +335,12 @@ extension Engine {
 
     /// As above, to the manager `lockTime` gave for this call already (every acquire and release).
     private func applyLockInput(_ input: consuming LockInput<LockTicket>, to manager: LockManager<LockTicket>, now: Time) {
-        routeLockEffects(now: now, manager.apply(consume input, now: now))
+        // The spare array, if not in use by a call further up (an effect's own input): then a new one.
+        var effects: [LockEffect<LockTicket>] = []
+        swap(&effects, &locks.spareEffects)
+        manager.apply(consume input, now: now, effects: &effects)
+        routeLockEffects(now: now, draining: &effects)
+        if locks.spareEffects.capacity < effects.capacity { swap(&effects, &locks.spareEffects) }
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
@@ -345,11 +352,18 @@ extension Engine {
     /// in the outbox) routes the effects in order without passing them through the queue: what they
     /// cause queues behind them and is drained after the last, as if they had been queued.
     func routeLockEffects(now: Time, _ effects: consuming [LockEffect<LockTicket>] = []) {
+        var effects = effects
+        routeLockEffects(now: now, draining: &effects)
+    }
+
+    /// As above, leaving `effects` empty (its storage kept for the next step).
+    func routeLockEffects(now: Time, draining effects: inout [LockEffect<LockTicket>]) {
         guard let manager = locks.manager else { return }
         guard !manager.hasEffects, routeLogRecordsOnly() else {
             collectNamespaceOutputs()
             for effect in manager.takeEffects() { routing.append(.lock(effect)) }
-            for effect in effects { routing.append(.lock(effect)) }
+            effects.reverse()
+            while let effect = effects.popLast() { routing.append(.lock(consume effect)) }
             drain(now: now)
             return
         }
@@ -358,7 +372,7 @@ extension Engine {
         // Moved out of the step's own array one by one, in order (not copied).
         effects.reverse()
         while let effect = effects.popLast() {
-            applyLockEffect(effect, now: now)
+            applyLockEffect(consume effect, now: now)
             finishRouted(now: now)
         }
         isDraining = false

@@ -538,7 +538,7 @@ extension LockManager {
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
             let ticket = takeTicket(&waiter.ticketSlot)!
-            tickets[ticket] = nil
+            if waiter.ticketEntered { tickets[ticket] = nil }
             waiter.acquireAnswered = true
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token, hold: LockHold(waiter)))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
@@ -732,7 +732,7 @@ extension LockManager {
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
         guard !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) else { return }
-        tickets[ticket] = nil
+        if waiter.ticketEntered { tickets[ticket] = nil }
         waiter.acquireAnswered = true
         emit(.failed(ticket: ticket, error: error))
     }
@@ -839,7 +839,7 @@ extension LockManager {
         waiters[waiter.id] = nil
         waiter.forgotten = true
         // An answered acquire's ticket left `tickets` and its slot with its reply: no hash here (every grant's case).
-        if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) {
+        if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot), waiter.ticketEntered {
             let pending = tickets.removeValue(forKey: ticket)
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }

@@ -76,8 +76,12 @@ public final class LockManager<Ticket: Hashable> {
     var running = false
     var nowMilliseconds: UInt64
     var waiters: [WaiterID: Waiter] = [:]
-    /// Pending (unanswered) acquires.
+    /// Pending (unanswered) acquires. One that came while none was pending enters at the end of its
+    /// step (`unenteredAcquire`), if still unanswered: an acquire answered in its own step (an
+    /// uncontended grant, a refusal) hashes its ticket not at all.
     var tickets: [Ticket: WaiterID] = [:]
+    /// The acquire of the current step that is still to enter `tickets` (`Waiter.ticketEntered`).
+    var unenteredAcquire: Waiter?
     /// The tickets the waiters hold: a pending acquire's (`Waiter.ticketSlot`; it leaves `tickets` and
     /// its slot with the reply) and that of the release removing a waiter (`Waiter.releaseTicketSlot`).
     /// A waiter (not generic over `Ticket`) finds its tickets by index: no hash. Freed slots are reused,
@@ -89,6 +93,9 @@ public final class LockManager<Ticket: Hashable> {
     /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
     /// each, not to move the state between two tables. `activeLock` finds only locks with members.
     var locks: [String: LockState] = [:]
+    /// The lock `lockState(at:)` found last (one of `locks`, or nil): a client, or sixteen, acquiring
+    /// one lock again and again compare its path, not hash it.
+    var recentLock: LockState?
     /// How many of `locks` are idle (at most `idleLocksMax`).
     var idleLockTotal = 0
     var nodeWatches: [String: NodeWatch] = [:]
@@ -136,6 +143,15 @@ public final class LockManager<Ticket: Hashable> {
     public func apply(_ input: consuming LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
         run(consume input, now)
         return takeEffects()
+    }
+
+    /// As `apply`, with the effects handed over in `taken`, which must be empty: its storage becomes
+    /// the outbox of the next step, so an owner that gives the same (emptied) array back each time
+    /// allocates none per step.
+    public func apply(_ input: consuming LockInput<Ticket>, now: Time, effects taken: inout [LockEffect<Ticket>]) {
+        precondition(taken.isEmpty, "the effects of the last step were not all taken")
+        run(consume input, now)
+        swap(&taken, &effects)
     }
 
     /// Sets the lease of the hold named by `node` and `token` to end `leaseMilliseconds` after `now`
@@ -203,6 +219,13 @@ public final class LockManager<Ticket: Hashable> {
             applyingAnswers.reverse()
             while let answer = applyingAnswers.popLast() { complete(answer) }
         }
+        if let waiter = unenteredAcquire {
+            unenteredAcquire = nil
+            if !waiter.acquireAnswered, waiter.ticketSlot >= 0, let ticket = ticketSlots[waiter.ticketSlot] {
+                tickets[ticket] = waiter.id
+                waiter.ticketEntered = true
+            }
+        }
         running = false
     }
 
@@ -250,17 +273,19 @@ public final class LockManager<Ticket: Hashable> {
 
     private func startAcquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String) {
         // The lock's state (active or idle), looked up once for the checks and the queue.
-        let existing = locks[request.path]
+        let existing = lockState(at: request.path)
         let id = nextWaiterID
-        // One hash of the ticket: entered as pending, or found pending already (refused, that one kept);
-        // taken out again if the acquire is answered here.
-        if let pending = tickets.updateValue(id, forKey: ticket) {
+        // With acquires pending, one hash of the ticket: entered as pending, or found pending already
+        // (refused, that one kept); taken out again if the acquire is answered here. With none, no
+        // duplicate is possible and the ticket enters at the step's end if still pending.
+        let entered = !tickets.isEmpty
+        if entered, let pending = tickets.updateValue(id, forKey: ticket) {
             tickets[ticket] = pending
             emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "an acquire with this ticket is pending")))
             return
         }
         if let refusal = refusal(of: request, lock: existing) {
-            tickets[ticket] = nil
+            if entered { tickets[ticket] = nil }
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
@@ -269,7 +294,7 @@ public final class LockManager<Ticket: Hashable> {
             existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
         }
         if answered {
-            tickets[ticket] = nil
+            if entered { tickets[ticket] = nil }
             return
         }
         let lock = activateLock(existing, request.path)
@@ -278,6 +303,8 @@ public final class LockManager<Ticket: Hashable> {
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         waiter.ticketSlot = holdTicket(ticket)
+        waiter.ticketEntered = entered
+        if !entered { unenteredAcquire = waiter }
         lock.members.insert(waiter.id)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
         if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
@@ -496,14 +523,22 @@ public final class LockManager<Ticket: Hashable> {
 
     /// The lock at `path` if it has local waiters (an idle one is not active).
     func activeLock(_ path: String) -> LockState? {
-        guard let lock = locks[path], !lock.members.isEmpty else { return nil }
+        guard let lock = lockState(at: path), !lock.members.isEmpty else { return nil }
+        return lock
+    }
+
+    /// The lock at `path` in `locks` (active or idle): the recent one if its path is this, else looked up.
+    func lockState(at path: String) -> LockState? {
+        if let recent = recentLock, recent.path == path { return recent }
+        guard let lock = locks[path] else { return nil }
+        recentLock = lock
         return lock
     }
 
     /// Whether `lock` is the active lock at its path: what an answer, watch or retry for it checks
     /// (a lock's state is made again after it was dropped).
     func isActive(_ lock: LockState) -> Bool {
-        !lock.members.isEmpty && locks[lock.path] === lock
+        !lock.members.isEmpty && lockState(at: lock.path) === lock
     }
 
     /// The state for an acquire of the lock at `path`, `existing` as `locks` has it: active, idle
@@ -515,6 +550,7 @@ public final class LockManager<Ticket: Hashable> {
         }
         let lock = LockState(path: path)
         locks[path] = lock
+        recentLock = lock
         return lock
     }
 

@@ -107,6 +107,9 @@ final class Waiter {
     /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
     /// slot then, so ending the waiter needs no lookup of either.
     var acquireAnswered = false
+    /// The pending acquire's ticket is in `LockManager.tickets` (one that came while none was pending
+    /// enters only if its step left it unanswered: `LockManager.unenteredAcquire`).
+    var ticketEntered = false
     /// Where the manager keeps this waiter's pending acquire's ticket and its release's
     /// (`LockManager.ticketSlots`); -1: none.
     var ticketSlot = -1
