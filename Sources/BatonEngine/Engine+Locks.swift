@@ -362,21 +362,30 @@ extension Engine {
         guard !manager.hasEffects, routeLogRecordsOnly() else {
             collectNamespaceOutputs()
             for effect in manager.takeEffects() { routing.append(.lock(effect)) }
-            effects.reverse()
-            while let effect = effects.popLast() { routing.append(.lock(consume effect)) }
+            Self.drainInOrder(&effects) { routing.append(.lock($0)) }
             drain(now: now)
             return
         }
         guard !effects.isEmpty else { return }
         isDraining = true
-        // Moved out of the step's own array one by one, in order (not copied).
-        effects.reverse()
-        while let effect = effects.popLast() {
-            applyLockEffect(consume effect, now: now)
+        Self.drainInOrder(&effects) { effect in
+            applyLockEffect(effect, now: now)
             finishRouted(now: now)
         }
         isDraining = false
         drain(now: now)
+    }
+
+    /// Moves each of `effects` out in order (not copied) into `body`, leaving it empty: a step's few
+    /// effects are shifted down (moved bitwise); many are reversed once (which copies each, as
+    /// swapping does), then popped from the end.
+    private static func drainInOrder(_ effects: inout [LockEffect<LockTicket>], _ body: (consuming LockEffect<LockTicket>) -> Void) {
+        if effects.count > 8 {
+            effects.reverse()
+            while let effect = effects.popLast() { body(consume effect) }
+        } else {
+            while !effects.isEmpty { body(effects.removeFirst()) }
+        }
     }
 
     func applyLockEffect(_ effect: consuming LockEffect<LockTicket>, now: Time) {
@@ -448,7 +457,8 @@ extension Engine {
     private func finishPendingAcquireGivingSession(_ ticket: LockTicket) -> UInt64?? {
         // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
         // next acquire reuses it instead of allocating one.
-        guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return nil }
+        guard let pending = locks.pendingAcquires.index(forKey: ticket.connection),
+              locks.pendingAcquires.values[pending].remove(ticket.requestID) != nil else { return nil }
         guard let index = connections.index(forKey: ticket.connection) else { return .some(nil) }
         return .some(connections.values[index].finishPendingRequest())
     }

@@ -264,9 +264,8 @@ extension LockManager {
     }
 
     func needsChildrenWatch(_ lock: LockState) -> Bool {
-        lock.semaphoreMembers > 0 && lock.members.contains { id in
-            guard let waiter = waiters[id], waiter.kind == .semaphore else { return false }
-            return waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding
+        lock.semaphoreMembers > 0 && lock.members.contains { waiter in
+            waiter.kind == .semaphore && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
     }
 
@@ -378,8 +377,7 @@ extension LockManager {
             }
             standing.count(entry)
         }
-        for id in lock.members.sorted() where !seen.contains(id) {
-            guard let waiter = waiters[id], waiter.lock === lock, waiter.name != nil else { continue }
+        for waiter in lock.members.sorted(by: { $0.id < $1.id }) where !seen.contains(waiter.id) && waiter.name != nil {
             result.append((waiter, nil))
         }
         return result
@@ -846,7 +844,7 @@ extension LockManager {
         _ = takeTicket(&waiter.releaseTicketSlot)
         sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
-        if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
+        if lock.leave(waiter) && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
         if let name = waiter.name, let index = lock.bySequence.index(forKey: name.sequence),
            lock.bySequence.values[index] === waiter {

@@ -305,7 +305,7 @@ public final class LockManager<Ticket: Hashable> {
         waiter.ticketSlot = holdTicket(ticket)
         waiter.ticketEntered = entered
         if !entered { unenteredAcquire = waiter }
-        lock.members.insert(waiter.id)
+        lock.enter(waiter)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
         if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
             schedule(.waitTimeout(waiter.id), at: nowMilliseconds + UInt64(request.waitMilliseconds))
@@ -377,10 +377,7 @@ public final class LockManager<Ticket: Hashable> {
     /// Whether `token` is the fencing token of a current holder of the lock at `path`.
     public func checkToken(path: String, token: UInt64) -> Bool {
         guard let lock = activeLock(path) else { return false }
-        return lock.members.contains { id in
-            guard let waiter = waiters[id] else { return false }
-            return waiter.phase == .holding && waiter.token == token
-        }
+        return lock.members.contains { waiter in waiter.phase == .holding && waiter.token == token }
     }
 
     /// How many acquires the hold named by `node` and `token` answers (1 unless reentrant), or nil if no such hold.
@@ -405,7 +402,7 @@ public final class LockManager<Ticket: Hashable> {
     public func inspect(path: String, now: Time) -> [LockEntry] {
         guard let lock = activeLock(path) else { return [] }
         let now = max(nowMilliseconds, now.monotonicMilliseconds)
-        let queued = lock.members.compactMap { waiters[$0] }.filter { waiter in
+        let queued = lock.members.filter { waiter in
             waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
         return queued.sorted { $0.name! < $1.name! }.map { waiter in
@@ -470,9 +467,8 @@ public final class LockManager<Ticket: Hashable> {
     /// called while `startAcquire` has the session's entry open).
     private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64, mine: WaiterIDs, lock: LockState) -> Bool {
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
-        for id in mine.count <= lock.members.count ? Array(mine) : Array(lock.members) {
-            guard let other = waiters[id], other.session == session, other.lock === lock,
-                  !other.isAbandoned else { continue }
+        for other in mine.count <= lock.members.count ? mine.compactMap({ waiters[$0] }) : lock.members {
+            guard other.session == session, other.lock === lock, !other.isAbandoned else { continue }
             if !request.owner.isEmpty {
                 guard other.owner == request.owner else { continue }
                 let permits = request.kind == .semaphore ? request.permits : 1

@@ -102,6 +102,8 @@ final class Waiter {
         }
     }
 
+    /// Its index in its lock's `members`; -1 once it left.
+    var memberIndex = -1
     /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
     var forgotten = false
     /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
@@ -284,7 +286,9 @@ extension Optional where Wrapped == WaiterIDs {
 /// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
 final class LockState {
     let path: String
-    var members: Set<WaiterID> = []
+    /// Its local waiters (those of `LockManager.waiters` on this lock), in no order: each knows its
+    /// index (`Waiter.memberIndex`), so entering and leaving hash nothing (`enter`, `leave`).
+    private(set) var members: [Waiter] = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
     /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
     /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
@@ -320,8 +324,28 @@ final class LockState {
 
     init(path: String) { self.path = path }
 
+    func enter(_ waiter: Waiter) {
+        precondition(waiter.memberIndex < 0)
+        waiter.memberIndex = members.count
+        members.append(waiter)
+    }
+
+    /// False if it was no member.
+    func leave(_ waiter: Waiter) -> Bool {
+        let index = waiter.memberIndex
+        guard index >= 0 else { return false }
+        waiter.memberIndex = -1
+        let last = members.removeLast()
+        if last !== waiter {
+            members[index] = last
+            last.memberIndex = index
+        }
+        return true
+    }
+
     /// Lets go of the waiters it holds (`LockManager.deinit`: the manager is going).
     func dropWaiters() {
+        members.removeAll()
         bySequence.removeAll()
         localOrder.removeAll()
     }
