@@ -362,14 +362,14 @@ extension Engine {
         guard !manager.hasEffects, routeLogRecordsOnly() else {
             collectNamespaceOutputs()
             for effect in manager.takeEffects() { routing.append(.lock(effect)) }
-            Self.drainInOrder(&effects) { routing.append(.lock($0)) }
+            Self.drainInOrder(&effects) { effect in routing.append(.lock(consume effect)) }
             drain(now: now)
             return
         }
         guard !effects.isEmpty else { return }
         isDraining = true
         Self.drainInOrder(&effects) { effect in
-            applyLockEffect(effect, now: now)
+            applyLockEffect(consume effect, now: now)
             finishRouted(now: now)
         }
         isDraining = false
