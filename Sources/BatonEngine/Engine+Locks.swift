@@ -29,7 +29,7 @@ struct EngineLocks {
     /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
     /// A connection's entry may be empty: it is removed when the connection goes. (Not a field of
     /// `ConnectionState`, which would grow past its 72 bytes.)
-    var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
+    var pendingAcquires: [ConnectionID: SmallSet<UInt32>] = [:]
     /// The acquire that got each current hold, by its token: lock-lost events go to its session or
     /// connection. Keyed by the token (unique per node: the node's creation transaction, THEORY.md) and
     /// not the node's path: an integer hashed at the grant and the release, not a path (`node` is
@@ -241,7 +241,7 @@ extension Engine {
     func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID,
                              otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
         // Inserted first (the set is there from the connection's first acquire on), taken out again if refused.
-        guard locks.pendingAcquires[connection, default: []].insert(requestID).inserted else {
+        guard locks.pendingAcquires[connection, default: SmallSet()].insert(requestID) else {
             return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
         }
         let limit = limits.pendingRequestsPerConnectionMax
@@ -275,7 +275,7 @@ extension Engine {
 
     /// Request ids of the acquires waiting on a connection, oldest first.
     func lockPendingAcquires(on connection: ConnectionID) -> [UInt32] {
-        (locks.pendingAcquires[connection] ?? []).sorted()
+        (locks.pendingAcquires[connection] ?? SmallSet()).sorted()
     }
 
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
@@ -296,7 +296,7 @@ extension Engine {
     func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
         var tickets: [LockTicket] = []
         for connection in connections {
-            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
+            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? SmallSet()
             tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
@@ -458,7 +458,7 @@ extension Engine {
         // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
         // next acquire reuses it instead of allocating one.
         guard let pending = locks.pendingAcquires.index(forKey: ticket.connection),
-              locks.pendingAcquires.values[pending].remove(ticket.requestID) != nil else { return nil }
+              locks.pendingAcquires.values[pending].remove(ticket.requestID) else { return nil }
         guard let index = connections.index(forKey: ticket.connection) else { return .some(nil) }
         return .some(connections.values[index].finishPendingRequest())
     }

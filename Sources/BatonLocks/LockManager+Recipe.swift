@@ -44,7 +44,7 @@ extension LockManager {
         guard let index = lock.createBacklog.firstIndex(where: { waiters[$0]?.session == waiter.session }) else { return }
         let nextID = lock.createBacklog.remove(at: index)
         guard let next = waiters[nextID] else { return }
-        _ = lock.creatingSessions.insert(next.session)
+        lock.creatingSessions.insert(next.session)
         createNode(next, lock)
     }
 

@@ -298,7 +298,7 @@ final class LockState {
     var localOrder: Deque<Waiter> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
-    var creatingSessions = SessionSet()
+    var creatingSessions = SmallSet<UInt64>()
     var createBacklog: Deque<WaiterID> = []
     /// Local semaphore waiters in any phase (a lock without any never needs a children watch).
     var semaphoreMembers = 0
@@ -366,32 +366,47 @@ final class LockState {
     }
 }
 
-/// A set of sessions that nearly always holds none or one (`LockState.creatingSessions`: the embedded
-/// namespace answers a create at once): one kept without hashing, the rest in a set.
-struct SessionSet {
-    private var only: UInt64?
-    private var others: Set<UInt64> = []
+/// A set that nearly always holds none or one element (a lock's sessions with a create in flight,
+/// `LockState.creatingSessions`: the embedded namespace answers a create at once; a connection's
+/// waiting acquires, in the engine): one kept without hashing, the rest in a set.
+public struct SmallSet<Element: Hashable>: Sequence {
+    private var only: Element?
+    private var others: Set<Element> = []
 
-    var isEmpty: Bool { only == nil && others.isEmpty }
+    public init() {}
 
-    func contains(_ session: UInt64) -> Bool {
-        only == session || (!others.isEmpty && others.contains(session))
+    public var isEmpty: Bool { only == nil && others.isEmpty }
+    public var count: Int { (only == nil ? 0 : 1) + others.count }
+
+    public func contains(_ element: Element) -> Bool {
+        only == element || (!others.isEmpty && others.contains(element))
     }
 
     /// As `Set.insert`: false if it was there already.
-    mutating func insert(_ session: UInt64) -> Bool {
-        if contains(session) { return false }
-        if only == nil { only = session } else { others.insert(session) }
+    @discardableResult
+    public mutating func insert(_ element: Element) -> Bool {
+        if contains(element) { return false }
+        if only == nil { only = element } else { others.insert(element) }
         return true
     }
 
-    mutating func remove(_ session: UInt64) {
-        if only == session { only = nil } else if !others.isEmpty { others.remove(session) }
+    /// False if it was not there.
+    @discardableResult
+    public mutating func remove(_ element: Element) -> Bool {
+        if only == element {
+            only = nil
+            return true
+        }
+        return !others.isEmpty && others.remove(element) != nil
     }
 
-    mutating func removeAll() {
+    public mutating func removeAll() {
         only = nil
         if !others.isEmpty { others.removeAll(keepingCapacity: true) }
+    }
+
+    public func makeIterator() -> IndexingIterator<[Element]> {
+        ((only.map { [$0] } ?? []) + Array(others)).makeIterator()
     }
 }
 
