@@ -56,7 +56,7 @@ extension LockManager {
         waiter.createAttempts += 1
         waiter.state = .creating(abandoned: waiter.isAbandoned)
         waiter.createIssuedListing = lock.listingsIssued
-        let path = WaiterName.createPath(lockPath: lock.path, kind: waiter.kind, session: waiter.session)
+        let path = lock.createPath(kind: waiter.kind, session: waiter.session)
         let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
         if let immediate {
             answeredInStep(.created(waiter, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))

@@ -436,15 +436,11 @@ public final class LockManager<Ticket: Hashable> {
         effects.append(effect)
     }
 
+    /// Why the acquire is refused, or nil. `lock`: the state at the request's path, if any; there is one
+    /// only for a path that passed the path's checks (a state is made for an acquire not refused), so
+    /// they are not made again for the same bytes (strings equal as `String`s may differ in length).
     private func refusal(of request: LockRequest, lock: LockState?) -> ReplyError? {
-        guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
-        if request.path.utf8.count > configuration.lockPathBytesMax {
-            return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
-        }
-        // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
-        if WaiterName.passesThroughReserved(path: request.path) {
-            return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
-        }
+        if lock?.path.utf8.count != request.path.utf8.count, let refusal = refusal(ofPath: request.path) { return refusal }
         if request.owner.utf8.count > LockRequest.ownerBytesMax {
             return ReplyError(.invalidArgument, "an owner token is at most \(LockRequest.ownerBytesMax) bytes")
         }
@@ -456,6 +452,18 @@ public final class LockManager<Ticket: Hashable> {
         }
         if let lock, lock.members.count >= configuration.waitersPerLockMax {
             return ReplyError(.tooManyWaiters, request.path)
+        }
+        return nil
+    }
+
+    private func refusal(ofPath path: String) -> ReplyError? {
+        guard LockPath.isValid(path) else { return ReplyError(.invalidPath, path) }
+        if path.utf8.count > configuration.lockPathBytesMax {
+            return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
+        }
+        // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
+        if WaiterName.passesThroughReserved(path: path) {
+            return ReplyError(.lockNodeReserved, "\(path) passes through a waiter node's name")
         }
         return nil
     }

@@ -322,7 +322,19 @@ final class LockState {
     /// A re-judgement is scheduled for when the lock's lock-delay ends (at this time).
     var delayRecheckAt: UInt64?
 
+    /// The last path given to a waiter node's create (`WaiterName.createPath`), with its kind and session:
+    /// one session acquiring the lock again and again makes it once.
+    private var recentCreate: (kind: LockKind, session: UInt64, path: String)?
+
     init(path: String) { self.path = path }
+
+    /// What a waiter node's create under this lock is given: its path less the sequence.
+    func createPath(kind: LockKind, session: UInt64) -> String {
+        if let recentCreate, recentCreate.session == session, recentCreate.kind == kind { return recentCreate.path }
+        let made = WaiterName.createPath(lockPath: path, kind: kind, session: session)
+        recentCreate = (kind, session, made)
+        return made
+    }
 
     func enter(_ waiter: Waiter) {
         precondition(waiter.memberIndex < 0)
