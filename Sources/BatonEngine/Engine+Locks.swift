@@ -340,7 +340,7 @@ extension Engine {
         swap(&effects, &locks.spareEffects)
         manager.apply(consume input, now: now, effects: &effects)
         routeLockEffects(now: now, draining: &effects)
-        if locks.spareEffects.capacity < effects.capacity { swap(&effects, &locks.spareEffects) }
+        if effects.isEmpty && locks.spareEffects.capacity < effects.capacity { swap(&effects, &locks.spareEffects) }
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
