@@ -82,35 +82,37 @@ extension Engine {
                                 clientName: state.clientName), now: now)
     }
 
-    /// Takes the effects that concern sets; false for the others.
-    func lockSetEffect(_ effect: LockEffect<LockTicket>, now: Time) -> Bool {
-        switch effect {
-        case .granted(let ticket, _, _):
-            // The node is bound only for a set's grant (not copied for every other).
-            guard case .setAcquire(let index, let session) = ticket.part,
-                  case .granted(_, let node, let token) = effect else { return false }
-            lockSetGranted(LockTicket(connection: ticket.connection, requestID: ticket.requestID), index: index,
-                           session: session, node: node, token: token, now: now)
-        case .failed(let ticket, let error):
-            switch ticket.part {
-            case .whole: return false
-            case .setRelease: break // the sidecar's own release: nobody asked
-            case .setAcquire(let index, _):
-                let set = LockTicket(connection: ticket.connection, requestID: ticket.requestID)
-                guard let state = locks.sets[set] else { break }
-                let path = state.members[index].path
-                lockSetFail(set, ReplyError(error.code, error.message.isEmpty || error.message == path ? path : "\(path): \(error.message)"), now: now)
-            }
-        case .released(let ticket):
-            return ticket.part != .whole
-        case .reentered(let ticket, _, _, _):
-            return ticket.part != .whole // never: a set names no owner
-        case .lost(_, let node, let token, let reason):
-            guard !locks.setOfNode.isEmpty, let entry = locks.setOfNode[node], entry.token == token else { return false }
-            // The client never learned this node: the set fails instead of an event.
-            let code: ErrorCode = reason == .sessionExpired ? .sessionExpired : .lockLost
-            lockSetFail(entry.set, ReplyError(code, "\(node) was lost (\(reason)) before every lock was held"), now: now)
+    // The effects that concern sets, case by case: `applyLockEffect` asks in its one switch over the
+    // effect (a second switch over a borrowed effect copied it whole, for every effect).
+
+    /// A grant of a set's lock: true if taken.
+    func lockSetGrant(_ ticket: LockTicket, node: String, token: UInt64, now: Time) -> Bool {
+        guard case .setAcquire(let index, let session) = ticket.part else { return false }
+        lockSetGranted(LockTicket(connection: ticket.connection, requestID: ticket.requestID), index: index,
+                       session: session, node: node, token: token, now: now)
+        return true
+    }
+
+    /// A failure of a set's acquire or of the sidecar's own release of a set's lock: true if taken.
+    func lockSetFailure(_ ticket: LockTicket, _ error: ReplyError, now: Time) -> Bool {
+        switch ticket.part {
+        case .whole: return false
+        case .setRelease: break // the sidecar's own release: nobody asked
+        case .setAcquire(let index, _):
+            let set = LockTicket(connection: ticket.connection, requestID: ticket.requestID)
+            guard let state = locks.sets[set] else { break }
+            let path = state.members[index].path
+            lockSetFail(set, ReplyError(error.code, error.message.isEmpty || error.message == path ? path : "\(path): \(error.message)"), now: now)
         }
+        return true
+    }
+
+    /// A loss of a set's hold before the set's reply: the set fails instead of an event. True if taken.
+    func lockSetLoss(node: String, token: UInt64, reason: LockLostReason, now: Time) -> Bool {
+        guard !locks.setOfNode.isEmpty, let entry = locks.setOfNode[node], entry.token == token else { return false }
+        // The client never learned this node: the set fails instead of an event.
+        let code: ErrorCode = reason == .sessionExpired ? .sessionExpired : .lockLost
+        lockSetFail(entry.set, ReplyError(code, "\(node) was lost (\(reason)) before every lock was held"), now: now)
         return true
     }
 
@@ -130,7 +132,7 @@ extension Engine {
             // Nobody left to tell: give the locks back.
             return lockSetRelease(set, state, now: now)
         }
-        for hold in state.held { locks.holders[hold.token] = (hold.node, set, state.session, false) }
+        for hold in state.held { locks.holders[hold.token] = LockHolder(node: hold.node, ticket: set, session: state.session, owned: false) }
         let byIndex = Dictionary(uniqueKeysWithValues: state.held.map { ($0.index, LockSetHold(node: $0.node, token: $0.token)) })
         reply(set.connection, set.requestID, .acquireAll,
               .success(.grantedAll(state.members.indices.map { byIndex[$0]! })), now: now)

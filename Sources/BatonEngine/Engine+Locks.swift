@@ -8,6 +8,19 @@ import BatonProtocol
 // The engine's ticket (`LockTicket`, the connection and request id to answer) is declared in BatonLocks,
 // so that the recipe's generic code is specialized for it there.
 
+/// A current hold as the engine keeps it (`EngineLocks.holders`).
+struct LockHolder {
+    var node: String
+    var ticket: LockTicket
+    var session: UInt64
+    var owned: Bool
+    /// The manager's handle of the hold (nil for a lock set's): its release goes straight to the waiter.
+    var hold: LockHold?
+
+    /// Whether this is `session`'s hold of `node`.
+    func isHold(of session: UInt64, at node: String) -> Bool { self.session == session && self.node == node }
+}
+
 /// State of the lock layer inside the engine.
 struct EngineLocks {
     /// Created on first use (the engine builds this struct before its namespace is in place).
@@ -16,17 +29,19 @@ struct EngineLocks {
     /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
     /// A connection's entry may be empty: it is removed when the connection goes. (Not a field of
     /// `ConnectionState`, which would grow past its 72 bytes.)
-    var pendingAcquires: [ConnectionID: Set<UInt32>] = [:]
+    var pendingAcquires: [ConnectionID: SmallSet<UInt32>] = [:]
     /// The acquire that got each current hold, by its token: lock-lost events go to its session or
     /// connection. Keyed by the token (unique per node: the node's creation transaction, THEORY.md) and
     /// not the node's path: an integer hashed at the grant and the release, not a path (`node` is
     /// compared on use, so a release naming another hold's token finds no holder).
     /// `owned`: granted to an `acquireOwned`, so it may be reentered (only those count their acquires).
-    var holders: [UInt64: (node: String, ticket: LockTicket, session: UInt64, owned: Bool)] = [:]
+    var holders: [UInt64: LockHolder] = [:]
     /// Waiting acquires that named an owner token (`acquireOwned`): answered with a hold count.
     var ownedAcquires: Set<LockTicket> = []
     /// `acquireAll`s not answered yet, by the ticket of the whole request (Engine+LockSets).
     var sets: [LockTicket: LockSetAcquire] = [:]
+    /// The manager's effects of the last step, emptied: given back with the next input (no array made per step).
+    var spareEffects: [LockEffect<LockTicket>] = []
     /// Holds of those sets, by node: a loss before the reply fails the set.
     var setOfNode: [String: (set: LockTicket, token: UInt64)] = [:]
 
@@ -82,22 +97,27 @@ extension Engine {
                 reply(connection, requestID, .release, .failure(error), now: now)
                 return
             }
-            // One hash of the token for the holder entry: found by index, removed at it.
-            let holderIndex = locks.holders.index(forKey: token)
-            let holder = holderIndex.map { locks.holders[$0].value }
-            let holds = holder.map { $0.session == session && $0.node == node } ?? false
+            // The holder entry, taken out (moved, not copied: one hash of the token); put back if it is
+            // not this session's hold of this node, or a reentrant hold that stays (and keeps its
+            // lockLost route) until its last release.
+            var holder = locks.holders.index(forKey: token).map { locks.holders.remove(at: $0).value }
+            if let other = holder, !other.isHold(of: session, at: node) {
+                locks.holders[token] = other
+                holder = nil
+            }
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists; so does a
             // current hold's (every end of a hold takes its entry out first: no lookup for it).
-            guard backend != nil || holds || namespace.contains(node) else {
+            guard backend != nil || holder != nil || namespace.contains(node) else {
                 reply(connection, requestID, .release, .failure(ReplyError(
                     .lockLost, "\(node) does not exist: the hold already ended")), now: now)
                 return
             }
-            // A reentrant hold stays (and keeps its lockLost route) until its last release.
-            if let holderIndex, let holder, holds,
-               !holder.owned || (manager.holdCount(node: node, token: token) ?? 1) <= 1 { locks.holders.remove(at: holderIndex) }
-            applyLockInput(.release(node: node, token: token, session: session, ticket: ticket), to: manager, now: now)
+            if let holder, holder.owned, (manager.holdCount(node: node, token: token) ?? 1) > 1 { locks.holders[token] = holder }
+            // The grant's handle takes the release straight to the hold in the recipe, with the node's
+            // path as the grant gave it (the same string as the recipe's: compared by identity there).
+            applyLockInput(.release(node: holder?.node ?? node, token: token, session: session, ticket: ticket, hold: holder?.hold),
+                           to: manager, now: now)
         case .cancel(let acquireRequestID):
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
@@ -221,12 +241,13 @@ extension Engine {
     func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID,
                              otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
         // Inserted first (the set is there from the connection's first acquire on), taken out again if refused.
-        guard locks.pendingAcquires[connection, default: []].insert(requestID).inserted else {
+        guard locks.pendingAcquires[connection, default: SmallSet()].insert(requestID) else {
             return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
         }
         let limit = limits.pendingRequestsPerConnectionMax
-        // A connection the engine no longer knows sends nothing (`handle` drops its frames).
-        let admitted = connections[connection]?.admitPendingRequest(limit: limit, otherwise: refusal)
+        // A connection the engine no longer knows sends nothing (`handle` drops its frames). Changed in
+        // place at its index (through the optional subscript the state was moved out and back).
+        let admitted = connections.index(forKey: connection).map { connections.values[$0].admitPendingRequest(limit: limit, otherwise: refusal) }
             ?? .failure(ReplyError(.internalError, "connection \(connection) is closed"))
         if case .failure = admitted { locks.pendingAcquires[connection]?.remove(requestID) }
         return admitted
@@ -254,7 +275,7 @@ extension Engine {
 
     /// Request ids of the acquires waiting on a connection, oldest first.
     func lockPendingAcquires(on connection: ConnectionID) -> [UInt32] {
-        (locks.pendingAcquires[connection] ?? []).sorted()
+        (locks.pendingAcquires[connection] ?? SmallSet()).sorted()
     }
 
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
@@ -275,7 +296,7 @@ extension Engine {
     func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
         var tickets: [LockTicket] = []
         for connection in connections {
-            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? []
+            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? SmallSet()
             tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
@@ -314,7 +335,12 @@ extension Engine {
 
     /// As above, to the manager `lockTime` gave for this call already (every acquire and release).
     private func applyLockInput(_ input: consuming LockInput<LockTicket>, to manager: LockManager<LockTicket>, now: Time) {
-        routeLockEffects(now: now, manager.apply(consume input, now: now))
+        // The spare array, if not in use by a call further up (an effect's own input): then a new one.
+        var effects: [LockEffect<LockTicket>] = []
+        swap(&effects, &locks.spareEffects)
+        manager.apply(consume input, now: now, effects: &effects)
+        routeLockEffects(now: now, draining: &effects)
+        if effects.isEmpty && locks.spareEffects.capacity < effects.capacity { swap(&effects, &locks.spareEffects) }
     }
 
     /// Queues the manager's effects (those of asynchronous answers waiting in its outbox, then
@@ -326,30 +352,46 @@ extension Engine {
     /// in the outbox) routes the effects in order without passing them through the queue: what they
     /// cause queues behind them and is drained after the last, as if they had been queued.
     func routeLockEffects(now: Time, _ effects: consuming [LockEffect<LockTicket>] = []) {
+        var effects = effects
+        routeLockEffects(now: now, draining: &effects)
+    }
+
+    /// As above, leaving `effects` empty (its storage kept for the next step).
+    func routeLockEffects(now: Time, draining effects: inout [LockEffect<LockTicket>]) {
         guard let manager = locks.manager else { return }
         guard !manager.hasEffects, routeLogRecordsOnly() else {
             collectNamespaceOutputs()
             for effect in manager.takeEffects() { routing.append(.lock(effect)) }
-            for effect in effects { routing.append(.lock(effect)) }
+            Self.drainInOrder(&effects) { effect in routing.append(.lock(consume effect)) }
             drain(now: now)
             return
         }
         guard !effects.isEmpty else { return }
         isDraining = true
-        // Moved out of the step's own array one by one, in order (not copied).
-        effects.reverse()
-        while let effect = effects.popLast() {
-            applyLockEffect(effect, now: now)
+        Self.drainInOrder(&effects) { effect in
+            applyLockEffect(consume effect, now: now)
             finishRouted(now: now)
         }
         isDraining = false
         drain(now: now)
     }
 
+    /// Moves each of `effects` out in order (not copied) into `body`, leaving it empty: a step's few
+    /// effects are shifted down (moved bitwise); many are reversed once (which copies each, as
+    /// swapping does), then popped from the end.
+    private static func drainInOrder(_ effects: inout [LockEffect<LockTicket>], _ body: (consuming LockEffect<LockTicket>) -> Void) {
+        if effects.count > 8 {
+            effects.reverse()
+            while let effect = effects.popLast() { body(consume effect) }
+        } else {
+            while !effects.isEmpty { body(effects.removeFirst()) }
+        }
+    }
+
     func applyLockEffect(_ effect: consuming LockEffect<LockTicket>, now: Time) {
-        if lockSetEffect(effect, now: now) { return }
         switch consume effect {
-        case .granted(let ticket, let node, let token):
+        case .granted(let ticket, let node, let token, let hold):
+            if lockSetGrant(ticket, node: node, token: token, now: now) { return }
             // The acquire's end, then its connection's count and session in one lookup of the connection.
             guard let session = finishPendingAcquireGivingSession(ticket) else {
                 // Nobody left to tell (cannot happen: a closed connection's acquires are cancelled first).
@@ -357,7 +399,7 @@ extension Engine {
             }
             let owned = takeOwnedAcquire(ticket)
             if let session {
-                locks.holders[token] = (node, ticket, session, owned)
+                locks.holders[token] = LockHolder(node: node, ticket: ticket, session: session, owned: owned, hold: hold)
             }
             if owned {
                 reply(ticket.connection, ticket.requestID, .acquireOwned,
@@ -366,11 +408,13 @@ extension Engine {
                 reply(ticket.connection, ticket.requestID, .acquire, .success(.granted(node: node, token: token)), now: now)
             }
         case .reentered(let ticket, let node, let token, let holdCount):
+            if ticket.part != .whole { return } // never: a set names no owner
             _ = takeOwnedAcquire(ticket)
             guard finishPendingAcquire(ticket) else { return }
             reply(ticket.connection, ticket.requestID, .acquireOwned,
                   .success(.held(node: node, token: token, holdCount: holdCount)), now: now)
         case .failed(let ticket, let error):
+            if lockSetFailure(ticket, error, now: now) { return }
             let owned = takeOwnedAcquire(ticket)
             let wasAcquire = finishPendingAcquire(ticket)
             guard connections[ticket.connection] != nil else { return }
@@ -380,9 +424,11 @@ extension Engine {
                 reply(ticket.connection, ticket.requestID, .release, .failure(error), now: now)
             }
         case .released(let ticket):
+            guard ticket.part == .whole else { return } // a set's: the sidecar's own release
             guard connections[ticket.connection] != nil else { return }
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
+            if lockSetLoss(node: node, token: token, reason: reason, now: now) { return }
             // Only this hold's entry: a later hold may have the same node path (PROTOCOL.md §12.6).
             let holderIndex = locks.holders.index(forKey: token)
             let holder = holderIndex.flatMap { locks.holders[$0].value.node == node ? locks.holders[$0].value : nil }
@@ -411,7 +457,8 @@ extension Engine {
     private func finishPendingAcquireGivingSession(_ ticket: LockTicket) -> UInt64?? {
         // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
         // next acquire reuses it instead of allocating one.
-        guard locks.pendingAcquires[ticket.connection]?.remove(ticket.requestID) != nil else { return nil }
+        guard let pending = locks.pendingAcquires.index(forKey: ticket.connection),
+              locks.pendingAcquires.values[pending].remove(ticket.requestID) else { return nil }
         guard let index = connections.index(forKey: ticket.connection) else { return .some(nil) }
         return .some(connections.values[index].finishPendingRequest())
     }

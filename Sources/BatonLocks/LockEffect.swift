@@ -3,8 +3,9 @@ import BatonProtocol
 /// What the lock manager tells its owner (the engine), in the order it happened.
 /// `Ticket` is the owner's name for a request (e.g. connection + request id); the manager never looks inside.
 public enum LockEffect<Ticket: Hashable>: Equatable {
-    /// The acquire `ticket` is granted: the delayed reply to the acquire request.
-    case granted(ticket: Ticket, node: String, token: UInt64)
+    /// The acquire `ticket` is granted: the delayed reply to the acquire request. `hold` names the hold
+    /// for the manager: given back with its release (`LockInput.release`), it finds the hold at once.
+    case granted(ticket: Ticket, node: String, token: UInt64, hold: LockHold)
     /// The acquire `ticket` (with an owner token) found its owner's hold: the same node and token, counted again.
     case reentered(ticket: Ticket, node: String, token: UInt64, holdCount: UInt32)
     /// The acquire or release `ticket` failed. For a release, the failure may be
@@ -28,7 +29,9 @@ public enum LockInput<Ticket: Hashable> {
     /// later acquire (its token differs: node paths repeat when a lock node is deleted and created
     /// again), or `failed(ticket, .storageFailure)` if the store cannot be reached (the manager keeps
     /// retrying). Releasing a node still waiting cancels its acquire (`lockCancelled`).
-    case release(node: String, token: UInt64, session: UInt64, ticket: Ticket)
+    /// `hold`: the handle its grant gave (`LockEffect.granted`), if the owner kept it: the node is then
+    /// found without a lookup of its lock's path or its name (the path, session and token still decide).
+    case release(node: String, token: UInt64, session: UInt64, ticket: Ticket, hold: LockHold? = nil)
     /// Cancels a pending acquire: it fails with `lockCancelled` and its node is deleted.
     case cancel(ticket: Ticket)
     /// The session ended (closed or expired): its pending acquires fail with `sessionExpired`, its
@@ -65,4 +68,15 @@ enum NamespaceAnswer {
     case ownNodeDeleted(path: String, lock: LockState, name: WaiterName, interested: WaiterIDs)
     case grantChecked(Waiter, Result<Stat?, ReplyError>)
     case deleted(Waiter, Result<Void, ReplyError>)
+}
+
+/// A hold as the manager knows it (`LockEffect.granted`), for its owner to give back with the release:
+/// a reference to the waiter, so a release needs no lookup of the lock's path, the node's name or its
+/// sequence. Opaque; two are equal if they name one waiter.
+public struct LockHold: Equatable {
+    let waiter: Waiter
+
+    init(_ waiter: Waiter) { self.waiter = waiter }
+
+    public static func == (left: LockHold, right: LockHold) -> Bool { left.waiter === right.waiter }
 }

@@ -150,11 +150,13 @@ extension LockManager {
         guard lock.queueTrusted, lock.queue.isEmpty, lock.queueLockIdentity != nil,
               !lock.listingInFlight, !lock.listingRetryScheduled, !lock.childrenWatchArmed else {
             locks[lock.path] = nil
+            if recentLock === lock { recentLock = nil }
             return
         }
         if idleLockTotal >= Self.idleLocksMax {
             locks = locks.filter { !$0.value.members.isEmpty || $0.value === lock }
             idleLockTotal = 0
+            recentLock = nil
         }
         lock.clearForIdle()
         idleLockTotal += 1

@@ -29,7 +29,7 @@ extension LockManager {
     // MARK: Creating the waiter node
 
     func startCreate(_ waiter: Waiter, _ lock: LockState) {
-        guard lock.creatingSessions.insert(waiter.session).inserted else {
+        guard lock.creatingSessions.insert(waiter.session) else {
             waiter.state = .queuedForCreate
             lock.createBacklog.append(waiter.id)
             return
@@ -56,14 +56,14 @@ extension LockManager {
         waiter.createAttempts += 1
         waiter.state = .creating(abandoned: waiter.isAbandoned)
         waiter.createIssuedListing = lock.listingsIssued
-        let path = WaiterName.createPath(lockPath: lock.path, kind: waiter.kind, session: waiter.session)
+        let path = lock.createPath(kind: waiter.kind, session: waiter.session)
         let data = waiter.kind == .semaphore ? WaiterName.permitData(waiter.permits) : []
         if let immediate {
             answeredInStep(.created(waiter, immediate.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session)))
             return
         }
-        namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [weak self] result in
-            self?.arrived(.created(waiter, result))
+        namespace.create(path: path, data: data, mode: .ephemeralSequential, owner: waiter.session) { [link = self.link] result in
+            link.arrived(.created(waiter, result))
         }
     }
 
@@ -94,8 +94,8 @@ extension LockManager {
         guard let path = ancestors.last else { return }
         waiter.state = .ensuringLock(ancestors: ancestors, abandoned: waiter.isAbandoned)
         let id = waiter.id
-        namespace.create(path: path, data: [], mode: .container, owner: 0) { [weak self] result in
-            self?.arrived(.ensured(id, path: path, result))
+        namespace.create(path: path, data: [], mode: .container, owner: 0) { [link = self.link] result in
+            link.arrived(.ensured(id, path: path, result))
         }
     }
 
@@ -133,8 +133,8 @@ extension LockManager {
     /// and adopt it only if the namespace says our session owns it.
     func recover(_ waiter: Waiter, _ lock: LockState) {
         let id = waiter.id
-        namespace.children(path: lock.path, watch: nil) { [weak self] result in
-            self?.arrived(.recoveryListed(id, result))
+        namespace.children(path: lock.path, watch: nil) { [link = self.link] result in
+            link.arrived(.recoveryListed(id, result))
         }
     }
 
@@ -157,8 +157,8 @@ extension LockManager {
                 return
             }
             let path = lock.path + "/" + candidate.name
-            namespace.exists(path: path, watch: nil) { [weak self] result in
-                self?.arrived(.recoveryChecked(id, path: path, result))
+            namespace.exists(path: path, watch: nil) { [link = self.link] result in
+                link.arrived(.recoveryChecked(id, path: path, result))
             }
         }
     }
@@ -255,18 +255,17 @@ extension LockManager {
             lock.childrenWatchArmed = true
             lock.childrenWatchGeneration = generation
             watchGeneration = generation
-            watch = { [weak self, lock] _ in self?.arrived(.childrenChanged(lock, generation: generation)) }
+            watch = { [link = self.link, lock] _ in link.arrived(.childrenChanged(lock, generation: generation)) }
         }
-        namespace.children(path: lock.path, watch: watch) { [weak self, lock, watchGeneration] result in
-            self?.arrived(.listed(lock, serial: serial, watchGeneration: watchGeneration, judging: judging,
+        namespace.children(path: lock.path, watch: watch) { [link = self.link, lock, watchGeneration] result in
+            link.arrived(.listed(lock, serial: serial, watchGeneration: watchGeneration, judging: judging,
                                   everyone: everyone, result))
         }
     }
 
     func needsChildrenWatch(_ lock: LockState) -> Bool {
-        lock.semaphoreMembers > 0 && lock.members.contains { id in
-            guard let waiter = waiters[id], waiter.kind == .semaphore else { return false }
-            return waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding
+        lock.semaphoreMembers > 0 && lock.members.contains { waiter in
+            waiter.kind == .semaphore && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
     }
 
@@ -378,8 +377,7 @@ extension LockManager {
             }
             standing.count(entry)
         }
-        for id in lock.members.sorted() where !seen.contains(id) {
-            guard let waiter = waiters[id], waiter.lock === lock, waiter.name != nil else { continue }
+        for waiter in lock.members.sorted(by: { $0.id < $1.id }) where !seen.contains(waiter.id) && waiter.name != nil {
             result.append((waiter, nil))
         }
         return result
@@ -455,8 +453,8 @@ extension LockManager {
         waiting.permitCheckInFlight = true
         waiter.waiting = waiting
         let id = waiter.id
-        namespace.getData(path: path) { [weak self] result in
-            self?.arrived(.permitsRead(id, result))
+        namespace.getData(path: path) { [link = self.link] result in
+            link.arrived(.permitsRead(id, result))
         }
     }
 
@@ -520,8 +518,8 @@ extension LockManager {
             waiter.watchedPath = path
             if !addInterest(path, waiter, grant: true) { return }
         }
-        namespace.exists(path: path, watch: nil) { [weak self] result in
-            self?.arrived(.grantChecked(waiter, result))
+        namespace.exists(path: path, watch: nil) { [link = self.link] result in
+            link.arrived(.grantChecked(waiter, result))
         }
     }
 
@@ -538,9 +536,9 @@ extension LockManager {
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
             let ticket = takeTicket(&waiter.ticketSlot)!
-            tickets[ticket] = nil
+            if waiter.ticketEntered { tickets[ticket] = nil }
             waiter.acquireAnswered = true
-            emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token))
+            emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token, hold: LockHold(waiter)))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
             scheduleRetry(waiter)
@@ -591,10 +589,10 @@ extension LockManager {
         let generation = nextWatchGeneration
         nodeWatches[path] = NodeWatch(interested: .one(waiter.id), generation: generation)
         let granted = grant ? waiter.id : nil
-        namespace.exists(path: path, watch: { [weak self] type in
-            self?.arrived(.watchFired(path: path, generation: generation, type))
-        }) { [weak self] result in
-            self?.arrived(.watchSet(path: path, generation: generation, grant: granted, result))
+        namespace.exists(path: path, watch: { [link = self.link] type in
+            link.arrived(.watchFired(path: path, generation: generation, type))
+        }) { [link = self.link] result in
+            link.arrived(.watchSet(path: path, generation: generation, grant: granted, result))
         }
         return false
     }
@@ -732,7 +730,7 @@ extension LockManager {
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
         guard !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) else { return }
-        tickets[ticket] = nil
+        if waiter.ticketEntered { tickets[ticket] = nil }
         waiter.acquireAnswered = true
         emit(.failed(ticket: ticket, error: error))
     }
@@ -789,8 +787,8 @@ extension LockManager {
             answeredInStep(.deleted(waiter, immediate.delete(path: path, expectedVersion: anyVersion)))
             return
         }
-        namespace.delete(path: path, expectedVersion: anyVersion) { [weak self] result in
-            self?.arrived(.deleted(waiter, result))
+        namespace.delete(path: path, expectedVersion: anyVersion) { [link = self.link] result in
+            link.arrived(.deleted(waiter, result))
         }
     }
 
@@ -839,14 +837,14 @@ extension LockManager {
         waiters[waiter.id] = nil
         waiter.forgotten = true
         // An answered acquire's ticket left `tickets` and its slot with its reply: no hash here (every grant's case).
-        if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) {
+        if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot), waiter.ticketEntered {
             let pending = tickets.removeValue(forKey: ticket)
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
         }
         _ = takeTicket(&waiter.releaseTicketSlot)
         sessions[waiter.session].remove(waiter.id)
         let lock = waiter.lock
-        if lock.members.remove(waiter.id) != nil && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
+        if lock.leave(waiter) && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
         if let name = waiter.name, let index = lock.bySequence.index(forKey: name.sequence),
            lock.bySequence.values[index] === waiter {

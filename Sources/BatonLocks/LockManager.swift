@@ -1,5 +1,4 @@
 import BatonProtocol
-import DequeModule
 import HeapModule
 
 public struct LockManagerConfiguration: Sendable {
@@ -61,18 +60,28 @@ public final class LockManager<Ticket: Hashable> {
     let watchesOwnNodes: Bool
     /// The namespace, if it answers at once (no closure per call on the hot path).
     let immediate: (any ImmediateLockNamespace)?
+    /// What the namespace's callbacks hold instead of the manager (see `ManagerLink`).
+    let link = ManagerLink<Ticket>()
     /// Called when effects were produced by a namespace callback outside any call into the manager
     /// (an asynchronous namespace), so the owner knows to `takeEffects()`.
     public var effectsAvailable: (() -> Void)?
 
     var effects: [LockEffect<Ticket>] = []
-    /// Namespace answers that arrived during the current step (applied after it).
-    var arrivedDuringStep: Deque<NamespaceAnswer> = []
+    /// Namespace answers that arrived during the current step (applied after it, in order). An array
+    /// appended to (moved in: a deque's append copied each answer), taken whole by `endStep`.
+    var arrivedDuringStep: [NamespaceAnswer] = []
+    /// The batch `endStep` is applying, in reverse (popped from the end, moved out); kept between steps
+    /// with the other array's storage, so neither allocates per step.
+    var applyingAnswers: [NamespaceAnswer] = []
     var running = false
     var nowMilliseconds: UInt64
     var waiters: [WaiterID: Waiter] = [:]
-    /// Pending (unanswered) acquires.
+    /// Pending (unanswered) acquires. One that came while none was pending enters at the end of its
+    /// step (`unenteredAcquire`), if still unanswered: an acquire answered in its own step (an
+    /// uncontended grant, a refusal) hashes its ticket not at all.
     var tickets: [Ticket: WaiterID] = [:]
+    /// The acquire of the current step that is still to enter `tickets` (`Waiter.ticketEntered`).
+    var unenteredAcquire: Waiter?
     /// The tickets the waiters hold: a pending acquire's (`Waiter.ticketSlot`; it leaves `tickets` and
     /// its slot with the reply) and that of the release removing a waiter (`Waiter.releaseTicketSlot`).
     /// A waiter (not generic over `Ticket`) finds its tickets by index: no hash. Freed slots are reused,
@@ -84,6 +93,9 @@ public final class LockManager<Ticket: Hashable> {
     /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
     /// each, not to move the state between two tables. `activeLock` finds only locks with members.
     var locks: [String: LockState] = [:]
+    /// The lock `lockState(at:)` found last (one of `locks`, or nil): a client, or sixteen, acquiring
+    /// one lock again and again compare its path, not hash it.
+    var recentLock: LockState?
     /// How many of `locks` are idle (at most `idleLocksMax`).
     var idleLockTotal = 0
     var nodeWatches: [String: NodeWatch] = [:]
@@ -106,6 +118,7 @@ public final class LockManager<Ticket: Hashable> {
         self.watchesOwnNodes = !namespace.reportsDeletions
         self.immediate = namespace as? any ImmediateLockNamespace
         self.nowMilliseconds = now.monotonicMilliseconds
+        link.manager = self
     }
 
     /// A lock's state holds its waiters (`LockState.bySequence`, `.localOrder`) and each waiter its
@@ -113,6 +126,7 @@ public final class LockManager<Ticket: Hashable> {
     /// while it still tracks waiters (its engine gone with sessions open) breaks the rest here, or
     /// the states and waiters would never be freed.
     deinit {
+        link.manager = nil
         for lock in locks.values { lock.dropWaiters() }
         for waiter in waiters.values { waiter.lock.dropWaiters() }
     }
@@ -129,6 +143,15 @@ public final class LockManager<Ticket: Hashable> {
     public func apply(_ input: consuming LockInput<Ticket>, now: Time) -> [LockEffect<Ticket>] {
         run(consume input, now)
         return takeEffects()
+    }
+
+    /// As `apply`, with the effects handed over in `taken`, which must be empty: its storage becomes
+    /// the outbox of the next step, so an owner that gives the same (emptied) array back each time
+    /// allocates none per step.
+    public func apply(_ input: consuming LockInput<Ticket>, now: Time, effects taken: inout [LockEffect<Ticket>]) {
+        precondition(taken.isEmpty, "the effects of the last step were not all taken")
+        run(consume input, now)
+        swap(&taken, &effects)
     }
 
     /// Sets the lease of the hold named by `node` and `token` to end `leaseMilliseconds` after `now`
@@ -189,8 +212,20 @@ public final class LockManager<Ticket: Hashable> {
     }
 
     /// Applies the answers that arrived during the step (each as its own input, without wrapping it in one).
+    /// Answers arriving meanwhile go to the next batch, so all apply in the order they arrived.
     private func endStep() {
-        while let answer = arrivedDuringStep.popFirst() { complete(answer) }
+        while !arrivedDuringStep.isEmpty {
+            swap(&applyingAnswers, &arrivedDuringStep)
+            applyingAnswers.reverse()
+            while let answer = applyingAnswers.popLast() { complete(answer) }
+        }
+        if let waiter = unenteredAcquire {
+            unenteredAcquire = nil
+            if !waiter.acquireAnswered, waiter.ticketSlot >= 0, let ticket = ticketSlots[waiter.ticketSlot] {
+                tickets[ticket] = waiter.id
+                waiter.ticketEntered = true
+            }
+        }
         running = false
     }
 
@@ -219,8 +254,8 @@ public final class LockManager<Ticket: Hashable> {
         switch consume input {
         case .acquire(let request, let ticket, let session, let clientName):
             startAcquire(request, ticket: ticket, session: session, clientName: clientName)
-        case .release(let node, let token, let session, let ticket):
-            startRelease(node: node, token: token, session: session, ticket: ticket)
+        case .release(let node, let token, let session, let ticket, let hold):
+            startRelease(node: node, token: token, session: session, ticket: ticket, hold: hold)
         case .cancel(let ticket):
             guard let id = tickets[ticket], let waiter = waiters[id] else { return }
             abandon(waiter, ReplyError(.lockCancelled))
@@ -238,17 +273,19 @@ public final class LockManager<Ticket: Hashable> {
 
     private func startAcquire(_ request: LockRequest, ticket: Ticket, session: UInt64, clientName: String) {
         // The lock's state (active or idle), looked up once for the checks and the queue.
-        let existing = locks[request.path]
+        let existing = lockState(at: request.path)
         let id = nextWaiterID
-        // One hash of the ticket: entered as pending, or found pending already (refused, that one kept);
-        // taken out again if the acquire is answered here.
-        if let pending = tickets.updateValue(id, forKey: ticket) {
+        // With acquires pending, one hash of the ticket: entered as pending, or found pending already
+        // (refused, that one kept); taken out again if the acquire is answered here. With none, no
+        // duplicate is possible and the ticket enters at the step's end if still pending.
+        let entered = !tickets.isEmpty
+        if entered, let pending = tickets.updateValue(id, forKey: ticket) {
             tickets[ticket] = pending
             emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "an acquire with this ticket is pending")))
             return
         }
         if let refusal = refusal(of: request, lock: existing) {
-            tickets[ticket] = nil
+            if entered { tickets[ticket] = nil }
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
@@ -257,7 +294,7 @@ public final class LockManager<Ticket: Hashable> {
             existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
         }
         if answered {
-            tickets[ticket] = nil
+            if entered { tickets[ticket] = nil }
             return
         }
         let lock = activateLock(existing, request.path)
@@ -266,7 +303,9 @@ public final class LockManager<Ticket: Hashable> {
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         waiter.ticketSlot = holdTicket(ticket)
-        lock.members.insert(waiter.id)
+        waiter.ticketEntered = entered
+        if !entered { unenteredAcquire = waiter }
+        lock.enter(waiter)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
         if request.waitMilliseconds != 0 && request.waitMilliseconds != LockRequest.waitForever {
             schedule(.waitTimeout(waiter.id), at: nowMilliseconds + UInt64(request.waitMilliseconds))
@@ -274,10 +313,8 @@ public final class LockManager<Ticket: Hashable> {
         startCreate(waiter, lock)
     }
 
-    private func startRelease(node: String, token: UInt64, session: UInt64, ticket: Ticket) {
-        let lockPath = NodePath.parent(of: node)
-        guard let lock = activeLock(lockPath), let name = WaiterName(lastComponentOf: node),
-              let waiter = localWaiter(lock, name), waiter.session == session else {
+    private func startRelease(node: String, token: UInt64, session: UInt64, ticket: Ticket, hold: LockHold?) {
+        guard let waiter = releasedWaiter(node: node, session: session, hold: hold) else {
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is not held or awaited by this session")))
             return
         }
@@ -300,6 +337,20 @@ public final class LockManager<Ticket: Hashable> {
         case .queuedForCreate, .ensuringLock, .creating, .recovering, .removing:
             emit(.failed(ticket: ticket, error: ReplyError(.notHolder, "\(node) is already being released")))
         }
+    }
+
+    /// The session's waiter whose node is `node`, if any: the one `hold` names when it still has that node,
+    /// else looked up by the node's lock and name. The shortcut only over a namespace that reports
+    /// deletions: there a waiter not forgotten still has its node, so no other waiter has its path
+    /// (elsewhere a lock node deleted behind the manager's back and made again repeats node paths, and
+    /// the lookup finds the newer waiter, as it must).
+    private func releasedWaiter(node: String, session: UInt64, hold: LockHold?) -> Waiter? {
+        if let waiter = hold?.waiter, !watchesOwnNodes, !waiter.forgotten, waiter.session == session, waiter.nodePath == node {
+            return waiter
+        }
+        guard let lock = activeLock(NodePath.parent(of: node)), let name = WaiterName(lastComponentOf: node),
+              let waiter = localWaiter(lock, name), waiter.session == session else { return nil }
+        return waiter
     }
 
     /// Pending acquires fail with `sessionExpired`, holds end with `lost(sessionExpired)` (starting
@@ -326,10 +377,7 @@ public final class LockManager<Ticket: Hashable> {
     /// Whether `token` is the fencing token of a current holder of the lock at `path`.
     public func checkToken(path: String, token: UInt64) -> Bool {
         guard let lock = activeLock(path) else { return false }
-        return lock.members.contains { id in
-            guard let waiter = waiters[id] else { return false }
-            return waiter.phase == .holding && waiter.token == token
-        }
+        return lock.members.contains { waiter in waiter.phase == .holding && waiter.token == token }
     }
 
     /// How many acquires the hold named by `node` and `token` answers (1 unless reentrant), or nil if no such hold.
@@ -354,7 +402,7 @@ public final class LockManager<Ticket: Hashable> {
     public func inspect(path: String, now: Time) -> [LockEntry] {
         guard let lock = activeLock(path) else { return [] }
         let now = max(nowMilliseconds, now.monotonicMilliseconds)
-        let queued = lock.members.compactMap { waiters[$0] }.filter { waiter in
+        let queued = lock.members.filter { waiter in
             waiter.name != nil && (waiter.phase == .waiting || waiter.phase == .granting || waiter.phase == .holding)
         }
         return queued.sorted { $0.name! < $1.name! }.map { waiter in
@@ -388,15 +436,11 @@ public final class LockManager<Ticket: Hashable> {
         effects.append(effect)
     }
 
+    /// Why the acquire is refused, or nil. `lock`: the state at the request's path, if any; there is one
+    /// only for a path that passed the path's checks (a state is made for an acquire not refused), so
+    /// they are not made again for the same bytes (strings equal as `String`s may differ in length).
     private func refusal(of request: LockRequest, lock: LockState?) -> ReplyError? {
-        guard LockPath.isValid(request.path) else { return ReplyError(.invalidPath, request.path) }
-        if request.path.utf8.count > configuration.lockPathBytesMax {
-            return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
-        }
-        // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
-        if WaiterName.passesThroughReserved(path: request.path) {
-            return ReplyError(.lockNodeReserved, "\(request.path) passes through a waiter node's name")
-        }
+        if lock?.path.utf8.count != request.path.utf8.count, let refusal = refusal(ofPath: request.path) { return refusal }
         if request.owner.utf8.count > LockRequest.ownerBytesMax {
             return ReplyError(.invalidArgument, "an owner token is at most \(LockRequest.ownerBytesMax) bytes")
         }
@@ -412,6 +456,18 @@ public final class LockManager<Ticket: Hashable> {
         return nil
     }
 
+    private func refusal(ofPath path: String) -> ReplyError? {
+        guard LockPath.isValid(path) else { return ReplyError(.invalidPath, path) }
+        if path.utf8.count > configuration.lockPathBytesMax {
+            return ReplyError(.pathTooLong, "a lock path is at most \(configuration.lockPathBytesMax) bytes: the waiter node's name must fit")
+        }
+        // A lock under a waiter-named node would put its lock node (a container) in another lock's queue.
+        if WaiterName.passesThroughReserved(path: path) {
+            return ReplyError(.lockNodeReserved, "\(path) passes through a waiter node's name")
+        }
+        return nil
+    }
+
     /// Reentrancy (PROTOCOL.md §12.9), judged from the session's own waiters on the lock. With an owner
     /// token: the owner's hold is counted again (same node, same token). Without one: a second acquire
     /// where either is exclusive would queue behind the session's own node, so it is refused at once.
@@ -419,9 +475,8 @@ public final class LockManager<Ticket: Hashable> {
     /// called while `startAcquire` has the session's entry open).
     private func reentered(_ request: LockRequest, ticket: Ticket, session: UInt64, mine: WaiterIDs, lock: LockState) -> Bool {
         // The smaller of the two sets: a session's waiters, or the lock's (one of them is usually tiny).
-        for id in mine.count <= lock.members.count ? Array(mine) : Array(lock.members) {
-            guard let other = waiters[id], other.session == session, other.lock === lock,
-                  !other.isAbandoned else { continue }
+        for other in mine.count <= lock.members.count ? mine.compactMap({ waiters[$0] }) : lock.members {
+            guard other.session == session, other.lock === lock, !other.isAbandoned else { continue }
             if !request.owner.isEmpty {
                 guard other.owner == request.owner else { continue }
                 let permits = request.kind == .semaphore ? request.permits : 1
@@ -472,14 +527,22 @@ public final class LockManager<Ticket: Hashable> {
 
     /// The lock at `path` if it has local waiters (an idle one is not active).
     func activeLock(_ path: String) -> LockState? {
-        guard let lock = locks[path], !lock.members.isEmpty else { return nil }
+        guard let lock = lockState(at: path), !lock.members.isEmpty else { return nil }
+        return lock
+    }
+
+    /// The lock at `path` in `locks` (active or idle): the recent one if its path is this, else looked up.
+    func lockState(at path: String) -> LockState? {
+        if let recent = recentLock, recent.path == path { return recent }
+        guard let lock = locks[path] else { return nil }
+        recentLock = lock
         return lock
     }
 
     /// Whether `lock` is the active lock at its path: what an answer, watch or retry for it checks
     /// (a lock's state is made again after it was dropped).
     func isActive(_ lock: LockState) -> Bool {
-        !lock.members.isEmpty && locks[lock.path] === lock
+        !lock.members.isEmpty && lockState(at: lock.path) === lock
     }
 
     /// The state for an acquire of the lock at `path`, `existing` as `locks` has it: active, idle
@@ -491,6 +554,7 @@ public final class LockManager<Ticket: Hashable> {
         }
         let lock = LockState(path: path)
         locks[path] = lock
+        recentLock = lock
         return lock
     }
 
@@ -526,3 +590,16 @@ public final class LockManager<Ticket: Hashable> {
     }
 }
 
+
+/// How the namespace's callbacks reach the manager, while it lives. Not a weak reference: the first
+/// one would give the manager a side table for good, and every retain and release of it (several per
+/// request, in the engine) would then take the runtime's slow path. Unowned (counted in the object
+/// itself) and cleared by the manager's deinit, so a callback that comes later finds none and is dropped.
+final class ManagerLink<Ticket: Hashable> {
+    unowned var manager: LockManager<Ticket>?
+
+    /// A namespace answer or watch event, for the manager if it still lives (`LockManager.arrived`).
+    func arrived(_ answer: consuming NamespaceAnswer) {
+        manager?.arrived(answer)
+    }
+}

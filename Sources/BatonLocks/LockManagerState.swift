@@ -84,20 +84,34 @@ final class Waiter {
     /// namespaces here), so the path is not built again; otherwise built from the lock path.
     func adoptNode(_ name: WaiterName, path: String) {
         self.name = name
-        let parentBytes = lockPath.utf8.count
-        if path.utf8.count == parentBytes + 1 + WaiterName.nameBytes, path.utf8.starts(with: lockPath.utf8),
-           path.utf8.dropFirst(parentBytes).first == UInt8(ascii: "/") {
-            nodePath = path
-        } else {
-            nodePath = lockPath + "/" + name.name
+        nodePath = Waiter.isChild(path, of: lockPath) ? path : lockPath + "/" + name.name
+    }
+
+    /// Whether `path` is `lockPath`, a slash and a waiter node's name (compared as bytes: the generic
+    /// `starts(with:)` over UTF-8 views cost more than the rest of the adoption).
+    static func isChild(_ path: String, of lockPath: String) -> Bool {
+        var path = path
+        var lockPath = lockPath
+        return path.withUTF8 { child in
+            lockPath.withUTF8 { parent in
+                guard child.count == parent.count + 1 + WaiterName.nameBytes,
+                      child[parent.count] == UInt8(ascii: "/") else { return false }
+                for index in 0..<parent.count where child[index] != parent[index] { return false }
+                return true
+            }
         }
     }
 
+    /// Its index in its lock's `members`; -1 once it left.
+    var memberIndex = -1
     /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
     var forgotten = false
     /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
     /// slot then, so ending the waiter needs no lookup of either.
     var acquireAnswered = false
+    /// The pending acquire's ticket is in `LockManager.tickets` (one that came while none was pending
+    /// enters only if its step left it unanswered: `LockManager.unenteredAcquire`).
+    var ticketEntered = false
     /// Where the manager keeps this waiter's pending acquire's ticket and its release's
     /// (`LockManager.ticketSlots`); -1: none.
     var ticketSlot = -1
@@ -272,7 +286,9 @@ extension Optional where Wrapped == WaiterIDs {
 /// The manager's view of one lock: its local waiters and the one listing it keeps in flight.
 final class LockState {
     let path: String
-    var members: Set<WaiterID> = []
+    /// Its local waiters (those of `LockManager.waiters` on this lock), in no order: each knows its
+    /// index (`Waiter.memberIndex`), so entering and leaving hash nothing (`enter`, `leave`).
+    private(set) var members: [Waiter] = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
     /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
     /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
@@ -282,7 +298,7 @@ final class LockState {
     var localOrder: Deque<Waiter> = []
     /// Sessions with a create in flight on this lock. A session's creates on one lock go one at a
     /// time, so that after a lost reply the one untracked node named with the session is that create's.
-    var creatingSessions: Set<UInt64> = []
+    var creatingSessions = SmallSet<UInt64>()
     var createBacklog: Deque<WaiterID> = []
     /// Local semaphore waiters in any phase (a lock without any never needs a children watch).
     var semaphoreMembers = 0
@@ -306,10 +322,42 @@ final class LockState {
     /// A re-judgement is scheduled for when the lock's lock-delay ends (at this time).
     var delayRecheckAt: UInt64?
 
+    /// The last path given to a waiter node's create (`WaiterName.createPath`), with its kind and session:
+    /// one session acquiring the lock again and again makes it once.
+    private var recentCreate: (kind: LockKind, session: UInt64, path: String)?
+
     init(path: String) { self.path = path }
+
+    /// What a waiter node's create under this lock is given: its path less the sequence.
+    func createPath(kind: LockKind, session: UInt64) -> String {
+        if let recentCreate, recentCreate.session == session, recentCreate.kind == kind { return recentCreate.path }
+        let made = WaiterName.createPath(lockPath: path, kind: kind, session: session)
+        recentCreate = (kind, session, made)
+        return made
+    }
+
+    func enter(_ waiter: Waiter) {
+        precondition(waiter.memberIndex < 0)
+        waiter.memberIndex = members.count
+        members.append(waiter)
+    }
+
+    /// False if it was no member.
+    func leave(_ waiter: Waiter) -> Bool {
+        let index = waiter.memberIndex
+        guard index >= 0 else { return false }
+        waiter.memberIndex = -1
+        let last = members.removeLast()
+        if last !== waiter {
+            members[index] = last
+            last.memberIndex = index
+        }
+        return true
+    }
 
     /// Lets go of the waiters it holds (`LockManager.deinit`: the manager is going).
     func dropWaiters() {
+        members.removeAll()
         bySequence.removeAll()
         localOrder.removeAll()
     }
@@ -321,12 +369,56 @@ final class LockState {
         precondition(members.isEmpty && semaphoreMembers == 0 && queue.isEmpty && !listingInFlight)
         if !bySequence.isEmpty { bySequence.removeAll(keepingCapacity: true) }
         if !localOrder.isEmpty { localOrder.removeAll(keepingCapacity: true) }
-        if !creatingSessions.isEmpty { creatingSessions.removeAll(keepingCapacity: true) }
+        creatingSessions.removeAll()
         if !createBacklog.isEmpty { createBacklog.removeAll(keepingCapacity: true) }
         if !toJudge.isEmpty { toJudge.removeAll(keepingCapacity: true) }
         judgeEveryone = false
         listingWanted = false
         delayRecheckAt = nil
+    }
+}
+
+/// A set that nearly always holds none or one element (a lock's sessions with a create in flight,
+/// `LockState.creatingSessions`: the embedded namespace answers a create at once; a connection's
+/// waiting acquires, in the engine): one kept without hashing, the rest in a set.
+public struct SmallSet<Element: Hashable>: Sequence {
+    private var only: Element?
+    private var others: Set<Element> = []
+
+    public init() {}
+
+    public var isEmpty: Bool { only == nil && others.isEmpty }
+    public var count: Int { (only == nil ? 0 : 1) + others.count }
+
+    public func contains(_ element: Element) -> Bool {
+        only == element || (!others.isEmpty && others.contains(element))
+    }
+
+    /// As `Set.insert`: false if it was there already.
+    @discardableResult
+    public mutating func insert(_ element: Element) -> Bool {
+        if contains(element) { return false }
+        if only == nil { only = element } else { others.insert(element) }
+        return true
+    }
+
+    /// False if it was not there.
+    @discardableResult
+    public mutating func remove(_ element: Element) -> Bool {
+        if only == element {
+            only = nil
+            return true
+        }
+        return !others.isEmpty && others.remove(element) != nil
+    }
+
+    public mutating func removeAll() {
+        only = nil
+        if !others.isEmpty { others.removeAll(keepingCapacity: true) }
+    }
+
+    public func makeIterator() -> IndexingIterator<[Element]> {
+        ((only.map { [$0] } ?? []) + Array(others)).makeIterator()
     }
 }
 

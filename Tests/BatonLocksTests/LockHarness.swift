@@ -101,7 +101,7 @@ final class LockHarness {
 
 extension Array where Element == LockEffect<Int> {
     var grants: [(ticket: Int, node: String, token: UInt64)] {
-        compactMap { if case .granted(let ticket, let node, let token) = $0 { (ticket, node, token) } else { nil } }
+        compactMap { if case .granted(let ticket, let node, let token, _) = $0 { (ticket, node, token) } else { nil } }
     }
     var grantedTickets: [Int] { grants.map(\.ticket) }
     var failures: [Int: ErrorCode] {

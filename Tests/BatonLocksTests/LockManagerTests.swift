@@ -314,6 +314,46 @@ final class LockManagerTests: XCTestCase {
         }
     }
 
+    /// A release that gives back its grant's handle (`LockHold`) finds the hold without looking it up,
+    /// yet is judged exactly as one that names the node alone: another session's release, a wrong
+    /// node or token is refused; a stale handle (its hold ended) neither releases the node's next hold
+    /// wrongly nor stops that hold's release.
+    func testAReleaseWithTheGrantsHandleIsJudgedAsOneByPath() {
+        forEachDelivery { delivery in
+            for reports in [true, false] {
+                let harness = LockHarness(delivery, reportsDeletions: reports)
+                func grant(_ effects: [LockEffect<Int>]) -> (node: String, token: UInt64, hold: LockHold)? {
+                    for case .granted(_, let node, let token, let hold) in effects { return (node, token, hold) }
+                    return nil
+                }
+                harness.acquire(1, session: 1)
+                guard let first = grant(harness.takeEffects()) else { return XCTFail("\(delivery): no grant") }
+                harness.sessions.alive.insert(2)
+                harness.apply(.release(node: first.node, token: first.token, session: 2, ticket: 10, hold: first.hold))
+                XCTAssertEqual(harness.takeEffects().failure(10)?.code, .notHolder, "\(delivery) \(reports): another session's")
+                harness.apply(.release(node: first.node, token: first.token + 1, session: 1, ticket: 11, hold: first.hold))
+                XCTAssertEqual(harness.takeEffects().failure(11)?.code, .lockLost, "\(delivery) \(reports): another token")
+                harness.apply(.release(node: "/locks/a/x-0000000000000001-0000009999", token: first.token, session: 1,
+                                       ticket: 12, hold: first.hold))
+                XCTAssertEqual(harness.takeEffects().failure(12)?.code, .notHolder, "\(delivery) \(reports): another node")
+                XCTAssertEqual(harness.waiterNodes().count, 1)
+                harness.apply(.release(node: first.node, token: first.token, session: 1, ticket: 13, hold: first.hold))
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [13], "\(delivery) \(reports)")
+                XCTAssertEqual(harness.waiterNodes().count, 0)
+
+                harness.acquire(2, session: 1)
+                guard let second = grant(harness.takeEffects()) else { return XCTFail("\(delivery): no second grant") }
+                harness.apply(.release(node: first.node, token: first.token, session: 1, ticket: 14, hold: first.hold))
+                XCTAssertNotNil(harness.takeEffects().failure(14), "\(delivery) \(reports): the ended hold stays ended")
+                XCTAssertEqual(harness.waiterNodes().count, 1)
+                harness.apply(.release(node: second.node, token: second.token, session: 1, ticket: 15, hold: first.hold))
+                XCTAssertEqual(harness.takeEffects().releasedTickets, [15], "\(delivery) \(reports): a stale handle, found by path")
+                XCTAssertEqual(harness.manager.waiterCount, 0)
+                XCTAssertEqual(harness.manager.heldTicketCount, 0)
+            }
+        }
+    }
+
     /// Over a namespace that reports deletions, a waiter behind a local node learns of its deletion
     /// from the manager itself (release, cancel, session end): no watch, no existence read, the next
     /// waiter granted in the same step, after the release's answer and never before the node is gone.

@@ -36,7 +36,7 @@ final class LockQueueReadTests: XCTestCase {
             harness.acquire(2, session: 8, kind: .shared)
             harness.acquire(3, session: 9, kind: .exclusive)
             let granted = harness.takeEffects().compactMap { effect -> UInt64? in
-                if case .granted(_, _, let token) = effect { return token } else { return nil }
+                if case .granted(_, _, let token, _) = effect { return token } else { return nil }
             }
             XCTAssertEqual(granted.count, 2)
             guard case .success(let entries)? = read(harness, "/locks/a", .all) else { return XCTFail("read") }

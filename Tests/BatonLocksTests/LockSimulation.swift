@@ -42,6 +42,8 @@ final class LockSimulation {
         var lockDelay: UInt32 = 0
         /// When the lease ends (0: no lease), as granted or last renewed.
         var leaseDeadline: UInt64 = 0
+        /// The grant's handle, given back with half the releases (the others find the node by its path).
+        var hold: LockHold?
     }
 
     let seed: UInt64
@@ -87,7 +89,7 @@ final class LockSimulation {
     private var partialReleases: [Int: String] = [:]
     /// Releases of holds that had ended: each must fail.
     private var staleTickets: Set<Int> = []
-    private var ended: [(node: String, token: UInt64, session: UInt64)] = []
+    private var ended: [(node: String, token: UInt64, session: UInt64, hold: LockHold?)] = []
     private var holders: [String: Holder] = [:]
     private var lastGrantSequence: [Int: UInt64] = [:]
     private var lastGrantToken: [Int: UInt64] = [:]
@@ -225,6 +227,9 @@ final class LockSimulation {
         return (node, holders[node]!)
     }
 
+    /// The holder's grant handle for a release, or (half the time) none: both ways find the node.
+    private func someHold(_ holder: Holder) -> LockHold? { random.chance(50) ? holder.hold : nil }
+
     private func releaseSomeHolder() {
         guard let (node, holder) = someHolder() else { return }
         if holder.holdCount > 1 {
@@ -235,16 +240,16 @@ final class LockSimulation {
             releaseTickets.insert(ticket)
             partialReleases[ticket] = node
             note("release one count of \(node) ticket \(ticket)")
-            apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket))
+            apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket, hold: someHold(holder)))
             return
         }
         holders[node] = nil // the client stops using the lock when it asks to release it
-        ended.append((node, holder.token, holder.session))
+        ended.append((node, holder.token, holder.session, holder.hold))
         let ticket = nextTicket
         nextTicket += 1
         releaseTickets.insert(ticket)
         note("release \(node) ticket \(ticket)")
-        apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket))
+        apply(.release(node: node, token: holder.token, session: holder.session, ticket: ticket, hold: someHold(holder)))
     }
 
     private func cancelSomePending() {
@@ -324,7 +329,8 @@ final class LockSimulation {
         releaseTickets.insert(ticket)
         staleTickets.insert(ticket)
         note("replayed release \(old.node) token \(old.token) ticket \(ticket)")
-        apply(.release(node: old.node, token: old.token, session: old.session, ticket: ticket))
+        // Half with the ended hold's handle: a stale handle must not end the node's next hold either.
+        apply(.release(node: old.node, token: old.token, session: old.session, ticket: ticket, hold: random.chance(50) ? old.hold : nil))
     }
 
     /// With no answer or event in flight, the manager knows every deletion: what it lists exists; and
@@ -354,8 +360,8 @@ final class LockSimulation {
         for effect in takeApplied() {
             note("effect \(effect)")
             switch effect {
-            case .granted(let ticket, let node, let token):
-                try granted(ticket: ticket, node: node, token: token)
+            case .granted(let ticket, let node, let token, let hold):
+                try granted(ticket: ticket, node: node, token: token, hold: hold)
             case .reentered(let ticket, let node, let token, let holdCount):
                 guard let request = pending.removeValue(forKey: ticket) else { throw fail("reentry for ticket \(ticket), not pending") }
                 if holders[node] == nil && namespace.nodes[node] == nil { continue } // deleted by someone: its lost follows
@@ -394,9 +400,9 @@ final class LockSimulation {
                 if reason == .leaseExpired, let holder = holders[node], holder.token == token, nowMilliseconds < holder.leaseDeadline {
                     throw fail("lease of \(node) ended at \(nowMilliseconds), before its deadline \(holder.leaseDeadline)")
                 }
-                if holders[node]?.token == token {
+                if let holder = holders[node], holder.token == token {
                     holders[node] = nil
-                    ended.append((node, token, session))
+                    ended.append((node, token, session, holder.hold))
                 }
             }
         }
@@ -457,7 +463,7 @@ final class LockSimulation {
         throw fail("the wait-for graph has a cycle nobody was told about: \(waitGraph())")
     }
 
-    private func granted(ticket: Int, node: String, token: UInt64) throws {
+    private func granted(ticket: Int, node: String, token: UInt64, hold: LockHold) throws {
         guard let request = pending.removeValue(forKey: ticket) else {
             throw fail("grant for ticket \(ticket), which is not pending")
         }
@@ -516,7 +522,7 @@ final class LockSimulation {
         holders[node] = Holder(lock: request.lock, session: request.session, kind: name.kind, name: name, token: token,
                                revocable: pendingRevocable.remove(ticket) != nil,
                                lockDelay: pendingLockDelay.removeValue(forKey: ticket) ?? 0,
-                               leaseDeadline: lease == 0 ? 0 : nowMilliseconds + lease)
+                               leaseDeadline: lease == 0 ? 0 : nowMilliseconds + lease, hold: hold)
     }
 
     /// Ends the run: no more faults; release everything until the manager is idle; nothing may be left.
@@ -529,7 +535,7 @@ final class LockSimulation {
             if let (node, holder) = someHolder() {
                 for _ in 0..<holder.holdCount {
                     releaseTickets.insert(nextTicket)
-                    apply(.release(node: node, token: holder.token, session: holder.session, ticket: nextTicket))
+                    apply(.release(node: node, token: holder.token, session: holder.session, ticket: nextTicket, hold: someHold(holder)))
                     nextTicket += 1
                 }
                 holders[node] = nil

@@ -292,7 +292,7 @@ final class ZooKeeperLockSimulation {
             for effect in sidecar.takeEffects() {
                 note("sidecar \(sidecar.index) effect \(effect)")
                 switch effect {
-                case .granted(let ticket, let node, let token):
+                case .granted(let ticket, let node, let token, _):
                     try granted(sidecar, ticket: ticket, node: node, token: token)
                 case .failed(let ticket, _):
                     if pending.removeValue(forKey: ticket) == nil && !releaseTickets.contains(ticket) {

@@ -96,7 +96,7 @@ final class LockWorld {
             sidecar.apply(.tick, now: LockWorld.now())
             for effect in sidecar.takeEffects() {
                 switch effect {
-                case .granted(let ticket, let node, let token):
+                case .granted(let ticket, let node, let token, _):
                     let request = tickets[ticket]!
                     let hold = Hold(sidecar: sidecar.name, session: request.session, node: node, token: token)
                     let path = NodePath.parent(of: node)
