@@ -41,12 +41,20 @@ struct FlushQueue {
     }
 
     /// Moves every queued connection into `batch` (empty), the last to write first (the caller pops
-    /// from the end), and leaves the queue empty. Their ranks stay until the caller pops them.
+    /// from the end), and leaves the queue empty. Their ranks stay until the caller pops them. Moved
+    /// by swapping or popping: an array's bulk removal destroys its references through the runtime's
+    /// generic witnesses (callgrind: ~400 instructions a turn).
     mutating func take(into batch: inout [Connection]) {
         precondition(batch.isEmpty, "the previous batch was not written")
-        for connection in others.reversed() where connection.flushRank == .other { batch.append(connection) }
-        for connection in answers.reversed() { batch.append(connection) }
-        others.removeAll(keepingCapacity: true)
-        answers.removeAll(keepingCapacity: true)
+        guard !answers.isEmpty else {
+            // Most turns: no answer to a wait, so no connection moved up either.
+            swap(&others, &batch)
+            batch.reverse()
+            return
+        }
+        while let connection = others.popLast() {
+            if connection.flushRank == .other { batch.append(connection) }  // else moved up: in `answers`
+        }
+        while let connection = answers.popLast() { batch.append(connection) }
     }
 }
