@@ -578,7 +578,7 @@ final class ServerLoop {
     /// connection held back by backpressure is taken up again.
     private func outputDrained(_ connection: Connection) {
         _ = admission.outputQueued(on: connection, bytes: connection.outputBytesQueued)
-        if let waiting = writeWaiting[connection.id] {
+        if !writeWaiting.isEmpty, let waiting = writeWaiting[connection.id] {  // usually empty: no hash
             let queued = uv_stream_get_write_queue_size(connection.stream)
             if queued == 0 {
                 writeWaiting[waiting.id] = nil
@@ -601,7 +601,7 @@ final class ServerLoop {
     /// The check phase, after the poll: connections with waiting input get this turn's budget, then
     /// deadlines run; connections whose frames still wait unread count as heard from first.
     func checkTurn() {
-        guard let engine else { return }
+        guard engine != nil else { return }
         if isIdleStarted, let idle {  // most turns: not started, no call
             uv_idle_stop(idle)
             isIdleStarted = false
@@ -618,7 +618,7 @@ final class ServerLoop {
                 decodeInput(connection)
             }
         }
-        if isTickDue {
+        if isTickDue, let engine {  // bound only here: most turns have no tick (no retain of it)
             isTickDue = false
             let time = now()
             for connection in pausedConnections.values where connection.phase == .open {
@@ -974,11 +974,16 @@ final class ServerLoop {
     private func armTimer() {
         guard let timer, let engine else { return }
         var deadline = engine.nextDeadlineMilliseconds
-        for connection in drainingConnections.values {
-            deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+        // Twice a request: an empty dictionary's iterator is not free.
+        if !drainingConnections.isEmpty {
+            for connection in drainingConnections.values {
+                deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+            }
         }
-        for connection in writeWaiting.values {
-            deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
+        if !writeWaiting.isEmpty {
+            for connection in writeWaiting.values {
+                deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
+            }
         }
         isArmedForSweepOnly = false
         if let sweep = admission.nextSweepMilliseconds, sweep < deadline ?? .max {
