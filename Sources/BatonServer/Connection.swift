@@ -37,7 +37,8 @@ final class Connection {
     var readPause: ReadPause?
     /// The engine has been told this connection is gone (or never accepted it); told exactly once.
     var engineReleased = false
-    var isQueuedForFlush = false
+    /// Whether (and how) it waits in the loop's `FlushQueue`.
+    var flushRank = FlushQueue.Rank.none
     /// In the loop's `resumeQueue`.
     var isQueuedForResume = false
     var isShutdownIssued = false

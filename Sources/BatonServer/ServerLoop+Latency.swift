@@ -29,18 +29,23 @@ extension ServerLoop {
     }
 
     /// A reply is on its way: a granted acquire records its wait now; other replies wait for the
-    /// commit barrier of this turn (`recordServiceTimes`), which they wait for too.
-    func replyRouted(_ reply: Reply, to connection: ConnectionID) {
+    /// commit barrier of this turn (`recordServiceTimes`), which they wait for too. True if it answers
+    /// a request that waited (an acquire granted, timed out or cancelled), not the one in hand.
+    @discardableResult
+    func replyRouted(_ reply: Reply, to connection: ConnectionID) -> Bool {
         let arrived: UInt64
+        let waited: Bool
         if let stamp = requestInHand, stamp.connection == connection, stamp.requestID == reply.requestID {
             requestInHand = nil
             arrived = stamp.arrived
+            waited = false
         } else if !requestArrivals.isEmpty, let stamped = requestArrivals[connection]?.removeValue(forKey: reply.requestID) {
             // The connection's table stays, emptied, until the connection goes (`release`): a
             // client that waits again (every contended acquire) reuses it instead of allocating one.
             arrived = stamped
+            waited = true
         } else {
-            return
+            return false
         }
         if reply.opcode == .acquire {
             // Granted now: by this turn's clock (the grant follows from what the turn read, a
@@ -49,6 +54,7 @@ extension ServerLoop {
         } else {
             repliesAwaitingCommit.append(arrived)
         }
+        return waited
     }
 
     /// After the commit barrier: the replies of this turn leave now.

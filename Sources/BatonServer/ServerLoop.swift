@@ -67,9 +67,9 @@ final class ServerLoop {
     var connections: [ConnectionID: Connection] = [:]
     private var drainingConnections: [ConnectionID: Connection] = [:]
     private var nextConnectionID: ConnectionID = 1
-    /// Connections with output or a pending close this turn, in the order they got it.
-    private var flushQueue: [Connection] = []
-    /// The queue being flushed; swapped with `flushQueue` so neither array is reallocated per turn.
+    /// Connections with output or a pending close this turn, in the order they are written.
+    private var flushQueue = FlushQueue()
+    /// The batch being written, taken from `flushQueue`; kept so that no array is allocated per turn.
     private var flushing: [Connection] = []
     /// The one read buffer every connection reads into: reads are consumed inside the read callback,
     /// which libuv calls right after the read it allocated for, so one buffer serves all connections.
@@ -578,7 +578,7 @@ final class ServerLoop {
     /// connection held back by backpressure is taken up again.
     private func outputDrained(_ connection: Connection) {
         _ = admission.outputQueued(on: connection, bytes: connection.outputBytesQueued)
-        if let waiting = writeWaiting[connection.id] {
+        if !writeWaiting.isEmpty, let waiting = writeWaiting[connection.id] {  // usually empty: no hash
             let queued = uv_stream_get_write_queue_size(connection.stream)
             if queued == 0 {
                 writeWaiting[waiting.id] = nil
@@ -601,7 +601,7 @@ final class ServerLoop {
     /// The check phase, after the poll: connections with waiting input get this turn's budget, then
     /// deadlines run; connections whose frames still wait unread count as heard from first.
     func checkTurn() {
-        guard let engine else { return }
+        guard engine != nil else { return }
         if isIdleStarted, let idle {  // most turns: not started, no call
             uv_idle_stop(idle)
             isIdleStarted = false
@@ -618,7 +618,7 @@ final class ServerLoop {
                 decodeInput(connection)
             }
         }
-        if isTickDue {
+        if isTickDue, let engine {  // bound only here: most turns have no tick (no retain of it)
             isTickDue = false
             let time = now()
             for connection in pausedConnections.values where connection.phase == .open {
@@ -738,10 +738,10 @@ final class ServerLoop {
         engine.connectionClosed(connection.id, now: time)
     }
 
-    func queueFlush(_ connection: Connection) {
-        guard !connection.isQueuedForFlush else { return }
-        connection.isQueuedForFlush = true
-        flushQueue.append(connection)
+    /// Queues the connection's output for this turn's write; `answer`: it holds the answer to a request
+    /// that waited (a grant), written before the others (`FlushQueue`).
+    func queueFlush(_ connection: Connection, answer: Bool = false) {
+        flushQueue.add(connection, answer: answer)
     }
 
     // MARK: Outputs
@@ -791,7 +791,8 @@ final class ServerLoop {
     private func route(_ output: consuming EngineOutput) {
         switch output {
         case .send(let id, let message):
-            if case .reply(let reply) = message { replyRouted(reply, to: id) }
+            var answersWait = false
+            if case .reply(let reply) = message { answersWait = replyRouted(reply, to: id) }
             guard let connection = openConnection(id) else { return }
             // Only the handshake's replies move a connection on (Admission.observe).
             if case .reply(let reply) = message, reply.opcode == .hello || reply.opcode == .authenticate {
@@ -800,7 +801,7 @@ final class ServerLoop {
             // Behind a reply that waits for the log, in order (ServerLoop+Durability.swift).
             if hold(message, for: connection) { return }
             encode(message, into: connection)
-            queueFlush(connection)
+            queueFlush(connection, answer: answersWait)
             let queuedBytes = connection.outputBytesQueued
             if queuedBytes > limits.outputBytesPerConnectionMax {
                 disconnectSlowReader(connection, "disconnecting a client whose unread events overflow its output",
@@ -860,17 +861,16 @@ final class ServerLoop {
         recordServiceTimes()
         if committed { groupCommit.peers.removeAll(keepingCapacity: true) }
         while !flushQueue.isEmpty {
-            swap(&flushQueue, &flushing)
-            // In the order they got output, each popped (the array's bulk removal destroys its
+            // Grants first (`FlushQueue`), each popped (the array's bulk removal destroys its
             // references through the runtime's generic witnesses).
-            flushing.reverse()
+            flushQueue.take(into: &flushing)
             while let connection = flushing.popLast() {
                 // The clients answered by this commit are the ones the next one may wait for (with
                 // one connection, none: its own request is the one the next commit has).
                 if committed && connections.count > 1 && connection.phase == .open && !connection.output.bytes.isEmpty {
                     groupCommit.peers.insert(connection.id)
                 }
-                connection.isQueuedForFlush = false
+                connection.flushRank = .none
                 guard connection.phase != .closed else { continue }
                 let pendingBytes = connection.output.bytes.count
                 let queuedBefore = uv_stream_get_write_queue_size(connection.stream)
@@ -974,11 +974,16 @@ final class ServerLoop {
     private func armTimer() {
         guard let timer, let engine else { return }
         var deadline = engine.nextDeadlineMilliseconds
-        for connection in drainingConnections.values {
-            deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+        // Twice a request: an empty dictionary's iterator is not free.
+        if !drainingConnections.isEmpty {
+            for connection in drainingConnections.values {
+                deadline = min(deadline ?? .max, connection.lingerDeadlineMilliseconds)
+            }
         }
-        for connection in writeWaiting.values {
-            deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
+        if !writeWaiting.isEmpty {
+            for connection in writeWaiting.values {
+                deadline = min(deadline ?? .max, connection.writeProgressMilliseconds + configuration.writeStallMillisecondsMax)
+            }
         }
         isArmedForSweepOnly = false
         if let sweep = admission.nextSweepMilliseconds, sweep < deadline ?? .max {
