@@ -389,14 +389,15 @@ extension Engine {
     }
 
     /// Moves each of `effects` out in order (not copied) into `body`, leaving it empty: a step's few
-    /// effects are shifted down (moved bitwise); many are reversed once (which copies each, as
-    /// swapping does), then popped from the end.
+    /// effects are shifted down (moved bitwise: `remove(at:)`, where `removeFirst` copies the element
+    /// out and destroys the original); many are reversed once (which copies each, as swapping does),
+    /// then popped from the end.
     private static func drainInOrder(_ effects: inout [LockEffect<LockTicket>], _ body: (consuming LockEffect<LockTicket>) -> Void) {
         if effects.count > 8 {
             effects.reverse()
             while let effect = effects.popLast() { body(consume effect) }
         } else {
-            while !effects.isEmpty { body(effects.removeFirst()) }
+            while !effects.isEmpty { body(effects.remove(at: 0)) }
         }
     }
 
