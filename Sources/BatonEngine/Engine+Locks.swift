@@ -44,6 +44,8 @@ struct EngineLocks {
     var spareEffects: [LockEffect<LockTicket>] = []
     /// Holds of those sets, by node: a loss before the reply fails the set.
     var setOfNode: [String: (set: LockTicket, token: UInt64)] = [:]
+    /// The lock path `Engine.lockRefusal` passed last ("": none yet; it is not a valid path).
+    var lastValidLockPath = ""
 
     init() {}
 }
@@ -91,12 +93,6 @@ extension Engine {
             lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
                            requestID: requestID, connection: connection, session: session, now: now)
         case .release(let node, let token):
-            do throws(ReplyError) {
-                try NamespacePath.validate(node, limits: limits)
-            } catch {
-                reply(connection, requestID, .release, .failure(error), now: now)
-                return
-            }
             // The holder entry, taken out (moved, not copied: one hash of the token); put back if it is
             // not this session's hold of this node, or a reentrant hold that stays (and keeps its
             // lockLost route) until its last release.
@@ -104,6 +100,16 @@ extension Engine {
             if let other = holder, !other.isHold(of: session, at: node) {
                 locks.holders[token] = other
                 holder = nil
+            }
+            // A current hold's node is a path the namespace made (valid); `isHold` compared it with the
+            // request's, of as many bytes: only another node is checked (a pass over it per release).
+            if holder.map({ $0.node.utf8.count != node.utf8.count }) ?? true {
+                do throws(ReplyError) {
+                    try NamespacePath.validate(node, limits: limits)
+                } catch {
+                    reply(connection, requestID, .release, .failure(error), now: now)
+                    return
+                }
             }
             // No such node: the hold already ended (its lockLost event said so). The embedded
             // namespace answers at once, so a node the recipe still tracks always exists; so does a
@@ -255,10 +261,16 @@ extension Engine {
 
     /// Why one lock of an acquire is refused before the recipe sees it, or nil.
     func lockRefusal(path: String, kind: LockKind, permits: UInt32) -> ReplyError? {
-        do throws(ReplyError) {
-            try NamespacePath.validate(path, limits: limits)
-        } catch {
-            return error
+        // The lock path accepted last is not checked again (most acquires are of a lock just used).
+        // Equal strings of as many UTF-8 bytes are valid alike (no canonical equivalent of a valid
+        // path has a slash, dot or control character it lacks).
+        if path.utf8.count != locks.lastValidLockPath.utf8.count || path != locks.lastValidLockPath {
+            do throws(ReplyError) {
+                try NamespacePath.validate(path, limits: limits)
+            } catch {
+                return error
+            }
+            locks.lastValidLockPath = path
         }
         if kind != .semaphore && permits != 1 {
             return ReplyError(.invalidArgument, "permits must be 1 for an \(kind) lock")
@@ -377,14 +389,15 @@ extension Engine {
     }
 
     /// Moves each of `effects` out in order (not copied) into `body`, leaving it empty: a step's few
-    /// effects are shifted down (moved bitwise); many are reversed once (which copies each, as
-    /// swapping does), then popped from the end.
+    /// effects are shifted down (moved bitwise: `remove(at:)`, where `removeFirst` copies the element
+    /// out and destroys the original); many are reversed once (which copies each, as swapping does),
+    /// then popped from the end.
     private static func drainInOrder(_ effects: inout [LockEffect<LockTicket>], _ body: (consuming LockEffect<LockTicket>) -> Void) {
         if effects.count > 8 {
             effects.reverse()
             while let effect = effects.popLast() { body(consume effect) }
         } else {
-            while !effects.isEmpty { body(effects.removeFirst()) }
+            while !effects.isEmpty { body(effects.remove(at: 0)) }
         }
     }
 

@@ -432,8 +432,10 @@ public final class LockManager<Ticket: Hashable> {
 
     // MARK: Helpers
 
-    func emit(_ effect: LockEffect<Ticket>) {
-        effects.append(effect)
+    /// Consumed: the effect made at the call moves into the outbox (borrowed, it was copied in and
+    /// then destroyed: a profile's `initializeWithCopy for LockEffect`).
+    func emit(_ effect: consuming LockEffect<Ticket>) {
+        effects.append(consume effect)
     }
 
     /// Why the acquire is refused, or nil. `lock`: the state at the request's path, if any; there is one

@@ -25,6 +25,23 @@ final class EngineLockTests: XCTestCase {
         XCTAssertEqual(harness.engine.namespace.node(at: "/locks/orders")?.stat.kind, .container)
     }
 
+    func testPathsCloseToTheLockPathAndNodeLastAcceptedAreStillChecked() throws {
+        // The engine does not check again the lock path it accepted last, nor a release's node that is
+        // the hold's own: any other path is checked, however close to those.
+        let harness = EngineHarness()
+        harness.openSession(1)
+        let hold = harness.send(.acquire(LockRequest(path: "/l/a")), on: 1)
+        let held = try XCTUnwrap(granted(hold.outputs, to: 1, requestID: hold.requestID))
+        for path in ["/l/a/", "/l/.", "/l//", "l/aa", "/l/a\u{0}"] {
+            XCTAssertEqual(errorCode(harness.call(.acquire(LockRequest(path: path)), on: 1)), .invalidPath, path)
+        }
+        // A node of as many bytes as the hold's, not the hold's (no leading slash).
+        let node = "x" + held.node.dropFirst()
+        XCTAssertEqual(errorCode(harness.call(.release(node: node, token: held.token), on: 1)), .invalidPath)
+        XCTAssertEqual(harness.call(.release(node: held.node, token: held.token), on: 1), .success(.empty))
+        XCTAssertEqual(errorCode(harness.call(.release(node: held.node + "/", token: held.token), on: 1)), .invalidPath)
+    }
+
     func testRecordsTheGrantRestsOnGoOutBeforeIt() throws {
         let harness = EngineHarness()
         harness.openSession(1)

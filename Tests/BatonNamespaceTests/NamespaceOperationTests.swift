@@ -61,6 +61,34 @@ final class NamespaceOperationTests: XCTestCase {
         XCTAssertEqual(parent.childrenVersion, 2)
     }
 
+    func testParentStatsStayRightAsCreatesAndDeletesMoveBetweenParents() throws {
+        // A create or delete reuses the parent and grandparent paths of the one before when its parent
+        // is the same: parents of one length under different grandparents ("/a/x", "/b/x"), in turn.
+        let namespace = makeNamespace()
+        for path in ["/a", "/b", "/a/x", "/b/x"] {
+            try namespace.create(path, data: [], mode: .persistent, session: 0, now: now)
+        }
+        for round in 0..<3 {
+            for parent in ["/a/x", "/b/x", "/b/x", "/a", "/a/x"] {
+                try namespace.create(parent + "/c-", data: [], mode: .persistentSequential, session: 0, now: now)
+            }
+            for parent in ["/b/x", "/a/x", "/a/x", "/a"] {
+                let name = try XCTUnwrap(namespace.childNames(of: parent)?.first(where: { $0.hasPrefix("c-") }))
+                try namespace.delete(parent + "/" + name, expectedVersion: -1, now: now)
+            }
+            // Per round: "/a" one child in and out, "/a/x" two, "/b/x" two in and one out.
+            let expected: [String: (count: UInt32, version: Int32)] = [
+                "/a": (1, Int32(1 + 2 * (round + 1))), "/b": (1, 1),
+                "/a/x": (0, Int32(4 * (round + 1))), "/b/x": (UInt32(round + 1), Int32(3 * (round + 1))),
+            ]
+            for (path, stat) in expected {
+                let actual = try namespace.get(path).stat
+                XCTAssertEqual(actual.childrenCount, stat.count, "\(path), round \(round)")
+                XCTAssertEqual(actual.childrenVersion, stat.version, "\(path), round \(round)")
+            }
+        }
+    }
+
     func testCreateErrors() throws {
         let namespace = makeNamespace { $0.limits.dataBytesMax = 8; $0.limits.nodesMax = 4 }
         assertFails(.noNode) { try namespace.create("/missing/child", data: [], mode: .persistent, session: 0, now: self.now) }
