@@ -384,14 +384,8 @@ extension NodeTree.Directory {
         // newest of numbered children, is found by one comparison (a search took three).
         let lastOrder = NameOrder.order(chunks[last][chunks[last].count - 1].name, name)
         if lastOrder == 0 { return (last, chunks[last].count - 1, true) }
-        // Then the first: a lock's queue is entered at the end and left at the front (its head's
-        // release; a search of sixteen waiters took five comparisons).
-        let firstOrder = lastOrder < 0 ? -1 : NameOrder.order(chunks[0][0].name, name)
         if lastOrder < 0 {
             location = (last, chunks[last].count, false)  // after the last name: no search
-        } else if firstOrder >= 0 {
-            if firstOrder == 0 { return (0, 0, true) }
-            location = (0, 0, false)  // before the first name
         } else {
             let index = NameOrder.chunkIndex(in: chunks) { NameOrder.order($0.name, name) < 0 }
             let position = NameOrder.position(in: chunks[index]) { NameOrder.order($0.name, name) < 0 }
