@@ -46,6 +46,9 @@ struct EngineLocks {
     var setOfNode: [String: (set: LockTicket, token: UInt64)] = [:]
     /// The lock path `Engine.lockRefusal` passed last ("": none yet; it is not a valid path).
     var lastValidLockPath = ""
+    /// Whether it is ASCII: then a path equal to it of as many bytes has its bytes (no canonical
+    /// equivalent of an ASCII character is one byte), and an acquire can take this string instead.
+    var lastValidLockPathIsASCII = false
 
     init() {}
 }
@@ -78,7 +81,7 @@ extension Engine {
         let manager = lockTime(now)
         let ticket = LockTicket(connection: connection, requestID: requestID)
         switch request {
-        case .acquire(let lockRequest):
+        case .acquire(var lockRequest):
             let clientName: String
             switch admitPendingAcquire(requestID, connection: connection,
                                        otherwise: lockRefusal(path: lockRequest.path, kind: lockRequest.kind, permits: lockRequest.permits)) {
@@ -88,6 +91,10 @@ extension Engine {
                 return
             }
             if !lockRequest.owner.isEmpty { locks.ownedAcquires.insert(ticket) }
+            // Admitted, so `lockRefusal` found the path equal to the one accepted last: an ASCII one
+            // has the same bytes. That string goes on (the recipe's lock state was made from it), so the
+            // recipe's comparisons of the path are by identity (three byte comparisons per acquire).
+            if locks.lastValidLockPathIsASCII { lockRequest.path = locks.lastValidLockPath }
             applyLockInput(.acquire(lockRequest, ticket: ticket, session: session, clientName: clientName), to: manager, now: now)
         case .acquireAll(let members, let waitMilliseconds, let leaseMilliseconds):
             lockSetAcquire(members, waitMilliseconds: waitMilliseconds, leaseMilliseconds: leaseMilliseconds,
@@ -271,6 +278,7 @@ extension Engine {
                 return error
             }
             locks.lastValidLockPath = path
+            locks.lastValidLockPathIsASCII = path.utf8.allSatisfy { $0 < 0x80 }
         }
         if kind != .semaphore && permits != 1 {
             return ReplyError(.invalidArgument, "permits must be 1 for an \(kind) lock")

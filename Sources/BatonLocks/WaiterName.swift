@@ -115,8 +115,10 @@ public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
     public init?(lastComponentOf path: String) {
         var path = path
         guard let parsed = path.withUTF8({ bytes -> WaiterName? in
-            var start = bytes.count
-            while start > 0 && bytes[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            // A waiter name has `nameBytes`, none a slash: it starts there, after a slash (or the
+            // path is just the name). No scan back for the slash.
+            let start = bytes.count - WaiterName.nameBytes
+            guard start >= 0, start == 0 || bytes[start - 1] == UInt8(ascii: "/") else { return nil }
             return WaiterName.parse(UnsafeBufferPointer(rebasing: bytes[start...]))
         }) else { return nil }
         self = parsed

@@ -44,6 +44,22 @@ enum NameOrder {
         return left.utf8.elementsEqual(right) ? 0 : 1
     }
 
+    /// Whether every byte is ASCII: eight at a time (every create of a new name asks), then one by one.
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let raw = UnsafeRawPointer(base)
+        var index = 0
+        while index + 8 <= bytes.count {
+            if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return false }
+            index += 8
+        }
+        while index < bytes.count {
+            if base[index] >= 0x80 { return false }
+            index += 1
+        }
+        return true
+    }
+
     /// Byte order of two buffers, eight bytes at a time (names share long prefixes: a lock's waiters,
     /// numbered children), then byte by byte; only the sign is meant.
     @inline(__always)

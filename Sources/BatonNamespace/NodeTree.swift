@@ -380,7 +380,11 @@ extension NodeTree.Directory {
         guard !chunks.isEmpty else { return (0, 0, false) }
         let last = chunks.count - 1
         let location: Location
-        if NameOrder.order(chunks[last][chunks[last].count - 1].name, name) < 0 {
+        // The last name first: a lock's directory (its one waiter), a parent with one child, the
+        // newest of numbered children, is found by one comparison (a search took three).
+        let lastOrder = NameOrder.order(chunks[last][chunks[last].count - 1].name, name)
+        if lastOrder == 0 { return (last, chunks[last].count - 1, true) }
+        if lastOrder < 0 {
             location = (last, chunks[last].count, false)  // after the last name: no search
         } else {
             let index = NameOrder.chunkIndex(in: chunks) { NameOrder.order($0.name, name) < 0 }
@@ -390,7 +394,7 @@ extension NodeTree.Directory {
             }
             location = (index, position, false)
         }
-        if !name.allSatisfy({ $0 < 0x80 }) {
+        if !NameOrder.isASCII(name) {
             let spelled = String(decoding: name, as: UTF8.self)
             for (index, chunk) in chunks.enumerated() {
                 if let position = chunk.firstIndex(where: { $0.name == spelled }) { return (index, position, true) }

@@ -11,6 +11,10 @@ final class LockManagerTests: XCTestCase {
         XCTAssertEqual(WaiterName(lastComponentOf: name.name), name)
         XCTAssertNil(WaiterName(lastComponentOf: "/locks/a/" + name.name + "/b"))
         XCTAssertNil(WaiterName(lastComponentOf: "/" + name.name + "0"))
+        // The name must follow a slash (or be the whole path): read from the end, not scanned for.
+        XCTAssertNil(WaiterName(lastComponentOf: "/locks/a" + name.name))
+        XCTAssertNil(WaiterName(lastComponentOf: String(name.name.dropFirst())))
+        XCTAssertEqual(WaiterName(lastComponentOf: "/" + name.name), name)
         XCTAssertEqual(WaiterName.createPath(lockPath: "/locks/a", kind: .shared, session: 0xA1), "/locks/a/r-00000000000000a1-")
         XCTAssertEqual(WaiterName.createPath(lockPath: "/a-long-lock-path/beyond-fifteen-bytes", kind: .exclusive, session: 1),
                        "/a-long-lock-path/beyond-fifteen-bytes/x-0000000000000001-")

@@ -61,6 +61,37 @@ final class NodeTreeTests: XCTestCase {
         XCTAssertEqual(Set(tree.paths { $0.version % 2 == 0 }), Set(model.filter { $0.value.version % 2 == 0 }.keys))
     }
 
+    /// `Namespace.parentPaths` keeps its last answer and checks a path against it eight bytes at a
+    /// time: over paths that switch parents, nest, end in a slash (a sequential prefix) or have a
+    /// slash at every offset of a word, it answers as `NodePath.parent` does, twice.
+    func testParentPathsMatchNodePathParentAcrossParents() {
+        let namespace = makeNamespace()
+        var generator = SeededGenerator(seed: 7)
+        let parents = ["/", "/a", "/locks/orders", "/locks/orders/x", "/locks/ordersx", "/locks/order", "/é/ü"]
+        for _ in 0..<4_000 {
+            let parent = parents.randomElement(using: &generator)!
+            let nameLength = Int.random(in: 0..<20, using: &generator)
+            var name = String((0..<nameLength).map { _ in "abc0/".randomElement(using: &generator)! })
+            while name.first == "/" { name.removeFirst() } // valid paths only: no empty segment after the root
+            let path = (parent == "/" ? "" : parent) + "/" + name
+            let expected = NodePath.parent(of: path)
+            let grandparent: String? = expected == "/" ? nil : NodePath.parent(of: expected)
+            for _ in 0..<2 {
+                let answer = namespace.parentPaths(of: path)
+                XCTAssertEqual(answer.parent, expected, path)
+                XCTAssertEqual(answer.grandparent, grandparent, path)
+                XCTAssertEqual(namespace.parentPath(of: path), expected, path)
+            }
+        }
+        for length in 0..<40 {
+            for slash in [nil] + Array(0..<length) {
+                var bytes = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+                if let slash { bytes[slash] = UInt8(ascii: "/") }
+                XCTAssertEqual(bytes.withUnsafeBufferPointer { Namespace.containsSlash($0) }, slash != nil, "\(length) \(String(describing: slash))")
+            }
+        }
+    }
+
     func testANameIsFoundByAnotherSpellingOfIt() {
         var tree = NodeTree(root: node(0))
         tree["/d/caf\u{e9}"] = node(1)
