@@ -750,25 +750,22 @@ final class ServerLoop {
     /// reader tells the engine, which may produce more).
     func routeOutputs() {
         guard let engine else { return }
+        // Swapped out and back once a call (not assigned: no retain and release of the array); a nested
+        // call (routing can close a connection, which tells the engine) finds an empty one of its own.
+        var outputs: [EngineOutput] = []
+        swap(&outputs, &spareOutputs)
         while true {
-            // A nested call (routing can close a connection, which tells the engine) takes an array
-            // of its own. Swapped, not assigned: no retain and release of the array per call.
-            var outputs: [EngineOutput] = []
-            swap(&outputs, &spareOutputs)
             engine.takeOutputs(into: &outputs)
-            if outputs.isEmpty {
-                swap(&outputs, &spareOutputs)
-                logAccessDenials()
-                return
-            }
+            if outputs.isEmpty { break }
             // Reversed, then popped: each output moves out of the array into `route` and the array
             // is left empty with its capacity. Iterating copied every output (a reply's body
             // retained, and released twice); moving each out and leaving a payload-free one in its
             // place cost a destroy of that one through the enum's value witnesses per output.
-            outputs.reverse()
+            if outputs.count > 1 { outputs.reverse() }
             while let output = outputs.popLast() { route(output) }
-            swap(&outputs, &spareOutputs)
         }
+        swap(&outputs, &spareOutputs)
+        logAccessDenials()
     }
 
     /// The connection of the last output routed: most outputs go where the one before went (a
@@ -972,7 +969,8 @@ final class ServerLoop {
     /// One timer for everything: the engine's next deadline, the earliest linger of a draining
     /// connection, or the earliest moment a peer that stopped reading may be dropped.
     private func armTimer() {
-        guard let timer, let engine else { return }
+        // The timer is bound only when the deadline moved (most turns: not; a retain less).
+        guard timer != nil, let engine else { return }
         var deadline = engine.nextDeadlineMilliseconds
         // Twice a request: an empty dictionary's iterator is not free.
         if !drainingConnections.isEmpty {
@@ -990,7 +988,7 @@ final class ServerLoop {
             deadline = sweep
             isArmedForSweepOnly = true
         }
-        guard deadline != armedDeadlineMilliseconds else { return }
+        guard deadline != armedDeadlineMilliseconds, let timer else { return }
         armedDeadlineMilliseconds = deadline
         if let deadline {
             let loopNow = uv_now(loop)
