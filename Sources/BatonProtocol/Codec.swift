@@ -223,18 +223,19 @@ public enum Codec {
             let path = try path(&reader)
             let kindByte = try reader.u8("lock kind")
             guard let kind = LockKind(rawValue: kindByte) else { throw DecodeFailure(.malformedFrame, "unknown lock kind") }
-            var lock = LockRequest(path: path, kind: kind, permits: try reader.u32("permits"),
-                                   waitMilliseconds: try reader.u32("wait"), leaseMilliseconds: try reader.u32("lease"))
-            if opcode == .acquireOwned {
-                // Empty would re-encode as a plain acquire: the owner is what makes this opcode.
-                lock.owner = try reader.string("owner")
-                guard !lock.owner.isEmpty else { throw DecodeFailure(.malformedFrame, "acquireOwned with an empty owner") }
-                let flags = try reader.u8("acquire flags")
-                guard flags & ~1 == 0 else { throw DecodeFailure(.malformedFrame, "reserved acquire flag bit set") }
-                lock.revocable = flags & 1 != 0
-                lock.lockDelayMilliseconds = try reader.u32("lock delay")
+            let permits = try reader.u32("permits"), wait = try reader.u32("wait"), lease = try reader.u32("lease")
+            // Each request built once where it is returned: a `var` filled in afterwards was copied into
+            // the enum (an outlined copy and destroy of the LockRequest per acquire, callgrind).
+            guard opcode == .acquireOwned else {
+                return .acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: wait, leaseMilliseconds: lease))
             }
-            return .acquire(lock)
+            // Empty would re-encode as a plain acquire: the owner is what makes this opcode.
+            let owner = try reader.string("owner")
+            guard !owner.isEmpty else { throw DecodeFailure(.malformedFrame, "acquireOwned with an empty owner") }
+            let flags = try reader.u8("acquire flags")
+            guard flags & ~1 == 0 else { throw DecodeFailure(.malformedFrame, "reserved acquire flag bit set") }
+            return .acquire(LockRequest(path: path, kind: kind, permits: permits, waitMilliseconds: wait, leaseMilliseconds: lease,
+                                        owner: owner, revocable: flags & 1 != 0, lockDelayMilliseconds: try reader.u32("lock delay")))
         case .release: return .release(node: try path(&reader), token: try reader.u64("token"))
         case .cancel: return .cancel(acquireRequestID: try reader.u32("request id"))
         case .checkToken: return .checkToken(path: try path(&reader), token: try reader.u64("token"))

@@ -30,6 +30,14 @@ enum LibUV {
         return Unmanaged<Owner>.fromOpaque(data).takeUnretainedValue()
     }
 
+    /// As `owner`, lent to `body` without a retain and release (a connection's read, once a request).
+    /// Safe: the handle's reference (`setOwner`) is released only by the close callback, which libuv
+    /// runs in a later phase of the loop, never inside another callback.
+    static func withOwner<Owner: AnyObject>(_ handle: UnsafeMutableRawPointer?, as type: Owner.Type, _ body: (Owner) -> Void) {
+        guard let handle, let data = baton_handle(handle).pointee.data else { return }
+        Unmanaged<Owner>.fromOpaque(data)._withUnsafeGuaranteedRef(body)
+    }
+
     static func errorName(_ code: Int32) -> String { String(cString: uv_err_name(code)) }
     static func errorText(_ code: Int32) -> String { String(cString: uv_strerror(code)) }
     static func describe(_ code: Int32) -> String { "\(errorName(code)) (\(errorText(code)))" }

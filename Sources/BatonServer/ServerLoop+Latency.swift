@@ -61,8 +61,9 @@ extension ServerLoop {
     func recordServiceTimes() {
         guard !repliesAwaitingCommit.isEmpty else { return }
         let now = LatencyHistogram.now()
-        for arrived in repliesAwaitingCommit { counters.requestServiceTime.record(nanoseconds: now &- arrived) }
-        repliesAwaitingCommit.removeAll(keepingCapacity: true)
+        // Popped, in any order (a histogram): the bulk `removeAll(keepingCapacity:)` went through the
+        // generic `replaceSubrange` (~80 instructions a turn, callgrind).
+        while let arrived = repliesAwaitingCommit.popLast() { counters.requestServiceTime.record(nanoseconds: now &- arrived) }
     }
 
     /// Why the daemon should not get traffic now (`GET /readyz` answers 503 with it), or nil when

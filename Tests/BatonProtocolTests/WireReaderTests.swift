@@ -31,4 +31,54 @@ final class WireReaderTests: XCTestCase {
         var negative = WireReader([0xFF, 0xFF, 0xFF, 0xFE])
         XCTAssertEqual(try negative.i32(), -2)
     }
+
+    /// Strings are read a word at a time to see whether they are ASCII: a high bit at any position
+    /// of any length (in the words or the tail) must send the string through validation, in both
+    /// forms, and whatever the writer wrote must read back the same.
+    func testStringsOfEveryLengthWithAHighBitAtEveryPosition() throws {
+        func read(_ body: [UInt8]) -> [Result<String, DecodeFailure>] {
+            var fromArray = WireReader(body)
+            let first = Result { () throws(DecodeFailure) in try fromArray.string("s", invalidEncoding: .malformedFrame) }
+            let second = body.withUnsafeBytes { raw in
+                var inPlace = WireReader(inPlace: raw)
+                return Result { () throws(DecodeFailure) in try inPlace.string("s", invalidEncoding: .malformedFrame) }
+            }
+            return [first, second]
+        }
+        for length in 0...40 {
+            let ascii = String(repeating: "a", count: length)
+            var writer = WireWriter()
+            writer.string(ascii)
+            XCTAssertEqual(writer.bytes, [UInt8(length >> 8), UInt8(length & 0xFF)] + Array(ascii.utf8))
+            for result in read(writer.bytes) { XCTAssertEqual(try result.get(), ascii) }
+            for position in 0..<length {
+                // Not UTF-8: a lone 0xFF anywhere fails.
+                var invalid = writer.bytes
+                invalid[2 + position] = 0xFF
+                for result in read(invalid) {
+                    XCTAssertThrowsError(try result.get(), "0xFF at \(position) of \(length)") {
+                        XCTAssertEqual(($0 as? DecodeFailure)?.code, .malformedFrame)
+                    }
+                }
+                // UTF-8 beyond ASCII anywhere reads back as written (two bytes: "é" in place of two "a").
+                guard position + 1 < length else { continue }
+                let accented = String(repeating: "a", count: position) + "é" + String(repeating: "a", count: length - position - 2)
+                var accentedWriter = WireWriter()
+                accentedWriter.string(accented)
+                XCTAssertEqual(accentedWriter.bytes.count, 2 + length)
+                for result in read(accentedWriter.bytes) { XCTAssertEqual(try result.get(), accented) }
+            }
+        }
+    }
+
+    /// A frame's length prefix is written in place, big-endian, after what the writer held.
+    func testFinishFrameWritesTheBodyLengthBigEndian() {
+        var writer = WireWriter()
+        writer.u8(0xAB)
+        let start = writer.beginFrame()
+        for byte in 0..<300 { writer.u8(UInt8(byte & 0xFF)) }
+        writer.finishFrame(start)
+        XCTAssertEqual(Array(writer.bytes[0..<5]), [0xAB, 0, 0, 0x01, 0x2C])
+        XCTAssertEqual(writer.bytes.count, 305)
+    }
 }
