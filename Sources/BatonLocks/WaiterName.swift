@@ -145,8 +145,9 @@ public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
         guard let high = hexWord(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt64.self))),
               let low = hexWord(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 10, as: UInt64.self))) else { return nil }
         let session = high << 32 | low
-        var sequence: UInt64 = 0
-        for index in 19..<nameBytes {
+        // The sequence's first 8 digits at once, then the last two.
+        guard var sequence = decimalWord(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 19, as: UInt64.self))) else { return nil }
+        for index in 27..<nameBytes {
             let byte = bytes[index]
             guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
             sequence = sequence * 10 + UInt64(byte &- UInt8(ascii: "0"))
@@ -169,6 +170,19 @@ public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
         value = ((value << 4) | (value >> 8)) & 0x00FF_00FF_00FF_00FF
         value = ((value << 8) | (value >> 16)) & 0x0000_FFFF_0000_FFFF
         return ((value << 16) | (value >> 32)) & 0xFFFF_FFFF
+    }
+
+    /// The value of 8 decimal digits (the first in the lowest byte), or nil if any byte is not one (as `hexWord`).
+    static func decimalWord(_ word: UInt64) -> UInt64? {
+        let ones: UInt64 = 0x0101_0101_0101_0101, tops: UInt64 = 0x8080_8080_8080_8080
+        guard word & tops == 0 else { return nil }
+        func atLeast(_ k: UInt64) -> UInt64 { (word &+ (0x80 &- k) &* ones) & tops }
+        guard atLeast(0x30) & ~atLeast(0x3A) == tops else { return nil }
+        // Pairs of digits (at most 99 a byte), then fours (9999), then the eight.
+        var value = word &- 0x30 &* ones
+        value = (value &* 10 &+ (value >> 8)) & 0x00FF_00FF_00FF_00FF
+        value = (value &* 100 &+ (value >> 16)) & 0x0000_FFFF_0000_FFFF
+        return (value &* 10000 &+ (value >> 32)) & 0xFFFF_FFFF
     }
 
     /// A semaphore waiter's node data: its permit count, 4 bytes big-endian, so that a waiter asking

@@ -38,6 +38,21 @@ final class WaiterNameParseTests: XCTestCase {
         }
     }
 
+    func testEveryByteValueAtEveryDecimalPosition() {
+        let base = Array("90817263".utf8)
+        for position in 0..<8 {
+            for byte in UInt8.min...UInt8.max {
+                var bytes = base
+                bytes[position] = byte
+                let expected: UInt64? = bytes.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+                    ? UInt64(String(decoding: bytes, as: UTF8.self)) : nil
+                XCTAssertEqual(WaiterName.decimalWord(word(bytes)), expected, "byte \(byte) at \(position)")
+            }
+        }
+        XCTAssertEqual(WaiterName.decimalWord(word(Array("99999999".utf8))), 99_999_999)
+        XCTAssertEqual(WaiterName.decimalWord(word(Array("00000000".utf8))), 0)
+    }
+
     func testRandomWordsAgreeWithTheByteRule() {
         var generator = SystemRandomNumberGenerator()
         let alphabet = Array("0123456789abcdef".utf8) + Array("/:@`gAF\u{7f}".utf8) + [0x00, 0x80, 0xff, 0xb0, 0xe1]
@@ -57,14 +72,18 @@ final class WaiterNameParseTests: XCTestCase {
             + (0..<1000).map { _ in UInt64.random(in: .min ... .max, using: &generator) }
         for session in sessions {
             for kind in [LockKind.exclusive, .shared, .semaphore] {
-                let name = WaiterName(kind: kind, session: session, sequence: 9_876_543_210)
-                XCTAssertEqual(WaiterName(parsing: name.name), name)
-                XCTAssertEqual(WaiterName(lastComponentOf: "/locks/a/" + name.name), name)
+                for sequence: UInt64 in [0, 41, 9_876_543_210, 9_999_999_999, UInt64.random(in: 0...9_999_999_999, using: &generator)] {
+                    let name = WaiterName(kind: kind, session: session, sequence: sequence)
+                    XCTAssertEqual(WaiterName(parsing: name.name), name)
+                    XCTAssertEqual(WaiterName(lastComponentOf: "/locks/a/" + name.name), name)
+                }
             }
         }
         // Upper-case hex is no waiter name (the manager writes lower case only).
         XCTAssertNil(WaiterName(parsing: "x-00000000000000A1-0000000041"))
         XCTAssertNil(WaiterName(parsing: "x-00000000000000g1-0000000041"))
+        XCTAssertNil(WaiterName(parsing: "x-00000000000000a1-00000a0041"))
+        XCTAssertNil(WaiterName(parsing: "x-00000000000000a1-00000000/1"))
         XCTAssertEqual(WaiterName(parsing: "x-00000000000000a1-0000000041")?.session, 0xa1)
     }
 }
