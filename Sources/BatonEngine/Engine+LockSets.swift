@@ -128,7 +128,7 @@ extension Engine {
         if state.held.count < state.members.count { return lockSetTakeNext(set, now: now) }
         locks.sets[set] = nil
         for hold in state.held { locks.setOfNode[hold.node] = nil }
-        guard finishPendingAcquire(set), connections[set.connection] != nil else {
+        guard finishPendingAcquire(set), connections.index(forKey: set.connection) != nil else {
             // Nobody left to tell: give the locks back.
             return lockSetRelease(set, state, now: now)
         }

@@ -26,10 +26,6 @@ struct EngineLocks {
     /// Created on first use (the engine builds this struct before its namespace is in place).
     var manager: LockManager<LockTicket>?
     var adapter: EngineLockNamespace?
-    /// Acquires waiting for their answer, by connection (a closed connection's acquires are cancelled).
-    /// A connection's entry may be empty: it is removed when the connection goes. (Not a field of
-    /// `ConnectionState`, which would grow past its 72 bytes.)
-    var pendingAcquires: [ConnectionID: SmallSet<UInt32>] = [:]
     /// The acquire that got each current hold, by its token: lock-lost events go to its session or
     /// connection. Keyed by the token (unique per node: the node's creation transaction, THEORY.md) and
     /// not the node's path: an integer hashed at the grant and the release, not a path (`node` is
@@ -135,7 +131,7 @@ extension Engine {
             // An acquire already answered (granted, failed) or unknown: nothing to do, and still ok,
             // since a client cannot know whether the answer crossed its cancel (PROTOCOL.md §12.4).
             // The acquire's own failure (lockCancelled) goes out first.
-            if locks.pendingAcquires[connection]?.contains(acquireRequestID) == true {
+            if connections.index(forKey: connection).map({ connections.values[$0].pendingAcquires.contains(acquireRequestID) }) == true {
                 applyLockInput(.cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: acquireRequestID))), now: now)
             } else {
                 routeLockEffects(now: now)
@@ -246,24 +242,20 @@ extension Engine {
         return ReplyError(.lockNodeReserved, "\(path) is a waiter node's name: only acquire and release change those")
     }
 
-    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of its waiting
-    /// acquires and one of its state, and gives its client name (its session's: a session takes it
+    /// Starts a waiting acquire (or `acquireAll`) on the connection, in one lookup of its state, and
+    /// gives its client name (its session's: a session takes it
     /// from the connection that speaks for it); or says why it is refused before the recipe sees it
     /// (PROTOCOL.md §4.3, §12.2): its id names one still waiting, the connection is at its limit, or
     /// `refusal` (the request's own, checked after those).
     func admitPendingAcquire(_ requestID: UInt32, connection: ConnectionID,
                              otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
-        // Inserted first (the set is there from the connection's first acquire on), taken out again if refused.
-        guard locks.pendingAcquires[connection, default: SmallSet()].insert(requestID) else {
-            return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
-        }
         let limit = limits.pendingRequestsPerConnectionMax
         // A connection the engine no longer knows sends nothing (`handle` drops its frames). Changed in
         // place at its index (through the optional subscript the state was moved out and back).
-        let admitted = connections.index(forKey: connection).map { connections.values[$0].admitPendingRequest(limit: limit, otherwise: refusal) }
-            ?? .failure(ReplyError(.internalError, "connection \(connection) is closed"))
-        if case .failure = admitted { locks.pendingAcquires[connection]?.remove(requestID) }
-        return admitted
+        guard let index = connections.index(forKey: connection) else {
+            return .failure(ReplyError(.internalError, "connection \(connection) is closed"))
+        }
+        return connections.values[index].admitPendingAcquire(requestID, limit: limit, otherwise: refusal)
     }
 
     /// Why one lock of an acquire is refused before the recipe sees it, or nil.
@@ -289,13 +281,15 @@ extension Engine {
     /// `closeSession`: the session's waiting acquires (all on its current connection: a closed
     /// connection's are cancelled when it goes) are answered `lockCancelled`.
     func lockCancelPendingAcquires(on connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = locks.pendingAcquires[connection], !requestIDs.isEmpty else { return }
+        guard locks.manager != nil, let index = connections.index(forKey: connection) else { return }
+        let requestIDs = connections.values[index].pendingAcquires
+        guard !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Request ids of the acquires waiting on a connection, oldest first.
     func lockPendingAcquires(on connection: ConnectionID) -> [UInt32] {
-        (locks.pendingAcquires[connection] ?? SmallSet()).sorted()
+        (connections.index(forKey: connection).map { connections.values[$0].pendingAcquires } ?? SmallSet()).sorted()
     }
 
     /// A session ended (closed, expired, disconnected): called before its ephemeral nodes are deleted.
@@ -304,19 +298,19 @@ extension Engine {
         applyLockInput(.sessionEnded(sessionID), now: now)
     }
 
-    /// A connection went away (its session may live on, detached): its waiting requests have no one to answer.
-    func lockConnectionClosed(_ connection: ConnectionID, now: Time) {
-        guard locks.manager != nil, let requestIDs = locks.pendingAcquires.removeValue(forKey: connection),
-              !requestIDs.isEmpty else { return }
+    /// A connection went away (its session may live on, detached): its waiting requests (`requestIDs`,
+    /// from its state, already taken out of `connections`) have no one to answer.
+    func lockConnectionClosed(_ connection: ConnectionID, pending requestIDs: SmallSet<UInt32>, now: Time) {
+        guard locks.manager != nil, !requestIDs.isEmpty else { return }
         applyLockInputs(requestIDs.sorted().map { .cancel(ticket: lockPendingTicket(LockTicket(connection: connection, requestID: $0))) }, now: now)
     }
 
     /// Connections that all went away at once (shutdown): their waiting acquires are forgotten first,
     /// then cancelled, so that nothing the cancels cause is answered to any of them.
-    func lockAbandonAcquires(of connections: [ConnectionID], now: Time) {
+    /// `connections`: each with the waiting acquires of its state (already taken out of `connections`).
+    func lockAbandonAcquires(of connections: [(ConnectionID, SmallSet<UInt32>)], now: Time) {
         var tickets: [LockTicket] = []
-        for connection in connections {
-            let requestIDs = locks.pendingAcquires.removeValue(forKey: connection) ?? SmallSet()
+        for (connection, requestIDs) in connections {
             tickets += requestIDs.sorted().map { lockPendingTicket(LockTicket(connection: connection, requestID: $0)) }
         }
         guard locks.manager != nil, !tickets.isEmpty else { return }
@@ -438,7 +432,7 @@ extension Engine {
             if lockSetFailure(ticket, error, now: now) { return }
             let owned = takeOwnedAcquire(ticket)
             let wasAcquire = finishPendingAcquire(ticket)
-            guard connections[ticket.connection] != nil else { return }
+            guard connections.index(forKey: ticket.connection) != nil else { return }
             if wasAcquire {
                 reply(ticket.connection, ticket.requestID, owned ? .acquireOwned : .acquire, .failure(error), now: now)
             } else {
@@ -446,7 +440,7 @@ extension Engine {
             }
         case .released(let ticket):
             guard ticket.part == .whole else { return } // a set's: the sidecar's own release
-            guard connections[ticket.connection] != nil else { return }
+            guard connections.index(forKey: ticket.connection) != nil else { return }
             reply(ticket.connection, ticket.requestID, .release, .success(.empty), now: now)
         case .lost(let session, let node, let token, let reason):
             if lockSetLoss(node: node, token: token, reason: reason, now: now) { return }
@@ -457,7 +451,7 @@ extension Engine {
             let event = Event.lockLost(node: node, token: token, reason: lostReason(reason))
             if sessions[session] != nil {
                 deliver(event, toSession: session)
-            } else if let holder, connections[holder.ticket.connection] != nil {
+            } else if let holder, connections.index(forKey: holder.ticket.connection) != nil {
                 // The session just ended (expired, say) while its connection is still there.
                 outputs.append(.send(holder.ticket.connection, .event(event)))
             }
@@ -476,31 +470,35 @@ extension Engine {
 
     /// As `finishPendingAcquire`: nil if `ticket` was no waiting acquire, else its connection's session (if any).
     private func finishPendingAcquireGivingSession(_ ticket: LockTicket) -> UInt64?? {
-        // The connection's (empty) set stays until the connection goes (`lockConnectionClosed`): its
-        // next acquire reuses it instead of allocating one.
-        guard let pending = locks.pendingAcquires.index(forKey: ticket.connection),
-              locks.pendingAcquires.values[pending].remove(ticket.requestID) else { return nil }
-        guard let index = connections.index(forKey: ticket.connection) else { return .some(nil) }
-        return .some(connections.values[index].finishPendingRequest())
+        // One lookup of the connection's state, changed in place at its index. A closed connection's
+        // waiting acquires went with its state.
+        guard let index = connections.index(forKey: ticket.connection) else { return nil }
+        return connections.values[index].finishPendingAcquire(ticket.requestID)
     }
 }
 
 extension ConnectionState {
-    /// See `Engine.admitPendingAcquire`: the client name if the request now counts against the limit.
-    mutating func admitPendingRequest(limit: Int, otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
+    /// See `Engine.admitPendingAcquire`: the client name if the acquire now waits and counts against the limit.
+    mutating func admitPendingAcquire(_ requestID: UInt32, limit: Int, otherwise refusal: ReplyError?) -> Result<String, ReplyError> {
+        if pendingAcquires.contains(requestID) {
+            return .failure(ReplyError(.invalidArgument, "request id \(requestID) names an acquire still waiting"))
+        }
         // Only acquires stay unanswered in the engine; every other request is answered when applied,
         // so a client at the limit can still cancel and release.
         if Int(pendingRequests) >= limit {
             return .failure(ReplyError(.tooManyPendingRequests, "at most \(limit) acquires waiting"))
         }
         if let refusal { return .failure(refusal) }
+        pendingAcquires.insert(requestID)
         pendingRequests += 1
         return .success(clientName)
     }
 
-    /// A waiting request was answered: the count goes down; gives the connection's session.
-    mutating func finishPendingRequest() -> UInt64? {
+    /// nil if `requestID` was no waiting acquire; else it is answered (the count goes down), and this
+    /// gives the connection's session.
+    mutating func finishPendingAcquire(_ requestID: UInt32) -> UInt64?? {
+        guard pendingAcquires.remove(requestID) else { return nil }
         if pendingRequests > 0 { pendingRequests -= 1 }
-        return sessionID
+        return .some(sessionID)
     }
 }

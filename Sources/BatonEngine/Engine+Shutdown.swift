@@ -1,3 +1,4 @@
+import BatonLocks
 import BatonProtocol
 
 extension Engine {
@@ -24,15 +25,17 @@ extension Engine {
             outputs.append(.close(connection))
         }
         // Let go of every connection before any session ends, so that no frame follows a goodbye.
+        var abandoned: [(ConnectionID, SmallSet<UInt32>)] = []
         for connection in open {
             guard let state = connections.removeValue(forKey: connection) else { continue }
+            abandoned.append((connection, state.pendingAcquires))
             if let sessionID = state.sessionID, sessions[sessionID]?.connection == connection {
                 sessions[sessionID]!.connection = nil
             }
         }
         // The acquires were answered above; the recipe deletes their waiter nodes. All at once: a
         // cancel may entitle a waiter of another connection, whose grant must find no one to answer.
-        lockAbandonAcquires(of: open, now: now)
+        lockAbandonAcquires(of: abandoned, now: now)
         for sessionID in sessions.keys.sorted() {
             endSession(sessionID, reason: .shutdown, now: now)
             drain(now: now)

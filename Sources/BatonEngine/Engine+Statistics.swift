@@ -47,7 +47,7 @@ extension Engine {
     /// namespace has no step in flight, so the split is exact there (a scrape always sees that).
     var lockStatistics: (holders: Int?, waiters: Int?) {
         guard let manager = locks.manager else { return (0, 0) }
-        let waiting = locks.pendingAcquires.values.reduce(0) { $0 + $1.count }
+        let waiting = connections.values.reduce(0) { $0 + $1.pendingAcquires.count }
         return (max(0, manager.waiterCount - waiting), waiting)
     }
 }

@@ -1,4 +1,5 @@
 import BatonAccess
+import BatonLocks
 import BatonNamespace
 import BatonProtocol
 import Collections
@@ -143,7 +144,7 @@ public final class Engine {
     /// The transport went away (EOF, error, or the server dropped a slow reader).
     public func connectionClosed(_ connection: ConnectionID, now: Time) {
         // Unknown: the engine closed it itself and already let go of it.
-        guard connections[connection] != nil else { return }
+        guard connections.index(forKey: connection) != nil else { return }
         disconnect(connection, now: now)
         drain(now: now)
     }
@@ -151,7 +152,7 @@ public final class Engine {
     /// Forgets a connection: its session ends (Unix, unless kept) or waits for a resume.
     func disconnect(_ connection: ConnectionID, now: Time) {
         guard let state = connections.removeValue(forKey: connection) else { return }
-        lockConnectionClosed(connection, now: now)
+        lockConnectionClosed(connection, pending: state.pendingAcquires, now: now)
         guard let sessionID = state.sessionID, let session = sessions[sessionID], session.connection == connection else { return }
         if state.transport == .unix && !session.flags.contains(.keepOnDisconnect) {
             // The client process is gone (a Unix peer cannot come back): pass its locks on now.
@@ -479,7 +480,7 @@ public final class Engine {
             case .lock(let effect):
                 applyLockEffect(effect, now: now)
             case .send(let connection, let message):
-                if connections[connection] != nil { outputs.append(.send(connection, message)) }
+                if connections.index(forKey: connection) != nil { outputs.append(.send(connection, message)) }
             }
             finishRouted(now: now)
         }
@@ -577,7 +578,7 @@ public final class Engine {
 
 /// A dictionary value per connection, where every byte costs per connection and again in the
 /// dictionary's free buckets: the small fields fill the optionals' padding, access state is boxed
-/// (72 bytes instead of 144).
+/// (88 bytes instead of 160).
 struct ConnectionState {
     var clientName = ""
     /// Whose sessions this connection opens (`connectionIdentified`).
@@ -592,6 +593,10 @@ struct ConnectionState {
     var isAuthorized = false
     /// Requests accepted but not answered yet (waiting acquires; at most `pendingRequestsPerConnectionMax`).
     var pendingRequests: Int32 = 0
+    /// The waiting acquires' request ids (a closed connection's acquires are cancelled). Here, not in
+    /// a table of the engine's by connection: the acquire and its answer then hash the connection
+    /// once each, not twice (16 bytes more per connection).
+    var pendingAcquires = SmallSet<UInt32>()
     /// The session that expired while this connection spoke for it, until another is opened or resumed.
     var expiredSessionID: UInt64?
     /// At most `Engine.authenticationFailuresMax`: the connection closes there.

@@ -140,24 +140,49 @@ public struct WaiterName: Sendable, Equatable, Hashable, Comparable {
         case UInt8(ascii: "s"): kind = .semaphore
         default: return nil
         }
-        var session: UInt64 = 0
-        for index in 2..<18 {
-            let byte = bytes[index]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte &- UInt8(ascii: "a") &+ 10
-            default: return nil
-            }
-            session = session << 4 | UInt64(digit)
-        }
-        var sequence: UInt64 = 0
-        for index in 19..<nameBytes {
+        // The 16 hex digits, 8 at a time (this runs on every acquire).
+        let raw = UnsafeRawBufferPointer(bytes)
+        guard let high = hexWord(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt64.self))),
+              let low = hexWord(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 10, as: UInt64.self))) else { return nil }
+        let session = high << 32 | low
+        // The sequence's first 8 digits at once, then the last two.
+        guard var sequence = decimalWord(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 19, as: UInt64.self))) else { return nil }
+        for index in 27..<nameBytes {
             let byte = bytes[index]
             guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
             sequence = sequence * 10 + UInt64(byte &- UInt8(ascii: "0"))
         }
         return WaiterName(kind: kind, session: session, sequence: sequence)
+    }
+
+    /// The value of 8 lower-case hex digits (the first in the lowest byte), or nil if any byte is not
+    /// one: every byte judged at once (SWAR; a byte below 0x80 plus 0x80 - k has its top bit set
+    /// exactly when it is at least k, and carries into no other byte).
+    static func hexWord(_ word: UInt64) -> UInt64? {
+        let ones: UInt64 = 0x0101_0101_0101_0101, tops: UInt64 = 0x8080_8080_8080_8080
+        guard word & tops == 0 else { return nil }
+        func atLeast(_ k: UInt64) -> UInt64 { (word &+ (0x80 &- k) &* ones) & tops }
+        let digit = atLeast(0x30) & ~atLeast(0x3A), letter = atLeast(0x61) & ~atLeast(0x67)
+        guard digit | letter == tops else { return nil }
+        // Each byte's value: its low nibble, plus 9 for a letter ("a" is 0x61).
+        var value = (word & 0x0F0F_0F0F_0F0F_0F0F) &+ (letter >> 7) &* 9
+        // Pairs of digits into bytes, pairs of bytes into 16 bits, then the two halves (the first digit highest).
+        value = ((value << 4) | (value >> 8)) & 0x00FF_00FF_00FF_00FF
+        value = ((value << 8) | (value >> 16)) & 0x0000_FFFF_0000_FFFF
+        return ((value << 16) | (value >> 32)) & 0xFFFF_FFFF
+    }
+
+    /// The value of 8 decimal digits (the first in the lowest byte), or nil if any byte is not one (as `hexWord`).
+    static func decimalWord(_ word: UInt64) -> UInt64? {
+        let ones: UInt64 = 0x0101_0101_0101_0101, tops: UInt64 = 0x8080_8080_8080_8080
+        guard word & tops == 0 else { return nil }
+        func atLeast(_ k: UInt64) -> UInt64 { (word &+ (0x80 &- k) &* ones) & tops }
+        guard atLeast(0x30) & ~atLeast(0x3A) == tops else { return nil }
+        // Pairs of digits (at most 99 a byte), then fours (9999), then the eight.
+        var value = word &- 0x30 &* ones
+        value = (value &* 10 &+ (value >> 8)) & 0x00FF_00FF_00FF_00FF
+        value = (value &* 100 &+ (value >> 16)) & 0x0000_FFFF_0000_FFFF
+        return (value &* 10000 &+ (value >> 32)) & 0xFFFF_FFFF
     }
 
     /// A semaphore waiter's node data: its permit count, 4 bytes big-endian, so that a waiter asking

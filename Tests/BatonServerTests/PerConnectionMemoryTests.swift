@@ -12,7 +12,7 @@ import Glibc
 final class PerConnectionMemoryTests: XCTestCase {
     func testPerConnectionStateKeepsItsSize() {
         // Dictionary values: each byte costs again in the dictionary's free buckets.
-        XCTAssertLessThanOrEqual(MemoryLayout<ConnectionState>.stride, 72, "was 144 before the access state was boxed")
+        XCTAssertLessThanOrEqual(MemoryLayout<ConnectionState>.stride, 88, "was 144 before the access state was boxed, 72 before the waiting acquires moved in")
         XCTAssertLessThanOrEqual(MemoryLayout<SessionState>.stride, 56, "was 64")
         XCTAssertLessThanOrEqual(MemoryLayout<AdmissionTicket?>.stride, 64, "was 72")
     }
