@@ -96,20 +96,8 @@ final class Waiter {
             lockPath.withUTF8 { parent in
                 guard child.count == parent.count + 1 + WaiterName.nameBytes,
                       child[parent.count] == UInt8(ascii: "/") else { return false }
-                // Eight bytes at a time (a byte loop was ~0.7 % of a lock pair), then the rest.
-                guard let childBase = child.baseAddress, let parentBase = parent.baseAddress else { return parent.isEmpty }
-                let childRaw = UnsafeRawPointer(childBase), parentRaw = UnsafeRawPointer(parentBase)
-                var index = 0
-                while index + 8 <= parent.count {
-                    if childRaw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                        != parentRaw.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
-                    index += 8
-                }
-                while index < parent.count {
-                    if child[index] != parent[index] { return false }
-                    index += 1
-                }
-                return true
+                // `ByteWords`: eight bytes at a time (a byte loop was ~0.7 % of a lock pair).
+                return ByteWords.order(UnsafeBufferPointer(rebasing: child[..<parent.count]), parent) == 0
             }
         }
     }

@@ -1,3 +1,5 @@
+import BatonProtocol
+
 /// The order of child names (PROTOCOL.md §5.2): by their UTF-8 bytes. Swift's own `<` on strings
 /// orders by Unicode normalization, which a client in another language cannot reproduce. And the
 /// searches over sorted chunks that `NodeTree.Directory` keeps its entries in.
@@ -44,44 +46,13 @@ enum NameOrder {
         return left.utf8.elementsEqual(right) ? 0 : 1
     }
 
-    /// Whether every byte is ASCII: eight at a time (every create of a new name asks), then one by one.
-    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let base = bytes.baseAddress else { return true }
-        let raw = UnsafeRawPointer(base)
-        var index = 0
-        while index + 8 <= bytes.count {
-            if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return false }
-            index += 8
-        }
-        while index < bytes.count {
-            if base[index] >= 0x80 { return false }
-            index += 1
-        }
-        return true
-    }
+    /// Whether every byte is ASCII (every create of a new name asks).
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool { ByteWords.isASCII(bytes) }
 
-    /// Byte order of two buffers, eight bytes at a time (names share long prefixes: a lock's waiters,
-    /// numbered children), then byte by byte; only the sign is meant.
+    /// Byte order of two buffers (names share long prefixes: a lock's waiters, numbered children);
+    /// only the sign is meant.
     @inline(__always)
     static func order(_ left: UnsafeBufferPointer<UInt8>, _ right: UnsafeBufferPointer<UInt8>) -> Int {
-        let common = Swift.min(left.count, right.count)
-        guard common > 0, let leftBase = left.baseAddress, let rightBase = right.baseAddress else {
-            return left.count - right.count
-        }
-        let leftRaw = UnsafeRawPointer(leftBase), rightRaw = UnsafeRawPointer(rightBase)
-        var index = 0
-        while index + 8 <= common {
-            // Big-endian: the first differing byte decides, as in a byte-by-byte comparison.
-            let leftWord = leftRaw.loadUnaligned(fromByteOffset: index, as: UInt64.self).bigEndian
-            let rightWord = rightRaw.loadUnaligned(fromByteOffset: index, as: UInt64.self).bigEndian
-            if leftWord != rightWord { return leftWord < rightWord ? -1 : 1 }
-            index += 8
-        }
-        while index < common {
-            let leftByte = leftBase[index], rightByte = rightBase[index]
-            if leftByte != rightByte { return Int(leftByte) - Int(rightByte) }
-            index += 1
-        }
-        return left.count - right.count
+        ByteWords.order(left, right)
     }
 }

@@ -116,20 +116,7 @@ public struct WireReader {
         // ASCII (most paths and names) is valid UTF-8 as it stands: one pass to see that, and
         // `String(decoding:)`, about half of what `String(validating:)` costs; anything else is validated.
         let decoded = withBytes(start, count) { field -> String? in
-            // Eight bytes at a time, then the rest (a byte loop was ~120 instructions a path, callgrind).
-            let raw = UnsafeRawBufferPointer(field)
-            var highBits: UInt64 = 0
-            var offset = 0
-            while offset + 8 <= count {
-                highBits |= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-                offset += 8
-            }
-            while offset < count {
-                highBits |= UInt64(raw[offset])
-                offset += 1
-            }
-            return highBits & 0x8080_8080_8080_8080 == 0 ? String(decoding: field, as: UTF8.self)
-                                                         : String(validating: field, as: UTF8.self)
+            ByteWords.isASCII(field) ? String(decoding: field, as: UTF8.self) : String(validating: field, as: UTF8.self)
         }
         guard let value = decoded else {
             let failure = DecodeFailure(invalidEncoding, "\(field) is not valid UTF-8")
