@@ -60,6 +60,17 @@ enum FileSystem {
         }
     }
 
+    /// As `sync`, for a log segment's appended records: `fdatasync` where there is one. It makes the
+    /// data durable with the metadata needed to read it back (the file's size), and skips the
+    /// timestamps, which recovery never reads.
+    static func syncData(_ descriptor: Int32, path: @autoclosure () -> String) throws {
+        while systemFdatasync(descriptor) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            throw error("fdatasync", path(), code)
+        }
+    }
+
     /// Makes creations, renames and deletions inside `directory` durable.
     static func syncDirectory(_ directory: String) throws {
         let descriptor = try open(directory, flags: O_RDONLY | O_DIRECTORY)
@@ -230,6 +241,15 @@ private func systemFsync(_ descriptor: Int32) -> Int32 {
     return Musl.fsync(descriptor)
     #else
     return Glibc.fsync(descriptor)
+    #endif
+}
+private func systemFdatasync(_ descriptor: Int32) -> Int32 {
+    #if canImport(Darwin)
+    return Darwin.fsync(descriptor)
+    #elseif canImport(Musl)
+    return Musl.fdatasync(descriptor)
+    #else
+    return Glibc.fdatasync(descriptor)
     #endif
 }
 private func systemRename(_ source: String, _ destination: String) -> Int32 {
