@@ -24,6 +24,10 @@ struct NodeTree: Sendable {
 
     struct Directory: Sendable {
         var chunks: [[Entry]] = []
+        /// The storage of the only chunk, emptied by a removal, for the next insert (a lock's directory
+        /// empties and fills once per pair: two arrays made and freed each time, ~1.5 % of a pair).
+        /// Only a small one is kept (`spareCapacityMax`); empty, it holds no storage.
+        var spare: [Entry] = []
     }
 
     private var root: Node?
@@ -198,6 +202,9 @@ struct NodeTree: Sendable {
 
     /// Directories in the table, empty ones kept included (for tests: none may outlive its node).
     var directoryCount: Int { directories.count }
+
+    /// The capacity an emptied directory keeps for its next child (for tests; 0 without a directory).
+    func directorySpareCapacity(of parent: String) -> Int { directories[parent]?.spare.capacity ?? 0 }
 
     /// Whether a node is at `path` (no copy of it).
     func contains(_ path: String) -> Bool {
@@ -413,9 +420,16 @@ extension NodeTree.Directory {
         }
     }
 
+    /// The largest emptied chunk kept as `spare`.
+    static let spareCapacityMax = 4
+
     mutating func insert(_ entry: consuming NodeTree.Entry, at location: Location) {
         guard !chunks.isEmpty else {
-            chunks = [[entry]]
+            // Into the spare chunk's storage and the chunk list's (kept by the removal that emptied them).
+            var chunk: [NodeTree.Entry] = []
+            swap(&chunk, &spare)
+            chunk.append(entry)
+            chunks.append(chunk)
             return
         }
         // Entries are moved, never copied: `Array.insert` copies the new entry in and releases the
@@ -457,7 +471,16 @@ extension NodeTree.Directory {
     /// the node and released the entry's).
     mutating func removeNode(at location: Location) -> Node? {
         var entry = chunks[location.chunk].remove(at: location.position)
-        if chunks[location.chunk].isEmpty { chunks.remove(at: location.chunk) }
+        if chunks[location.chunk].isEmpty {
+            // The last chunk goes with `removeLast`, which keeps the list's capacity; its own storage
+            // is kept too if small.
+            if chunks.count == 1 {
+                let emptied = chunks.removeLast()
+                if emptied.capacity <= Self.spareCapacityMax { spare = emptied }
+            } else {
+                chunks.remove(at: location.chunk)
+            }
+        }
         return entry.node.take()
     }
 }
