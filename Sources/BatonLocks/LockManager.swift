@@ -89,6 +89,11 @@ public final class LockManager<Ticket: Hashable> {
     var ticketSlots: [Ticket?] = []
     var freeTicketSlots: [Int] = []
     var sessions: [UInt64: WaiterIDs] = [:]
+    /// The one waiter not entered in `sessions` yet: an acquire of a lock without members cannot be
+    /// reentrant, so it needs nothing of the table and waits here instead (an uncontended pair hashes
+    /// no session: its release forgets the waiter from here). Entered before anyone reads the table
+    /// (`enterDeferredSession`).
+    var sessionDeferred: Waiter?
     /// Every lock with local waiters, and the idle ones (no members: see `queueRetire`) kept for the
     /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
     /// each, not to move the state between two tables. `activeLock` finds only locks with members.
@@ -127,6 +132,7 @@ public final class LockManager<Ticket: Hashable> {
     /// the states and waiters would never be freed.
     deinit {
         link.manager = nil
+        sessionDeferred = nil
         for lock in locks.values { lock.dropWaiters() }
         for waiter in waiters.values { waiter.lock.dropWaiters() }
     }
@@ -289,17 +295,23 @@ public final class LockManager<Ticket: Hashable> {
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
-        // One hash of the session: its waiters looked at (reentrancy), then the new one entered.
-        let answered = sessions[session].insert(id) { mine in
-            existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
-        }
-        if answered {
-            if entered { tickets[ticket] = nil }
-            return
+        // A lock without members: no reentrancy to judge, and the session's entry can wait (`sessionDeferred`).
+        let deferSession = sessionDeferred == nil && (existing?.members.isEmpty ?? true)
+        if !deferSession {
+            // One hash of the session: its waiters looked at (reentrancy), then the new one entered.
+            if sessionDeferred?.session == session { enterDeferredSession() }
+            let answered = sessions[session].insert(id) { mine in
+                existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
+            }
+            if answered {
+                if entered { tickets[ticket] = nil }
+                return
+            }
         }
         let lock = activateLock(existing, request.path)
         let waiter = Waiter(id: id, session: session, clientName: clientName,
                             request: request, lock: lock, queuedMilliseconds: nowMilliseconds)
+        if deferSession { sessionDeferred = waiter }
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         waiter.ticketSlot = holdTicket(ticket)
@@ -357,6 +369,7 @@ public final class LockManager<Ticket: Hashable> {
     /// their lock-delay), and every node of the session is deleted.
     @_specialize(where Ticket == LockTicket)
     private func endSession(_ session: UInt64) {
+        enterDeferredSession()
         for id in (sessions[session]?.sorted() ?? []) {
             guard let waiter = waiters[id] else { continue }
             switch waiter.state {
@@ -584,6 +597,13 @@ public final class LockManager<Ticket: Hashable> {
     func holdReleaseTicket(_ ticket: Ticket, _ waiter: Waiter) {
         _ = takeTicket(&waiter.releaseTicketSlot)
         waiter.releaseTicketSlot = holdTicket(ticket)
+    }
+
+    /// Enters `sessionDeferred` in `sessions`: called before the table is read.
+    func enterDeferredSession() {
+        guard let waiter = sessionDeferred else { return }
+        sessionDeferred = nil
+        sessions[waiter.session].insert(waiter.id)
     }
 
     func schedule(_ action: DeadlineAction, at milliseconds: UInt64) {

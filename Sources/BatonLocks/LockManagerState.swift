@@ -104,6 +104,9 @@ final class Waiter {
 
     /// Its index in its lock's `members`; -1 once it left.
     var memberIndex = -1
+    /// Named while its lock's only member: its entry in `LockState.bySequence` is not made until a
+    /// second member enters (`LockState.enter`); it goes with the waiter (`LockManager.forget`).
+    var bySequenceDeferred = false
     /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
     var forgotten = false
     /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
@@ -291,7 +294,8 @@ final class LockState {
     private(set) var members: [Waiter] = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
     /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
-    /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
+    /// so the references back to the lock (`Waiter.lock`) end with the lock's last member. A lone
+    /// member's entry is made only when a second member enters (`Waiter.bySequenceDeferred`).
     var bySequence: [UInt64: Waiter] = [:]
     /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock): the
     /// waiters themselves, not their ids (no hash to read a sequence). Each leaves when forgotten.
@@ -338,6 +342,11 @@ final class LockState {
 
     func enter(_ waiter: Waiter) {
         precondition(waiter.memberIndex < 0)
+        if members.count == 1, members[0].bySequenceDeferred, let name = members[0].name {
+            // A second member: the first one's entry, deferred while it was alone, is made now.
+            members[0].bySequenceDeferred = false
+            bySequence[name.sequence] = members[0]
+        }
         waiter.memberIndex = members.count
         members.append(waiter)
     }

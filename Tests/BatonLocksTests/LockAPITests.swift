@@ -192,6 +192,32 @@ final class LockAPITests: XCTestCase {
         }
     }
 
+    /// The hold that closes the cycle was the last acquire of a lock without members (whose session
+    /// entry the manager defers, `LockManager.sessionDeferred`), taken by a session that was already
+    /// waiting: the deadlock check still sees it among that session's nodes.
+    func testAHoldTakenOnAnIdleLockWhileWaitingElsewhereClosesACycle() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(10, session: 0xC, path: "/locks/c") // C's entry deferred
+            harness.acquire(1, session: 0xA, path: "/locks/p")
+            harness.acquire(2, session: 0xB, path: "/locks/p") // B waits for A
+            let node = harness.takeEffects().grants.first { $0.ticket == 10 }!.node
+            harness.release(node, session: 0xC, ticket: 11)    // no entry deferred now
+            harness.acquire(3, session: 0xB, path: "/locks/m") // B holds m (an idle lock): its entry deferred
+            harness.acquire(4, session: 0xA, path: "/locks/m") // A would wait for B: a cycle
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [3], "\(delivery)")
+            XCTAssertEqual(effects.failures, [4: .deadlock], "\(delivery)")
+            // The session's end still finds the hold on m: its node goes, and nobody waits behind it.
+            harness.sessionDies(0xB)
+            let ended = harness.takeEffects()
+            XCTAssertEqual(ended.losses.map(\.reason), [.sessionExpired], "\(delivery)")
+            XCTAssertEqual(ended.failures, [2: .sessionExpired], "\(delivery)")
+            XCTAssertEqual(harness.waiterNodes("/locks/m").count, 0, "\(delivery)")
+            XCTAssertEqual(harness.manager.waiterCount, 1, "only A's hold of p is left")
+        }
+    }
+
     func testACycleOfThreeThroughAWaitingWriterIsFound() {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)
