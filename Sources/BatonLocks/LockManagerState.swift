@@ -329,16 +329,34 @@ final class LockState {
     /// The last path given to a waiter node's create (`WaiterName.createPath`), with its kind and session:
     /// one session acquiring the lock again and again makes it once.
     private var recentCreate: (kind: LockKind, session: UInt64, path: String)?
+    /// The paths made for other sessions while the lock had several (its sessions taking turns, each
+    /// acquiring again: a path made per acquire was ~2 % of a contended grant), at most
+    /// `createPathsMax`; dropped when the lock goes idle (`clearForIdle`).
+    private var createPaths: [UInt64: (kind: LockKind, path: String)] = [:]
+    static let createPathsMax = 64
 
     init(path: String) { self.path = path }
 
     /// What a waiter node's create under this lock is given: its path less the sequence.
     func createPath(kind: LockKind, session: UInt64) -> String {
         if let recentCreate, recentCreate.session == session, recentCreate.kind == kind { return recentCreate.path }
+        // Another session than the last: kept for it while others have members here too (one hash).
+        let shared = members.count > 1
+        if shared, let kept = createPaths[session], kept.kind == kind {
+            recentCreate = (kind, session, kept.path)
+            return kept.path
+        }
         let made = WaiterName.createPath(lockPath: path, kind: kind, session: session)
+        if shared {
+            if createPaths.count >= Self.createPathsMax { createPaths.removeAll(keepingCapacity: true) }
+            createPaths[session] = (kind, made)
+        }
         recentCreate = (kind, session, made)
         return made
     }
+
+    /// Paths kept for sessions (for tests).
+    var createPathCount: Int { createPaths.count }
 
     func enter(_ waiter: Waiter) {
         precondition(waiter.memberIndex < 0)
@@ -384,6 +402,7 @@ final class LockState {
         judgeEveryone = false
         listingWanted = false
         delayRecheckAt = nil
+        if !createPaths.isEmpty { createPaths = [:] }
     }
 }
 
