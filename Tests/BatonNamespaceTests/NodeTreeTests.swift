@@ -189,6 +189,17 @@ final class NodeTreeTests: XCTestCase {
         XCTAssertEqual(tree.childNames(of: "/d", after: nil, limit: .max).names, ["two"])
     }
 
+    /// `NodeTree.isRoot` is `== NamespacePath.root`, by the bytes.
+    func testIsRootIsTheRootsOneByte() {
+        for path in ["/", "", "x", "//", "/a", "a/", "\u{2215}", "/\u{301}", String(repeating: "/", count: 20)] {
+            XCTAssertEqual(NodeTree.isRoot(path), path == NamespacePath.root, path)
+        }
+        var tree = NodeTree(root: node(0))
+        tree["/x"] = node(1)
+        XCTAssertEqual(tree["/"], node(0))
+        XCTAssertEqual(tree["/x"], node(1))
+    }
+
     func testANamespaceWithManyChildrenSurvivesASnapshotAndALaterWrite() throws {
         let namespace = makeNamespace()
         let now = Time(milliseconds: 1_000)
