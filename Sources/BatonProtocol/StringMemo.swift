@@ -20,9 +20,8 @@ public final class StringMemo {
     /// The kept string with these bytes, if any.
     func string(matching bytes: UnsafeBufferPointer<UInt8>) -> String? {
         guard bytes.count >= Self.bytesMin else { return nil }
-        if Self.matches(&named, bytes) { return named }
-        if Self.matches(&told, bytes) { return told }
-        return nil
+        if let named = Self.kept(named, matching: bytes) { return named }
+        return Self.kept(told, matching: bytes)
     }
 
     /// A long string just decoded (not found here): kept as the last one named.
@@ -32,15 +31,18 @@ public final class StringMemo {
 
     /// A message for the connection: a grant's node is kept for the release that will name it.
     public func remember(_ message: ServerMessage) {
-        guard case .reply(let reply) = message, case .success(let body) = reply.result else { return }
+        guard case .reply(let reply) = message, reply.opcode == .acquire || reply.opcode == .acquireOwned,
+              case .success(let body) = reply.result else { return }
         switch body {
         case .granted(let node, _), .held(let node, _, _): told = node
         default: break
         }
     }
 
-    private static func matches(_ kept: inout String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        // In place (`withUTF8` on a stored string copies nothing; on a copy it retains and releases).
-        kept.utf8.count == bytes.count && kept.withUTF8 { ByteWords.order($0, bytes) == 0 }
+    /// `string` if it has these bytes.
+    private static func kept(_ string: String, matching bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        guard string.utf8.count == bytes.count,
+              string.utf8.withContiguousStorageIfAvailable({ ByteWords.order($0, bytes) == 0 }) == true else { return nil }
+        return string
     }
 }

@@ -27,8 +27,9 @@ public struct WireReader {
     /// UTF-8): reported only if the rest of the frame decodes, because a malformed rest wins (§3.4).
     public private(set) var deferredFailure: DecodeFailure?
     /// The connection's strings (in place only, `Codec.decodeRequest(inPlace:strings:)`): a long string
-    /// field with the bytes of one of them is that string.
-    var strings: StringMemo?
+    /// field with the bytes of one of them is that string. Not retained (the caller keeps it for the
+    /// decode): a reader with a reference to destroy cost each request ~140 instructions.
+    unowned(unsafe) var strings: StringMemo?
 
     public init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
         self.storage = bytes
