@@ -547,8 +547,8 @@ extension LockManager {
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
             let ticket = takeTicket(&waiter.ticketSlot)!
-            if waiter.ticketEntered { tickets[ticket] = nil }
             waiter.acquireAnswered = true
+            if waiter.ticketEntered { ticketAnswered() } // its entry stale, not removed
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token, hold: LockHold(waiter)))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
@@ -741,8 +741,8 @@ extension LockManager {
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
         guard !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) else { return }
-        if waiter.ticketEntered { tickets[ticket] = nil }
         waiter.acquireAnswered = true
+        if waiter.ticketEntered { ticketAnswered() } // its entry stale, not removed
         emit(.failed(ticket: ticket, error: error))
     }
 
@@ -851,6 +851,7 @@ extension LockManager {
         if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot), waiter.ticketEntered {
             let pending = tickets.removeValue(forKey: ticket)
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
+            ticketAnswered()
         }
         _ = takeTicket(&waiter.releaseTicketSlot)
         if sessionDeferred === waiter { sessionDeferred = nil } else { sessions[waiter.session].remove(waiter.id) }
