@@ -38,7 +38,8 @@ extension LockManager {
 
     /// The owner's nodes that can block others: named, not being removed, not semaphores.
     func graphNodes(of owner: WaitOwner) -> [Waiter] {
-        (sessions[owner.session].map(Array.init) ?? []).compactMap { id in
+        enterDeferredSession()
+        return (sessions[owner.session].map(Array.init) ?? []).compactMap { id in
             guard let waiter = waiters[id], waiter.owner == owner.owner, waiter.kind != .semaphore,
                   waiter.name != nil else { return nil }
             switch waiter.phase {
@@ -63,6 +64,7 @@ extension LockManager {
 
     /// The cycle `waiter` would close, described for people, or nil.
     func waitCycle(_ waiter: Waiter) -> String? {
+        enterDeferredSession()
         // The common case, answered without the search's tables: the session's only node is this
         // waiter's, last in its lock's local order, so nobody waits for its owner (the search below
         // would find no node behind it and stop).

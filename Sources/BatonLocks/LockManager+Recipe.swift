@@ -193,7 +193,14 @@ extension LockManager {
         releaseCreateSlot(waiter, lock)
         waiter.adoptNode(name, path: path)
         waiter.token = stat.createdTransaction
-        lock.bySequence[name.sequence] = waiter
+        // A lone member's entry waits for a second member (`LockState.enter`): nobody is told apart
+        // from it until then (`localWaiter`), so an uncontended pair hashes no sequence.
+        if lock.members.count == 1 {
+            assert(lock.members[0] === waiter)
+            waiter.bySequenceDeferred = true
+        } else {
+            lock.bySequence[name.sequence] = waiter
+        }
         localOrderInsert(lock, waiter)
         let queued = queueAppend(waiter, lock, name, lockIdentity: lockIdentity)
         if abandoned {
@@ -224,6 +231,10 @@ extension LockManager {
 
     /// The local waiter whose node has this name, if any.
     func localWaiter(_ lock: LockState, _ name: WaiterName) -> Waiter? {
+        if let only = lock.members.first, only.bySequenceDeferred {
+            // The lock's only member (see `adopt`): what its entry would say.
+            return !only.forgotten && only.name == name ? only : nil
+        }
         guard let waiter = lock.bySequence[name.sequence], !waiter.forgotten, waiter.name == name else { return nil }
         return waiter
     }
@@ -536,8 +547,8 @@ extension LockManager {
             let lease = waiter.leaseMilliseconds > 0 ? nowMilliseconds + UInt64(waiter.leaseMilliseconds) : 0
             waiter.state = .holding(Hold(grantedMilliseconds: nowMilliseconds, leaseDeadlineMilliseconds: lease))
             let ticket = takeTicket(&waiter.ticketSlot)!
-            if waiter.ticketEntered { tickets[ticket] = nil }
             waiter.acquireAnswered = true
+            if waiter.ticketEntered { ticketAnswered() } // its entry stale, not removed
             emit(.granted(ticket: ticket, node: waiter.nodePath!, token: waiter.token, hold: LockHold(waiter)))
             if lease > 0 { schedule(.lease(waiter.id), at: lease) }
         case .failure(let error) where error.code == .storageFailure:
@@ -730,8 +741,8 @@ extension LockManager {
     /// The acquire's reply, if it has none yet.
     func answer(_ waiter: Waiter, _ error: ReplyError) {
         guard !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot) else { return }
-        if waiter.ticketEntered { tickets[ticket] = nil }
         waiter.acquireAnswered = true
+        if waiter.ticketEntered { ticketAnswered() } // its entry stale, not removed
         emit(.failed(ticket: ticket, error: error))
     }
 
@@ -840,16 +851,21 @@ extension LockManager {
         if !waiter.acquireAnswered, let ticket = takeTicket(&waiter.ticketSlot), waiter.ticketEntered {
             let pending = tickets.removeValue(forKey: ticket)
             precondition(pending == waiter.id, "a pending acquire's ticket names it (refusal rejects duplicates)")
+            ticketAnswered()
         }
         _ = takeTicket(&waiter.releaseTicketSlot)
-        sessions[waiter.session].remove(waiter.id)
+        if sessionDeferred === waiter { sessionDeferred = nil } else { sessions[waiter.session].remove(waiter.id) }
         let lock = waiter.lock
         if lock.leave(waiter) && waiter.kind == .semaphore { lock.semaphoreMembers -= 1 }
         if waiter.name != nil { localOrderRemove(lock, waiter) }
-        if let name = waiter.name, let index = lock.bySequence.index(forKey: name.sequence),
-           lock.bySequence.values[index] === waiter {
-            lock.bySequence.remove(at: index)
-            queueRemove(lock, name)
+        if let name = waiter.name {
+            if waiter.bySequenceDeferred {
+                waiter.bySequenceDeferred = false
+                queueRemove(lock, name)
+            } else if let index = lock.bySequence.index(forKey: name.sequence), lock.bySequence.values[index] === waiter {
+                lock.bySequence.remove(at: index)
+                queueRemove(lock, name)
+            }
         }
         if lock.members.isEmpty { queueRetire(lock) }
     }

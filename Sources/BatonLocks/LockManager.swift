@@ -78,8 +78,14 @@ public final class LockManager<Ticket: Hashable> {
     var waiters: [WaiterID: Waiter] = [:]
     /// Pending (unanswered) acquires. One that came while none was pending enters at the end of its
     /// step (`unenteredAcquire`), if still unanswered: an acquire answered in its own step (an
-    /// uncontended grant, a refusal) hashes its ticket not at all.
+    /// uncontended grant, a refusal) hashes its ticket not at all. An entry stays when its acquire is
+    /// answered (a removal hashed the ticket again and moved the entries behind it: ~700 instructions
+    /// a contended grant): one whose waiter is answered or gone is stale, overwritten by the next
+    /// acquire with its ticket, and every stale one goes when they outnumber the pending ones
+    /// (`enterTicket`) or none is pending (`ticketAnswered`).
     var tickets: [Ticket: WaiterID] = [:]
+    /// Entries of `tickets` whose acquires are pending.
+    var pendingTicketCount = 0
     /// The acquire of the current step that is still to enter `tickets` (`Waiter.ticketEntered`).
     var unenteredAcquire: Waiter?
     /// The tickets the waiters hold: a pending acquire's (`Waiter.ticketSlot`; it leaves `tickets` and
@@ -89,6 +95,11 @@ public final class LockManager<Ticket: Hashable> {
     var ticketSlots: [Ticket?] = []
     var freeTicketSlots: [Int] = []
     var sessions: [UInt64: WaiterIDs] = [:]
+    /// The one waiter not entered in `sessions` yet: an acquire of a lock without members cannot be
+    /// reentrant, so it needs nothing of the table and waits here instead (an uncontended pair hashes
+    /// no session: its release forgets the waiter from here). Entered before anyone reads the table
+    /// (`enterDeferredSession`).
+    var sessionDeferred: Waiter?
     /// Every lock with local waiters, and the idle ones (no members: see `queueRetire`) kept for the
     /// next acquire: an acquire and the release of an idle lock's only waiter hash its path once
     /// each, not to move the state between two tables. `activeLock` finds only locks with members.
@@ -127,6 +138,7 @@ public final class LockManager<Ticket: Hashable> {
     /// the states and waiters would never be freed.
     deinit {
         link.manager = nil
+        sessionDeferred = nil
         for lock in locks.values { lock.dropWaiters() }
         for waiter in waiters.values { waiter.lock.dropWaiters() }
     }
@@ -222,7 +234,7 @@ public final class LockManager<Ticket: Hashable> {
         if let waiter = unenteredAcquire {
             unenteredAcquire = nil
             if !waiter.acquireAnswered, waiter.ticketSlot >= 0, let ticket = ticketSlots[waiter.ticketSlot] {
-                tickets[ticket] = waiter.id
+                enterTicket(ticket, waiter.id)
                 waiter.ticketEntered = true
             }
         }
@@ -257,7 +269,8 @@ public final class LockManager<Ticket: Hashable> {
         case .release(let node, let token, let session, let ticket, let hold):
             startRelease(node: node, token: token, session: session, ticket: ticket, hold: hold)
         case .cancel(let ticket):
-            guard let id = tickets[ticket], let waiter = waiters[id] else { return }
+            // A stale entry (its acquire answered) cancels nothing.
+            guard let id = tickets[ticket], let waiter = waiters[id], !waiter.acquireAnswered else { return }
             abandon(waiter, ReplyError(.lockCancelled))
         case .sessionEnded(let session):
             endSession(session)
@@ -278,32 +291,44 @@ public final class LockManager<Ticket: Hashable> {
         // With acquires pending, one hash of the ticket: entered as pending, or found pending already
         // (refused, that one kept); taken out again if the acquire is answered here. With none, no
         // duplicate is possible and the ticket enters at the step's end if still pending.
-        let entered = !tickets.isEmpty
-        if entered, let pending = tickets.updateValue(id, forKey: ticket) {
-            tickets[ticket] = pending
-            emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "an acquire with this ticket is pending")))
-            return
+        let entered = pendingTicketCount > 0
+        if entered {
+            if let pending = tickets.updateValue(id, forKey: ticket), waiters[pending].map({ !$0.acquireAnswered }) ?? false {
+                tickets[ticket] = pending
+                emit(.failed(ticket: ticket, error: ReplyError(.invalidArgument, "an acquire with this ticket is pending")))
+                return
+            }
         }
         if let refusal = refusal(of: request, lock: existing) {
             if entered { tickets[ticket] = nil }
             emit(.failed(ticket: ticket, error: refusal))
             return
         }
-        // One hash of the session: its waiters looked at (reentrancy), then the new one entered.
-        let answered = sessions[session].insert(id) { mine in
-            existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
-        }
-        if answered {
-            if entered { tickets[ticket] = nil }
-            return
+        // A lock without members: no reentrancy to judge, and the session's entry can wait (`sessionDeferred`).
+        let deferSession = sessionDeferred == nil && (existing?.members.isEmpty ?? true)
+        if !deferSession {
+            // One hash of the session: its waiters looked at (reentrancy), then the new one entered.
+            if sessionDeferred?.session == session { enterDeferredSession() }
+            let answered = sessions[session].insert(id) { mine in
+                existing.map { reentered(request, ticket: ticket, session: session, mine: mine, lock: $0) } ?? false
+            }
+            if answered {
+                if entered { tickets[ticket] = nil }
+                return
+            }
         }
         let lock = activateLock(existing, request.path)
         let waiter = Waiter(id: id, session: session, clientName: clientName,
                             request: request, lock: lock, queuedMilliseconds: nowMilliseconds)
+        if deferSession { sessionDeferred = waiter }
         nextWaiterID += 1
         waiters[waiter.id] = waiter
         waiter.ticketSlot = holdTicket(ticket)
         waiter.ticketEntered = entered
+        if entered {
+            pendingTicketCount += 1
+            purgeTicketsIfStale() // after the waiter is known: its own entry stays
+        }
         if !entered { unenteredAcquire = waiter }
         lock.enter(waiter)
         if waiter.kind == .semaphore { lock.semaphoreMembers += 1 }
@@ -357,6 +382,7 @@ public final class LockManager<Ticket: Hashable> {
     /// their lock-delay), and every node of the session is deleted.
     @_specialize(where Ticket == LockTicket)
     private func endSession(_ session: UInt64) {
+        enterDeferredSession()
         for id in (sessions[session]?.sorted() ?? []) {
             guard let waiter = waiters[id] else { continue }
             switch waiter.state {
@@ -560,6 +586,31 @@ public final class LockManager<Ticket: Hashable> {
         return lock
     }
 
+    /// Enters a pending acquire's ticket (over a stale entry of it, if any).
+    func enterTicket(_ ticket: Ticket, _ id: WaiterID) {
+        tickets[ticket] = id
+        pendingTicketCount += 1
+        purgeTicketsIfStale()
+    }
+
+    /// Drops the stale entries of `tickets` once they outnumber the pending ones (amortized: the
+    /// table holds at most twice the pending acquires and a few more).
+    func purgeTicketsIfStale() {
+        guard tickets.count >= 2 * pendingTicketCount + 32 else { return }
+        // Into a table with room for as many more again (a filtered copy was sized to the pending
+        // ones and grew, rehashing everything, twice before the next purge).
+        var kept = [Ticket: WaiterID](minimumCapacity: 2 * tickets.count)
+        for (ticket, id) in tickets where waiters[id].map({ !$0.acquireAnswered }) ?? false { kept[ticket] = id }
+        tickets = kept
+    }
+
+    /// An entered acquire was answered or forgotten: its entry is stale (all go with the last pending one).
+    func ticketAnswered() {
+        pendingTicketCount -= 1
+        precondition(pendingTicketCount >= 0)
+        if pendingTicketCount == 0 { tickets.removeAll(keepingCapacity: true) }
+    }
+
     /// Keeps `ticket` in a slot (`ticketSlots`) and gives its index.
     func holdTicket(_ ticket: Ticket) -> Int {
         guard let slot = freeTicketSlots.popLast() else {
@@ -584,6 +635,13 @@ public final class LockManager<Ticket: Hashable> {
     func holdReleaseTicket(_ ticket: Ticket, _ waiter: Waiter) {
         _ = takeTicket(&waiter.releaseTicketSlot)
         waiter.releaseTicketSlot = holdTicket(ticket)
+    }
+
+    /// Enters `sessionDeferred` in `sessions`: called before the table is read.
+    func enterDeferredSession() {
+        guard let waiter = sessionDeferred else { return }
+        sessionDeferred = nil
+        sessions[waiter.session].insert(waiter.id)
     }
 
     func schedule(_ action: DeadlineAction, at milliseconds: UInt64) {

@@ -104,6 +104,9 @@ final class Waiter {
 
     /// Its index in its lock's `members`; -1 once it left.
     var memberIndex = -1
+    /// Named while its lock's only member: its entry in `LockState.bySequence` is not made until a
+    /// second member enters (`LockState.enter`); it goes with the waiter (`LockManager.forget`).
+    var bySequenceDeferred = false
     /// Left `LockManager.waiters` (`forget`): answers still due for it are dropped.
     var forgotten = false
     /// The acquire got its reply (granted or failed): its ticket left `LockManager.tickets` and its
@@ -291,7 +294,8 @@ final class LockState {
     private(set) var members: [Waiter] = []
     /// Local waiters by their node's sequence (unique under one lock; the name is checked on use).
     /// Each entry goes when its waiter is forgotten (or overwritten by a namesake's, which goes then),
-    /// so the references back to the lock (`Waiter.lock`) end with the lock's last member.
+    /// so the references back to the lock (`Waiter.lock`) end with the lock's last member. A lone
+    /// member's entry is made only when a second member enters (`Waiter.bySequenceDeferred`).
     var bySequence: [UInt64: Waiter] = [:]
     /// Local waiters with a node, by sequence (for the wait-for graph, LockManager+Deadlock): the
     /// waiters themselves, not their ids (no hash to read a sequence). Each leaves when forgotten.
@@ -325,19 +329,42 @@ final class LockState {
     /// The last path given to a waiter node's create (`WaiterName.createPath`), with its kind and session:
     /// one session acquiring the lock again and again makes it once.
     private var recentCreate: (kind: LockKind, session: UInt64, path: String)?
+    /// The paths made for other sessions while the lock had several (its sessions taking turns, each
+    /// acquiring again: a path made per acquire was ~2 % of a contended grant), at most
+    /// `createPathsMax`; dropped when the lock goes idle (`clearForIdle`).
+    private var createPaths: [UInt64: (kind: LockKind, path: String)] = [:]
+    static let createPathsMax = 64
 
     init(path: String) { self.path = path }
 
     /// What a waiter node's create under this lock is given: its path less the sequence.
     func createPath(kind: LockKind, session: UInt64) -> String {
         if let recentCreate, recentCreate.session == session, recentCreate.kind == kind { return recentCreate.path }
+        // Another session than the last: kept for it while others have members here too (one hash).
+        let shared = members.count > 1
+        if shared, let kept = createPaths[session], kept.kind == kind {
+            recentCreate = (kind, session, kept.path)
+            return kept.path
+        }
         let made = WaiterName.createPath(lockPath: path, kind: kind, session: session)
+        if shared {
+            if createPaths.count >= Self.createPathsMax { createPaths.removeAll(keepingCapacity: true) }
+            createPaths[session] = (kind, made)
+        }
         recentCreate = (kind, session, made)
         return made
     }
 
+    /// Paths kept for sessions (for tests).
+    var createPathCount: Int { createPaths.count }
+
     func enter(_ waiter: Waiter) {
         precondition(waiter.memberIndex < 0)
+        if members.count == 1, members[0].bySequenceDeferred, let name = members[0].name {
+            // A second member: the first one's entry, deferred while it was alone, is made now.
+            members[0].bySequenceDeferred = false
+            bySequence[name.sequence] = members[0]
+        }
         waiter.memberIndex = members.count
         members.append(waiter)
     }
@@ -375,6 +402,7 @@ final class LockState {
         judgeEveryone = false
         listingWanted = false
         delayRecheckAt = nil
+        if !createPaths.isEmpty { createPaths = [:] }
     }
 }
 

@@ -29,10 +29,13 @@ extension Namespace {
     /// Pushes the session's deadline a full timeout past `now`; false if it is not open.
     @discardableResult
     public func touch(_ id: UInt64, now: Time) -> Bool {
-        // One hash of the id (every request of a session comes through here): changed in place
-        // through the optional, not read and then written. The heap keeps the old, earlier
-        // deadline; `dueSessions` re-files the session when it pops.
-        sessions[id]?.extendDeadline(now: now) != nil
+        // One hash of the id (every request of a session comes through here): changed in place at
+        // its index (`sessions[id]?.…` went through the optional `_modify`, which moves the entry out
+        // and back: ~380 instructions a call against ~150). The heap keeps the old, earlier deadline;
+        // `dueSessions` re-files the session when it pops.
+        guard let index = sessions.index(forKey: id) else { return false }
+        sessions.values[index].extendDeadline(now: now)
+        return true
     }
 
     /// Ends a session now: its watches go, then its ephemeral nodes are deleted (oldest first),

@@ -24,6 +24,10 @@ struct NodeTree: Sendable {
 
     struct Directory: Sendable {
         var chunks: [[Entry]] = []
+        /// The storage of the only chunk, emptied by a removal, for the next insert (a lock's directory
+        /// empties and fills once per pair: two arrays made and freed each time, ~1.5 % of a pair).
+        /// Only a small one is kept (`spareCapacityMax`); empty, it holds no storage.
+        var spare: [Entry] = []
     }
 
     private var root: Node?
@@ -33,12 +37,18 @@ struct NodeTree: Sendable {
 
     init(root: Node) { self.root = root }
 
+    /// Whether `path` is the root's: its one byte (`== NamespacePath.root` went through the string
+    /// comparison, ~70 instructions, several times per change).
+    @inline(__always) static func isRoot(_ path: String) -> Bool {
+        path.utf8.count == 1 && path.utf8.first == UInt8(ascii: "/")
+    }
+
     /// The node at `path`; setting nil removes it. A node's parent need not be in the tree here:
     /// the namespace keeps parents and their `childrenCount` in step.
     subscript(path: String) -> Node? {
         // Read in place (`tree[path]?.stat` copies no node).
         _read {
-            if path == NamespacePath.root {
+            if Self.isRoot(path) {
                 yield root
             } else {
                 let (directory, location) = lookup(path)
@@ -50,7 +60,7 @@ struct NodeTree: Sendable {
             }
         }
         set {
-            if path == NamespacePath.root {
+            if Self.isRoot(path) {
                 precondition(newValue.isSome, "the root cannot be removed")
                 root = newValue
                 return
@@ -75,7 +85,7 @@ struct NodeTree: Sendable {
         // Changes in place (`tree[path]!.field = …`: a lookup and then an access to the directory;
         // hot paths use `update`, one access); removing is `removeValue` or setting nil.
         _modify {
-            if path == NamespacePath.root {
+            if Self.isRoot(path) {
                 yield &root
                 precondition(root.isSome, "the root cannot be removed")
                 return
@@ -100,7 +110,7 @@ struct NodeTree: Sendable {
     /// `mutating` though it changes nothing: a non-mutating call on the namespace's stored tree
     /// copies the whole tree value first (its root node and trie retained and released).
     mutating func withNode<Result>(at path: String, parent: String? = nil, _ body: (Node?) -> Result) -> Result {
-        if path == NamespacePath.root { return body(root) }
+        if Self.isRoot(path) { return body(root) }
         let (directory, location) = lookup(path, parent: parent)
         guard let directory, location.found else { return body(nil) }
         return directory.chunks[location.chunk].withUnsafeBufferPointer { body($0[location.position].node) }
@@ -112,7 +122,7 @@ struct NodeTree: Sendable {
     /// was copied into an optional and the original released: ~0.2 % of a contended grant).
     /// `parent`: the path's parent if the caller has it already (not made again from the path).
     mutating func insertIfAbsent(_ path: String, parent: String? = nil, _ make: () -> Node) -> Bool {
-        precondition(path != NamespacePath.root, "the root always exists")
+        precondition(!Self.isRoot(path), "the root always exists")
         let inserted = withDirectory(of: path, parent: parent) { directory, name in
             let location = directory.locate(name)
             if location.found { return false }
@@ -129,7 +139,7 @@ struct NodeTree: Sendable {
     /// `parent`: the path's parent if the caller has it already (not made again from the path).
     mutating func update<Result, Failure: Error>(_ path: String, parent: String? = nil,
                                                  _ body: (inout Node?) throws(Failure) -> Result) throws(Failure) -> Result {
-        if path == NamespacePath.root {
+        if Self.isRoot(path) {
             defer { precondition(root.isSome, "the root cannot be removed") }
             return try body(&root)
         }
@@ -199,9 +209,12 @@ struct NodeTree: Sendable {
     /// Directories in the table, empty ones kept included (for tests: none may outlive its node).
     var directoryCount: Int { directories.count }
 
+    /// The capacity an emptied directory keeps for its next child (for tests; 0 without a directory).
+    func directorySpareCapacity(of parent: String) -> Int { directories[parent]?.spare.capacity ?? 0 }
+
     /// Whether a node is at `path` (no copy of it).
     func contains(_ path: String) -> Bool {
-        path == NamespacePath.root || lookup(path).location.found
+        Self.isRoot(path) || lookup(path).location.found
     }
 
     /// The directory of a non-root `path`'s parent (nil if the parent has no children) and where the
@@ -235,7 +248,7 @@ struct NodeTree: Sendable {
             let slash = lastSlash(bytes)
             return (slash, Self.parent(bytes, slash))
         }
-        let slash = parent == NamespacePath.root ? 0 : parent.utf8.count
+        let slash = Self.isRoot(parent) ? 0 : parent.utf8.count
         assert(bytes[slash] == UInt8(ascii: "/") && lastSlash(bytes) == slash, "\(parent) is not the parent")
         return (slash, parent)
     }
@@ -262,7 +275,7 @@ struct NodeTree: Sendable {
     mutating func removeValue<Failure: Error>(forKey path: String, parent: String? = nil,
                                               checking check: (_ version: Int32, _ childrenCount: UInt32) throws(Failure) -> Void)
         throws(Failure) -> Node? {
-        precondition(path != NamespacePath.root, "the root cannot be removed")
+        precondition(!Self.isRoot(path), "the root cannot be removed")
         var refusal: Failure?
         let removed = withDirectory(of: path, parent: parent) { directory, name -> Node? in
             let location = directory.locate(name)
@@ -413,9 +426,16 @@ extension NodeTree.Directory {
         }
     }
 
+    /// The largest emptied chunk kept as `spare`.
+    static let spareCapacityMax = 4
+
     mutating func insert(_ entry: consuming NodeTree.Entry, at location: Location) {
         guard !chunks.isEmpty else {
-            chunks = [[entry]]
+            // Into the spare chunk's storage and the chunk list's (kept by the removal that emptied them).
+            var chunk: [NodeTree.Entry] = []
+            swap(&chunk, &spare)
+            chunk.append(entry)
+            chunks.append(chunk)
             return
         }
         // Entries are moved, never copied: `Array.insert` copies the new entry in and releases the
@@ -457,7 +477,16 @@ extension NodeTree.Directory {
     /// the node and released the entry's).
     mutating func removeNode(at location: Location) -> Node? {
         var entry = chunks[location.chunk].remove(at: location.position)
-        if chunks[location.chunk].isEmpty { chunks.remove(at: location.chunk) }
+        if chunks[location.chunk].isEmpty {
+            // The last chunk goes with `removeLast`, which keeps the list's capacity; its own storage
+            // is kept too if small.
+            if chunks.count == 1 {
+                let emptied = chunks.removeLast()
+                if emptied.capacity <= Self.spareCapacityMax { spare = emptied }
+            } else {
+                chunks.remove(at: location.chunk)
+            }
+        }
         return entry.node.take()
     }
 }

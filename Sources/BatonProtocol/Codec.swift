@@ -138,6 +138,16 @@ public enum Codec {
         return try decodeRequest(&reader)
     }
 
+    /// `decodeRequest(inPlace:)` for one connection's frames: a long string field with the bytes of one
+    /// `strings` keeps (the last the connection named, the node of its last grant) is that string, not
+    /// a new one; `strings` then keeps what this request named.
+    public static func decodeRequest(inPlace body: UnsafeRawBufferPointer, strings: StringMemo)
+        throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
+        var reader = WireReader(inPlace: body)
+        reader.strings = strings
+        return try decodeRequest(&reader)
+    }
+
     static func decodeRequest(_ reader: inout WireReader) throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
         let opcodeByte = try reader.u8("opcode")
         let requestID = try reader.u32("request id")

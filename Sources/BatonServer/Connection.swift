@@ -59,6 +59,8 @@ final class Connection {
     /// holds at most one read buffer plus one frame.
     var input: [UInt8] = []
     var inputStart = 0
+    /// Strings its requests name again: no new string per decode (`Codec.decodeRequest(inPlace:strings:)`).
+    let strings = StringMemo()
     /// Frames decoded in loop turn `turn`: the per-turn budget.
     var framesThisTurn = 0
     var turn: UInt64 = 0
@@ -112,7 +114,7 @@ final class Connection {
     /// the connection is authenticated, which a frame of this batch may do). Each length is checked
     /// before the frame is read; each frame is decoded in place from `bytes` (the request copies out what
     /// it keeps). Returns how many bytes were consumed and why it stopped.
-    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, frameBytesMax: () -> Int,
+    static func decodeFrames(_ bytes: UnsafeRawBufferPointer, strings: StringMemo, frameBytesMax: () -> Int,
                              mayContinue: () -> Bool, deliver: (Decoded) -> Void) -> (consumed: Int, stop: DecodeStop) {
         let prefixBytes = FrameSplitter.prefixBytes
         var cursor = 0
@@ -130,7 +132,7 @@ final class Connection {
             let body = UnsafeRawBufferPointer(rebasing: bytes[bodyStart..<(bodyStart + length)])
             cursor = bodyStart + length
             do {
-                let (requestID, request) = try Codec.decodeRequest(inPlace: body)
+                let (requestID, request) = try Codec.decodeRequest(inPlace: body, strings: strings)
                 deliver(.request(requestID, request))
             } catch {
                 deliver(.failure(error))

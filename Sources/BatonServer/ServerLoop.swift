@@ -490,7 +490,7 @@ final class ServerLoop {
         // Each frame's outputs are routed right after it (`deliver`), once: so a reply that
         // authenticated the connection raises the limit for the next length prefix, and the output
         // queue is known before the next frame.
-        let result = Connection.decodeFrames(bytes, frameBytesMax: {
+        let result = Connection.decodeFrames(bytes, strings: connection.strings, frameBytesMax: {
             admission.frameBytesMax(for: connection)
         }, mayContinue: {
             guard connection.phase == .open else { return false }
@@ -799,6 +799,7 @@ final class ServerLoop {
             var answersWait = false
             if case .reply(let reply) = message { answersWait = replyRouted(reply, to: id) }
             guard let connection = openConnection(id) else { return }
+            connection.strings.remember(message) // a grant's node, for the release that names it
             // Only the handshake's replies move a connection on (Admission.observe).
             if case .reply(let reply) = message, reply.opcode == .hello || reply.opcode == .authenticate {
                 admission.observe(reply, on: connection, now: uv_now(loop))

@@ -192,6 +192,32 @@ final class LockAPITests: XCTestCase {
         }
     }
 
+    /// The hold that closes the cycle was the last acquire of a lock without members (whose session
+    /// entry the manager defers, `LockManager.sessionDeferred`), taken by a session that was already
+    /// waiting: the deadlock check still sees it among that session's nodes.
+    func testAHoldTakenOnAnIdleLockWhileWaitingElsewhereClosesACycle() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(10, session: 0xC, path: "/locks/c") // C's entry deferred
+            harness.acquire(1, session: 0xA, path: "/locks/p")
+            harness.acquire(2, session: 0xB, path: "/locks/p") // B waits for A
+            let node = harness.takeEffects().grants.first { $0.ticket == 10 }!.node
+            harness.release(node, session: 0xC, ticket: 11)    // no entry deferred now
+            harness.acquire(3, session: 0xB, path: "/locks/m") // B holds m (an idle lock): its entry deferred
+            harness.acquire(4, session: 0xA, path: "/locks/m") // A would wait for B: a cycle
+            let effects = harness.takeEffects()
+            XCTAssertEqual(effects.grantedTickets, [3], "\(delivery)")
+            XCTAssertEqual(effects.failures, [4: .deadlock], "\(delivery)")
+            // The session's end still finds the hold on m: its node goes, and nobody waits behind it.
+            harness.sessionDies(0xB)
+            let ended = harness.takeEffects()
+            XCTAssertEqual(ended.losses.map(\.reason), [.sessionExpired], "\(delivery)")
+            XCTAssertEqual(ended.failures, [2: .sessionExpired], "\(delivery)")
+            XCTAssertEqual(harness.waiterNodes("/locks/m").count, 0, "\(delivery)")
+            XCTAssertEqual(harness.manager.waiterCount, 1, "only A's hold of p is left")
+        }
+    }
+
     func testACycleOfThreeThroughAWaitingWriterIsFound() {
         forEachDelivery { delivery in
             let harness = LockHarness(delivery)
@@ -309,5 +335,56 @@ final class LockDelayTests: XCTestCase {
         XCTAssertEqual(harness.takeEffects().grantedTickets, [1, 2])
         harness.acquire(3, session: 3, path: "/locks/c", owner: "o", lockDelayMilliseconds: 1_001)
         XCTAssertEqual(harness.takeEffects().failures, [3: .invalidArgument])
+    }
+}
+
+/// A waiting acquire's ticket stays in the manager's table after its grant (a stale entry, dropped in
+/// bulk later): cancelling it then changes nothing, and the ticket may name a new acquire; many grants
+/// leave the table bounded and every later cancel of a pending acquire still works.
+final class LockTicketTableTests: XCTestCase {
+    func testAGrantedWaitersTicketCancelsNothingAndMayBeUsedAgain() {
+        forEachDelivery { delivery in
+            let harness = LockHarness(delivery)
+            harness.acquire(1, session: 1)
+            harness.acquire(2, session: 2) // waits: its ticket entered
+            harness.acquire(3, session: 3) // waits
+            let first = harness.takeEffects().grants
+            XCTAssertEqual(first.map(\.ticket), [1], "\(delivery)")
+            harness.release(first[0].node, session: 1, ticket: 10)
+            let second = harness.takeEffects().grants
+            XCTAssertEqual(second.map(\.ticket), [2], "\(delivery)")
+            XCTAssertFalse(harness.cancel(2), "a granted acquire cannot be cancelled (\(delivery))")
+            XCTAssertEqual(harness.takeEffects().releasedTickets, [])
+            XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).map(\.position), [.holder, .waiter],
+                           "the hold stays (\(delivery))")
+            // Ticket 2 again, on another lock: a new acquire, not a duplicate of the answered one.
+            harness.acquire(2, session: 2, path: "/locks/b")
+            XCTAssertEqual(harness.takeEffects().grantedTickets, [2], "\(delivery)")
+            XCTAssertTrue(harness.cancel(3), "a waiting acquire is still found (\(delivery))")
+        }
+    }
+
+    func testManyGrantsThroughAQueueKeepCancelsRight() {
+        let harness = LockHarness(.immediate)
+        harness.acquire(0, session: 1_000_000)
+        var holder = (ticket: 0, session: UInt64(1_000_000), node: harness.takeEffects().grants[0].node)
+        // Acquires queue up and every fourth one the holder passes the lock on: each grant leaves its
+        // entry stale, thousands of them over the run.
+        for ticket in 1...2_000 {
+            harness.acquire(ticket, session: UInt64(ticket + 1), settle: false)
+            if ticket % 4 == 0 {
+                harness.release(holder.node, session: holder.session, ticket: 100_000 + ticket)
+                let granted = harness.takeEffects().grants
+                XCTAssertEqual(granted.count, 1)
+                holder = (granted[0].ticket, UInt64(granted[0].ticket + 1), granted[0].node)
+            }
+        }
+        XCTAssertEqual(holder.ticket, 500)
+        // Each acquire still waiting is cancelled by its ticket, and only those.
+        var cancelled: [Int] = []
+        for ticket in 1...2_000 where harness.cancel(ticket) { cancelled.append(ticket) }
+        XCTAssertEqual(cancelled, Array(501...2_000))
+        XCTAssertEqual(harness.manager.heldTicketCount, 0)
+        XCTAssertEqual(harness.manager.inspect(path: "/locks/a", now: harness.now).map(\.position), [.holder])
     }
 }

@@ -148,6 +148,58 @@ final class NodeTreeTests: XCTestCase {
         XCTAssertEqual(try restored.children("/d").names, ["m"])
     }
 
+    /// A directory emptied by a removal keeps its storage for the next insert (`Directory.spare`):
+    /// filled again, emptied again, copied at every step (a snapshot, a rollback point), each copy keeps
+    /// what it had, and a large emptied chunk is not kept.
+    func testADirectoryEmptiedAndFilledAgainKeepsCopiesApart() {
+        var tree = NodeTree(root: node(0))
+        tree["/d"] = node(-1)
+        var copies: [(NodeTree, [String: Node])] = []
+        var model: [String: Node] = [:]
+        for round in 0..<6 {
+            let names = (0..<(round % 3 + 1)).map { "w\(round)-\($0)" }
+            for (index, name) in names.enumerated() {
+                XCTAssertTrue(tree.insertIfAbsent("/d/" + name) { node(Int32(round * 10 + index)) })
+                model["/d/" + name] = node(Int32(round * 10 + index))
+                copies.append((tree, model))
+            }
+            for name in names.reversed() {
+                XCTAssertEqual(tree.removeValue(forKey: "/d/" + name), model.removeValue(forKey: "/d/" + name))
+                copies.append((tree, model))
+            }
+            XCTAssertEqual(tree.childNames(of: "/d", after: nil, limit: .max).names, [])
+        }
+        for (copy, expected) in copies {
+            XCTAssertEqual(copy.childNames(of: "/d", after: nil, limit: .max).names,
+                           expected.keys.map { String($0.dropFirst(3)) }.sorted(by: byteOrder))
+            for (path, value) in expected { XCTAssertEqual(copy[path], value, path) }
+            XCTAssertEqual(copy.count, expected.count + 2)
+        }
+        // A chunk of many entries emptied: its storage is not kept (only small ones are).
+        let many = (0..<50).map { "m\($0)" }
+        for name in many { tree["/d/" + name] = node(1) }
+        for name in many { tree["/d/" + name] = nil }
+        XCTAssertEqual(tree.directorySpareCapacity(of: "/d"), 0)
+        tree["/d/one"] = node(2)
+        tree["/d/one"] = nil
+        XCTAssertGreaterThan(tree.directorySpareCapacity(of: "/d"), 0, "a one-entry chunk's storage is kept")
+        XCTAssertLessThanOrEqual(tree.directorySpareCapacity(of: "/d"), NodeTree.Directory.spareCapacityMax)
+        tree["/d/two"] = node(3)
+        XCTAssertEqual(tree["/d/two"], node(3))
+        XCTAssertEqual(tree.childNames(of: "/d", after: nil, limit: .max).names, ["two"])
+    }
+
+    /// `NodeTree.isRoot` is `== NamespacePath.root`, by the bytes.
+    func testIsRootIsTheRootsOneByte() {
+        for path in ["/", "", "x", "//", "/a", "a/", "\u{2215}", "/\u{301}", String(repeating: "/", count: 20)] {
+            XCTAssertEqual(NodeTree.isRoot(path), path == NamespacePath.root, path)
+        }
+        var tree = NodeTree(root: node(0))
+        tree["/x"] = node(1)
+        XCTAssertEqual(tree["/"], node(0))
+        XCTAssertEqual(tree["/x"], node(1))
+    }
+
     func testANamespaceWithManyChildrenSurvivesASnapshotAndALaterWrite() throws {
         let namespace = makeNamespace()
         let now = Time(milliseconds: 1_000)
