@@ -52,22 +52,13 @@ enum FileSystem {
         }
     }
 
-    static func sync(_ descriptor: Int32, path: @autoclosure () -> String) throws {
-        while systemFsync(descriptor) != 0 {
+    /// fsync; with `dataOnly`, fdatasync where there is one: the data and the metadata needed to read
+    /// it back (the size), not the timestamps (a log segment's records: recovery never reads its times).
+    static func sync(_ descriptor: Int32, dataOnly: Bool = false, path: @autoclosure () -> String) throws {
+        while systemSync(descriptor, dataOnly: dataOnly) != 0 {
             let code = errno
             if code == EINTR { continue }
-            throw error("fsync", path(), code)
-        }
-    }
-
-    /// As `sync`, for a log segment's appended records: `fdatasync` where there is one. It makes the
-    /// data durable with the metadata needed to read it back (the file's size), and skips the
-    /// timestamps, which recovery never reads.
-    static func syncData(_ descriptor: Int32, path: @autoclosure () -> String) throws {
-        while systemFdatasync(descriptor) != 0 {
-            let code = errno
-            if code == EINTR { continue }
-            throw error("fdatasync", path(), code)
+            throw error(dataOnly ? "fdatasync" : "fsync", path(), code)
         }
     }
 
@@ -234,22 +225,13 @@ private func systemRead(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer, 
     return Glibc.read(descriptor, buffer, count)
     #endif
 }
-private func systemFsync(_ descriptor: Int32) -> Int32 {
+private func systemSync(_ descriptor: Int32, dataOnly: Bool) -> Int32 {
     #if canImport(Darwin)
     return Darwin.fsync(descriptor)
     #elseif canImport(Musl)
-    return Musl.fsync(descriptor)
+    return dataOnly ? Musl.fdatasync(descriptor) : Musl.fsync(descriptor)
     #else
-    return Glibc.fsync(descriptor)
-    #endif
-}
-private func systemFdatasync(_ descriptor: Int32) -> Int32 {
-    #if canImport(Darwin)
-    return Darwin.fsync(descriptor)
-    #elseif canImport(Musl)
-    return Musl.fdatasync(descriptor)
-    #else
-    return Glibc.fdatasync(descriptor)
+    return dataOnly ? Glibc.fdatasync(descriptor) : Glibc.fsync(descriptor)
     #endif
 }
 private func systemRename(_ source: String, _ destination: String) -> Int32 {

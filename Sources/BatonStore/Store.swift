@@ -320,7 +320,7 @@ public final class Store {
 
     func syncSegment() throws {
         let started = LatencyHistogram.now()
-        try FileSystem.syncData(segmentDescriptor, path: segmentPath)
+        try FileSystem.sync(segmentDescriptor, dataOnly: true, path: segmentPath)
         fsyncDurations.record(nanoseconds: LatencyHistogram.now() - started)
         fsyncCount += 1
         durableLSN = writtenLSN
