@@ -132,16 +132,10 @@ public enum Codec {
 
     /// `decodeRequest` straight from bytes the caller owns (batond's input buffer): no copy. The
     /// request owns everything it holds (strings and data are copied out), so it outlives `body`.
-    public static func decodeRequest(inPlace body: UnsafeRawBufferPointer)
-        throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
-        var reader = WireReader(inPlace: body)
-        return try decodeRequest(&reader)
-    }
-
-    /// `decodeRequest(inPlace:)` for one connection's frames: a long string field with the bytes of one
-    /// `strings` keeps (the last the connection named, the node of its last grant) is that string, not
-    /// a new one; `strings` then keeps what this request named.
-    public static func decodeRequest(inPlace body: UnsafeRawBufferPointer, strings: StringMemo)
+    /// With one connection's `strings`, a long string field with the bytes of one it keeps (the last
+    /// the connection named, the node of its last grant) is that string, not a new one; `strings`
+    /// then keeps what this request named. The caller keeps `strings` alive for the call.
+    public static func decodeRequest(inPlace body: UnsafeRawBufferPointer, strings: StringMemo? = nil)
         throws(DecodeFailure) -> (requestID: UInt32, request: Request) {
         var reader = WireReader(inPlace: body)
         reader.strings = strings

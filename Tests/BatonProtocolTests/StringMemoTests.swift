@@ -17,8 +17,7 @@ final class StringMemoTests: XCTestCase {
         let result = padded.withUnsafeBytes { raw in
             Result { () throws(DecodeFailure) in
                 let bytes = UnsafeRawBufferPointer(rebasing: raw[..<body.count])
-                if let strings { return try Codec.decodeRequest(inPlace: bytes, strings: strings) }
-                return try Codec.decodeRequest(inPlace: bytes)
+                return try Codec.decodeRequest(inPlace: bytes, strings: strings)
             }
         }
         return try result.get().request
