@@ -27,27 +27,28 @@ final class WaiterNameParseTests: XCTestCase {
         bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     }
 
-    func testEveryByteValueAtEveryDigitPosition() {
-        let base = Array("0123abcd".utf8)
+    /// `base` with every byte value at each of its eight positions in turn.
+    private func forEveryByteAtEveryPosition(of base: String, _ check: (_ bytes: [UInt8], _ message: String) -> Void) {
         for position in 0..<8 {
             for byte in UInt8.min...UInt8.max {
-                var bytes = base
+                var bytes = Array(base.utf8)
                 bytes[position] = byte
-                XCTAssertEqual(WaiterName.hexWord(word(bytes)), reference(bytes), "byte \(byte) at \(position)")
+                check(bytes, "byte \(byte) at \(position)")
             }
         }
     }
 
+    func testEveryByteValueAtEveryDigitPosition() {
+        forEveryByteAtEveryPosition(of: "0123abcd") { bytes, message in
+            XCTAssertEqual(WaiterName.hexWord(word(bytes)), reference(bytes), message)
+        }
+    }
+
     func testEveryByteValueAtEveryDecimalPosition() {
-        let base = Array("90817263".utf8)
-        for position in 0..<8 {
-            for byte in UInt8.min...UInt8.max {
-                var bytes = base
-                bytes[position] = byte
-                let expected: UInt64? = bytes.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-                    ? UInt64(String(decoding: bytes, as: UTF8.self)) : nil
-                XCTAssertEqual(WaiterName.decimalWord(word(bytes)), expected, "byte \(byte) at \(position)")
-            }
+        forEveryByteAtEveryPosition(of: "90817263") { bytes, message in
+            let expected: UInt64? = bytes.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+                ? UInt64(String(decoding: bytes, as: UTF8.self)) : nil
+            XCTAssertEqual(WaiterName.decimalWord(word(bytes)), expected, message)
         }
         XCTAssertEqual(WaiterName.decimalWord(word(Array("99999999".utf8))), 99_999_999)
         XCTAssertEqual(WaiterName.decimalWord(word(Array("00000000".utf8))), 0)
