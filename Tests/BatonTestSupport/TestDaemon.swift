@@ -98,8 +98,17 @@ public final class TestDaemon: @unchecked Sendable {
     /// child stays a zombie while `isRunning` says true and `waitUntilExit()` never returns. So the
     /// kernel is asked too, with `waitid(WNOWAIT)`, which leaves the child for Foundation to reap.
     private var runningProcess: Process? {
-        guard let process, process.isRunning, TestDaemon.exitedChild(process.processIdentifier) == nil else { return nil }
+        guard let process, process.isRunning, !TestDaemon.childEnded(process.processIdentifier) else { return nil }
         return process
+    }
+
+    /// Whether the child has ended: exited and not reaped yet, or reaped already. Foundation's monitor
+    /// reaps it and only then clears `isRunning`: in between, `waitid` fails with ECHILD, and a
+    /// daemon that `waitForExit` saw end looked running to `start` (its precondition failed).
+    static func childEnded(_ pid: Int32) -> Bool {
+        var information = siginfo_t()
+        guard waitid(P_PID, id_t(pid), &information, WEXITED | WNOHANG | WNOWAIT) == 0 else { return errno == ECHILD }
+        return information._sifields._sigchld.si_pid == pid
     }
 
     /// How the child ended if it has ended and is not yet reaped, else nil.
